@@ -1,0 +1,18 @@
+"""Rule encode: the held still and the padded audio become the final video."""
+
+from pathlib import Path
+
+from va.job import load_job
+from va.stages import encode
+from va.tracking import rule_step
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+
+with rule_step("encode", snakemake.log[0]):
+    encode(
+        load_job(Path(snakemake.params.job)),
+        Path(snakemake.input.plan),
+        Path(snakemake.input.still),
+        Path(snakemake.input.audio),
+        Path(snakemake.output.final),
+    )

@@ -1,0 +1,12 @@
+"""Rule hold_start_frame: render the start image, or a start video's first frame, as the still."""
+
+from pathlib import Path
+
+from va.job import load_job
+from va.stages import hold_start_frame
+from va.tracking import rule_step
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+
+with rule_step("hold_start_frame", snakemake.log[0]):
+    hold_start_frame(load_job(Path(snakemake.params.job)), Path(snakemake.output.still))

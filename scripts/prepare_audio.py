@@ -1,0 +1,16 @@
+"""Rule prepare_audio: pad the voice track and write the plan."""
+
+from pathlib import Path
+
+from va.job import load_job
+from va.stages import prepare_audio
+from va.tracking import rule_step
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+
+with rule_step("prepare_audio", snakemake.log[0]):
+    prepare_audio(
+        load_job(Path(snakemake.params.job)),
+        Path(snakemake.output.padded),
+        Path(snakemake.output.plan),
+    )

@@ -1,0 +1,75 @@
+"""The run's event log, ``logs/events.jsonl``: one JSON object a line, appended, never rewritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def utc_now() -> str:
+    """ISO 8601 time in UTC with milliseconds, the timestamp format of every record."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def append_event(path: Path, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any]:
+    """Append one event; a single ``write`` on an ``O_APPEND`` file, so parallel writers never interleave."""
+    event = {"ts": utc_now(), "stage": stage, "level": level, "message": message, **fields}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(event, sort_keys=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return event
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """All complete events of a log; a torn last line (a killed writer) is ignored."""
+    if not path.exists():
+        return []
+    events = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+def follow_events(
+    path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2
+) -> Iterator[dict[str, Any]]:
+    """Yield events as they are appended, until ``finished()`` is true and the log is drained."""
+    offset = 0
+    pending = b""
+    while True:
+        done = finished()
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            offset += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+        if done:
+            return
+        time.sleep(poll_seconds)
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One event as a line for people: time, stage, level, message."""
+    return f"{event.get('ts', '?')}  {event.get('stage', '?'):<10} {event.get('level', '?'):<7} {event.get('message', '')}"

@@ -1,0 +1,331 @@
+"""Every ffmpeg and ffprobe call of the project: probing, padding audio, holding a still, encoding.
+
+Commands are argument lists, never shell strings, and are logged with ``shlex.join``. The executables
+come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from va.errors import ExitCode, VaError
+
+log = logging.getLogger(__name__)
+
+#: Sample rate of the padded audio track and of the AAC stream in the final video.
+AUDIO_SAMPLE_RATE = 48000
+#: Seconds between key frames of a held still; the usual figure for players that seek.
+KEYFRAME_INTERVAL_SECONDS = 2
+AAC_BITRATE = "192k"
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What ffprobe says about the first audio stream of a file."""
+
+    path: Path
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_seconds: float
+
+
+@dataclass(frozen=True)
+class VisualInfo:
+    """What ffprobe says about the first video stream of an image or video file."""
+
+    path: Path
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    has_alpha: bool
+
+
+@dataclass(frozen=True)
+class VideoStreamCheck:
+    """The figures of an encoded video that the output contract promises."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+    video_codec: str
+    pix_fmt: str
+    audio_codec: str
+    video_duration_seconds: float
+    audio_duration_seconds: float
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """How a start frame of ``source`` size becomes an even-sized output frame."""
+
+    width: int
+    height: int
+    filter: str
+
+
+def executable(name: str) -> str:
+    """The path of ``ffmpeg`` or ``ffprobe``: the upper-case environment variable, else ``PATH``."""
+    override = os.environ.get(name.upper())
+    found = shutil.which(override) if override else shutil.which(name)
+    if not found:
+        where = f"{name.upper()}={override}" if override else "PATH"
+        raise VaError(ExitCode.DEPENDENCY_MISSING, f"{name} not found ({where}); install ffmpeg")
+    return found
+
+
+def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.CompletedProcess[str]:
+    log.info("%s", shlex.join(argv))
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise VaError(ExitCode.DEPENDENCY_MISSING, f"cannot start {argv[0]}: {exc}") from exc
+    if done.returncode != 0:
+        raise VaError(failure, f"{what}: {_last_line(done.stderr)}")
+    if done.stderr:
+        log.info("%s", done.stderr.strip())
+    return done
+
+
+def _last_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message from ffmpeg"
+
+
+def tool_version(name: str) -> str:
+    """First line of ``ffmpeg -version`` (or ffprobe's), e.g. ``ffmpeg version 5.1.6-0+deb12u1``."""
+    done = _run([executable(name), "-version"], failure=ExitCode.DEPENDENCY_MISSING, what=name)
+    return done.stdout.splitlines()[0].split(" Copyright")[0] if done.stdout else "unknown"
+
+
+def _ffprobe_json(path: Path) -> dict[str, object]:
+    argv = [
+        executable("ffprobe"),
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        str(path),
+    ]
+    log.info("%s", shlex.join(argv))
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable media file: {path}")
+    data: dict[str, object] = json.loads(done.stdout or "{}")
+    return data
+
+
+def _first_stream(data: dict[str, object], kind: str) -> dict[str, object] | None:
+    streams = data.get("streams")
+    if not isinstance(streams, list):
+        return None
+    for stream in streams:
+        if isinstance(stream, dict) and stream.get("codec_type") == kind:
+            return stream
+    return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def probe_audio(path: Path) -> AudioInfo:
+    """Probe the first audio stream; a file without decodable audio is ``UNSUPPORTED_FORMAT``."""
+    data = _ffprobe_json(path)
+    stream = _first_stream(data, "audio")
+    fmt = data.get("format")
+    fmt_duration = fmt.get("duration") if isinstance(fmt, dict) else None
+    duration = _float(stream.get("duration")) if stream else None
+    duration = duration if duration is not None else _float(fmt_duration)
+    if stream is None or not duration or duration <= 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable audio file: {path}")
+    return AudioInfo(
+        path=path,
+        codec=str(stream.get("codec_name", "")),
+        sample_rate=int(str(stream.get("sample_rate", 0))),
+        channels=int(str(stream.get("channels", 0))),
+        duration_seconds=duration,
+    )
+
+
+def probe_visual(path: Path) -> VisualInfo:
+    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``."""
+    data = _ffprobe_json(path)
+    stream = _first_stream(data, "video")
+    width = int(str(stream.get("width", 0))) if stream else 0
+    height = int(str(stream.get("height", 0))) if stream else 0
+    if stream is None or width <= 0 or height <= 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable image or video: {path}")
+    pix_fmt = str(stream.get("pix_fmt", ""))
+    return VisualInfo(
+        path=path,
+        codec=str(stream.get("codec_name", "")),
+        width=width,
+        height=height,
+        pix_fmt=pix_fmt,
+        has_alpha=any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8")),
+    )
+
+
+def plan_geometry(
+    source_width: int,
+    source_height: int,
+    width: int | None,
+    height: int | None,
+    fit: str,
+) -> FrameGeometry:
+    """Output size and the scale/crop filter for a start frame.
+
+    Without a requested size the source size is kept, and an odd width or height loses its last
+    column or row (a crop, so no pixel is resampled). With a requested size the frame is scaled to
+    fit inside it and centred on the background (``contain``) or scaled to cover it and centre-cropped
+    (``cover``).
+    """
+    if width is None or height is None:
+        even_w = max(2, source_width - source_width % 2)
+        even_h = max(2, source_height - source_height % 2)
+        return FrameGeometry(even_w, even_h, f"crop={even_w}:{even_h}:0:0,setsar=1")
+    if fit == "cover":
+        chain = (
+            f"scale={width}:{height}:force_original_aspect_ratio=increase,"
+            f"crop={width}:{height},setsar=1"
+        )
+    else:
+        chain = f"scale={width}:{height}:force_original_aspect_ratio=decrease,setsar=1"
+    return FrameGeometry(width, height, chain)
+
+
+def render_still(
+    source: Path,
+    target: Path,
+    geometry: FrameGeometry,
+    background: str,
+) -> None:
+    """Write the first frame of ``source`` as an RGB PNG of the planned size, alpha flattened."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    graph = (
+        f"color=c={background}:s={geometry.width}x{geometry.height}:d=1,format=rgb24[bg];"
+        f"[0:v:0]{geometry.filter},format=rgba[fg];"
+        "[bg][fg]overlay=x=(W-w)/2:y=(H-h)/2:format=auto:shortest=1,format=rgb24[still]"
+    )
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
+    argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
+    _run(argv + [str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
+    if not target.exists() or target.stat().st_size == 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no frame could be decoded from {source}")
+
+
+def pad_audio(source: Path, target: Path, pre_seconds: float, post_seconds: float) -> AudioInfo:
+    """Decode ``source`` to 16-bit PCM WAV with exact silence before and after it.
+
+    Mono stays mono, anything else becomes stereo. The pads are counted in samples, so the result
+    is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
+    """
+    info = probe_audio(source)
+    channels = 1 if info.channels == 1 else 2
+    pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
+    post = round(post_seconds * AUDIO_SAMPLE_RATE)
+    chain = [f"aresample={AUDIO_SAMPLE_RATE}"]
+    if pre:
+        chain.append(f"adelay=delays={pre}S:all=1")
+    if post:
+        chain.append(f"apad=pad_len={post}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
+    argv += ["-map", "0:a:0", "-af", ",".join(chain), "-ac", str(channels)]
+    argv += ["-ar", str(AUDIO_SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
+    padded = probe_audio(target)
+    if padded.duration_seconds <= (pre + post) / AUDIO_SAMPLE_RATE:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no audio could be decoded from {source}")
+    return padded
+
+
+def encode_held_still(
+    still: Path,
+    audio: Path,
+    target: Path,
+    *,
+    fps: int,
+    frames: int,
+    crf: int,
+    preset: str,
+) -> None:
+    """Encode ``still`` held for exactly ``frames`` frames at ``fps`` with ``audio``, to MP4.
+
+    A still compresses to one key frame and empty predicted frames, so one key-frame interval is
+    encoded once and stream-copied as often as needed: the cost is that of the audio plus a couple
+    of seconds of video, whatever the length. The result is written under a temporary name in the
+    target's folder and renamed when complete, so ``target`` never exists half-written.
+    """
+    gop = max(1, min(frames, KEYFRAME_INTERVAL_SECONDS * fps))
+    loops = math.ceil(frames / gop) - 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".encode-", dir=target.parent) as scratch:
+        segment = Path(scratch) / "gop.mp4"
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
+        argv += ["-loop", "1", "-framerate", str(fps), "-i", str(still), "-frames:v", str(gop)]
+        argv += ["-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"]
+        argv += ["-c:v", "libx264", "-preset", preset, "-tune", "stillimage", "-crf", str(crf)]
+        argv += ["-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+        argv += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+        argv += ["-color_range", "tv", str(segment)]
+        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
+        partial = Path(scratch) / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
+        argv += ["-stream_loop", str(loops), "-i", str(segment), "-i", str(audio)]
+        argv += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-frames:v", str(frames)]
+        argv += ["-c:a", "aac", "-b:a", AAC_BITRATE, "-movflags", "+faststart", "-f", "mp4"]
+        _run(argv + [str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
+        counted = count_video_packets(partial)
+        if counted != frames:
+            raise VaError(
+                ExitCode.ENCODE_FAILED, f"{target.name}: encoded {counted} frames where {frames} were planned"
+            )
+        os.replace(partial, target)
+
+
+def count_video_packets(path: Path) -> int:
+    """Frames of the first video stream, counted from its packets (no decoding)."""
+    argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
+    argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", str(path)]
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
+    return int(done.stdout.strip().split(",")[0] or 0)
+
+
+def check_video(path: Path) -> VideoStreamCheck:
+    """Count the frames and read the stream figures of an encoded video (decodes every frame)."""
+    argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-print_format", "json"]
+    argv += ["-show_streams", str(path)]
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
+    data = json.loads(done.stdout)
+    video = _first_stream(data, "video") or {}
+    audio = _first_stream(data, "audio") or {}
+    num, _, den = str(video.get("avg_frame_rate", "0/1")).partition("/")
+    return VideoStreamCheck(
+        width=int(str(video.get("width", 0))),
+        height=int(str(video.get("height", 0))),
+        frames=int(str(video.get("nb_read_frames", 0))),
+        fps=float(num) / float(den or 1) if float(den or 1) else 0.0,
+        video_codec=str(video.get("codec_name", "")),
+        pix_fmt=str(video.get("pix_fmt", "")),
+        audio_codec=str(audio.get("codec_name", "")),
+        video_duration_seconds=_float(video.get("duration")) or 0.0,
+        audio_duration_seconds=_float(audio.get("duration")) or 0.0,
+    )

@@ -1,0 +1,90 @@
+"""The plan of a run, ``prepare/plan.json``: durations, frame count, seed, input hashes, tool versions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import va
+from va import media
+from va.job import Job
+
+INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
+#: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
+RANDOM_SEED_LIMIT = 2**53
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks; ``INPUT_NOT_FOUND`` when it does not exist."""
+    if not path.is_file():
+        return INPUT_NOT_FOUND
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def choose_seed(job: Job) -> int:
+    """The job's seed under ``fixed``, a fresh random one under ``random``."""
+    determinism = job.data["determinism"]
+    if determinism["seed_policy"] == "fixed":
+        return int(determinism["seed"])
+    return secrets.randbelow(RANDOM_SEED_LIMIT)
+
+
+def target_frames(duration_seconds: float, fps: int) -> int:
+    """Frames of the output: ``round(duration * fps)``, at least one."""
+    return max(1, round(duration_seconds * fps))
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools that shape the output."""
+    try:
+        from snakemake import __version__ as snakemake_version
+    except ImportError:  # the package is usable without Snakemake, e.g. by the API
+        snakemake_version = "not installed"
+    return {
+        "va": va.__version__,
+        "python": sys.version.split()[0],
+        "snakemake": snakemake_version,
+        "ffmpeg": media.tool_version("ffmpeg"),
+    }
+
+
+def build_plan(job: Job, padded: media.AudioInfo) -> dict[str, Any]:
+    """The plan for ``job`` once its audio has been padded to ``padded``."""
+    buffer = job.data["buffer"]
+    pre, post = float(buffer["pre_seconds"]), float(buffer["post_seconds"])
+    visual_seconds = padded.duration_seconds
+    seed = choose_seed(job)
+    effective = {
+        "prompt": job.data["motion"]["prompt"],
+        "negative_prompt": job.data["motion"]["negative_prompt"],
+        "guidance": job.data["motion"]["guidance"],
+        "fps": job.fps,
+        "seed": seed,
+        "output": job.data["output"],
+        "comfyui": job.data["comfyui"],
+        "lipsync": job.data["lipsync"],
+        "visual_source": "held_start_frame",
+    }
+    return {
+        "job": str(job.path),
+        "audio_input_duration_seconds": round(visual_seconds - pre - post, 6),
+        "audio_duration_seconds": round(padded.duration_seconds, 6),
+        "buffer": {"pre_seconds": pre, "post_seconds": post},
+        "visual_target_duration_seconds": round(visual_seconds, 6),
+        "fps": job.fps,
+        "target_frames": target_frames(visual_seconds, job.fps),
+        "seeds": {"policy": job.data["determinism"]["seed_policy"], "value": seed},
+        "inputs": {
+            "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
+            "start": {"path": str(job.start), "sha256": sha256_file(job.start)},
+        },
+        "effective_params": effective,
+        "tools": tool_versions(),
+    }

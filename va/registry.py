@@ -1,0 +1,56 @@
+"""The registry of runs, ``$VA_STATE_DIR/state/runs.json``: safe under many concurrent runs.
+
+Every change takes an exclusive file lock, re-reads the file and replaces it atomically, so no
+writer's entry is lost and no reader ever sees a torn file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from va.atomic import read_json, write_json_atomic
+from va.errors import ExitCode, VaError
+from va.events import utc_now
+from va.state import registry_path
+
+
+def _lock(path: Path) -> FileLock:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path) + ".lock", timeout=60)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"runs": {}}
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry")
+    return data
+
+
+def register_run(run_id: str, **fields: Any) -> None:
+    """Add a run, or update the fields of one that is already registered."""
+    path = registry_path()
+    with _lock(path):
+        data = _load(path)
+        entry = data["runs"].setdefault(run_id, {"run_id": run_id, "registered_at": utc_now()})
+        entry.update(fields, updated_at=utc_now())
+        write_json_atomic(path, data)
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """Every registered run, oldest first."""
+    path = registry_path()
+    if not path.exists():
+        return []
+    with _lock(path):
+        runs = list(_load(path)["runs"].values())
+    return sorted(runs, key=lambda run: str(run.get("registered_at", "")))
+
+
+def find_run(run_id: str) -> dict[str, Any] | None:
+    """The registry entry of ``run_id``, if any."""
+    return next((run for run in list_runs() if run["run_id"] == run_id), None)

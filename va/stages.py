@@ -1,0 +1,48 @@
+"""The bodies of the graph's rules: prepare the audio, hold the start frame, encode the video."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from va import media
+from va.atomic import read_json, write_json_atomic
+from va.job import Job
+from va.plan import build_plan
+
+log = logging.getLogger(__name__)
+
+
+def prepare_audio(job: Job, padded: Path, plan: Path) -> None:
+    """Pad the voice track with the job's buffers and write the run's plan."""
+    buffer = job.data["buffer"]
+    info = media.pad_audio(job.audio, padded, buffer["pre_seconds"], buffer["post_seconds"])
+    document = build_plan(job, info)
+    log.info("plan: %s frames at %s fps", document["target_frames"], document["fps"])
+    write_json_atomic(plan, document)
+
+
+def hold_start_frame(job: Job, still: Path) -> None:
+    """Render the start image (or the first frame of the start video) as the still to hold."""
+    source = media.probe_visual(job.start)
+    output = job.data["output"]
+    geometry = media.plan_geometry(
+        source.width, source.height, output.get("width"), output.get("height"), output["fit"]
+    )
+    log.info("start %sx%s (%s) -> still %sx%s", source.width, source.height, source.pix_fmt, geometry.width, geometry.height)
+    media.render_still(job.start, still, geometry, output["background"])
+
+
+def encode(job: Job, plan: Path, still: Path, audio: Path, final: Path) -> None:
+    """Encode the held still with the padded audio into the final video of the planned frame count."""
+    figures = read_json(plan)
+    output = job.data["output"]
+    media.encode_held_still(
+        still,
+        audio,
+        final,
+        fps=figures["fps"],
+        frames=figures["target_frames"],
+        crf=output["crf"],
+        preset=output["x264_preset"],
+    )

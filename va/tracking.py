@@ -1,0 +1,168 @@
+"""Recording a run as it happens: events appended, the manifest rewritten, the registry updated.
+
+Called from the Snakefile's ``onstart``/``onsuccess``/``onerror`` handlers and from every rule's
+script, so a run started by ``va run`` and one started by plain ``snakemake`` leave the same record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from va import registry
+from va.atomic import write_json_atomic
+from va.errors import ExitCode, VaError
+from va.events import append_event, read_events
+from va.graph import RULE_PHASE, describe
+from va.job import Job
+from va.manifest import build_manifest
+from va.plan import sha256_file
+from va.workdir import Workdir
+
+
+def new_run_id() -> str:
+    """A run id: UTC time of creation and a random suffix, e.g. ``run-20261124T101500Z-3f9a2c``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"run-{stamp}-{secrets.token_hex(3)}"
+
+
+def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any] | None:
+    """Append one event and rewrite the manifest from the new state; returns the manifest."""
+    with FileLock(str(workdir.state_lock), timeout=60):
+        append_event(workdir.events, stage, level, message, **fields)
+        manifest = build_manifest(workdir)
+        if manifest is not None:
+            write_json_atomic(workdir.manifest, manifest)
+    return manifest
+
+
+def existing_run_id(workdir: Workdir) -> str | None:
+    """The id of the run already recorded in ``workdir``, if any."""
+    return next((e["run_id"] for e in read_events(workdir.events) if e.get("kind") == "run_started"), None)
+
+
+def record_run_started(workdir: Workdir, job: Job) -> str:
+    """Record the start (or resumption) of the run in ``workdir`` and register it."""
+    run_id = existing_run_id(workdir) or new_run_id()
+    inputs = {
+        "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
+        "start": {"path": str(job.start), "sha256": sha256_file(job.start)},
+    }
+    manifest = record(
+        workdir,
+        "run",
+        "info",
+        f"run {run_id} started in {workdir.root}",
+        kind="run_started",
+        run_id=run_id,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        job=str(job.path),
+        graph=describe(job),
+        inputs=inputs,
+        buffer=job.data["buffer"],
+        fps=job.fps,
+    )
+    registry.register_run(
+        run_id,
+        workdir=str(workdir.root),
+        job=str(job.path),
+        run_status=manifest["run_status"] if manifest else "running",
+    )
+    return run_id
+
+
+def _failure_of_attempt(workdir: Workdir) -> dict[str, Any]:
+    events = read_events(workdir.events)
+    starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
+    attempt = events[starts[-1] :] if starts else events
+    failed = next((e for e in reversed(attempt) if e.get("kind") == "rule_failed"), None)
+    if failed and failed.get("error"):
+        return dict(failed["error"])
+    code = ExitCode.INTERNAL
+    return {"code": int(code), "name": code.name, "message": f"snakemake failed; see {workdir.snakemake_log}"}
+
+
+def record_run_finished(workdir: Workdir, error: VaError | None = None, *, from_rules: bool = False) -> None:
+    """Record how the run ended: success, ``error``, or (``from_rules``) the error of the failed rule."""
+    if error is None and not from_rules:
+        status, exit_status = "succeeded", {"code": 0, "name": "OK", "message": "final video written"}
+    elif error is not None:
+        status = "interrupted" if error.code == ExitCode.INTERRUPTED else "failed"
+        exit_status = error.as_dict()
+    else:
+        status, exit_status = "failed", _failure_of_attempt(workdir)
+    manifest = record(
+        workdir,
+        "run",
+        "info" if status == "succeeded" else "error",
+        f"run {status}: {exit_status['message']}",
+        kind="run_finished",
+        run_status=status,
+        exit_status=exit_status,
+    )
+    if manifest:
+        registry.register_run(manifest["run_id"], run_status=status, exit_code=exit_status["code"])
+
+
+def run_finished(workdir: Workdir) -> bool:
+    """Whether the latest attempt in ``workdir`` has recorded its end."""
+    for event in reversed(read_events(workdir.events)):
+        if event.get("kind") == "run_finished":
+            return True
+        if event.get("kind") == "run_started":
+            return False
+    return False
+
+
+@contextmanager
+def rule_step(rule: str, log_path: str | Path, workdir: Workdir | None = None) -> Iterator[None]:
+    """Run one rule's body: its log file set up, its start and end recorded, its error kept.
+
+    A ``VaError`` is recorded with its exit code and ends the script with a non-zero status, so
+    Snakemake stops the graph and the wrapper can report the code.
+    """
+    workdir = workdir or Workdir(Path.cwd())
+    phase = RULE_PHASE[rule]
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=str(log_path),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    began = time.monotonic()
+    record(workdir, phase, "info", f"{rule} started", kind="rule_started", rule=rule, phase=phase)
+    try:
+        yield
+    except VaError as exc:
+        logging.getLogger(rule).error("%s", exc.message)
+        record(workdir, phase, "error", exc.message, kind="rule_failed", rule=rule, phase=phase, error=exc.as_dict())
+        sys.exit(int(exc.code))
+    except Exception as exc:
+        logging.getLogger(rule).exception("internal error")
+        error = VaError(ExitCode.INTERNAL, f"{rule}: internal error: {exc!r}")
+        record(workdir, phase, "error", error.message, kind="rule_failed", rule=rule, phase=phase, error=error.as_dict())
+        raise
+    seconds = round(time.monotonic() - began, 3)
+    record(
+        workdir,
+        phase,
+        "info",
+        f"{rule} finished in {seconds} s",
+        kind="rule_finished",
+        rule=rule,
+        phase=phase,
+        seconds=seconds,
+    )

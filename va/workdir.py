@@ -1,0 +1,54 @@
+"""The layout of a run's workdir: one place that names every file the graph and the tools use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Paths inside one run's workdir (see docs/OUTPUT_CONTRACT.md)."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "logs" / "events.jsonl"
+
+    @property
+    def snakemake_log(self) -> Path:
+        return self.root / "logs" / "snakemake.log"
+
+    @property
+    def padded_audio(self) -> Path:
+        return self.root / "prepare" / "padded.wav"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "prepare" / "plan.json"
+
+    @property
+    def still(self) -> Path:
+        return self.root / "frames" / "still.png"
+
+    @property
+    def produced_job(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def run_lock(self) -> Path:
+        """Held by the ``va`` process driving a run, so two never drive one workdir."""
+        return self.root / "logs" / ".run.lock"
+
+    @property
+    def state_lock(self) -> Path:
+        """Serialises appends to the event log and rewrites of the manifest."""
+        return self.root / "logs" / ".state.lock"
+
+    def final(self, basename: str) -> Path:
+        return self.root / basename
