@@ -30,6 +30,6 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         final_video(),
-    default_target: True

@@ -8,7 +8,6 @@ from va.job import load_job
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
-
 validate(config, "../config/config.schema.yaml")
 
 JOB = load_job(Path(config["job"]))

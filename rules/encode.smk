@@ -9,8 +9,10 @@ rule encode:
         f"logs/{final_video()}.log",
     benchmark:
         f"benchmarks/{final_video()}.tsv"
+    conda:
+        "envs/va.yaml"
+    threads: 2
     params:
         job=str(JOB.path),
-    threads: 2
     script:
         "../scripts/encode.py"

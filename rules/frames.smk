@@ -7,6 +7,8 @@ rule hold_start_frame:
         "logs/frames/still.log",
     benchmark:
         "benchmarks/frames/still.tsv"
+    conda:
+        "envs/va.yaml"
     params:
         job=str(JOB.path),
     script:

@@ -9,6 +9,8 @@ rule prepare_audio:
         "logs/prepare/padded.log",
     benchmark:
         "benchmarks/prepare/padded.tsv"
+    conda:
+        "envs/va.yaml"
     params:
         job=str(JOB.path),
     script:

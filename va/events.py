@@ -6,14 +6,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 
 def utc_now() -> str:
     """ISO 8601 time in UTC with milliseconds, the timestamp format of every record."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def append_event(path: Path, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any]:
@@ -72,4 +72,5 @@ def follow_events(
 
 def format_event(event: dict[str, Any]) -> str:
     """One event as a line for people: time, stage, level, message."""
-    return f"{event.get('ts', '?')}  {event.get('stage', '?'):<10} {event.get('level', '?'):<7} {event.get('message', '')}"
+    stage, level = event.get("stage", "?"), event.get("level", "?")
+    return f"{event.get('ts', '?')}  {stage:<10} {level:<7} {event.get('message', '')}"

@@ -62,7 +62,10 @@ def _with_defaults(validator_class: type[Any]) -> type[Any]:
                     instance.setdefault(name, copy.deepcopy(subschema["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    extended: type[Any] = validators.extend(  # type: ignore[no-untyped-call]
+        validator_class, {"properties": set_defaults}
+    )
+    return extended
 
 
 _DefaultingValidator = _with_defaults(Draft202012Validator)
@@ -71,7 +74,8 @@ _DefaultingValidator = _with_defaults(Draft202012Validator)
 def _describe(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
         unknown = sorted(set(error.instance) - allowed) if isinstance(error.instance, dict) else []
         keys = ", ".join(repr(key) for key in unknown)
         return f"{where}: unknown key {keys}" if where != "(top level)" else f"unknown key {keys}"
@@ -106,7 +110,11 @@ def load_job(path: Path) -> Job:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc})") from exc
-    document = validate_document(data, str(path))
+    return job_from_document(validate_document(data, str(path)), path)
+
+
+def job_from_document(document: dict[str, Any], path: Path) -> Job:
+    """A job from a validated document that lives (or will live) at ``path``."""
     base = path.parent
     return Job(
         path=path,
@@ -121,6 +129,8 @@ def check_inputs(job: Job) -> None:
     for field, path in (("input.audio", job.audio), ("input.start", job.start)):
         if not path.is_file():
             raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}")
+        if path.stat().st_size == 0:
+            raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: empty file: {path}")
     suffix = job.start.suffix.lower()
     if suffix not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         known = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES))
@@ -128,5 +138,9 @@ def check_inputs(job: Job) -> None:
             ExitCode.UNSUPPORTED_FORMAT,
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
-    media.probe_audio(job.audio)
-    media.probe_visual(job.start)
+    try:
+        media.probe_audio(job.audio)
+        media.probe_visual(job.start)
+    except VaError as exc:
+        field = "input.audio" if exc.message.endswith(str(job.audio)) else "input.start"
+        raise VaError(exc.code, f"{field}: {exc.message}") from exc

@@ -56,7 +56,9 @@ def _rule_state(events: list[dict[str, Any]], outputs_exist: bool, live: bool) -
     return state
 
 
-def _phase(rules: list[str], states: dict[str, dict[str, Any]], outputs: dict[str, list[str]], root: Any) -> dict[str, Any]:
+def _phase(
+    rules: list[str], states: dict[str, dict[str, Any]], outputs: dict[str, list[str]], root: Any
+) -> dict[str, Any]:
     mine = [states[rule] for rule in rules]
     statuses = {state["status"] for state in mine}
     for status in ("failed", "running"):
@@ -69,7 +71,9 @@ def _phase(rules: list[str], states: dict[str, dict[str, Any]], outputs: dict[st
     phase: dict[str, Any] = {
         "status": status,
         "started_at": min((s["started_at"] for s in mine if s["started_at"]), default=None),
-        "ended_at": max((s["ended_at"] for s in mine if s["ended_at"]), default=None) if status in ("done", "failed") else None,
+        "ended_at": max((s["ended_at"] for s in mine if s["ended_at"]), default=None)
+        if status in ("done", "failed")
+        else None,
         "seconds": round(max(ends) - min(starts), 3) if status == "done" and starts and ends else None,
         "outputs": [path for rule in rules for path in outputs[rule] if (root / path).exists()],
     }

@@ -109,7 +109,7 @@ def tool_version(name: str) -> str:
     return done.stdout.splitlines()[0].split(" Copyright")[0] if done.stdout else "unknown"
 
 
-def _ffprobe_json(path: Path) -> dict[str, object]:
+def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
     argv = [
         executable("ffprobe"),
         "-v",
@@ -123,7 +123,7 @@ def _ffprobe_json(path: Path) -> dict[str, object]:
     log.info("%s", shlex.join(argv))
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable media file: {path}")
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable {what}: {path}")
     data: dict[str, object] = json.loads(done.stdout or "{}")
     return data
 
@@ -147,7 +147,7 @@ def _float(value: object) -> float | None:
 
 def probe_audio(path: Path) -> AudioInfo:
     """Probe the first audio stream; a file without decodable audio is ``UNSUPPORTED_FORMAT``."""
-    data = _ffprobe_json(path)
+    data = _ffprobe_json(path, "audio file")
     stream = _first_stream(data, "audio")
     fmt = data.get("format")
     fmt_duration = fmt.get("duration") if isinstance(fmt, dict) else None
@@ -166,7 +166,7 @@ def probe_audio(path: Path) -> AudioInfo:
 
 def probe_visual(path: Path) -> VisualInfo:
     """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``."""
-    data = _ffprobe_json(path)
+    data = _ffprobe_json(path, "image or video")
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
     height = int(str(stream.get("height", 0))) if stream else 0
@@ -202,10 +202,7 @@ def plan_geometry(
         even_h = max(2, source_height - source_height % 2)
         return FrameGeometry(even_w, even_h, f"crop={even_w}:{even_h}:0:0,setsar=1")
     if fit == "cover":
-        chain = (
-            f"scale={width}:{height}:force_original_aspect_ratio=increase,"
-            f"crop={width}:{height},setsar=1"
-        )
+        chain = f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
     else:
         chain = f"scale={width}:{height}:force_original_aspect_ratio=decrease,setsar=1"
     return FrameGeometry(width, height, chain)
@@ -226,7 +223,7 @@ def render_still(
     )
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
     argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
-    _run(argv + [str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
+    _run([*argv, str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
     if not target.exists() or target.stat().st_size == 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no frame could be decoded from {source}")
 
@@ -292,7 +289,7 @@ def encode_held_still(
         argv += ["-stream_loop", str(loops), "-i", str(segment), "-i", str(audio)]
         argv += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-frames:v", str(frames)]
         argv += ["-c:a", "aac", "-b:a", AAC_BITRATE, "-movflags", "+faststart", "-f", "mp4"]
-        _run(argv + [str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
+        _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
         counted = count_video_packets(partial)
         if counted != frames:
             raise VaError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ def target_frames(duration_seconds: float, fps: int) -> int:
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that shape the output."""
     try:
-        from snakemake import __version__ as snakemake_version
-    except ImportError:  # the package is usable without Snakemake, e.g. by the API
+        snakemake_version = metadata.version("snakemake")
+    except metadata.PackageNotFoundError:
         snakemake_version = "not installed"
     return {
         "va": va.__version__,

@@ -29,7 +29,14 @@ def hold_start_frame(job: Job, still: Path) -> None:
     geometry = media.plan_geometry(
         source.width, source.height, output.get("width"), output.get("height"), output["fit"]
     )
-    log.info("start %sx%s (%s) -> still %sx%s", source.width, source.height, source.pix_fmt, geometry.width, geometry.height)
+    log.info(
+        "start %sx%s (%s) -> still %sx%s",
+        source.width,
+        source.height,
+        source.pix_fmt,
+        geometry.width,
+        geometry.height,
+    )
     media.render_still(job.start, still, geometry, output["background"])
 
 

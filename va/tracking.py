@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from va.workdir import Workdir
 
 def new_run_id() -> str:
     """A run id: UTC time of creation and a random suffix, e.g. ``run-20261124T101500Z-3f9a2c``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"run-{stamp}-{secrets.token_hex(3)}"
 
 
@@ -148,12 +148,30 @@ def rule_step(rule: str, log_path: str | Path, workdir: Workdir | None = None) -
         yield
     except VaError as exc:
         logging.getLogger(rule).error("%s", exc.message)
-        record(workdir, phase, "error", exc.message, kind="rule_failed", rule=rule, phase=phase, error=exc.as_dict())
+        record(
+            workdir,
+            phase,
+            "error",
+            exc.message,
+            kind="rule_failed",
+            rule=rule,
+            phase=phase,
+            error=exc.as_dict(),
+        )
         sys.exit(int(exc.code))
     except Exception as exc:
         logging.getLogger(rule).exception("internal error")
         error = VaError(ExitCode.INTERNAL, f"{rule}: internal error: {exc!r}")
-        record(workdir, phase, "error", error.message, kind="rule_failed", rule=rule, phase=phase, error=error.as_dict())
+        record(
+            workdir,
+            phase,
+            "error",
+            error.message,
+            kind="rule_failed",
+            rule=rule,
+            phase=phase,
+            error=error.as_dict(),
+        )
         raise
     seconds = round(time.monotonic() - began, 3)
     record(

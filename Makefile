@@ -1,0 +1,59 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need first.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+LINT_DIR := $(shell mktemp -d -u)/va-lint
+
+.PHONY: demo test setup system-deps lint check-format typecheck pytest bench clean
+
+setup: system-deps $(STAMP)
+
+# ffmpeg and ffprobe from Debian's packages when they are missing and this is a root shell with apt.
+system-deps:
+	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing ffmpeg from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	else \
+	  echo "ffmpeg and ffprobe are missing; install them (e.g. apt-get install ffmpeg, brew install ffmpeg)" >&2; \
+	  exit 20; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/va produce --audio assets/samples/voice.wav --start assets/samples/portrait.png \
+	  --prompt "slow push-in, soft light" --pre 0.5 --post 1.0 --fps 25 --no-comfyui
+
+test: setup pytest lint check-format typecheck
+
+pytest:
+	$(BIN)/pytest
+
+lint:
+	mkdir -p $(LINT_DIR)
+	$(BIN)/snakemake --lint --snakefile Snakefile --directory $(LINT_DIR) \
+	  --config job=$(CURDIR)/assets/samples/job.json
+	rm -rf $(LINT_DIR)
+
+check-format:
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/bench_still.py
+
+clean:
+	rm -rf $(VENV) workdir bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,258 @@
+"""The ``va`` command line: a thin layer over the package.
+
+Every error a user can cause becomes one line on stderr and one exit code, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import va
+from va import media, registry
+from va.errors import ExitCode, VaError
+from va.events import follow_events, format_event, read_events
+from va.job import job_from_document
+from va.manifest import TERMINAL, build_manifest
+from va.plan import target_frames
+from va.produce import ProduceRequest, build_job, write_produced_job
+from va.runner import RunOptions, check_job, default_workdir, prepare_run, run_job
+from va.workdir import Workdir
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, as argparse does, without the usage block
+        self.exit(int(ExitCode.USAGE), f"va: usage error: {message} (see va --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(
+        prog="va", description="VideoAudio Runner: a voice track and a start image become a video."
+    )
+    parser.add_argument("--version", action="version", version=f"va {va.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    validate = commands.add_parser("validate", help="check a job file and its inputs; changes nothing")
+    validate.add_argument("job", type=Path)
+
+    run = commands.add_parser("run", help="run a job file to its final video")
+    run.add_argument("job", type=Path)
+    _add_run_options(run)
+
+    produce = commands.add_parser(
+        "produce", help="write W/job.json from flags and run it (final: fertig.mp4)"
+    )
+    produce.add_argument("--audio", type=Path, required=True, help="voice track")
+    produce.add_argument("--start", type=Path, required=True, help="start image or video")
+    produce.add_argument("--prompt", required=True, help="motion prompt")
+    produce.add_argument("--neg", default="", help="negative prompt")
+    produce.add_argument("--pre", type=float, default=0.0, metavar="S", help="seconds of silence before")
+    produce.add_argument("--post", type=float, default=0.0, metavar="S", help="seconds of silence after")
+    produce.add_argument("--width", type=int, help="output width (even; with --height)")
+    produce.add_argument("--height", type=int, help="output height (even; with --width)")
+    produce.add_argument("--fps", type=int, help="frames per second (default 25)")
+    produce.add_argument("--seed", type=int, help="fixed seed (default: random, recorded)")
+    produce.add_argument("--lipsync", choices=["on", "off"])
+    produce.add_argument("--lipsync_provider", metavar="ID")
+    produce.add_argument("--no-comfyui", action="store_true", help="hold the start frame instead of ComfyUI")
+    _add_run_options(produce)
+
+    status = commands.add_parser("status", help="one run's phases and figures, or every registered run")
+    status.add_argument("run", nargs="?", help="a workdir or a run id")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    logs = commands.add_parser("logs", help="print a run's events (logs/events.jsonl)")
+    logs.add_argument("run", help="a workdir or a run id")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    logs.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, help="run folder (default ./workdir/run-<timestamp>)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
+    parser.add_argument("--cores", type=int, help="cores Snakemake may use (default: all)")
+    parser.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only the result")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args))
+    except VaError as exc:
+        if args.debug:
+            raise
+        print(f"va: error: {exc.message}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        print("va: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"va: internal error: {exc!r} (run with --debug for the traceback)", file=sys.stderr)
+        return int(ExitCode.INTERNAL)
+
+
+def cmd_validate(args: argparse.Namespace) -> ExitCode:
+    """Check a job: schema, inputs present and decodable."""
+    job = prepare_run(args.job)
+    audio = media.probe_audio(job.audio)
+    buffer = job.data["buffer"]
+    seconds = buffer["pre_seconds"] + audio.duration_seconds + buffer["post_seconds"]
+    frames = target_frames(seconds, job.fps)
+    print(f"ok: {job.path}: {seconds:.3f} s, {frames} frames at {job.fps} fps -> {job.basename}")
+    return ExitCode.OK
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    print(format_event(event), file=sys.stderr)
+
+
+def _run(job_path: Path, args: argparse.Namespace, workdir: Path) -> ExitCode:
+    options = RunOptions(workdir=workdir, resume=args.resume, cores=args.cores, profile=args.profile)
+    result = run_job(job_path, options, on_event=None if args.quiet else _print_event)
+    if result.code != ExitCode.OK:
+        raise VaError(result.code, result.message)
+    print(result.final)
+    return ExitCode.OK
+
+
+def cmd_run(args: argparse.Namespace) -> ExitCode:
+    """Run a job file."""
+    return _run(args.job, args, args.workdir or default_workdir())
+
+
+def cmd_produce(args: argparse.Namespace) -> ExitCode:
+    """Build a job from flags, write it to the workdir and run it."""
+    request = ProduceRequest(
+        audio=args.audio,
+        start=args.start,
+        prompt=args.prompt,
+        negative=args.neg,
+        pre_seconds=args.pre,
+        post_seconds=args.post,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        seed=args.seed,
+        lipsync=args.lipsync,
+        lipsync_provider=args.lipsync_provider,
+        comfyui=not args.no_comfyui,
+    )
+    document = build_job(request)
+    workdir = Workdir((args.workdir or default_workdir()).absolute())
+    check_job(job_from_document(document, workdir.produced_job))
+    job_path = write_produced_job(workdir, document, args.resume)
+    return _run(job_path, args, workdir.root)
+
+
+def resolve_run(ref: str) -> Workdir:
+    """A workdir given by path, or by the id of a registered run."""
+    path = Path(ref)
+    if (path / "manifest.json").exists() or (path / "logs" / "events.jsonl").exists():
+        return Workdir(path.absolute())
+    entry = registry.find_run(ref)
+    if entry is not None:
+        return Workdir(Path(entry["workdir"]))
+    raise VaError(
+        ExitCode.INPUT_NOT_FOUND, f"no run found: {ref} is neither a run's workdir nor a registered run id"
+    )
+
+
+def _status_of(workdir: Workdir) -> dict[str, Any] | None:
+    return build_manifest(workdir) if workdir.events.exists() else None
+
+
+def cmd_status(args: argparse.Namespace) -> ExitCode:
+    """Show one run, or all registered runs."""
+    if args.run:
+        workdir = resolve_run(args.run)
+        manifest = _status_of(workdir)
+        if manifest is None:
+            raise VaError(ExitCode.INPUT_NOT_FOUND, f"no run recorded in {workdir.root}")
+        print(json.dumps(manifest, indent=2) if args.json else render_run(manifest))
+        return ExitCode.OK
+    rows = []
+    for entry in registry.list_runs():
+        manifest = _status_of(Workdir(Path(entry["workdir"])))
+        status = manifest["run_status"] if manifest else "missing"
+        rows.append({**entry, "run_status": status})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return ExitCode.OK
+    print(f"{'RUN ID':<34} {'STATUS':<12} {'UPDATED':<25} WORKDIR")
+    for row in rows:
+        print(f"{row['run_id']:<34} {row['run_status']:<12} {row.get('updated_at', ''):<25} {row['workdir']}")
+    return ExitCode.OK
+
+
+def render_run(manifest: dict[str, Any]) -> str:
+    """One run's manifest as text for people."""
+    exit_status = manifest.get("exit_status") or {}
+    lines = [
+        f"run       {manifest['run_id']}",
+        f"status    {manifest['run_status']}"
+        + (f" ({exit_status.get('name')}: {exit_status.get('message')})" if exit_status else ""),
+        f"workdir   {manifest['workdir']}",
+        f"job       {manifest['job']}",
+        "",
+        f"{'PHASE':<9} {'STATUS':<9} {'SECONDS':>8}  NOTE",
+    ]
+    for name, phase in manifest["phases"].items():
+        seconds = "" if phase.get("seconds") is None else f"{phase['seconds']:.2f}"
+        note = phase.get("reason") or (phase.get("error") or {}).get("message", "")
+        lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
+    if manifest.get("target_frames") is not None:
+        seeds = manifest.get("seeds") or {}
+        lines += [
+            "",
+            f"audio     {manifest['audio_input_duration_seconds']} s input, "
+            f"{manifest['audio_duration_seconds']} s padded",
+            f"video     {manifest['target_frames']} frames at {manifest['fps']} fps "
+            f"({manifest['visual_target_duration_seconds']} s)",
+            f"seed      {seeds.get('value')} ({seeds.get('policy')})",
+        ]
+    final = manifest["final"]
+    lines.append(
+        f"final     {manifest['workdir']}/{final['path']}" + ("" if final["exists"] else " (not yet)")
+    )
+    return "\n".join(lines)
+
+
+def cmd_logs(args: argparse.Namespace) -> ExitCode:
+    """Print (and follow) a run's event log."""
+    workdir = resolve_run(args.run)
+
+    def show(event: dict[str, Any]) -> None:
+        print(json.dumps(event) if args.json else format_event(event), flush=True)
+
+    if not args.follow:
+        for event in read_events(workdir.events):
+            show(event)
+        return ExitCode.OK
+
+    def finished() -> bool:
+        manifest = _status_of(workdir)
+        return manifest is not None and manifest["run_status"] in TERMINAL
+
+    for event in follow_events(workdir.events, finished):
+        show(event)
+    return ExitCode.OK
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "produce": cmd_produce,
+    "status": cmd_status,
+    "logs": cmd_logs,
+}

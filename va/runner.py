@@ -1,0 +1,227 @@
+"""Driving a run: guard the workdir, start Snakemake on the graph, turn its end into an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from va.errors import ExitCode, VaError
+from va.events import follow_events
+from va.graph import check_supported
+from va.job import Job, check_inputs, load_job
+from va.manifest import build_manifest
+from va.tracking import existing_run_id, record_run_finished, run_finished
+from va.workdir import Workdir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO_ROOT / "Snakefile"
+PROFILES = REPO_ROOT / "profiles"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: where, whether to resume, and what Snakemake gets."""
+
+    workdir: Path
+    resume: bool = False
+    cores: int | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended."""
+
+    code: ExitCode
+    message: str
+    final: Path
+    manifest: dict[str, Any] | None
+
+
+def default_workdir() -> Path:
+    """``./workdir/run-<timestamp>`` below the current directory."""
+    return Path.cwd() / "workdir" / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_profile(profile: str) -> Path:
+    """A profile given by name (a folder of ``profiles/``) or by path."""
+    named = PROFILES / profile
+    path = named if named.is_dir() else Path(profile)
+    if not (path / "config.yaml").is_file():
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"--profile: no config.yaml in {path}")
+    return path.absolute()
+
+
+def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
+    """Refuse to overwrite a finished video or mix two runs in one workdir; check a resume makes sense."""
+    final = workdir.final(job.basename)
+    run_id = existing_run_id(workdir)
+    if not resume:
+        if final.exists():
+            raise VaError(
+                ExitCode.OUTPUT_EXISTS, f"{final} exists; not overwriting it (choose another --workdir)"
+            )
+        if run_id:
+            raise VaError(
+                ExitCode.OUTPUT_EXISTS,
+                f"{workdir.root} already holds run {run_id}; "
+                "continue it with --resume or choose another --workdir",
+            )
+        return
+    if not workdir.manifest.exists() or not run_id:
+        raise VaError(ExitCode.RESUME_NOT_POSSIBLE, f"nothing to resume: no manifest.json in {workdir.root}")
+    if final.exists():
+        raise VaError(ExitCode.RESUME_NOT_POSSIBLE, f"nothing to resume: {final} is already complete")
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Workdir) -> Iterator[None]:
+    """Hold the workdir for this process; a lock of a killed process is released by the kernel."""
+    workdir.run_lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(workdir.run_lock), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the ``va`` process dies, so no run goes on unwatched."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
+    """The Snakemake command line for ``job`` in ``options.workdir``."""
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
+    argv += ["--directory", str(options.workdir), "--config", f"job={job.path}"]
+    if options.profile:
+        argv += ["--profile", str(resolve_profile(options.profile))]
+    if options.cores or not options.profile:
+        argv += ["--cores", str(options.cores or os.cpu_count() or 1)]
+    return [*argv, "--rerun-incomplete", *extra]
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def prepare_run(job_path: Path) -> Job:
+    """Load and check a job as ``va validate`` does; every problem is a ``VaError``."""
+    return check_job(load_job(job_path))
+
+
+def check_job(job: Job) -> Job:
+    """Check that this version can run ``job`` and that its inputs exist and decode."""
+    check_supported(job)
+    check_inputs(job)
+    return job
+
+
+def run_job(
+    job_path: Path,
+    options: RunOptions,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended."""
+    job = prepare_run(job_path)
+    workdir = Workdir(options.workdir.absolute())
+    workdir.root.mkdir(parents=True, exist_ok=True)
+    options = RunOptions(workdir.root, options.resume, options.cores, options.profile)
+    with workdir_lock(workdir):
+        guard_workdir(workdir, job, options.resume)
+        workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(workdir.snakemake_log, "ab") as log:
+            if options.resume:  # a killed Snakemake leaves its lock; ours proves nobody else runs here
+                subprocess.run(snakemake_argv(job, options, "--unlock"), stdout=log, stderr=log, check=False)
+            returncode = _drive(snakemake_argv(job, options), log, workdir, on_event)
+    return _result(workdir, job, returncode)
+
+
+def _drive(
+    argv: list[str],
+    log: Any,
+    workdir: Workdir,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> int:
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    # preexec_fn is safe here: the only other thread (the watcher) starts after the fork.
+    process = subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    stop = threading.Event()
+    watcher = None
+    if on_event is not None:
+        watcher = threading.Thread(target=_watch, args=(workdir, stop, on_event), daemon=True)
+        watcher.start()
+    try:
+        return process.wait()
+    except (KeyboardInterrupt, _Terminated):
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if existing_run_id(workdir) and not run_finished(workdir):
+            record_run_finished(workdir, VaError(ExitCode.INTERRUPTED, "run interrupted by a signal"))
+        message = f"interrupted; continue with: va run JOB --workdir {workdir.root} --resume"
+        raise VaError(ExitCode.INTERRUPTED, message) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop.set()
+        if watcher is not None:
+            watcher.join(timeout=2)
+
+
+def _watch(workdir: Workdir, stop: threading.Event, on_event: Callable[[dict[str, Any]], None]) -> None:
+    for event in follow_events(workdir.events, stop.is_set, poll_seconds=0.1):
+        if event.get("kind", "").startswith("rule_") or event.get("level") == "error":
+            on_event(event)
+
+
+def _result(workdir: Workdir, job: Job, returncode: int) -> RunResult:
+    final = workdir.final(job.basename)
+    if returncode == 0 and final.exists():
+        if not run_finished(workdir):
+            record_run_finished(workdir)
+        return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
+    if not existing_run_id(workdir):
+        detail = _tail(workdir.snakemake_log)
+        raise VaError(ExitCode.INTERNAL, f"snakemake could not start the run: {detail}")
+    if not run_finished(workdir):
+        record_run_finished(workdir, from_rules=True)
+    manifest = build_manifest(workdir)
+    status = (manifest or {}).get("exit_status") or {}
+    code = ExitCode(int(status.get("code", ExitCode.INTERNAL)))
+    if code == ExitCode.OK:
+        code = ExitCode.INTERNAL
+    return RunResult(code, str(status.get("message", "run failed")), final, manifest)
