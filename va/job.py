@@ -139,7 +139,8 @@ def check_inputs(job: Job) -> None:
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
     try:
-        media.probe_audio(job.audio)
+        audio = media.probe_audio(job.audio)
+        media.check_complete(audio, media.decoded_duration(job.audio))
         media.probe_visual(job.start)
     except VaError as exc:
         field = "input.audio" if exc.message.endswith(str(job.audio)) else "input.start"

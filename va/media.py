@@ -183,6 +183,33 @@ def probe_visual(path: Path) -> VisualInfo:
     )
 
 
+def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
+    """Refuse audio that decodes to far less than its header promises: a truncated or damaged file.
+
+    Headers of VBR files without an index only estimate their length, so a shortfall up to a
+    fifth of the length (or one second) is accepted.
+    """
+    if decoded_seconds <= 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no audio could be decoded from {info.path}")
+    missing = info.duration_seconds - decoded_seconds
+    if missing > max(1.0, 0.2 * info.duration_seconds):
+        raise VaError(
+            ExitCode.UNSUPPORTED_FORMAT,
+            f"truncated or damaged audio: its header says {info.duration_seconds:.2f} s "
+            f"but only {decoded_seconds:.2f} s decode: {info.path}",
+        )
+
+
+def decoded_duration(path: Path) -> float:
+    """Seconds of audio that actually decode from the first audio stream (decodes, writes nothing)."""
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", "-i", str(path)]
+    argv += ["-map", "0:a:0", "-progress", "pipe:1", "-f", "null", "-"]
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable audio file: {path}")
+    times = [line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("out_time_us=")]
+    usable = [int(t) for t in times if t.strip().lstrip("-").isdigit()]
+    return max(usable, default=0) / 1e6
+
+
 def plan_geometry(
     source_width: int,
     source_height: int,
@@ -249,8 +276,7 @@ def pad_audio(source: Path, target: Path, pre_seconds: float, post_seconds: floa
     argv += ["-ar", str(AUDIO_SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
     padded = probe_audio(target)
-    if padded.duration_seconds <= (pre + post) / AUDIO_SAMPLE_RATE:
-        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no audio could be decoded from {source}")
+    check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
     return padded
 
 

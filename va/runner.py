@@ -191,7 +191,7 @@ def _drive(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if existing_run_id(workdir) and not run_finished(workdir):
+        if existing_run_id(workdir):  # Snakemake's onerror may have called it a failure; it was a stop
             record_run_finished(workdir, VaError(ExitCode.INTERRUPTED, "run interrupted by a signal"))
         message = f"interrupted; continue with: va run JOB --workdir {workdir.root} --resume"
         raise VaError(ExitCode.INTERRUPTED, message) from None

@@ -1,0 +1,246 @@
+"""The CLI as a user meets it: exit codes from real bad inputs, one line, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VA, CliRunner, Media, ffmpeg
+from va.errors import ExitCode
+
+
+def assert_one_line_error(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("va: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_validate_accepts_a_good_job_and_reports_the_frames(files: Media, va_cli: CliRunner) -> None:
+    job = files.job(buffer={"pre_seconds": 0.5, "post_seconds": 1.0})
+    result = va_cli("validate", job)
+    assert result.code == 0, result.err
+    assert "88 frames at 25 fps" in result.out  # (0.5 + 2 + 1) s * 25
+    assert sorted(p.name for p in files.root.iterdir()) == ["job.json", "start.png", "voice.wav"]
+
+
+def test_missing_input_file(files: Media, va_cli: CliRunner) -> None:
+    job = files.job(input={"audio": "nope.wav", "start": "start.png"})
+    result = va_cli("validate", job)
+    assert result.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(result.err, "input.audio", "nope.wav")
+
+
+def test_text_file_named_wav(files: Media, va_cli: CliRunner) -> None:
+    (files.root / "voice.wav").write_text("RIFF? no, just words\n", encoding="utf-8")
+    result = va_cli("run", files.job(), "--workdir", files.root / "w")
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(result.err, "input.audio", "voice.wav")
+    assert not (files.root / "w" / "manifest.json").exists()
+
+
+def test_truncated_mp3(files: Media, va_cli: CliRunner) -> None:
+    whole = files.root / "whole.mp3"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=3", str(whole))
+    (files.root / "cut.mp3").write_bytes(whole.read_bytes()[:2000])
+    result = va_cli("validate", files.job(input={"audio": "cut.mp3", "start": "start.png"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(result.err, "truncated", "cut.mp3")
+
+
+def test_zero_byte_image(files: Media, va_cli: CliRunner) -> None:
+    (files.root / "empty.png").write_bytes(b"")
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "empty.png"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(result.err, "input.start", "empty.png")
+
+
+def test_corrupt_image(files: Media, va_cli: CliRunner) -> None:
+    (files.root / "broken.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(300))
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "broken.jpg"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(result.err, "broken.jpg")
+
+
+def test_schema_violation_names_the_key(files: Media, va_cli: CliRunner) -> None:
+    result = va_cli("validate", files.job(motion={"prompt": "x", "strength": 3}))
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert_one_line_error(result.err, "motion", "'strength'")
+
+
+def test_usage_errors_exit_2(va_cli: CliRunner) -> None:
+    assert va_cli("run").code == ExitCode.USAGE
+    result = va_cli("render", "x")
+    assert result.code == ExitCode.USAGE
+    assert_one_line_error(result.err, "render")
+
+
+def test_missing_ffmpeg(files: Media, va_cli: CliRunner) -> None:
+    result = va_cli("validate", files.job(), env={"FFPROBE": str(files.root / "no-ffprobe")})
+    assert result.code == ExitCode.DEPENDENCY_MISSING
+    assert_one_line_error(result.err, "ffprobe")
+
+
+def test_debug_shows_the_traceback(files: Media, va_cli: CliRunner) -> None:
+    result = va_cli("--debug", "validate", files.job(input={"audio": "nope.wav", "start": "start.png"}))
+    assert result.code != 0
+    assert "Traceback" in result.err
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_overwrite_refused_and_resume_rules(files: Media, va_cli: CliRunner) -> None:
+    job, workdir = files.job(), files.root / "w"
+    first = va_cli("run", job, "--workdir", workdir, "--quiet")
+    assert first.code == 0, first.err
+    final = workdir / "final.mp4"
+    assert first.out.strip() == str(final)
+    before = (sha256(final), final.stat().st_mtime_ns)
+
+    again = va_cli("run", job, "--workdir", workdir)
+    assert again.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(again.err, "final.mp4")
+    resume = va_cli("run", job, "--workdir", workdir, "--resume")
+    assert resume.code == ExitCode.RESUME_NOT_POSSIBLE
+    assert_one_line_error(resume.err, "already complete")
+    assert (sha256(final), final.stat().st_mtime_ns) == before
+
+    fresh = va_cli("run", job, "--workdir", files.root / "empty", "--resume")
+    assert fresh.code == ExitCode.RESUME_NOT_POSSIBLE
+    assert_one_line_error(fresh.err, "no manifest.json")
+
+
+def test_a_workdir_with_an_unfinished_run_needs_resume(files: Media, va_cli: CliRunner) -> None:
+    job, workdir = files.job(), files.root / "w"
+    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
+    (workdir / "final.mp4").unlink()
+    result = va_cli("run", job, "--workdir", workdir)
+    assert result.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(result.err, "--resume")
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["attempts"] == 2 and manifest["run_status"] == "succeeded"
+
+
+def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: CliRunner) -> None:
+    fake = files.root / "ffmpeg-without-x264"
+    fake.write_text('#!/bin/sh\ncase "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\nexec ffmpeg "$@"\n')
+    fake.chmod(0o755)
+    workdir = files.root / "w"
+    result = va_cli("run", files.job(), "--workdir", workdir, "-q", env={"FFMPEG": str(fake)})
+    assert result.code == ExitCode.ENCODE_FAILED
+    assert_one_line_error(result.err, "libx264")
+    assert not (workdir / "final.mp4").exists()
+    assert not list(workdir.glob(".encode-*"))
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "failed"
+    assert manifest["exit_status"]["name"] == "ENCODE_FAILED"
+    assert manifest["phases"]["encode"]["status"] == "failed"
+    assert manifest["phases"]["prepare"]["status"] == "done"
+
+
+def test_ctrl_c_is_exit_130_and_the_run_resumes(files: Media, va_cli: CliRunner) -> None:
+    slow = files.root / "slow-ffmpeg"
+    slow.write_text('#!/bin/sh\nsleep 2\nexec ffmpeg "$@"\n')
+    slow.chmod(0o755)
+    job, workdir = files.job(), files.root / "w"
+    process = subprocess.Popen(
+        [*VA, "run", str(job), "--workdir", str(workdir), "-q"],
+        env={**os.environ, "FFMPEG": str(slow)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    events = workdir / "logs" / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while not (events.exists() and "rule_started" in events.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert "--resume" in err and "Traceback" not in err
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "interrupted"
+    assert not (workdir / "final.mp4").exists()
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+
+
+def test_produce_writes_the_job_and_fertig_mp4(files: Media, va_cli: CliRunner) -> None:
+    workdir = files.root / "w"
+    result = va_cli(
+        "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
+        "--prompt", "slow push-in", "--neg", "blurry", "--pre", "0.5", "--post", "0.5",
+        "--width", "256", "--height", "144", "--fps", "24", "--seed", "42", "--no-comfyui",
+        "--workdir", workdir, "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert result.out.strip() == str(workdir / "fertig.mp4")
+    job = json.loads((workdir / "job.json").read_text())
+    assert job["output"] == {**job["output"], "basename": "fertig.mp4", "width": 256, "height": 144}
+    assert job["motion"]["negative_prompt"] == "blurry"
+    assert job["determinism"] == {"fps": 24, "seed_policy": "fixed", "seed": 42}
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["target_frames"] == 72 and manifest["seeds"] == {"policy": "fixed", "value": 42}
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ((), "comfyui.workflow_ids"),
+        (("--no-comfyui", "--lipsync", "on"), "--lipsync_provider"),
+        (("--no-comfyui", "--width", "640"), "--height"),
+        (("--no-comfyui", "--width", "641", "--height", "360"), "output.width"),
+    ],
+)
+def test_produce_refuses_bad_flags_without_writing(
+    files: Media, va_cli: CliRunner, flags: tuple[str, ...], needle: str
+) -> None:
+    workdir = files.root / "w"
+    result = va_cli(
+        "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
+        "--prompt", "x", "--workdir", workdir, *flags,
+    )  # fmt: skip
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert_one_line_error(result.err, needle)
+    assert not workdir.exists()
+
+
+def test_status_and_logs(files: Media, va_cli: CliRunner) -> None:
+    workdir = files.root / "w"
+    assert va_cli("run", files.job(), "--workdir", workdir, "-q").code == 0
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    run_id = manifest["run_id"]
+
+    by_dir, by_id = va_cli("status", workdir), va_cli("status", run_id)
+    assert by_dir.code == by_id.code == 0
+    assert by_dir.out == by_id.out
+    assert "succeeded" in by_dir.out and "encode    done" in by_dir.out
+
+    table = va_cli("status")
+    assert run_id in table.out and "succeeded" in table.out
+    listed = json.loads(va_cli("status", "--json").out)
+    assert [row["run_status"] for row in listed if row["run_id"] == run_id] == ["succeeded"]
+
+    logs = va_cli("logs", run_id)
+    assert "encode started" in logs.out and "run succeeded" in logs.out
+    followed = va_cli("logs", workdir, "--follow", "--json")
+    kinds = [json.loads(line)["kind"] for line in followed.out.splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+
+    missing = va_cli("status", "run-nope")
+    assert missing.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(missing.err, "run-nope")

@@ -1,0 +1,76 @@
+"""The job file: schema, defaults, relative paths, input checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from va.errors import ExitCode, VaError
+from va.job import check_inputs, load_job
+
+
+def write(path: Path, document: object) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+MINIMAL = {"schema_version": 1, "input": {"audio": "voice.wav", "start": "start.png"}}
+
+
+def test_defaults_are_filled_in_and_paths_resolved_against_the_job_folder(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    job = load_job(write(tmp_path / "sub" / "job.json", MINIMAL))
+    assert job.audio == tmp_path / "sub" / "voice.wav"
+    assert job.data["determinism"] == {"fps": 25, "seed_policy": "random"}
+    assert job.data["buffer"] == {"pre_seconds": 0, "post_seconds": 0}
+    assert job.data["output"]["basename"] == "final.mp4"
+    assert job.data["lipsync"]["enable"] is True
+    assert job.data["comfyui"] == {"workflow_ids": [], "params": {}}
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({**MINIMAL, "colour": "red"}, "unknown key 'colour'"),
+        ({**MINIMAL, "motion": {"promt": "x"}}, "motion: unknown key 'promt'"),
+        ({**MINIMAL, "determinism": {"seed_policy": "fixed"}}, "determinism: 'seed' is a required property"),
+        ({**MINIMAL, "determinism": {"fps": 0}}, "determinism.fps"),
+        ({**MINIMAL, "buffer": {"pre_seconds": -1}}, "buffer.pre_seconds"),
+        ({**MINIMAL, "output": {"width": 641, "height": 480}}, "output.width: 641 is not a multiple of 2"),
+        ({**MINIMAL, "output": {"basename": "../x.mp4"}}, "output.basename"),
+        ({**MINIMAL, "schema_version": 2}, "schema_version"),
+        ({"schema_version": 1, "input": {"audio": "a.wav"}}, "input: 'start' is a required property"),
+    ],
+)
+def test_schema_violations_name_the_field(tmp_path: Path, document: dict[str, object], expected: str) -> None:
+    with pytest.raises(VaError) as caught:
+        load_job(write(tmp_path / "job.json", document))
+    assert caught.value.code == ExitCode.VALIDATION_FAILED
+    assert expected in caught.value.message
+    assert "job.json" in caught.value.message
+
+
+def test_not_json_is_a_validation_error(tmp_path: Path) -> None:
+    path = tmp_path / "job.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(VaError) as caught:
+        load_job(path)
+    assert caught.value.code == ExitCode.VALIDATION_FAILED
+
+
+def test_missing_job_file(tmp_path: Path) -> None:
+    with pytest.raises(VaError) as caught:
+        load_job(tmp_path / "nope.json")
+    assert caught.value.code == ExitCode.INPUT_NOT_FOUND
+
+
+def test_unsupported_start_type_is_named(tmp_path: Path) -> None:
+    (tmp_path / "voice.wav").write_bytes(b"x")
+    (tmp_path / "start.txt").write_text("hello", encoding="utf-8")
+    job = load_job(write(tmp_path / "job.json", {**MINIMAL, "input": {"audio": "voice.wav", "start": "start.txt"}}))
+    with pytest.raises(VaError) as caught:
+        check_inputs(job)
+    assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert "input.start" in caught.value.message

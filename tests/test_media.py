@@ -1,0 +1,120 @@
+"""The ffmpeg module on tiny real media: probing, padding, the held still, the encode."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Media, ffprobe_streams
+from va import media
+from va.errors import ExitCode, VaError
+
+
+@pytest.mark.parametrize(
+    ("extra", "rate", "channels"),
+    [
+        ((), 16000, 1),
+        (("-ac", "2"), 44100, 2),
+        (("-ar", "48000", "-ac", "2"), 48000, 2),
+        (("-c:a", "pcm_u8"), 22050, 1),
+        (("-ac", "6"), 48000, 2),
+    ],
+    ids=["mono-16k", "stereo-44k", "stereo-48k", "8-bit", "5.1-downmixed"],
+)
+def test_pad_audio_is_exact_for_every_layout(
+    files: Media, extra: tuple[str, ...], rate: int, channels: int
+) -> None:
+    source = files.tone("in.wav", 1.5, rate, *extra)
+    padded = files.root / "padded.wav"
+    info = media.pad_audio(source, padded, 0.5, 1.25)
+    assert info.sample_rate == media.AUDIO_SAMPLE_RATE
+    assert info.channels == channels
+    assert info.duration_seconds == pytest.approx(1.5 + 0.5 + 1.25, abs=1e-6)
+
+
+def test_padding_is_silence_before_and_after(files: Media) -> None:
+    source = files.tone("in.wav", 1.0, 48000)
+    padded = files.root / "padded.wav"
+    media.pad_audio(source, padded, 0.5, 0.5)
+    levels = subprocess.run(
+        ["ffmpeg", "-v", "info", "-i", str(padded), "-af", "atrim=0:0.45,volumedetect", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    assert "max_volume: -91" in levels or "max_volume: -inf" in levels
+
+
+def test_a_text_file_is_not_audio(tmp_path: Path) -> None:
+    fake = tmp_path / "voice.wav"
+    fake.write_text("this is not audio\n", encoding="utf-8")
+    with pytest.raises(VaError) as caught:
+        media.probe_audio(fake)
+    assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert str(fake) in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("size", "want", "fit"),
+    [
+        ((641, 481), (640, 480), "contain"),
+        ((640, 480), (640, 480), "contain"),
+        ((1, 1), (2, 2), "contain"),
+    ],
+)
+def test_geometry_without_a_requested_size_keeps_the_source_made_even(
+    size: tuple[int, int], want: tuple[int, int], fit: str
+) -> None:
+    geometry = media.plan_geometry(*size, None, None, fit)
+    assert (geometry.width, geometry.height) == want
+
+
+@pytest.mark.parametrize("fit", ["contain", "cover"])
+def test_requested_size_is_the_output_size(fit: str) -> None:
+    geometry = media.plan_geometry(333, 777, 640, 360, fit)
+    assert (geometry.width, geometry.height) == (640, 360)
+    assert ("crop=640:360" in geometry.filter) == (fit == "cover")
+
+
+@pytest.mark.parametrize(
+    ("size", "pix_fmt", "expected"),
+    [("321x241", "rgb24", (320, 240)), ("200x150", "rgba", (200, 150)), ("99x77", "pal8", (98, 76))],
+    ids=["odd", "alpha", "palette-odd"],
+)
+def test_render_still_makes_an_even_rgb_png(files: Media, size: str, pix_fmt: str, expected: tuple[int, int]) -> None:
+    source = files.image(f"src-{pix_fmt}.png", size, pix_fmt)
+    info = media.probe_visual(source)
+    geometry = media.plan_geometry(info.width, info.height, None, None, "contain")
+    still = files.root / "still.png"
+    media.render_still(source, still, geometry, "black")
+    out = media.probe_visual(still)
+    assert (out.width, out.height) == expected
+    assert out.pix_fmt == "rgb24"
+
+
+def test_encode_held_still_has_the_exact_frame_count_and_contract(files: Media) -> None:
+    still = files.root / "still.png"
+    media.render_still(files.root / "start.png", still, media.plan_geometry(320, 240, None, None, "contain"), "black")
+    audio = files.root / "padded.wav"
+    info = media.pad_audio(files.root / "voice.wav", audio, 0.0, 0.0)
+    frames = round(info.duration_seconds * 30)
+    final = files.root / "out.mp4"
+    media.encode_held_still(still, audio, final, fps=30, frames=frames, crf=23, preset="veryfast")
+    streams = ffprobe_streams(final)
+    video, sound = streams["video"], streams["audio"]
+    assert int(video["nb_read_frames"]) == frames
+    assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
+    assert video["avg_frame_rate"] == video["r_frame_rate"] == "30/1"
+    assert sound["codec_name"] == "aac"
+    assert abs(float(video["duration"]) - float(sound["duration"])) <= 1 / 30
+    assert not [p for p in files.root.iterdir() if p.name.startswith(".encode-")]
+
+
+def test_missing_ffmpeg_is_a_dependency_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FFMPEG", "/nonexistent/ffmpeg")
+    with pytest.raises(VaError) as caught:
+        media.executable("ffmpeg")
+    assert caught.value.code == ExitCode.DEPENDENCY_MISSING
+    assert "FFMPEG=/nonexistent/ffmpeg" in caught.value.message
