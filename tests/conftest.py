@@ -42,19 +42,37 @@ class Media:
 
     def tone(self, name: str = "voice.wav", seconds: float = 2.0, rate: int = 16000, *extra: str) -> Path:
         path = self.root / name
-        ffmpeg("-f", "lavfi", "-i", f"sine=frequency=220:sample_rate={rate}:duration={seconds}", *extra, str(path))
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=220:sample_rate={rate}:duration={seconds}",
+            *extra,
+            str(path),
+        )
         return path
 
     def image(self, name: str = "start.png", size: str = "320x240", pix_fmt: str = "rgb24") -> Path:
         path = self.root / name
-        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=1", "-frames:v", "1", "-pix_fmt", pix_fmt, str(path))
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=1",
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            pix_fmt,
+            str(path),
+        )
         return path
 
     def video(self, name: str = "start.mp4", size: str = "320x240", seconds: float = 1.0) -> Path:
         path = self.root / name
+        codec = ["-c:v", "libvpx-vp9"] if path.suffix == ".webm" else ["-c:v", "libx264"]
         ffmpeg(
             "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path),
+            *codec, "-pix_fmt", "yuv420p", str(path),
         )  # fmt: skip
         return path
 

@@ -69,7 +69,9 @@ def test_missing_job_file(tmp_path: Path) -> None:
 def test_unsupported_start_type_is_named(tmp_path: Path) -> None:
     (tmp_path / "voice.wav").write_bytes(b"x")
     (tmp_path / "start.txt").write_text("hello", encoding="utf-8")
-    job = load_job(write(tmp_path / "job.json", {**MINIMAL, "input": {"audio": "voice.wav", "start": "start.txt"}}))
+    job = load_job(
+        write(tmp_path / "job.json", {**MINIMAL, "input": {"audio": "voice.wav", "start": "start.txt"}})
+    )
     with pytest.raises(VaError) as caught:
         check_inputs(job)
     assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT

@@ -83,7 +83,9 @@ def test_requested_size_is_the_output_size(fit: str) -> None:
     [("321x241", "rgb24", (320, 240)), ("200x150", "rgba", (200, 150)), ("99x77", "pal8", (98, 76))],
     ids=["odd", "alpha", "palette-odd"],
 )
-def test_render_still_makes_an_even_rgb_png(files: Media, size: str, pix_fmt: str, expected: tuple[int, int]) -> None:
+def test_render_still_makes_an_even_rgb_png(
+    files: Media, size: str, pix_fmt: str, expected: tuple[int, int]
+) -> None:
     source = files.image(f"src-{pix_fmt}.png", size, pix_fmt)
     info = media.probe_visual(source)
     geometry = media.plan_geometry(info.width, info.height, None, None, "contain")
@@ -96,7 +98,9 @@ def test_render_still_makes_an_even_rgb_png(files: Media, size: str, pix_fmt: st
 
 def test_encode_held_still_has_the_exact_frame_count_and_contract(files: Media) -> None:
     still = files.root / "still.png"
-    media.render_still(files.root / "start.png", still, media.plan_geometry(320, 240, None, None, "contain"), "black")
+    media.render_still(
+        files.root / "start.png", still, media.plan_geometry(320, 240, None, None, "contain"), "black"
+    )
     audio = files.root / "padded.wav"
     info = media.pad_audio(files.root / "voice.wav", audio, 0.0, 0.0)
     frames = round(info.duration_seconds * 30)

@@ -300,7 +300,10 @@ def encode_held_still(
     gop = max(1, min(frames, KEYFRAME_INTERVAL_SECONDS * fps))
     loops = math.ceil(frames / gop) - 1
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".encode-", dir=target.parent) as scratch:
+    prefix = f".encode-{target.name}-"
+    for stale in target.parent.glob(prefix + "*"):  # left by an encode that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=target.parent) as scratch:
         segment = Path(scratch) / "gop.mp4"
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         argv += ["-loop", "1", "-framerate", str(fps), "-i", str(still), "-frames:v", str(gop)]
