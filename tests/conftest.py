@@ -134,6 +134,7 @@ def va_cli() -> CliRunner:
             env={**os.environ, **(env or {})},
             cwd=cwd,
             timeout=300,
+            check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 

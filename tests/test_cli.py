@@ -137,7 +137,9 @@ def test_a_workdir_with_an_unfinished_run_needs_resume(files: Media, va_cli: Cli
 def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: CliRunner) -> None:
     fake = files.root / "ffmpeg-without-x264"
     fake.write_text(
-        '#!/bin/sh\ncase "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\nexec ffmpeg "$@"\n'
+        "#!/bin/sh\n"
+        'case "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\n'
+        'exec ffmpeg "$@"\n'
     )
     fake.chmod(0o755)
     workdir = files.root / "w"
