@@ -248,3 +248,13 @@ def test_status_and_logs(files: Media, va_cli: CliRunner) -> None:
     missing = va_cli("status", "run-nope")
     assert missing.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(missing.err, "run-nope")
+
+
+def test_a_named_profile_is_used(files: Media, va_cli: CliRunner) -> None:
+    workdir = files.root / "w"
+    result = va_cli("run", files.job(), "--workdir", workdir, "--profile", "default", "-q")
+    assert result.code == 0, result.err
+    assert "profiles/default" in (workdir / "logs" / "snakemake.log").read_text()
+    missing = va_cli("run", files.job(), "--workdir", files.root / "x", "--profile", "nope")
+    assert missing.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(missing.err, "--profile")

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import yaml
 from filelock import FileLock, Timeout
 
 from va.errors import ExitCode, VaError
@@ -63,6 +64,17 @@ def resolve_profile(profile: str) -> Path:
     if not (path / "config.yaml").is_file():
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"--profile: no config.yaml in {path}")
     return path.absolute()
+
+
+def _profile_sets_cores(profile: Path | None) -> bool:
+    if profile is None:
+        return False
+    try:
+        settings = yaml.safe_load((profile / "config.yaml").read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        message = f"--profile: {profile / 'config.yaml'}: not valid YAML"
+        raise VaError(ExitCode.VALIDATION_FAILED, message) from exc
+    return isinstance(settings, dict) and any(key in settings for key in ("cores", "jobs"))
 
 
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
@@ -114,9 +126,10 @@ def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
     """The Snakemake command line for ``job`` in ``options.workdir``."""
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
     argv += ["--directory", str(options.workdir), "--config", f"job={job.path}"]
-    if options.profile:
-        argv += ["--profile", str(resolve_profile(options.profile))]
-    if options.cores or not options.profile:
+    profile = resolve_profile(options.profile) if options.profile else None
+    if profile is not None:
+        argv += ["--profile", str(profile)]
+    if options.cores or not _profile_sets_cores(profile):
         argv += ["--cores", str(options.cores or os.cpu_count() or 1)]
     return [*argv, "--rerun-incomplete", *extra]
 

@@ -1,0 +1,124 @@
+"""The manifest is derived from the event log and the targets, without Snakemake."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from va.errors import ExitCode, VaError
+from va.manifest import build_manifest
+from va.tracking import record, record_run_finished
+from va.workdir import Workdir
+
+GRAPH = {
+    "final": "final.mp4",
+    "rules": {
+        "prepare": ["prepare_audio", "hold_start_frame"],
+        "comfyui": [],
+        "lipsync": [],
+        "encode": ["encode"],
+    },
+    "skipped": {"comfyui": "no workflow", "lipsync": "off"},
+}
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def start(workdir: Workdir, pid: int) -> None:
+    record(
+        workdir,
+        "run",
+        "info",
+        "started",
+        kind="run_started",
+        run_id="run-x",
+        pid=pid,
+        host=None,
+        job="j",
+        graph=GRAPH,
+    )
+
+
+def rule(workdir: Workdir, name: str, kind: str, **extra: object) -> None:
+    record(workdir, "prepare", "info", f"{name} {kind}", kind=kind, rule=name, phase="prepare", **extra)
+
+
+def test_no_events_no_manifest(tmp_path: Path) -> None:
+    assert build_manifest(Workdir(tmp_path)) is None
+
+
+def test_a_live_run_is_running_and_a_dead_one_interrupted(tmp_path: Path) -> None:
+    workdir = Workdir(tmp_path)
+    start(workdir, pid=os.getpid())
+    rule(workdir, "prepare_audio", "rule_started")
+    live = build_manifest(workdir)
+    assert live is not None
+    assert live["run_status"] == "running" and live["exit_status"] is None
+    assert live["phases"]["prepare"]["status"] == "running"
+
+    start(workdir, pid=dead_pid())
+    dead = build_manifest(workdir)
+    assert dead is not None
+    assert dead["run_status"] == "interrupted"
+    assert dead["exit_status"]["code"] == ExitCode.INTERRUPTED
+    assert dead["phases"]["prepare"]["status"] == "pending"
+    assert dead["attempts"] == 2 and dead["run_id"] == "run-x"
+
+
+def test_phase_done_needs_its_outputs(tmp_path: Path) -> None:
+    workdir = Workdir(tmp_path)
+    start(workdir, pid=dead_pid())
+    for name in ("prepare_audio", "hold_start_frame"):
+        rule(workdir, name, "rule_started")
+        rule(workdir, name, "rule_finished")
+    manifest = build_manifest(workdir)
+    assert manifest is not None and manifest["phases"]["prepare"]["status"] == "pending"  # nothing on disk
+    for path in (workdir.padded_audio, workdir.plan, workdir.still):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    manifest = build_manifest(workdir)
+    assert manifest is not None
+    assert manifest["phases"]["prepare"]["status"] == "done"
+    assert manifest["phases"]["prepare"]["outputs"] == [
+        "prepare/padded.wav",
+        "prepare/plan.json",
+        "frames/still.png",
+    ]
+    assert manifest["phases"]["comfyui"] == {"status": "skipped", "reason": "no workflow"}
+
+
+def test_a_failed_rule_fails_its_phase_and_the_run(tmp_path: Path) -> None:
+    workdir = Workdir(tmp_path)
+    start(workdir, pid=dead_pid())
+    error = VaError(ExitCode.ENCODE_FAILED, "x264 said no")
+    record(
+        workdir,
+        "encode",
+        "error",
+        "boom",
+        kind="rule_failed",
+        rule="encode",
+        phase="encode",
+        error=error.as_dict(),
+    )
+    record_run_finished(workdir, from_rules=True)
+    manifest = build_manifest(workdir)
+    assert manifest is not None
+    assert manifest["run_status"] == "failed"
+    assert manifest["exit_status"] == {"code": 60, "name": "ENCODE_FAILED", "message": "x264 said no"}
+    assert manifest["phases"]["encode"]["status"] == "failed"
+    assert manifest["phases"]["encode"]["error"]["name"] == "ENCODE_FAILED"
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    workdir = Workdir(tmp_path)
+    start(workdir, pid=dead_pid())
+    with open(workdir.events, "a", encoding="utf-8") as handle:
+        handle.write('{"ts": "2026-01-01T00:00:00.000Z", "kind": "rule_sta')
+    manifest = build_manifest(workdir)
+    assert manifest is not None and manifest["run_status"] == "interrupted"
