@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import va
-from va import media, registry
+from va import doctor, install, media, registry
 from va.errors import ExitCode, VaError
 from va.events import follow_events, format_event, read_events
 from va.job import job_from_document
@@ -37,6 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"va {va.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    doctor = commands.add_parser(
+        "doctor", help="check ffmpeg, Python, Snakemake, state dir, configs, ComfyUI"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
+    install = commands.add_parser(
+        "install", help="create the state dir, copy configs, fetch and verify assets"
+    )
+    install.add_argument("--force", action="store_true", help="replace edited configs (a backup is kept)")
+    install.add_argument("--with-optional", action="store_true", help="also fetch assets marked optional")
+    install.add_argument("--status", action="store_true", help="only report which assets are present")
+    install.add_argument("--json", action="store_true", help="machine-readable output")
 
     validate = commands.add_parser("validate", help="check a job file and its inputs; changes nothing")
     validate.add_argument("job", type=Path)
@@ -100,6 +113,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"va: internal error: {exc!r} (run with --debug for the traceback)", file=sys.stderr)
         return int(ExitCode.INTERNAL)
+
+
+def cmd_doctor(args: argparse.Namespace) -> ExitCode:
+    """Report whether this machine can run jobs."""
+    checks = doctor.run_checks()
+    code = doctor.exit_code(checks)
+    if args.json:
+        print(
+            json.dumps(
+                {"ok": code == ExitCode.OK, "exit_code": int(code), "checks": [c.as_dict() for c in checks]}
+            )
+        )
+    else:
+        for check in checks:
+            print(f"{check.status.upper():<5} {check.name:<26} {check.detail}")
+        print("ready" if code == ExitCode.OK else f"not ready ({code.name})")
+    return code
+
+
+def cmd_install(args: argparse.Namespace) -> ExitCode:
+    """Install the state dir and assets, or report their status."""
+    report = (
+        install.status()
+        if args.status
+        else install.install(force=args.force, with_optional=args.with_optional, progress=not args.json)
+    )
+    failure = report.failure()
+    if args.json:  # the report goes to stdout even when an asset failed; the error line to stderr
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(f"state dir {report.state_dir}")
+        for name, what in report.files.items():
+            print(f"  {name:<48} {what}")
+        print(f"assets from {report.manifest}")
+        for outcome in report.assets:
+            note = f"  ({outcome.message})" if outcome.message else ""
+            print(f"  {outcome.id:<32} {outcome.status:<10} {outcome.destination}{note}")
+        if not args.status and failure is None:
+            print(
+                f"downloaded {report.downloaded} asset(s)"
+                if report.downloaded
+                else "nothing to download: every asset is present and verified"
+            )
+    if failure is not None and not args.status:
+        raise VaError(failure.code, failure.message)
+    return ExitCode.OK
 
 
 def cmd_validate(args: argparse.Namespace) -> ExitCode:
@@ -250,6 +309,8 @@ def cmd_logs(args: argparse.Namespace) -> ExitCode:
 
 
 COMMANDS = {
+    "doctor": cmd_doctor,
+    "install": cmd_install,
     "validate": cmd_validate,
     "run": cmd_run,
     "produce": cmd_produce,

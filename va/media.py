@@ -109,6 +109,21 @@ def tool_version(name: str) -> str:
     return done.stdout.splitlines()[0].split(" Copyright")[0] if done.stdout else "unknown"
 
 
+def encoders() -> set[str]:
+    """Names of the encoders this ffmpeg build has (``ffmpeg -encoders``)."""
+    done = _run(
+        [executable("ffmpeg"), "-hide_banner", "-encoders"],
+        failure=ExitCode.DEPENDENCY_MISSING,
+        what="ffmpeg",
+    )
+    names = set()
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+            names.add(parts[1])
+    return names
+
+
 def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
     argv = [
         executable("ffprobe"),

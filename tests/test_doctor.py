@@ -1,0 +1,49 @@
+"""va doctor: required parts fail with exit 20, optional parts warn."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import CliRunner
+from tests.fileserver import serve
+from va.errors import ExitCode
+
+
+def test_doctor_on_this_machine_is_ready(va_cli: CliRunner) -> None:
+    result = va_cli("doctor", "--json")
+    report = json.loads(result.out)
+    checks = {check["name"]: check for check in report["checks"]}
+    assert result.code == 0 and report["ok"] is True
+    assert checks["ffmpeg"]["status"] == "ok" and "version" in checks["ffmpeg"]["detail"]
+    assert checks["encoders"]["detail"] == "libx264 and aac present"
+    assert checks["comfyui"]["status"] in ("ok", "warn")
+
+
+def test_doctor_exit_20_with_ffmpeg_hidden_from_path(va_cli: CliRunner) -> None:
+    only_python = str(Path(sys.executable).parent)
+    result = va_cli("doctor", env={"PATH": only_python})
+    assert result.code == ExitCode.DEPENDENCY_MISSING
+    assert "FAIL  ffmpeg" in result.out and "not ready (DEPENDENCY_MISSING)" in result.out
+
+
+def test_doctor_reports_a_reachable_comfyui_version(va_cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "system_stats").write_text(
+        json.dumps({"system": {"comfyui_version": "0.26.0"}, "devices": []})
+    )
+    with serve(tmp_path) as served:
+        config = tmp_path / "vidax.json"
+        config.write_text(json.dumps({"schema_version": 1, "comfyui": {"url": served.url}}))
+        result = va_cli("doctor", "--json", env={"VIDAX_CONFIG": str(config)})
+    checks = {check["name"]: check for check in json.loads(result.out)["checks"]}
+    assert checks["comfyui"]["status"] == "ok" and "0.26.0" in checks["comfyui"]["detail"]
+
+
+def test_an_invalid_config_is_named_with_its_field(va_cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "vidax.json"
+    config.write_text(json.dumps({"schema_version": 1, "server": {"port": "eighty"}}))
+    result = va_cli("doctor", env={"VIDAX_CONFIG": str(config)})
+    assert result.code == ExitCode.VALIDATION_FAILED
+    line = next(line for line in result.out.splitlines() if "config vidax" in line)
+    assert line.startswith("FAIL") and "vidax.json" in line and "server.port" in line

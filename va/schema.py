@@ -1,0 +1,89 @@
+"""JSON Schema validation with defaults filled in, and errors that name the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator, validators
+
+from va.errors import ExitCode, VaError
+
+
+def schema_path(name: str) -> Path:
+    """Where the schema ``name`` (e.g. ``job``) lives: inside the package, shared by CLI and Snakefile."""
+    return Path(str(resources.files("va") / "schemas" / f"{name}.schema.json"))
+
+
+@cache
+def _schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    return loaded
+
+
+def _with_defaults(validator_class: type[Any]) -> type[Any]:
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(
+        validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    extended: type[Any] = validators.extend(  # type: ignore[no-untyped-call]
+        validator_class, {"properties": set_defaults}
+    )
+    return extended
+
+
+_DefaultingValidator = _with_defaults(Draft202012Validator)
+
+
+def describe_error(error: jsonschema.ValidationError) -> str:
+    """One line for a schema error, starting with the dotted path of the field."""
+    where = ".".join(str(part) for part in error.absolute_path)
+    prefix = f"{where}: " if where else ""
+    if error.validator == "additionalProperties":
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - allowed) if isinstance(error.instance, dict) else []
+        return prefix + "unknown key " + ", ".join(repr(key) for key in unknown)
+    if error.validator == "then":
+        return prefix + "seed is required when seed_policy is 'fixed'"
+    return prefix + error.message
+
+
+def validate(data: Any, name: str, source: str) -> dict[str, Any]:
+    """Validate ``data`` against schema ``name`` and return a copy with defaults filled in.
+
+    The first problem (the shallowest) is a ``VALIDATION_FAILED`` naming ``source`` and the field.
+    """
+    if not isinstance(data, dict):
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: must be a JSON object")
+    document = copy.deepcopy(data)
+    errors = sorted(
+        _DefaultingValidator(_schema(name)).iter_errors(document),
+        key=lambda error: (len(error.absolute_path), list(map(str, error.absolute_path))),
+    )
+    if errors:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: {describe_error(errors[0])}")
+    return document
+
+
+def load_json_file(path: Path, what: str) -> Any:
+    """Read a JSON file; a missing file is ``INPUT_NOT_FOUND``, bad JSON ``VALIDATION_FAILED``."""
+    if not path.is_file():
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc})") from exc
