@@ -1,8 +1,6 @@
 rule encode:
     input:
-        still="frames/still.png",
-        audio="prepare/padded.wav",
-        plan="prepare/plan.json",
+        unpack(encode_inputs),
     output:
         final=final_video(),
     log:

@@ -1,4 +1,4 @@
-"""Rule encode: the held still and the padded audio become the final video."""
+"""Rule encode: the held still (or the lip-synced video) and the padded audio become the final video."""
 
 from pathlib import Path
 
@@ -15,4 +15,5 @@ with rule_step("encode", snakemake.log[0]):
         Path(snakemake.input.still),
         Path(snakemake.input.audio),
         Path(snakemake.output.final),
+        video=Path(snakemake.input.video) if getattr(snakemake.input, "video", None) else None,
     )

@@ -12,6 +12,7 @@ from va import media
 from va.comfyui import check_health
 from va.config import CONFIG_NAMES, load_config
 from va.errors import ExitCode, VaError
+from va.lipsync.providers import fill
 from va.state import state_dir
 
 REQUIRED_ENCODERS = ("libx264", "aac")
@@ -106,11 +107,11 @@ def check_lipsync_providers(providers_config: object) -> list[Check]:
         return []
     checks = []
     for provider_id, provider in sorted(providers_config.get("providers", {}).items()):
-        argv = provider.get("argv") or provider.get("command") or []
+        argv = provider.get("argv") or []
         if provider.get("type") != "command" or not argv:
             checks.append(Check(f"lipsync {provider_id}", "ok", f"type {provider.get('type')}"))
             continue
-        program = str(argv[0])
+        program = fill(str(argv[0]), {"home": str(provider.get("home", ""))})
         found = shutil.which(program)
         status, detail = ("ok", found) if found else ("warn", f"command not found: {program}")
         checks.append(Check(f"lipsync {provider_id}", status, str(detail)))

@@ -9,6 +9,8 @@ from typing import Any
 
 from va.errors import ExitCode, VaError
 from va.job import Job
+from va.lipsync.providers import get_provider
+from va.lipsync.stage import active_provider
 from va.workdir import Workdir
 
 PHASES = ("prepare", "comfyui", "lipsync", "encode")
@@ -17,6 +19,7 @@ PHASES = ("prepare", "comfyui", "lipsync", "encode")
 RULE_PHASE = {
     "prepare_audio": "prepare",
     "hold_start_frame": "prepare",
+    "lipsync": "lipsync",
     "encode": "encode",
 }
 
@@ -30,6 +33,7 @@ def rule_outputs(workdir: Workdir, basename: str) -> dict[str, list[str]]:
             str(workdir.plan.relative_to(root)),
         ],
         "hold_start_frame": [str(workdir.still.relative_to(root))],
+        "lipsync": [str(workdir.lipsync_output.relative_to(root))],
         "encode": [basename],
     }
 
@@ -42,12 +46,9 @@ def check_supported(job: Job) -> None:
             "comfyui.workflow_ids: the ComfyUI stage is not available in this version; "
             "leave the list empty to hold the start frame",
         )
-    if job.data["lipsync"]["enable"] and job.data["lipsync"].get("provider"):
-        raise VaError(
-            ExitCode.VALIDATION_FAILED,
-            f"lipsync.provider: provider '{job.data['lipsync']['provider']}' cannot run: "
-            "the lip-sync stage is not available in this version",
-        )
+    provider = active_provider(job)
+    if provider is not None:
+        get_provider(provider)
 
 
 def describe(job: Job) -> dict[str, Any]:
@@ -56,8 +57,9 @@ def describe(job: Job) -> dict[str, Any]:
         "comfyui": "comfyui.workflow_ids is empty: the start frame is held for every frame",
     }
     lipsync = job.data["lipsync"]
-    skipped["lipsync"] = (
-        "lipsync.enable is false" if not lipsync["enable"] else "no lip-sync provider configured for the job"
-    )
+    if not lipsync["enable"]:
+        skipped["lipsync"] = "lipsync.enable is false"
+    elif active_provider(job) is None:
+        skipped["lipsync"] = "no lip-sync provider configured for the job (lipsync.provider)"
     rules = {phase: [rule for rule, owner in RULE_PHASE.items() if owner == phase] for phase in PHASES}
     return {"final": job.basename, "rules": rules, "skipped": skipped}

@@ -129,6 +129,16 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         else:
             phases[phase] = _phase(graph["rules"][phase], states, outputs, workdir.root)
 
+    if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
+        result = read_json(workdir.lipsync_result)
+        phases["lipsync"].update(
+            provider=result.get("provider"), passthrough=result.get("passthrough", False)
+        )
+        if result.get("passthrough"):
+            phases["lipsync"]["note"] = (
+                "lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): "
+                + str((result.get("error") or {}).get("message", ""))
+            )
     plan = read_json(workdir.plan) if workdir.plan.exists() else {}
     final = workdir.final(graph["final"])
     return {

@@ -14,6 +14,8 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,11 +217,12 @@ def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
         )
 
 
-def decoded_duration(path: Path) -> float:
-    """Seconds of audio that actually decode from the first audio stream (decodes, writes nothing)."""
+def decoded_duration(path: Path, stream: str = "a") -> float:
+    """Seconds that actually decode from the first audio (``a``) or video (``v``) stream; writes nothing."""
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", "-i", str(path)]
-    argv += ["-map", "0:a:0", "-progress", "pipe:1", "-f", "null", "-"]
-    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable audio file: {path}")
+    argv += ["-map", f"0:{stream}:0", "-progress", "pipe:1", "-f", "null", "-"]
+    kind = "audio file" if stream == "a" else "video"
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable {kind}: {path}")
     times = [line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("out_time_us=")]
     usable = [int(t) for t in times if t.strip().lstrip("-").isdigit()]
     return max(usable, default=0) / 1e6
@@ -295,8 +298,85 @@ def pad_audio(source: Path, target: Path, pre_seconds: float, post_seconds: floa
     return padded
 
 
+X264_COLOUR = [
+    "-color_primaries",
+    "bt709",
+    "-color_trc",
+    "bt709",
+    "-colorspace",
+    "bt709",
+    "-color_range",
+    "tv",
+]
+TO_YUV420 = "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+
+
+@contextmanager
+def _scratch_for(target: Path) -> Iterator[Path]:
+    """A hidden scratch folder beside ``target``; one left by a killed process is removed first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".encode-{target.name}-"
+    for stale in target.parent.glob(prefix + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=target.parent) as scratch:
+        yield Path(scratch)
+
+
+def _publish(partial: Path, target: Path, frames: int, failure: ExitCode) -> None:
+    """Check the frame count of a finished file, then rename it into place (never half-written)."""
+    counted = count_video_packets(partial)
+    if counted != frames:
+        raise VaError(failure, f"{target.name}: encoded {counted} frames where {frames} were planned")
+    os.replace(partial, target)
+
+
+def _x264(preset: str, crf: int, gop: int, *, still: bool) -> list[str]:
+    argv = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    argv += ["-tune", "stillimage"] if still else []
+    return [*argv, "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", *X264_COLOUR]
+
+
+def _looped_gop(still: Path, scratch: Path, *, fps: int, frames: int, crf: int, preset: str) -> list[str]:
+    """Encode one key-frame interval of the held still; return the input arguments that repeat it."""
+    gop = max(1, min(frames, KEYFRAME_INTERVAL_SECONDS * fps))
+    segment = scratch / "gop.mp4"
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
+    argv += ["-loop", "1", "-framerate", str(fps), "-i", str(still), "-frames:v", str(gop), "-vf", TO_YUV420]
+    argv += [*_x264(preset, crf, gop, still=True), str(segment)]
+    _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
+    return ["-stream_loop", str(math.ceil(frames / gop) - 1), "-i", str(segment)]
+
+
 def encode_held_still(
     still: Path,
+    audio: Path | None,
+    target: Path,
+    *,
+    fps: int,
+    frames: int,
+    crf: int,
+    preset: str,
+) -> None:
+    """Encode ``still`` held for exactly ``frames`` frames at ``fps`` (with ``audio``, if given), to MP4.
+
+    A still compresses to one key frame and empty predicted frames, so one key-frame interval is
+    encoded once and stream-copied as often as needed: the cost is that of the audio plus a couple
+    of seconds of video, whatever the length. The result is written under a temporary name in the
+    target's folder and renamed when complete, so ``target`` never exists half-written.
+    """
+    with _scratch_for(target) as scratch:
+        looped = _looped_gop(still, scratch, fps=fps, frames=frames, crf=crf, preset=preset)
+        partial = scratch / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *looped]
+        if audio is not None:
+            argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", AAC_BITRATE]
+        argv += ["-c:v", "copy", "-frames:v", str(frames), "-movflags", "+faststart", "-f", "mp4"]
+        _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
+        _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+
+
+def encode_from_video(
+    video: Path,
     audio: Path,
     target: Path,
     *,
@@ -305,41 +385,98 @@ def encode_held_still(
     crf: int,
     preset: str,
 ) -> None:
-    """Encode ``still`` held for exactly ``frames`` frames at ``fps`` with ``audio``, to MP4.
+    """Re-encode the picture of ``video`` with ``audio`` to exactly ``frames`` frames at constant ``fps``.
 
-    A still compresses to one key frame and empty predicted frames, so one key-frame interval is
-    encoded once and stream-copied as often as needed: the cost is that of the audio plus a couple
-    of seconds of video, whatever the length. The result is written under a temporary name in the
-    target's folder and renamed when complete, so ``target`` never exists half-written.
+    Frames are dropped or repeated to the output rate; a picture that ends early holds its last
+    frame. The audio track is always ``audio`` (the padded voice), not what the video carries.
     """
-    gop = max(1, min(frames, KEYFRAME_INTERVAL_SECONDS * fps))
-    loops = math.ceil(frames / gop) - 1
+    gop = KEYFRAME_INTERVAL_SECONDS * fps
+    with _scratch_for(target) as scratch:
+        partial = scratch / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio)]
+        argv += ["-map", "0:v:0", "-map", "1:a:0"]
+        if conforms(video, fps=fps, frames=frames):  # e.g. the audiogram's output: copy, do not re-encode
+            argv += [
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-b:a",
+                AAC_BITRATE,
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+            ]
+            _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {video} failed")
+            _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+            return
+        # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
+        # by as many frames as the encoder holds in its lookahead.
+        argv += ["-vf", f"fps={fps},tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"]
+        argv += [*_x264(preset, crf, gop, still=False), "-c:a", "aac", "-b:a", AAC_BITRATE]
+        argv += ["-movflags", "+faststart", "-f", "mp4", str(partial)]
+        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {video} failed")
+        _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+
+
+def resample_audio(source: Path, target: Path, *, sample_rate: int, channels: int) -> None:
+    """Convert audio to 16-bit PCM WAV at the rate and channel count a tool expects."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".encode-{target.name}-"
-    for stale in target.parent.glob(prefix + "*"):  # left by an encode that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=target.parent) as scratch:
-        segment = Path(scratch) / "gop.mp4"
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-        argv += ["-loop", "1", "-framerate", str(fps), "-i", str(still), "-frames:v", str(gop)]
-        argv += ["-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"]
-        argv += ["-c:v", "libx264", "-preset", preset, "-tune", "stillimage", "-crf", str(crf)]
-        argv += ["-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
-        argv += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
-        argv += ["-color_range", "tv", str(segment)]
-        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
-        partial = Path(scratch) / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-        argv += ["-stream_loop", str(loops), "-i", str(segment), "-i", str(audio)]
-        argv += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-frames:v", str(frames)]
-        argv += ["-c:a", "aac", "-b:a", AAC_BITRATE, "-movflags", "+faststart", "-f", "mp4"]
-        _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
-        counted = count_video_packets(partial)
-        if counted != frames:
-            raise VaError(
-                ExitCode.ENCODE_FAILED, f"{target.name}: encoded {counted} frames where {frames} were planned"
-            )
-        os.replace(partial, target)
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", "0:a:0"]
+    argv += ["-ar", str(sample_rate), "-ac", str(channels), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot convert audio {source}")
+
+
+def render_audiogram(
+    video: Path,
+    audio: Path,
+    target: Path,
+    *,
+    fps: int,
+    frames: int,
+    style: str,
+    colour: str,
+    crf: int,
+    preset: str,
+) -> None:
+    """Overlay an audio-reactive band (``waves`` or ``freqs``) on the lower quarter of ``video``."""
+    info = probe_visual(video)
+    band_w, band_h = info.width, max(2, (info.height // 4) // 2 * 2)
+    if style == "freqs":
+        band = f"showfreqs=s={band_w}x{band_h}:mode=bar:ascale=sqrt:colors={colour}"
+    else:
+        band = f"showwaves=s={band_w}x{band_h}:mode=cline:rate={fps}:colors={colour}"
+    graph = (
+        f"[1:a]{band},fps={fps},format=rgba,colorkey=black:0.1:0.0[band];"
+        f"[0:v]fps={fps},tpad=stop_mode=clone:stop=-1[base];"
+        f"[base][band]overlay=x=0:y=H-h:eof_action=pass,trim=end_frame={frames},{TO_YUV420}[v]"
+    )
+    gop = KEYFRAME_INTERVAL_SECONDS * fps
+    with _scratch_for(target) as scratch:
+        partial = scratch / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio)]
+        argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
+        argv += [*_x264(preset, crf, gop, still=False), "-c:a", "aac", "-b:a", AAC_BITRATE]
+        argv += ["-movflags", "+faststart", "-f", "mp4", str(partial)]
+        _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
+        _publish(partial, target, frames, ExitCode.LIPSYNC_FAILED)
+
+
+def conforms(video: Path, *, fps: int, frames: int) -> bool:
+    """Whether a video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames."""
+    argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
+    argv += ["-show_entries", "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets"]
+    argv += ["-print_format", "json", str(video)]
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {video}")
+    streams = json.loads(done.stdout).get("streams") or [{}]
+    stream = streams[0]
+    return (
+        stream.get("codec_name") == "h264"
+        and stream.get("pix_fmt") == "yuv420p"
+        and stream.get("r_frame_rate") == stream.get("avg_frame_rate") == f"{fps}/1"
+        and str(stream.get("nb_read_packets")) == str(frames)
+    )
 
 
 def count_video_packets(path: Path) -> int:

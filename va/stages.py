@@ -40,16 +40,18 @@ def hold_start_frame(job: Job, still: Path) -> None:
     media.render_still(job.start, still, geometry, output["background"])
 
 
-def encode(job: Job, plan: Path, still: Path, audio: Path, final: Path) -> None:
-    """Encode the held still with the padded audio into the final video of the planned frame count."""
+def encode(job: Job, plan: Path, still: Path, audio: Path, final: Path, *, video: Path | None = None) -> None:
+    """Encode the held still (or ``video``, the lip-sync stage's output) with the padded audio into the
+    final video of the planned frame count."""
     figures = read_json(plan)
     output = job.data["output"]
-    media.encode_held_still(
-        still,
-        audio,
-        final,
-        fps=figures["fps"],
-        frames=figures["target_frames"],
-        crf=output["crf"],
-        preset=output["x264_preset"],
-    )
+    settings = {
+        "fps": figures["fps"],
+        "frames": figures["target_frames"],
+        "crf": output["crf"],
+        "preset": output["x264_preset"],
+    }
+    if video is None:
+        media.encode_held_still(still, audio, final, **settings)
+    else:
+        media.encode_from_video(video, audio, final, **settings)

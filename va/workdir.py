@@ -37,6 +37,14 @@ class Workdir:
         return self.root / "frames" / "still.png"
 
     @property
+    def lipsync_output(self) -> Path:
+        return self.root / "lipsync" / "output.mp4"
+
+    @property
+    def lipsync_result(self) -> Path:
+        return self.root / "lipsync" / "result.json"
+
+    @property
     def produced_job(self) -> Path:
         return self.root / "job.json"
 

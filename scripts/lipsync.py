@@ -1,0 +1,18 @@
+"""Rule lipsync: the job's lip-sync provider turns the held frame and the padded audio into a video."""
+
+from pathlib import Path
+
+from va.job import load_job
+from va.lipsync.stage import run_lipsync
+from va.tracking import rule_step
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+
+with rule_step("lipsync", snakemake.log[0]):
+    run_lipsync(
+        load_job(Path(snakemake.params.job)),
+        Path(snakemake.input.plan),
+        Path(snakemake.input.still),
+        Path(snakemake.input.audio),
+        Path(snakemake.output.video),
+    )

@@ -1,0 +1,154 @@
+"""Provider type ``command``: a program run from an argv template (never a shell string)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from va.errors import ExitCode, VaError
+from va.lipsync.providers import Provider, fill, fill_tree
+
+log = logging.getLogger(__name__)
+TAIL_BYTES = 64 * 1024
+TAIL_LINES = 3
+
+KIND_CODES = {
+    "input": ExitCode.LIPSYNC_INPUT_REJECTED,
+    "fatal": ExitCode.LIPSYNC_FAILED,
+    "transient": ExitCode.LIPSYNC_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class ProviderRun:
+    """Where and with what one provider call runs."""
+
+    values: dict[str, str]
+    workdir: Path
+    logs: Path
+
+
+def last_lines(path: Path, count: int = TAIL_LINES) -> str:
+    """The last non-empty lines of a log, joined for a one-line message."""
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - TAIL_BYTES))
+        text = handle.read().decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
+
+
+def _classify(provider: Provider, text: str) -> tuple[str, str] | None:
+    for rule in provider.settings["failures"]:
+        if re.search(rule["pattern"], text):
+            return rule["kind"], rule.get("message") or rule["pattern"]
+    return None
+
+
+def _render_config_file(provider: Provider, values: dict[str, str]) -> None:
+    spec = provider.settings.get("config_file")
+    if not spec:
+        return
+    path = Path(fill(spec["path"], values))
+    content = fill_tree(spec["content"], values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if spec["format"] == "json":
+        path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+
+
+def _program(provider: Provider, argv: list[str]) -> None:
+    program = argv[0]
+    found = (
+        shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
+    )
+    if not found:
+        raise VaError(
+            ExitCode.LIPSYNC_UNAVAILABLE, f"lip-sync provider {provider.id}: command not found: {program}"
+        )
+
+
+def locate_output(provider: Provider, run: ProviderRun, started: float) -> Path | None:
+    """The provider's result: its fixed output path, or the newest file its glob matches."""
+    if provider.settings.get("output"):
+        path = Path(fill(provider.settings["output"], run.values))
+        return path if path.is_file() and path.stat().st_size > 0 else None
+    pattern = fill(provider.settings["output_glob"], run.values)
+    matches = [p for p in run.workdir.glob(pattern) if p.is_file() and p.stat().st_mtime >= started - 1]
+    return max(matches, key=lambda p: p.stat().st_mtime) if matches else None
+
+
+def run_command_provider(provider: Provider, run: ProviderRun) -> Path:
+    """Run the provider's command (with retries for transient failures) and return its output file."""
+    settings = provider.settings
+    values = run.values
+    argv = [fill(part, values) for part in settings["argv"]]
+    cwd = Path(fill(settings["cwd"], values))
+    if not cwd.is_dir():
+        raise VaError(
+            ExitCode.LIPSYNC_UNAVAILABLE, f"lip-sync provider {provider.id}: cwd {cwd} does not exist"
+        )
+    _program(provider, argv)
+    _render_config_file(provider, values)
+    env = {**os.environ, **{key: fill(value, values) for key, value in settings["env"].items()}}
+    run.logs.mkdir(parents=True, exist_ok=True)
+    attempts = settings["retries"] + 1
+    for attempt in range(1, attempts + 1):
+        stdout, stderr = (
+            run.logs / f"attempt-{attempt}.stdout.log",
+            run.logs / f"attempt-{attempt}.stderr.log",
+        )
+        log.info("attempt %s: %s (cwd %s)", attempt, shlex.join(argv), cwd)
+        started = time.time()
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
+            try:
+                returncode = process.wait(timeout=settings["timeout_seconds"])
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise VaError(
+                    ExitCode.LIPSYNC_TIMEOUT,
+                    f"lip-sync provider {provider.id} did not finish within {settings['timeout_seconds']} s; "
+                    f"killed. Last output: {last_lines(stderr) or last_lines(stdout) or 'none'}",
+                ) from None
+        tail = last_lines(stderr) or last_lines(stdout)
+        text = (
+            stderr.read_text(errors="replace")[-TAIL_BYTES:]
+            + stdout.read_text(errors="replace")[-TAIL_BYTES:]
+        )
+        matched = _classify(provider, text)
+        if matched and matched[0] != "transient":
+            kind, message = matched
+            raise VaError(KIND_CODES[kind], f"lip-sync provider {provider.id}: {message}: {tail}")
+        if returncode != 0:
+            if matched and attempt < attempts:
+                log.warning("attempt %s failed transiently (%s); retrying", attempt, matched[1])
+                time.sleep(min(30.0, 2.0**attempt))
+                continue
+            raise VaError(
+                ExitCode.LIPSYNC_FAILED, f"lip-sync provider {provider.id} exited with {returncode}: {tail}"
+            )
+        output = locate_output(provider, run, started)
+        if output is None:
+            expected = settings.get("output") or settings.get("output_glob")
+            raise VaError(
+                ExitCode.LIPSYNC_FAILED,
+                f"lip-sync provider {provider.id} exited 0 but wrote no output ({expected}): "
+                f"{tail or 'it printed nothing'}",
+            )
+        return output
+    raise AssertionError("unreachable: the last attempt returns or raises")
