@@ -46,8 +46,16 @@ def last_lines(path: Path, count: int = TAIL_LINES) -> str:
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - TAIL_BYTES))
         text = handle.read().decode("utf-8", errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _frame(line)]
     return " | ".join(lines[-count:])
+
+
+def _frame(line: str) -> bool:
+    """Python traceback scaffolding says nothing to a user; the exception line after it does."""
+    stripped = line.strip()
+    return stripped.startswith(("Traceback (most recent call last)", 'File "', "^")) or line.startswith(
+        "    "
+    )
 
 
 def _classify(provider: Provider, text: str) -> tuple[str, str] | None:

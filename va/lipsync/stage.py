@@ -107,6 +107,8 @@ def _run_provider(
 
 def run_lipsync(job: Job, plan: Path, still: Path, audio: Path, output: Path) -> dict[str, Any]:
     """Run the job's provider; with ``allow_passthrough`` a failure publishes the un-synced video instead."""
+    # Tools run in their own folder: every path they see must be absolute.
+    plan, still, audio, output = (path.absolute() for path in (plan, still, audio, output))
     figures = read_json(plan)
     provider = get_provider(str(active_provider(job)))
     folder = output.parent

@@ -1,0 +1,68 @@
+"""A stand-in for a lip-sync tool, for tests: behaves as told by its first argument.
+
+Usage: fake_lipsync.py MODE --face VIDEO --audio AUDIO --outfile OUTPUT [--dump FILE] [--config YAML]
+Modes: ok, face, silent, hang, short, flaky (fails once with a transient error, then works), glob.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def render(video: str, audio: str, output: str, seconds: float | None = None) -> None:
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", video, "-i", audio, "-map", "0:v", "-map", "1:a"]
+    argv += ["-t", str(seconds)] if seconds else []
+    subprocess.run([*argv, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", output], check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode")
+    parser.add_argument("--face")
+    parser.add_argument("--audio")
+    parser.add_argument("--outfile")
+    parser.add_argument("--dump")
+    parser.add_argument("--config")
+    args = parser.parse_args()
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({"argv": sys.argv[1:], "cwd": str(Path.cwd())}))
+    if args.config:  # MuseTalk style: inputs from a YAML file
+        task = yaml.safe_load(Path(args.config).read_text())["task_0"]
+        args.face, args.audio = task["video_path"], task["audio_path"]
+    print("loading model ...", flush=True)
+    if args.mode == "face":
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print(
+            "ValueError: Face not detected! Ensure the video contains a face in all the frames.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.mode == "silent":
+        print("something went wrong, but we exit 0 anyway", file=sys.stderr)
+        return 0
+    if args.mode == "hang":
+        time.sleep(600)
+    if args.mode == "flaky":
+        marker = Path("flaky-once")  # in the working directory: the run's own folder
+        if not marker.exists():
+            marker.touch()
+            print("RuntimeError: resource temporarily unavailable", file=sys.stderr)
+            return 1
+    if args.mode == "glob":
+        results = Path("results") / "v15"
+        results.mkdir(parents=True, exist_ok=True)
+        render(args.face, args.audio, str(results / "video_audio.mp4"))
+        return 0
+    render(args.face, args.audio, args.outfile, seconds=1.0 if args.mode == "short" else None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
