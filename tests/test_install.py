@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import CliRunner
 from tests.fileserver import make_certificate, serve
 from va import install
+from va.config import REPO_CONFIG, resolve_config
 from va.errors import ExitCode
 
 
@@ -213,3 +214,19 @@ def test_an_invalid_assets_config_names_file_and_field(source_dir: Path, va_cli:
     assert result.code == ExitCode.VALIDATION_FAILED
     assert "assets.json" in result.err and "assets.0.sha256" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_configs_resolve_env_then_vidax_state_dir_then_state_then_repo(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert resolve_config("lipsync.providers") == ("repository", REPO_CONFIG / "lipsync.providers.json")
+    install.install(progress=False)
+    assert resolve_config("lipsync.providers")[1] == state_dir / "config" / "lipsync.providers.json"
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "config").mkdir(parents=True)
+    (elsewhere / "config" / "lipsync.providers.json").write_text('{"schema_version": 1, "providers": {}}')
+    vidax = state_dir / "config" / "vidax.json"
+    vidax.write_text(vidax.read_text().replace('"state_dir": null', f'"state_dir": "{elsewhere}"'))
+    assert resolve_config("lipsync.providers")[1] == elsewhere / "config" / "lipsync.providers.json"
+    monkeypatch.setenv("VIDAX_LIPSYNC_CONFIG", str(tmp_path / "mine.json"))
+    assert resolve_config("lipsync.providers") == ("$VIDAX_LIPSYNC_CONFIG", tmp_path / "mine.json")

@@ -6,6 +6,7 @@ Resolution, first hit wins: the config's environment variable, then
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +47,24 @@ def config_candidates(name: str) -> list[tuple[str, Path]]:
     env = CONFIG_ENV[name]
     if os.environ.get(env):
         candidates.append((f"${env}", Path(os.environ[env]).expanduser()))
+    named = _state_dir_of_vidax() if name != "vidax" else None
+    if named is not None:
+        candidates.append(("state_dir of vidax.json", named / "config" / f"{name}.json"))
     candidates.append(("state dir", user_config_dir() / f"{name}.json"))
     candidates.append(("repository", REPO_CONFIG / f"{name}.json"))
     return candidates
+
+
+def _state_dir_of_vidax() -> Path | None:
+    """The ``state_dir`` that vidax.json names, if any (an unreadable vidax.json names none here;
+    loading it reports the problem)."""
+    _, path = resolve_config("vidax")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    named = data.get("state_dir") if isinstance(data, dict) else None
+    return Path(named).expanduser() if isinstance(named, str) and named else None
 
 
 def resolve_config(name: str) -> tuple[str, Path]:
