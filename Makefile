@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/va produce --audio assets/samples/voice.wav --start assets/samples/portrait.png \
-	  --prompt "slow push-in, soft light" --pre 0.5 --post 1.0 --fps 25 --no-comfyui
+	  --prompt "slow push-in, soft light" --pre 0.5 --post 1.0 --fps 25 --no-comfyui \
+	  --lipsync on --lipsync_provider audiogram
 
 test: setup pytest lint check-format typecheck
 
