@@ -45,14 +45,20 @@ def statuses(report: install.InstallReport) -> dict[str, str]:
 
 def test_fresh_install_copies_configs_and_the_bundled_workflow(state_dir: Path) -> None:
     report = install.install(progress=False)
-    assert statuses(report) == {"vidax_text2img_frames": "installed"}
+    shipped = {
+        "vidax_text2img_frames",
+        "vidax_text2img_frames.bindings",
+        "held_start_batch",
+        "held_start_batch.bindings",
+    }
+    assert statuses(report) == dict.fromkeys(shipped, "installed")
     installed = state_dir / "comfyui" / "workflows" / "vidax_text2img_frames.json"
     assert json.loads(installed.read_text())["3"]["class_type"] == "KSampler"
     for name in ("vidax", "lipsync.providers", "assets"):
         assert (state_dir / "config" / f"{name}.json").is_file()
     assert (state_dir / "assets" / "workflows" / "vidax_text2img_frames.json").is_file()
     again = install.install(progress=False)
-    assert statuses(again) == {"vidax_text2img_frames": "present"} and again.downloaded == 0
+    assert statuses(again) == dict.fromkeys(shipped, "present") and again.downloaded == 0
     assert set(again.files.values()) == {"unchanged"}
 
 

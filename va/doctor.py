@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 
 from va import media
-from va.comfyui import check_health
+from va.comfyui.health import check_health
 from va.config import CONFIG_NAMES, load_config
 from va.errors import ExitCode, VaError
 from va.lipsync.providers import fill

@@ -1,0 +1,191 @@
+"""A client of ComfyUI's HTTP and websocket protocol (as recorded from a v0.26 server).
+
+Transport problems (connection refused, timeouts, 5xx) raise ``ComfyTransient``; callers retry them.
+A 400 from ``/prompt`` raises ``VaError(COMFYUI_REJECTED)`` with the node errors in one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+import websocket
+
+from va.errors import ExitCode, VaError
+
+log = logging.getLogger(__name__)
+TIMEOUTS = (5, 60)
+
+
+class ComfyTransient(Exception):
+    """A failure worth retrying: the server is unreachable, overloaded, or dropped the connection."""
+
+
+@dataclass(frozen=True)
+class WsMessage:
+    """One text frame of the websocket: its type and data."""
+
+    type: str
+    data: dict[str, Any]
+
+
+def describe_rejection(body: Any) -> str:
+    """ComfyUI's 400 answer as one line: the error, then each node's errors (id, class, input, message)."""
+    if not isinstance(body, dict):
+        return "ComfyUI rejected the prompt"
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    parts = [str(error.get("message") or error.get("type") or "rejected")]
+    extra = error.get("extra_info") or {}
+    if extra.get("node_id"):
+        parts.append(f"node {extra['node_id']} ({extra.get('class_type', '?')})")
+    for node_id, node in sorted((body.get("node_errors") or {}).items()):
+        for item in node.get("errors", []):
+            field = (item.get("extra_info") or {}).get("input_name", "?")
+            detail = item.get("details") or ""
+            parts.append(f"node {node_id} ({node.get('class_type', '?')}) input {field}: {item.get('message')}"
+                         + (f" ({detail})" if detail else ""))
+    return "; ".join(parts)
+
+
+class ComfyClient:
+    """One ComfyUI server, one client id (the websocket's and the prompts')."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.client_id = uuid.uuid4().hex
+        self._ws: websocket.WebSocket | None = None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = requests.request(method, self.url + path, timeout=TIMEOUTS, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ComfyTransient(f"{method} {path}: {type(exc).__name__}") from exc
+        if response.status_code >= 500:
+            raise ComfyTransient(f"{method} {path}: HTTP {response.status_code}")
+        return response
+
+    def system_stats(self) -> dict[str, Any]:
+        """``GET /system_stats``."""
+        response = self._request("GET", "/system_stats")
+        data: dict[str, Any] = response.json() if response.ok else {}
+        return data
+
+    def submit(self, graph: dict[str, Any]) -> str:
+        """``POST /prompt``; returns the prompt id."""
+        response = self._request("POST", "/prompt", json={"prompt": graph, "client_id": self.client_id})
+        if response.status_code == 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise VaError(ExitCode.COMFYUI_REJECTED, f"ComfyUI rejected the prompt: {describe_rejection(body)}")
+        if not response.ok:
+            raise ComfyTransient(f"POST /prompt: HTTP {response.status_code}")
+        return str(response.json()["prompt_id"])
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The finished history entry of ``prompt_id``, or None while it is queued, running or unknown."""
+        response = self._request("GET", f"/history/{prompt_id}")
+        data = response.json() if response.ok else {}
+        entry = data.get(prompt_id) if isinstance(data, dict) else None
+        return entry if isinstance(entry, dict) else None
+
+    def queued(self, prompt_id: str) -> bool:
+        """Whether ``prompt_id`` is running or pending in ``/queue``."""
+        data = self._request("GET", "/queue").json()
+        items = list(data.get("queue_running", [])) + list(data.get("queue_pending", []))
+        return any(len(item) > 1 and item[1] == prompt_id for item in items)
+
+    def interrupt(self) -> None:
+        """``POST /interrupt`` (stops the prompt that is running)."""
+        try:
+            self._request("POST", "/interrupt")
+        except ComfyTransient as exc:
+            log.warning("interrupt failed: %s", exc)
+
+    def upload_image(self, path: Path) -> str:
+        """``POST /upload/image``; returns the name the server stored it under."""
+        with open(path, "rb") as handle:
+            files = {"image": (path.name, handle, "image/png")}
+            response = self._request("POST", "/upload/image", files=files, data={"overwrite": "true"})
+        if not response.ok:
+            raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI refused the start image upload: HTTP {response.status_code}")
+        data = response.json()
+        subfolder = data.get("subfolder") or ""
+        return f"{subfolder}/{data['name']}" if subfolder else str(data["name"])
+
+    def download(self, item: dict[str, Any], target: Path) -> None:
+        """``GET /view`` of one output file into ``target`` (streamed, written under a temporary name)."""
+        params = {"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")}
+        try:
+            response = requests.get(self.url + "/view", params=params, timeout=TIMEOUTS, stream=True)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ComfyTransient(f"GET /view: {type(exc).__name__}") from exc
+        with response:
+            if response.status_code >= 500:
+                raise ComfyTransient(f"GET /view: HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI has no output file {item['filename']} (HTTP {response.status_code})")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.part")
+            with open(partial, "wb") as handle:
+                for block in response.iter_content(chunk_size=1 << 20):
+                    handle.write(block)
+            partial.replace(target)
+
+    def connect(self) -> bool:
+        """Open the websocket for this client id; False when the server offers none."""
+        parsed = urlparse(self.url)
+        scheme = "wss" if parsed.scheme == "https" else "ws"
+        try:
+            self._ws = websocket.create_connection(
+                f"{scheme}://{parsed.netloc}{parsed.path}/ws?clientId={self.client_id}", timeout=5
+            )
+        except (OSError, websocket.WebSocketException) as exc:
+            log.info("websocket unavailable (%s); polling /history instead", exc)
+            self._ws = None
+        return self._ws is not None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the websocket is open."""
+        return self._ws is not None
+
+    def receive(self, timeout: float) -> WsMessage | None:
+        """The next text message, or None after ``timeout``; a dropped socket raises ``ComfyTransient``."""
+        if self._ws is None:
+            return None
+        self._ws.settimeout(timeout)
+        while True:
+            try:
+                frame = self._ws.recv()
+            except websocket.WebSocketTimeoutException:
+                return None
+            except (OSError, websocket.WebSocketException) as exc:
+                self.close()
+                raise ComfyTransient(f"websocket dropped: {type(exc).__name__}") from exc
+            if isinstance(frame, bytes):
+                continue  # binary frames carry sampler previews only
+            if not frame:
+                self.close()
+                raise ComfyTransient("websocket closed by the server")
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                continue
+            return WsMessage(str(message.get("type")), message.get("data") or {})
+
+    def close(self) -> None:
+        """Close the websocket."""
+        if self._ws is not None:
+            try:
+                self._ws.close()
+            except (OSError, websocket.WebSocketException):
+                pass
+            self._ws = None

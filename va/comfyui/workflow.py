@@ -1,0 +1,165 @@
+"""Workflow templates: an API-format graph and its bindings of job parameters to node inputs.
+
+A workflow id ``W`` is the graph ``W.json`` and the bindings ``W.bindings.json``, looked for in
+``$VA_STATE_DIR/state/comfyui/workflows/`` and then in the repository's ``assets/workflows/``. The
+default workflow, ``vidax_text2img_frames``, is also built in, so a running ComfyUI is usable even when
+no asset was installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from va import schema
+from va.errors import ExitCode, VaError
+from va.state import state_dir
+
+DEFAULT_WORKFLOW = "vidax_text2img_frames"
+REPO_WORKFLOWS = Path(__file__).resolve().parent.parent.parent / "assets" / "workflows"
+
+#: The parameters a template can bind, and what each is.
+PARAMETERS = {
+    "prompt": "positive prompt text",
+    "negative": "negative prompt text",
+    "width": "frame width in pixels",
+    "height": "frame height in pixels",
+    "frames": "frames of this batch (e.g. EmptyLatentImage.batch_size)",
+    "fps": "generation frame rate",
+    "seed": "the batch's seed",
+    "steps": "sampler steps",
+    "cfg": "classifier-free guidance",
+    "sampler": "sampler name",
+    "scheduler": "scheduler name",
+    "ckpt_name": "checkpoint file name",
+    "denoise": "denoise strength",
+    "start_image": "name of the uploaded start image (LoadImage.image)",
+    "filename_prefix": "prefix of the saved files",
+}
+
+INLINE_GRAPH: dict[str, Any] = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 576, "batch_size": 16}},
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 0,
+            "steps": 20,
+            "cfg": 7.5,
+            "sampler_name": "dpmpp_2m",
+            "scheduler": "karras",
+            "denoise": 1.0,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    },
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "vidax_frames", "images": ["8", 0]}},
+}
+
+INLINE_BINDINGS: dict[str, list[dict[str, str]]] = {
+    "ckpt_name": [{"node": "4", "input": "ckpt_name"}],
+    "prompt": [{"node": "6", "input": "text"}],
+    "negative": [{"node": "7", "input": "text"}],
+    "width": [{"node": "5", "input": "width"}],
+    "height": [{"node": "5", "input": "height"}],
+    "frames": [{"node": "5", "input": "batch_size"}],
+    "seed": [{"node": "3", "input": "seed"}],
+    "steps": [{"node": "3", "input": "steps"}],
+    "cfg": [{"node": "3", "input": "cfg"}],
+    "sampler": [{"node": "3", "input": "sampler_name"}],
+    "scheduler": [{"node": "3", "input": "scheduler"}],
+    "denoise": [{"node": "3", "input": "denoise"}],
+    "filename_prefix": [{"node": "9", "input": "filename_prefix"}],
+}
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A template: its id, graph, bindings and where it came from."""
+
+    id: str
+    graph: dict[str, Any]
+    bindings: dict[str, list[dict[str, str]]]
+    source: str
+
+    @property
+    def binds_start_image(self) -> bool:
+        """Whether the start image must be uploaded for this template."""
+        return "start_image" in self.bindings
+
+
+def workflow_dirs() -> list[Path]:
+    """Where templates are looked for, in order."""
+    return [state_dir() / "comfyui" / "workflows", REPO_WORKFLOWS]
+
+
+def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[str, str]]]) -> None:
+    """Every binding must name a node of the graph and an input that node has; errors name both."""
+    if not isinstance(graph, dict) or not graph:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"workflow {workflow_id}: the graph is not an API-format object")
+    for param, targets in bindings.items():
+        for target in targets:
+            node = graph.get(target["node"])
+            if not isinstance(node, dict) or "class_type" not in node:
+                raise VaError(
+                    ExitCode.VALIDATION_FAILED,
+                    f"workflow {workflow_id}: binding {param!r} names node {target['node']}, "
+                    "which the graph does not have",
+                )
+            if target["input"] not in node.get("inputs", {}):
+                raise VaError(
+                    ExitCode.VALIDATION_FAILED,
+                    f"workflow {workflow_id}: binding {param!r}: node {target['node']} ({node['class_type']}) "
+                    f"has no input {target['input']!r}",
+                )
+
+
+def load_workflow(workflow_id: str) -> Workflow:
+    """The template of ``workflow_id``, its bindings checked against its graph."""
+    for folder in workflow_dirs():
+        graph_path = folder / f"{workflow_id}.json"
+        if not graph_path.is_file():
+            continue
+        bindings_path = folder / f"{workflow_id}.bindings.json"
+        if bindings_path.is_file():
+            document = schema.validate(schema.load_json_file(bindings_path, "bindings"), "bindings", str(bindings_path))
+            bindings = document["bindings"]
+        elif workflow_id == DEFAULT_WORKFLOW:
+            bindings = INLINE_BINDINGS
+        else:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f"workflow {workflow_id}: no bindings file {bindings_path.name} beside {graph_path}",
+            )
+        graph = schema.load_json_file(graph_path, "workflow")
+        check_bindings(workflow_id, graph, bindings)
+        return Workflow(workflow_id, graph, bindings, str(graph_path))
+    if workflow_id == DEFAULT_WORKFLOW:
+        return Workflow(workflow_id, copy.deepcopy(INLINE_GRAPH), INLINE_BINDINGS, "built in")
+    places = ", ".join(str(folder) for folder in workflow_dirs())
+    raise VaError(ExitCode.VALIDATION_FAILED, f"comfyui.workflow_ids: workflow {workflow_id!r} not found in {places}")
+
+
+def render(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:
+    """The graph with every bound input set to its parameter's value (parameters without a value keep
+    the template's)."""
+    graph = copy.deepcopy(workflow.graph)
+    for param, targets in workflow.bindings.items():
+        if values.get(param) is None:
+            continue
+        for target in targets:
+            graph[target["node"]]["inputs"][target["input"]] = values[param]
+    return graph
+
+
+def graph_json(graph: dict[str, Any]) -> str:
+    """A rendered graph as it is stored in the workdir."""
+    return json.dumps(graph, indent=2, sort_keys=True) + "\n"
