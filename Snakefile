@@ -14,6 +14,7 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/frames.smk"
+include: "rules/comfyui.smk"
 include: "rules/lipsync.smk"
 include: "rules/encode.smk"
 

@@ -1,8 +1,6 @@
 rule lipsync:
     input:
-        still="frames/still.png",
-        audio="prepare/padded.wav",
-        plan="prepare/plan.json",
+        unpack(lipsync_inputs),
     output:
         video="lipsync/output.mp4",
     log:

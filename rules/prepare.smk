@@ -1,4 +1,4 @@
-rule prepare_audio:
+checkpoint prepare_audio:
     input:
         audio=str(JOB.audio),
         start=str(JOB.start),

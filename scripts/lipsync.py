@@ -15,4 +15,5 @@ with rule_step("lipsync", snakemake.log[0]):
         Path(snakemake.input.still),
         Path(snakemake.input.audio),
         Path(snakemake.output.video),
+        visual=Path(snakemake.input.visual) if getattr(snakemake.input, "visual", None) else None,
     )

@@ -204,7 +204,6 @@ def test_produce_writes_the_job_and_fertig_mp4(files: Media, va_cli: CliRunner) 
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        ((), "comfyui.workflow_ids"),
         (("--no-comfyui", "--lipsync", "on"), "--lipsync_provider"),
         (("--no-comfyui", "--width", "640"), "--height"),
         (("--no-comfyui", "--width", "641", "--height", "360"), "output.width"),

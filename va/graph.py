@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from va.errors import ExitCode, VaError
+from va.comfyui.stage import check_workflows, comfyui_active, plan_generation
 from va.job import Job
 from va.lipsync.providers import get_provider
 from va.lipsync.stage import active_provider
@@ -19,33 +19,33 @@ PHASES = ("prepare", "comfyui", "lipsync", "encode")
 RULE_PHASE = {
     "prepare_audio": "prepare",
     "hold_start_frame": "prepare",
+    "comfyui_batch": "comfyui",
+    "assemble_visual": "comfyui",
     "lipsync": "lipsync",
     "encode": "encode",
 }
 
 
-def rule_outputs(workdir: Workdir, basename: str) -> dict[str, list[str]]:
-    """Outputs of each rule, relative to the workdir (the same paths the rule files declare)."""
+def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None = None) -> list[str]:
+    """Outputs of one rule (of one batch, for ``comfyui_batch``), relative to the workdir: the same
+    paths the rule files declare."""
     root = workdir.root
-    return {
-        "prepare_audio": [
-            str(workdir.padded_audio.relative_to(root)),
-            str(workdir.plan.relative_to(root)),
-        ],
-        "hold_start_frame": [str(workdir.still.relative_to(root))],
-        "lipsync": [str(workdir.lipsync_output.relative_to(root))],
-        "encode": [basename],
-    }
+    paths = {
+        "prepare_audio": [workdir.padded_audio, workdir.plan],
+        "hold_start_frame": [workdir.still],
+        "comfyui_batch": [workdir.batch_result(target or "")],
+        "assemble_visual": [workdir.comfyui_visual],
+        "lipsync": [workdir.lipsync_output],
+        "encode": [workdir.final(basename)],
+    }[rule]
+    return [str(path.relative_to(root)) for path in paths]
 
 
 def check_supported(job: Job) -> None:
-    """Refuse, with the field named, what a job asks for that this version cannot yet do."""
+    """Check what the job's stages need before anything runs: templates and bindings, the provider."""
     if job.data["comfyui"]["workflow_ids"]:
-        raise VaError(
-            ExitCode.VALIDATION_FAILED,
-            "comfyui.workflow_ids: the ComfyUI stage is not available in this version; "
-            "leave the list empty to hold the start frame",
-        )
+        plan_generation(job, 1.0, 0)  # the generation settings alone can be wrong (e.g. fps)
+        check_workflows(job)
     provider = active_provider(job)
     if provider is not None:
         get_provider(provider)
@@ -53,9 +53,9 @@ def check_supported(job: Job) -> None:
 
 def describe(job: Job) -> dict[str, Any]:
     """The phases of ``job``'s graph: the rules of each, and the reason of each skipped phase."""
-    skipped = {
-        "comfyui": "comfyui.workflow_ids is empty: the start frame is held for every frame",
-    }
+    skipped = {}
+    if not comfyui_active(job):
+        skipped["comfyui"] = "comfyui.workflow_ids is empty: the start frame is held for every frame"
     lipsync = job.data["lipsync"]
     if not lipsync["enable"]:
         skipped["lipsync"] = "lipsync.enable is false"

@@ -66,10 +66,13 @@ def _rule_state(events: list[dict[str, Any]], outputs_exist: bool, live: bool) -
     return state
 
 
+Key = tuple[str, str | None]
+
+
 def _phase(
-    rules: list[str], states: dict[str, dict[str, Any]], outputs: dict[str, list[str]], root: Any
+    keys: list[Key], states: dict[Key, dict[str, Any]], outputs: dict[Key, list[str]], root: Any
 ) -> dict[str, Any]:
-    mine = [states[rule] for rule in rules]
+    mine = [states[key] for key in keys]
     statuses = {state["status"] for state in mine}
     for status in ("failed", "running"):
         if status in statuses:
@@ -85,12 +88,47 @@ def _phase(
         if status in ("done", "failed")
         else None,
         "seconds": round(max(ends) - min(starts), 3) if status == "done" and starts and ends else None,
-        "outputs": [path for rule in rules for path in outputs[rule] if (root / path).exists()],
+        "outputs": [path for key in keys for path in outputs[key] if (root / path).exists()],
     }
     errors = [s["error"] for s in mine if s.get("error")]
     if errors:
         phase["error"] = errors[0]
     return phase
+
+
+def _comfyui_details(workdir: Workdir, events: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
+    """Progress in batches and frames, every attempt (seed, prompt id, outcome), the server's version."""
+    generation = plan.get("comfyui") or {}
+    batches = generation.get("batches", [])
+    finished = [b for b in batches if workdir.batch_result(b["name"]).exists()]
+    attempts = [
+        {
+            key: e.get(key)
+            for key in ("batch", "attempt", "seed", "prompt_id", "outcome", "error")
+            if e.get(key)
+        }
+        for e in events
+        if e.get("kind") == "comfyui_attempt"
+    ]
+    versions = [e["comfyui_version"] for e in events if e.get("comfyui_version")]
+    last_step = next((e for e in reversed(events) if e.get("kind") == "progress"), None)
+    return {
+        "progress": {
+            "batches_done": len(finished),
+            "batches_total": len(batches),
+            "frames_done": sum(b["frames"] for b in finished),
+            "frames_total": generation.get("frames"),
+            "last_step": {k: last_step.get(k) for k in ("batch", "value", "max")} if last_step else None,
+        },
+        "generation_fps": generation.get("fps"),
+        "batch_seeds": {b["name"]: b["seed"] for b in batches},
+        "attempts": attempts,
+        "prompt_ids": sorted({a["prompt_id"] for a in attempts if a.get("prompt_id")}),
+        "comfyui_version": versions[-1] if versions else None,
+        "graphs": sorted(
+            str(p.relative_to(workdir.root)) for p in (workdir.root / "comfyui" / "graphs").glob("*.json")
+        ),
+    }
 
 
 def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
@@ -113,21 +151,32 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         exit_status = {"code": int(code), "name": code.name, "message": INTERRUPTED_MESSAGE}
 
     graph = last["graph"]
-    outputs = rule_outputs(workdir, graph["final"])
-    by_rule: dict[str, list[dict[str, Any]]] = {rule: [] for rule in RULE_PHASE}
+    plan = read_json(workdir.plan) if workdir.plan.exists() else {}
+    batches = [b["name"] for b in (plan.get("comfyui") or {}).get("batches", [])]
+    by_key: dict[Key, list[dict[str, Any]]] = {}
     for event in events:
-        if event.get("rule") in by_rule and str(event.get("kind", "")).startswith("rule_"):
-            by_rule[event["rule"]].append(event)
-    states = {
-        rule: _rule_state(rule_events, all((workdir.root / p).exists() for p in outputs[rule]), live)
-        for rule, rule_events in by_rule.items()
-    }
+        if event.get("rule") in RULE_PHASE and str(event.get("kind", "")).startswith("rule_"):
+            by_key.setdefault((event["rule"], event.get("target")), []).append(event)
     phases: dict[str, Any] = {}
     for phase in PHASES:
         if phase in graph["skipped"]:
             phases[phase] = {"status": "skipped", "reason": graph["skipped"][phase]}
-        else:
-            phases[phase] = _phase(graph["rules"][phase], states, outputs, workdir.root)
+            continue
+        keys: list[Key] = []
+        for rule in graph["rules"][phase]:
+            seen = {str(t) for r, t in by_key if r == rule and t}
+            targets = sorted(seen | set(batches)) if rule == "comfyui_batch" else []
+            keys += [(rule, target) for target in targets] if targets else [(rule, None)]
+        outputs = {key: rule_outputs(workdir, graph["final"], *key) for key in keys}
+        states = {
+            key: _rule_state(
+                by_key.get(key, []), all((workdir.root / p).exists() for p in outputs[key]), live
+            )
+            for key in keys
+        }
+        phases[phase] = _phase(keys, states, outputs, workdir.root)
+    if phases["comfyui"]["status"] != "skipped":
+        phases["comfyui"].update(_comfyui_details(workdir, events, plan))
 
     if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
         result = read_json(workdir.lipsync_result)
@@ -139,7 +188,6 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
                 "lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): "
                 + str((result.get("error") or {}).get("message", ""))
             )
-    plan = read_json(workdir.plan) if workdir.plan.exists() else {}
     final = workdir.final(graph["final"])
     return {
         "manifest_version": MANIFEST_VERSION,

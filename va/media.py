@@ -375,9 +375,31 @@ def encode_held_still(
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
 
 
+AAC_OUT = ["-c:a", "aac", "-b:a", AAC_BITRATE]
+MP4_OUT = ["-movflags", "+faststart", "-f", "mp4"]
+
+
+def video_source(video: Path) -> list[str]:
+    """ffmpeg input arguments for a video file."""
+    return ["-i", str(video)]
+
+
+def frames_source(folder: Path, fps: float) -> list[str]:
+    """ffmpeg input arguments for numbered frames ``000001.png ...`` at ``fps``."""
+    return ["-framerate", str(fps), "-start_number", "1", "-i", str(folder / "%06d.png")]
+
+
+def clips_source(clips: list[Path], scratch: Path) -> list[str]:
+    """ffmpeg input arguments that play ``clips`` one after the other (concat demuxer)."""
+    listing = scratch / "clips.txt"
+    quoted = (str(clip.absolute()).replace("'", "'\\''") for clip in clips)
+    listing.write_text("".join(f"file '{path}'\n" for path in quoted), encoding="utf-8")
+    return ["-f", "concat", "-safe", "0", "-i", str(listing)]
+
+
 def encode_from_video(
     video: Path,
-    audio: Path,
+    audio: Path | None,
     target: Path,
     *,
     fps: int,
@@ -385,39 +407,58 @@ def encode_from_video(
     crf: int,
     preset: str,
 ) -> None:
-    """Re-encode the picture of ``video`` with ``audio`` to exactly ``frames`` frames at constant ``fps``.
+    """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``).
 
-    Frames are dropped or repeated to the output rate; a picture that ends early holds its last
-    frame. The audio track is always ``audio`` (the padded voice), not what the video carries.
+    A video that already conforms is stream-copied (e.g. the audiogram's output).
+    """
+    encode_picture(
+        video_source(video), audio, target, fps=fps, frames=frames, crf=crf, preset=preset, copy_from=video
+    )
+
+
+def encode_picture(
+    source: list[str],
+    audio: Path | None,
+    target: Path,
+    *,
+    fps: int,
+    frames: int,
+    crf: int,
+    preset: str,
+    copy_from: Path | None = None,
+) -> None:
+    """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
+
+    Frames are dropped or repeated to the output rate; a picture that ends early holds its last frame.
+    The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio)]
-        argv += ["-map", "0:v:0", "-map", "1:a:0"]
-        if conforms(video, fps=fps, frames=frames):  # e.g. the audiogram's output: copy, do not re-encode
-            argv += [
-                "-c:v",
-                "copy",
-                "-c:a",
-                "aac",
-                "-b:a",
-                AAC_BITRATE,
-                "-movflags",
-                "+faststart",
-                "-f",
-                "mp4",
-            ]
-            _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {video} failed")
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *source]
+        argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"] if audio else ["-map", "0:v:0"]
+        audio_out = AAC_OUT if audio else []
+        if copy_from is not None and conforms(copy_from, fps=fps, frames=frames):
+            _run(
+                [*argv, "-c:v", "copy", *audio_out, *MP4_OUT, str(partial)],
+                failure=ExitCode.ENCODE_FAILED,
+                what=f"muxing {copy_from} failed",
+            )
             _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
         argv += ["-vf", f"fps={fps},tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"]
-        argv += [*_x264(preset, crf, gop, still=False), "-c:a", "aac", "-b:a", AAC_BITRATE]
-        argv += ["-movflags", "+faststart", "-f", "mp4", str(partial)]
-        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {video} failed")
+        argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
+        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+
+
+@contextmanager
+def scratch_beside(target: Path) -> Iterator[Path]:
+    """A scratch folder beside ``target`` for inputs of an encode (e.g. a concat list)."""
+    with _scratch_for(target.with_name(target.name + ".inputs")) as scratch:
+        yield scratch
 
 
 def resample_audio(source: Path, target: Path, *, sample_rate: int, channels: int) -> None:

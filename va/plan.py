@@ -11,6 +11,7 @@ from typing import Any
 
 import va
 from va import media
+from va.comfyui.stage import comfyui_active, plan_generation
 from va.job import Job
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
@@ -71,9 +72,11 @@ def build_plan(job: Job, padded: media.AudioInfo) -> dict[str, Any]:
         "output": job.data["output"],
         "comfyui": job.data["comfyui"],
         "lipsync": job.data["lipsync"],
-        "visual_source": "held_start_frame",
+        "visual_source": "comfyui" if comfyui_active(job) else "held_start_frame",
     }
+    generation = plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None
     return {
+        "comfyui": generation,
         "job": str(job.path),
         "audio_input_duration_seconds": round(visual_seconds - pre - post, 6),
         "audio_duration_seconds": round(padded.duration_seconds, 6),

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
+from va.comfyui.health import check_health
+from va.comfyui.stage import comfyui_active, server_url
 from va.errors import ExitCode, VaError
 from va.events import follow_events
 from va.graph import check_supported
@@ -168,6 +170,15 @@ def run_job(
 ) -> RunResult:
     """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended."""
     job = prepare_run(job_path)
+    if comfyui_active(job):
+        url = server_url(job)
+        health = check_health(url)
+        if not health.ok:
+            raise VaError(
+                ExitCode.COMFYUI_UNAVAILABLE,
+                f"ComfyUI at {url} is not reachable ({health.message}); start it, or hold the start frame "
+                "(empty comfyui.workflow_ids, va produce --no-comfyui)",
+            )
     workdir = Workdir(options.workdir.absolute())
     workdir.root.mkdir(parents=True, exist_ok=True)
     options = RunOptions(workdir.root, options.resume, options.cores, options.profile)

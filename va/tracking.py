@@ -12,7 +12,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,14 +127,19 @@ def run_finished(workdir: Workdir) -> bool:
 
 
 @contextmanager
-def rule_step(rule: str, log_path: str | Path, workdir: Workdir | None = None) -> Iterator[None]:
+def rule_step(
+    rule: str, log_path: str | Path, target: str | None = None, workdir: Workdir | None = None
+) -> Iterator[Callable[..., None]]:
     """Run one rule's body: its log file set up, its start and end recorded, its error kept.
 
-    A ``VaError`` is recorded with its exit code and ends the script with a non-zero status, so
-    Snakemake stops the graph and the wrapper can report the code.
+    Yields a reporter, ``report(message, level="info", **fields)``, that records events of this rule
+    (progress, attempts). A ``VaError`` is recorded with its exit code and ends the script with a
+    non-zero status, so Snakemake stops the graph and the wrapper can report the code.
     """
     workdir = workdir or Workdir(Path.cwd())
     phase = RULE_PHASE[rule]
+    where = {"rule": rule, "phase": phase, **({"target": target} if target else {})}
+    name = f"{rule} {target}" if target else rule
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         filename=str(log_path),
@@ -142,45 +147,31 @@ def rule_step(rule: str, log_path: str | Path, workdir: Workdir | None = None) -
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+
+    def report(message: str, level: str = "info", **fields: Any) -> None:
+        logging.getLogger(rule).info("%s", message)
+        record(workdir, phase, level, message, **{"kind": "log", **fields, **where})
+
     began = time.monotonic()
-    record(workdir, phase, "info", f"{rule} started", kind="rule_started", rule=rule, phase=phase)
+    record(workdir, phase, "info", f"{name} started", kind="rule_started", **where)
     try:
-        yield
+        yield report
     except VaError as exc:
         logging.getLogger(rule).error("%s", exc.message)
-        record(
-            workdir,
-            phase,
-            "error",
-            exc.message,
-            kind="rule_failed",
-            rule=rule,
-            phase=phase,
-            error=exc.as_dict(),
-        )
+        record(workdir, phase, "error", exc.message, kind="rule_failed", error=exc.as_dict(), **where)
         sys.exit(int(exc.code))
     except Exception as exc:
         logging.getLogger(rule).exception("internal error")
-        error = VaError(ExitCode.INTERNAL, f"{rule}: internal error: {exc!r}")
-        record(
-            workdir,
-            phase,
-            "error",
-            error.message,
-            kind="rule_failed",
-            rule=rule,
-            phase=phase,
-            error=error.as_dict(),
-        )
+        error = VaError(ExitCode.INTERNAL, f"{name}: internal error: {exc!r}")
+        record(workdir, phase, "error", error.message, kind="rule_failed", error=error.as_dict(), **where)
         raise
     seconds = round(time.monotonic() - began, 3)
     record(
         workdir,
         phase,
         "info",
-        f"{rule} finished in {seconds} s",
+        f"{name} finished in {seconds} s",
         kind="rule_finished",
-        rule=rule,
-        phase=phase,
         seconds=seconds,
+        **where,
     )

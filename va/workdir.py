@@ -37,6 +37,15 @@ class Workdir:
         return self.root / "frames" / "still.png"
 
     @property
+    def comfyui_visual(self) -> Path:
+        """The ComfyUI stage's picture at the job's frame rate and frame count."""
+        return self.root / "comfyui" / "visual.mp4"
+
+    def batch_result(self, batch: str) -> Path:
+        """Record of one finished ComfyUI batch."""
+        return self.root / "comfyui" / "batches" / f"{batch}.json"
+
+    @property
     def lipsync_output(self) -> Path:
         return self.root / "lipsync" / "output.mp4"
 

@@ -6,6 +6,7 @@ A 400 from ``/prompt`` raises ``VaError(COMFYUI_REJECTED)`` with the node errors
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -39,7 +40,8 @@ def describe_rejection(body: Any) -> str:
     """ComfyUI's 400 answer as one line: the error, then each node's errors (id, class, input, message)."""
     if not isinstance(body, dict):
         return "ComfyUI rejected the prompt"
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error = body.get("error")
+    error = error if isinstance(error, dict) else {}
     parts = [str(error.get("message") or error.get("type") or "rejected")]
     extra = error.get("extra_info") or {}
     if extra.get("node_id"):
@@ -48,8 +50,10 @@ def describe_rejection(body: Any) -> str:
         for item in node.get("errors", []):
             field = (item.get("extra_info") or {}).get("input_name", "?")
             detail = item.get("details") or ""
-            parts.append(f"node {node_id} ({node.get('class_type', '?')}) input {field}: {item.get('message')}"
-                         + (f" ({detail})" if detail else ""))
+            parts.append(
+                f"node {node_id} ({node.get('class_type', '?')}) input {field}: {item.get('message')}"
+                + (f" ({detail})" if detail else "")
+            )
     return "; ".join(parts)
 
 
@@ -84,7 +88,9 @@ class ComfyClient:
                 body = response.json()
             except ValueError:
                 body = None
-            raise VaError(ExitCode.COMFYUI_REJECTED, f"ComfyUI rejected the prompt: {describe_rejection(body)}")
+            raise VaError(
+                ExitCode.COMFYUI_REJECTED, f"ComfyUI rejected the prompt: {describe_rejection(body)}"
+            )
         if not response.ok:
             raise ComfyTransient(f"POST /prompt: HTTP {response.status_code}")
         return str(response.json()["prompt_id"])
@@ -115,14 +121,21 @@ class ComfyClient:
             files = {"image": (path.name, handle, "image/png")}
             response = self._request("POST", "/upload/image", files=files, data={"overwrite": "true"})
         if not response.ok:
-            raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI refused the start image upload: HTTP {response.status_code}")
+            raise VaError(
+                ExitCode.COMFYUI_FAILED,
+                f"ComfyUI refused the start image upload: HTTP {response.status_code}",
+            )
         data = response.json()
         subfolder = data.get("subfolder") or ""
         return f"{subfolder}/{data['name']}" if subfolder else str(data["name"])
 
     def download(self, item: dict[str, Any], target: Path) -> None:
         """``GET /view`` of one output file into ``target`` (streamed, written under a temporary name)."""
-        params = {"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")}
+        params = {
+            "filename": item["filename"],
+            "subfolder": item.get("subfolder", ""),
+            "type": item.get("type", "output"),
+        }
         try:
             response = requests.get(self.url + "/view", params=params, timeout=TIMEOUTS, stream=True)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -131,7 +144,10 @@ class ComfyClient:
             if response.status_code >= 500:
                 raise ComfyTransient(f"GET /view: HTTP {response.status_code}")
             if response.status_code != 200:
-                raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI has no output file {item['filename']} (HTTP {response.status_code})")
+                raise VaError(
+                    ExitCode.COMFYUI_FAILED,
+                    f"ComfyUI has no output file {item['filename']} (HTTP {response.status_code})",
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.part")
             with open(partial, "wb") as handle:
@@ -184,8 +200,6 @@ class ComfyClient:
     def close(self) -> None:
         """Close the websocket."""
         if self._ws is not None:
-            try:
+            with contextlib.suppress(OSError, websocket.WebSocketException):
                 self._ws.close()
-            except (OSError, websocket.WebSocketException):
-                pass
             self._ws = None

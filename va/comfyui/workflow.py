@@ -104,7 +104,9 @@ def workflow_dirs() -> list[Path]:
 def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[str, str]]]) -> None:
     """Every binding must name a node of the graph and an input that node has; errors name both."""
     if not isinstance(graph, dict) or not graph:
-        raise VaError(ExitCode.VALIDATION_FAILED, f"workflow {workflow_id}: the graph is not an API-format object")
+        raise VaError(
+            ExitCode.VALIDATION_FAILED, f"workflow {workflow_id}: the graph is not an API-format object"
+        )
     for param, targets in bindings.items():
         for target in targets:
             node = graph.get(target["node"])
@@ -117,8 +119,8 @@ def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[s
             if target["input"] not in node.get("inputs", {}):
                 raise VaError(
                     ExitCode.VALIDATION_FAILED,
-                    f"workflow {workflow_id}: binding {param!r}: node {target['node']} ({node['class_type']}) "
-                    f"has no input {target['input']!r}",
+                    f"workflow {workflow_id}: binding {param!r}: node {target['node']} "
+                    f"({node['class_type']}) has no input {target['input']!r}",
                 )
 
 
@@ -130,7 +132,9 @@ def load_workflow(workflow_id: str) -> Workflow:
             continue
         bindings_path = folder / f"{workflow_id}.bindings.json"
         if bindings_path.is_file():
-            document = schema.validate(schema.load_json_file(bindings_path, "bindings"), "bindings", str(bindings_path))
+            document = schema.validate(
+                schema.load_json_file(bindings_path, "bindings"), "bindings", str(bindings_path)
+            )
             bindings = document["bindings"]
         elif workflow_id == DEFAULT_WORKFLOW:
             bindings = INLINE_BINDINGS
@@ -145,7 +149,9 @@ def load_workflow(workflow_id: str) -> Workflow:
     if workflow_id == DEFAULT_WORKFLOW:
         return Workflow(workflow_id, copy.deepcopy(INLINE_GRAPH), INLINE_BINDINGS, "built in")
     places = ", ".join(str(folder) for folder in workflow_dirs())
-    raise VaError(ExitCode.VALIDATION_FAILED, f"comfyui.workflow_ids: workflow {workflow_id!r} not found in {places}")
+    raise VaError(
+        ExitCode.VALIDATION_FAILED, f"comfyui.workflow_ids: workflow {workflow_id!r} not found in {places}"
+    )
 
 
 def render(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,14 @@ def _publish(produced: Path, output: Path) -> None:
 
 
 def _prepare_inputs(
-    provider: Provider, job: Job, figures: dict[str, Any], *, still: Path, audio: Path, folder: Path
+    provider: Provider,
+    job: Job,
+    figures: dict[str, Any],
+    *,
+    still: Path,
+    audio: Path,
+    folder: Path,
+    visual: Path | None,
 ) -> dict[str, Path]:
     """The still as a video at the provider's frame rate, the still itself, the audio as the tool wants it."""
     inputs = folder / "input"
@@ -65,7 +72,14 @@ def _prepare_inputs(
     video, image, voice = inputs / "video.mp4", inputs / "image.png", inputs / "audio.wav"
     frames = target_frames(figures["audio_duration_seconds"], fps)
     output = job.data["output"]
-    media.encode_held_still(still, None, video, fps=fps, frames=frames, crf=output["crf"], preset="veryfast")
+    if visual is None:
+        media.encode_held_still(
+            still, None, video, fps=fps, frames=frames, crf=output["crf"], preset="veryfast"
+        )
+    else:
+        media.encode_from_video(
+            visual, None, video, fps=fps, frames=frames, crf=output["crf"], preset="veryfast"
+        )
     shutil.copyfile(still, image)
     media.resample_audio(audio, voice, sample_rate=settings["sample_rate"], channels=settings["channels"])
     return {"video": video, "image": image, "audio": voice}
@@ -105,8 +119,11 @@ def _run_provider(
     return run_command_provider(provider, run), fps
 
 
-def run_lipsync(job: Job, plan: Path, still: Path, audio: Path, output: Path) -> dict[str, Any]:
-    """Run the job's provider; with ``allow_passthrough`` a failure publishes the un-synced video instead."""
+def run_lipsync(
+    job: Job, plan: Path, still: Path, audio: Path, output: Path, *, visual: Path | None = None
+) -> dict[str, Any]:
+    """Run the job's provider on the held still (or the visual stage's ``visual`` video); with
+    ``allow_passthrough`` a failure publishes the un-synced video instead."""
     # Tools run in their own folder: every path they see must be absolute.
     plan, still, audio, output = (path.absolute() for path in (plan, still, audio, output))
     figures = read_json(plan)
@@ -116,7 +133,7 @@ def run_lipsync(job: Job, plan: Path, still: Path, audio: Path, output: Path) ->
     if work.exists():  # the provider's own folder from an earlier, interrupted attempt
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    inputs = _prepare_inputs(provider, job, figures, still=still, audio=audio, folder=folder)
+    inputs = _prepare_inputs(provider, job, figures, still=still, audio=audio, folder=folder, visual=visual)
     result: dict[str, Any] = {"provider": provider.id, "type": provider.type, "passthrough": False}
     try:
         produced, fps = _run_provider(provider, job, figures, inputs=inputs, audio=audio, work=work)

@@ -1,0 +1,17 @@
+"""Rule assemble_visual: the batches' frames or clips become one video of the target frame count."""
+
+from pathlib import Path
+
+from va.comfyui.stage import assemble_visual
+from va.job import load_job
+from va.tracking import rule_step
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+
+with rule_step("assemble_visual", snakemake.log[0]):
+    assemble_visual(
+        load_job(Path(snakemake.params.job)),
+        Path(snakemake.input.plan),
+        [Path(path) for path in snakemake.input.batches],
+        Path(snakemake.output.video),
+    )

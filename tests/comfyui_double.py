@@ -1,0 +1,394 @@
+"""A test double of a ComfyUI v0.26 server: the recorded HTTP and websocket protocol, on a loopback port.
+
+It really executes the nodes that need no model weights (EmptyImage, LoadImage, RepeatImageBatch,
+ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers CheckpointLoaderSimple graphs
+(CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode) with synthetic frames coloured by the seed.
+Faults are switched on with ``POST /__double__/faults``; ``GET /__double__/stats`` tells what it saw.
+
+Run: python tests/comfyui_double.py --port PORT --root DIR [--checkpoints a.safetensors,b.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from PIL import Image, ImageDraw
+
+OUTPUT_CLASSES = {"SaveImage", "SaveVideo", "VHS_VideoCombine"}
+KNOWN_CLASSES = OUTPUT_CLASSES | {
+    "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
+    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
+}  # fmt: skip
+
+
+class Interrupted(Exception):
+    pass
+
+
+class NodeFailure(Exception):
+    def __init__(self, node_id: str, node_type: str, message: str) -> None:
+        super().__init__(message)
+        self.node_id, self.node_type, self.message = node_id, node_type, message
+
+
+class Double:
+    def __init__(self, root: Path, checkpoints: list[str], step_delay: float) -> None:
+        self.root = root
+        self.input, self.output = root / "input", root / "output"
+        self.input.mkdir(parents=True, exist_ok=True)
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = checkpoints
+        self.step_delay = step_delay
+        self.queue: asyncio.Queue[tuple[int, str, dict[str, Any], str]] = asyncio.Queue()
+        self.pending: list[tuple[int, str]] = []
+        self.running: tuple[int, str] | None = None
+        self.history: dict[str, Any] = {}
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.faults: dict[str, int] = {}
+        self.stats: dict[str, Any] = {"prompts": [], "interrupts": 0, "uploads": 0, "prompt_posts": 0}
+        self.number = 0
+        self.counter = 0
+        self.interrupt = False
+
+    def fault(self, name: str) -> bool:
+        """Use up one occurrence of a fault, if it is switched on."""
+        if self.faults.get(name, 0) > 0:
+            self.faults[name] -= 1
+            return True
+        return False
+
+    async def send(self, client_id: str, kind: str, data: dict[str, Any]) -> None:
+        socket = self.sockets.get(client_id)
+        if socket is not None and not socket.closed:
+            with contextlib.suppress(ConnectionError):
+                await socket.send_str(json.dumps({"type": kind, "data": data}))
+
+    # --- HTTP handlers -------------------------------------------------------------------------------
+
+    async def system_stats(self, request: web.Request) -> web.Response:
+        system = {"os": "posix", "python_version": "3.11", "comfyui_version": "0.26.0", "embedded_python": False,
+                  "ram_total": 1 << 34, "ram_free": 1 << 33}  # fmt: skip
+        return web.json_response({"system": system, "devices": []})
+
+    async def object_info(self, request: web.Request) -> web.Response:
+        return web.json_response({name: {"input": {}, "output": []} for name in sorted(KNOWN_CLASSES)})
+
+    def validate(self, graph: Any) -> dict[str, Any] | None:
+        if not isinstance(graph, dict) or not any(
+            isinstance(n, dict) and n.get("class_type") in OUTPUT_CLASSES for n in graph.values()
+        ):
+            return {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "",
+                              "extra_info": {}}, "node_errors": {}}  # fmt: skip
+        for node_id, node in graph.items():
+            if node.get("class_type") not in KNOWN_CLASSES:
+                cls = node.get("class_type")
+                return {"error": {"type": "missing_node_type",
+                                  "message": f"Node '{cls}' not found. The custom node may not be installed.",
+                                  "details": f"Node ID '#{node_id}'",
+                                  "extra_info": {"node_id": node_id, "class_type": cls, "node_title": cls}},
+                        "node_errors": {}}  # fmt: skip
+        errors = {}
+        for node_id, node in graph.items():
+            if node["class_type"] == "CheckpointLoaderSimple":
+                name = node["inputs"].get("ckpt_name")
+                if name not in self.checkpoints:
+                    errors[node_id] = {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                                                   "details": f"ckpt_name: '{name}' not in {self.checkpoints}",
+                                                   "extra_info": {"input_name": "ckpt_name",
+                                                                  "received_value": name}}],
+                                       "dependent_outputs": [], "class_type": "CheckpointLoaderSimple"}  # fmt: skip
+        if errors:
+            return {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                              "details": "", "extra_info": {}}, "node_errors": errors}  # fmt: skip
+        return None
+
+    async def prompt(self, request: web.Request) -> web.Response:
+        self.stats["prompt_posts"] += 1
+        if self.fault("prompt_500"):
+            return web.Response(status=500, text="Internal Server Error")
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=500, text="not JSON")
+        graph = body.get("prompt")
+        problem = self.validate(graph)
+        if problem is not None:
+            return web.json_response(problem, status=400)
+        prompt_id = str(uuid.uuid4())
+        number = self.number
+        self.number += 1
+        self.stats["prompts"].append(prompt_id)
+        if not self.fault("lose"):
+            self.pending.append((number, prompt_id))
+            await self.queue.put((number, prompt_id, graph, str(body.get("client_id", ""))))
+        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
+
+    async def history_of(self, request: web.Request) -> web.Response:
+        prompt_id = request.match_info["prompt_id"]
+        entry = self.history.get(prompt_id)
+        return web.json_response({prompt_id: entry} if entry else {})
+
+    async def queue_state(self, request: web.Request) -> web.Response:
+        running = [[self.running[0], self.running[1], {}, {}, []]] if self.running else []
+        pending = [[number, prompt_id, {}, {}, []] for number, prompt_id in self.pending]
+        return web.json_response({"queue_running": running, "queue_pending": pending})
+
+    async def interrupt_handler(self, request: web.Request) -> web.Response:
+        self.stats["interrupts"] += 1
+        self.interrupt = True
+        return web.Response(status=200)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        self.stats["uploads"] += 1
+        form = await request.post()
+        field = form["image"]
+        data = field.file.read()  # type: ignore[union-attr]
+        name = f"{hashlib.sha256(data).hexdigest()[:12]}_{field.filename}"  # type: ignore[union-attr]
+        (self.input / name).write_bytes(data)
+        return web.json_response({"name": name, "subfolder": "", "type": "input"})
+
+    async def view(self, request: web.Request) -> web.StreamResponse:
+        base = self.output if request.query.get("type", "output") == "output" else self.input
+        path = base / request.query.get("subfolder", "") / request.query.get("filename", "")
+        if not path.is_file():
+            return web.Response(status=404)
+        types = {".png": "image/png", ".mp4": "video/mp4", ".webm": "video/webm", ".webp": "image/webp"}
+        return web.Response(
+            body=path.read_bytes(), content_type=types.get(path.suffix, "application/octet-stream")
+        )
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        client_id = request.query.get("clientId") or uuid.uuid4().hex
+        self.sockets[client_id] = socket
+        await socket.send_str(json.dumps({"type": "status", "data": {
+            "status": {"exec_info": {"queue_remaining": self.queue.qsize()}}, "sid": client_id}}))  # fmt: skip
+        async for message in socket:
+            if message.type == WSMsgType.ERROR:
+                break
+        self.sockets.pop(client_id, None)
+        return socket
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        self.faults.update({k: int(v) for k, v in (await request.json()).items()})
+        return web.json_response(self.faults)
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({**self.stats, "faults": self.faults})
+
+    # --- execution -----------------------------------------------------------------------------------
+
+    async def worker(self) -> None:
+        while True:
+            number, prompt_id, graph, client_id = await self.queue.get()
+            self.pending = [p for p in self.pending if p[1] != prompt_id]
+            self.running = (number, prompt_id)
+            self.interrupt = False
+            try:
+                await self.execute(prompt_id, graph, client_id)
+            finally:
+                self.running = None
+
+    async def execute(self, prompt_id: str, graph: dict[str, Any], client_id: str) -> None:
+        messages: list[list[Any]] = []
+
+        async def emit(kind: str, data: dict[str, Any], keep: bool = False) -> None:
+            data = {**data, "prompt_id": prompt_id}
+            if keep:
+                messages.append([kind, {**data, "timestamp": int(time.time() * 1000)}])
+            await self.send(client_id, kind, data)
+
+        await emit("execution_start", {}, keep=True)
+        if self.fault("drop_ws") and client_id in self.sockets:
+            await self.sockets[client_id].close()
+        key = json.dumps(graph, sort_keys=True)
+        outputs: dict[str, Any] = {}
+        try:
+            if self.fault("hang"):
+                while not self.interrupt:
+                    await asyncio.sleep(0.05)
+                raise Interrupted
+            if key in self.cache:
+                await emit("execution_cached", {"nodes": sorted(graph)}, keep=True)
+                outputs = self.cache[key]
+            else:
+                await emit("execution_cached", {"nodes": []}, keep=True)
+                values: dict[str, tuple[Any, ...]] = {}
+                for node_id in sorted(graph, key=lambda k: (len(k), k)):
+                    if graph[node_id]["class_type"] in OUTPUT_CLASSES:
+                        await self.evaluate(node_id, graph, values, outputs, emit)
+                self.cache[key] = outputs
+        except Interrupted:
+            await emit(
+                "execution_interrupted", {"node_id": None, "node_type": None, "executed": []}, keep=True
+            )
+            self.history[prompt_id] = self.entry(graph, prompt_id, {}, "error", messages)
+            return
+        except NodeFailure as failure:
+            await emit("execution_error", {"node_id": failure.node_id, "node_type": failure.node_type,
+                                           "executed": [], "exception_message": failure.message,
+                                           "exception_type": "RuntimeError", "traceback": [],
+                                           "current_inputs": {}, "current_outputs": {}}, keep=True)  # fmt: skip
+            self.history[prompt_id] = self.entry(graph, prompt_id, {}, "error", messages)
+            return
+        await emit("execution_success", {}, keep=True)
+        self.history[prompt_id] = self.entry(graph, prompt_id, outputs, "success", messages)
+        await emit("executing", {"node": None})
+
+    def entry(
+        self, graph: Any, prompt_id: str, outputs: Any, status: str, messages: list[Any]
+    ) -> dict[str, Any]:
+        return {"prompt": [0, prompt_id, graph, {}, []], "outputs": outputs,
+                "status": {"status_str": status, "completed": status == "success", "messages": messages},
+                "meta": {}}  # fmt: skip
+
+    async def evaluate(self, node_id: str, graph: dict[str, Any], values: dict[str, tuple[Any, ...]],
+                       outputs: dict[str, Any], emit: Any) -> tuple[Any, ...]:  # fmt: skip
+        if node_id in values:
+            return values[node_id]
+        node = graph[node_id]
+        inputs = {}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                inputs[name] = (await self.evaluate(value[0], graph, values, outputs, emit))[value[1]]
+            else:
+                inputs[name] = value
+        if self.interrupt:
+            raise Interrupted
+        await emit("executing", {"node": node_id, "display_node": node_id})
+        result, ui = await self.run_node(node_id, node["class_type"], inputs, emit)
+        values[node_id] = result
+        if ui is not None:
+            outputs[node_id] = ui
+            await emit("executed", {"node": node_id, "display_node": node_id, "output": ui})
+        return result
+
+    def save_png(self, image: Image.Image, prefix: str) -> dict[str, str]:
+        self.counter += 1
+        name = f"{prefix}_{self.counter:05d}_.png"
+        image.save(self.output / name)
+        return {"filename": name, "subfolder": "", "type": "output"}
+
+    def save_video(
+        self, images: list[Image.Image], fps: float, prefix: str, subfolder: str
+    ) -> dict[str, str]:
+        self.counter += 1
+        folder = self.output / subfolder
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{prefix}_{self.counter:05d}_.mp4"
+        frames = b"".join(image.convert("RGB").tobytes() for image in images)
+        width, height = images[0].size
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+             f"{width}x{height}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "ultrafast",
+             "-pix_fmt", "yuv420p", str(folder / name)],
+            input=frames, check=True,
+        )  # fmt: skip
+        return {"filename": name, "subfolder": subfolder, "type": "output"}
+
+    async def run_node(
+        self, node_id: str, cls: str, i: dict[str, Any], emit: Any
+    ) -> tuple[tuple[Any, ...], Any]:
+        if self.faults.get("execution_error", 0) > 0 and cls in ("KSampler", "SaveImage", "SaveVideo"):
+            self.fault("execution_error")
+            raise NodeFailure(node_id, cls, "CUDA error: out of memory (injected by the test double)")
+        if cls == "EmptyImage":
+            colour = int(i.get("color", 0))
+            rgb = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
+            return (
+                [
+                    Image.new("RGB", (int(i["width"]), int(i["height"])), rgb)
+                    for _ in range(int(i["batch_size"]))
+                ],
+            ), None
+        if cls == "LoadImage":
+            image = Image.open(self.input / str(i["image"])).convert("RGB")
+            return ([image], None), None
+        if cls == "RepeatImageBatch":
+            return ([image for image in i["image"] for _ in range(int(i["amount"]))],), None
+        if cls == "ImageScale":
+            width, height = int(i["width"]), int(i["height"])
+            return ([image.resize((width, height)) for image in i["image"]],), None
+        if cls == "SaveImage":
+            return (), {"images": [self.save_png(image, str(i["filename_prefix"])) for image in i["images"]]}
+        if cls == "CreateVideo":
+            return ({"images": i["images"], "fps": float(i["fps"])},), None
+        if cls == "SaveVideo":
+            video = i["video"]
+            return (), {"images": [self.save_video(video["images"], video["fps"], str(i["filename_prefix"]), "video")],
+                        "animated": [True]}  # fmt: skip
+        if cls == "VHS_VideoCombine":
+            item = self.save_video(i["images"], float(i["frame_rate"]), str(i["filename_prefix"]), "")
+            return (), {"gifs": [item]}
+        if cls == "CheckpointLoaderSimple":
+            return ("model", "clip", "vae"), None
+        if cls == "CLIPTextEncode":
+            return ("conditioning",), None
+        if cls == "EmptyLatentImage":
+            return (
+                {"width": int(i["width"]), "height": int(i["height"]), "batch": int(i["batch_size"])},
+            ), None
+        if cls == "KSampler":
+            steps = int(i["steps"])
+            for step in range(1, steps + 1):
+                if self.interrupt:
+                    raise Interrupted
+                await asyncio.sleep(self.step_delay)
+                await emit("progress", {"value": step, "max": steps, "node": node_id})
+            return ({**i["latent_image"], "seed": int(i["seed"])},), None
+        if cls == "VAEDecode":
+            latent = i["samples"]
+            return ([synthetic_frame(latent["width"], latent["height"], latent["seed"], k)
+                     for k in range(latent["batch"])],), None  # fmt: skip
+        raise NodeFailure(node_id, cls, f"the double cannot run {cls}")
+
+
+def synthetic_frame(width: int, height: int, seed: int, index: int) -> Image.Image:
+    """A frame whose colour depends on the seed and whose text shows its index in the batch."""
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    image = Image.new("RGB", (width, height), (digest[0], digest[1], digest[2]))
+    ImageDraw.Draw(image).text((8, 8), f"seed {seed} frame {index}", fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--checkpoints", default="sd_xl_base_1.0.safetensors")
+    parser.add_argument("--step-delay", type=float, default=0.005)
+    args = parser.parse_args()
+    double = Double(args.root, [c for c in args.checkpoints.split(",") if c], args.step_delay)
+    app = web.Application(client_max_size=64 << 20)
+    app.add_routes([
+        web.get("/system_stats", double.system_stats), web.get("/object_info", double.object_info),
+        web.post("/prompt", double.prompt), web.get("/history/{prompt_id}", double.history_of),
+        web.get("/queue", double.queue_state), web.post("/interrupt", double.interrupt_handler),
+        web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
+        web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
+    ])  # fmt: skip
+
+    async def start_worker(app: web.Application) -> None:
+        app["worker"] = asyncio.create_task(double.worker())
+
+    app.on_startup.append(start_worker)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

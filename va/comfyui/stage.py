@@ -1,0 +1,321 @@
+"""The ComfyUI stage: the target frames split into batches, each one prompt, each resumable.
+
+A batch is submitted, watched over the websocket (``/history`` is polled as well, and alone when the
+websocket is not available), and its outputs are downloaded with ``/view``: images into ``frames/``
+numbered in batch order, videos into ``comfyui/clips/``. Then ``assemble_visual`` makes
+``comfyui/visual.mp4`` with exactly the target frames at the job's frame rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from va import media
+from va.atomic import read_json, write_json_atomic
+from va.comfyui.client import ComfyClient, ComfyTransient
+from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
+from va.config import load_config
+from va.errors import ExitCode, VaError
+from va.job import Job
+
+log = logging.getLogger(__name__)
+SEED_LIMIT = 2**64
+#: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
+RETRY_SEED_STRIDE = 1_000_003
+PROGRESS_EVERY_SECONDS = 1.0
+
+Reporter = Callable[..., None]
+
+
+def comfyui_active(job: Job) -> bool:
+    """Whether the job's visual stage is ComfyUI (it names workflow ids)."""
+    return bool(job.data["comfyui"]["workflow_ids"])
+
+
+def batch_name(index: int) -> str:
+    """The wildcard value and file stem of batch ``index`` (0-based)."""
+    return f"{index:04d}"
+
+
+def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
+    """Seed of a batch: the run's seed plus the batch index (plus a stride per retry under ``per_retry``)."""
+    return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
+
+
+def plan_generation(job: Job, visual_seconds: float, seed: int) -> dict[str, Any]:
+    """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
+    settings = job.data["comfyui"]
+    gen_fps = int(settings["params"].get("fps") or job.fps)
+    if gen_fps > job.fps:
+        raise VaError(
+            ExitCode.VALIDATION_FAILED,
+            f"comfyui.params.fps: {gen_fps} is above determinism.fps {job.fps} "
+            "(frames can be held, not invented)",
+        )
+    frames = max(1, math.ceil(visual_seconds * gen_fps - 1e-9))
+    size = int(settings["batch_size"])
+    batches = [
+        {"index": i, "name": batch_name(i), "first": i * size, "frames": min(size, frames - i * size),
+         "seed": batch_seed(seed, i)}
+        for i in range(math.ceil(frames / size))
+    ]  # fmt: skip
+    return {"fps": gen_fps, "frames": frames, "batch_size": size, "batches": batches}
+
+
+def server_url(job: Job) -> str:
+    """The job's ComfyUI URL, else the one of the VIDAX config."""
+    return str(job.data["comfyui"].get("url") or load_config("vidax").data["comfyui"]["url"])
+
+
+def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The job's parameters for one batch, as the bindings of the template receive them."""
+    params = job.data["comfyui"]["params"]
+    motion = job.data["motion"]
+    ckpt = params.get("ckpt_name") or load_config("vidax").data["comfyui"]["ckpt_name"]
+    return {
+        "prompt": params.get("prompt") or motion["prompt"],
+        "negative": params.get("negative") or params.get("negative_prompt") or motion["negative_prompt"],
+        "width": params.get("width", 1024),
+        "height": params.get("height", 576),
+        "frames": batch["frames"],
+        "fps": params.get("fps") or job.fps,
+        "seed": seed,
+        "steps": params.get("steps", 20),
+        "cfg": params.get("cfg", motion.get("guidance", 7.5)),
+        "sampler": params.get("sampler", "dpmpp_2m"),
+        "scheduler": params.get("scheduler", "karras"),
+        "ckpt_name": ckpt,
+        "denoise": params.get("denoise"),
+        "filename_prefix": f"va_{workflow.id}_{batch['name']}",
+    }
+
+
+def _first_workflow(job: Job) -> Workflow:
+    return load_workflow(job.data["comfyui"]["workflow_ids"][0])
+
+
+def check_workflows(job: Job) -> None:
+    """Load every workflow the job names, so a missing template or a broken binding fails validation."""
+    for workflow_id in job.data["comfyui"]["workflow_ids"]:
+        load_workflow(workflow_id)
+
+
+class _Watch:
+    """Waits for one prompt: websocket events when there are some, ``/history`` always."""
+
+    def __init__(self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str) -> None:
+        settings = job.data["comfyui"]
+        self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
+        self.poll = settings["poll_interval_ms"] / 1000
+        self.stall = float(settings["stall_seconds"])
+        self.deadline = time.monotonic() + float(settings["timeout_seconds"])
+        self.timeout = float(settings["timeout_seconds"])
+        self.last_progress = time.monotonic()
+        self.last_report = 0.0
+
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        if data.get("prompt_id") not in (None, self.prompt_id):
+            return
+        self.last_progress = time.monotonic()
+        if kind == "execution_error":
+            raise VaError(
+                ExitCode.COMFYUI_FAILED,
+                f"ComfyUI failed in node {data.get('node_id')} ({data.get('node_type')}): "
+                f"{data.get('exception_type', 'error')}: {data.get('exception_message', '').strip()}",
+            )
+        if kind == "execution_interrupted":
+            raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI interrupted prompt {self.prompt_id}")
+        if kind == "progress" and time.monotonic() - self.last_report >= PROGRESS_EVERY_SECONDS:
+            self.last_report = time.monotonic()
+            self.report(
+                f"batch {self.batch}: node {data.get('node')} step {data.get('value')}/{data.get('max')}",
+                kind="progress", batch=self.batch, value=data.get("value"), max=data.get("max"),
+            )  # fmt: skip
+
+    def _failed(self, entry: dict[str, Any]) -> None:
+        status = entry.get("status") or {}
+        if status.get("status_str") != "error":
+            return
+        for name, data in status.get("messages", []):
+            if name in ("execution_error", "execution_interrupted"):
+                self._event(name, {**data, "prompt_id": self.prompt_id})
+        raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI reports prompt {self.prompt_id} failed")
+
+    def wait(self) -> dict[str, Any]:
+        """The finished history entry; raises on failure, timeout or a lost prompt."""
+        reconnects = 0
+        while True:
+            now = time.monotonic()
+            if now > self.deadline:
+                self.client.interrupt()
+                raise VaError(
+                    ExitCode.COMFYUI_TIMEOUT,
+                    f"batch {self.batch} not finished within {self.timeout:g} s; interrupted",
+                )
+            if self.client.connected:
+                try:
+                    message = self.client.receive(self.poll)
+                except ComfyTransient as exc:
+                    log.warning("%s; polling /history while reconnecting", exc)
+                    message = None
+                if message is not None:
+                    self._event(message.type, message.data)
+                    continue  # drain events before the next poll
+            else:
+                time.sleep(self.poll)
+                if reconnects < 3 and self.client.connect():
+                    reconnects += 1
+            entry = self.client.history(self.prompt_id)
+            if entry is not None:
+                self._failed(entry)
+                return entry
+            if time.monotonic() - self.last_progress > self.stall:
+                if self.client.queued(self.prompt_id):
+                    self.last_progress = time.monotonic()  # waiting its turn is not a stall
+                    continue
+                self.client.interrupt()
+                raise VaError(
+                    ExitCode.COMFYUI_TIMEOUT,
+                    f"batch {self.batch}: no progress for {self.stall:g} s and prompt {self.prompt_id} "
+                    "is not in ComfyUI's queue",
+                )
+
+
+def collect_outputs(
+    client: ComfyClient, entry: dict[str, Any], batch: dict[str, Any], frames_dir: Path, clips_dir: Path
+) -> dict[str, Any]:
+    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``) or frames."""
+    videos: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
+    outputs = entry.get("outputs") or {}
+    for node_id in sorted(outputs, key=lambda key: (len(key), key)):
+        output = outputs[node_id]
+        animated = any(output.get("animated") or [])
+        for item in output.get("gifs", []):
+            videos.append(item)
+        for item in output.get("images", []):
+            if item.get("type", "output") != "output":
+                continue
+            (videos if animated else images).append(item)
+    if videos:
+        item = videos[0]
+        target = clips_dir / f"{batch['name']}{Path(item['filename']).suffix or '.mp4'}"
+        client.download(item, target)
+        return {"kind": "video", "files": [str(target)]}
+    if not images:
+        raise VaError(
+            ExitCode.COMFYUI_FAILED, f"batch {batch['name']}: the prompt produced no image or video"
+        )
+    if len(images) != batch["frames"]:
+        raise VaError(
+            ExitCode.COMFYUI_FAILED,
+            f"batch {batch['name']}: ComfyUI returned {len(images)} images "
+            f"where {batch['frames']} were asked for",
+        )
+    files = []
+    for offset, item in enumerate(images):
+        target = frames_dir / f"{batch['first'] + offset + 1:06d}.png"
+        client.download(item, target)
+        files.append(str(target))
+    return {"kind": "frames", "files": files}
+
+
+def run_batch(
+    job: Job,
+    plan: Path,
+    name: str,
+    *,
+    still: Path,
+    result: Path,
+    workdir: Path,
+    report: Reporter,
+) -> dict[str, Any]:
+    """Generate one batch: submit, wait, collect, with retries of transient failures."""
+    figures = read_json(plan)
+    batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
+    settings = job.data["comfyui"]
+    per_retry = job.data["determinism"]["seed_policy"] == "per_retry"
+    workflow = _first_workflow(job)
+    url = server_url(job)
+    retries = int(settings["retries"])
+    graphs = workdir / "comfyui" / "graphs"
+    graphs.mkdir(parents=True, exist_ok=True)
+    problem = "no attempt made"
+    for attempt in range(retries + 1):
+        seed = batch_seed(figures["seeds"]["value"], batch["index"], attempt, per_retry)
+        client = ComfyClient(url)
+        prompt_id = None
+        try:
+            version = client.system_stats().get("system", {}).get("comfyui_version")
+            values = parameter_values(job, workflow, batch, seed)
+            if workflow.binds_start_image:
+                values["start_image"] = client.upload_image(still.absolute())
+            graph = render(workflow, values)
+            graph_file = graphs / f"{name}.json"
+            graph_file.write_text(graph_json(graph), encoding="utf-8")
+            client.connect()
+            prompt_id = client.submit(graph)
+            report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
+                   kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
+                   outcome="submitted")  # fmt: skip
+            entry = _Watch(client, job, prompt_id, report, name).wait()
+            collected = collect_outputs(
+                client, entry, batch, workdir / "frames", workdir / "comfyui" / "clips"
+            )
+        except ComfyTransient as exc:
+            problem = str(exc)
+            report(f"batch {name}: attempt {attempt + 1} failed: {problem}", level="warning",
+                   kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
+                   outcome="transient", error=problem)  # fmt: skip
+            if attempt < retries:
+                time.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))  # backoff with full jitter
+            continue
+        except VaError as exc:
+            report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
+                   kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
+                   outcome="failed", error=exc.message)  # fmt: skip
+            raise
+        finally:
+            client.close()
+        document = {
+            "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
+            "comfyui_version": version, "workflow": workflow.id,
+            "graph": str(graph_file.relative_to(workdir)),
+            **collected,
+        }  # fmt: skip
+        report(f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
+               kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
+               outcome="succeeded", comfyui_version=version)  # fmt: skip
+        write_json_atomic(result, document)
+        return document
+    raise VaError(
+        ExitCode.COMFYUI_UNAVAILABLE,
+        f"ComfyUI at {url} unavailable: batch {name} failed {retries + 1} time(s); last: {problem}",
+    )
+
+
+def assemble_visual(job: Job, plan: Path, batches: list[Path], target: Path) -> None:
+    """All batches' frames (held to the output rate) or clips (played in order) as one video of exactly
+    the target frame count at the job's frame rate."""
+    figures = read_json(plan)
+    documents = [read_json(path) for path in batches]
+    output = job.data["output"]
+    settings = {
+        "fps": job.fps,
+        "frames": figures["target_frames"],
+        "crf": output["crf"],
+        "preset": output["x264_preset"],
+    }
+    if all(doc["kind"] == "frames" for doc in documents):
+        folder = Path(documents[0]["files"][0]).parent if documents else target.parent
+        media.encode_picture(media.frames_source(folder, figures["comfyui"]["fps"]), None, target, **settings)
+        return
+    with media.scratch_beside(target) as scratch:
+        clips = [Path(file) for doc in documents for file in doc["files"]]
+        media.encode_picture(media.clips_source(clips, scratch), None, target, **settings)
