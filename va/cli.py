@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--status", action="store_true", help="only report which assets are present")
     install.add_argument("--json", action="store_true", help="machine-readable output")
 
+    commands.add_parser("serve", help="run VIDAX, the HTTP API (config: VIDAX_CONFIG, state dir, repository)")
+
     validate = commands.add_parser("validate", help="check a job file and its inputs; changes nothing")
     validate.add_argument("job", type=Path)
 
@@ -159,6 +161,13 @@ def cmd_install(args: argparse.Namespace) -> ExitCode:
     if failure is not None and not args.status:
         raise VaError(failure.code, failure.message)
     return ExitCode.OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP API until stopped."""
+    from va.vidax.server import main as serve  # noqa: PLC0415 - load the web stack only to serve
+
+    return serve()
 
 
 def cmd_validate(args: argparse.Namespace) -> ExitCode:
@@ -310,6 +319,7 @@ def cmd_logs(args: argparse.Namespace) -> ExitCode:
 
 COMMANDS = {
     "doctor": cmd_doctor,
+    "serve": cmd_serve,
     "install": cmd_install,
     "validate": cmd_validate,
     "run": cmd_run,

@@ -207,7 +207,7 @@ def _drive(
         watcher = threading.Thread(target=_watch, args=(workdir, stop, on_event), daemon=True)
         watcher.start()
     try:
-        return process.wait()
+        return _wait(process)
     except (KeyboardInterrupt, _Terminated):
         process.send_signal(signal.SIGTERM)
         try:
@@ -224,6 +224,20 @@ def _drive(
         stop.set()
         if watcher is not None:
             watcher.join(timeout=2)
+
+
+#: Set by a supervisor (the VIDAX server) to its pid: the run stops, as on SIGTERM, when that process is gone.
+SUPERVISOR_ENV = "VA_SUPERVISOR_PID"
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    while True:
+        try:
+            return process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if supervisor and os.getppid() != int(supervisor):
+                raise _Terminated from None
 
 
 def _watch(workdir: Workdir, stop: threading.Event, on_event: Callable[[dict[str, Any]], None]) -> None:

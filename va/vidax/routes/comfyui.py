@@ -1,0 +1,30 @@
+"""``/comfyui``: is the configured ComfyUI healthy; start it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from va.comfyui.health import check_health
+from va.vidax.deps import ApiKey, LauncherDep
+from va.vidax.errors import ApiError
+
+router = APIRouter(prefix="/comfyui", tags=["comfyui"], dependencies=[ApiKey])
+
+
+@router.get("/health")
+def comfyui_health(launcher: LauncherDep) -> dict[str, Any]:
+    """``/system_stats`` (falling back to ``/health``) of the configured ComfyUI."""
+    health = check_health(launcher.url)
+    if not health.ok:
+        raise ApiError(
+            503, "COMFYUI_UNAVAILABLE", f"ComfyUI at {launcher.url} is not reachable: {health.message}"
+        )
+    return {"ok": True, "url": health.url, "endpoint": health.endpoint, "comfyui_version": health.version}
+
+
+@router.post("/start")
+def comfyui_start(launcher: LauncherDep) -> dict[str, Any]:
+    """Start the configured ComfyUI command and wait until it is healthy (never starts two)."""
+    return launcher.start()

@@ -1,0 +1,33 @@
+"""``/install``: the state dir and its assets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from va import install
+from va.errors import VaError
+from va.vidax.deps import ApiKey
+from va.vidax.errors import ApiError
+
+router = APIRouter(prefix="/install", tags=["install"], dependencies=[ApiKey])
+
+
+@router.get("/status")
+def install_status() -> dict[str, Any]:
+    """Which assets are present, missing or mismatched."""
+    return install.status().as_dict()
+
+
+@router.post("")
+def run_install(force: bool = False, with_optional: bool = False) -> dict[str, Any]:
+    """Create the state dir, copy configs, fetch and verify assets (as ``va install``)."""
+    try:
+        report = install.install(force=force, with_optional=with_optional, progress=False)
+    except VaError as exc:
+        raise ApiError.from_va(exc) from exc
+    failure = report.failure()
+    if failure is not None:
+        raise ApiError.from_va(failure)
+    return report.as_dict()

@@ -1,0 +1,119 @@
+"""The VIDAX application and ``va serve``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+import va
+from va.errors import ExitCode, VaError
+from va.vidax.errors import error_body, install_handlers
+from va.vidax.jobs import JobStore
+from va.vidax.launcher import ComfyLauncher
+from va.vidax.routes import comfyui, health, install, jobs
+from va.vidax.settings import Settings, load_settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(error_body("PAYLOAD_TOO_LARGE", f"request body over {self.limit} bytes")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+
+def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
+    """The API for ``settings``; the scheduler of jobs runs while the app does."""
+    store = JobStore(settings.runs_root, settings.max_parallel_runs)
+    launcher = ComfyLauncher(settings.comfyui, settings.state_dir / "comfyui" / "comfyui.log")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_scheduler:
+            store.start()
+        yield
+        store.stop()
+
+    app = FastAPI(
+        title="VIDAX",
+        version=va.__version__,
+        description="The HTTP API of va, the VideoAudio Runner. Every route but /health needs X-API-Key.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.store, app.state.launcher = settings, store, launcher
+    install_handlers(app)
+    for module in (health, install, comfyui, jobs):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the API on the configured address (default 127.0.0.1:8787)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except VaError as exc:
+        print(f"vidax: error: {exc.message}", file=sys.stderr)
+        return int(exc.code)
+    app = create_app(settings)
+    try:
+        uvicorn.run(app, host=settings.bind, port=settings.port, log_level="info")
+    except OSError as exc:
+        print(
+            f"vidax: error: cannot listen on {settings.bind}:{settings.port}: {exc.strerror}", file=sys.stderr
+        )
+        return int(ExitCode.DEPENDENCY_MISSING)
+    return 0
