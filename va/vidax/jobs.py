@@ -110,6 +110,8 @@ class JobStore:
                 raise ApiError(
                     409, "CONFLICT", f"job {job_id} was already started ({record.status}); resume it"
                 )
+            # A job stopped before its run recorded anything has nothing to continue: it starts afresh.
+            resume = resume and Workdir(Path(record.workdir)).manifest.exists()
             record.status, record.queued_at, record.resume = "queued", utc_now(), resume
             record.cancel_requested, record.exit_code, record.message = False, None, None
             record.started_at = record.ended_at = None
