@@ -162,7 +162,8 @@ def test_schemathesis_finds_no_server_error(fuzz_app: Any) -> None:
         def check(case: Any) -> None:
             case.headers = {**(case.headers or {}), **HEADERS}
             response = case.call()
-            calls[f"{case.method} {operation.path}"] = calls.get(f"{case.method} {operation.path}", 0) + 1
+            key = f"{case.method} {case.operation.path}"
+            calls[key] = calls.get(key, 0) + 1
             if response.status_code >= 500:
                 failures.append((case.method, case.path, response.status_code, response.text[:200]))
 
