@@ -21,7 +21,7 @@ rule assemble_visual:
         batches=comfyui_batches,
         plan="prepare/plan.json",
     output:
-        video="comfyui/visual.mp4",
+        video="comfyui/output.mp4",
     log:
         "logs/comfyui/visual.log",
     benchmark:

@@ -25,7 +25,7 @@ def final_video():
 
 def visual_video():
     """The visual stage's video, when there is one (ComfyUI); the held still needs none."""
-    return ["comfyui/visual.mp4"] if comfyui_active(JOB) else []
+    return ["comfyui/output.mp4"] if comfyui_active(JOB) else []
 
 
 def comfyui_batches(wildcards):
@@ -58,5 +58,5 @@ def encode_inputs(wildcards):
     if active_provider(JOB) is not None:
         inputs["video"] = "lipsync/output.mp4"
     elif comfyui_active(JOB):
-        inputs["video"] = "comfyui/visual.mp4"
+        inputs["video"] = "comfyui/output.mp4"
     return inputs

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import CliRunner, Media, ffprobe_streams
 from tests.test_comfyui import DOUBLE, free_port
 from va.errors import ExitCode, VaError
+from va.vidax.launcher import resolve_command
 from va.vidax.server import create_app
 from va.vidax.settings import load_settings
 
@@ -269,3 +270,15 @@ def test_final_video_contract_through_the_api(client: TestClient, files: Media, 
     target = tmp_path / "downloaded.mp4"
     target.write_bytes(client.get(f"/jobs/{job_id}/final", headers=HEADERS).content)
     assert int(ffprobe_streams(target)["video"]["nb_read_frames"]) == 50
+
+
+@pytest.mark.parametrize(
+    ("platform", "venv_python"), [("linux", "venv/bin/python"), ("win32", "venv/Scripts/python.exe")]
+)
+def test_comfyui_command_prefers_the_venv_python(tmp_path: Path, platform: str, venv_python: str) -> None:
+    command = ["python", "main.py", "--listen", "127.0.0.1", "--port", "8188"]
+    assert resolve_command(command, tmp_path, platform) == command  # no venv: python from PATH
+    (tmp_path / venv_python).parent.mkdir(parents=True)
+    (tmp_path / venv_python).write_text("")
+    assert resolve_command(command, tmp_path, platform) == [str(tmp_path / venv_python), *command[1:]]
+    assert resolve_command(["/usr/bin/python3", "main.py"], tmp_path, platform)[0] == "/usr/bin/python3"

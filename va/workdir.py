@@ -39,7 +39,7 @@ class Workdir:
     @property
     def comfyui_visual(self) -> Path:
         """The ComfyUI stage's picture at the job's frame rate and frame count."""
-        return self.root / "comfyui" / "visual.mp4"
+        return self.root / "comfyui" / "output.mp4"
 
     def batch_result(self, batch: str) -> Path:
         """Record of one finished ComfyUI batch."""

@@ -3,7 +3,7 @@
 A batch is submitted, watched over the websocket (``/history`` is polled as well, and alone when the
 websocket is not available), and its outputs are downloaded with ``/view``: images into ``frames/``
 numbered in batch order, videos into ``comfyui/clips/``. Then ``assemble_visual`` makes
-``comfyui/visual.mp4`` with exactly the target frames at the job's frame rate.
+``comfyui/output.mp4`` with exactly the target frames at the job's frame rate.
 """
 
 from __future__ import annotations
