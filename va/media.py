@@ -28,6 +28,9 @@ AUDIO_SAMPLE_RATE = 48000
 #: Seconds between key frames of a held still; the usual figure for players that seek.
 KEYFRAME_INTERVAL_SECONDS = 2
 AAC_BITRATE = "192k"
+AAC_OUT = ["-c:a", "aac", "-b:a", AAC_BITRATE]
+#: The index first, so players start before the whole file has arrived.
+MP4_OUT = ["-movflags", "+faststart", "-f", "mp4"]
 
 
 @dataclass(frozen=True)
@@ -369,14 +372,10 @@ def encode_held_still(
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *looped]
         if audio is not None:
-            argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", AAC_BITRATE]
-        argv += ["-c:v", "copy", "-frames:v", str(frames), "-movflags", "+faststart", "-f", "mp4"]
+            argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *AAC_OUT]
+        argv += ["-c:v", "copy", "-frames:v", str(frames), *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
-
-
-AAC_OUT = ["-c:a", "aac", "-b:a", AAC_BITRATE]
-MP4_OUT = ["-movflags", "+faststart", "-f", "mp4"]
 
 
 def video_source(video: Path) -> list[str]:
@@ -498,8 +497,7 @@ def render_audiogram(
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio)]
         argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
-        argv += [*_x264(preset, crf, gop, still=False), "-c:a", "aac", "-b:a", AAC_BITRATE]
-        argv += ["-movflags", "+faststart", "-f", "mp4", str(partial)]
+        argv += [*_x264(preset, crf, gop, still=False), *AAC_OUT, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
         _publish(partial, target, frames, ExitCode.LIPSYNC_FAILED)
 
