@@ -1,6 +1,7 @@
-# va, the VideoAudio Runner: a job becomes its final video.
-# Run it with `va run JOB --workdir W`, or directly:
+# va, the VideoAudio Runner: a job (or a folder of jobs) becomes its final video.
+# Run it with `va run JOB --workdir W` / `va batch DIR --out OUT`, or directly:
 #   snakemake --cores 2 --directory W --config job=/abs/path/job.json
+#   snakemake --cores 2 --directory OUT --config batch=/abs/path/jobs
 
 
 from snakemake.utils import min_version
@@ -20,18 +21,18 @@ include: "rules/encode.smk"
 
 
 onstart:
-    record_run_started(WORKDIR, JOB)
+    record_started()
 
 
 onsuccess:
-    record_run_finished(WORKDIR)
+    record_finished(success=True)
 
 
 onerror:
-    record_run_finished(WORKDIR, from_rules=True)
+    record_finished(success=False)
 
 
 rule all:
     default_target: True
     input:
-        final_video(),
+        final_videos(),

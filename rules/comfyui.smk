@@ -1,17 +1,18 @@
 rule comfyui_batch:
     input:
-        still="frames/still.png",
-        plan="prepare/plan.json",
+        still=at("frames/still.png"),
+        plan=at("prepare/plan.json"),
     output:
-        result="comfyui/batches/{batch}.json",
+        result=at("comfyui/batches/{batch}.json"),
     log:
-        "logs/comfyui/batches/{batch}.log",
+        at("logs/comfyui/batches/{batch}.log"),
     conda:
         "envs/va.yaml"
     resources:
         comfyui=1,
     params:
-        job=str(JOB.path),
+        job=job_file,
+        run=run_dir,
     script:
         "../scripts/comfyui_batch.py"
 
@@ -19,17 +20,18 @@ rule comfyui_batch:
 rule assemble_visual:
     input:
         batches=comfyui_batches,
-        plan="prepare/plan.json",
+        plan=at("prepare/plan.json"),
     output:
-        video="comfyui/output.mp4",
+        video=at("comfyui/output.mp4"),
     log:
-        "logs/comfyui/visual.log",
+        at("logs/comfyui/output.log"),
     benchmark:
-        "benchmarks/comfyui/visual.tsv"
+        at("benchmarks/comfyui/output.tsv")
     conda:
         "envs/va.yaml"
     threads: 2
     params:
-        job=str(JOB.path),
+        job=job_file,
+        run=run_dir,
     script:
         "../scripts/assemble_visual.py"

@@ -1,62 +1,141 @@
-# Shared state of the graph: the validated job, the workdir, and the functions rules use.
+# Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
+# One job: `--config job=/abs/job.json`, its files directly in the working directory.
+# A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+from va.atomic import read_json
+from va.batch import load_batch, read_selection
+from va.comfyui.stage import comfyui_active
 from va.graph import check_supported
 from va.job import load_job
-from va.atomic import read_json
-from va.comfyui.stage import comfyui_active
 from va.lipsync.stage import active_provider
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
 
-JOB = load_job(Path(config["job"]))
-check_supported(JOB)
-WORKDIR = Workdir(Path.cwd())
+if config.get("batch"):
+    BATCH = load_batch(
+        Path(config["batch"]), only=read_selection(Path.cwd()), check=check_supported
+    )
+    for name, problem in sorted(BATCH.problems.items()):
+        print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
+    JOBS = BATCH.jobs
+    PREFIX = "{name}/"
+else:
+    JOB = load_job(Path(config["job"]))
+    check_supported(JOB)
+    JOBS = {"": JOB}
+    PREFIX = ""
 
 
-def final_video():
-    """The finished video, the graph's target."""
-    return JOB.basename
+wildcard_constraints:
+    name="[^/]+",
+    final=r"[^/]+\.mp4",
+    batch=r"\d{4}",
 
 
-def visual_video():
-    """The visual stage's video, when there is one (ComfyUI); the held still needs none."""
-    return ["comfyui/output.mp4"] if comfyui_active(JOB) else []
+def at(path):
+    """A path inside the job's folder (the working directory itself for one job)."""
+    return PREFIX + path
+
+
+def in_run(wildcards, path):
+    """A concrete path inside the job's folder, for input functions."""
+    return f"{wildcards.name}/{path}" if PREFIX else path
+
+
+def job_of(wildcards):
+    """The job a rule instance works for."""
+    return JOBS[wildcards.get("name", "")]
+
+
+def job_file(wildcards):
+    return str(job_of(wildcards).path)
+
+
+def job_audio(wildcards):
+    return str(job_of(wildcards).audio)
+
+
+def job_start(wildcards):
+    return str(job_of(wildcards).start)
+
+
+def run_dir(wildcards):
+    """The job's workdir: where its manifest and event log live."""
+    return str(Path.cwd() / wildcards.get("name", ""))
+
+
+def final_named(pattern):
+    """A path named after the finished video: its basename is a wildcard in a batch."""
+    return at(pattern) if PREFIX else pattern.format(final=JOB.basename)
+
+
+def final_videos():
+    """The graph's targets: every job's finished video."""
+    return [
+        f"{name}/{job.basename}" if name else job.basename for name, job in JOBS.items()
+    ]
+
+
+PENDING = []
+
+
+def record_started():
+    """At the start: record a run in each job's folder that this graph has work for (a finished video
+    is never touched again)."""
+    for name, job in JOBS.items():
+        run = Workdir(Path.cwd() / name)
+        if not run.final(job.basename).exists():
+            PENDING.append((run, job))
+            record_run_started(run, job)
+
+
+def record_finished(success):
+    """At the end: each job that had work succeeded, failed in one of its rules, or was stopped."""
+    for run, job in PENDING:
+        if run.final(job.basename).exists():
+            record_run_finished(run)
+        else:
+            unfinished = "failed" if success else "interrupted"
+            record_run_finished(run, from_rules=True, unfinished=unfinished)
 
 
 def comfyui_batches(wildcards):
     """Every batch of the ComfyUI stage; their number comes from the plan, so it is known only after
     prepare_audio (a checkpoint) has run."""
-    plan = read_json(Path(checkpoints.prepare_audio.get().output.plan))
+    plan = read_json(Path(checkpoints.prepare_audio.get(**wildcards).output.plan))
     return [
-        f"comfyui/batches/{batch['name']}.json" for batch in plan["comfyui"]["batches"]
+        in_run(wildcards, f"comfyui/batches/{batch['name']}.json")
+        for batch in plan["comfyui"]["batches"]
     ]
 
 
-def lipsync_inputs(wildcards):
-    """Inputs of lipsync: the still, the padded audio, the plan, and the visual video."""
+def stage_inputs(wildcards, *, lipsync):
+    """Inputs of lipsync (``lipsync=True``) or encode: the still, the padded audio, the plan, and the
+    video of the stage before."""
+    job = job_of(wildcards)
     inputs = {
-        "still": "frames/still.png",
-        "audio": "prepare/padded.wav",
-        "plan": "prepare/plan.json",
+        "still": in_run(wildcards, "frames/still.png"),
+        "audio": in_run(wildcards, "prepare/padded.wav"),
+        "plan": in_run(wildcards, "prepare/plan.json"),
     }
-    inputs.update({"visual": path for path in visual_video()})
+    if not lipsync and active_provider(job) is not None:
+        inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
+    elif comfyui_active(job):
+        inputs["visual" if lipsync else "video"] = in_run(
+            wildcards, "comfyui/output.mp4"
+        )
     return inputs
+
+
+def lipsync_inputs(wildcards):
+    return stage_inputs(wildcards, lipsync=True)
 
 
 def encode_inputs(wildcards):
-    """Inputs of encode: the still, and the video of the lip-sync or the visual stage."""
-    inputs = {
-        "still": "frames/still.png",
-        "audio": "prepare/padded.wav",
-        "plan": "prepare/plan.json",
-    }
-    if active_provider(JOB) is not None:
-        inputs["video"] = "lipsync/output.mp4"
-    elif comfyui_active(JOB):
-        inputs["video"] = "comfyui/output.mp4"
-    return inputs
+    return stage_inputs(wildcards, lipsync=False)

@@ -2,15 +2,16 @@ rule encode:
     input:
         unpack(encode_inputs),
     output:
-        final=final_video(),
+        final=final_named("{final}"),
     log:
-        f"logs/{final_video()}.log",
+        final_named("logs/{final}.log"),
     benchmark:
-        f"benchmarks/{final_video()}.tsv"
+        final_named("benchmarks/{final}.tsv")
     conda:
         "envs/va.yaml"
     threads: 2
     params:
-        job=str(JOB.path),
+        job=job_file,
+        run=run_dir,
     script:
         "../scripts/encode.py"

@@ -1,15 +1,16 @@
 rule hold_start_frame:
     input:
-        start=str(JOB.start),
+        start=job_start,
     output:
-        still="frames/still.png",
+        still=at("frames/still.png"),
     log:
-        "logs/frames/still.log",
+        at("logs/frames/still.log"),
     benchmark:
-        "benchmarks/frames/still.tsv"
+        at("benchmarks/frames/still.tsv")
     conda:
         "envs/va.yaml"
     params:
-        job=str(JOB.path),
+        job=job_file,
+        run=run_dir,
     script:
         "../scripts/hold_start_frame.py"

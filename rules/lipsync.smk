@@ -2,14 +2,15 @@ rule lipsync:
     input:
         unpack(lipsync_inputs),
     output:
-        video="lipsync/output.mp4",
+        video=at("lipsync/output.mp4"),
     log:
-        "logs/lipsync/output.log",
+        at("logs/lipsync/output.log"),
     benchmark:
-        "benchmarks/lipsync/output.tsv"
+        at("benchmarks/lipsync/output.tsv")
     conda:
         "envs/va.yaml"
     params:
-        job=str(JOB.path),
+        job=job_file,
+        run=run_dir,
     script:
         "../scripts/lipsync.py"

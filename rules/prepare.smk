@@ -1,17 +1,18 @@
 checkpoint prepare_audio:
     input:
-        audio=str(JOB.audio),
-        start=str(JOB.start),
+        audio=job_audio,
+        start=job_start,
     output:
-        padded="prepare/padded.wav",
-        plan="prepare/plan.json",
+        padded=at("prepare/padded.wav"),
+        plan=at("prepare/plan.json"),
     log:
-        "logs/prepare/padded.log",
+        at("logs/prepare/padded.log"),
     benchmark:
-        "benchmarks/prepare/padded.tsv"
+        at("benchmarks/prepare/padded.tsv")
     conda:
         "envs/va.yaml"
     params:
-        job=str(JOB.path),
+        job=job_file,
+        run=run_dir,
     script:
         "../scripts/prepare_audio.py"

@@ -5,10 +5,12 @@ from pathlib import Path
 from va.comfyui.stage import assemble_visual
 from va.job import load_job
 from va.tracking import rule_step
+from va.workdir import Workdir
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+RUN = Workdir(Path(snakemake.params.run))
 
-with rule_step("assemble_visual", snakemake.log[0]):
+with rule_step("assemble_visual", snakemake.log[0], workdir=RUN):
     assemble_visual(
         load_job(Path(snakemake.params.job)),
         Path(snakemake.input.plan),

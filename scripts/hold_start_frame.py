@@ -5,8 +5,10 @@ from pathlib import Path
 from va.job import load_job
 from va.stages import hold_start_frame
 from va.tracking import rule_step
+from va.workdir import Workdir
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+RUN = Workdir(Path(snakemake.params.run))
 
-with rule_step("hold_start_frame", snakemake.log[0]):
+with rule_step("hold_start_frame", snakemake.log[0], workdir=RUN):
     hold_start_frame(load_job(Path(snakemake.params.job)), Path(snakemake.output.still))

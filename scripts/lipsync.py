@@ -5,10 +5,12 @@ from pathlib import Path
 from va.job import load_job
 from va.lipsync.stage import run_lipsync
 from va.tracking import rule_step
+from va.workdir import Workdir
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+RUN = Workdir(Path(snakemake.params.run))
 
-with rule_step("lipsync", snakemake.log[0]):
+with rule_step("lipsync", snakemake.log[0], workdir=RUN):
     run_lipsync(
         load_job(Path(snakemake.params.job)),
         Path(snakemake.input.plan),

@@ -20,7 +20,7 @@ from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
 from va.plan import target_frames
 from va.produce import ProduceRequest, build_job, write_produced_job
-from va.runner import RunOptions, check_job, default_workdir, prepare_run, run_job
+from va.runner import RunOptions, check_job, default_workdir, prepare_run, run_batch, run_job
 from va.workdir import Workdir
 
 
@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--lipsync_provider", metavar="ID")
     produce.add_argument("--no-comfyui", action="store_true", help="hold the start frame instead of ComfyUI")
     _add_run_options(produce)
+
+    batch = commands.add_parser("batch", help="run every job file of a folder as one graph")
+    batch.add_argument("folder", type=Path, help="folder of job files (*.json)")
+    batch.add_argument("--out", type=Path, help="output folder (default ./workdir/batch-<folder name>)")
+    batch.add_argument("--cores", type=int, help="cores Snakemake may use (default: all)")
+    batch.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
+    batch.add_argument("--keep-going", action="store_true", help="run the other jobs when one fails")
+    batch.add_argument("--json", action="store_true", help="machine-readable summary")
 
     status = commands.add_parser("status", help="one run's phases and figures, or every registered run")
     status.add_argument("run", nargs="?", help="a workdir or a run id")
@@ -168,6 +176,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from va.vidax.server import main as serve  # noqa: PLC0415 - load the web stack only to serve
 
     return serve()
+
+
+def cmd_batch(args: argparse.Namespace) -> ExitCode:
+    """Run a folder of jobs; print one row a job."""
+    out = args.out or Path.cwd() / "workdir" / f"batch-{args.folder.absolute().name}"
+    options = RunOptions(workdir=out, cores=args.cores, profile=args.profile)
+    code, rows = run_batch(args.folder, out, options, keep_going=args.keep_going)
+    if args.json:
+        print(json.dumps({"exit_code": int(code), "out": str(out.absolute()), "jobs": rows}, indent=2))
+    else:
+        print(f"{'JOB':<24} {'STATUS':<12} {'SECONDS':>8}  OUTPUT / PROBLEM")
+        for row in rows:
+            seconds = "" if row["seconds"] is None else f"{row['seconds']:.2f}"
+            detail = row["output"] or row["message"] or ""
+            print(f"{row['job']:<24} {row['status']:<12} {seconds:>8}  {detail}")
+    if code != ExitCode.OK:
+        failed = sum(1 for row in rows if row["status"] != "succeeded")
+        print(f"va: {failed} of {len(rows)} job(s) did not succeed", file=sys.stderr)
+    return code
 
 
 def cmd_validate(args: argparse.Namespace) -> ExitCode:
@@ -324,6 +351,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "produce": cmd_produce,
+    "batch": cmd_batch,
     "status": cmd_status,
     "logs": cmd_logs,
 }

@@ -10,6 +10,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0
     USAGE = 2
+    BATCH_INCOMPLETE = 3
     VALIDATION_FAILED = 10
     INPUT_NOT_FOUND = 11
     UNSUPPORTED_FORMAT = 12

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
+from va.atomic import write_text_atomic
+from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_health
 from va.comfyui.stage import comfyui_active, server_url
 from va.errors import ExitCode, VaError
@@ -263,3 +265,38 @@ def _result(workdir: Workdir, job: Job, returncode: int) -> RunResult:
     if code == ExitCode.OK:
         code = ExitCode.INTERNAL
     return RunResult(code, str(status.get("message", "run failed")), final, manifest)
+
+
+def run_batch(
+    folder: Path, out: Path, options: RunOptions, *, keep_going: bool = False
+) -> tuple[ExitCode, list[dict[str, Any]]]:
+    """Run every job of ``folder`` as one graph into ``out/<job-name>/``; a summary row a job.
+
+    Jobs that fail the checks of ``va validate`` are left out (and reported); the others run.
+    """
+    folder, out = folder.absolute(), out.absolute()
+    batch = load_batch(folder, check=check_job)
+    names = sorted(set(batch.jobs) | set(batch.problems))
+    if not names:
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
+    out.mkdir(parents=True, exist_ok=True)
+    lock_owner = Workdir(out)
+    with workdir_lock(lock_owner):
+        write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
+        if batch.jobs:
+            argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out)]
+            argv += ["--config", f"batch={folder}"]
+            profile = resolve_profile(options.profile) if options.profile else None
+            if profile is not None:
+                argv += ["--profile", str(profile)]
+            if options.cores or not _profile_sets_cores(profile):
+                argv += ["--cores", str(options.cores or os.cpu_count() or 1)]
+            argv += ["--rerun-incomplete"] + (["--keep-going"] if keep_going else [])
+            lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock_owner.snakemake_log, "ab") as log:
+                if (out / ".snakemake" / "locks").is_dir() and any((out / ".snakemake" / "locks").iterdir()):
+                    subprocess.run([*argv, "--unlock"], stdout=log, stderr=log, check=False)
+                _drive(argv, log, lock_owner, None)
+    rows = summarize(out, names, batch.problems)
+    ok = all(row["status"] == "succeeded" for row in rows)
+    return (ExitCode.OK if ok else ExitCode.BATCH_INCOMPLETE), rows

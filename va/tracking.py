@@ -83,26 +83,40 @@ def record_run_started(workdir: Workdir, job: Job) -> str:
     return run_id
 
 
-def _failure_of_attempt(workdir: Workdir) -> dict[str, Any]:
+def _failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
+    """The error of the rule that failed in the latest attempt, if one did."""
     events = read_events(workdir.events)
     starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
     attempt = events[starts[-1] :] if starts else events
     failed = next((e for e in reversed(attempt) if e.get("kind") == "rule_failed"), None)
-    if failed and failed.get("error"):
-        return dict(failed["error"])
-    code = ExitCode.INTERNAL
-    return {"code": int(code), "name": code.name, "message": f"snakemake failed; see {workdir.snakemake_log}"}
+    return dict(failed["error"]) if failed and failed.get("error") else None
 
 
-def record_run_finished(workdir: Workdir, error: VaError | None = None, *, from_rules: bool = False) -> None:
-    """Record how the run ended: success, ``error``, or (``from_rules``) the error of the failed rule."""
+def record_run_finished(
+    workdir: Workdir, error: VaError | None = None, *, from_rules: bool = False, unfinished: str = "failed"
+) -> None:
+    """Record how the run ended: success, ``error``, or (``from_rules``) the error of its failed rule.
+
+    When none of its rules failed, the run was stopped from outside: ``unfinished`` says whether that
+    counts as ``interrupted`` (another job of the graph failed, or a signal) or as a ``failed`` graph.
+    """
     if error is None and not from_rules:
         status, exit_status = "succeeded", {"code": 0, "name": "OK", "message": "final video written"}
     elif error is not None:
         status = "interrupted" if error.code == ExitCode.INTERRUPTED else "failed"
         exit_status = error.as_dict()
+    elif (failure := _failure_of_attempt(workdir)) is not None:
+        status, exit_status = "failed", failure
+    elif unfinished == "interrupted":
+        status = "interrupted"
+        exit_status = VaError(
+            ExitCode.INTERRUPTED,
+            "stopped before it finished (another job of the graph failed, or the run was stopped); "
+            "continue with --resume",
+        ).as_dict()
     else:
-        status, exit_status = "failed", _failure_of_attempt(workdir)
+        status = "failed"
+        exit_status = VaError(ExitCode.INTERNAL, f"snakemake failed; see {workdir.snakemake_log}").as_dict()
     manifest = record(
         workdir,
         "run",

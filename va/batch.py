@@ -1,0 +1,100 @@
+"""Batches: every job file of a folder, run as one Snakemake graph into ``OUT/<job-name>/``."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from va.errors import ExitCode, VaError
+from va.job import Job, load_job
+from va.manifest import build_manifest
+from va.workdir import Workdir
+
+NAME = re.compile(r"[^A-Za-z0-9_.-]")
+#: Written by ``va batch`` into OUT: the names of the jobs that passed its checks.
+SELECTION = ".va-batch-jobs.txt"
+
+
+def job_name(path: Path) -> str:
+    """The folder name of a job in the batch: its file name without ``.json``, made path-safe."""
+    return NAME.sub("_", path.stem) or "job"
+
+
+def discover(folder: Path) -> list[Path]:
+    """The job files of a batch folder (``*.json``), in name order."""
+    if not folder.is_dir():
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"batch folder not found: {folder}")
+    return sorted(p for p in folder.glob("*.json") if p.is_file())
+
+
+@dataclass
+class Batch:
+    """The jobs of a batch folder that can run, and the problem of each one that cannot."""
+
+    folder: Path
+    jobs: dict[str, Job] = field(default_factory=dict)
+    problems: dict[str, VaError] = field(default_factory=dict)
+
+
+def load_batch(folder: Path, *, only: set[str] | None = None, check: Any = None, workers: int = 8) -> Batch:
+    """Load (and with ``check``, also check) every job of ``folder``; a bad job is kept as a problem.
+
+    ``check`` is called with each loaded job (e.g. to probe its inputs) in a thread pool.
+    """
+    batch = Batch(folder)
+    paths = {job_name(path): path for path in discover(folder)}
+    if only is not None:
+        paths = {name: path for name, path in paths.items() if name in only}
+
+    def load(item: tuple[str, Path]) -> tuple[str, Job | VaError]:
+        name, path = item
+        try:
+            job = load_job(path)
+            if check is not None:
+                check(job)
+            return name, job
+        except VaError as exc:
+            return name, exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name, outcome in pool.map(load, paths.items()):
+            if isinstance(outcome, VaError):
+                batch.problems[name] = outcome
+            else:
+                batch.jobs[name] = outcome
+    return batch
+
+
+def read_selection(out: Path) -> set[str] | None:
+    """The job names ``va batch`` selected for this graph, if it wrote a selection."""
+    path = out / SELECTION
+    if not path.is_file():
+        return None
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list[dict[str, Any]]:
+    """One row a job: its status, seconds of work, and its video (or why it could not run)."""
+    rows = []
+    for name in names:
+        if name in problems:
+            error = problems[name]
+            row = {"job": name, "status": "invalid", "exit_code": int(error.code), "message": error.message}
+            rows.append({**row, "seconds": None, "output": None})
+            continue
+        manifest = build_manifest(Workdir(out / name)) or {}
+        final = manifest.get("final") or {}
+        seconds = [p.get("seconds") for p in manifest.get("phases", {}).values() if p.get("seconds")]
+        exit_status = manifest.get("exit_status") or {}
+        rows.append({
+            "job": name,
+            "status": manifest.get("run_status", "not run"),
+            "exit_code": exit_status.get("code"),
+            "message": exit_status.get("message"),
+            "seconds": round(sum(seconds), 3) if seconds else None,
+            "output": str(out / name / final["path"]) if final.get("exists") else None,
+        })  # fmt: skip
+    return rows
