@@ -20,6 +20,11 @@ include: "rules/lipsync.smk"
 include: "rules/encode.smk"
 
 
+# Rules that only aggregate run where the workdir is, never as cluster jobs.
+localrules:
+    all,
+
+
 onstart:
     record_started()
 

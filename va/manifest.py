@@ -53,7 +53,11 @@ def _zombie(pid: int) -> bool:
 def _rule_state(events: list[dict[str, Any]], outputs_exist: bool, live: bool) -> dict[str, Any]:
     started = next((e for e in reversed(events) if e["kind"] == "rule_started"), None)
     last = events[-1] if events else None
-    state: dict[str, Any] = {"started_at": started["ts"] if started else None, "ended_at": None}
+    state: dict[str, Any] = {
+        "started_at": started["ts"] if started else None,
+        "ended_at": None,
+        "slurm_job_id": started.get("slurm_job_id") if started else None,
+    }
     if last is None:
         state["status"] = "done" if outputs_exist else "pending"
     elif last["kind"] == "rule_finished":
@@ -93,6 +97,9 @@ def _phase(
     errors = [s["error"] for s in mine if s.get("error")]
     if errors:
         phase["error"] = errors[0]
+    cluster_jobs = sorted({str(s["slurm_job_id"]) for s in mine if s.get("slurm_job_id")})
+    if cluster_jobs:
+        phase["slurm_job_ids"] = cluster_jobs
     return phase
 
 

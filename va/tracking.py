@@ -167,7 +167,12 @@ def rule_step(
         record(workdir, phase, level, message, **{"kind": "log", **fields, **where})
 
     began = time.monotonic()
-    record(workdir, phase, "info", f"{name} started", kind="rule_started", **where)
+    # Where the rule runs: on a cluster, the node and the Slurm job.
+    host = {
+        "host": socket.gethostname(),
+        **({"slurm_job_id": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ else {}),
+    }
+    record(workdir, phase, "info", f"{name} started", kind="rule_started", **host, **where)
     try:
         yield report
     except VaError as exc:

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Start a single-node Slurm on this machine for the tests: munge, slurmctld and slurmd on 127.0.0.1,
+# proctrack/linuxproc, task/none, no accounting. Needs root; installs Debian's packages when missing.
+# Prints nothing and exits 0 when Slurm answers; exits non-zero with one line when it cannot be started.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then echo "not root: cannot install or start Slurm" >&2; exit 2; fi
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  command -v apt-get >/dev/null || { echo "no apt-get: cannot install Slurm" >&2; exit 2; }
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+fi
+if sinfo -h >/dev/null 2>&1; then exit 0; fi  # already running
+
+node=$(hostname -s)
+cpus=$(nproc)
+memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
+mkdir -p /etc/slurm /var/spool/slurmd /var/spool/slurmctld /var/log/slurm /run/munge
+cat > /etc/slurm/slurm.conf <<CONF
+ClusterName=va-test
+SlurmctldHost=${node}(127.0.0.1)
+AuthType=auth/munge
+SlurmUser=root
+SlurmdUser=root
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+MinJobAge=3600
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmdSpoolDir=/var/spool/slurmd
+StateSaveLocation=/var/spool/slurmctld
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=${node} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${memory} State=UNKNOWN
+PartitionName=va Nodes=${node} Default=YES MaxTime=INFINITE State=UP
+CONF
+chown munge:munge /run/munge
+[ -f /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f; }
+pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
+pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
+pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+for _ in $(seq 1 60); do
+  if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then exit 0; fi
+  scontrol update nodename="${node}" state=resume >/dev/null 2>&1 || true
+  sleep 0.5
+done
+echo "Slurm did not come up: $(tail -n 3 /var/log/slurm/slurmctld.log 2>/dev/null | tr '\n' ' ')" >&2
+exit 1
