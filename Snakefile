@@ -2,6 +2,7 @@
 # Run it with `va run JOB --workdir W` / `va batch DIR --out OUT`, or directly:
 #   snakemake --cores 2 --directory W --config job=/abs/path/job.json
 #   snakemake --cores 2 --directory OUT --config batch=/abs/path/jobs
+# `va report W|OUT`: the target report_images, then `snakemake --report` (docs/OUTPUT_CONTRACT.md).
 
 
 from snakemake.utils import min_version
@@ -12,17 +13,22 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "assets/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/frames.smk"
 include: "rules/comfyui.smk"
 include: "rules/lipsync.smk"
 include: "rules/encode.smk"
+include: "rules/report.smk"
 
 
 # Rules that only aggregate run where the workdir is, never as cluster jobs.
 localrules:
     all,
+    report_images,
 
 
 onstart:
@@ -41,3 +47,9 @@ rule all:
     default_target: True
     input:
         final_videos(),
+
+
+# `va report` asks for this target: the finished videos and the report's figures of them.
+rule report_images:
+    input:
+        report_targets(),

@@ -2,6 +2,7 @@
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
 import sys
+import threading
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -30,6 +31,12 @@ else:
     check_supported(JOB)
     JOBS = {"": JOB}
     PREFIX = ""
+
+if config.get("finished_only"):
+    # `va report`: only the jobs whose video is finished, so no other job is run or recorded as a run.
+    JOBS = {
+        name: job for name, job in JOBS.items() if Path(name, job.basename).exists()
+    }
 
 
 wildcard_constraints:
@@ -103,6 +110,19 @@ def record_finished(success):
         else:
             unfinished = "failed" if success else "interrupted"
             record_run_finished(run, from_rules=True, unfinished=unfinished)
+    release_rescheduling_timers()
+
+
+def release_rescheduling_timers():
+    """Cancel the scheduler's pending re-evaluation timers once the graph is done.
+
+    Snakemake's job rate limit (--max-jobs-per-timespan, at least one second) starts a non-daemon
+    timer after each round of submissions; the interpreter waits for the last one before it exits,
+    which adds up to a second to every run. With the graph finished nothing is left to re-evaluate.
+    """
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
 
 
 def comfyui_batches(wildcards):
@@ -115,27 +135,52 @@ def comfyui_batches(wildcards):
     ]
 
 
-def stage_inputs(wildcards, *, lipsync):
-    """Inputs of lipsync (``lipsync=True``) or encode: the still, the padded audio, the plan, and the
-    video of the stage before."""
-    job = job_of(wildcards)
+def lipsync_inputs(wildcards):
+    """Inputs of lipsync: the still, the padded audio, the plan, and the visual stage's video."""
     inputs = {
         "still": in_run(wildcards, "frames/still.png"),
         "audio": in_run(wildcards, "prepare/padded.wav"),
         "plan": in_run(wildcards, "prepare/plan.json"),
     }
-    if not lipsync and active_provider(job) is not None:
-        inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
-    elif comfyui_active(job):
-        inputs["visual" if lipsync else "video"] = in_run(
-            wildcards, "comfyui/output.mp4"
-        )
+    if comfyui_active(job_of(wildcards)):
+        inputs["visual"] = in_run(wildcards, "comfyui/output.mp4")
     return inputs
 
 
-def lipsync_inputs(wildcards):
-    return stage_inputs(wildcards, lipsync=True)
-
-
 def encode_inputs(wildcards):
-    return stage_inputs(wildcards, lipsync=False)
+    """Inputs of encode: the held still's loop, the padded audio, the plan, and the video of the
+    lip-sync or the ComfyUI stage when there is one."""
+    job = job_of(wildcards)
+    inputs = {
+        "loop": in_run(wildcards, "frames/still.mp4"),
+        "audio": in_run(wildcards, "prepare/padded.m4a"),
+        "plan": in_run(wildcards, "prepare/plan.json"),
+    }
+    if active_provider(job) is not None:
+        inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
+    elif comfyui_active(job):
+        inputs["video"] = in_run(wildcards, "comfyui/output.mp4")
+    return inputs
+
+
+def final_video(wildcards):
+    """The job's finished video, for the rules that read it."""
+    return in_run(wildcards, job_of(wildcards).basename)
+
+
+def report_targets():
+    """What `va report` asks for: every job's finished video and the report's figures of it."""
+    figures = ["report/contact_sheet.png", "report/waveform.png"]
+    return final_videos() + [
+        f"{name}/{figure}" if name else figure for name in JOBS for figure in figures
+    ]
+
+
+def report_labels(figure):
+    """Labels of a file in the report: the job it belongs to and what it shows."""
+
+    def labels(wildcards):
+        job = wildcards.get("name") or job_of(wildcards).path.stem
+        return {"job": job, "figure": figure}
+
+    return labels

@@ -2,7 +2,12 @@ rule encode:
     input:
         unpack(encode_inputs),
     output:
-        final=final_named("{final}"),
+        final=report(
+            final_named("{final}"),
+            caption="../assets/report/final.rst",
+            category="Final video",
+            labels=report_labels("final video"),
+        ),
     log:
         final_named("logs/{final}.log"),
     benchmark:

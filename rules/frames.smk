@@ -3,6 +3,7 @@ rule hold_start_frame:
         start=job_start,
     output:
         still=at("frames/still.png"),
+        loop=at("frames/still.mp4"),
     log:
         at("logs/frames/still.log"),
     benchmark:

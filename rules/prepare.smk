@@ -4,6 +4,7 @@ checkpoint prepare_audio:
         start=job_start,
     output:
         padded=at("prepare/padded.wav"),
+        aac=at("prepare/padded.m4a"),
         plan=at("prepare/plan.json"),
     log:
         at("logs/prepare/padded.log"),

@@ -14,7 +14,7 @@ with rule_step("encode", snakemake.log[0], workdir=RUN):
     encode(
         load_job(Path(snakemake.params.job)),
         Path(snakemake.input.plan),
-        Path(snakemake.input.still),
+        Path(snakemake.input.loop),
         Path(snakemake.input.audio),
         Path(snakemake.output.final),
         video=Path(snakemake.input.video) if getattr(snakemake.input, "video", None) else None,

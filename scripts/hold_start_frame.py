@@ -11,4 +11,6 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("hold_start_frame", snakemake.log[0], workdir=RUN):
-    hold_start_frame(load_job(Path(snakemake.params.job)), Path(snakemake.output.still))
+    hold_start_frame(
+        load_job(Path(snakemake.params.job)), Path(snakemake.output.still), Path(snakemake.output.loop)
+    )

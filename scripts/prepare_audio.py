@@ -15,4 +15,5 @@ with rule_step("prepare_audio", snakemake.log[0], workdir=RUN):
         load_job(Path(snakemake.params.job)),
         Path(snakemake.output.padded),
         Path(snakemake.output.plan),
+        Path(snakemake.output.aac),
     )

@@ -78,7 +78,7 @@ def test_phase_done_needs_its_outputs(tmp_path: Path) -> None:
         rule(workdir, name, "rule_finished")
     manifest = build_manifest(workdir)
     assert manifest is not None and manifest["phases"]["prepare"]["status"] == "pending"  # nothing on disk
-    for path in (workdir.padded_audio, workdir.plan, workdir.still):
+    for path in (workdir.padded_audio, workdir.padded_aac, workdir.plan, workdir.still, workdir.still_loop):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
     manifest = build_manifest(workdir)
@@ -86,8 +86,10 @@ def test_phase_done_needs_its_outputs(tmp_path: Path) -> None:
     assert manifest["phases"]["prepare"]["status"] == "done"
     assert manifest["phases"]["prepare"]["outputs"] == [
         "prepare/padded.wav",
+        "prepare/padded.m4a",
         "prepare/plan.json",
         "frames/still.png",
+        "frames/still.mp4",
     ]
     assert manifest["phases"]["comfyui"] == {"status": "skipped", "reason": "no workflow"}
 

@@ -20,6 +20,7 @@ from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
 from va.plan import target_frames
 from va.produce import ProduceRequest, build_job, write_produced_job
+from va.report import make_report
 from va.runner import RunOptions, check_job, default_workdir, prepare_run, run_batch, run_job
 from va.workdir import Workdir
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("run", help="a workdir or a run id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     logs.add_argument("--json", action="store_true", help="print the raw JSON lines")
+
+    report = commands.add_parser(
+        "report", help="Snakemake's HTML report of a finished run or batch: videos, figures, rule runtimes"
+    )
+    report.add_argument("path", type=Path, help="a run's workdir or a batch's output folder (--out)")
+    report.add_argument("--output", type=Path, help="report file, .html or .zip (default PATH/report.html)")
     return parser
 
 
@@ -344,6 +351,12 @@ def cmd_logs(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def cmd_report(args: argparse.Namespace) -> ExitCode:
+    """Write the report of a finished run or batch; print its path."""
+    print(make_report(args.path, args.output))
+    return ExitCode.OK
+
+
 COMMANDS = {
     "doctor": cmd_doctor,
     "serve": cmd_serve,
@@ -354,4 +367,5 @@ COMMANDS = {
     "batch": cmd_batch,
     "status": cmd_status,
     "logs": cmd_logs,
+    "report": cmd_report,
 }

@@ -13,17 +13,19 @@ from va.plan import build_plan
 log = logging.getLogger(__name__)
 
 
-def prepare_audio(job: Job, padded: Path, plan: Path) -> None:
-    """Pad the voice track with the job's buffers and write the run's plan."""
+def prepare_audio(job: Job, padded: Path, plan: Path, aac: Path) -> None:
+    """Pad the voice track with the job's buffers (as WAV for the stages, and as the AAC the final
+    video copies) and write the run's plan."""
     buffer = job.data["buffer"]
-    info = media.pad_audio(job.audio, padded, buffer["pre_seconds"], buffer["post_seconds"])
+    info = media.pad_audio(job.audio, padded, buffer["pre_seconds"], buffer["post_seconds"], aac=aac)
     document = build_plan(job, info)
     log.info("plan: %s frames at %s fps", document["target_frames"], document["fps"])
     write_json_atomic(plan, document)
 
 
-def hold_start_frame(job: Job, still: Path) -> None:
-    """Render the start image (or the first frame of the start video) as the still to hold."""
+def hold_start_frame(job: Job, still: Path, loop: Path) -> None:
+    """Render the start image (or the first frame of the start video) as the still to hold, and encode
+    the two seconds of it that the final video repeats."""
     source = media.probe_visual(job.start)
     output = job.data["output"]
     geometry = media.plan_geometry(
@@ -38,20 +40,18 @@ def hold_start_frame(job: Job, still: Path) -> None:
         geometry.height,
     )
     media.render_still(job.start, still, geometry, output["background"])
+    media.encode_still_loop(still, loop, fps=job.fps, crf=output["crf"], preset=output["x264_preset"])
 
 
-def encode(job: Job, plan: Path, still: Path, audio: Path, final: Path, *, video: Path | None = None) -> None:
-    """Encode the held still (or ``video``, the lip-sync stage's output) with the padded audio into the
-    final video of the planned frame count."""
+def encode(job: Job, plan: Path, loop: Path, audio: Path, final: Path, *, video: Path | None = None) -> None:
+    """The final video of the planned frame count: the held still's ``loop`` repeated (or ``video``, from
+    the lip-sync or the ComfyUI stage) with the padded audio."""
     figures = read_json(plan)
-    output = job.data["output"]
-    settings = {
-        "fps": figures["fps"],
-        "frames": figures["target_frames"],
-        "crf": output["crf"],
-        "preset": output["x264_preset"],
-    }
     if video is None:
-        media.encode_held_still(still, audio, final, **settings)
-    else:
-        media.encode_from_video(video, audio, final, **settings)
+        media.loop_still(loop, audio, final, fps=figures["fps"], frames=figures["target_frames"])
+        return
+    output = job.data["output"]
+    media.encode_from_video(
+        video, audio, final, fps=figures["fps"], frames=figures["target_frames"], crf=output["crf"],
+        preset=output["x264_preset"],
+    )  # fmt: skip

@@ -140,6 +140,17 @@ def run_finished(workdir: Workdir) -> bool:
     return False
 
 
+def log_to_file(log_path: str | Path) -> None:
+    """Send this process's log records to a rule's log file (its folder made first)."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=str(log_path),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
 @contextmanager
 def rule_step(
     rule: str, log_path: str | Path, target: str | None = None, workdir: Workdir | None = None
@@ -154,13 +165,7 @@ def rule_step(
     phase = RULE_PHASE[rule]
     where = {"rule": rule, "phase": phase, **({"target": target} if target else {})}
     name = f"{rule} {target}" if target else rule
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=str(log_path),
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    log_to_file(log_path)
 
     def report(message: str, level: str = "info", **fields: Any) -> None:
         logging.getLogger(rule).info("%s", message)

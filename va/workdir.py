@@ -29,12 +29,22 @@ class Workdir:
         return self.root / "prepare" / "padded.wav"
 
     @property
+    def padded_aac(self) -> Path:
+        """The padded audio encoded to AAC once, stream-copied into the final video."""
+        return self.root / "prepare" / "padded.m4a"
+
+    @property
     def plan(self) -> Path:
         return self.root / "prepare" / "plan.json"
 
     @property
     def still(self) -> Path:
         return self.root / "frames" / "still.png"
+
+    @property
+    def still_loop(self) -> Path:
+        """Two seconds of the held still, encoded once, repeated by stream copy."""
+        return self.root / "frames" / "still.mp4"
 
     @property
     def comfyui_visual(self) -> Path:

@@ -1,0 +1,42 @@
+# The figures of `va report` (snakemake --report), made from a finished video. A run does not build them;
+# `va report` asks for them through the target rule report_images.
+
+
+rule report_contact_sheet:
+    input:
+        video=final_video,
+    output:
+        sheet=report(
+            at("report/contact_sheet.png"),
+            caption="../assets/report/contact_sheet.rst",
+            category="Contact sheet",
+            labels=report_labels("contact sheet"),
+        ),
+    log:
+        at("logs/report/contact_sheet.log"),
+    benchmark:
+        at("benchmarks/report/contact_sheet.tsv")
+    conda:
+        "envs/va.yaml"
+    script:
+        "../scripts/report_contact_sheet.py"
+
+
+rule report_waveform:
+    input:
+        audio=at("prepare/padded.wav"),
+    output:
+        waveform=report(
+            at("report/waveform.png"),
+            caption="../assets/report/waveform.rst",
+            category="Waveform",
+            labels=report_labels("waveform"),
+        ),
+    log:
+        at("logs/report/waveform.log"),
+    benchmark:
+        at("benchmarks/report/waveform.tsv")
+    conda:
+        "envs/va.yaml"
+    script:
+        "../scripts/report_waveform.py"

@@ -1,0 +1,130 @@
+"""va report: Snakemake's HTML report of a finished run or batch, with the videos, a contact sheet and a
+waveform embedded, and the runtime of every rule; it never redoes or re-records a run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+from tests.conftest import CliRunner, Media
+from tests.test_batch import make_batch
+from va.errors import ExitCode
+from va.report import make_report
+
+EMBEDDED = re.compile(r"data:([\w/]+);charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)")
+
+
+def embedded(html: str) -> list[tuple[str, str, bytes]]:
+    """The files a self-contained report carries: (mime type, file name, content)."""
+    return [(mime, name, base64.b64decode(data)) for mime, name, data in EMBEDDED.findall(html)]
+
+
+def picture(path: Path) -> tuple[str, int, int]:
+    argv = ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "json"]
+    out = subprocess.run(
+        [*argv, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    stream = json.loads(out)["streams"][0]
+    return stream["codec_name"], stream["width"], stream["height"]
+
+
+def test_report_of_a_run(files: Media, va_cli: CliRunner) -> None:
+    workdir = files.root / "w"
+    run = va_cli("run", files.job(), "--workdir", workdir, "--cores", "2", "--quiet")
+    assert run.code == 0, run.err
+    final, manifest = workdir / "final.mp4", (workdir / "manifest.json").read_text()
+    encoded_at = final.stat().st_mtime_ns
+
+    result = va_cli("report", workdir)
+    assert result.code == 0, result.err
+    report = workdir / "report.html"
+    assert result.out.strip() == str(report)
+
+    # The figures: 12 frames of 320x240 in 4 columns and 3 rows (4 px between and around), and the waveform.
+    sheet, waveform = workdir / "report" / "contact_sheet.png", workdir / "report" / "waveform.png"
+    assert picture(sheet) == ("png", 4 * 320 + 5 * 4, 3 * 240 + 4 * 4)
+    assert picture(waveform) == ("png", 1280, 240)
+
+    html = report.read_text(encoding="utf-8")
+    assert len(html) > 100_000
+    files_in_report = {name: (mime, data) for mime, name, data in embedded(html)}
+    assert files_in_report["final.mp4"] == ("video/mp4", final.read_bytes())
+    assert files_in_report["contact_sheet.png"] == ("image/png", sheet.read_bytes())
+    assert files_in_report["waveform.png"] == ("image/png", waveform.read_bytes())
+    runtimes = re.search(r"var runtimes_spec = (\{.*?\});\n", html)
+    assert runtimes is not None
+    timed = {row["rule"] for row in json.loads(runtimes.group(1))["data"]["values"]}
+    assert {"prepare_audio", "hold_start_frame", "encode", "report_contact_sheet", "report_waveform"} <= timed
+
+    # The run is left as it was: its video not re-encoded, its record not touched.
+    assert final.stat().st_mtime_ns == encoded_at
+    assert (workdir / "manifest.json").read_text() == manifest
+
+    # The library call, into a .zip: the page and the files beside it.
+    archive = make_report(workdir, files.root / "reports" / "run.zip")
+    assert archive == files.root / "reports" / "run.zip"
+    names = {Path(name).name for name in zipfile.ZipFile(archive).namelist()}
+    assert {"report.html", "final.mp4", "contact_sheet.png", "waveform.png"} <= names
+
+    shutil.rmtree(workdir / "report")
+    broken = va_cli("report", workdir, env={"FFMPEG": str(shutil.which("false"))})
+    assert broken.code == ExitCode.ENCODE_FAILED
+    assert len(broken.err.strip().splitlines()) == 1
+    assert "drawing the figures failed: report_" in broken.err and "logs/report/" in broken.err
+
+    wrong = va_cli("report", workdir, "--output", files.root / "report.pdf")
+    assert wrong.code == ExitCode.USAGE
+    assert wrong.err.strip().splitlines() == [
+        f"va: error: --output {files.root / 'report.pdf'}: a report is an .html or a .zip file"
+    ]
+
+
+def test_report_of_a_batch_shows_its_finished_jobs(files: Media, va_cli: CliRunner) -> None:
+    out = files.root / "out"
+    batch = va_cli("batch", make_batch(files, ["intro", "outro"]), "--out", out, "--cores", "2", "--json")
+    assert batch.code == 0, batch.err
+    (out / "outro" / "final.mp4").unlink()  # an unfinished job: left out, not run, not recorded
+    outro_manifest = (out / "outro" / "manifest.json").read_text()
+
+    result = va_cli("report", out, "--output", files.root / "batch.html")
+    assert result.code == 0, result.err
+    assert result.out.strip() == str(files.root / "batch.html")
+    html = (files.root / "batch.html").read_text(encoding="utf-8")
+    in_report = sorted((mime, name) for mime, name, _ in embedded(html))
+    assert in_report == [
+        ("image/png", "contact_sheet.png"),
+        ("image/png", "waveform.png"),
+        ("video/mp4", "final.mp4"),
+    ]
+    assert "intro/report/contact_sheet.png" in html and "outro/" not in html
+    assert picture(out / "intro" / "report" / "waveform.png") == ("png", 1280, 240)
+
+    assert not (out / "outro" / "final.mp4").exists() and not (out / "outro" / "report").exists()
+    assert (out / "outro" / "manifest.json").read_text() == outro_manifest
+
+    unfinished = va_cli("report", out / "outro")
+    assert unfinished.code == ExitCode.INPUT_NOT_FOUND
+    assert len(unfinished.err.strip().splitlines()) == 1
+    assert "no finished video in" in unfinished.err and "--resume" in unfinished.err
+
+
+def test_report_of_nothing(files: Media, va_cli: CliRunner) -> None:
+    missing = va_cli("report", files.root / "nowhere")
+    assert missing.code == ExitCode.INPUT_NOT_FOUND
+    assert missing.err.strip().splitlines() == [f"va: error: not found: {files.root / 'nowhere'}"]
+
+    (files.root / "empty").mkdir()
+    no_run = va_cli("report", files.root / "empty")
+    assert no_run.code == ExitCode.INPUT_NOT_FOUND
+    assert no_run.err.strip().splitlines() == [
+        f"va: error: {files.root / 'empty'} is neither a run's workdir (va run) "
+        "nor a batch's output folder (va batch)"
+    ]
