@@ -83,10 +83,13 @@ def final_named(pattern):
 
 
 def final_videos():
-    """The graph's targets: every job's finished video."""
-    return [
+    """The graph's targets: every job's video that is not there yet. A finished video is never a
+    target again, so no later call (a newer input's mtime, changed code) can rebuild it over the
+    user's file; deleting it is how a user asks for it anew."""
+    finals = (
         f"{name}/{job.basename}" if name else job.basename for name, job in JOBS.items()
-    ]
+    )
+    return [final for final in finals if not Path(final).exists()]
 
 
 PENDING = []

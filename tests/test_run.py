@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,16 @@ def test_snakemake_directly_gives_the_same_result(files: Media, va_cli: CliRunne
     }
     check_contract(direct / "final.mp4", by_va["target_frames"], 25)
     assert va_cli("status", by_snakemake["run_id"]).code == 0
+
+    # A finished video is never rebuilt over, even when an input is newer than it.
+    before = (direct / "final.mp4").read_bytes()
+    events = (direct / "logs" / "events.jsonl").read_text()
+    later = time.time() + 5
+    os.utime(job.parent / "voice.wav", (later, later))
+    argv = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(direct)]
+    again = subprocess.run(
+        [*argv, "--config", f"job={job}"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (direct / "final.mp4").read_bytes() == before
+    assert (direct / "logs" / "events.jsonl").read_text() == events
