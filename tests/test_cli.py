@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VA, CliRunner, Media, ffmpeg
+from va import cli
 from va.errors import ExitCode
 
 
@@ -258,3 +259,16 @@ def test_a_named_profile_is_used(files: Media, va_cli: CliRunner) -> None:
     missing = va_cli("run", files.job(), "--workdir", files.root / "x", "--profile", "nope")
     assert missing.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(missing.err, "--profile")
+
+
+def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
+    files: Media, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: object) -> ExitCode:
+        raise KeyError("plan")  # what a bug in the package looks like from the CLI
+
+    monkeypatch.setitem(cli.COMMANDS, "validate", broken)
+    assert cli.main(["validate", str(files.job())]) == ExitCode.INTERNAL
+    assert_one_line_error(capsys.readouterr().err, "internal error", "--debug")
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "validate", str(files.job())])
