@@ -9,6 +9,7 @@ import pytest
 
 from va.errors import ExitCode, VaError
 from va.job import check_inputs, load_job
+from va.plan import choose_seed
 
 
 def write(path: Path, document: object) -> Path:
@@ -77,3 +78,23 @@ def test_unsupported_start_type_is_named(tmp_path: Path) -> None:
         check_inputs(job)
     assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
     assert "input.start" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("determinism", "fixed_seed"),
+    [
+        ({"seed_policy": "fixed", "seed": 1234}, 1234),
+        ({"seed_policy": "per_retry", "seed": 99}, 99),
+        ({"seed_policy": "per_retry"}, None),
+        ({"seed_policy": "random", "seed": 5}, None),
+    ],
+)
+def test_the_seed_policy_decides_the_run_seed(
+    tmp_path: Path, determinism: dict[str, object], fixed_seed: int | None
+) -> None:
+    job = load_job(write(tmp_path / "job.json", {**MINIMAL, "determinism": determinism}))
+    seeds = {choose_seed(job) for _ in range(3)}
+    if fixed_seed is None:
+        assert len(seeds) == 3 and all(0 <= seed < 2**53 for seed in seeds)  # drawn anew each time
+    else:
+        assert seeds == {fixed_seed}

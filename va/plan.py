@@ -31,10 +31,11 @@ def sha256_file(path: Path) -> str:
 
 
 def choose_seed(job: Job) -> int:
-    """The job's seed under ``fixed``, a fresh random one under ``random``."""
+    """The job's seed under ``fixed`` (and under ``per_retry`` when one is given), else a fresh random one."""
     determinism = job.data["determinism"]
-    if determinism["seed_policy"] == "fixed":
-        return int(determinism["seed"])
+    policy, seed = determinism["seed_policy"], determinism.get("seed")
+    if policy == "fixed" or (policy == "per_retry" and seed is not None):
+        return int(seed)
     return secrets.randbelow(RANDOM_SEED_LIMIT)
 
 
