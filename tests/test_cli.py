@@ -272,3 +272,17 @@ def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
     assert_one_line_error(capsys.readouterr().err, "internal error", "--debug")
     with pytest.raises(KeyError):
         cli.main(["--debug", "validate", str(files.job())])
+
+
+def test_logs_follow_waits_for_a_run_that_is_about_to_start(files: Media, va_cli: CliRunner) -> None:
+    workdir = files.root / "w"
+    workdir.mkdir()
+    follower = subprocess.Popen(
+        [*VA, "logs", str(workdir), "--follow", "--json"], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1)  # the follower is waiting in the empty workdir before the run begins
+    assert va_cli("run", files.job(), "--workdir", workdir, "-q").code == 0
+    out, _ = follower.communicate(timeout=60)
+    assert follower.returncode == 0
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs = commands.add_parser("logs", help="print a run's events (logs/events.jsonl)")
     logs.add_argument("run", help="a workdir or a run id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    logs.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --follow: how long to wait for a run to start in an existing, still empty workdir",
+    )
     logs.add_argument("--json", action="store_true", help="print the raw JSON lines")
 
     report = commands.add_parser(
@@ -330,8 +338,19 @@ def render_run(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def wait_for_run(ref: str, seconds: float) -> None:
+    """Wait up to ``seconds`` for a run to record its start in the existing folder ``ref`` (a run that
+    was just launched there has not yet written its first event)."""
+    events = Workdir(Path(ref)).events
+    deadline = time.monotonic() + seconds
+    while Path(ref).is_dir() and not events.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def cmd_logs(args: argparse.Namespace) -> ExitCode:
     """Print (and follow) a run's event log."""
+    if args.follow:
+        wait_for_run(args.run, args.wait)
     workdir = resolve_run(args.run)
 
     def show(event: dict[str, Any]) -> None:
