@@ -129,10 +129,49 @@ def test_bad_jobs_are_refused(
     assert_error(client.post("/jobs", json=document, headers=HEADERS), 422, code, needle)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest",
+        "http://127.0.0.1:8188@169.254.169.254/",
+        "http://127.0.0.1:8189",
+        "https://127.0.0.1:8188",
+        "http://127.0.0.1:8188/../other",
+        "http://127.0.0.1:8188?x=1",
+        "http://127.0.0.1:8188\n",
+        "http://127.0.0.1:99999",
+    ],
+)
+def test_a_job_may_not_name_another_comfyui(client: TestClient, files: Media, url: str) -> None:
+    document = job_document(files, comfyui={"url": url})
+    assert_error(
+        client.post("/jobs", json=document, headers=HEADERS), 422, "VALIDATION_FAILED", "comfyui.url"
+    )
+    assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
+
+
+def test_a_job_may_name_the_configured_comfyui_or_an_allowed_one(
+    files: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comfyui = {"url": "http://127.0.0.1:8188", "allowed_urls": ["https://gpu.example:8443/comfy/"]}
+    monkeypatch.setenv("VIDAX_CONFIG", str(write_config(tmp_path, [files.root], comfyui=comfyui)))
+    with TestClient(create_app(load_settings(), run_scheduler=False)) as client:
+        for url in ("http://127.0.0.1:8188", "http://127.0.0.1:8188/", "https://GPU.example:8443/comfy"):
+            created = client.post("/jobs", json=job_document(files, comfyui={"url": url}), headers=HEADERS)
+            assert created.status_code == 201, created.text
+        refused = client.post(
+            "/jobs", json=job_document(files, comfyui={"url": "https://gpu.example/comfy"}), headers=HEADERS
+        )
+        assert_error(refused, 422, "VALIDATION_FAILED", "comfyui.url")
+
+
 def test_request_errors_are_json(client: TestClient) -> None:
     as_json = {**HEADERS, "content-type": "application/json"}
     assert_error(client.post("/jobs", content=b"{not json", headers=as_json), 422, "VALIDATION_FAILED")
     assert_error(client.post("/jobs", content=b"x" * 70000, headers=HEADERS), 413, "PAYLOAD_TOO_LARGE")
+    streamed = client.post("/jobs", content=(b"x" * 10000 for _ in range(7)), headers=as_json)
+    assert "content-length" not in streamed.request.headers  # sent chunked, the size unannounced
+    assert_error(streamed, 413, "PAYLOAD_TOO_LARGE")
     assert_error(client.get("/jobs/job-nope", headers=HEADERS), 404, "NOT_FOUND", "job-nope")
     assert_error(client.get("/jobs/job-nope/final", headers=HEADERS), 404, "NOT_FOUND")
     assert_error(client.get("/jobs/x/logs?after=-1", headers=HEADERS), 422, "VALIDATION_FAILED", "after")

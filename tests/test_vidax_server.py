@@ -1,10 +1,13 @@
-"""VIDAX as a real server process on a loopback port: a job through the API, restart recovery, fuzzing."""
+"""VIDAX as a real server process on a loopback port: a job through the API, a streamed oversize body,
+restart recovery, fuzzing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +114,30 @@ def test_a_job_through_the_real_server(files: Media, server_factory: Any) -> Non
     )
     assert video.status_code == 206 and len(video.content) == 100
     assert requests.get(f"{server.url}/openapi.json", timeout=5).json()["info"]["title"] == "VIDAX"
+
+
+def test_a_streamed_oversize_body_gets_413(server_factory: Any) -> None:
+    """A chunked body announces no size; the server counts what arrives and answers 413 in JSON."""
+    server = server_factory()
+    server.start()
+    chunk = b"x" * 10000
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
+    head = (
+        "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {HEADERS['X-API-Key']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head.encode() + body)
+        answer = b""
+        # The server closes the connection after the answer (a reset, if part of the body is unread).
+        with contextlib.suppress(ConnectionResetError):
+            while data := connection.recv(65536):
+                answer += data
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"413", answer[:300]
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "PAYLOAD_TOO_LARGE" and "65536" in error["message"]
 
 
 def test_restart_recovery(files: Media, server_factory: Any, tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""Turning a request into a job document the server may run: schema, input roots, decodable inputs."""
+"""Turning a request into a job document the server may run: schema, input roots, ComfyUI URL,
+decodable inputs."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from va.errors import VaError
 from va.job import job_from_document, validate_document
@@ -27,10 +29,45 @@ def confine(value: str, roots: tuple[Path, ...], field: str) -> Path:
     return real
 
 
-def accept_job(document: Any, roots: tuple[Path, ...], where: Path) -> dict[str, Any]:
-    """Validate a job document for the server: every check ``va validate`` makes, inputs confined."""
+def url_identity(url: str) -> tuple[str, ...] | None:
+    """What makes two URLs the same server: scheme and host without case, the default port filled in,
+    no trailing slash; everything else (user info, query) as written. None for an unreadable URL, and
+    for one with whitespace or control characters (``urlsplit`` would silently drop some of them)."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return (parts.scheme.lower(), parts.username or "", parts.password or "", parts.hostname.lower(),
+            str(port), parts.path.rstrip("/"), parts.query, parts.fragment)  # fmt: skip
+
+
+def confine_comfyui_url(url: str, allowed: tuple[str, ...]) -> None:
+    """A job's ``comfyui.url`` must be one the operator configured: the server would contact it and
+    upload the start image there, so any other URL is refused (no server-side request forgery)."""
+    identity = url_identity(url)
+    if identity is None or identity not in {url_identity(known) for known in allowed}:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            f"comfyui.url: {url[:200]!r} is not a ComfyUI this server may use; leave it out to use the "
+            "configured one, or name one of comfyui.url / comfyui.allowed_urls of vidax.json",
+        )
+
+
+def accept_job(
+    document: Any, roots: tuple[Path, ...], comfyui_urls: tuple[str, ...], where: Path
+) -> dict[str, Any]:
+    """Validate a job document for the server: every check ``va validate`` makes, inputs confined,
+    a ComfyUI URL only if the config allows it."""
     try:
         validated = validate_document(document, "job")
+        if "url" in validated["comfyui"]:
+            confine_comfyui_url(validated["comfyui"]["url"], comfyui_urls)
         for field in ("audio", "start"):
             validated["input"][field] = str(confine(validated["input"][field], roots, f"input.{field}"))
         check_job(job_from_document(validated, where / "job.json"))

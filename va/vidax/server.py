@@ -24,21 +24,26 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-class _TooLarge(Exception):
-    pass
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """Refuse request bodies over the limit with 413, whether announced by Content-Length or streamed."""
+    """Refuse request bodies over the limit with 413, whether announced by Content-Length or streamed.
+
+    A pure ASGI middleware: it counts the bytes the app receives and sends the 413 itself. Raising from
+    ``receive`` would not do: FastAPI turns any error while reading a body into a 400.
+    """
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(error_body("PAYLOAD_TOO_LARGE", f"request body over {self.limit} bytes")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -51,27 +56,37 @@ class BodyLimit:
             await self._refuse(send)
             return
         received = 0
-        started = False
+        started = over = refused = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, over, refused
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    # Answer now; to the app the client has gone, so it stops reading.
+                    over = True
+                    if not started:
+                        refused = True
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 is sent; the app's own answer to a body it never got is dropped
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited, tracking)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+        except Exception:
+            if not refused:
+                raise
+            log.debug("request refused as too large; the app's error is dropped", exc_info=True)
 
 
 def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:

@@ -26,6 +26,11 @@ class Settings:
     comfyui: dict[str, Any]
     state_dir: Path
 
+    @property
+    def comfyui_urls(self) -> tuple[str, ...]:
+        """The ComfyUI URLs a job may name: the configured one and ``comfyui.allowed_urls``."""
+        return (str(self.comfyui["url"]), *self.comfyui.get("allowed_urls", ()))
+
 
 def load_settings() -> Settings:
     """Load and check the settings; a server without an API key refuses to start."""

@@ -18,6 +18,7 @@ from va.vidax.deps import ApiKey, SettingsDep, StoreDep
 from va.vidax.errors import ApiError
 from va.vidax.intake import accept_job, confine
 from va.vidax.jobs import JobRecord, JobStore
+from va.vidax.settings import Settings
 from va.workdir import Workdir
 
 router = APIRouter(tags=["jobs"], dependencies=[ApiKey])
@@ -76,8 +77,8 @@ def job_view(store: JobStore, record: JobRecord) -> dict[str, Any]:
     }
 
 
-def _create(store: JobStore, roots: tuple[Path, ...], document: Any) -> JobRecord:
-    accepted = accept_job(document, roots, store.root)
+def _create(store: JobStore, settings: Settings, document: Any) -> JobRecord:
+    accepted = accept_job(document, settings.input_roots, settings.comfyui_urls, store.root)
     return store.create(accepted)
 
 
@@ -87,8 +88,9 @@ def create_job(
     settings: SettingsDep,
     document: Annotated[dict[str, Any], Body(description="a job, schema 1")],
 ) -> dict[str, Any]:
-    """Create a job from a job document (paths on the server, inside input_roots); it is not started."""
-    return job_view(store, _create(store, settings.input_roots, document))
+    """Create a job from a job document (paths on the server, inside input_roots; comfyui.url, if given,
+    one the config allows); it is not started."""
+    return job_view(store, _create(store, settings, document))
 
 
 @router.post("/produce", status_code=202)
@@ -105,7 +107,7 @@ def produce(body: ProduceBody, store: StoreDep, settings: SettingsDep) -> dict[s
         document = build_job(request)
     except VaError as exc:
         raise ApiError.from_va(exc) from exc
-    record = _create(store, settings.input_roots, document)
+    record = _create(store, settings, document)
     return job_view(store, store.enqueue(record.id, resume=False))
 
 
