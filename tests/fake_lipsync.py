@@ -1,7 +1,8 @@
 """A stand-in for a lip-sync tool, for tests: behaves as told by its first argument.
 
 Usage: fake_lipsync.py MODE --face VIDEO --audio AUDIO --outfile OUTPUT [--dump FILE] [--config YAML]
-Modes: ok, face, silent, hang, short, flaky (fails once with a transient error, then works), glob.
+Modes: ok, face, oom, silent, hang, short (a 1 s file, warning on stderr), corrupt (an undecodable file,
+warning on stderr), flaky (fails once with a transient error, then works), glob.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
+    if args.mode == "oom":
+        print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
+        return 1
+    if args.mode == "corrupt":  # exits 0 over a broken file, as MuseTalk does when its ffmpeg step fails
+        Path(args.outfile).write_bytes(b"\x00not a video\x00" * 64)
+        print("warning: ffmpeg mux step failed, result may be incomplete", file=sys.stderr)
+        return 0
     if args.mode == "silent":
         print("something went wrong, but we exit 0 anyway", file=sys.stderr)
         return 0
@@ -60,6 +68,8 @@ def main() -> int:
         results.mkdir(parents=True, exist_ok=True)
         render(args.face, args.audio, str(results / "video_audio.mp4"))
         return 0
+    if args.mode == "short":
+        print("warning: audio features ran out after 25 frames", file=sys.stderr)
     render(args.face, args.audio, args.outfile, seconds=1.0 if args.mode == "short" else None)
     return 0
 

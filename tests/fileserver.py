@@ -1,4 +1,4 @@
-"""A real HTTP(S) file server on loopback for download tests: Range support, request log, cut-offs."""
+"""A real HTTP(S) file server on loopback for download tests: Range, request log, cut-offs, redirects."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class ServedFiles:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     #: path -> number of bytes after which the first response for it is cut off
     cut_after: dict[str, int] = field(default_factory=dict)
+    #: path -> URL it redirects to (302)
+    redirects: dict[str, str] = field(default_factory=dict)
     url: str = ""
 
 
@@ -30,6 +32,12 @@ def _handler(served: ServedFiles) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             served.requests.append((self.path, self.headers.get("Range")))
+            if self.path in served.redirects:
+                self.send_response(302)
+                self.send_header("Location", served.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             target = served.root / self.path.lstrip("/")
             if not target.is_file():
                 self.send_error(404)

@@ -20,9 +20,12 @@ class Service:
     """State of the double: its folder, its jobs, and a fault switch."""
 
     root: Path
-    fault: str | None = None  # "500" (every submit fails) or "failed" (jobs fail)
+    #: "500" (every submit fails), "failed" (jobs fail), "stuck" (jobs never finish),
+    #: "cut" (the first result download stops halfway)
+    fault: str | None = None
     jobs: dict[str, dict[str, object]] = field(default_factory=dict)
     submits: int = 0
+    downloads: int = 0
     url: str = ""
 
 
@@ -67,16 +70,22 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 return
             folder = service.root / job
             if len(parts) == 3 and parts[2] == "result":
+                service.downloads += 1
                 data = (folder / "result.mp4").read_bytes()
                 self.send_response(200)
                 self.send_header("Content-Type", "video/mp4")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if service.fault == "cut" and service.downloads == 1:
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.wfile.write(data)
                 return
             state = service.jobs[job]
             state["polls"] = int(str(state["polls"])) + 1
-            if state["polls"] == 1:
+            if state["polls"] == 1 or service.fault == "stuck":
                 self._json(200, {"status": "running", "progress": 0.5})
             elif service.fault == "failed":
                 self._json(200, {"status": "failed", "error": "model crashed", "error_kind": "fatal"})

@@ -214,6 +214,31 @@ def test_https_with_a_test_certificate(
     assert (state_dir / "m.bin").read_bytes() == model.read_bytes()
 
 
+def test_an_https_source_redirecting_to_http_is_refused_unless_allowed(
+    source_dir: Path, state_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    model, digest = blob(source_dir, "model.bin", 200_000)
+    cert, key = make_certificate(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    with serve(source_dir) as plain, serve(source_dir, tls=(cert, key)) as secure:
+        secure.redirects["/model.bin"] = f"{plain.url}/model.bin"
+        entry = {"id": "m", "source": f"{secure.url}/model.bin", "sha256": digest, "destination": "m.bin"}
+        write_manifest(source_dir, [entry])
+        refused = install.install(progress=False)
+        assert statuses(refused) == {"m": "failed"}
+        message = refused.assets[0].message
+        assert "http:// source refused" in message and "allow_insecure_http" in message
+        assert f"redirects to {plain.url}/model.bin" in message
+        failure = refused.failure()
+        assert failure is not None and failure.code == ExitCode.VALIDATION_FAILED
+        assert plain.requests == []  # nothing was sent over plain http
+        assert not (state_dir / "m.bin").exists()
+        write_manifest(source_dir, [entry], allow_insecure_http=True)
+        assert statuses(install.install(progress=False)) == {"m": "installed"}
+        assert plain.requests == [("/model.bin", None)]
+    assert (state_dir / "m.bin").read_bytes() == model.read_bytes()
+
+
 def test_an_invalid_assets_config_names_file_and_field(source_dir: Path, va_cli: CliRunner) -> None:
     write_manifest(source_dir, [{"id": "a", "source": "a.bin", "sha256": "abc", "destination": "a"}])
     result = va_cli("install")

@@ -11,8 +11,10 @@ import pytest
 
 from tests.conftest import CliRunner, Media, ffprobe_streams
 from tests.lipsync_service import lipsync_service
+from va.config import REPO_CONFIG
 from va.errors import ExitCode
 from va.events import read_events
+from va.lipsync.providers import fill, load_providers
 
 FAKE = str(Path(__file__).with_name("fake_lipsync.py"))
 FAKE_ARGV = [sys.executable, FAKE]
@@ -94,9 +96,20 @@ def test_glob_output_and_a_rendered_yaml_config(files: Media, va_cli: CliRunner)
         ("face", {}, ExitCode.LIPSYNC_FAILED, ["exited with 1", "Face not detected"]),
         ("silent", {}, ExitCode.LIPSYNC_FAILED, ["exited 0 but wrote no output", "we exit 0 anyway"]),
         ("hang", {"timeout_seconds": 2}, ExitCode.LIPSYNC_TIMEOUT, ["did not finish within 2 s"]),
-        ("short", {}, ExitCode.LIPSYNC_FAILED, ["output lasts 1.0", "the audio 2.000 s"]),
+        (
+            "short",
+            {},
+            ExitCode.LIPSYNC_FAILED,
+            ["output lasts 1.0", "the audio 2.000 s", "audio features ran out after 25 frames"],
+        ),
+        (
+            "corrupt",
+            {},
+            ExitCode.LIPSYNC_FAILED,
+            ["output does not decode", "ffmpeg mux step failed"],
+        ),
     ],
-    ids=["face-error", "face-unclassified", "exit-0-no-output", "hang", "too-short"],
+    ids=["face-error", "face-unclassified", "exit-0-no-output", "hang", "too-short", "undecodable"],
 )
 def test_command_provider_failures(
     files: Media, va_cli: CliRunner, mode: str, settings: dict[str, Any], code: int, needles: list[str]
@@ -112,7 +125,59 @@ def test_command_provider_failures(
     assert manifest["phases"]["lipsync"]["status"] == "failed"
     assert manifest["exit_status"]["code"] == code
     failed = [e for e in read_events(workdir / "logs" / "events.jsonl") if e["kind"] == "rule_failed"]
-    assert needles[0] in failed[-1]["message"]
+    for needle in needles:  # the provider's own last lines reach events.jsonl, not only the terminal
+        assert needle in failed[-1]["message"]
+
+
+def test_a_fatal_pattern_fails_at_once_without_a_retry(files: Media, va_cli: CliRunner) -> None:
+    settings = {
+        "retries": 2,
+        "failures": [
+            {"pattern": "CUDA out of memory", "kind": "fatal", "message": "the GPU ran out of memory"}
+        ],
+    }
+    env = providers_file(files.root, fake=command("oom", **settings))
+    result, workdir = run(files, va_cli, env, "fake")
+    assert result.code == ExitCode.LIPSYNC_FAILED, result.err
+    assert "the GPU ran out of memory" in result.err and "Tried to allocate 2.00 GiB" in result.err
+    logs = workdir / "lipsync" / "logs"
+    assert (logs / "attempt-1.stderr.log").exists()
+    assert not (logs / "attempt-2.stderr.log").exists()
+    assert manifest_of(workdir)["exit_status"]["code"] == ExitCode.LIPSYNC_FAILED
+
+
+def test_the_shipped_examples_declare_the_output_their_command_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fixed ``output`` must be the ``{output}`` its argv passes; a glob must name no path in the argv."""
+    monkeypatch.setenv("VIDAX_LIPSYNC_CONFIG", str(REPO_CONFIG / "lipsync.providers.json"))
+    work = tmp_path / "lipsync" / "work"
+    commands = {pid: p for pid, p in load_providers().items() if p.type == "command"}
+    assert {"wav2lip", "latentsync", "musetalk", "sadtalker"} <= set(commands)
+    problems = []
+    for pid, provider in commands.items():
+        values = {
+            "video": str(tmp_path / "lipsync" / "input" / "video.mp4"),
+            "image": str(tmp_path / "lipsync" / "input" / "image.png"),
+            "audio": str(tmp_path / "lipsync" / "input" / "audio.wav"),
+            "output": str(work / "output.mp4"),
+            "workdir": str(work),
+            "fps": "25",
+            "seed": "7",
+            "home": provider.settings.get("home", ""),
+        }
+        argv = [fill(part, values) for part in provider.settings["argv"]]
+        told = values["output"] in argv
+        if "output" in provider.settings:
+            declared = fill(provider.settings["output"], values)
+            if declared != values["output"] or not told:
+                template = provider.settings["output"]
+                problems.append(f"{pid}: output {template!r} is not the {{output}} passed in its argv")
+        else:
+            pattern = provider.settings["output_glob"]
+            if told or any(fill(pattern, values) in part or pattern in part for part in argv):
+                problems.append(f"{pid}: output_glob {pattern} names a file its argv tells the tool to write")
+    assert not problems, "; ".join(problems)
 
 
 def test_passthrough_continues_with_the_unsynced_video(files: Media, va_cli: CliRunner) -> None:
@@ -173,14 +238,22 @@ def test_http_provider_end_to_end(files: Media, va_cli: CliRunner, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    ("fault", "code", "needle"),
+    ("fault", "settings", "code", "needle"),
     [
-        ("500", ExitCode.LIPSYNC_UNAVAILABLE, "submit failed after 2 attempt(s): HTTP 500"),
-        ("failed", 50, "crashed"),
+        ("500", {}, ExitCode.LIPSYNC_UNAVAILABLE, "submit failed after 2 attempt(s): HTTP 500"),
+        ("failed", {}, ExitCode.LIPSYNC_FAILED, "crashed"),
+        ("stuck", {"timeout_seconds": 1}, ExitCode.LIPSYNC_TIMEOUT, "did not finish within 1 s"),
     ],
+    ids=["submit-500", "job-failed", "never-finishes"],
 )
 def test_http_provider_failures(
-    files: Media, va_cli: CliRunner, tmp_path: Path, fault: str, code: int, needle: str
+    files: Media,
+    va_cli: CliRunner,
+    tmp_path: Path,
+    fault: str,
+    settings: dict[str, Any],
+    code: int,
+    needle: str,
 ) -> None:
     (tmp_path / "service").mkdir()
     with lipsync_service(tmp_path / "service") as service:
@@ -190,8 +263,30 @@ def test_http_provider_failures(
             "submit_url": f"{service.url}/submit",
             "poll_interval_seconds": 0.1,
             "retries": 1,
+            **settings,
         }
         result, workdir = run(files, va_cli, providers_file(files.root, remote=provider), "remote")
     assert result.code == code, result.err
     assert needle in result.err
     assert not (workdir / "final.mp4").exists()
+    assert manifest_of(workdir)["exit_status"]["code"] == code
+
+
+def test_http_download_cut_off_is_retried_and_lands_whole(
+    files: Media, va_cli: CliRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "service").mkdir()
+    with lipsync_service(tmp_path / "service") as service:
+        service.fault = "cut"
+        provider = {
+            "type": "http",
+            "submit_url": f"{service.url}/submit",
+            "poll_interval_seconds": 0.1,
+            "retries": 1,
+        }
+        result, workdir = run(files, va_cli, providers_file(files.root, remote=provider), "remote")
+    assert result.code == 0, result.err
+    assert service.downloads == 2
+    work = workdir / "lipsync" / "work"
+    assert (work / "result.mp4").is_file() and not [p for p in work.iterdir() if p.name.endswith(".part")]
+    assert_final(workdir)

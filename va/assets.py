@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 from filelock import FileLock
@@ -29,6 +29,7 @@ from va.errors import ExitCode, VaError
 BLOCK = 1 << 20
 CONNECT_TIMEOUT, READ_TIMEOUT = 10, 60
 DOWNLOAD_ATTEMPTS = 4
+MAX_REDIRECTS = 10
 STAGING = ".downloads"
 VERIFIED = "assets.verified.json"
 
@@ -132,16 +133,20 @@ def resolve_source(manifest: AssetsManifest, asset: Asset) -> str | Path:
         return asset.source
     if scheme == "http":
         if not manifest.allow_insecure_http:
-            raise VaError(
-                ExitCode.VALIDATION_FAILED,
-                f"asset {asset.id}: http:// source refused (set policies.allow_insecure_http to allow it)",
-            )
+            raise _insecure_http_refused(asset)
         return asset.source
     if scheme == "file":
         return Path(unquote(parsed.path))
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise VaError(ExitCode.VALIDATION_FAILED, f"asset {asset.id}: unsupported source scheme {scheme}://")
     return manifest.base / asset.source
+
+
+def _insecure_http_refused(asset: Asset, detail: str = "") -> VaError:
+    return VaError(
+        ExitCode.VALIDATION_FAILED,
+        f"asset {asset.id}: http:// source refused (set policies.allow_insecure_http to allow it){detail}",
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -280,7 +285,7 @@ def fetch_asset(manifest: AssetsManifest, root: Path, asset: Asset, target: Path
     staging.mkdir(parents=True, exist_ok=True)
     partial = staging / f"{asset.id}.{asset.sha256[:16]}.part"
     digest = (
-        _download(source, partial, asset, progress)
+        _download(source, partial, asset, progress, allow_insecure_http=manifest.allow_insecure_http)
         if isinstance(source, str)
         else _copy(source, partial, asset)
     )
@@ -310,11 +315,11 @@ def _copy(source: Path, partial: Path, asset: Asset) -> str:
     return digest.hexdigest()
 
 
-def _download(url: str, partial: Path, asset: Asset, progress: bool) -> str:
+def _download(url: str, partial: Path, asset: Asset, progress: bool, *, allow_insecure_http: bool) -> str:
     last_error: Exception | None = None
     for attempt in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, partial, asset, progress)
+            return _download_once(url, partial, asset, progress, allow_insecure_http)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             last_error = exc
             time.sleep(min(8.0, 0.5 * 2**attempt))
@@ -326,7 +331,7 @@ def _reason(error: Exception | None) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
-def _download_once(url: str, partial: Path, asset: Asset, progress: bool) -> str:
+def _download_once(url: str, partial: Path, asset: Asset, progress: bool, allow_insecure_http: bool) -> str:
     digest = hashlib.sha256()
     have = partial.stat().st_size if partial.exists() else 0
     if have:
@@ -335,7 +340,7 @@ def _download_once(url: str, partial: Path, asset: Asset, progress: bool) -> str
                 digest.update(block)
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
-        response = requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        response = _get_following_redirects(url, headers, asset, allow_insecure_http)
     except requests.exceptions.SSLError as exc:
         raise VaError(
             ExitCode.INPUT_NOT_FOUND, f"asset {asset.id}: TLS verification failed for {url}"
@@ -369,6 +374,31 @@ def _download_once(url: str, partial: Path, asset: Asset, progress: bool) -> str
             writer.flush()
             os.fsync(writer.fileno())
     return digest.hexdigest()
+
+
+def _get_following_redirects(
+    url: str, headers: dict[str, str], asset: Asset, allow_insecure_http: bool
+) -> requests.Response:
+    """GET ``url``, following redirects one by one: an https:// source that redirects to plain http:// is
+    refused before anything is sent there, as an http:// source is (unless ``allow_insecure_http``)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        response = requests.get(
+            url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False
+        )
+        if not response.is_redirect:
+            return response
+        location = urljoin(url, response.headers["Location"])
+        response.close()
+        scheme = urlparse(location).scheme.lower()
+        if scheme == "http" and not allow_insecure_http:
+            raise _insecure_http_refused(asset, f": {url} redirects to {location}")
+        if scheme not in ("http", "https"):
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f"asset {asset.id}: unsupported source scheme {scheme}:// ({url} redirects to {location})",
+            )
+        url = location
+    raise VaError(ExitCode.INPUT_NOT_FOUND, f"asset {asset.id}: more than {MAX_REDIRECTS} redirects")
 
 
 def _blocks(response: requests.Response) -> Iterator[bytes]:

@@ -39,6 +39,14 @@ class ProviderRun:
     logs: Path
 
 
+@dataclass(frozen=True)
+class ProviderOutput:
+    """The file a provider produced and the last lines it printed, for the after-checks' messages."""
+
+    path: Path
+    tail: str = ""
+
+
 def last_lines(path: Path, count: int = TAIL_LINES) -> str:
     """The last non-empty lines of a log, joined for a one-line message."""
     if not path.exists():
@@ -99,7 +107,7 @@ def locate_output(provider: Provider, run: ProviderRun, started: float) -> Path 
     return max(matches, key=lambda p: p.stat().st_mtime) if matches else None
 
 
-def run_command_provider(provider: Provider, run: ProviderRun) -> Path:
+def run_command_provider(provider: Provider, run: ProviderRun) -> ProviderOutput:
     """Run the provider's command (with retries for transient failures) and return its output file."""
     settings = provider.settings
     values = run.values
@@ -158,5 +166,5 @@ def run_command_provider(provider: Provider, run: ProviderRun) -> Path:
                 f"lip-sync provider {provider.id} exited 0 but wrote no output ({expected}): "
                 f"{tail or 'it printed nothing'}",
             )
-        return output
+        return ProviderOutput(output, tail)
     raise AssertionError("unreachable: the last attempt returns or raises")

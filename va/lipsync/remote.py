@@ -9,11 +9,12 @@ The protocol (docs/LIPSYNC_INTERFACE.md): ``POST submit_url`` (multipart: files 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import requests
@@ -25,10 +26,11 @@ from va.lipsync.providers import Provider
 log = logging.getLogger(__name__)
 TIMEOUTS = (10, 60)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class _Transient(Exception):
-    pass
+    """A failure worth another attempt (a retryable HTTP status, a cut-off transfer)."""
 
 
 def _backoff(attempt: int) -> float:
@@ -36,17 +38,15 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(30.0, 0.5 * 2**attempt))
 
 
-def _with_retries(provider: Provider, what: str, call: Callable[[], requests.Response]) -> requests.Response:
+def _with_retries(provider: Provider, what: str, call: Callable[[], T]) -> T:
     retries = provider.settings["retries"]
     for attempt in range(retries + 1):
         try:
-            response = call()
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            return call()
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             problem = f"{type(exc).__name__}"
-        else:
-            if response.status_code not in RETRYABLE_STATUS:
-                return response
-            problem = f"HTTP {response.status_code}"
+        except _Transient as exc:
+            problem = str(exc)
         log.warning("%s: %s (attempt %s of %s)", what, problem, attempt + 1, retries + 1)
         if attempt < retries:
             time.sleep(_backoff(attempt))
@@ -54,6 +54,15 @@ def _with_retries(provider: Provider, what: str, call: Callable[[], requests.Res
         ExitCode.LIPSYNC_UNAVAILABLE,
         f"lip-sync provider {provider.id}: {what} failed after {retries + 1} attempt(s): {problem}",
     )
+
+
+def _request(method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One request; a retryable status is closed (its connection goes back to the pool) and retried."""
+    response = requests.request(method, url, timeout=TIMEOUTS, **kwargs)
+    if response.status_code in RETRYABLE_STATUS:
+        response.close()
+        raise _Transient(f"HTTP {response.status_code}")
+    return response
 
 
 def _json(provider: Provider, response: requests.Response, what: str) -> dict[str, Any]:
@@ -76,7 +85,7 @@ def run_http_provider(provider: Provider, run: ProviderRun, inputs: dict[str, Pa
     def submit() -> requests.Response:
         files = {name: (path.name, path.read_bytes()) for name, path in inputs.items()}
         data = {"fps": run.values["fps"], "seed": run.values["seed"]}
-        return requests.post(submit_url, files=files, data=data, headers=headers, timeout=TIMEOUTS)
+        return _request("POST", submit_url, files=files, data=data, headers=headers)
 
     response = _with_retries(provider, "submit", submit)
     if response.status_code >= 400:
@@ -92,9 +101,7 @@ def run_http_provider(provider: Provider, run: ProviderRun, inputs: dict[str, Pa
                 ExitCode.LIPSYNC_TIMEOUT,
                 f"lip-sync provider {provider.id} did not finish within {settings['timeout_seconds']} s",
             )
-        polled = _with_retries(
-            provider, "status", lambda: requests.get(status_url, headers=headers, timeout=TIMEOUTS)
-        )
+        polled = _with_retries(provider, "status", lambda: _request("GET", status_url, headers=headers))
         state = _json(provider, polled, "status")
         status = state.get("status")
         if status == "succeeded":
@@ -111,15 +118,27 @@ def run_http_provider(provider: Provider, run: ProviderRun, inputs: dict[str, Pa
         time.sleep(settings["poll_interval_seconds"])
     result_url = urljoin(status_url, str(state.get("result_url", "")))
     target = run.workdir / "result.mp4"
-    download = _with_retries(
-        provider, "download", lambda: requests.get(result_url, headers=headers, timeout=TIMEOUTS, stream=True)
-    )
-    if download.status_code != 200:
-        raise VaError(
-            ExitCode.LIPSYNC_FAILED,
-            f"lip-sync provider {provider.id}: result download HTTP {download.status_code}",
-        )
-    with open(target, "wb") as handle:
-        for block in download.iter_content(chunk_size=1 << 20):
-            handle.write(block)
+    _download(provider, result_url, headers, target)
     return target
+
+
+def _download(provider: Provider, url: str, headers: dict[str, str], target: Path) -> None:
+    """Stream the result to a temporary name and rename it: ``target`` is whole or absent."""
+    partial = target.with_name(f".{target.name}.part")
+
+    def fetch() -> None:
+        with _request("GET", url, headers=headers, stream=True) as response:
+            if response.status_code != 200:
+                raise VaError(
+                    ExitCode.LIPSYNC_FAILED,
+                    f"lip-sync provider {provider.id}: result download HTTP {response.status_code}",
+                )
+            with open(partial, "wb") as handle:
+                for block in response.iter_content(chunk_size=1 << 20):
+                    handle.write(block)
+        os.replace(partial, target)
+
+    try:
+        _with_retries(provider, "download", fetch)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from va import media
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
 from va.job import Job
-from va.lipsync.command import ProviderRun, run_command_provider
+from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
 from va.lipsync.remote import run_http_provider
 from va.plan import target_frames
@@ -31,18 +31,23 @@ def active_provider(job: Job) -> str | None:
     return str(lipsync["provider"]) if lipsync["enable"] and lipsync.get("provider") else None
 
 
-def check_output(path: Path, audio_seconds: float, fps: int, provider_id: str) -> None:
-    """The provider's file must decode and last as long as the padded audio, within one frame."""
+def check_output(path: Path, audio_seconds: float, fps: int, provider_id: str, tail: str = "") -> None:
+    """The provider's file must decode and last as long as the padded audio, within one frame.
+
+    A failure names the provider's last output lines (``tail``): tools that exit 0 on failure say why there.
+    """
+    said = f"; its last output: {tail}" if tail else ""
     try:
         seconds = media.decoded_duration(path, stream="v")
     except VaError as exc:
         raise VaError(
-            ExitCode.LIPSYNC_FAILED, f"lip-sync provider {provider_id}: output does not decode"
+            ExitCode.LIPSYNC_FAILED, f"lip-sync provider {provider_id}: output does not decode{said}"
         ) from exc
     if abs(seconds - audio_seconds) > 1.0 / fps + 1e-6:
         raise VaError(
             ExitCode.LIPSYNC_FAILED,
-            f"lip-sync provider {provider_id}: output lasts {seconds:.3f} s, the audio {audio_seconds:.3f} s",
+            f"lip-sync provider {provider_id}: output lasts {seconds:.3f} s, "
+            f"the audio {audio_seconds:.3f} s{said}",
         )
 
 
@@ -87,7 +92,7 @@ def _prepare_inputs(
 
 def _run_provider(
     provider: Provider, job: Job, figures: dict[str, Any], *, inputs: dict[str, Path], audio: Path, work: Path
-) -> tuple[Path, int]:
+) -> tuple[ProviderOutput, int]:
     fps = int(provider.settings["input"].get("fps") or job.fps)
     if provider.type == "audiogram":
         produced = work / "audiogram.mp4"
@@ -102,7 +107,7 @@ def _run_provider(
             crf=job.data["output"]["crf"],
             preset="veryfast",
         )
-        return produced, fps
+        return ProviderOutput(produced), fps
     values = {
         "video": str(inputs["video"]),
         "image": str(inputs["image"]),
@@ -115,7 +120,7 @@ def _run_provider(
     }
     run = ProviderRun(values, work, work.parent / "logs")
     if provider.type == "http":
-        return run_http_provider(provider, run, inputs), fps
+        return ProviderOutput(run_http_provider(provider, run, inputs)), fps
     return run_command_provider(provider, run), fps
 
 
@@ -137,8 +142,8 @@ def run_lipsync(
     result: dict[str, Any] = {"provider": provider.id, "type": provider.type, "passthrough": False}
     try:
         produced, fps = _run_provider(provider, job, figures, inputs=inputs, audio=audio, work=work)
-        check_output(produced, figures["audio_duration_seconds"], fps, provider.id)
-        _publish(produced, output)
+        check_output(produced.path, figures["audio_duration_seconds"], fps, provider.id, produced.tail)
+        _publish(produced.path, output)
     except VaError as exc:
         result["error"] = exc.as_dict()
         if not job.data["lipsync"]["allow_passthrough"]:
