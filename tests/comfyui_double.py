@@ -3,7 +3,12 @@
 It really executes the nodes that need no model weights (EmptyImage, LoadImage, RepeatImageBatch,
 ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers CheckpointLoaderSimple graphs
 (CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode) with synthetic frames coloured by the seed.
-Faults are switched on with ``POST /__double__/faults``; ``GET /__double__/stats`` tells what it saw.
+Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each occurrence uses one up):
+``prompt_500``, ``drop_ws``, ``lose`` (accepted, never queued), ``hang`` (runs until interrupted),
+``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
+``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
+request and websocket is answered by closing the connection, as a server that went away mid-run).
+``GET /__double__/stats`` tells what it saw.
 
 Run: python tests/comfyui_double.py --port PORT --root DIR [--checkpoints a.safetensors,b.safetensors]
 """
@@ -56,8 +61,15 @@ class Double:
         self.history: dict[str, Any] = {}
         self.cache: dict[str, dict[str, Any]] = {}
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.closing: set[asyncio.Task[bool]] = set()
         self.faults: dict[str, int] = {}
-        self.stats: dict[str, Any] = {"prompts": [], "interrupts": 0, "uploads": 0, "prompt_posts": 0}
+        self.stats: dict[str, Any] = {
+            "prompts": [], "prompt_posts": 0, "uploads": 0,
+            "interrupts": [],  # the prompt_id of each POST /interrupt (None: a global interrupt)
+            "interrupted": [],  # the prompts an interrupt actually stopped
+            "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
+            "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0,
+        }  # fmt: skip
         self.number = 0
         self.counter = 0
         self.interrupt = False
@@ -75,9 +87,35 @@ class Double:
             with contextlib.suppress(ConnectionError):
                 await socket.send_str(json.dumps({"type": kind, "data": data}))
 
+    def refusing(self) -> bool:
+        threshold = self.faults.get("refuse_after_prompts")
+        return threshold is not None and len(self.stats["prompts"]) >= threshold
+
+    @web.middleware
+    async def refuse(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Under ``refuse_after_prompts``: close the connection instead of answering (and every websocket)."""
+        if self.refusing() and not request.path.startswith("/__double__/"):
+            self.stats["refused"] += 1
+            for client_id in list(self.sockets):
+                # in the background: a close handshake would wait for a client that is busy in this request
+                closing = asyncio.create_task(self.sockets.pop(client_id).close())
+                self.closing.add(closing)
+                closing.add_done_callback(self.closing.discard)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503)  # never sent: the connection is already closed
+        response: web.StreamResponse = await handler(request)
+        return response
+
     # --- HTTP handlers -------------------------------------------------------------------------------
 
+    async def health(self, request: web.Request) -> web.Response:
+        self.stats["health"] += 1
+        return web.json_response({"status": "ok"})
+
     async def system_stats(self, request: web.Request) -> web.Response:
+        if self.fault("system_stats_404"):
+            return web.Response(status=404)
         system = {"os": "posix", "python_version": "3.11", "comfyui_version": "0.26.0", "embedded_python": False,
                   "ram_total": 1 << 34, "ram_free": 1 << 33}  # fmt: skip
         return web.json_response({"system": system, "devices": []})
@@ -145,9 +183,33 @@ class Double:
         pending = [[number, prompt_id, {}, {}, []] for number, prompt_id in self.pending]
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
+    @staticmethod
+    async def json_body(request: web.Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.text())
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
     async def interrupt_handler(self, request: web.Request) -> web.Response:
-        self.stats["interrupts"] += 1
-        self.interrupt = True
+        """As ComfyUI's server.py: with ``{"prompt_id"}`` only that prompt, if it is the one running;
+        without one, whatever runs."""
+        prompt_id = (await self.json_body(request)).get("prompt_id")
+        self.stats["interrupts"].append(prompt_id)
+        if self.running is not None and (not prompt_id or self.running[1] == prompt_id):
+            self.stats["interrupted"].append(self.running[1])
+            self.interrupt = True
+        return web.Response(status=200)
+
+    async def queue_change(self, request: web.Request) -> web.Response:
+        """As ComfyUI's server.py: ``{"clear": true}`` empties the pending queue, ``{"delete": [ids]}``
+        takes those prompts out of it (a running prompt is not touched)."""
+        body = await self.json_body(request)
+        doomed = {p for _, p in self.pending} if body.get("clear") else set(body.get("delete") or [])
+        for _, prompt_id in self.pending:
+            if prompt_id in doomed:
+                self.stats["deleted"].append(prompt_id)
+        self.pending = [p for p in self.pending if p[1] not in doomed]
         return web.Response(status=200)
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -169,7 +231,11 @@ class Double:
             body=path.read_bytes(), content_type=types.get(path.suffix, "application/octet-stream")
         )
 
-    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.fault("ws_refuse"):
+            self.stats["ws_refused"] += 1
+            return web.Response(status=404)
+        self.stats["ws_connections"] += 1
         socket = web.WebSocketResponse()
         await socket.prepare(request)
         client_id = request.query.get("clientId") or uuid.uuid4().hex
@@ -194,6 +260,8 @@ class Double:
     async def worker(self) -> None:
         while True:
             number, prompt_id, graph, client_id = await self.queue.get()
+            if (number, prompt_id) not in self.pending:
+                continue  # deleted from the queue while it waited
             self.pending = [p for p in self.pending if p[1] != prompt_id]
             self.running = (number, prompt_id)
             self.interrupt = False
@@ -332,7 +400,8 @@ class Double:
                         "animated": [True]}  # fmt: skip
         if cls == "VHS_VideoCombine":
             item = self.save_video(i["images"], float(i["frame_rate"]), str(i["filename_prefix"]), "")
-            return (), {"gifs": [item]}
+            # VideoHelperSuite's entries carry the format and rate besides the file.
+            return (), {"gifs": [{**item, "format": "video/h264-mp4", "frame_rate": float(i["frame_rate"])}]}
         if cls == "CheckpointLoaderSimple":
             return ("model", "clip", "vae"), None
         if cls == "CLIPTextEncode":
@@ -374,9 +443,10 @@ def main() -> None:
     parser.add_argument("--step-delay", type=float, default=0.005)
     args = parser.parse_args()
     double = Double(args.root, [c for c in args.checkpoints.split(",") if c], args.step_delay)
-    app = web.Application(client_max_size=64 << 20)
+    app = web.Application(client_max_size=64 << 20, middlewares=[double.refuse])
     app.add_routes([
-        web.get("/system_stats", double.system_stats), web.get("/object_info", double.object_info),
+        web.get("/system_stats", double.system_stats), web.get("/health", double.health),
+        web.get("/object_info", double.object_info), web.post("/queue", double.queue_change),
         web.post("/prompt", double.prompt), web.get("/history/{prompt_id}", double.history_of),
         web.get("/queue", double.queue_state), web.post("/interrupt", double.interrupt_handler),
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),

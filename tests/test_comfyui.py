@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import VA, CliRunner, Media, ffprobe_streams
+from va.comfyui.health import check_health
 from va.errors import ExitCode
 from va.events import read_events
 
@@ -88,7 +90,36 @@ def workflows(state_dir: Path) -> Path:
         "filename_prefix": [{"node": "3", "input": "filename_prefix"}],
     }
     (folder / "video_clip.bindings.json").write_text(json.dumps({"schema_version": 1, "bindings": bindings}))
+    vhs = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "VHS_VideoCombine",
+              "inputs": {"images": ["1", 0], "frame_rate": 8, "loop_count": 0, "filename_prefix": "vhs",
+                         "format": "video/h264-mp4", "pingpong": False, "save_output": True}},
+    }  # fmt: skip
+    (folder / "vhs_clip.json").write_text(json.dumps(vhs))
+    vhs_bindings = {
+        "frames": [{"node": "1", "input": "batch_size"}],
+        "seed": [{"node": "1", "input": "color"}],
+        "fps": [{"node": "2", "input": "frame_rate"}],
+        "filename_prefix": [{"node": "2", "input": "filename_prefix"}],
+    }
+    (folder / "vhs_clip.bindings.json").write_text(
+        json.dumps({"schema_version": 1, "bindings": vhs_bindings})
+    )
     return folder
+
+
+def other_clients_prompt(comfy: Comfy) -> str:
+    """A prompt of another client of the same server (not ours to stop)."""
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 1}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "other"}},
+    }
+    answer = requests.post(
+        f"{comfy.url}/prompt", json={"prompt": graph, "client_id": "someone-else"}, timeout=5
+    )
+    answer.raise_for_status()
+    return str(answer.json()["prompt_id"])
 
 
 def comfy_job(files: Media, comfy: Comfy, workflow: str = "vidax_text2img_frames", **comfyui: Any) -> Path:
@@ -122,8 +153,12 @@ def test_frames_path_end_to_end(files: Media, va_cli: CliRunner, comfy: Comfy, w
     assert phase["comfyui_version"] == "0.26.0"
     assert len(phase["prompt_ids"]) == 7 and set(phase["prompt_ids"]) <= set(comfy.stats()["prompts"])
     assert phase["batch_seeds"]["0000"] == 7 and phase["batch_seeds"]["0006"] == 13
-    graph = json.loads((workdir / "comfyui" / "graphs" / "0003.json").read_text())
+    graph = json.loads((workdir / "comfyui" / "graphs" / "0003-a1.json").read_text())
     assert graph["3"]["inputs"]["seed"] == 10 and graph["5"]["inputs"]["batch_size"] == 8
+    assert phase["graphs"] == [f"comfyui/graphs/{i:04d}-a1.json" for i in range(7)]
+    assert json.loads((workdir / "comfyui" / "batches" / "0003.json").read_text())["graph"] == (
+        "comfyui/graphs/0003-a1.json"
+    )
     steps = [e for e in read_events(workdir / "logs" / "events.jsonl") if e.get("kind") == "progress"]
     assert steps and steps[0]["max"] == 4
 
@@ -156,6 +191,42 @@ def test_video_output_template(files: Media, va_cli: CliRunner, comfy: Comfy, wo
     assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
 
 
+def test_videohelpersuite_gifs_output(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
+    workdir = files.root / "w"
+    result = run(va_cli, comfy_job(files, comfy, "vhs_clip", params={"fps": 8}), workdir)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (workdir / "comfyui" / "clips").iterdir()) == ["0000.mp4", "0001.mp4"]
+    assert not list((workdir / "frames").glob("0*.png"))
+    video = ffprobe_streams(workdir / "final.mp4")["video"]
+    assert int(video["nb_read_frames"]) == 50 and video["r_frame_rate"] == "25/1"
+
+
+def test_health_falls_back_to_the_health_endpoint(
+    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path
+) -> None:
+    comfy.faults(system_stats_404=1000)
+    health = check_health(comfy.url)
+    assert health.ok and health.endpoint == "/health" and health.version is None
+    workdir = files.root / "w"
+    result = run(va_cli, comfy_job(files, comfy, params={"fps": 4}), workdir)
+    assert result.code == 0, result.err
+    assert comfy.stats()["health"] >= 2  # our check and the run's
+    assert manifest_of(workdir)["phases"]["comfyui"]["comfyui_version"] is None
+
+
+def test_without_websocket_history_polling_completes(
+    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path
+) -> None:
+    comfy.faults(ws_refuse=1000)
+    workdir = files.root / "w"
+    result = run(va_cli, comfy_job(files, comfy, poll_interval_ms=100), workdir)
+    assert result.code == 0, result.err
+    stats = comfy.stats()
+    assert stats["ws_connections"] == 0 and stats["ws_refused"] >= 7
+    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert manifest_of(workdir)["phases"]["comfyui"]["progress"]["batches_done"] == 7
+
+
 def test_transient_faults_are_retried(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
     comfy.faults(prompt_500=2, drop_ws=2)
     workdir = files.root / "w"
@@ -173,6 +244,23 @@ def test_unavailable_after_retries(files: Media, va_cli: CliRunner, comfy: Comfy
     assert result.code == ExitCode.COMFYUI_UNAVAILABLE, result.err
     assert "failed 2 time(s)" in result.err and "HTTP 500" in result.err
     assert not (workdir / "final.mp4").exists()
+
+
+def test_refused_connections_mid_run_are_retried_then_unavailable(
+    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path
+) -> None:
+    comfy.faults(refuse_after_prompts=2)  # the server goes away while the second batch runs
+    workdir = files.root / "w"
+    result = run(va_cli, comfy_job(files, comfy, retries=2), workdir)
+    assert result.code == ExitCode.COMFYUI_UNAVAILABLE, result.err
+    failed = re.search(r"batch (\d{4}) failed 3 time\(s\); last: .*ConnectionError", result.err)
+    assert failed, result.err
+    assert len(list((workdir / "comfyui" / "batches").glob("*.json"))) == 1  # the batch done before
+    stats = comfy.stats()
+    assert len(stats["prompts"]) == 2 and stats["refused"] >= 3
+    attempts = manifest_of(workdir)["phases"]["comfyui"]["attempts"]
+    retried = [a["attempt"] for a in attempts if a["batch"] == failed[1] and a["outcome"] == "transient"]
+    assert retried == [1, 2, 3]
 
 
 def test_unreachable_server_fails_before_any_work(files: Media, va_cli: CliRunner, workflows: Path) -> None:
@@ -194,6 +282,20 @@ def test_rejected_prompt_shows_node_errors(
     assert comfy.stats()["prompt_posts"] == 1  # a 400 is not retried
 
 
+def test_binding_to_a_missing_node_names_workflow_and_node(
+    files: Media, va_cli: CliRunner, workflows: Path
+) -> None:
+    shutil.copy(workflows / "video_clip.json", workflows / "bad_binding.json")
+    bindings = {"frames": [{"node": "1", "input": "batch_size"}], "seed": [{"node": "99", "input": "seed"}]}
+    (workflows / "bad_binding.bindings.json").write_text(
+        json.dumps({"schema_version": 1, "bindings": bindings})
+    )
+    job = files.job(comfyui={"workflow_ids": ["bad_binding"], "url": f"http://127.0.0.1:{free_port()}"})
+    result = run(va_cli, job, files.root / "w")
+    assert result.code == ExitCode.VALIDATION_FAILED == 10, result.err
+    assert "workflow bad_binding: binding 'seed' names node 99, which the graph does not have" in result.err
+
+
 def test_execution_error(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
     comfy.faults(execution_error=1)
     result = run(va_cli, comfy_job(files, comfy), files.root / "w")
@@ -208,14 +310,35 @@ def test_lost_prompt_is_a_timeout_and_interrupted(
     result = run(va_cli, comfy_job(files, comfy, stall_seconds=1.5), files.root / "w")
     assert result.code == ExitCode.COMFYUI_TIMEOUT, result.err
     assert "not in ComfyUI's queue" in result.err
-    assert comfy.stats()["interrupts"] == 1
+    stats = comfy.stats()
+    assert stats["interrupts"] == stats["prompts"][:1]  # one interrupt, scoped to our prompt id
+    assert stats["interrupted"] == [] and stats["deleted"] == []  # nothing of ours ran or waited
 
 
 def test_hanging_prompt_times_out(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
     comfy.faults(hang=1)
     result = run(va_cli, comfy_job(files, comfy, timeout_seconds=2), files.root / "w")
     assert result.code == ExitCode.COMFYUI_TIMEOUT, result.err
-    assert "not finished within 2 s" in result.err and comfy.stats()["interrupts"] >= 1
+    assert "not finished within 2 s" in result.err
+    stats = comfy.stats()
+    ours = stats["prompts"][0]
+    assert f"prompt {ours} cancelled" in result.err
+    assert stats["interrupts"] == [ours] and stats["interrupted"] == [ours] and stats["deleted"] == []
+
+
+def test_timeout_while_queued_deletes_only_our_prompt(
+    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path
+) -> None:
+    comfy.faults(hang=1)
+    other = other_clients_prompt(comfy)  # runs (hangs) ahead of ours
+    result = run(va_cli, comfy_job(files, comfy, timeout_seconds=2), files.root / "w")
+    assert result.code == ExitCode.COMFYUI_TIMEOUT, result.err
+    stats = comfy.stats()
+    ours = stats["prompts"][1]
+    assert stats["deleted"] == [ours]
+    assert stats["interrupts"] == [] and stats["interrupted"] == []  # the other client's prompt is left alone
+    queue = requests.get(f"{comfy.url}/queue", timeout=5).json()
+    assert [item[1] for item in queue["queue_running"]] == [other] and queue["queue_pending"] == []
 
 
 def test_per_retry_seeds_are_all_recorded(
@@ -229,9 +352,15 @@ def test_per_retry_seeds_are_all_recorded(
     workdir = files.root / "w"
     result = run(va_cli, job, workdir)
     assert result.code == 0, result.err
-    attempts = manifest_of(workdir)["phases"]["comfyui"]["attempts"]
-    first = [a for a in attempts if a["batch"] == attempts[0]["batch"]]
+    phase = manifest_of(workdir)["phases"]["comfyui"]
+    batch = phase["attempts"][0]["batch"]
+    first = [a for a in phase["attempts"] if a["batch"] == batch]
     assert first[0]["outcome"] == "transient" and first[0]["seed"] != first[-1]["seed"]
+    # every attempt keeps its graph, each with its own seed, and the manifest lists them all
+    graphs = [f"comfyui/graphs/{batch}-a{n}.json" for n in (1, 2)]
+    assert set(graphs) <= set(phase["graphs"])
+    seeds = [json.loads((workdir / name).read_text())["3"]["inputs"]["seed"] for name in graphs]
+    assert seeds == [first[0]["seed"], first[-1]["seed"]]
 
 
 def test_batches_resume_after_sigkill(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:

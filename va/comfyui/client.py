@@ -102,18 +102,34 @@ class ComfyClient:
         entry = data.get(prompt_id) if isinstance(data, dict) else None
         return entry if isinstance(entry, dict) else None
 
+    def queue_ids(self) -> tuple[set[str], set[str]]:
+        """The prompt ids in ``/queue``: (running, pending)."""
+        data = self._request("GET", "/queue").json()
+
+        def ids(items: Any) -> set[str]:
+            return {str(item[1]) for item in items or [] if isinstance(item, list) and len(item) > 1}
+
+        return ids(data.get("queue_running")), ids(data.get("queue_pending"))
+
     def queued(self, prompt_id: str) -> bool:
         """Whether ``prompt_id`` is running or pending in ``/queue``."""
-        data = self._request("GET", "/queue").json()
-        items = list(data.get("queue_running", [])) + list(data.get("queue_pending", []))
-        return any(len(item) > 1 and item[1] == prompt_id for item in items)
+        running, pending = self.queue_ids()
+        return prompt_id in running | pending
 
-    def interrupt(self) -> None:
-        """``POST /interrupt`` (stops the prompt that is running)."""
+    def cancel(self, prompt_id: str) -> None:
+        """Stop our prompt and only ours: ``POST /queue {"delete": [id]}`` while it is pending, then
+        ``POST /interrupt {"prompt_id": id}``, which a server interrupts only if that prompt is running."""
         try:
-            self._request("POST", "/interrupt")
+            running, pending = self.queue_ids()
+            if prompt_id in pending:
+                self._request("POST", "/queue", json={"delete": [prompt_id]})
+                running, pending = self.queue_ids()  # it may have started before the delete arrived
+            # Servers older than the prompt-scoped interrupt ignore the body and stop whatever runs, so
+            # the interrupt is not sent while another client's prompt is the one running.
+            if prompt_id in running or not running:
+                self._request("POST", "/interrupt", json={"prompt_id": prompt_id})
         except ComfyTransient as exc:
-            log.warning("interrupt failed: %s", exc)
+            log.warning("cancelling prompt %s failed: %s", prompt_id, exc)
 
     def upload_image(self, path: Path) -> str:
         """``POST /upload/image``; returns the name the server stored it under."""

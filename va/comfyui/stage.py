@@ -43,6 +43,12 @@ def batch_name(index: int) -> str:
     return f"{index:04d}"
 
 
+def graph_name(batch: str, attempt: int) -> str:
+    """The file of the graph rendered for ``attempt`` (0-based) of a batch: one per attempt, so the graphs
+    of every retry (each with its own seed under ``per_retry``) are kept."""
+    return f"{batch}-a{attempt + 1}.json"
+
+
 def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
     """Seed of a batch: the run's seed plus the batch index (plus a stride per retry under ``per_retry``)."""
     return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
@@ -153,10 +159,11 @@ class _Watch:
         while True:
             now = time.monotonic()
             if now > self.deadline:
-                self.client.interrupt()
+                self.client.cancel(self.prompt_id)
                 raise VaError(
                     ExitCode.COMFYUI_TIMEOUT,
-                    f"batch {self.batch} not finished within {self.timeout:g} s; interrupted",
+                    f"batch {self.batch} not finished within {self.timeout:g} s; prompt {self.prompt_id} "
+                    "cancelled",
                 )
             if self.client.connected:
                 try:
@@ -179,7 +186,7 @@ class _Watch:
                 if self.client.queued(self.prompt_id):
                     self.last_progress = time.monotonic()  # waiting its turn is not a stall
                     continue
-                self.client.interrupt()
+                self.client.cancel(self.prompt_id)
                 raise VaError(
                     ExitCode.COMFYUI_TIMEOUT,
                     f"batch {self.batch}: no progress for {self.stall:g} s and prompt {self.prompt_id} "
@@ -257,7 +264,7 @@ def run_batch(
             if workflow.binds_start_image:
                 values["start_image"] = client.upload_image(still.absolute())
             graph = render(workflow, values)
-            graph_file = graphs / f"{name}.json"
+            graph_file = graphs / graph_name(name, attempt)
             graph_file.write_text(graph_json(graph), encoding="utf-8")
             client.connect()
             prompt_id = client.submit(graph)
