@@ -59,6 +59,8 @@ bench: setup
 	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || true
 	$(BIN)/python bench/bench_still.py
+	$(BIN)/python bench/bench_batch.py
+	$(BIN)/python bench/bench_download.py
 
 clean:
 	rm -rf $(VENV) workdir bench/out .pytest_cache .mypy_cache .ruff_cache

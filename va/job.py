@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,26 @@ def check_inputs(job: Job) -> None:
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
     try:
-        audio = media.probe_audio(job.audio)
-        media.check_complete(audio, media.decoded_duration(job.audio))
-        media.probe_visual(job.start)
+        _check_audio(job.audio, _identity(job.audio))
+        _check_visual(job.start, _identity(job.start))
     except VaError as exc:
         field = "input.audio" if exc.message.endswith(str(job.audio)) else "input.start"
         raise VaError(exc.code, f"{field}: {exc.message}") from exc
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """What makes a file the same file for the checks below: its size and modification time."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+# A batch of many jobs often shares one voice track or one start image: each file is probed and
+# decoded once per process, not once per job (a changed file has another identity and is checked anew).
+@functools.lru_cache(maxsize=4096)
+def _check_audio(path: Path, identity: tuple[int, int]) -> None:
+    media.check_complete(media.probe_audio(path), media.decoded_duration(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_visual(path: Path, identity: tuple[int, int]) -> None:
+    media.probe_visual(path)
