@@ -260,6 +260,14 @@ def test_a_named_profile_is_used(files: Media, va_cli: CliRunner) -> None:
     assert missing.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(missing.err, "--profile")
 
+    # A profile of the user's own applies as written: profiles/default's `cores: all` does not win.
+    mine = files.root / "one-core"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("cores: 1\nrerun-incomplete: true\n")
+    narrow = files.root / "narrow"
+    assert va_cli("run", files.job(), "--workdir", narrow, "--profile", mine, "-q").code == 0
+    assert "Provided cores: 1 " in (narrow / "logs" / "snakemake.log").read_text()
+
 
 def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
     files: Media, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -126,16 +126,25 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
-    """The Snakemake command line for ``job`` in ``options.workdir``."""
+def graph_argv(directory: Path, config: str, options: RunOptions) -> list[str]:
+    """The Snakemake command line for the graph of ``config`` (``job=...`` or ``batch=...``) in ``directory``.
+
+    A named profile is used on its own: Snakemake would otherwise also load profiles/default as the
+    workflow profile, whose keys win over the named profile's (its ``cores: all`` over yours).
+    """
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
-    argv += ["--directory", str(options.workdir), "--config", f"job={job.path}"]
+    argv += ["--directory", str(directory), "--config", config]
     profile = resolve_profile(options.profile) if options.profile else None
     if profile is not None:
-        argv += ["--profile", str(profile)]
+        argv += ["--profile", str(profile), "--workflow-profile", "none"]
     if options.cores or not _profile_sets_cores(profile):
         argv += ["--cores", str(options.cores or os.cpu_count() or 1)]
-    return [*argv, "--rerun-incomplete", *extra]
+    return [*argv, "--rerun-incomplete"]
+
+
+def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
+    """The Snakemake command line for ``job`` in ``options.workdir``."""
+    return [*graph_argv(options.workdir, f"job={job.path}", options), *extra]
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -284,14 +293,7 @@ def run_batch(
     with workdir_lock(lock_owner):
         write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
         if batch.jobs:
-            argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out)]
-            argv += ["--config", f"batch={folder}"]
-            profile = resolve_profile(options.profile) if options.profile else None
-            if profile is not None:
-                argv += ["--profile", str(profile)]
-            if options.cores or not _profile_sets_cores(profile):
-                argv += ["--cores", str(options.cores or os.cpu_count() or 1)]
-            argv += ["--rerun-incomplete"] + (["--keep-going"] if keep_going else [])
+            argv = graph_argv(out, f"batch={folder}", options) + (["--keep-going"] if keep_going else [])
             lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
             with open(lock_owner.snakemake_log, "ab") as log:
                 if (out / ".snakemake" / "locks").is_dir() and any((out / ".snakemake" / "locks").iterdir()):
