@@ -20,14 +20,16 @@ def rule_running(events: Path, rule: str) -> bool:
     return bool(kinds) and kinds[-1] == "rule_started"
 
 
-@pytest.mark.parametrize("rule", ["prepare_audio", "hold_start_frame", "encode"])
+@pytest.mark.parametrize("rule", ["prepare_audio", "hold_start_frame", "lipsync", "encode"])
 def test_sigkill_in_a_phase_then_resume(files: Media, va_cli: CliRunner, rule: str) -> None:
     # A slow ffmpeg (a wrapper that sleeps, then runs the real one) keeps every rule busy long
     # enough to be killed inside it.
     slow = files.root / "slow-ffmpeg"
     slow.write_text('#!/bin/sh\nsleep 1.5\nexec ffmpeg "$@"\n')
     slow.chmod(0o755)
-    job, workdir = files.job(buffer={"post_seconds": 0.4}), files.root / "w"
+    # The built-in audiogram provider gives the graph a lip-sync phase that needs no model.
+    lipsync = {"enable": True, "provider": "audiogram"}
+    job, workdir = files.job(buffer={"post_seconds": 0.4}, lipsync=lipsync), files.root / "w"
     process = subprocess.Popen(
         [*VA, "run", str(job), "--workdir", str(workdir), "--cores", "1", "-q"],
         env={**os.environ, "FFMPEG": str(slow)},
