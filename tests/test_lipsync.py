@@ -290,3 +290,19 @@ def test_http_download_cut_off_is_retried_and_lands_whole(
     work = workdir / "lipsync" / "work"
     assert (work / "result.mp4").is_file() and not [p for p in work.iterdir() if p.name.endswith(".part")]
     assert_final(workdir)
+
+
+@pytest.mark.parametrize(("held", "code"), [(25, ExitCode.OK), (23, ExitCode.LIPSYNC_FAILED)])
+def test_a_tool_known_to_stop_early_has_its_last_frame_held(
+    files: Media, va_cli: CliRunner, held: int, code: ExitCode
+) -> None:
+    # "short" writes 1 s where the padded audio lasts 2 s: 25 frames short at 25 fps. One frame is
+    # always allowed; short_frames_held allows that many more.
+    env = providers_file(files.root, early=command("short", short_frames_held=held))
+    result, workdir = run(files, va_cli, env, "early")
+    assert result.code == code, result.err
+    if code == ExitCode.OK:
+        assert_final(workdir)
+        assert manifest_of(workdir)["phases"]["lipsync"]["passthrough"] is False
+    else:
+        assert "output lasts 1.000 s, the audio 2.000 s" in result.err

@@ -31,8 +31,11 @@ def active_provider(job: Job) -> str | None:
     return str(lipsync["provider"]) if lipsync["enable"] and lipsync.get("provider") else None
 
 
-def check_output(path: Path, audio_seconds: float, fps: int, provider_id: str, tail: str = "") -> None:
-    """The provider's file must decode and last as long as the padded audio, within one frame.
+def check_output(
+    path: Path, audio_seconds: float, fps: int, provider_id: str, tail: str = "", *, short_frames: int = 0
+) -> None:
+    """The provider's file must decode and last as long as the padded audio, within one frame (or up to
+    ``short_frames`` more frames shorter, for tools known to stop early; the encode holds the last frame).
 
     A failure names the provider's last output lines (``tail``): tools that exit 0 on failure say why there.
     """
@@ -43,7 +46,8 @@ def check_output(path: Path, audio_seconds: float, fps: int, provider_id: str, t
         raise VaError(
             ExitCode.LIPSYNC_FAILED, f"lip-sync provider {provider_id}: output does not decode{said}"
         ) from exc
-    if abs(seconds - audio_seconds) > 1.0 / fps + 1e-6:
+    frame = 1.0 / fps
+    if not -(1 + short_frames) * frame - 1e-6 <= seconds - audio_seconds <= frame + 1e-6:
         raise VaError(
             ExitCode.LIPSYNC_FAILED,
             f"lip-sync provider {provider_id}: output lasts {seconds:.3f} s, "
@@ -142,7 +146,14 @@ def run_lipsync(
     result: dict[str, Any] = {"provider": provider.id, "type": provider.type, "passthrough": False}
     try:
         produced, fps = _run_provider(provider, job, figures, inputs=inputs, audio=audio, work=work)
-        check_output(produced.path, figures["audio_duration_seconds"], fps, provider.id, produced.tail)
+        check_output(
+            produced.path,
+            figures["audio_duration_seconds"],
+            fps,
+            provider.id,
+            produced.tail,
+            short_frames=provider.settings["short_frames_held"],
+        )
         _publish(produced.path, output)
     except VaError as exc:
         result["error"] = exc.as_dict()
