@@ -31,6 +31,11 @@ def command(mode: str, *extra: str, **settings: Any) -> dict[str, Any]:
     return {"type": "command", "argv": argv, "output": "{output}", "input": {"fps": 25}, **settings}
 
 
+def http_provider(service_url: str, **settings: Any) -> dict[str, Any]:
+    """An ``http`` provider against the test service, polling every 0.1 s."""
+    return {"type": "http", "submit_url": f"{service_url}/submit", "poll_interval_seconds": 0.1, **settings}
+
+
 def run(
     files: Media, va_cli: CliRunner, env: dict[str, str], provider: str, **lipsync: Any
 ) -> tuple[Any, Path]:
@@ -229,7 +234,7 @@ def test_an_unknown_provider_is_a_validation_error(files: Media, va_cli: CliRunn
 def test_http_provider_end_to_end(files: Media, va_cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "service").mkdir()
     with lipsync_service(tmp_path / "service") as service:
-        provider = {"type": "http", "submit_url": f"{service.url}/submit", "poll_interval_seconds": 0.1}
+        provider = http_provider(service.url)
         result, workdir = run(files, va_cli, providers_file(files.root, remote=provider), "remote")
     assert result.code == 0, result.err
     assert service.submits == 1
@@ -258,13 +263,7 @@ def test_http_provider_failures(
     (tmp_path / "service").mkdir()
     with lipsync_service(tmp_path / "service") as service:
         service.fault = fault
-        provider = {
-            "type": "http",
-            "submit_url": f"{service.url}/submit",
-            "poll_interval_seconds": 0.1,
-            "retries": 1,
-            **settings,
-        }
+        provider = http_provider(service.url, retries=1, **settings)
         result, workdir = run(files, va_cli, providers_file(files.root, remote=provider), "remote")
     assert result.code == code, result.err
     assert needle in result.err
@@ -278,12 +277,7 @@ def test_http_download_cut_off_is_retried_and_lands_whole(
     (tmp_path / "service").mkdir()
     with lipsync_service(tmp_path / "service") as service:
         service.fault = "cut"
-        provider = {
-            "type": "http",
-            "submit_url": f"{service.url}/submit",
-            "poll_interval_seconds": 0.1,
-            "retries": 1,
-        }
+        provider = http_provider(service.url, retries=1)
         result, workdir = run(files, va_cli, providers_file(files.root, remote=provider), "remote")
     assert result.code == 0, result.err
     assert service.downloads == 2

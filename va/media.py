@@ -299,12 +299,12 @@ def pad_audio(
     if post:
         chain.append(f"apad=pad_len={post}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    layout = ["-ac", str(channels), "-ar", str(AUDIO_SAMPLE_RATE)]
+    padded_audio = ["-map", "0:a:0", "-af", ",".join(chain), *layout]
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
-    argv += ["-map", "0:a:0", "-af", ",".join(chain), "-ac", str(channels)]
-    argv += ["-ar", str(AUDIO_SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    argv += [*padded_audio, "-c:a", "pcm_s16le", "-f", "wav", str(target)]
     if aac is not None:
-        argv += ["-map", "0:a:0", "-af", ",".join(chain), "-ac", str(channels)]
-        argv += ["-ar", str(AUDIO_SAMPLE_RATE), *AAC_OUT, "-f", "ipod", str(aac)]
+        argv += [*padded_audio, *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
     padded = probe_audio(target)
     check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
@@ -364,15 +364,8 @@ def encode_still_loop(still: Path, target: Path, *, fps: int, crf: int, preset: 
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-loop", "1", "-framerate", str(fps)]
-        argv += [
-            "-i",
-            str(still),
-            "-frames:v",
-            str(gop),
-            "-vf",
-            TO_YUV420,
-            *_x264(preset, crf, gop, still=True),
-        ]
+        argv += ["-i", str(still), "-frames:v", str(gop), "-vf", TO_YUV420]
+        argv += _x264(preset, crf, gop, still=True)
         _run([*argv, *MP4_OUT, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
         _publish(partial, target, gop, ExitCode.ENCODE_FAILED)
 
@@ -380,7 +373,7 @@ def encode_still_loop(still: Path, target: Path, *, fps: int, crf: int, preset: 
 def loop_still(loop: Path, audio: Path | None, target: Path, *, fps: int, frames: int) -> None:
     """Repeat the key-frame interval ``loop`` (from ``encode_still_loop``) to exactly ``frames`` frames,
     stream-copied, with ``audio`` (stream-copied when it is AAC already, else encoded to AAC)."""
-    gop = count_video_packets(loop)
+    gop = KEYFRAME_INTERVAL_SECONDS * fps  # as encode_still_loop made it, and checked there
     # The picture is cut on its input, half a frame after the last frame's start: -frames:v on the
     # output would end the whole file there and drop the audio packets muxed after that point.
     seconds = f"{(frames - 0.5) / fps:.6f}"

@@ -18,7 +18,7 @@ from typing import Any
 from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError
 from va.manifest import build_manifest
-from va.runner import SNAKEFILE, workdir_lock
+from va.runner import snakemake_command, workdir_lock
 from va.tracking import log_to_file
 from va.workdir import Workdir
 
@@ -98,8 +98,7 @@ def _run_source(root: Path, manifest: dict[str, Any]) -> ReportSource:
 
 def graph_argv(source: ReportSource, *extra: str) -> list[str]:
     """The Snakemake command line for ``source``'s graph, limited to its finished jobs."""
-    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(source.root)]
-    return [*argv, "--config", source.config, "finished_only=True", *extra]
+    return [*snakemake_command(source.root, source.config, "finished_only=True"), *extra]
 
 
 def make_report(path: Path, output: Path | None = None, *, cores: int | None = None) -> Path:

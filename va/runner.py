@@ -126,14 +126,19 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def snakemake_command(directory: Path, *config: str) -> list[str]:
+    """Snakemake on this workflow in ``directory``, with ``config`` entries (``job=...`` or ``batch=...``)."""
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(directory)]
+    return [*argv, "--config", *config]
+
+
 def graph_argv(directory: Path, config: str, options: RunOptions) -> list[str]:
     """The Snakemake command line for the graph of ``config`` (``job=...`` or ``batch=...``) in ``directory``.
 
     A named profile is used on its own: Snakemake would otherwise also load profiles/default as the
     workflow profile, whose keys win over the named profile's (its ``cores: all`` over yours).
     """
-    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
-    argv += ["--directory", str(directory), "--config", config]
+    argv = snakemake_command(directory, config)
     profile = resolve_profile(options.profile) if options.profile else None
     if profile is not None:
         argv += ["--profile", str(profile), "--workflow-profile", "none"]
