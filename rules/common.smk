@@ -175,7 +175,9 @@ def report_targets():
     """What `va report` asks for: the report's figures of every finished video (the videos come in
     as the contact sheets' inputs)."""
     figures = ["report/contact_sheet.png", "report/waveform.png"]
-    return [f"{name}/{figure}" if name else figure for name in JOBS for figure in figures]
+    return [
+        f"{name}/{figure}" if name else figure for name in JOBS for figure in figures
+    ]
 
 
 def report_labels(figure):
