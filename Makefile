@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 LINT_DIR := $(shell mktemp -d -u)/va-lint
+# When `make` started: the gate prints how long it took.
+STARTED := $(shell date +%s)
+# pytest-xdist workers: the machine's cores (2 in CI).
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+SLURM_LOG := $(shell mktemp -u)-va-slurm.log
 
-.PHONY: demo test setup system-deps lint check-format typecheck pytest bench clean
+.PHONY: demo test test-fast setup system-deps static lint check-format typecheck pytest pytest-slurm \
+	slurm-background elapsed bench clean
 
 setup: system-deps $(STAMP)
 
@@ -30,15 +36,38 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
 demo: setup
 	$(BIN)/va produce --audio assets/samples/voice.wav --start assets/samples/portrait.png \
 	  --prompt "slow push-in, soft light" --pre 0.5 --post 1.0 --fps 25 --no-comfyui \
 	  --lipsync on --lipsync_provider audiogram
 
-test: setup pytest lint check-format typecheck
+# The whole gate: static checks first (they answer in seconds), then the tests, the Slurm ones last.
+# Slurm is installed and started in the background meanwhile (tests/slurm/start-slurm.sh, root only).
+test: setup slurm-background static pytest pytest-slurm elapsed
+
+# The gate without the Slurm tests.
+test-fast: setup static pytest elapsed
+
+static: lint check-format typecheck
 
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) -m "not slurm" --durations=15
+
+pytest-slurm:
+	$(BIN)/pytest -m slurm --durations=5
+
+slurm-background:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo "starting Slurm in the background for the Slurm tests (log: $(SLURM_LOG))"; \
+	  (bash tests/slurm/start-slurm.sh >$(SLURM_LOG) 2>&1 &); \
+	fi
+
+elapsed:
+	@echo "gate finished in $$(( $$(date +%s) - $(STARTED) )) s"
 
 lint:
 	mkdir -p $(LINT_DIR)
@@ -55,7 +84,7 @@ typecheck:
 	$(BIN)/mypy
 
 # The benchmarks speak their ~55 s of test speech with espeak-ng (installed here when root with apt).
-bench: setup
+bench: setup $(VENV)/.bench-installed
 	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || true
 	$(BIN)/python bench/bench_still.py

@@ -8,7 +8,8 @@ Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each
 ``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
 ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
-``GET /__double__/stats`` tells what it saw.
+``GET /__double__/stats`` tells what it saw; ``POST /__double__/reset`` forgets everything (one double
+serves a whole test run, reset before each test).
 
 Run: python tests/comfyui_double.py --port PORT --root DIR [--checkpoints a.safetensors,b.safetensors]
 """
@@ -47,6 +48,17 @@ class NodeFailure(Exception):
         self.node_id, self.node_type, self.message = node_id, node_type, message
 
 
+def fresh_stats() -> dict[str, Any]:
+    """What the double has seen: nothing yet."""
+    return {
+        "prompts": [], "prompt_posts": 0, "uploads": 0,
+        "interrupts": [],  # the prompt_id of each POST /interrupt (None: a global interrupt)
+        "interrupted": [],  # the prompts an interrupt actually stopped
+        "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
+        "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0,
+    }  # fmt: skip
+
+
 class Double:
     def __init__(self, root: Path, checkpoints: list[str], step_delay: float) -> None:
         self.root = root
@@ -63,13 +75,7 @@ class Double:
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.closing: set[asyncio.Task[bool]] = set()
         self.faults: dict[str, int] = {}
-        self.stats: dict[str, Any] = {
-            "prompts": [], "prompt_posts": 0, "uploads": 0,
-            "interrupts": [],  # the prompt_id of each POST /interrupt (None: a global interrupt)
-            "interrupted": [],  # the prompts an interrupt actually stopped
-            "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
-            "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0,
-        }  # fmt: skip
+        self.stats: dict[str, Any] = fresh_stats()
         self.number = 0
         self.counter = 0
         self.interrupt = False
@@ -251,6 +257,24 @@ class Double:
     async def set_faults(self, request: web.Request) -> web.Response:
         self.faults.update({k: int(v) for k, v in (await request.json()).items()})
         return web.json_response(self.faults)
+
+    async def reset(self, request: web.Request) -> web.Response:
+        """Between tests (one double serves a whole test run): no faults, queue, history, cache or
+        uploads, fresh stats. A prompt still running (a ``hang``) is stopped first."""
+        self.faults, self.pending = {}, []
+        if self.running is not None:
+            self.interrupt = True
+            deadline = time.monotonic() + 10
+            while self.running is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        for socket in list(self.sockets.values()):
+            await socket.close()
+        self.sockets.clear()
+        self.history, self.cache, self.stats = {}, {}, fresh_stats()
+        for folder in (self.input, self.output):
+            for path in sorted(folder.rglob("*"), reverse=True):
+                path.rmdir() if path.is_dir() else path.unlink()
+        return web.json_response({})
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response({**self.stats, "faults": self.faults})
@@ -451,6 +475,7 @@ def main() -> None:
         web.get("/queue", double.queue_state), web.post("/interrupt", double.interrupt_handler),
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
         web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
+        web.post("/__double__/reset", double.reset),
     ])  # fmt: skip
 
     async def start_worker(app: web.Application) -> None:

@@ -1,20 +1,28 @@
-"""Shared fixtures: tiny media made on the fly with ffmpeg, an isolated state dir, the CLI as users run it."""
+"""Shared fixtures: tiny media made on the fly with ffmpeg, an isolated state dir, the CLI in-process and
+as a process, one ComfyUI double for the whole test run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+
+from va import cli
 
 REPO = Path(__file__).resolve().parent.parent
 VA = [sys.executable, "-m", "va"]
+DOUBLE = Path(__file__).with_name("comfyui_double.py")
 
 
 def ffmpeg(*args: str) -> None:
@@ -122,9 +130,42 @@ class Result:
 CliRunner = Callable[..., Result]
 
 
+@contextlib.contextmanager
+def environment(env: dict[str, str] | None, cwd: Path | None) -> Iterator[None]:
+    """``os.environ`` with ``env`` on top and ``cwd`` as the working directory, both restored after."""
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.update(env or {})
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+
+
 @pytest.fixture
-def va_cli() -> CliRunner:
-    """Run ``python -m va`` as a subprocess, as a user would."""
+def va_cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """The CLI in this process: ``cli.main(argv)`` with its stdout and stderr captured, as a user's shell
+    would see them (argparse's exits included). A run still starts Snakemake as its own process."""
+
+    def run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        capsys.readouterr()  # what the test printed before is not the command's
+        with environment(env, cwd):
+            try:
+                code = cli.main([str(arg) for arg in args])
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1 if exit_.code else 0
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def va_process() -> CliRunner:
+    """Run ``python -m va`` as a subprocess, for what only a process shows (its start, signals)."""
 
     def run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
         done = subprocess.run(
@@ -139,3 +180,99 @@ def va_cli() -> CliRunner:
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run that went to its end, shared by the tests that only look at one (never change it)."""
+
+    workdir: Path
+    job: Path
+    state_root: Path  # its VA_STATE_DIR: the registry that lists it
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.workdir / "manifest.json").read_text())
+        return data
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """One ``va run`` of the default job (2 s tone, 320x240 still, seed 7) for the whole test run.
+    A test that looks at it sets VA_STATE_DIR to ``state_root`` when it needs the registry."""
+    root = tmp_path_factory.mktemp("finished-run")
+    media = Media(root)
+    media.tone()
+    media.image()
+    job, workdir, state_root = media.job(), root / "w", root / "va-state"
+    done = subprocess.run(
+        [*VA, "run", str(job), "--workdir", str(workdir), "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VA_STATE_DIR": str(state_root)},
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return FinishedRun(workdir, job, state_root)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Comfy:
+    """A running ComfyUI double: its URL, fault switches and what it saw."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def faults(self, **faults: int) -> None:
+        requests.post(f"{self.url}/__double__/faults", json=faults, timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = requests.get(f"{self.url}/__double__/stats", timeout=5).json()
+        return data
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/__double__/reset", timeout=15).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Comfy]:
+    """One double for the whole test run (one per xdist worker), on a free port."""
+    port = free_port()
+    root = tmp_path_factory.mktemp("comfy")
+    process = subprocess.Popen(
+        [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}/system_stats", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, "the double did not start"
+            time.sleep(0.1)
+    yield Comfy(url)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def comfy(comfy_server: Comfy) -> Comfy:
+    """The shared double, as new: no faults, no queue, no history, no cache, fresh stats."""
+    comfy_server.reset()
+    return comfy_server
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many tests were skipped, even when none was: a skip is never silent."""
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    terminalreporter.write_line(f"skipped tests: {skipped} (reasons in the short test summary above)")

@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import time
+import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import VA, CliRunner, Media, ffmpeg
+from tests.conftest import REPO, CliRunner, FinishedRun, Media, Result, ffmpeg
 from va import cli
-from va.errors import ExitCode
+from va.errors import ExitCode, VaError
+from va.job import load_job
+from va.runner import RunOptions, graph_argv
+from va.tracking import record_run_finished, record_run_started
+from va.workdir import Workdir
 
 
 def assert_one_line_error(err: str, *needles: str) -> None:
@@ -91,23 +93,17 @@ def test_missing_ffmpeg(files: Media, va_cli: CliRunner) -> None:
     assert_one_line_error(result.err, "ffprobe")
 
 
-def test_debug_shows_the_traceback(files: Media, va_cli: CliRunner) -> None:
-    result = va_cli("--debug", "validate", files.job(input={"audio": "nope.wav", "start": "start.png"}))
-    assert result.code != 0
-    assert "Traceback" in result.err
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_overwrite_refused_and_resume_rules(files: Media, va_cli: CliRunner) -> None:
-    job, workdir = files.job(), files.root / "w"
-    first = va_cli("run", job, "--workdir", workdir, "--quiet")
-    assert first.code == 0, first.err
+def test_overwrite_refused_and_resume_rules(
+    finished_run: FinishedRun, files: Media, va_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VA_STATE_DIR", str(finished_run.state_root))
+    job, workdir = finished_run.job, finished_run.workdir
     final = workdir / "final.mp4"
-    assert first.out.strip() == str(final)
-    before = (sha256(final), final.stat().st_mtime_ns)
+    before = (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text())
 
     again = va_cli("run", job, "--workdir", workdir)
     assert again.code == ExitCode.OUTPUT_EXISTS
@@ -115,16 +111,18 @@ def test_overwrite_refused_and_resume_rules(files: Media, va_cli: CliRunner) -> 
     resume = va_cli("run", job, "--workdir", workdir, "--resume")
     assert resume.code == ExitCode.RESUME_NOT_POSSIBLE
     assert_one_line_error(resume.err, "already complete")
-    assert (sha256(final), final.stat().st_mtime_ns) == before
+    assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
 
-    fresh = va_cli("run", job, "--workdir", files.root / "empty", "--resume")
+    fresh = va_cli("run", files.job(), "--workdir", files.root / "empty", "--resume")
     assert fresh.code == ExitCode.RESUME_NOT_POSSIBLE
     assert_one_line_error(fresh.err, "no manifest.json")
 
 
 def test_a_workdir_with_an_unfinished_run_needs_resume(files: Media, va_cli: CliRunner) -> None:
     job, workdir = files.job(), files.root / "w"
-    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
+    first = va_cli("run", job, "--workdir", workdir, "-q")
+    assert first.code == 0, first.err
+    assert first.out.strip() == str(workdir / "final.mp4")  # --quiet: only the final's path
     (workdir / "final.mp4").unlink()
     result = va_cli("run", job, "--workdir", workdir)
     assert result.code == ExitCode.OUTPUT_EXISTS
@@ -155,34 +153,6 @@ def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: Cli
     # The held still's two-second loop is the first thing libx264 encodes: the frames rule fails.
     assert manifest["phases"]["prepare"]["status"] == "failed"
     assert manifest["phases"]["encode"]["status"] == "pending"
-
-
-def test_ctrl_c_is_exit_130_and_the_run_resumes(files: Media, va_cli: CliRunner) -> None:
-    slow = files.root / "slow-ffmpeg"
-    slow.write_text('#!/bin/sh\nsleep 2\nexec ffmpeg "$@"\n')
-    slow.chmod(0o755)
-    job, workdir = files.job(), files.root / "w"
-    process = subprocess.Popen(
-        [*VA, "run", str(job), "--workdir", str(workdir), "-q"],
-        env={**os.environ, "FFMPEG": str(slow)},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    events = workdir / "logs" / "events.jsonl"
-    deadline = time.monotonic() + 60
-    while not (events.exists() and "rule_started" in events.read_text()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == ExitCode.INTERRUPTED
-    assert "--resume" in err and "Traceback" not in err
-    manifest = json.loads((workdir / "manifest.json").read_text())
-    assert manifest["run_status"] == "interrupted"
-    assert not (workdir / "final.mp4").exists()
-    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
-    assert resumed.code == 0, resumed.err
 
 
 def test_produce_writes_the_job_and_fertig_mp4(files: Media, va_cli: CliRunner) -> None:
@@ -224,11 +194,12 @@ def test_produce_refuses_bad_flags_without_writing(
     assert not workdir.exists()
 
 
-def test_status_and_logs(files: Media, va_cli: CliRunner) -> None:
-    workdir = files.root / "w"
-    assert va_cli("run", files.job(), "--workdir", workdir, "-q").code == 0
-    manifest = json.loads((workdir / "manifest.json").read_text())
-    run_id = manifest["run_id"]
+def test_status_and_logs(
+    finished_run: FinishedRun, va_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VA_STATE_DIR", str(finished_run.state_root))
+    workdir = finished_run.workdir
+    run_id = finished_run.manifest["run_id"]
 
     by_dir, by_id = va_cli("status", workdir), va_cli("status", run_id)
     assert by_dir.code == by_id.code == 0
@@ -251,11 +222,21 @@ def test_status_and_logs(files: Media, va_cli: CliRunner) -> None:
     assert_one_line_error(missing.err, "run-nope")
 
 
-def test_a_named_profile_is_used(files: Media, va_cli: CliRunner) -> None:
-    workdir = files.root / "w"
-    result = va_cli("run", files.job(), "--workdir", workdir, "--profile", "default", "-q")
-    assert result.code == 0, result.err
-    assert "profiles/default" in (workdir / "logs" / "snakemake.log").read_text()
+def test_a_named_profile_is_used_on_its_own(files: Media) -> None:
+    options = RunOptions(files.root / "w", profile="default")
+    argv = graph_argv(files.root / "w", "job=/j.json", options)
+    profile = argv[argv.index("--profile") + 1]
+    assert Path(profile) == REPO / "profiles" / "default"
+    assert argv[argv.index("--workflow-profile") + 1] == "none"
+    assert "--cores" not in argv  # profiles/default sets cores: all
+    with pytest.raises(VaError) as caught:
+        graph_argv(files.root / "w", "job=/j.json", RunOptions(files.root / "w", profile="nope"))
+    assert caught.value.code == ExitCode.INPUT_NOT_FOUND and "--profile" in caught.value.message
+    bare = graph_argv(files.root / "w", "job=/j.json", RunOptions(files.root / "w", cores=3))
+    assert "--profile" not in bare and bare[bare.index("--cores") + 1] == "3"
+
+
+def test_a_users_profile_applies_as_written(files: Media, va_cli: CliRunner) -> None:
     missing = va_cli("run", files.job(), "--workdir", files.root / "x", "--profile", "nope")
     assert missing.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(missing.err, "--profile")
@@ -265,8 +246,10 @@ def test_a_named_profile_is_used(files: Media, va_cli: CliRunner) -> None:
     mine.mkdir()
     (mine / "config.yaml").write_text("cores: 1\nrerun-incomplete: true\n")
     narrow = files.root / "narrow"
-    assert va_cli("run", files.job(), "--workdir", narrow, "--profile", mine, "-q").code == 0
-    assert "Provided cores: 1 " in (narrow / "logs" / "snakemake.log").read_text()
+    result = va_cli("run", files.job(), "--workdir", narrow, "--profile", mine, "-q")
+    assert result.code == 0, result.err
+    log = (narrow / "logs" / "snakemake.log").read_text()
+    assert "Provided cores: 1 " in log and str(mine) in log
 
 
 def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
@@ -282,15 +265,35 @@ def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
         cli.main(["--debug", "validate", str(files.job())])
 
 
-def test_logs_follow_waits_for_a_run_that_is_about_to_start(files: Media, va_cli: CliRunner) -> None:
+def test_debug_shows_the_traceback(files: Media, va_process: CliRunner) -> None:
+    result = va_process("--debug", "validate", files.job(input={"audio": "nope.wav", "start": "start.png"}))
+    assert result.code != 0
+    assert "Traceback" in result.err and "nope.wav" in result.err
+
+
+def test_logs_follow_waits_for_a_run_that_is_about_to_start(
+    files: Media, va_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     workdir = files.root / "w"
     workdir.mkdir()
-    follower = subprocess.Popen(
-        [*VA, "logs", str(workdir), "--follow", "--json"], stdout=subprocess.PIPE, text=True
-    )
-    time.sleep(1)  # the follower is waiting in the empty workdir before the run begins
-    assert va_cli("run", files.job(), "--workdir", workdir, "-q").code == 0
-    out, _ = follower.communicate(timeout=60)
-    assert follower.returncode == 0
-    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    run = Workdir(workdir)
+    waiting = threading.Event()
+    real_wait = cli.wait_for_run
+
+    def wait_and_tell(ref: str, seconds: float) -> None:
+        waiting.set()
+        real_wait(ref, seconds)
+
+    monkeypatch.setattr(cli, "wait_for_run", wait_and_tell)
+    results: list[Result] = []
+    follower = threading.Thread(target=lambda: results.append(va_cli("logs", workdir, "--follow", "--json")))
+    follower.start()
+    assert waiting.wait(timeout=30)
+    assert not run.events.exists()  # the follower waits in the empty workdir before the run begins
+    job = load_job(files.job())
+    record_run_started(run, job)
+    record_run_finished(run)
+    follower.join(timeout=60)
+    assert not follower.is_alive() and results[0].code == 0, results
+    kinds = [json.loads(line)["kind"] for line in results[0].out.splitlines()]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"

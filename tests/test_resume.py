@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL in any phase resumes without the user knowing Snakemake."""
+"""A run stopped in any phase (SIGKILL of its process group, Ctrl-C) resumes without the user knowing
+Snakemake. Only whole runs can prove this: the kill lands between real processes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VA, CliRunner, Media, ffprobe_streams
+from va.errors import ExitCode
 from va.events import read_events
 
 
@@ -20,32 +22,55 @@ def rule_running(events: Path, rule: str) -> bool:
     return bool(kinds) and kinds[-1] == "rule_started"
 
 
-@pytest.mark.parametrize("rule", ["prepare_audio", "hold_start_frame", "lipsync", "encode"])
-def test_sigkill_in_a_phase_then_resume(files: Media, va_cli: CliRunner, rule: str) -> None:
-    # A slow ffmpeg (a wrapper that sleeps, then runs the real one) keeps every rule busy long
-    # enough to be killed inside it.
-    slow = files.root / "slow-ffmpeg"
-    slow.write_text('#!/bin/sh\nsleep 1.5\nexec ffmpeg "$@"\n')
+def slow_ffmpeg(folder: Path, seconds: float) -> Path:
+    """A wrapper that sleeps, then runs the real ffmpeg: every rule stays busy long enough to be stopped."""
+    slow = folder / "slow-ffmpeg"
+    slow.write_text(f'#!/bin/sh\nsleep {seconds}\nexec ffmpeg "$@"\n')
     slow.chmod(0o755)
-    # The built-in audiogram provider gives the graph a lip-sync phase that needs no model.
-    lipsync = {"enable": True, "provider": "audiogram"}
-    job, workdir = files.job(buffer={"post_seconds": 0.4}, lipsync=lipsync), files.root / "w"
-    process = subprocess.Popen(
+    return slow
+
+
+def start_run(job: Path, workdir: Path, slow: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*VA, "run", str(job), "--workdir", str(workdir), "--cores", "1", "-q"],
         env={**os.environ, "FFMPEG": str(slow)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
-    events = workdir / "logs" / "events.jsonl"
-    deadline = time.monotonic() + 90
-    while not rule_running(events, rule):
-        assert process.poll() is None, "the run ended before the rule started"
-        assert time.monotonic() < deadline
+
+
+def wait_until(condition: object, process: subprocess.Popen[str], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert process.poll() is None, "the run ended before the awaited moment"
+        assert time.monotonic() < deadline, "the awaited moment did not come"
         time.sleep(0.02)
+
+
+def wait_for_group_gone(pgid: int, seconds: float = 30) -> None:
+    """Until no process of the group is left (Snakemake, rule scripts, ffmpeg die with it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"processes of group {pgid} still run"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("rule", ["prepare_audio", "hold_start_frame", "lipsync", "encode"])
+def test_sigkill_in_a_phase_then_resume(files: Media, va_cli: CliRunner, rule: str) -> None:
+    # The built-in audiogram provider gives the graph a lip-sync phase that needs no model.
+    lipsync = {"enable": True, "provider": "audiogram"}
+    job, workdir = files.job(buffer={"post_seconds": 0.4}, lipsync=lipsync), files.root / "w"
+    process = start_run(job, workdir, slow_ffmpeg(files.root, 1.0))
+    wait_until(lambda: rule_running(workdir / "logs" / "events.jsonl", rule), process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    time.sleep(0.3)  # children (Snakemake, ffmpeg) die with the process group
+    wait_for_group_gone(process.pid)
 
     status = va_cli("status", workdir, "--json")
     manifest = json.loads(status.out)
@@ -62,3 +87,19 @@ def test_sigkill_in_a_phase_then_resume(files: Media, va_cli: CliRunner, rule: s
     video = ffprobe_streams(workdir / "final.mp4")["video"]
     assert int(video["nb_read_frames"]) == manifest["target_frames"] == 60
     assert not list(workdir.glob(".encode-*"))
+
+
+def test_ctrl_c_is_exit_130_and_the_run_resumes(files: Media, va_cli: CliRunner) -> None:
+    job, workdir = files.job(), files.root / "w"
+    process = start_run(job, workdir, slow_ffmpeg(files.root, 2.0))
+    events = workdir / "logs" / "events.jsonl"
+    wait_until(lambda: any(e["kind"] == "rule_started" for e in read_events(events)), process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert "--resume" in err and "Traceback" not in err
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "interrupted"
+    assert not (workdir / "final.mp4").exists()
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err

@@ -1,0 +1,122 @@
+"""The rule bodies of va/stages.py called in-process, in the graph's order: the output contract of the
+held-still path for every kind of start and audio, checked with ffprobe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Media, ffprobe_streams
+from va import stages
+from va.errors import ExitCode, VaError
+from va.job import load_job
+from va.workdir import Workdir
+
+
+def render_held_still(job_path: Path, root: Path) -> tuple[Path, dict[str, Any]]:
+    """What the graph does for a job without ComfyUI and lip-sync, without Snakemake: prepare_audio,
+    hold_start_frame, encode. Returns the final video and the plan."""
+    job, run = load_job(job_path), Workdir(root)
+    for folder in ("prepare", "frames"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
+    stages.hold_start_frame(job, run.still, run.still_loop)
+    final = run.final(job.basename)
+    stages.encode(job, run.plan, run.still_loop, run.padded_aac, final)
+    plan: dict[str, Any] = json.loads(run.plan.read_text())
+    return final, plan
+
+
+def check_contract(final: Path, frames: int, fps: int) -> dict[str, dict[str, Any]]:
+    """docs/OUTPUT_CONTRACT.md: H.264 yuv420p at a constant rate, the exact frame count, even size, AAC,
+    audio and picture within a frame of each other, the index first (+faststart)."""
+    streams = ffprobe_streams(final)
+    video, audio = streams["video"], streams["audio"]
+    assert int(video["nb_read_frames"]) == frames
+    assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
+    assert video["r_frame_rate"] == video["avg_frame_rate"] == f"{fps}/1"
+    assert video["width"] % 2 == 0 and video["height"] % 2 == 0
+    assert audio["codec_name"] == "aac"
+    assert abs(float(video["duration"]) - float(audio["duration"])) <= 1 / fps
+    head = final.read_bytes()[:4096]
+    assert head.find(b"moov") < head.find(b"mdat") or b"mdat" not in head  # +faststart: index first
+    return streams
+
+
+@pytest.mark.parametrize(
+    ("make", "expected_size"),
+    [
+        (lambda f: f.image("odd.png", "321x241"), (320, 240)),
+        (lambda f: f.image("alpha.png", "200x100", "rgba"), (200, 100)),
+        (lambda f: f.image("photo.jpg", "640x360", "yuvj420p"), (640, 360)),
+        (lambda f: f.image("anim.gif", "161x99", "pal8"), (160, 98)),
+        (lambda f: f.video("clip.mp4", "427x240"), (426, 240)),
+        (lambda f: f.video("clip.webm", "320x180"), (320, 180)),
+    ],
+    ids=["odd-png", "alpha-png", "jpg", "gif", "video-mp4", "video-webm"],
+)
+def test_every_start_kind_becomes_an_even_exact_video(
+    files: Media, make: Any, expected_size: tuple[int, int]
+) -> None:
+    start = make(files)
+    job = files.job(input={"audio": "voice.wav", "start": start.name})
+    final, plan = render_held_still(job, files.root / "w")
+    assert plan["target_frames"] == 50
+    streams = check_contract(final, 50, 25)
+    assert (streams["video"]["width"], streams["video"]["height"]) == expected_size
+
+
+@pytest.mark.parametrize(
+    ("extra", "rate"),
+    [((), 16000), (("-ac", "2"), 44100), (("-c:a", "pcm_u8"), 8000), (("-ac", "2"), 48000)],
+    ids=["mono-16k", "stereo-44k", "8-bit-8k", "stereo-48k"],
+)
+def test_audio_layouts(files: Media, extra: tuple[str, ...], rate: int) -> None:
+    files.tone("voice.wav", 1.3, rate, *extra)
+    final, plan = render_held_still(files.job(), files.root / "w")
+    assert plan["audio_input_duration_seconds"] == pytest.approx(1.3, abs=1e-3)
+    check_contract(final, round(1.3 * 25), 25)
+
+
+def test_buffers_extend_the_video_and_pad_the_audio(files: Media) -> None:
+    job = files.job(buffer={"pre_seconds": 0.5, "post_seconds": 1.0}, determinism={"fps": 24, "seed": 3})
+    final, plan = render_held_still(job, files.root / "w")
+    assert plan["audio_input_duration_seconds"] == pytest.approx(2.0, abs=1e-3)
+    assert plan["audio_duration_seconds"] == pytest.approx(3.5, abs=1e-3)
+    assert plan["visual_target_duration_seconds"] == pytest.approx(3.5, abs=1e-3)
+    assert plan["target_frames"] == 84
+    assert plan["buffer"] == {"pre_seconds": 0.5, "post_seconds": 1.0}
+    streams = check_contract(final, 84, 24)
+    assert float(streams["video"]["duration"]) == pytest.approx(3.5, abs=1 / 24)
+    assert float(streams["audio"]["duration"]) == pytest.approx(3.5, abs=1 / 24)
+
+
+@pytest.mark.parametrize("fit", ["contain", "cover"])
+def test_output_size_contain_and_cover(files: Media, fit: str) -> None:
+    job = files.job(f"{fit}.json", output={"width": 128, "height": 128, "fit": fit, "basename": f"{fit}.mp4"})
+    final, _ = render_held_still(job, files.root / fit)
+    assert final.name == f"{fit}.mp4"
+    streams = check_contract(final, 50, 25)
+    assert (streams["video"]["width"], streams["video"]["height"]) == (128, 128)
+
+
+def test_a_missing_encoder_fails_the_still_with_exit_60_and_leaves_nothing(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = files.root / "ffmpeg-without-x264"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\n'
+        'exec ffmpeg "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("FFMPEG", str(fake))
+    root = files.root / "w"
+    with pytest.raises(VaError) as caught:
+        render_held_still(files.job(), root)
+    assert caught.value.code == ExitCode.ENCODE_FAILED and "libx264" in caught.value.message
+    assert not (root / "frames" / "still.mp4").exists() and not (root / "final.mp4").exists()
+    assert not [p for p in root.rglob("*") if p.name.startswith(".encode-")]
