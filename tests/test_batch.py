@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO, CliRunner, Media, ffprobe_streams
-from tests.test_lipsync import command, providers_file
+from tests.lipsync.fakes import command, providers_file
 from va.errors import ExitCode
 
 
@@ -54,19 +54,15 @@ def test_a_batch_with_bad_jobs(files: Media, va_cli: CliRunner, state_dir: Path)
     assert sorted(Path(entry["workdir"]).name for entry in registry.values()) == ["intro", "main", "outro"]
     assert "2 of 5 job(s) did not succeed" in result.err
 
-
-def test_a_second_call_builds_only_what_is_missing(files: Media, va_cli: CliRunner) -> None:
-    folder = make_batch(files, ["a", "b"])
-    out = files.root / "out"
-    first = va_cli("batch", folder, "--out", out, "--json")
-    assert first.code == 0, first.err
-    before = {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("a", "b")}
-    (out / "b" / "final.mp4").unlink()
+    # A second call builds only what is missing: the finished videos are left as they are.
+    before = {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "outro")}
+    (out / "main" / "final.mp4").unlink()
     second = va_cli("batch", folder, "--out", out, "--json")
-    assert second.code == 0, second.err
-    assert (out / "a" / "final.mp4").stat().st_mtime_ns == before["a"]  # untouched
-    assert (out / "b" / "final.mp4").exists()
-    assert json.loads((out / "b" / "manifest.json").read_text())["attempts"] == 2
+    assert second.code == ExitCode.BATCH_INCOMPLETE, second.err  # the two bad jobs are still bad
+    assert {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "outro")} == before
+    assert summary(second)["main"]["status"] == "succeeded"
+    assert int(ffprobe_streams(out / "main" / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert json.loads((out / "main" / "manifest.json").read_text())["attempts"] == 2
 
 
 def test_keep_going_finishes_the_others(files: Media, va_cli: CliRunner) -> None:

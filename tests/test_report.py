@@ -11,7 +11,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.conftest import CliRunner, Media
+from tests.conftest import CliRunner, FinishedRun, Media
 from tests.test_batch import make_batch
 from va.errors import ExitCode
 from va.report import make_report
@@ -36,10 +36,8 @@ def picture(path: Path) -> tuple[str, int, int]:
     return stream["codec_name"], stream["width"], stream["height"]
 
 
-def test_report_of_a_run(files: Media, va_cli: CliRunner) -> None:
-    workdir = files.root / "w"
-    run = va_cli("run", files.job(), "--workdir", workdir, "--cores", "2", "--quiet")
-    assert run.code == 0, run.err
+def test_report_of_a_run(finished_run: FinishedRun, files: Media, va_cli: CliRunner) -> None:
+    workdir = finished_run.workdir
     final, manifest = workdir / "final.mp4", (workdir / "manifest.json").read_text()
     encoded_at = final.stat().st_mtime_ns
 

@@ -14,10 +14,14 @@ from tests.test_batch import make_batch
 
 START = Path(__file__).parent / "slurm" / "start-slurm.sh"
 
+# `make test` runs these last (`make test-fast` leaves them out), Slurm started meanwhile in the background.
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
+
 
 @pytest.fixture(scope="session")
 def slurm() -> None:
-    done = subprocess.run(["bash", str(START)], capture_output=True, text=True, check=False)
+    # Installing Slurm from Debian's packages takes minutes on a fresh machine: a generous bound.
+    done = subprocess.run(["bash", str(START)], capture_output=True, text=True, check=False, timeout=840)
     if done.returncode == 2:
         pytest.skip(f"SLURM TEST SKIPPED: Slurm cannot be installed here: {done.stderr.strip()}")
     assert done.returncode == 0, f"Slurm did not start: {done.stderr.strip()}"

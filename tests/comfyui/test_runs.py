@@ -1,0 +1,111 @@
+"""Whole ``va run``s with a ComfyUI stage, for what only a run proves: the graph wires the batches into
+the final video and the manifest, a clip template goes end to end, and a killed run resumes its
+batches. (Every step and fault path is in test_stage.py, called in this process.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.comfyui.conftest import comfy_job
+from tests.conftest import VA, CliRunner, Comfy, Media, ffprobe_streams, free_port
+from va.errors import ExitCode
+
+
+def manifest_of(workdir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((workdir / "manifest.json").read_text())
+    return data
+
+
+def test_frames_path_end_to_end(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
+    comfy.faults(system_stats_404=1)  # the run's health check must accept the /health fallback
+    workdir = files.root / "w"
+    result = va_cli("run", comfy_job(files, comfy), "--workdir", workdir, "-q")
+    assert result.code == 0, result.err
+    stats = comfy.stats()
+    assert stats["health"] == 1
+    video = ffprobe_streams(workdir / "final.mp4")["video"]
+    assert int(video["nb_read_frames"]) == 50 and (video["width"], video["height"]) == (64, 48)
+    assert sorted(p.name for p in (workdir / "frames").glob("0*.png")) == [
+        f"{i:06d}.png" for i in range(1, 51)
+    ]
+    phase = manifest_of(workdir)["phases"]["comfyui"]
+    assert phase["status"] == "done"
+    assert phase["progress"]["batches_done"] == phase["progress"]["batches_total"] == 7
+    assert phase["progress"]["frames_done"] == phase["progress"]["frames_total"] == 50
+    assert phase["progress"]["last_step"]["max"] == 4
+    assert phase["comfyui_version"] == "0.26.0"
+    assert len(phase["prompt_ids"]) == 7 and set(phase["prompt_ids"]) <= set(stats["prompts"])
+    assert phase["batch_seeds"]["0000"] == 7 and phase["batch_seeds"]["0006"] == 13
+    assert phase["graphs"] == [f"comfyui/graphs/{i:04d}-a1.json" for i in range(7)]
+    assert [a["outcome"] for a in phase["attempts"]].count("succeeded") == 7
+
+
+def test_video_output_template_run(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
+    workdir = files.root / "w"
+    result = va_cli(
+        "run", comfy_job(files, comfy, "video_clip", params={"fps": 8}), "--workdir", workdir, "-q"
+    )
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (workdir / "comfyui" / "clips").iterdir()) == ["0000.mp4", "0001.mp4"]
+    streams = ffprobe_streams(workdir / "final.mp4")
+    assert int(streams["video"]["nb_read_frames"]) == 50 and streams["video"]["r_frame_rate"] == "25/1"
+    assert manifest_of(workdir)["phases"]["comfyui"]["progress"]["batches_done"] == 2
+
+
+def test_unreachable_server_fails_before_any_work(files: Media, va_cli: CliRunner, workflows: Path) -> None:
+    job = files.job(
+        comfyui={"workflow_ids": ["vidax_text2img_frames"], "url": f"http://127.0.0.1:{free_port()}"}
+    )
+    workdir = files.root / "w"
+    result = va_cli("run", job, "--workdir", workdir, "-q")
+    assert result.code == ExitCode.COMFYUI_UNAVAILABLE == 40
+    assert "not reachable" in result.err and "--no-comfyui" in result.err
+    assert not workdir.exists()  # nothing started
+
+
+def test_bad_binding_fails_validation_before_the_server_is_asked(
+    files: Media, va_cli: CliRunner, workflows: Path
+) -> None:
+    (workflows / "bad_binding.json").write_text((workflows / "video_clip.json").read_text())
+    bindings = {"frames": [{"node": "1", "input": "batch_size"}], "seed": [{"node": "99", "input": "seed"}]}
+    (workflows / "bad_binding.bindings.json").write_text(
+        json.dumps({"schema_version": 1, "bindings": bindings})
+    )
+    job = files.job(comfyui={"workflow_ids": ["bad_binding"], "url": f"http://127.0.0.1:{free_port()}"})
+    result = va_cli("run", job, "--workdir", files.root / "w", "-q")
+    assert result.code == ExitCode.VALIDATION_FAILED == 10, result.err
+    assert "workflow bad_binding: binding 'seed' names node 99, which the graph does not have" in result.err
+
+
+def test_batches_resume_after_sigkill(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
+    job, workdir = comfy_job(files, comfy, params={"steps": 40}), files.root / "w"  # 7 batches of 8
+    process = subprocess.Popen(
+        [*VA, "run", str(job), "--workdir", str(workdir), "--cores", "1", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    batches = workdir / "comfyui" / "batches"
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(batches.glob("*.json"))) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "the run did not get to 2 batches"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    done_before = sorted(p.name for p in batches.glob("*.json"))
+    assert 2 <= len(done_before) < 7  # killed mid-stage
+    submitted_before = len(comfy.stats()["prompts"])
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+    resubmitted = len(comfy.stats()["prompts"]) - submitted_before
+    assert resubmitted <= 7 - len(done_before) + 1  # only missing batches (plus the one cut off) again
+    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert manifest_of(workdir)["phases"]["comfyui"]["progress"]["batches_done"] == 7

@@ -1,0 +1,422 @@
+"""va/comfyui/stage.py in this process, as the rules call it (scripts/comfyui_batch.py and
+scripts/assemble_visual.py), against the shared ComfyUI double: the batches' files, graphs and events,
+the assembled video, and every fault path's error."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.comfyui.conftest import comfy_job
+from tests.conftest import Comfy, Media
+from va import stages
+from va.comfyui import stage
+from va.comfyui.stage import (
+    RETRY_SEED_STRIDE,
+    assemble_visual,
+    check_workflows,
+    comfyui_active,
+    plan_generation,
+    run_batch,
+)
+from va.errors import ExitCode, VaError
+from va.events import read_events
+from va.job import Job, load_job
+from va.tracking import record
+from va.workdir import Workdir
+
+
+@dataclass
+class Stage:
+    """One run's workdir with its plan written, and the ComfyUI stage's steps called as the rules do."""
+
+    job: Job
+    run: Workdir
+    still: Path
+    backoff: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.run.plan.read_text())
+        return data
+
+    @property
+    def names(self) -> list[str]:
+        return [b["name"] for b in self.plan["comfyui"]["batches"]]
+
+    def report(self, name: str) -> Callable[..., None]:
+        """The reporter rule_step gives scripts/comfyui_batch.py: events of rule comfyui_batch."""
+        where = {"rule": "comfyui_batch", "phase": "comfyui", "target": name}
+
+        def report(message: str, level: str = "info", **fields: Any) -> None:
+            record(self.run, "comfyui", level, message, **{"kind": "log", **fields, **where})
+
+        return report
+
+    def batch(self, name: str) -> dict[str, Any]:
+        return run_batch(
+            self.job, self.run.plan, name, still=self.still, result=self.run.batch_result(name),
+            workdir=self.run.root, report=self.report(name),
+        )  # fmt: skip
+
+    def every_batch(self) -> list[dict[str, Any]]:
+        return [self.batch(name) for name in self.names]
+
+    def assemble(self) -> Path:
+        target = self.run.comfyui_visual
+        assemble_visual(self.job, self.run.plan, [self.run.batch_result(n) for n in self.names], target)
+        return target
+
+    def attempts(self, batch: str | None = None) -> list[dict[str, Any]]:
+        """The comfyui_attempt events (what the manifest's ``attempts`` are made of)."""
+        return [
+            e for e in read_events(self.run.events)
+            if e.get("kind") == "comfyui_attempt" and batch in (None, e["batch"])
+        ]  # fmt: skip
+
+    def json(self, relative: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.run.root / relative).read_text())
+        return data
+
+
+StageFactory = Callable[..., Stage]
+
+
+def video_of(path: Path) -> dict[str, Any]:
+    """The video stream of ``comfyui/output.mp4`` (it has no audio: encode adds it), frames counted."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-print_format", "json",
+         "-show_streams", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    stream: dict[str, Any] = json.loads(out)["streams"][0]
+    return stream
+
+
+@pytest.fixture
+def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.MonkeyPatch) -> StageFactory:
+    """``make_stage(workflow, *, held_still=False, job=..., **comfyui)``: a job on the double (polling
+    every 50 ms), its plan made by the prepare_audio rule's body, the still by hold_start_frame's (when
+    ``held_still``; else the start image). The retry backoff is recorded instead of slept."""
+
+    def make(
+        workflow: str = "vidax_text2img_frames",
+        *,
+        held_still: bool = False,
+        determinism: dict[str, Any] | None = None,
+        **comfyui: Any,
+    ) -> Stage:
+        path = comfy_job(files, comfy, workflow, **{"poll_interval_ms": 50, **comfyui})
+        if determinism is not None:
+            document = json.loads(path.read_text())
+            document["determinism"] = determinism
+            path.write_text(json.dumps(document))
+        job, run = load_job(path), Workdir(files.root / "w")
+        run.plan.parent.mkdir(parents=True, exist_ok=True)
+        stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
+        still = files.root / "start.png"
+        if held_still:
+            run.still.parent.mkdir(parents=True, exist_ok=True)
+            stages.hold_start_frame(job, run.still, run.still_loop)
+            still = run.still
+        made = Stage(job, run, still)
+
+        class Backoff:
+            @staticmethod
+            def uniform(low: float, high: float) -> float:
+                made.backoff.append((low, high))
+                return 0.0
+
+        monkeypatch.setattr(stage, "random", Backoff)
+        return made
+
+    return make
+
+
+# --- planning and checks -------------------------------------------------------------------------------
+
+
+def test_plan_splits_the_frames_into_seeded_batches(make_stage: StageFactory) -> None:
+    made = make_stage()
+    generation = made.plan["comfyui"]
+    assert comfyui_active(made.job)
+    assert (generation["fps"], generation["frames"], generation["batch_size"]) == (25, 50, 8)
+    assert [(b["name"], b["first"], b["frames"], b["seed"]) for b in generation["batches"]] == [
+        (f"{i:04d}", 8 * i, 8 if i < 6 else 2, 7 + i) for i in range(7)
+    ]
+    assert plan_generation(made.job, 0.01, 3)["batches"] == [
+        {"index": 0, "name": "0000", "first": 0, "frames": 1, "seed": 3}
+    ]
+
+
+def test_generation_rate_above_the_output_rate_is_refused(files: Media, comfy: Comfy) -> None:
+    job = load_job(comfy_job(files, comfy, params={"fps": 30}))
+    with pytest.raises(VaError) as refused:
+        plan_generation(job, 2.0, 7)
+    assert refused.value.code == ExitCode.VALIDATION_FAILED
+    assert "comfyui.params.fps: 30 is above determinism.fps 25" in refused.value.message
+
+
+def test_binding_to_a_missing_node_names_workflow_and_node(
+    files: Media, comfy: Comfy, workflows: Path
+) -> None:
+    (workflows / "bad_binding.json").write_text((workflows / "video_clip.json").read_text())
+    bindings = {"frames": [{"node": "1", "input": "batch_size"}], "seed": [{"node": "99", "input": "seed"}]}
+    (workflows / "bad_binding.bindings.json").write_text(
+        json.dumps({"schema_version": 1, "bindings": bindings})
+    )
+    with pytest.raises(VaError) as bad:
+        check_workflows(load_job(comfy_job(files, comfy, "bad_binding")))
+    assert bad.value.code == ExitCode.VALIDATION_FAILED == 10
+    assert bad.value.message == (
+        "workflow bad_binding: binding 'seed' names node 99, which the graph does not have"
+    )
+    check_workflows(load_job(comfy_job(files, comfy, "video_clip")))  # a good one passes
+
+
+# --- the paths that succeed ----------------------------------------------------------------------------
+
+
+def test_frames_batches_and_their_assembly(make_stage: StageFactory, comfy: Comfy) -> None:
+    made = make_stage()
+    documents = made.every_batch()
+    assert sorted(p.name for p in (made.run.root / "frames").glob("0*.png")) == [
+        f"{i:06d}.png" for i in range(1, 51)
+    ]
+    assert [d["seed"] for d in documents] == list(range(7, 14))
+    assert {d["comfyui_version"] for d in documents} == {"0.26.0"}
+    assert {d["workflow"] for d in documents} == {"vidax_text2img_frames"}
+    assert [d["attempts"] for d in documents] == [1] * 7
+    assert [d["prompt_id"] for d in documents] == comfy.stats()["prompts"]
+    assert made.json("comfyui/batches/0003.json") == documents[3]
+    assert documents[3]["graph"] == "comfyui/graphs/0003-a1.json"
+    assert documents[3]["kind"] == "frames" and len(documents[3]["files"]) == 8
+    graph = made.json("comfyui/graphs/0003-a1.json")
+    assert graph["3"]["inputs"]["seed"] == 10 and graph["5"]["inputs"]["batch_size"] == 8
+    assert graph["9"]["inputs"]["filename_prefix"] == "va_vidax_text2img_frames_0003"
+    assert sorted(p.name for p in (made.run.root / "comfyui" / "graphs").iterdir()) == [
+        f"{i:04d}-a1.json" for i in range(7)
+    ]
+    attempts = made.attempts()
+    assert [(a["batch"], a["outcome"]) for a in attempts] == [
+        (n, outcome) for n in made.names for outcome in ("submitted", "succeeded")
+    ]
+    assert all(a["rule"] == "comfyui_batch" and a["target"] == a["batch"] for a in attempts)
+    steps = [e for e in read_events(made.run.events) if e.get("kind") == "progress"]
+    assert steps and steps[0]["max"] == 4 and steps[0]["batch"] == "0000"
+    video = video_of(made.assemble())
+    assert int(video["nb_read_frames"]) == 50 and (video["width"], video["height"]) == (64, 48)
+    assert video["r_frame_rate"] == "25/1"
+
+
+def test_fewer_generated_frames_are_held_to_the_output_rate(make_stage: StageFactory) -> None:
+    made = make_stage(params={"fps": 4})
+    assert made.plan["comfyui"]["frames"] == 8 and made.names == ["0000"]  # 2 s at 4 fps
+    made.every_batch()
+    assert len(list((made.run.root / "frames").glob("0*.png"))) == 8
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+
+
+def test_start_image_template_uploads_the_still(make_stage: StageFactory, comfy: Comfy) -> None:
+    made = make_stage("held_start_batch", held_still=True, batch_size=25)
+    documents = made.every_batch()
+    assert comfy.stats()["uploads"] == 2  # once per batch
+    graph = made.json(documents[0]["graph"])
+    assert graph["1"]["inputs"]["image"].endswith("_still.png")
+    assert graph["2"]["inputs"]["amount"] == 25 and graph["3"]["inputs"]["width"] == 64
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+
+
+def test_video_output_template(make_stage: StageFactory) -> None:
+    made = make_stage("video_clip", params={"fps": 8})
+    documents = made.every_batch()
+    assert [d["kind"] for d in documents] == ["video", "video"]
+    clips = made.run.root / "comfyui" / "clips"
+    assert sorted(p.name for p in clips.iterdir()) == ["0000.mp4", "0001.mp4"]
+    assert documents[1]["files"] == [str(clips / "0001.mp4")]
+    assert not list((made.run.root / "frames").glob("0*.png"))
+    video = video_of(made.assemble())
+    assert int(video["nb_read_frames"]) == 50 and video["r_frame_rate"] == "25/1"
+
+
+def test_videohelpersuite_gifs_output(make_stage: StageFactory) -> None:
+    made = make_stage("vhs_clip", params={"fps": 8})
+    made.every_batch()
+    assert sorted(p.name for p in (made.run.root / "comfyui" / "clips").iterdir()) == ["0000.mp4", "0001.mp4"]
+    assert not list((made.run.root / "frames").glob("0*.png"))
+    video = video_of(made.assemble())
+    assert int(video["nb_read_frames"]) == 50 and video["r_frame_rate"] == "25/1"
+
+
+def test_without_system_stats_the_version_is_unknown(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(system_stats_404=1000)
+    made = make_stage(params={"fps": 4})
+    (document,) = made.every_batch()
+    assert document["comfyui_version"] is None
+    assert not [e for e in read_events(made.run.events) if e.get("comfyui_version")]  # manifest: None
+
+
+def test_without_websocket_history_polling_completes(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(ws_refuse=1000)
+    made = make_stage(poll_interval_ms=100)
+    made.every_batch()
+    stats = comfy.stats()
+    assert stats["ws_connections"] == 0 and stats["ws_refused"] >= 7
+    assert len(list((made.run.root / "comfyui" / "batches").glob("*.json"))) == 7
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+
+
+def test_transient_faults_are_retried(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(prompt_500=2, drop_ws=2)
+    made = make_stage()
+    documents = made.every_batch()
+    assert comfy.stats()["prompt_posts"] == 7 + 2
+    transient = [a for a in made.attempts() if a["outcome"] == "transient"]
+    assert [(a["batch"], a["attempt"]) for a in transient] == [("0000", 1), ("0000", 2)]
+    assert all(a["error"] == "POST /prompt: HTTP 500" and a["level"] == "warning" for a in transient)
+    assert documents[0]["attempts"] == 3 and documents[0]["graph"] == "comfyui/graphs/0000-a3.json"
+    assert made.backoff == [(0, 0.5), (0, 1.0)]  # full jitter, doubling
+    assert len(list((made.run.root / "frames").glob("0*.png"))) == 50
+
+
+def test_per_retry_seeds_are_all_recorded(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(prompt_500=1)
+    made = make_stage(determinism={"fps": 25, "seed_policy": "per_retry", "seed": 100})
+    document = made.batch("0000")
+    first, *_, last = made.attempts("0000")
+    assert first["outcome"] == "transient" and last["outcome"] == "succeeded"
+    assert (first["seed"], last["seed"]) == (100, 100 + RETRY_SEED_STRIDE) and document["seed"] == last[
+        "seed"
+    ]
+    # every attempt keeps its graph, each with its own seed
+    seeds = [made.json(f"comfyui/graphs/0000-a{n}.json")["3"]["inputs"]["seed"] for n in (1, 2)]
+    assert seeds == [first["seed"], last["seed"]]
+
+
+# --- the paths that fail -------------------------------------------------------------------------------
+
+
+def test_unavailable_after_retries(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(prompt_500=100)
+    made = make_stage(retries=1)
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    assert failed.value.code == ExitCode.COMFYUI_UNAVAILABLE
+    assert failed.value.message == (
+        f"ComfyUI at {comfy.url} unavailable: batch 0000 failed 2 time(s); last: POST /prompt: HTTP 500"
+    )
+    assert comfy.stats()["prompt_posts"] == 2
+    assert not made.run.batch_result("0000").exists()
+    assert [a["attempt"] for a in made.attempts() if a["outcome"] == "transient"] == [1, 2]
+
+
+def test_refused_connections_mid_run_are_retried_then_unavailable(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    comfy.faults(refuse_after_prompts=2)  # the server goes away while the second batch runs
+    made = make_stage(retries=2)
+    made.batch("0000")
+    with pytest.raises(VaError) as failed:
+        made.batch("0001")
+    assert failed.value.code == ExitCode.COMFYUI_UNAVAILABLE
+    assert re.search(r"batch 0001 failed 3 time\(s\); last: .*ConnectionError", failed.value.message)
+    assert [p.name for p in (made.run.root / "comfyui" / "batches").glob("*.json")] == ["0000.json"]
+    stats = comfy.stats()
+    assert len(stats["prompts"]) == 2 and stats["refused"] >= 3
+    retried = [a["attempt"] for a in made.attempts("0001") if a["outcome"] == "transient"]
+    assert retried == [1, 2, 3]
+
+
+def test_rejected_prompt_shows_node_errors(make_stage: StageFactory, comfy: Comfy) -> None:
+    made = make_stage(params={"ckpt_name": "missing.safetensors"})
+    with pytest.raises(VaError) as rejected:
+        made.batch("0000")
+    assert rejected.value.code == ExitCode.COMFYUI_REJECTED
+    assert "node 4 (CheckpointLoaderSimple) input ckpt_name: Value not in list" in rejected.value.message
+    assert comfy.stats()["prompt_posts"] == 1  # a 400 is not retried
+    (failed,) = made.attempts()
+    assert failed["outcome"] == "failed" and failed["level"] == "error" and failed["prompt_id"] is None
+    assert made.json("comfyui/graphs/0000-a1.json")["4"]["inputs"]["ckpt_name"] == "missing.safetensors"
+
+
+def test_execution_error(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(execution_error=1)
+    made = make_stage()
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    assert failed.value.code == ExitCode.COMFYUI_FAILED
+    assert failed.value.message == (
+        "ComfyUI failed in node 3 (KSampler): RuntimeError: CUDA error: out of memory "
+        "(injected by the test double)"
+    )
+    assert comfy.stats()["prompt_posts"] == 1  # not retried
+    assert [a["outcome"] for a in made.attempts()] == ["submitted", "failed"]
+    assert not made.run.batch_result("0000").exists()
+
+
+def test_execution_error_seen_only_in_history(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(execution_error=1, ws_refuse=1000)
+    made = make_stage()
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    assert failed.value.code == ExitCode.COMFYUI_FAILED
+    assert "node 3 (KSampler)" in failed.value.message and "out of memory" in failed.value.message
+
+
+def test_lost_prompt_is_a_timeout_and_interrupted(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(lose=1)
+    made = make_stage(stall_seconds=1)
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    stats = comfy.stats()
+    (ours,) = stats["prompts"]
+    assert failed.value.code == ExitCode.COMFYUI_TIMEOUT
+    assert failed.value.message == (
+        f"batch 0000: no progress for 1 s and prompt {ours} is not in ComfyUI's queue"
+    )
+    assert stats["interrupts"] == [ours]  # one interrupt, scoped to our prompt id
+    assert stats["interrupted"] == [] and stats["deleted"] == []  # nothing of ours ran or waited
+
+
+def test_hanging_prompt_times_out(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(hang=1)
+    made = make_stage(timeout_seconds=1)
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    stats = comfy.stats()
+    (ours,) = stats["prompts"]
+    assert failed.value.code == ExitCode.COMFYUI_TIMEOUT
+    assert failed.value.message == f"batch 0000 not finished within 1 s; prompt {ours} cancelled"
+    assert stats["interrupts"] == [ours] and stats["interrupted"] == [ours] and stats["deleted"] == []
+    (attempt,) = [a for a in made.attempts() if a["outcome"] == "failed"]
+    assert attempt["prompt_id"] == ours
+
+
+def test_timeout_while_queued_deletes_only_our_prompt(make_stage: StageFactory, comfy: Comfy) -> None:
+    comfy.faults(hang=1)
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 1}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "other"}},
+    }
+    answer = requests.post(
+        f"{comfy.url}/prompt", json={"prompt": graph, "client_id": "someone-else"}, timeout=5
+    )
+    other = answer.json()["prompt_id"]  # another client's prompt, running (hanging) ahead of ours
+    made = make_stage(timeout_seconds=1)
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    assert failed.value.code == ExitCode.COMFYUI_TIMEOUT
+    stats = comfy.stats()
+    ours = stats["prompts"][1]
+    assert stats["deleted"] == [ours]
+    assert stats["interrupts"] == [] and stats["interrupted"] == []  # the other client's prompt is left alone
+    queue = requests.get(f"{comfy.url}/queue", timeout=5).json()
+    assert [item[1] for item in queue["queue_running"]] == [other] and queue["queue_pending"] == []
