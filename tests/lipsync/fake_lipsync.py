@@ -1,6 +1,7 @@
 """A stand-in for a lip-sync tool, for tests: behaves as told by its first argument.
 
 Usage: fake_lipsync.py MODE --face VIDEO --audio AUDIO --outfile OUTPUT [--dump FILE] [--config YAML]
+(--dump: its argv, working directory and pid as JSON.)
 Modes: ok, face, oom, silent, hang, short (a 1 s file, warning on stderr), corrupt (an undecodable file,
 warning on stderr), flaky (fails once with a transient error, then works), glob.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,7 +35,8 @@ def main() -> int:
     parser.add_argument("--config")
     args = parser.parse_args()
     if args.dump:
-        Path(args.dump).write_text(json.dumps({"argv": sys.argv[1:], "cwd": str(Path.cwd())}))
+        told = {"argv": sys.argv[1:], "cwd": str(Path.cwd()), "pid": os.getpid()}
+        Path(args.dump).write_text(json.dumps(told))
     if args.config:  # MuseTalk style: inputs from a YAML file
         task = yaml.safe_load(Path(args.config).read_text())["task_0"]
         args.face, args.audio = task["video_path"], task["audio_path"]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 @dataclass
 class Service:
-    """State of the double: its folder, its jobs, and a fault switch."""
+    """State of the double: its folder, its jobs (each with its form ``fields`` and its uploads in
+    ``root/<job>/``), and a fault switch."""
 
     root: Path
     #: "500" (every submit fails), "failed" (jobs fail), "stuck" (jobs never finish),
@@ -54,12 +55,16 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             job = uuid.uuid4().hex
             folder = service.root / job
             folder.mkdir()
+            fields: dict[str, str] = {}
             for part in message.iter_parts():
                 name = part.get_param("name", header="content-disposition")
                 payload = part.get_payload(decode=True)
+                assert isinstance(payload, bytes)
                 if part.get_filename():
                     (folder / str(name)).write_bytes(payload)
-            service.jobs[job] = {"polls": 0}
+                else:
+                    fields[str(name)] = payload.decode()
+            service.jobs[job] = {"polls": 0, "fields": fields}
             self._json(202, {"status_url": f"/jobs/{job}"})
 
         def do_GET(self) -> None:
@@ -107,7 +112,7 @@ def lipsync_service(root: Path) -> Iterator[Service]:
     service = Service(root)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(service))
     service.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield service

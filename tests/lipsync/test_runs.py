@@ -1,0 +1,53 @@
+"""Whole ``va run``s with lip-sync, one per provider type: what only a run proves (the graph wires the
+stage between the held still and the encode, a provider's process and a remote service work from inside a
+Snakemake job, the manifest reports the phase). Everything else is tested in-process beside this file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import CliRunner, Media, ffprobe_streams
+from tests.lipsync.fakes import command, http_provider, providers_file
+from tests.lipsync.lipsync_service import Service
+
+
+def run_job(files: Media, va_cli: CliRunner, job: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``job``; it must succeed with a final video of the planned 50 frames. Returns its lipsync phase."""
+    result = va_cli("run", job, "--workdir", workdir, "-q", env=env)
+    assert result.code == 0, result.err
+    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    lipsync: dict[str, Any] = manifest["phases"]["lipsync"]
+    assert lipsync["status"] == "done" and lipsync["passthrough"] is False
+    assert lipsync["outputs"] == ["lipsync/output.mp4"]
+    return lipsync
+
+
+def test_audiogram_end_to_end(files: Media, va_cli: CliRunner) -> None:
+    job = files.job(lipsync={"enable": True, "provider": "audiogram"})
+    assert run_job(files, va_cli, job, files.root / "w", {})["provider"] == "audiogram"
+
+
+def test_a_command_provider_end_to_end_in_paths_a_shell_would_break(files: Media, va_cli: CliRunner) -> None:
+    odd = files.root / "it's a $(touch pwned) & `x`; dir"
+    odd.mkdir()
+    audio = (files.root / "voice.wav").rename(odd / "voice $HOME.wav")
+    job = files.job(
+        input={"audio": str(audio), "start": "start.png"}, lipsync={"enable": True, "provider": "fake"}
+    )
+    dump, workdir = odd / "argv.json", odd / "work dir"
+    env = providers_file(files.root, fake=command("ok", "--dump", str(dump)))
+    assert run_job(files, va_cli, job, workdir, env)["provider"] == "fake"
+    argv = json.loads(dump.read_text())["argv"]
+    assert argv[argv.index("--outfile") + 1] == str(workdir / "lipsync" / "work" / "output.mp4")
+    assert argv[argv.index("--face") + 1] == str(workdir / "lipsync" / "input" / "video.mp4")
+    assert not list(files.root.rglob("pwned"))
+
+
+def test_http_provider_end_to_end(files: Media, va_cli: CliRunner, service: Service) -> None:
+    job = files.job(lipsync={"enable": True, "provider": "remote"})
+    env = providers_file(files.root, remote=http_provider(service.url))
+    assert run_job(files, va_cli, job, files.root / "w", env)["provider"] == "remote"
+    assert service.submits == 1 and service.downloads == 1
