@@ -219,11 +219,18 @@ class Double:
         return web.Response(status=200)
 
     async def upload(self, request: web.Request) -> web.Response:
+        """As ComfyUI's server.py: kept under the uploaded file name in the one input folder shared by
+        every client. ``overwrite=true`` replaces a file of that name; without it, an identical file is
+        reused and a different one is stored as ``name (1).png``."""
         self.stats["uploads"] += 1
         form = await request.post()
         field = form["image"]
         data = field.file.read()  # type: ignore[union-attr]
-        name = f"{hashlib.sha256(data).hexdigest()[:12]}_{field.filename}"  # type: ignore[union-attr]
+        name = Path(str(field.filename)).name  # type: ignore[union-attr]
+        if str(form.get("overwrite", "")).lower() not in ("true", "1"):
+            stem, suffix, number = Path(name).stem, Path(name).suffix, 1
+            while (self.input / name).exists() and (self.input / name).read_bytes() != data:
+                name, number = f"{stem} ({number}){suffix}", number + 1
         (self.input / name).write_bytes(data)
         return web.json_response({"name": name, "subfolder": "", "type": "input"})
 

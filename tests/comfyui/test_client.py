@@ -3,6 +3,7 @@ what each call sends, what it returns, and the errors a server's answers become.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -174,14 +175,55 @@ def test_download_of_a_missing_output_fails(comfy: Comfy, tmp_path: Path) -> Non
     assert not (tmp_path / "x.png").exists()
 
 
-def test_upload_returns_the_stored_name(comfy: Comfy, files: Media, tmp_path: Path) -> None:
+def test_upload_is_named_by_its_content_and_sent_once(comfy: Comfy, files: Media, tmp_path: Path) -> None:
     client = ComfyClient(comfy.url)
-    name = client.upload_image(files.root / "start.png")
-    assert name.endswith("_start.png") and "/" not in name
+    start = files.root / "start.png"
+    name = client.upload_image(start)
+    assert name == f"va-{hashlib.sha256(start.read_bytes()).hexdigest()[:16]}.png"
+    assert client.upload_image(start) == name  # the server has it: not sent again
     assert comfy.stats()["uploads"] == 1
     copy = tmp_path / "back.png"
     client.download({"filename": name, "subfolder": "", "type": "input"}, copy)
-    assert copy.read_bytes() == (files.root / "start.png").read_bytes()
+    assert copy.read_bytes() == start.read_bytes()
+
+
+def test_two_runs_sharing_a_server_never_replace_each_others_start_image(
+    comfy: Comfy, files: Media, tmp_path: Path
+) -> None:
+    """Both runs name their start frame still.png; ComfyUI keeps uploads by name in one shared folder."""
+    first, second = tmp_path / "a" / "still.png", tmp_path / "b" / "still.png"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    first.write_bytes((files.root / "start.png").read_bytes())
+    files.image("other.png", "64x48")
+    second.write_bytes((files.root / "other.png").read_bytes())
+    names = [ComfyClient(comfy.url).upload_image(path) for path in (first, second)]
+    assert names[0] != names[1]
+    for name, path in zip(names, (first, second), strict=True):
+        back = tmp_path / f"back-{name}"
+        ComfyClient(comfy.url).download({"filename": name, "subfolder": "", "type": "input"}, back)
+        assert back.read_bytes() == path.read_bytes()
+
+
+def test_the_double_keeps_uploads_by_name_as_comfyui_does(comfy: Comfy, files: Media) -> None:
+    """What the real server does with a name it already holds: overwrite=true replaces the file;
+    without it, identical content is reused and different content becomes "name (1).png"."""
+
+    def upload(data: bytes, overwrite: str) -> str:
+        answer = requests.post(
+            f"{comfy.url}/upload/image",
+            files={"image": ("still.png", data, "image/png")},
+            data={"overwrite": overwrite},
+            timeout=5,
+        )
+        return str(answer.json()["name"])
+
+    assert upload(b"one", "true") == "still.png"
+    assert upload(b"two", "true") == "still.png"  # replaced: another run's picture is gone
+    assert upload(b"two", "false") == "still.png"
+    assert upload(b"three", "false") == "still (1).png"
+    view = requests.get(f"{comfy.url}/view", params={"filename": "still.png", "type": "input"}, timeout=5)
+    assert view.content == b"two"
 
 
 def test_server_error_on_prompt_is_transient(comfy: Comfy) -> None:

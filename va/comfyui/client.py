@@ -7,6 +7,7 @@ A 400 from ``/prompt`` raises ``VaError(COMFYUI_REJECTED)`` with the node errors
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
@@ -132,9 +133,19 @@ class ComfyClient:
             log.warning("cancelling prompt %s failed: %s", prompt_id, exc)
 
     def upload_image(self, path: Path) -> str:
-        """``POST /upload/image``; returns the name the server stored it under."""
+        """Put ``path`` in the server's input folder; returns the name to bind in a graph.
+
+        ComfyUI keeps uploads by file name (``overwrite`` replaces one of the same name), and the
+        input folder is shared by every client of the server. The name is derived from the content,
+        ``va-<sha256[:16]>.png``, so two runs never replace each other's picture, and an image the
+        server already holds (``HEAD /view``) is not sent again.
+        """
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        name = f"va-{digest}{path.suffix or '.png'}"
+        if self._has_input(name):
+            return name
         with open(path, "rb") as handle:
-            files = {"image": (path.name, handle, "image/png")}
+            files = {"image": (name, handle, "image/png")}
             response = self._request("POST", "/upload/image", files=files, data={"overwrite": "true"})
         if not response.ok:
             raise VaError(
@@ -144,6 +155,15 @@ class ComfyClient:
         data = response.json()
         subfolder = data.get("subfolder") or ""
         return f"{subfolder}/{data['name']}" if subfolder else str(data["name"])
+
+    def _has_input(self, name: str) -> bool:
+        """Whether the server's input folder holds ``name`` already."""
+        params = {"filename": name, "subfolder": "", "type": "input"}
+        try:
+            response = requests.head(self.url + "/view", params=params, timeout=TIMEOUTS)
+        except (requests.ConnectionError, requests.Timeout):
+            return False  # the upload itself reports an unreachable server
+        return response.status_code == 200
 
     def download(self, item: dict[str, Any], target: Path) -> None:
         """``GET /view`` of one output file into ``target`` (streamed, written under a temporary name)."""
