@@ -22,10 +22,20 @@ def rule_running(events: Path, rule: str) -> bool:
     return bool(kinds) and kinds[-1] == "rule_started"
 
 
-def slow_ffmpeg(folder: Path, seconds: float) -> Path:
-    """A wrapper that sleeps, then runs the real ffmpeg: every rule stays busy long enough to be stopped."""
+#: A piece of the ffmpeg command line that only this rule's ffmpeg has (its output, relative to the workdir).
+RULE_FFMPEG = {
+    "prepare_audio": "-f wav prepare/padded.wav",
+    "hold_start_frame": "-i frames/still.png",
+    "lipsync": "/lipsync/input/",
+    "encode": ".encode-final.mp4",
+}
+
+
+def slow_ffmpeg(folder: Path, seconds: float, only: str = "") -> Path:
+    """A wrapper that sleeps, then runs the real ffmpeg, so a rule stays busy long enough to be stopped
+    in it; with ``only``, just the commands holding that piece sleep (the other rules run at full speed)."""
     slow = folder / "slow-ffmpeg"
-    slow.write_text(f'#!/bin/sh\nsleep {seconds}\nexec ffmpeg "$@"\n')
+    slow.write_text(f'#!/bin/sh\ncase "$*" in *"{only}"*) sleep {seconds};; esac\nexec ffmpeg "$@"\n')
     slow.chmod(0o755)
     return slow
 
@@ -66,7 +76,7 @@ def test_sigkill_in_a_phase_then_resume(files: Media, va_cli: CliRunner, rule: s
     # The built-in audiogram provider gives the graph a lip-sync phase that needs no model.
     lipsync = {"enable": True, "provider": "audiogram"}
     job, workdir = files.job(buffer={"post_seconds": 0.4}, lipsync=lipsync), files.root / "w"
-    process = start_run(job, workdir, slow_ffmpeg(files.root, 1.0))
+    process = start_run(job, workdir, slow_ffmpeg(files.root, 1.5, only=RULE_FFMPEG[rule]))
     wait_until(lambda: rule_running(workdir / "logs" / "events.jsonl", rule), process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -91,9 +101,8 @@ def test_sigkill_in_a_phase_then_resume(files: Media, va_cli: CliRunner, rule: s
 
 def test_ctrl_c_is_exit_130_and_the_run_resumes(files: Media, va_cli: CliRunner) -> None:
     job, workdir = files.job(), files.root / "w"
-    process = start_run(job, workdir, slow_ffmpeg(files.root, 2.0))
-    events = workdir / "logs" / "events.jsonl"
-    wait_until(lambda: any(e["kind"] == "rule_started" for e in read_events(events)), process)
+    process = start_run(job, workdir, slow_ffmpeg(files.root, 2.0, only=RULE_FFMPEG["prepare_audio"]))
+    wait_until(lambda: rule_running(workdir / "logs" / "events.jsonl", "prepare_audio"), process)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == ExitCode.INTERRUPTED
