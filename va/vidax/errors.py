@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from va.errors import ExitCode, VaError
@@ -24,6 +27,37 @@ STATUS_OF_EXIT = {
     ExitCode.COMFYUI_TIMEOUT: 502,
 }
 STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+#: What each error status of the API means (the OpenAPI document's descriptions, docs/VIDAX_API.md).
+ERROR_STATUSES = {
+    400: "A request body the server cannot read (not UTF-8, not parseable)",
+    401: "No or wrong X-API-Key",
+    404: "No such job, or it has no manifest or final video yet",
+    409: "The job's state does not allow it",
+    413: "The request body is over server.max_body_bytes",
+    422: "The request or the job is invalid, or an input is outside input_roots, missing or not decodable",
+    502: "ComfyUI answered badly or could not be started",
+    503: "ComfyUI or another dependency is not reachable",
+}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code and one message."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that may answer with these error statuses, for its OpenAPI entry."""
+    return {status: {"model": ErrorBody, "description": ERROR_STATUSES[status]} for status in statuses}
 
 
 class ApiError(Exception):
@@ -68,4 +102,7 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        # The exception's headers carry what HTTP requires with the status (``Allow`` on a 405).
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )

@@ -8,12 +8,12 @@ from fastapi import APIRouter
 
 from va.comfyui.health import check_health
 from va.vidax.deps import ApiKey, LauncherDep
-from va.vidax.errors import ApiError
+from va.vidax.errors import ApiError, error_responses
 
-router = APIRouter(prefix="/comfyui", tags=["comfyui"], dependencies=[ApiKey])
+router = APIRouter(prefix="/comfyui", tags=["comfyui"], dependencies=[ApiKey], responses=error_responses(401))
 
 
-@router.get("/health")
+@router.get("/health", responses=error_responses(503))
 def comfyui_health(launcher: LauncherDep) -> dict[str, Any]:
     """``/system_stats`` (falling back to ``/health``) of the configured ComfyUI."""
     health = check_health(launcher.url)
@@ -24,7 +24,7 @@ def comfyui_health(launcher: LauncherDep) -> dict[str, Any]:
     return {"ok": True, "url": health.url, "endpoint": health.endpoint, "comfyui_version": health.version}
 
 
-@router.post("/start")
+@router.post("/start", responses=error_responses(502))
 def comfyui_start(launcher: LauncherDep) -> dict[str, Any]:
     """Start the configured ComfyUI command and wait until it is healthy (never starts two)."""
     return launcher.start()

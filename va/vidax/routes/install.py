@@ -9,9 +9,11 @@ from fastapi import APIRouter
 from va import install
 from va.errors import VaError
 from va.vidax.deps import ApiKey
-from va.vidax.errors import ApiError
+from va.vidax.errors import ApiError, error_responses
 
-router = APIRouter(prefix="/install", tags=["install"], dependencies=[ApiKey])
+router = APIRouter(
+    prefix="/install", tags=["install"], dependencies=[ApiKey], responses=error_responses(401, 422)
+)
 
 
 @router.get("/status")
@@ -20,7 +22,7 @@ def install_status() -> dict[str, Any]:
     return install.status().as_dict()
 
 
-@router.post("")
+@router.post("", responses=error_responses(503))
 def run_install(force: bool = False, with_optional: bool = False) -> dict[str, Any]:
     """Create the state dir, copy configs, fetch and verify assets (as ``va install``)."""
     try:

@@ -14,15 +14,22 @@ from va.errors import VaError
 from va.events import read_events
 from va.manifest import build_manifest
 from va.produce import PRODUCE_BASENAME, ProduceRequest, build_job
+from va.schema import schema_path
 from va.vidax.deps import ApiKey, SettingsDep, StoreDep
-from va.vidax.errors import ApiError
+from va.vidax.errors import ApiError, error_responses
 from va.vidax.intake import accept_job, confine
 from va.vidax.jobs import JobRecord, JobStore
 from va.vidax.settings import Settings
 from va.workdir import Workdir
 
-router = APIRouter(tags=["jobs"], dependencies=[ApiKey])
+router = APIRouter(tags=["jobs"], dependencies=[ApiKey], responses=error_responses(401, 422))
 
+#: The job schema (va/schemas/job.schema.json) as the documented body of ``POST /jobs``.
+JOB_SCHEMA = {
+    key: value
+    for key, value in json.loads(schema_path("job").read_text(encoding="utf-8")).items()
+    if key not in ("$schema", "$id")
+}
 JobStatus = Literal["created", "queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
 
 
@@ -82,7 +89,12 @@ def _create(store: JobStore, settings: Settings, document: Any) -> JobRecord:
     return store.create(accepted)
 
 
-@router.post("/jobs", status_code=201)
+@router.post(
+    "/jobs",
+    status_code=201,
+    responses=error_responses(400, 413, 503),
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": JOB_SCHEMA}}}},
+)
 def create_job(
     store: StoreDep,
     settings: SettingsDep,
@@ -93,7 +105,7 @@ def create_job(
     return job_view(store, _create(store, settings, document))
 
 
-@router.post("/produce", status_code=202)
+@router.post("/produce", status_code=202, responses=error_responses(400, 413, 503))
 def produce(body: ProduceBody, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Create a job from the produce flags and start it (final file ``fertig.mp4``)."""
     audio = confine(body.audio, settings.input_roots, "audio")
@@ -111,7 +123,7 @@ def produce(body: ProduceBody, store: StoreDep, settings: SettingsDep) -> dict[s
     return job_view(store, store.enqueue(record.id, resume=False))
 
 
-@router.post("/jobs/{job_id}/start", status_code=202)
+@router.post("/jobs/{job_id}/start", status_code=202, responses=error_responses(404, 409))
 def start_job(job_id: str, store: StoreDep) -> dict[str, Any]:
     """Queue a created job; it starts when a run slot is free."""
     return job_view(store, store.enqueue(job_id, resume=False))
@@ -124,13 +136,13 @@ def list_jobs(store: StoreDep, status: JobStatus | None = None) -> dict[str, Any
     return {"jobs": [job_view(store, r) for r in records if status is None or r.status == status]}
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=error_responses(404))
 def get_job(job_id: str, store: StoreDep) -> dict[str, Any]:
     """One job: status, phase, progress, timings."""
     return job_view(store, store.get(job_id))
 
 
-@router.get("/jobs/{job_id}/manifest")
+@router.get("/jobs/{job_id}/manifest", responses=error_responses(404))
 def get_manifest(job_id: str, store: StoreDep) -> dict[str, Any]:
     """The run's manifest.json (404 before the run started)."""
     record = store.get(job_id)
@@ -140,7 +152,7 @@ def get_manifest(job_id: str, store: StoreDep) -> dict[str, Any]:
     return manifest
 
 
-@router.get("/jobs/{job_id}/logs")
+@router.get("/jobs/{job_id}/logs", responses=error_responses(404))
 def get_logs(
     job_id: str, store: StoreDep, after: Annotated[int, Query(ge=0, le=10**9)] = 0
 ) -> dict[str, Any]:
@@ -150,19 +162,27 @@ def get_logs(
     return {"events": events[after:], "next": max(after, len(events))}
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=error_responses(404, 409))
 def cancel_job(job_id: str, store: StoreDep) -> dict[str, Any]:
     """Cancel a queued job or stop a running one (it can be resumed later)."""
     return job_view(store, store.cancel(job_id))
 
 
-@router.post("/jobs/{job_id}/resume", status_code=202)
+@router.post("/jobs/{job_id}/resume", status_code=202, responses=error_responses(404, 409))
 def resume_job(job_id: str, store: StoreDep) -> dict[str, Any]:
     """Queue an interrupted, failed or cancelled job to continue from what exists."""
     return job_view(store, store.enqueue(job_id, resume=True))
 
 
-@router.get("/jobs/{job_id}/final", response_class=FileResponse)
+@router.get(
+    "/jobs/{job_id}/final",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"video/mp4": {}}, "description": "The whole video"},
+        206: {"content": {"video/mp4": {}}, "description": "The part a Range header asked for"},
+        **error_responses(404),
+    },
+)
 def get_final(job_id: str, store: StoreDep) -> FileResponse:
     """The finished video; HTTP Range requests let a browser play and seek it."""
     record = store.get(job_id)

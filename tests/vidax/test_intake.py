@@ -1,0 +1,86 @@
+"""What a job may name (va/vidax/intake.py): inputs inside the input roots, a valid and decodable job,
+only a ComfyUI the config allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Media
+from tests.vidax.conftest import HEADERS, ClientFactory, assert_error, job_document
+
+
+def test_input_paths_are_confined_to_the_roots(
+    client: TestClient, files: Media, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "voice.wav").write_bytes((files.root / "voice.wav").read_bytes())
+    (files.root / "sneaky.wav").symlink_to(outside / "voice.wav")
+    cases = [
+        (str(outside / "voice.wav"), "INPUT_OUTSIDE_ROOTS"),
+        (str(files.root / "sneaky.wav"), "INPUT_OUTSIDE_ROOTS"),
+        (str(files.root / ".." / outside.name / "voice.wav"), "INPUT_OUTSIDE_ROOTS"),
+        ("voice.wav", "VALIDATION_FAILED"),
+    ]
+    for audio, code in cases:
+        document = job_document(files)
+        document["input"]["audio"] = audio
+        assert_error(client.post("/jobs", json=document, headers=HEADERS), 422, code, "input.audio")
+    assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "needle"),
+    [
+        ({"bogus": 1}, "VALIDATION_FAILED", "unknown key 'bogus'"),
+        ({"determinism": {"seed_policy": "fixed"}}, "VALIDATION_FAILED", "seed"),
+        ({"input": {"audio": "MISSING", "start": "START"}}, "INPUT_NOT_FOUND", "input.audio"),
+        ({"input": {"audio": "TEXT", "start": "START"}}, "UNSUPPORTED_FORMAT", "input.audio"),
+    ],
+)
+def test_bad_jobs_are_refused(
+    client: TestClient, files: Media, change: dict[str, Any], code: str, needle: str
+) -> None:
+    (files.root / "notes.wav").write_text("not audio")
+    document = job_document(files, **change)
+    paths = {"MISSING": str(files.root / "nope.wav"), "TEXT": str(files.root / "notes.wav"),
+             "START": str(files.root / "start.png")}  # fmt: skip
+    if "input" in change:
+        document["input"] = {key: paths[value] for key, value in change["input"].items()}
+    assert_error(client.post("/jobs", json=document, headers=HEADERS), 422, code, needle)
+
+
+FOREIGN_URLS = [
+    "http://169.254.169.254/latest",
+    "http://127.0.0.1:8188@169.254.169.254/",
+    "http://127.0.0.1:8189",
+    "https://127.0.0.1:8188",
+    "http://127.0.0.1:8188/../other",
+    "http://127.0.0.1:8188?x=1",
+    "http://127.0.0.1:8188\n",
+    "http://127.0.0.1:99999",
+]
+
+
+def test_a_job_may_not_name_another_comfyui(client: TestClient, files: Media) -> None:
+    for url in FOREIGN_URLS:
+        response = client.post("/jobs", json=job_document(files, comfyui={"url": url}), headers=HEADERS)
+        assert_error(response, 422, "VALIDATION_FAILED", "comfyui.url")
+    assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
+
+
+def test_a_job_may_name_the_configured_comfyui_or_an_allowed_one(
+    make_client: ClientFactory, files: Media
+) -> None:
+    comfyui = {"url": "http://127.0.0.1:8188", "allowed_urls": ["https://gpu.example:8443/comfy/"]}
+    with make_client(comfyui=comfyui) as client:
+        for url in ("http://127.0.0.1:8188", "http://127.0.0.1:8188/", "https://GPU.example:8443/comfy"):
+            created = client.post("/jobs", json=job_document(files, comfyui={"url": url}), headers=HEADERS)
+            assert created.status_code == 201, created.text
+        refused = client.post(
+            "/jobs", json=job_document(files, comfyui={"url": "https://gpu.example/comfy"}), headers=HEADERS
+        )
+        assert_error(refused, 422, "VALIDATION_FAILED", "comfyui.url")
+        assert len(client.get("/jobs", headers=HEADERS).json()["jobs"]) == 3

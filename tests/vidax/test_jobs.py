@@ -1,0 +1,138 @@
+"""``/jobs`` and ``/produce`` (va/vidax/routes/jobs.py, va/vidax/jobs.py).
+
+The states a job passes through without running are checked with the scheduler off; only what a run
+alone shows runs a job: one from creation to its final video, produce, cancel and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Media, ffprobe_streams
+from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
+
+
+def produce_body(files: Media) -> dict[str, Any]:
+    return {
+        "audio": str(files.root / "voice.wav"),
+        "start": str(files.root / "start.png"),
+        "prompt": "push-in",
+        "fps": 24,
+        "seed": 9,
+        "no_comfyui": True,
+        "lipsync": "on",
+        "lipsync_provider": "audiogram",
+    }
+
+
+def ids(client: TestClient, status: str) -> list[str]:
+    return [job["id"] for job in client.get(f"/jobs?status={status}", headers=HEADERS).json()["jobs"]]
+
+
+def test_a_created_job_waits_until_it_is_started(client: TestClient, files: Media) -> None:
+    created = client.post("/jobs", json=job_document(files), headers=HEADERS)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert created.json()["status"] == "created" and not created.json()["final"]["available"]
+    assert_error(client.get(f"/jobs/{job_id}/manifest", headers=HEADERS), 404, "NOT_FOUND", "not started")
+    assert_error(client.get(f"/jobs/{job_id}/final", headers=HEADERS), 404, "NOT_FOUND", "created")
+    assert client.get(f"/jobs/{job_id}/logs", headers=HEADERS).json() == {"events": [], "next": 0}
+    assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT")
+    assert_error(client.post(f"/jobs/{job_id}/resume", headers=HEADERS), 409, "RESUME_NOT_POSSIBLE")
+    assert ids(client, "created") == [job_id]
+
+
+def test_a_started_job_queues_and_can_be_cancelled(client: TestClient, files: Media) -> None:
+    """No scheduler runs here: the job stays queued until it is cancelled."""
+    job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
+    started = client.post(f"/jobs/{job_id}/start", headers=HEADERS)
+    assert started.status_code == 202 and started.json()["status"] == "queued"
+    assert_error(client.post(f"/jobs/{job_id}/start", headers=HEADERS), 409, "CONFLICT", "already queued")
+    assert_error(client.post(f"/jobs/{job_id}/resume", headers=HEADERS), 409, "CONFLICT", "already queued")
+    assert ids(client, "queued") == [job_id] and ids(client, "created") == []
+    cancelled = client.post(f"/jobs/{job_id}/cancel", headers=HEADERS)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT", "cancelled")
+    assert_error(client.post(f"/jobs/{job_id}/start", headers=HEADERS), 409, "CONFLICT", "resume it")
+    resumed = client.post(f"/jobs/{job_id}/resume", headers=HEADERS)
+    assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
+
+
+def test_produce_refuses_inputs_outside_the_roots(client: TestClient, files: Media) -> None:
+    outside = client.post("/produce", json={**produce_body(files), "audio": "/etc/passwd"}, headers=HEADERS)
+    assert_error(outside, 422, "INPUT_OUTSIDE_ROOTS", "audio")
+    assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
+
+
+def test_a_job_from_creation_to_its_final_video(
+    running_client: TestClient, files: Media, tmp_path: Path
+) -> None:
+    client = running_client
+    created = client.post("/jobs", json=job_document(files), headers=HEADERS)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert client.post(f"/jobs/{job_id}/start", headers=HEADERS).status_code == 202
+    assert_error(client.post(f"/jobs/{job_id}/start", headers=HEADERS), 409, "CONFLICT")
+    view = wait_for(client, job_id, ENDED)
+    assert view["status"] == "succeeded", view
+    assert view["final"]["available"] and view["timings"]["encode"] is not None
+    manifest = client.get(f"/jobs/{job_id}/manifest", headers=HEADERS).json()
+    assert manifest["run_status"] == "succeeded" and manifest["target_frames"] == 50
+
+    logs = client.get(f"/jobs/{job_id}/logs", headers=HEADERS).json()
+    assert logs["events"][0]["kind"] == "run_started"
+    later = client.get(f"/jobs/{job_id}/logs?after={logs['next'] - 2}", headers=HEADERS).json()
+    assert later["events"] == logs["events"][-2:] and later["next"] == logs["next"]
+
+    whole = client.get(f"/jobs/{job_id}/final", headers=HEADERS)
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+    assert len(whole.content) == view["final"]["bytes"]
+    part = client.get(f"/jobs/{job_id}/final", headers={**HEADERS, "Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole.content[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
+    downloaded = tmp_path / "downloaded.mp4"
+    downloaded.write_bytes(whole.content)
+    assert int(ffprobe_streams(downloaded)["video"]["nb_read_frames"]) == 50  # 2 s at 25 fps
+
+    assert ids(client, "succeeded") == [job_id] and ids(client, "running") == []
+    assert_error(client.post(f"/jobs/{job_id}/resume", headers=HEADERS), 409, "RESUME_NOT_POSSIBLE")
+    assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT", "succeeded")
+
+
+def test_produce_creates_and_starts(running_client: TestClient, files: Media) -> None:
+    response = running_client.post("/produce", json=produce_body(files), headers=HEADERS)
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    view = wait_for(running_client, response.json()["id"], ENDED)
+    assert view["status"] == "succeeded", view
+    final = running_client.get(f"/jobs/{view['id']}/final", headers=HEADERS)
+    assert final.status_code == 200 and 'filename="fertig.mp4"' in final.headers["content-disposition"]
+
+
+def test_cancel_and_resume(running_client: TestClient, files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = running_client
+    slow = files.root / "slow-ffmpeg"
+    slow.write_text('#!/bin/sh\nsleep 2\nexec ffmpeg "$@"\n')
+    slow.chmod(0o755)
+    monkeypatch.setenv("FFMPEG", str(slow))  # inherited by the runs the server starts
+    job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
+    client.post(f"/jobs/{job_id}/start", headers=HEADERS)
+
+    def logs() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = client.get(f"/jobs/{job_id}/logs", headers=HEADERS).json()["events"]
+        return events
+
+    until(lambda: any(e["kind"] == "rule_started" for e in logs()), logs, seconds=60)  # a rule runs
+    assert client.get(f"/jobs/{job_id}", headers=HEADERS).json()["status"] == "running"
+    assert client.post(f"/jobs/{job_id}/cancel", headers=HEADERS).status_code == 200
+    view = wait_for(client, job_id, ENDED)
+    assert view["status"] == "cancelled", view
+    assert not view["final"]["available"]
+    monkeypatch.delenv("FFMPEG")
+    assert client.post(f"/jobs/{job_id}/resume", headers=HEADERS).status_code == 202
+    assert wait_for(client, job_id, ENDED)["status"] == "succeeded"
+    manifest = client.get(f"/jobs/{job_id}/manifest", headers=HEADERS).json()
+    assert manifest["attempts"] == 2

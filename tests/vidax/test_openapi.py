@@ -1,0 +1,86 @@
+"""The served OpenAPI document is true: every operation fuzzed from it (schemathesis, in-process),
+every answer checked with all of schemathesis' checks (``--checks all``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config import SchemathesisConfig
+from schemathesis.generation import GenerationMode
+
+from tests.conftest import Comfy, Media
+from tests.vidax.conftest import KEY, write_config
+from va.vidax.server import create_app
+from va.vidax.settings import load_settings
+
+EXAMPLES = 15  # per operation and generation mode
+BUDGET_SECONDS = 60
+#: schemathesis' default for valid data, and 422: what a job names must exist on the server.
+ACCEPTED_OR_REFUSED_INPUT = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
+
+
+def all_checks() -> list[Any]:
+    load_all_checks()
+    return list(CHECKS.get_all())
+
+
+@pytest.fixture
+def fuzz_app(files: Media, comfy: Comfy, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The app without its scheduler (nothing runs), its ComfyUI the shared double (healthy, so
+    /comfyui/start finds it running and starts nothing)."""
+    comfyui = {"url": comfy.url, "command": ["false"], "start_timeout_seconds": 5}
+    monkeypatch.setenv("VIDAX_CONFIG", str(write_config(tmp_path, [files.root], comfyui=comfyui)))
+    return create_app(load_settings(), run_scheduler=False)
+
+
+@pytest.mark.timeout(BUDGET_SECONDS + 30)
+def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
+    # The key as the document's security scheme: schemathesis sends it, and leaves it out to check the 401.
+    config = SchemathesisConfig.from_dict(
+        {
+            "auth": {"openapi": {"APIKeyHeader": {"api_key": KEY}}},
+            # A job's inputs must be files on the server inside input_roots, which no schema can say:
+            # a schema-valid job naming other paths is refused with 422, as documented.
+            "operations": [
+                {
+                    "include-path-regex": "^/(jobs|produce)$",
+                    "include-method": "POST",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_OR_REFUSED_INPUT}},
+                }
+            ],
+        }
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app, config=config)
+    checks = all_checks()
+    calls: dict[str, int] = {}
+    statuses: set[int] = set()
+    began = time.monotonic()
+    operations: list[Any] = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    for operation in operations:
+        # What takes no parameters and no body has no invalid form: nothing negative to generate.
+        invalid = any(True for _ in operation.iter_parameters()) or len(operation.body) > 0
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[: 2 if invalid else 1]:
+
+            @settings(
+                max_examples=EXAMPLES,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def check(case: Any) -> None:
+                statuses.add(case.call_and_validate(checks=checks).status_code)
+                key = f"{case.method} {case.operation.path}"
+                calls[key] = calls.get(key, 0) + 1
+
+            check()
+            assert time.monotonic() - began < BUDGET_SECONDS, calls
+    assert len(calls) == len(operations) >= 15, calls  # every operation was exercised
+    assert sum(calls.values()) >= 200, calls
+    assert {200, 401, 404, 422} <= statuses, statuses  # with the key and without it

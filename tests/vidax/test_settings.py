@@ -1,0 +1,30 @@
+"""The server's settings (va/vidax/settings.py): no API key, no server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunner
+from va.errors import ExitCode, VaError
+from va.vidax.settings import load_settings
+
+
+def test_settings_need_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "vidax.json"
+    path.write_text(json.dumps({"schema_version": 1}))
+    monkeypatch.setenv("VIDAX_CONFIG", str(path))
+    with pytest.raises(VaError) as caught:
+        load_settings()
+    assert caught.value.code == ExitCode.VALIDATION_FAILED
+    assert "api_keys is empty" in caught.value.message
+
+
+def test_the_server_refuses_to_start_without_a_key(tmp_path: Path, va_cli: CliRunner) -> None:
+    config = tmp_path / "vidax.json"
+    config.write_text(json.dumps({"schema_version": 1, "server": {"api_keys": []}}))
+    result = va_cli("serve", env={"VIDAX_CONFIG": str(config)})
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert "api_keys is empty" in result.err and len(result.err.strip().splitlines()) == 1
