@@ -8,8 +8,9 @@ set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "not root: cannot install or start Slurm" >&2; exit 2; fi
 MARK="# written by va's tests/slurm/start-slurm.sh"
 CONF=/etc/slurm/slurm.conf
+if command -v sinfo >/dev/null && sinfo -h >/dev/null 2>&1; then exit 0; fi  # already running
 exec 9>"${TMPDIR:-/tmp}/va-start-slurm.lock"
-flock 9
+flock -w 840 9 || { echo "another start-slurm.sh held its lock for 14 minutes" >&2; exit 1; }
 # A slurm.conf that was there before this script ran and is not ours belongs to the machine.
 foreign=0
 if [ -e "$CONF" ] && [ "$(head -n 1 "$CONF")" != "$MARK" ]; then foreign=1; fi
@@ -57,9 +58,10 @@ CONF
 mv "$CONF.va-new" "$CONF"
 chown munge:munge /run/munge
 [ -f /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f; }
-pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
-pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
-pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+# The daemons outlive this script: they must not inherit the lock (fd 9), or it is never released.
+pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged 9>&-
+pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld 9>&-
+pgrep -x slurmd >/dev/null || /usr/sbin/slurmd 9>&-
 for _ in $(seq 1 60); do
   if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then exit 0; fi
   scontrol update nodename="${node}" state=resume >/dev/null 2>&1 || true
