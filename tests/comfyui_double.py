@@ -8,7 +8,8 @@ Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each
 ``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
 ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
-``GET /__double__/stats`` tells what it saw; ``POST /__double__/reset`` forgets everything (one double
+``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
+but keeps the cache (as a user emptying ComfyUI's output folder); ``POST /__double__/reset`` forgets everything (one double
 serves a whole test run, reset before each test).
 
 Run: python tests/comfyui_double.py --port PORT --root DIR [--checkpoints a.safetensors,b.safetensors]
@@ -31,7 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from PIL import Image, ImageDraw
 
-OUTPUT_CLASSES = {"SaveImage", "SaveVideo", "VHS_VideoCombine"}
+OUTPUT_CLASSES = {"SaveImage", "SaveVideo", "VHS_VideoCombine", "SaveAnimatedPNG", "SaveAnimatedWEBP"}
 KNOWN_CLASSES = OUTPUT_CLASSES | {
     "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
@@ -283,6 +284,13 @@ class Double:
                 path.rmdir() if path.is_dir() else path.unlink()
         return web.json_response({})
 
+    async def forget_outputs(self, request: web.Request) -> web.Response:
+        """What a user emptying ComfyUI's output folder does: the files are gone, the cache still points
+        at them (an identical graph is answered from the cache with those names)."""
+        for path in sorted(self.output.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        return web.json_response({})
+
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response({**self.stats, "faults": self.faults})
 
@@ -398,6 +406,13 @@ class Double:
         )  # fmt: skip
         return {"filename": name, "subfolder": subfolder, "type": "output"}
 
+    def save_animation(self, images: list[Image.Image], fps: float, prefix: str, kind: str) -> dict[str, str]:
+        self.counter += 1
+        name = f"{prefix}_{self.counter:05d}_.{kind}"
+        first, *rest = images
+        first.save(self.output / name, save_all=True, append_images=rest, duration=int(1000.0 / fps), loop=0)
+        return {"filename": name, "subfolder": "", "type": "output"}
+
     async def run_node(
         self, node_id: str, cls: str, i: dict[str, Any], emit: Any
     ) -> tuple[tuple[Any, ...], Any]:
@@ -428,6 +443,12 @@ class Double:
         if cls == "SaveVideo":
             video = i["video"]
             return (), {"images": [self.save_video(video["images"], video["fps"], str(i["filename_prefix"]), "video")],
+                        "animated": [True]}  # fmt: skip
+        if cls in ("SaveAnimatedPNG", "SaveAnimatedWEBP"):
+            # As ComfyUI's nodes: Pillow writes the animation, and its encoder merges identical
+            # consecutive frames into one (their durations added).
+            kind = "png" if cls == "SaveAnimatedPNG" else "webp"
+            return (), {"images": [self.save_animation(i["images"], float(i["fps"]), str(i["filename_prefix"]), kind)],
                         "animated": [True]}  # fmt: skip
         if cls == "VHS_VideoCombine":
             item = self.save_video(i["images"], float(i["frame_rate"]), str(i["filename_prefix"]), "")
@@ -482,7 +503,7 @@ def main() -> None:
         web.get("/queue", double.queue_state), web.post("/interrupt", double.interrupt_handler),
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
         web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
-        web.post("/__double__/reset", double.reset),
+        web.post("/__double__/reset", double.reset), web.post("/__double__/forget_outputs", double.forget_outputs),
     ])  # fmt: skip
 
     async def start_worker(app: web.Application) -> None:

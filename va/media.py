@@ -456,10 +456,13 @@ def encode_picture(
     crf: int,
     preset: str,
     copy_from: Path | None = None,
+    retime: float | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
     Frames are dropped or repeated to the output rate; a picture that ends early holds its last frame.
+    With ``retime``, the source's own timestamps are replaced: its frames follow each other at that rate
+    (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
@@ -478,7 +481,8 @@ def encode_picture(
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
-        argv += ["-vf", f"fps={fps},tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"]
+        timing = f"setpts=N/({retime:g}*TB)," if retime else ""
+        argv += ["-vf", f"{timing}fps={fps},tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
@@ -547,6 +551,30 @@ def conforms(video: Path, *, fps: int, frames: int) -> bool:
         and stream.get("r_frame_rate") == stream.get("avg_frame_rate") == f"{fps}/1"
         and str(stream.get("nb_read_packets")) == str(frames)
     )
+
+
+@dataclass(frozen=True)
+class ClipTiming:
+    """A clip's frames (counted by decoding: an animated PNG or WebP has no packet per frame) and its
+    rate as the container states it."""
+
+    frames: int
+    fps: float
+
+
+def clip_timing(path: Path) -> ClipTiming:
+    """Count the frames of a clip's first video stream and read its frame rate."""
+    argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_frames"]
+    argv += ["-show_entries", "stream=nb_read_frames,r_frame_rate,avg_frame_rate"]
+    what = f"not a decodable video: {path}"
+    done = _run([*argv, "-print_format", "json", str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
+    stream = (json.loads(done.stdout).get("streams") or [{}])[0]
+    rate = str(stream.get("avg_frame_rate") or "0/0")
+    if rate in ("0/0", "0/1"):
+        rate = str(stream.get("r_frame_rate") or "0/1")
+    num, _, den = rate.partition("/")
+    fps = float(num) / float(den) if float(den or 0) else 0.0
+    return ClipTiming(frames=int(str(stream.get("nb_read_frames") or 0)), fps=round(fps, 6))
 
 
 def count_video_packets(path: Path) -> int:

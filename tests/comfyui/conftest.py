@@ -53,6 +53,33 @@ def workflows(state_dir: Path) -> Path:
     (folder / "vhs_clip.bindings.json").write_text(
         json.dumps({"schema_version": 1, "bindings": vhs_bindings})
     )
+    # The sampler template saving a clip whose CreateVideo stays at 25 fps (no fps binding), whatever the
+    # job generates at: every frame a colour of its own, so the timing of each shows in the video.
+    fixed = json.loads((REPO_WORKFLOWS / "vidax_text2img_frames.json").read_text())
+    fixed["9"] = {"class_type": "CreateVideo", "inputs": {"images": ["8", 0], "fps": 25}}
+    save = {"video": ["9", 0], "filename_prefix": "fixed", "format": "mp4", "codec": "h264"}
+    fixed["10"] = {"class_type": "SaveVideo", "inputs": save}
+    (folder / "fixed_rate_clip.json").write_text(json.dumps(fixed))
+    fixed_bindings = json.loads((REPO_WORKFLOWS / "vidax_text2img_frames.bindings.json").read_text())
+    fixed_bindings["bindings"]["filename_prefix"] = [{"node": "10", "input": "filename_prefix"}]
+    (folder / "fixed_rate_clip.bindings.json").write_text(json.dumps(fixed_bindings))
+    # Animated PNG and WebP of EmptyImage's identical frames: the encoder merges them.
+    for kind in ("PNG", "WEBP"):
+        animated = {
+            "1": {"class_type": "EmptyImage", "inputs": empty["1"]["inputs"]},
+            "2": {"class_type": f"SaveAnimated{kind}",
+                  "inputs": {"images": ["1", 0], "filename_prefix": "anim", "fps": 8}},
+        }  # fmt: skip
+        (folder / f"animated_{kind.lower()}.json").write_text(json.dumps(animated))
+        animated_bindings = {
+            "frames": [{"node": "1", "input": "batch_size"}],
+            "seed": [{"node": "1", "input": "color"}],
+            "fps": [{"node": "2", "input": "fps"}],
+            "filename_prefix": [{"node": "2", "input": "filename_prefix"}],
+        }
+        (folder / f"animated_{kind.lower()}.bindings.json").write_text(
+            json.dumps({"schema_version": 1, "bindings": animated_bindings})
+        )
     return folder
 
 

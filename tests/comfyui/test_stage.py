@@ -201,7 +201,8 @@ def test_frames_batches_and_their_assembly(make_stage: StageFactory, comfy: Comf
     assert documents[3]["kind"] == "frames" and len(documents[3]["files"]) == 8
     graph = made.json("comfyui/graphs/0003-a1.json")
     assert graph["3"]["inputs"]["seed"] == 10 and graph["5"]["inputs"]["batch_size"] == 8
-    assert graph["9"]["inputs"]["filename_prefix"] == "va_vidax_text2img_frames_0003"
+    token = stage.run_token(made.run.root)
+    assert graph["9"]["inputs"]["filename_prefix"] == f"va_{token}_vidax_text2img_frames_0003_a1"
     assert sorted(p.name for p in (made.run.root / "comfyui" / "graphs").iterdir()) == [
         f"{i:04d}-a1.json" for i in range(7)
     ]
@@ -420,3 +421,93 @@ def test_timeout_while_queued_deletes_only_our_prompt(make_stage: StageFactory, 
     assert stats["interrupts"] == [] and stats["interrupted"] == []  # the other client's prompt is left alone
     queue = requests.get(f"{comfy.url}/queue", timeout=5).json()
     assert [item[1] for item in queue["queue_running"]] == [other] and queue["queue_pending"] == []
+
+
+def colour_runs(video: Path) -> list[int]:
+    """How many frames in a row show the same colour (a corner away from the frame's text), in order."""
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(video), "-vf", "crop=8:8:52:36,scale=1:1", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
+    runs: list[int] = []
+    for index, pixel in enumerate(pixels):
+        same = index > 0 and max(abs(a - b) for a, b in zip(pixel, pixels[index - 1], strict=True)) <= 12
+        if same:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return runs
+
+
+def test_a_clip_at_its_own_rate_is_retimed_to_the_generation_rate(make_stage: StageFactory) -> None:
+    """The template's CreateVideo keeps 25 fps while the job generates at 5 fps: each clip holds its
+    batch's frames, so each frame is shown for 1/5 s, not played 5x too fast and then frozen."""
+    made = make_stage("fixed_rate_clip", params={"fps": 5})
+    documents = made.every_batch()
+    assert [(d["clip_frames"], d["clip_fps"]) for d in documents] == [(8, 25.0), (2, 25.0)]
+    video = made.assemble()
+    assert int(video_of(video)["nb_read_frames"]) == 50
+    assert colour_runs(video) == [5] * 10  # 10 generated frames, each held for 5 output frames
+
+
+def test_an_animated_png_that_merged_frames_fails_the_batch_naming_the_clip(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    """Pillow's APNG encoder (ComfyUI's SaveAnimatedPNG) merges identical frames: 8 become 1."""
+    made = make_stage("animated_png", params={"fps": 8})
+    with pytest.raises(VaError) as failed:
+        made.batch("0000")
+    assert failed.value.code == ExitCode.COMFYUI_FAILED
+    assert failed.value.message == (
+        "batch 0000: clip 0000.png has 1 frames at 25 fps where 8 frames at 8 fps (1.00 s) were planned"
+    )
+    assert not made.run.batch_result("0000").exists()
+    assert comfy.stats()["prompt_posts"] == 1  # a wrong clip is not retried
+
+
+def test_an_animated_webp_template_is_refused_at_validation(
+    files: Media, comfy: Comfy, workflows: Path
+) -> None:
+    with pytest.raises(VaError) as refused:
+        check_workflows(load_job(comfy_job(files, comfy, "animated_webp")))
+    assert refused.value.code == ExitCode.VALIDATION_FAILED
+    assert refused.value.message.startswith(
+        "workflow animated_webp: node 2 (SaveAnimatedWEBP) writes animated WebP"
+    )
+    assert comfy.stats()["prompt_posts"] == 0
+
+
+def test_prefixes_are_unique_to_the_run_the_batch_and_the_attempt(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    comfy.faults(prompt_500=1)
+    made = make_stage()
+    made.batch("0000")
+    prefixes = [made.json(f"comfyui/graphs/0000-a{n}.json")["9"]["inputs"]["filename_prefix"] for n in (1, 2)]
+    token = stage.run_token(made.run.root)
+    assert prefixes == [
+        f"va_{token}_vidax_text2img_frames_0000_a1",
+        f"va_{token}_vidax_text2img_frames_0000_a2",
+    ]
+    other = stage.run_token(made.run.root.parent / "another-run")
+    assert other != token and re.fullmatch(r"[0-9a-f]{6}", other)
+
+
+def test_a_cached_answer_whose_files_were_deleted_is_resubmitted_once(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    made = make_stage()
+    made.batch("0000")
+    made.run.batch_result("0000").unlink()  # the batch is to be made again (a resume, another run)
+    for frame in (made.run.root / "frames").glob("0*.png"):
+        frame.unlink()
+    requests.post(f"{comfy.url}/__double__/forget_outputs", timeout=5).raise_for_status()
+    document = made.batch("0000")  # the identical graph is answered from the cache: files gone, 404
+    assert len(document["files"]) == 8 and all(Path(f).is_file() for f in document["files"])
+    outcomes = [a["outcome"] for a in made.attempts("0000")]
+    assert outcomes == ["submitted", "succeeded", "submitted", "stale_cache", "submitted", "succeeded"]
+    fresh = made.json("comfyui/graphs/0000-a1-fresh.json")["9"]["inputs"]["filename_prefix"]
+    assert fresh.endswith("_0000_a1f") and document["graph"] == "comfyui/graphs/0000-a1-fresh.json"
+    assert comfy.stats()["prompt_posts"] == 3

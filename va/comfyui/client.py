@@ -29,6 +29,13 @@ class ComfyTransient(Exception):
     """A failure worth retrying: the server is unreachable, overloaded, or dropped the connection."""
 
 
+class ComfyOutputMissing(VaError):
+    """An output the server named is not there (``/view`` 404): a cached answer whose files were deleted."""
+
+    def __init__(self, filename: str, status: int) -> None:
+        super().__init__(ExitCode.COMFYUI_FAILED, f"ComfyUI has no output file {filename} (HTTP {status})")
+
+
 @dataclass(frozen=True)
 class WsMessage:
     """One text frame of the websocket: its type and data."""
@@ -180,10 +187,7 @@ class ComfyClient:
             if response.status_code >= 500:
                 raise ComfyTransient(f"GET /view: HTTP {response.status_code}")
             if response.status_code != 200:
-                raise VaError(
-                    ExitCode.COMFYUI_FAILED,
-                    f"ComfyUI has no output file {item['filename']} (HTTP {response.status_code})",
-                )
+                raise ComfyOutputMissing(str(item["filename"]), response.status_code)
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.part")
             with open(partial, "wb") as handle:

@@ -8,6 +8,7 @@ numbered in batch order, videos into ``comfyui/clips/``. Then ``assemble_visual`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -18,11 +19,13 @@ from typing import Any
 
 from va import media
 from va.atomic import read_json, write_json_atomic
-from va.comfyui.client import ComfyClient, ComfyTransient
+from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.config import load_config
 from va.errors import ExitCode, VaError
+from va.events import read_events
 from va.job import Job
+from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
 SEED_LIMIT = 2**64
@@ -43,10 +46,27 @@ def batch_name(index: int) -> str:
     return f"{index:04d}"
 
 
-def graph_name(batch: str, attempt: int) -> str:
+def graph_name(batch: str, attempt: int, fresh: bool = False) -> str:
     """The file of the graph rendered for ``attempt`` (0-based) of a batch: one per attempt, so the graphs
-    of every retry (each with its own seed under ``per_retry``) are kept."""
-    return f"{batch}-a{attempt + 1}.json"
+    of every retry (each with its own seed under ``per_retry``) are kept; ``fresh``: the resubmission
+    after a cached answer pointed at deleted files."""
+    return f"{batch}-a{attempt + 1}{'-fresh' if fresh else ''}.json"
+
+
+def run_token(workdir: Path) -> str:
+    """Six hex digits naming this run on the server: the random end of its run id (recorded by the run's
+    start), else a digest of the workdir's path (a batch run outside a recorded run, e.g. in tests)."""
+    started = (e for e in read_events(Workdir(workdir).events) if e.get("kind") == "run_started")
+    run_id = next((str(e.get("run_id")) for e in started), None)
+    if run_id:
+        return run_id.rsplit("-", 1)[-1]
+    return hashlib.sha256(str(workdir.absolute()).encode()).hexdigest()[:6]
+
+
+def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fresh: bool = False) -> str:
+    """The ``filename_prefix`` of one submission, unique to the run, the batch and the attempt: two runs
+    never share output names, and ComfyUI cannot answer a retry from the cache of an earlier attempt."""
+    return f"va_{token}_{workflow.id}_{batch}_a{attempt + 1}{'f' if fresh else ''}"
 
 
 def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
@@ -98,7 +118,6 @@ def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: 
         "scheduler": params.get("scheduler", "karras"),
         "ckpt_name": ckpt,
         "denoise": params.get("denoise"),
-        "filename_prefix": f"va_{workflow.id}_{batch['name']}",
     }
 
 
@@ -194,10 +213,35 @@ class _Watch:
                 )
 
 
+def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipTiming:
+    """A clip must hold exactly its batch's frames; its own rate may differ from the generation rate (a
+    template whose video node keeps its fps), as the frames are retimed when assembled. Anything else
+    (frames merged by an animated PNG or WebP encoder, a clip cut short or padded) fails the batch."""
+    timing = media.clip_timing(clip)
+    if timing.frames != batch["frames"]:
+        planned = batch["frames"] / gen_fps
+        raise VaError(
+            ExitCode.COMFYUI_FAILED,
+            f"batch {batch['name']}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
+            f"where {batch['frames']} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
+        )
+    if timing.fps and abs(timing.fps - gen_fps) > 1e-3:
+        log.info("batch %s: clip at %g fps, retimed to the generation rate %g fps", batch["name"],
+                 timing.fps, gen_fps)  # fmt: skip
+    return timing
+
+
 def collect_outputs(
-    client: ComfyClient, entry: dict[str, Any], batch: dict[str, Any], frames_dir: Path, clips_dir: Path
+    client: ComfyClient,
+    entry: dict[str, Any],
+    batch: dict[str, Any],
+    frames_dir: Path,
+    clips_dir: Path,
+    *,
+    gen_fps: float,
 ) -> dict[str, Any]:
-    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``) or frames."""
+    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``), checked
+    against its batch, or frames."""
     videos: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
     outputs = entry.get("outputs") or {}
@@ -214,7 +258,8 @@ def collect_outputs(
         item = videos[0]
         target = clips_dir / f"{batch['name']}{Path(item['filename']).suffix or '.mp4'}"
         client.download(item, target)
-        return {"kind": "video", "files": [str(target)]}
+        timing = check_clip(target, batch, gen_fps)
+        return {"kind": "video", "files": [str(target)], "clip_frames": timing.frames, "clip_fps": timing.fps}
     if not images:
         raise VaError(
             ExitCode.COMFYUI_FAILED, f"batch {batch['name']}: the prompt produced no image or video"
@@ -254,39 +299,54 @@ def run_batch(
     graphs = workdir / "comfyui" / "graphs"
     graphs.mkdir(parents=True, exist_ok=True)
     problem = "no attempt made"
-    for attempt in range(retries + 1):
+    token = run_token(workdir)
+    attempt, fresh = 0, False
+    while attempt <= retries:
         seed = batch_seed(figures["seeds"]["value"], batch["index"], attempt, per_retry)
         client = ComfyClient(url)
         prompt_id = None
+        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
         try:
             version = client.system_stats().get("system", {}).get("comfyui_version")
             values = parameter_values(job, workflow, batch, seed)
+            values["filename_prefix"] = filename_prefix(token, workflow, name, attempt, fresh)
             if workflow.binds_start_image:
                 values["start_image"] = client.upload_image(still.absolute())
             graph = render(workflow, values)
-            graph_file = graphs / graph_name(name, attempt)
+            graph_file = graphs / graph_name(name, attempt, fresh)
             graph_file.write_text(graph_json(graph), encoding="utf-8")
             client.connect()
             prompt_id = client.submit(graph)
             report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
-                   kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
-                   outcome="submitted")  # fmt: skip
+                   **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
             entry = _Watch(client, job, prompt_id, report, name).wait()
             collected = collect_outputs(
-                client, entry, batch, workdir / "frames", workdir / "comfyui" / "clips"
-            )
+                client, entry, batch, workdir / "frames", workdir / "comfyui" / "clips",
+                gen_fps=figures["comfyui"]["fps"],
+            )  # fmt: skip
+        except ComfyOutputMissing as exc:
+            if fresh:
+                report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
+                       **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
+                raise
+            # ComfyUI answered an identical graph from its cache, naming files that were deleted since:
+            # the same attempt once more, with a prefix the cache has not seen.
+            fresh = True
+            report(f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
+                   level="warning", **where, prompt_id=prompt_id, outcome="stale_cache",
+                   error=exc.message)  # fmt: skip
+            continue
         except ComfyTransient as exc:
             problem = str(exc)
             report(f"batch {name}: attempt {attempt + 1} failed: {problem}", level="warning",
-                   kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
-                   outcome="transient", error=problem)  # fmt: skip
+                   **where, prompt_id=prompt_id, outcome="transient", error=problem)  # fmt: skip
             if attempt < retries:
                 time.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))  # backoff with full jitter
+            attempt += 1
             continue
         except VaError as exc:
             report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
-                   kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
-                   outcome="failed", error=exc.message)  # fmt: skip
+                   **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
             raise
         finally:
             client.close()
@@ -297,8 +357,7 @@ def run_batch(
             **collected,
         }  # fmt: skip
         report(f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
-               kind="comfyui_attempt", batch=name, attempt=attempt + 1, seed=seed, prompt_id=prompt_id,
-               outcome="succeeded", comfyui_version=version)  # fmt: skip
+               **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
         write_json_atomic(result, document)
         return document
     raise VaError(
@@ -325,4 +384,6 @@ def assemble_visual(job: Job, plan: Path, batches: list[Path], target: Path) -> 
         return
     with media.scratch_beside(target) as scratch:
         clips = [Path(file) for doc in documents for file in doc["files"]]
-        media.encode_picture(media.clips_source(clips, scratch), None, target, **settings)
+        # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
+        source = media.clips_source(clips, scratch)
+        media.encode_picture(source, None, target, retime=figures["comfyui"]["fps"], **settings)

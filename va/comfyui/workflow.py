@@ -124,6 +124,24 @@ def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[s
                 )
 
 
+#: Output nodes whose files this version cannot read back, and why (checked when a template is loaded).
+UNREADABLE_OUTPUTS = {
+    "SaveAnimatedWEBP": "animated WebP, which ffmpeg cannot decode; save with SaveVideo (mp4) or SaveImage",
+}
+
+
+def check_outputs(workflow_id: str, graph: Any) -> None:
+    """Refuse a template whose output node writes files the stage could not read, naming the node."""
+    nodes = graph.items() if isinstance(graph, dict) else []
+    for node_id, node in nodes:
+        kind = node.get("class_type") if isinstance(node, dict) else None
+        if kind in UNREADABLE_OUTPUTS:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f"workflow {workflow_id}: node {node_id} ({kind}) writes {UNREADABLE_OUTPUTS[kind]}",
+            )
+
+
 def load_workflow(workflow_id: str) -> Workflow:
     """The template of ``workflow_id``, its bindings checked against its graph."""
     for folder in workflow_dirs():
@@ -145,6 +163,7 @@ def load_workflow(workflow_id: str) -> Workflow:
             )
         graph = schema.load_json_file(graph_path, "workflow")
         check_bindings(workflow_id, graph, bindings)
+        check_outputs(workflow_id, graph)
         return Workflow(workflow_id, graph, bindings, str(graph_path))
     if workflow_id == DEFAULT_WORKFLOW:
         return Workflow(workflow_id, copy.deepcopy(INLINE_GRAPH), INLINE_BINDINGS, "built in")
