@@ -6,7 +6,9 @@ ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers Chec
 Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each occurrence uses one up):
 ``prompt_500``, ``drop_ws``, ``lose`` (accepted, never queued), ``hang`` (runs until interrupted),
 ``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
-``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
+``history_500`` (``/history`` answers 500), ``restart`` (at the next prompt's first sampler step the
+server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
+cache, as a restarted ComfyUI), and ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
 ``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
 but keeps the cache (as a user emptying ComfyUI's output folder); ``POST /__double__/reset`` forgets everything (one double
@@ -56,7 +58,7 @@ def fresh_stats() -> dict[str, Any]:
         "interrupts": [],  # the prompt_id of each POST /interrupt (None: a global interrupt)
         "interrupted": [],  # the prompts an interrupt actually stopped
         "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
-        "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0,
+        "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0, "restarts": 0,
     }  # fmt: skip
 
 
@@ -80,6 +82,8 @@ class Double:
         self.number = 0
         self.counter = 0
         self.interrupt = False
+        self.away_until = 0.0
+        self.forget_running = False  # a restart: the running prompt ends without a trace
 
     def fault(self, name: str) -> bool:
         """Use up one occurrence of a fault, if it is switched on."""
@@ -95,8 +99,24 @@ class Double:
                 await socket.send_str(json.dumps({"type": kind, "data": data}))
 
     def refusing(self) -> bool:
+        if time.monotonic() < self.away_until:
+            return True
         threshold = self.faults.get("refuse_after_prompts")
         return threshold is not None and len(self.stats["prompts"]) >= threshold
+
+    def restart(self, seconds: float) -> None:
+        """As a ComfyUI process that is restarted: gone for ``seconds`` (connections closed unanswered),
+        then back with an empty queue, history and cache. Files on disk stay."""
+        self.stats["restarts"] += 1
+        self.away_until = time.monotonic() + seconds
+        self.pending, self.history, self.cache = [], {}, {}
+        for client_id in list(self.sockets):
+            closing = asyncio.create_task(self.sockets.pop(client_id).close())
+            self.closing.add(closing)
+            closing.add_done_callback(self.closing.discard)
+        if self.running is not None:
+            self.interrupt = True
+            self.forget_running = True
 
     @web.middleware
     async def refuse(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -181,6 +201,8 @@ class Double:
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
 
     async def history_of(self, request: web.Request) -> web.Response:
+        if self.fault("history_500"):
+            return web.Response(status=500, text="Internal Server Error")
         prompt_id = request.match_info["prompt_id"]
         entry = self.history.get(prompt_id)
         return web.json_response({prompt_id: entry} if entry else {})
@@ -279,6 +301,7 @@ class Double:
             await socket.close()
         self.sockets.clear()
         self.history, self.cache, self.stats = {}, {}, fresh_stats()
+        self.away_until, self.forget_running = 0.0, False
         for folder in (self.input, self.output):
             for path in sorted(folder.rglob("*"), reverse=True):
                 path.rmdir() if path.is_dir() else path.unlink()
@@ -339,6 +362,9 @@ class Double:
                         await self.evaluate(node_id, graph, values, outputs, emit)
                 self.cache[key] = outputs
         except Interrupted:
+            if self.forget_running:
+                self.forget_running = False
+                return  # the process that ran it is gone: no history, no message
             await emit(
                 "execution_interrupted", {"node_id": None, "node_type": None, "executed": []}, keep=True
             )
@@ -469,6 +495,9 @@ class Double:
                     raise Interrupted
                 await asyncio.sleep(self.step_delay)
                 await emit("progress", {"value": step, "max": steps, "node": node_id})
+                if step == 1 and self.fault("restart"):
+                    self.restart(self.faults.get("restart_away_ms", 1000) / 1000)
+                    raise Interrupted
             return ({**i["latent_image"], "seed": int(i["seed"])},), None
         if cls == "VAEDecode":
             latent = i["samples"]

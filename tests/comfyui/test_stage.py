@@ -323,7 +323,7 @@ def test_refused_connections_mid_run_are_retried_then_unavailable(
     make_stage: StageFactory, comfy: Comfy
 ) -> None:
     comfy.faults(refuse_after_prompts=2)  # the server goes away while the second batch runs
-    made = make_stage(retries=2)
+    made = make_stage(retries=2, stall_seconds=1)
     made.batch("0000")
     with pytest.raises(VaError) as failed:
         made.batch("0001")
@@ -511,3 +511,27 @@ def test_a_cached_answer_whose_files_were_deleted_is_resubmitted_once(
     fresh = made.json("comfyui/graphs/0000-a1-fresh.json")["9"]["inputs"]["filename_prefix"]
     assert fresh.endswith("_0000_a1f") and document["graph"] == "comfyui/graphs/0000-a1-fresh.json"
     assert comfy.stats()["prompt_posts"] == 3
+
+
+def test_errors_while_waiting_keep_the_wait_on_our_prompt(make_stage: StageFactory, comfy: Comfy) -> None:
+    """/history failing while our prompt runs must not submit a second prompt beside it."""
+    comfy.faults(ws_refuse=1000, history_500=4)
+    made = make_stage()
+    document = made.batch("0000")
+    assert len(document["files"]) == 8 and document["attempts"] == 1
+    assert comfy.stats()["prompt_posts"] == 1 and comfy.stats()["faults"]["history_500"] == 0
+    assert [a["outcome"] for a in made.attempts()] == ["submitted", "succeeded"]
+
+
+def test_a_restarted_server_that_lost_our_prompt_gets_it_again(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    comfy.faults(restart=1, restart_away_ms=500)
+    made = make_stage(params={"steps": 20}, stall_seconds=30)
+    document = made.batch("0000")
+    stats = comfy.stats()
+    assert stats["restarts"] == 1 and stats["prompt_posts"] == 2
+    assert len(document["files"]) == 8 and document["attempts"] == 2
+    lost = [a for a in made.attempts() if a["outcome"] == "transient"]
+    assert len(lost) == 1 and "went away and came back without it" in lost[0]["error"]
+    assert lost[0]["prompt_id"] == stats["prompts"][0] and document["prompt_id"] == stats["prompts"][1]

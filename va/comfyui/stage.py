@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from va import media
 from va.atomic import read_json, write_json_atomic
@@ -34,6 +34,7 @@ RETRY_SEED_STRIDE = 1_000_003
 PROGRESS_EVERY_SECONDS = 1.0
 
 Reporter = Callable[..., None]
+T = TypeVar("T")
 
 
 def comfyui_active(job: Job) -> bool:
@@ -143,6 +144,9 @@ class _Watch:
         self.timeout = float(settings["timeout_seconds"])
         self.last_progress = time.monotonic()
         self.last_report = 0.0
+        self.outage_since: float | None = None
+        self.outage_seen = False  # the server did not answer at some point of this wait
+        self.back = False
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         if data.get("prompt_id") not in (None, self.prompt_id):
@@ -172,8 +176,33 @@ class _Watch:
                 self._event(name, {**data, "prompt_id": self.prompt_id})
         raise VaError(ExitCode.COMFYUI_FAILED, f"ComfyUI reports prompt {self.prompt_id} failed")
 
+    def _poll(self, ask: Callable[[], T]) -> T | None:
+        """One request of the wait; an unreachable or failing server is waited out, not resubmitted to
+        (our prompt may still be running there). ``None`` while the server does not answer."""
+        try:
+            answer = ask()
+        except ComfyTransient as exc:
+            now = time.monotonic()
+            self.outage_since = self.outage_since or now
+            self.outage_seen = True
+            if now - self.outage_since > self.stall:
+                raise ComfyTransient(
+                    f"{exc}; ComfyUI did not answer for {self.stall:g} s while prompt {self.prompt_id} ran"
+                ) from exc
+            log.warning("%s; waiting for ComfyUI (prompt %s)", exc, self.prompt_id)
+            time.sleep(self.poll)
+            return None
+        if self.outage_since is not None:
+            self.back = True  # the first answer after an outage: is our prompt still there?
+        self.outage_since = None
+        return answer
+
     def wait(self) -> dict[str, Any]:
-        """The finished history entry; raises on failure, timeout or a lost prompt."""
+        """The finished history entry; raises on failure, timeout or a lost prompt.
+
+        Transient errors while waiting keep the wait going on the prompt we have. Only a server that
+        was away and came back without our prompt (a restart: neither queued nor in its history) makes
+        the batch resubmit (``ComfyTransient``)."""
         reconnects = 0
         while True:
             now = time.monotonic()
@@ -197,20 +226,42 @@ class _Watch:
                 time.sleep(self.poll)
                 if reconnects < 3 and self.client.connect():
                     reconnects += 1
-            entry = self.client.history(self.prompt_id)
+            answered, entry = self._history()
+            if not answered:
+                continue
             if entry is not None:
                 self._failed(entry)
                 return entry
-            if time.monotonic() - self.last_progress > self.stall:
-                if self.client.queued(self.prompt_id):
+            if self.back or time.monotonic() - self.last_progress > self.stall:
+                self.back = False
+                queued = self._poll(lambda: self.client.queued(self.prompt_id))
+                if queued is None:
+                    continue
+                if queued:
                     self.last_progress = time.monotonic()  # waiting its turn is not a stall
                     continue
+                if self.outage_seen:
+                    raise ComfyTransient(
+                        f"prompt {self.prompt_id} lost: ComfyUI went away and came back without it"
+                    )
                 self.client.cancel(self.prompt_id)
                 raise VaError(
                     ExitCode.COMFYUI_TIMEOUT,
                     f"batch {self.batch}: no progress for {self.stall:g} s and prompt {self.prompt_id} "
                     "is not in ComfyUI's queue",
                 )
+
+    def _history(self) -> tuple[bool, dict[str, Any] | None]:
+        """(whether the server answered, our history entry if it has one)."""
+        answered: list[dict[str, Any] | None] = []
+
+        def ask() -> bool:
+            answered.append(self.client.history(self.prompt_id))
+            return True
+
+        if self._poll(ask) is None:
+            return False, None
+        return True, answered[0]
 
 
 def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipTiming:
