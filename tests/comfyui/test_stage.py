@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ from tests.comfyui.conftest import comfy_job
 from tests.conftest import Comfy, Media
 from va import stages
 from va.comfyui import stage
+from va.comfyui.client import ComfyClient
 from va.comfyui.stage import (
     RETRY_SEED_STRIDE,
     assemble_visual,
@@ -535,3 +539,49 @@ def test_a_restarted_server_that_lost_our_prompt_gets_it_again(
     lost = [a for a in made.attempts() if a["outcome"] == "transient"]
     assert len(lost) == 1 and "went away and came back without it" in lost[0]["error"]
     assert lost[0]["prompt_id"] == stats["prompts"][0] and document["prompt_id"] == stats["prompts"][1]
+
+
+BATCH_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from va.comfyui.stage import run_batch
+from va.job import load_job
+from va.workdir import Workdir
+job, root = load_job(Path(sys.argv[1])), Workdir(Path(sys.argv[2]))
+run_batch(job, root.plan, "0000", still=Path(sys.argv[3]), result=root.batch_result("0000"),
+          workdir=root.root, report=lambda message, level="info", **fields: print(message, flush=True))
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stopped_batch_cancels_its_prompt_on_the_server(
+    make_stage: StageFactory, comfy: Comfy, stop: signal.Signals
+) -> None:
+    """A rule stopped by Ctrl-C, by Snakemake or va (SIGTERM) or a VIDAX cancel leaves nothing of ours
+    running on a shared server."""
+    comfy.faults(hang=1)
+    made = make_stage()
+    process = subprocess.Popen(
+        [sys.executable, "-c", BATCH_IN_A_PROCESS, str(made.job.path), str(made.run.root), str(made.still)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while (
+        not comfy.stats()["prompts"]
+        or comfy.stats()["prompts"][0] not in ComfyClient(comfy.url).queue_ids()[0]
+    ):
+        assert process.poll() is None and time.monotonic() < deadline, (
+            process.stderr.read() if process.stderr else ""
+        )
+        time.sleep(0.02)
+    ours = comfy.stats()["prompts"][0]
+    process.send_signal(stop)
+    process.communicate(timeout=30)
+    assert process.returncode != 0
+    stats = comfy.stats()
+    assert stats["interrupts"] == [ours] and stats["interrupted"] == [ours]
+    deadline = time.monotonic() + 10  # the double stops a hanging prompt at its next check (50 ms)
+    while ComfyClient(comfy.url).queue_ids() != (set(), set()):
+        assert time.monotonic() < deadline, "our prompt still runs on the server"
+        time.sleep(0.02)
+    assert not made.run.batch_result("0000").exists()

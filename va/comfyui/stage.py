@@ -8,13 +8,17 @@ numbered in batch order, videos into ``comfyui/clips/``. Then ``assemble_visual`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 from va import media
@@ -264,6 +268,33 @@ class _Watch:
         return True, answered[0]
 
 
+class Stopped(BaseException):
+    """SIGTERM arrived (Snakemake or va stopping the run, a VIDAX cancel): the rule ends as on Ctrl-C."""
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped
+
+
+@contextlib.contextmanager
+def cancelled_when_stopped(client: ComfyClient, prompt: Callable[[], str | None]) -> Iterator[None]:
+    """While the body runs, Ctrl-C or SIGTERM first cancels our in-flight prompt on the (shared) server,
+    as a timeout does, then ends the rule."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_stopped) if in_main else None
+    try:
+        yield
+    except (KeyboardInterrupt, Stopped):
+        prompt_id = prompt()
+        if prompt_id is not None:
+            log.warning("stopped: cancelling prompt %s on ComfyUI", prompt_id)
+            client.cancel(prompt_id)
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipTiming:
     """A clip must hold exactly its batch's frames; its own rate may differ from the generation rate (a
     template whose video node keeps its fps), as the frames are retimed when assembled. Anything else
@@ -352,55 +383,59 @@ def run_batch(
     problem = "no attempt made"
     token = run_token(workdir)
     attempt, fresh = 0, False
+    inflight: list[str] = []  # the prompt of this attempt once submitted: cancelled if the rule is stopped
     while attempt <= retries:
         seed = batch_seed(figures["seeds"]["value"], batch["index"], attempt, per_retry)
         client = ComfyClient(url)
         prompt_id = None
         where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
-        try:
-            version = client.system_stats().get("system", {}).get("comfyui_version")
-            values = parameter_values(job, workflow, batch, seed)
-            values["filename_prefix"] = filename_prefix(token, workflow, name, attempt, fresh)
-            if workflow.binds_start_image:
-                values["start_image"] = client.upload_image(still.absolute())
-            graph = render(workflow, values)
-            graph_file = graphs / graph_name(name, attempt, fresh)
-            graph_file.write_text(graph_json(graph), encoding="utf-8")
-            client.connect()
-            prompt_id = client.submit(graph)
-            report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
-                   **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-            entry = _Watch(client, job, prompt_id, report, name).wait()
-            collected = collect_outputs(
-                client, entry, batch, workdir / "frames", workdir / "comfyui" / "clips",
-                gen_fps=figures["comfyui"]["fps"],
-            )  # fmt: skip
-        except ComfyOutputMissing as exc:
-            if fresh:
+        inflight.clear()
+        with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
+            try:
+                version = client.system_stats().get("system", {}).get("comfyui_version")
+                values = parameter_values(job, workflow, batch, seed)
+                values["filename_prefix"] = filename_prefix(token, workflow, name, attempt, fresh)
+                if workflow.binds_start_image:
+                    values["start_image"] = client.upload_image(still.absolute())
+                graph = render(workflow, values)
+                graph_file = graphs / graph_name(name, attempt, fresh)
+                graph_file.write_text(graph_json(graph), encoding="utf-8")
+                client.connect()
+                prompt_id = client.submit(graph)
+                inflight.append(prompt_id)
+                report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
+                       **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
+                entry = _Watch(client, job, prompt_id, report, name).wait()
+                collected = collect_outputs(
+                    client, entry, batch, workdir / "frames", workdir / "comfyui" / "clips",
+                    gen_fps=figures["comfyui"]["fps"],
+                )  # fmt: skip
+            except ComfyOutputMissing as exc:
+                if fresh:
+                    report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
+                           **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
+                    raise
+                # ComfyUI answered an identical graph from its cache, naming files that were deleted since:
+                # the same attempt once more, with a prefix the cache has not seen.
+                fresh = True
+                report(f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
+                       level="warning", **where, prompt_id=prompt_id, outcome="stale_cache",
+                       error=exc.message)  # fmt: skip
+                continue
+            except ComfyTransient as exc:
+                problem = str(exc)
+                report(f"batch {name}: attempt {attempt + 1} failed: {problem}", level="warning",
+                       **where, prompt_id=prompt_id, outcome="transient", error=problem)  # fmt: skip
+                if attempt < retries:
+                    time.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))  # backoff with full jitter
+                attempt += 1
+                continue
+            except VaError as exc:
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
                        **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
                 raise
-            # ComfyUI answered an identical graph from its cache, naming files that were deleted since:
-            # the same attempt once more, with a prefix the cache has not seen.
-            fresh = True
-            report(f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
-                   level="warning", **where, prompt_id=prompt_id, outcome="stale_cache",
-                   error=exc.message)  # fmt: skip
-            continue
-        except ComfyTransient as exc:
-            problem = str(exc)
-            report(f"batch {name}: attempt {attempt + 1} failed: {problem}", level="warning",
-                   **where, prompt_id=prompt_id, outcome="transient", error=problem)  # fmt: skip
-            if attempt < retries:
-                time.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))  # backoff with full jitter
-            attempt += 1
-            continue
-        except VaError as exc:
-            report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
-                   **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
-            raise
-        finally:
-            client.close()
+            finally:
+                client.close()
         document = {
             "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
             "comfyui_version": version, "workflow": workflow.id,
