@@ -1,6 +1,7 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
+import json
 import sys
 import threading
 from pathlib import Path
@@ -62,6 +63,24 @@ def job_of(wildcards):
 
 def job_file(wildcards):
     return str(job_of(wildcards).path)
+
+
+def job_settings(wildcards):
+    """Every resolved setting of the job as one string. As a params entry of the planning rule it makes
+    Snakemake's params trigger rerun the plan when the job was edited (and, as the plan is their
+    input, the rules after it), so a resumed run does what the job says now."""
+    return json.dumps(job_of(wildcards).data, sort_keys=True)
+
+
+def still_settings(wildcards):
+    """What the held still depends on besides its input: the output geometry and encoding, the rate."""
+    job = job_of(wildcards)
+    return json.dumps({"output": job.data["output"], "fps": job.fps}, sort_keys=True)
+
+
+def encode_settings(wildcards):
+    """What the encode depends on besides its inputs and the plan: the output encoding."""
+    return json.dumps(job_of(wildcards).data["output"], sort_keys=True)
 
 
 def job_audio(wildcards):

@@ -18,5 +18,6 @@ rule encode:
     params:
         job=job_file,
         run=run_dir,
+        settings=encode_settings,
     script:
         "../scripts/encode.py"

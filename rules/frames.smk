@@ -13,5 +13,6 @@ rule hold_start_frame:
     params:
         job=job_file,
         run=run_dir,
+        settings=still_settings,
     script:
         "../scripts/hold_start_frame.py"

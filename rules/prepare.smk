@@ -15,5 +15,6 @@ checkpoint prepare_audio:
     params:
         job=job_file,
         run=run_dir,
+        settings=job_settings,
     script:
         "../scripts/prepare_audio.py"

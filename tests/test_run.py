@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import REPO, CliRunner, FinishedRun
+from tests.conftest import REPO, CliRunner, FinishedRun, Media
 from tests.test_stages import check_contract
+from va.events import read_events
 
 
 def test_manifest_records_the_run(finished_run: FinishedRun) -> None:
@@ -70,3 +71,24 @@ def test_snakemake_directly_gives_the_same_result(finished_run: FinishedRun, va_
     assert again.returncode == 0, again.stderr[-2000:]
     assert (direct / "final.mp4").read_bytes() == before
     assert (direct / "logs" / "events.jsonl").read_text() == events
+
+
+def test_an_edited_job_is_honoured_on_resume(files: Media, va_cli: CliRunner) -> None:
+    """Run to the end, delete the final, change fps 25 -> 30 and the post buffer 0 -> 3 s, --resume:
+    the final has the new rate and length, made by the rules the edit affects."""
+    job, workdir = files.job(), files.root / "w"
+    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
+    (workdir / "final.mp4").unlink()
+    document = json.loads(job.read_text())
+    document["determinism"]["fps"] = 30
+    document["buffer"] = {"pre_seconds": 0.0, "post_seconds": 3.0}
+    job.write_text(json.dumps(document))
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+    check_contract(workdir / "final.mp4", 150, 30)  # (2 + 3) s at 30 fps
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert (manifest["target_frames"], manifest["fps"]) == (150, 30)
+    events = read_events(workdir / "logs" / "events.jsonl")
+    second = max(i for i, e in enumerate(events) if e["kind"] == "run_started")
+    ran = sorted({e["rule"] for e in events[second:] if e["kind"] == "rule_started"})
+    assert ran == ["encode", "hold_start_frame", "prepare_audio"]
