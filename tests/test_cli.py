@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, CliRunner, FinishedRun, Media, Result, ffmpeg
+from tests.conftest import REPO, VA, CliRunner, FinishedRun, Media, Result, ffmpeg
 from va import cli
 from va.errors import ExitCode, VaError
 from va.job import load_job
@@ -297,3 +298,76 @@ def test_logs_follow_waits_for_a_run_that_is_about_to_start(
     assert not follower.is_alive() and results[0].code == 0, results
     kinds = [json.loads(line)["kind"] for line in results[0].out.splitlines()]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('"buffer": {"pre_seconds": NaN}', "buffer.pre_seconds: nan is not a finite number"),
+        ('"buffer": {"post_seconds": Infinity}', "buffer.post_seconds: inf is not a finite number"),
+        ('"motion": {"prompt": "x", "guidance": -Infinity}', "motion.guidance: -inf is not a finite number"),
+        ('"comfyui": {"params": {"x": ' + "[" * 200_000 + "]" * 200_000 + "}}", "nested too deeply"),
+        ('"comfyui": {"params": {"x": ' + "[" * 40 + "]" * 40 + "}}", "nested deeper than 32 levels"),
+        (
+            '"output": {"basename": "x.mp4\\n"}',
+            "output.basename: 'x.mp4\\n' is not a file name ending in .mp4",
+        ),
+        ('"output": {"basename": "a\\u0007.mp4"}', "no control characters"),
+    ],
+    ids=[
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "200k-nesting",
+        "41-levels",
+        "newline-basename",
+        "bell-basename",
+    ],
+)
+def test_values_no_setting_can_mean_are_refused(
+    files: Media, va_cli: CliRunner, text: str, needle: str
+) -> None:
+    job = files.root / "job.json"
+    head = '{"schema_version": 1, "input": {"audio": "voice.wav", "start": "start.png"}, '
+    job.write_text(head + text + "}")
+    result = va_cli("validate", job)
+    assert result.code == ExitCode.VALIDATION_FAILED, result.err
+    assert_one_line_error(result.err[:2000], needle)
+
+
+def test_produce_refuses_a_nan_buffer(files: Media, va_cli: CliRunner) -> None:
+    result = va_cli(
+        "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
+        "--prompt", "x", "--pre", "nan", "--no-comfyui", "--workdir", files.root / "w",
+    )  # fmt: skip
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert_one_line_error(result.err, "buffer.pre_seconds: nan is not a finite number")
+    assert not (files.root / "w").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "below-a-file"])
+def test_an_unusable_workdir_is_named_with_its_reason(files: Media, va_cli: CliRunner, where: str) -> None:
+    blocker = files.root / "taken"
+    blocker.write_text("a user's file\n")
+    workdir = blocker if where == "file" else blocker / "w"
+    result = va_cli("run", files.job(), "--workdir", workdir)
+    assert result.code == ExitCode.WORKDIR_UNUSABLE == 32
+    reason = "it is a file, not a folder" if where == "file" else f"Not a directory: {workdir}"
+    assert_one_line_error(result.err, f"workdir {workdir} unusable", reason)
+    assert blocker.read_text() == "a user's file\n"
+
+
+def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cli: CliRunner) -> None:
+    state_dir.mkdir(parents=True)
+    (state_dir / "runs.json").write_text('{"runs": {"run-1": ')
+    result = va_cli("status")
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert_one_line_error(result.err, "runs.json: not valid JSON", "move it away")
+
+
+def test_a_closed_stdout_pipe_is_quiet(tmp_path: Path) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # `va status | head -0`: the reader is gone before va writes
+    done = subprocess.run([*VA, "status"], stdout=writer, stderr=subprocess.PIPE, text=True, check=False)
+    os.close(writer)
+    assert done.returncode == 0 and done.stderr == ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,15 @@ from va.manifest import TERMINAL, build_manifest
 from va.plan import target_frames
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.report import make_report
-from va.runner import RunOptions, check_job, default_workdir, prepare_run, run_batch, run_job
+from va.runner import (
+    RunOptions,
+    check_job,
+    default_workdir,
+    ensure_workdir,
+    prepare_run,
+    run_batch,
+    run_job,
+)
 from va.workdir import Workdir
 
 
@@ -133,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("va: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`va status | head`): nothing more to say, and nothing to say it to.
+        # stdout points at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.OK)
     except Exception as exc:
         if args.debug:
             raise
@@ -261,6 +275,7 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())
     check_job(job_from_document(document, workdir.produced_job))
+    ensure_workdir(workdir)
     job_path = write_produced_job(workdir, document, args.resume)
     return _run(job_path, args, workdir.root)
 

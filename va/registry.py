@@ -25,9 +25,13 @@ def _lock(path: Path) -> FileLock:
 def _load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"runs": {}}
-    data = read_json(path)
+    repair = "move it away (va starts a new, empty registry; the runs' workdirs keep their manifests)"
+    try:
+        data = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc}); {repair}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
-        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry")
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry; {repair}")
     return data
 
 

@@ -81,6 +81,28 @@ def _profile_sets_cores(profile: Path | None) -> bool:
     return isinstance(settings, dict) and any(key in settings for key in ("cores", "jobs"))
 
 
+def ensure_workdir(workdir: Workdir) -> None:
+    """Make the workdir and its logs folder, and prove it can be written; a path that is a file, a
+    read-only or full disk, or a folder without permission is one line naming the path and the reason."""
+    if workdir.root.exists() and not workdir.root.is_dir():
+        message = f"workdir {workdir.root} unusable: it is a file, not a folder (choose another --workdir)"
+        raise VaError(ExitCode.WORKDIR_UNUSABLE, message)
+    try:
+        workdir.root.mkdir(parents=True, exist_ok=True)
+        workdir.run_lock.parent.mkdir(parents=True, exist_ok=True)
+        probe = workdir.run_lock.parent / f".write-test-{os.getpid()}"
+        with open(probe, "wb") as handle:
+            handle.write(b"va")
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = exc.filename or workdir.root
+        message = f"workdir {workdir.root} unusable: {reason}: {where}"
+        raise VaError(ExitCode.WORKDIR_UNUSABLE, message) from exc
+
+
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
     """Refuse to overwrite a finished video or mix two runs in one workdir; check a resume makes sense."""
     final = workdir.final(job.basename)
@@ -196,7 +218,7 @@ def run_job(
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
     workdir = Workdir(options.workdir.absolute())
-    workdir.root.mkdir(parents=True, exist_ok=True)
+    ensure_workdir(workdir)
     options = RunOptions(workdir.root, options.resume, options.cores, options.profile)
     with workdir_lock(workdir):
         guard_workdir(workdir, job, options.resume)

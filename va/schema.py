@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -57,9 +58,33 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         allowed = set(schema.get("properties", {}))
         unknown = sorted(set(error.instance) - allowed) if isinstance(error.instance, dict) else []
         return prefix + "unknown key " + ", ".join(repr(key) for key in unknown)
+    if error.validator == "pattern" and isinstance(error.schema, dict) and error.schema.get("description"):
+        return prefix + f"{error.instance!r} is not {error.schema['description']}"
     if error.validator == "then":
         return prefix + "seed is required when seed_policy is 'fixed'"
     return prefix + error.message
+
+
+#: How deep a config or job may nest; the schemas need far less, and a deeper document is an attack.
+MAX_DEPTH = 32
+
+
+def check_plain_values(data: Any, source: str) -> None:
+    """Refuse what JSON Schema lets through but no setting can mean: NaN and infinities (Python's JSON
+    reader accepts them), and nesting deeper than ``MAX_DEPTH``. Walked without recursion."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, where = stack.pop()
+        field = ".".join(where) or "(top)"
+        if len(where) > MAX_DEPTH:
+            message = f"{source}: {field[:80]}...: nested deeper than {MAX_DEPTH} levels"
+            raise VaError(ExitCode.VALIDATION_FAILED, message)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: {field}: {value} is not a finite number")
+        if isinstance(value, dict):
+            stack.extend((item, (*where, str(key))) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (*where, str(index))) for index, item in enumerate(value))
 
 
 def validate(data: Any, name: str, source: str) -> dict[str, Any]:
@@ -69,6 +94,7 @@ def validate(data: Any, name: str, source: str) -> dict[str, Any]:
     """
     if not isinstance(data, dict):
         raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: must be a JSON object")
+    check_plain_values(data, source)
     document = copy.deepcopy(data)
     errors = sorted(
         _DefaultingValidator(_schema(name)).iter_errors(document),
@@ -87,3 +113,7 @@ def load_json_file(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: nested too deeply to read") from exc
+    except PermissionError as exc:
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{what} not readable (permission denied): {path}") from exc

@@ -3,6 +3,7 @@ only a ComfyUI the config allows."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -84,3 +85,13 @@ def test_a_job_may_name_the_configured_comfyui_or_an_allowed_one(
         )
         assert_error(refused, 422, "VALIDATION_FAILED", "comfyui.url")
         assert len(client.get("/jobs", headers=HEADERS).json()["jobs"]) == 3
+
+
+def test_a_nan_in_a_posted_job_is_refused(client: TestClient, files: Media) -> None:
+    """Python's JSON reader (and so the request's) accepts NaN; no setting can mean it."""
+    document = job_document(files)
+    document["buffer"] = {"pre_seconds": 12345.5}
+    body = json.dumps(document).replace("12345.5", "NaN").encode()
+    answer = client.post("/jobs", content=body, headers={**HEADERS, "content-type": "application/json"})
+    assert_error(answer, 422, "VALIDATION_FAILED", "buffer.pre_seconds: nan is not a finite number")
+    assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
