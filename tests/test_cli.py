@@ -371,3 +371,11 @@ def test_a_closed_stdout_pipe_is_quiet(tmp_path: Path) -> None:
     done = subprocess.run([*VA, "status"], stdout=writer, stderr=subprocess.PIPE, text=True, check=False)
     os.close(writer)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_an_unknown_background_colour_is_a_validation_error(files: Media, va_cli: CliRunner) -> None:
+    result = va_cli("validate", files.job(output={"background": "purplish"}))
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert_one_line_error(result.err, "output.background: 'purplish' is not a colour ffmpeg knows")
+    assert va_cli("validate", files.job(output={"background": "darkslategray"})).code == 0
+    assert va_cli("validate", files.job(output={"background": "#1e1e1e"})).code == 0

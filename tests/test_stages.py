@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Media, ffprobe_streams
+from tests.conftest import Media, ffmpeg, ffprobe_streams
 from va import stages
 from va.errors import ExitCode, VaError
 from va.job import load_job
@@ -120,3 +120,18 @@ def test_a_missing_encoder_fails_the_still_with_exit_60_and_leaves_nothing(
     assert caught.value.code == ExitCode.ENCODE_FAILED and "libx264" in caught.value.message
     assert not (root / "frames" / "still.mp4").exists() and not (root / "final.mp4").exists()
     assert not [p for p in root.rglob("*") if p.name.startswith(".encode-")]
+
+
+@pytest.mark.parametrize(("size", "expected"), [("1x1", (2, 2)), ("1x241", (2, 240)), ("2x2", (2, 2))])
+def test_the_smallest_images_become_a_video_of_at_least_2x2(
+    files: Media, size: str, expected: tuple[int, int]
+) -> None:
+    start = files.root / f"tiny-{size}.png"  # lavfi sources start at 2x2: a crop makes the smaller ones
+    width, height = size.split("x")
+    crop = f"format=rgb24,crop={width}:{height}"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=4x244", "-vf", crop, "-frames:v", "1", str(start))
+    final, _ = render_held_still(
+        files.job(input={"audio": "voice.wav", "start": start.name}), files.root / "w"
+    )
+    streams = check_contract(final, 50, 25)
+    assert (streams["video"]["width"], streams["video"]["height"]) == expected

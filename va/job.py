@@ -76,6 +76,7 @@ def check_inputs(job: Job) -> None:
             ExitCode.UNSUPPORTED_FORMAT,
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
+    media.check_colour(job.data["output"]["background"], "output.background")
     try:
         _check_audio(job.audio, _identity(job.audio))
         _check_visual(job.start, _identity(job.start))

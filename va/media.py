@@ -6,6 +6,7 @@ come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -235,6 +236,25 @@ def decoded_duration(path: Path, stream: str = "a") -> float:
     return max(usable, default=0) / 1e6
 
 
+@functools.cache
+def colour_names() -> frozenset[str]:
+    """The colour names this ffmpeg knows (``ffmpeg -colors``), lower case."""
+    done = _run([executable("ffmpeg"), "-hide_banner", "-colors"], failure=ExitCode.DEPENDENCY_MISSING,
+                what="ffmpeg -colors failed")  # fmt: skip
+    names = (line.split()[0].lower() for line in done.stdout.splitlines()[1:] if line.strip())
+    return frozenset(names)
+
+
+def check_colour(value: str, field: str) -> None:
+    """A colour is ``#rrggbb`` or a name ffmpeg knows; anything else is refused, naming the field."""
+    if value.startswith("#") or value.lower() in colour_names():
+        return
+    raise VaError(
+        ExitCode.VALIDATION_FAILED,
+        f"{field}: {value!r} is not a colour ffmpeg knows (a name such as black, white, gray, or #rrggbb)",
+    )
+
+
 def plan_geometry(
     source_width: int,
     source_height: int,
@@ -252,6 +272,9 @@ def plan_geometry(
     if width is None or height is None:
         even_w = max(2, source_width - source_width % 2)
         even_h = max(2, source_height - source_height % 2)
+        if source_width < 2 or source_height < 2:  # a 1 px side is doubled (2 px is the least H.264 takes)
+            crop = f"crop={min(source_width, even_w)}:{min(source_height, even_h)}:0:0"
+            return FrameGeometry(even_w, even_h, f"{crop},scale={even_w}:{even_h}:flags=neighbor,setsar=1")
         return FrameGeometry(even_w, even_h, f"crop={even_w}:{even_h}:0:0,setsar=1")
     if fit == "cover":
         chain = f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
