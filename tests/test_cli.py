@@ -379,3 +379,13 @@ def test_an_unknown_background_colour_is_a_validation_error(files: Media, va_cli
     assert_one_line_error(result.err, "output.background: 'purplish' is not a colour ffmpeg knows")
     assert va_cli("validate", files.job(output={"background": "darkslategray"})).code == 0
     assert va_cli("validate", files.job(output={"background": "#1e1e1e"})).code == 0
+
+
+def test_a_wav_cut_short_of_its_header_is_exit_12_with_both_lengths(files: Media, va_cli: CliRunner) -> None:
+    whole = files.tone("long.wav", 10.0, 16000)
+    (files.root / "cut.wav").write_bytes(whole.read_bytes()[: 44 + 16000 * 2 * 11 // 10])  # 1.1 s of 10
+    result = va_cli("validate", files.job(input={"audio": "cut.wav", "start": "start.png"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(
+        result.err, "input.audio", "WAV header says 10.00 s but only 1.10 s decode", "cut.wav"
+    )

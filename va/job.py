@@ -77,12 +77,12 @@ def check_inputs(job: Job) -> None:
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
     media.check_colour(job.data["output"]["background"], "output.background")
-    try:
-        _check_audio(job.audio, _identity(job.audio))
-        _check_visual(job.start, _identity(job.start))
-    except VaError as exc:
-        field = "input.audio" if exc.message.endswith(str(job.audio)) else "input.start"
-        raise VaError(exc.code, f"{field}: {exc.message}") from exc
+    checks = (("input.audio", _check_audio, job.audio), ("input.start", _check_visual, job.start))
+    for field, check, path in checks:
+        try:
+            check(path, _identity(path))
+        except VaError as exc:
+            raise VaError(exc.code, f"{field}: {exc.message}") from exc
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -95,7 +95,10 @@ def _identity(path: Path) -> tuple[int, int]:
 # decoded once per process, not once per job (a changed file has another identity and is checked anew).
 @functools.lru_cache(maxsize=4096)
 def _check_audio(path: Path, identity: tuple[int, int]) -> None:
-    media.check_complete(media.probe_audio(path), media.decoded_duration(path))
+    info = media.probe_audio(path)
+    decoded = media.decoded_duration(path)
+    media.check_complete(info, decoded)
+    media.check_wav_complete(path, decoded)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -225,6 +225,38 @@ def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
         )
 
 
+def wav_header_seconds(path: Path) -> float | None:
+    """The length a RIFF/WAVE file's header promises (data chunk size / byte rate); None for other files
+    and for streamed WAVs whose header leaves the size open. ffprobe measures a WAV by its file size, so
+    a file cut short is only caught by its header."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(head):
+        chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 16 <= len(head):
+            byte_rate = int.from_bytes(head[offset + 16 : offset + 20], "little")
+        if chunk == b"data":
+            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
+                return None
+            return size / byte_rate
+        offset += 8 + size + (size % 2)
+    return None
+
+
+def check_wav_complete(path: Path, decoded_seconds: float) -> None:
+    """A WAV whose data is shorter than its header says (a copy cut short) is refused, with both figures."""
+    promised = wav_header_seconds(path)
+    if promised is not None and promised - decoded_seconds > 0.05:
+        raise VaError(
+            ExitCode.UNSUPPORTED_FORMAT,
+            f"truncated audio: its WAV header says {promised:.2f} s but only {decoded_seconds:.2f} s "
+            f"decode: {path}",
+        )
+
+
 def decoded_duration(path: Path, stream: str = "a") -> float:
     """Seconds that actually decode from the first audio (``a``) or video (``v``) stream; writes nothing."""
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", "-i", str(path)]
