@@ -389,3 +389,30 @@ def test_a_wav_cut_short_of_its_header_is_exit_12_with_both_lengths(files: Media
     assert_one_line_error(
         result.err, "input.audio", "WAV header says 10.00 s but only 1.10 s decode", "cut.wav"
     )
+
+
+def test_a_manifest_json_a_user_put_there_is_never_overwritten(files: Media, va_cli: CliRunner) -> None:
+    workdir = files.root / "w"
+    workdir.mkdir()
+    (workdir / "manifest.json").write_text('{"mine": true}\n')
+    result = va_cli("run", files.job(), "--workdir", workdir)
+    assert result.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(result.err, "is not a manifest of a va run", "not overwriting it")
+    assert (workdir / "manifest.json").read_text() == '{"mine": true}\n'
+    assert not (workdir / "logs" / "events.jsonl").exists()
+
+
+def test_a_run_killed_after_its_final_was_published_is_reconciled(files: Media, va_cli: CliRunner) -> None:
+    """Killed between the final's rename and the record of its end: the final is checked, then recorded."""
+    job, workdir = files.job(), files.root / "w"
+    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
+    events = workdir / "logs" / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    assert json.loads(lines[-1])["kind"] == "run_finished"
+    events.write_text("".join(lines[:-1]))  # as if killed before the end was recorded
+    status = json.loads(va_cli("status", workdir, "--json").out)
+    assert status["run_status"] == "succeeded"
+    assert json.loads(events.read_text().splitlines()[-1])["kind"] == "run_finished"
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume")
+    assert resumed.code == ExitCode.RESUME_NOT_POSSIBLE
+    assert_one_line_error(resumed.err, "already complete")

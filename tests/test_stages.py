@@ -135,3 +135,23 @@ def test_the_smallest_images_become_a_video_of_at_least_2x2(
     )
     streams = check_contract(final, 50, 25)
     assert (streams["video"]["width"], streams["video"]["height"]) == expected
+
+
+def test_a_final_that_appeared_while_encoding_is_kept(files: Media) -> None:
+    """The workdir is checked before a run; a file that took the final's name since is never replaced."""
+    root = files.root / "w"
+    job = load_job(files.job())
+    run = Workdir(root)
+    for folder in ("prepare", "frames"):
+        (root / folder).mkdir(parents=True)
+    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
+    stages.hold_start_frame(job, run.still, run.still_loop)
+    run.final("final.mp4").write_text("the user's own video\n")
+    with pytest.raises(VaError) as caught:
+        stages.encode(job, run.plan, run.still_loop, run.padded_aac, run.final("final.mp4"))
+    assert (
+        caught.value.code == ExitCode.OUTPUT_EXISTS
+        and "appeared while it was being made" in caught.value.message
+    )
+    assert run.final("final.mp4").read_text() == "the user's own video\n"
+    assert not [p for p in root.iterdir() if p.name.startswith(".encode-")]

@@ -29,6 +29,7 @@ from va.runner import (
     default_workdir,
     ensure_workdir,
     prepare_run,
+    reconcile,
     run_batch,
     run_job,
 )
@@ -302,6 +303,8 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
     if args.run:
         workdir = resolve_run(args.run)
         manifest = _status_of(workdir)
+        if manifest is not None and reconcile(workdir, str(manifest["final"]["path"])):
+            manifest = _status_of(workdir)
         if manifest is None:
             raise VaError(ExitCode.INPUT_NOT_FOUND, f"no run recorded in {workdir.root}")
         print(json.dumps(manifest, indent=2) if args.json else render_run(manifest))

@@ -390,12 +390,38 @@ def _scratch_for(target: Path) -> Iterator[Path]:
         yield Path(scratch)
 
 
-def _publish(partial: Path, target: Path, frames: int, failure: ExitCode) -> None:
-    """Check the frame count of a finished file, then rename it into place (never half-written)."""
+def _publish(
+    partial: Path, target: Path, frames: int, failure: ExitCode, *, no_clobber: bool = False
+) -> None:
+    """Check the frame count of a finished file, then rename it into place (never half-written). The
+    final video (``no_clobber``) never replaces a file of its name; an intermediate is simply replaced."""
     counted = count_video_packets(partial)
     if counted != frames:
         raise VaError(failure, f"{target.name}: encoded {counted} frames where {frames} were planned")
-    os.replace(partial, target)
+    if no_clobber:
+        publish_no_clobber(partial, target)
+    else:
+        os.replace(partial, target)
+
+
+def publish_no_clobber(partial: Path, target: Path) -> None:
+    """Give ``partial`` the name ``target`` only if nothing holds that name: a hard link (which fails on
+    an existing name, atomically), then the temporary name removed. A file that appeared meanwhile (a
+    user's, another writer's) is kept and the run ends with ``OUTPUT_EXISTS`` naming it. Where hard links
+    are not possible, ``rename`` without replacing is the fallback (checked, then renamed)."""
+    try:
+        os.link(partial, target)
+    except FileExistsError as exc:
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{target} appeared while it was being made; kept it, the new one is not published",
+        ) from exc
+    except OSError:
+        if target.exists():
+            raise VaError(ExitCode.OUTPUT_EXISTS, f"{target} exists; not replacing it") from None
+        os.rename(partial, target)
+        return
+    partial.unlink()
 
 
 def _audio_out(audio: Path) -> list[str]:
@@ -425,7 +451,9 @@ def encode_still_loop(still: Path, target: Path, *, fps: int, crf: int, preset: 
         _publish(partial, target, gop, ExitCode.ENCODE_FAILED)
 
 
-def loop_still(loop: Path, audio: Path | None, target: Path, *, fps: int, frames: int) -> None:
+def loop_still(
+    loop: Path, audio: Path | None, target: Path, *, fps: int, frames: int, no_clobber: bool = False
+) -> None:
     """Repeat the key-frame interval ``loop`` (from ``encode_still_loop``) to exactly ``frames`` frames,
     stream-copied, with ``audio`` (stream-copied when it is AAC already, else encoded to AAC)."""
     gop = KEYFRAME_INTERVAL_SECONDS * fps  # as encode_still_loop made it, and checked there
@@ -440,7 +468,7 @@ def loop_still(loop: Path, audio: Path | None, target: Path, *, fps: int, frames
             argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *_audio_out(audio)]
         argv += ["-c:v", "copy", *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
 
 
 def encode_held_still(
@@ -491,14 +519,16 @@ def encode_from_video(
     frames: int,
     crf: int,
     preset: str,
+    no_clobber: bool = False,
 ) -> None:
     """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``).
 
     A video that already conforms is stream-copied (e.g. the audiogram's output).
     """
     encode_picture(
-        video_source(video), audio, target, fps=fps, frames=frames, crf=crf, preset=preset, copy_from=video
-    )
+        video_source(video), audio, target, fps=fps, frames=frames, crf=crf, preset=preset, copy_from=video,
+        no_clobber=no_clobber,
+    )  # fmt: skip
 
 
 def encode_picture(
@@ -512,6 +542,7 @@ def encode_picture(
     preset: str,
     copy_from: Path | None = None,
     retime: float | None = None,
+    no_clobber: bool = False,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
@@ -532,7 +563,7 @@ def encode_picture(
                 failure=ExitCode.ENCODE_FAILED,
                 what=f"muxing {copy_from} failed",
             )
-            _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+            _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
@@ -540,7 +571,7 @@ def encode_picture(
         argv += ["-vf", f"{timing}fps={fps},tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED)
+        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
 
 
 @contextmanager

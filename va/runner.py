@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from va.atomic import write_text_atomic
+from va.atomic import read_json, write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_health
 from va.comfyui.stage import comfyui_active, server_url
@@ -28,6 +28,7 @@ from va.events import follow_events
 from va.graph import check_supported
 from va.job import Job, check_inputs, load_job
 from va.manifest import build_manifest
+from va.media import count_video_packets
 from va.tracking import existing_run_id, record_run_finished, run_finished
 from va.workdir import Workdir
 
@@ -103,10 +104,37 @@ def ensure_workdir(workdir: Workdir) -> None:
         raise VaError(ExitCode.WORKDIR_UNUSABLE, message) from exc
 
 
+def reconcile(workdir: Workdir, basename: str) -> bool:
+    """A run killed after its final was published but before its end was recorded: check the final
+    (its frames are the plan's) and record the run as succeeded. Returns whether it did."""
+    final = workdir.final(basename)
+    if not final.exists() or not existing_run_id(workdir) or run_finished(workdir):
+        return False
+    manifest = build_manifest(workdir)
+    if manifest is None or manifest["run_status"] == "running" or not workdir.plan.exists():
+        return False
+    planned = int(read_json(workdir.plan)["target_frames"])
+    try:
+        complete = count_video_packets(final) == planned
+    except VaError:
+        complete = False
+    if complete:
+        record_run_finished(workdir)
+    return complete
+
+
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
     """Refuse to overwrite a finished video or mix two runs in one workdir; check a resume makes sense."""
     final = workdir.final(job.basename)
     run_id = existing_run_id(workdir)
+    if workdir.manifest.exists() and not run_id:
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{workdir.manifest} is not a manifest of a va run (no run is recorded in {workdir.root}); "
+            "not overwriting it (choose another --workdir)",
+        )
+    if resume:
+        reconcile(workdir, job.basename)
     if not resume:
         if final.exists():
             raise VaError(

@@ -48,10 +48,11 @@ def encode(job: Job, plan: Path, loop: Path, audio: Path, final: Path, *, video:
     the lip-sync or the ComfyUI stage) with the padded audio."""
     figures = read_json(plan)
     if video is None:
-        media.loop_still(loop, audio, final, fps=figures["fps"], frames=figures["target_frames"])
+        frames = figures["target_frames"]
+        media.loop_still(loop, audio, final, fps=figures["fps"], frames=frames, no_clobber=True)
         return
     output = job.data["output"]
     media.encode_from_video(
         video, audio, final, fps=figures["fps"], frames=figures["target_frames"], crf=output["crf"],
-        preset=output["x264_preset"],
+        preset=output["x264_preset"], no_clobber=True,
     )  # fmt: skip
