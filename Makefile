@@ -55,7 +55,7 @@ test-fast: setup static pytest elapsed
 static: lint check-format typecheck
 
 pytest:
-	$(BIN)/pytest -n $(WORKERS) -m "not slurm" --durations=15
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not slurm" --durations=15
 
 pytest-slurm:
 	$(BIN)/pytest -m slurm --durations=5

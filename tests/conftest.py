@@ -217,6 +217,24 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     return FinishedRun(workdir, job, state_root)
 
 
+#: A piece of the ffmpeg command line that only this rule's ffmpeg has (its output, relative to the workdir).
+RULE_FFMPEG = {
+    "prepare_audio": "-f wav prepare/padded.wav",
+    "hold_start_frame": "-i frames/still.png",
+    "lipsync": "/lipsync/input/",
+    "encode": ".encode-final.mp4",
+}
+
+
+def slow_ffmpeg(folder: Path, seconds: float, only: str = "") -> Path:
+    """A wrapper that sleeps, then runs the real ffmpeg, so a rule stays busy long enough to be stopped
+    in it; with ``only``, just the commands holding that piece sleep (the other rules run at full speed)."""
+    slow = folder / "slow-ffmpeg"
+    slow.write_text(f'#!/bin/sh\ncase "$*" in *"{only}"*) sleep {seconds};; esac\nexec ffmpeg "$@"\n')
+    slow.chmod(0o755)
+    return slow
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now."""
     with socket.socket() as probe:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VA, CliRunner, Media, ffprobe_streams
+from tests.conftest import RULE_FFMPEG, VA, CliRunner, Media, ffprobe_streams, slow_ffmpeg
 from va.errors import ExitCode
 from va.events import read_events
 
@@ -20,24 +20,6 @@ from va.events import read_events
 def rule_running(events: Path, rule: str) -> bool:
     kinds = [e["kind"] for e in read_events(events) if e.get("rule") == rule]
     return bool(kinds) and kinds[-1] == "rule_started"
-
-
-#: A piece of the ffmpeg command line that only this rule's ffmpeg has (its output, relative to the workdir).
-RULE_FFMPEG = {
-    "prepare_audio": "-f wav prepare/padded.wav",
-    "hold_start_frame": "-i frames/still.png",
-    "lipsync": "/lipsync/input/",
-    "encode": ".encode-final.mp4",
-}
-
-
-def slow_ffmpeg(folder: Path, seconds: float, only: str = "") -> Path:
-    """A wrapper that sleeps, then runs the real ffmpeg, so a rule stays busy long enough to be stopped
-    in it; with ``only``, just the commands holding that piece sleep (the other rules run at full speed)."""
-    slow = folder / "slow-ffmpeg"
-    slow.write_text(f'#!/bin/sh\ncase "$*" in *"{only}"*) sleep {seconds};; esac\nexec ffmpeg "$@"\n')
-    slow.chmod(0o755)
-    return slow
 
 
 def start_run(job: Path, workdir: Path, slow: Path) -> subprocess.Popen[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Media, ffprobe_streams
+from tests.conftest import RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
 
 
@@ -114,9 +114,7 @@ def test_produce_creates_and_starts(running_client: TestClient, files: Media) ->
 
 def test_cancel_and_resume(running_client: TestClient, files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
     client = running_client
-    slow = files.root / "slow-ffmpeg"
-    slow.write_text('#!/bin/sh\nsleep 2\nexec ffmpeg "$@"\n')
-    slow.chmod(0o755)
+    slow = slow_ffmpeg(files.root, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
     monkeypatch.setenv("FFMPEG", str(slow))  # inherited by the runs the server starts
     job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
     client.post(f"/jobs/{job_id}/start", headers=HEADERS)

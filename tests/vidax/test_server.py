@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Media, free_port
+from tests.conftest import RULE_FFMPEG, Media, free_port, slow_ffmpeg
 from tests.vidax.conftest import ENDED, HEADERS, KEY, until, write_config
 
 
@@ -146,9 +146,7 @@ def test_a_streamed_oversize_body_gets_413(server_factory: ServerFactory) -> Non
 
 
 def test_restart_recovery(files: Media, server_factory: ServerFactory, tmp_path: Path) -> None:
-    slow = tmp_path / "slow-ffmpeg"
-    slow.write_text('#!/bin/sh\nsleep 1\nexec ffmpeg "$@"\n')
-    slow.chmod(0o755)
+    slow = slow_ffmpeg(tmp_path, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
     server = server_factory({"FFMPEG": str(slow)})
     server.start()
     first = server.post("/produce", produce_body(files)).json()["id"]
