@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -49,10 +50,28 @@ def _with_defaults(validator_class: type[Any]) -> type[Any]:
 _DefaultingValidator = _with_defaults(Draft202012Validator)
 
 
+#: Fields whose values are never echoed in an error (a key must not reach a terminal or a log).
+SECRET_FIELD = re.compile(r"(^|_)(api_keys?|keys?|secret|token|password)$", re.IGNORECASE)
+
+#: What a value breaking each kind of rule must be, said without showing the value.
+EXPECTED = {
+    "type": "of type {validator_value}",
+    "minLength": "at least {validator_value} characters long",
+    "maxLength": "at most {validator_value} characters long",
+    "pattern": "of the form {validator_value}",
+    "enum": "one of {validator_value}",
+}
+
+
 def describe_error(error: jsonschema.ValidationError) -> str:
-    """One line for a schema error, starting with the dotted path of the field."""
+    """One line for a schema error, starting with the dotted path of the field. The value of a secret
+    field (an API key) is never shown."""
     where = ".".join(str(part) for part in error.absolute_path)
     prefix = f"{where}: " if where else ""
+    if any(SECRET_FIELD.search(str(part)) for part in error.absolute_path if not isinstance(part, int)):
+        expected = EXPECTED.get(str(error.validator), "valid ({validator} {validator_value})")
+        text = expected.format(validator=error.validator, validator_value=error.validator_value)
+        return prefix + f"must be {text} (the value is not shown)"
     if error.validator == "additionalProperties":
         schema = error.schema if isinstance(error.schema, dict) else {}
         allowed = set(schema.get("properties", {}))

@@ -28,3 +28,23 @@ def test_the_server_refuses_to_start_without_a_key(tmp_path: Path, va_cli: CliRu
     result = va_cli("serve", env={"VIDAX_CONFIG": str(config)})
     assert result.code == ExitCode.VALIDATION_FAILED
     assert "api_keys is empty" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (["short-key"], "server.api_keys.0: must be at least 16 characters long (the value is not shown)"),
+        ("a-key-given-as-a-string-0123", "server.api_keys: must be of type array (the value is not shown)"),
+    ],
+)
+def test_a_mistyped_key_is_never_echoed(
+    tmp_path: Path, va_cli: CliRunner, keys: object, expected: str
+) -> None:
+    config = tmp_path / "vidax.json"
+    config.write_text(json.dumps({"schema_version": 1, "server": {"api_keys": keys}}))
+    for command in ("serve", "doctor"):
+        result = va_cli(command, env={"VIDAX_CONFIG": str(config)})
+        assert result.code != 0
+        assert expected in result.err + result.out
+        secret = keys[0] if isinstance(keys, list) else keys
+        assert secret not in result.err + result.out
