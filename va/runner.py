@@ -308,7 +308,8 @@ def _wait(process: subprocess.Popen[bytes]) -> int:
 
 def _watch(workdir: Workdir, stop: threading.Event, on_event: Callable[[dict[str, Any]], None]) -> None:
     for event in follow_events(workdir.events, stop.is_set, poll_seconds=0.1):
-        if event.get("kind", "").startswith("rule_") or event.get("level") == "error":
+        kind = event.get("kind", "")
+        if kind.startswith("rule_") or kind == "comfyui_waiting" or event.get("level") == "error":
             on_event(event)
 
 

@@ -311,13 +311,15 @@ def test_per_retry_seeds_are_all_recorded(make_stage: StageFactory, comfy: Comfy
 
 def test_unavailable_after_retries(make_stage: StageFactory, comfy: Comfy) -> None:
     comfy.faults(prompt_500=100)
-    made = make_stage(retries=1)
+    made = make_stage(retries=1, unavailable_seconds=0)
     with pytest.raises(VaError) as failed:
         made.batch("0000")
     assert failed.value.code == ExitCode.COMFYUI_UNAVAILABLE
-    assert failed.value.message == (
-        f"ComfyUI at {comfy.url} unavailable: batch 0000 failed 2 time(s); last: POST /prompt: HTTP 500"
-    )
+    assert re.fullmatch(
+        rf"ComfyUI at {re.escape(comfy.url)} unavailable: batch 0000 failed 2 time\(s\) in \d+ s; "
+        r"last: POST /prompt: HTTP 500",
+        failed.value.message,
+    ), failed.value.message
     assert comfy.stats()["prompt_posts"] == 2
     assert not made.run.batch_result("0000").exists()
     assert [a["attempt"] for a in made.attempts() if a["outcome"] == "transient"] == [1, 2]
@@ -327,12 +329,12 @@ def test_refused_connections_mid_run_are_retried_then_unavailable(
     make_stage: StageFactory, comfy: Comfy
 ) -> None:
     comfy.faults(refuse_after_prompts=2)  # the server goes away while the second batch runs
-    made = make_stage(retries=2, stall_seconds=1)
+    made = make_stage(retries=2, stall_seconds=1, unavailable_seconds=0)
     made.batch("0000")
     with pytest.raises(VaError) as failed:
         made.batch("0001")
     assert failed.value.code == ExitCode.COMFYUI_UNAVAILABLE
-    assert re.search(r"batch 0001 failed 3 time\(s\); last: .*ConnectionError", failed.value.message)
+    assert re.search(r"batch 0001 failed 3 time\(s\) in \d+ s; last: .*ConnectionError", failed.value.message)
     assert [p.name for p in (made.run.root / "comfyui" / "batches").glob("*.json")] == ["0000.json"]
     stats = comfy.stats()
     assert len(stats["prompts"]) == 2 and stats["refused"] >= 3
@@ -585,3 +587,26 @@ def test_a_stopped_batch_cancels_its_prompt_on_the_server(
         assert time.monotonic() < deadline, "our prompt still runs on the server"
         time.sleep(0.02)
     assert not made.run.batch_result("0000").exists()
+
+
+def test_a_comfyui_restart_is_waited_out_within_unavailable_seconds(
+    make_stage: StageFactory, comfy: Comfy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No retries by count, but 30 s of budget: the server is away for 1.5 s and the batch still succeeds,
+    saying each time that it waits for ComfyUI and when it tries next."""
+    comfy.faults(restart=1, restart_away_ms=1500)
+    made = make_stage(params={"steps": 20}, retries=0, unavailable_seconds=30)
+
+    class LongestBackoff:
+        @staticmethod
+        def uniform(low: float, high: float) -> float:
+            return high
+
+    monkeypatch.setattr(stage, "random", LongestBackoff)
+    document = made.batch("0000")
+    assert len(document["files"]) == 8 and document["attempts"] >= 2
+    waiting = [e for e in read_events(made.run.events) if e.get("kind") == "comfyui_waiting"]
+    assert waiting and all(e["level"] == "warning" for e in waiting)
+    assert [e["next_try_seconds"] for e in waiting][:2] == [0.5, 1.0][: len(waiting)]
+    assert re.search(r"waiting for ComfyUI at .*; batch 0000 tries again in 0\.5 s, at \d\d:\d\d:\d\d$",
+                     waiting[0]["message"])  # fmt: skip

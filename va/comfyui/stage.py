@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -383,8 +384,9 @@ def run_batch(
     problem = "no attempt made"
     token = run_token(workdir)
     attempt, fresh = 0, False
+    budget, failing_since = float(settings["unavailable_seconds"]), None
     inflight: list[str] = []  # the prompt of this attempt once submitted: cancelled if the rule is stopped
-    while attempt <= retries:
+    while True:
         seed = batch_seed(figures["seeds"]["value"], batch["index"], attempt, per_retry)
         client = ComfyClient(url)
         prompt_id = None
@@ -426,8 +428,17 @@ def run_batch(
                 problem = str(exc)
                 report(f"batch {name}: attempt {attempt + 1} failed: {problem}", level="warning",
                        **where, prompt_id=prompt_id, outcome="transient", error=problem)  # fmt: skip
-                if attempt < retries:
-                    time.sleep(random.uniform(0, min(30.0, 0.5 * 2**attempt)))  # backoff with full jitter
+                failing_since = failing_since or time.monotonic()
+                left = budget - (time.monotonic() - failing_since)
+                if attempt >= retries and left <= 0:
+                    break
+                pause = random.uniform(0, min(30.0, 0.5 * 2**attempt))  # backoff with full jitter
+                pause = pause if attempt < retries else min(pause, max(0.0, left))
+                next_try = datetime.now() + timedelta(seconds=pause)
+                report(f"waiting for ComfyUI at {url} ({problem}); batch {name} tries again in "
+                       f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
+                       batch=name, attempt=attempt + 1, next_try_seconds=round(pause, 3))  # fmt: skip
+                time.sleep(pause)
                 attempt += 1
                 continue
             except VaError as exc:
@@ -448,7 +459,8 @@ def run_batch(
         return document
     raise VaError(
         ExitCode.COMFYUI_UNAVAILABLE,
-        f"ComfyUI at {url} unavailable: batch {name} failed {retries + 1} time(s); last: {problem}",
+        f"ComfyUI at {url} unavailable: batch {name} failed {attempt + 1} time(s) in "
+        f"{time.monotonic() - (failing_since or time.monotonic()):.0f} s; last: {problem}",
     )
 
 
