@@ -120,10 +120,25 @@ def test_overwrite_refused_and_resume_rules(
 
 
 def test_a_workdir_with_an_unfinished_run_needs_resume(files: Media, va_cli: CliRunner) -> None:
+    """One run through its life: killed after its final was published (reconciled), its final deleted
+    (a new attempt needs --resume), resumed."""
     job, workdir = files.job(), files.root / "w"
     first = va_cli("run", job, "--workdir", workdir, "-q")
     assert first.code == 0, first.err
     assert first.out.strip() == str(workdir / "final.mp4")  # --quiet: only the final's path
+
+    # Killed between the final's rename and the record of its end: the final is checked, then recorded.
+    events = workdir / "logs" / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    assert json.loads(lines[-1])["kind"] == "run_finished"
+    events.write_text("".join(lines[:-1]))
+    status = json.loads(va_cli("status", workdir, "--json").out)
+    assert status["run_status"] == "succeeded"
+    assert json.loads(events.read_text().splitlines()[-1])["kind"] == "run_finished"
+    complete = va_cli("run", job, "--workdir", workdir, "--resume")
+    assert complete.code == ExitCode.RESUME_NOT_POSSIBLE
+    assert_one_line_error(complete.err, "already complete")
+
     (workdir / "final.mp4").unlink()
     result = va_cli("run", job, "--workdir", workdir)
     assert result.code == ExitCode.OUTPUT_EXISTS
@@ -400,19 +415,3 @@ def test_a_manifest_json_a_user_put_there_is_never_overwritten(files: Media, va_
     assert_one_line_error(result.err, "is not a manifest of a va run", "not overwriting it")
     assert (workdir / "manifest.json").read_text() == '{"mine": true}\n'
     assert not (workdir / "logs" / "events.jsonl").exists()
-
-
-def test_a_run_killed_after_its_final_was_published_is_reconciled(files: Media, va_cli: CliRunner) -> None:
-    """Killed between the final's rename and the record of its end: the final is checked, then recorded."""
-    job, workdir = files.job(), files.root / "w"
-    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
-    events = workdir / "logs" / "events.jsonl"
-    lines = events.read_text().splitlines(keepends=True)
-    assert json.loads(lines[-1])["kind"] == "run_finished"
-    events.write_text("".join(lines[:-1]))  # as if killed before the end was recorded
-    status = json.loads(va_cli("status", workdir, "--json").out)
-    assert status["run_status"] == "succeeded"
-    assert json.loads(events.read_text().splitlines()[-1])["kind"] == "run_finished"
-    resumed = va_cli("run", job, "--workdir", workdir, "--resume")
-    assert resumed.code == ExitCode.RESUME_NOT_POSSIBLE
-    assert_one_line_error(resumed.err, "already complete")
