@@ -3,12 +3,15 @@ as a process, one ComfyUI double for the whole test run."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +45,24 @@ def ffprobe_streams(path: Path) -> dict[str, dict[str, Any]]:
     return {kind: next(s for s in streams if s["codec_type"] == kind) for kind in ("video", "audio")}
 
 
+#: Media made once per test process, copied to each test that asks for the same file (ffmpeg's start-up
+#: costs about 0.1 s a file, and almost every test wants the same tone and image).
+_MADE: dict[tuple[str, ...], Path] = {}
+_MADE_DIR = Path(tempfile.mkdtemp(prefix="va-test-media-"))
+atexit.register(shutil.rmtree, _MADE_DIR, True)
+
+
+def _made(path: Path, *argv: str) -> Path:
+    """``path`` as ffmpeg ``argv`` (without the output) makes it: made once, then copied."""
+    key = (path.suffix, *argv)
+    if key not in _MADE:
+        made = _MADE_DIR / f"{len(_MADE)}{path.suffix}"
+        ffmpeg(*argv, str(made))
+        _MADE[key] = made
+    shutil.copyfile(_MADE[key], path)
+    return path
+
+
 @dataclass
 class Media:
     """Makes small media files in one folder."""
@@ -49,40 +70,17 @@ class Media:
     root: Path
 
     def tone(self, name: str = "voice.wav", seconds: float = 2.0, rate: int = 16000, *extra: str) -> Path:
-        path = self.root / name
-        ffmpeg(
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=220:sample_rate={rate}:duration={seconds}",
-            *extra,
-            str(path),
-        )
-        return path
+        source = f"sine=frequency=220:sample_rate={rate}:duration={seconds}"
+        return _made(self.root / name, "-f", "lavfi", "-i", source, *extra)
 
     def image(self, name: str = "start.png", size: str = "320x240", pix_fmt: str = "rgb24") -> Path:
-        path = self.root / name
-        ffmpeg(
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=1",
-            "-frames:v",
-            "1",
-            "-pix_fmt",
-            pix_fmt,
-            str(path),
-        )
-        return path
+        source = f"testsrc2=size={size}:rate=1"
+        return _made(self.root / name, "-f", "lavfi", "-i", source, "-frames:v", "1", "-pix_fmt", pix_fmt)
 
     def video(self, name: str = "start.mp4", size: str = "320x240", seconds: float = 1.0) -> Path:
-        path = self.root / name
-        codec = ["-c:v", "libvpx-vp9"] if path.suffix == ".webm" else ["-c:v", "libx264"]
-        ffmpeg(
-            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
-            *codec, "-pix_fmt", "yuv420p", str(path),
-        )  # fmt: skip
-        return path
+        codec = ["-c:v", "libvpx-vp9"] if name.endswith(".webm") else ["-c:v", "libx264"]
+        source = f"testsrc2=size={size}:rate=25:duration={seconds}"
+        return _made(self.root / name, "-f", "lavfi", "-i", source, *codec, "-pix_fmt", "yuv420p")
 
     def job(self, name: str = "job.json", **sections: Any) -> Path:
         document: dict[str, Any] = {
