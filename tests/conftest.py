@@ -233,6 +233,30 @@ def slow_ffmpeg(folder: Path, seconds: float, only: str = "") -> Path:
     return slow
 
 
+def wait_until_answering(url: str, process: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
+    """Until a server process just started answers ``url``; fails when it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, f"{what} did not start"
+            time.sleep(0.1)
+
+
+def ffmpeg_without_x264(folder: Path) -> Path:
+    """An ffmpeg that lacks libx264 (as some builds do): every command asking for it fails as ffmpeg would."""
+    fake = folder / "ffmpeg-without-x264"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\n'
+        'exec ffmpeg "$@"\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now."""
     with socket.socket() as probe:
@@ -268,14 +292,7 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Comfy]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{url}/system_stats", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None, "the double did not start"
-            time.sleep(0.1)
+    wait_until_answering(f"{url}/system_stats", process, "the ComfyUI double")
     yield Comfy(url)
     process.terminate()
     process.wait(timeout=10)

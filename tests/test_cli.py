@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VA, CliRunner, FinishedRun, Media, Result, ffmpeg
+from tests.conftest import REPO, VA, CliRunner, FinishedRun, Media, Result, ffmpeg, ffmpeg_without_x264
 from va import cli
 from va.errors import ExitCode, VaError
 from va.job import load_job
@@ -150,13 +150,7 @@ def test_a_workdir_with_an_unfinished_run_needs_resume(files: Media, va_cli: Cli
 
 
 def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: CliRunner) -> None:
-    fake = files.root / "ffmpeg-without-x264"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\n'
-        'exec ffmpeg "$@"\n'
-    )
-    fake.chmod(0o755)
+    fake = ffmpeg_without_x264(files.root)
     workdir = files.root / "w"
     result = va_cli("run", files.job(), "--workdir", workdir, "-q", env={"FFMPEG": str(fake)})
     assert result.code == ExitCode.ENCODE_FAILED

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Media, ffmpeg, ffprobe_streams
+from tests.conftest import Media, ffmpeg, ffmpeg_without_x264, ffprobe_streams
 from va import stages
 from va.errors import ExitCode, VaError
 from va.job import load_job
@@ -106,13 +106,7 @@ def test_output_size_contain_and_cover(files: Media, fit: str) -> None:
 def test_a_missing_encoder_fails_the_still_with_exit_60_and_leaves_nothing(
     files: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = files.root / "ffmpeg-without-x264"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *libx264*) echo "Unknown encoder libx264" >&2; exit 1;; esac\n'
-        'exec ffmpeg "$@"\n'
-    )
-    fake.chmod(0o755)
+    fake = ffmpeg_without_x264(files.root)
     monkeypatch.setenv("FFMPEG", str(fake))
     root = files.root / "w"
     with pytest.raises(VaError) as caught:

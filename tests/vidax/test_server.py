@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import RULE_FFMPEG, Media, free_port, slow_ffmpeg
+from tests.conftest import RULE_FFMPEG, Media, free_port, slow_ffmpeg, wait_until_answering
 from tests.vidax.conftest import ENDED, HEADERS, KEY, until, write_config
 
 
@@ -39,14 +39,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{self.url}/health", timeout=1)
-                return
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and self.process.poll() is None, "the server did not start"
-                time.sleep(0.1)
+        wait_until_answering(f"{self.url}/health", self.process, "the server")
 
     def kill(self) -> None:
         assert self.process is not None
