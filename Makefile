@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Packages go in with uv (from PyPI, into the venv): the same resolution as pip, in a fraction of its time.
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
 PYTHON ?= python3
 LINT_DIR := $(shell mktemp -d -u)/va-lint
 # When `make` started: the gate prints how long it took.
@@ -32,12 +34,12 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q uv
+	$(UV) -e '.[dev]'
 	touch $@
 
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(UV) -e '.[dev,bench]'
 	touch $@
 
 demo: setup
