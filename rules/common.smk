@@ -10,10 +10,8 @@ from snakemake.utils import validate
 
 from va.atomic import read_json
 from va.batch import load_batch, read_selection
-from va.comfyui.stage import comfyui_active
 from va.graph import check_supported
-from va.job import load_job
-from va.lipsync.stage import active_provider
+from va.job import active_provider, comfyui_active, load_job
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 

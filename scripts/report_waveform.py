@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from va.media import render_waveform
-from va.report import figure_step
+from va.tracking import figure_step
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,14 @@ def test_sha256_of_a_missing_file_says_so(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"abc")
     assert sha256_file(tmp_path / "a") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert sha256_file(tmp_path / "missing") == INPUT_NOT_FOUND
+
+
+@pytest.mark.parametrize("module", ["va.manifest", "va.plan", "va.tracking", "va.graph", "va.stages"])
+def test_core_modules_load_no_stage_client(module: str) -> None:
+    """The core knows the stages by their settings only: importing it in a fresh interpreter loads
+    neither the HTTP nor the websocket client of the ComfyUI and lip-sync executors."""
+    probe = f"import sys, {module}; print(sorted(m for m in ('requests', 'websocket') if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", f"{module} loads {done.stdout.strip()}"

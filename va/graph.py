@@ -1,16 +1,18 @@
 """Which rules a job's graph has, which phase each belongs to, and why a phase is skipped.
 
 The Snakefile and the manifest both read this, so the graph and its description cannot drift apart.
+Like every core module it knows the stages only by their settings (workflow templates, provider
+configs), never by their executors: importing it loads no HTTP or websocket client.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from va.comfyui.stage import check_workflows, comfyui_active, plan_generation
-from va.job import Job
+from va.comfyui.workflow import load_workflow
+from va.job import Job, active_provider, comfyui_active
 from va.lipsync.providers import get_provider
-from va.lipsync.stage import active_provider
+from va.plan import plan_generation
 from va.workdir import Workdir
 
 PHASES = ("prepare", "comfyui", "lipsync", "encode")
@@ -39,6 +41,12 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "encode": [workdir.final(basename)],
     }[rule]
     return [str(path.relative_to(root)) for path in paths]
+
+
+def check_workflows(job: Job) -> None:
+    """Load every workflow the job names, so a missing template or a broken binding fails validation."""
+    for workflow_id in job.data["comfyui"]["workflow_ids"]:
+        load_workflow(workflow_id)
 
 
 def check_supported(job: Job) -> None:

@@ -39,6 +39,17 @@ class Job:
         return self.start.suffix.lower() in VIDEO_SUFFIXES
 
 
+def comfyui_active(job: Job) -> bool:
+    """Whether the job's visual stage is ComfyUI (it names workflow ids)."""
+    return bool(job.data["comfyui"]["workflow_ids"])
+
+
+def active_provider(job: Job) -> str | None:
+    """The lip-sync provider id when the stage runs for ``job`` (enabled and a provider named), else None."""
+    lipsync = job.data["lipsync"]
+    return str(lipsync["provider"]) if lipsync["enable"] and lipsync.get("provider") else None
+
+
 def validate_document(data: Any, source: str) -> dict[str, Any]:
     """Validate a job document and fill in its defaults; the first problem is ``VALIDATION_FAILED``."""
     return schema.validate(data, "job", source)

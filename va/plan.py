@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import sys
 from importlib import metadata
@@ -11,12 +12,16 @@ from typing import Any
 
 import va
 from va import media
-from va.comfyui.stage import comfyui_active, plan_generation
-from va.job import Job
+from va.errors import ExitCode, VaError
+from va.job import Job, comfyui_active
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
 RANDOM_SEED_LIMIT = 2**53
+#: Batch seeds wrap around at 2**64, the range of ComfyUI's seed inputs.
+SEED_LIMIT = 2**64
+#: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
+RETRY_SEED_STRIDE = 1_000_003
 
 
 def sha256_file(path: Path) -> str:
@@ -42,6 +47,36 @@ def choose_seed(job: Job) -> int:
 def target_frames(duration_seconds: float, fps: int) -> int:
     """Frames of the output: ``round(duration * fps)``, at least one."""
     return max(1, round(duration_seconds * fps))
+
+
+def batch_name(index: int) -> str:
+    """The wildcard value and file stem of ComfyUI batch ``index`` (0-based)."""
+    return f"{index:04d}"
+
+
+def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
+    """Seed of a batch: the run's seed plus the batch index (plus a stride per retry under ``per_retry``)."""
+    return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
+
+
+def plan_generation(job: Job, visual_seconds: float, seed: int) -> dict[str, Any]:
+    """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
+    settings = job.data["comfyui"]
+    gen_fps = int(settings["params"].get("fps") or job.fps)
+    if gen_fps > job.fps:
+        raise VaError(
+            ExitCode.VALIDATION_FAILED,
+            f"comfyui.params.fps: {gen_fps} is above determinism.fps {job.fps} "
+            "(frames can be held, not invented)",
+        )
+    frames = max(1, math.ceil(visual_seconds * gen_fps - 1e-9))
+    size = int(settings["batch_size"])
+    batches = [
+        {"index": i, "name": batch_name(i), "first": i * size, "frames": min(size, frames - i * size),
+         "seed": batch_seed(seed, i)}
+        for i in range(math.ceil(frames / size))
+    ]  # fmt: skip
+    return {"fps": gen_fps, "frames": frames, "batch_size": size, "batches": batches}
 
 
 def tool_versions() -> dict[str, str]:

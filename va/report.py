@@ -3,14 +3,10 @@ and a waveform of each, and the runtime of every rule."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,6 @@ from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError
 from va.manifest import build_manifest
 from va.runner import snakemake_command, workdir_lock
-from va.tracking import log_to_file
 from va.workdir import Workdir
 
 #: The target rule of the figures (rules/report.smk), asked for by ``va report`` only.
@@ -149,17 +144,3 @@ def _snakemake_error(stderr: str, owner: Workdir) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or "Exception" in line]
     return f"{(errors or lines or ['no message from snakemake'])[0]} (see {owner.snakemake_log})"
-
-
-@contextmanager
-def figure_step(rule: str, log_path: str | Path) -> Iterator[None]:
-    """Run the body of a figure rule: its log file set up, a ``VaError`` logged and made its exit status.
-
-    Unlike a run's rules (``tracking.rule_step``) it records no event: the run's record stays as it was.
-    """
-    log_to_file(log_path)
-    try:
-        yield
-    except VaError as exc:
-        logging.getLogger(rule).error("%s", exc.message)
-        sys.exit(int(exc.code))

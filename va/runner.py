@@ -22,11 +22,11 @@ from filelock import FileLock, Timeout
 from va.atomic import read_json, write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_health
-from va.comfyui.stage import comfyui_active, server_url
+from va.comfyui.stage import server_url
 from va.errors import ExitCode, VaError
 from va.events import follow_events
 from va.graph import check_supported
-from va.job import Job, check_inputs, load_job
+from va.job import Job, check_inputs, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.media import count_video_packets
 from va.tracking import existing_run_id, record_run_finished, run_finished

@@ -199,3 +199,17 @@ def rule_step(
         seconds=seconds,
         **where,
     )
+
+
+@contextmanager
+def figure_step(rule: str, log_path: str | Path) -> Iterator[None]:
+    """Run the body of a figure rule: its log file set up, a ``VaError`` logged and made its exit status.
+
+    Unlike a run's rules (``rule_step``) it records no event: the run's record stays as it was.
+    """
+    log_to_file(log_path)
+    try:
+        yield
+    except VaError as exc:
+        logging.getLogger(rule).error("%s", exc.message)
+        sys.exit(int(exc.code))

@@ -23,17 +23,12 @@ from tests.conftest import Comfy, Media
 from va import stages
 from va.comfyui import stage
 from va.comfyui.client import ComfyClient
-from va.comfyui.stage import (
-    RETRY_SEED_STRIDE,
-    assemble_visual,
-    check_workflows,
-    comfyui_active,
-    plan_generation,
-    run_batch,
-)
+from va.comfyui.stage import assemble_visual, run_batch
 from va.errors import ExitCode, VaError
 from va.events import read_events
-from va.job import Job, load_job
+from va.graph import check_workflows
+from va.job import Job, comfyui_active, load_job
+from va.plan import RETRY_SEED_STRIDE, plan_generation
 from va.tracking import record
 from va.workdir import Workdir
 

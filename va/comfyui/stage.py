@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import random
 import signal
 import threading
@@ -30,26 +29,14 @@ from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
+from va.plan import batch_seed
 from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
-SEED_LIMIT = 2**64
-#: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
-RETRY_SEED_STRIDE = 1_000_003
 PROGRESS_EVERY_SECONDS = 1.0
 
 Reporter = Callable[..., None]
 T = TypeVar("T")
-
-
-def comfyui_active(job: Job) -> bool:
-    """Whether the job's visual stage is ComfyUI (it names workflow ids)."""
-    return bool(job.data["comfyui"]["workflow_ids"])
-
-
-def batch_name(index: int) -> str:
-    """The wildcard value and file stem of batch ``index`` (0-based)."""
-    return f"{index:04d}"
 
 
 def graph_name(batch: str, attempt: int, fresh: bool = False) -> str:
@@ -73,31 +60,6 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
     """The ``filename_prefix`` of one submission, unique to the run, the batch and the attempt: two runs
     never share output names, and ComfyUI cannot answer a retry from the cache of an earlier attempt."""
     return f"va_{token}_{workflow.id}_{batch}_a{attempt + 1}{'f' if fresh else ''}"
-
-
-def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
-    """Seed of a batch: the run's seed plus the batch index (plus a stride per retry under ``per_retry``)."""
-    return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
-
-
-def plan_generation(job: Job, visual_seconds: float, seed: int) -> dict[str, Any]:
-    """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
-    settings = job.data["comfyui"]
-    gen_fps = int(settings["params"].get("fps") or job.fps)
-    if gen_fps > job.fps:
-        raise VaError(
-            ExitCode.VALIDATION_FAILED,
-            f"comfyui.params.fps: {gen_fps} is above determinism.fps {job.fps} "
-            "(frames can be held, not invented)",
-        )
-    frames = max(1, math.ceil(visual_seconds * gen_fps - 1e-9))
-    size = int(settings["batch_size"])
-    batches = [
-        {"index": i, "name": batch_name(i), "first": i * size, "frames": min(size, frames - i * size),
-         "seed": batch_seed(seed, i)}
-        for i in range(math.ceil(frames / size))
-    ]  # fmt: skip
-    return {"fps": gen_fps, "frames": frames, "batch_size": size, "batches": batches}
 
 
 def server_url(job: Job) -> str:
@@ -129,12 +91,6 @@ def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: 
 
 def _first_workflow(job: Job) -> Workflow:
     return load_workflow(job.data["comfyui"]["workflow_ids"][0])
-
-
-def check_workflows(job: Job) -> None:
-    """Load every workflow the job names, so a missing template or a broken binding fails validation."""
-    for workflow_id in job.data["comfyui"]["workflow_ids"]:
-        load_workflow(workflow_id)
 
 
 class _Watch:

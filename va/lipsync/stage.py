@@ -15,7 +15,7 @@ from typing import Any
 from va import media
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
-from va.job import Job
+from va.job import Job, active_provider
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
 from va.lipsync.remote import run_http_provider
@@ -23,12 +23,6 @@ from va.plan import target_frames
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
-
-
-def active_provider(job: Job) -> str | None:
-    """The provider id when the stage runs for ``job`` (enabled and a provider named), else None."""
-    lipsync = job.data["lipsync"]
-    return str(lipsync["provider"]) if lipsync["enable"] and lipsync.get("provider") else None
 
 
 def check_output(
