@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from va.atomic import read_json
 from va.batch import load_batch, read_selection
+from va.clean import clean_run
 from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.tracking import record_run_finished, record_run_started
@@ -127,6 +128,8 @@ def record_finished(success):
     for run, job in PENDING:
         if run.final(job.basename).exists():
             record_run_finished(run)
+            if job.data["cleanup"]["after_success"] == "intermediates":
+                clean_run(run, trigger="cleanup.after_success")
         else:
             unfinished = "failed" if success else "interrupted"
             record_run_finished(run, from_rules=True, unfinished=unfinished)

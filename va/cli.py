@@ -16,6 +16,7 @@ from typing import Any
 
 import va
 from va import doctor, install, media, registry
+from va.clean import clean
 from va.errors import ExitCode, VaError
 from va.events import follow_events, format_event, read_events
 from va.job import job_from_document
@@ -113,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --follow: how long to wait for a run to start in an existing, still empty workdir",
     )
     logs.add_argument("--json", action="store_true", help="print the raw JSON lines")
+
+    clean = commands.add_parser(
+        "clean", help="remove what a succeeded run (or each of a batch) can make again; keep its records"
+    )
+    clean.add_argument("path", type=Path, help="a run's workdir or a batch's output folder (--out)")
+    clean.add_argument("--dry-run", action="store_true", help="only print what would be removed")
+    clean.add_argument("--json", action="store_true", help="machine-readable output")
 
     report = commands.add_parser(
         "report", help="Snakemake's HTML report of a finished run or batch: videos, figures, rule runtimes"
@@ -349,6 +357,12 @@ def render_run(manifest: dict[str, Any]) -> str:
             f"({manifest['visual_target_duration_seconds']} s)",
             f"seed      {seeds.get('value')} ({seeds.get('policy')})",
         ]
+    cleanup = manifest.get("cleanup")
+    if cleanup:
+        lines.append(
+            f"cleaned   {cleanup['at']} ({cleanup['trigger']}): {cleanup['files_removed']} file(s), "
+            f"{_size(cleanup['bytes_freed'])} freed"
+        )
     final = manifest["final"]
     lines.append(
         f"final     {manifest['workdir']}/{final['path']}" + ("" if final["exists"] else " (not yet)")
@@ -388,6 +402,48 @@ def cmd_logs(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def cmd_clean(args: argparse.Namespace) -> ExitCode:
+    """Clean a run or a batch; print every file removed and the bytes freed."""
+    report = clean(args.path, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    if args.json:
+        runs = [
+            {
+                "workdir": str(run.workdir),
+                "removed": [{"path": item.path, "bytes": item.bytes} for item in run.removed],
+                "bytes_freed": run.bytes_freed,
+            }
+            for run in report.runs
+        ]
+        refused = [error.as_dict() for error in report.refused]
+        document = {
+            "dry_run": args.dry_run,
+            "runs": runs,
+            "refused": refused,
+            "bytes_freed": report.bytes_freed,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        for run in report.runs:
+            for item in run.removed:
+                print(f"{verb}  {_size(item.bytes):>10}  {run.workdir / item.path}")
+        freed = "would free" if args.dry_run else "freed"
+        print(f"{freed} {_size(report.bytes_freed)} ({report.bytes_freed} bytes)")
+    for error in report.refused:
+        print(f"va: not cleaned: {error.message}", file=sys.stderr)
+    return ExitCode.RUN_NOT_FINISHED if report.refused else ExitCode.OK
+
+
+def _size(count: int) -> str:
+    """A byte count for people: B, KiB, MiB or GiB."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def cmd_report(args: argparse.Namespace) -> ExitCode:
     """Write the report of a finished run or batch; print its path."""
     print(make_report(args.path, args.output))
@@ -405,4 +461,5 @@ COMMANDS = {
     "status": cmd_status,
     "logs": cmd_logs,
     "report": cmd_report,
+    "clean": cmd_clean,
 }

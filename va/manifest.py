@@ -103,11 +103,18 @@ def _phase(
     return phase
 
 
-def _comfyui_details(workdir: Workdir, events: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
+def _comfyui_details(
+    workdir: Workdir, events: list[dict[str, Any]], plan: dict[str, Any], removed: set[str]
+) -> dict[str, Any]:
     """Progress in batches and frames, every attempt (seed, prompt id, outcome), the server's version."""
     generation = plan.get("comfyui") or {}
     batches = generation.get("batches", [])
-    finished = [b for b in batches if workdir.batch_result(b["name"]).exists()]
+    finished = [
+        b
+        for b in batches
+        if workdir.batch_result(b["name"]).exists()
+        or str(workdir.batch_result(b["name"]).relative_to(workdir.root)) in removed
+    ]
     attempts = [
         {
             key: e.get(key)
@@ -138,6 +145,19 @@ def _comfyui_details(workdir: Workdir, events: list[dict[str, Any]], plan: dict[
     }
 
 
+def _cleanup(attempt: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The cleanups of the latest attempt (``va clean``, ``cleanup.after_success``), summed up."""
+    cleanups = [e for e in attempt if e.get("kind") == "cleanup"]
+    if not cleanups:
+        return None
+    return {
+        "at": cleanups[-1]["ts"],
+        "trigger": cleanups[-1].get("trigger"),
+        "files_removed": sum(len(e.get("removed", [])) for e in cleanups),
+        "bytes_freed": sum(int(e.get("bytes_freed", 0)) for e in cleanups),
+    }
+
+
 def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
     """The manifest of the run in ``workdir``, or None when no run was ever started there."""
     events = read_events(workdir.events)
@@ -157,6 +177,8 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         code = ExitCode.INTERRUPTED
         exit_status = {"code": int(code), "name": code.name, "message": INTERRUPTED_MESSAGE}
 
+    # A cleanup removed outputs of finished rules on purpose: they count as made, not as pending.
+    removed = {path for e in attempt if e.get("kind") == "cleanup" for path in e.get("removed", [])}
     graph = last["graph"]
     plan = read_json(workdir.plan) if workdir.plan.exists() else {}
     batches = [b["name"] for b in (plan.get("comfyui") or {}).get("batches", [])]
@@ -177,13 +199,15 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         outputs = {key: rule_outputs(workdir, graph["final"], *key) for key in keys}
         states = {
             key: _rule_state(
-                by_key.get(key, []), all((workdir.root / p).exists() for p in outputs[key]), live
+                by_key.get(key, []),
+                all(p in removed or (workdir.root / p).exists() for p in outputs[key]),
+                live,
             )
             for key in keys
         }
         phases[phase] = _phase(keys, states, outputs, workdir.root)
     if phases["comfyui"]["status"] != "skipped":
-        phases["comfyui"].update(_comfyui_details(workdir, events, plan))
+        phases["comfyui"].update(_comfyui_details(workdir, events, plan, removed))
 
     if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
         result = read_json(workdir.lipsync_result)
@@ -217,6 +241,7 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         "inputs": plan.get("inputs", last.get("inputs")),
         "effective_params": plan.get("effective_params"),
         "tools": plan.get("tools"),
+        "cleanup": _cleanup(attempt),
         "final": {
             "path": graph["final"],
             "exists": final.exists(),

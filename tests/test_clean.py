@@ -1,0 +1,114 @@
+"""``va clean`` and ``cleanup.after_success``: what a cleanup removes and keeps, what it refuses, how the
+manifest and ``va status`` show it, and that a cleaned run is made again by ``--resume``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.conftest import CliRunner, Media, ffprobe_streams
+from tests.test_stages import render_held_still
+from va.errors import ExitCode
+from va.job import load_job
+from va.tracking import record_run_finished, record_run_started
+from va.workdir import Workdir
+
+KEPT = {"final.mp4", "manifest.json", "prepare/plan.json", "logs/events.jsonl"}
+REMAKEABLE = {"prepare/padded.wav", "prepare/padded.m4a", "frames/still.png", "frames/still.mp4"}
+
+
+def files_in(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".lock" not in p.name}
+
+
+def succeeded_run(files: Media, root: Path) -> Workdir:
+    """A run recorded as succeeded, its rule bodies called in this process (no Snakemake)."""
+    job_path = files.job()
+    run = Workdir(root)
+    record_run_started(run, load_job(job_path))
+    render_held_still(job_path, root)
+    record_run_finished(run)
+    return run
+
+
+def test_clean_removes_what_can_be_made_again(files: Media, va_cli: CliRunner) -> None:
+    run = succeeded_run(files, files.root / "w")
+    (run.root / "notes.txt").write_text("mine", encoding="utf-8")  # a user's file is never touched
+    sizes = {name: (run.root / name).stat().st_size for name in REMAKEABLE}
+
+    dry = va_cli("clean", run.root, "--dry-run")
+    assert dry.code == ExitCode.OK, dry.err
+    assert {line.split()[-1] for line in dry.out.splitlines() if line.startswith("would remove")} == {
+        str(run.root / name) for name in REMAKEABLE
+    }
+    assert f"({sum(sizes.values())} bytes)" in dry.out
+    assert files_in(run.root) >= REMAKEABLE
+
+    done = va_cli("clean", run.root)
+    assert done.code == ExitCode.OK, done.err
+    assert "freed" in done.out and f"({sum(sizes.values())} bytes)" in done.out
+    left = files_in(run.root)
+    assert KEPT | {"notes.txt"} <= left and not left & REMAKEABLE
+    assert not (run.root / "frames").exists()
+
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["run_status"] == "succeeded"
+    assert manifest["cleanup"]["trigger"] == "va clean"
+    assert manifest["cleanup"]["files_removed"] == len(REMAKEABLE)
+    assert manifest["cleanup"]["bytes_freed"] == sum(sizes.values())
+    assert manifest["phases"]["prepare"]["status"] == manifest["phases"]["encode"]["status"] == "done"
+    status = va_cli("status", run.root)
+    assert "status    succeeded" in status.out
+    assert "cleaned" in status.out and "4 file(s)" in status.out
+
+    again = va_cli("clean", run.root, "--json")  # nothing left to remove: nothing recorded either
+    assert json.loads(again.out)["bytes_freed"] == 0
+    assert json.loads(run.manifest.read_text())["cleanup"] == manifest["cleanup"]
+
+
+def test_clean_refuses_a_run_that_did_not_succeed(files: Media, va_cli: CliRunner) -> None:
+    job_path = files.job()
+    running = Workdir(files.root / "running")
+    record_run_started(running, load_job(job_path))  # this process is alive: the run is running
+    render_held_still(job_path, running.root)
+    refused = va_cli("clean", running.root)
+    assert refused.code == ExitCode.RUN_NOT_FINISHED
+    assert refused.err.count("\n") == 1 and "running" in refused.err
+    assert files_in(running.root) >= REMAKEABLE
+
+    assert va_cli("clean", files.root / "nothing").code == ExitCode.INPUT_NOT_FOUND
+    empty = files.root / "empty"
+    empty.mkdir()
+    assert va_cli("clean", empty).code == ExitCode.INPUT_NOT_FOUND
+
+
+def test_clean_a_batch_folder_cleans_its_succeeded_runs(files: Media, va_cli: CliRunner) -> None:
+    out = files.root / "out"
+    done = succeeded_run(files, out / "a")
+    unfinished = Workdir(out / "b")
+    record_run_started(unfinished, load_job(files.job()))
+    render_held_still(files.job(), unfinished.root)
+
+    result = va_cli("clean", out)
+    assert result.code == ExitCode.RUN_NOT_FINISHED
+    assert "not cleaned" in result.err and str(unfinished.root) in result.err
+    assert not files_in(done.root) & REMAKEABLE
+    assert files_in(unfinished.root) >= REMAKEABLE
+
+
+def test_cleanup_after_success_and_resume_make_it_again(files: Media, va_cli: CliRunner) -> None:
+    """A whole run with cleanup.after_success: intermediates; then its final deleted and --resume."""
+    job, workdir = files.job(cleanup={"after_success": "intermediates"}), files.root / "w"
+    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
+    left = files_in(workdir)
+    assert left >= KEPT and not left & REMAKEABLE
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "succeeded"
+    assert manifest["cleanup"]["trigger"] == "cleanup.after_success"
+
+    os.unlink(workdir / "final.mp4")
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert json.loads((workdir / "manifest.json").read_text())["run_status"] == "succeeded"
