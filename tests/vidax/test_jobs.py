@@ -5,6 +5,8 @@ alone shows runs a job: one from creation to its final video, produce, cancel an
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
+from va.vidax.jobs import process_start_ticks
 
 
 def produce_body(files: Media) -> dict[str, Any]:
@@ -61,6 +64,49 @@ def test_a_started_job_queues_and_can_be_cancelled(client: TestClient, files: Me
     assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
 
 
+def plant_record(client: TestClient, files: Media, **fields: Any) -> str:
+    """A created job whose record on disk is then changed by ``fields`` (as a crash or an edit would)."""
+    job_id: str = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
+    path = Path(client.app.state.store.root) / job_id / "vidax-job.json"  # type: ignore[attr-defined]
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return job_id
+
+
+def test_a_bad_record_is_marked_error_and_skipped(client: TestClient, files: Media) -> None:
+    unknown = plant_record(client, files, bogus=1)
+    broken = plant_record(client, files)
+    folder = Path(client.app.state.store.root) / broken  # type: ignore[attr-defined]
+    (folder / "vidax-job.json").write_text("{not json")
+    listed = client.get("/jobs", headers=HEADERS)
+    assert listed.status_code == 200, listed.text
+    assert {job["id"] for job in listed.json()["jobs"]} == {unknown, broken}
+    assert set(ids(client, "error")) == {unknown, broken}
+    view = client.get(f"/jobs/{unknown}", headers=HEADERS).json()
+    assert (
+        view["status"] == "error"
+        and "bogus: Extra inputs are not permitted" in view["exit_status"]["message"]
+    )
+    assert (folder / "vidax-job.corrupt.json").read_text() == "{not json"  # kept for the operator
+    assert_error(client.post(f"/jobs/{broken}/start", headers=HEADERS), 409, "CONFLICT", "error")
+    assert_error(client.post(f"/jobs/{broken}/resume", headers=HEADERS), 409, "RESUME_NOT_POSSIBLE")
+
+
+def test_a_stale_pid_is_never_signalled(client: TestClient, files: Media) -> None:
+    """A ``running`` record whose pid now belongs to another process (its start time differs): the job
+    counts as interrupted, and cancelling it signals nothing."""
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        ticks = process_start_ticks(stranger.pid)
+        assert ticks is not None
+        job_id = plant_record(client, files, status="running", pid=stranger.pid, pid_started=ticks - 1)
+        assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT", "interrupted")
+        assert client.get(f"/jobs/{job_id}", headers=HEADERS).json()["status"] == "interrupted"
+        assert stranger.poll() is None  # not signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_produce_refuses_inputs_outside_the_roots(client: TestClient, files: Media) -> None:
     outside = client.post("/produce", json={**produce_body(files), "audio": "/etc/passwd"}, headers=HEADERS)
     assert_error(outside, 422, "INPUT_OUTSIDE_ROOTS", "audio")
@@ -71,6 +117,9 @@ def test_a_job_from_creation_to_its_final_video(
     running_client: TestClient, files: Media, tmp_path: Path
 ) -> None:
     client = running_client
+    # Neither a bad record nor a stale ``running`` one (its pid now another process's) holds up the queue.
+    plant_record(client, files, bogus=1)
+    stale = plant_record(client, files, status="running", pid=1, pid_started=-1)
     created = client.post("/jobs", json=job_document(files), headers=HEADERS)
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
@@ -98,6 +147,7 @@ def test_a_job_from_creation_to_its_final_video(
     assert int(ffprobe_streams(downloaded)["video"]["nb_read_frames"]) == 50  # 2 s at 25 fps
 
     assert ids(client, "succeeded") == [job_id] and ids(client, "running") == []
+    assert ids(client, "interrupted") == [stale] and len(ids(client, "error")) == 1
     assert_error(client.post(f"/jobs/{job_id}/resume", headers=HEADERS), 409, "RESUME_NOT_POSSIBLE")
     assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT", "succeeded")
 

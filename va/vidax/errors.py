@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +15,12 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from va.errors import ExitCode, VaError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 #: HTTP status of each CLI exit code when it reaches the API.
 STATUS_OF_EXIT = {
@@ -28,7 +38,14 @@ STATUS_OF_EXIT = {
     ExitCode.COMFYUI_FAILED: 502,
     ExitCode.COMFYUI_TIMEOUT: 502,
 }
-STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    416: "RANGE_NOT_SATISFIABLE",
+    500: "INTERNAL",
+}
 
 
 #: What each error status of the API means (the OpenAPI document's descriptions, docs/VIDAX_API.md).
@@ -38,7 +55,9 @@ ERROR_STATUSES = {
     404: "No such job, or it has no manifest or final video yet",
     409: "The job's state does not allow it",
     413: "The request body is over server.max_body_bytes",
+    416: "The Range header asks for bytes the video does not have",
     422: "The request or the job is invalid, or an input is outside input_roots, missing or not decodable",
+    500: "An unexpected error of the server (logged there; the answer holds no traceback)",
     502: "ComfyUI answered badly or could not be started",
     503: "ComfyUI or another dependency is not reachable",
 }
@@ -80,6 +99,54 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
+class JsonErrors:
+    """Turn every error answer that is not JSON into the one JSON form, keeping its status and headers.
+
+    Starlette answers some errors itself in plain text (a malformed or unsatisfiable ``Range`` of a
+    ``FileResponse``: 400 and 416); this pure ASGI middleware rewrites them, so no error escapes the form.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        text = b""
+
+        async def rewriting(message: Message) -> None:
+            nonlocal held, text
+            if message["type"] == "http.response.start":
+                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                if message["status"] >= 400 and not content_type.startswith(b"application/json"):
+                    held = message
+                    return
+            elif held is not None and message["type"] == "http.response.body":
+                text += message.get("body", b"")
+                if message.get("more_body", False):
+                    return
+                status = held["status"]
+                message_text = text.decode("utf-8", "replace").strip() or HTTPStatus(status).phrase
+                body = json.dumps(error_body(STATUS_CODES.get(status, "HTTP_ERROR"), message_text)).encode()
+                kept = [(k, v) for k, v in held.get("headers", []) if k not in _REPLACED_HEADERS]
+                replaced = [
+                    *kept,
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ]
+                await send({**held, "headers": replaced})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, rewriting)
+
+
+_REPLACED_HEADERS = frozenset({b"content-type", b"content-length"})
+
+
 def install_handlers(app: FastAPI) -> None:
     """Render every error, including FastAPI's own, in the one JSON form."""
 
@@ -108,3 +175,9 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the server's log, never to the caller.
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body("INTERNAL", "unexpected server error; see the server log"), 500)

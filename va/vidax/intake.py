@@ -13,9 +13,18 @@ from va.job import job_from_document, validate_document
 from va.runner import check_job
 from va.vidax.errors import ApiError
 
+#: Linux's PATH_MAX: a longer path cannot be opened anyway.
+MAX_PATH_CHARS = 4096
+
 
 def confine(value: str, roots: tuple[Path, ...], field: str) -> Path:
     """A server-side input path, refused unless it (after resolving symlinks) lies inside an input root."""
+    if len(value) > MAX_PATH_CHARS or any(not char.isprintable() for char in value):
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            f"{field}: must be a path of at most {MAX_PATH_CHARS} printable characters (no NUL or controls)",
+        )
     path = Path(value)
     if not path.is_absolute():
         raise ApiError(422, "VALIDATION_FAILED", f"{field}: must be an absolute path on the server")

@@ -12,57 +12,96 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from va.atomic import read_json, write_json_atomic, write_text_atomic
 from va.events import utc_now
-from va.manifest import TERMINAL, build_manifest, process_alive
+from va.manifest import TERMINAL, build_manifest
 from va.runner import SUPERVISOR_ENV
 from va.vidax.errors import ApiError
 from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
 RECORD = "vidax-job.json"
-FINISHED = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
+#: The form of the ids the server makes; anything else names no job (and no path is built from it).
+JOB_ID = re.compile(r"job-[0-9]{8}-[0-9]{6}-[0-9a-f]{8}")
+FINISHED = frozenset({"succeeded", "failed", "interrupted", "cancelled", "error"})
+CORRUPT = "vidax-job.corrupt.json"
 
 
-@dataclass
-class JobRecord:
+JobStatus = Literal[
+    "created", "queued", "running", "succeeded", "failed", "interrupted", "cancelled", "error"
+]
+
+
+class JobRecord(BaseModel):
     """What the server knows of one job, beyond what its manifest says."""
+
+    model_config = ConfigDict(extra="forbid")
 
     id: str
     workdir: str
-    status: str = "created"  # created | queued | running | succeeded | failed | interrupted | cancelled
-    created_at: str = field(default_factory=utc_now)
+    #: ``error``: the record on disk was unreadable; it is kept aside and the job is never run.
+    status: JobStatus = "created"
+    created_at: str = Field(default_factory=utc_now)
     queued_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
     pid: int | None = None
+    #: Field 22 of ``/proc/<pid>/stat`` when the run started: with ``pid`` it names that one process.
+    pid_started: int | None = None
     resume: bool = False
     cancel_requested: bool = False
     exit_code: int | None = None
     message: str | None = None
+    #: The input paths the job named; ``job.json`` names the workdir's copies once the run has taken them.
+    submitted_inputs: dict[str, str] | None = None
 
     @property
     def job_file(self) -> Path:
         return Path(self.workdir) / "job.json"
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """When a live process started (field 22 of ``/proc/<pid>/stat``, clock ticks after boot); a pid the
+    kernel gave to another process since has another start time. None for no process or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the name (field 2) may hold spaces and parentheses
+    if len(fields) < 20 or fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def first_problem(exc: Exception) -> str:
+    """One line saying why a record could not be read."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "record"
+        return f"{where}: {error['msg']}"
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 class JobStore:
     """The records on disk, and the scheduler that starts queued jobs."""
 
-    def __init__(self, runs_root: Path, max_parallel: int) -> None:
+    def __init__(self, runs_root: Path, max_parallel: int, input_roots: tuple[Path, ...] = ()) -> None:
         self.root = runs_root
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_parallel = max_parallel
+        self.input_roots = input_roots
         self.lock = threading.RLock()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
@@ -74,24 +113,52 @@ class JobStore:
         return self.root / job_id / RECORD
 
     def save(self, record: JobRecord) -> None:
-        write_json_atomic(self._path(record.id), asdict(record))
+        write_json_atomic(self._path(record.id), record.model_dump())
+
+    def _load(self, job_id: str) -> JobRecord:
+        """A job's record; one that cannot be read is kept aside (``vidax-job.corrupt.json``) and
+        replaced by an ``error`` record, so one bad record never stops the others."""
+        path = self._path(job_id)
+        try:
+            record = JobRecord.model_validate(read_json(path))
+            if record.id != job_id or Path(record.workdir) != path.parent:
+                raise ValueError(f"the record names job {record.id[:80]!r} in {record.workdir[:200]!r}")
+            return record
+        except (OSError, ValueError) as exc:  # JSON, encoding and pydantic errors are ValueErrors
+            problem = first_problem(exc)
+        with self.lock:
+            record = JobRecord(
+                id=job_id,
+                workdir=str(path.parent),
+                status="error",
+                ended_at=utc_now(),
+                message=f"the job record was unreadable ({problem}); it is kept as {CORRUPT}",
+            )
+            try:
+                os.replace(path, path.with_name(CORRUPT))
+                self.save(record)
+            except OSError:
+                log.exception("could not set aside the unreadable record %s", path)
+            log.error("job %s: %s", job_id, record.message)
+            return record
 
     def get(self, job_id: str) -> JobRecord:
-        path = self._path(job_id)
-        if "/" in job_id or job_id.startswith(".") or not path.is_file():
-            raise ApiError(404, "NOT_FOUND", f"no job {job_id!r}")
-        return JobRecord(**read_json(path))
+        if not JOB_ID.fullmatch(job_id) or not self._path(job_id).is_file():
+            shown = job_id if len(job_id) <= 80 else f"{job_id[:80]}... ({len(job_id)} characters)"
+            raise ApiError(404, "NOT_FOUND", f"no job {shown!r}")
+        return self._load(job_id)
 
     def all(self) -> list[JobRecord]:
-        records = [JobRecord(**read_json(p)) for p in self.root.glob(f"*/{RECORD}")]
-        return sorted(records, key=lambda r: r.created_at)
+        """Every job's record (an unreadable one as an ``error`` record), oldest first."""
+        ids = [p.parent.name for p in self.root.glob(f"*/{RECORD}") if JOB_ID.fullmatch(p.parent.name)]
+        return sorted((self._load(job_id) for job_id in ids), key=lambda r: r.created_at)
 
     def create(self, document: dict[str, Any]) -> JobRecord:
         """A new job folder with ``job.json``; the id is the server's."""
         job_id = f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
         workdir = self.root / job_id
         workdir.mkdir(parents=True)
-        record = JobRecord(job_id, str(workdir))
+        record = JobRecord(id=job_id, workdir=str(workdir))
         write_text_atomic(record.job_file, json.dumps(document, indent=2) + "\n")
         self.save(record)
         return record
@@ -127,7 +194,7 @@ class JobStore:
             record.cancel_requested = True
             if record.status == "queued":
                 record.status, record.ended_at = "cancelled", utc_now()
-            elif record.pid:
+            elif record.pid and self.is_its_run(record):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(record.pid, signal.SIGTERM)
             self.save(record)
@@ -135,22 +202,32 @@ class JobStore:
 
     # --- running ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def is_its_run(record: JobRecord) -> bool:
+        """Whether the record's pid is still the run it started: the same pid and start time. A pid
+        the kernel has given to another process since is not, and is never signalled."""
+        if not record.pid or record.pid_started is None:
+            return False
+        return process_start_ticks(record.pid) == record.pid_started
+
     def refresh(self, record: JobRecord) -> JobRecord:
         """Bring a running record up to date with its process and manifest."""
         if record.status != "running":
             return record
         process = self.processes.get(record.id)
-        alive = process.poll() is None if process is not None else process_alive(record.pid, None)
+        alive = process.poll() is None if process is not None else self.is_its_run(record)
         if alive:
             return record
         self.processes.pop(record.id, None)
         manifest = build_manifest(Workdir(Path(record.workdir)))
-        status = manifest["run_status"] if manifest and manifest["run_status"] in TERMINAL else "interrupted"
+        status: JobStatus = (
+            manifest["run_status"] if manifest and manifest["run_status"] in TERMINAL else "interrupted"
+        )
         exit_status = (manifest or {}).get("exit_status") or {}
         record.status = "cancelled" if record.cancel_requested and status != "succeeded" else status
         record.exit_code = exit_status.get("code", process.returncode if process else None)
         record.message = exit_status.get("message") or self._runner_tail(record)
-        record.ended_at, record.pid = utc_now(), None
+        record.ended_at, record.pid, record.pid_started = utc_now(), None, None
         self.save(record)
         return record
 
@@ -177,6 +254,7 @@ class JobStore:
             )
         self.processes[record.id] = process
         record.status, record.pid, record.started_at = "running", process.pid, utc_now()
+        record.pid_started = process_start_ticks(process.pid)
         self.save(record)
         log.info("started %s (pid %s)", record.id, process.pid)
 

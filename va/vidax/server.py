@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,16 +14,12 @@ from fastapi import FastAPI
 
 import va
 from va.errors import ExitCode, VaError
-from va.vidax.errors import error_body, install_handlers
+from va.vidax.errors import JsonErrors, Message, Receive, Scope, Send, error_body, install_handlers
 from va.vidax.jobs import JobStore
 from va.vidax.launcher import ComfyLauncher
 from va.vidax.routes import comfyui, health, install, jobs
 from va.vidax.settings import Settings, load_settings
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
@@ -111,6 +107,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     install_handlers(app)
     for module in (health, install, comfyui, jobs):
         app.include_router(module.router)
+    app.add_middleware(JsonErrors)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 

@@ -18,7 +18,7 @@ from va.schema import schema_path
 from va.vidax.deps import ApiKey, SettingsDep, StoreDep
 from va.vidax.errors import ApiError, error_responses
 from va.vidax.intake import accept_job, confine
-from va.vidax.jobs import JobRecord, JobStore
+from va.vidax.jobs import JobRecord, JobStatus, JobStore
 from va.vidax.settings import Settings
 from va.workdir import Workdir
 
@@ -30,7 +30,6 @@ JOB_SCHEMA = {
     for key, value in json.loads(schema_path("job").read_text(encoding="utf-8")).items()
     if key not in ("$schema", "$id")
 }
-JobStatus = Literal["created", "queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
 
 
 class ProduceBody(BaseModel):
@@ -75,7 +74,11 @@ def job_view(store: JobStore, record: JobRecord) -> dict[str, Any]:
         "progress": progress,
         "timings": {name: phase.get("seconds") for name, phase in phases.items()},
         "exit_status": manifest.get("exit_status")
-        or ({"code": record.exit_code, "message": record.message} if record.exit_code is not None else None),
+        or (
+            {"code": record.exit_code, "message": record.message}
+            if record.exit_code is not None or record.message
+            else None
+        ),
         "final": {
             "available": bool(final.get("exists")),
             "url": f"/jobs/{record.id}/final",
