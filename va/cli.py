@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--lipsync", choices=["on", "off"])
     produce.add_argument("--lipsync_provider", metavar="ID")
     produce.add_argument("--no-comfyui", action="store_true", help="hold the start frame instead of ComfyUI")
+    produce.add_argument(
+        "--cleanup", choices=["keep", "intermediates"], help="after success (default keep; docs/CLEANUP.md)"
+    )
     _add_run_options(produce)
 
     batch = commands.add_parser("batch", help="run every job file of a folder as one graph")
@@ -280,6 +283,7 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
         lipsync=args.lipsync,
         lipsync_provider=args.lipsync_provider,
         comfyui=not args.no_comfyui,
+        cleanup=args.cleanup,
     )
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())

@@ -33,6 +33,7 @@ class ProduceRequest:
     lipsync: str | None = None
     lipsync_provider: str | None = None
     comfyui: bool = True
+    cleanup: str | None = None
 
 
 def build_job(request: ProduceRequest) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def build_job(request: ProduceRequest) -> dict[str, Any]:
     lipsync: dict[str, Any] = {"enable": request.lipsync != "off"}
     if request.lipsync_provider:
         lipsync["provider"] = request.lipsync_provider
-    document = {
+    document: dict[str, Any] = {
         "schema_version": 1,
         "input": {"audio": str(request.audio.absolute()), "start": str(request.start.absolute())},
         "motion": {"prompt": request.prompt, "negative_prompt": request.negative},
@@ -60,6 +61,8 @@ def build_job(request: ProduceRequest) -> dict[str, Any]:
         "lipsync": lipsync,
         "output": {"basename": PRODUCE_BASENAME, **size},
     }
+    if request.cleanup is not None:
+        document["cleanup"] = {"after_success": request.cleanup}
     return validate_document(document, "produce flags")
 
 

@@ -50,6 +50,7 @@ class ProduceBody(BaseModel):
     lipsync: Literal["on", "off"] | None = None
     lipsync_provider: str | None = Field(default=None, max_length=200)
     no_comfyui: bool = False
+    cleanup: Literal["keep", "intermediates"] | None = None
 
 
 def job_view(store: JobStore, record: JobRecord) -> dict[str, Any]:
@@ -117,6 +118,7 @@ def produce(body: ProduceBody, store: StoreDep, settings: SettingsDep) -> dict[s
         audio=audio, start=start, prompt=body.prompt, negative=body.neg, pre_seconds=body.pre,
         post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
         lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
+        cleanup=body.cleanup,
     )  # fmt: skip
     try:
         document = build_job(request)
