@@ -25,6 +25,7 @@ from tqdm import tqdm
 from va.atomic import write_json_atomic
 from va.config import load_config
 from va.errors import ExitCode, VaError
+from va.retry import RetryPolicy, retrying
 
 BLOCK = 1 << 20
 CONNECT_TIMEOUT, READ_TIMEOUT = 10, 60
@@ -316,14 +317,15 @@ def _copy(source: Path, partial: Path, asset: Asset) -> str:
 
 
 def _download(url: str, partial: Path, asset: Asset, progress: bool, *, allow_insecure_http: bool) -> str:
-    last_error: Exception | None = None
-    for attempt in range(DOWNLOAD_ATTEMPTS):
-        try:
-            return _download_once(url, partial, asset, progress, allow_insecure_http)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            last_error = exc
-            time.sleep(min(8.0, 0.5 * 2**attempt))
-    raise VaError(ExitCode.INPUT_NOT_FOUND, f"asset {asset.id}: download failed: {_reason(last_error)}")
+    # A download resumes from what the partial file holds, so every attempt is safe to repeat.
+    policy = RetryPolicy(DOWNLOAD_ATTEMPTS, cap=8.0)
+    transient = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    try:
+        return retrying(policy, transient)(_download_once, url, partial, asset, progress, allow_insecure_http)
+    except transient as exc:
+        raise VaError(
+            ExitCode.INPUT_NOT_FOUND, f"asset {asset.id}: download failed: {_reason(exc)}"
+        ) from None
 
 
 def _reason(error: Exception | None) -> str:

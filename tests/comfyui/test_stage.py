@@ -20,7 +20,7 @@ import requests
 
 from tests.comfyui.conftest import comfy_job
 from tests.conftest import Comfy, Media
-from va import stages
+from va import retry, stages
 from va.comfyui import stage
 from va.comfyui.client import ComfyClient
 from va.comfyui.stage import assemble_visual, run_batch
@@ -134,7 +134,7 @@ def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.
                 made.backoff.append((low, high))
                 return 0.0
 
-        monkeypatch.setattr(stage, "random", Backoff)
+        monkeypatch.setattr(retry, "random", Backoff)
         return made
 
     return make
@@ -597,7 +597,7 @@ def test_a_comfyui_restart_is_waited_out_within_unavailable_seconds(
         def uniform(low: float, high: float) -> float:
             return high
 
-    monkeypatch.setattr(stage, "random", LongestBackoff)
+    monkeypatch.setattr(retry, "random", LongestBackoff)
     document = made.batch("0000")
     assert len(document["files"]) == 8 and document["attempts"] >= 2
     waiting = [e for e in read_events(made.run.events) if e.get("kind") == "comfyui_waiting"]

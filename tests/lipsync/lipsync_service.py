@@ -22,7 +22,8 @@ class Service:
 
     root: Path
     #: "500" (every submit fails), "failed" (jobs fail), "stuck" (jobs never finish),
-    #: "cut" (the first result download stops halfway)
+    #: "cut" (the first result download stops halfway), "no_answer" (a submit is taken, its answer lost:
+    #: the connection closes before a response)
     fault: str | None = None
     jobs: dict[str, dict[str, object]] = field(default_factory=dict)
     submits: int = 0
@@ -65,6 +66,9 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 else:
                     fields[str(name)] = payload.decode()
             service.jobs[job] = {"polls": 0, "fields": fields}
+            if service.fault == "no_answer":
+                self.close_connection = True
+                return
             self._json(202, {"status_url": f"/jobs/{job}"})
 
         def do_GET(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
 from tests.lipsync.conftest import UseProviders
 from tests.lipsync.fakes import http_provider
 from tests.lipsync.lipsync_service import Service
@@ -98,3 +99,29 @@ def test_a_cut_off_download_with_no_retry_left_leaves_no_file(
     assert raised.value.code == ExitCode.LIPSYNC_UNAVAILABLE
     assert "download failed after 1 attempt(s)" in raised.value.message
     assert list(run.workdir.iterdir()) == []
+
+
+def test_a_submit_whose_answer_is_lost_is_not_sent_again(
+    service: Service, use_providers: UseProviders, call: tuple[ProviderRun, dict[str, Path]]
+) -> None:
+    """The service took the job but its answer never came: a second POST would start it twice."""
+    run, inputs = call
+    service.fault = "no_answer"
+    provider = use_providers(remote=http_provider(service.url, retries=3))["remote"]
+    with pytest.raises(VaError) as raised:
+        run_http_provider(provider, run, inputs)
+    assert raised.value.code == ExitCode.LIPSYNC_UNAVAILABLE
+    assert "after the request was sent; not sent again" in raised.value.message
+    assert service.submits == 1 and len(service.jobs) == 1
+
+
+def test_a_submit_to_a_closed_port_is_retried(
+    use_providers: UseProviders, call: tuple[ProviderRun, dict[str, Path]]
+) -> None:
+    """Nothing listens: the request never arrived anywhere, so it is sent again, up to the retries."""
+    run, inputs = call
+    provider = use_providers(remote=http_provider(f"http://127.0.0.1:{free_port()}", retries=1))["remote"]
+    with pytest.raises(VaError) as raised:
+        run_http_provider(provider, run, inputs)
+    assert raised.value.code == ExitCode.LIPSYNC_UNAVAILABLE
+    assert "submit failed after 2 attempt(s): ConnectionError" in raised.value.message

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import random
 import signal
 import threading
 import time
@@ -30,6 +29,7 @@ from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
 from va.plan import batch_seed
+from va.retry import RetryPolicy, retrying
 from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -327,97 +327,114 @@ def run_batch(
     workdir: Path,
     report: Reporter,
 ) -> dict[str, Any]:
-    """Generate one batch: submit, wait, collect, with retries of transient failures."""
-    figures = read_json(plan)
-    batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
+    """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
+    ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
+    the first failure)."""
     settings = job.data["comfyui"]
-    per_retry = job.data["determinism"]["seed_policy"] == "per_retry"
-    workflow = _first_workflow(job)
     url = server_url(job)
-    retries = int(settings["retries"])
-    graphs = workdir / "comfyui" / "graphs"
-    graphs.mkdir(parents=True, exist_ok=True)
-    problem = "no attempt made"
-    token = run_token(workdir)
-    attempt, fresh = 0, False
-    budget, failing_since = float(settings["unavailable_seconds"]), None
-    inflight: list[str] = []  # the prompt of this attempt once submitted: cancelled if the rule is stopped
-    while True:
-        seed = batch_seed(figures["seeds"]["value"], batch["index"], attempt, per_retry)
-        client = ComfyClient(url)
+    policy = RetryPolicy(int(settings["retries"]) + 1, seconds=float(settings["unavailable_seconds"]))
+    batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report)
+
+    def tell(attempt: int, pause: float, error: BaseException) -> None:
+        next_try = datetime.now() + timedelta(seconds=pause)
+        report(f"waiting for ComfyUI at {url} ({error}); batch {name} tries again in "
+               f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
+               batch=name, attempt=attempt, next_try_seconds=round(pause, 3))  # fmt: skip
+
+    started = time.monotonic()
+    retry = retrying(policy, ComfyTransient, before_sleep=tell)
+    try:
+        for attempt in retry:
+            with attempt:
+                document = batch.attempt(attempt.retry_state.attempt_number - 1)
+    except ComfyTransient as exc:
+        raise VaError(
+            ExitCode.COMFYUI_UNAVAILABLE,
+            f"ComfyUI at {url} unavailable: batch {name} failed {retry.statistics['attempt_number']} "
+            f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
+        ) from None
+    write_json_atomic(result, document)
+    return document
+
+
+class _BatchRun:
+    """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
+
+    def __init__(
+        self, job: Job, figures: dict[str, Any], name: str, *, still: Path, workdir: Path, report: Reporter
+    ) -> None:
+        self.job, self.figures, self.name = job, figures, name
+        self.still, self.workdir, self.report = still, workdir, report
+        self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
+        self.per_retry = job.data["determinism"]["seed_policy"] == "per_retry"
+        self.workflow = _first_workflow(job)
+        self.url = server_url(job)
+        self.graphs = workdir / "comfyui" / "graphs"
+        self.graphs.mkdir(parents=True, exist_ok=True)
+        self.token = run_token(workdir)
+
+    def attempt(self, attempt: int) -> dict[str, Any]:
+        """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
+        files were deleted is submitted once more within the attempt, with a prefix the cache has not seen."""
+        try:
+            return self._submit_and_collect(attempt, fresh=False)
+        except ComfyOutputMissing:
+            return self._submit_and_collect(attempt, fresh=True)
+
+    def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+        name, batch, report = self.name, self.batch, self.report
+        seed = batch_seed(self.figures["seeds"]["value"], batch["index"], attempt, self.per_retry)
+        client = ComfyClient(self.url)
         prompt_id = None
         where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
-        inflight.clear()
+        inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
                 version = client.system_stats().get("system", {}).get("comfyui_version")
-                values = parameter_values(job, workflow, batch, seed)
-                values["filename_prefix"] = filename_prefix(token, workflow, name, attempt, fresh)
-                if workflow.binds_start_image:
-                    values["start_image"] = client.upload_image(still.absolute())
-                graph = render(workflow, values)
-                graph_file = graphs / graph_name(name, attempt, fresh)
+                values = parameter_values(self.job, self.workflow, batch, seed)
+                values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
+                if self.workflow.binds_start_image:
+                    values["start_image"] = client.upload_image(self.still.absolute())
+                graph = render(self.workflow, values)
+                graph_file = self.graphs / graph_name(name, attempt, fresh)
                 graph_file.write_text(graph_json(graph), encoding="utf-8")
                 client.connect()
                 prompt_id = client.submit(graph)
                 inflight.append(prompt_id)
                 report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
                        **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-                entry = _Watch(client, job, prompt_id, report, name).wait()
+                entry = _Watch(client, self.job, prompt_id, report, name).wait()
                 collected = collect_outputs(
-                    client, entry, batch, workdir / "frames", workdir / "comfyui" / "clips",
-                    gen_fps=figures["comfyui"]["fps"],
+                    client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
+                    gen_fps=self.figures["comfyui"]["fps"],
                 )  # fmt: skip
             except ComfyOutputMissing as exc:
                 if fresh:
                     report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
                            **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
-                    raise
-                # ComfyUI answered an identical graph from its cache, naming files that were deleted since:
-                # the same attempt once more, with a prefix the cache has not seen.
-                fresh = True
-                report(f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
-                       level="warning", **where, prompt_id=prompt_id, outcome="stale_cache",
-                       error=exc.message)  # fmt: skip
-                continue
+                else:  # ComfyUI answered an identical graph from its cache, naming files deleted since
+                    report(f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
+                           level="warning", **where, prompt_id=prompt_id, outcome="stale_cache",
+                           error=exc.message)  # fmt: skip
+                raise
             except ComfyTransient as exc:
-                problem = str(exc)
-                report(f"batch {name}: attempt {attempt + 1} failed: {problem}", level="warning",
-                       **where, prompt_id=prompt_id, outcome="transient", error=problem)  # fmt: skip
-                failing_since = failing_since or time.monotonic()
-                left = budget - (time.monotonic() - failing_since)
-                if attempt >= retries and left <= 0:
-                    break
-                pause = random.uniform(0, min(30.0, 0.5 * 2**attempt))  # backoff with full jitter
-                pause = pause if attempt < retries else min(pause, max(0.0, left))
-                next_try = datetime.now() + timedelta(seconds=pause)
-                report(f"waiting for ComfyUI at {url} ({problem}); batch {name} tries again in "
-                       f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-                       batch=name, attempt=attempt + 1, next_try_seconds=round(pause, 3))  # fmt: skip
-                time.sleep(pause)
-                attempt += 1
-                continue
+                report(f"batch {name}: attempt {attempt + 1} failed: {exc}", level="warning",
+                       **where, prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
+                raise
             except VaError as exc:
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
                        **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
                 raise
             finally:
                 client.close()
-        document = {
-            "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
-            "comfyui_version": version, "workflow": workflow.id,
-            "graph": str(graph_file.relative_to(workdir)),
-            **collected,
-        }  # fmt: skip
         report(f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
                **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
-        write_json_atomic(result, document)
-        return document
-    raise VaError(
-        ExitCode.COMFYUI_UNAVAILABLE,
-        f"ComfyUI at {url} unavailable: batch {name} failed {attempt + 1} time(s) in "
-        f"{time.monotonic() - (failing_since or time.monotonic()):.0f} s; last: {problem}",
-    )
+        return {
+            "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
+            "comfyui_version": version, "workflow": self.workflow.id,
+            "graph": str(graph_file.relative_to(self.workdir)),
+            **collected,
+        }  # fmt: skip
 
 
 def assemble_visual(job: Job, plan: Path, batches: list[Path], target: Path) -> None:

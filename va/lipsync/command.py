@@ -18,10 +18,16 @@ import yaml
 
 from va.errors import ExitCode, VaError
 from va.lipsync.providers import Provider, fill, fill_tree
+from va.retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
 TAIL_BYTES = 64 * 1024
 TAIL_LINES = 3
+
+
+class TransientFailure(VaError):
+    """The command failed in a way its ``failures`` patterns call transient: worth another attempt."""
+
 
 KIND_CODES = {
     "input": ExitCode.LIPSYNC_INPUT_REJECTED,
@@ -122,49 +128,56 @@ def run_command_provider(provider: Provider, run: ProviderRun) -> ProviderOutput
     env = {**os.environ, **{key: fill(value, values) for key, value in settings["env"].items()}}
     run.logs.mkdir(parents=True, exist_ok=True)
     attempts = settings["retries"] + 1
-    for attempt in range(1, attempts + 1):
-        stdout, stderr = (
-            run.logs / f"attempt-{attempt}.stdout.log",
-            run.logs / f"attempt-{attempt}.stderr.log",
-        )
-        log.info("attempt %s: %s (cwd %s)", attempt, shlex.join(argv), cwd)
-        started = time.time()
-        with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
-            try:
-                returncode = process.wait(timeout=settings["timeout_seconds"])
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                raise VaError(
-                    ExitCode.LIPSYNC_TIMEOUT,
-                    f"lip-sync provider {provider.id} did not finish within {settings['timeout_seconds']} s; "
-                    f"killed. Last output: {last_lines(stderr) or last_lines(stdout) or 'none'}",
-                ) from None
-        tail = last_lines(stderr) or last_lines(stdout)
-        text = (
-            stderr.read_text(errors="replace")[-TAIL_BYTES:]
-            + stdout.read_text(errors="replace")[-TAIL_BYTES:]
-        )
-        matched = _classify(provider, text)
-        if matched and matched[0] != "transient":
-            kind, message = matched
-            raise VaError(KIND_CODES[kind], f"lip-sync provider {provider.id}: {message}: {tail}")
-        if returncode != 0:
-            if matched and attempt < attempts:
-                log.warning("attempt %s failed transiently (%s); retrying", attempt, matched[1])
-                time.sleep(min(30.0, 2.0**attempt))
-                continue
-            raise VaError(
-                ExitCode.LIPSYNC_FAILED, f"lip-sync provider {provider.id} exited with {returncode}: {tail}"
-            )
-        output = locate_output(provider, run, started)
-        if output is None:
-            expected = settings.get("output") or settings.get("output_glob")
-            raise VaError(
-                ExitCode.LIPSYNC_FAILED,
-                f"lip-sync provider {provider.id} exited 0 but wrote no output ({expected}): "
-                f"{tail or 'it printed nothing'}",
-            )
-        return ProviderOutput(output, tail)
+
+    def tell(attempt: int, pause: float, error: BaseException) -> None:
+        log.warning("attempt %s failed transiently (%s); again in %.1f s", attempt, error, pause)
+
+    for attempt in retrying(RetryPolicy(attempts), TransientFailure, before_sleep=tell):
+        with attempt:
+            return _run_once(provider, run, argv, cwd, env, attempt=attempt.retry_state.attempt_number)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _run_once(
+    provider: Provider, run: ProviderRun, argv: list[str], cwd: Path, env: dict[str, str], *, attempt: int
+) -> ProviderOutput:
+    """One attempt of the provider's command; a failure its patterns call transient raises
+    ``TransientFailure``."""
+    settings = provider.settings
+    stdout, stderr = (
+        run.logs / f"attempt-{attempt}.stdout.log",
+        run.logs / f"attempt-{attempt}.stderr.log",
+    )
+    log.info("attempt %s: %s (cwd %s)", attempt, shlex.join(argv), cwd)
+    started = time.time()
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=settings["timeout_seconds"])
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise VaError(
+                ExitCode.LIPSYNC_TIMEOUT,
+                f"lip-sync provider {provider.id} did not finish within {settings['timeout_seconds']} s; "
+                f"killed. Last output: {last_lines(stderr) or last_lines(stdout) or 'none'}",
+            ) from None
+    tail = last_lines(stderr) or last_lines(stdout)
+    text = stderr.read_text(errors="replace")[-TAIL_BYTES:] + stdout.read_text(errors="replace")[-TAIL_BYTES:]
+    matched = _classify(provider, text)
+    if matched and matched[0] != "transient":
+        kind, message = matched
+        raise VaError(KIND_CODES[kind], f"lip-sync provider {provider.id}: {message}: {tail}")
+    if returncode != 0:
+        raise (TransientFailure if matched else VaError)(
+            ExitCode.LIPSYNC_FAILED, f"lip-sync provider {provider.id} exited with {returncode}: {tail}"
+        )
+    output = locate_output(provider, run, started)
+    if output is None:
+        expected = settings.get("output") or settings.get("output_glob")
+        raise VaError(
+            ExitCode.LIPSYNC_FAILED,
+            f"lip-sync provider {provider.id} exited 0 but wrote no output ({expected}): "
+            f"{tail or 'it printed nothing'}",
+        )
+    return ProviderOutput(output, tail)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,44 +21,48 @@ import requests
 from va.errors import ExitCode, VaError
 from va.lipsync.command import ProviderRun
 from va.lipsync.providers import Provider
+from va.retry import POST_RETRYABLE_STATUS, RETRYABLE_STATUS, RetryPolicy, retrying, sent_nowhere
 
 log = logging.getLogger(__name__)
 TIMEOUTS = (10, 60)
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
 
 class _Transient(Exception):
-    """A failure worth another attempt (a retryable HTTP status, a cut-off transfer)."""
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: up to 0.5 s, 1 s, 2 s ... capped at 30 s."""
-    return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+    """A failure worth another attempt (a retryable HTTP status, a cut-off transfer, no connection)."""
 
 
 def _with_retries(provider: Provider, what: str, call: Callable[[], T]) -> T:
-    retries = provider.settings["retries"]
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            problem = f"{type(exc).__name__}"
-        except _Transient as exc:
-            problem = str(exc)
-        log.warning("%s: %s (attempt %s of %s)", what, problem, attempt + 1, retries + 1)
-        if attempt < retries:
-            time.sleep(_backoff(attempt))
-    raise VaError(
-        ExitCode.LIPSYNC_UNAVAILABLE,
-        f"lip-sync provider {provider.id}: {what} failed after {retries + 1} attempt(s): {problem}",
-    )
+    """``call`` under the retry policy (``retries`` more attempts); giving up is LIPSYNC_UNAVAILABLE."""
+    attempts = provider.settings["retries"] + 1
+
+    def tell(attempt: int, pause: float, error: BaseException) -> None:
+        log.warning("%s: %s (attempt %s of %s); again in %.1f s", what, error, attempt, attempts, pause)
+
+    try:
+        return retrying(RetryPolicy(attempts), _Transient, before_sleep=tell)(call)
+    except _Transient as exc:
+        raise VaError(
+            ExitCode.LIPSYNC_UNAVAILABLE,
+            f"lip-sync provider {provider.id}: {what} failed after {attempts} attempt(s): {exc}",
+        ) from None
 
 
-def _request(method: str, url: str, **kwargs: Any) -> requests.Response:
-    """One request; a retryable status is closed (its connection goes back to the pool) and retried."""
-    response = requests.request(method, url, timeout=TIMEOUTS, **kwargs)
-    if response.status_code in RETRYABLE_STATUS:
+def _request(method: str, url: str, *, changes: bool = False, **kwargs: Any) -> requests.Response:
+    """One request; a retryable failure raises ``_Transient`` (a retryable status is closed first, so its
+    connection goes back to the pool). A request that ``changes`` something on the service (a submit)
+    is retryable only when it surely did not arrive or was refused (va.retry)."""
+    try:
+        response = requests.request(method, url, timeout=TIMEOUTS, **kwargs)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        if changes and not sent_nowhere(exc):
+            raise VaError(
+                ExitCode.LIPSYNC_UNAVAILABLE,
+                f"{method} {url}: {type(exc).__name__} after the request was sent; not sent again, as the "
+                "service may have taken it",
+            ) from exc
+        raise _Transient(type(exc).__name__) from exc
+    if response.status_code in (POST_RETRYABLE_STATUS if changes else RETRYABLE_STATUS):
         response.close()
         raise _Transient(f"HTTP {response.status_code}")
     return response
@@ -85,7 +88,7 @@ def run_http_provider(provider: Provider, run: ProviderRun, inputs: dict[str, Pa
     def submit() -> requests.Response:
         files = {name: (path.name, path.read_bytes()) for name, path in inputs.items()}
         data = {"fps": run.values["fps"], "seed": run.values["seed"]}
-        return _request("POST", submit_url, files=files, data=data, headers=headers)
+        return _request("POST", submit_url, changes=True, files=files, data=data, headers=headers)
 
     response = _with_retries(provider, "submit", submit)
     if response.status_code >= 400:
@@ -133,9 +136,12 @@ def _download(provider: Provider, url: str, headers: dict[str, str], target: Pat
                     ExitCode.LIPSYNC_FAILED,
                     f"lip-sync provider {provider.id}: result download HTTP {response.status_code}",
                 )
-            with open(partial, "wb") as handle:
-                for block in response.iter_content(chunk_size=1 << 20):
-                    handle.write(block)
+            try:
+                with open(partial, "wb") as handle:
+                    for block in response.iter_content(chunk_size=1 << 20):
+                        handle.write(block)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                raise _Transient(f"download cut off: {type(exc).__name__}") from exc
         os.replace(partial, target)
 
     try:
