@@ -66,11 +66,14 @@ def ensure_state_dir() -> Path:
     return root
 
 
-def install(*, force: bool = False, with_optional: bool = False, progress: bool = True) -> InstallReport:
-    """Create the state dir, copy the example configs and bundled files, fetch the assets."""
+def install(
+    *, force: bool = False, with_optional: bool = False, progress: bool = True, configs: bool = True
+) -> InstallReport:
+    """Create the state dir, copy the example configs and bundled files, fetch the assets. Without
+    ``configs`` (VIDAX) the operator's configs are neither copied nor replaced: only assets are installed."""
     root = ensure_state_dir()
     report = InstallReport(root)
-    for name in CONFIG_NAMES:
+    for name in CONFIG_NAMES if configs else ():
         target = user_config_dir() / f"{name}.json"
         report.files[str(target.relative_to(root))] = copy_without_overwriting(
             REPO_CONFIG / f"{name}.json", target, force

@@ -1,10 +1,12 @@
-"""``/install`` (va/vidax/routes/install.py): asset status and installing them into the state dir."""
+"""``/install`` (va/vidax/routes/install.py): asset status and installing them into the state dir; the
+operator's configs are never touched."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
 from tests.vidax.conftest import HEADERS
+from va.config import user_config_dir
 
 
 def test_install_routes(client: TestClient) -> None:
@@ -14,3 +16,20 @@ def test_install_routes(client: TestClient) -> None:
     assert done.status_code == 200 and done.json()["downloaded"] == 4
     assets = client.get("/install/status", headers=HEADERS).json()["assets"]
     assert {a["status"] for a in assets} == {"present"}
+
+
+def test_install_with_force_never_rewrites_the_operators_configs(client: TestClient) -> None:
+    configs = user_config_dir()
+    configs.mkdir(parents=True, exist_ok=True)
+    mine = {
+        "vidax.json": '{"schema_version": 1, "server": {"api_keys": ["the-operators-key-0123"]}}\n',
+        "lipsync.providers.json": '{"schema_version": 1, "providers": {}}\n',
+    }
+    for name, text in mine.items():
+        (configs / name).write_text(text)
+    for force in ("false", "true"):
+        done = client.post(f"/install?force={force}", headers=HEADERS)
+        assert done.status_code == 200, done.text
+        assert not any(name.startswith("config/") for name in done.json()["files"]), done.json()["files"]
+    assert {name: (configs / name).read_text() for name in mine} == mine
+    assert sorted(path.name for path in configs.iterdir()) == sorted(mine)  # no backups, nothing added

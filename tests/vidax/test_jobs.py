@@ -6,6 +6,7 @@ alone shows runs a job: one from creation to its final video, produce, cancel an
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -146,10 +147,36 @@ def test_a_job_from_creation_to_its_final_video(
     downloaded.write_bytes(whole.content)
     assert int(ffprobe_streams(downloaded)["video"]["nb_read_frames"]) == 50  # 2 s at 25 fps
 
+    # The run read the inputs the server checked, taken into its workdir (hard links here).
+    workdir = Path(client.app.state.store.root) / job_id  # type: ignore[attr-defined]
+    job = json.loads((workdir / "job.json").read_text())
+    assert job["input"]["audio"].endswith(f"{job_id}/inputs/audio.wav")
+    assert os.path.samefile(job["input"]["audio"], files.root / "voice.wav")
     assert ids(client, "succeeded") == [job_id] and ids(client, "running") == []
     assert ids(client, "interrupted") == [stale] and len(ids(client, "error")) == 1
     assert_error(client.post(f"/jobs/{job_id}/resume", headers=HEADERS), 409, "RESUME_NOT_POSSIBLE")
     assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT", "succeeded")
+
+
+def test_an_input_swapped_for_a_symlink_out_of_the_roots_is_refused_at_start(
+    running_client: TestClient, files: Media, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Time of check, time of use: the inputs are confined again when the run starts."""
+    secret = tmp_path_factory.mktemp("outside") / "secret.wav"
+    secret.write_bytes((files.root / "voice.wav").read_bytes())
+    mine = files.root / "mine.wav"
+    mine.write_bytes(secret.read_bytes())
+    document = job_document(files)
+    document["input"]["audio"] = str(mine)
+    job_id = running_client.post("/jobs", json=document, headers=HEADERS).json()["id"]
+    mine.unlink()
+    mine.symlink_to(secret)  # after the check, before the start
+    assert running_client.post(f"/jobs/{job_id}/start", headers=HEADERS).status_code == 202
+    view = wait_for(running_client, job_id, ENDED, seconds=30)
+    assert view["status"] == "failed" and view["run_id"] is None, view
+    assert "input.audio" in view["exit_status"]["message"] and "outside" in view["exit_status"]["message"]
+    workdir = Path(running_client.app.state.store.root) / job_id  # type: ignore[attr-defined]
+    assert not (workdir / "inputs" / "audio.wav").exists()
 
 
 def test_produce_creates_and_starts(running_client: TestClient, files: Media) -> None:

@@ -3,16 +3,21 @@ decodable inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from va.errors import VaError
+from va.errors import ExitCode, VaError
 from va.job import job_from_document, validate_document
 from va.runner import check_job
 from va.vidax.errors import ApiError
 
+#: The fields of ``input`` that name files on the server.
+INPUT_FIELDS = ("audio", "start")
 #: Linux's PATH_MAX: a longer path cannot be opened anyway.
 MAX_PATH_CHARS = 4096
 
@@ -36,6 +41,36 @@ def confine(value: str, roots: tuple[Path, ...], field: str) -> Path:
             f"{field}: {value} is outside the server's input_roots (symlinks resolved)",
         )
     return real
+
+
+def take_input(named: str, roots: tuple[Path, ...], field: str, target: Path) -> None:
+    """Give a run the very file that is checked: open ``named`` once, confine the path of what was opened
+    (``/proc/self/fd``), then hard-link that same file (the inode is compared) to ``target``, or copy it
+    from the open descriptor where no link can be made. A symlink swapped in after the job was accepted
+    is resolved here, and what it points to outside the roots is refused."""
+    confine(named, roots, field)  # the path's form, and a clear message for a plain path outside
+    try:
+        descriptor = os.open(named, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: cannot open {named}: {exc.strerror}") from exc
+    try:
+        opened = os.readlink(f"/proc/self/fd/{descriptor}")
+        confine(opened, roots, field)
+        checked = os.fstat(descriptor)
+        if not stat.S_ISREG(checked.st_mode):
+            raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: {named} is not a regular file")
+        scratch = target.with_name(f".{target.name}.tmp")
+        scratch.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.link(opened, scratch, follow_symlinks=False)
+        if not scratch.exists() or not os.path.samestat(os.stat(scratch), checked):
+            scratch.unlink(missing_ok=True)
+            with open(descriptor, "rb", closefd=False) as source, open(scratch, "xb") as copy:
+                os.lseek(descriptor, 0, os.SEEK_SET)
+                shutil.copyfileobj(source, copy)
+        os.replace(scratch, target)
+    finally:
+        os.close(descriptor)
 
 
 def url_identity(url: str) -> tuple[str, ...] | None:
@@ -77,7 +112,7 @@ def accept_job(
         validated = validate_document(document, "job")
         if "url" in validated["comfyui"]:
             confine_comfyui_url(validated["comfyui"]["url"], comfyui_urls)
-        for field in ("audio", "start"):
+        for field in INPUT_FIELDS:
             validated["input"][field] = str(confine(validated["input"][field], roots, f"input.{field}"))
         check_job(job_from_document(validated, where / "job.json"))
     except VaError as exc:

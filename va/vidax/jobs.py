@@ -25,10 +25,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from va.atomic import read_json, write_json_atomic, write_text_atomic
+from va.errors import ExitCode, VaError
 from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
 from va.runner import SUPERVISOR_ENV
 from va.vidax.errors import ApiError
+from va.vidax.intake import INPUT_FIELDS, take_input
 from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -238,7 +240,33 @@ class JobStore:
         lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
         return lines[-1] if lines else None
 
-    def _start(self, record: JobRecord) -> None:
+    def _take_inputs(self, record: JobRecord) -> None:
+        """At a job's first start its inputs are confined again and taken into ``inputs/`` of its workdir
+        (``take_input``: the very files checked), and ``job.json`` names those; a resume uses them."""
+        if record.submitted_inputs is not None:
+            return
+        document = read_json(record.job_file)
+        named = {field: str(document["input"][field]) for field in INPUT_FIELDS}
+        folder = Path(record.workdir) / "inputs"
+        folder.mkdir(exist_ok=True)
+        for field, path in named.items():
+            target = folder / f"{field}{Path(path).suffix}"
+            take_input(path, self.input_roots, f"input.{field}", target)
+            document["input"][field] = str(target)
+        write_text_atomic(record.job_file, json.dumps(document, indent=2) + "\n")
+        record.submitted_inputs = named
+
+    def _start(self, record: JobRecord) -> bool:
+        """Start a queued job's run; False when its inputs no longer pass (the job then failed)."""
+        try:
+            self._take_inputs(record)
+        except (ApiError, VaError) as exc:
+            failure = exc if isinstance(exc, ApiError) else ApiError.from_va(exc)
+            record.status, record.ended_at, record.message = "failed", utc_now(), failure.message
+            record.exit_code = int(ExitCode.__members__.get(failure.code, ExitCode.VALIDATION_FAILED))
+            self.save(record)
+            log.warning("job %s not started: %s", record.id, failure.message)
+            return False
         argv = [sys.executable, "-m", "va", "run", str(record.job_file), "--workdir", record.workdir, "-q"]
         if record.resume:
             argv.append("--resume")
@@ -257,6 +285,7 @@ class JobStore:
         record.pid_started = process_start_ticks(process.pid)
         self.save(record)
         log.info("started %s (pid %s)", record.id, process.pid)
+        return True
 
     def tick(self) -> None:
         """One round of the scheduler: reap finished runs, start queued ones while there is room."""
@@ -268,8 +297,7 @@ class JobStore:
             ):
                 if running >= self.max_parallel:
                     break
-                self._start(record)
-                running += 1
+                running += self._start(record)
 
     def recover(self) -> None:
         """After a restart: runs whose process is gone are interrupted (resumable); the queue stays."""

@@ -87,7 +87,7 @@ class BodyLimit:
 
 def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     """The API for ``settings``; the scheduler of jobs runs while the app does."""
-    store = JobStore(settings.runs_root, settings.max_parallel_runs)
+    store = JobStore(settings.runs_root, settings.max_parallel_runs, settings.input_roots)
     launcher = ComfyLauncher(settings.comfyui, settings.state_dir / "comfyui" / "comfyui.log")
 
     @asynccontextmanager

@@ -24,9 +24,10 @@ def install_status() -> dict[str, Any]:
 
 @router.post("", responses=error_responses(503))
 def run_install(force: bool = False, with_optional: bool = False) -> dict[str, Any]:
-    """Create the state dir, copy configs, fetch and verify assets (as ``va install``)."""
+    """Create the state dir, fetch and verify assets (as ``va install``, but the configs are the
+    operator's: never copied nor replaced, also with ``force``)."""
     try:
-        report = install.install(force=force, with_optional=with_optional, progress=False)
+        report = install.install(force=force, with_optional=with_optional, progress=False, configs=False)
     except VaError as exc:
         raise ApiError.from_va(exc) from exc
     failure = report.failure()
