@@ -18,7 +18,7 @@ import va
 from va import doctor, install, media, registry
 from va.clean import clean
 from va.errors import ExitCode, VaError
-from va.events import follow_events, format_event, read_events
+from va.events import follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
 from va.plan import target_frames
@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --follow: how long to wait for a run to start in an existing, still empty workdir",
     )
-    logs.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    shown = logs.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    shown.add_argument("--text", action="store_true", help="print the plain-text log (logs/runner.log)")
 
     clean = commands.add_parser(
         "clean", help="remove what a succeeded run (or each of a batch) can make again; keep its records"
@@ -392,15 +394,18 @@ def cmd_logs(args: argparse.Namespace) -> ExitCode:
     def show(event: dict[str, Any]) -> None:
         print(json.dumps(event) if args.json else format_event(event), flush=True)
 
-    if not args.follow:
-        for event in read_events(workdir.events):
-            show(event)
-        return ExitCode.OK
-
     def finished() -> bool:
         manifest = _status_of(workdir)
         return manifest is not None and manifest["run_status"] in TERMINAL
 
+    if args.text:
+        for line in follow_lines(workdir.text_log, lambda: not args.follow or finished()):
+            print(line, flush=True)
+        return ExitCode.OK
+    if not args.follow:
+        for event in read_events(workdir.events):
+            show(event)
+        return ExitCode.OK
     for event in follow_events(workdir.events, finished):
         show(event)
     return ExitCode.OK

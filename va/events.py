@@ -19,14 +19,19 @@ def utc_now() -> str:
 def append_event(path: Path, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any]:
     """Append one event; a single ``write`` on an ``O_APPEND`` file, so parallel writers never interleave."""
     event = {"ts": utc_now(), "stage": stage, "level": level, "message": message, **fields}
+    append_line(path, json.dumps(event, sort_keys=False))
+    return event
+
+
+def append_line(path: Path, text: str) -> None:
+    """Append ``text`` and a newline to a log in a single ``write`` on an ``O_APPEND`` file (its folder
+    made first), so parallel writers never interleave their lines."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(event, sort_keys=False) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, (text.rstrip("\n") + "\n").encode("utf-8"))
     finally:
         os.close(fd)
-    return event
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -49,6 +54,15 @@ def follow_events(
     path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2
 ) -> Iterator[dict[str, Any]]:
     """Yield events as they are appended, until ``finished()`` is true and the log is drained."""
+    for line in follow_lines(path, finished, poll_seconds):
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            continue
+
+
+def follow_lines(path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2) -> Iterator[str]:
+    """Yield a log's complete lines as they are appended, until ``finished()`` is true and it is drained."""
     offset = 0
     pending = b""
     while True:
@@ -60,11 +74,7 @@ def follow_events(
             offset += len(chunk)
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            for line in lines:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            yield from (line.decode("utf-8", errors="replace") for line in lines)
         if done:
             return
         time.sleep(poll_seconds)

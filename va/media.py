@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from va.errors import ExitCode, VaError
+from va.textlog import COMMAND
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def executable(name: str) -> str:
 
 
 def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.CompletedProcess[str]:
-    log.info("%s", shlex.join(argv))
+    log.info("%s", shlex.join(argv), extra=COMMAND)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
@@ -145,7 +146,7 @@ def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
         "-show_streams",
         str(path),
     ]
-    log.info("%s", shlex.join(argv))
+    log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable {what}: {path}")

@@ -28,6 +28,7 @@ from va.graph import RULE_PHASE, describe
 from va.job import Job
 from va.manifest import build_manifest
 from va.plan import sha256_file
+from va.textlog import CommandHandler, record_event
 from va.workdir import Workdir
 
 
@@ -40,7 +41,7 @@ def new_run_id() -> str:
 def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any] | None:
     """Append one event and rewrite the manifest from the new state; returns the manifest."""
     with FileLock(str(workdir.state_lock), timeout=60):
-        append_event(workdir.events, stage, level, message, **fields)
+        record_event(workdir, append_event(workdir.events, stage, level, message, **fields))
         manifest = build_manifest(workdir)
         if manifest is not None:
             write_json_atomic(workdir.manifest, manifest)
@@ -166,6 +167,7 @@ def rule_step(
     where = {"rule": rule, "phase": phase, **({"target": target} if target else {})}
     name = f"{rule} {target}" if target else rule
     log_to_file(log_path)
+    logging.getLogger().addHandler(CommandHandler(workdir, phase, name))
 
     def report(message: str, level: str = "info", **fields: Any) -> None:
         logging.getLogger(rule).info("%s", message)

@@ -21,6 +21,11 @@ class Workdir:
         return self.root / "logs" / "events.jsonl"
 
     @property
+    def text_log(self) -> Path:
+        """The run's log for people (docs/TEXT_LOG.md)."""
+        return self.root / "logs" / "runner.log"
+
+    @property
     def snakemake_log(self) -> Path:
         return self.root / "logs" / "snakemake.log"
 

@@ -19,6 +19,7 @@ import yaml
 from va.errors import ExitCode, VaError
 from va.lipsync.providers import Provider, fill, fill_tree
 from va.retry import RetryPolicy, retrying
+from va.textlog import COMMAND
 
 log = logging.getLogger(__name__)
 TAIL_BYTES = 64 * 1024
@@ -148,7 +149,7 @@ def _run_once(
         run.logs / f"attempt-{attempt}.stdout.log",
         run.logs / f"attempt-{attempt}.stderr.log",
     )
-    log.info("attempt %s: %s (cwd %s)", attempt, shlex.join(argv), cwd)
+    log.info("attempt %s: %s (cwd %s)", attempt, shlex.join(argv), cwd, extra=COMMAND)
     started = time.time()
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)

@@ -1,0 +1,85 @@
+"""The plain-text log of a run, ``logs/runner.log``: what ``logs/events.jsonl`` says, for people.
+
+One line an event (time, level, stage, message), the commands the rules ran (as ``shlex.join``), and under
+an error the exit code's name and a hint of what to do. Every line is appended with one ``write`` on an
+``O_APPEND`` file, so the rules running in parallel never tear each other's lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from va.errors import ExitCode
+from va.events import append_line
+from va.workdir import Workdir
+
+#: ``extra=`` of a log record that is a command line being run: it goes to the text log too.
+COMMAND = {"command": True}
+
+#: Events too frequent to be worth a line (ComfyUI's sampler steps).
+QUIET_KINDS = frozenset({"progress"})
+
+#: What to do about an error, by its exit code.
+HINTS: dict[int, str] = {
+    ExitCode.VALIDATION_FAILED: "fix the named field of the job or config, then run again",
+    ExitCode.INPUT_NOT_FOUND: "check the path; relative inputs are relative to the job file's folder",
+    ExitCode.UNSUPPORTED_FORMAT: "convert the file to a format ffmpeg decodes (ffprobe FILE shows why not)",
+    ExitCode.DEPENDENCY_MISSING: "install ffmpeg, or point FFMPEG/FFPROBE at it; va doctor checks",
+    ExitCode.OUTPUT_EXISTS: "choose another --workdir, or move the file away",
+    ExitCode.WORKDIR_UNUSABLE: "free disk space or fix the permissions of the workdir",
+    ExitCode.COMFYUI_UNAVAILABLE: "start ComfyUI (or fix comfyui.url), then --resume",
+    ExitCode.COMFYUI_REJECTED: "the template does not fit the server: see node_errors and the bindings",
+    ExitCode.COMFYUI_FAILED: "see ComfyUI's log for the node's exception, then --resume",
+    ExitCode.COMFYUI_TIMEOUT: "check the server, or raise comfyui.stall_seconds/timeout_seconds; --resume",
+    ExitCode.LIPSYNC_FAILED: "see the provider's attempt logs under logs/ and lipsync/, then --resume",
+    ExitCode.LIPSYNC_TIMEOUT: "raise the provider's timeout_seconds, then --resume",
+    ExitCode.LIPSYNC_INPUT_REJECTED: "the tool refused the picture (no face?): use another start image",
+    ExitCode.LIPSYNC_UNAVAILABLE: "install the provider's tool or start its service; va doctor checks",
+    ExitCode.ENCODE_FAILED: "see the rule's log under logs/ for ffmpeg's message",
+    ExitCode.INTERNAL: "a bug: the rule's log under logs/ has the traceback",
+    ExitCode.INTERRUPTED: "continue with: va run JOB --workdir W --resume",
+}
+
+
+def event_text(event: dict[str, Any]) -> str | None:
+    """An event as text-log lines, or None for an event too frequent to log."""
+    if event.get("kind") in QUIET_KINDS:
+        return None
+    level, stage = str(event.get("level", "info")).upper(), str(event.get("stage", ""))
+    lines = [f"{event.get('ts', '')}  {level:<7} {stage:<9} {event.get('message', '')}"]
+    error = event.get("error") or event.get("exit_status")
+    if isinstance(error, dict) and error.get("code"):
+        name = error.get("name", "")
+        lines.append(f"{'':<24}  {'':<7} {'':<9} exit {error['code']} {name}")
+        hint = HINTS.get(int(error["code"]))  # an IntEnum's members are their ints as dict keys
+        if hint:
+            lines.append(f"{'':<24}  {'':<7} {'':<9} hint: {hint}")
+    return "\n".join(lines)
+
+
+def record_event(workdir: Workdir, event: dict[str, Any]) -> None:
+    """Write ``event`` (just appended to the event log) to the text log."""
+    text = event_text(event)
+    if text is not None:
+        append_line(workdir.text_log, text)
+
+
+class CommandHandler(logging.Handler):
+    """Sends the command lines a rule logs (records with ``extra=COMMAND``) to the run's text log."""
+
+    def __init__(self, workdir: Workdir, stage: str, rule: str) -> None:
+        super().__init__(logging.INFO)
+        self.workdir, self.stage, self.rule = workdir, stage, rule
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(record, "command", False):
+            return
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        millis = int(record.msecs)
+        try:
+            line = f"{stamp}.{millis:03d}Z  COMMAND {self.stage:<9} {self.rule}: $ {record.getMessage()}"
+            append_line(self.workdir.text_log, line)
+        except OSError:
+            self.handleError(record)
