@@ -66,20 +66,25 @@ def record_event(workdir: Workdir, event: dict[str, Any]) -> None:
         append_line(workdir.text_log, text)
 
 
-class CommandHandler(logging.Handler):
-    """Sends the command lines a rule logs (records with ``extra=COMMAND``) to the run's text log."""
+class RuleLogHandler(logging.Handler):
+    """Sends what a rule logs that people need in the text log: the command lines (records with
+    ``extra=COMMAND``) and the warnings (a retry after a transient failure, for one)."""
 
     def __init__(self, workdir: Workdir, stage: str, rule: str) -> None:
         super().__init__(logging.INFO)
         self.workdir, self.stage, self.rule = workdir, stage, rule
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not getattr(record, "command", False):
+        command = getattr(record, "command", False)
+        if not command and record.levelno != logging.WARNING:
             return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         millis = int(record.msecs)
         try:
-            line = f"{stamp}.{millis:03d}Z  COMMAND {self.stage:<9} {self.rule}: $ {record.getMessage()}"
+            kind, text = (
+                ("COMMAND", f"$ {record.getMessage()}") if command else ("WARNING", record.getMessage())
+            )
+            line = f"{stamp}.{millis:03d}Z  {kind:<7} {self.stage:<9} {self.rule}: {text}"
             append_line(self.workdir.text_log, line)
         except OSError:
             self.handleError(record)

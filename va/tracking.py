@@ -28,7 +28,7 @@ from va.graph import RULE_PHASE, describe
 from va.job import Job
 from va.manifest import build_manifest
 from va.plan import sha256_file
-from va.textlog import CommandHandler, record_event
+from va.textlog import RuleLogHandler, record_event
 from va.workdir import Workdir
 
 
@@ -167,7 +167,7 @@ def rule_step(
     where = {"rule": rule, "phase": phase, **({"target": target} if target else {})}
     name = f"{rule} {target}" if target else rule
     log_to_file(log_path)
-    logging.getLogger().addHandler(CommandHandler(workdir, phase, name))
+    logging.getLogger().addHandler(RuleLogHandler(workdir, phase, name))
 
     def report(message: str, level: str = "info", **fields: Any) -> None:
         logging.getLogger(rule).info("%s", message)
