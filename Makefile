@@ -92,6 +92,7 @@ bench: setup $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_still.py
 	$(BIN)/python bench/bench_batch.py
 	$(BIN)/python bench/bench_download.py
+	$(BIN)/python bench/bench_comfyui.py
 	$(BIN)/python bench/bench_import.py
 
 clean:

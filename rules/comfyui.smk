@@ -1,11 +1,14 @@
+# One Snakemake job makes every batch, one prompt after the other (a job a batch cost ~1.7 s of job
+# start each). Each batch is still recorded on its own (comfyui/batches/NNNN.json, its log and events),
+# and a batch a killed run finished is kept, so a resumed run submits only the missing ones.
 rule comfyui_batch:
     input:
         still=at("frames/still.png"),
         plan=at("prepare/plan.json"),
     output:
-        result=at("comfyui/batches/{batch}.json"),
+        generated=at("comfyui/generated.json"),
     log:
-        at("logs/comfyui/batches/{batch}.log"),
+        at("logs/comfyui/batches.log"),
     conda:
         "envs/va.yaml"
     resources:
@@ -19,7 +22,7 @@ rule comfyui_batch:
 
 rule assemble_visual:
     input:
-        batches=comfyui_batches,
+        generated=at("comfyui/generated.json"),
         plan=at("prepare/plan.json"),
     output:
         video=at("comfyui/output.mp4"),

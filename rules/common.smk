@@ -148,16 +148,6 @@ def release_rescheduling_timers():
             thread.cancel()
 
 
-def comfyui_batches(wildcards):
-    """Every batch of the ComfyUI stage; their number comes from the plan, so it is known only after
-    prepare_audio (a checkpoint) has run."""
-    plan = read_json(Path(checkpoints.prepare_audio.get(**wildcards).output.plan))
-    return [
-        in_run(wildcards, f"comfyui/batches/{batch['name']}.json")
-        for batch in plan["comfyui"]["batches"]
-    ]
-
-
 def lipsync_inputs(wildcards):
     """Inputs of lipsync: the still, the padded audio, the plan, and the visual stage's video."""
     inputs = {

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from va.comfyui.stage import assemble_visual
+from va.comfyui.stage import assemble_visual, generated_batches
 from va.job import load_job
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -14,6 +14,6 @@ with rule_step("assemble_visual", snakemake.log[0], workdir=RUN):
     assemble_visual(
         load_job(Path(snakemake.params.job)),
         Path(snakemake.input.plan),
-        [Path(path) for path in snakemake.input.batches],
+        generated_batches(Path(snakemake.input.generated)),
         Path(snakemake.output.video),
     )

@@ -1,22 +1,21 @@
-"""Rule comfyui_batch: one batch of frames from ComfyUI."""
+"""Rule comfyui_batch: every batch of frames from ComfyUI not made yet, each recorded as a step."""
 
 from pathlib import Path
 
-from va.comfyui.stage import run_batch
+from va.comfyui.stage import run_batches
 from va.job import load_job
-from va.tracking import rule_step
+from va.tracking import log_to_file
 from va.workdir import Workdir
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
 RUN = Workdir(Path(snakemake.params.run))
 
-with rule_step("comfyui_batch", snakemake.log[0], target=snakemake.wildcards.batch, workdir=RUN) as report:
-    run_batch(
-        load_job(Path(snakemake.params.job)),
-        Path(snakemake.input.plan),
-        snakemake.wildcards.batch,
-        still=Path(snakemake.input.still),
-        result=Path(snakemake.output.result),
-        workdir=RUN.root,
-        report=report,
-    )
+log_to_file(snakemake.log[0])
+run_batches(
+    load_job(Path(snakemake.params.job)),
+    Path(snakemake.input.plan),
+    still=Path(snakemake.input.still),
+    generated=Path(snakemake.output.generated),
+    workdir=RUN,
+    logs=Path(snakemake.log[0]).with_suffix(""),
+)

@@ -59,6 +59,7 @@ def fresh_stats() -> dict[str, Any]:
         "interrupted": [],  # the prompts an interrupt actually stopped
         "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
         "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0, "restarts": 0,
+        "system_stats": 0, "executing_seconds": 0.0,  # the time prompts ran, summed
     }  # fmt: skip
 
 
@@ -141,6 +142,7 @@ class Double:
         return web.json_response({"status": "ok"})
 
     async def system_stats(self, request: web.Request) -> web.Response:
+        self.stats["system_stats"] += 1
         if self.fault("system_stats_404"):
             return web.Response(status=404)
         system = {"os": "posix", "python_version": "3.11", "comfyui_version": "0.26.0", "embedded_python": False,
@@ -327,10 +329,12 @@ class Double:
             self.pending = [p for p in self.pending if p[1] != prompt_id]
             self.running = (number, prompt_id)
             self.interrupt = False
+            began = time.monotonic()
             try:
                 await self.execute(prompt_id, graph, client_id)
             finally:
                 self.running = None
+                self.stats["executing_seconds"] += time.monotonic() - began
 
     async def execute(self, prompt_id: str, graph: dict[str, Any], client_id: str) -> None:
         messages: list[list[Any]] = []

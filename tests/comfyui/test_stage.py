@@ -217,6 +217,39 @@ def test_frames_batches_and_their_assembly(make_stage: StageFactory, comfy: Comf
     assert video["r_frame_rate"] == "25/1"
 
 
+def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, comfy: Comfy) -> None:
+    """scripts/comfyui_batch.py's body: every batch, each a step of its own (events, log, result), one
+    websocket and one /system_stats for the stage; a second call submits nothing; a batch whose
+    settings changed since (an edited job) and a batch whose frames were deleted are made again."""
+    made = make_stage("held_start_batch", held_still=True)
+    generated = made.run.root / "comfyui" / "generated.json"
+    logs = made.run.root / "logs" / "comfyui" / "batches"
+    stage.run_batches(
+        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs
+    )
+    stats = comfy.stats()
+    assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 1 and stats["system_stats"] == 1
+    assert stats["uploads"] == 1
+    assert stage.generated_batches(generated) == [made.run.batch_result(n) for n in made.names]
+    assert sorted(p.name for p in logs.iterdir()) == [f"{n}.log" for n in made.names]
+    steps = [(e["kind"], e["target"]) for e in read_events(made.run.events) if e["kind"].startswith("rule_")]
+    assert steps == [(kind, n) for n in made.names for kind in ("rule_started", "rule_finished")]
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+
+    stage.run_batches(
+        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs
+    )
+    assert len(comfy.stats()["prompts"]) == 7  # all done: nothing submitted
+    (made.run.root / "frames" / "000020.png").unlink()  # batch 0002's frame
+    document = made.json("comfyui/batches/0005.json")
+    made.run.batch_result("0005").write_text(json.dumps({**document, "fingerprint": "an-edited-job"}))
+    stage.run_batches(
+        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs
+    )
+    again = [a["batch"] for a in made.attempts() if a["outcome"] == "submitted"][7:]
+    assert again == ["0002", "0005"] and len(comfy.stats()["prompts"]) == 9
+
+
 def test_fewer_generated_frames_are_held_to_the_output_rate(make_stage: StageFactory) -> None:
     made = make_stage(params={"fps": 4})
     assert made.plan["comfyui"]["frames"] == 8 and made.names == ["0000"]  # 2 s at 4 fps

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from va.errors import ExitCode, VaError
 
 log = logging.getLogger(__name__)
 TIMEOUTS = (5, 60)
+#: Output files of one prompt fetched at the same time.
+DOWNLOADS_AT_ONCE = 4
 
 
 class ComfyTransient(Exception):
@@ -72,10 +75,17 @@ class ComfyClient:
         self.url = url.rstrip("/")
         self.client_id = uuid.uuid4().hex
         self._ws: websocket.WebSocket | None = None
+        # One connection pool for every request of the stage (keep-alive), large enough for the
+        # parallel downloads.
+        self._http = requests.Session()
+        pool = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=DOWNLOADS_AT_ONCE)
+        self._http.mount("http://", pool)
+        self._http.mount("https://", pool)
+        self._inputs: set[str] = set()  # input files the server was seen to hold
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            response = requests.request(method, self.url + path, timeout=TIMEOUTS, **kwargs)
+            response = self._http.request(method, self.url + path, timeout=TIMEOUTS, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ComfyTransient(f"{method} {path}: {type(exc).__name__}") from exc
         if response.status_code >= 500:
@@ -147,9 +157,9 @@ class ComfyClient:
         ``va-<sha256[:16]>.png``, so two runs never replace each other's picture, and an image the
         server already holds (``HEAD /view``) is not sent again.
         """
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        name = f"va-{digest}{path.suffix or '.png'}"
-        if self._has_input(name):
+        name = input_name(path)
+        if name in self._inputs or self._has_input(name):
+            self._inputs.add(name)
             return name
         with open(path, "rb") as handle:
             files = {"image": (name, handle, "image/png")}
@@ -161,13 +171,15 @@ class ComfyClient:
             )
         data = response.json()
         subfolder = data.get("subfolder") or ""
-        return f"{subfolder}/{data['name']}" if subfolder else str(data["name"])
+        stored = f"{subfolder}/{data['name']}" if subfolder else str(data["name"])
+        self._inputs.add(stored)
+        return stored
 
     def _has_input(self, name: str) -> bool:
         """Whether the server's input folder holds ``name`` already."""
         params = {"filename": name, "subfolder": "", "type": "input"}
         try:
-            response = requests.head(self.url + "/view", params=params, timeout=TIMEOUTS)
+            response = self._http.head(self.url + "/view", params=params, timeout=TIMEOUTS)
         except (requests.ConnectionError, requests.Timeout):
             return False  # the upload itself reports an unreachable server
         return response.status_code == 200
@@ -180,7 +192,7 @@ class ComfyClient:
             "type": item.get("type", "output"),
         }
         try:
-            response = requests.get(self.url + "/view", params=params, timeout=TIMEOUTS, stream=True)
+            response = self._http.get(self.url + "/view", params=params, timeout=TIMEOUTS, stream=True)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ComfyTransient(f"GET /view: {type(exc).__name__}") from exc
         with response:
@@ -194,6 +206,17 @@ class ComfyClient:
                 for block in response.iter_content(chunk_size=1 << 20):
                     handle.write(block)
             partial.replace(target)
+
+    def download_all(self, items: list[tuple[dict[str, Any], Path]]) -> None:
+        """``download`` of every (item, target), ``DOWNLOADS_AT_ONCE`` at a time; the first error is raised
+        once all have ended."""
+        with ThreadPoolExecutor(max_workers=DOWNLOADS_AT_ONCE) as pool:
+            for done in [pool.submit(self.download, item, target) for item, target in items]:
+                done.result()
+
+    def forget_inputs(self) -> None:
+        """Ask the server again about its input files (a restarted server may have lost its uploads)."""
+        self._inputs.clear()
 
     def connect(self) -> bool:
         """Open the websocket for this client id; False when the server offers none."""
@@ -238,8 +261,14 @@ class ComfyClient:
             return WsMessage(str(message.get("type")), message.get("data") or {})
 
     def close(self) -> None:
-        """Close the websocket."""
+        """Close the websocket (the HTTP connections stay for the next request)."""
         if self._ws is not None:
             with contextlib.suppress(OSError, websocket.WebSocketException):
                 self._ws.close()
             self._ws = None
+
+
+def input_name(path: Path) -> str:
+    """The name an image is uploaded under: derived from its content, ``va-<sha256[:16]>.png``."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"va-{digest}{path.suffix or '.png'}"

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from va import media
 from va.atomic import read_json, write_json_atomic
-from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient
+from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, WsMessage, input_name
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.config import load_config
 from va.errors import ExitCode, VaError
@@ -30,6 +30,7 @@ from va.events import read_events
 from va.job import Job
 from va.plan import batch_seed
 from va.retry import RetryPolicy, retrying
+from va.tracking import rule_step
 from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,15 @@ class _Watch:
                 kind="progress", batch=self.batch, value=data.get("value"), max=data.get("max"),
             )  # fmt: skip
 
+    def _finished(self, message: WsMessage) -> bool:
+        """Whether a websocket message says our prompt has ended (its history entry is there now)."""
+        data = message.data
+        if data.get("prompt_id") != self.prompt_id:
+            return False
+        return message.type == "execution_success" or (
+            message.type == "executing" and data.get("node") is None
+        )
+
     def _failed(self, entry: dict[str, Any]) -> None:
         status = entry.get("status") or {}
         if status.get("status_str") != "error":
@@ -182,7 +192,8 @@ class _Watch:
                     message = None
                 if message is not None:
                     self._event(message.type, message.data)
-                    continue  # drain events before the next poll
+                    if not self._finished(message):
+                        continue  # drain events before the next poll
             else:
                 time.sleep(self.poll)
                 if reconnects < 3 and self.client.connect():
@@ -309,12 +320,9 @@ def collect_outputs(
             f"batch {batch['name']}: ComfyUI returned {len(images)} images "
             f"where {batch['frames']} were asked for",
         )
-    files = []
-    for offset, item in enumerate(images):
-        target = frames_dir / f"{batch['first'] + offset + 1:06d}.png"
-        client.download(item, target)
-        files.append(str(target))
-    return {"kind": "frames", "files": files}
+    targets = [frames_dir / f"{batch['first'] + offset + 1:06d}.png" for offset in range(len(images))]
+    client.download_all(list(zip(images, targets, strict=True)))
+    return {"kind": "frames", "files": [str(target) for target in targets]}
 
 
 def run_batch(
@@ -326,14 +334,17 @@ def run_batch(
     result: Path,
     workdir: Path,
     report: Reporter,
+    server: ComfyServer | None = None,
 ) -> dict[str, Any]:
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
-    the first failure)."""
+    the first failure). ``server``: the stage's connection, shared by its batches."""
     settings = job.data["comfyui"]
     url = server_url(job)
     policy = RetryPolicy(int(settings["retries"]) + 1, seconds=float(settings["unavailable_seconds"]))
-    batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report)
+    own = server is None
+    server = server or ComfyServer(url)
+    batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report, server=server)
 
     def tell(attempt: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
@@ -353,18 +364,101 @@ def run_batch(
             f"ComfyUI at {url} unavailable: batch {name} failed {retry.statistics['attempt_number']} "
             f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
         ) from None
+    finally:
+        if own:
+            server.client.close()
     write_json_atomic(result, document)
     return document
+
+
+class ComfyServer:
+    """The server of one stage: one client (its connection pool, websocket and client id) for all its
+    batches, and the version the server reported (asked once)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = ComfyClient(url)
+        self.version: str | None = None
+        self.asked = False
+
+    def ask_version(self) -> str | None:
+        """``comfyui_version`` of ``/system_stats``, asked at the first attempt of the stage (and again
+        after a failure, as the server may have been replaced)."""
+        if not self.asked:
+            self.version = self.client.system_stats().get("system", {}).get("comfyui_version")
+            self.asked = True
+        return self.version
+
+    def failed(self) -> None:
+        """After a transient failure: a fresh websocket, and nothing assumed about the server's files."""
+        self.client.close()
+        self.client.forget_inputs()
+        self.asked = False
+
+
+def batch_fingerprint(job: Job, figures: dict[str, Any], batch: dict[str, Any], still: Path) -> str:
+    """What a batch's frames depend on: the graph of its first attempt, without the output prefix, with
+    the start image's content. A batch result of another fingerprint is made again (an edited job)."""
+    workflow = _first_workflow(job)
+    seed = batch_seed(figures["seeds"]["value"], batch["index"])
+    values = {**parameter_values(job, workflow, batch, seed), "filename_prefix": "va"}
+    if workflow.binds_start_image:
+        values["start_image"] = input_name(still)
+    graph = graph_json(render(workflow, values))
+    return hashlib.sha256(f"{batch['first']}:{graph}".encode()).hexdigest()[:16]
+
+
+def batch_done(result: Path, fingerprint: str) -> bool:
+    """Whether ``result`` records a batch of ``fingerprint`` whose files are all there."""
+    if not result.exists():
+        return False
+    document = read_json(result)
+    return document.get("fingerprint") == fingerprint and all(Path(f).exists() for f in document["files"])
+
+
+def run_batches(job: Job, plan: Path, *, still: Path, generated: Path, workdir: Workdir, logs: Path) -> None:
+    """Every batch of the plan not made yet, one after the other over one connection, each recorded as a
+    ``comfyui_batch`` step of its own (events, log, ``comfyui/batches/NNNN.json``); then ``generated``
+    lists the batch results in order. A batch result left by a killed run is kept when its fingerprint
+    still matches, so a resumed run submits only the missing batches."""
+    figures = read_json(plan)
+    server = ComfyServer(server_url(job))
+    results = []
+    try:
+        for batch in figures["comfyui"]["batches"]:
+            name, result = batch["name"], workdir.batch_result(batch["name"])
+            results.append(str(result))
+            if batch_done(result, batch_fingerprint(job, figures, batch, still)):
+                continue
+            with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
+                run_batch(job, plan, name, still=still, result=result, workdir=workdir.root, report=report,
+                          server=server)  # fmt: skip
+    finally:
+        server.client.close()
+    write_json_atomic(generated, {"batches": results})
+
+
+def generated_batches(generated: Path) -> list[Path]:
+    """The batch results ``run_batches`` listed, in order."""
+    return [Path(path) for path in read_json(generated)["batches"]]
 
 
 class _BatchRun:
     """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
 
     def __init__(
-        self, job: Job, figures: dict[str, Any], name: str, *, still: Path, workdir: Path, report: Reporter
+        self,
+        job: Job,
+        figures: dict[str, Any],
+        name: str,
+        *,
+        still: Path,
+        workdir: Path,
+        report: Reporter,
+        server: ComfyServer,
     ) -> None:
         self.job, self.figures, self.name = job, figures, name
-        self.still, self.workdir, self.report = still, workdir, report
+        self.still, self.workdir, self.report, self.server = still, workdir, report, server
         self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
         self.per_retry = job.data["determinism"]["seed_policy"] == "per_retry"
         self.workflow = _first_workflow(job)
@@ -372,6 +466,7 @@ class _BatchRun:
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)
         self.token = run_token(workdir)
+        self.fingerprint = batch_fingerprint(job, figures, self.batch, still)
 
     def attempt(self, attempt: int) -> dict[str, Any]:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
@@ -384,13 +479,13 @@ class _BatchRun:
     def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
         seed = batch_seed(self.figures["seeds"]["value"], batch["index"], attempt, self.per_retry)
-        client = ComfyClient(self.url)
+        client = self.server.client
         prompt_id = None
         where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
-                version = client.system_stats().get("system", {}).get("comfyui_version")
+                version = self.server.ask_version()
                 values = parameter_values(self.job, self.workflow, batch, seed)
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
@@ -398,7 +493,8 @@ class _BatchRun:
                 graph = render(self.workflow, values)
                 graph_file = self.graphs / graph_name(name, attempt, fresh)
                 graph_file.write_text(graph_json(graph), encoding="utf-8")
-                client.connect()
+                if not client.connected:
+                    client.connect()
                 prompt_id = client.submit(graph)
                 inflight.append(prompt_id)
                 report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
@@ -418,6 +514,7 @@ class _BatchRun:
                            error=exc.message)  # fmt: skip
                 raise
             except ComfyTransient as exc:
+                self.server.failed()
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc}", level="warning",
                        **where, prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
                 raise
@@ -425,14 +522,15 @@ class _BatchRun:
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
                        **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
                 raise
-            finally:
-                client.close()
+            except BaseException:
+                client.close()  # a websocket in an unknown state is not reused
+                raise
         report(f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
                **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
         return {
             "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
             "comfyui_version": version, "workflow": self.workflow.id,
-            "graph": str(graph_file.relative_to(self.workdir)),
+            "graph": str(graph_file.relative_to(self.workdir)), "fingerprint": self.fingerprint,
             **collected,
         }  # fmt: skip
 
