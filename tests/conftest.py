@@ -233,6 +233,43 @@ def slow_ffmpeg(folder: Path, seconds: float, only: str = "") -> Path:
     return slow
 
 
+#: The environment variable that marks every process a test's run starts (they all inherit it).
+MARKER = "VA_TEST_MARKER"
+
+
+def marked_processes(marker: str) -> list[int]:
+    """The running processes whose environment carries ``VA_TEST_MARKER=marker`` (zombies excluded)."""
+    needle = f"{MARKER}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            marked = needle in (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if marked and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return f"{pid} (ended)"
+
+
+def wait_no_process_marked(marker: str, seconds: float = 10) -> None:
+    """Until no process carries ``marker``; fails naming those still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while left := marked_processes(marker):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running after {seconds} s: {[_command_line(pid) for pid in left]}")
+        time.sleep(0.05)
+
+
 def wait_until_answering(url: str, process: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
     """Until a server process just started answers ``url``; fails when it exits or takes too long."""
     deadline = time.monotonic() + seconds

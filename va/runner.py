@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -26,9 +25,11 @@ from va.comfyui.stage import server_url
 from va.errors import ExitCode, VaError
 from va.events import follow_events
 from va.graph import check_supported
+from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.job import Job, check_inputs, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.media import count_video_packets
+from va.processes import ProcessRecord, die_with_parent, end_leftovers
 from va.tracking import existing_run_id, record_run_finished, run_finished
 from va.workdir import Workdir
 
@@ -168,14 +169,6 @@ def workdir_lock(workdir: Workdir) -> Iterator[None]:
         lock.release()
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the ``va`` process dies, so no run goes on unwatched."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def snakemake_command(directory: Path, *config: str) -> list[str]:
     """Snakemake on this workflow in ``directory``, with ``config`` entries (``job=...`` or ``batch=...``)."""
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(directory)]
@@ -249,13 +242,29 @@ def run_job(
     ensure_workdir(workdir)
     options = RunOptions(workdir.root, options.resume, options.cores, options.profile)
     with workdir_lock(workdir):
-        guard_workdir(workdir, job, options.resume)
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(workdir.snakemake_log, "ab") as log:
+            _end_leftovers(workdir, log)
+            guard_workdir(workdir, job, options.resume)
             if options.resume:  # a killed Snakemake leaves its lock; ours proves nobody else runs here
                 subprocess.run(snakemake_argv(job, options, "--unlock"), stdout=log, stderr=log, check=False)
             returncode = _drive(snakemake_argv(job, options), log, workdir, on_event)
     return _result(workdir, job, returncode)
+
+
+def _end_leftovers(workdir: Workdir, log: Any) -> None:
+    """End what an earlier run in ``workdir`` left running (its ``va`` and guardian were killed), so
+    that this run never works beside it; the snakemake log says what was ended."""
+    ended = end_leftovers(ProcessRecord(workdir.processes))
+    if ended:
+        pids = ", ".join(str(process.pid) for process in ended)
+        log.write(f"va: ended {len(ended)} processes left running by an earlier run: {pids}\n".encode())
+        log.flush()
+
+
+#: How long ``va`` waits for its guardian to stop the run before it kills the guardian and ends the
+#: recorded processes itself.
+GUARDIAN_WAIT_SECONDS = SNAKEMAKE_GRACE_SECONDS + RULE_GRACE_SECONDS + 10
 
 
 def _drive(
@@ -264,25 +273,33 @@ def _drive(
     workdir: Workdir,
     on_event: Callable[[dict[str, Any]], None] | None,
 ) -> int:
+    """Run Snakemake (``argv``) under a guardian (va/guardian.py) and wait for it; a stop (Ctrl-C,
+    SIGTERM, the supervisor gone) is handed to the guardian, which ends every process of the run."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    guarded = guardian_argv(argv, workdir.processes, workdir.root)
     # preexec_fn is safe here: the only other thread (the watcher) starts after the fork.
-    process = subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    arm = die_with_parent(signal.SIGTERM)
+    process = subprocess.Popen(
+        guarded,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=arm,  # noqa: PLW1509
+    )
     stop = threading.Event()
     watcher = None
     if on_event is not None:
         watcher = threading.Thread(target=_watch, args=(workdir, stop, on_event), daemon=True)
         watcher.start()
     try:
-        return _wait(process)
+        returncode = _wait(process)
+        if returncode < 0:  # the guardian was killed: what it watched is ended here
+            end_leftovers(ProcessRecord(workdir.processes))
+        return returncode
     except (KeyboardInterrupt, _Terminated):
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if existing_run_id(workdir):  # Snakemake's onerror may have called it a failure; it was a stop
-            record_run_finished(workdir, VaError(ExitCode.INTERRUPTED, "run interrupted by a signal"))
+        if _stop_guardian(process, workdir) == 0:
+            return 0  # the run had finished when the stop came
         message = f"interrupted; continue with: va run JOB --workdir {workdir.root} --resume"
         raise VaError(ExitCode.INTERRUPTED, message) from None
     finally:
@@ -290,6 +307,21 @@ def _drive(
         stop.set()
         if watcher is not None:
             watcher.join(timeout=2)
+
+
+def _stop_guardian(process: subprocess.Popen[bytes], workdir: Workdir) -> int:
+    """Ask the guardian to stop the run and wait for it; a guardian that does not end is killed, and
+    the processes it recorded are ended here. Returns the guardian's exit status."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=GUARDIAN_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    end_leftovers(ProcessRecord(workdir.processes))
+    if existing_run_id(workdir):  # the guardian did not live to record the stop
+        record_run_finished(workdir, VaError(ExitCode.INTERRUPTED, "run interrupted by a signal"))
+    return process.returncode
 
 
 #: Set by a supervisor (the VIDAX server) to its pid: the run stops, as on SIGTERM, when that process is gone.
@@ -347,6 +379,9 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     lock_owner = Workdir(out)
     with workdir_lock(lock_owner):
+        lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_owner.snakemake_log, "ab") as log:
+            _end_leftovers(lock_owner, log)
         write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
         if batch.jobs:
             argv = graph_argv(out, f"batch={folder}", options) + (["--keep-going"] if keep_going else [])

@@ -78,6 +78,11 @@ class Workdir:
         return self.root / "logs" / ".run.lock"
 
     @property
+    def processes(self) -> Path:
+        """The live processes of the run, kept by its guardian (va/processes.py); gone when it ended."""
+        return self.root / "logs" / "processes.json"
+
+    @property
     def state_lock(self) -> Path:
         """Serialises appends to the event log and rewrites of the manifest."""
         return self.root / "logs" / ".state.lock"

@@ -1,8 +1,9 @@
 """A stand-in for a lip-sync tool, for tests: behaves as told by its first argument.
 
 Usage: fake_lipsync.py MODE --face VIDEO --audio AUDIO --outfile OUTPUT [--dump FILE] [--config YAML]
-(--dump: its argv, working directory and pid as JSON.)
-Modes: ok, face, oom, silent, hang, short (a 1 s file, warning on stderr), corrupt (an undecodable file,
+(--dump: its argv, working directory, pid and its worker's pid as JSON.)
+Modes: ok, face, oom, silent, hang (for ever, with a worker process in a session of its own),
+short (a 1 s file, warning on stderr), corrupt (an undecodable file,
 warning on stderr), flaky (fails once with a transient error, then works), glob.
 """
 
@@ -34,8 +35,11 @@ def main() -> int:
     parser.add_argument("--dump")
     parser.add_argument("--config")
     args = parser.parse_args()
+    told = {"argv": sys.argv[1:], "cwd": str(Path.cwd()), "pid": os.getpid()}
+    if args.mode == "hang":  # as tools with worker processes do: one in a session of its own
+        worker = [sys.executable, "-c", "import time; time.sleep(600)"]
+        told["worker"] = subprocess.Popen(worker, start_new_session=True).pid
     if args.dump:
-        told = {"argv": sys.argv[1:], "cwd": str(Path.cwd()), "pid": os.getpid()}
         Path(args.dump).write_text(json.dumps(told))
     if args.config:  # MuseTalk style: inputs from a YAML file
         task = yaml.safe_load(Path(args.config).read_text())["task_0"]

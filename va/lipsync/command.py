@@ -8,22 +8,25 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import yaml
 
 from va.errors import ExitCode, VaError
 from va.lipsync.providers import Provider, fill, fill_tree
+from va.processes import ProcessId, end_processes, group_members, tree
 from va.retry import RetryPolicy, retrying
 from va.textlog import COMMAND
 
 log = logging.getLogger(__name__)
 TAIL_BYTES = 64 * 1024
 TAIL_LINES = 3
+#: How long a tool (and what it started) has to exit after SIGTERM before it is killed.
+ENDING_GRACE_SECONDS = 5.0
 
 
 class TransientFailure(VaError):
@@ -114,6 +117,30 @@ def locate_output(provider: Provider, run: ProviderRun, started: float) -> Path 
     return max(matches, key=lambda p: p.stat().st_mtime) if matches else None
 
 
+def _call(
+    argv: list[str], cwd: Path, env: dict[str, str], logs: tuple[IO[bytes], IO[bytes]], timeout: float
+) -> int | None:
+    """Run the provider; its exit status, or None when it ran past ``timeout`` (it was ended).
+
+    The tool runs in a process group of its own (no terminal signal reaches it unasked); on every way
+    out (its end, the timeout, this rule being stopped) whatever is left of that group and of the
+    tool's process tree (workers it left behind) is ended, so nothing outlives the call.
+    """
+    out, err = logs
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
+    tool = ProcessId.of(process.pid)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        # A group's id is its leader's pid and is not reused while the group has members; the tool is
+        # named by its start time too, so neither can reach another process.
+        leftovers = {*group_members(process.pid), *(tree(tool) if tool is not None else [])}
+        end_processes(leftovers, ENDING_GRACE_SECONDS)
+        process.wait()
+
+
 def run_command_provider(provider: Provider, run: ProviderRun) -> ProviderOutput:
     """Run the provider's command (with retries for transient failures) and return its output file."""
     settings = provider.settings
@@ -152,17 +179,13 @@ def _run_once(
     log.info("attempt %s: %s (cwd %s)", attempt, shlex.join(argv), cwd, extra=COMMAND)
     started = time.time()
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
-        try:
-            returncode = process.wait(timeout=settings["timeout_seconds"])
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise VaError(
-                ExitCode.LIPSYNC_TIMEOUT,
-                f"lip-sync provider {provider.id} did not finish within {settings['timeout_seconds']} s; "
-                f"killed. Last output: {last_lines(stderr) or last_lines(stdout) or 'none'}",
-            ) from None
+        returncode = _call(argv, cwd, env, (out, err), settings["timeout_seconds"])
+    if returncode is None:
+        raise VaError(
+            ExitCode.LIPSYNC_TIMEOUT,
+            f"lip-sync provider {provider.id} did not finish within {settings['timeout_seconds']} s; "
+            f"killed. Last output: {last_lines(stderr) or last_lines(stdout) or 'none'}",
+        )
     tail = last_lines(stderr) or last_lines(stdout)
     text = stderr.read_text(errors="replace")[-TAIL_BYTES:] + stdout.read_text(errors="replace")[-TAIL_BYTES:]
     matched = _classify(provider, text)

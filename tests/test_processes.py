@@ -1,0 +1,245 @@
+"""va/processes.py and va/guardian.py with real process trees (no Snakemake): a pid is only signalled
+with its start time, a tree is ended even where a member ignores SIGTERM or left its process group,
+the record lets a later run end an earlier one's leftovers, and the guardian ends its whole tree when it
+is stopped, when its parent dies and when its command ends. One whole ``va run`` per way of stopping a
+run with a slow lip-sync tool is in the second half."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from tests.conftest import MARKER, VA, CliRunner, Media, marked_processes, wait_no_process_marked
+from tests.lipsync.fakes import command, providers_file
+from va.errors import ExitCode
+from va.events import read_events
+from va.guardian import STOPPED, guardian_argv
+from va.processes import (
+    ProcessId,
+    ProcessRecord,
+    descendants,
+    end_leftovers,
+    end_processes,
+    tree,
+)
+
+#: A process that starts a worker in a session of its own (so a signal to its group misses it), prints
+#: both pids and waits; with "stubborn" the worker ignores SIGTERM.
+TREE = """
+import subprocess, sys, time
+stubborn = "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n" if sys.argv[1:] else ""
+worker = "import signal, time\\n" + stubborn + "time.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", worker], start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def marked_env(marker: str) -> dict[str, str]:
+    return {**os.environ, MARKER: marker}
+
+
+def start_tree(marker: str, *extra: str) -> tuple[subprocess.Popen[str], ProcessId, ProcessId]:
+    """A running TREE: the process, its ProcessId and its worker's."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", TREE, *extra], stdout=subprocess.PIPE, text=True, env=marked_env(marker)
+    )
+    assert process.stdout is not None
+    worker = ProcessId.of(int(process.stdout.readline()))
+    root = ProcessId.of(process.pid)
+    assert root is not None and worker is not None
+    return process, root, worker
+
+
+def test_a_pid_is_signalled_only_with_its_start_time() -> None:
+    marker = uuid.uuid4().hex
+    process, root, worker = start_tree(marker)
+    try:
+        impostor = ProcessId(root.pid, root.start + 1)  # the same pid, as a reused one would be
+        assert not impostor.alive()
+        assert not impostor.send(signal.SIGKILL)
+        assert root.alive() and process.poll() is None
+        assert worker in descendants(root.pid)  # its own session does not take it out of the tree
+    finally:
+        end_processes(tree(root), grace=2)
+        process.wait(timeout=10)
+    assert not root.alive() and not worker.alive()
+    assert not root.send(signal.SIGTERM)  # ended: nothing is signalled any more
+    wait_no_process_marked(marker)
+
+
+def test_ending_a_tree_kills_what_ignores_sigterm() -> None:
+    marker = uuid.uuid4().hex
+    process, root, worker = start_tree(marker, "stubborn")
+    ended = end_processes(tree(root), grace=0.5)
+    process.wait(timeout=10)
+    assert set(ended) == {root, worker}
+    wait_no_process_marked(marker, seconds=2)
+
+
+def test_a_later_run_ends_the_recorded_leftovers_of_an_earlier_one(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    process, root, worker = start_tree(marker)
+    record = ProcessRecord(tmp_path / "logs" / "processes.json")
+    gone = ProcessId(root.pid, root.start - 1)  # an entry whose pid now names another process
+    record.write([root, gone])
+    ended = end_leftovers(record, grace=2)
+    process.wait(timeout=10)
+    assert set(ended) == {root, worker}  # the worker was not recorded: it is found below its parent
+    assert not record.path.exists()
+    wait_no_process_marked(marker, seconds=2)
+    assert end_leftovers(record) == []  # no record: nothing to do
+
+
+def test_an_unreadable_record_signals_nothing(tmp_path: Path) -> None:
+    record = ProcessRecord(tmp_path / "processes.json")
+    record.path.write_text("{not json")
+    assert record.read() == []
+
+
+def guarded(tmp_path: Path, marker: str, script: str) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """``script`` run under a guardian, as ``va`` starts Snakemake."""
+    record = ProcessRecord(tmp_path / "processes.json")
+    argv = guardian_argv([sys.executable, "-c", script], record.path, None)
+    process = subprocess.Popen(argv, env=marked_env(marker), start_new_session=True)
+    return process, record
+
+
+def recorded_tree(record: ProcessRecord, size: int, process: subprocess.Popen[bytes]) -> list[ProcessId]:
+    """Until the guardian's record names ``size`` processes (itself included)."""
+    deadline = time.monotonic() + 30
+    while len(entries := record.read()) < size:
+        assert process.poll() is None and time.monotonic() < deadline, "the guardian recorded no tree"
+        time.sleep(0.05)
+    return entries
+
+
+def test_a_stopped_guardian_ends_its_whole_tree(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    process, record = guarded(tmp_path, marker, TREE)
+    entries = recorded_tree(record, 3, process)  # guardian, the command, its worker
+    assert process.pid in {e.pid for e in entries}
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == STOPPED
+    wait_no_process_marked(marker, seconds=2)
+    assert not record.path.exists()
+
+
+def test_a_guardian_ends_its_tree_when_its_parent_dies(tmp_path: Path) -> None:
+    """SIGKILL of ``va``: the kernel tells the guardian (it is in a session of its own, so a SIGKILL of
+    va's process group does not reach it either)."""
+    marker = uuid.uuid4().hex
+    record = ProcessRecord(tmp_path / "processes.json")
+    argv = guardian_argv([sys.executable, "-c", TREE], record.path, None)
+    parent_script = (
+        "import signal, subprocess, sys, time\n"
+        "from va.processes import die_with_parent\n"
+        f"subprocess.Popen({argv!r}, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_script], env=marked_env(marker))
+    recorded_tree(record, 3, parent)
+    parent.kill()
+    parent.wait()
+    wait_no_process_marked(marker, seconds=10)
+    assert not record.path.exists()
+
+
+def test_what_a_command_leaves_behind_ends_with_it(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    script = (
+        "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])"
+    )
+    process, record = guarded(tmp_path, marker, script)
+    assert process.wait(timeout=20) == 0  # the command's own status
+    wait_no_process_marked(marker, seconds=2)
+    assert not record.path.exists()
+
+
+# --- whole runs: one per way of stopping, each with a lip-sync tool that hangs (and has a worker) -------
+
+
+def hanging_run(files: Media, marker: str) -> tuple[subprocess.Popen[str], Path, Path]:
+    """A ``va run`` whose lip-sync tool hangs, started in a session of its own; returns it once the tool
+    (and its worker) run, with its workdir and the tool's dump."""
+    dump = files.root / "told.json"
+    env = {
+        **os.environ,
+        MARKER: marker,
+        **providers_file(files.root, fake=command("hang", "--dump", str(dump))),
+    }
+    job = files.job(lipsync={"enable": True, "provider": "fake"})
+    workdir = files.root / "w"
+    process = subprocess.Popen(
+        [*VA, "run", str(job), "--workdir", str(workdir), "--cores", "1", "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while not (dump.exists() and "worker" in dump.read_text()):
+        assert process.poll() is None, f"the run ended before its tool ran: {process.communicate()[1]}"
+        assert time.monotonic() < deadline, "the tool did not start"
+        time.sleep(0.05)
+    assert len(marked_processes(marker)) >= 5  # va, guardian, snakemake, the rule, the tool, its worker
+    return process, workdir, dump
+
+
+def test_a_terminated_run_leaves_no_process(files: Media) -> None:
+    """SIGTERM of ``va`` (as VIDAX's cancel sends it); Ctrl-C takes the same way (tests/test_resume.py)."""
+    marker = uuid.uuid4().hex
+    process, workdir, _ = hanging_run(files, marker)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.INTERRUPTED, err
+    assert "--resume" in err and "Traceback" not in err
+    wait_no_process_marked(marker, seconds=5)
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "interrupted"
+    assert not (workdir / "logs" / "processes.json").exists()
+
+
+def test_a_killed_va_leaves_no_process(files: Media, va_cli: CliRunner) -> None:
+    """SIGKILL of the ``va`` process alone (and so of its process group: the run is in another)."""
+    marker = uuid.uuid4().hex
+    process, workdir, _ = hanging_run(files, marker)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    wait_no_process_marked(marker, seconds=10)
+    status = va_cli("status", workdir, "--json")
+    assert json.loads(status.out)["run_status"] == "interrupted"
+    events = [e["kind"] for e in read_events(workdir / "logs" / "events.jsonl")]
+    assert events[-1] == "run_finished"
+
+
+def test_a_resumed_run_ends_what_a_killed_guardian_left(files: Media, va_cli: CliRunner) -> None:
+    """The guardian killed with ``va`` (nothing left to stop the run): the resumed run ends the recorded
+    leftovers (the rule, the tool, its worker) before it starts, then finishes with a tool that works."""
+    marker = uuid.uuid4().hex
+    process, workdir, dump = hanging_run(files, marker)
+    guardian = next(p for p in descendants(process.pid) if "va.guardian" in command_line(p.pid))
+    guardian.send(signal.SIGSTOP)  # so that it cannot act on va's death before it is killed itself
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    guardian.send(signal.SIGKILL)
+    tool = ProcessId.of(json.loads(dump.read_text())["pid"])
+    assert tool is not None and tool.alive()  # left running: nobody watches it now
+    working = providers_file(files.root, fake=command("ok"))
+    resumed = va_cli("run", workdir / ".." / "job.json", "--workdir", workdir, "--resume", "-q", env=working)
+    assert resumed.code == 0, resumed.err
+    assert not tool.alive()
+    assert "left running by an earlier run" in (workdir / "logs" / "snakemake.log").read_text()
+    wait_no_process_marked(marker, seconds=5)
+    assert json.loads((workdir / "manifest.json").read_text())["run_status"] == "succeeded"
