@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
+from va.manifest import build_manifest
 from va.vidax.jobs import process_start_ticks
+from va.workdir import Workdir
 
 
 def produce_body(files: Media) -> dict[str, Any]:
@@ -108,6 +110,65 @@ def test_a_stale_pid_is_never_signalled(client: TestClient, files: Media) -> Non
         stranger.wait()
 
 
+def test_the_same_idempotency_key_returns_the_same_job(client: TestClient, files: Media) -> None:
+    first = client.post("/jobs", json=job_document(files), headers={**HEADERS, "Idempotency-Key": "k-1"})
+    assert first.status_code == 201, first.text
+    again = client.post("/jobs", json=job_document(files), headers={**HEADERS, "Idempotency-Key": "k-1"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = job_document(files, buffer={"pre_seconds": 1.0})
+    reused = client.post("/jobs", json=other, headers={**HEADERS, "Idempotency-Key": "k-1"})
+    assert_error(reused, 422, "IDEMPOTENCY_KEY_REUSED", first.json()["id"])
+    produced = [
+        client.post("/produce", json=produce_body(files), headers={**HEADERS, "Idempotency-Key": "k-2"})
+        for _ in range(2)
+    ]
+    assert [answer.status_code for answer in produced] == [202, 200]
+    assert produced[0].json()["id"] == produced[1].json()["id"] and produced[1].json()["status"] == "queued"
+    assert len(client.get("/jobs", headers=HEADERS).json()["jobs"]) == 2
+    assert client.post("/jobs", json=job_document(files), headers=HEADERS).status_code == 201  # no key
+
+
+def read_stream(client: TestClient, job_id: str, last_event_id: int | None = None) -> list[dict[str, str]]:
+    """The Server-Sent Events of ``/jobs/{id}/events`` until the stream closes, as field dicts."""
+    headers = {**HEADERS, **({"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {})}
+    events: list[dict[str, str]] = []
+    with client.stream("GET", f"/jobs/{job_id}/events", headers=headers) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        for line in stream.iter_lines():
+            if not line.strip():
+                if fields:
+                    events.append(fields)
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = fields.get(name, "") + value.removeprefix(" ")
+    return events
+
+
+def test_events_stream_as_server_sent_events(client: TestClient, files: Media) -> None:
+    """A job's events.jsonl as SSE, progress included, resumable with Last-Event-ID; ended jobs close
+    the stream with an ``end`` event."""
+    job_id = plant_record(client, files, status="failed", exit_code=12, message="not audio")
+    logs = Path(client.app.state.store.root) / job_id / "logs"  # type: ignore[attr-defined]
+    logs.mkdir()
+    written = [
+        {"ts": "2026-01-01T00:00:00.000Z", "kind": "rule_started", "rule": "prepare_audio", "n": 1},
+        {"ts": "2026-01-01T00:00:01.000Z", "kind": "progress", "batch": 0, "value": 3, "max": 20},
+        {"ts": "2026-01-01T00:00:02.000Z", "kind": "rule_failed", "rule": "prepare_audio"},
+    ]
+    (logs / "events.jsonl").write_text("".join(json.dumps(event) + "\n" for event in written))
+    events = read_stream(client, job_id)
+    assert [json.loads(e["data"]) for e in events[:-1]] == written
+    assert [(e["id"], e["event"]) for e in events[:-1]] == [
+        ("1", "rule_started"), ("2", "progress"), ("3", "rule_failed")
+    ]  # fmt: skip
+    assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["status"] == "failed"
+    resumed = read_stream(client, job_id, last_event_id=2)
+    assert [e.get("id") for e in resumed] == ["3", None] and resumed[-1]["event"] == "end"
+    assert_error(client.get("/jobs/job-nope/events", headers=HEADERS), 404, "NOT_FOUND")
+
+
 def test_produce_refuses_inputs_outside_the_roots(client: TestClient, files: Media) -> None:
     outside = client.post("/produce", json={**produce_body(files), "audio": "/etc/passwd"}, headers=HEADERS)
     assert_error(outside, 422, "INPUT_OUTSIDE_ROOTS", "audio")
@@ -132,8 +193,14 @@ def test_a_job_from_creation_to_its_final_video(
     manifest = client.get(f"/jobs/{job_id}/manifest", headers=HEADERS).json()
     assert manifest["run_status"] == "succeeded" and manifest["target_frames"] == 50
 
+    workdir = Path(client.app.state.store.root) / job_id  # type: ignore[attr-defined]
+    assert manifest == json.loads(json.dumps(build_manifest(Workdir(workdir))))  # every field answered
+
     logs = client.get(f"/jobs/{job_id}/logs", headers=HEADERS).json()
     assert logs["events"][0]["kind"] == "run_started"
+    streamed = read_stream(client, job_id)
+    assert [json.loads(e["data"]) for e in streamed[:-1]] == logs["events"]
+    assert json.loads(streamed[-1]["data"]) == client.get(f"/jobs/{job_id}", headers=HEADERS).json()
     later = client.get(f"/jobs/{job_id}/logs?after={logs['next'] - 2}", headers=HEADERS).json()
     assert later["events"] == logs["events"][-2:] and later["next"] == logs["next"]
 
@@ -148,7 +215,6 @@ def test_a_job_from_creation_to_its_final_video(
     assert int(ffprobe_streams(downloaded)["video"]["nb_read_frames"]) == 50  # 2 s at 25 fps
 
     # The run read the inputs the server checked, taken into its workdir (hard links here).
-    workdir = Path(client.app.state.store.root) / job_id  # type: ignore[attr-defined]
     job = json.loads((workdir / "job.json").read_text())
     assert job["input"]["audio"].endswith(f"{job_id}/inputs/audio.wav")
     assert os.path.samefile(job["input"]["audio"], files.root / "voice.wav")

@@ -22,6 +22,8 @@ EXAMPLES = 15  # per operation and generation mode
 BUDGET_SECONDS = 60
 #: schemathesis' default for valid data, and 422: what a job names must exist on the server.
 ACCEPTED_OR_REFUSED_INPUT = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
+#: schemathesis' default for invalid data, and 413.
+REFUSED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 
 def all_checks() -> list[Any]:
@@ -44,6 +46,8 @@ def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
     config = SchemathesisConfig.from_dict(
         {
             "auth": {"openapi": {"APIKeyHeader": {"api_key": KEY}}},
+            # An invalid body can also be too large: refusing it with 413 is refusing it.
+            "checks": {"negative_data_rejection": {"expected-statuses": REFUSED}},
             # A job's inputs must be files on the server inside input_roots, which no schema can say:
             # a schema-valid job naming other paths is refused with 422, as documented.
             "operations": [
@@ -55,7 +59,9 @@ def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
             ],
         }
     )
-    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app, config=config)
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", fuzz_app, config=config, headers={"X-API-Key": KEY}
+    )
     checks = all_checks()
     calls: dict[str, int] = {}
     statuses: set[int] = set()

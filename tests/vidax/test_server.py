@@ -31,6 +31,7 @@ class Server:
         self.port = int(json.loads(config.read_text())["server"]["port"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.headers = dict(HEADERS)  # the key in force
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -52,10 +53,10 @@ class Server:
             self.process.wait(timeout=10)
 
     def get(self, path: str) -> Any:
-        return requests.get(self.url + path, headers=HEADERS, timeout=10).json()
+        return requests.get(self.url + path, headers=self.headers, timeout=10).json()
 
     def post(self, path: str, body: Any = None) -> requests.Response:
-        return requests.post(self.url + path, json=body, headers=HEADERS, timeout=30)
+        return requests.post(self.url + path, json=body, headers=self.headers, timeout=30)
 
     def wait(self, job_id: str, statuses: set[str], seconds: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + seconds
@@ -102,13 +103,37 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
     server = server_factory()
     server.start()
     assert requests.get(f"{server.url}/jobs", timeout=5).status_code == 401
-    assert requests.get(f"{server.url}/openapi.json", timeout=5).json()["info"]["title"] == "VIDAX"
+    assert requests.get(f"{server.url}/openapi.json", timeout=5).status_code == 401
+    assert (
+        requests.get(f"{server.url}/openapi.json", headers=HEADERS, timeout=5).json()["info"]["title"]
+        == "VIDAX"
+    )
     response = server.post("/produce", produce_body(files))
     assert response.status_code == 202, response.text
+
+    # The key is rotated while the job runs: SIGHUP re-reads it (here the file's size and times are kept,
+    # so only the signal can tell), and the running job goes on.
+    stamp = os.stat(server.config)
+    data = json.loads(server.config.read_text())
+    rotated = KEY.replace("test", "next")
+    data["server"]["api_keys"] = [rotated]
+    with open(server.config, "r+") as config:  # in place: the same inode
+        config.write(json.dumps(data))
+    os.utime(server.config, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert server.process is not None
+    server.process.send_signal(signal.SIGHUP)
+    new_headers = {"X-API-Key": rotated}
+    until(
+        lambda: requests.get(f"{server.url}/jobs", headers=new_headers, timeout=5).status_code == 200,
+        lambda: "the rotated key was not taken",
+        seconds=10,
+    )
+    assert requests.get(f"{server.url}/jobs", headers=HEADERS, timeout=5).status_code == 401
+    server.headers = new_headers
     view = server.wait(response.json()["id"], ENDED)
     assert view["status"] == "succeeded", view
     video = requests.get(
-        f"{server.url}/jobs/{view['id']}/final", headers={**HEADERS, "Range": "bytes=0-99"}, timeout=10
+        f"{server.url}/jobs/{view['id']}/final", headers={**server.headers, "Range": "bytes=0-99"}, timeout=10
     )
     assert video.status_code == 206 and len(video.content) == 100
     assert video.headers["content-range"] == f"bytes 0-99/{view['final']['bytes']}"

@@ -11,16 +11,17 @@ from fastapi.security import APIKeyHeader
 from va.vidax.errors import ApiError
 from va.vidax.jobs import JobStore
 from va.vidax.launcher import ComfyLauncher
-from va.vidax.settings import Settings
+from va.vidax.settings import KeyRing, Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of server.api_keys")
 
 
 def require_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Every route but /health: the key must equal a configured one (compared in constant time)."""
-    settings: Settings = request.app.state.settings
+    """Every route but /health and /ready: the key must equal one in force (compared in constant time;
+    the keys are re-read when the config changes)."""
+    keys: KeyRing = request.app.state.keys
     given = (key or "").encode()
-    matches = [hmac.compare_digest(given, known.encode()) for known in settings.api_keys]
+    matches = [hmac.compare_digest(given, known.encode()) for known in keys.in_force()]
     if not key or not any(matches):
         raise ApiError(401, "UNAUTHORIZED", "missing or wrong X-API-Key")
 

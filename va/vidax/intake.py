@@ -90,11 +90,26 @@ def url_identity(url: str) -> tuple[str, ...] | None:
             str(port), parts.path.rstrip("/"), parts.query, parts.fragment)  # fmt: skip
 
 
+def url_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    """Whether ``url`` is one of ``allowed`` (as ``url_identity`` compares them)."""
+    identity = url_identity(url)
+    return identity is not None and identity in {url_identity(known) for known in allowed}
+
+
+def confine_webhook_url(url: str, allowed: tuple[str, ...]) -> None:
+    """A job's ``webhook_url`` must be one of ``webhooks.allowed_urls``: the server will POST to it."""
+    if not url_allowed(url, allowed):
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            f"webhook_url: {url[:200]!r} is not one of webhooks.allowed_urls of vidax.json",
+        )
+
+
 def confine_comfyui_url(url: str, allowed: tuple[str, ...]) -> None:
     """A job's ``comfyui.url`` must be one the operator configured: the server would contact it and
     upload the start image there, so any other URL is refused (no server-side request forgery)."""
-    identity = url_identity(url)
-    if identity is None or identity not in {url_identity(known) for known in allowed}:
+    if not url_allowed(url, allowed):
         raise ApiError(
             422,
             "VALIDATION_FAILED",

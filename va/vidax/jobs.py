@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,11 @@ class JobRecord(BaseModel):
     message: str | None = None
     #: The input paths the job named; ``job.json`` names the workdir's copies once the run has taken them.
     submitted_inputs: dict[str, str] | None = None
+    #: Where a signed completion webhook goes (allow-listed in vidax.json), if anywhere.
+    webhook_url: str | None = None
+    #: The client's ``Idempotency-Key`` and a digest of its request: the same key returns this job.
+    idempotency_key: str | None = None
+    request_digest: str | None = None
 
     @property
     def job_file(self) -> Path:
@@ -99,11 +105,19 @@ def first_problem(exc: Exception) -> str:
 class JobStore:
     """The records on disk, and the scheduler that starts queued jobs."""
 
-    def __init__(self, runs_root: Path, max_parallel: int, input_roots: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self,
+        runs_root: Path,
+        max_parallel: int,
+        input_roots: tuple[Path, ...] = (),
+        on_finished: Callable[[JobRecord], None] | None = None,
+    ) -> None:
         self.root = runs_root
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_parallel = max_parallel
         self.input_roots = input_roots
+        #: Told once of each job that has just ended (succeeded, failed, interrupted, cancelled).
+        self.on_finished = on_finished
         self.lock = threading.RLock()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
@@ -155,12 +169,38 @@ class JobStore:
         ids = [p.parent.name for p in self.root.glob(f"*/{RECORD}") if JOB_ID.fullmatch(p.parent.name)]
         return sorted((self._load(job_id) for job_id in ids), key=lambda r: r.created_at)
 
-    def create(self, document: dict[str, Any]) -> JobRecord:
-        """A new job folder with ``job.json``; the id is the server's."""
+    def find_idempotent(self, key: str, digest: str) -> JobRecord | None:
+        """The job an earlier request with this ``Idempotency-Key`` made; a different request with the
+        same key is refused (422), as the key promises the same request."""
+        found = next((r for r in self.all() if r.idempotency_key == key), None)
+        if found is not None and found.request_digest != digest:
+            raise ApiError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                f"Idempotency-Key was used for another request (job {found.id}); use a new key",
+            )
+        return found
+
+    def create(
+        self,
+        document: dict[str, Any],
+        *,
+        webhook_url: str | None = None,
+        idempotency: tuple[str, str] | None = None,
+    ) -> JobRecord:
+        """A new job folder with ``job.json``; the id is the server's. ``idempotency``: the client's key
+        and the digest of its request."""
         job_id = f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
         workdir = self.root / job_id
         workdir.mkdir(parents=True)
-        record = JobRecord(id=job_id, workdir=str(workdir))
+        key, digest = idempotency or (None, None)
+        record = JobRecord(
+            id=job_id,
+            workdir=str(workdir),
+            webhook_url=webhook_url,
+            idempotency_key=key,
+            request_digest=digest,
+        )
         write_text_atomic(record.job_file, json.dumps(document, indent=2) + "\n")
         self.save(record)
         return record
@@ -196,6 +236,8 @@ class JobStore:
             record.cancel_requested = True
             if record.status == "queued":
                 record.status, record.ended_at = "cancelled", utc_now()
+                self.save(record)
+                self._finished(record)
             elif record.pid and self.is_its_run(record):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(record.pid, signal.SIGTERM)
@@ -220,6 +262,11 @@ class JobStore:
         alive = process.poll() is None if process is not None else self.is_its_run(record)
         if alive:
             return record
+        with self.lock:  # one thread records the end (and tells of it), the others see it recorded
+            current = self._load(record.id)
+            return self._ended(current, process) if current.status == "running" else current
+
+    def _ended(self, record: JobRecord, process: subprocess.Popen[bytes] | None) -> JobRecord:
         self.processes.pop(record.id, None)
         manifest = build_manifest(Workdir(Path(record.workdir)))
         status: JobStatus = (
@@ -231,7 +278,15 @@ class JobStore:
         record.message = exit_status.get("message") or self._runner_tail(record)
         record.ended_at, record.pid, record.pid_started = utc_now(), None, None
         self.save(record)
+        self._finished(record)
         return record
+
+    def _finished(self, record: JobRecord) -> None:
+        if self.on_finished is not None:
+            try:
+                self.on_finished(record)
+            except Exception:  # a webhook must never break the queue
+                log.exception("after job %s ended", record.id)
 
     def _runner_tail(self, record: JobRecord) -> str | None:
         log_file = Path(record.workdir) / "logs" / "vidax-runner.log"
@@ -265,6 +320,7 @@ class JobStore:
             record.status, record.ended_at, record.message = "failed", utc_now(), failure.message
             record.exit_code = int(ExitCode.__members__.get(failure.code, ExitCode.VALIDATION_FAILED))
             self.save(record)
+            self._finished(record)
             log.warning("job %s not started: %s", record.id, failure.message)
             return False
         argv = [sys.executable, "-m", "va", "run", str(record.job_file), "--workdir", record.workdir, "-q"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,11 +15,12 @@ from fastapi import FastAPI
 
 import va
 from va.errors import ExitCode, VaError
+from va.vidax.deps import ApiKey
 from va.vidax.errors import JsonErrors, Message, Receive, Scope, Send, error_body, install_handlers
 from va.vidax.jobs import JobStore
 from va.vidax.launcher import ComfyLauncher
-from va.vidax.routes import comfyui, health, install, jobs
-from va.vidax.settings import Settings, load_settings
+from va.vidax.routes import comfyui, docs, health, install, jobs
+from va.vidax.settings import KeyRing, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +102,20 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     app = FastAPI(
         title="VIDAX",
         version=va.__version__,
-        description="The HTTP API of va, the VideoAudio Runner. Every route but /health needs X-API-Key.",
+        description="The HTTP API of va, the VideoAudio Runner. Every route but /health and /ready needs "
+        "X-API-Key (the OpenAPI document and the docs too, unless server.public_docs is true).",
         lifespan=lifespan,
+        # Served by va.vidax.routes.docs, behind the key unless server.public_docs says otherwise.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings, app.state.store, app.state.launcher = settings, store, launcher
+    app.state.keys = KeyRing(settings.config_path, settings.api_keys)
     install_handlers(app)
     for module in (health, install, comfyui, jobs):
         app.include_router(module.router)
+    app.include_router(docs.router, dependencies=[] if settings.public_docs else [ApiKey])
     app.add_middleware(JsonErrors)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
@@ -121,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidax: error: {exc.message}", file=sys.stderr)
         return int(exc.code)
     app = create_app(settings)
+    keys: KeyRing = app.state.keys
+    signal.signal(signal.SIGHUP, lambda signum, frame: keys.reload_soon())
     try:
         uvicorn.run(app, host=settings.bind, port=settings.port, log_level="info")
     except OSError as exc:

@@ -1,17 +1,48 @@
-"""``GET /health``: the server answers (no key needed)."""
+"""``GET /health``: the server answers; ``GET /ready``: it takes more work (no key needed for either,
+so load balancers and probes can ask)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter
 
 import va
+from va.vidax.deps import SettingsDep, StoreDep
+from va.vidax.errors import ApiError, ErrorBody
+from va.vidax.models import Health, Ready
 
 router = APIRouter(tags=["health"])
 
+#: How long a client told "not ready" should wait before asking again (a run takes about this long
+#: to free a slot at the least).
+RETRY_AFTER_SECONDS = 30
+
 
 @router.get("/health")
-def health() -> dict[str, Any]:
+def health() -> Health:
     """The server is up."""
-    return {"status": "ok", "version": va.__version__}
+    return Health(status="ok", version=va.__version__)
+
+
+@router.get(
+    "/ready",
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "QUEUE_FULL: max_queued_jobs or more jobs wait; Retry-After: when to ask again",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+        }
+    },
+)
+def ready(store: StoreDep, settings: SettingsDep) -> Ready:
+    """Ready for more jobs while fewer than ``max_queued_jobs`` wait in the queue."""
+    statuses = [store.refresh(record).status for record in store.all()]
+    answer = Ready(
+        ready=statuses.count("queued") < settings.max_queued_jobs,
+        queued=statuses.count("queued"),
+        running=statuses.count("running"),
+        max_queued_jobs=settings.max_queued_jobs,
+    )
+    if answer.ready:
+        return answer
+    message = f"{answer.queued} jobs wait in the queue; max_queued_jobs is {answer.max_queued_jobs}"
+    raise ApiError(503, "QUEUE_FULL", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from va import install
 from va.errors import VaError
 from va.vidax.deps import ApiKey
 from va.vidax.errors import ApiError, error_responses
+from va.vidax.models import InstallReport
 
 router = APIRouter(
     prefix="/install", tags=["install"], dependencies=[ApiKey], responses=error_responses(401, 422)
@@ -17,13 +16,13 @@ router = APIRouter(
 
 
 @router.get("/status")
-def install_status() -> dict[str, Any]:
+def install_status() -> InstallReport:
     """Which assets are present, missing or mismatched."""
-    return install.status().as_dict()
+    return InstallReport.model_validate(install.status().as_dict())
 
 
 @router.post("", responses=error_responses(503))
-def run_install(force: bool = False, with_optional: bool = False) -> dict[str, Any]:
+def run_install(force: bool = False, with_optional: bool = False) -> InstallReport:
     """Create the state dir, fetch and verify assets (as ``va install``, but the configs are the
     operator's: never copied nor replaced, also with ``force``)."""
     try:
@@ -33,4 +32,4 @@ def run_install(force: bool = False, with_optional: bool = False) -> dict[str, A
     failure = report.failure()
     if failure is not None:
         raise ApiError.from_va(failure)
-    return report.as_dict()
+    return InstallReport.model_validate(report.as_dict())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
 
 from va.errors import VaError
 from va.events import read_events
@@ -17,9 +20,11 @@ from va.produce import PRODUCE_BASENAME, ProduceRequest, build_job
 from va.schema import schema_path
 from va.vidax.deps import ApiKey, SettingsDep, StoreDep
 from va.vidax.errors import ApiError, error_responses
-from va.vidax.intake import accept_job, confine
+from va.vidax.intake import accept_job, confine, confine_webhook_url
 from va.vidax.jobs import JobRecord, JobStatus, JobStore
+from va.vidax.models import JobList, JobView, Logs, Manifest, view_of
 from va.vidax.settings import Settings
+from va.vidax.streams import event_stream
 from va.workdir import Workdir
 
 router = APIRouter(tags=["jobs"], dependencies=[ApiKey], responses=error_responses(401, 422))
@@ -51,130 +56,194 @@ class ProduceBody(BaseModel):
     lipsync_provider: str | None = Field(default=None, max_length=200)
     no_comfyui: bool = False
     cleanup: Literal["keep", "intermediates"] | None = None
+    webhook_url: str | None = Field(default=None, max_length=2048)
 
 
-def job_view(store: JobStore, record: JobRecord) -> dict[str, Any]:
-    """A job as the API shows it: status, current phase, progress, timings, and where the video is."""
-    record = store.refresh(record)
-    manifest = build_manifest(Workdir(Path(record.workdir))) or {}
-    phases = manifest.get("phases", {})
-    finished = [name for name, phase in phases.items() if phase["status"] in ("done", "skipped")]
-    progress: dict[str, Any] = {"phases_done": len(finished), "phases_total": len(phases) or 4}
-    if "progress" in phases.get("comfyui", {}):
-        progress["comfyui"] = phases["comfyui"]["progress"]
-    final = manifest.get("final") or {}
-    return {
-        "id": record.id,
-        "status": record.status,
-        "run_id": manifest.get("run_id"),
-        "created_at": record.created_at,
-        "queued_at": record.queued_at,
-        "started_at": record.started_at,
-        "ended_at": record.ended_at,
-        "phase": next((name for name, phase in phases.items() if phase["status"] == "running"), None),
-        "progress": progress,
-        "timings": {name: phase.get("seconds") for name, phase in phases.items()},
-        "exit_status": manifest.get("exit_status")
-        or (
-            {"code": record.exit_code, "message": record.message}
-            if record.exit_code is not None or record.message
-            else None
-        ),
-        "final": {
-            "available": bool(final.get("exists")),
-            "url": f"/jobs/{record.id}/final",
-            "bytes": final.get("bytes"),
-        },
-    }
+def job_view(store: JobStore, record: JobRecord) -> JobView:
+    """A job as the API shows it, its record first brought up to date with its run."""
+    return view_of(store.refresh(record))
 
 
-def _create(store: JobStore, settings: Settings, document: Any) -> JobRecord:
-    accepted = accept_job(document, settings.input_roots, settings.comfyui_urls, store.root)
-    return store.create(accepted)
+#: Headers are typed without null (a header is there or not); an absent key is "".
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="The same key returns the same job; the same key with another request is a 422",
+    ),
+]
+WebhookUrl = Annotated[
+    str | None,
+    Query(max_length=2048, description="POSTed, signed, when the job ends; one of webhooks.allowed_urls"),
+]
+
+
+def request_digest(route: str, body: Any, webhook_url: str | None) -> str:
+    """What makes two requests the same request, for ``Idempotency-Key``."""
+    canonical = json.dumps([route, body, webhook_url], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_once(
+    store: JobStore,
+    settings: Settings,
+    document: Callable[[], Any],
+    *,
+    digest: str,
+    key: str | None,
+    webhook_url: str | None,
+    start: bool,
+) -> tuple[JobRecord, bool]:
+    """Accept and create a job (queued at once with ``start``), or with a known ``Idempotency-Key`` the
+    job that key made; True when it was made now."""
+    if key is not None and (earlier := store.find_idempotent(key, digest)) is not None:
+        return earlier, False
+    if webhook_url is not None:
+        confine_webhook_url(webhook_url, settings.webhooks.allowed_urls)
+    accepted = accept_job(document(), settings.input_roots, settings.comfyui_urls, store.root)
+    with store.lock:  # the key is looked up again and the job made in one step: one job per key
+        if key is not None and (earlier := store.find_idempotent(key, digest)) is not None:
+            return earlier, False
+        idempotency = (key, digest) if key is not None else None
+        record = store.create(accepted, webhook_url=webhook_url, idempotency=idempotency)
+        return (store.enqueue(record.id, resume=False) if start else record), True
 
 
 @router.post(
     "/jobs",
     status_code=201,
-    responses=error_responses(400, 413, 503),
+    responses={200: {"model": JobView, "description": "The job an earlier request with this "
+                     "Idempotency-Key made"}, **error_responses(400, 413, 503)},
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": JOB_SCHEMA}}}},
-)
+)  # fmt: skip
 def create_job(
+    *,
     store: StoreDep,
     settings: SettingsDep,
     document: Annotated[dict[str, Any], Body(description="a job, schema 1")],
-) -> dict[str, Any]:
+    response: Response,
+    idempotency_key: IdempotencyKey = "",
+    webhook_url: WebhookUrl = None,
+) -> JobView:
     """Create a job from a job document (paths on the server, inside input_roots; comfyui.url, if given,
     one the config allows); it is not started."""
-    return job_view(store, _create(store, settings, document))
-
-
-@router.post("/produce", status_code=202, responses=error_responses(400, 413, 503))
-def produce(body: ProduceBody, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    """Create a job from the produce flags and start it (final file ``fertig.mp4``)."""
-    audio = confine(body.audio, settings.input_roots, "audio")
-    start = confine(body.start, settings.input_roots, "start")
-    request = ProduceRequest(
-        audio=audio, start=start, prompt=body.prompt, negative=body.neg, pre_seconds=body.pre,
-        post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
-        lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
-        cleanup=body.cleanup,
+    digest = request_digest("/jobs", document, webhook_url)
+    record, made = create_once(
+        store, settings, lambda: document, digest=digest, key=idempotency_key or None,
+        webhook_url=webhook_url, start=False,
     )  # fmt: skip
-    try:
-        document = build_job(request)
-    except VaError as exc:
-        raise ApiError.from_va(exc) from exc
-    record = _create(store, settings, document)
-    return job_view(store, store.enqueue(record.id, resume=False))
+    response.status_code = 201 if made else 200
+    return job_view(store, record)
+
+
+@router.post(
+    "/produce",
+    status_code=202,
+    responses={200: {"model": JobView, "description": "The job an earlier request with this "
+                     "Idempotency-Key made"}, **error_responses(400, 413, 503)},
+)  # fmt: skip
+def produce(
+    *,
+    body: ProduceBody,
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = "",
+) -> JobView:
+    """Create a job from the produce flags and start it (final file ``fertig.mp4``)."""
+
+    def document() -> dict[str, Any]:
+        audio = confine(body.audio, settings.input_roots, "audio")
+        start = confine(body.start, settings.input_roots, "start")
+        request = ProduceRequest(
+            audio=audio, start=start, prompt=body.prompt, negative=body.neg, pre_seconds=body.pre,
+            post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
+            lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
+            cleanup=body.cleanup,
+        )  # fmt: skip
+        try:
+            return build_job(request)
+        except VaError as exc:
+            raise ApiError.from_va(exc) from exc
+
+    digest = request_digest("/produce", body.model_dump(), body.webhook_url)
+    record, made = create_once(
+        store, settings, document, digest=digest, key=idempotency_key or None, webhook_url=body.webhook_url,
+        start=True,
+    )  # fmt: skip
+    response.status_code = 202 if made else 200
+    return job_view(store, record)
 
 
 @router.post("/jobs/{job_id}/start", status_code=202, responses=error_responses(404, 409))
-def start_job(job_id: str, store: StoreDep) -> dict[str, Any]:
+def start_job(job_id: str, store: StoreDep) -> JobView:
     """Queue a created job; it starts when a run slot is free."""
     return job_view(store, store.enqueue(job_id, resume=False))
 
 
 @router.get("/jobs")
-def list_jobs(store: StoreDep, status: JobStatus | None = None) -> dict[str, Any]:
+def list_jobs(store: StoreDep, status: JobStatus | None = None) -> JobList:
     """Every job, oldest first, optionally only those of one status."""
     records = [store.refresh(r) for r in store.all()]
-    return {"jobs": [job_view(store, r) for r in records if status is None or r.status == status]}
+    return JobList(jobs=[view_of(r) for r in records if status is None or r.status == status])
 
 
 @router.get("/jobs/{job_id}", responses=error_responses(404))
-def get_job(job_id: str, store: StoreDep) -> dict[str, Any]:
+def get_job(job_id: str, store: StoreDep) -> JobView:
     """One job: status, phase, progress, timings."""
     return job_view(store, store.get(job_id))
 
 
 @router.get("/jobs/{job_id}/manifest", responses=error_responses(404))
-def get_manifest(job_id: str, store: StoreDep) -> dict[str, Any]:
+def get_manifest(job_id: str, store: StoreDep) -> Manifest:
     """The run's manifest.json (404 before the run started)."""
     record = store.get(job_id)
     manifest = build_manifest(Workdir(Path(record.workdir)))
     if manifest is None:
         raise ApiError(404, "NOT_FOUND", f"job {job_id} has not started yet; it has no manifest")
-    return manifest
+    return Manifest.model_validate(manifest)
 
 
 @router.get("/jobs/{job_id}/logs", responses=error_responses(404))
-def get_logs(
-    job_id: str, store: StoreDep, after: Annotated[int, Query(ge=0, le=10**9)] = 0
-) -> dict[str, Any]:
+def get_logs(job_id: str, store: StoreDep, after: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Logs:
     """Events of the run from line ``after`` on; ``next`` is the ``after`` of the following call."""
     record = store.get(job_id)
     events = read_events(Workdir(Path(record.workdir)).events)
-    return {"events": events[after:], "next": max(after, len(events))}
+    return Logs(events=events[after:], next=max(after, len(events)))
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The job's events as Server-Sent Events"},
+        **error_responses(404),
+    },
+)
+def stream_events(
+    job_id: str,
+    store: StoreDep,
+    last_event_id: Annotated[
+        int, Header(alias="Last-Event-ID", ge=0, le=10**9, description="Resume after this event (its id)")
+    ] = 0,
+) -> EventSourceResponse:
+    """The run's events (``logs/events.jsonl``, progress included) as they are written, each with its
+    line number as id; after the job has ended, one ``end`` event with the job, then the stream closes."""
+    store.get(job_id)
+    return EventSourceResponse(event_stream(store, job_id, last_event_id), ping=15)
 
 
 @router.post("/jobs/{job_id}/cancel", responses=error_responses(404, 409))
-def cancel_job(job_id: str, store: StoreDep) -> dict[str, Any]:
+def cancel_job(job_id: str, store: StoreDep) -> JobView:
     """Cancel a queued job or stop a running one (it can be resumed later)."""
     return job_view(store, store.cancel(job_id))
 
 
 @router.post("/jobs/{job_id}/resume", status_code=202, responses=error_responses(404, 409))
-def resume_job(job_id: str, store: StoreDep) -> dict[str, Any]:
+def resume_job(job_id: str, store: StoreDep) -> JobView:
     """Queue an interrupted, failed or cancelled job to continue from what exists."""
     return job_view(store, store.enqueue(job_id, resume=True))
 
@@ -185,7 +254,7 @@ def resume_job(job_id: str, store: StoreDep) -> dict[str, Any]:
     responses={
         200: {"content": {"video/mp4": {}}, "description": "The whole video"},
         206: {"content": {"video/mp4": {}}, "description": "The part a Range header asked for"},
-        **error_responses(404),
+        **error_responses(404, 400, 416),
     },
 )
 def get_final(job_id: str, store: StoreDep) -> FileResponse:
