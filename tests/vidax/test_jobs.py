@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
 from va.manifest import build_manifest
-from va.vidax.jobs import process_start_ticks
+from va.processes import ProcessId
 from va.workdir import Workdir
 
 
@@ -99,9 +99,11 @@ def test_a_stale_pid_is_never_signalled(client: TestClient, files: Media) -> Non
     counts as interrupted, and cancelling it signals nothing."""
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        ticks = process_start_ticks(stranger.pid)
-        assert ticks is not None
-        job_id = plant_record(client, files, status="running", pid=stranger.pid, pid_started=ticks - 1)
+        identity = ProcessId.of(stranger.pid)
+        assert identity is not None
+        job_id = plant_record(
+            client, files, status="running", pid=stranger.pid, pid_started=identity.start - 1
+        )
         assert_error(client.post(f"/jobs/{job_id}/cancel", headers=HEADERS), 409, "CONFLICT", "interrupted")
         assert client.get(f"/jobs/{job_id}", headers=HEADERS).json()["status"] == "interrupted"
         assert stranger.poll() is None  # not signalled

@@ -48,3 +48,14 @@ def test_a_mistyped_key_is_never_echoed(
         assert expected in result.err + result.out
         secret = keys[0] if isinstance(keys, list) else keys
         assert secret not in result.err + result.out
+
+
+def test_webhook_urls_need_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "vidax.json"
+    server = {"api_keys": ["a-key-of-sixteen-or-more"]}
+    path.write_text(json.dumps({"schema_version": 1, "server": server,
+                                "webhooks": {"allowed_urls": ["https://hooks.example/va"]}}))  # fmt: skip
+    monkeypatch.setenv("VIDAX_CONFIG", str(path))
+    with pytest.raises(VaError) as caught:
+        load_settings()
+    assert "webhooks.allowed_urls needs webhooks.secret" in caught.value.message

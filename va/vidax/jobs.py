@@ -29,6 +29,7 @@ from va.atomic import read_json, write_json_atomic, write_text_atomic
 from va.errors import ExitCode, VaError
 from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
+from va.processes import ProcessId
 from va.runner import SUPERVISOR_ENV
 from va.vidax.errors import ApiError
 from va.vidax.intake import INPUT_FIELDS, take_input
@@ -78,19 +79,6 @@ class JobRecord(BaseModel):
     @property
     def job_file(self) -> Path:
         return Path(self.workdir) / "job.json"
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When a live process started (field 22 of ``/proc/<pid>/stat``, clock ticks after boot); a pid the
-    kernel gave to another process since has another start time. None for no process or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # the name (field 2) may hold spaces and parentheses
-    if len(fields) < 20 or fields[0] == "Z":
-        return None
-    return int(fields[19])
 
 
 def first_problem(exc: Exception) -> str:
@@ -252,7 +240,7 @@ class JobStore:
         the kernel has given to another process since is not, and is never signalled."""
         if not record.pid or record.pid_started is None:
             return False
-        return process_start_ticks(record.pid) == record.pid_started
+        return ProcessId(record.pid, record.pid_started).alive()
 
     def refresh(self, record: JobRecord) -> JobRecord:
         """Bring a running record up to date with its process and manifest."""
@@ -338,7 +326,8 @@ class JobStore:
             )
         self.processes[record.id] = process
         record.status, record.pid, record.started_at = "running", process.pid, utc_now()
-        record.pid_started = process_start_ticks(process.pid)
+        identity = ProcessId.of(process.pid)
+        record.pid_started = identity.start if identity is not None else None
         self.save(record)
         log.info("started %s (pid %s)", record.id, process.pid)
         return True

@@ -21,6 +21,7 @@ from va.vidax.jobs import JobStore
 from va.vidax.launcher import ComfyLauncher
 from va.vidax.routes import comfyui, docs, health, install, jobs
 from va.vidax.settings import KeyRing, Settings, load_settings
+from va.vidax.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,10 @@ class BodyLimit:
 
 def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     """The API for ``settings``; the scheduler of jobs runs while the app does."""
-    store = JobStore(settings.runs_root, settings.max_parallel_runs, settings.input_roots)
+    webhooks = WebhookSender(settings.webhooks)
+    store = JobStore(
+        settings.runs_root, settings.max_parallel_runs, settings.input_roots, on_finished=webhooks.job_ended
+    )
     launcher = ComfyLauncher(settings.comfyui, settings.state_dir / "comfyui" / "comfyui.log")
 
     @asynccontextmanager
@@ -111,6 +115,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings, app.state.store, app.state.launcher = settings, store, launcher
+    app.state.webhooks = webhooks
     app.state.keys = KeyRing(settings.config_path, settings.api_keys)
     install_handlers(app)
     for module in (health, install, comfyui, jobs):
