@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg
+from tests.conftest import MARKER, RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg, wait_no_process_marked
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
 from va.manifest import build_manifest
 from va.processes import ProcessId
@@ -261,6 +262,8 @@ def test_cancel_and_resume(running_client: TestClient, files: Media, monkeypatch
     client = running_client
     slow = slow_ffmpeg(files.root, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
     monkeypatch.setenv("FFMPEG", str(slow))  # inherited by the runs the server starts
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv(MARKER, marker)  # so is this: it marks every process of the run
     job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
     client.post(f"/jobs/{job_id}/start", headers=HEADERS)
 
@@ -274,6 +277,7 @@ def test_cancel_and_resume(running_client: TestClient, files: Media, monkeypatch
     view = wait_for(client, job_id, ENDED)
     assert view["status"] == "cancelled", view
     assert not view["final"]["available"]
+    wait_no_process_marked(marker, seconds=5)  # nothing of the cancelled run still runs
     monkeypatch.delenv("FFMPEG")
     assert client.post(f"/jobs/{job_id}/resume", headers=HEADERS).status_code == 202
     assert wait_for(client, job_id, ENDED)["status"] == "succeeded"

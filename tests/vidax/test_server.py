@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,15 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import RULE_FFMPEG, Media, free_port, slow_ffmpeg, wait_until_answering
+from tests.conftest import (
+    MARKER,
+    RULE_FFMPEG,
+    Media,
+    free_port,
+    slow_ffmpeg,
+    wait_no_process_marked,
+    wait_until_answering,
+)
 from tests.vidax.conftest import ENDED, HEADERS, KEY, until, write_config
 
 
@@ -165,7 +174,8 @@ def test_a_streamed_oversize_body_gets_413(server_factory: ServerFactory) -> Non
 
 def test_restart_recovery(files: Media, server_factory: ServerFactory, tmp_path: Path) -> None:
     slow = slow_ffmpeg(tmp_path, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
-    server = server_factory({"FFMPEG": str(slow)})
+    marker = uuid.uuid4().hex  # every process of the first server and its runs
+    server = server_factory({"FFMPEG": str(slow), MARKER: marker})
     server.start()
     first = server.post("/produce", produce_body(files)).json()["id"]
     second = server.post("/produce", produce_body(files)).json()["id"]  # waits: max_parallel_runs is 1
@@ -183,6 +193,7 @@ def test_restart_recovery(files: Media, server_factory: ServerFactory, tmp_path:
     recovered = server.wait(first, {"interrupted", "succeeded", "failed"}, seconds=60)
     assert recovered["status"] == "interrupted", recovered
     assert recovered["exit_status"]["name"] == "INTERRUPTED"
+    wait_no_process_marked(marker, seconds=5)  # the orphaned run left no process running
     assert server.get(f"/jobs/{second}")["status"] in ("queued", "running")  # the queue survived
     assert server.post(f"/jobs/{first}/resume").status_code == 202
     assert server.wait(first, ENDED)["status"] == "succeeded"

@@ -8,7 +8,6 @@ the same job impossible. A run stops (as interrupted) when the server that start
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -226,9 +225,10 @@ class JobStore:
                 record.status, record.ended_at = "cancelled", utc_now()
                 self.save(record)
                 self._finished(record)
-            elif record.pid and self.is_its_run(record):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(record.pid, signal.SIGTERM)
+            elif record.pid and record.pid_started is not None:
+                # To the run's va, which has its guardian end every process of the run (docs/PROCESSES.md);
+                # through a pidfd after the start time is checked, so never to a process that took the pid.
+                ProcessId(record.pid, record.pid_started).send(signal.SIGTERM)
             self.save(record)
             return record
 
