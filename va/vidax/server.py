@@ -16,7 +16,16 @@ from fastapi import FastAPI
 import va
 from va.errors import ExitCode, VaError
 from va.vidax.deps import ApiKey
-from va.vidax.errors import JsonErrors, Message, Receive, Scope, Send, error_body, install_handlers
+from va.vidax.errors import (
+    JsonErrors,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    error_responses,
+    install_handlers,
+)
 from va.vidax.jobs import JobStore
 from va.vidax.launcher import ComfyLauncher
 from va.vidax.routes import comfyui, docs, health, install, jobs
@@ -109,6 +118,8 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
         description="The HTTP API of va, the VideoAudio Runner. Every route but /health and /ready needs "
         "X-API-Key (the OpenAPI document and the docs too, unless server.public_docs is true).",
         lifespan=lifespan,
+        # Any route: a body over the limit (BodyLimit), an unexpected error (the catch-all handler).
+        responses=error_responses(413, 500),
         # Served by va.vidax.routes.docs, behind the key unless server.public_docs says otherwise.
         openapi_url=None,
         docs_url=None,
