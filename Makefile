@@ -90,6 +90,7 @@ bench: setup $(VENV)/.bench-installed
 	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || true
 	$(BIN)/python bench/bench_still.py
+	$(BIN)/python bench/bench_motion.py
 	$(BIN)/python bench/bench_batch.py
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_comfyui.py

@@ -13,6 +13,7 @@ from va.batch import load_batch, read_selection
 from va.clean import clean_run
 from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
+from va.motion import camera_move_active
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
@@ -155,8 +156,9 @@ def lipsync_inputs(wildcards):
         "audio": in_run(wildcards, "prepare/padded.wav"),
         "plan": in_run(wildcards, "prepare/plan.json"),
     }
-    if comfyui_active(job_of(wildcards)):
-        inputs["visual"] = in_run(wildcards, "comfyui/output.mp4")
+    visual = visual_video(job_of(wildcards))
+    if visual:
+        inputs["visual"] = in_run(wildcards, visual)
     return inputs
 
 
@@ -171,9 +173,27 @@ def encode_inputs(wildcards):
     }
     if active_provider(job) is not None:
         inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
-    elif comfyui_active(job):
-        inputs["video"] = in_run(wildcards, "comfyui/output.mp4")
+    elif visual_video(job):
+        inputs["video"] = in_run(wildcards, visual_video(job))
     return inputs
+
+
+def visual_video(job):
+    """The picture's video before lip-sync, relative to the job's folder: ComfyUI's, or the held still
+    with a camera move; None for a still held as is."""
+    if comfyui_active(job):
+        return "comfyui/output.mp4"
+    if camera_move_active(job):
+        return "motion/output.mp4"
+    return None
+
+
+def motion_settings(wildcards):
+    """What the camera move depends on besides the still and the plan: the move, the encoding."""
+    job = job_of(wildcards)
+    return json.dumps(
+        {"motion": job.data["motion"], "output": job.data["output"]}, sort_keys=True
+    )
 
 
 def final_video(wildcards):

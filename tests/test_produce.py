@@ -18,12 +18,22 @@ def request(**flags: object) -> ProduceRequest:
 def test_feature_flags_land_in_the_job() -> None:
     plain = build_job(request())
     assert plain["cleanup"] == {"after_success": "keep"}  # the schema's default, not the flag's
-    job = build_job(request(cleanup="intermediates"))
+    assert plain["motion"]["strength"] == 0 and plain["motion"]["camera"] == "push_in"
+    job = build_job(request(cleanup="intermediates", motion_strength=0.4, camera="pan_left"))
     assert job["cleanup"] == {"after_success": "intermediates"}
+    assert job["motion"]["strength"] == 0.4 and job["motion"]["camera"] == "pan_left"
 
 
-def test_a_bad_feature_flag_names_the_field() -> None:
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        ({"cleanup": "everything"}, "cleanup.after_success"),
+        ({"motion_strength": 1.5}, "motion.strength"),
+        ({"camera": "dolly"}, "motion.camera"),
+    ],
+)
+def test_a_bad_feature_flag_names_the_field(flags: dict[str, object], field: str) -> None:
     with pytest.raises(VaError) as refused:
-        build_job(request(cleanup="everything"))
+        build_job(request(**flags))
     assert refused.value.code == ExitCode.VALIDATION_FAILED
-    assert "cleanup.after_success" in refused.value.message
+    assert field in refused.value.message

@@ -21,6 +21,7 @@ def test_manifest_records_the_run(finished_run: FinishedRun) -> None:
     assert {name: phase["status"] for name, phase in manifest["phases"].items()} == {
         "prepare": "done",
         "comfyui": "skipped",
+        "motion": "skipped",
         "lipsync": "skipped",
         "encode": "done",
     }

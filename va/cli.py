@@ -21,6 +21,7 @@ from va.errors import ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
+from va.motion import motion_warnings
 from va.plan import target_frames
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.report import make_report
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--lipsync", choices=["on", "off"])
     produce.add_argument("--lipsync_provider", metavar="ID")
     produce.add_argument("--no-comfyui", action="store_true", help="hold the start frame instead of ComfyUI")
+    produce.add_argument(
+        "--motion-strength", type=float, metavar="S", help="0..1: a camera move, or ComfyUI's motion_strength"
+    )
+    produce.add_argument("--camera", choices=["push_in", "pull_out", "pan_left", "pan_right"])
     produce.add_argument(
         "--cleanup", choices=["keep", "intermediates"], help="after success (default keep; docs/CLEANUP.md)"
     )
@@ -247,6 +252,8 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
     buffer = job.data["buffer"]
     seconds = buffer["pre_seconds"] + audio.duration_seconds + buffer["post_seconds"]
     frames = target_frames(seconds, job.fps)
+    for warning in motion_warnings(job):
+        print(f"va: warning: {warning}", file=sys.stderr)
     print(f"ok: {job.path}: {seconds:.3f} s, {frames} frames at {job.fps} fps -> {job.basename}")
     return ExitCode.OK
 
@@ -286,6 +293,8 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
         lipsync_provider=args.lipsync_provider,
         comfyui=not args.no_comfyui,
         cleanup=args.cleanup,
+        motion_strength=args.motion_strength,
+        camera=args.camera,
     )
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())

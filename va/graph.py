@@ -12,10 +12,11 @@ from typing import Any
 from va.comfyui.workflow import load_workflow
 from va.job import Job, active_provider, comfyui_active
 from va.lipsync.providers import get_provider
+from va.motion import camera_move_active
 from va.plan import plan_generation
 from va.workdir import Workdir
 
-PHASES = ("prepare", "comfyui", "lipsync", "encode")
+PHASES = ("prepare", "comfyui", "motion", "lipsync", "encode")
 
 #: Rule name -> phase it reports to.
 RULE_PHASE = {
@@ -23,6 +24,7 @@ RULE_PHASE = {
     "hold_start_frame": "prepare",
     "comfyui_batch": "comfyui",
     "assemble_visual": "comfyui",
+    "camera_motion": "motion",
     "lipsync": "lipsync",
     "encode": "encode",
 }
@@ -37,6 +39,7 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "hold_start_frame": [workdir.still, workdir.still_loop],
         "comfyui_batch": [workdir.batch_result(target or "")],
         "assemble_visual": [workdir.comfyui_visual],
+        "camera_motion": [workdir.motion_visual],
         "lipsync": [workdir.lipsync_output],
         "encode": [workdir.final(basename)],
     }[rule]
@@ -64,6 +67,10 @@ def describe(job: Job) -> dict[str, Any]:
     skipped = {}
     if not comfyui_active(job):
         skipped["comfyui"] = "comfyui.workflow_ids is empty: the start frame is held for every frame"
+    if comfyui_active(job):
+        skipped["motion"] = "the picture comes from ComfyUI (motion.strength goes to its motion_strength)"
+    elif not camera_move_active(job):
+        skipped["motion"] = "motion.strength is 0: the start frame is held still"
     lipsync = job.data["lipsync"]
     if not lipsync["enable"]:
         skipped["lipsync"] = "lipsync.enable is false"

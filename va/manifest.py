@@ -188,6 +188,8 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
             by_key.setdefault((event["rule"], event.get("target")), []).append(event)
     phases: dict[str, Any] = {}
     for phase in PHASES:
+        if phase not in graph["rules"]:  # a run recorded before this version had no such phase
+            continue
         if phase in graph["skipped"]:
             phases[phase] = {"status": "skipped", "reason": graph["skipped"][phase]}
             continue

@@ -378,6 +378,7 @@ X264_COLOUR = [
     "tv",
 ]
 TO_YUV420 = "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+TAGGED_BT709 = "setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709"
 
 
 @contextmanager
@@ -498,6 +499,11 @@ def video_source(video: Path) -> list[str]:
     return ["-i", str(video)]
 
 
+def still_source(still: Path, fps: int) -> list[str]:
+    """ffmpeg input arguments that repeat the image ``still`` at ``fps`` (cut to length by the filters)."""
+    return ["-loop", "1", "-framerate", str(fps), "-i", str(still)]
+
+
 def frames_source(folder: Path, fps: float) -> list[str]:
     """ffmpeg input arguments for numbered frames ``000001.png ...`` at ``fps``."""
     return ["-framerate", str(fps), "-start_number", "1", "-i", str(folder / "%06d.png")]
@@ -544,6 +550,7 @@ def encode_picture(
     copy_from: Path | None = None,
     retime: float | None = None,
     no_clobber: bool = False,
+    picture_filter: str = "",
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
@@ -551,6 +558,7 @@ def encode_picture(
     With ``retime``, the source's own timestamps are replaced: its frames follow each other at that rate
     (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
+    ``picture_filter`` (e.g. a camera move) works on the frames at the output rate, in yuv420p.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     with _scratch_for(target) as scratch:
@@ -569,7 +577,10 @@ def encode_picture(
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
         timing = f"setpts=N/({retime:g}*TB)," if retime else ""
-        argv += ["-vf", f"{timing}fps={fps},tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"]
+        # The frames say what TO_YUV420 made of them, or the closing TO_YUV420 takes them for BT.601.
+        picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
+        chain = f"{timing}fps={fps},{picture}tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
+        argv += ["-vf", chain]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)

@@ -34,6 +34,8 @@ class ProduceRequest:
     lipsync_provider: str | None = None
     comfyui: bool = True
     cleanup: str | None = None
+    motion_strength: float | None = None
+    camera: str | None = None
 
 
 def build_job(request: ProduceRequest) -> dict[str, Any]:
@@ -61,6 +63,10 @@ def build_job(request: ProduceRequest) -> dict[str, Any]:
         "lipsync": lipsync,
         "output": {"basename": PRODUCE_BASENAME, **size},
     }
+    if request.motion_strength is not None:
+        document["motion"]["strength"] = request.motion_strength
+    if request.camera is not None:
+        document["motion"]["camera"] = request.camera
     if request.cleanup is not None:
         document["cleanup"] = {"after_success": request.cleanup}
     return validate_document(document, "produce flags")

@@ -56,6 +56,11 @@ class Workdir:
         """The ComfyUI stage's picture at the job's frame rate and frame count."""
         return self.root / "comfyui" / "output.mp4"
 
+    @property
+    def motion_visual(self) -> Path:
+        """The held still with the job's camera move, at the job's frame rate and frame count."""
+        return self.root / "motion" / "output.mp4"
+
     def batch_result(self, batch: str) -> Path:
         """Record of one finished ComfyUI batch."""
         return self.root / "comfyui" / "batches" / f"{batch}.json"

@@ -87,6 +87,7 @@ def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: 
         "scheduler": params.get("scheduler", "karras"),
         "ckpt_name": ckpt,
         "denoise": params.get("denoise"),
+        "motion_strength": motion["strength"],
     }
 
 

@@ -36,6 +36,7 @@ PARAMETERS = {
     "scheduler": "scheduler name",
     "ckpt_name": "checkpoint file name",
     "denoise": "denoise strength",
+    "motion_strength": "motion.strength, 0..1 (e.g. to denoise or augmentation_level)",
     "start_image": "name of the uploaded start image (LoadImage.image)",
     "filename_prefix": "prefix of the saved files",
 }

@@ -57,6 +57,8 @@ class ProduceBody(BaseModel):
     no_comfyui: bool = False
     cleanup: Literal["keep", "intermediates"] | None = None
     webhook_url: str | None = Field(default=None, max_length=2048)
+    motion_strength: float | None = Field(default=None, ge=0, le=1)
+    camera: Literal["push_in", "pull_out", "pan_left", "pan_right"] | None = None
 
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
@@ -162,7 +164,7 @@ def produce(
             audio=audio, start=start, prompt=body.prompt, negative=body.neg, pre_seconds=body.pre,
             post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
             lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
-            cleanup=body.cleanup,
+            cleanup=body.cleanup, motion_strength=body.motion_strength, camera=body.camera,
         )  # fmt: skip
         try:
             return build_job(request)

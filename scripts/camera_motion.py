@@ -1,0 +1,19 @@
+"""Rule camera_motion: the held still with the job's camera move, the planned frames at the job's rate."""
+
+from pathlib import Path
+
+from va.job import load_job
+from va.motion import render_camera_move
+from va.tracking import rule_step
+from va.workdir import Workdir
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+RUN = Workdir(Path(snakemake.params.run))
+
+with rule_step("camera_motion", snakemake.log[0], workdir=RUN):
+    render_camera_move(
+        load_job(Path(snakemake.params.job)),
+        Path(snakemake.input.still),
+        Path(snakemake.input.plan),
+        Path(snakemake.output.video),
+    )
