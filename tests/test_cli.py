@@ -76,9 +76,9 @@ def test_corrupt_image(files: Media, va_cli: CliRunner) -> None:
 
 
 def test_schema_violation_names_the_key(files: Media, va_cli: CliRunner) -> None:
-    result = va_cli("validate", files.job(motion={"prompt": "x", "strength": 3}))
+    result = va_cli("validate", files.job(motion={"prompt": "x", "intensity": 3}))
     assert result.code == ExitCode.VALIDATION_FAILED
-    assert_one_line_error(result.err, "motion", "'strength'")
+    assert_one_line_error(result.err, "motion", "'intensity'")
 
 
 def test_usage_errors_exit_2(va_cli: CliRunner) -> None:
