@@ -24,6 +24,7 @@ from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
 from va.plan import target_frames
 from va.produce import ProduceRequest, build_job, write_produced_job
+from va.progress import RunDisplay, batches_note
 from va.report import make_report
 from va.runner import (
     RunOptions,
@@ -258,13 +259,14 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _print_event(event: dict[str, Any]) -> None:
-    print(format_event(event), file=sys.stderr)
-
-
 def _run(job_path: Path, args: argparse.Namespace, workdir: Path) -> ExitCode:
     options = RunOptions(workdir=workdir, resume=args.resume, cores=args.cores, profile=args.profile)
-    result = run_job(job_path, options, on_event=None if args.quiet else _print_event)
+    display = None if args.quiet else RunDisplay(workdir.absolute())
+    try:
+        result = run_job(job_path, options, on_event=display)
+    finally:
+        if display is not None:
+            display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
     print(result.final)
@@ -361,6 +363,8 @@ def render_run(manifest: dict[str, Any]) -> str:
     for name, phase in manifest["phases"].items():
         seconds = "" if phase.get("seconds") is None else f"{phase['seconds']:.2f}"
         note = phase.get("reason") or (phase.get("error") or {}).get("message", "")
+        if phase.get("progress") and not note:
+            note = batches_note(phase["progress"])
         lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
     if manifest.get("target_frames") is not None:
         seeds = manifest.get("seeds") or {}

@@ -51,19 +51,22 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 def follow_events(
-    path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2
+    path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2, offset: int = 0
 ) -> Iterator[dict[str, Any]]:
-    """Yield events as they are appended, until ``finished()`` is true and the log is drained."""
-    for line in follow_lines(path, finished, poll_seconds):
+    """Yield events as they are appended (from byte ``offset``), until ``finished()`` is true and the log
+    is drained."""
+    for line in follow_lines(path, finished, poll_seconds, offset):
         try:
             yield json.loads(line)
         except json.JSONDecodeError:
             continue
 
 
-def follow_lines(path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2) -> Iterator[str]:
-    """Yield a log's complete lines as they are appended, until ``finished()`` is true and it is drained."""
-    offset = 0
+def follow_lines(
+    path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2, offset: int = 0
+) -> Iterator[str]:
+    """Yield a log's complete lines as they are appended (from byte ``offset``), until ``finished()`` is
+    true and it is drained."""
     pending = b""
     while True:
         done = finished()

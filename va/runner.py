@@ -290,7 +290,9 @@ def _drive(
     stop = threading.Event()
     watcher = None
     if on_event is not None:
-        watcher = threading.Thread(target=_watch, args=(workdir, stop, on_event), daemon=True)
+        # Only this run's events: a resumed run's log already holds the previous run's.
+        offset = workdir.events.stat().st_size if workdir.events.exists() else 0
+        watcher = threading.Thread(target=_watch, args=(workdir, stop, on_event, offset), daemon=True)
         watcher.start()
     try:
         returncode = _wait(process)
@@ -338,11 +340,11 @@ def _wait(process: subprocess.Popen[bytes]) -> int:
                 raise _Terminated from None
 
 
-def _watch(workdir: Workdir, stop: threading.Event, on_event: Callable[[dict[str, Any]], None]) -> None:
-    for event in follow_events(workdir.events, stop.is_set, poll_seconds=0.1):
-        kind = event.get("kind", "")
-        if kind.startswith("rule_") or kind == "comfyui_waiting" or event.get("level") == "error":
-            on_event(event)
+def _watch(
+    workdir: Workdir, stop: threading.Event, on_event: Callable[[dict[str, Any]], None], offset: int
+) -> None:
+    for event in follow_events(workdir.events, stop.is_set, poll_seconds=0.1, offset=offset):
+        on_event(event)
 
 
 def _result(workdir: Workdir, job: Job, returncode: int) -> RunResult:

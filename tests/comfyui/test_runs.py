@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -103,9 +104,19 @@ def test_batches_resume_after_sigkill(files: Media, va_cli: CliRunner, comfy: Co
     done_before = sorted(p.name for p in batches.glob("*.json"))
     assert 2 <= len(done_before) < 4  # killed mid-stage
     submitted_before = len(comfy.stats()["prompts"])
-    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume")
     assert resumed.code == 0, resumed.err
     resubmitted = len(comfy.stats()["prompts"]) - submitted_before
     assert resubmitted <= 4 - len(done_before) + 1  # only missing batches (plus the one cut off) again
     assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
     assert manifest_of(workdir)["phases"]["comfyui"]["progress"]["batches_done"] == 4
+    # The console of the resumed run: its own events only (the killed run's prepare is not replayed),
+    # the stage's progress lines counting the batches found done, and no error.
+    assert "prepare_audio" not in resumed.err and "error" not in resumed.err
+    assert (
+        1 <= resumed.err.count("comfyui: ") <= resubmitted  # a line a batch this run made
+        and "comfyui: 4 of 4 batches, 50 of 50 frames" in resumed.err
+    )
+    status = va_cli("status", workdir)
+    assert status.code == 0 and re.search(r"^comfyui\s+done\s+[\d.]+\s+4 of 4 batches, 50 of 50 frames$",
+                                          status.out, re.MULTILINE), status.out  # fmt: skip
