@@ -30,7 +30,6 @@ from va.processes import (
     end_processes,
     tree,
 )
-from va.tracking import existing_run_id, record_run_finished
 from va.workdir import Workdir
 
 #: After the stop, how long the rule scripts, ffmpeg and the providers have before SIGKILL.
@@ -40,6 +39,8 @@ SNAKEMAKE_GRACE_SECONDS = 30.0
 #: The exit status of a stopped run, as va's own (ExitCode.INTERRUPTED).
 STOPPED = 130
 _POLL_SECONDS = 0.2
+#: How often the record of the run's processes is brought up to date.
+_RECORD_SECONDS = 1.0
 
 
 class Guardian:
@@ -67,16 +68,19 @@ class Guardian:
         recorded: set[ProcessId] = set()
         stopped_at: float | None = None
         first_asked: list[ProcessId] = []
+        next_scan = 0.0
         while child.returncode is None:
             if self.stop_requested and stopped_at is None:
                 stopped_at = time.monotonic()
                 first_asked = self._ask_to_stop(snakemake)
             if stopped_at is not None:
                 self._escalate(stopped_at, snakemake, first_asked)
-            running = {p for p in (me, *descendants(os.getpid())) if p is not None}
-            if running != recorded:
-                self.record.write(running)
-                recorded = running
+            if time.monotonic() >= next_scan:  # a scan of /proc costs a few ms: once a second
+                next_scan = time.monotonic() + _RECORD_SECONDS
+                running = {p for p in (me, *descendants(os.getpid())) if p is not None}
+                if running != recorded:
+                    self.record.write(running)
+                    recorded = running
             self._reap(child)
             if child.returncode is None:
                 time.sleep(_POLL_SECONDS)
@@ -125,6 +129,10 @@ class Guardian:
         """The run ended because it was stopped, whatever its rules made of the signals."""
         if self.workdir is None:
             return
+        # Imported here: the guardian starts before every run, and tracking (the graph, the schemas)
+        # takes a tenth of a second to import that only a stopped run needs.
+        from va.tracking import existing_run_id, record_run_finished  # noqa: PLC0415
+
         workdir = Workdir(self.workdir)
         if existing_run_id(workdir):
             error = VaError(ExitCode.INTERRUPTED, "run interrupted by a signal; continue with --resume")
