@@ -6,7 +6,9 @@ ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers Chec
 Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each occurrence uses one up):
 ``prompt_500``, ``drop_ws``, ``lose`` (accepted, never queued), ``hang`` (runs until interrupted),
 ``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
-``history_500`` (``/history`` answers 500), ``restart`` (at the next prompt's first sampler step the
+``history_500`` (``/history`` answers 500), ``jobs_api`` (a setting, not a count: the server offers
+``GET /api/jobs``, ``GET /api/jobs/{id}`` and ``POST /api/jobs/{id}/cancel``, as newer ComfyUI does;
+without it they answer 404, as an older server), ``restart`` (at the next prompt's first sampler step the
 server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
 cache, as a restarted ComfyUI), and ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
@@ -60,6 +62,7 @@ def fresh_stats() -> dict[str, Any]:
         "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
         "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0, "restarts": 0,
         "system_stats": 0, "executing_seconds": 0.0,  # the time prompts ran, summed
+        "history_requests": 0, "job_requests": 0, "job_cancels": [],  # /history/{id}, /api/jobs/{id}, cancels
     }  # fmt: skip
 
 
@@ -203,6 +206,7 @@ class Double:
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
 
     async def history_of(self, request: web.Request) -> web.Response:
+        self.stats["history_requests"] += 1
         if self.fault("history_500"):
             return web.Response(status=500, text="Internal Server Error")
         prompt_id = request.match_info["prompt_id"]
@@ -213,6 +217,58 @@ class Double:
         running = [[self.running[0], self.running[1], {}, {}, []]] if self.running else []
         pending = [[number, prompt_id, {}, {}, []] for number, prompt_id in self.pending]
         return web.json_response({"queue_running": running, "queue_pending": pending})
+
+    # --- /api/jobs (newer ComfyUI; switched on with the setting ``jobs_api``) ---------------------------
+
+    def job_of(self, prompt_id: str) -> dict[str, Any] | None:
+        """As comfy_execution/jobs.py's get_job: a finished prompt from its history entry (status
+        completed or failed, with outputs and execution_status), a queued one as in_progress or pending."""
+        entry = self.history.get(prompt_id)
+        if entry is not None:
+            failed = entry["status"]["status_str"] == "error"
+            return {"id": prompt_id, "status": "failed" if failed else "completed", "priority": entry["prompt"][0],
+                    "outputs": entry["outputs"], "execution_status": entry["status"],
+                    "workflow": {"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]}}  # fmt: skip
+        if self.running is not None and self.running[1] == prompt_id:
+            return {"id": prompt_id, "status": "in_progress", "priority": self.running[0], "outputs_count": 0}
+        for number, pending in self.pending:
+            if pending == prompt_id:
+                return {"id": prompt_id, "status": "pending", "priority": number, "outputs_count": 0}
+        return None
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        if not self.faults.get("jobs_api"):
+            raise web.HTTPNotFound()  # an older server: no such route
+        found = [self.job_of(p) for p in [*self.history, *([self.running[1]] if self.running else []),
+                                          *(p for _, p in self.pending)]]  # fmt: skip
+        listed = [job for job in found if job is not None][: int(request.query.get("limit", 100))]
+        return web.json_response({"jobs": listed, "pagination": {"offset": 0, "limit": len(listed),
+                                                                  "total": len(found), "has_more": False}})  # fmt: skip
+
+    async def job(self, request: web.Request) -> web.Response:
+        if not self.faults.get("jobs_api"):
+            raise web.HTTPNotFound()
+        self.stats["job_requests"] += 1
+        job = self.job_of(request.match_info["job_id"])
+        if job is None:
+            return web.json_response({"error": "Job not found"}, status=404)
+        return web.json_response(job)
+
+    async def job_cancel(self, request: web.Request) -> web.Response:
+        """A pending job leaves the queue, a running one is interrupted; no other prompt is touched."""
+        if not self.faults.get("jobs_api"):
+            raise web.HTTPNotFound()
+        prompt_id = request.match_info["job_id"]
+        self.stats["job_cancels"].append(prompt_id)
+        if any(p == prompt_id for _, p in self.pending):
+            self.pending = [item for item in self.pending if item[1] != prompt_id]
+            self.stats["deleted"].append(prompt_id)
+        elif self.running is not None and self.running[1] == prompt_id:
+            self.stats["interrupted"].append(prompt_id)
+            self.interrupt = True
+        else:
+            return web.json_response({"error": "Job not found"}, status=404)
+        return web.json_response({"id": prompt_id, "cancelled": True})
 
     @staticmethod
     async def json_body(request: web.Request) -> dict[str, Any]:
@@ -535,6 +591,8 @@ def main() -> None:
         web.post("/prompt", double.prompt), web.get("/history/{prompt_id}", double.history_of),
         web.get("/queue", double.queue_state), web.post("/interrupt", double.interrupt_handler),
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
+        web.get("/api/jobs", double.jobs), web.get("/api/jobs/{job_id}", double.job),
+        web.post("/api/jobs/{job_id}/cancel", double.job_cancel),
         web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
         web.post("/__double__/reset", double.reset), web.post("/__double__/forget_outputs", double.forget_outputs),
     ])  # fmt: skip

@@ -435,6 +435,37 @@ def test_hanging_prompt_times_out(make_stage: StageFactory, comfy: Comfy) -> Non
     assert attempt["prompt_id"] == ours
 
 
+def test_a_server_with_api_jobs_is_watched_and_cancelled_through_it(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    """A newer ComfyUI (GET /api/jobs/{id}, POST /api/jobs/{id}/cancel): asked once whether it has them,
+    then the wait and the cancel use them; /history, /queue and /interrupt are not needed."""
+    comfy.faults(jobs_api=1)
+    made = make_stage(poll_interval_ms=50)
+    document = made.batch("0000")
+    assert len(document["files"]) == 8
+    stats = comfy.stats()
+    assert stats["job_requests"] >= 1 and stats["history_requests"] == 0
+    comfy.faults(hang=1)
+    made = make_stage(timeout_seconds=1)
+    with pytest.raises(VaError) as failed:
+        made.batch("0001")
+    assert failed.value.code == ExitCode.COMFYUI_TIMEOUT
+    stats = comfy.stats()
+    ours = stats["prompts"][-1]
+    assert stats["job_cancels"] == [ours] and stats["interrupted"] == [ours]
+    assert stats["interrupts"] == [] and stats["history_requests"] == 0
+
+
+def test_an_older_server_without_api_jobs_gets_history_and_queue(
+    make_stage: StageFactory, comfy: Comfy
+) -> None:
+    made = make_stage()
+    made.batch("0000")
+    stats = comfy.stats()
+    assert stats["history_requests"] >= 1 and stats["job_requests"] == 0 and stats["job_cancels"] == []
+
+
 def test_timeout_while_queued_deletes_only_our_prompt(make_stage: StageFactory, comfy: Comfy) -> None:
     comfy.faults(hang=1)
     graph = {

@@ -24,6 +24,8 @@ from va.errors import ExitCode, VaError
 
 log = logging.getLogger(__name__)
 TIMEOUTS = (5, 60)
+#: The ``status`` of an ``/api/jobs`` job that has ended.
+FINISHED_JOB = ("completed", "failed")
 #: Output files of one prompt fetched at the same time.
 DOWNLOADS_AT_ONCE = 4
 
@@ -82,6 +84,7 @@ class ComfyClient:
         self._http.mount("http://", pool)
         self._http.mount("https://", pool)
         self._inputs: set[str] = set()  # input files the server was seen to hold
+        self._jobs_api: bool | None = None  # whether the server offers /api/jobs: probed once
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
@@ -113,8 +116,36 @@ class ComfyClient:
             raise ComfyTransient(f"POST /prompt: HTTP {response.status_code}")
         return str(response.json()["prompt_id"])
 
+    def jobs_api(self) -> bool:
+        """Whether the server offers ``/api/jobs`` (newer ComfyUI): asked once (``GET /api/jobs?limit=1``
+        answers ``{"jobs": [...]}``; an older server has no such route, 404)."""
+        if self._jobs_api is None:
+            response = self._request("GET", "/api/jobs", params={"limit": 1})
+            try:
+                body = response.json() if response.ok else None
+            except ValueError:
+                body = None
+            self._jobs_api = isinstance(body, dict) and isinstance(body.get("jobs"), list)
+            log.info("ComfyUI %s /api/jobs", "offers" if self._jobs_api else "has no")
+        return self._jobs_api
+
+    def job(self, prompt_id: str) -> dict[str, Any] | None:
+        """``GET /api/jobs/{id}``: the job (``status`` pending, in_progress, completed or failed; a
+        finished one with ``outputs`` and ``execution_status``), or None when the server does not know it."""
+        response = self._request("GET", f"/api/jobs/{prompt_id}")
+        if response.status_code == 404:
+            return None
+        data = response.json() if response.ok else None
+        return data if isinstance(data, dict) else None
+
     def history(self, prompt_id: str) -> dict[str, Any] | None:
-        """The finished history entry of ``prompt_id``, or None while it is queued, running or unknown."""
+        """The finished history entry of ``prompt_id`` (``outputs``, ``status``), or None while it is
+        queued, running or unknown: from ``/api/jobs/{id}`` when offered, else ``/history/{id}``."""
+        if self.jobs_api():
+            job = self.job(prompt_id)
+            if job is None or job.get("status") not in FINISHED_JOB:
+                return None
+            return {"outputs": job.get("outputs") or {}, "status": job.get("execution_status") or {}}
         response = self._request("GET", f"/history/{prompt_id}")
         data = response.json() if response.ok else {}
         entry = data.get(prompt_id) if isinstance(data, dict) else None
@@ -130,14 +161,21 @@ class ComfyClient:
         return ids(data.get("queue_running")), ids(data.get("queue_pending"))
 
     def queued(self, prompt_id: str) -> bool:
-        """Whether ``prompt_id`` is running or pending in ``/queue``."""
+        """Whether ``prompt_id`` is running or pending (``/api/jobs/{id}`` when offered, else ``/queue``)."""
+        if self.jobs_api():
+            job = self.job(prompt_id)
+            return job is not None and job.get("status") in ("pending", "in_progress")
         running, pending = self.queue_ids()
         return prompt_id in running | pending
 
     def cancel(self, prompt_id: str) -> None:
-        """Stop our prompt and only ours: ``POST /queue {"delete": [id]}`` while it is pending, then
-        ``POST /interrupt {"prompt_id": id}``, which a server interrupts only if that prompt is running."""
+        """Stop our prompt and only ours: ``POST /api/jobs/{id}/cancel`` when the server offers it; else
+        ``POST /queue {"delete": [id]}`` while it is pending, then ``POST /interrupt {"prompt_id": id}``,
+        which a server interrupts only if that prompt is running."""
         try:
+            if self.jobs_api():
+                self._request("POST", f"/api/jobs/{prompt_id}/cancel")
+                return
             running, pending = self.queue_ids()
             if prompt_id in pending:
                 self._request("POST", "/queue", json={"delete": [prompt_id]})
@@ -215,8 +253,10 @@ class ComfyClient:
                 done.result()
 
     def forget_inputs(self) -> None:
-        """Ask the server again about its input files (a restarted server may have lost its uploads)."""
+        """Ask the server again about its input files and routes (a restarted server may have lost its
+        uploads, or be another version)."""
         self._inputs.clear()
+        self._jobs_api = None
 
     def connect(self) -> bool:
         """Open the websocket for this client id; False when the server offers none."""
