@@ -6,7 +6,8 @@ ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers Chec
 Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each occurrence uses one up):
 ``prompt_500``, ``drop_ws``, ``lose`` (accepted, never queued), ``hang`` (runs until interrupted),
 ``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
-``history_500`` (``/history`` answers 500), ``jobs_api`` (a setting, not a count: the server offers
+``history_500`` (``/history`` answers 500), ``prompt_no_answer`` (a prompt is queued, but the
+connection closes before its answer), ``jobs_api`` (a setting, not a count: the server offers
 ``GET /api/jobs``, ``GET /api/jobs/{id}`` and ``POST /api/jobs/{id}/cancel``, as newer ComfyUI does;
 without it they answer 404, as an older server), ``restart`` (at the next prompt's first sampler step the
 server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
@@ -78,6 +79,7 @@ class Double:
         self.pending: list[tuple[int, str]] = []
         self.running: tuple[int, str] | None = None
         self.history: dict[str, Any] = {}
+        self.clients: dict[str, str] = {}  # the client id each prompt came with
         self.cache: dict[str, dict[str, Any]] = {}
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.closing: set[asyncio.Task[bool]] = set()
@@ -200,9 +202,12 @@ class Double:
         number = self.number
         self.number += 1
         self.stats["prompts"].append(prompt_id)
+        self.clients[prompt_id] = str(body.get("client_id", ""))
         if not self.fault("lose"):
             self.pending.append((number, prompt_id))
             await self.queue.put((number, prompt_id, graph, str(body.get("client_id", ""))))
+        if self.fault("prompt_no_answer") and request.transport is not None:
+            request.transport.close()  # queued, but the answer is lost (a proxy timeout, a dropped link)
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
 
     async def history_of(self, request: web.Request) -> web.Response:
@@ -213,9 +218,20 @@ class Double:
         entry = self.history.get(prompt_id)
         return web.json_response({prompt_id: entry} if entry else {})
 
+    async def history_all(self, request: web.Request) -> web.Response:
+        """``GET /history?max_items=N``: the last N entries."""
+        items = list(self.history.items())[-int(request.query.get("max_items", len(self.history) or 1)) :]
+        return web.json_response(dict(items))
+
+    def extra(self, prompt_id: str) -> dict[str, Any]:
+        """A prompt's ``extra_data``, as ComfyUI keeps it in its queue and history: the client id."""
+        return {"client_id": self.clients.get(prompt_id, "")}
+
     async def queue_state(self, request: web.Request) -> web.Response:
-        running = [[self.running[0], self.running[1], {}, {}, []]] if self.running else []
-        pending = [[number, prompt_id, {}, {}, []] for number, prompt_id in self.pending]
+        running = (
+            [[self.running[0], self.running[1], {}, self.extra(self.running[1]), []]] if self.running else []
+        )
+        pending = [[number, prompt_id, {}, self.extra(prompt_id), []] for number, prompt_id in self.pending]
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
     # --- /api/jobs (newer ComfyUI; switched on with the setting ``jobs_api``) ---------------------------
@@ -358,7 +374,7 @@ class Double:
         for socket in list(self.sockets.values()):
             await socket.close()
         self.sockets.clear()
-        self.history, self.cache, self.stats = {}, {}, fresh_stats()
+        self.history, self.cache, self.stats, self.clients = {}, {}, fresh_stats(), {}
         self.away_until, self.forget_running = 0.0, False
         for folder in (self.input, self.output):
             for path in sorted(folder.rglob("*"), reverse=True):
@@ -444,7 +460,7 @@ class Double:
     def entry(
         self, graph: Any, prompt_id: str, outputs: Any, status: str, messages: list[Any]
     ) -> dict[str, Any]:
-        return {"prompt": [0, prompt_id, graph, {}, []], "outputs": outputs,
+        return {"prompt": [0, prompt_id, graph, self.extra(prompt_id), []], "outputs": outputs,
                 "status": {"status_str": status, "completed": status == "success", "messages": messages},
                 "meta": {}}  # fmt: skip
 
@@ -589,7 +605,7 @@ def main() -> None:
         web.get("/system_stats", double.system_stats), web.get("/health", double.health),
         web.get("/object_info", double.object_info), web.post("/queue", double.queue_change),
         web.post("/prompt", double.prompt), web.get("/history/{prompt_id}", double.history_of),
-        web.get("/queue", double.queue_state), web.post("/interrupt", double.interrupt_handler),
+        web.get("/queue", double.queue_state), web.get("/history", double.history_all), web.post("/interrupt", double.interrupt_handler),
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
         web.get("/api/jobs", double.jobs), web.get("/api/jobs/{job_id}", double.job),
         web.post("/api/jobs/{job_id}/cancel", double.job_cancel),

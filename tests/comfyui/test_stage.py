@@ -337,6 +337,18 @@ def test_per_retry_seeds_are_all_recorded(make_stage: StageFactory, comfy: Comfy
 # --- the paths that fail -------------------------------------------------------------------------------
 
 
+def test_a_prompt_whose_answer_was_lost_is_not_queued_twice(make_stage: StageFactory, comfy: Comfy) -> None:
+    """ComfyUI queued the prompt but the answer never came: the next attempt finds it by our client id
+    and waits on it, instead of a second POST running the same work twice on a shared server."""
+    comfy.faults(prompt_no_answer=1)
+    made = make_stage()
+    document = made.batch("0000")
+    stats = comfy.stats()
+    assert stats["prompt_posts"] == 1 and stats["prompts"] == [document["prompt_id"]]
+    assert len(document["files"]) == 8
+    assert [a["outcome"] for a in made.attempts()] == ["transient", "submitted", "succeeded"]
+
+
 def test_unavailable_after_retries(make_stage: StageFactory, comfy: Comfy) -> None:
     comfy.faults(prompt_500=100)
     made = make_stage(retries=1, unavailable_seconds=0)

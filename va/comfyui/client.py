@@ -21,6 +21,7 @@ import requests
 import websocket
 
 from va.errors import ExitCode, VaError
+from va.retry import POST_RETRYABLE_STATUS, sent_nowhere
 
 log = logging.getLogger(__name__)
 TIMEOUTS = (5, 60)
@@ -85,6 +86,8 @@ class ComfyClient:
         self._http.mount("https://", pool)
         self._inputs: set[str] = set()  # input files the server was seen to hold
         self._jobs_api: bool | None = None  # whether the server offers /api/jobs: probed once
+        self._known: set[str] = set()  # the prompts the server told us it queued
+        self._unanswered = False  # the last POST /prompt was sent, and its answer lost
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
@@ -102,19 +105,63 @@ class ComfyClient:
         return data
 
     def submit(self, graph: dict[str, Any]) -> str:
-        """``POST /prompt``; returns the prompt id."""
-        response = self._request("POST", "/prompt", json={"prompt": graph, "client_id": self.client_id})
+        """``POST /prompt``; returns the prompt id.
+
+        A POST is not repeated blindly (va.retry): when its answer was lost after it was sent (a read
+        timeout, a dropped connection, a gateway's 502/504), the server may have queued it. The next
+        submit of this client first looks for a prompt of its client id that it was never told of (in
+        ``/queue``, then the recent ``/history``) and takes that one instead of queueing a second."""
+        if self._unanswered:
+            adopted = self._unanswered_prompt()
+            self._unanswered = False
+            if adopted is not None:
+                log.warning(
+                    "POST /prompt was not answered, but ComfyUI holds prompt %s: waiting on it", adopted
+                )
+                self._known.add(adopted)
+                return adopted
+        body = {"prompt": graph, "client_id": self.client_id}
+        try:
+            response = self._http.post(self.url + "/prompt", json=body, timeout=TIMEOUTS)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self._unanswered = not sent_nowhere(exc)
+            raise ComfyTransient(f"POST /prompt: {type(exc).__name__}") from exc
         if response.status_code == 400:
             try:
-                body = response.json()
+                rejection = response.json()
             except ValueError:
-                body = None
+                rejection = None
             raise VaError(
-                ExitCode.COMFYUI_REJECTED, f"ComfyUI rejected the prompt: {describe_rejection(body)}"
+                ExitCode.COMFYUI_REJECTED, f"ComfyUI rejected the prompt: {describe_rejection(rejection)}"
             )
         if not response.ok:
+            self._unanswered = response.status_code not in POST_RETRYABLE_STATUS
             raise ComfyTransient(f"POST /prompt: HTTP {response.status_code}")
-        return str(response.json()["prompt_id"])
+        prompt_id = str(response.json()["prompt_id"])
+        self._known.add(prompt_id)
+        return prompt_id
+
+    def _unanswered_prompt(self) -> str | None:
+        """A prompt of this client id the server holds (queued, running or in its last 64 history
+        entries) that no answer told us of: what an unanswered ``POST /prompt`` queued."""
+
+        def ours(item: Any) -> str | None:
+            if not isinstance(item, list) or len(item) < 4 or not isinstance(item[3], dict):
+                return None
+            prompt_id = str(item[1])
+            mine = item[3].get("client_id") == self.client_id and prompt_id not in self._known
+            return prompt_id if mine else None
+
+        queue = self._request("GET", "/queue").json()
+        for item in [*(queue.get("queue_running") or []), *(queue.get("queue_pending") or [])]:
+            if found := ours(item):
+                return found
+        history = self._request("GET", "/history", params={"max_items": 64})
+        entries = history.json() if history.ok else {}
+        for entry in entries.values() if isinstance(entries, dict) else []:
+            if found := ours((entry or {}).get("prompt")):
+                return found
+        return None
 
     def jobs_api(self) -> bool:
         """Whether the server offers ``/api/jobs`` (newer ComfyUI): asked once (``GET /api/jobs?limit=1``
