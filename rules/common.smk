@@ -14,6 +14,7 @@ from va.clean import clean_run
 from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.motion import camera_move_active
+from va.stabilize import stabilize_active
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
@@ -179,13 +180,24 @@ def encode_inputs(wildcards):
 
 
 def visual_video(job):
-    """The picture's video before lip-sync, relative to the job's folder: ComfyUI's, or the held still
-    with a camera move; None for a still held as is."""
+    """The picture's video before lip-sync, relative to the job's folder: ComfyUI's (stabilized, when
+    asked), or the held still with a camera move; None for a still held as is."""
+    if stabilize_active(job):
+        return "stabilize/output.mp4"
     if comfyui_active(job):
         return "comfyui/output.mp4"
     if camera_move_active(job):
         return "motion/output.mp4"
     return None
+
+
+def stabilize_settings(wildcards):
+    """What the stabilized picture depends on besides ComfyUI's: the method, the encoding."""
+    job = job_of(wildcards)
+    return json.dumps(
+        {"stabilize": job.data["stabilize"], "output": job.data["output"]},
+        sort_keys=True,
+    )
 
 
 def motion_settings(wildcards):

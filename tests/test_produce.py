@@ -19,7 +19,11 @@ def test_feature_flags_land_in_the_job() -> None:
     plain = build_job(request())
     assert plain["cleanup"] == {"after_success": "keep"}  # the schema's default, not the flag's
     assert plain["motion"]["strength"] == 0 and plain["motion"]["camera"] == "push_in"
-    job = build_job(request(cleanup="intermediates", motion_strength=0.4, camera="pan_left"))
+    assert plain["stabilize"] == {"enable": False, "method": "both"}
+    job = build_job(
+        request(cleanup="intermediates", motion_strength=0.4, camera="pan_left", stabilize="deflicker")
+    )
+    assert job["stabilize"] == {"enable": True, "method": "deflicker"}
     assert job["cleanup"] == {"after_success": "intermediates"}
     assert job["motion"]["strength"] == 0.4 and job["motion"]["camera"] == "pan_left"
 
@@ -30,6 +34,7 @@ def test_feature_flags_land_in_the_job() -> None:
         ({"cleanup": "everything"}, "cleanup.after_success"),
         ({"motion_strength": 1.5}, "motion.strength"),
         ({"camera": "dolly"}, "motion.camera"),
+        ({"stabilize": "blur"}, "stabilize.method"),
     ],
 )
 def test_a_bad_feature_flag_names_the_field(flags: dict[str, object], field: str) -> None:

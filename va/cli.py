@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--camera", choices=["push_in", "pull_out", "pan_left", "pan_right"])
     produce.add_argument(
+        "--stabilize", choices=["deflicker", "vidstab", "both"], help="stabilize ComfyUI's picture this way"
+    )
+    produce.add_argument(
         "--cleanup", choices=["keep", "intermediates"], help="after success (default keep; docs/CLEANUP.md)"
     )
     _add_run_options(produce)
@@ -297,6 +300,7 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
         cleanup=args.cleanup,
         motion_strength=args.motion_strength,
         camera=args.camera,
+        stabilize=args.stabilize,
     )
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())

@@ -14,9 +14,10 @@ from va.job import Job, active_provider, comfyui_active
 from va.lipsync.providers import get_provider
 from va.motion import camera_move_active
 from va.plan import plan_generation
+from va.stabilize import stabilize_active
 from va.workdir import Workdir
 
-PHASES = ("prepare", "comfyui", "motion", "lipsync", "encode")
+PHASES = ("prepare", "comfyui", "motion", "stabilize", "lipsync", "encode")
 
 #: Rule name -> phase it reports to.
 RULE_PHASE = {
@@ -25,6 +26,7 @@ RULE_PHASE = {
     "comfyui_batch": "comfyui",
     "assemble_visual": "comfyui",
     "camera_motion": "motion",
+    "stabilize": "stabilize",
     "lipsync": "lipsync",
     "encode": "encode",
 }
@@ -40,6 +42,7 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "comfyui_batch": [workdir.batch_result(target or "")],
         "assemble_visual": [workdir.comfyui_visual],
         "camera_motion": [workdir.motion_visual],
+        "stabilize": [workdir.stabilized_visual],
         "lipsync": [workdir.lipsync_output],
         "encode": [workdir.final(basename)],
     }[rule]
@@ -71,6 +74,10 @@ def describe(job: Job) -> dict[str, Any]:
         skipped["motion"] = "the picture comes from ComfyUI (motion.strength goes to its motion_strength)"
     elif not camera_move_active(job):
         skipped["motion"] = "motion.strength is 0: the start frame is held still"
+    if not comfyui_active(job):
+        skipped["stabilize"] = "the picture is a held still: nothing to stabilize"
+    elif not stabilize_active(job):
+        skipped["stabilize"] = "stabilize.enable is false"
     lipsync = job.data["lipsync"]
     if not lipsync["enable"]:
         skipped["lipsync"] = "lipsync.enable is false"

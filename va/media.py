@@ -499,6 +499,37 @@ def video_source(video: Path) -> list[str]:
     return ["-i", str(video)]
 
 
+def filter_path(path: Path) -> str:
+    """A file path as a quoted filter option value (a ``:`` or ``,`` in it stays part of the path)."""
+    text = str(path)
+    if "'" in text:
+        raise VaError(
+            ExitCode.WORKDIR_UNUSABLE, f"a path with a quote cannot be given to ffmpeg's filters: {path}"
+        )
+    return f"'{text}'"
+
+
+def detect_shake(video: Path, transforms: Path, *, shakiness: int, accuracy: int) -> None:
+    """vidstab's first pass: the camera's motion in ``video``, frame by frame, written to ``transforms``."""
+    transforms.parent.mkdir(parents=True, exist_ok=True)
+    detect = f"vidstabdetect=shakiness={shakiness}:accuracy={accuracy}:result={filter_path(transforms)}"
+    argv = [
+        executable("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(video),
+        "-vf",
+        detect,
+        "-f",
+        "null",
+        "-",
+    ]
+    _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"vidstabdetect on {video} failed")
+
+
 def still_source(still: Path, fps: int) -> list[str]:
     """ffmpeg input arguments that repeat the image ``still`` at ``fps`` (cut to length by the filters)."""
     return ["-loop", "1", "-framerate", str(fps), "-i", str(still)]

@@ -36,6 +36,7 @@ class ProduceRequest:
     cleanup: str | None = None
     motion_strength: float | None = None
     camera: str | None = None
+    stabilize: str | None = None
 
 
 def build_job(request: ProduceRequest) -> dict[str, Any]:
@@ -67,6 +68,8 @@ def build_job(request: ProduceRequest) -> dict[str, Any]:
         document["motion"]["strength"] = request.motion_strength
     if request.camera is not None:
         document["motion"]["camera"] = request.camera
+    if request.stabilize is not None:
+        document["stabilize"] = {"enable": True, "method": request.stabilize}
     if request.cleanup is not None:
         document["cleanup"] = {"after_success": request.cleanup}
     return validate_document(document, "produce flags")

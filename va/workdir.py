@@ -61,6 +61,11 @@ class Workdir:
         """The held still with the job's camera move, at the job's frame rate and frame count."""
         return self.root / "motion" / "output.mp4"
 
+    @property
+    def stabilized_visual(self) -> Path:
+        """ComfyUI's picture stabilized (vidstab, deflicker), at the job's frame rate and frame count."""
+        return self.root / "stabilize" / "output.mp4"
+
     def batch_result(self, batch: str) -> Path:
         """Record of one finished ComfyUI batch."""
         return self.root / "comfyui" / "batches" / f"{batch}.json"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.comfyui.conftest import comfy_job
+from tests.comfyui.test_stage import video_of
 from tests.conftest import VA, CliRunner, Comfy, Media, ffprobe_streams, free_port
 from va.errors import ExitCode
 
@@ -48,15 +49,21 @@ def test_frames_path_end_to_end(files: Media, va_cli: CliRunner, comfy: Comfy, w
 
 
 def test_video_output_template_run(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
-    workdir = files.root / "w"
-    result = va_cli(
-        "run", comfy_job(files, comfy, "video_clip", params={"fps": 8}), "--workdir", workdir, "-q"
+    """A clip template, its picture through the stabilize phase (vidstab's two passes and deflicker)."""
+    workdir, job = files.root / "w", comfy_job(files, comfy, "video_clip", params={"fps": 8})
+    job.write_text(
+        json.dumps({**json.loads(job.read_text()), "stabilize": {"enable": True, "method": "both"}})
     )
+    result = va_cli("run", job, "--workdir", workdir, "-q")
     assert result.code == 0, result.err
     assert sorted(p.name for p in (workdir / "comfyui" / "clips").iterdir()) == ["0000.mp4", "0001.mp4"]
     streams = ffprobe_streams(workdir / "final.mp4")
     assert int(streams["video"]["nb_read_frames"]) == 50 and streams["video"]["r_frame_rate"] == "25/1"
-    assert manifest_of(workdir)["phases"]["comfyui"]["progress"]["batches_done"] == 2
+    manifest = manifest_of(workdir)
+    assert manifest["phases"]["comfyui"]["progress"]["batches_done"] == 2
+    assert manifest["phases"]["stabilize"]["status"] == "done"
+    assert manifest["phases"]["stabilize"]["outputs"] == ["stabilize/output.mp4"]
+    assert int(video_of(workdir / "stabilize" / "output.mp4")["nb_read_frames"]) == 50
 
 
 def test_unreachable_server_fails_before_any_work(files: Media, va_cli: CliRunner, workflows: Path) -> None:

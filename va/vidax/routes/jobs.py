@@ -59,6 +59,7 @@ class ProduceBody(BaseModel):
     webhook_url: str | None = Field(default=None, max_length=2048)
     motion_strength: float | None = Field(default=None, ge=0, le=1)
     camera: Literal["push_in", "pull_out", "pan_left", "pan_right"] | None = None
+    stabilize: Literal["deflicker", "vidstab", "both"] | None = None
 
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
@@ -165,6 +166,7 @@ def produce(
             post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
             lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
             cleanup=body.cleanup, motion_strength=body.motion_strength, camera=body.camera,
+            stabilize=body.stabilize,
         )  # fmt: skip
         try:
             return build_job(request)

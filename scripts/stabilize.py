@@ -1,0 +1,19 @@
+"""Rule stabilize: ComfyUI's picture steadied (vidstab) and evenly lit (deflicker), the planned frames."""
+
+from pathlib import Path
+
+from va.job import load_job
+from va.stabilize import stabilize_video
+from va.tracking import rule_step
+from va.workdir import Workdir
+
+snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
+RUN = Workdir(Path(snakemake.params.run))
+
+with rule_step("stabilize", snakemake.log[0], workdir=RUN):
+    stabilize_video(
+        load_job(Path(snakemake.params.job)),
+        Path(snakemake.input.video),
+        Path(snakemake.input.plan),
+        Path(snakemake.output.video),
+    )
