@@ -22,6 +22,7 @@ def test_manifest_records_the_run(finished_run: FinishedRun) -> None:
         "prepare": "done",
         "comfyui": "skipped",
         "motion": "skipped",
+        "stabilize": "skipped",
         "lipsync": "skipped",
         "encode": "done",
     }
