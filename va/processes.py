@@ -152,10 +152,10 @@ def end_processes(
 def die_with_parent(signum: int) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets ``signum`` when the process that starts it dies."""
     parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
 
     def arm() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signum)
+        prctl(_PR_SET_PDEATHSIG, signum)
         if os.getppid() != parent:  # the parent died before the request was in place
             os.kill(os.getpid(), signum)
 
