@@ -95,6 +95,7 @@ bench: setup $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_comfyui.py
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_stop.py
 
 clean:
 	rm -rf $(VENV) workdir bench/out .pytest_cache .mypy_cache .ruff_cache
