@@ -23,6 +23,7 @@ include: "rules/comfyui.smk"
 include: "rules/motion.smk"
 include: "rules/stabilize.smk"
 include: "rules/lipsync.smk"
+include: "rules/captions.smk"
 include: "rules/encode.smk"
 include: "rules/report.smk"
 

@@ -15,6 +15,7 @@ from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.motion import camera_move_active
 from va.stabilize import stabilize_active
+from va.timeline import captions_mode, load_segments
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
@@ -172,6 +173,8 @@ def encode_inputs(wildcards):
         "audio": in_run(wildcards, "prepare/padded.m4a"),
         "plan": in_run(wildcards, "prepare/plan.json"),
     }
+    if captions_mode(job, load_segments(job)) != "none":
+        inputs["captions"] = in_run(wildcards, "captions.srt")
     if active_provider(job) is not None:
         inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
     elif visual_video(job):
@@ -189,6 +192,12 @@ def visual_video(job):
     if camera_move_active(job):
         return "motion/output.mp4"
     return None
+
+
+def captions_settings(wildcards):
+    """What the captions depend on besides the plan: the segments, inline or the file's."""
+    segments = load_segments(job_of(wildcards))
+    return json.dumps([[s.start, s.end, s.caption] for s in segments])
 
 
 def stabilize_settings(wildcards):

@@ -18,4 +18,5 @@ with rule_step("encode", snakemake.log[0], workdir=RUN):
         Path(snakemake.input.audio),
         Path(snakemake.output.final),
         video=Path(snakemake.input.video) if getattr(snakemake.input, "video", None) else None,
+        captions=Path(snakemake.input.captions) if getattr(snakemake.input, "captions", None) else None,
     )

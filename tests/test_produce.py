@@ -24,6 +24,10 @@ def test_feature_flags_land_in_the_job() -> None:
         request(cleanup="intermediates", motion_strength=0.4, camera="pan_left", stabilize="deflicker")
     )
     assert job["stabilize"] == {"enable": True, "method": "deflicker"}
+    timed = build_job(request(timeline_file=Path("cues.srt"), captions="burn"))
+    assert (
+        timed["timeline_file"] == str(Path("cues.srt").absolute()) and timed["output"]["captions"] == "burn"
+    )
     assert job["cleanup"] == {"after_success": "intermediates"}
     assert job["motion"]["strength"] == 0.4 and job["motion"]["camera"] == "pan_left"
 

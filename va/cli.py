@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--camera", choices=["push_in", "pull_out", "pan_left", "pan_right"])
     produce.add_argument(
+        "--timeline", type=Path, metavar="FILE", help="timing file: JSON, YAML, SRT or WebVTT"
+    )
+    produce.add_argument(
+        "--captions", choices=["auto", "none", "soft", "burn"], help="captions (default auto)"
+    )
+    produce.add_argument(
         "--stabilize", choices=["deflicker", "vidstab", "both"], help="stabilize ComfyUI's picture this way"
     )
     produce.add_argument(
@@ -301,6 +307,8 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
         motion_strength=args.motion_strength,
         camera=args.camera,
         stabilize=args.stabilize,
+        timeline_file=args.timeline,
+        captions=args.captions,
     )
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())

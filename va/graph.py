@@ -15,6 +15,7 @@ from va.lipsync.providers import get_provider
 from va.motion import camera_move_active
 from va.plan import plan_generation
 from va.stabilize import stabilize_active
+from va.timeline import captions_mode, load_segments
 from va.workdir import Workdir
 
 PHASES = ("prepare", "comfyui", "motion", "stabilize", "lipsync", "encode")
@@ -28,6 +29,7 @@ RULE_PHASE = {
     "camera_motion": "motion",
     "stabilize": "stabilize",
     "lipsync": "lipsync",
+    "captions": "encode",
     "encode": "encode",
 }
 
@@ -44,6 +46,7 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "camera_motion": [workdir.motion_visual],
         "stabilize": [workdir.stabilized_visual],
         "lipsync": [workdir.lipsync_output],
+        "captions": [workdir.captions_srt, workdir.captions_vtt],
         "encode": [workdir.final(basename)],
     }[rule]
     return [str(path.relative_to(root)) for path in paths]
@@ -83,5 +86,10 @@ def describe(job: Job) -> dict[str, Any]:
         skipped["lipsync"] = "lipsync.enable is false"
     elif active_provider(job) is None:
         skipped["lipsync"] = "no lip-sync provider configured for the job (lipsync.provider)"
-    rules = {phase: [rule for rule, owner in RULE_PHASE.items() if owner == phase] for phase in PHASES}
+    # The captions rule is in the graph only for a job with captions.
+    absent = set() if captions_mode(job, load_segments(job)) != "none" else {"captions"}
+    rules = {
+        phase: [rule for rule, owner in RULE_PHASE.items() if owner == phase and rule not in absent]
+        for phase in PHASES
+    }
     return {"final": job.basename, "rules": rules, "skipped": skipped}

@@ -94,6 +94,9 @@ def check_inputs(job: Job) -> None:
             check(path, _identity(path))
         except VaError as exc:
             raise VaError(exc.code, f"{field}: {exc.message}") from exc
+    from va.timeline import check_timeline  # noqa: PLC0415 - the timeline module imports this one
+
+    check_timeline(job)
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -426,6 +426,23 @@ def publish_no_clobber(partial: Path, target: Path) -> None:
     partial.unlink()
 
 
+def _with_inputs(picture: list[str], audio: Path | None, subtitles: Path | None) -> list[str]:
+    """The inputs (the picture's arguments, then the audio and the SRT file ``subtitles`` if given) and
+    the map of each into the output: every input before the first output option, as ffmpeg wants."""
+    argv = [*picture]
+    argv += ["-i", str(audio)] if audio is not None else []
+    argv += ["-i", str(subtitles)] if subtitles is not None else []
+    argv += ["-map", "0:v:0"]
+    argv += ["-map", "1:a:0"] if audio is not None else []
+    argv += ["-map", f"{2 if audio is not None else 1}:s:0"] if subtitles is not None else []
+    return argv
+
+
+def _subtitle_out(subtitles: Path | None) -> list[str]:
+    """Output arguments of a subtitle track: MP4's own text format."""
+    return [] if subtitles is None else ["-c:s", "mov_text", "-metadata:s:s:0", "language=und"]
+
+
 def _audio_out(audio: Path) -> list[str]:
     """Output arguments for ``audio``: stream copy when it is AAC already, else encode to AAC."""
     return ["-c:a", "copy"] if audio.suffix == AAC_SUFFIX else AAC_OUT
@@ -454,10 +471,18 @@ def encode_still_loop(still: Path, target: Path, *, fps: int, crf: int, preset: 
 
 
 def loop_still(
-    loop: Path, audio: Path | None, target: Path, *, fps: int, frames: int, no_clobber: bool = False
+    loop: Path,
+    audio: Path | None,
+    target: Path,
+    *,
+    fps: int,
+    frames: int,
+    no_clobber: bool = False,
+    subtitles: Path | None = None,
 ) -> None:
     """Repeat the key-frame interval ``loop`` (from ``encode_still_loop``) to exactly ``frames`` frames,
-    stream-copied, with ``audio`` (stream-copied when it is AAC already, else encoded to AAC)."""
+    stream-copied, with ``audio`` (stream-copied when it is AAC already, else encoded to AAC) and the
+    ``subtitles`` file (SRT) as a ``mov_text`` track."""
     gop = KEYFRAME_INTERVAL_SECONDS * fps  # as encode_still_loop made it, and checked there
     # The picture is cut on its input, half a frame after the last frame's start: -frames:v on the
     # output would end the whole file there and drop the audio packets muxed after that point.
@@ -465,9 +490,9 @@ def loop_still(
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-        argv += ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, "-i", str(loop)]
-        if audio is not None:
-            argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *_audio_out(audio)]
+        picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, "-i", str(loop)]
+        argv += _with_inputs(picture, audio, subtitles)
+        argv += [*(_audio_out(audio) if audio is not None else []), *_subtitle_out(subtitles)]
         argv += ["-c:v", "copy", *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
@@ -499,6 +524,11 @@ def video_source(video: Path) -> list[str]:
     return ["-i", str(video)]
 
 
+def burn_subtitles(subtitles: Path) -> str:
+    """The filter that draws the SRT file ``subtitles`` into the picture (libass, DejaVu Sans)."""
+    return f"subtitles=filename={filter_path(subtitles)}:force_style='FontName=DejaVu Sans,FontSize=20'"
+
+
 def filter_path(path: Path) -> str:
     """A file path as a quoted filter option value (a ``:`` or ``,`` in it stays part of the path)."""
     text = str(path)
@@ -513,20 +543,8 @@ def detect_shake(video: Path, transforms: Path, *, shakiness: int, accuracy: int
     """vidstab's first pass: the camera's motion in ``video``, frame by frame, written to ``transforms``."""
     transforms.parent.mkdir(parents=True, exist_ok=True)
     detect = f"vidstabdetect=shakiness={shakiness}:accuracy={accuracy}:result={filter_path(transforms)}"
-    argv = [
-        executable("ffmpeg"),
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        str(video),
-        "-vf",
-        detect,
-        "-f",
-        "null",
-        "-",
-    ]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video)]
+    argv += ["-vf", detect, "-f", "null", "-"]
     _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"vidstabdetect on {video} failed")
 
 
@@ -558,6 +576,7 @@ def encode_from_video(
     crf: int,
     preset: str,
     no_clobber: bool = False,
+    subtitles: Path | None = None,
 ) -> None:
     """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``).
 
@@ -565,7 +584,7 @@ def encode_from_video(
     """
     encode_picture(
         video_source(video), audio, target, fps=fps, frames=frames, crf=crf, preset=preset, copy_from=video,
-        no_clobber=no_clobber,
+        no_clobber=no_clobber, subtitles=subtitles,
     )  # fmt: skip
 
 
@@ -582,6 +601,7 @@ def encode_picture(
     retime: float | None = None,
     no_clobber: bool = False,
     picture_filter: str = "",
+    subtitles: Path | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
@@ -590,13 +610,14 @@ def encode_picture(
     (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     ``picture_filter`` (e.g. a camera move) works on the frames at the output rate, in yuv420p.
+    ``subtitles`` (an SRT file) becomes a ``mov_text`` track.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *source]
-        argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"] if audio else ["-map", "0:v:0"]
-        audio_out = _audio_out(audio) if audio else []
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
+        argv += _with_inputs(source, audio, subtitles)
+        audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
         if copy_from is not None and conforms(copy_from, fps=fps, frames=frames):
             _run(
                 [*argv, "-c:v", "copy", *audio_out, *MP4_OUT, str(partial)],

@@ -37,6 +37,8 @@ class ProduceRequest:
     motion_strength: float | None = None
     camera: str | None = None
     stabilize: str | None = None
+    timeline_file: Path | None = None
+    captions: str | None = None
 
 
 def build_job(request: ProduceRequest) -> dict[str, Any]:
@@ -68,6 +70,10 @@ def build_job(request: ProduceRequest) -> dict[str, Any]:
         document["motion"]["strength"] = request.motion_strength
     if request.camera is not None:
         document["motion"]["camera"] = request.camera
+    if request.timeline_file is not None:
+        document["timeline_file"] = str(request.timeline_file.absolute())
+    if request.captions is not None:
+        document["output"]["captions"] = request.captions
     if request.stabilize is not None:
         document["stabilize"] = {"enable": True, "method": request.stabilize}
     if request.cleanup is not None:

@@ -43,16 +43,36 @@ def hold_start_frame(job: Job, still: Path, loop: Path) -> None:
     media.encode_still_loop(still, loop, fps=job.fps, crf=output["crf"], preset=output["x264_preset"])
 
 
-def encode(job: Job, plan: Path, loop: Path, audio: Path, final: Path, *, video: Path | None = None) -> None:
+def encode(
+    job: Job,
+    plan: Path,
+    loop: Path,
+    audio: Path,
+    final: Path,
+    *,
+    video: Path | None = None,
+    captions: Path | None = None,
+) -> None:
     """The final video of the planned frame count: the held still's ``loop`` repeated (or ``video``, from
-    the lip-sync or the ComfyUI stage) with the padded audio."""
+    the lip-sync or the ComfyUI stage) with the padded audio, and the ``captions`` (SRT) as a subtitle
+    track or, with ``output.captions: burn``, drawn into the picture."""
     figures = read_json(plan)
+    if captions is not None and job.data["output"]["captions"] == "burn":
+        output = job.data["output"]
+        media.encode_picture(
+            media.video_source(video or loop), audio, final, fps=figures["fps"],
+            frames=figures["target_frames"], crf=output["crf"], preset=output["x264_preset"],
+            picture_filter=media.burn_subtitles(captions), no_clobber=True,
+        )  # fmt: skip
+        return
     if video is None:
         frames = figures["target_frames"]
-        media.loop_still(loop, audio, final, fps=figures["fps"], frames=frames, no_clobber=True)
+        media.loop_still(
+            loop, audio, final, fps=figures["fps"], frames=frames, no_clobber=True, subtitles=captions
+        )
         return
     output = job.data["output"]
     media.encode_from_video(
         video, audio, final, fps=figures["fps"], frames=figures["target_frames"], crf=output["crf"],
-        preset=output["x264_preset"], no_clobber=True,
+        preset=output["x264_preset"], no_clobber=True, subtitles=captions,
     )  # fmt: skip

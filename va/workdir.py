@@ -66,6 +66,15 @@ class Workdir:
         """ComfyUI's picture stabilized (vidstab, deflicker), at the job's frame rate and frame count."""
         return self.root / "stabilize" / "output.mp4"
 
+    @property
+    def captions_srt(self) -> Path:
+        """The job's captions beside the final video, in its time (docs/TIMELINE.md)."""
+        return self.root / "captions.srt"
+
+    @property
+    def captions_vtt(self) -> Path:
+        return self.root / "captions.vtt"
+
     def batch_result(self, batch: str) -> Path:
         """Record of one finished ComfyUI batch."""
         return self.root / "comfyui" / "batches" / f"{batch}.json"

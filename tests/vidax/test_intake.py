@@ -95,3 +95,21 @@ def test_a_nan_in_a_posted_job_is_refused(client: TestClient, files: Media) -> N
     answer = client.post("/jobs", content=body, headers={**HEADERS, "content-type": "application/json"})
     assert_error(answer, 422, "VALIDATION_FAILED", "buffer.pre_seconds: nan is not a finite number")
     assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
+
+
+def test_a_timing_file_is_confined_and_read_once(
+    client: TestClient, files: Media, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside") / "timing.srt"
+    outside.write_text("1\n00:00:00,000 --> 00:00:01,000\nHi\n", encoding="utf-8")
+    refused = client.post("/jobs", json=job_document(files, timeline_file=str(outside)), headers=HEADERS)
+    assert_error(refused, 422, "INPUT_OUTSIDE_ROOTS", "timeline_file")
+
+    inside = files.root / "timing.srt"
+    inside.write_text(outside.read_text(encoding="utf-8"), encoding="utf-8")
+    created = client.post("/jobs", json=job_document(files, timeline_file=str(inside)), headers=HEADERS)
+    assert created.status_code == 201, created.text
+    inside.unlink()  # the job holds the segments themselves: the file is not read again
+    job_id = created.json()["id"]
+    job = json.loads((client.app.state.store.root / job_id / "job.json").read_text())  # type: ignore[attr-defined]
+    assert "timeline_file" not in job and job["timeline"] == [{"start": 0.0, "end": 1.0, "caption": "Hi"}]

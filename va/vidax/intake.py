@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from va.errors import ExitCode, VaError
 from va.job import job_from_document, validate_document
 from va.runner import check_job
+from va.timeline import inline_timeline
 from va.vidax.errors import ApiError
 
 #: The fields of ``input`` that name files on the server.
@@ -129,6 +130,9 @@ def accept_job(
             confine_comfyui_url(validated["comfyui"]["url"], comfyui_urls)
         for field in INPUT_FIELDS:
             validated["input"][field] = str(confine(validated["input"][field], roots, f"input.{field}"))
+        if "timeline_file" in validated:
+            validated["timeline_file"] = str(confine(validated["timeline_file"], roots, "timeline_file"))
+            validated = inline_timeline(validated, where / "job.json")
         check_job(job_from_document(validated, where / "job.json"))
     except VaError as exc:
         raise ApiError.from_va(exc) from exc

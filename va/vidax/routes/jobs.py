@@ -60,6 +60,8 @@ class ProduceBody(BaseModel):
     motion_strength: float | None = Field(default=None, ge=0, le=1)
     camera: Literal["push_in", "pull_out", "pan_left", "pan_right"] | None = None
     stabilize: Literal["deflicker", "vidstab", "both"] | None = None
+    timeline_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    captions: Literal["auto", "none", "soft", "burn"] | None = None
 
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
@@ -166,7 +168,8 @@ def produce(
             post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
             lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
             cleanup=body.cleanup, motion_strength=body.motion_strength, camera=body.camera,
-            stabilize=body.stabilize,
+            stabilize=body.stabilize, captions=body.captions,
+            timeline_file=None if body.timeline_file is None else Path(body.timeline_file),
         )  # fmt: skip
         try:
             return build_job(request)

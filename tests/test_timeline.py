@@ -1,0 +1,143 @@
+"""va/timeline.py: segments inline or from JSON/YAML/SRT/WebVTT files, checked when the job is validated;
+captions on the video's frames as SRT, WebVTT and a subtitle track of the final video (or burnt in)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunner, Media
+from tests.test_stages import check_contract, render_held_still
+from va import stages
+from va.errors import ExitCode
+from va.job import load_job
+from va.timeline import load_segments, render_captions
+from va.workdir import Workdir
+
+SRT = """1
+00:00:00,000 --> 00:00:00,900
+Hello there.
+
+2
+00:00:01,010 --> 00:00:01,800
+Second line
+in two rows.
+"""
+VTT = """WEBVTT
+
+00:00.000 --> 00:00.900
+Hello there.
+
+00:01.010 --> 00:01.800
+Second line
+"""
+
+
+@pytest.mark.parametrize("suffix", [".srt", ".vtt", ".json", ".yaml"])
+def test_every_timing_file_gives_the_same_segments(files: Media, va_cli: CliRunner, suffix: str) -> None:
+    path = files.root / f"timing{suffix}"
+    items = [
+        {"start": 0.0, "end": 0.9, "caption": "Hello there."},
+        {"start": 1.01, "end": 1.8, "caption": "x"},
+    ]
+    text = {".srt": SRT, ".vtt": VTT, ".json": json.dumps(items), ".yaml": json.dumps(items)}[suffix]
+    path.write_text(text, encoding="utf-8")
+    job = files.job(timeline_file=path.name)
+    segments = load_segments(load_job(job))
+    assert [(s.start, s.end) for s in segments] == [(0.0, 0.9), (1.01, 1.8)]
+    assert segments[0].caption == "Hello there."
+    assert va_cli("validate", job).code == 0
+
+
+@pytest.mark.parametrize(
+    ("timeline", "needle"),
+    [
+        ([{"start": 1.0, "end": 0.5}], "segment 0 (1-0.5 s): start is not before end"),
+        ([{"start": 0, "end": 1}, {"start": 0.8, "end": 1.5}], "segment 1 (0.8-1.5 s) overlaps segment 0"),
+        ([{"start": 1, "end": 1.5}, {"start": 0, "end": 0.5}], "segment 1 (0-0.5 s) starts before segment 0"),
+        ([{"start": 0, "end": 2.6}], "segment 0 (0-2.6 s): ends after the padded audio"),
+        ([{"start": 0, "end": 1, "strength": 2}], "timeline.0.strength"),
+    ],
+)
+def test_a_bad_timeline_names_the_segment(
+    files: Media, va_cli: CliRunner, timeline: list[dict[str, float]], needle: str
+) -> None:
+    result = va_cli("validate", files.job(timeline=timeline, buffer={"post_seconds": 0.5}))
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert result.err.count("\n") == 1 and needle in result.err, result.err
+
+
+def test_an_srt_error_names_the_file_line(files: Media, va_cli: CliRunner) -> None:
+    (files.root / "late.srt").write_text(SRT.replace("00:00:01,800", "00:00:09,000"), encoding="utf-8")
+    result = va_cli("validate", files.job(timeline_file="late.srt"))
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert "segment 1 (1.01-9 s, line 6)" in result.err, result.err
+
+
+def captions_of(video: Path) -> list[dict[str, object]]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "s", "-show_entries", "packet=pts_time,duration_time",
+         "-show_entries", "stream=codec_name", "-of", "json", str(video)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    data: dict[str, list[dict[str, object]]] = json.loads(out)
+    return [*data["streams"], *data["packets"]]
+
+
+def render_with_captions(job_path: Path, root: Path) -> Workdir:
+    """prepare_audio, hold_start_frame, captions and encode, as the graph runs them for a job with
+    captions."""
+    run = Workdir(root)
+    for folder in ("prepare", "frames"):
+        (root / folder).mkdir(parents=True)
+    job = load_job(job_path)
+    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
+    stages.hold_start_frame(job, run.still, run.still_loop)
+    render_captions(job, run.plan, run.captions_srt, run.captions_vtt)
+    stages.encode(
+        job, run.plan, run.still_loop, run.padded_aac, run.final(job.basename), captions=run.captions_srt
+    )
+    return run
+
+
+def test_soft_captions_follow_the_audio_to_the_frame(files: Media) -> None:
+    """Captions shifted by the 0.5 s pre buffer, on 25 fps frame boundaries: as files and as mov_text."""
+    (files.root / "timing.srt").write_text(SRT, encoding="utf-8")
+    job_path = files.job(timeline_file="timing.srt", buffer={"pre_seconds": 0.5})
+    run = render_with_captions(job_path, files.root / "w")
+    job = load_job(job_path)
+
+    srt = run.captions_srt.read_text(encoding="utf-8")
+    assert "00:00:00,520 --> 00:00:01,400" in srt  # 0.5 + 0.0 s; 0.5 + 0.9 s
+    assert "00:00:01,520 --> 00:00:02,320" in srt  # 1.51 s is on no frame: the next one, 1.52 s
+    assert run.captions_vtt.read_text(encoding="utf-8").startswith("WEBVTT")
+    check_contract(run.final(job.basename), 62, 25)
+    stream, *packets = captions_of(run.final(job.basename))
+    assert stream["codec_name"] == "mov_text"
+    timed = [
+        (float(p["pts_time"]), float(p["pts_time"]) + float(p["duration_time"]))
+        for p in packets
+        if float(p["duration_time"]) > 0
+    ]
+    assert (0.52, 1.4) in [(round(a, 3), round(b, 3)) for a, b in timed]
+
+
+def test_burnt_captions_draw_into_the_picture(files: Media) -> None:
+    timeline = [{"start": 0.0, "end": 2.0, "caption": "BURNT"}]
+    plain, _ = render_held_still(
+        files.job("plain.json", output={"basename": "plain.mp4"}), files.root / "plain"
+    )
+    job_path = files.job(timeline=timeline, output={"captions": "burn"})
+    run = render_with_captions(job_path, files.root / "burn")
+    job = load_job(job_path)
+    check_contract(run.final(job.basename), 50, 25)
+    from tests.test_motion import gray_frames  # noqa: PLC0415
+
+    burnt, held = gray_frames(run.final(job.basename)), gray_frames(plain)
+    bottom = slice(180, 240)
+    assert abs(burnt[25, bottom] - held[25, bottom]).mean() > 2  # the caption's letters at the bottom
+    assert abs(burnt[25, :120] - held[25, :120]).mean() < 2  # the rest of the picture as it was
+    assert captions_of(run.final(job.basename)) == []
