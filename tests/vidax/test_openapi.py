@@ -90,3 +90,24 @@ def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
     assert len(calls) == len(operations) >= 15, calls  # every operation was exercised
     assert sum(calls.values()) >= 200, calls
     assert {200, 401, 404, 422} <= statuses, statuses  # with the key and without it
+
+
+def test_every_answer_has_a_declared_model(fuzz_app: Any) -> None:
+    """No answer is a free-form object: each JSON answer names a model whose fields are declared, and
+    every operation declares the errors any route can answer."""
+    document = fuzz_app.openapi()
+
+    def free_form(node: Any) -> bool:
+        if isinstance(node, dict):
+            return node.get("additionalProperties") is True or any(free_form(v) for v in node.values())
+        return isinstance(node, list) and any(free_form(v) for v in node)
+
+    operations = [(path, op) for path, item in document["paths"].items() for op in item.values()]
+    for path, operation in operations:
+        assert {"413", "500"} <= set(operation["responses"]), path
+        for status, answer in operation["responses"].items():
+            schema = answer.get("content", {}).get("application/json", {}).get("schema")
+            if schema is not None:
+                assert "$ref" in schema, (path, status, schema)
+    assert not free_form(document["components"]["schemas"])
+    assert document["components"]["schemas"]["JobView"]["additionalProperties"] is False
