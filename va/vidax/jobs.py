@@ -122,14 +122,15 @@ class JobStore:
         """A job's record; one that cannot be read is kept aside (``vidax-job.corrupt.json``) and
         replaced by an ``error`` record, so one bad record never stops the others."""
         path = self._path(job_id)
-        try:
-            record = JobRecord.model_validate(read_json(path))
-            if record.id != job_id or Path(record.workdir) != path.parent:
-                raise ValueError(f"the record names job {record.id[:80]!r} in {record.workdir[:200]!r}")
-            return record
-        except (OSError, ValueError) as exc:  # JSON, encoding and pydantic errors are ValueErrors
-            problem = first_problem(exc)
+        record_or_problem = self._read(path)
+        if isinstance(record_or_problem, JobRecord):
+            return record_or_problem
         with self.lock:
+            # Another thread may have set it aside meanwhile: then its ``error`` record is read here.
+            record_or_problem = self._read(path)
+            if isinstance(record_or_problem, JobRecord):
+                return record_or_problem
+            problem = record_or_problem
             record = JobRecord(
                 id=job_id,
                 workdir=str(path.parent),
@@ -144,6 +145,17 @@ class JobStore:
                 log.exception("could not set aside the unreadable record %s", path)
             log.error("job %s: %s", job_id, record.message)
             return record
+
+    @staticmethod
+    def _read(path: Path) -> JobRecord | str:
+        """The record at ``path``, or why it cannot be read."""
+        try:
+            record = JobRecord.model_validate(read_json(path))
+        except (OSError, ValueError) as exc:  # JSON, encoding and pydantic errors are ValueErrors
+            return first_problem(exc)
+        if record.id != path.parent.name or Path(record.workdir) != path.parent:
+            return f"the record names job {record.id[:80]!r} in {record.workdir[:200]!r}"
+        return record
 
     def get(self, job_id: str) -> JobRecord:
         if not JOB_ID.fullmatch(job_id) or not self._path(job_id).is_file():
