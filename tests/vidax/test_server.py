@@ -146,6 +146,25 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
     )
     assert video.status_code == 206 and len(video.content) == 100
     assert video.headers["content-range"] == f"bytes 0-99/{view['final']['bytes']}"
+    for bad_range, status in (("bytes=5-2", 400), ("abc", 400), ("bytes=99999999-", 416)):
+        refused = requests.get(
+            f"{server.url}/jobs/{view['id']}/final",
+            headers={**server.headers, "Range": bad_range},
+            timeout=10,
+        )
+        assert refused.status_code == status and set(refused.json()) == {"error"}, refused.text
+    long_id = requests.get(f"{server.url}/jobs/{'j' * 5000}", headers=server.headers, timeout=10)
+    assert long_id.status_code == 404 and long_id.json()["error"]["code"] == "NOT_FOUND"
+
+    # The events as Server-Sent Events through uvicorn: every event, then ``end`` with the job.
+    with requests.get(
+        f"{server.url}/jobs/{view['id']}/events", headers=server.headers, stream=True, timeout=30
+    ) as stream:
+        kinds = [line.removeprefix("event: ") for line in stream.iter_lines(decode_unicode=True)
+                 if line.startswith("event: ")]  # fmt: skip
+    assert (
+        kinds[0] == "run_started" and kinds[-1] == "end" and len(kinds) == len(server.events(view["id"])) + 1
+    )
 
 
 def test_a_streamed_oversize_body_gets_413(server_factory: ServerFactory) -> None:
