@@ -246,6 +246,15 @@ def test_an_input_swapped_for_a_symlink_out_of_the_roots_is_refused_at_start(
     assert "input.audio" in view["exit_status"]["message"] and "outside" in view["exit_status"]["message"]
     workdir = Path(running_client.app.state.store.root) / job_id  # type: ignore[attr-defined]
     assert not (workdir / "inputs" / "audio.wav").exists()
+    # A FIFO swapped in is refused at once (opening it does not wait for a writer).
+    mine.unlink()
+    mine.write_bytes(secret.read_bytes())
+    job_id = running_client.post("/jobs", json=document, headers=HEADERS).json()["id"]
+    mine.unlink()
+    os.mkfifo(mine)
+    running_client.post(f"/jobs/{job_id}/start", headers=HEADERS)
+    view = wait_for(running_client, job_id, ENDED, seconds=30)
+    assert view["status"] == "failed" and "not a regular file" in view["exit_status"]["message"], view
 
 
 def test_produce_creates_and_starts(running_client: TestClient, files: Media) -> None:

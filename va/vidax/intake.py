@@ -51,7 +51,8 @@ def take_input(named: str, roots: tuple[Path, ...], field: str, target: Path) ->
     is resolved here, and what it points to outside the roots is refused."""
     confine(named, roots, field)  # the path's form, and a clear message for a plain path outside
     try:
-        descriptor = os.open(named, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO swapped in would otherwise block the scheduler until someone writes to it.
+        descriptor = os.open(named, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: cannot open {named}: {exc.strerror}") from exc
     try:
