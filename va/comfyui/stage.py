@@ -463,7 +463,6 @@ class _BatchRun:
         self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
         self.per_retry = job.data["determinism"]["seed_policy"] == "per_retry"
         self.workflow = _first_workflow(job)
-        self.url = server_url(job)
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)
         self.token = run_token(workdir)
