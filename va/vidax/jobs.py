@@ -153,8 +153,10 @@ class JobStore:
             record = JobRecord.model_validate(read_json(path))
         except (OSError, ValueError) as exc:  # JSON, encoding and pydantic errors are ValueErrors
             return first_problem(exc)
-        if record.id != path.parent.name or Path(record.workdir) != path.parent:
-            return f"the record names job {record.id[:80]!r} in {record.workdir[:200]!r}"
+        if record.id != path.parent.name:
+            return f"the record is of job {record.id[:80]!r}"
+        # The folder is where the job is, also after the operator moved runs_root.
+        record.workdir = str(path.parent)
         return record
 
     def get(self, job_id: str) -> JobRecord:
