@@ -12,8 +12,11 @@ import pytest
 from tests.conftest import CliRunner, Media
 from tests.test_stages import check_contract, render_held_still
 from va import stages
+from va.comfyui.stage import parameter_values
+from va.comfyui.workflow import load_workflow
 from va.errors import ExitCode
 from va.job import load_job
+from va.plan import plan_generation
 from va.timeline import load_segments, render_captions
 from va.workdir import Workdir
 
@@ -141,3 +144,26 @@ def test_burnt_captions_draw_into_the_picture(files: Media) -> None:
     assert abs(burnt[25, bottom] - held[25, bottom]).mean() > 2  # the caption's letters at the bottom
     assert abs(burnt[25, :120] - held[25, :120]).mean() < 2  # the rest of the picture as it was
     assert captions_of(run.final(job.basename)) == []
+
+
+def test_comfyui_batches_are_cut_at_segments_and_take_their_prompts(files: Media) -> None:
+    """2 s of voice after a 0.5 s pre buffer at 25 fps (62 frames), batches of 16, two segments: no batch
+    spans an edge, and each batch's parameters are its segment's."""
+    timeline = [
+        {"start": 0.0, "end": 0.9, "prompt": "sunrise", "strength": 0.2},
+        {"start": 1.2, "end": 2.0, "prompt": "night", "negative": "blur"},
+    ]
+    comfy = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}
+    job = load_job(
+        files.job(timeline=timeline, comfyui=comfy, buffer={"pre_seconds": 0.5}, motion={"strength": 0.7})
+    )
+    plan = plan_generation(job, 2.5, 7)
+    cuts = [(b["first"], b["frames"], b["segment"]) for b in plan["batches"]]
+    # edges at frames 12.5 -> 13 (0.5 s), 35 (1.4 s), 42.5 -> 43 (1.7 s), 62.5 -> 63 (2.5 s)
+    assert cuts == [(0, 13, None), (13, 16, 0), (29, 6, 0), (35, 8, None), (43, 16, 1), (59, 4, 1)]
+    assert sum(count for _, count, _ in cuts) == plan["frames"] == 63
+    workflow = load_workflow("vidax_text2img_frames")
+    values = [parameter_values(job, workflow, batch, batch["seed"]) for batch in plan["batches"]]
+    assert [v["prompt"] for v in values] == ["", "sunrise", "sunrise", "", "night", "night"]
+    assert [v["negative"] for v in values][4:] == ["blur", "blur"]
+    assert [v["motion_strength"] for v in values][:3] == [0.7, 0.2, 0.2]

@@ -136,6 +136,7 @@ def _comfyui_details(
         },
         "generation_fps": generation.get("fps"),
         "batch_seeds": {b["name"]: b["seed"] for b in batches},
+        "batch_segments": {b["name"]: b["segment"] for b in batches if "segment" in b} or None,
         "attempts": attempts,
         "prompt_ids": sorted({a["prompt_id"] for a in attempts if a.get("prompt_id")}),
         "comfyui_version": versions[-1] if versions else None,

@@ -14,6 +14,7 @@ import va
 from va import media
 from va.errors import ExitCode, VaError
 from va.job import Job, comfyui_active
+from va.timeline import cut_batches, load_segments, segment_overrides
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
@@ -71,6 +72,16 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> dict[str, Any
         )
     frames = max(1, math.ceil(visual_seconds * gen_fps - 1e-9))
     size = int(settings["batch_size"])
+    segments = load_segments(job)
+    if segments:  # no batch spans two segments; each takes its segment's prompt and strength
+        pre = float(job.data["buffer"]["pre_seconds"])
+        cuts = cut_batches(frames, size, gen_fps, pre, segments)
+        batches = [
+            {"index": i, "name": batch_name(i), "first": first, "frames": count, "seed": batch_seed(seed, i),
+             "segment": owner, **({} if owner is None else segment_overrides(segments[owner]))}
+            for i, (first, count, owner) in enumerate(cuts)
+        ]  # fmt: skip
+        return {"fps": gen_fps, "frames": frames, "batch_size": size, "batches": batches}
     batches = [
         {"index": i, "name": batch_name(i), "first": i * size, "frames": min(size, frames - i * size),
          "seed": batch_seed(seed, i)}

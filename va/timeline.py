@@ -9,6 +9,7 @@ on the video's frame boundaries, and muxed into it as a subtitle track or drawn 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -146,6 +147,12 @@ def check_timeline(job: Job) -> None:
         check_segments(segments, voice, float(job.data["buffer"]["post_seconds"]))
 
 
+def frame_at(seconds: float, fps: int) -> int:
+    """The frame boundary nearest to ``seconds``, a tie going to the later frame (the 1e-9 because
+    0.5 s * 25 can come out as 12.4999...)."""
+    return math.floor(seconds * fps + 0.5 + 1e-9)
+
+
 def captions_mode(job: Job, segments: tuple[Segment, ...]) -> str:
     """``none``, ``soft`` or ``burn``: ``auto`` is ``soft`` when a segment has a caption."""
     mode = str(job.data["output"]["captions"])
@@ -161,11 +168,7 @@ def write_captions(segments: tuple[Segment, ...], pre_seconds: float, fps: int, 
     for segment in segments:
         if not segment.caption:
             continue
-        # The nearest frame boundary, a tie going to the later frame (1e-9: 0.5 s * 25 is 12.4999...).
-        start, end = (
-            math.floor((t + pre_seconds) * fps + 0.5 + 1e-9) * 1000 / fps
-            for t in (segment.start, segment.end)
-        )
+        start, end = (frame_at(t + pre_seconds, fps) * 1000 / fps for t in (segment.start, segment.end))
         subtitles.append(
             pysubs2.SSAEvent(start=round(start), end=round(end), text=segment.caption.replace("\n", "\\N"))
         )
@@ -199,3 +202,27 @@ def inline_timeline(document: dict[str, Any], path: Path) -> dict[str, Any]:
     fields = ("start", "end", "prompt", "negative", "strength", "caption")
     items = [{name: getattr(s, name) for name in fields if getattr(s, name) is not None} for s in segments]
     return {**{k: v for k, v in document.items() if k != "timeline_file"}, "timeline": items}
+
+
+def cut_batches(
+    frames: int, size: int, fps: int, pre_seconds: float, segments: tuple[Segment, ...]
+) -> list[tuple[int, int, int | None]]:
+    """Batches of at most ``size`` generated frames that never span two segments: ``(first, frames,
+    segment index or None)``. Segment edges fall on the frame nearest to them in the video's time."""
+    edges = {0, frames}
+    for segment in segments:
+        for seconds in (segment.start, segment.end):
+            edges.add(min(frames, max(0, frame_at(seconds + pre_seconds, fps))))
+    ordered = sorted(edges)
+    cuts = []
+    for low, high in itertools.pairwise(ordered):
+        middle = (low + high) / 2 / fps - pre_seconds
+        owner = next((i for i, s in enumerate(segments) if s.start <= middle < s.end), None)
+        cuts += [(first, min(size, high - first), owner) for first in range(low, high, size)]
+    return cuts
+
+
+def segment_overrides(segment: Segment) -> dict[str, Any]:
+    """What a segment sets for the batches inside it: its prompt, negative prompt and strength."""
+    values = {"prompt": segment.prompt, "negative": segment.negative, "strength": segment.strength}
+    return {key: value for key, value in values.items() if value is not None}

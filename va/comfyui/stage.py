@@ -74,8 +74,11 @@ def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: 
     motion = job.data["motion"]
     ckpt = params.get("ckpt_name") or load_config("vidax").data["comfyui"]["ckpt_name"]
     return {
-        "prompt": params.get("prompt") or motion["prompt"],
-        "negative": params.get("negative") or params.get("negative_prompt") or motion["negative_prompt"],
+        "prompt": batch.get("prompt") or params.get("prompt") or motion["prompt"],
+        "negative": batch.get("negative")
+        or params.get("negative")
+        or params.get("negative_prompt")
+        or motion["negative_prompt"],
         "width": params.get("width", 1024),
         "height": params.get("height", 576),
         "frames": batch["frames"],
@@ -87,7 +90,7 @@ def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: 
         "scheduler": params.get("scheduler", "karras"),
         "ckpt_name": ckpt,
         "denoise": params.get("denoise"),
-        "motion_strength": motion["strength"],
+        "motion_strength": batch.get("strength", motion["strength"]),
     }
 
 
