@@ -2,8 +2,6 @@
 
 
 rule captions:
-    input:
-        plan=at("prepare/plan.json"),
     output:
         srt=at("captions.srt"),
         vtt=at("captions.vtt"),
@@ -12,8 +10,8 @@ rule captions:
     conda:
         "envs/va.yaml"
     params:
-        job=job_file,
         run=run_dir,
-        settings=captions_settings,
+        settings=plan_settings("captions"),
+        segments=captions_settings,
     script:
         "../scripts/captions.py"

@@ -3,8 +3,7 @@
 # and a batch a killed run finished is kept, so a resumed run submits only the missing ones.
 rule comfyui_batch:
     input:
-        still=at("frames/still.png"),
-        plan=at("prepare/plan.json"),
+        still=ancient(at("frames/still.png")),
     output:
         generated=at("comfyui/generated.json"),
     log:
@@ -14,8 +13,8 @@ rule comfyui_batch:
     resources:
         comfyui=1,
     params:
-        job=job_file,
         run=run_dir,
+        settings=plan_settings("comfyui_batch"),
     script:
         "../scripts/comfyui_batch.py"
 
@@ -23,7 +22,6 @@ rule comfyui_batch:
 rule assemble_visual:
     input:
         generated=at("comfyui/generated.json"),
-        plan=at("prepare/plan.json"),
     output:
         video=at("comfyui/output.mp4"),
     log:
@@ -34,7 +32,7 @@ rule assemble_visual:
         "envs/va.yaml"
     threads: 2
     params:
-        job=job_file,
         run=run_dir,
+        settings=plan_settings("assemble_visual"),
     script:
         "../scripts/assemble_visual.py"

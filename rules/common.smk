@@ -8,13 +8,14 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from va.atomic import read_json
 from va.batch import load_batch, read_selection
 from va.clean import clean_run
 from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.motion import camera_move_active
+from va.plan import plan_job, plan_slice, previous_plan
 from va.stabilize import stabilize_active
+from va.stages import publish_plan
 from va.timeline import captions_mode, load_segments
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
@@ -67,22 +68,33 @@ def job_file(wildcards):
     return str(job_of(wildcards).path)
 
 
-def job_settings(wildcards):
-    """Every resolved setting of the job as one string. As a params entry of the planning rule it makes
-    Snakemake's params trigger rerun the plan when the job was edited (and, as the plan is their
-    input, the rules after it), so a resumed run does what the job says now."""
-    return json.dumps(job_of(wildcards).data, sort_keys=True)
+PLANS = {}
 
 
-def still_settings(wildcards):
-    """What the held still depends on besides its input: the output geometry and encoding, the rate."""
-    job = job_of(wildcards)
-    return json.dumps({"output": job.data["output"], "fps": job.fps}, sort_keys=True)
+def plan_for(name):
+    """The plan of job ``name``, made once per graph by the one planner (va.plan.plan_job); a random
+    seed of an earlier attempt in the same folder is kept."""
+    if name not in PLANS:
+        previous = previous_plan(Path(name, "prepare/plan.json"))
+        PLANS[name] = plan_job(JOBS[name], previous)
+    return PLANS[name]
 
 
-def encode_settings(wildcards):
-    """What the encode depends on besides its inputs and the plan: the output encoding."""
-    return json.dumps(job_of(wildcards).data["output"], sort_keys=True)
+def plan_of(wildcards):
+    """The plan of the job a rule instance works for."""
+    return plan_for(wildcards.get("name", ""))
+
+
+def plan_settings(rule):
+    """The params function of ``rule``: the slice of the plan its output depends on. Snakemake's params
+    trigger then reruns a rule when (and only when) its slice changed, so an edited job rebuilds what
+    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun).
+    """
+
+    def settings(wildcards):
+        return plan_slice(plan_of(wildcards), rule, wildcards.get("batch"))
+
+    return settings
 
 
 def job_audio(wildcards):
@@ -117,13 +129,14 @@ PENDING = []
 
 
 def record_started():
-    """At the start: record a run in each job's folder that this graph has work for (a finished video
-    is never touched again)."""
+    """At the start: write the plan and record a run in each job's folder that this graph has work for
+    (a finished video is never touched again)."""
     for name, job in JOBS.items():
         run = Workdir(Path.cwd() / name)
         if not run.final(job.basename).exists():
             PENDING.append((run, job))
-            record_run_started(run, job)
+            changes = publish_plan(plan_for(name), run.plan)
+            record_run_started(run, job, plan_changes=changes)
 
 
 def record_finished(success):
@@ -152,11 +165,11 @@ def release_rescheduling_timers():
 
 
 def lipsync_inputs(wildcards):
-    """Inputs of lipsync: the still, the padded audio, the plan, and the visual stage's video."""
+    """Inputs of lipsync: the still, the padded audio, and the visual stage's video. The still depends
+    only on the start and the geometry, which are in the rule's params."""
     inputs = {
-        "still": in_run(wildcards, "frames/still.png"),
+        "still": ancient(in_run(wildcards, "frames/still.png")),
         "audio": in_run(wildcards, "prepare/padded.wav"),
-        "plan": in_run(wildcards, "prepare/plan.json"),
     }
     visual = visual_video(job_of(wildcards))
     if visual:
@@ -165,13 +178,12 @@ def lipsync_inputs(wildcards):
 
 
 def encode_inputs(wildcards):
-    """Inputs of encode: the held still's loop, the padded audio, the plan, and the video of the
-    lip-sync or the ComfyUI stage when there is one."""
+    """Inputs of encode: the held still's loop, the padded audio, and the video of the lip-sync or the
+    ComfyUI stage when there is one."""
     job = job_of(wildcards)
     inputs = {
         "loop": in_run(wildcards, "frames/still.mp4"),
         "audio": in_run(wildcards, "prepare/padded.m4a"),
-        "plan": in_run(wildcards, "prepare/plan.json"),
     }
     if captions_mode(job, load_segments(job)) != "none":
         inputs["captions"] = in_run(wildcards, "captions.srt")
@@ -198,23 +210,6 @@ def captions_settings(wildcards):
     """What the captions depend on besides the plan: the segments, inline or the file's."""
     segments = load_segments(job_of(wildcards))
     return json.dumps([[s.start, s.end, s.caption] for s in segments])
-
-
-def stabilize_settings(wildcards):
-    """What the stabilized picture depends on besides ComfyUI's: the method, the encoding."""
-    job = job_of(wildcards)
-    return json.dumps(
-        {"stabilize": job.data["stabilize"], "output": job.data["output"]},
-        sort_keys=True,
-    )
-
-
-def motion_settings(wildcards):
-    """What the camera move depends on besides the still and the plan: the move, the encoding."""
-    job = job_of(wildcards)
-    return json.dumps(
-        {"motion": job.data["motion"], "output": job.data["output"]}, sort_keys=True
-    )
 
 
 def final_video(wildcards):

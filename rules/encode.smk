@@ -16,8 +16,7 @@ rule encode:
         "envs/va.yaml"
     threads: 2
     params:
-        job=job_file,
         run=run_dir,
-        settings=encode_settings,
+        settings=plan_settings("encode"),
     script:
         "../scripts/encode.py"

@@ -11,8 +11,7 @@ rule hold_start_frame:
     conda:
         "envs/va.yaml"
     params:
-        job=job_file,
         run=run_dir,
-        settings=still_settings,
+        settings=plan_settings("hold_start_frame"),
     script:
         "../scripts/hold_start_frame.py"

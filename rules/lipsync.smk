@@ -10,7 +10,7 @@ rule lipsync:
     conda:
         "envs/va.yaml"
     params:
-        job=job_file,
         run=run_dir,
+        settings=plan_settings("lipsync"),
     script:
         "../scripts/lipsync.py"

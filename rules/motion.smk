@@ -4,7 +4,6 @@
 rule camera_motion:
     input:
         still=at("frames/still.png"),
-        plan=at("prepare/plan.json"),
     output:
         video=at("motion/output.mp4"),
     log:
@@ -15,8 +14,7 @@ rule camera_motion:
         "envs/va.yaml"
     threads: 2
     params:
-        job=job_file,
         run=run_dir,
-        settings=motion_settings,
+        settings=plan_settings("camera_motion"),
     script:
         "../scripts/camera_motion.py"

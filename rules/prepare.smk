@@ -1,11 +1,13 @@
-checkpoint prepare_audio:
+# The plan is made while the graph is built (va.plan.plan_job, the planner `va validate` runs too) and
+# written to prepare/plan.json when the run starts (record_started). Rules read it there; it is no
+# rule's input, because a rerun of its writer would rerun every rule. Each rule's params carry the
+# slice of the plan it depends on instead, so an edited job reruns what the edit affects.
+rule prepare_audio:
     input:
         audio=job_audio,
-        start=job_start,
     output:
         padded=at("prepare/padded.wav"),
         aac=at("prepare/padded.m4a"),
-        plan=at("prepare/plan.json"),
     log:
         at("logs/prepare/padded.log"),
     benchmark:
@@ -13,8 +15,7 @@ checkpoint prepare_audio:
     conda:
         "envs/va.yaml"
     params:
-        job=job_file,
         run=run_dir,
-        settings=job_settings,
+        settings=plan_settings("prepare_audio"),
     script:
         "../scripts/prepare_audio.py"

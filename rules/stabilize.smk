@@ -4,7 +4,6 @@
 rule stabilize:
     input:
         video=at("comfyui/output.mp4"),
-        plan=at("prepare/plan.json"),
     output:
         video=at("stabilize/output.mp4"),
     log:
@@ -15,8 +14,7 @@ rule stabilize:
         "envs/va.yaml"
     threads: 2
     params:
-        job=job_file,
         run=run_dir,
-        settings=stabilize_settings,
+        settings=plan_settings("stabilize"),
     script:
         "../scripts/stabilize.py"

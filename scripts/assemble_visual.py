@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from va.comfyui.stage import assemble_visual, generated_batches
-from va.job import load_job
+from va.plan import load_plan
 from va.tracking import rule_step
 from va.workdir import Workdir
 
@@ -12,8 +12,8 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("assemble_visual", snakemake.log[0], workdir=RUN):
     assemble_visual(
-        load_job(Path(snakemake.params.job)),
-        Path(snakemake.input.plan),
+        load_plan(RUN.plan).as_job(),
+        RUN.plan,
         generated_batches(Path(snakemake.input.generated)),
         Path(snakemake.output.video),
     )

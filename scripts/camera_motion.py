@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from va.job import load_job
 from va.motion import render_camera_move
+from va.plan import load_plan
 from va.tracking import rule_step
 from va.workdir import Workdir
 
@@ -12,8 +12,8 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("camera_motion", snakemake.log[0], workdir=RUN):
     render_camera_move(
-        load_job(Path(snakemake.params.job)),
+        load_plan(RUN.plan).as_job(),
         Path(snakemake.input.still),
-        Path(snakemake.input.plan),
+        RUN.plan,
         Path(snakemake.output.video),
     )

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from va.job import load_job
+from va.plan import load_plan
 from va.timeline import render_captions
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -12,8 +12,8 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("captions", snakemake.log[0], workdir=RUN):
     render_captions(
-        load_job(Path(snakemake.params.job)),
-        Path(snakemake.input.plan),
+        load_plan(RUN.plan).as_job(),
+        RUN.plan,
         Path(snakemake.output.srt),
         Path(snakemake.output.vtt),
     )

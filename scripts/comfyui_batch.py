@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from va.comfyui.stage import run_batches
-from va.job import load_job
+from va.plan import load_plan
 from va.tracking import log_to_file
 from va.workdir import Workdir
 
@@ -12,8 +12,8 @@ RUN = Workdir(Path(snakemake.params.run))
 
 log_to_file(snakemake.log[0])
 run_batches(
-    load_job(Path(snakemake.params.job)),
-    Path(snakemake.input.plan),
+    load_plan(RUN.plan).as_job(),
+    RUN.plan,
     still=Path(snakemake.input.still),
     generated=Path(snakemake.output.generated),
     workdir=RUN,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from va.job import load_job
+from va.plan import load_plan
 from va.stages import encode
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -12,8 +12,7 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("encode", snakemake.log[0], workdir=RUN):
     encode(
-        load_job(Path(snakemake.params.job)),
-        Path(snakemake.input.plan),
+        load_plan(RUN.plan),
         Path(snakemake.input.loop),
         Path(snakemake.input.audio),
         Path(snakemake.output.final),

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from va.job import load_job
+from va.plan import load_plan
 from va.stages import hold_start_frame
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -11,6 +11,4 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("hold_start_frame", snakemake.log[0], workdir=RUN):
-    hold_start_frame(
-        load_job(Path(snakemake.params.job)), Path(snakemake.output.still), Path(snakemake.output.loop)
-    )
+    hold_start_frame(load_plan(RUN.plan), Path(snakemake.output.still), Path(snakemake.output.loop))

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from va.job import load_job
 from va.lipsync.stage import run_lipsync
+from va.plan import load_plan
 from va.tracking import rule_step
 from va.workdir import Workdir
 
@@ -12,8 +12,8 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("lipsync", snakemake.log[0], workdir=RUN):
     run_lipsync(
-        load_job(Path(snakemake.params.job)),
-        Path(snakemake.input.plan),
+        load_plan(RUN.plan).as_job(),
+        RUN.plan,
         Path(snakemake.input.still),
         Path(snakemake.input.audio),
         Path(snakemake.output.video),

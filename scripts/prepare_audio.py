@@ -1,8 +1,8 @@
-"""Rule prepare_audio: pad the voice track and write the plan."""
+"""Rule prepare_audio: pad the voice track as planned."""
 
 from pathlib import Path
 
-from va.job import load_job
+from va.plan import load_plan
 from va.stages import prepare_audio
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -11,9 +11,4 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("prepare_audio", snakemake.log[0], workdir=RUN):
-    prepare_audio(
-        load_job(Path(snakemake.params.job)),
-        Path(snakemake.output.padded),
-        Path(snakemake.output.plan),
-        Path(snakemake.output.aac),
-    )
+    prepare_audio(load_plan(RUN.plan), Path(snakemake.output.padded), Path(snakemake.output.aac))

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from va.job import load_job
+from va.plan import load_plan
 from va.stabilize import stabilize_video
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -12,8 +12,8 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("stabilize", snakemake.log[0], workdir=RUN):
     stabilize_video(
-        load_job(Path(snakemake.params.job)),
+        load_plan(RUN.plan).as_job(),
         Path(snakemake.input.video),
-        Path(snakemake.input.plan),
+        RUN.plan,
         Path(snakemake.output.video),
     )

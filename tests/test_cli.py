@@ -34,6 +34,8 @@ def test_validate_accepts_a_good_job_and_reports_the_frames(files: Media, va_cli
     result = va_cli("validate", job)
     assert result.code == 0, result.err
     assert "88 frames at 25 fps" in result.out  # (0.5 + 2 + 1) s * 25
+    assert "picture   320x240 (contain on black; start 320x240), x264 crf 18 preset medium" in result.out
+    assert "the start frame held for every frame" in result.out and "seed      7 (fixed)" in result.out
     assert sorted(p.name for p in files.root.iterdir()) == ["job.json", "start.png", "voice.wav"]
 
 

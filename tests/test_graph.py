@@ -40,11 +40,7 @@ def test_an_unknown_provider_is_refused_before_anything_runs(files: Media) -> No
 
 def test_rule_outputs_are_the_paths_the_rule_files_declare(tmp_path: Path) -> None:
     run = Workdir(tmp_path)
-    assert rule_outputs(run, "final.mp4", "prepare_audio") == [
-        "prepare/padded.wav",
-        "prepare/padded.m4a",
-        "prepare/plan.json",
-    ]
+    assert rule_outputs(run, "final.mp4", "prepare_audio") == ["prepare/padded.wav", "prepare/padded.m4a"]
     assert rule_outputs(run, "final.mp4", "hold_start_frame") == ["frames/still.png", "frames/still.mp4"]
     assert rule_outputs(run, "x.mp4", "encode") == ["x.mp4"]
     assert rule_outputs(run, "x.mp4", "comfyui_batch", "0003") == ["comfyui/batches/0003.json"]

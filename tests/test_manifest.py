@@ -87,7 +87,6 @@ def test_phase_done_needs_its_outputs(tmp_path: Path) -> None:
     assert manifest["phases"]["prepare"]["outputs"] == [
         "prepare/padded.wav",
         "prepare/padded.m4a",
-        "prepare/plan.json",
         "frames/still.png",
         "frames/still.mp4",
     ]

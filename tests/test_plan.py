@@ -1,4 +1,4 @@
-"""va/plan.py: the plan of a run, from a job and its padded audio, without Snakemake."""
+"""va/plan.py: the one planner, the typed plan and its JSON, each rule's slice of it; the core's imports."""
 
 from __future__ import annotations
 
@@ -10,12 +10,23 @@ import pytest
 
 from tests.conftest import Media
 from va.job import load_job
-from va.media import AudioInfo
-from va.plan import INPUT_NOT_FOUND, build_plan, sha256_file, target_frames
-
-
-def padded(seconds: float) -> AudioInfo:
-    return AudioInfo(Path("padded.wav"), "pcm_s16le", 48000, 1, seconds)
+from va.plan import (
+    INPUT_NOT_FOUND,
+    RULE_FIELDS,
+    Batch,
+    Buffer,
+    Encoding,
+    InputFile,
+    Plan,
+    Seeds,
+    changed_fields,
+    load_plan,
+    plan_job,
+    plan_json,
+    plan_slice,
+    sha256_file,
+    target_frames,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,30 +36,65 @@ def test_target_frames_rounds_and_is_at_least_one(seconds: float, fps: int, fram
     assert target_frames(seconds, fps) == frames
 
 
-def test_the_plan_holds_durations_frames_seed_and_inputs(files: Media) -> None:
+def test_the_plan_holds_every_resolved_value(files: Media) -> None:
     job = load_job(
-        files.job(buffer={"pre_seconds": 0.5, "post_seconds": 1.0}, determinism={"fps": 24, "seed": 3})
+        files.job(
+            buffer={"pre_seconds": 0.5, "post_seconds": 1.0},
+            determinism={"fps": 24, "seed": 3},
+            output={"width": 320, "height": 180, "crf": 20},
+        )
     )
-    plan = build_plan(job, padded(3.5))
-    assert plan["audio_input_duration_seconds"] == pytest.approx(2.0)
-    assert plan["audio_duration_seconds"] == plan["visual_target_duration_seconds"] == 3.5
-    assert plan["buffer"] == {"pre_seconds": 0.5, "post_seconds": 1.0}
-    assert (plan["fps"], plan["target_frames"]) == (24, 84)
-    assert plan["seeds"] == {"policy": "fixed", "value": 3} and plan["effective_params"]["seed"] == 3
-    assert plan["effective_params"]["visual_source"] == "held_start_frame" and plan["comfyui"] is None
-    assert plan["inputs"]["audio"] == {
-        "path": str(files.root / "voice.wav"),
-        "sha256": sha256_file(job.audio),
-    }
-    assert len(plan["inputs"]["start"]["sha256"]) == 64
-    assert set(plan["tools"]) >= {"va", "python", "snakemake", "ffmpeg"}
+    plan = plan_job(job)
+    assert plan.audio_input_duration_seconds == pytest.approx(2.0, abs=1e-3)
+    assert plan.audio_duration_seconds == plan.visual_target_duration_seconds == pytest.approx(3.5, abs=1e-3)
+    assert plan.buffer == Buffer(0.5, 1.0)
+    assert (plan.fps, plan.target_frames) == (24, 84)
+    assert plan.seeds == Seeds("fixed", 3) and plan.effective_params["seed"] == 3
+    assert plan.visual_source == "held_start_frame" and plan.comfyui is None and plan.lipsync is None
+    assert (plan.geometry.width, plan.geometry.height, plan.geometry.fit) == (320, 180, "contain")
+    assert (plan.geometry.source_width, plan.geometry.source_height) == (320, 240)
+    assert plan.encoding == Encoding(crf=20, preset="medium")  # the preset is the schema's default
+    assert plan.inputs["audio"] == InputFile(str(files.root / "voice.wav"), sha256_file(job.audio))
+    assert len(plan.inputs["start"].sha256) == 64 and len(plan.job_sha256) == 64
+    assert set(plan.tools) >= {"va", "python", "snakemake", "ffmpeg"}
 
 
-def test_a_random_seed_is_drawn_once_and_recorded(files: Media) -> None:
+def test_plan_json_reads_back_as_the_same_typed_plan(files: Media, tmp_path: Path) -> None:
+    job = load_job(files.job(comfyui={"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}))
+    plan = plan_job(job)
+    assert plan.comfyui is not None and len(plan.comfyui.batches) == 4  # 50 frames in batches of 16
+    (tmp_path / "plan.json").write_text(plan_json(plan))
+    again = load_plan(tmp_path / "plan.json")
+    assert again == plan and isinstance(again.comfyui.batches[3], Batch)  # type: ignore[union-attr]
+    assert again.batch("0003").frames == 2 and again.as_job().data == job.data
+
+
+def test_a_random_seed_is_drawn_once_and_kept_by_the_next_plan(files: Media) -> None:
     job = load_job(files.job(determinism={"seed_policy": "random"}))
-    plan = build_plan(job, padded(2.0))
-    assert plan["seeds"]["policy"] == "random" and isinstance(plan["seeds"]["value"], int)
-    assert plan["effective_params"]["seed"] == plan["seeds"]["value"]
+    plan = plan_job(job)
+    assert plan.seeds.policy == "random" and plan.effective_params["seed"] == plan.seeds.value
+    assert plan_job(job, previous=plan).seeds == plan.seeds
+
+
+def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
+    """A changed lip-sync setting changes the lip-sync and encode slices, never a ComfyUI batch's; a
+    changed fps changes every slice that uses the rate."""
+    comfy = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}
+    base = plan_job(load_job(files.job(comfyui=comfy)))
+    audiogram = {"enable": True, "provider": "audiogram"}
+    lipsync = plan_job(load_job(files.job(comfyui=comfy, lipsync=audiogram)))
+    faster = plan_job(load_job(files.job(comfyui=comfy, determinism={"fps": 30, "seed": 7})))
+
+    def differ(other: Plan) -> list[str]:
+        slices = [(rule, "0000" if rule == "comfyui_batch" else None) for rule in RULE_FIELDS]
+        return sorted(
+            rule for rule, batch in slices if plan_slice(base, rule, batch) != plan_slice(other, rule, batch)
+        )
+
+    assert differ(lipsync) == ["encode", "lipsync"]
+    assert differ(faster) == ["assemble_visual", "comfyui_batch", "encode", "hold_start_frame", "lipsync"]
+    assert sorted(changed_fields(base, faster)) == ["comfyui", "document.determinism", "fps", "target_frames"]
+    assert changed_fields(None, faster) == []
 
 
 def test_sha256_of_a_missing_file_says_so(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from tests.conftest import Media, ffmpeg, ffmpeg_without_x264, ffprobe_streams
 from va import stages
 from va.errors import ExitCode, VaError
 from va.job import load_job
+from va.plan import plan_job
 from va.workdir import Workdir
 
 
@@ -22,10 +23,12 @@ def render_held_still(job_path: Path, root: Path) -> tuple[Path, dict[str, Any]]
     job, run = load_job(job_path), Workdir(root)
     for folder in ("prepare", "frames"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
-    stages.hold_start_frame(job, run.still, run.still_loop)
+    planned = plan_job(job)
+    stages.write_plan(planned, run.plan)
+    stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(planned, run.still, run.still_loop)
     final = run.final(job.basename)
-    stages.encode(job, run.plan, run.still_loop, run.padded_aac, final)
+    stages.encode(planned, run.still_loop, run.padded_aac, final)
     plan: dict[str, Any] = json.loads(run.plan.read_text())
     return final, plan
 
@@ -138,11 +141,12 @@ def test_a_final_that_appeared_while_encoding_is_kept(files: Media) -> None:
     run = Workdir(root)
     for folder in ("prepare", "frames"):
         (root / folder).mkdir(parents=True)
-    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
-    stages.hold_start_frame(job, run.still, run.still_loop)
+    planned = plan_job(job)
+    stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(planned, run.still, run.still_loop)
     run.final("final.mp4").write_text("the user's own video\n")
     with pytest.raises(VaError) as caught:
-        stages.encode(job, run.plan, run.still_loop, run.padded_aac, run.final("final.mp4"))
+        stages.encode(planned, run.still_loop, run.padded_aac, run.final("final.mp4"))
     assert (
         caught.value.code == ExitCode.OUTPUT_EXISTS
         and "appeared while it was being made" in caught.value.message

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import va
-from va import doctor, install, media, registry
+from va import doctor, install, registry
 from va.clean import clean
 from va.errors import ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
-from va.plan import target_frames
+from va.plan import plan_job
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.progress import RunDisplay, batches_note
 from va.report import make_report
@@ -256,15 +256,36 @@ def cmd_batch(args: argparse.Namespace) -> ExitCode:
 
 
 def cmd_validate(args: argparse.Namespace) -> ExitCode:
-    """Check a job: schema, inputs present and decodable."""
+    """Check a job (schema, inputs present and decodable) and print its plan, the one a run makes."""
     job = prepare_run(args.job)
-    audio = media.probe_audio(job.audio)
-    buffer = job.data["buffer"]
-    seconds = buffer["pre_seconds"] + audio.duration_seconds + buffer["post_seconds"]
-    frames = target_frames(seconds, job.fps)
     for warning in motion_warnings(job):
         print(f"va: warning: {warning}", file=sys.stderr)
-    print(f"ok: {job.path}: {seconds:.3f} s, {frames} frames at {job.fps} fps -> {job.basename}")
+    plan = plan_job(job)
+    picture, generation = plan.geometry, plan.comfyui
+    print(
+        f"ok: {job.path}: {plan.visual_target_duration_seconds:.3f} s, {plan.target_frames} frames "
+        f"at {plan.fps} fps -> {job.basename}"
+    )
+    print(
+        f"  audio     {plan.audio_input_duration_seconds:.3f} s of voice, {plan.buffer.pre_seconds:g} s "
+        f"before, {plan.buffer.post_seconds:g} s after"
+    )
+    print(
+        f"  picture   {picture.width}x{picture.height} ({picture.fit} on {picture.background}; start "
+        f"{picture.source_width}x{picture.source_height}), x264 crf {plan.encoding.crf} "
+        f"preset {plan.encoding.preset}"
+    )
+    if generation is None:
+        print("  visual    the start frame held for every frame")
+    else:
+        print(
+            f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
+            f"{generation.fps} fps in {len(generation.batches)} batch(es) of up to {generation.batch_size}"
+        )
+    lipsync = f"{plan.lipsync.provider} ({plan.lipsync.type})" if plan.lipsync else "off"
+    print(f"  lip-sync  {lipsync}")
+    drawn = " (drawn anew by each run)" if plan.seeds.policy == "random" else ""
+    print(f"  seed      {plan.seeds.value} ({plan.seeds.policy}){drawn}")
     return ExitCode.OK
 
 

@@ -39,7 +39,7 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
     paths the rule files declare."""
     root = workdir.root
     paths = {
-        "prepare_audio": [workdir.padded_audio, workdir.padded_aac, workdir.plan],
+        "prepare_audio": [workdir.padded_audio, workdir.padded_aac],
         "hold_start_frame": [workdir.still, workdir.still_loop],
         "comfyui_batch": [workdir.batch_result(target or "")],
         "assemble_visual": [workdir.comfyui_visual],

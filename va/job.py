@@ -105,16 +105,33 @@ def _identity(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
+def audio_seconds(job: Job) -> float:
+    """Seconds of the job's voice track that decode (checked as ``check_inputs`` does)."""
+    try:
+        return _check_audio(job.audio, _identity(job.audio))
+    except VaError as exc:
+        raise VaError(exc.code, f"input.audio: {exc.message}") from exc
+
+
+def start_info(job: Job) -> media.VisualInfo:
+    """The job's start image or video as ffprobe sees it (checked as ``check_inputs`` does)."""
+    try:
+        return _check_visual(job.start, _identity(job.start))
+    except VaError as exc:
+        raise VaError(exc.code, f"input.start: {exc.message}") from exc
+
+
 # A batch of many jobs often shares one voice track or one start image: each file is probed and
 # decoded once per process, not once per job (a changed file has another identity and is checked anew).
 @functools.lru_cache(maxsize=4096)
-def _check_audio(path: Path, identity: tuple[int, int]) -> None:
+def _check_audio(path: Path, identity: tuple[int, int]) -> float:
     info = media.probe_audio(path)
     decoded = media.decoded_duration(path)
     media.check_complete(info, decoded)
     media.check_wav_complete(path, decoded)
+    return decoded
 
 
 @functools.lru_cache(maxsize=4096)
-def _check_visual(path: Path, identity: tuple[int, int]) -> None:
-    media.probe_visual(path)
+def _check_visual(path: Path, identity: tuple[int, int]) -> media.VisualInfo:
+    return media.probe_visual(path)

@@ -233,6 +233,12 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         "created_at": first["ts"],
         "updated_at": events[-1]["ts"],
         "attempts": len(starts),
+        "last_attempt": {
+            "plan_changes": last.get("plan_changes", []),
+            "rules_run": sorted(
+                {str(e["rule"]) for e in attempt if e.get("kind") == "rule_started" and e.get("rule")}
+            ),
+        },
         "phases": phases,
         "seeds": plan.get("seeds"),
         "audio_input_duration_seconds": plan.get("audio_input_duration_seconds"),

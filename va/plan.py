@@ -1,11 +1,24 @@
-"""The plan of a run, ``prepare/plan.json``: durations, frame count, seed, input hashes, tool versions."""
+"""The plan of a run: every value the stages use, resolved once from the job and its inputs.
+
+``plan_job`` is the one planner: ``va validate`` prints what it resolves, the Snakefile computes it
+while it builds the graph (each rule's ``params`` carry the slice of it that rule depends on, so an
+edited job reruns exactly what the edit affects), and the planning rule writes it, unchanged, to
+``prepare/plan.json``, which the rule scripts read (``load_plan``). The plan is typed (frozen
+dataclasses); its JSON keeps the names the manifest shows.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
+import json
 import math
 import secrets
 import sys
+import types
+import typing
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -13,7 +26,17 @@ from typing import Any
 import va
 from va import media
 from va.errors import ExitCode, VaError
-from va.job import Job, comfyui_active
+from va.job import (
+    Job,
+    active_provider,
+    audio_seconds,
+    check_inputs,
+    comfyui_active,
+    job_from_document,
+    start_info,
+)
+from va.lipsync.providers import get_provider
+from va.schema import SECRET_FIELD
 from va.timeline import cut_batches, load_segments, segment_overrides
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
@@ -36,12 +59,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def choose_seed(job: Job) -> int:
-    """The job's seed under ``fixed`` (and under ``per_retry`` when one is given), else a fresh random one."""
+def choose_seed(job: Job, previous: Plan | None = None) -> int:
+    """The job's seed under ``fixed`` (and under ``per_retry`` when one is given), else the previous
+    plan's seed of the same policy (a resumed run keeps its seed), else a fresh random one."""
     determinism = job.data["determinism"]
     policy, seed = determinism["seed_policy"], determinism.get("seed")
     if policy == "fixed" or (policy == "per_retry" and seed is not None):
         return int(seed)
+    if previous is not None and previous.seeds.policy == policy:
+        return previous.seeds.value
     return secrets.randbelow(RANDOM_SEED_LIMIT)
 
 
@@ -60,7 +86,126 @@ def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False)
     return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
 
 
-def plan_generation(job: Job, visual_seconds: float, seed: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """An input of the run and the SHA-256 of its content."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Buffer:
+    """Silence before and after the voice, in seconds."""
+
+    pre_seconds: float
+    post_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Seeds:
+    """The seed policy and the run's seed (batch seeds derive from it)."""
+
+    policy: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """The output picture: its even size, and how the start frame (of the source size, as displayed)
+    is fitted into it on the background (``filter``: the ffmpeg scale/crop chain)."""
+
+    width: int
+    height: int
+    fit: str
+    background: str
+    source_width: int
+    source_height: int
+    filter: str
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """The x264 settings of every encoded picture."""
+
+    crf: int
+    preset: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One ComfyUI prompt: which frames (0-based ``first``, ``frames`` of them) with which seed."""
+
+    index: int
+    name: str
+    first: int
+    frames: int
+    seed: int
+    #: With a timeline: the segment the batch lies in (None: in none), and what that segment sets.
+    segment: int | None = None
+    prompt: str | None = None
+    negative: str | None = None
+    strength: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The ComfyUI stage: frames generated at ``fps`` in batches, with the job's ComfyUI settings."""
+
+    fps: int
+    frames: int
+    batch_size: int
+    batches: tuple[Batch, ...]
+    workflow_ids: tuple[str, ...]
+    #: Whether the batches were cut at a timeline's segments.
+    segmented: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lipsync:
+    """The lip-sync stage: the provider and its resolved settings (secret values as digests)."""
+
+    provider: str
+    type: str
+    settings: dict[str, Any]
+    allow_passthrough: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a run does, resolved: the JSON of ``prepare/plan.json``."""
+
+    job: str
+    job_sha256: str
+    #: The job as validated, defaults filled in: the settings the stages' executors read.
+    document: dict[str, Any]
+    fps: int
+    audio_input_duration_seconds: float
+    audio_duration_seconds: float
+    buffer: Buffer
+    visual_target_duration_seconds: float
+    target_frames: int
+    seeds: Seeds
+    geometry: Geometry
+    encoding: Encoding
+    visual_source: str
+    comfyui: Generation | None
+    lipsync: Lipsync | None
+    inputs: dict[str, InputFile]
+    effective_params: dict[str, Any]
+    tools: dict[str, str]
+
+    def as_job(self) -> Job:
+        """The job this plan was made from, as the stages' executors take it (not read from its file)."""
+        return job_from_document(self.document, Path(self.job))
+
+    def batch(self, name: str) -> Batch:
+        """The ComfyUI batch called ``name``."""
+        batches = self.comfyui.batches if self.comfyui else ()
+        return next(batch for batch in batches if batch.name == name)
+
+
+def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
     """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
     settings = job.data["comfyui"]
     gen_fps = int(settings["params"].get("fps") or job.fps)
@@ -76,20 +221,22 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> dict[str, Any
     if segments:  # no batch spans two segments; each takes its segment's prompt and strength
         pre = float(job.data["buffer"]["pre_seconds"])
         cuts = cut_batches(frames, size, gen_fps, pre, segments)
-        batches = [
-            {"index": i, "name": batch_name(i), "first": first, "frames": count, "seed": batch_seed(seed, i),
-             "segment": owner, **({} if owner is None else segment_overrides(segments[owner]))}
+        batches = tuple(
+            Batch(index=i, name=batch_name(i), first=first, frames=count, seed=batch_seed(seed, i),
+                  segment=owner, **({} if owner is None else segment_overrides(segments[owner])))
             for i, (first, count, owner) in enumerate(cuts)
-        ]  # fmt: skip
-        return {"fps": gen_fps, "frames": frames, "batch_size": size, "batches": batches}
-    batches = [
-        {"index": i, "name": batch_name(i), "first": i * size, "frames": min(size, frames - i * size),
-         "seed": batch_seed(seed, i)}
-        for i in range(math.ceil(frames / size))
-    ]  # fmt: skip
-    return {"fps": gen_fps, "frames": frames, "batch_size": size, "batches": batches}
+        )  # fmt: skip
+    else:
+        batches = tuple(
+            Batch(index=i, name=batch_name(i), first=i * size, frames=min(size, frames - i * size),
+                  seed=batch_seed(seed, i))
+            for i in range(math.ceil(frames / size))
+        )  # fmt: skip
+    workflow_ids = tuple(str(workflow_id) for workflow_id in settings["workflow_ids"])
+    return Generation(gen_fps, frames, size, batches, workflow_ids, segmented=bool(segments))
 
 
+@functools.cache
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that shape the output."""
     try:
@@ -104,38 +251,207 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def build_plan(job: Job, padded: media.AudioInfo) -> dict[str, Any]:
-    """The plan for ``job`` once its audio has been padded to ``padded``."""
-    buffer = job.data["buffer"]
-    pre, post = float(buffer["pre_seconds"]), float(buffer["post_seconds"])
-    visual_seconds = padded.duration_seconds
-    seed = choose_seed(job)
+def canonical_json(value: Any) -> str:
+    """One spelling of a JSON value (sorted keys, no spaces): what is hashed and compared."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _conceal(node: Any, key: str = "") -> Any:
+    """A settings tree with the values of secret fields (API keys, tokens) replaced by their digest:
+    a changed key still changes the plan, but no key is written into the workdir."""
+    if isinstance(node, dict):
+        return {name: _conceal(value, str(name)) for name, value in node.items()}
+    if isinstance(node, list):
+        return [_conceal(item, key) for item in node]
+    if key and SECRET_FIELD.search(key) and node is not None:
+        return "sha256:" + hashlib.sha256(canonical_json(node).encode()).hexdigest()[:16]
+    return node
+
+
+def plan_lipsync(job: Job) -> Lipsync | None:
+    """The lip-sync stage of ``job``, None when it does not run."""
+    provider_id = active_provider(job)
+    if provider_id is None:
+        return None
+    provider = get_provider(provider_id)
+    return Lipsync(
+        provider=provider_id,
+        type=provider.type,
+        settings=_conceal(provider.settings),
+        allow_passthrough=bool(job.data["lipsync"]["allow_passthrough"]),
+    )
+
+
+def plan_geometry(job: Job) -> Geometry:
+    """The output picture of ``job``: the requested size, else the start's own size made even."""
+    output = job.data["output"]
+    source = start_info(job)
+    frame = media.plan_geometry(source.width, source.height, output.get("width"), output.get("height"),
+                                output["fit"])  # fmt: skip
+    return Geometry(
+        width=frame.width,
+        height=frame.height,
+        fit=str(output["fit"]),
+        background=str(output["background"]),
+        source_width=source.width,
+        source_height=source.height,
+        filter=frame.filter,
+    )
+
+
+def plan_job(job: Job, previous: Plan | None = None) -> Plan:
+    """Resolve every value of a run of ``job``: its inputs are probed (and hashed), nothing is written.
+
+    ``previous``: the plan of an earlier attempt in the same workdir, whose random seed is kept."""
+    check_inputs(job)
+    buffer = Buffer(float(job.data["buffer"]["pre_seconds"]), float(job.data["buffer"]["post_seconds"]))
+    voice = audio_seconds(job)
+    visual_seconds = buffer.pre_seconds + voice + buffer.post_seconds
+    seed = choose_seed(job, previous)
+    output = job.data["output"]
     effective = {
         "prompt": job.data["motion"]["prompt"],
         "negative_prompt": job.data["motion"]["negative_prompt"],
         "guidance": job.data["motion"]["guidance"],
         "fps": job.fps,
         "seed": seed,
-        "output": job.data["output"],
+        "output": output,
         "comfyui": job.data["comfyui"],
         "lipsync": job.data["lipsync"],
         "visual_source": "comfyui" if comfyui_active(job) else "held_start_frame",
     }
-    generation = plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None
-    return {
-        "comfyui": generation,
-        "job": str(job.path),
-        "audio_input_duration_seconds": round(visual_seconds - pre - post, 6),
-        "audio_duration_seconds": round(padded.duration_seconds, 6),
-        "buffer": {"pre_seconds": pre, "post_seconds": post},
-        "visual_target_duration_seconds": round(visual_seconds, 6),
-        "fps": job.fps,
-        "target_frames": target_frames(visual_seconds, job.fps),
-        "seeds": {"policy": job.data["determinism"]["seed_policy"], "value": seed},
-        "inputs": {
-            "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
-            "start": {"path": str(job.start), "sha256": sha256_file(job.start)},
+    return Plan(
+        job=str(job.path),
+        job_sha256=hashlib.sha256(canonical_json(job.data).encode()).hexdigest(),
+        document=job.data,
+        fps=job.fps,
+        audio_input_duration_seconds=round(voice, 6),
+        audio_duration_seconds=round(visual_seconds, 6),
+        buffer=buffer,
+        visual_target_duration_seconds=round(visual_seconds, 6),
+        target_frames=target_frames(visual_seconds, job.fps),
+        seeds=Seeds(str(job.data["determinism"]["seed_policy"]), seed),
+        geometry=plan_geometry(job),
+        encoding=Encoding(int(output["crf"]), str(output["x264_preset"])),
+        visual_source=effective["visual_source"],
+        comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
+        lipsync=plan_lipsync(job),
+        inputs={
+            "audio": InputFile(str(job.audio), sha256_file(job.audio)),
+            "start": InputFile(str(job.start), sha256_file(job.start)),
         },
-        "effective_params": effective,
-        "tools": tool_versions(),
-    }
+        effective_params=effective,
+        tools=tool_versions(),
+    )
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON data, the content of ``prepare/plan.json``. A batch has only the segment fields
+    that are set (and ``segment`` only when the batches were cut at a timeline's segments)."""
+    document = dataclasses.asdict(plan)
+    generation = document.get("comfyui") or {}
+    for batch in generation.get("batches", []):
+        for key in ("prompt", "negative", "strength"):
+            if batch[key] is None:
+                del batch[key]
+        if not generation["segmented"]:
+            del batch["segment"]
+    return document
+
+
+def plan_json(plan: Plan) -> str:
+    """The plan as the JSON text of ``prepare/plan.json``."""
+    return json.dumps(plan_document(plan), indent=2) + "\n"
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        made = {
+            f.name: _typed(hints[f.name], value[f.name]) for f in dataclasses.fields(hint) if f.name in value
+        }
+        return typing.cast(Any, hint)(**made)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _typed(next(arg for arg in args if arg is not type(None)), value)
+    if origin is tuple:
+        return tuple(_typed(args[0], item) for item in value)
+    if origin is dict:
+        return {key: _typed(args[1], item) for key, item in value.items()}
+    return value
+
+
+def plan_from_document(document: dict[str, Any]) -> Plan:
+    """A plan from its JSON data."""
+    plan: Plan = _typed(Plan, document)
+    return plan
+
+
+def load_plan(path: Path) -> Plan:
+    """Read ``prepare/plan.json``."""
+    return plan_from_document(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def previous_plan(path: Path) -> Plan | None:
+    """The plan an earlier attempt left at ``path``, None when there is none (or it is unreadable:
+    it is then made anew)."""
+    try:
+        return load_plan(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _pick(document: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The named (dotted) fields of a plan's JSON data."""
+    picked: dict[str, Any] = {}
+    for field in fields:
+        value: Any = document
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        picked[field] = value
+    return picked
+
+
+#: What each rule's output depends on, besides its input files: the fields of the plan it reads.
+RULE_FIELDS = {
+    "prepare_audio": ("inputs.audio", "buffer"),
+    "hold_start_frame": ("inputs.start", "geometry", "encoding", "fps"),
+    "comfyui_batch": ("inputs.start", "geometry", "seeds.policy", "comfyui.fps", "comfyui.batches",
+                      "comfyui.workflow_ids", "document.comfyui", "document.motion"),
+    "camera_motion": ("inputs.start", "geometry", "encoding", "fps", "target_frames", "document.motion"),
+    "stabilize": ("comfyui.fps", "fps", "target_frames", "geometry", "encoding", "document.stabilize"),
+    "assemble_visual": ("comfyui.fps", "comfyui.frames", "fps", "target_frames", "geometry", "encoding"),
+    "lipsync": ("lipsync", "fps", "target_frames", "audio_duration_seconds", "seeds", "geometry"),
+    "encode": ("fps", "target_frames", "geometry", "encoding", "visual_source", "lipsync.provider",
+               "document.output.captions"),
+    "captions": ("buffer", "fps", "visual_target_duration_seconds", "document.timeline",
+                 "document.timeline_file", "document.output.captions"),
+}  # fmt: skip
+
+
+def plan_slice(plan: Plan, rule: str, batch: str | None = None) -> str:
+    """The part of ``plan`` that ``rule``'s output depends on, as one string: a rule's ``params``, so
+    Snakemake reruns it when (and only when) that part changed. ``comfyui_batch`` also gets its batch."""
+    document = plan_document(plan)
+    picked = _pick(document, RULE_FIELDS[rule])
+    if batch is not None:
+        picked["batch"] = dataclasses.asdict(plan.batch(batch))
+    return canonical_json(picked)
+
+
+def changed_fields(before: Plan | None, after: Plan) -> list[str]:
+    """The top-level fields (one level deeper inside ``document``) in which two plans differ."""
+    if before is None:
+        return []
+    old, new = plan_document(before), plan_document(after)
+    changed = []
+    for key in new:
+        if key == "document":
+            sections = sorted(set(old.get(key) or {}) | set(new[key]))
+            changed += [f"document.{s}" for s in sections if (old.get(key) or {}).get(s) != new[key].get(s)]
+        elif key not in ("job_sha256", "effective_params", "tools") and old.get(key) != new[key]:
+            changed.append(key)
+    return changed

@@ -1,4 +1,7 @@
-"""The bodies of the graph's rules: prepare the audio, hold the start frame, encode the video."""
+"""The bodies of the graph's rules: prepare the audio, hold the start frame, encode the video.
+
+Each takes the run's plan (``prepare/plan.json``, written when the run starts), never the job file.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +9,48 @@ import logging
 from pathlib import Path
 
 from va import media
-from va.atomic import read_json, write_json_atomic
-from va.job import Job
-from va.plan import build_plan
+from va.atomic import write_text_atomic
+from va.plan import Plan, changed_fields, plan_json, previous_plan
 
 log = logging.getLogger(__name__)
 
 
-def prepare_audio(job: Job, padded: Path, plan: Path, aac: Path) -> None:
-    """Pad the voice track with the job's buffers (as WAV for the stages, and as the AAC the final
-    video copies) and write the run's plan."""
-    buffer = job.data["buffer"]
-    info = media.pad_audio(job.audio, padded, buffer["pre_seconds"], buffer["post_seconds"], aac=aac)
-    document = build_plan(job, info)
-    log.info("plan: %s frames at %s fps", document["target_frames"], document["fps"])
-    write_json_atomic(plan, document)
+def write_plan(plan: Plan, target: Path) -> None:
+    """Write ``plan`` as ``prepare/plan.json``."""
+    write_text_atomic(target, plan_json(plan))
 
 
-def hold_start_frame(job: Job, still: Path, loop: Path) -> None:
+def publish_plan(plan: Plan, target: Path) -> list[str]:
+    """Write the plan a graph was built with, unless the same plan is there already; returns the fields
+    that changed since the previous plan (none for a first plan)."""
+    previous = previous_plan(target)
+    if previous == plan:
+        return []
+    write_plan(plan, target)
+    return changed_fields(previous, plan)
+
+
+def prepare_audio(plan: Plan, padded: Path, aac: Path) -> None:
+    """Pad the voice track with the planned buffers, as WAV for the stages and as the AAC the final
+    video copies."""
+    voice = Path(plan.inputs["audio"].path)
+    info = media.pad_audio(voice, padded, plan.buffer.pre_seconds, plan.buffer.post_seconds, aac=aac)
+    log.info("padded audio: %.3f s (planned %.3f s)", info.duration_seconds, plan.audio_duration_seconds)
+
+
+def hold_start_frame(plan: Plan, still: Path, loop: Path) -> None:
     """Render the start image (or the first frame of the start video) as the still to hold, and encode
     the two seconds of it that the final video repeats."""
-    source = media.probe_visual(job.start)
-    output = job.data["output"]
-    geometry = media.plan_geometry(
-        source.width, source.height, output.get("width"), output.get("height"), output["fit"]
-    )
-    log.info(
-        "start %sx%s (%s) -> still %sx%s",
-        source.width,
-        source.height,
-        source.pix_fmt,
-        geometry.width,
-        geometry.height,
-    )
-    media.render_still(job.start, still, geometry, output["background"])
-    media.encode_still_loop(still, loop, fps=job.fps, crf=output["crf"], preset=output["x264_preset"])
+    geometry = plan.geometry
+    frame = media.FrameGeometry(geometry.width, geometry.height, geometry.filter)
+    log.info("start %sx%s -> still %sx%s", geometry.source_width, geometry.source_height, frame.width,
+             frame.height)  # fmt: skip
+    media.render_still(Path(plan.inputs["start"].path), still, frame, geometry.background)
+    media.encode_still_loop(still, loop, fps=plan.fps, crf=plan.encoding.crf, preset=plan.encoding.preset)
 
 
 def encode(
-    job: Job,
-    plan: Path,
+    plan: Plan,
     loop: Path,
     audio: Path,
     final: Path,
@@ -56,23 +61,19 @@ def encode(
     """The final video of the planned frame count: the held still's ``loop`` repeated (or ``video``, from
     the lip-sync or the ComfyUI stage) with the padded audio, and the ``captions`` (SRT) as a subtitle
     track or, with ``output.captions: burn``, drawn into the picture."""
-    figures = read_json(plan)
-    if captions is not None and job.data["output"]["captions"] == "burn":
-        output = job.data["output"]
+    if captions is not None and plan.document["output"]["captions"] == "burn":
         media.encode_picture(
-            media.video_source(video or loop), audio, final, fps=figures["fps"],
-            frames=figures["target_frames"], crf=output["crf"], preset=output["x264_preset"],
+            media.video_source(video or loop), audio, final, fps=plan.fps, frames=plan.target_frames,
+            crf=plan.encoding.crf, preset=plan.encoding.preset,
             picture_filter=media.burn_subtitles(captions), no_clobber=True,
         )  # fmt: skip
         return
     if video is None:
-        frames = figures["target_frames"]
         media.loop_still(
-            loop, audio, final, fps=figures["fps"], frames=frames, no_clobber=True, subtitles=captions
+            loop, audio, final, fps=plan.fps, frames=plan.target_frames, no_clobber=True, subtitles=captions
         )
         return
-    output = job.data["output"]
     media.encode_from_video(
-        video, audio, final, fps=figures["fps"], frames=figures["target_frames"], crf=output["crf"],
-        preset=output["x264_preset"], no_clobber=True, subtitles=captions,
+        video, audio, final, fps=plan.fps, frames=plan.target_frames, crf=plan.encoding.crf,
+        preset=plan.encoding.preset, no_clobber=True, subtitles=captions,
     )  # fmt: skip

@@ -53,8 +53,9 @@ def existing_run_id(workdir: Workdir) -> str | None:
     return next((e["run_id"] for e in read_events(workdir.events) if e.get("kind") == "run_started"), None)
 
 
-def record_run_started(workdir: Workdir, job: Job) -> str:
-    """Record the start (or resumption) of the run in ``workdir`` and register it."""
+def record_run_started(workdir: Workdir, job: Job, *, plan_changes: list[str] | None = None) -> str:
+    """Record the start (or resumption) of the run in ``workdir`` and register it; ``plan_changes``: the
+    fields of the plan that an edit of the job (or its inputs) changed since the previous attempt."""
     run_id = existing_run_id(workdir) or new_run_id()
     inputs = {
         "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
@@ -74,6 +75,7 @@ def record_run_started(workdir: Workdir, job: Job) -> str:
         inputs=inputs,
         buffer=job.data["buffer"],
         fps=job.fps,
+        plan_changes=plan_changes or [],
     )
     registry.register_run(
         run_id,

@@ -28,7 +28,7 @@ from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.graph import check_workflows
 from va.job import Job, comfyui_active, load_job
-from va.plan import RETRY_SEED_STRIDE, plan_generation
+from va.plan import RETRY_SEED_STRIDE, Batch, plan_generation, plan_job
 from va.tracking import record
 from va.workdir import Workdir
 
@@ -120,11 +120,13 @@ def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.
             path.write_text(json.dumps(document))
         job, run = load_job(path), Workdir(files.root / "w")
         run.plan.parent.mkdir(parents=True, exist_ok=True)
-        stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
+        plan = plan_job(job)
+        stages.write_plan(plan, run.plan)
+        stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
         still = files.root / "start.png"
         if held_still:
             run.still.parent.mkdir(parents=True, exist_ok=True)
-            stages.hold_start_frame(job, run.still, run.still_loop)
+            stages.hold_start_frame(plan, run.still, run.still_loop)
             still = run.still
         made = Stage(job, run, still)
 
@@ -151,9 +153,9 @@ def test_plan_splits_the_frames_into_seeded_batches(make_stage: StageFactory) ->
     assert [(b["name"], b["first"], b["frames"], b["seed"]) for b in generation["batches"]] == [
         (f"{i:04d}", 8 * i, 8 if i < 6 else 2, 7 + i) for i in range(7)
     ]
-    assert plan_generation(made.job, 0.01, 3)["batches"] == [
-        {"index": 0, "name": "0000", "first": 0, "frames": 1, "seed": 3}
-    ]
+    assert plan_generation(made.job, 0.01, 3).batches == (
+        Batch(index=0, name="0000", first=0, frames=1, seed=3),
+    )
 
 
 def test_generation_rate_above_the_output_rate_is_refused(files: Media, comfy: Comfy) -> None:

@@ -24,6 +24,7 @@ from va.events import read_events
 from va.job import Job, load_job
 from va.lipsync.stage import check_output, run_lipsync
 from va.manifest import build_manifest
+from va.plan import load_plan, plan_job
 from va.tracking import record_run_finished, record_run_started, rule_step
 from va.workdir import Workdir
 
@@ -77,7 +78,7 @@ class Staged:
     def encode(self) -> Path:
         """The encode rule after the lip-sync: the final video from ``lipsync/output.mp4``."""
         run, final = self.run, self.run.final(self.job.basename)
-        stages.encode(self.job, run.plan, run.still_loop, run.padded_aac, final, video=run.lipsync_output)
+        stages.encode(load_plan(run.plan), run.still_loop, run.padded_aac, final, video=run.lipsync_output)
         return final
 
 
@@ -95,8 +96,10 @@ def stage(files: Media, use_providers: UseProviders) -> Stage:
         run = Workdir(files.root / "w")
         for folder in ("prepare", "frames"):
             (run.root / folder).mkdir(parents=True)
-        stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
-        stages.hold_start_frame(job, run.still, run.still_loop)
+        plan = plan_job(job)
+        stages.write_plan(plan, run.plan)
+        stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
+        stages.hold_start_frame(plan, run.still, run.still_loop)
         return Staged(job, run)
 
     return make
