@@ -84,6 +84,7 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     audiogram = {"enable": True, "provider": "audiogram"}
     lipsync = plan_job(load_job(files.job(comfyui=comfy, lipsync=audiogram)))
     faster = plan_job(load_job(files.job(comfyui=comfy, determinism={"fps": 30, "seed": 7})))
+    sharper = plan_job(load_job(files.job(comfyui=comfy, output={"crf": 30})))
 
     def differ(other: Plan) -> list[str]:
         slices = [(rule, "0000" if rule == "comfyui_batch" else None) for rule in RULE_FIELDS]
@@ -92,6 +93,8 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
         )
 
     assert differ(lipsync) == ["encode", "lipsync"]
+    assert differ(sharper) == ["assemble_visual", "encode", "hold_start_frame"]
+    assert changed_fields(base, sharper) == ["document.output", "encoding"]
     assert differ(faster) == ["assemble_visual", "comfyui_batch", "encode", "hold_start_frame", "lipsync"]
     assert sorted(changed_fields(base, faster)) == ["comfyui", "document.determinism", "fps", "target_frames"]
     assert changed_fields(None, faster) == []
