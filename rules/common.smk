@@ -64,10 +64,6 @@ def job_of(wildcards):
     return JOBS[wildcards.get("name", "")]
 
 
-def job_file(wildcards):
-    return str(job_of(wildcards).path)
-
-
 PLANS = {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -123,3 +124,27 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
         handle.write('{"ts": "2026-01-01T00:00:00.000Z", "kind": "rule_sta')
     manifest = build_manifest(workdir)
     assert manifest is not None and manifest["run_status"] == "interrupted"
+
+
+def test_the_digest_beside_the_log_gives_what_the_whole_log_gives(tmp_path: Path) -> None:
+    """Each event is folded into logs/manifest.digest.json; a manifest made from it equals one made from
+    the whole log, and a missing, broken or foreign digest is made again from the log."""
+    workdir = Workdir(tmp_path)
+    start(workdir, pid=dead_pid())
+    rule(workdir, "prepare_audio", "rule_started")
+    rule(workdir, "prepare_audio", "rule_finished")
+    record(workdir, "run", "info", "cleaned", kind="cleanup", removed=["prepare/padded.wav"], bytes_freed=9)
+    kept = build_manifest(workdir)
+    assert kept is not None and kept["cleanup"]["files_removed"] == 1
+    assert kept["last_attempt"]["rules_run"] == ["prepare_audio"]
+    stored = json.loads(workdir.manifest_digest.read_text())
+    assert stored["log_bytes"] == workdir.events.stat().st_size
+    with open(workdir.events, "a", encoding="utf-8") as log:
+        log.write('{"kind": "rule_started", "rule": "encode"')  # torn: a writer killed mid-line
+    assert build_manifest(workdir) == kept
+    for damage in ("missing", "not json", json.dumps({**stored, "log_inode": 1})):
+        if damage == "missing":
+            workdir.manifest_digest.unlink()
+        else:
+            workdir.manifest_digest.write_text(damage)
+        assert build_manifest(workdir) == kept, damage

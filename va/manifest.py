@@ -1,16 +1,22 @@
-"""``manifest.json``: derived from the event log, the plan and which targets exist, never edited by hand."""
+"""``manifest.json``: derived from the event log, the plan and which targets exist, never edited by hand.
+
+The log is folded into a digest one event at a time (``EventDigest``), so keeping the manifest up to
+date costs the same at the ten-thousandth event as at the first.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from va.atomic import read_json
+from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
-from va.events import read_events
 from va.graph import PHASES, RULE_PHASE, rule_outputs
 from va.workdir import Workdir
 
@@ -50,9 +56,9 @@ def _zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
-def _rule_state(events: list[dict[str, Any]], outputs_exist: bool, live: bool) -> dict[str, Any]:
-    started = next((e for e in reversed(events) if e["kind"] == "rule_started"), None)
-    last = events[-1] if events else None
+def _rule_state(entry: dict[str, Any] | None, outputs_exist: bool, live: bool) -> dict[str, Any]:
+    started = entry.get("started") if entry else None
+    last = entry.get("last") if entry else None
     state: dict[str, Any] = {
         "started_at": started["ts"] if started else None,
         "ended_at": None,
@@ -103,8 +109,120 @@ def _phase(
     return phase
 
 
+#: What the manifest keeps of a rule event.
+RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error")
+#: What it keeps of a ComfyUI attempt (the fields that are set).
+ATTEMPT_FIELDS = ("batch", "attempt", "seed", "prompt_id", "outcome", "error")
+
+
+@dataclass
+class EventDigest:
+    """What the manifest needs of the event log, folded in one event at a time, so keeping the manifest
+    up to date costs the same however many events came before. Stored beside the log
+    (``logs/manifest.digest.json``) with how much of the log it holds; a missing or stale digest is made
+    again from the log."""
+
+    log_inode: int = 0
+    log_bytes: int = 0
+    starts: int = 0
+    first_start: dict[str, Any] | None = None
+    last_start: dict[str, Any] | None = None
+    #: The ``run_finished`` of the latest attempt.
+    finished: dict[str, Any] | None = None
+    updated_at: str | None = None
+    #: ``rule`` or ``rule/target`` -> rule, target, its last ``rule_started`` and its last rule event.
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Rules started in the latest attempt.
+    attempt_rules: list[str] = field(default_factory=list)
+    comfyui_attempts: list[dict[str, Any]] = field(default_factory=list)
+    comfyui_version: str | None = None
+    last_step: dict[str, Any] | None = None
+    #: The cleanups of the latest attempt: what they removed, and their sum.
+    removed: list[str] = field(default_factory=list)
+    cleanup: dict[str, Any] | None = None
+
+    def fold(self, event: dict[str, Any]) -> None:
+        """Take one more event of the log into account."""
+        kind = event.get("kind")
+        self.updated_at = event.get("ts", self.updated_at)
+        if kind == "run_started":
+            self.starts += 1
+            self.first_start = self.first_start or event
+            self.last_start, self.finished, self.attempt_rules = event, None, []
+            self.removed, self.cleanup = [], None
+        elif kind == "run_finished":
+            self.finished = event
+        elif kind == "cleanup":
+            self._fold_cleanup(event)
+        rule = event.get("rule")
+        if rule in RULE_PHASE and str(kind).startswith("rule_"):
+            key = f"{rule}/{event['target']}" if event.get("target") else str(rule)
+            entry = self.rules.setdefault(key, {"rule": rule, "target": event.get("target")})
+            kept = {name: event[name] for name in RULE_EVENT_FIELDS if event.get(name) is not None}
+            entry["last"] = kept
+            if kind == "rule_started":
+                entry["started"] = kept
+                if rule not in self.attempt_rules:
+                    self.attempt_rules.append(str(rule))
+        if kind == "comfyui_attempt":
+            self.comfyui_attempts.append({name: event[name] for name in ATTEMPT_FIELDS if event.get(name)})
+        if event.get("comfyui_version"):
+            self.comfyui_version = str(event["comfyui_version"])
+        if kind == "progress":
+            self.last_step = {name: event.get(name) for name in ("batch", "value", "max")}
+
+    def _fold_cleanup(self, event: dict[str, Any]) -> None:
+        """A cleanup (``va clean``, ``cleanup.after_success``): what it removed, and the sum of them."""
+        removed = [str(path) for path in event.get("removed", [])]
+        self.removed += [path for path in removed if path not in self.removed]
+        before = self.cleanup or {"files_removed": 0, "bytes_freed": 0}
+        self.cleanup = {
+            "at": event.get("ts"),
+            "trigger": event.get("trigger"),
+            "files_removed": before["files_removed"] + len(removed),
+            "bytes_freed": before["bytes_freed"] + int(event.get("bytes_freed", 0)),
+        }
+
+
+def _stored_digest(path: Path) -> EventDigest:
+    try:
+        return EventDigest(**read_json(path))
+    except (OSError, ValueError, TypeError):
+        return EventDigest()
+
+
+def current_digest(workdir: Workdir) -> EventDigest:
+    """The digest of the whole event log: the stored one, with the events appended since folded in (all
+    of them when none is stored, or it was made of another log)."""
+    try:
+        stat = workdir.events.stat()
+    except FileNotFoundError:
+        return EventDigest()
+    digest = _stored_digest(workdir.manifest_digest)
+    if digest.log_inode != stat.st_ino or digest.log_bytes > stat.st_size:
+        digest = EventDigest(log_inode=stat.st_ino)
+    with open(workdir.events, "rb") as handle:
+        handle.seek(digest.log_bytes)
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break  # a torn last line (a killed writer) is read again next time
+            digest.log_bytes += len(line)
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict):
+                digest.fold(event)
+    return digest
+
+
+def store_digest(workdir: Workdir, digest: EventDigest) -> None:
+    """Keep ``digest`` for the next event (written atomically; the caller holds the state lock)."""
+    write_json_atomic(workdir.manifest_digest, dataclasses.asdict(digest))
+
+
 def _comfyui_details(
-    workdir: Workdir, events: list[dict[str, Any]], plan: dict[str, Any], removed: set[str]
+    workdir: Workdir, digest: EventDigest, plan: dict[str, Any], removed: set[str]
 ) -> dict[str, Any]:
     """Progress in batches and frames, every attempt (seed, prompt id, outcome), the server's version."""
     generation = plan.get("comfyui") or {}
@@ -115,59 +233,35 @@ def _comfyui_details(
         if workdir.batch_result(b["name"]).exists()
         or str(workdir.batch_result(b["name"]).relative_to(workdir.root)) in removed
     ]
-    attempts = [
-        {
-            key: e.get(key)
-            for key in ("batch", "attempt", "seed", "prompt_id", "outcome", "error")
-            if e.get(key)
-        }
-        for e in events
-        if e.get("kind") == "comfyui_attempt"
-    ]
-    versions = [e["comfyui_version"] for e in events if e.get("comfyui_version")]
-    last_step = next((e for e in reversed(events) if e.get("kind") == "progress"), None)
+    attempts = digest.comfyui_attempts
     return {
         "progress": {
             "batches_done": len(finished),
             "batches_total": len(batches),
             "frames_done": sum(b["frames"] for b in finished),
             "frames_total": generation.get("frames"),
-            "last_step": {k: last_step.get(k) for k in ("batch", "value", "max")} if last_step else None,
+            "last_step": digest.last_step,
         },
         "generation_fps": generation.get("fps"),
         "batch_seeds": {b["name"]: b["seed"] for b in batches},
         "batch_segments": {b["name"]: b["segment"] for b in batches if "segment" in b} or None,
         "attempts": attempts,
         "prompt_ids": sorted({a["prompt_id"] for a in attempts if a.get("prompt_id")}),
-        "comfyui_version": versions[-1] if versions else None,
+        "comfyui_version": digest.comfyui_version,
         "graphs": sorted(
             str(p.relative_to(workdir.root)) for p in (workdir.root / "comfyui" / "graphs").glob("*.json")
         ),
     }
 
 
-def _cleanup(attempt: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The cleanups of the latest attempt (``va clean``, ``cleanup.after_success``), summed up."""
-    cleanups = [e for e in attempt if e.get("kind") == "cleanup"]
-    if not cleanups:
+def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[str, Any] | None:
+    """The manifest of the run in ``workdir`` (from ``digest``, else from the log's current digest), or
+    None when no run was ever started there."""
+    digest = digest or current_digest(workdir)
+    first, last = digest.first_start, digest.last_start
+    if first is None or last is None:
         return None
-    return {
-        "at": cleanups[-1]["ts"],
-        "trigger": cleanups[-1].get("trigger"),
-        "files_removed": sum(len(e.get("removed", [])) for e in cleanups),
-        "bytes_freed": sum(int(e.get("bytes_freed", 0)) for e in cleanups),
-    }
-
-
-def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
-    """The manifest of the run in ``workdir``, or None when no run was ever started there."""
-    events = read_events(workdir.events)
-    starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
-    if not starts:
-        return None
-    first, last = events[starts[0]], events[starts[-1]]
-    attempt = events[starts[-1] :]
-    finished = next((e for e in reversed(attempt) if e.get("kind") == "run_finished"), None)
+    finished = digest.finished
     live = finished is None and process_alive(last.get("pid"), last.get("host"))
     if finished:
         run_status, exit_status = finished["run_status"], finished["exit_status"]
@@ -179,14 +273,11 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         exit_status = {"code": int(code), "name": code.name, "message": INTERRUPTED_MESSAGE}
 
     # A cleanup removed outputs of finished rules on purpose: they count as made, not as pending.
-    removed = {path for e in attempt if e.get("kind") == "cleanup" for path in e.get("removed", [])}
+    removed = set(digest.removed)
     graph = last["graph"]
     plan = read_json(workdir.plan) if workdir.plan.exists() else {}
     batches = [b["name"] for b in (plan.get("comfyui") or {}).get("batches", [])]
-    by_key: dict[Key, list[dict[str, Any]]] = {}
-    for event in events:
-        if event.get("rule") in RULE_PHASE and str(event.get("kind", "")).startswith("rule_"):
-            by_key.setdefault((event["rule"], event.get("target")), []).append(event)
+    by_key: dict[Key, dict[str, Any]] = {(e["rule"], e.get("target")): e for e in digest.rules.values()}
     phases: dict[str, Any] = {}
     for phase in PHASES:
         if phase not in graph["rules"]:  # a run recorded before this version had no such phase
@@ -202,7 +293,7 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         outputs = {key: rule_outputs(workdir, graph["final"], *key) for key in keys}
         states = {
             key: _rule_state(
-                by_key.get(key, []),
+                by_key.get(key),
                 all(p in removed or (workdir.root / p).exists() for p in outputs[key]),
                 live,
             )
@@ -210,7 +301,7 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         }
         phases[phase] = _phase(keys, states, outputs, workdir.root)
     if phases["comfyui"]["status"] != "skipped":
-        phases["comfyui"].update(_comfyui_details(workdir, events, plan, removed))
+        phases["comfyui"].update(_comfyui_details(workdir, digest, plan, removed))
 
     if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
         result = read_json(workdir.lipsync_result)
@@ -231,13 +322,11 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         "workdir": str(workdir.root),
         "job": last["job"],
         "created_at": first["ts"],
-        "updated_at": events[-1]["ts"],
-        "attempts": len(starts),
+        "updated_at": digest.updated_at,
+        "attempts": digest.starts,
         "last_attempt": {
             "plan_changes": last.get("plan_changes", []),
-            "rules_run": sorted(
-                {str(e["rule"]) for e in attempt if e.get("kind") == "rule_started" and e.get("rule")}
-            ),
+            "rules_run": sorted(digest.attempt_rules),
         },
         "phases": phases,
         "seeds": plan.get("seeds"),
@@ -250,7 +339,7 @@ def build_manifest(workdir: Workdir) -> dict[str, Any] | None:
         "inputs": plan.get("inputs", last.get("inputs")),
         "effective_params": plan.get("effective_params"),
         "tools": plan.get("tools"),
-        "cleanup": _cleanup(attempt),
+        "cleanup": digest.cleanup,
         "final": {
             "path": graph["final"],
             "exists": final.exists(),

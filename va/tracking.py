@@ -26,7 +26,7 @@ from va.errors import ExitCode, VaError
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
-from va.manifest import build_manifest
+from va.manifest import build_manifest, current_digest, store_digest
 from va.plan import sha256_file
 from va.textlog import RuleLogHandler, record_event
 from va.workdir import Workdir
@@ -39,10 +39,13 @@ def new_run_id() -> str:
 
 
 def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any] | None:
-    """Append one event and rewrite the manifest from the new state; returns the manifest."""
+    """Append one event and bring the manifest up to date (the event folded into the log's digest, not
+    the whole log read again); returns the manifest."""
     with FileLock(str(workdir.state_lock), timeout=60):
         record_event(workdir, append_event(workdir.events, stage, level, message, **fields))
-        manifest = build_manifest(workdir)
+        digest = current_digest(workdir)
+        store_digest(workdir, digest)
+        manifest = build_manifest(workdir, digest)
         if manifest is not None:
             write_json_atomic(workdir.manifest, manifest)
     return manifest

@@ -17,6 +17,11 @@ class Workdir:
         return self.root / "manifest.json"
 
     @property
+    def manifest_digest(self) -> Path:
+        """What the manifest needs of the event log, kept up to date with it (va.manifest.EventDigest)."""
+        return self.root / "logs" / "manifest.digest.json"
+
+    @property
     def events(self) -> Path:
         return self.root / "logs" / "events.jsonl"
 
