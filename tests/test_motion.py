@@ -18,6 +18,7 @@ from va.comfyui.workflow import INLINE_BINDINGS, INLINE_GRAPH, load_workflow, re
 from va.graph import describe
 from va.job import load_job
 from va.motion import render_camera_move
+from va.plan import plan_job
 from va.workdir import Workdir
 
 
@@ -38,11 +39,13 @@ def render_moving_still(files: Media, root: Path, **motion: object) -> tuple[Pat
     run = Workdir(root)
     for folder in ("prepare", "frames", "motion"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
-    stages.hold_start_frame(job, run.still, run.still_loop)
+    plan = plan_job(job)
+    stages.write_plan(plan, run.plan)
+    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(plan, run.still, run.still_loop)
     render_camera_move(job, run.still, run.plan, run.motion_visual)
     final = run.final(job.basename)
-    stages.encode(job, run.plan, run.still_loop, run.padded_aac, final, video=run.motion_visual)
+    stages.encode(plan, run.still_loop, run.padded_aac, final, video=run.motion_visual)
     return run.motion_visual, final
 
 

@@ -14,6 +14,7 @@ from tests.test_motion import gray_frames
 from va import stages
 from va.graph import describe
 from va.job import load_job
+from va.plan import plan_job
 from va.stabilize import stabilize_video
 from va.workdir import Workdir
 
@@ -50,7 +51,9 @@ def test_stabilize_steadies_and_evens_out_the_planned_frames(files: Media, metho
     job = load_job(files.job(comfyui=COMFY, stabilize={"enable": True, "method": method}))
     run = Workdir(files.root / "w")
     run.plan.parent.mkdir(parents=True)
-    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
+    plan = plan_job(job)
+    stages.write_plan(plan, run.plan)
+    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
     generated = generated_picture(files, run.comfyui_visual)
     stabilize_video(job, generated, run.plan, run.stabilized_visual)
 

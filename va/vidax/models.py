@@ -100,6 +100,7 @@ class Manifest(BaseModel):
     created_at: str
     updated_at: str
     attempts: int
+    last_attempt: JsonObject
     phases: dict[str, JsonObject]
     seeds: JsonObject | None
     audio_input_duration_seconds: float | None
