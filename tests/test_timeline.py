@@ -16,7 +16,7 @@ from va.comfyui.stage import parameter_values
 from va.comfyui.workflow import load_workflow
 from va.errors import ExitCode
 from va.job import load_job
-from va.plan import plan_generation
+from va.plan import generation_document, plan_generation, plan_job
 from va.timeline import load_segments, render_captions
 from va.workdir import Workdir
 
@@ -97,12 +97,12 @@ def render_with_captions(job_path: Path, root: Path) -> Workdir:
     for folder in ("prepare", "frames"):
         (root / folder).mkdir(parents=True)
     job = load_job(job_path)
-    stages.prepare_audio(job, run.padded_audio, run.plan, run.padded_aac)
-    stages.hold_start_frame(job, run.still, run.still_loop)
+    plan = plan_job(job)
+    stages.write_plan(plan, run.plan)
+    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(plan, run.still, run.still_loop)
     render_captions(job, run.plan, run.captions_srt, run.captions_vtt)
-    stages.encode(
-        job, run.plan, run.still_loop, run.padded_aac, run.final(job.basename), captions=run.captions_srt
-    )
+    stages.encode(plan, run.still_loop, run.padded_aac, run.final(job.basename), captions=run.captions_srt)
     return run
 
 
@@ -157,7 +157,7 @@ def test_comfyui_batches_are_cut_at_segments_and_take_their_prompts(files: Media
     job = load_job(
         files.job(timeline=timeline, comfyui=comfy, buffer={"pre_seconds": 0.5}, motion={"strength": 0.7})
     )
-    plan = plan_generation(job, 2.5, 7)
+    plan = generation_document(plan_generation(job, 2.5, 7))
     cuts = [(b["first"], b["frames"], b["segment"]) for b in plan["batches"]]
     # edges at frames 12.5 -> 13 (0.5 s), 35 (1.4 s), 42.5 -> 43 (1.7 s), 62.5 -> 63 (2.5 s)
     assert cuts == [(0, 13, None), (13, 16, 0), (29, 6, 0), (35, 8, None), (43, 16, 1), (59, 4, 1)]

@@ -345,17 +345,24 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     )
 
 
-def plan_document(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON data, the content of ``prepare/plan.json``. A batch has only the segment fields
-    that are set (and ``segment`` only when the batches were cut at a timeline's segments)."""
-    document = dataclasses.asdict(plan)
-    generation = document.get("comfyui") or {}
-    for batch in generation.get("batches", []):
+def generation_document(generation: Generation) -> dict[str, Any]:
+    """The ComfyUI stage's plan as JSON data. A batch has only the segment fields that are set (and
+    ``segment`` only when the batches were cut at a timeline's segments)."""
+    document = dataclasses.asdict(generation)
+    for batch in document["batches"]:
         for key in ("prompt", "negative", "strength"):
             if batch[key] is None:
                 del batch[key]
-        if not generation["segmented"]:
+        if not generation.segmented:
             del batch["segment"]
+    return document
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON data, the content of ``prepare/plan.json``."""
+    document = dataclasses.asdict(plan)
+    if plan.comfyui is not None:
+        document["comfyui"] = generation_document(plan.comfyui)
     return document
 
 
