@@ -96,8 +96,8 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     assert differ(sharper) == ["assemble_visual", "camera_motion", "encode", "hold_start_frame", "stabilize"]
     assert changed_fields(base, sharper) == ["document.output", "encoding"]
     assert differ(faster) == [
-        "assemble_visual", "camera_motion", "comfyui_batch", "encode", "hold_start_frame", "lipsync",
-        "stabilize",
+        "assemble_visual", "camera_motion", "captions", "comfyui_batch", "encode", "hold_start_frame",
+        "lipsync", "stabilize",
     ]  # fmt: skip
     assert sorted(changed_fields(base, faster)) == ["comfyui", "document.determinism", "fps", "target_frames"]
     assert changed_fields(None, faster) == []
