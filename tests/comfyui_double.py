@@ -9,7 +9,8 @@ Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each
 ``history_500`` (``/history`` answers 500), ``prompt_no_answer`` (a prompt is queued, but the
 connection closes before its answer), ``jobs_api`` (a setting, not a count: the server offers
 ``GET /api/jobs``, ``GET /api/jobs/{id}`` and ``POST /api/jobs/{id}/cancel``, as newer ComfyUI does;
-without it they answer 404, as an older server), ``restart`` (at the next prompt's first sampler step the
+without it they answer 404, as an older server; with ``jobs_without_cancel`` as well, the cancel route
+answers 404, as the releases that had the jobs API before its cancel route), ``restart`` (at the next prompt's first sampler step the
 server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
 cache, as a restarted ComfyUI), and ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
@@ -42,6 +43,10 @@ KNOWN_CLASSES = OUTPUT_CLASSES | {
     "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
 }  # fmt: skip
+
+
+#: The ``status`` values of ComfyUI's jobs API.
+JOB_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 
 
 class Interrupted(Exception):
@@ -235,33 +240,77 @@ class Double:
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
     # --- /api/jobs (newer ComfyUI; switched on with the setting ``jobs_api``) ---------------------------
+    # Shaped as ComfyUI's server.py and comfy_execution/jobs.py answer them (read at Comfy-Org/ComfyUI
+    # server.py 002c3fb, jobs.py 172be43): the routes are registered as /api/jobs..., fields that would be
+    # None are left out, a finished job's status comes from its history entry.
 
-    def job_of(self, prompt_id: str) -> dict[str, Any] | None:
-        """As comfy_execution/jobs.py's get_job: a finished prompt from its history entry (status
-        completed or failed, with outputs and execution_status), a queued one as in_progress or pending."""
+    def job_of(self, prompt_id: str, detail: bool = True) -> dict[str, Any] | None:
+        """One job, as jobs.py's get_job (``detail``) or as an item of the list: a finished prompt from its
+        history entry (completed; cancelled when it was interrupted; failed, with ``execution_error``), a
+        queued one as in_progress or pending (no outputs yet)."""
         entry = self.history.get(prompt_id)
-        if entry is not None:
-            failed = entry["status"]["status_str"] == "error"
-            return {"id": prompt_id, "status": "failed" if failed else "completed", "priority": entry["prompt"][0],
-                    "outputs": entry["outputs"], "execution_status": entry["status"],
-                    "workflow": {"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]}}  # fmt: skip
-        if self.running is not None and self.running[1] == prompt_id:
-            return {"id": prompt_id, "status": "in_progress", "priority": self.running[0], "outputs_count": 0}
-        for number, pending in self.pending:
-            if pending == prompt_id:
-                return {"id": prompt_id, "status": "pending", "priority": number, "outputs_count": 0}
-        return None
+        if entry is None:
+            if self.running is not None and self.running[1] == prompt_id:
+                return {"id": prompt_id, "status": "in_progress", "priority": self.running[0],
+                        "outputs_count": 0, "previewable_outputs_count": 0}  # fmt: skip
+            for number, pending in self.pending:
+                if pending == prompt_id:
+                    return {"id": prompt_id, "status": "pending", "priority": number,
+                            "outputs_count": 0, "previewable_outputs_count": 0}  # fmt: skip
+            return None
+        status = entry["status"]
+        events = dict(status["messages"])
+        if status["status_str"] == "success":
+            state = "completed"
+        else:
+            state = "cancelled" if "execution_interrupted" in events else "failed"
+        files = [item for node in entry["outputs"].values() for key, items in node.items()
+                 if key != "animated" and isinstance(items, list) for item in items]  # fmt: skip
+        job: dict[str, Any] = {"id": prompt_id, "status": state, "priority": entry["prompt"][0],
+                               "outputs_count": len(files), "previewable_outputs_count": len(files)}  # fmt: skip
+        for name, field in (("execution_start", "execution_start_time"), ("execution_success", "execution_end_time"),
+                            ("execution_error", "execution_end_time"), ("execution_interrupted", "execution_end_time")):  # fmt: skip
+            if name in events:
+                job[field] = events[name]["timestamp"]
+        if "execution_error" in events:
+            job["execution_error"] = events["execution_error"]
+        if detail:
+            job.update(outputs=entry["outputs"], execution_status=status,
+                       workflow={"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]})  # fmt: skip
+        return job
 
     async def jobs(self, request: web.Request) -> web.Response:
+        """``GET /api/jobs``: ``status`` (comma-separated), ``limit`` (a positive integer, else 400),
+        ``offset``; answers ``{"jobs": [...], "pagination": {offset, limit, total, has_more}}``."""
         if not self.faults.get("jobs_api"):
             raise web.HTTPNotFound()  # an older server: no such route
-        found = [self.job_of(p) for p in [*self.history, *([self.running[1]] if self.running else []),
-                                          *(p for _, p in self.pending)]]  # fmt: skip
-        listed = [job for job in found if job is not None][: int(request.query.get("limit", 100))]
-        return web.json_response({"jobs": listed, "pagination": {"offset": 0, "limit": len(listed),
-                                                                  "total": len(found), "has_more": False}})  # fmt: skip
+        query = request.query
+        wanted = [s.strip().lower() for s in query.get("status", "").split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in JOB_STATUSES]
+        if unknown:
+            return web.json_response({"error": f"Invalid status value(s): {', '.join(unknown)}"}, status=400)
+        limit = None
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                return web.json_response({"error": "limit must be an integer"}, status=400)
+            if limit <= 0:
+                return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        try:
+            offset = max(int(query.get("offset", 0)), 0)
+        except ValueError:
+            return web.json_response({"error": "offset must be an integer"}, status=400)
+        ids = [*([self.running[1]] if self.running else []), *(p for _, p in self.pending), *self.history]
+        found = [job for job in (self.job_of(p, detail=False) for p in ids) if job is not None]
+        found = [job for job in found if not wanted or job["status"] in wanted]
+        listed = found[offset:][:limit] if limit is not None else found[offset:]
+        pagination = {"offset": offset, "limit": limit, "total": len(found),
+                      "has_more": offset + len(listed) < len(found)}  # fmt: skip
+        return web.json_response({"jobs": listed, "pagination": pagination})
 
     async def job(self, request: web.Request) -> web.Response:
+        """``GET /api/jobs/{id}``: the job, or 404 ``{"error": "Job not found"}``."""
         if not self.faults.get("jobs_api"):
             raise web.HTTPNotFound()
         self.stats["job_requests"] += 1
@@ -271,11 +320,15 @@ class Double:
         return web.json_response(job)
 
     async def job_cancel(self, request: web.Request) -> web.Response:
-        """A pending job leaves the queue, a running one is interrupted; no other prompt is touched."""
-        if not self.faults.get("jobs_api"):
+        """``POST /api/jobs/{id}/cancel``: a pending job leaves the queue, a running one is interrupted, no
+        other prompt is touched; always 200 ``{"cancelled": bool}`` (false for a finished or unknown id).
+        Under the setting ``jobs_without_cancel`` the route is missing (404), as in the ComfyUI releases
+        that had the jobs API before its cancel route."""
+        if not self.faults.get("jobs_api") or self.faults.get("jobs_without_cancel"):
             raise web.HTTPNotFound()
         prompt_id = request.match_info["job_id"]
         self.stats["job_cancels"].append(prompt_id)
+        cancelled = True
         if any(p == prompt_id for _, p in self.pending):
             self.pending = [item for item in self.pending if item[1] != prompt_id]
             self.stats["deleted"].append(prompt_id)
@@ -283,8 +336,8 @@ class Double:
             self.stats["interrupted"].append(prompt_id)
             self.interrupt = True
         else:
-            return web.json_response({"error": "Job not found"}, status=404)
-        return web.json_response({"id": prompt_id, "cancelled": True})
+            cancelled = False
+        return web.json_response({"cancelled": cancelled})
 
     @staticmethod
     async def json_body(request: web.Request) -> dict[str, Any]:

@@ -321,6 +321,88 @@ def test_cancel_of_a_lost_prompt_sends_a_scoped_interrupt(comfy: Comfy) -> None:
     assert stats["interrupted"] == [] and stats["deleted"] == []
 
 
+# --- /api/jobs, as ComfyUI's server.py and comfy_execution/jobs.py answer it ---------------------------
+
+
+def test_the_jobs_api_answers_as_comfyui_does(comfy: Comfy) -> None:
+    """The probe, a finished job (status, outputs, execution_status), an unknown id (404), the list's
+    pagination and its refusal of a limit that is not positive (400)."""
+    comfy.faults(jobs_api=1)
+    client = ComfyClient(comfy.url)
+    assert client.jobs_api()
+    ours = client.submit(image_graph())
+    entry = finished(client, ours)
+    assert entry["status"]["status_str"] == "success" and len(entry["outputs"]["2"]["images"]) == 2
+    job = client.job(ours)
+    assert job is not None and job["status"] == "completed" and job["outputs_count"] == 2
+    assert "execution_error" not in job
+    assert client.job("3b0c6a4e-0000-4000-8000-000000000000") is None
+    listed = requests.get(f"{comfy.url}/api/jobs", params={"limit": 1}, timeout=5).json()
+    assert [j["id"] for j in listed["jobs"]] == [ours] and "outputs" not in listed["jobs"][0]
+    assert listed["pagination"] == {"offset": 0, "limit": 1, "total": 1, "has_more": False}
+    assert requests.get(f"{comfy.url}/api/jobs", params={"limit": 0}, timeout=5).status_code == 400
+
+
+def test_a_failed_job_names_its_node_in_execution_error(comfy: Comfy) -> None:
+    comfy.faults(jobs_api=1, execution_error=1)
+    client = ComfyClient(comfy.url)
+    ours = client.submit(image_graph())
+    assert finished(client, ours)["status"]["status_str"] == "error"
+    job = client.job(ours)
+    assert job is not None and job["status"] == "failed"
+    assert job["execution_error"]["node_id"] and job["execution_error"]["exception_message"]
+
+
+def test_a_prompt_interrupted_by_someone_else_ends_as_cancelled_on_a_jobs_api_server(comfy: Comfy) -> None:
+    """Newer ComfyUI reports an interrupted job as ``cancelled`` (not ``failed``): the wait must see it
+    as ended, with the history entry's error status, instead of waiting for it to finish."""
+    comfy.faults(jobs_api=1, hang=1)
+    client = ComfyClient(comfy.url)
+    ours = client.submit(image_graph())
+    running(comfy, ours)
+    requests.post(f"{comfy.url}/interrupt", timeout=5).raise_for_status()  # a user's global interrupt
+    entry = finished(client, ours, seconds=10)
+    assert entry["status"]["status_str"] == "error"
+    assert [name for name, _ in entry["status"]["messages"]][-1] == "execution_interrupted"
+    job = client.job(ours)
+    assert job is not None and job["status"] == "cancelled"
+
+
+def test_cancel_through_the_jobs_api_of_an_ended_prompt_is_a_no_op(comfy: Comfy) -> None:
+    """ComfyUI answers a cancel of a finished or unknown job 200 ``{"cancelled": false}``: nothing else
+    is sent (no interrupt that could hit another client's prompt)."""
+    comfy.faults(jobs_api=1)
+    client = ComfyClient(comfy.url)
+    ours = client.submit(image_graph())
+    finished(client, ours)
+    answer = requests.post(f"{comfy.url}/api/jobs/{ours}/cancel", timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"cancelled": False}
+    client.cancel(ours)
+    stats = comfy.stats()
+    assert stats["job_cancels"] == [ours, ours] and stats["interrupts"] == [] and stats["deleted"] == []
+
+
+def test_cancel_on_a_jobs_api_server_without_the_cancel_route_uses_queue_and_interrupt(comfy: Comfy) -> None:
+    """ComfyUI had /api/jobs before POST /api/jobs/{id}/cancel: there the route answers 404 and our
+    prompt is stopped the older way, the pending one deleted from /queue, the running one interrupted."""
+    comfy.faults(jobs_api=1, jobs_without_cancel=1, hang=2)
+    other = other_clients_prompt(comfy)
+    running(comfy, other)
+    client = ComfyClient(comfy.url)
+    assert client.jobs_api()
+    queued = client.submit(image_graph("queued"))
+    client.cancel(queued)
+    stats = comfy.stats()
+    assert stats["deleted"] == [queued] and stats["interrupted"] == [] and stats["job_cancels"] == []
+    requests.post(f"{comfy.url}/interrupt", json={"prompt_id": other}, timeout=5).raise_for_status()
+    ours = client.submit(image_graph("ours"))
+    running(comfy, ours)
+    client.cancel(ours)
+    stats = comfy.stats()
+    assert stats["interrupts"][-1] == ours and stats["interrupted"] == [other, ours]
+    assert finished(client, ours)["status"]["status_str"] == "error"
+
+
 def test_cancel_on_a_server_that_went_away_does_not_raise(comfy: Comfy) -> None:
     comfy.faults(refuse_after_prompts=0)
     ComfyClient(comfy.url).cancel("whatever")  # only logged: cancelling is best effort

@@ -25,8 +25,9 @@ from va.retry import POST_RETRYABLE_STATUS, sent_nowhere
 
 log = logging.getLogger(__name__)
 TIMEOUTS = (5, 60)
-#: The ``status`` of an ``/api/jobs`` job that has ended.
-FINISHED_JOB = ("completed", "failed")
+#: The ``status`` of an ``/api/jobs`` job that has ended (``cancelled``: interrupted; servers older than
+#: that status report an interrupted job as ``failed``).
+FINISHED_JOB = ("completed", "failed", "cancelled")
 #: Output files of one prompt fetched at the same time.
 DOWNLOADS_AT_ONCE = 4
 
@@ -86,6 +87,7 @@ class ComfyClient:
         self._http.mount("https://", pool)
         self._inputs: set[str] = set()  # input files the server was seen to hold
         self._jobs_api: bool | None = None  # whether the server offers /api/jobs: probed once
+        self._jobs_cancel = True  # whether POST /api/jobs/{id}/cancel exists there (until a 404 says not)
         self._known: set[str] = set()  # the prompts the server told us it queued
         self._unanswered = False  # the last POST /prompt was sent, and its answer lost
 
@@ -177,8 +179,9 @@ class ComfyClient:
         return self._jobs_api
 
     def job(self, prompt_id: str) -> dict[str, Any] | None:
-        """``GET /api/jobs/{id}``: the job (``status`` pending, in_progress, completed or failed; a
-        finished one with ``outputs`` and ``execution_status``), or None when the server does not know it."""
+        """``GET /api/jobs/{id}``: the job (``status`` pending, in_progress, completed, failed or cancelled;
+        an ended one with ``outputs`` and ``execution_status``, its history entry's ``status``), or None
+        when the server does not know it (404)."""
         response = self._request("GET", f"/api/jobs/{prompt_id}")
         if response.status_code == 404:
             return None
@@ -216,13 +219,18 @@ class ComfyClient:
         return prompt_id in running | pending
 
     def cancel(self, prompt_id: str) -> None:
-        """Stop our prompt and only ours: ``POST /api/jobs/{id}/cancel`` when the server offers it; else
-        ``POST /queue {"delete": [id]}`` while it is pending, then ``POST /interrupt {"prompt_id": id}``,
-        which a server interrupts only if that prompt is running."""
+        """Stop our prompt and only ours: ``POST /api/jobs/{id}/cancel`` when the server has it (answers
+        ``{"cancelled": bool}``, false for a prompt that has ended); else ``POST /queue {"delete": [id]}``
+        while it is pending, then ``POST /interrupt {"prompt_id": id}``, which a server interrupts only if
+        that prompt is running. ComfyUI had ``/api/jobs`` before it had the cancel route: a 404 or 405
+        there means the older way, for this and every later cancel."""
         try:
-            if self.jobs_api():
-                self._request("POST", f"/api/jobs/{prompt_id}/cancel")
-                return
+            if self.jobs_api() and self._jobs_cancel:
+                response = self._request("POST", f"/api/jobs/{prompt_id}/cancel")
+                if response.status_code not in (404, 405):
+                    return
+                log.info("ComfyUI has /api/jobs but no cancel route: cancelling via /queue and /interrupt")
+                self._jobs_cancel = False
             running, pending = self.queue_ids()
             if prompt_id in pending:
                 self._request("POST", "/queue", json={"delete": [prompt_id]})
@@ -304,6 +312,7 @@ class ComfyClient:
         uploads, or be another version)."""
         self._inputs.clear()
         self._jobs_api = None
+        self._jobs_cancel = True
 
     def connect(self) -> bool:
         """Open the websocket for this client id; False when the server offers none."""
