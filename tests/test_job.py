@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CliRunner, Media
 from va.errors import ExitCode, VaError
 from va.job import check_inputs, load_job
 from va.plan import choose_seed
@@ -98,3 +101,21 @@ def test_the_seed_policy_decides_the_run_seed(
         assert len(seeds) == 3 and all(0 <= seed < 2**53 for seed in seeds)  # drawn anew each time
     else:
         assert seeds == {fixed_seed}
+
+
+def test_a_start_image_above_the_limit_is_refused_from_its_header(files: Media, va_cli: CliRunner) -> None:
+    """A 9999x9999 PNG (its header; the pixels would take 16 GB to decode) is refused by va validate with
+    exit 12, naming the size and the schema's limit, without decoding it."""
+    rows = zlib.compress(b"\x00" * (1 + 9999 * 3))
+    (files.root / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 9999, 9999, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
+    )  # fmt: skip
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "huge.png"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert result.err.count("\n") == 1
+    assert "input.start: 9999x9999 is above the limit of 8192 px" in result.err
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

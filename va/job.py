@@ -134,4 +134,19 @@ def _check_audio(path: Path, identity: tuple[int, int]) -> float:
 
 @functools.lru_cache(maxsize=4096)
 def _check_visual(path: Path, identity: tuple[int, int]) -> media.VisualInfo:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        # The header first: an image above the limit is refused before anything decodes its pixels.
+        size, limit = media.image_size(path), largest_side()
+        if size is not None and max(size) > limit:
+            raise VaError(
+                ExitCode.UNSUPPORTED_FORMAT,
+                f"{size[0]}x{size[1]} is above the limit of {limit} px a side (the schema's "
+                f"output.width/height maximum): {path}",
+            )
     return media.probe_visual(path)
+
+
+def largest_side() -> int:
+    """The largest width or height a picture may have: the job schema's maximum of output.width."""
+    output = schema.job_schema()["properties"]["output"]["properties"]
+    return int(output["width"]["maximum"])

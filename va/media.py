@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -188,6 +189,24 @@ def probe_audio(path: Path) -> AudioInfo:
         channels=int(str(stream.get("channels", 0))),
         duration_seconds=duration,
     )
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """The width and height an image's header declares, read without decoding a pixel (Pillow reads
+    headers lazily; ffprobe decodes the first frame, 16 GB for a 9999x9999 PNG); None when the header
+    is not one Pillow knows."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only validation needs it; rule scripts start faster without)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                return int(width), int(height)
+        except Image.DecompressionBombError:
+            return Image.MAX_IMAGE_PIXELS or 0, Image.MAX_IMAGE_PIXELS or 0  # far above any limit
+        except (UnidentifiedImageError, OSError, ValueError):
+            return None
 
 
 def probe_visual(path: Path) -> VisualInfo:

@@ -29,6 +29,11 @@ def _schema(name: str) -> dict[str, Any]:
     return loaded
 
 
+def job_schema() -> dict[str, Any]:
+    """The job schema (va/schemas/job.schema.json), parsed once."""
+    return _schema("job")
+
+
 def _with_defaults(validator_class: type[Any]) -> type[Any]:
     validate_properties = validator_class.VALIDATORS["properties"]
 
