@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
-import pysubs2
 import yaml
 
 from va import media
@@ -74,6 +73,10 @@ def _cue_lines(path: Path) -> list[int]:
 
 
 def _from_subtitles(path: Path) -> tuple[Segment, ...]:
+    # Imported here, as in write_captions: every rule script imports this module through the plan, and
+    # only a job with a subtitle file or captions needs the parser (about 30 ms of start-up).
+    import pysubs2  # noqa: PLC0415
+
     try:
         cues = pysubs2.load(str(path), encoding="utf-8", format_=SUBTITLE_SUFFIXES[path.suffix.lower()])
     except (pysubs2.Pysubs2Error, UnicodeDecodeError, ValueError) as exc:
@@ -164,6 +167,8 @@ def captions_mode(job: Job, segments: tuple[Segment, ...]) -> str:
 def write_captions(segments: tuple[Segment, ...], pre_seconds: float, fps: int, srt: Path, vtt: Path) -> int:
     """The captions as SRT and WebVTT, in the video's time (shifted by the pre buffer) and on its frame
     boundaries, so a caption appears and goes with a frame. Returns how many captions were written."""
+    import pysubs2  # noqa: PLC0415
+
     subtitles = pysubs2.SSAFile()
     for segment in segments:
         if not segment.caption:
