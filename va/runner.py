@@ -30,6 +30,7 @@ from va.job import Job, check_inputs, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.media import count_video_packets
 from va.processes import ProcessRecord, die_with_parent, end_leftovers
+from va.textlog import last_lines
 from va.tracking import existing_run_id, record_run_finished, run_finished
 from va.workdir import Workdir
 
@@ -195,13 +196,6 @@ def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
     return [*graph_argv(options.workdir, f"job={job.path}", options), *extra]
 
 
-def _tail(path: Path, lines: int = 3) -> str:
-    if not path.exists():
-        return ""
-    text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    return " | ".join(line.strip() for line in text[-lines:])
-
-
 class _Terminated(Exception):
     pass
 
@@ -354,7 +348,7 @@ def _result(workdir: Workdir, job: Job, returncode: int) -> RunResult:
             record_run_finished(workdir)
         return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
     if not existing_run_id(workdir):
-        detail = _tail(workdir.snakemake_log)
+        detail = last_lines(workdir.snakemake_log)
         raise VaError(ExitCode.INTERNAL, f"snakemake could not start the run: {detail}")
     if not run_finished(workdir):
         record_run_finished(workdir, from_rules=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from va.errors import ExitCode
@@ -17,6 +18,10 @@ from va.workdir import Workdir
 
 #: ``extra=`` of a log record that is a command line being run: it goes to the text log too.
 COMMAND = {"command": True}
+
+#: How much of a log's end is read for a message, and how many of its lines are shown.
+TAIL_BYTES = 64 * 1024
+TAIL_LINES = 3
 
 #: Events too frequent to be worth a line (ComfyUI's sampler steps).
 QUIET_KINDS = frozenset({"progress"})
@@ -88,3 +93,22 @@ class RuleLogHandler(logging.Handler):
             append_line(self.workdir.text_log, line)
         except OSError:
             self.handleError(record)
+
+
+def last_lines(path: Path, count: int = TAIL_LINES) -> str:
+    """The last non-empty lines of a log (Python traceback frames left out), joined for a one-line message."""
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - TAIL_BYTES))
+        text = handle.read().decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _frame(line)]
+    return " | ".join(lines[-count:])
+
+
+def _frame(line: str) -> bool:
+    """Python traceback scaffolding says nothing to a user; the exception line after it does."""
+    stripped = line.strip()
+    return stripped.startswith(("Traceback (most recent call last)", 'File "', "^")) or line.startswith(
+        "    "
+    )

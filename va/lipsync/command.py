@@ -20,11 +20,9 @@ from va.errors import ExitCode, VaError
 from va.lipsync.providers import Provider, fill, fill_tree
 from va.processes import ProcessId, end_processes, group_members, tree
 from va.retry import RetryPolicy, retrying
-from va.textlog import COMMAND
+from va.textlog import COMMAND, TAIL_BYTES, last_lines
 
 log = logging.getLogger(__name__)
-TAIL_BYTES = 64 * 1024
-TAIL_LINES = 3
 #: How long a tool (and what it started) has to exit after SIGTERM before it is killed.
 ENDING_GRACE_SECONDS = 5.0
 
@@ -55,25 +53,6 @@ class ProviderOutput:
 
     path: Path
     tail: str = ""
-
-
-def last_lines(path: Path, count: int = TAIL_LINES) -> str:
-    """The last non-empty lines of a log, joined for a one-line message."""
-    if not path.exists():
-        return ""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, path.stat().st_size - TAIL_BYTES))
-        text = handle.read().decode("utf-8", errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not _frame(line)]
-    return " | ".join(lines[-count:])
-
-
-def _frame(line: str) -> bool:
-    """Python traceback scaffolding says nothing to a user; the exception line after it does."""
-    stripped = line.strip()
-    return stripped.startswith(("Traceback (most recent call last)", 'File "', "^")) or line.startswith(
-        "    "
-    )
 
 
 def _classify(provider: Provider, text: str) -> tuple[str, str] | None:

@@ -30,6 +30,7 @@ from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
 from va.processes import ProcessId
 from va.runner import SUPERVISOR_ENV
+from va.textlog import last_lines
 from va.vidax.errors import ApiError
 from va.vidax.intake import INPUT_FIELDS, take_input
 from va.workdir import Workdir
@@ -291,11 +292,7 @@ class JobStore:
                 log.exception("after job %s ended", record.id)
 
     def _runner_tail(self, record: JobRecord) -> str | None:
-        log_file = Path(record.workdir) / "logs" / "vidax-runner.log"
-        if not log_file.exists():
-            return None
-        lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
-        return lines[-1] if lines else None
+        return last_lines(Path(record.workdir) / "logs" / "vidax-runner.log", 1) or None
 
     def _take_inputs(self, record: JobRecord) -> None:
         """At a job's first start its inputs are confined again and taken into ``inputs/`` of its workdir

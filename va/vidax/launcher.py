@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from va.comfyui.health import check_health
+from va.textlog import last_lines
 from va.vidax.errors import ApiError
 
 TAIL_LINES = 8
@@ -39,10 +40,7 @@ class ComfyLauncher:
         return str(self.settings["url"])
 
     def _tail(self) -> str:
-        if not self.log_file.exists():
-            return "no output"
-        lines = [line for line in self.log_file.read_text(errors="replace").splitlines() if line.strip()]
-        return " | ".join(lines[-TAIL_LINES:]) or "no output"
+        return last_lines(self.log_file, TAIL_LINES) or "no output"
 
     def start(self) -> dict[str, Any]:
         """Start ComfyUI (or find it running) and wait until it is healthy."""
