@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CliRunner
 from tests.fileserver import serve
+from va.doctor import check_feature_filters
 from va.errors import ExitCode
 
 
@@ -47,3 +52,35 @@ def test_an_invalid_config_is_named_with_its_field(va_cli: CliRunner, tmp_path: 
     assert result.code == ExitCode.VALIDATION_FAILED
     line = next(line for line in result.out.splitlines() if "config vidax" in line)
     assert line.startswith("FAIL") and "vidax.json" in line and "server.port" in line
+
+
+def test_doctor_warns_of_features_whose_filters_the_build_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ffmpeg build without vidstab and libass, as some distributions ship it.
+    real = shutil.which("ffmpeg")
+    assert real is not None
+    listing = subprocess.run(
+        [real, "-hide_banner", "-filters"], capture_output=True, text=True, check=True
+    ).stdout
+    kept = "\n".join(
+        line
+        for line in listing.splitlines()
+        if not any(f" {name} " in line for name in ("vidstabdetect", "subtitles"))
+    )
+    (tmp_path / "filters.txt").write_text(kept)
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'for a; do [ "$a" = -filters ] && exec cat {tmp_path / "filters.txt"}; done\n'
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("FFMPEG", str(fake))
+    check = check_feature_filters()
+    assert check.status == "warn"
+    assert (
+        "stabilize (vidstab) needs vidstabdetect" in check.detail
+        and "captions needs subtitles" in check.detail
+    )
+    assert "camera motion" not in check.detail

@@ -17,6 +17,14 @@ from va.state import state_dir
 
 REQUIRED_ENCODERS = ("libx264", "aac")
 
+#: Filters that only some features use, by feature: a build without them still makes plain videos.
+FEATURE_FILTERS: dict[str, tuple[str, ...]] = {
+    "stabilize (vidstab)": ("vidstabdetect", "vidstabtransform"),
+    "stabilize (deflicker)": ("deflicker",),
+    "camera motion": ("perspective",),
+    "captions": ("subtitles",),
+}
+
 
 @dataclass(frozen=True)
 class Check:
@@ -49,7 +57,24 @@ def check_ffmpeg() -> list[Check]:
         missing = [name for name in REQUIRED_ENCODERS if name not in have]
         detail = "libx264 and aac present" if not missing else "missing encoder(s): " + ", ".join(missing)
         checks.append(Check("encoders", "fail" if missing else "ok", detail, required=True))
+        checks.append(check_feature_filters())
     return checks
+
+
+def check_feature_filters() -> Check:
+    """The filters of the optional features (stabilize, motion, captions): missing ones warn."""
+    try:
+        have = media.filters()
+    except VaError as exc:
+        return Check("filters", "warn", exc.message)
+    lacking = [
+        f"{feature} needs {', '.join(name for name in names if name not in have)}"
+        for feature, names in FEATURE_FILTERS.items()
+        if not all(name in have for name in names)
+    ]
+    if lacking:
+        return Check("filters", "warn", "; ".join(lacking))
+    return Check("filters", "ok", "the filters of stabilize, camera motion and captions are present")
 
 
 def check_python() -> list[Check]:

@@ -136,6 +136,21 @@ def encoders() -> set[str]:
     return names
 
 
+def filters() -> set[str]:
+    """Names of the filters this ffmpeg build has (``ffmpeg -filters``)."""
+    done = _run(
+        [executable("ffmpeg"), "-hide_banner", "-filters"],
+        failure=ExitCode.DEPENDENCY_MISSING,
+        what="ffmpeg",
+    )
+    # Lines read " TSC name  V->V  description": flags, name, pads, words.
+    return {
+        parts[1]
+        for parts in (line.split() for line in done.stdout.splitlines())
+        if len(parts) >= 3 and "->" in parts[2]
+    }
+
+
 def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
     argv = [
         executable("ffprobe"),
