@@ -22,7 +22,9 @@ def test_a_finished_run_has_its_text_log(
     text = (finished_run.workdir / "logs" / "runner.log").read_text(encoding="utf-8")
     lines = text.splitlines()
     assert all(LINE.match(line) or line.startswith(" ") for line in lines), text
-    assert "started in" in lines[0] and "run succeeded" in lines[-1]
+    # The Snakemake command the runner started, then the run's own events.
+    assert " COMMAND run       snakemake: $ " in lines[0] and "--snakefile" in lines[0], lines[0]
+    assert "started in" in lines[1] and "run succeeded" in lines[-1]
     for rule in ("prepare_audio", "hold_start_frame", "encode"):
         assert any(f"{rule} started" in line for line in lines), rule
         assert any(f"{rule} finished in" in line for line in lines), rule

@@ -30,7 +30,7 @@ from va.job import Job, check_inputs, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.media import count_video_packets
 from va.processes import ProcessRecord, die_with_parent, end_leftovers
-from va.textlog import last_lines
+from va.textlog import last_lines, record_command
 from va.tracking import existing_run_id, record_run_finished, run_finished
 from va.workdir import Workdir
 
@@ -271,6 +271,7 @@ def _drive(
     SIGTERM, the supervisor gone) is handed to the guardian, which ends every process of the run."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     guarded = guardian_argv(argv, workdir.processes, workdir.root)
+    record_command(workdir, "snakemake", argv)
     # preexec_fn is safe here: the only other thread (the watcher) starts after the fork.
     arm = die_with_parent(signal.SIGTERM)
     process = subprocess.Popen(

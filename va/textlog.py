@@ -8,6 +8,7 @@ an error the exit code's name and a hint of what to do. Every line is appended w
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,26 @@ class RuleLogHandler(logging.Handler):
         command = getattr(record, "command", False)
         if not command and record.levelno != logging.WARNING:
             return
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        millis = int(record.msecs)
         try:
             kind, text = (
                 ("COMMAND", f"$ {record.getMessage()}") if command else ("WARNING", record.getMessage())
             )
-            line = f"{stamp}.{millis:03d}Z  {kind:<7} {self.stage:<9} {self.rule}: {text}"
-            append_line(self.workdir.text_log, line)
+            append_line(
+                self.workdir.text_log, _line(record.created, kind, self.stage, f"{self.rule}: {text}")
+            )
         except OSError:
             self.handleError(record)
+
+
+def record_command(workdir: Workdir, who: str, argv: list[str]) -> None:
+    """Write the command line ``who`` (the runner starting Snakemake) is about to run to the text log."""
+    append_line(workdir.text_log, _line(time.time(), "COMMAND", "run", f"{who}: $ {shlex.join(argv)}"))
+
+
+def _line(created: float, kind: str, stage: str, text: str) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    millis = int((created % 1) * 1000)
+    return f"{stamp}.{millis:03d}Z  {kind:<7} {stage:<9} {text}"
 
 
 def last_lines(path: Path, count: int = TAIL_LINES) -> str:
