@@ -9,6 +9,7 @@ from pathlib import Path
 
 from va.errors import ExitCode, VaError
 from va.manifest import build_manifest
+from va.processes import ProcessId
 from va.tracking import record, record_run_finished
 from va.workdir import Workdir
 
@@ -30,7 +31,7 @@ def dead_pid() -> int:
     return process.pid
 
 
-def start(workdir: Workdir, pid: int) -> None:
+def start(workdir: Workdir, pid: int, pid_started: int | None = None) -> None:
     record(
         workdir,
         "run",
@@ -39,6 +40,7 @@ def start(workdir: Workdir, pid: int) -> None:
         kind="run_started",
         run_id="run-x",
         pid=pid,
+        pid_started=pid_started,
         host=None,
         job="j",
         graph=GRAPH,
@@ -69,6 +71,19 @@ def test_a_live_run_is_running_and_a_dead_one_interrupted(tmp_path: Path) -> Non
     assert dead["exit_status"]["code"] == ExitCode.INTERRUPTED
     assert dead["phases"]["prepare"]["status"] == "pending"
     assert dead["attempts"] == 2 and dead["run_id"] == "run-x"
+
+
+def test_a_process_that_took_over_the_pid_does_not_keep_the_run_running(tmp_path: Path) -> None:
+    # The recorded driver's pid is this test's, but its start time is another's: the driver is gone.
+    this = ProcessId.of(os.getpid())
+    assert this is not None
+    workdir = Workdir(tmp_path)
+    start(workdir, pid=this.pid, pid_started=this.start)
+    manifest = build_manifest(workdir)
+    assert manifest is not None and manifest["run_status"] == "running"
+    start(workdir, pid=this.pid, pid_started=this.start - 1)
+    manifest = build_manifest(workdir)
+    assert manifest is not None and manifest["run_status"] == "interrupted"
 
 
 def test_phase_done_needs_its_outputs(tmp_path: Path) -> None:

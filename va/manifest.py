@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
 from va.graph import PHASES, RULE_PHASE, rule_outputs
+from va.processes import ProcessId
 from va.workdir import Workdir
 
 MANIFEST_VERSION = 1
@@ -32,28 +32,16 @@ def _epoch(ts: str | None) -> float | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-def process_alive(pid: int | None, host: str | None) -> bool:
-    """Whether the process that drove a run still exists (always assumed on another host)."""
+def process_alive(pid: int | None, host: str | None, started: int | None = None) -> bool:
+    """Whether the process that drove a run still exists (always assumed on another host). With its
+    start time (``pid_started``) a process that took over the pid is not mistaken for it."""
     if not pid:
         return False
     if host and host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A killed process whose parent has not reaped it yet still answers ``kill(pid, 0)``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+    if started is not None:
+        return ProcessId(pid, started).alive()
+    return ProcessId.of(pid) is not None
 
 
 def _rule_state(entry: dict[str, Any] | None, outputs_exist: bool, live: bool) -> dict[str, Any]:
@@ -262,7 +250,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
     if first is None or last is None:
         return None
     finished = digest.finished
-    live = finished is None and process_alive(last.get("pid"), last.get("host"))
+    live = finished is None and process_alive(last.get("pid"), last.get("host"), last.get("pid_started"))
     if finished:
         run_status, exit_status = finished["run_status"], finished["exit_status"]
     elif live:

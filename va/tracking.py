@@ -28,6 +28,7 @@ from va.graph import RULE_PHASE, describe
 from va.job import Job
 from va.manifest import build_manifest, current_digest, store_digest
 from va.plan import sha256_file
+from va.processes import ProcessId
 from va.textlog import RuleLogHandler, record_event
 from va.workdir import Workdir
 
@@ -72,6 +73,7 @@ def record_run_started(workdir: Workdir, job: Job, *, plan_changes: list[str] | 
         kind="run_started",
         run_id=run_id,
         pid=os.getpid(),
+        pid_started=this.start if (this := ProcessId.of(os.getpid())) else None,
         host=socket.gethostname(),
         job=str(job.path),
         graph=describe(job),
