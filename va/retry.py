@@ -67,9 +67,11 @@ def retrying(
     retry_on: type[BaseException] | tuple[type[BaseException], ...],
     *,
     before_sleep: Callable[[int, float, BaseException], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> tenacity.Retrying:
     """A tenacity ``Retrying`` of ``policy`` that retries the exceptions ``retry_on`` and re-raises the
-    last one when the policy gives up; ``before_sleep(attempt, pause, error)`` is told of each wait.
+    last one when the policy gives up; ``before_sleep(attempt, pause, error)`` is told of each wait;
+    ``sleep`` waits the pauses (a caller that must be able to stop waiting passes its own).
 
     Use: ``for attempt in retrying(...): with attempt: ...`` or ``retrying(...)(function)``."""
     budget = _Budget(policy)
@@ -85,7 +87,7 @@ def retrying(
         wait=budget.wait,
         retry=tenacity.retry_if_exception_type(retry_on),
         before_sleep=tell,
-        sleep=time.sleep,  # looked up when the policy is made, so tests can record the pauses
+        sleep=sleep or time.sleep,  # looked up when the policy is made, so tests can record the pauses
         reraise=True,
     )
 

@@ -134,3 +134,31 @@ def test_only_allowed_webhook_urls(
     with make_client() as client:  # no webhooks configured: none is allowed
         refused = client.post(f"/jobs?webhook_url={receiver.url}", json=job_document(files), headers=HEADERS)
         assert_error(refused, 422, "VALIDATION_FAILED", "webhook_url")
+
+
+def test_a_delivery_pending_when_the_server_stops_is_sent_when_it_starts(
+    make_client: ClientFactory, files: Media, make_receiver: Callable[[int], Receiver]
+) -> None:
+    receiver = make_receiver(1)
+    # The first attempt fails and the next is due in a minute: the server stops before it.
+    slow = webhooks_config(receiver.url, attempts=3) | {"first_delay_seconds": 60}
+    with make_client(webhooks=slow) as client:
+        created = client.post(f"/jobs?webhook_url={receiver.url}", json=job_document(files), headers=HEADERS)
+        job_id = created.json()["id"]
+        client.post(f"/jobs/{job_id}/start", headers=HEADERS)
+        client.post(f"/jobs/{job_id}/cancel", headers=HEADERS)  # a queued job ends at once: cancelled
+        until(lambda: webhook_events(client, job_id), lambda: receiver.deliveries, seconds=20)
+    assert [e["kind"] for e in webhook_events(client, job_id)] == ["webhook_delivery", "webhook_pending"]
+
+    with make_client(webhooks=webhooks_config(receiver.url, attempts=3)) as client:
+        until(lambda: len(receiver.deliveries) == 2, lambda: receiver.deliveries, seconds=20)
+        until(
+            lambda: webhook_events(client, job_id)[-1].get("delivered"),
+            lambda: webhook_events(client, job_id),
+            seconds=20,
+        )
+    with make_client(webhooks=webhooks_config(receiver.url, attempts=3)):
+        pass  # a third start finds the delivery done and sends nothing
+    assert len(receiver.deliveries) == 2 and receiver.deliveries[0]["id"] == receiver.deliveries[1]["id"]
+    attempts = [(e["attempt"], e["delivered"]) for e in webhook_events(client, job_id) if "attempt" in e]
+    assert attempts == [(1, False), (2, True)]
