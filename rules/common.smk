@@ -12,6 +12,7 @@ from va.batch import load_batch, read_selection
 from va.clean import clean_run
 from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
+from va.lipsync.providers import get_provider
 from va.motion import camera_move_active
 from va.plan import plan_job, plan_slice, previous_plan
 from va.stabilize import stabilize_active
@@ -171,6 +172,23 @@ def lipsync_inputs(wildcards):
     if visual:
         inputs["visual"] = in_run(wildcards, visual)
     return inputs
+
+
+PROVIDER_RESOURCES = {}
+
+
+def lipsync_resource(name):
+    """A resource of lip-sync jobs (cpus, mem_mb, gpus, runtime): what the job's provider declares in
+    lipsync.providers.json, so the request follows the tool (the audiogram: one CPU, little memory).
+    """
+
+    def resource(wildcards):
+        provider = active_provider(job_of(wildcards))
+        if provider not in PROVIDER_RESOURCES:
+            PROVIDER_RESOURCES[provider] = get_provider(provider).resources
+        return getattr(PROVIDER_RESOURCES[provider], name)
+
+    return resource
 
 
 def encode_inputs(wildcards):

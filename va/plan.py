@@ -277,7 +277,8 @@ def plan_lipsync(job: Job) -> Lipsync | None:
     return Lipsync(
         provider=provider_id,
         type=provider.type,
-        settings=_conceal(provider.settings),
+        # What the provider asks a cluster for is no setting of the result: editing it reruns nothing.
+        settings=_conceal({key: value for key, value in provider.settings.items() if key != "resources"}),
         allow_passthrough=bool(job.data["lipsync"]["allow_passthrough"]),
     )
 

@@ -12,7 +12,9 @@ from tests.lipsync.conftest import UseProviders
 from tests.lipsync.fakes import command, providers_file
 from va.config import REPO_CONFIG
 from va.errors import ExitCode, VaError
-from va.lipsync.providers import fill, fill_tree, get_provider, load_providers
+from va.job import load_job
+from va.lipsync.providers import ProviderResources, fill, fill_tree, get_provider, load_providers
+from va.plan import plan_lipsync
 
 
 def test_providers_load_with_their_defaults_filled_in(tmp_path: Path, use_providers: UseProviders) -> None:
@@ -26,6 +28,23 @@ def test_providers_load_with_their_defaults_filled_in(tmp_path: Path, use_provid
     assert settings["short_frames_held"] == 0
     assert settings["input"] == {"fps": 25, "sample_rate": 16000, "channels": 1}
     assert remote.settings["poll_interval_seconds"] == 2 and remote.settings["headers"] == {}
+
+
+def test_a_provider_declares_what_it_asks_a_cluster_for(
+    files: Media, use_providers: UseProviders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu_tool = {**command("ok"), "resources": {"cpus": 8, "mem_mb": 24000, "gpus": 1, "runtime": 300}}
+    providers = use_providers(plain=command("ok"), gpu=gpu_tool)
+    assert providers["plain"].resources == ProviderResources(cpus=1, mem_mb=1000, gpus=0, runtime=60)
+    assert providers["gpu"].resources == ProviderResources(cpus=8, mem_mb=24000, gpus=1, runtime=300)
+    # The request is no setting of the result: it is left out of the plan, so editing it reruns nothing.
+    job = load_job(files.job(lipsync={"enable": True, "provider": "gpu"}))
+    lipsync = plan_lipsync(job)
+    assert lipsync is not None and "resources" not in lipsync.settings
+    monkeypatch.delenv("VIDAX_LIPSYNC_CONFIG")
+    shipped = load_providers()
+    assert shipped["audiogram"].resources == ProviderResources(cpus=1, mem_mb=500, gpus=0, runtime=30)
+    assert all(p.resources.gpus == 1 for p in shipped.values() if p.type == "command")
 
 
 def test_a_command_provider_without_an_output_is_rejected_naming_the_file(

@@ -26,6 +26,22 @@ class Provider:
         """``command``, ``http`` or ``audiogram``."""
         return str(self.settings["type"])
 
+    @property
+    def resources(self) -> ProviderResources:
+        """What one lip-sync job of this provider asks a cluster for."""
+        return ProviderResources(**self.settings["resources"])
+
+
+@dataclass(frozen=True)
+class ProviderResources:
+    """A provider's request to a cluster: the lipsync rule's ``resources`` (profiles/slurm)."""
+
+    cpus: int
+    mem_mb: int
+    gpus: int
+    #: Wall time in minutes.
+    runtime: int
+
 
 def load_providers() -> dict[str, Provider]:
     """Every configured provider."""
