@@ -11,4 +11,6 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("prepare_audio", snakemake.log[0], workdir=RUN):
-    prepare_audio(load_plan(RUN.plan), Path(snakemake.output.padded), Path(snakemake.output.aac))
+    prepare_audio(
+        load_plan(RUN.plan), Path(snakemake.output.padded), Path(snakemake.output.aac), RUN.loudness_record
+    )

@@ -32,6 +32,12 @@ def test_feature_flags_land_in_the_job() -> None:
     assert job["motion"]["strength"] == 0.4 and job["motion"]["camera"] == "pan_left"
 
 
+def test_loudness_is_off_unless_asked_and_the_flag_sets_the_target() -> None:
+    assert build_job(request())["audio"] == {}
+    loud = build_job(request(loudness=-18.0))
+    assert loud["audio"] == {"loudness": {"target_lufs": -18.0, "true_peak_db": -1.5}}
+
+
 @pytest.mark.parametrize(
     ("flags", "field"),
     [
@@ -39,6 +45,7 @@ def test_feature_flags_land_in_the_job() -> None:
         ({"motion_strength": 1.5}, "motion.strength"),
         ({"camera": "dolly"}, "motion.camera"),
         ({"stabilize": "blur"}, "stabilize.method"),
+        ({"loudness": 3.0}, "audio.loudness.target_lufs"),
     ],
 )
 def test_a_bad_feature_flag_names_the_field(flags: dict[str, object], field: str) -> None:

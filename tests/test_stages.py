@@ -4,16 +4,21 @@ held-still path for every kind of start and audio, checked with ffprobe."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Media, ffmpeg, ffmpeg_without_x264, ffprobe_streams
+from tests.conftest import REPO, Media, ffmpeg, ffmpeg_without_x264, ffprobe_streams
 from va import stages
 from va.errors import ExitCode, VaError
 from va.job import load_job
+from va.manifest import build_manifest
 from va.plan import plan_job
+from va.tracking import record_run_started
 from va.workdir import Workdir
 
 
@@ -153,3 +158,64 @@ def test_a_final_that_appeared_while_encoding_is_kept(files: Media) -> None:
     )
     assert run.final("final.mp4").read_text() == "the user's own video\n"
     assert not [p for p in root.iterdir() if p.name.startswith(".encode-")]
+
+
+def ebur128(path: Path) -> tuple[float, float]:
+    """Integrated loudness (LUFS) and true peak (dBFS) of a file's audio, as ffmpeg's ebur128 filter
+    measures them: the measurement a listener's tools make, not the one va normalizes with."""
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
+         "-af", "ebur128=peak=true", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    summary = done.stderr[done.stderr.rindex("Summary:") :]
+    integrated = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
+    peak = re.search(r"Peak:\s+(-?[\d.]+) dBFS", summary)
+    assert integrated and peak, summary
+    return float(integrated.group(1)), float(peak.group(1))
+
+
+@pytest.mark.parametrize(
+    ("target", "normalization"),
+    [(-16.0, "limited"), (-23.0, "linear")],
+    ids=["peaks-limited", "linear-gain"],
+)
+def test_a_loudness_job_final_measures_the_target(
+    files: Media, tmp_path: Path, target: float, normalization: str
+) -> None:
+    # The sample voice is real speech at -20.7 LUFS with peaks at -1.1 dBTP: -23 is a plain gain, while
+    # -16 needs 4.7 dB more, which would lift its peaks above -1.5 dBTP without the limiter.
+    shutil.copyfile(REPO / "assets" / "samples" / "voice.wav", files.root / "voice.wav")
+    job = load_job(
+        files.job(buffer={"pre_seconds": 0.5, "post_seconds": 0.5},
+                  audio={"loudness": {"target_lufs": target}})
+    )  # fmt: skip
+    run = Workdir(tmp_path / "w")
+    for folder in ("prepare", "frames"):
+        (run.root / folder).mkdir(parents=True)
+    planned = plan_job(job)
+    stages.write_plan(planned, run.plan)
+    stages.prepare_audio(planned, run.padded_audio, run.padded_aac, run.loudness_record)
+    stages.hold_start_frame(planned, run.still, run.still_loop)
+    final = run.final(job.basename)
+    stages.encode(planned, run.still_loop, run.padded_aac, final)
+
+    integrated, peak = ebur128(final)
+    assert abs(integrated - target) <= 0.5
+    assert peak <= -1.5 + 0.5  # the AAC encode may add a little to the true peak
+    record = json.loads(run.loudness_record.read_text())
+    assert record["normalization"] == normalization
+    assert record["before"]["integrated_lufs"] == pytest.approx(-20.7, abs=0.1)
+    assert abs(record["after"]["integrated_lufs"] - target) <= 0.2
+    assert record["after"]["true_peak_db"] <= -1.5
+    record_run_started(run, job)
+    manifest = build_manifest(run)
+    assert manifest is not None
+    assert manifest["loudness"] == {"target_lufs": target, "true_peak_db": -1.5, **record}
+
+
+def test_without_loudness_the_voice_is_kept_as_it_is(files: Media) -> None:
+    shutil.copyfile(REPO / "assets" / "samples" / "voice.wav", files.root / "voice.wav")
+    final, plan = render_held_still(files.job(), files.root / "w")
+    assert plan["loudness"] is None
+    assert ebur128(final)[0] == pytest.approx(-20.7, abs=0.3)

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument(
         "--cleanup", choices=["keep", "intermediates"], help="after success (default keep; docs/CLEANUP.md)"
     )
+    produce.add_argument(
+        "--loudness", type=float, metavar="LUFS", help="normalize the voice to this loudness (e.g. -16)"
+    )
     _add_run_options(produce)
 
     batch = commands.add_parser("batch", help="run every job file of a folder as one graph")
@@ -270,6 +273,9 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
         f"  audio     {plan.audio_input_duration_seconds:.3f} s of voice, {plan.buffer.pre_seconds:g} s "
         f"before, {plan.buffer.post_seconds:g} s after"
     )
+    if plan.loudness is not None:
+        loudness = plan.loudness
+        print(f"  loudness  {loudness.target_lufs:g} LUFS, true peak {loudness.true_peak_db:g} dBTP")
     print(
         f"  picture   {picture.width}x{picture.height} ({picture.fit} on {picture.background}; start "
         f"{picture.source_width}x{picture.source_height}), x264 crf {plan.encoding.crf} "
@@ -330,6 +336,7 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
         stabilize=args.stabilize,
         timeline_file=args.timeline,
         captions=args.captions,
+        loudness=args.loudness,
     )
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())

@@ -242,6 +242,18 @@ def _comfyui_details(
     }
 
 
+def _loudness(workdir: Workdir, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The voice's normalization: the planned target, and once prepare_audio ran, how it went and what
+    was measured before and after; None when the job keeps the voice's loudness."""
+    target = plan.get("loudness")
+    if not target:
+        return None
+    record = workdir.loudness_record
+    done = read_json(record) if record.exists() else {}
+    current = all(done.get(name) == value for name, value in target.items())
+    return {**target, **done} if current else dict(target)
+
+
 def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[str, Any] | None:
     """The manifest of the run in ``workdir`` (from ``digest``, else from the log's current digest), or
     None when no run was ever started there."""
@@ -321,6 +333,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         "audio_input_duration_seconds": plan.get("audio_input_duration_seconds"),
         "audio_duration_seconds": plan.get("audio_duration_seconds"),
         "buffer": plan.get("buffer", last.get("buffer")),
+        "loudness": _loudness(workdir, plan),
         "visual_target_duration_seconds": plan.get("visual_target_duration_seconds"),
         "fps": plan.get("fps", last.get("fps")),
         "target_frames": plan.get("target_frames"),

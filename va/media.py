@@ -370,11 +370,177 @@ def render_still(
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no frame could be decoded from {source}")
 
 
+@dataclass(frozen=True)
+class LoudnessTarget:
+    """An EBU R128 target: integrated loudness (LUFS) and the highest true peak (dBTP)."""
+
+    target_lufs: float
+    true_peak_db: float
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """What ffmpeg's ``loudnorm`` measured of a file: integrated loudness (LUFS), true peak (dBTP),
+    loudness range (LU) and the gate's threshold (LUFS)."""
+
+    integrated_lufs: float
+    true_peak_db: float
+    range_lu: float
+    threshold_lufs: float
+
+
+#: loudnorm's own default loudness range target (LU), kept unless the input's range is wider.
+LOUDNESS_RANGE_LU = 7.0
+#: How far below the target's true peak the limiter holds the peaks (dB): room for the small gain
+#: loudnorm adds after it, to make up the loudness the limiter took.
+LIMITER_MARGIN_DB = 0.5
+#: Passes that look for the limiter's gain before loudnorm's dynamic mode is left to do it.
+LIMITER_PASSES = 6
+
+
+@dataclass(frozen=True)
+class LoudnessFit:
+    """How the voice reaches a loudness target: loudnorm's second pass, given the first pass's figures
+    (``measured``, with its proposed ``offset_lu``). Where a linear gain to the target would lift the
+    true peak above the target's, a gain of ``limiter_gain_db`` and a true-peak limiter (at 192 kHz, as
+    loudnorm measures true peak) come first, and ``measured`` are the figures of the limited voice, so
+    loudnorm's gain stays linear and lands on the target. ``voice``: the figures of the voice as it is."""
+
+    target: LoudnessTarget
+    voice: Loudness
+    measured: Loudness
+    offset_lu: float
+    limiter_gain_db: float | None = None
+
+    @property
+    def range_lu(self) -> float:
+        """The loudness range allowed: at least the input's own, so a linear gain stays possible (loudnorm
+        compresses whatever exceeds its range target); loudnorm takes 1 to 50."""
+        return min(50.0, max(LOUDNESS_RANGE_LU, math.ceil(self.measured.range_lu * 10) / 10))
+
+    @property
+    def linear(self) -> bool:
+        """Whether loudnorm applies one linear gain, as it decides (libavfilter/af_loudnorm.c): a first
+        pass's figures are given, the gain leaves the true peak at or below the target's, and the input's
+        range fits the range target. Otherwise it normalizes dynamically."""
+        m, target = self.measured, self.target
+        gain = target.target_lufs - m.integrated_lufs
+        given = m.true_peak_db != 99 and m.threshold_lufs != -70 and 0 not in (m.range_lu, m.integrated_lufs)
+        return given and m.true_peak_db + gain <= target.true_peak_db and m.range_lu <= self.range_lu
+
+    @property
+    def normalization(self) -> str:
+        """``linear`` (one gain), ``limited`` (a gain, the limiter, one gain) or ``dynamic`` (loudnorm's
+        own dynamic mode, where no limiter gain was found)."""
+        if not self.linear:
+            return "dynamic"
+        return "linear" if self.limiter_gain_db is None else "limited"
+
+    @property
+    def filter(self) -> str:
+        """The filter chain: the limiter when there is one, then loudnorm given the figures of its input."""
+        m = self.measured
+        loudnorm = (
+            f"loudnorm=I={self.target.target_lufs}:TP={self.target.true_peak_db}:LRA={self.range_lu}"
+            f":measured_I={m.integrated_lufs}:measured_TP={m.true_peak_db}:measured_LRA={m.range_lu}"
+            f":measured_thresh={m.threshold_lufs}:offset={self.offset_lu}:linear=true:print_format=none"
+        )
+        if self.limiter_gain_db is None:
+            return loudnorm
+        return f"{true_peak_limiter(self.limiter_gain_db, self.target.true_peak_db)},{loudnorm}"
+
+
+def true_peak_limiter(gain_db: float, true_peak_db: float) -> str:
+    """A gain, then a limiter that holds the peaks ``LIMITER_MARGIN_DB`` under ``true_peak_db``: at
+    192 kHz, where the sample peaks are the true peaks within a fraction of a dB, its delay compensated."""
+    ceiling = 10 ** ((true_peak_db - LIMITER_MARGIN_DB) / 20)
+    return (
+        f"volume={gain_db:.3f}dB:precision=float,aresample=192000,"
+        f"alimiter=limit={ceiling:.6f}:attack=1:release=50:level=disabled:latency=1"
+    )
+
+
+def _loudnorm_report(stderr: str, source: Path) -> dict[str, str]:
+    """The JSON block ``loudnorm`` (print_format=json) writes last on stderr."""
+    start, end = stderr.rfind("{"), stderr.rfind("}")
+    try:
+        report: dict[str, str] = json.loads(stderr[start : end + 1]) if 0 <= start < end else {}
+    except json.JSONDecodeError:
+        report = {}
+    if "input_i" not in report:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"loudness could not be measured: {source}")
+    return report
+
+
+def _figure(report: dict[str, str], name: str) -> float:
+    """One figure of a loudnorm report; silence measures -inf, kept as loudnorm's floor, -99."""
+    value = _float(report.get(name))
+    return -99.0 if value is None or math.isinf(value) or math.isnan(value) else value
+
+
+def measure_loudness(
+    source: Path,
+    target: LoudnessTarget,
+    *,
+    chain: str | None = None,
+    window: tuple[float, float] | None = None,
+) -> tuple[Loudness, float]:
+    """A first pass of ``loudnorm`` over the first audio stream of ``source`` (after the filters of
+    ``chain``; only the ``window`` (start, seconds) when given): its figures, and the offset it proposes."""
+    settings = f"I={target.target_lufs}:TP={target.true_peak_db}:LRA={LOUDNESS_RANGE_LU}"
+    measure = f"loudnorm={settings}:print_format=json"
+    argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats"]
+    if window is not None:
+        argv += ["-ss", f"{window[0]:.6f}", "-t", f"{window[1]:.6f}"]
+    argv += ["-i", str(source), "-map", "0:a:0", "-af", f"{chain},{measure}" if chain else measure]
+    done = _run([*argv, "-f", "null", "-"], failure=ExitCode.UNSUPPORTED_FORMAT,
+                what=f"cannot measure the loudness of {source}")  # fmt: skip
+    report = _loudnorm_report(done.stderr, source)
+    figures = Loudness(
+        integrated_lufs=_figure(report, "input_i"),
+        true_peak_db=_figure(report, "input_tp"),
+        range_lu=max(0.0, _figure(report, "input_lra")),
+        threshold_lufs=_figure(report, "input_thresh"),
+    )
+    return figures, _float(report.get("target_offset")) or 0.0
+
+
+def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
+    """Measure the voice and find how it reaches ``target``: a linear gain when its peaks allow one,
+    else the gain before a true-peak limiter after which loudnorm's remaining gain is linear. The limiter
+    takes loudness as it takes peaks, so the gain is searched (secant steps on the measured loudness),
+    aiming half the margin under the target, until the rest fits under the margin."""
+    voice, offset = measure_loudness(source, target)
+    fit = LoudnessFit(target, voice, voice, offset)
+    if fit.linear or voice.integrated_lufs <= -70:  # silence: nothing to limit
+        return fit
+    aim = target.target_lufs - LIMITER_MARGIN_DB / 2
+    gain, tried = aim - voice.integrated_lufs, (0.0, voice.integrated_lufs)
+    for _ in range(LIMITER_PASSES):
+        limited, offset = measure_loudness(source, target, chain=true_peak_limiter(gain, target.true_peak_db))
+        candidate = LoudnessFit(target, voice, limited, offset, limiter_gain_db=round(gain, 3))
+        if candidate.linear:
+            return candidate
+        # dB of loudness per dB of gain: 1 without limiting, less the harder the limiter works.
+        slope = (limited.integrated_lufs - tried[1]) / (gain - tried[0]) if gain != tried[0] else 1.0
+        tried = (gain, limited.integrated_lufs)
+        gain += (aim - limited.integrated_lufs) / min(1.0, max(0.05, slope))
+    log.warning("no limiter gain found for %s; loudnorm normalizes it dynamically", source)
+    return fit
+
+
 def pad_audio(
-    source: Path, target: Path, pre_seconds: float, post_seconds: float, *, aac: Path | None = None
+    source: Path,
+    target: Path,
+    pre_seconds: float,
+    post_seconds: float,
+    *,
+    aac: Path | None = None,
+    loudness: LoudnessFit | None = None,
 ) -> AudioInfo:
     """Decode ``source`` to 16-bit PCM WAV with exact silence before and after it (and, when ``aac``
-    is given, the same padded audio encoded to AAC in that ``.m4a``, in the same pass).
+    is given, the same padded audio encoded to AAC in that ``.m4a``, in the same pass). With
+    ``loudness`` (a first pass's measurement) the voice is normalized first, by loudnorm's second pass.
 
     Mono stays mono, anything else becomes stereo. The pads are counted in samples, so the result
     is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
@@ -384,6 +550,11 @@ def pad_audio(
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
     post = round(post_seconds * AUDIO_SAMPLE_RATE)
     chain = [f"aresample={AUDIO_SAMPLE_RATE}"]
+    if loudness:
+        # loudnorm writes 192 kHz; the resampler after it names the layout too, as ffmpeg 5.1 otherwise
+        # fails to negotiate one for a WAV that declares none ("Cannot select channel layout").
+        named = "mono" if channels == 1 else "stereo"
+        chain = [loudness.filter, f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}"]
     if pre:
         chain.append(f"adelay=delays={pre}S:all=1")
     if post:

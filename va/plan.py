@@ -183,6 +183,8 @@ class Plan:
     audio_input_duration_seconds: float
     audio_duration_seconds: float
     buffer: Buffer
+    #: The voice's EBU R128 target (``audio.loudness``); None: its loudness is kept as it is.
+    loudness: media.LoudnessTarget | None
     visual_target_duration_seconds: float
     target_frames: int
     seeds: Seeds
@@ -283,6 +285,14 @@ def plan_lipsync(job: Job) -> Lipsync | None:
     )
 
 
+def plan_loudness(job: Job) -> media.LoudnessTarget | None:
+    """The loudness the voice is normalized to, None when the job keeps it as it is (the default)."""
+    loudness = job.data["audio"].get("loudness")
+    if loudness is None:
+        return None
+    return media.LoudnessTarget(float(loudness["target_lufs"]), float(loudness["true_peak_db"]))
+
+
 def plan_geometry(job: Job) -> Geometry:
     """The output picture of ``job``: the requested size, else the start's own size made even."""
     output = job.data["output"]
@@ -329,6 +339,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         audio_input_duration_seconds=round(voice, 6),
         audio_duration_seconds=round(visual_seconds, 6),
         buffer=buffer,
+        loudness=plan_loudness(job),
         visual_target_duration_seconds=round(visual_seconds, 6),
         target_frames=target_frames(visual_seconds, job.fps),
         seeds=Seeds(str(job.data["determinism"]["seed_policy"]), seed),
@@ -425,7 +436,7 @@ def _pick(document: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 #: What each rule's output depends on, besides its input files: the fields of the plan it reads.
 RULE_FIELDS = {
-    "prepare_audio": ("inputs.audio", "buffer"),
+    "prepare_audio": ("inputs.audio", "buffer", "loudness"),
     "hold_start_frame": ("inputs.start", "geometry", "encoding", "fps"),
     "comfyui_batch": ("inputs.start", "geometry", "seeds.policy", "comfyui.fps", "comfyui.batches",
                       "comfyui.workflow_ids", "document.comfyui", "document.motion"),

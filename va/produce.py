@@ -39,6 +39,7 @@ class ProduceRequest:
     stabilize: str | None = None
     timeline_file: Path | None = None
     captions: str | None = None
+    loudness: float | None = None
 
 
 def build_job(request: ProduceRequest) -> dict[str, Any]:
@@ -78,6 +79,8 @@ def build_job(request: ProduceRequest) -> dict[str, Any]:
         document["stabilize"] = {"enable": True, "method": request.stabilize}
     if request.cleanup is not None:
         document["cleanup"] = {"after_success": request.cleanup}
+    if request.loudness is not None:
+        document["audio"] = {"loudness": {"target_lufs": request.loudness}}
     return validate_document(document, "produce flags")
 
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from va import media
-from va.atomic import write_text_atomic
+from va.atomic import write_json_atomic, write_text_atomic
 from va.plan import Plan, changed_fields, plan_json, previous_plan
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,46 @@ def publish_plan(plan: Plan, target: Path) -> list[str]:
     return changed_fields(previous, plan)
 
 
-def prepare_audio(plan: Plan, padded: Path, aac: Path) -> None:
+def prepare_audio(plan: Plan, padded: Path, aac: Path, loudness_record: Path | None = None) -> None:
     """Pad the voice track with the planned buffers, as WAV for the stages and as the AAC the final
-    video copies."""
+    video copies. With a planned loudness the voice is normalized first (two-pass loudnorm), and what
+    it measured before and after is written to ``loudness_record`` (the rule's: prepare/loudness.json)."""
     voice = Path(plan.inputs["audio"].path)
-    info = media.pad_audio(voice, padded, plan.buffer.pre_seconds, plan.buffer.post_seconds, aac=aac)
+    fit = media.fit_loudness(voice, plan.loudness) if plan.loudness else None
+    info = media.pad_audio(voice, padded, plan.buffer.pre_seconds, plan.buffer.post_seconds, aac=aac,
+                           loudness=fit)  # fmt: skip
     log.info("padded audio: %.3f s (planned %.3f s)", info.duration_seconds, plan.audio_duration_seconds)
+    if fit is None:
+        if loudness_record is not None:
+            loudness_record.unlink(missing_ok=True)  # an earlier plan's: not this audio's
+        return
+    # The voice alone, without the pads: silence around it would widen its measured loudness range.
+    window = (plan.buffer.pre_seconds, plan.audio_input_duration_seconds)
+    after, _ = media.measure_loudness(padded, fit.target, window=window)
+    record = loudness_document(fit, after)
+    log.info("loudness: %s", record)
+    if loudness_record is not None:
+        write_json_atomic(loudness_record, record)
+
+
+def loudness_document(fit: media.LoudnessFit, after: media.Loudness) -> dict[str, object]:
+    """The record of a normalization: the target, how loudnorm went about it, and the voice's integrated
+    loudness, true peak and loudness range before and after."""
+
+    def figures(measured: media.Loudness) -> dict[str, float]:
+        return {
+            "integrated_lufs": measured.integrated_lufs,
+            "true_peak_db": measured.true_peak_db,
+            "range_lu": measured.range_lu,
+        }
+
+    return {
+        "target_lufs": fit.target.target_lufs,
+        "true_peak_db": fit.target.true_peak_db,
+        "normalization": fit.normalization,
+        "before": figures(fit.voice),
+        "after": figures(after),
+    }
 
 
 def hold_start_frame(plan: Plan, still: Path, loop: Path) -> None:

@@ -44,6 +44,11 @@ class Workdir:
         return self.root / "prepare" / "padded.m4a"
 
     @property
+    def loudness_record(self) -> Path:
+        """The voice's loudness before and after its normalization (``audio.loudness``)."""
+        return self.root / "prepare" / "loudness.json"
+
+    @property
     def plan(self) -> Path:
         return self.root / "prepare" / "plan.json"
 

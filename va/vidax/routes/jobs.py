@@ -62,6 +62,7 @@ class ProduceBody(BaseModel):
     stabilize: Literal["deflicker", "vidstab", "both"] | None = None
     timeline_file: str | None = Field(default=None, min_length=1, max_length=4096)
     captions: Literal["auto", "none", "soft", "burn"] | None = None
+    loudness: float | None = Field(default=None, ge=-70, le=-5)
 
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
@@ -168,7 +169,7 @@ def produce(
             post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
             lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
             cleanup=body.cleanup, motion_strength=body.motion_strength, camera=body.camera,
-            stabilize=body.stabilize, captions=body.captions,
+            stabilize=body.stabilize, captions=body.captions, loudness=body.loudness,
             timeline_file=None if body.timeline_file is None else Path(body.timeline_file),
         )  # fmt: skip
         try:
