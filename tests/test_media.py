@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tests.conftest import Media, ffprobe_streams
 from va import media
 from va.errors import ExitCode, VaError
+from va.processes import ProcessId
 
 
 @pytest.mark.parametrize(
@@ -114,6 +116,40 @@ def test_encode_held_still_has_the_exact_frame_count_and_contract(files: Media) 
     assert sound["codec_name"] == "aac"
     assert abs(float(video["duration"]) - float(sound["duration"])) <= 1 / 30
     assert not [p for p in files.root.iterdir() if p.name.startswith(".encode-")]
+
+
+def test_a_writer_never_removes_the_scratch_of_another_live_writer(files: Media) -> None:
+    """Two writers of one output (a cluster job still running beside its re-run) each have their own
+    scratch folder; a writer removes only scratch whose writer has ended (on this host)."""
+    still = files.root / "still.png"
+    media.render_still(
+        files.root / "start.png", still, media.plan_geometry(64, 48, None, None, "contain"), "black"
+    )
+    target = files.root / "still.mp4"
+    host = socket.gethostname()
+    with subprocess.Popen(["sleep", "60"]) as live:
+        writer = ProcessId.of(live.pid)
+        assert writer is not None
+        ended = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+        scratch = {
+            "live": files.root / f".encode-still.mp4-{writer.pid}.{writer.start}@{host}+abc",
+            "ended": files.root / f".encode-still.mp4-{ended.stdout.strip()}.1@{host}+def",
+            "other host": files.root / f".encode-still.mp4-{writer.pid}.{writer.start}@elsewhere.node-7+ghi",
+            "older va": files.root / ".encode-still.mp4-k2j4h1",
+        }
+        for folder in scratch.values():
+            folder.mkdir()
+            (folder / "still.mp4").write_bytes(b"half written")
+        media.encode_still_loop(still, target, fps=25, crf=23, preset="veryfast")
+        live.kill()
+    assert media.count_video_packets(target) == 25 * media.KEYFRAME_INTERVAL_SECONDS
+    assert scratch["live"].is_dir() and (scratch["live"] / "still.mp4").read_bytes() == b"half written"
+    assert scratch["other host"].is_dir()
+    assert not scratch["ended"].exists() and not scratch["older va"].exists()
+    # The writer's own scratch is gone once it has published.
+    assert sorted(p.name for p in files.root.glob(".encode-*")) == sorted(
+        scratch[k].name for k in ("live", "other host")
+    )
 
 
 def test_missing_ffmpeg_is_a_dependency_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,8 +11,10 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import warnings
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from va.errors import ExitCode, VaError
+from va.processes import ProcessId
 from va.textlog import COMMAND
 
 log = logging.getLogger(__name__)
@@ -586,14 +589,40 @@ TO_YUV420 = "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
 TAGGED_BT709 = "setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709"
 
 
+#: A scratch folder's name after ``.encode-<target>-``: the writer (pid, start time, host), then the
+#: random part of ``tempfile``. ``@`` and ``+`` appear in no host name and no pid.
+_WRITER = re.compile(r"(?P<pid>\d+)\.(?P<start>\d+)@(?P<host>[^+]+)\+.*")
+
+
+def _writer_tag() -> str:
+    """This process as a scratch folder names its writer."""
+    me = ProcessId.of(os.getpid())
+    return f"{os.getpid()}.{me.start if me else 0}@{socket.gethostname()}+"
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the writer named in a scratch folder's name (after its prefix) has ended. A writer on
+    another host cannot be seen from here and counts as alive; a name without a writer is from an older
+    va and counts as gone."""
+    match = _WRITER.fullmatch(name)
+    if match is None:
+        return True
+    if match["host"] != socket.gethostname():
+        return False
+    return not ProcessId(int(match["pid"]), int(match["start"])).alive()
+
+
 @contextmanager
 def _scratch_for(target: Path) -> Iterator[Path]:
-    """A hidden scratch folder beside ``target``; one left by a killed process is removed first."""
+    """A hidden scratch folder beside ``target``, named after its writer, so two writers of one output
+    (a cluster job still running beside its re-run) never share or delete each other's; one left by a
+    writer that has ended is removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".encode-{target.name}-"
     for stale in target.parent.glob(prefix + "*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=target.parent) as scratch:
+        if _writer_gone(stale.name[len(prefix) :]):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix + _writer_tag(), dir=target.parent) as scratch:
         yield Path(scratch)
 
 
