@@ -12,8 +12,5 @@ RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("assemble_visual", snakemake.log[0], workdir=RUN):
     assemble_visual(
-        load_plan(RUN.plan).as_job(),
-        RUN.plan,
-        generated_batches(Path(snakemake.input.generated)),
-        Path(snakemake.output.video),
+        load_plan(RUN.plan), generated_batches(Path(snakemake.input.generated)), Path(snakemake.output.video)
     )

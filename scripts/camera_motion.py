@@ -11,9 +11,4 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("camera_motion", snakemake.log[0], workdir=RUN):
-    render_camera_move(
-        load_plan(RUN.plan).as_job(),
-        Path(snakemake.input.still),
-        RUN.plan,
-        Path(snakemake.output.video),
-    )
+    render_camera_move(load_plan(RUN.plan), Path(snakemake.input.still), Path(snakemake.output.video))

@@ -11,9 +11,4 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("stabilize", snakemake.log[0], workdir=RUN):
-    stabilize_video(
-        load_plan(RUN.plan).as_job(),
-        Path(snakemake.input.video),
-        RUN.plan,
-        Path(snakemake.output.video),
-    )
+    stabilize_video(load_plan(RUN.plan), Path(snakemake.input.video), Path(snakemake.output.video))

@@ -2,7 +2,8 @@
 
 It really executes the nodes that need no model weights (EmptyImage, LoadImage, RepeatImageBatch,
 ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers CheckpointLoaderSimple graphs
-(CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode) with synthetic frames coloured by the seed.
+(CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode) with synthetic frames coloured by the seed, of
+the size ComfyUI's latent makes (the asked size rounded down to a multiple of 8).
 Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each occurrence uses one up):
 ``prompt_500``, ``drop_ws``, ``lose`` (accepted, never queued), ``hang`` (runs until interrupted),
 ``execution_error``, ``system_stats_404``, ``ws_refuse`` (``/ws`` answers 404, no upgrade), and
@@ -614,9 +615,10 @@ class Double:
         if cls == "CLIPTextEncode":
             return ("conditioning",), None
         if cls == "EmptyLatentImage":
-            return (
-                {"width": int(i["width"]), "height": int(i["height"]), "batch": int(i["batch_size"])},
-            ), None
+            # As ComfyUI's: the latent has an eighth of the asked size, so VAEDecode returns frames of
+            # that size rounded down to a multiple of 8 (333x201 asked, 328x200 returned).
+            width, height = int(i["width"]) // 8 * 8, int(i["height"]) // 8 * 8
+            return ({"width": width, "height": height, "batch": int(i["batch_size"])},), None
         if cls == "KSampler":
             steps = int(i["steps"])
             for step in range(1, steps + 1):

@@ -31,7 +31,8 @@ def test_defaults_are_filled_in_and_paths_resolved_against_the_job_folder(tmp_pa
     assert job.data["buffer"] == {"pre_seconds": 0, "post_seconds": 0}
     assert job.data["output"]["basename"] == "final.mp4"
     assert job.data["lipsync"]["enable"] is True
-    assert job.data["comfyui"]["workflow_ids"] == [] and job.data["comfyui"]["params"] == {}
+    assert job.data["comfyui"]["workflow_ids"] == []
+    assert job.data["comfyui"]["params"] == {"width": 1024, "height": 576}  # the schema's defaults
     assert job.data["comfyui"]["batch_size"] == 16 and job.data["comfyui"]["retries"] == 3
 
 

@@ -43,7 +43,7 @@ def render_moving_still(files: Media, root: Path, **motion: object) -> tuple[Pat
     stages.write_plan(plan, run.plan)
     stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
     stages.hold_start_frame(plan, run.still, run.still_loop)
-    render_camera_move(job, run.still, run.plan, run.motion_visual)
+    render_camera_move(plan, run.still, run.motion_visual)
     final = run.final(job.basename)
     stages.encode(plan, run.still_loop, run.padded_aac, final, video=run.motion_visual)
     return run.motion_visual, final

@@ -18,7 +18,7 @@ from va.plan import plan_job
 from va.stabilize import stabilize_video
 from va.workdir import Workdir
 
-COMFY = {"workflow_ids": ["vidax_text2img_frames"]}
+COMFY = {"workflow_ids": ["vidax_text2img_frames"], "params": {"width": 320, "height": 240}}
 
 
 def generated_picture(files: Media, target: Path) -> Path:
@@ -55,7 +55,7 @@ def test_stabilize_steadies_and_evens_out_the_planned_frames(files: Media, metho
     stages.write_plan(plan, run.plan)
     stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
     generated = generated_picture(files, run.comfyui_visual)
-    stabilize_video(job, generated, run.plan, run.stabilized_visual)
+    stabilize_video(plan, generated, run.stabilized_visual)
 
     streams = video_of(run.stabilized_visual)
     assert int(streams["nb_read_frames"]) == 50 and streams["r_frame_rate"] == "25/1"

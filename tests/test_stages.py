@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, Media, ffmpeg, ffmpeg_without_x264, ffprobe_streams
-from va import stages
+from va import media, stages
 from va.errors import ExitCode, VaError
 from va.job import load_job
 from va.manifest import build_manifest
@@ -219,3 +219,34 @@ def test_without_loudness_the_voice_is_kept_as_it_is(files: Media) -> None:
     final, plan = render_held_still(files.job(), files.root / "w")
     assert plan["loudness"] is None
     assert ebur128(final)[0] == pytest.approx(-20.7, abs=0.3)
+
+
+def test_a_voice_track_replaced_after_planning_is_named_by_prepare_audio(files: Media) -> None:
+    """The padded audio is checked against the plan at the stage's boundary: a voice track swapped for a
+    shorter one after the graph was planned fails the stage, naming both lengths, instead of a final of
+    the planned length with the audio running out."""
+    job, run = load_job(files.job()), Workdir(files.root / "w")
+    planned = plan_job(job)
+    files.tone("voice.wav", 1.0)
+    with pytest.raises(VaError) as caught:
+        stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
+    assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert caught.value.message.startswith(
+        "input.audio: the padded audio lasts 1.000 s where the plan has 2.000 s"
+    )
+
+
+def test_a_still_loop_of_another_size_than_planned_is_not_published(files: Media) -> None:
+    """The boundary check of every encode: frames, rate and size against the plan; a mismatch names
+    both and publishes nothing."""
+    root = files.root / "w"
+    planned = plan_job(load_job(files.job()))
+    run = Workdir(root)
+    stages.hold_start_frame(planned, run.still, run.still_loop)
+    with pytest.raises(VaError) as caught:
+        media.loop_still(run.still_loop, None, run.final("final.mp4"), fps=25, frames=50, size=(100, 100))
+    assert caught.value.code == ExitCode.ENCODE_FAILED
+    assert caught.value.message == (
+        "final.mp4: encoded 50 frames of 320x240 at 25 fps where 50 frames of 100x100 at 25 fps were planned"
+    )
+    assert not run.final("final.mp4").exists()

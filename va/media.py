@@ -90,6 +90,33 @@ class FrameGeometry:
     filter: str
 
 
+@dataclass(frozen=True)
+class Canvas:
+    """The planned picture of a video: its even size, and how frames of another size are brought to it
+    (``contain``: scaled to fit inside, centred on ``background``; ``cover``: scaled to cover it and
+    centre-cropped)."""
+
+    width: int
+    height: int
+    fit: str = "contain"
+    background: str = "black"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class EncodedFigures:
+    """What a finished encode is checked for against the plan: frames (counted from packets), size, rate."""
+
+    frames: int
+    width: int
+    height: int
+    fps: str
+
+
 def executable(name: str) -> str:
     """The path of ``ffmpeg`` or ``ffprobe``: the upper-case environment variable, else ``PATH``."""
     override = os.environ.get(name.upper())
@@ -325,6 +352,11 @@ def check_colour(value: str, field: str) -> None:
     )
 
 
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """A picture size H.264 in yuv420p takes: each side made even (down), at least 2."""
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
 def plan_geometry(
     source_width: int,
     source_height: int,
@@ -340,8 +372,7 @@ def plan_geometry(
     (``cover``).
     """
     if width is None or height is None:
-        even_w = max(2, source_width - source_width % 2)
-        even_h = max(2, source_height - source_height % 2)
+        even_w, even_h = even_size(source_width, source_height)
         if source_width < 2 or source_height < 2:  # a 1 px side is doubled (2 px is the least H.264 takes)
             crop = f"crop={min(source_width, even_w)}:{min(source_height, even_h)}:0:0"
             return FrameGeometry(even_w, even_h, f"{crop},scale={even_w}:{even_h}:flags=neighbor,setsar=1")
@@ -351,6 +382,21 @@ def plan_geometry(
     else:
         chain = f"scale={width}:{height}:force_original_aspect_ratio=decrease,setsar=1"
     return FrameGeometry(width, height, chain)
+
+
+def fit_filter(canvas: Canvas, source: tuple[int, int] | None = None) -> str:
+    """The filter chain that brings frames of any size to exactly the canvas's size, whatever size a
+    tool returned. A source at most one pixel larger (an odd side made even) is cropped, so no pixel is
+    resampled; any other is scaled by the canvas's ``fit`` (``contain`` pads with the background)."""
+    width, height = canvas.size
+    if source is not None and 0 <= source[0] - width <= 1 and 0 <= source[1] - height <= 1:
+        return f"crop={width}:{height}:0:0,setsar=1"
+    if canvas.fit == "cover":
+        return f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
+    return (
+        f"scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
+        f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color={canvas.background},setsar=1"
+    )
 
 
 def render_still(
@@ -627,13 +673,27 @@ def _scratch_for(target: Path) -> Iterator[Path]:
 
 
 def _publish(
-    partial: Path, target: Path, frames: int, failure: ExitCode, *, no_clobber: bool = False
+    partial: Path,
+    target: Path,
+    frames: int,
+    failure: ExitCode,
+    *,
+    fps: int | None = None,
+    size: tuple[int, int] | None = None,
+    no_clobber: bool = False,
 ) -> None:
-    """Check the frame count of a finished file, then rename it into place (never half-written). The
-    final video (``no_clobber``) never replaces a file of its name; an intermediate is simply replaced."""
-    counted = count_video_packets(partial)
-    if counted != frames:
-        raise VaError(failure, f"{target.name}: encoded {counted} frames where {frames} were planned")
+    """Check a finished file against the plan (its frame count, and its rate and size when given), then
+    rename it into place (never half-written). The final video (``no_clobber``) never replaces a file of
+    its name; an intermediate is simply replaced."""
+    encoded = encoded_figures(partial)
+    planned = (frames, *(size or (encoded.width, encoded.height)), f"{fps}/1" if fps else encoded.fps)
+    if (encoded.frames, encoded.width, encoded.height, encoded.fps) != planned:
+        raise VaError(
+            failure,
+            f"{target.name}: encoded {encoded.frames} frames of {encoded.width}x{encoded.height} at "
+            f"{encoded.fps.removesuffix('/1')} fps where {frames} frames of {planned[1]}x{planned[2]} at "
+            f"{planned[3].removesuffix('/1')} fps were planned",
+        )
     if no_clobber:
         publish_no_clobber(partial, target)
     else:
@@ -688,8 +748,11 @@ def _x264(preset: str, crf: int, gop: int, *, still: bool) -> list[str]:
     return [*argv, "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", *X264_COLOUR]
 
 
-def encode_still_loop(still: Path, target: Path, *, fps: int, crf: int, preset: str) -> None:
-    """Encode one key-frame interval (2 s) of ``still`` at ``fps``: the piece a held still is made of.
+def encode_still_loop(
+    still: Path, target: Path, *, fps: int, crf: int, preset: str, size: tuple[int, int] | None = None
+) -> None:
+    """Encode one key-frame interval (2 s) of ``still`` at ``fps``: the piece a held still is made of
+    (checked to be ``size``, when given).
 
     A still compresses to one key frame and empty predicted frames, so this piece is encoded once and
     stream-copied as often as a video needs (``loop_still``): the cost does not grow with the length.
@@ -701,7 +764,7 @@ def encode_still_loop(still: Path, target: Path, *, fps: int, crf: int, preset: 
         argv += ["-i", str(still), "-frames:v", str(gop), "-vf", TO_YUV420]
         argv += _x264(preset, crf, gop, still=True)
         _run([*argv, *MP4_OUT, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
-        _publish(partial, target, gop, ExitCode.ENCODE_FAILED)
+        _publish(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 def loop_still(
@@ -713,10 +776,11 @@ def loop_still(
     frames: int,
     no_clobber: bool = False,
     subtitles: Path | None = None,
+    size: tuple[int, int] | None = None,
 ) -> None:
     """Repeat the key-frame interval ``loop`` (from ``encode_still_loop``) to exactly ``frames`` frames,
     stream-copied, with ``audio`` (stream-copied when it is AAC already, else encoded to AAC) and the
-    ``subtitles`` file (SRT) as a ``mov_text`` track."""
+    ``subtitles`` file (SRT) as a ``mov_text`` track; the result is checked to be ``size``, when given."""
     gop = KEYFRAME_INTERVAL_SECONDS * fps  # as encode_still_loop made it, and checked there
     # The picture is cut on its input, half a frame after the last frame's start: -frames:v on the
     # output would end the whole file there and drop the audio packets muxed after that point.
@@ -729,7 +793,7 @@ def loop_still(
         argv += [*(_audio_out(audio) if audio is not None else []), *_subtitle_out(subtitles)]
         argv += ["-c:v", "copy", *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
+        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
 
 
 def encode_held_still(
@@ -811,14 +875,20 @@ def encode_from_video(
     preset: str,
     no_clobber: bool = False,
     subtitles: Path | None = None,
+    canvas: Canvas | None = None,
 ) -> None:
-    """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``).
+    """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``),
+    and bring it to the ``canvas`` when one is given, whatever size it has.
 
     A video that already conforms is stream-copied (e.g. the audiogram's output).
     """
+    source_size = None
+    if canvas is not None:
+        info = probe_visual(video)
+        source_size = (info.width, info.height)
     encode_picture(
         video_source(video), audio, target, fps=fps, frames=frames, crf=crf, preset=preset, copy_from=video,
-        no_clobber=no_clobber, subtitles=subtitles,
+        no_clobber=no_clobber, subtitles=subtitles, canvas=canvas, source_size=source_size,
     )  # fmt: skip
 
 
@@ -836,6 +906,8 @@ def encode_picture(
     no_clobber: bool = False,
     picture_filter: str = "",
     subtitles: Path | None = None,
+    canvas: Canvas | None = None,
+    source_size: tuple[int, int] | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
@@ -845,31 +917,38 @@ def encode_picture(
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     ``picture_filter`` (e.g. a camera move) works on the frames at the output rate, in yuv420p.
     ``subtitles`` (an SRT file) becomes a ``mov_text`` track.
+    With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
+    known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
+    size = canvas.size if canvas is not None else None
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         argv += _with_inputs(source, audio, subtitles)
         audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
-        if copy_from is not None and conforms(copy_from, fps=fps, frames=frames):
+        if copy_from is not None and conforms(copy_from, fps=fps, frames=frames, size=size):
             _run(
                 [*argv, "-c:v", "copy", *audio_out, *MP4_OUT, str(partial)],
                 failure=ExitCode.ENCODE_FAILED,
                 what=f"muxing {copy_from} failed",
             )
-            _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
+            _publish(
+                partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber
+            )
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
         timing = f"setpts=N/({retime:g}*TB)," if retime else ""
         # The frames say what TO_YUV420 made of them, or the closing TO_YUV420 takes them for BT.601.
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
-        chain = f"{timing}fps={fps},{picture}tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
+        fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
+        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
+        chain = f"{timing}fps={fps},{fit}{picture}{ending}"
         argv += ["-vf", chain]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, no_clobber=no_clobber)
+        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
 
 
 @contextmanager
@@ -918,13 +997,17 @@ def render_audiogram(
         argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
         argv += [*_x264(preset, crf, gop, still=False), *AAC_OUT, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
-        _publish(partial, target, frames, ExitCode.LIPSYNC_FAILED)
+        _publish(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
 
 
-def conforms(video: Path, *, fps: int, frames: int) -> bool:
-    """Whether a video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames."""
+def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
+    """Whether a video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames (and
+    of ``size``, when given)."""
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
-    argv += ["-show_entries", "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets"]
+    argv += [
+        "-show_entries",
+        "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets,width,height",
+    ]
     argv += ["-print_format", "json", str(video)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {video}")
     streams = json.loads(done.stdout).get("streams") or [{}]
@@ -934,6 +1017,7 @@ def conforms(video: Path, *, fps: int, frames: int) -> bool:
         and stream.get("pix_fmt") == "yuv420p"
         and stream.get("r_frame_rate") == stream.get("avg_frame_rate") == f"{fps}/1"
         and str(stream.get("nb_read_packets")) == str(frames)
+        and (size is None or (stream.get("width"), stream.get("height")) == size)
     )
 
 
@@ -959,6 +1043,22 @@ def clip_timing(path: Path) -> ClipTiming:
     num, _, den = rate.partition("/")
     fps = float(num) / float(den) if float(den or 0) else 0.0
     return ClipTiming(frames=int(str(stream.get("nb_read_frames") or 0)), fps=round(fps, 6))
+
+
+def encoded_figures(path: Path) -> EncodedFigures:
+    """Frames (counted from packets, no decoding), size and frame rate of the first video stream."""
+    argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
+    argv += ["-show_entries", "stream=nb_read_packets,width,height,r_frame_rate", "-print_format", "json"]
+    done = _run(
+        [*argv, str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}"
+    )
+    stream = (json.loads(done.stdout).get("streams") or [{}])[0]
+    return EncodedFigures(
+        frames=int(str(stream.get("nb_read_packets") or 0)),
+        width=int(str(stream.get("width") or 0)),
+        height=int(str(stream.get("height") or 0)),
+        fps=str(stream.get("r_frame_rate") or "0/0"),
+    )
 
 
 def count_video_packets(path: Path) -> int:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from va import media
-from va.atomic import read_json
 from va.comfyui.workflow import load_workflow
 from va.job import Job, comfyui_active
+from va.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,14 @@ def camera_filter(move: CameraMove, frames: int) -> str:
     return f"perspective={options}:interpolation=linear:sense=source:eval=frame"
 
 
-def render_camera_move(job: Job, still: Path, plan: Path, target: Path) -> None:
-    """The held still with the job's camera move, exactly the planned frames at the job's rate (no audio)."""
-    figures = read_json(plan)
-    move = camera_move(job)
-    frames, fps = int(figures["target_frames"]), int(figures["fps"])
+def render_camera_move(plan: Plan, still: Path, target: Path) -> None:
+    """The held still with the job's camera move: exactly the planned frames at the planned rate and size
+    (no audio)."""
+    move = camera_move(plan.as_job())
+    frames, fps = plan.target_frames, plan.fps
     log.info("camera %s at strength %s over %s frames", move.camera, move.strength, frames)
-    output = job.data["output"]
     media.encode_picture(
-        media.still_source(still, fps), None, target, fps=fps, frames=frames, crf=output["crf"],
-        preset=output["x264_preset"], picture_filter=camera_filter(move, frames),
+        media.still_source(still, fps), None, target, fps=fps, frames=frames, crf=plan.encoding.crf,
+        preset=plan.encoding.preset, picture_filter=camera_filter(move, frames), canvas=plan.geometry.canvas,
+        source_size=plan.geometry.still_size,
     )  # fmt: skip

@@ -113,7 +113,9 @@ class Seeds:
 @dataclass(frozen=True, slots=True)
 class Geometry:
     """The output picture: its even size, and how the start frame (of the source size, as displayed)
-    is fitted into it on the background (``filter``: the ffmpeg scale/crop chain)."""
+    becomes the held still on the background (``filter``: the ffmpeg scale/crop chain, to the still's
+    size). The still has the output's size, except for a generated picture without ``output.width/height``:
+    the output then has ComfyUI's planned size, and the start (what ComfyUI is given) keeps its own."""
 
     width: int
     height: int
@@ -122,6 +124,18 @@ class Geometry:
     source_width: int
     source_height: int
     filter: str
+    still_width: int
+    still_height: int
+
+    @property
+    def canvas(self) -> media.Canvas:
+        """The output picture, as every stage's video is brought to it and checked for."""
+        return media.Canvas(self.width, self.height, self.fit, self.background)
+
+    @property
+    def still_size(self) -> tuple[int, int]:
+        """The held still's ``(width, height)``."""
+        return self.still_width, self.still_height
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,19 +308,26 @@ def plan_loudness(job: Job) -> media.LoudnessTarget | None:
 
 
 def plan_geometry(job: Job) -> Geometry:
-    """The output picture of ``job``: the requested size, else the start's own size made even."""
+    """The output picture of ``job``: the requested size, else the visual source's own size made even
+    (the start's for a held still, ComfyUI's planned frame size for a generated picture)."""
     output = job.data["output"]
     source = start_info(job)
-    frame = media.plan_geometry(source.width, source.height, output.get("width"), output.get("height"),
+    still = media.plan_geometry(source.width, source.height, output.get("width"), output.get("height"),
                                 output["fit"])  # fmt: skip
+    width, height = still.width, still.height
+    if comfyui_active(job) and output.get("width") is None:
+        params = job.data["comfyui"]["params"]
+        width, height = media.even_size(int(params["width"]), int(params["height"]))
     return Geometry(
-        width=frame.width,
-        height=frame.height,
+        width=width,
+        height=height,
         fit=str(output["fit"]),
         background=str(output["background"]),
         source_width=source.width,
         source_height=source.height,
-        filter=frame.filter,
+        filter=still.filter,
+        still_width=still.width,
+        still_height=still.height,
     )
 
 

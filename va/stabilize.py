@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 from va import media
-from va.atomic import read_json
 from va.job import Job, comfyui_active
+from va.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,17 @@ def stabilize_filter(method: str, transforms: Path) -> str:
     return ",".join(steps)
 
 
-def stabilize_video(job: Job, video: Path, plan: Path, target: Path) -> None:
-    """``video`` (ComfyUI's picture) stabilized by the job's method into ``target``: the planned frames."""
-    figures = read_json(plan)
-    method = str(job.data["stabilize"]["method"])
+def stabilize_video(plan: Plan, video: Path, target: Path) -> None:
+    """``video`` (ComfyUI's picture, of the plan's size) stabilized by the job's method into ``target``:
+    the planned frames, rate and size."""
+    method = str(plan.document["stabilize"]["method"])
     transforms = target.with_name("transforms.trf")
     if method in ("vidstab", "both"):
         media.detect_shake(video, transforms, shakiness=SHAKINESS, accuracy=ACCURACY)
-    log.info("stabilize %s: %s frames", method, figures["target_frames"])
-    output = job.data["output"]
+    log.info("stabilize %s: %s frames", method, plan.target_frames)
+    canvas = plan.geometry.canvas
     media.encode_picture(
-        media.video_source(video), None, target, fps=figures["fps"], frames=figures["target_frames"],
-        crf=output["crf"], preset=output["x264_preset"], picture_filter=stabilize_filter(method, transforms),
+        media.video_source(video), None, target, fps=plan.fps, frames=plan.target_frames,
+        crf=plan.encoding.crf, preset=plan.encoding.preset, canvas=canvas, source_size=canvas.size,
+        picture_filter=stabilize_filter(method, transforms),
     )  # fmt: skip

@@ -1,6 +1,8 @@
 """The bodies of the graph's rules: prepare the audio, hold the start frame, encode the video.
 
-Each takes the run's plan (``prepare/plan.json``, written when the run starts), never the job file.
+Each takes the run's plan (``prepare/plan.json``, written when the run starts), never the job file, and
+checks what it made against it: the padded audio's length, the still's size, the final's frames, rate and
+size (whatever size the lip-sync tool or the visual stage returned, the final has the plan's).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from va import media
 from va.atomic import write_json_atomic, write_text_atomic
+from va.errors import ExitCode, VaError
 from va.plan import Plan, changed_fields, plan_json, previous_plan
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,13 @@ def prepare_audio(plan: Plan, padded: Path, aac: Path, loudness_record: Path | N
     info = media.pad_audio(voice, padded, plan.buffer.pre_seconds, plan.buffer.post_seconds, aac=aac,
                            loudness=fit)  # fmt: skip
     log.info("padded audio: %.3f s (planned %.3f s)", info.duration_seconds, plan.audio_duration_seconds)
+    # Within a frame: the plan measured the voice by decoding it, the padded WAV by its header.
+    if abs(info.duration_seconds - plan.audio_duration_seconds) > 1 / plan.fps:
+        raise VaError(
+            ExitCode.UNSUPPORTED_FORMAT,
+            f"input.audio: the padded audio lasts {info.duration_seconds:.3f} s where the plan has "
+            f"{plan.audio_duration_seconds:.3f} s (was the voice track replaced after planning?): {voice}",
+        )
     if fit is None:
         if loudness_record is not None:
             loudness_record.unlink(missing_ok=True)  # an earlier plan's: not this audio's
@@ -76,11 +86,12 @@ def hold_start_frame(plan: Plan, still: Path, loop: Path) -> None:
     """Render the start image (or the first frame of the start video) as the still to hold, and encode
     the two seconds of it that the final video repeats."""
     geometry = plan.geometry
-    frame = media.FrameGeometry(geometry.width, geometry.height, geometry.filter)
+    frame = media.FrameGeometry(geometry.still_width, geometry.still_height, geometry.filter)
     log.info("start %sx%s -> still %sx%s", geometry.source_width, geometry.source_height, frame.width,
              frame.height)  # fmt: skip
     media.render_still(Path(plan.inputs["start"].path), still, frame, geometry.background)
-    media.encode_still_loop(still, loop, fps=plan.fps, crf=plan.encoding.crf, preset=plan.encoding.preset)
+    media.encode_still_loop(still, loop, fps=plan.fps, crf=plan.encoding.crf, preset=plan.encoding.preset,
+                            size=geometry.still_size)  # fmt: skip
 
 
 def encode(
@@ -92,22 +103,27 @@ def encode(
     video: Path | None = None,
     captions: Path | None = None,
 ) -> None:
-    """The final video of the planned frame count: the held still's ``loop`` repeated (or ``video``, from
-    the lip-sync or the ComfyUI stage) with the padded audio, and the ``captions`` (SRT) as a subtitle
-    track or, with ``output.captions: burn``, drawn into the picture."""
+    """The final video of the planned frame count, rate and size: the held still's ``loop`` repeated (or
+    ``video``, from the lip-sync or the visual stage, brought to the plan's picture whatever its size)
+    with the padded audio, and the ``captions`` (SRT) as a subtitle track or, with
+    ``output.captions: burn``, drawn into the picture."""
+    canvas = plan.geometry.canvas
     if captions is not None and plan.document["output"]["captions"] == "burn":
+        picture = video or loop
+        info = media.probe_visual(picture)
         media.encode_picture(
-            media.video_source(video or loop), audio, final, fps=plan.fps, frames=plan.target_frames,
-            crf=plan.encoding.crf, preset=plan.encoding.preset,
-            picture_filter=media.burn_subtitles(captions), no_clobber=True,
+            media.video_source(picture), audio, final, fps=plan.fps, frames=plan.target_frames,
+            crf=plan.encoding.crf, preset=plan.encoding.preset, picture_filter=media.burn_subtitles(captions),
+            no_clobber=True, canvas=canvas, source_size=(info.width, info.height),
         )  # fmt: skip
         return
     if video is None:
         media.loop_still(
-            loop, audio, final, fps=plan.fps, frames=plan.target_frames, no_clobber=True, subtitles=captions
-        )
+            loop, audio, final, fps=plan.fps, frames=plan.target_frames, no_clobber=True, subtitles=captions,
+            size=canvas.size,
+        )  # fmt: skip
         return
     media.encode_from_video(
         video, audio, final, fps=plan.fps, frames=plan.target_frames, crf=plan.encoding.crf,
-        preset=plan.encoding.preset, no_clobber=True, subtitles=captions,
+        preset=plan.encoding.preset, no_clobber=True, subtitles=captions, canvas=canvas,
     )  # fmt: skip

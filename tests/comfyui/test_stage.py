@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.comfyui.conftest import comfy_job
-from tests.conftest import Comfy, Media
+from tests.conftest import Comfy, Media, ffprobe_streams
 from va import retry, stages
 from va.comfyui import stage
 from va.comfyui.client import ComfyClient
@@ -28,7 +28,7 @@ from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.graph import check_workflows
 from va.job import Job, comfyui_active, load_job
-from va.plan import RETRY_SEED_STRIDE, Batch, plan_generation, plan_job
+from va.plan import RETRY_SEED_STRIDE, Batch, load_plan, plan_generation, plan_job
 from va.tracking import record
 from va.workdir import Workdir
 
@@ -71,7 +71,7 @@ class Stage:
 
     def assemble(self) -> Path:
         target = self.run.comfyui_visual
-        assemble_visual(self.job, self.run.plan, [self.run.batch_result(n) for n in self.names], target)
+        assemble_visual(load_plan(self.run.plan), [self.run.batch_result(n) for n in self.names], target)
         return target
 
     def attempts(self, batch: str | None = None) -> list[dict[str, Any]]:
@@ -102,21 +102,24 @@ def video_of(path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.MonkeyPatch) -> StageFactory:
-    """``make_stage(workflow, *, held_still=False, job=..., **comfyui)``: a job on the double (polling
-    every 50 ms), its plan made by the prepare_audio rule's body, the still by hold_start_frame's (when
-    ``held_still``; else the start image). The retry backoff is recorded instead of slept."""
+    """``make_stage(workflow, *, held_still=False, determinism=..., output=..., **comfyui)``: a job on the
+    double (polling every 50 ms), its plan made by the prepare_audio rule's body, the still by
+    hold_start_frame's (when ``held_still``; else the start image). The retry backoff is recorded instead
+    of slept."""
 
     def make(
         workflow: str = "vidax_text2img_frames",
         *,
         held_still: bool = False,
         determinism: dict[str, Any] | None = None,
+        output: dict[str, Any] | None = None,
         **comfyui: Any,
     ) -> Stage:
         path = comfy_job(files, comfy, workflow, **{"poll_interval_ms": 50, **comfyui})
-        if determinism is not None:
+        sections = {"determinism": determinism, "output": output}
+        if any(sections.values()):
             document = json.loads(path.read_text())
-            document["determinism"] = determinism
+            document.update({name: value for name, value in sections.items() if value})
             path.write_text(json.dumps(document))
         job, run = load_job(path), Workdir(files.root / "w")
         run.plan.parent.mkdir(parents=True, exist_ok=True)
@@ -334,6 +337,72 @@ def test_per_retry_seeds_are_all_recorded(make_stage: StageFactory, comfy: Comfy
     # every attempt keeps its graph, each with its own seed
     seeds = [made.json(f"comfyui/graphs/0000-a{n}.json")["3"]["inputs"]["seed"] for n in (1, 2)]
     assert seeds == [first["seed"], last["seed"]]
+
+
+# --- the output picture: whatever size ComfyUI returned, the plan's ----------------------------------
+
+
+def first_frame_rgb(video: Path) -> bytes:
+    """The first frame of ``video`` as RGB bytes, rows of ``width * 3``."""
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(video), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
+         "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+
+
+def test_frames_of_an_odd_size_become_an_even_final(make_stage: StageFactory) -> None:
+    """ComfyUI's ImageScale returns exactly the asked 333x201: the output is that size made even (a crop,
+    as a start image's), through assemble_visual and encode."""
+    made = make_stage(
+        "held_start_batch", held_still=True, batch_size=25, params={"width": 333, "height": 201}
+    )
+    assert (made.plan["geometry"]["width"], made.plan["geometry"]["height"]) == (332, 200)
+    made.every_batch()
+    frame = video_of(made.run.root / "frames" / "000001.png")
+    assert (frame["width"], frame["height"]) == (333, 201)
+    video = video_of(made.assemble())
+    assert (video["width"], video["height"], int(video["nb_read_frames"])) == (332, 200, 50)
+    final = made.run.final("final.mp4")
+    run = made.run
+    stages.encode(load_plan(run.plan), run.still_loop, run.padded_aac, final, video=run.comfyui_visual)
+    streams = ffprobe_streams(final)["video"]
+    assert (streams["width"], streams["height"], int(streams["nb_read_frames"])) == (332, 200, 50)
+
+
+def test_the_output_size_applies_to_generated_frames(make_stage: StageFactory) -> None:
+    made = make_stage(params={"width": 640, "height": 360, "fps": 5}, output={"width": 1280, "height": 720})
+    made.every_batch()
+    assert video_of(made.run.root / "frames" / "000001.png")["width"] == 640
+    video = video_of(made.assemble())
+    assert (video["width"], video["height"], int(video["nb_read_frames"])) == (1280, 720, 50)
+
+
+def test_a_size_comfyui_rounds_is_fitted_into_the_planned_picture(make_stage: StageFactory) -> None:
+    """A sampler's frames come back at the size its latent allows (333x201 asked, 328x200 returned): they
+    are contained in the planned 332x200 on the background, not stretched."""
+    made = make_stage(params={"width": 333, "height": 201, "fps": 5})
+    made.every_batch()
+    frame = video_of(made.run.root / "frames" / "000001.png")
+    assert (frame["width"], frame["height"]) == (328, 200)
+    video = video_of(made.assemble())
+    assert (video["width"], video["height"], int(video["nb_read_frames"])) == (332, 200, 50)
+
+
+@pytest.mark.parametrize("fit", ["contain", "cover"])
+def test_clips_are_fitted_on_the_background(make_stage: StageFactory, fit: str) -> None:
+    """The clip template's 64x48 clips in a 96x96 output: contained (white bars above and below) or
+    covering it (no bar)."""
+    made = make_stage("video_clip", params={"fps": 8}, output={"width": 96, "height": 96, "fit": fit,
+                                                                "background": "white"})  # fmt: skip
+    made.every_batch()
+    target = made.assemble()
+    video = video_of(target)
+    assert (video["width"], video["height"], int(video["nb_read_frames"])) == (96, 96, 50)
+    picture = first_frame_rgb(target)
+    top_row, middle_row = picture[48 * 3 : 48 * 3 + 3], picture[(48 * 96 + 48) * 3 : (48 * 96 + 48) * 3 + 3]
+    assert min(middle_row) < 60  # the clip itself: EmptyImage's colour of the seed, dark
+    assert (min(top_row) > 200) == (fit == "contain"), list(top_row)
 
 
 # --- the paths that fail -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Usage: fake_lipsync.py MODE --face VIDEO --audio AUDIO --outfile OUTPUT [--dump 
 (--dump: its argv, working directory, pid and its worker's pid as JSON.)
 Modes: ok, face, oom, silent, hang (for ever, with a worker process in a session of its own),
 short (a 1 s file, warning on stderr), corrupt (an undecodable file,
-warning on stderr), flaky (fails once with a transient error, then works), glob.
+warning on stderr), flaky (fails once with a transient error, then works), glob, square (a 256x256
+video whatever the input's size, as tools that render the face crop at their model's size).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 import yaml
 
 
-def render(video: str, audio: str, output: str, seconds: float | None = None) -> None:
+def render(video: str, audio: str, output: str, seconds: float | None = None, size: str = "") -> None:
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", video, "-i", audio, "-map", "0:v", "-map", "1:a"]
     argv += ["-t", str(seconds)] if seconds else []
+    argv += ["-vf", f"scale={size},setsar=1"] if size else []
     subprocess.run([*argv, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", output], check=True)
 
 
@@ -77,7 +79,8 @@ def main() -> int:
         return 0
     if args.mode == "short":
         print("warning: audio features ran out after 25 frames", file=sys.stderr)
-    render(args.face, args.audio, args.outfile, seconds=1.0 if args.mode == "short" else None)
+    size = "256:256" if args.mode == "square" else ""
+    render(args.face, args.audio, args.outfile, seconds=1.0 if args.mode == "short" else None, size=size)
     return 0
 
 

@@ -145,6 +145,18 @@ def test_the_tool_gets_the_prepared_inputs_and_its_output_is_published(stage: St
     assert frames(staged.encode()) == 50
 
 
+def test_a_tool_output_of_another_size_becomes_the_planned_picture(stage: Stage) -> None:
+    """A tool that renders at its model's size (256x256 from a 320x240 still): the final has the plan's
+    320x240, the tool's picture contained in it, 50 frames at 25 fps."""
+    staged = stage(command("square"))
+    staged.lipsync()
+    produced = probe(staged.run.lipsync_output)
+    assert (produced["width"], produced["height"]) == (256, 256)
+    video = ffprobe_streams(staged.encode())["video"]
+    assert (video["width"], video["height"], int(video["nb_read_frames"])) == (320, 240, 50)
+    assert video["r_frame_rate"] == "25/1"
+
+
 @pytest.mark.parametrize(
     ("audio_seconds", "short_frames", "passes"),
     [

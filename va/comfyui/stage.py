@@ -9,6 +9,7 @@ numbered in batch order, videos into ``comfyui/clips/``. Then ``assemble_visual`
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import signal
@@ -28,7 +29,7 @@ from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
-from va.plan import batch_seed
+from va.plan import Plan, batch_seed
 from va.retry import RetryPolicy, retrying
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -79,8 +80,8 @@ def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: 
         or params.get("negative")
         or params.get("negative_prompt")
         or motion["negative_prompt"],
-        "width": params.get("width", 1024),
-        "height": params.get("height", 576),
+        "width": params["width"],
+        "height": params["height"],
         "frames": batch["frames"],
         "fps": params.get("fps") or job.fps,
         "seed": seed,
@@ -538,24 +539,24 @@ class _BatchRun:
         }  # fmt: skip
 
 
-def assemble_visual(job: Job, plan: Path, batches: list[Path], target: Path) -> None:
+def assemble_visual(plan: Plan, batches: list[Path], target: Path) -> None:
     """All batches' frames (held to the output rate) or clips (played in order) as one video of exactly
-    the target frame count at the job's frame rate."""
-    figures = read_json(plan)
+    the planned frames, rate and size: frames of another size than the plan's (ComfyUI's own rounding,
+    a template that scales) are brought to the output picture by its ``fit`` and ``background``."""
+    assert plan.comfyui is not None, "assemble_visual runs only with a ComfyUI stage"
+    gen_fps = plan.comfyui.fps
     documents = [read_json(path) for path in batches]
-    output = job.data["output"]
-    settings = {
-        "fps": job.fps,
-        "frames": figures["target_frames"],
-        "crf": output["crf"],
-        "preset": output["x264_preset"],
-    }
+    files = [Path(file) for doc in documents for file in doc["files"]]
+    first = media.probe_visual(files[0])
+    returned = (first.width, first.height)
+    log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *plan.geometry.canvas.size)
+    encode = functools.partial(
+        media.encode_picture, fps=plan.fps, frames=plan.target_frames, crf=plan.encoding.crf,
+        preset=plan.encoding.preset, canvas=plan.geometry.canvas, source_size=returned,
+    )  # fmt: skip
     if all(doc["kind"] == "frames" for doc in documents):
-        folder = Path(documents[0]["files"][0]).parent if documents else target.parent
-        media.encode_picture(media.frames_source(folder, figures["comfyui"]["fps"]), None, target, **settings)
+        encode(media.frames_source(files[0].parent, gen_fps), None, target)
         return
     with media.scratch_beside(target) as scratch:
-        clips = [Path(file) for doc in documents for file in doc["files"]]
         # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
-        source = media.clips_source(clips, scratch)
-        media.encode_picture(source, None, target, retime=figures["comfyui"]["fps"], **settings)
+        encode(media.clips_source(files, scratch), None, target, retime=gen_fps)
