@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, Media, ffmpeg, ffmpeg_without_x264, ffprobe_streams
@@ -250,3 +251,33 @@ def test_a_still_loop_of_another_size_than_planned_is_not_published(files: Media
         "final.mp4: encoded 50 frames of 320x240 at 25 fps where 50 frames of 100x100 at 25 fps were planned"
     )
     assert not run.final("final.mp4").exists()
+
+
+def rgb_pixels(path: Path) -> np.ndarray:
+    """The first frame of an image or video, decoded to RGB as ffmpeg displays it (rotation applied)."""
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
+         "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, np.uint8).astype(np.float32)
+
+
+@pytest.mark.parametrize(("rotation", "size"), [(90, (240, 320)), (-90, (240, 320)), (180, (320, 240))])
+def test_a_start_video_with_rotation_metadata_is_taken_as_displayed(
+    files: Media, rotation: int, size: tuple[int, int]
+) -> None:
+    """A phone video is stored 320x240 with a display matrix that turns it: the plan, the still and the
+    final have the size it is displayed at, and the still is its first frame the right way up."""
+    stored = files.video("stored.mp4", "320x240")
+    start = files.root / "turned.mp4"
+    ffmpeg("-i", str(stored), "-c", "copy", "-metadata:s:v:0", f"rotate={rotation}", str(start))
+    job = files.job(input={"audio": "voice.wav", "start": start.name})
+    final, plan = render_held_still(job, files.root / "w")
+    assert (plan["geometry"]["source_width"], plan["geometry"]["source_height"]) == size
+    streams = check_contract(final, 50, 25)
+    assert (streams["video"]["width"], streams["video"]["height"]) == size
+    still = rgb_pixels(Workdir(files.root / "w").still)
+    assert np.abs(still - rgb_pixels(start)).mean() < 3
+    if rotation == 180:  # the same size either way: the picture itself is turned
+        assert np.abs(still - rgb_pixels(stored)).mean() > 20

@@ -254,8 +254,24 @@ def image_size(path: Path) -> tuple[int, int] | None:
             return None
 
 
+def rotation(stream: dict[str, object]) -> int:
+    """Degrees a video stream is turned when displayed (its display matrix, else the older ``rotate``
+    tag), 0..359; ffmpeg applies it when it decodes (``-autorotate``), so the frames have that size."""
+    side_data = stream.get("side_data_list")
+    tags = stream.get("tags")
+    turns = [entry.get("rotation") for entry in side_data if isinstance(entry, dict)] if isinstance(
+        side_data, list) else []  # fmt: skip
+    turns.append(tags.get("rotate") if isinstance(tags, dict) else None)
+    for turn in turns:
+        degrees = _float(turn) if turn is not None else None
+        if degrees is not None:
+            return round(degrees) % 360
+    return 0
+
+
 def probe_visual(path: Path) -> VisualInfo:
-    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``."""
+    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``. The size is the
+    displayed one: a video with rotation metadata (a phone's) has its width and height as turned."""
     data = _ffprobe_json(path, "image or video")
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
@@ -263,6 +279,8 @@ def probe_visual(path: Path) -> VisualInfo:
     if stream is None or width <= 0 or height <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable image or video: {path}")
     pix_fmt = str(stream.get("pix_fmt", ""))
+    if rotation(stream) % 180 == 90:  # displayed turned on its side: ffmpeg's decoding turns it so
+        width, height = height, width
     return VisualInfo(
         path=path,
         codec=str(stream.get("codec_name", "")),
