@@ -12,7 +12,7 @@ from va.batch import load_batch, read_selection
 from va.clean import clean_run
 from va.graph import check_supported
 from va.job import active_provider, comfyui_active, load_job
-from va.lipsync.providers import get_provider
+from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
 from va.plan import plan_job, plan_slice, previous_plan
 from va.stabilize import stabilize_active
@@ -48,6 +48,7 @@ wildcard_constraints:
     name="[^/]+",
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
+    chunk=r"\d{4}",
 
 
 def at(path):
@@ -89,7 +90,9 @@ def plan_settings(rule):
     """
 
     def settings(wildcards):
-        return plan_slice(plan_of(wildcards), rule, wildcards.get("batch"))
+        return plan_slice(
+            plan_of(wildcards), rule, wildcards.get("batch"), wildcards.get("chunk")
+        )
 
     return settings
 
@@ -162,8 +165,21 @@ def release_rescheduling_timers():
 
 
 def lipsync_inputs(wildcards):
-    """Inputs of lipsync: the still, the padded audio, and the visual stage's video. The still depends
-    only on the start and the geometry, which are in the rule's params."""
+    """Inputs of lipsync: the chunks' videos when the plan cuts the audio, else those of its one run."""
+    stage = plan_of(wildcards).lipsync
+    if stage.chunked:
+        return {
+            "chunks": [
+                in_run(wildcards, f"lipsync/chunks/{chunk.name}.mp4")
+                for chunk in stage.chunks
+            ]
+        }
+    return lipsync_chunk_inputs(wildcards)
+
+
+def lipsync_chunk_inputs(wildcards):
+    """Inputs of a provider's run: the still, the padded audio, and the visual stage's video. The still
+    depends only on the start and the geometry, which are in the rule's params."""
     inputs = {
         "still": ancient(in_run(wildcards, "frames/still.png")),
         "audio": in_run(wildcards, "prepare/padded.wav"),
@@ -177,12 +193,15 @@ def lipsync_inputs(wildcards):
 PROVIDER_RESOURCES = {}
 
 
-def lipsync_resource(name):
+def lipsync_resource(name, rule="lipsync_chunk"):
     """A resource of lip-sync jobs (cpus, mem_mb, gpus, runtime): what the job's provider declares in
     lipsync.providers.json, so the request follows the tool (the audiogram: one CPU, little memory).
+    The rule lipsync of a cut audio only joins its chunks' videos: it asks for what a join takes.
     """
 
     def resource(wildcards):
+        if rule == "lipsync" and plan_of(wildcards).lipsync.chunked:
+            return getattr(JOIN_RESOURCES, name)
         provider = active_provider(job_of(wildcards))
         if provider not in PROVIDER_RESOURCES:
             PROVIDER_RESOURCES[provider] = get_provider(provider).resources

@@ -92,7 +92,7 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
             rule for rule, batch in slices if plan_slice(base, rule, batch) != plan_slice(other, rule, batch)
         )
 
-    assert differ(lipsync) == ["encode", "lipsync"]
+    assert differ(lipsync) == ["encode", "lipsync", "lipsync_chunk"]
     assert differ(sharper) == ["assemble_visual", "camera_motion", "encode", "hold_start_frame", "stabilize"]
     assert changed_fields(base, sharper) == ["document.output", "encoding"]
     assert differ(faster) == [

@@ -28,6 +28,7 @@ RULE_PHASE = {
     "assemble_visual": "comfyui",
     "camera_motion": "motion",
     "stabilize": "stabilize",
+    "lipsync_chunk": "lipsync",
     "lipsync": "lipsync",
     "captions": "encode",
     "encode": "encode",
@@ -35,8 +36,8 @@ RULE_PHASE = {
 
 
 def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None = None) -> list[str]:
-    """Outputs of one rule (of one batch, for ``comfyui_batch``), relative to the workdir: the same
-    paths the rule files declare."""
+    """Outputs of one rule (of one batch for ``comfyui_batch``, of one chunk for ``lipsync_chunk``),
+    relative to the workdir: the same paths the rule files declare."""
     root = workdir.root
     paths = {
         "prepare_audio": [workdir.padded_audio, workdir.padded_aac],
@@ -45,6 +46,7 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "assemble_visual": [workdir.comfyui_visual],
         "camera_motion": [workdir.motion_visual],
         "stabilize": [workdir.stabilized_visual],
+        "lipsync_chunk": [workdir.lipsync_chunk(target or "")],
         "lipsync": [workdir.lipsync_output],
         "captions": [workdir.captions_srt, workdir.captions_vtt],
         "encode": [workdir.final(basename)],

@@ -98,7 +98,7 @@ def _phase(
 
 
 #: What the manifest keeps of a rule event.
-RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error")
+RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error", "seconds")
 #: What it keeps of a ComfyUI attempt (the fields that are set).
 ATTEMPT_FIELDS = ("batch", "attempt", "seed", "prompt_id", "outcome", "error")
 
@@ -150,6 +150,7 @@ class EventDigest:
             entry["last"] = kept
             if kind == "rule_started":
                 entry["started"] = kept
+                entry["attempt"] = self.starts
                 if rule not in self.attempt_rules:
                     self.attempt_rules.append(str(rule))
         if kind == "comfyui_attempt":
@@ -254,6 +255,37 @@ def _loudness(workdir: Workdir, plan: dict[str, Any]) -> dict[str, Any] | None:
     return {**target, **done} if current else dict(target)
 
 
+def _planned_chunks(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lip-sync chunks of a plan's JSON data; none when the audio is not cut."""
+    chunks: list[dict[str, Any]] = (plan.get("lipsync") or {}).get("chunks") or []
+    return chunks if len(chunks) > 1 else []
+
+
+def _chunk_details(
+    chunks: list[dict[str, Any]], digest: EventDigest, workdir: Workdir, removed: set[str]
+) -> list[dict[str, Any]]:
+    """Each chunk of a cut audio: its span (seconds, frames at the provider's rate), whether its video is
+    made, the run attempt that made it and how long that took."""
+    details = []
+    for chunk in chunks:
+        entry = digest.rules.get(f"lipsync_chunk/{chunk['name']}") or {}
+        last = entry.get("last") or {}
+        path = str(workdir.lipsync_chunk(chunk["name"]).relative_to(workdir.root))
+        made = path in removed or (workdir.root / path).exists()
+        finished = last.get("kind") == "rule_finished"
+        details.append({
+            "name": chunk["name"],
+            "start": chunk["start_seconds"],
+            "end": chunk["end_seconds"],
+            "frames": chunk["frames"],
+            "cut": chunk["cut"],
+            "status": "done" if made else "failed" if last.get("kind") == "rule_failed" else "pending",
+            "attempt": entry.get("attempt") if made and finished else None,
+            "seconds": last.get("seconds") if made and finished else None,
+        })  # fmt: skip
+    return details
+
+
 def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[str, Any] | None:
     """The manifest of the run in ``workdir`` (from ``digest``, else from the log's current digest), or
     None when no run was ever started there."""
@@ -277,6 +309,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
     graph = last["graph"]
     plan = read_json(workdir.plan) if workdir.plan.exists() else {}
     batches = [b["name"] for b in (plan.get("comfyui") or {}).get("batches", [])]
+    chunks = _planned_chunks(plan)
     by_key: dict[Key, dict[str, Any]] = {(e["rule"], e.get("target")): e for e in digest.rules.values()}
     phases: dict[str, Any] = {}
     for phase in PHASES:
@@ -288,6 +321,9 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         keys: list[Key] = []
         for rule in graph["rules"][phase]:
             seen = {str(t) for r, t in by_key if r == rule and t}
+            if rule == "lipsync_chunk":  # a job of each chunk, none when the audio is not cut
+                keys += [(rule, str(chunk["name"])) for chunk in chunks]
+                continue
             targets = sorted(seen | set(batches)) if rule == "comfyui_batch" else []
             keys += [(rule, target) for target in targets] if targets else [(rule, None)]
         outputs = {key: rule_outputs(workdir, graph["final"], *key) for key in keys}
@@ -303,6 +339,8 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
     if phases["comfyui"]["status"] != "skipped":
         phases["comfyui"].update(_comfyui_details(workdir, digest, plan, removed))
 
+    if chunks and phases["lipsync"]["status"] != "skipped":
+        phases["lipsync"]["chunks"] = _chunk_details(chunks, digest, workdir, removed)
     if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
         result = read_json(workdir.lipsync_result)
         phases["lipsync"].update(

@@ -976,12 +976,75 @@ def scratch_beside(target: Path) -> Iterator[Path]:
         yield scratch
 
 
-def resample_audio(source: Path, target: Path, *, sample_rate: int, channels: int) -> None:
-    """Convert audio to 16-bit PCM WAV at the rate and channel count a tool expects."""
+@dataclass(frozen=True)
+class Silence:
+    """A stretch of an audio file quieter than the detector's threshold, in seconds from its start."""
+
+    start_seconds: float
+    end_seconds: float
+
+
+def detect_silences(audio: Path, *, noise_db: float, min_seconds: float) -> tuple[Silence, ...]:
+    """Every silence of at least ``min_seconds`` below ``noise_db`` in ``audio`` (ffmpeg ``silencedetect``);
+    a silence still open at the end closes at the decoded end."""
+    argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-v", "info", "-i", str(audio)]
+    argv += ["-map", "0:a:0", "-af", f"silencedetect=noise={noise_db:g}dB:d={min_seconds:g}"]
+    argv += ["-progress", "pipe:1", "-f", "null", "-"]
+    log.info("%s", shlex.join(argv), extra=COMMAND)
+    try:  # not _run: its stderr is one line per silence, hours of speech make thousands
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise VaError(ExitCode.DEPENDENCY_MISSING, f"cannot start {argv[0]}: {exc}") from exc
+    if done.returncode != 0:
+        raise VaError(
+            ExitCode.UNSUPPORTED_FORMAT, f"not a decodable audio file: {audio}: {_last_line(done.stderr)}"
+        )
+    times = [line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("out_time_us=")]
+    end = max((int(t) for t in times if t.strip().lstrip("-").isdigit()), default=0) / 1e6
+    silences, opened = [], None
+    for line in done.stderr.splitlines():
+        if "silence_start:" in line:
+            opened = max(0.0, float(line.split("silence_start:", 1)[1].split()[0]))
+        elif "silence_end:" in line and opened is not None:
+            silences.append(Silence(opened, float(line.split("silence_end:", 1)[1].split()[0])))
+            opened = None
+    if opened is not None and end > opened:
+        silences.append(Silence(opened, end))
+    return tuple(silences)
+
+
+def cut_audio(
+    source: Path, target: Path, *, start_seconds: float, seconds: float, length_seconds: float,
+    sample_rate: int, channels: int,
+) -> None:  # fmt: skip
+    """``seconds`` of ``source`` from ``start_seconds`` as 16-bit PCM WAV at the rate and channel count a
+    tool expects, padded with silence to ``length_seconds`` (a chunk of the voice for a lip-sync tool)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", "0:a:0"]
+    length = max(length_seconds, seconds)
+    # The input seek is exact for PCM WAV (a sample's byte offset is known), so a chunk of an hour-long
+    # track costs as much as the first one.
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{start_seconds:.6f}"]
+    argv += ["-t", f"{seconds:.6f}", "-i", str(source), "-map", "0:a:0"]
+    argv += ["-af", f"aresample={sample_rate},apad=whole_len={round(length * sample_rate)}"]
     argv += ["-ar", str(sample_rate), "-ac", str(channels), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
-    _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot convert audio {source}")
+    _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot cut audio {source}")
+
+
+def video_window(video: Path, start_seconds: float) -> list[str]:
+    """ffmpeg input arguments for ``video`` from ``start_seconds`` on (an exact seek: ffmpeg decodes from
+    the key frame before it and drops the frames before it)."""
+    return ["-ss", f"{start_seconds:.6f}", "-i", str(video)]
+
+
+def concat_videos(clips: list[Path], target: Path, *, frames: int, failure: ExitCode) -> None:
+    """Join ``clips`` (H.264 made with the same settings) one after the other by stream copy, into a file of
+    exactly ``frames`` frames (checked before it is renamed into place)."""
+    with _scratch_for(target) as scratch:
+        partial = scratch / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *clips_source(clips, scratch)]
+        argv += ["-map", "0:v:0", "-c:v", "copy", *MP4_OUT, str(partial)]
+        _run(argv, failure=failure, what=f"joining {len(clips)} clips into {target.name} failed")
+        _publish(partial, target, frames, failure)
 
 
 def render_audiogram(

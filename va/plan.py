@@ -35,7 +35,8 @@ from va.job import (
     job_from_document,
     start_info,
 )
-from va.lipsync.providers import get_provider
+from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
+from va.lipsync.providers import Provider, get_provider
 from va.schema import SECRET_FIELD
 from va.timeline import cut_batches, load_segments, segment_overrides
 
@@ -176,13 +177,40 @@ class Generation:
 
 
 @dataclass(frozen=True, slots=True)
+class Chunk:
+    """One run of the lip-sync provider: ``frames`` frames from frame ``first`` (0-based, at the provider's
+    rate), the padded audio from ``start_seconds`` to ``end_seconds``. The tool gets ``input_frames``
+    frames and ``input_seconds`` of audio (padded up to its frame quantum); its output is trimmed back.
+    ``cut``: how the chunk's end was chosen (``silence``, ``speech``: no pause near, ``end``)."""
+
+    index: int
+    name: str
+    first: int
+    frames: int
+    start_seconds: float
+    end_seconds: float
+    input_frames: int
+    input_seconds: float
+    cut: str
+
+
+@dataclass(frozen=True, slots=True)
 class Lipsync:
-    """The lip-sync stage: the provider and its resolved settings (secret values as digests)."""
+    """The lip-sync stage: the provider and its resolved settings (secret values as digests), the frame
+    rate and frame count of its output, and the chunks it runs on (one, unless the audio is cut)."""
 
     provider: str
     type: str
     settings: dict[str, Any]
     allow_passthrough: bool
+    fps: int
+    frames: int
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the audio is cut: each chunk is then a job of its own, joined to the stage's output."""
+        return len(self.chunks) > 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +247,11 @@ class Plan:
         """The ComfyUI batch called ``name``."""
         batches = self.comfyui.batches if self.comfyui else ()
         return next(batch for batch in batches if batch.name == name)
+
+    def chunk(self, name: str) -> Chunk:
+        """The lip-sync chunk called ``name``."""
+        chunks = self.lipsync.chunks if self.lipsync else ()
+        return next(chunk for chunk in chunks if chunk.name == name)
 
 
 def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
@@ -284,18 +317,83 @@ def _conceal(node: Any, key: str = "") -> Any:
     return node
 
 
-def plan_lipsync(job: Job) -> Lipsync | None:
+@functools.lru_cache(maxsize=64)
+def _voice_silences(path: Path, identity: tuple[int, int]) -> tuple[media.Silence, ...]:
+    return media.detect_silences(path, noise_db=SILENCE_NOISE_DB, min_seconds=SILENCE_MIN_SECONDS)
+
+
+def padded_silences(job: Job, buffer: Buffer, voice_seconds: float) -> list[tuple[float, float]]:
+    """The silences of the padded audio, in seconds: the buffers, and the voice track's own pauses.
+
+    They are found on the voice track itself, shifted by the pre buffer, because the chunks are planned
+    while the graph is built (like ComfyUI's batches), before prepare_audio pads it: the padded audio is
+    that track between exact silence. Planning there makes every chunk a job of its own from the start,
+    with its own output: a resumed run and plain snakemake make only the missing ones, a cluster runs
+    them side by side, and plan.json lists them before any work. A planning rule would need a checkpoint,
+    whose jobs Snakemake learns only after it ran (no dry run, no chunks in the plan when the run starts).
+    Loudness normalisation changes a pause's level, not its place."""
+    stat = job.audio.stat()
+    pre, end = buffer.pre_seconds, buffer.pre_seconds + voice_seconds
+    found = _voice_silences(job.audio, (stat.st_size, stat.st_mtime_ns))
+    pauses = [(pre + s.start_seconds, min(end, pre + s.end_seconds)) for s in found]
+    return [(0.0, pre), *pauses, (end, end + buffer.post_seconds)]
+
+
+def plan_chunks(
+    job: Job, provider: Provider, *, fps: int, buffer: Buffer, voice_seconds: float
+) -> tuple[Chunk, ...]:
+    """The chunks the provider runs on: one, unless the padded audio is longer than the provider's
+    ``input.max_seconds`` or the job's ``lipsync.chunk_seconds`` (then cut at silences, on frame
+    boundaries, each no longer than that, padded to the provider's frame quantum included)."""
+    seconds = buffer.pre_seconds + voice_seconds + buffer.post_seconds
+    total = target_frames(seconds, fps)
+    settings, provider_id = provider.settings["input"], provider.id
+    quantum = quantum_of(settings, provider_id)
+    asked = (settings.get("max_seconds"), job.data["lipsync"].get("chunk_seconds"))
+    limits = [float(limit) for limit in asked if limit]
+    cuts = [Cut(0, total, "end")]
+    if limits:
+        limit = quantum.largest(math.floor(min(limits) * fps + 1e-6))
+        if limit < 1:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f"lipsync: chunks of at most {min(limits):g} s hold no frame count provider {provider_id} "
+                f"takes at {fps} fps",
+            )
+        if total > limit:
+            search = round(float(job.data["lipsync"]["cut_search_seconds"]) * fps)
+            silent = silent_frames(padded_silences(job, buffer, voice_seconds), fps)
+            cuts = plan_cuts(total, limit=limit, search=search, silent=silent)
+    chunks = []
+    for index, cut in enumerate(cuts):
+        start = cut.first / fps
+        end = seconds if index == len(cuts) - 1 else (cut.first + cut.frames) / fps
+        padded = quantum.pad(cut.frames)
+        chunks.append(
+            Chunk(index=index, name=batch_name(index), first=cut.first, frames=cut.frames,
+                  start_seconds=round(start, 6), end_seconds=round(end, 6), input_frames=padded,
+                  input_seconds=round(max(end - start, padded / fps), 6), cut=cut.end)
+        )  # fmt: skip
+    return tuple(chunks)
+
+
+def plan_lipsync(job: Job, buffer: Buffer, voice_seconds: float) -> Lipsync | None:
     """The lip-sync stage of ``job``, None when it does not run."""
     provider_id = active_provider(job)
     if provider_id is None:
         return None
     provider = get_provider(provider_id)
+    fps = int(provider.settings["input"].get("fps") or job.fps)
+    seconds = buffer.pre_seconds + voice_seconds + buffer.post_seconds
     return Lipsync(
         provider=provider_id,
         type=provider.type,
         # What the provider asks a cluster for is no setting of the result: editing it reruns nothing.
         settings=_conceal({key: value for key, value in provider.settings.items() if key != "resources"}),
         allow_passthrough=bool(job.data["lipsync"]["allow_passthrough"]),
+        fps=fps,
+        frames=target_frames(seconds, fps),
+        chunks=plan_chunks(job, provider, fps=fps, buffer=buffer, voice_seconds=voice_seconds),
     )
 
 
@@ -368,7 +466,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         encoding=Encoding(int(output["crf"]), str(output["x264_preset"])),
         visual_source=effective["visual_source"],
         comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
-        lipsync=plan_lipsync(job),
+        lipsync=plan_lipsync(job, buffer, voice),
         inputs={
             "audio": InputFile(str(job.audio), sha256_file(job.audio)),
             "start": InputFile(str(job.start), sha256_file(job.start)),
@@ -465,6 +563,8 @@ RULE_FIELDS = {
     "stabilize": ("comfyui.fps", "fps", "target_frames", "geometry", "encoding", "document.stabilize"),
     "assemble_visual": ("comfyui.fps", "comfyui.frames", "fps", "target_frames", "geometry", "encoding"),
     "lipsync": ("lipsync", "fps", "target_frames", "audio_duration_seconds", "seeds", "geometry"),
+    "lipsync_chunk": ("lipsync.provider", "lipsync.type", "lipsync.settings", "lipsync.allow_passthrough",
+                      "lipsync.fps", "seeds", "geometry"),
     "encode": ("fps", "target_frames", "geometry", "encoding", "visual_source", "lipsync.provider",
                "document.output.captions"),
     "captions": ("buffer", "fps", "visual_target_duration_seconds", "document.timeline",
@@ -472,13 +572,16 @@ RULE_FIELDS = {
 }  # fmt: skip
 
 
-def plan_slice(plan: Plan, rule: str, batch: str | None = None) -> str:
+def plan_slice(plan: Plan, rule: str, batch: str | None = None, chunk: str | None = None) -> str:
     """The part of ``plan`` that ``rule``'s output depends on, as one string: a rule's ``params``, so
-    Snakemake reruns it when (and only when) that part changed. ``comfyui_batch`` also gets its batch."""
+    Snakemake reruns it when (and only when) that part changed. ``comfyui_batch`` also gets its batch,
+    ``lipsync_chunk`` its chunk (and no other: a chunk cut elsewhere reruns only itself)."""
     document = plan_document(plan)
     picked = _pick(document, RULE_FIELDS[rule])
     if batch is not None:
         picked["batch"] = dataclasses.asdict(plan.batch(batch))
+    if chunk is not None:
+        picked["chunk"] = dataclasses.asdict(plan.chunk(chunk))
     return canonical_json(picked)
 
 

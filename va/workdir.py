@@ -93,6 +93,10 @@ class Workdir:
     def lipsync_output(self) -> Path:
         return self.root / "lipsync" / "output.mp4"
 
+    def lipsync_chunk(self, chunk: str) -> Path:
+        """The provider's video of one chunk of a cut audio, of exactly the chunk's planned frames."""
+        return self.root / "lipsync" / "chunks" / f"{chunk}.mp4"
+
     @property
     def lipsync_result(self) -> Path:
         return self.root / "lipsync" / "result.json"

@@ -6,6 +6,12 @@ Modes: ok, face, oom, silent, hang (for ever, with a worker process in a session
 short (a 1 s file, warning on stderr), corrupt (an undecodable file,
 warning on stderr), flaky (fails once with a transient error, then works), glob, square (a 256x256
 video whatever the input's size, as tools that render the face crop at their model's size).
+
+The limits of real models, each an option: --max-seconds S (refuses longer audio, as a model with a fixed
+context does), --frame-multiple N (works in windows of N frames and returns only whole windows, as
+LatentSync returns 288 of 300 frames), --frame-form 4n+1 (refuses other frame counts, as Wan and
+InfiniteTalk do). --calls FILE appends the audio it was given, one line a call; with --hang-on-call K
+the K-th call hangs (a tool stuck in the middle of a long job).
 """
 
 from __future__ import annotations
@@ -21,11 +27,55 @@ from pathlib import Path
 import yaml
 
 
-def render(video: str, audio: str, output: str, seconds: float | None = None, size: str = "") -> None:
+def render(
+    video: str,
+    audio: str,
+    output: str,
+    seconds: float | None = None,
+    size: str = "",
+    frames: int | None = None,
+) -> None:
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", video, "-i", audio, "-map", "0:v", "-map", "1:a"]
     argv += ["-t", str(seconds)] if seconds else []
     argv += ["-vf", f"scale={size},setsar=1"] if size else []
+    argv += ["-frames:v", str(frames)] if frames else []
     subprocess.run([*argv, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", output], check=True)
+
+
+def probe(path: str, entry: str, *extra: str) -> str:
+    """One figure of the first stream of a file, as ffprobe prints it."""
+    argv = ["ffprobe", "-v", "error", *extra, "-show_entries", f"stream={entry}", "-of", "csv=p=0", path]
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip().split(",")[0]
+
+
+def model_limits(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """What a model with limits says about its inputs: a refusal (None: taken), and how many frames it
+    returns (None: all)."""
+    if args.max_seconds is not None:
+        seconds = float(probe(args.audio, "duration"))
+        if seconds > args.max_seconds + 1e-3:
+            return f"RuntimeError: audio of {seconds:.2f} s exceeds the model's {args.max_seconds:g} s", None
+    frames = int(probe(args.face, "nb_read_packets", "-count_packets", "-select_streams", "v:0"))
+    if args.frame_form is not None:
+        step, offset = (int(x) for x in args.frame_form.split("n+"))
+        if frames % step != offset % step:
+            return f"AssertionError: the number of frames must be {args.frame_form}, got {frames}", None
+    if args.frame_multiple is not None:
+        whole = frames // args.frame_multiple * args.frame_multiple
+        if whole == 0:
+            return f"ValueError: fewer than {args.frame_multiple} frames", None
+        print(f"warning: {frames - whole} frames dropped (windows of {args.frame_multiple})", file=sys.stderr)
+        return None, whole
+    return None, None
+
+
+def hang_here(args: argparse.Namespace) -> bool:
+    """Record this call; whether it is the one to hang."""
+    if args.calls is None:
+        return False
+    with open(args.calls, "a", encoding="utf-8") as calls:
+        calls.write(f"{args.audio}\n")
+    return len(Path(args.calls).read_text(encoding="utf-8").splitlines()) == args.hang_on_call
 
 
 def main() -> int:
@@ -36,6 +86,11 @@ def main() -> int:
     parser.add_argument("--outfile")
     parser.add_argument("--dump")
     parser.add_argument("--config")
+    parser.add_argument("--max-seconds", type=float)
+    parser.add_argument("--frame-multiple", type=int)
+    parser.add_argument("--frame-form")
+    parser.add_argument("--calls")
+    parser.add_argument("--hang-on-call", type=int)
     args = parser.parse_args()
     told = {"argv": sys.argv[1:], "cwd": str(Path.cwd()), "pid": os.getpid()}
     if args.mode == "hang":  # as tools with worker processes do: one in a session of its own
@@ -64,8 +119,12 @@ def main() -> int:
     if args.mode == "silent":
         print("something went wrong, but we exit 0 anyway", file=sys.stderr)
         return 0
-    if args.mode == "hang":
+    if args.mode == "hang" or hang_here(args):
         time.sleep(600)
+    refusal, frames = model_limits(args)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 1
     if args.mode == "flaky":
         marker = Path("flaky-once")  # in the working directory: the run's own folder
         if not marker.exists():
@@ -80,7 +139,8 @@ def main() -> int:
     if args.mode == "short":
         print("warning: audio features ran out after 25 frames", file=sys.stderr)
     size = "256:256" if args.mode == "square" else ""
-    render(args.face, args.audio, args.outfile, seconds=1.0 if args.mode == "short" else None, size=size)
+    seconds = 1.0 if args.mode == "short" else None
+    render(args.face, args.audio, args.outfile, seconds=seconds, size=size, frames=frames)
     return 0
 
 

@@ -22,7 +22,7 @@ from va import stages
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job, load_job
-from va.lipsync.stage import check_output, run_lipsync
+from va.lipsync.stage import check_output, join_chunks, run_lipsync
 from va.manifest import build_manifest
 from va.plan import load_plan, plan_job
 from va.tracking import record_run_finished, record_run_started, rule_step
@@ -57,6 +57,17 @@ class Staged:
         """The rule body, called as scripts/lipsync.py calls it."""
         run = self.run
         return run_lipsync(self.job, run.plan, run.still, run.padded_audio, run.lipsync_output)
+
+    def chunked(self) -> dict[str, Any]:
+        """The chunks' rule bodies, as scripts/lipsync_chunk.py calls them, then the join of
+        scripts/lipsync.py."""
+        run = self.run
+        stage = load_plan(run.plan).lipsync
+        assert stage is not None and stage.chunked
+        clips = [run.lipsync_chunk(chunk.name) for chunk in stage.chunks]
+        for chunk, clip in zip(stage.chunks, clips, strict=True):
+            run_lipsync(self.job, run.plan, run.still, run.padded_audio, clip, chunk=chunk.name)
+        return join_chunks(run.plan, clips, run.lipsync_output)
 
     def recorded(self) -> tuple[int, dict[str, Any]]:
         """The rule body in its rule_step, in a recorded run: the exit code the rule's process would end
@@ -107,6 +118,11 @@ def stage(files: Media, use_providers: UseProviders) -> Stage:
 
 def frames(path: Path) -> int:
     return int(ffprobe_streams(path)["video"]["nb_read_frames"])
+
+
+def picture_frames(path: Path) -> int:
+    """Frames of the first stream of a file, a video (with or without sound)."""
+    return int(probe(path)["nb_read_frames"])
 
 
 def probe(path: Path) -> dict[str, Any]:
@@ -281,4 +297,59 @@ def test_passthrough_continues_with_the_unsynced_video(stage: Stage) -> None:
     lipsync = manifest["phases"]["lipsync"]
     assert lipsync["status"] == "done" and lipsync["passthrough"] is True
     assert "un-synced video was used" in lipsync["note"] and "Face not detected" in lipsync["note"]
+    assert frames(staged.encode()) == 50
+
+
+@pytest.mark.parametrize(
+    ("model", "quantum", "padded", "refusal"),
+    [
+        (("--frame-multiple", "16"), {"frame_multiple": 16}, 64, "output lasts 1.920 s, the audio 2.000 s"),
+        (("--frame-form", "4n+1"), {"frame_form": "4n+1"}, 53, "the number of frames must be 4n+1, got 50"),
+    ],
+    ids=["windows-of-16", "4n+1"],
+)
+@pytest.mark.parametrize("declared", [False, True], ids=["undeclared", "declared"])
+def test_a_models_frame_quantum_is_padded_up_and_trimmed_back(
+    stage: Stage, model: tuple[str, ...], quantum: dict[str, Any], padded: int, refusal: str, declared: bool
+) -> None:
+    # The padded audio is 50 frames long at 25 fps. A model working in windows of 16 frames returns 48;
+    # one that needs 4n+1 frames refuses 50.
+    staged = stage(command("ok", *model, input={"fps": 25, **(quantum if declared else {})}))
+    if not declared:
+        with pytest.raises(VaError) as raised:
+            staged.lipsync()
+        assert refusal in raised.value.message
+        return
+    staged.lipsync()
+    folder = staged.run.root / "lipsync"
+    assert int(probe(folder / "input" / "video.mp4")["nb_read_frames"]) == padded  # last frame held
+    assert float(probe(folder / "input" / "audio.wav")["duration"]) == padded / 25  # silence added
+    assert picture_frames(folder / "work" / "output.mp4") == padded
+    assert picture_frames(staged.run.lipsync_output) == 50  # trimmed back to the plan's frames
+    assert frames(staged.encode()) == 50
+
+
+def test_an_audio_longer_than_the_model_takes_is_run_in_chunks_and_joined(stage: Stage) -> None:
+    refusing = ("--max-seconds", "0.8")
+    with pytest.raises(VaError) as raised:
+        stage(command("ok", *refusing)).lipsync()
+    assert "audio of 2.00 s exceeds the model's 0.8 s" in raised.value.message
+
+
+def test_chunks_of_at_most_max_seconds_are_joined_frame_exactly(stage: Stage) -> None:
+    staged = stage(command("ok", "--max-seconds", "0.8", "--frame-form", "4n+1",
+                           input={"fps": 25, "max_seconds": 0.8, "frame_form": "4n+1"}))  # fmt: skip
+    result = staged.chunked()
+    assert result == {"provider": "p", "type": "command", "passthrough": False, "chunks": 3}
+    clips = [staged.run.lipsync_chunk(name) for name in ("0000", "0001", "0002")]
+    assert [picture_frames(clip) for clip in clips] == [
+        17,
+        17,
+        16,
+    ]  # 4n+1 frames of at most 0.8 s, trimmed back
+    inputs = [
+        staged.run.root / "lipsync" / "chunks" / name / "input" / "audio.wav" for name in ("0000", "0002")
+    ]
+    assert [float(probe(path)["duration"]) for path in inputs] == [0.68, 0.68]  # the last padded to 17 frames
+    assert picture_frames(staged.run.lipsync_output) == 50
     assert frames(staged.encode()) == 50

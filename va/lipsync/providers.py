@@ -43,6 +43,10 @@ class ProviderResources:
     runtime: int
 
 
+#: What joining a cut audio's chunks takes (a stream copy of their videos): no GPU, little memory.
+JOIN_RESOURCES = ProviderResources(cpus=1, mem_mb=500, gpus=0, runtime=30)
+
+
 def load_providers() -> dict[str, Provider]:
     """Every configured provider."""
     config = load_config("lipsync.providers")

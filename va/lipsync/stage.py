@@ -1,7 +1,8 @@
 """The lip-sync rule's body: prepare the inputs a provider expects, run it, check its output, publish it.
 
 Writes ``lipsync/output.mp4`` and ``lipsync/result.json`` (provider, passthrough, error), which the
-manifest reads.
+manifest reads; a cut audio's chunks each write ``lipsync/chunks/NNNN.mp4`` and their own result, and
+``join_chunks`` joins them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from va.job import Job, active_provider
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
 from va.lipsync.remote import run_http_provider
-from va.plan import target_frames
+from va.plan import Chunk, Lipsync, Plan, load_plan
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
@@ -56,56 +57,59 @@ def _publish(produced: Path, output: Path) -> None:
 
 
 def _prepare_inputs(
-    provider: Provider,
-    job: Job,
-    figures: dict[str, Any],
-    *,
-    still: Path,
-    audio: Path,
-    folder: Path,
-    visual: Path | None,
+    plan: Plan, chunk: Chunk, *, still: Path, audio: Path, folder: Path, visual: Path | None
 ) -> dict[str, Path]:
-    """The still as a video at the provider's frame rate, the still itself, the audio as the tool wants it."""
+    """The chunk's picture as a video at the provider's frame rate, the still itself, the chunk's audio as
+    the tool wants it; both padded to the chunk's ``input_frames`` (the tool's frame quantum): the picture
+    holds its last frame, the audio is silence."""
     inputs = folder / "input"
     if inputs.exists():
         shutil.rmtree(inputs)
     inputs.mkdir(parents=True)
-    settings = provider.settings["input"]
-    fps = int(settings.get("fps") or job.fps)
+    stage = _stage(plan)
+    settings = stage.settings["input"]
     video, image, voice = inputs / "video.mp4", inputs / "image.png", inputs / "audio.wav"
-    frames = target_frames(figures["audio_duration_seconds"], fps)
-    output = job.data["output"]
+    crf, fps, frames = plan.encoding.crf, stage.fps, chunk.input_frames
     if visual is None:
-        media.encode_held_still(
-            still, None, video, fps=fps, frames=frames, crf=output["crf"], preset="veryfast"
-        )
+        media.encode_held_still(still, None, video, fps=fps, frames=frames, crf=crf, preset="veryfast")
+    elif chunk.first == 0:
+        media.encode_from_video(visual, None, video, fps=fps, frames=frames, crf=crf, preset="veryfast")
     else:
-        media.encode_from_video(
-            visual, None, video, fps=fps, frames=frames, crf=output["crf"], preset="veryfast"
-        )
+        window = media.video_window(visual, chunk.start_seconds)
+        media.encode_picture(window, None, video, fps=fps, frames=frames, crf=crf, preset="veryfast")
     shutil.copyfile(still, image)
-    media.resample_audio(audio, voice, sample_rate=settings["sample_rate"], channels=settings["channels"])
+    media.cut_audio(
+        audio, voice, start_seconds=chunk.start_seconds, seconds=chunk.end_seconds - chunk.start_seconds,
+        length_seconds=chunk.input_seconds, sample_rate=settings["sample_rate"],
+        channels=settings["channels"],
+    )  # fmt: skip
     return {"video": video, "image": image, "audio": voice}
 
 
+def _stage(plan: Plan) -> Lipsync:
+    if plan.lipsync is None:
+        raise VaError(ExitCode.INTERNAL, "the plan has no lip-sync stage")
+    return plan.lipsync
+
+
 def _run_provider(
-    provider: Provider, job: Job, figures: dict[str, Any], *, inputs: dict[str, Path], audio: Path, work: Path
-) -> tuple[ProviderOutput, int]:
-    fps = int(provider.settings["input"].get("fps") or job.fps)
+    provider: Provider, plan: Plan, chunk: Chunk, *, inputs: dict[str, Path], work: Path
+) -> ProviderOutput:
+    fps = _stage(plan).fps
     if provider.type == "audiogram":
         produced = work / "audiogram.mp4"
         media.render_audiogram(
             inputs["video"],
-            audio,
+            inputs["audio"],
             produced,
             fps=fps,
-            frames=target_frames(figures["audio_duration_seconds"], fps),
+            frames=chunk.input_frames,
             style=provider.settings["style"],
             colour=provider.settings["colour"],
-            crf=job.data["output"]["crf"],
+            crf=plan.encoding.crf,
             preset="veryfast",
         )
-        return ProviderOutput(produced), fps
+        return ProviderOutput(produced)
     values = {
         "video": str(inputs["video"]),
         "image": str(inputs["image"]),
@@ -113,42 +117,69 @@ def _run_provider(
         "output": str(work / "output.mp4"),
         "workdir": str(work),
         "fps": str(fps),
-        "seed": str(figures["seeds"]["value"]),
+        "seed": str(plan.seeds.value),
         "home": str(provider.settings.get("home", "")),
     }
     run = ProviderRun(values, work, work.parent / "logs")
     if provider.type == "http":
-        return ProviderOutput(run_http_provider(provider, run, inputs)), fps
-    return run_command_provider(provider, run), fps
+        return ProviderOutput(run_http_provider(provider, run, inputs))
+    return run_command_provider(provider, run)
+
+
+def _settle(plan: Plan, chunk: Chunk, produced: Path, output: Path, *, joined: bool) -> None:
+    """Publish the tool's video as the chunk's output of exactly ``chunk.frames`` frames: trimmed back from
+    the padded length, a short one holding its last frame. A whole, unpadded run's output is published as
+    the tool made it (the encode re-times it); a chunk to be joined is always re-encoded, so every chunk has
+    the same stream settings and the join is a stream copy."""
+    fps, crf, preset = _stage(plan).fps, plan.encoding.crf, plan.encoding.preset
+    if joined:
+        source = media.video_source(produced)
+        media.encode_picture(source, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset)
+    elif chunk.input_frames != chunk.frames:
+        media.encode_from_video(produced, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset)
+    else:
+        _publish(produced, output)
 
 
 def run_lipsync(
-    job: Job, plan: Path, still: Path, audio: Path, output: Path, *, visual: Path | None = None
+    job: Job,
+    plan: Path,
+    still: Path,
+    audio: Path,
+    output: Path,
+    *,
+    visual: Path | None = None,
+    chunk: str | None = None,
 ) -> dict[str, Any]:
-    """Run the job's provider on the held still (or the visual stage's ``visual`` video); with
-    ``allow_passthrough`` a failure publishes the un-synced video instead."""
+    """Run the job's provider on the held still (or the visual stage's ``visual`` video) and the padded
+    audio: the whole of it, or the planned ``chunk`` of a cut one (its folder ``lipsync/chunks/NNNN/``
+    beside its output). With ``allow_passthrough`` a failure publishes the un-synced video instead."""
     # Tools run in their own folder: every path they see must be absolute.
     plan, still, audio, output = (path.absolute() for path in (plan, still, audio, output))
-    figures = read_json(plan)
+    planned = load_plan(plan)
+    window = planned.chunk(chunk) if chunk is not None else _stage(planned).chunks[0]
     provider = get_provider(str(active_provider(job)))
-    folder = output.parent
+    folder = output.parent if chunk is None else output.with_suffix("")
     work = folder / "work"
     if work.exists():  # the provider's own folder from an earlier, interrupted attempt
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    inputs = _prepare_inputs(provider, job, figures, still=still, audio=audio, folder=folder, visual=visual)
+    inputs = _prepare_inputs(planned, window, still=still, audio=audio, folder=folder, visual=visual)
     result: dict[str, Any] = {"provider": provider.id, "type": provider.type, "passthrough": False}
+    if chunk is not None:
+        result["chunk"] = chunk
+    joined = chunk is not None
     try:
-        produced, fps = _run_provider(provider, job, figures, inputs=inputs, audio=audio, work=work)
+        produced = _run_provider(provider, planned, window, inputs=inputs, work=work)
         check_output(
             produced.path,
-            figures["audio_duration_seconds"],
-            fps,
+            window.input_seconds,
+            _stage(planned).fps,
             provider.id,
             produced.tail,
             short_frames=provider.settings["short_frames_held"],
         )
-        _publish(produced.path, output)
+        _settle(planned, window, produced.path, output, joined=joined)
     except VaError as exc:
         result["error"] = exc.as_dict()
         if not job.data["lipsync"]["allow_passthrough"]:
@@ -156,6 +187,22 @@ def run_lipsync(
             raise
         log.warning("lip-sync failed, passing the un-synced video through: %s", exc.message)
         result["passthrough"] = True
-        _publish(inputs["video"], output)
+        _settle(planned, window, inputs["video"], output, joined=joined)
     write_json_atomic(folder / RESULT_NAME, result)
+    return result
+
+
+def join_chunks(plan: Path, clips: list[Path], output: Path) -> dict[str, Any]:
+    """Join the chunks' videos, frame-exactly (each holds its planned frames), to the stage's output, and
+    record the stage's result: the provider, and the chunks passed through un-synced, if any."""
+    stage = _stage(load_plan(plan))
+    media.concat_videos(clips, output, frames=stage.frames, failure=ExitCode.LIPSYNC_FAILED)
+    results = [read_json(clip.with_suffix("") / RESULT_NAME) for clip in clips]
+    passed = [str(result["chunk"]) for result in results if result.get("passthrough")]
+    result: dict[str, Any] = {"provider": stage.provider, "type": stage.type, "passthrough": bool(passed)}
+    result["chunks"] = len(clips)
+    if passed:
+        result["chunks_passed_through"] = passed
+        result["error"] = next(r["error"] for r in results if r.get("passthrough"))
+    write_json_atomic(output.parent / RESULT_NAME, result)
     return result
