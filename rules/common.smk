@@ -193,14 +193,15 @@ def lipsync_chunk_inputs(wildcards):
 PROVIDER_RESOURCES = {}
 
 
-def lipsync_resource(name, rule="lipsync_chunk"):
+def lipsync_resource(name, joins=False):
     """A resource of lip-sync jobs (cpus, mem_mb, gpus, runtime): what the job's provider declares in
     lipsync.providers.json, so the request follows the tool (the audiogram: one CPU, little memory).
-    The rule lipsync of a cut audio only joins its chunks' videos: it asks for what a join takes.
+    With ``joins`` (for lipsync), a cut audio's job only joins its chunks' videos, so it asks for what
+    a join takes.
     """
 
     def resource(wildcards):
-        if rule == "lipsync" and plan_of(wildcards).lipsync.chunked:
+        if joins and plan_of(wildcards).lipsync.chunked:
             return getattr(JOIN_RESOURCES, name)
         provider = active_provider(job_of(wildcards))
         if provider not in PROVIDER_RESOURCES:

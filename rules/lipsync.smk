@@ -42,10 +42,10 @@ rule lipsync:
     # What the provider declares (lipsync.providers.json), or what the join of a cut audio's chunks
     # takes; one lip-sync slot, as a chunk.
     resources:
-        cpus_per_task=lipsync_resource("cpus", "lipsync"),
-        mem_mb=lipsync_resource("mem_mb", "lipsync"),
-        gpu=lipsync_resource("gpus", "lipsync"),
-        runtime=lipsync_resource("runtime", "lipsync"),
+        cpus_per_task=lipsync_resource("cpus", joins=True),
+        mem_mb=lipsync_resource("mem_mb", joins=True),
+        gpu=lipsync_resource("gpus", joins=True),
+        runtime=lipsync_resource("runtime", joins=True),
         lipsync=1,
     params:
         run=run_dir,
