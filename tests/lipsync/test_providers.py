@@ -14,7 +14,7 @@ from va.config import REPO_CONFIG
 from va.errors import ExitCode, VaError
 from va.job import load_job
 from va.lipsync.providers import ProviderResources, fill, fill_tree, get_provider, load_providers
-from va.plan import plan_lipsync
+from va.plan import plan_job
 
 
 def test_providers_load_with_their_defaults_filled_in(tmp_path: Path, use_providers: UseProviders) -> None:
@@ -39,7 +39,7 @@ def test_a_provider_declares_what_it_asks_a_cluster_for(
     assert providers["gpu"].resources == ProviderResources(cpus=8, mem_mb=24000, gpus=1, runtime=300)
     # The request is no setting of the result: it is left out of the plan, so editing it reruns nothing.
     job = load_job(files.job(lipsync={"enable": True, "provider": "gpu"}))
-    lipsync = plan_lipsync(job)
+    lipsync = plan_job(job).lipsync
     assert lipsync is not None and "resources" not in lipsync.settings
     monkeypatch.delenv("VIDAX_LIPSYNC_CONFIG")
     shipped = load_providers()
