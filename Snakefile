@@ -35,6 +35,7 @@ localrules:
 
 
 onstart:
+    stop_idle_rescheduling()
     record_started()
 
 

@@ -4,28 +4,38 @@
 import json
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from va.batch import load_batch, read_selection
-from va.clean import clean_run
-from va.graph import check_supported
+from va.clean import record_success
+from va.graph import check_job, check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
-from va.plan import plan_job, plan_slice, previous_plan
+from va.plan import plan_job, plan_slice, plan_slices, previous_plan
 from va.stabilize import stabilize_active
 from va.stages import publish_plan
 from va.timeline import captions_mode, load_segments
-from va.tracking import record_run_finished, record_run_started
+from va.tracking import (
+    reconcile,
+    record_run_finished,
+    record_run_started,
+    run_finished,
+)
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
 
 if config.get("batch"):
+    # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
+    # out with one line, as `va batch` does, instead of failing the graph.
     BATCH = load_batch(
-        Path(config["batch"]), only=read_selection(Path.cwd()), check=check_supported
+        Path(config["batch"]),
+        only=read_selection(Path.cwd()),
+        check=partial(check_job, probe=not config.get("inputs_checked")),
     )
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
@@ -67,6 +77,7 @@ def job_of(wildcards):
 
 
 PLANS = {}
+SLICES = {}
 
 
 def plan_for(name):
@@ -86,13 +97,19 @@ def plan_of(wildcards):
 def plan_settings(rule):
     """The params function of ``rule``: the slice of the plan its output depends on. Snakemake's params
     trigger then reruns a rule when (and only when) its slice changed, so an edited job rebuilds what
-    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun).
+    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun). The
+    slices of a job are made together, once (a batch asks for thousands).
     """
 
     def settings(wildcards):
-        return plan_slice(
-            plan_of(wildcards), rule, wildcards.get("batch"), wildcards.get("chunk")
-        )
+        if wildcards.get("batch") is not None or wildcards.get("chunk") is not None:
+            return plan_slice(
+                plan_of(wildcards), rule, wildcards.get("batch"), wildcards.get("chunk")
+            )
+        name = wildcards.get("name", "")
+        if name not in SLICES:
+            SLICES[name] = plan_slices(plan_for(name))
+        return SLICES[name][rule]
 
     return settings
 
@@ -130,26 +147,51 @@ PENDING = []
 
 def record_started():
     """At the start: write the plan and record a run in each job's folder that this graph has work for
-    (a finished video is never touched again)."""
+    (a finished video is never touched again, but a run whose valid final was published without its
+    end recorded, e.g. a batch stopped before, is recorded as succeeded)."""
     for name, job in JOBS.items():
         run = Workdir(Path.cwd() / name)
-        if not run.final(job.basename).exists():
-            PENDING.append((run, job))
-            changes = publish_plan(plan_for(name), run.plan)
-            record_run_started(run, job, plan_changes=changes)
+        if run.final(job.basename).exists():
+            reconcile(run, job.basename)
+            continue
+        PENDING.append((run, job))
+        changes = publish_plan(plan_for(name), run.plan)
+        record_run_started(run, job, plan_changes=changes)
 
 
 def record_finished(success):
-    """At the end: each job that had work succeeded, failed in one of its rules, or was stopped."""
+    """At the end: each job that had work and whose end its encode did not record yet (it records it
+    when it publishes the final) succeeded, failed in one of its rules, or was stopped.
+    """
     for run, job in PENDING:
+        if run_finished(run):
+            continue
         if run.final(job.basename).exists():
-            record_run_finished(run)
-            if job.data["cleanup"]["after_success"] == "intermediates":
-                clean_run(run, trigger="cleanup.after_success")
+            record_success(run, job.data["cleanup"]["after_success"])
         else:
             unfinished = "failed" if success else "interrupted"
-            record_run_finished(run, from_rules=True, unfinished=unfinished)
+            again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
+            record_run_finished(
+                run, from_rules=True, unfinished=unfinished, again=again
+            )
     release_rescheduling_timers()
+
+
+def stop_idle_rescheduling():
+    """Drop Snakemake's default job rate limit (100 jobs a second) for this graph; a limit set on
+    purpose (--max-jobs-per-timespan) is kept.
+
+    The default never binds here, but with any limit every round of the scheduler that leaves a job
+    waiting starts a timer for another round a second later, which starts the next timer: each
+    finished job adds one such chain. A batch of N jobs ends with N rounds a second, each over every
+    waiting job (a 200-job batch: 25,000 rounds, most of the main process's CPU, time per job
+    growing with the batch). Without a limit a round runs when a job ends, as it should.
+    """
+    scheduler = getattr(workflow, "scheduler", None)
+    limit = workflow.scheduling_settings.max_jobs_per_timespan
+    default = limit is not None and (limit.max_jobs, limit.timespan) == (100, 1)
+    if default and getattr(scheduler, "job_rate_limiter", None) is not None:
+        scheduler.job_rate_limiter = None
 
 
 def release_rescheduling_timers():

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from va.clean import record_success
 from va.plan import load_plan
 from va.stages import encode
 from va.tracking import rule_step
@@ -11,11 +12,15 @@ snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - inj
 RUN = Workdir(Path(snakemake.params.run))
 
 with rule_step("encode", snakemake.log[0], workdir=RUN):
+    plan = load_plan(RUN.plan)
     encode(
-        load_plan(RUN.plan),
+        plan,
         Path(snakemake.input.loop),
         Path(snakemake.input.audio),
         Path(snakemake.output.final),
         video=Path(snakemake.input.video) if getattr(snakemake.input, "video", None) else None,
         captions=Path(snakemake.input.captions) if getattr(snakemake.input, "captions", None) else None,
     )
+# The job's end is recorded as soon as its own final is published: a batch stopped later, while other
+# jobs run, leaves this one succeeded.
+record_success(RUN, plan.document["cleanup"]["after_success"])

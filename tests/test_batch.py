@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, CliRunner, Media, ffprobe_streams
+from tests.conftest import (
+    MARKER,
+    REPO,
+    VA,
+    CliRunner,
+    Media,
+    ffprobe_streams,
+    marked_processes,
+    slow_ffmpeg,
+    wait_no_process_marked,
+)
 from tests.lipsync.fakes import command, providers_file
+from va.batch import load_batch
 from va.errors import ExitCode
+from va.events import read_events
+from va.graph import check_job
+from va.manifest import epoch
+from va.runner import SNAKEFILE
 
 
 def make_batch(files: Media, names: list[str]) -> Path:
@@ -81,7 +102,12 @@ def test_keep_going_finishes_the_others(files: Media, va_cli: CliRunner) -> None
 
 
 def test_plain_snakemake_runs_a_batch(files: Media) -> None:
-    folder = make_batch(files, ["one", "two"])
+    """Without `va batch`: a job whose input file is missing is left out with one line naming it (it
+    would fail the whole graph as a missing input), the others run."""
+    folder = make_batch(files, ["one", "two", "lost"])
+    document = json.loads((folder / "lost.json").read_text())
+    document["input"]["audio"] = str(files.root / "gone.wav")
+    (folder / "lost.json").write_text(json.dumps(document))
     out = files.root / "out"
     done = subprocess.run(
         [
@@ -103,3 +129,129 @@ def test_plain_snakemake_runs_a_batch(files: Media) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("one", "two"):
         assert json.loads((out / name / "manifest.json").read_text())["run_status"] == "succeeded"
+    about_lost = [line for line in done.stderr.splitlines() if "lost" in line]
+    assert about_lost == [f"va batch: lost: skipped: input.audio: file not found: {files.root / 'gone.wav'}"]
+    assert not (out / "lost").exists()
+
+
+def test_loading_a_batch_checks_its_input_files(files: Media) -> None:
+    """What the graph checks when it loads a batch: without probing, still that every input is there."""
+    folder = make_batch(files, ["good", "empty"])
+    document = json.loads((folder / "empty.json").read_text())
+    (files.root / "empty.png").write_bytes(b"")
+    document["input"]["start"] = str(files.root / "empty.png")
+    (folder / "empty.json").write_text(json.dumps(document))
+    batch = load_batch(folder, check=lambda job: check_job(job, probe=False))
+    assert sorted(batch.jobs) == ["good"]
+    assert batch.problems["empty"].code == ExitCode.UNSUPPORTED_FORMAT
+    assert "input.start: empty file" in batch.problems["empty"].message
+
+
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, "the batch ended before the awaited moment"
+        assert time.monotonic() < deadline, "the awaited moment did not come"
+        time.sleep(0.05)
+
+
+def run_status(workdir: Path) -> str | None:
+    try:
+        return str(json.loads((workdir / "manifest.json").read_text())["run_status"])
+    except (OSError, ValueError):
+        return None
+
+
+def kinds(events: Path, rule: str | None = None) -> list[str]:
+    return [e["kind"] for e in read_events(events) if rule is None or e.get("rule") == rule]
+
+
+def test_a_stopped_batch_keeps_what_finished(files: Media, va_cli: CliRunner) -> None:
+    """A job's end is recorded when its own final is published; a SIGTERM of `va batch` prints the summary
+    of what finished and the batch command that continues; that command then does only what is left."""
+    folder = make_batch(files, ["done", "zz-stuck"])
+    out, marker = files.root / "out", uuid.uuid4().hex
+    slow = slow_ffmpeg(files.root, 600, only="zz-stuck/prepare/padded.wav")  # the stuck job never ends
+    # Three cores: the encode of `done` (two threads) runs beside the stuck rule.
+    process = subprocess.Popen(
+        [*VA, "batch", str(folder), "--out", str(out), "--cores", "3", "--json"],
+        env={**os.environ, "FFMPEG": str(slow), MARKER: marker},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    done_events, stuck_events = (
+        out / "done" / "logs" / "events.jsonl",
+        out / "zz-stuck" / "logs" / "events.jsonl",
+    )
+    # The job's end is recorded while the graph still runs (wait_until fails if the batch ended).
+    wait_until(lambda: run_status(out / "done") == "succeeded", process)
+    wait_until(lambda: kinds(stuck_events, "prepare_audio")[-1:] == ["rule_started"], process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    wait_no_process_marked(marker)
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    again = shlex.join(["va", "batch", str(folder), "--out", str(out), "--cores", "3"])
+    assert stderr.strip().splitlines()[-1] == (
+        f"va: interrupted (1 of 2 job(s) succeeded); continue with: {again}"
+    )
+    rows = {row["job"]: row for row in json.loads(stdout)["jobs"]}
+    assert rows["done"]["status"] == "succeeded" and rows["done"]["output"] == str(out / "done" / "final.mp4")
+    assert rows["zz-stuck"]["status"] == "interrupted" and rows["zz-stuck"]["output"] is None
+    # Work is the rules' own time; wall is the attempt's start to its end.
+    events = read_events(done_events)
+    work = sum(e["seconds"] for e in events if e["kind"] == "rule_finished")
+    assert rows["done"]["work_seconds"] == round(work, 3)
+    started = next(e["ts"] for e in events if e["kind"] == "run_started")
+    ended = next(e["ts"] for e in events if e["kind"] == "run_finished")
+    assert rows["done"]["wall_seconds"] == round(epoch(ended) - epoch(started), 3)
+
+    final = out / "done" / "final.mp4"
+    before = final.stat().st_mtime_ns
+    resumed = va_cli("run", folder / "done.json", "--workdir", out / "done", "--resume", "-q")
+    assert resumed.code == ExitCode.OK, resumed.err  # a finished job of a stopped batch: nothing to do
+    assert resumed.out.strip() == str(final)
+    second = va_cli("batch", folder, "--out", out, "--cores", "3", "--json")
+    assert second.code == ExitCode.OK, second.err
+    assert {row["status"] for row in summary(second).values()} == {"succeeded"}
+    assert final.stat().st_mtime_ns == before
+    assert json.loads((out / "done" / "manifest.json").read_text())["attempts"] == 1
+    assert int(ffprobe_streams(out / "zz-stuck" / "final.mp4")["video"]["nb_read_frames"]) == 50
+
+
+def test_a_live_snakemake_in_the_folder_is_never_unlocked(files: Media, va_cli: CliRunner) -> None:
+    """`va batch` in a folder where a plain snakemake runs refuses (exit 30, one line with its pid) and
+    leaves its lock; once that snakemake is gone (killed: its lock stays), `va batch` unlocks and runs."""
+    folder = make_batch(files, ["one"])
+    out, marker = files.root / "out", uuid.uuid4().hex
+    slow = slow_ffmpeg(files.root, 600, only="one/prepare/padded.wav")
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "1"]
+    process = subprocess.Popen(
+        [*argv, "--directory", str(out), "--config", f"batch={folder}"],
+        env={**os.environ, "FFMPEG": str(slow), MARKER: marker},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        events = out / "one" / "logs" / "events.jsonl"
+        wait_until(lambda: kinds(events, "prepare_audio")[-1:] == ["rule_started"], process)
+        locks = sorted((out / ".snakemake" / "locks").iterdir())
+        refused = va_cli("batch", folder, "--out", out)
+        assert refused.code == ExitCode.OUTPUT_EXISTS
+        assert refused.err.strip().splitlines() == [
+            f"va: error: {out} is in use by a running snakemake (pid {process.pid}); not unlocking it "
+            "(wait for it to end, or stop it, then call again)"
+        ]
+        assert process.poll() is None and sorted((out / ".snakemake" / "locks").iterdir()) == locks
+    finally:
+        for pid in marked_processes(marker):
+            os.kill(pid, signal.SIGKILL)
+        process.wait()
+    wait_no_process_marked(marker)
+    assert any((out / ".snakemake" / "locks").iterdir())  # a killed snakemake leaves its lock
+    result = va_cli("batch", folder, "--out", out, "--json")
+    assert result.code == ExitCode.OK, result.err
+    assert summary(result)["one"]["status"] == "succeeded"

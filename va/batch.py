@@ -10,7 +10,7 @@ from typing import Any
 
 from va.errors import ExitCode, VaError
 from va.job import Job, load_job
-from va.manifest import build_manifest
+from va.manifest import EventDigest, build_manifest, current_digest, epoch
 from va.workdir import Workdir
 
 NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -76,25 +76,43 @@ def read_selection(out: Path) -> set[str] | None:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
+def work_and_wall(digest: EventDigest) -> tuple[float | None, float | None]:
+    """A job's work (the sum of its rules' own seconds, whichever attempt ran them) and its wall time
+    (from the start of its latest attempt to its end: waiting for cores or in a cluster's queue too)."""
+    seconds = [
+        entry["last"]["seconds"]
+        for entry in digest.rules.values()
+        if entry.get("last", {}).get("kind") == "rule_finished" and entry["last"].get("seconds") is not None
+    ]
+    work = round(sum(seconds), 3) if seconds else None
+    began = epoch(digest.last_start.get("ts")) if digest.last_start else None
+    ended = epoch(digest.finished.get("ts")) if digest.finished else None
+    wall = round(ended - began, 3) if began is not None and ended is not None else None
+    return work, wall
+
+
 def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list[dict[str, Any]]:
-    """One row a job: its status, seconds of work, and its video (or why it could not run)."""
+    """One row a job: its status, its work and wall seconds, and its video (or why it could not run)."""
     rows = []
     for name in names:
         if name in problems:
             error = problems[name]
             row = {"job": name, "status": "invalid", "exit_code": int(error.code), "message": error.message}
-            rows.append({**row, "seconds": None, "output": None})
+            rows.append({**row, "work_seconds": None, "wall_seconds": None, "output": None})
             continue
-        manifest = build_manifest(Workdir(out / name)) or {}
+        workdir = Workdir(out / name)
+        digest = current_digest(workdir)
+        manifest = build_manifest(workdir, digest) or {}
         final = manifest.get("final") or {}
-        seconds = [p.get("seconds") for p in manifest.get("phases", {}).values() if p.get("seconds")]
         exit_status = manifest.get("exit_status") or {}
+        work, wall = work_and_wall(digest)
         rows.append({
             "job": name,
             "status": manifest.get("run_status", "not run"),
             "exit_code": exit_status.get("code"),
             "message": exit_status.get("message"),
-            "seconds": round(sum(seconds), 3) if seconds else None,
+            "work_seconds": work,
+            "wall_seconds": wall,
             "output": str(out / name / final["path"]) if final.get("exists") else None,
         })  # fmt: skip
     return rows

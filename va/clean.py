@@ -10,6 +10,7 @@ of it again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.manifest import build_manifest
-from va.tracking import record
+from va.tracking import record, record_run_finished, run_finished
 from va.workdir import Workdir
 
 #: Folders whose every file a run makes again (apart from the records in ``KEPT``).
@@ -76,6 +77,21 @@ def remakeable_files(workdir: Workdir) -> list[Path]:
     # A scratch folder of an encode that was killed (the next encode would remove it too).
     found += sorted(p for p in root.glob(".encode-*/**/*") if p.is_file())
     return found
+
+
+def record_success(workdir: Workdir, after_success: str) -> None:
+    """The end of a run whose final is published, recorded right then (a batch records each job's end
+    when its own final is there, not when the whole graph ends); then its intermediates are removed when
+    the job asks (``cleanup.after_success: intermediates``). A cleanup that fails is logged: the final
+    is made and recorded, so the rule that published it must not fail."""
+    if not run_finished(workdir):
+        record_run_finished(workdir)
+    if after_success != "intermediates":
+        return
+    try:
+        clean_run(workdir, trigger="cleanup.after_success")
+    except (VaError, OSError) as exc:
+        logging.getLogger(__name__).warning("cleanup.after_success of %s failed: %s", workdir.root, exc)
 
 
 def clean_run(workdir: Workdir, *, dry_run: bool = False, trigger: str = "va clean") -> CleanedRun:

@@ -19,6 +19,7 @@ from va import doctor, install, registry
 from va.clean import clean
 from va.errors import ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
+from va.graph import check_job
 from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
@@ -28,14 +29,13 @@ from va.progress import RunDisplay, batches_note
 from va.report import make_report
 from va.runner import (
     RunOptions,
-    check_job,
     default_workdir,
     ensure_workdir,
     prepare_run,
-    reconcile,
     run_batch,
     run_job,
 )
+from va.tracking import reconcile
 from va.workdir import Workdir
 
 
@@ -240,22 +240,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> ExitCode:
-    """Run a folder of jobs; print one row a job."""
+    """Run a folder of jobs; print one row a job, also when the batch was stopped."""
     out = args.out or Path.cwd() / "workdir" / f"batch-{args.folder.absolute().name}"
     options = RunOptions(workdir=out, cores=args.cores, profile=args.profile)
-    code, rows = run_batch(args.folder, out, options, keep_going=args.keep_going)
+    result = run_batch(args.folder, out, options, keep_going=args.keep_going)
     if args.json:
-        print(json.dumps({"exit_code": int(code), "out": str(out.absolute()), "jobs": rows}, indent=2))
+        document = {"exit_code": int(result.code), "out": str(out.absolute()), "jobs": result.rows}
+        print(json.dumps(document, indent=2))
     else:
-        print(f"{'JOB':<24} {'STATUS':<12} {'SECONDS':>8}  OUTPUT / PROBLEM")
-        for row in rows:
-            seconds = "" if row["seconds"] is None else f"{row['seconds']:.2f}"
+        print(f"{'JOB':<24} {'STATUS':<12} {'WORK S':>8} {'WALL S':>8}  OUTPUT / PROBLEM")
+        for row in result.rows:
+            work = "" if row["work_seconds"] is None else f"{row['work_seconds']:.2f}"
+            wall = "" if row["wall_seconds"] is None else f"{row['wall_seconds']:.2f}"
             detail = row["output"] or row["message"] or ""
-            print(f"{row['job']:<24} {row['status']:<12} {seconds:>8}  {detail}")
-    if code != ExitCode.OK:
-        failed = sum(1 for row in rows if row["status"] != "succeeded")
-        print(f"va: {failed} of {len(rows)} job(s) did not succeed", file=sys.stderr)
-    return code
+            print(f"{row['job']:<24} {row['status']:<12} {work:>8} {wall:>8}  {detail}")
+    if result.message:
+        print(f"va: {result.message}", file=sys.stderr)
+    return result.code
 
 
 def cmd_validate(args: argparse.Namespace) -> ExitCode:

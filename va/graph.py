@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from va.comfyui.workflow import load_workflow
-from va.job import Job, active_provider, comfyui_active
+from va.job import Job, active_provider, check_inputs, check_inputs_exist, comfyui_active
 from va.lipsync.providers import get_provider
 from va.motion import camera_move_active
 from va.plan import plan_generation
@@ -68,6 +68,17 @@ def check_supported(job: Job) -> None:
     provider = active_provider(job)
     if provider is not None:
         get_provider(provider)
+
+
+def check_job(job: Job, *, probe: bool = True) -> Job:
+    """Check that this version can run ``job`` and that its inputs exist and (``probe``) decode, as
+    ``va validate`` does; without ``probe`` only that the input files are there."""
+    check_supported(job)
+    if probe:
+        check_inputs(job)
+    else:
+        check_inputs_exist(job)
+    return job
 
 
 def describe(job: Job) -> dict[str, Any]:

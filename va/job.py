@@ -73,13 +73,18 @@ def job_from_document(document: dict[str, Any], path: Path) -> Job:
     )
 
 
-def check_inputs(job: Job) -> None:
-    """Check that the inputs exist and decode: ``INPUT_NOT_FOUND`` or ``UNSUPPORTED_FORMAT``."""
+def check_inputs_exist(job: Job) -> None:
+    """Check that the input files are there and not empty: ``INPUT_NOT_FOUND`` or ``UNSUPPORTED_FORMAT``."""
     for field, path in (("input.audio", job.audio), ("input.start", job.start)):
         if not path.is_file():
             raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}")
         if path.stat().st_size == 0:
             raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: empty file: {path}")
+
+
+def check_inputs(job: Job) -> None:
+    """Check that the inputs exist and decode: ``INPUT_NOT_FOUND`` or ``UNSUPPORTED_FORMAT``."""
+    check_inputs_exist(job)
     suffix = job.start.suffix.lower()
     if suffix not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         known = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES))

@@ -26,7 +26,8 @@ TERMINAL = frozenset({"succeeded", "failed", "interrupted"})
 INTERRUPTED_MESSAGE = "the run stopped before it finished; continue it with: va run JOB --workdir W --resume"
 
 
-def _epoch(ts: str | None) -> float | None:
+def epoch(ts: str | None) -> float | None:
+    """Seconds since the epoch of an event's UTC timestamp (None for none)."""
     if not ts:
         return None
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
@@ -77,8 +78,8 @@ def _phase(
             break
     else:
         status = "done" if statuses == {"done"} else "pending"
-    starts = [t for t in (_epoch(s["started_at"]) for s in mine) if t is not None]
-    ends = [t for t in (_epoch(s["ended_at"]) for s in mine) if t is not None]
+    starts = [t for t in (epoch(s["started_at"]) for s in mine) if t is not None]
+    ends = [t for t in (epoch(s["ended_at"]) for s in mine) if t is not None]
     phase: dict[str, Any] = {
         "status": status,
         "started_at": min((s["started_at"] for s in mine if s["started_at"]), default=None),
@@ -97,7 +98,7 @@ def _phase(
     return phase
 
 
-#: What the manifest keeps of a rule event.
+#: What the manifest keeps of a rule event (``seconds``: a finished rule's own time, its work).
 RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error", "seconds")
 #: What it keeps of a ComfyUI attempt (the fields that are set).
 ATTEMPT_FIELDS = ("batch", "attempt", "seed", "prompt_id", "outcome", "error")

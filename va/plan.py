@@ -585,6 +585,13 @@ def plan_slice(plan: Plan, rule: str, batch: str | None = None, chunk: str | Non
     return canonical_json(picked)
 
 
+def plan_slices(plan: Plan) -> dict[str, str]:
+    """``plan_slice`` of every rule (without a batch or a chunk), from one JSON rendering of ``plan``:
+    a graph of many jobs asks for each of them, and rendering the plan is the expensive part."""
+    document = plan_document(plan)
+    return {rule: canonical_json(_pick(document, fields)) for rule, fields in RULE_FIELDS.items()}
+
+
 def changed_fields(before: Plan | None, after: Plan) -> list[str]:
     """The top-level fields (one level deeper inside ``document``) in which two plans differ."""
     if before is None:

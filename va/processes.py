@@ -123,6 +123,37 @@ def tree(process: ProcessId) -> list[ProcessId]:
     return [process, *descendants(process.pid)] if process.alive() else []
 
 
+def _runs_snakemake(argv: list[str]) -> bool:
+    """Whether a command line is Snakemake's main process (``snakemake ...`` or ``python -m snakemake``);
+    a rule's script (``.snakemake/scripts/...``) or a command that only names it later is not."""
+    if not argv:
+        return False
+    if Path(argv[0]).name == "snakemake":
+        return True
+    if not Path(argv[0]).name.startswith("python") or len(argv) < 2:
+        return False
+    return argv[1:3] == ["-m", "snakemake"] or Path(argv[1]).name == "snakemake"
+
+
+def snakemake_in(directory: Path) -> list[ProcessId]:
+    """The live Snakemake processes working in ``directory`` (their working directory, which
+    ``--directory`` sets), this process's excepted; processes of other users that cannot be read are
+    not seen."""
+    target = directory.resolve()
+    found = []
+    for pid, stat in _table().items():
+        if pid == os.getpid() or not _running(stat):
+            continue
+        try:
+            cwd = Path(os.readlink(PROC / str(pid) / "cwd"))
+            argv = (PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if cwd == target and _runs_snakemake(argv):
+            found.append(ProcessId(pid, stat.start))
+    return found
+
+
 def wait_gone(processes: Iterable[ProcessId], seconds: float) -> list[ProcessId]:
     """Wait up to ``seconds`` for ``processes`` to end; returns those still running."""
     pending = [p for p in processes if p.alive()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,20 +19,19 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from va.atomic import read_json, write_text_atomic
+from va.atomic import write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_health
 from va.comfyui.stage import server_url
 from va.errors import ExitCode, VaError
 from va.events import follow_events
-from va.graph import check_supported
+from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
-from va.job import Job, check_inputs, comfyui_active, load_job
+from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest
-from va.media import count_video_packets
-from va.processes import ProcessRecord, die_with_parent, end_leftovers
+from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
 from va.textlog import last_lines, record_command
-from va.tracking import existing_run_id, record_run_finished, run_finished
+from va.tracking import existing_run_id, reconcile, record_run_finished, run_finished, run_succeeded
 from va.workdir import Workdir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,25 +106,6 @@ def ensure_workdir(workdir: Workdir) -> None:
         raise VaError(ExitCode.WORKDIR_UNUSABLE, message) from exc
 
 
-def reconcile(workdir: Workdir, basename: str) -> bool:
-    """A run killed after its final was published but before its end was recorded: check the final
-    (its frames are the plan's) and record the run as succeeded. Returns whether it did."""
-    final = workdir.final(basename)
-    if not final.exists() or not existing_run_id(workdir) or run_finished(workdir):
-        return False
-    manifest = build_manifest(workdir)
-    if manifest is None or manifest["run_status"] == "running" or not workdir.plan.exists():
-        return False
-    planned = int(read_json(workdir.plan)["target_frames"])
-    try:
-        complete = count_video_packets(final) == planned
-    except VaError:
-        complete = False
-    if complete:
-        record_run_finished(workdir)
-    return complete
-
-
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
     """Refuse to overwrite a finished video or mix two runs in one workdir; check a resume makes sense."""
     final = workdir.final(job.basename)
@@ -151,8 +132,12 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
         return
     if not workdir.manifest.exists() or not run_id:
         raise VaError(ExitCode.RESUME_NOT_POSSIBLE, f"nothing to resume: no manifest.json in {workdir.root}")
-    if final.exists():
-        raise VaError(ExitCode.RESUME_NOT_POSSIBLE, f"nothing to resume: {final} is already complete")
+    if final.exists() and not run_succeeded(workdir):
+        raise VaError(
+            ExitCode.RESUME_NOT_POSSIBLE,
+            f"nothing to resume: {final} exists but is not the finished video this run recorded; "
+            "not overwriting it (choose another --workdir)",
+        )
 
 
 @contextlib.contextmanager
@@ -176,13 +161,14 @@ def snakemake_command(directory: Path, *config: str) -> list[str]:
     return [*argv, "--config", *config]
 
 
-def graph_argv(directory: Path, config: str, options: RunOptions) -> list[str]:
-    """The Snakemake command line for the graph of ``config`` (``job=...`` or ``batch=...``) in ``directory``.
+def graph_argv(directory: Path, options: RunOptions, *config: str) -> list[str]:
+    """The Snakemake command line for the graph of ``config`` (``job=...`` or ``batch=...``, and more
+    entries) in ``directory``.
 
     A named profile is used on its own: Snakemake would otherwise also load profiles/default as the
     workflow profile, whose keys win over the named profile's (its ``cores: all`` over yours).
     """
-    argv = snakemake_command(directory, config)
+    argv = snakemake_command(directory, *config)
     profile = resolve_profile(options.profile) if options.profile else None
     if profile is not None:
         argv += ["--profile", str(profile), "--workflow-profile", "none"]
@@ -193,7 +179,7 @@ def graph_argv(directory: Path, config: str, options: RunOptions) -> list[str]:
 
 def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
     """The Snakemake command line for ``job`` in ``options.workdir``."""
-    return [*graph_argv(options.workdir, f"job={job.path}", options), *extra]
+    return [*graph_argv(options.workdir, options, f"job={job.path}"), *extra]
 
 
 class _Terminated(Exception):
@@ -207,13 +193,6 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 def prepare_run(job_path: Path) -> Job:
     """Load and check a job as ``va validate`` does; every problem is a ``VaError``."""
     return check_job(load_job(job_path))
-
-
-def check_job(job: Job) -> Job:
-    """Check that this version can run ``job`` and that its inputs exist and decode."""
-    check_supported(job)
-    check_inputs(job)
-    return job
 
 
 def run_job(
@@ -240,10 +219,32 @@ def run_job(
         with open(workdir.snakemake_log, "ab") as log:
             _end_leftovers(workdir, log)
             guard_workdir(workdir, job, options.resume)
-            if options.resume:  # a killed Snakemake leaves its lock; ours proves nobody else runs here
-                subprocess.run(snakemake_argv(job, options, "--unlock"), stdout=log, stderr=log, check=False)
-            returncode = _drive(snakemake_argv(job, options), log, workdir, on_event)
+            if options.resume and workdir.final(job.basename).exists():
+                # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
+                return RunResult(
+                    ExitCode.OK, "already complete", workdir.final(job.basename), build_manifest(workdir)
+                )
+            if options.resume:  # a killed Snakemake leaves its lock
+                unlock_abandoned(snakemake_argv(job, options), workdir.root, log)
+            again = f"va run {job.path} --workdir {workdir.root} --resume"
+            returncode = _drive(snakemake_argv(job, options), log, workdir, on_event, again)
     return _result(workdir, job, returncode)
+
+
+def unlock_abandoned(argv: list[str], directory: Path, log: Any) -> None:
+    """Clear the lock a killed Snakemake left in ``directory`` (``argv --unlock``); a Snakemake still
+    running there (plain ``snakemake``, started by no ``va``) is refused, never unlocked under it."""
+    live = snakemake_in(directory)
+    if live:
+        pids = ", ".join(str(process.pid) for process in live)
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{directory} is in use by a running snakemake (pid {pids}); not unlocking it "
+            "(wait for it to end, or stop it, then call again)",
+        )
+    locks = directory / ".snakemake" / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        subprocess.run([*argv, "--unlock"], stdout=log, stderr=log, check=False)
 
 
 def _end_leftovers(workdir: Workdir, log: Any) -> None:
@@ -266,9 +267,11 @@ def _drive(
     log: Any,
     workdir: Workdir,
     on_event: Callable[[dict[str, Any]], None] | None,
+    again: str,
 ) -> int:
     """Run Snakemake (``argv``) under a guardian (va/guardian.py) and wait for it; a stop (Ctrl-C,
-    SIGTERM, the supervisor gone) is handed to the guardian, which ends every process of the run."""
+    SIGTERM, the supervisor gone) is handed to the guardian, which ends every process of the run, and
+    is an ``INTERRUPTED`` error naming ``again``, the command that continues."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     guarded = guardian_argv(argv, workdir.processes, workdir.root)
     record_command(workdir, "snakemake", argv)
@@ -297,8 +300,7 @@ def _drive(
     except (KeyboardInterrupt, _Terminated):
         if _stop_guardian(process, workdir) == 0:
             return 0  # the run had finished when the stop came
-        message = f"interrupted; continue with: va run JOB --workdir {workdir.root} --resume"
-        raise VaError(ExitCode.INTERRUPTED, message) from None
+        raise VaError(ExitCode.INTERRUPTED, f"interrupted; continue with: {again}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         stop.set()
@@ -361,12 +363,28 @@ def _result(workdir: Workdir, job: Job, returncode: int) -> RunResult:
     return RunResult(code, str(status.get("message", "run failed")), final, manifest)
 
 
-def run_batch(
-    folder: Path, out: Path, options: RunOptions, *, keep_going: bool = False
-) -> tuple[ExitCode, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class BatchResult:
+    """How a batch ended: its exit code, one summary row a job, and the line that says why it is not OK."""
+
+    code: ExitCode
+    rows: list[dict[str, Any]]
+    message: str | None = None
+
+
+def batch_command(folder: Path, out: Path, options: RunOptions, keep_going: bool) -> str:
+    """The ``va batch`` command line that runs (or continues) this batch."""
+    argv = ["va", "batch", str(folder), "--out", str(out)]
+    argv += ["--profile", options.profile] if options.profile else []
+    argv += ["--cores", str(options.cores)] if options.cores else []
+    return shlex.join(argv + (["--keep-going"] if keep_going else []))
+
+
+def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool = False) -> BatchResult:
     """Run every job of ``folder`` as one graph into ``out/<job-name>/``; a summary row a job.
 
-    Jobs that fail the checks of ``va validate`` are left out (and reported); the others run.
+    Jobs that fail the checks of ``va validate`` are left out (and reported); the others run. A stop
+    (Ctrl-C, SIGTERM) still summarizes what finished, and names the command that continues.
     """
     folder, out = folder.absolute(), out.absolute()
     batch = load_batch(folder, check=check_job)
@@ -375,18 +393,39 @@ def run_batch(
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
     out.mkdir(parents=True, exist_ok=True)
     lock_owner = Workdir(out)
+    again = batch_command(folder, out, options, keep_going)
+    stopped = None
     with workdir_lock(lock_owner):
         lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_owner.snakemake_log, "ab") as log:
             _end_leftovers(lock_owner, log)
-        write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
-        if batch.jobs:
-            argv = graph_argv(out, f"batch={folder}", options) + (["--keep-going"] if keep_going else [])
-            lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(lock_owner.snakemake_log, "ab") as log:
-                if (out / ".snakemake" / "locks").is_dir() and any((out / ".snakemake" / "locks").iterdir()):
-                    subprocess.run([*argv, "--unlock"], stdout=log, stderr=log, check=False)
-                _drive(argv, log, lock_owner, None)
+            write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
+            if batch.jobs:
+                # The inputs were probed just now: the graph checks only that they are still there.
+                argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
+                argv += ["--keep-going"] if keep_going else []
+                unlock_abandoned(argv, out, log)
+                try:
+                    returncode = _drive(argv, log, lock_owner, None, again)
+                except VaError as exc:
+                    if exc.code != ExitCode.INTERRUPTED:
+                        raise
+                    stopped = exc
+                else:
+                    if returncode != 0 and not any(existing_run_id(Workdir(out / n)) for n in batch.jobs):
+                        detail = last_lines(lock_owner.snakemake_log)
+                        raise VaError(ExitCode.INTERNAL, f"snakemake could not start the batch: {detail}")
+        for name, job in batch.jobs.items():  # a final published, its end not recorded (a kill)
+            reconcile(Workdir(out / name), job.basename)
     rows = summarize(out, names, batch.problems)
-    ok = all(row["status"] == "succeeded" for row in rows)
-    return (ExitCode.OK if ok else ExitCode.BATCH_INCOMPLETE), rows
+    failed = sum(1 for row in rows if row["status"] != "succeeded")
+    if stopped is not None:
+        done = len(rows) - failed
+        return BatchResult(
+            stopped.code,
+            rows,
+            f"interrupted ({done} of {len(rows)} job(s) succeeded); continue with: {again}",
+        )
+    if failed:
+        return BatchResult(ExitCode.BATCH_INCOMPLETE, rows, f"{failed} of {len(rows)} job(s) did not succeed")
+    return BatchResult(ExitCode.OK, rows)

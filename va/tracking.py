@@ -21,12 +21,13 @@ from typing import Any
 from filelock import FileLock
 
 from va import registry
-from va.atomic import write_json_atomic
+from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
-from va.manifest import build_manifest, current_digest, store_digest
+from va.manifest import build_manifest, current_digest, process_alive, store_digest
+from va.media import count_video_packets
 from va.plan import sha256_file
 from va.processes import ProcessId
 from va.textlog import RuleLogHandler, record_event
@@ -54,7 +55,8 @@ def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any
 
 def existing_run_id(workdir: Workdir) -> str | None:
     """The id of the run already recorded in ``workdir``, if any."""
-    return next((e["run_id"] for e in read_events(workdir.events) if e.get("kind") == "run_started"), None)
+    first = current_digest(workdir).first_start
+    return str(first["run_id"]) if first else None
 
 
 def record_run_started(workdir: Workdir, job: Job, *, plan_changes: list[str] | None = None) -> str:
@@ -101,12 +103,18 @@ def _failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
 
 
 def record_run_finished(
-    workdir: Workdir, error: VaError | None = None, *, from_rules: bool = False, unfinished: str = "failed"
+    workdir: Workdir,
+    error: VaError | None = None,
+    *,
+    from_rules: bool = False,
+    unfinished: str = "failed",
+    again: str = "--resume",
 ) -> None:
     """Record how the run ended: success, ``error``, or (``from_rules``) the error of its failed rule.
 
     When none of its rules failed, the run was stopped from outside: ``unfinished`` says whether that
-    counts as ``interrupted`` (another job of the graph failed, or a signal) or as a ``failed`` graph.
+    counts as ``interrupted`` (another job of the graph failed, or a signal) or as a ``failed`` graph;
+    ``again`` is what continues it.
     """
     if error is None and not from_rules:
         status, exit_status = "succeeded", {"code": 0, "name": "OK", "message": "final video written"}
@@ -120,7 +128,7 @@ def record_run_finished(
         exit_status = VaError(
             ExitCode.INTERRUPTED,
             "stopped before it finished (another job of the graph failed, or the run was stopped); "
-            "continue with --resume",
+            f"continue with {again}",
         ).as_dict()
     else:
         status = "failed"
@@ -140,12 +148,36 @@ def record_run_finished(
 
 def run_finished(workdir: Workdir) -> bool:
     """Whether the latest attempt in ``workdir`` has recorded its end."""
-    for event in reversed(read_events(workdir.events)):
-        if event.get("kind") == "run_finished":
-            return True
-        if event.get("kind") == "run_started":
-            return False
-    return False
+    return current_digest(workdir).finished is not None
+
+
+def run_succeeded(workdir: Workdir) -> bool:
+    """Whether the latest attempt in ``workdir`` recorded that it succeeded."""
+    finished = current_digest(workdir).finished
+    return finished is not None and finished.get("run_status") == "succeeded"
+
+
+def reconcile(workdir: Workdir, basename: str) -> bool:
+    """A run stopped after its final was published but before its end was recorded (killed, or a batch
+    stopped while other jobs ran): check the final (its frames are the plan's) and record the run as
+    succeeded. Returns whether it did."""
+    final = workdir.final(basename)
+    if not final.exists():
+        return False
+    digest = current_digest(workdir)
+    start = digest.last_start
+    if start is None or digest.finished is not None or not workdir.plan.exists():
+        return False
+    if process_alive(start.get("pid"), start.get("host")):
+        return False  # the graph that publishes it may still be recording its end
+    planned = int(read_json(workdir.plan)["target_frames"])
+    try:
+        complete = count_video_packets(final) == planned
+    except VaError:
+        complete = False
+    if complete:
+        record_run_finished(workdir)
+    return complete
 
 
 def log_to_file(log_path: str | Path) -> None:

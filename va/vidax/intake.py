@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from va.errors import ExitCode, VaError
+from va.graph import check_job
 from va.job import job_from_document, validate_document
-from va.runner import check_job
 from va.timeline import inline_timeline
 from va.vidax.errors import ApiError
 
