@@ -290,6 +290,9 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
             f"{generation.fps} fps in {len(generation.batches)} batch(es) of up to {generation.batch_size}"
         )
     lipsync = f"{plan.lipsync.provider} ({plan.lipsync.type})" if plan.lipsync else "off"
+    if plan.lipsync and plan.lipsync.chunked:
+        longest = max(chunk.end_seconds - chunk.start_seconds for chunk in plan.lipsync.chunks)
+        lipsync += f" in {len(plan.lipsync.chunks)} chunks of up to {longest:.2f} s"
     print(f"  lip-sync  {lipsync}")
     drawn = " (drawn anew by each run)" if plan.seeds.policy == "random" else ""
     print(f"  seed      {plan.seeds.value} ({plan.seeds.policy}){drawn}")

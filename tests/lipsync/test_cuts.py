@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Media
+from tests.conftest import CliRunner, Media
 from tests.lipsync.conftest import UseProviders
 from tests.lipsync.fakes import voice_with_pauses
 from va import media
@@ -93,3 +93,19 @@ def test_a_voice_within_the_limit_is_one_chunk_and_a_chunk_seconds_below_it_cuts
     cut = plan_job(load_job(job)).lipsync
     assert cut is not None and [c.frames for c in cut.chunks] == [17, 17, 16]  # the 2 s tone has no pause
     assert all(c.input_frames % 4 == 1 and c.input_frames <= 20 for c in cut.chunks)
+
+
+def test_va_validate_names_the_chunks(files: Media, use_providers: UseProviders, va_cli: CliRunner) -> None:
+    use_providers(p={"type": "audiogram", "input": {"max_seconds": 0.8}})
+    result = va_cli("validate", files.job(lipsync={"enable": True, "provider": "p"}))
+    assert result.code == 0, result.err
+    assert "  lip-sync  p (audiogram) in 3 chunks of up to 0.80 s\n" in result.out
+
+
+def test_a_limit_no_count_of_the_quantum_fits_in_is_refused(
+    files: Media, use_providers: UseProviders, va_cli: CliRunner
+) -> None:
+    use_providers(p={"type": "audiogram", "input": {"max_seconds": 0.5, "frame_multiple": 16}})
+    result = va_cli("validate", files.job(lipsync={"enable": True, "provider": "p"}))
+    assert result.code == ExitCode.VALIDATION_FAILED and "Traceback" not in result.err
+    assert "chunks of at most 0.5 s hold no frame count provider p takes at 25 fps" in result.err

@@ -353,3 +353,15 @@ def test_chunks_of_at_most_max_seconds_are_joined_frame_exactly(stage: Stage) ->
     assert [float(probe(path)["duration"]) for path in inputs] == [0.68, 0.68]  # the last padded to 17 frames
     assert picture_frames(staged.run.lipsync_output) == 50
     assert frames(staged.encode()) == 50
+
+
+def test_with_passthrough_a_refused_chunk_is_joined_unsynced_and_the_others_synced(stage: Stage) -> None:
+    # Chunks of 0.8, 0.8 and 0.4 s; the model refuses over 0.7 s, so it takes only the last.
+    staged = stage(command("ok", "--max-seconds", "0.7", input={"fps": 25, "max_seconds": 0.8}),
+                   allow_passthrough=True)  # fmt: skip
+    result = staged.chunked()
+    assert result["passthrough"] is True and result["chunks_passed_through"] == ["0000", "0001"]
+    assert "exceeds the model's 0.7 s" in result["error"]["message"]
+    folder = staged.run.root / "lipsync" / "chunks"
+    assert json.loads((folder / "0002" / "result.json").read_text())["passthrough"] is False
+    assert picture_frames(staged.run.lipsync_output) == 50
