@@ -15,7 +15,7 @@ from va.graph import check_job, check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
-from va.plan import plan_job, plan_slice, plan_slices, previous_plan
+from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
 from va.stabilize import stabilize_active
 from va.stages import publish_plan
 from va.timeline import captions_mode, load_segments
@@ -77,7 +77,7 @@ def job_of(wildcards):
 
 
 PLANS = {}
-SLICES = {}
+DOCUMENTS = {}
 
 
 def plan_for(name):
@@ -97,8 +97,8 @@ def plan_of(wildcards):
 def plan_settings(rule):
     """The params function of ``rule``: the slice of the plan its output depends on. Snakemake's params
     trigger then reruns a rule when (and only when) its slice changed, so an edited job rebuilds what
-    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun). The
-    slices of a job are made together, once (a batch asks for thousands).
+    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun). A job's
+    plan is rendered once for all its rules (a batch asks for thousands of slices).
     """
 
     def settings(wildcards):
@@ -107,9 +107,9 @@ def plan_settings(rule):
                 plan_of(wildcards), rule, wildcards.get("batch"), wildcards.get("chunk")
             )
         name = wildcards.get("name", "")
-        if name not in SLICES:
-            SLICES[name] = plan_slices(plan_for(name))
-        return SLICES[name][rule]
+        if name not in DOCUMENTS:
+            DOCUMENTS[name] = plan_document(plan_for(name))
+        return document_slice(DOCUMENTS[name], rule)
 
     return settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,9 @@ from va.plan import (
     Plan,
     Seeds,
     changed_fields,
+    document_slice,
     load_plan,
+    plan_document,
     plan_job,
     plan_json,
     plan_slice,
@@ -101,6 +104,25 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     ]  # fmt: skip
     assert sorted(changed_fields(base, faster)) == ["comfyui", "document.determinism", "fps", "target_frames"]
     assert changed_fields(None, faster) == []
+
+
+def test_the_rendered_plan_is_the_dataclasses_and_the_slices_are_cut_from_it(files: Media) -> None:
+    """The graph renders each plan once (a fast ``asdict``) and cuts every rule's slice from that."""
+    audiogram = {"enable": True, "provider": "audiogram"}
+    still = plan_job(load_job(files.job(lipsync=audiogram, timeline=[{"start": 0.2, "end": 1.0}])))
+    comfyui = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}
+    comfy = plan_job(load_job(files.job(comfyui=comfyui)))
+    assert plan_document(still) == dataclasses.asdict(still)
+    rendered, expected = plan_document(comfy), dataclasses.asdict(comfy)
+    unset = {"prompt", "negative", "strength", "segment"}  # no timeline: the batches carry none of them
+    batches = expected["comfyui"]["batches"]
+    expected["comfyui"]["batches"] = tuple({k: v for k, v in b.items() if k not in unset} for b in batches)
+    assert rendered == expected
+    for plan in (still, comfy):
+        document = plan_document(plan)
+        assert {rule: document_slice(document, rule) for rule in RULE_FIELDS} == {
+            rule: plan_slice(plan, rule) for rule in RULE_FIELDS
+        }
 
 
 def test_sha256_of_a_missing_file_says_so(tmp_path: Path) -> None:

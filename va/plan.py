@@ -9,6 +9,7 @@ dataclasses); its JSON keeps the names the manifest shows.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -476,10 +477,34 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     )
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _as_data(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copy of every scalar (a graph of a thousand jobs renders
+    each plan, and the copies were most of the time); containers are new, as asdict makes them."""
+    if isinstance(value, _SCALARS):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _as_data(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_as_data(item) for item in value)
+    if isinstance(value, list):
+        return [_as_data(item) for item in value]
+    if isinstance(value, dict):
+        return {_as_data(key): _as_data(item) for key, item in value.items()}
+    return copy.deepcopy(value)
+
+
 def generation_document(generation: Generation) -> dict[str, Any]:
     """The ComfyUI stage's plan as JSON data. A batch has only the segment fields that are set (and
     ``segment`` only when the batches were cut at a timeline's segments)."""
-    document = dataclasses.asdict(generation)
+    document: dict[str, Any] = _as_data(generation)
     for batch in document["batches"]:
         for key in ("prompt", "negative", "strength"):
             if batch[key] is None:
@@ -491,7 +516,7 @@ def generation_document(generation: Generation) -> dict[str, Any]:
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as JSON data, the content of ``prepare/plan.json``."""
-    document = dataclasses.asdict(plan)
+    document: dict[str, Any] = _as_data(plan)
     if plan.comfyui is not None:
         document["comfyui"] = generation_document(plan.comfyui)
     return document
@@ -585,11 +610,10 @@ def plan_slice(plan: Plan, rule: str, batch: str | None = None, chunk: str | Non
     return canonical_json(picked)
 
 
-def plan_slices(plan: Plan) -> dict[str, str]:
-    """``plan_slice`` of every rule (without a batch or a chunk), from one JSON rendering of ``plan``:
-    a graph of many jobs asks for each of them, and rendering the plan is the expensive part."""
-    document = plan_document(plan)
-    return {rule: canonical_json(_pick(document, fields)) for rule, fields in RULE_FIELDS.items()}
+def document_slice(document: dict[str, Any], rule: str) -> str:
+    """``plan_slice`` (without a batch or a chunk) from the plan's JSON data, ``plan_document``: a graph
+    of many jobs renders each plan once and cuts every rule's slice from it."""
+    return canonical_json(_pick(document, RULE_FIELDS[rule]))
 
 
 def changed_fields(before: Plan | None, after: Plan) -> list[str]:
