@@ -24,6 +24,9 @@ import requests
 from va import cli
 
 REPO = Path(__file__).resolve().parent.parent
+#: A photograph of the astronaut Eileen Collins (NASA, public domain; see tests/data/README.md), 256x256,
+#: her face at about x 87, y 31, 52 px wide: what a face detector finds.
+FACE_PHOTO = REPO / "tests" / "data" / "face.jpg"
 VA = [sys.executable, "-m", "va"]
 DOUBLE = Path(__file__).with_name("comfyui_double.py")
 
@@ -81,6 +84,15 @@ class Media:
         codec = ["-c:v", "libvpx-vp9"] if name.endswith(".webm") else ["-c:v", "libx264"]
         source = f"testsrc2=size={size}:rate=25:duration={seconds}"
         return _made(self.root / name, "-f", "lavfi", "-i", source, *codec, "-pix_fmt", "yuv420p")
+
+    def face_video(self, name: str, face_seconds: float, blank_seconds: float) -> Path:
+        """A 25 fps 256x256 video: the face photo for ``face_seconds``, then grey for ``blank_seconds``."""
+        graph = (
+            f"[0:v]scale=256:256,fps=25,trim=duration={face_seconds},setpts=PTS-STARTPTS[a];"
+            f"color=c=gray:s=256x256:r=25:d={blank_seconds}[b];[a][b]concat=n=2:v=1[v]"
+        )
+        return _made(self.root / name, "-loop", "1", "-i", str(FACE_PHOTO), "-filter_complex", graph,
+                     "-map", "[v]", "-c:v", "libx264", "-pix_fmt", "yuv420p")  # fmt: skip
 
     def job(self, name: str = "job.json", **sections: Any) -> Path:
         document: dict[str, Any] = {

@@ -13,7 +13,7 @@ from va.comfyui.workflow import load_workflow
 from va.job import Job, active_provider, check_inputs, check_inputs_exist, comfyui_active
 from va.lipsync.providers import get_provider
 from va.motion import camera_move_active
-from va.plan import plan_generation
+from va.plan import check_face, plan_generation
 from va.stabilize import stabilize_active
 from va.timeline import captions_mode, load_segments
 from va.workdir import Workdir
@@ -71,11 +71,13 @@ def check_supported(job: Job) -> None:
 
 
 def check_job(job: Job, *, probe: bool = True) -> Job:
-    """Check that this version can run ``job`` and that its inputs exist and (``probe``) decode, as
-    ``va validate`` does; without ``probe`` only that the input files are there."""
+    """Check that this version can run ``job`` and that its inputs exist and (``probe``) decode and, for
+    a lip-sync provider that needs a face, show one, as ``va validate`` does; without ``probe`` only that
+    the input files are there."""
     check_supported(job)
     if probe:
         check_inputs(job)
+        check_face(job)
     else:
         check_inputs_exist(job)
     return job

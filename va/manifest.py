@@ -347,6 +347,8 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         phases["lipsync"].update(
             provider=result.get("provider"), passthrough=result.get("passthrough", False)
         )
+        if result.get("face"):  # a provider that needs a face: where it was found
+            phases["lipsync"]["face"] = result["face"]
         if result.get("passthrough"):
             phases["lipsync"]["note"] = (
                 "lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): "

@@ -1186,6 +1186,55 @@ def sample_frames(frames: int, count: int) -> list[int]:
     return sorted({round(i * (frames - 1) / (count - 1)) for i in range(count)})
 
 
+@dataclass(frozen=True)
+class RawFrame:
+    """One decoded frame: its number in the source, its size, its pixels as packed RGB (3 bytes a pixel),
+    and ``scale``: how many pixels of the full-size picture one of its pixels stands for."""
+
+    index: int
+    width: int
+    height: int
+    rgb: bytes
+    scale: float
+
+
+def decode_frames(
+    source: Path,
+    indices: list[int],
+    *,
+    fitted: tuple[FrameGeometry, str] | None = None,
+    longest_side: int = 0,
+) -> list[RawFrame]:
+    """Decode the frames ``indices`` (0-based, ascending) of the first video stream of ``source`` as packed
+    RGB, for analysis: ``fitted`` into a geometry on a background first (as the held still is made), then
+    at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing."""
+    if fitted is not None:
+        geometry, background = fitted
+        width, height = geometry.width, geometry.height
+        fit = f"{geometry.filter},format=rgb24,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color={background},"
+    else:
+        info = probe_visual(source)
+        width, height, fit = info.width, info.height, ""
+    shrink = min(1.0, longest_side / max(width, height)) if longest_side else 1.0
+    out_w, out_h = max(1, round(width * shrink)), max(1, round(height * shrink))
+    # Frames are numbered consecutively after the selection, so no output mode repeats one to fill a gap.
+    select = "+".join(f"eq(n\\,{n})" for n in indices)
+    chain = f"select={select},setpts=N/FRAME_RATE/TB,{fit}scale={out_w}:{out_h}:flags=area,format=rgb24"
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
+    argv += ["-vf", chain, "-frames:v", str(len(indices)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    log.info("%s", shlex.join(argv), extra=COMMAND)
+    done = subprocess.run(argv, capture_output=True, check=False)
+    if done.returncode != 0:
+        message = _last_line(done.stderr.decode("utf-8", errors="replace"))
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"cannot decode frames of {source}: {message}")
+    size = out_w * out_h * 3
+    count = len(done.stdout) // size
+    return [
+        RawFrame(index, out_w, out_h, done.stdout[i * size : (i + 1) * size], width / out_w)
+        for i, index in enumerate(indices[:count])
+    ]
+
+
 def render_contact_sheet(video: Path, target: Path, *, columns: int = 4, rows: int = 3) -> None:
     """Write a PNG of ``columns`` x ``rows`` frames of ``video``, spread evenly from its first to its last.
 

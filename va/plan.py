@@ -27,6 +27,7 @@ from typing import Any
 import va
 from va import media
 from va.errors import ExitCode, VaError
+from va.face import VIDEO_SAMPLES, FaceSearch, search_start
 from va.job import (
     Job,
     active_provider,
@@ -207,6 +208,9 @@ class Lipsync:
     fps: int
     frames: int
     chunks: tuple[Chunk, ...]
+    #: A provider that needs a face (``needs_face``): what the check of the start saw, in the output
+    #: picture's pixels. None: the provider needs none.
+    face: FaceSearch | None = None
 
     @property
     def chunked(self) -> bool:
@@ -378,8 +382,11 @@ def plan_chunks(
     return tuple(chunks)
 
 
-def plan_lipsync(job: Job, buffer: Buffer, voice_seconds: float) -> Lipsync | None:
-    """The lip-sync stage of ``job``, None when it does not run."""
+def plan_lipsync(
+    job: Job, buffer: Buffer, voice_seconds: float, geometry: Geometry | None = None
+) -> Lipsync | None:
+    """The lip-sync stage of ``job``, None when it does not run. A provider that needs a face has the
+    start checked for one (``plan_face``), in the output picture of ``geometry`` (planned when not given)."""
     provider_id = active_provider(job)
     if provider_id is None:
         return None
@@ -395,7 +402,41 @@ def plan_lipsync(job: Job, buffer: Buffer, voice_seconds: float) -> Lipsync | No
         fps=fps,
         frames=target_frames(seconds, fps),
         chunks=plan_chunks(job, provider, fps=fps, buffer=buffer, voice_seconds=voice_seconds),
+        face=plan_face(job, provider, geometry),
     )
+
+
+def plan_face(job: Job, provider: Provider, geometry: Geometry | None = None) -> FaceSearch | None:
+    """For a provider that needs a face (``needs_face``; None for one that does not): the check of the
+    start, its first frame (and a start video's frames spread over it) fitted into the output picture as
+    the held still is. No face is ``LIPSYNC_INPUT_REJECTED`` now, before anything runs, unless
+    ``lipsync.allow_passthrough`` lets the stage pass the un-synced picture through."""
+    if not provider.settings["needs_face"]:
+        return None
+    geometry = geometry or plan_geometry(job)
+    stat = job.start.stat()
+    fitted = media.FrameGeometry(geometry.width, geometry.height, geometry.filter)
+    found = _search_start(job.start, (stat.st_size, stat.st_mtime_ns), job.start_is_video, fitted,
+                          geometry.background)  # fmt: skip
+    if found.faceless_frame is not None and not job.data["lipsync"]["allow_passthrough"]:
+        raise found.refusal(provider.id)
+    return found
+
+
+def check_face(job: Job) -> None:
+    """The face check of the job's provider on its own: what ``va run`` checks before the graph."""
+    provider_id = active_provider(job)
+    if provider_id is not None:
+        plan_face(job, get_provider(provider_id))
+
+
+# The Snakefile plans once per graph and `va run` checks before it: a start is searched once a process.
+@functools.lru_cache(maxsize=256)
+def _search_start(
+    start: Path, identity: tuple[int, int], is_video: bool, geometry: media.FrameGeometry, background: str
+) -> FaceSearch:
+    frames = media.sample_frames(media.count_video_packets(start), VIDEO_SAMPLES) if is_video else [0]
+    return search_start(start, frames, geometry, background)
 
 
 def plan_loudness(job: Job) -> media.LoudnessTarget | None:
@@ -440,6 +481,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     visual_seconds = buffer.pre_seconds + voice + buffer.post_seconds
     seed = choose_seed(job, previous)
     output = job.data["output"]
+    geometry = plan_geometry(job)
     effective = {
         "prompt": job.data["motion"]["prompt"],
         "negative_prompt": job.data["motion"]["negative_prompt"],
@@ -463,11 +505,11 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         visual_target_duration_seconds=round(visual_seconds, 6),
         target_frames=target_frames(visual_seconds, job.fps),
         seeds=Seeds(str(job.data["determinism"]["seed_policy"]), seed),
-        geometry=plan_geometry(job),
+        geometry=geometry,
         encoding=Encoding(int(output["crf"]), str(output["x264_preset"])),
         visual_source=effective["visual_source"],
         comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
-        lipsync=plan_lipsync(job, buffer, voice),
+        lipsync=plan_lipsync(job, buffer, voice, geometry),
         inputs={
             "audio": InputFile(str(job.audio), sha256_file(job.audio)),
             "start": InputFile(str(job.start), sha256_file(job.start)),

@@ -11,9 +11,26 @@ import pytest
 from tests.conftest import Media
 from tests.lipsync.fakes import providers_file
 from tests.lipsync.lipsync_service import Service, lipsync_service
+from va import stages
+from va.job import Job
 from va.lipsync.providers import Provider, get_provider
+from va.plan import plan_job
+from va.workdir import Workdir
 
 UseProviders = Callable[..., dict[str, Provider]]
+
+
+def prepare_lipsync_inputs(job: Job, root: Path) -> Workdir:
+    """What the graph makes before the lip-sync rule, in the workdir ``root``: the plan written, the padded
+    audio (prepare_audio) and the held still (hold_start_frame)."""
+    run = Workdir(root)
+    for folder in ("prepare", "frames"):
+        (run.root / folder).mkdir(parents=True)
+    plan = plan_job(job)
+    stages.write_plan(plan, run.plan)
+    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(plan, run.still, run.still_loop)
+    return run
 
 
 @pytest.fixture

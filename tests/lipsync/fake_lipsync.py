@@ -1,11 +1,14 @@
 """A stand-in for a lip-sync tool, for tests: behaves as told by its first argument.
 
 Usage: fake_lipsync.py MODE --face VIDEO --audio AUDIO --outfile OUTPUT [--dump FILE] [--config YAML]
+[--box X,Y,W,H]
 (--dump: its argv, working directory, pid and its worker's pid as JSON.)
 Modes: ok, face, oom, silent, hang (for ever, with a worker process in a session of its own),
 short (a 1 s file, warning on stderr), corrupt (an undecodable file,
 warning on stderr), flaky (fails once with a transient error, then works), glob, square (a 256x256
-video whatever the input's size, as tools that render the face crop at their model's size).
+video whatever the input's size, as tools that render the face crop at their model's size),
+needs_face (as LatentSync: looks for a face in the video's frames, one a second, with OpenCV's Haar
+cascade after "loading the model", and fails with "Face not detected" at the first frame without one).
 
 The limits of real models, each an option: --max-seconds S (refuses longer audio, as a model with a fixed
 context does), --frame-multiple N (works in windows of N frames and returns only whole windows, as
@@ -78,6 +81,32 @@ def hang_here(args: argparse.Namespace) -> bool:
     return len(Path(args.calls).read_text(encoding="utf-8").splitlines()) == args.hang_on_call
 
 
+def faceless_frame(video: str) -> int | None:
+    """The first frame (of one a second) of ``video`` in which OpenCV's frontal-face cascade finds no face."""
+    import cv2  # noqa: PLC0415 - only this mode needs OpenCV
+
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+    capture = cv2.VideoCapture(video)
+    every = max(1, round(capture.get(cv2.CAP_PROP_FPS) or 25))
+    number = 0
+    try:
+        while True:
+            grabbed = capture.grab()
+            if not grabbed:
+                return None
+            if number % every == 0:
+                _, frame = capture.retrieve()
+                grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                if (
+                    len(cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(20, 20)))
+                    == 0
+                ):
+                    return number
+            number += 1
+    finally:
+        capture.release()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode")
@@ -91,6 +120,7 @@ def main() -> int:
     parser.add_argument("--frame-form")
     parser.add_argument("--calls")
     parser.add_argument("--hang-on-call", type=int)
+    parser.add_argument("--box", help="the face's box, as tools that take one (Wav2Lip's --box) are told")
     args = parser.parse_args()
     told = {"argv": sys.argv[1:], "cwd": str(Path.cwd()), "pid": os.getpid()}
     if args.mode == "hang":  # as tools with worker processes do: one in a session of its own
@@ -109,6 +139,12 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
+    if args.mode == "needs_face":
+        faceless = faceless_frame(args.face)
+        if faceless is not None:
+            print("Traceback (most recent call last):", file=sys.stderr)
+            print(f"RuntimeError: Face not detected in frame {faceless}", file=sys.stderr)
+            return 1
     if args.mode == "oom":
         print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
         return 1

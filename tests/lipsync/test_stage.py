@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Media, ffprobe_streams
-from tests.lipsync.conftest import UseProviders
+from tests.lipsync.conftest import UseProviders, prepare_lipsync_inputs
 from tests.lipsync.fakes import command, http_provider
 from tests.lipsync.lipsync_service import Service
 from va import stages
@@ -24,7 +24,7 @@ from va.events import read_events
 from va.job import Job, load_job
 from va.lipsync.stage import check_output, join_chunks, run_lipsync
 from va.manifest import build_manifest
-from va.plan import load_plan, plan_job
+from va.plan import load_plan
 from va.tracking import record_run_finished, record_run_started, rule_step
 from va.workdir import Workdir
 
@@ -104,14 +104,7 @@ def stage(files: Media, use_providers: UseProviders) -> Stage:
     def make(provider: dict[str, Any], **lipsync: Any) -> Staged:
         use_providers(p=provider)
         job = load_job(files.job(lipsync={"enable": True, "provider": "p", **lipsync}))
-        run = Workdir(files.root / "w")
-        for folder in ("prepare", "frames"):
-            (run.root / folder).mkdir(parents=True)
-        plan = plan_job(job)
-        stages.write_plan(plan, run.plan)
-        stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
-        stages.hold_start_frame(plan, run.still, run.still_loop)
-        return Staged(job, run)
+        return Staged(job, prepare_lipsync_inputs(job, files.root / "w"))
 
     return make
 

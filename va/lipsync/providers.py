@@ -10,7 +10,7 @@ from typing import Any
 from va.config import load_config
 from va.errors import ExitCode, VaError
 
-PLACEHOLDER = re.compile(r"\{(video|image|audio|output|workdir|fps|seed|home)\}")
+PLACEHOLDER = re.compile(r"\{(video|image|audio|output|workdir|fps|seed|home|face_box)\}")
 
 
 @dataclass(frozen=True)

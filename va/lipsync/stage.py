@@ -7,13 +7,14 @@ manifest reads; a cut audio's chunks each write ``lipsync/chunks/NNNN.mp4`` and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from va import media
+from va import face, media
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
 from va.job import Job, active_provider
@@ -86,6 +87,33 @@ def _prepare_inputs(
     return {"video": video, "image": image, "audio": voice}
 
 
+def check_face(
+    provider: Provider, plan: Plan, chunk: Chunk, *, video: Path, visual: Path | None
+) -> face.FaceSearch | None:
+    """For a provider that needs a face (None for one that does not): the held still's check, made when
+    the run was planned, or, for the visual stage's picture, frames spread over the ``video`` this run of
+    the tool gets (the chunk's), checked now, before the tool starts. A frame without a face is
+    ``LIPSYNC_INPUT_REJECTED`` naming the visual stage's file and its frame."""
+    if not provider.settings["needs_face"]:
+        return None
+    stage = _stage(plan)
+    if visual is None and stage.face is not None:
+        found = stage.face
+    else:
+        found = face.search_video(video)
+        if visual is not None:  # frames of the tool's video (at its rate, from the chunk's start) -> visual's
+
+            def frame(number: int) -> int:
+                return round((chunk.start_seconds + number / stage.fps) * plan.fps)
+
+            faceless = None if found.faceless_frame is None else frame(found.faceless_frame)
+            frames = tuple(frame(number) for number in found.frames)
+            found = dataclasses.replace(found, file=str(visual), frames=frames, faceless_frame=faceless)
+    if found.faceless_frame is not None or found.box is None:
+        raise found.refusal(provider.id)
+    return found
+
+
 def _stage(plan: Plan) -> Lipsync:
     if plan.lipsync is None:
         raise VaError(ExitCode.INTERNAL, "the plan has no lip-sync stage")
@@ -93,7 +121,7 @@ def _stage(plan: Plan) -> Lipsync:
 
 
 def _run_provider(
-    provider: Provider, plan: Plan, chunk: Chunk, *, inputs: dict[str, Path], work: Path
+    provider: Provider, plan: Plan, chunk: Chunk, *, inputs: dict[str, Path], work: Path, face_box: str = ""
 ) -> ProviderOutput:
     fps = _stage(plan).fps
     if provider.type == "audiogram":
@@ -119,6 +147,7 @@ def _run_provider(
         "fps": str(fps),
         "seed": str(plan.seeds.value),
         "home": str(provider.settings.get("home", "")),
+        "face_box": face_box,
     }
     run = ProviderRun(values, work, work.parent / "logs")
     if provider.type == "http":
@@ -170,7 +199,11 @@ def run_lipsync(
         result["chunk"] = chunk
     joined = chunk is not None
     try:
-        produced = _run_provider(provider, planned, window, inputs=inputs, work=work)
+        found = check_face(provider, planned, window, video=inputs["video"], visual=visual)
+        if found is not None:
+            result["face"] = found.as_dict()
+        face_box = found.box.as_text() if found is not None and found.box is not None else ""
+        produced = _run_provider(provider, planned, window, inputs=inputs, work=work, face_box=face_box)
         check_output(
             produced.path,
             window.input_seconds,
@@ -204,5 +237,8 @@ def join_chunks(plan: Path, clips: list[Path], output: Path) -> dict[str, Any]:
     if passed:
         result["chunks_passed_through"] = passed
         result["error"] = next(r["error"] for r in results if r.get("passthrough"))
+    faces = [r["face"] for r in results if r.get("face")]
+    if faces:  # a provider that needs a face: the check of the first chunk (each chunk checked its own)
+        result["face"] = faces[0]
     write_json_atomic(output.parent / RESULT_NAME, result)
     return result

@@ -1,0 +1,132 @@
+"""Is there a face? OpenCV's bundled Haar cascade on decoded frames, for the lip-sync providers that need one.
+
+Lip-sync models fail without a face, often after minutes of work (LatentSync's "Face not detected"). The
+frontal-face cascade ships inside opencv-python-headless 4.x (``cv2.data``; 5.0 no longer ships it),
+so nothing is downloaded. cv2 (and numpy) are imported on the first check only: the rule scripts that
+never look for a face start without them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from va import media
+from va.errors import ExitCode, VaError
+
+#: The cascade file in ``cv2.data.haarcascades``.
+CASCADE = "haarcascade_frontalface_default.xml"
+#: The package that ships it (pyproject.toml pins the same).
+OPENCV = "opencv-python-headless 4.x (pip install 'opencv-python-headless>=4,<5')"
+#: Frames are looked at no larger than this (px, longer side): a face keeps 40 px and more at that size,
+#: and the cascade's time grows with the area.
+ANALYSIS_SIDE = 640
+#: The smallest face looked for, as a share of the frame's shorter side.
+SMALLEST_FACE = 0.06
+#: Frames of a video looked at, spread evenly from its first to its last.
+VIDEO_SAMPLES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class FaceBox:
+    """Where a face is, in pixels of the full-size picture: its top-left corner and its size."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def as_text(self) -> str:
+        """The ``{face_box}`` placeholder's value: ``x,y,width,height``."""
+        return f"{self.x},{self.y},{self.width},{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
+class FaceSearch:
+    """What a check saw: the file, the frames it looked at, the face of the first one (None: no face
+    there), and the first frame without a face (None: every frame had one)."""
+
+    file: str
+    frames: tuple[int, ...]
+    box: FaceBox | None
+    faceless_frame: int | None
+
+    def refusal(self, provider_id: str) -> VaError:
+        """The error of a search that found a frame without a face: exit 52, naming the file and frame."""
+        return VaError(
+            ExitCode.LIPSYNC_INPUT_REJECTED,
+            f"no face found in frame {self.faceless_frame} of {self.file}; lip-sync provider {provider_id} "
+            "needs one (needs_face: OpenCV's face detector looked before the provider ran)",
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The search as JSON data (the lip-sync stage's record)."""
+        return {**dataclasses.asdict(self), "frames": list(self.frames)}
+
+
+def _opencv() -> Any:
+    """cv2, imported on the first check; without it a check is ``DEPENDENCY_MISSING``, said in one line."""
+    try:
+        import cv2  # noqa: PLC0415 - only a face check needs OpenCV
+    except ImportError as exc:
+        raise VaError(ExitCode.DEPENDENCY_MISSING, f"the face check needs {OPENCV} ({exc})") from exc
+    return cv2
+
+
+@functools.cache
+def _cascade() -> Any:
+    cv2 = _opencv()
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)  # gone in OpenCV 5
+    classifier = cv2.CascadeClassifier(str(Path(folder) / CASCADE)) if folder else None
+    if classifier is None or classifier.empty():
+        raise VaError(
+            ExitCode.DEPENDENCY_MISSING,
+            f"OpenCV {cv2.__version__} has no {CASCADE} in cv2.data; the face check needs {OPENCV}",
+        )
+    return classifier
+
+
+def find_face(frame: media.RawFrame) -> FaceBox | None:
+    """The largest frontal face in ``frame``, in pixels of the full-size picture; None when there is none."""
+    cv2 = _opencv()
+    import numpy  # noqa: PLC0415 - OpenCV's own dependency, needed only with it
+
+    pixels = numpy.frombuffer(frame.rgb, dtype=numpy.uint8).reshape(frame.height, frame.width, 3)
+    grey = cv2.equalizeHist(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
+    smallest = max(20, round(min(frame.width, frame.height) * SMALLEST_FACE))
+    found = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+    if len(found) == 0:
+        return None
+    x, y, w, h = max(found, key=lambda box: int(box[2]) * int(box[3]))
+    s = frame.scale
+    return FaceBox(round(int(x) * s), round(int(y) * s), round(int(w) * s), round(int(h) * s))
+
+
+def search_frames(file: Path, frames: list[media.RawFrame]) -> FaceSearch:
+    """Look at each frame of ``file`` in turn, up to the first without a face."""
+    first: FaceBox | None = None
+    for number, frame in enumerate(frames):
+        box = find_face(frame)
+        if box is None:
+            return FaceSearch(str(file), tuple(f.index for f in frames[: number + 1]), first, frame.index)
+        if number == 0:
+            first = box
+    return FaceSearch(str(file), tuple(f.index for f in frames), first, None)
+
+
+def search_start(
+    start: Path, indices: list[int], geometry: media.FrameGeometry, background: str
+) -> FaceSearch:
+    """Look for a face in frames ``indices`` of the start image or video, each fitted into the output
+    picture as the held still is (so a box is in the pixels the provider gets)."""
+    frames = media.decode_frames(start, indices, fitted=(geometry, background), longest_side=ANALYSIS_SIDE)
+    return search_frames(start, frames)
+
+
+def search_video(video: Path) -> FaceSearch:
+    """Look for a face in ``VIDEO_SAMPLES`` frames spread over ``video``, from its first to its last."""
+    indices = media.sample_frames(media.count_video_packets(video), VIDEO_SAMPLES)
+    return search_frames(video, media.decode_frames(video, indices, longest_side=ANALYSIS_SIDE))
