@@ -97,6 +97,7 @@ bench: setup $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_stop.py
 	$(BIN)/python bench/bench_manifest.py
+	$(BIN)/python bench/bench_lipsync_long.py
 
 clean:
 	rm -rf $(VENV) workdir bench/out .pytest_cache .mypy_cache .ruff_cache
