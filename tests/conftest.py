@@ -358,3 +358,26 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say how many tests were skipped, even when none was: a skip is never silent."""
     skipped = len(terminalreporter.stats.get("skipped", []))
     terminalreporter.write_line(f"skipped tests: {skipped} (reasons in the short test summary above)")
+
+
+#: The user ``nobody``: who a test reads as when it runs as root, whom no permission stops.
+NOBODY = 65534
+
+
+@contextlib.contextmanager
+def unreadable(path: Path) -> Iterator[None]:
+    """While the block runs, this process may not read ``path``: its mode is 0, and as root (who reads
+    anything) the process's effective user and group are ``nobody`` meanwhile."""
+    mode = path.stat().st_mode
+    path.chmod(0)
+    as_root = os.geteuid() == 0
+    try:
+        if as_root:
+            os.setegid(NOBODY)
+            os.seteuid(NOBODY)
+        yield
+    finally:
+        if as_root:
+            os.seteuid(0)
+            os.setegid(0)
+        path.chmod(mode)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -367,6 +368,32 @@ def test_an_unusable_workdir_is_named_with_its_reason(files: Media, va_cli: CliR
     reason = "it is a file, not a folder" if where == "file" else f"Not a directory: {workdir}"
     assert_one_line_error(result.err, f"workdir {workdir} unusable", reason)
     assert blocker.read_text() == "a user's file\n"
+
+
+@pytest.mark.parametrize("fault", ["a-file", "full"])
+def test_an_unusable_state_dir_is_named_with_its_reason(
+    files: Media, va_cli: CliRunner, state_dir: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The run registers in the state dir: one that is a file, or on a full disk (fsync says ENOSPC, as a
+    full disk does at the latest), is refused before Snakemake starts, with its code, path and reason."""
+    if fault == "a-file":
+        state_dir.parent.rmdir()
+        state_dir.parent.write_text("not a folder\n")
+        reason = f"{state_dir.parent} is a file, not a folder"
+    else:
+        fsync = os.fsync
+
+        def full(fd: int) -> None:  # the state dir's disk is full, the workdir's is not
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(state_dir)):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", full)
+        reason = "No space left on device"
+    result = va_cli("run", files.job(), "--workdir", files.root / "w")
+    assert result.code == ExitCode.STATE_DIR_UNUSABLE == 34
+    assert_one_line_error(result.err, f"state dir {state_dir} unusable", reason)
+    assert not (files.root / "w" / "logs" / "events.jsonl").exists()  # no run was started
 
 
 def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cli: CliRunner) -> None:

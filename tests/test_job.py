@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner, Media
+from tests.conftest import CliRunner, Media, unreadable
 from va.errors import ExitCode, VaError
 from va.job import check_inputs, load_job
 from va.plan import choose_seed
@@ -120,3 +120,12 @@ def test_a_start_image_above_the_limit_is_refused_from_its_header(files: Media, 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_an_unreadable_input_is_named_permission_denied(files: Media) -> None:
+    """A file the user may not read is said to be that, not "not a decodable audio file"."""
+    job = load_job(files.job())
+    with pytest.raises(VaError) as caught, unreadable(job.audio):
+        check_inputs(job)
+    assert caught.value.code == ExitCode.INPUT_NOT_FOUND
+    assert caught.value.message == f"input.audio: permission denied: cannot read {job.audio}"

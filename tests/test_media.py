@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Media, ffprobe_streams
+from tests.conftest import Media, ffprobe_streams, unreadable
 from va import media
 from va.errors import ExitCode, VaError
 from va.processes import ProcessId
@@ -158,3 +158,11 @@ def test_missing_ffmpeg_is_a_dependency_error(monkeypatch: pytest.MonkeyPatch) -
         media.executable("ffmpeg")
     assert caught.value.code == ExitCode.DEPENDENCY_MISSING
     assert "FFMPEG=/nonexistent/ffmpeg" in caught.value.message
+
+
+def test_ffprobe_on_an_unreadable_file_says_permission_denied(files: Media) -> None:
+    voice = files.root / "voice.wav"
+    with pytest.raises(VaError) as caught, unreadable(voice):
+        media.probe_audio(voice)
+    assert caught.value.code == ExitCode.INPUT_NOT_FOUND
+    assert caught.value.message == f"permission denied: cannot read {voice}"

@@ -281,3 +281,17 @@ def test_a_start_video_with_rotation_metadata_is_taken_as_displayed(
     assert np.abs(still - rgb_pixels(start)).mean() < 3
     if rotation == 180:  # the same size either way: the picture itself is turned
         assert np.abs(still - rgb_pixels(stored)).mean() > 20
+
+
+def test_a_full_disk_during_prepare_is_named_not_blamed_on_the_audio(files: Media) -> None:
+    """ffmpeg writing the padded audio to a full disk (/dev/full answers every write with ENOSPC): exit
+    32 naming the disk and the file, not 12 "cannot decode audio"."""
+    run = Workdir(files.root / "w")
+    planned = plan_job(load_job(files.job()))
+    run.padded_audio.parent.mkdir(parents=True)
+    run.padded_audio.symlink_to("/dev/full")
+    with pytest.raises(VaError) as caught:
+        stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
+    assert caught.value.code == ExitCode.WORKDIR_UNUSABLE
+    assert caught.value.message.startswith("no space left on device: ffmpeg could not write ")
+    assert str(run.root / "prepare") in caught.value.message

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +86,20 @@ def test_a_failed_rule_is_recorded_with_its_code_and_exits_with_it(files: Media)
         "name": "ENCODE_FAILED",
         "message": "Unknown encoder libx264",
     }
+
+
+def test_a_full_disk_in_a_rule_is_the_workdir_named_not_an_internal_error(files: Media) -> None:
+    run = Workdir(files.root / "w")
+    record_run_started(run, load_job(files.job()))
+    full = run.root / "prepare" / "loudness.json"
+    with pytest.raises(SystemExit) as exited, rule_step("prepare_audio", run.root / "l.log", workdir=run):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(full))
+    assert exited.value.code == ExitCode.WORKDIR_UNUSABLE
+    failed = read_events(run.events)[-1]
+    assert failed["kind"] == "rule_failed"
+    assert failed["error"] == {
+        "code": 32, "name": "WORKDIR_UNUSABLE", "message": f"prepare_audio: No space left on device: {full}"
+    }  # fmt: skip
 
 
 def test_a_bug_in_a_rule_is_an_internal_error_with_the_rule_named(files: Media) -> None:

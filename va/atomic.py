@@ -24,6 +24,17 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def prove_writable(folder: Path) -> None:
+    """Write a byte into ``folder``, sync it to the disk and remove it: a read-only or full disk, or a
+    folder without permission, raises the ``OSError`` that says which (a full disk at the latest on sync)."""
+    probe = folder / f".write-test-{os.getpid()}"
+    with open(probe, "wb") as handle:
+        handle.write(b"va")
+        handle.flush()
+        os.fsync(handle.fileno())
+    probe.unlink()
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import errno
+from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
@@ -19,6 +21,7 @@ class ExitCode(enum.IntEnum):
     RESUME_NOT_POSSIBLE = 31
     WORKDIR_UNUSABLE = 32
     RUN_NOT_FINISHED = 33
+    STATE_DIR_UNUSABLE = 34
     COMFYUI_UNAVAILABLE = 40
     COMFYUI_REJECTED = 41
     COMFYUI_FAILED = 42
@@ -46,3 +49,15 @@ class VaError(Exception):
     def as_dict(self) -> dict[str, object]:
         """The form stored in manifests and events."""
         return {"code": int(self.code), "name": self.code.name, "message": self.message}
+
+
+#: errno values that say a place cannot be written (full, over quota, read-only, not allowed), not that
+#: what was being written is wrong.
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def place_unusable(code: ExitCode, place: str, path: Path | str, exc: OSError) -> VaError:
+    """One line for a place va cannot use (a file where a folder should be, a read-only or full disk, no
+    permission): ``<place> <path> unusable: <reason>: <the file the system named>``."""
+    reason = exc.strerror or type(exc).__name__
+    return VaError(code, f"{place} {path} unusable: {reason}: {exc.filename or path}")

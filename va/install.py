@@ -14,8 +14,8 @@ from va.assets import (
     load_assets_manifest,
 )
 from va.config import CONFIG_NAMES, REPO_CONFIG, user_config_dir
-from va.errors import ExitCode, VaError
-from va.state import state_dir
+from va.errors import ExitCode, VaError, place_unusable
+from va.state import check_state_dir, state_dir
 
 REPO_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: Bundled files copied into the state dir, so that the copied assets manifest's relative sources resolve.
@@ -53,16 +53,11 @@ class InstallReport:
 
 def ensure_state_dir() -> Path:
     """Create ``$VA_STATE_DIR/state`` (and its config folder); refuse one that cannot be written."""
-    root = state_dir()
+    root = check_state_dir()
     try:
         user_config_dir().mkdir(parents=True, exist_ok=True)
-        probe = root / ".write-test"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
     except OSError as exc:
-        raise VaError(
-            ExitCode.DEPENDENCY_MISSING, f"state dir {root} is not writable: {exc.strerror}"
-        ) from exc
+        raise place_unusable(ExitCode.STATE_DIR_UNUSABLE, "state dir", root, exc) from exc
     return root
 
 

@@ -74,12 +74,10 @@ def job_from_document(document: dict[str, Any], path: Path) -> Job:
 
 
 def check_inputs_exist(job: Job) -> None:
-    """Check that the input files are there and not empty: ``INPUT_NOT_FOUND`` or ``UNSUPPORTED_FORMAT``."""
+    """Check that the input files are there, readable and not empty: ``INPUT_NOT_FOUND`` (missing, or
+    permission denied) or ``UNSUPPORTED_FORMAT``."""
     for field, path in (("input.audio", job.audio), ("input.start", job.start)):
-        if not path.is_file():
-            raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}")
-        if path.stat().st_size == 0:
-            raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: empty file: {path}")
+        check_readable(field, path)
 
 
 def check_inputs(job: Job) -> None:
@@ -102,6 +100,19 @@ def check_inputs(job: Job) -> None:
     from va.timeline import check_timeline  # noqa: PLC0415 - the timeline module imports this one
 
     check_timeline(job)
+
+
+def check_readable(field: str, path: Path) -> None:
+    """An input must be a file this user may read, and not empty: ``INPUT_NOT_FOUND`` (not there, or
+    permission denied: said as such) or ``UNSUPPORTED_FORMAT`` (empty)."""
+    try:
+        if not path.is_file():
+            raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}")
+        with open(path, "rb") as handle:
+            if not handle.read(1):
+                raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: empty file: {path}")
+    except PermissionError as exc:
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: permission denied: cannot read {path}") from exc
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -127,17 +127,39 @@ def executable(name: str) -> str:
     return found
 
 
+#: What ffmpeg says when the disk it writes to cannot take the file: the place is at fault, not the media.
+DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
 def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.CompletedProcess[str]:
     log.info("%s", shlex.join(argv), extra=COMMAND)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise VaError(ExitCode.DEPENDENCY_MISSING, f"cannot start {argv[0]}: {exc}") from exc
-    if done.returncode != 0:
-        raise VaError(failure, f"{what}: {_last_line(done.stderr)}")
+    # ffmpeg 5.1 ends with 0 when only its trailer could not be written to a full disk: the file is cut.
+    if done.returncode != 0 or any(reason in done.stderr for reason in DISK_ERRORS):
+        raise _failure(argv, done.stderr, failure, what)
     if done.stderr:
         log.info("%s", done.stderr.strip())
     return done
+
+
+def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaError:
+    """The error of a failed ffmpeg/ffprobe: a full or read-only disk (``WORKDIR_UNUSABLE``, naming the
+    file being written) and an input it may not read (``INPUT_NOT_FOUND``, permission denied) are said
+    as such, whatever the step was; anything else is the step's ``failure``."""
+    disk = next((reason for reason in DISK_ERRORS if reason in stderr), None)
+    if disk is not None:
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {argv[-1]}")
+    if "Permission denied" in stderr:
+        reads_last = Path(argv[0]).name.startswith("ffprobe")  # ffprobe's one input is its last argument
+        inputs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-i"] + argv[-1:] * reads_last
+        denied = next((path for path in inputs if f"{path}: Permission denied" in stderr), None)
+        if denied is not None:
+            return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {denied}")
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {argv[-1]}")
+    return VaError(failure, f"{what}: {_last_line(stderr)}")
 
 
 def _last_line(stderr: str) -> str:
@@ -194,6 +216,8 @@ def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
     ]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0 and "Permission denied" in done.stderr:
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {path}")
     if done.returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable {what}: {path}")
     data: dict[str, object] = json.loads(done.stdout or "{}")

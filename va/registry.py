@@ -6,13 +6,15 @@ writer's entry is lost and no reader ever sees a torn file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
 from va.atomic import read_json, write_json_atomic
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
 from va.state import registry_path
 
@@ -35,10 +37,20 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+@contextmanager
+def _state_dir_errors(path: Path) -> Iterator[None]:
+    """An OS error on the registry (a full or read-only disk, a file where the state dir should be) is
+    ``STATE_DIR_UNUSABLE`` naming the state dir and the reason, not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        raise place_unusable(ExitCode.STATE_DIR_UNUSABLE, "state dir", path.parent, exc) from exc
+
+
 def register_run(run_id: str, **fields: Any) -> None:
     """Add a run, or update the fields of one that is already registered."""
     path = registry_path()
-    with _lock(path):
+    with _state_dir_errors(path), _lock(path):
         data = _load(path)
         entry = data["runs"].setdefault(run_id, {"run_id": run_id, "registered_at": utc_now()})
         entry.update(fields, updated_at=utc_now())
@@ -48,10 +60,11 @@ def register_run(run_id: str, **fields: Any) -> None:
 def list_runs() -> list[dict[str, Any]]:
     """Every registered run, oldest first."""
     path = registry_path()
-    if not path.exists():
-        return []
-    with _lock(path):
-        runs = list(_load(path)["runs"].values())
+    with _state_dir_errors(path):
+        if not path.exists():
+            return []
+        with _lock(path):
+            runs = list(_load(path)["runs"].values())
     return sorted(runs, key=lambda run: str(run.get("registered_at", "")))
 
 

@@ -19,17 +19,18 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from va.atomic import write_text_atomic
+from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_health
 from va.comfyui.stage import server_url
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, place_unusable
 from va.events import follow_events
 from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
+from va.state import check_state_dir
 from va.textlog import last_lines, record_command
 from va.tracking import existing_run_id, reconcile, record_run_finished, run_finished, run_succeeded
 from va.workdir import Workdir
@@ -93,17 +94,9 @@ def ensure_workdir(workdir: Workdir) -> None:
     try:
         workdir.root.mkdir(parents=True, exist_ok=True)
         workdir.run_lock.parent.mkdir(parents=True, exist_ok=True)
-        probe = workdir.run_lock.parent / f".write-test-{os.getpid()}"
-        with open(probe, "wb") as handle:
-            handle.write(b"va")
-            handle.flush()
-            os.fsync(handle.fileno())
-        probe.unlink()
+        prove_writable(workdir.run_lock.parent)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        where = exc.filename or workdir.root
-        message = f"workdir {workdir.root} unusable: {reason}: {where}"
-        raise VaError(ExitCode.WORKDIR_UNUSABLE, message) from exc
+        raise place_unusable(ExitCode.WORKDIR_UNUSABLE, "workdir", workdir.root, exc) from exc
 
 
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
@@ -213,6 +206,7 @@ def run_job(
             )
     workdir = Workdir(options.workdir.absolute())
     ensure_workdir(workdir)
+    check_state_dir()  # the run registers there: refused now, not by Snakemake's start
     options = RunOptions(workdir.root, options.resume, options.cores, options.profile)
     with workdir_lock(workdir):
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
@@ -391,8 +385,9 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     names = sorted(set(batch.jobs) | set(batch.problems))
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
-    out.mkdir(parents=True, exist_ok=True)
     lock_owner = Workdir(out)
+    ensure_workdir(lock_owner)
+    check_state_dir()
     again = batch_command(folder, out, options, keep_going)
     stopped = None
     with workdir_lock(lock_owner):

@@ -5,11 +5,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from va.atomic import prove_writable
+from va.errors import ExitCode, VaError, place_unusable
+
 
 def state_dir() -> Path:
     """The state directory, ``$VA_STATE_DIR/state``."""
     root = os.environ.get("VA_STATE_DIR") or str(Path.home() / ".va")
     return Path(root).expanduser().absolute() / "state"
+
+
+def check_state_dir() -> Path:
+    """Make the state dir and prove it can be written (a byte written and synced): a path through a
+    file, a read-only or full disk, or no permission is ``STATE_DIR_UNUSABLE``, one line naming the path
+    and the reason."""
+    root = state_dir()
+    blocking = next((folder for folder in (root, *root.parents) if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise VaError(
+            ExitCode.STATE_DIR_UNUSABLE,
+            f"state dir {root} unusable: {blocking} is a file, not a folder (set VA_STATE_DIR to a folder)",
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        prove_writable(root)
+    except OSError as exc:
+        raise place_unusable(ExitCode.STATE_DIR_UNUSABLE, "state dir", root, exc) from exc
+    return root
 
 
 def registry_path() -> Path:

@@ -35,6 +35,7 @@ HINTS: dict[int, str] = {
     ExitCode.DEPENDENCY_MISSING: "install ffmpeg, or point FFMPEG/FFPROBE at it; va doctor checks",
     ExitCode.OUTPUT_EXISTS: "choose another --workdir, or move the file away",
     ExitCode.WORKDIR_UNUSABLE: "free disk space or fix the permissions of the workdir",
+    ExitCode.STATE_DIR_UNUSABLE: "free disk space or fix the permissions of VA_STATE_DIR (default ~/.va)",
     ExitCode.COMFYUI_UNAVAILABLE: "start ComfyUI (or fix comfyui.url), then --resume",
     ExitCode.COMFYUI_REJECTED: "the template does not fit the server: see node_errors and the bindings",
     ExitCode.COMFYUI_FAILED: "see ComfyUI's log for the node's exception, then --resume",

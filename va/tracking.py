@@ -22,7 +22,7 @@ from filelock import FileLock
 
 from va import registry
 from va.atomic import read_json, write_json_atomic
-from va.errors import ExitCode, VaError
+from va.errors import UNWRITABLE, ExitCode, VaError
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
@@ -220,7 +220,14 @@ def rule_step(
     }
     record(workdir, phase, "info", f"{name} started", kind="rule_started", **host, **where)
     try:
-        yield report
+        try:
+            yield report
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise
+            # A full, read-only or forbidden disk is the place's fault, said with the path, not a bug.
+            failed_at = exc.filename or workdir.root
+            raise VaError(ExitCode.WORKDIR_UNUSABLE, f"{name}: {exc.strerror}: {failed_at}") from exc
     except VaError as exc:
         logging.getLogger(rule).error("%s", exc.message)
         record(workdir, phase, "error", exc.message, kind="rule_failed", error=exc.as_dict(), **where)
