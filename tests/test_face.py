@@ -125,3 +125,16 @@ def test_the_face_check_survives_the_plans_json(files: Media, monkeypatch: pytes
     plan = plan_job(load_job(face_job(files, "face.jpg")))
     stages.write_plan(plan, files.root / "plan.json")
     assert load_plan(files.root / "plan.json") == plan
+
+
+def test_validate_says_where_the_face_is(files: Media, va_cli: CliRunner, tmp_path: Path) -> None:
+    shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
+    found = va_cli("validate", face_job(files, "face.jpg"), env=needs_face(tmp_path))
+    assert found.code == 0
+    line = next(line for line in found.out.splitlines() if line.startswith("  face "))
+    assert line.endswith("(frame 0 of the start looked at)") and " at 8" in line  # x about 87
+    passed = va_cli(
+        "validate", face_job(files, "start.png", allow_passthrough=True), env=needs_face(tmp_path)
+    )
+    assert passed.code == 0
+    assert "  face      none in frame 0: the un-synced picture will be used" in passed.out

@@ -294,6 +294,14 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
         longest = max(chunk.end_seconds - chunk.start_seconds for chunk in plan.lipsync.chunks)
         lipsync += f" in {len(plan.lipsync.chunks)} chunks of up to {longest:.2f} s"
     print(f"  lip-sync  {lipsync}")
+    face = plan.lipsync.face if plan.lipsync else None
+    if face is not None:
+        seen = f"frame {face.frames[0]}" if len(face.frames) == 1 else f"{len(face.frames)} frames"
+        if face.faceless_frame is not None or face.box is None:  # allow_passthrough: passed through
+            print(f"  face      none in frame {face.faceless_frame}: the un-synced picture will be used")
+        else:
+            box = face.box
+            print(f"  face      {box.width}x{box.height} at {box.x},{box.y} ({seen} of the start looked at)")
     drawn = " (drawn anew by each run)" if plan.seeds.policy == "random" else ""
     print(f"  seed      {plan.seeds.value} ({plan.seeds.policy}){drawn}")
     return ExitCode.OK

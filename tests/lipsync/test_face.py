@@ -76,6 +76,29 @@ def test_a_visual_without_a_face_is_refused_before_the_tool_starts(
     assert result["error"]["code"] == 52
 
 
+def test_each_chunk_checks_the_frames_its_tool_gets(files: Media, use_providers: UseProviders) -> None:
+    # Two chunks of 1 s (frames 0-24 and 25-49); the visual stage's picture loses the face after 1.5 s.
+    shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
+    visual = files.face_video("generated.mp4", face_seconds=1.5, blank_seconds=0.5)
+    dump = files.root / "told.json"
+    provider = command("needs_face", "--dump", str(dump), needs_face=True)
+    job, run = staged(files, use_providers, provider, "face.jpg", chunk_seconds=1.0)
+    stage = load_plan(run.plan).lipsync
+    assert stage is not None and [c.first for c in stage.chunks] == [0, 25]
+    first, second = (run.lipsync_chunk(chunk.name) for chunk in stage.chunks)
+    done = run_lipsync(job, run.plan, run.still, run.padded_audio, first, visual=visual, chunk="0000")
+    assert done["passthrough"] is False and done["face"]["faceless_frame"] is None
+    assert dump.exists()
+    dump.unlink()
+    with pytest.raises(VaError) as refused:
+        run_lipsync(job, run.plan, run.still, run.padded_audio, second, visual=visual, chunk="0001")
+    assert refused.value.code == ExitCode.LIPSYNC_INPUT_REJECTED
+    # The second chunk's 25 frames, 8 of them looked at: frames 25, 28, 32, 35, 39, ... of the visual
+    # picture, whose face ends at frame 37.
+    assert f"no face found in frame 39 of {visual}" in refused.value.message
+    assert not dump.exists()
+
+
 def test_without_needs_face_the_tool_fails_late_as_latentsync_does(
     files: Media, use_providers: UseProviders
 ) -> None:
