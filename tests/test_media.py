@@ -166,3 +166,26 @@ def test_ffprobe_on_an_unreadable_file_says_permission_denied(files: Media) -> N
         media.probe_audio(voice)
     assert caught.value.code == ExitCode.INPUT_NOT_FOUND
     assert caught.value.message == f"permission denied: cannot read {voice}"
+
+
+@pytest.mark.parametrize(
+    ("source", "normalization", "integrated"),
+    [
+        ("sine=frequency=220:sample_rate=16000:duration=3,volume=-12dB", "linear", -16.0),  # range 0
+        ("anullsrc=r=16000:cl=mono,atrim=duration=2", "none", -99.0),  # silence: kept as it is
+        ("sine=frequency=220:sample_rate=16000:duration=0.3", "none", -99.0),  # under one gating block
+    ],
+    ids=["steady-tone", "silence", "too-short"],
+)
+def test_loudness_of_a_tone_is_a_linear_gain_and_silence_is_kept(
+    files: Media, source: str, normalization: str, integrated: float
+) -> None:
+    voice = files.root / "v.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", source, str(voice)], check=True)
+    fit = media.fit_loudness(voice, media.LoudnessTarget(-16.0, -1.5))
+    assert fit.normalization == normalization
+    padded = files.root / "padded.wav"
+    info = media.pad_audio(voice, padded, 0.5, 0.5, loudness=fit)
+    assert info.duration_seconds == pytest.approx(media.decoded_duration(voice) + 1.0, abs=1e-3)
+    after, _ = media.measure_loudness(padded, fit.target, window=(0.5, media.decoded_duration(voice)))
+    assert after.integrated_lufs == pytest.approx(integrated, abs=0.2)

@@ -482,6 +482,8 @@ class Loudness:
 
 #: loudnorm's own default loudness range target (LU), kept unless the input's range is wider.
 LOUDNESS_RANGE_LU = 7.0
+#: EBU R128's absolute gate (LUFS): nothing quieter counts as loudness.
+LOUDNESS_GATE_LUFS = -70.0
 #: How far below the target's true peak the limiter holds the peaks (dB): room for the small gain
 #: loudnorm adds after it, to make up the loudness the limiter took.
 LIMITER_MARGIN_DB = 0.5
@@ -510,30 +512,43 @@ class LoudnessFit:
         return min(50.0, max(LOUDNESS_RANGE_LU, math.ceil(self.measured.range_lu * 10) / 10))
 
     @property
+    def measurable(self) -> bool:
+        """Whether the voice has a loudness at all: silence, or less than one 400 ms gating block of
+        sound, measures none (-inf, kept as -99), and is left as it is."""
+        return self.voice.integrated_lufs > LOUDNESS_GATE_LUFS
+
+    @property
     def linear(self) -> bool:
-        """Whether loudnorm applies one linear gain, as it decides (libavfilter/af_loudnorm.c): a first
-        pass's figures are given, the gain leaves the true peak at or below the target's, and the input's
-        range fits the range target. Otherwise it normalizes dynamically."""
+        """Whether loudnorm applies one linear gain, as it decides (libavfilter/af_loudnorm.c): the gain
+        leaves the true peak at or below the target's and the input's range fits the range target (and
+        a first pass's figures are given: loudnorm takes its defaults, a threshold of -70 and an
+        integrated loudness or range of 0, for figures not given). Otherwise it normalizes dynamically."""
         m, target = self.measured, self.target
         gain = target.target_lufs - m.integrated_lufs
-        given = m.true_peak_db != 99 and m.threshold_lufs != -70 and 0 not in (m.range_lu, m.integrated_lufs)
+        given = (
+            self.measurable and m.true_peak_db != 99 and m.threshold_lufs != -70 and m.integrated_lufs != 0
+        )
         return given and m.true_peak_db + gain <= target.true_peak_db and m.range_lu <= self.range_lu
 
     @property
     def normalization(self) -> str:
-        """``linear`` (one gain), ``limited`` (a gain, the limiter, one gain) or ``dynamic`` (loudnorm's
-        own dynamic mode, where no limiter gain was found)."""
+        """``linear`` (one gain), ``limited`` (a gain, the limiter, one gain), ``dynamic`` (loudnorm's
+        own dynamic mode, where no limiter gain was found) or ``none`` (the voice has no loudness)."""
+        if not self.measurable:
+            return "none"
         if not self.linear:
             return "dynamic"
         return "linear" if self.limiter_gain_db is None else "limited"
 
     @property
     def filter(self) -> str:
-        """The filter chain: the limiter when there is one, then loudnorm given the figures of its input."""
+        """The filter chain: the limiter when there is one, then loudnorm given the figures of its input.
+        A range of 0 (a steady tone) is given as 0.01: loudnorm reads 0 as "not measured" and would not
+        stay linear."""
         m = self.measured
         loudnorm = (
             f"loudnorm=I={self.target.target_lufs}:TP={self.target.true_peak_db}:LRA={self.range_lu}"
-            f":measured_I={m.integrated_lufs}:measured_TP={m.true_peak_db}:measured_LRA={m.range_lu}"
+            f":measured_I={m.integrated_lufs}:measured_TP={m.true_peak_db}:measured_LRA={m.range_lu or 0.01}"
             f":measured_thresh={m.threshold_lufs}:offset={self.offset_lu}:linear=true:print_format=none"
         )
         if self.limiter_gain_db is None:
@@ -603,7 +618,7 @@ def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
     aiming half the margin under the target, until the rest fits under the margin."""
     voice, offset = measure_loudness(source, target)
     fit = LoudnessFit(target, voice, voice, offset)
-    if fit.linear or voice.integrated_lufs <= -70:  # silence: nothing to limit
+    if fit.linear or not fit.measurable:
         return fit
     aim = target.target_lufs - LIMITER_MARGIN_DB / 2
     gain, tried = aim - voice.integrated_lufs, (0.0, voice.integrated_lufs)
@@ -641,7 +656,7 @@ def pad_audio(
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
     post = round(post_seconds * AUDIO_SAMPLE_RATE)
     chain = [f"aresample={AUDIO_SAMPLE_RATE}"]
-    if loudness:
+    if loudness and loudness.measurable:
         # loudnorm writes 192 kHz; the resampler after it names the layout too, as ffmpeg 5.1 otherwise
         # fails to negotiate one for a WAV that declares none ("Cannot select channel layout").
         named = "mono" if channels == 1 else "stereo"

@@ -57,6 +57,8 @@ def prepare_audio(plan: Plan, padded: Path, aac: Path, loudness_record: Path | N
     window = (plan.buffer.pre_seconds, plan.audio_input_duration_seconds)
     after, _ = media.measure_loudness(padded, fit.target, window=window)
     record = loudness_document(fit, after)
+    if not fit.measurable:
+        log.warning("the voice has no loudness to normalize (silent, or under 0.4 s of sound): kept as it is")
     log.info("loudness: %s", record)
     if loudness_record is not None:
         write_json_atomic(loudness_record, record)
