@@ -155,8 +155,9 @@ def record_started():
             reconcile(run, job.basename)
             continue
         PENDING.append((run, job))
-        changes = publish_plan(plan_for(name), run.plan)
-        record_run_started(run, job, plan_changes=changes)
+        plan = plan_for(name)
+        changes = publish_plan(plan, run.plan)
+        record_run_started(run, job, plan_changes=changes, plan=plan)
 
 
 def record_finished(success):

@@ -207,8 +207,10 @@ def current_digest(workdir: Workdir) -> EventDigest:
 
 
 def store_digest(workdir: Workdir, digest: EventDigest) -> None:
-    """Keep ``digest`` for the next event (written atomically; the caller holds the state lock)."""
-    write_json_atomic(workdir.manifest_digest, dataclasses.asdict(digest))
+    """Keep ``digest`` for the next event (written atomically; the caller holds the state lock). Not
+    fsynced: the event log it sums up is not either, and a digest lost or behind the log is made again
+    from it (each event recorded paid for two fsyncs, this one for nothing)."""
+    write_json_atomic(workdir.manifest_digest, dataclasses.asdict(digest), durable=False)
 
 
 def _comfyui_details(

@@ -28,7 +28,7 @@ from va.graph import RULE_PHASE, describe
 from va.job import Job
 from va.manifest import build_manifest, current_digest, process_alive, store_digest
 from va.media import count_video_packets
-from va.plan import sha256_file
+from va.plan import Plan, sha256_file
 from va.processes import ProcessId
 from va.textlog import RuleLogHandler, record_event
 from va.workdir import Workdir
@@ -59,14 +59,20 @@ def existing_run_id(workdir: Workdir) -> str | None:
     return str(first["run_id"]) if first else None
 
 
-def record_run_started(workdir: Workdir, job: Job, *, plan_changes: list[str] | None = None) -> str:
+def record_run_started(
+    workdir: Workdir, job: Job, *, plan_changes: list[str] | None = None, plan: Plan | None = None
+) -> str:
     """Record the start (or resumption) of the run in ``workdir`` and register it; ``plan_changes``: the
-    fields of the plan that an edit of the job (or its inputs) changed since the previous attempt."""
+    fields of the plan that an edit of the job (or its inputs) changed since the previous attempt. The
+    inputs' hashes are the ``plan``'s when it is given (hashed once, when it was made)."""
     run_id = existing_run_id(workdir) or new_run_id()
-    inputs = {
-        "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
-        "start": {"path": str(job.start), "sha256": sha256_file(job.start)},
-    }
+    if plan is not None:
+        inputs = {name: {"path": item.path, "sha256": item.sha256} for name, item in plan.inputs.items()}
+    else:
+        inputs = {
+            "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
+            "start": {"path": str(job.start), "sha256": sha256_file(job.start)},
+        }
     manifest = record(
         workdir,
         "run",
