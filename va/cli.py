@@ -417,6 +417,9 @@ def render_run(manifest: dict[str, Any]) -> str:
         note = phase.get("reason") or (phase.get("error") or {}).get("message", "")
         if phase.get("progress") and not note:
             note = batches_note(phase["progress"])
+        if phase.get("chunks") and not note:
+            chunks = phase["chunks"]
+            note = f"{sum(c['status'] == 'done' for c in chunks)} of {len(chunks)} chunks"
         lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
     if manifest.get("target_frames") is not None:
         seeds = manifest.get("seeds") or {}

@@ -102,6 +102,10 @@ def test_a_4n_plus_1_model_killed_in_the_third_chunk_resumes_with_the_missing_ch
     wait_no_process_marked(marker)
     made = sorted(p.stem for p in (workdir / "lipsync" / "chunks").glob("*.mp4"))
     assert len(made) == 2  # the two chunks before the one the kill cut off
+    status = va_cli("status", workdir)
+    assert any(
+        line.startswith("lipsync") and line.endswith("2 of 5 chunks") for line in status.out.splitlines()
+    )
 
     resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q", env=env)
     assert resumed.code == 0, resumed.err
