@@ -5,6 +5,8 @@ runs (``va validate``, ``va run``), naming the file and the frame; the box is in
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,30 @@ def test_validate_says_where_the_face_is(files: Media, va_cli: CliRunner, tmp_pa
     )
     assert passed.code == 0
     assert "  face      none in frame 0: the un-synced picture will be used" in passed.out
+
+
+def test_a_later_plan_of_the_same_start_takes_the_earlier_check(
+    files: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every Snakemake process of a run plans anew (a cluster job, a resume): with the earlier plan of the
+    # same start in the same picture, OpenCV is not even loaded.
+    from va import stages  # noqa: PLC0415
+
+    shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
+    for name, value in needs_face(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    job, earlier = face_job(files, "face.jpg"), tmp_path / "plan.json"
+    replan = [
+        sys.executable, "-c",
+        "import sys; from pathlib import Path; from va.job import load_job; "
+        "from va.plan import plan_job, previous_plan; "
+        f"plan = plan_job(load_job(Path({str(job)!r})), previous_plan(Path({str(earlier)!r}))); "
+        "print(plan.lipsync.face.box.as_text(), 'cv2' in sys.modules)",
+    ]  # fmt: skip
+    box, loaded = subprocess.run(replan, capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == "True"  # no earlier plan: the start was looked at
+    stages.write_plan(plan_job(load_job(job)), earlier)
+    assert subprocess.run(replan, capture_output=True, text=True, check=True).stdout.split() == [box, "False"]
+    files.image("face.jpg", "256x256")  # another picture under the same name: looked at again, refused
+    refused = subprocess.run(replan, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "no face found in frame 0" in refused.stderr

@@ -383,10 +383,15 @@ def plan_chunks(
 
 
 def plan_lipsync(
-    job: Job, buffer: Buffer, voice_seconds: float, geometry: Geometry | None = None
+    job: Job,
+    buffer: Buffer,
+    voice_seconds: float,
+    geometry: Geometry | None = None,
+    known_face: FaceSearch | None = None,
 ) -> Lipsync | None:
     """The lip-sync stage of ``job``, None when it does not run. A provider that needs a face has the
-    start checked for one (``plan_face``), in the output picture of ``geometry`` (planned when not given)."""
+    start checked for one (``plan_face``), in the output picture of ``geometry`` (planned when not given),
+    unless ``known_face`` is that check already."""
     provider_id = active_provider(job)
     if provider_id is None:
         return None
@@ -402,22 +407,27 @@ def plan_lipsync(
         fps=fps,
         frames=target_frames(seconds, fps),
         chunks=plan_chunks(job, provider, fps=fps, buffer=buffer, voice_seconds=voice_seconds),
-        face=plan_face(job, provider, geometry),
+        face=plan_face(job, provider, geometry, known=known_face),
     )
 
 
-def plan_face(job: Job, provider: Provider, geometry: Geometry | None = None) -> FaceSearch | None:
+def plan_face(
+    job: Job, provider: Provider, geometry: Geometry | None = None, *, known: FaceSearch | None = None
+) -> FaceSearch | None:
     """For a provider that needs a face (``needs_face``; None for one that does not): the check of the
     start, its first frame (and a start video's frames spread over it) fitted into the output picture as
     the held still is. No face is ``LIPSYNC_INPUT_REJECTED`` now, before anything runs, unless
-    ``lipsync.allow_passthrough`` lets the stage pass the un-synced picture through."""
+    ``lipsync.allow_passthrough`` lets the stage pass the un-synced picture through. ``known``: the same
+    check made before (an earlier plan's, of the same start in the same picture), taken as it is."""
     if not provider.settings["needs_face"]:
         return None
-    geometry = geometry or plan_geometry(job)
-    stat = job.start.stat()
-    fitted = media.FrameGeometry(geometry.width, geometry.height, geometry.filter)
-    found = _search_start(job.start, (stat.st_size, stat.st_mtime_ns), job.start_is_video, fitted,
-                          geometry.background)  # fmt: skip
+    found = known
+    if found is None:
+        geometry = geometry or plan_geometry(job)
+        stat = job.start.stat()
+        fitted = media.FrameGeometry(geometry.width, geometry.height, geometry.filter)
+        found = _search_start(job.start, (stat.st_size, stat.st_mtime_ns), job.start_is_video, fitted,
+                              geometry.background)  # fmt: skip
     if found.faceless_frame is not None and not job.data["lipsync"]["allow_passthrough"]:
         raise found.refusal(provider.id)
     return found
@@ -471,6 +481,15 @@ def plan_geometry(job: Job) -> Geometry:
     )
 
 
+def _known_face(previous: Plan | None, start: InputFile, geometry: Geometry) -> FaceSearch | None:
+    """An earlier plan's face check, when it looked at the same start (path and content) in the same
+    picture: every Snakemake process of a run plans again (a cluster job, a resume), and OpenCV need not
+    load in each of them to find the same face."""
+    if previous is None or previous.lipsync is None or previous.inputs.get("start") != start:
+        return None
+    return previous.lipsync.face if previous.geometry == geometry else None
+
+
 def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     """Resolve every value of a run of ``job``: its inputs are probed (and hashed), nothing is written.
 
@@ -482,6 +501,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     seed = choose_seed(job, previous)
     output = job.data["output"]
     geometry = plan_geometry(job)
+    start = InputFile(str(job.start), sha256_file(job.start))
     effective = {
         "prompt": job.data["motion"]["prompt"],
         "negative_prompt": job.data["motion"]["negative_prompt"],
@@ -509,10 +529,10 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         encoding=Encoding(int(output["crf"]), str(output["x264_preset"])),
         visual_source=effective["visual_source"],
         comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
-        lipsync=plan_lipsync(job, buffer, voice, geometry),
+        lipsync=plan_lipsync(job, buffer, voice, geometry, known_face=_known_face(previous, start, geometry)),
         inputs={
             "audio": InputFile(str(job.audio), sha256_file(job.audio)),
-            "start": InputFile(str(job.start), sha256_file(job.start)),
+            "start": start,
         },
         effective_params=effective,
         tools=tool_versions(),
