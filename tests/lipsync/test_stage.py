@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import Media, ffprobe_streams
 from tests.lipsync.conftest import UseProviders, prepare_lipsync_inputs
 from tests.lipsync.fakes import command, http_provider
 from tests.lipsync.lipsync_service import Service
+from tests.test_motion import gray_frames
 from va import stages
 from va.errors import ExitCode, VaError
 from va.events import read_events
@@ -358,3 +360,21 @@ def test_with_passthrough_a_refused_chunk_is_joined_unsynced_and_the_others_sync
     folder = staged.run.root / "lipsync" / "chunks"
     assert json.loads((folder / "0002" / "result.json").read_text())["passthrough"] is False
     assert picture_frames(staged.run.lipsync_output) == 50
+
+
+def test_each_chunk_gets_its_own_frames_of_the_visual_stages_picture(stage: Stage, files: Media) -> None:
+    # A moving picture of 50 frames (testsrc2 changes every frame) in chunks of 20, 20 and 10 frames.
+    visual = files.video("visual.mp4", seconds=2.0)
+    staged = stage(command("ok", input={"fps": 25, "max_seconds": 0.8}))
+    run = staged.run
+    for name in ("0000", "0001", "0002"):
+        run_lipsync(staged.job, run.plan, run.still, run.padded_audio, run.lipsync_chunk(name), visual=visual,
+                    chunk=name)  # fmt: skip
+    source = gray_frames(visual)
+    for name, first, frames in (("0000", 0, 20), ("0001", 20, 20), ("0002", 40, 10)):
+        given = gray_frames(run.root / "lipsync" / "chunks" / name / "input" / "video.mp4")
+        assert len(given) == frames
+        # Each frame the tool got is the picture's own frame, not a neighbour (both encoded: nearly equal).
+        for index in (0, frames - 1):
+            distances = [np.abs(given[index] - source[n]).mean() for n in range(50)]
+            assert int(np.argmin(distances)) == first + index
