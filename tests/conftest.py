@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,11 +237,14 @@ RULE_FFMPEG = {
 }
 
 
-def slow_ffmpeg(folder: Path, seconds: float, only: str = "") -> Path:
+def slow_ffmpeg(folder: Path, seconds: float, only: str | tuple[str, ...] = "") -> Path:
     """A wrapper that sleeps, then runs the real ffmpeg, so a rule stays busy long enough to be stopped
-    in it; with ``only``, just the commands holding that piece sleep (the other rules run at full speed)."""
-    slow = folder / "slow-ffmpeg"
-    slow.write_text(f'#!/bin/sh\ncase "$*" in *"{only}"*) sleep {seconds};; esac\nexec ffmpeg "$@"\n')
+    in it; with ``only``, just the commands holding that piece (or one of these pieces) sleep (the other
+    rules run at full speed). Each call writes a wrapper of its own."""
+    pieces = (only,) if isinstance(only, str) else only
+    patterns = "|".join(f'*"{piece}"*' for piece in pieces) or "*"
+    slow = folder / f"slow-ffmpeg-{uuid.uuid4().hex[:8]}"
+    slow.write_text(f'#!/bin/sh\ncase "$*" in {patterns}) sleep {seconds};; esac\nexec ffmpeg "$@"\n')
     slow.chmod(0o755)
     return slow
 

@@ -1,4 +1,5 @@
-"""Batches: a folder of jobs as one graph; bad jobs reported by name, the others done; reruns do nothing."""
+"""Batches: a folder of jobs as one graph; bad jobs reported by name, the others done; reruns do nothing;
+the report of a batch with an unfinished job (tests/test_report.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tests.conftest import (
     wait_no_process_marked,
 )
 from tests.lipsync.fakes import command, providers_file
+from tests.test_report import check_batch_report
 from va.batch import load_batch
 from va.errors import ExitCode
 from va.events import read_events
@@ -75,15 +77,18 @@ def test_a_batch_with_bad_jobs(files: Media, va_cli: CliRunner, state_dir: Path)
     assert sorted(Path(entry["workdir"]).name for entry in registry.values()) == ["intro", "main", "outro"]
     assert "2 of 5 job(s) did not succeed" in result.err
 
+    # The report of a batch shows its finished jobs; an unfinished one is left out, not run, not recorded.
+    before = {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "main")}
+    (out / "outro" / "final.mp4").unlink()
+    check_batch_report(files, va_cli, out, finished=["intro", "main"], unfinished="outro")
+
     # A second call builds only what is missing: the finished videos are left as they are.
-    before = {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "outro")}
-    (out / "main" / "final.mp4").unlink()
     second = va_cli("batch", folder, "--out", out, "--json")
     assert second.code == ExitCode.BATCH_INCOMPLETE, second.err  # the two bad jobs are still bad
-    assert {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "outro")} == before
-    assert summary(second)["main"]["status"] == "succeeded"
-    assert int(ffprobe_streams(out / "main" / "final.mp4")["video"]["nb_read_frames"]) == 50
-    assert json.loads((out / "main" / "manifest.json").read_text())["attempts"] == 2
+    assert {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "main")} == before
+    assert summary(second)["outro"]["status"] == "succeeded"
+    assert int(ffprobe_streams(out / "outro" / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert json.loads((out / "outro" / "manifest.json").read_text())["attempts"] == 2
 
 
 def test_keep_going_finishes_the_others(files: Media, va_cli: CliRunner) -> None:

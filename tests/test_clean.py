@@ -1,13 +1,13 @@
 """``va clean`` and ``cleanup.after_success``: what a cleanup removes and keeps, what it refuses, how the
-manifest and ``va status`` show it, and that a cleaned run is made again by ``--resume``."""
+manifest and ``va status`` show it. A whole run with ``cleanup.after_success``, made again by
+``--resume`` after it, is in tests/test_run.py (test_one_workdir_through_its_life)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from tests.conftest import CliRunner, Media, ffprobe_streams
+from tests.conftest import CliRunner, Media
 from tests.test_stages import render_held_still
 from va.errors import ExitCode
 from va.job import load_job
@@ -95,20 +95,3 @@ def test_clean_a_batch_folder_cleans_its_succeeded_runs(files: Media, va_cli: Cl
     assert "not cleaned" in result.err and str(unfinished.root) in result.err
     assert not files_in(done.root) & REMAKEABLE
     assert files_in(unfinished.root) >= REMAKEABLE
-
-
-def test_cleanup_after_success_and_resume_make_it_again(files: Media, va_cli: CliRunner) -> None:
-    """A whole run with cleanup.after_success: intermediates; then its final deleted and --resume."""
-    job, workdir = files.job(cleanup={"after_success": "intermediates"}), files.root / "w"
-    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
-    left = files_in(workdir)
-    assert left >= KEPT and not left & REMAKEABLE
-    manifest = json.loads((workdir / "manifest.json").read_text())
-    assert manifest["run_status"] == "succeeded"
-    assert manifest["cleanup"]["trigger"] == "cleanup.after_success"
-
-    os.unlink(workdir / "final.mp4")
-    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
-    assert resumed.code == 0, resumed.err
-    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
-    assert json.loads((workdir / "manifest.json").read_text())["run_status"] == "succeeded"

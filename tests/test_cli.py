@@ -123,36 +123,6 @@ def test_overwrite_refused_and_resume_rules(
     assert_one_line_error(fresh.err, "no manifest.json")
 
 
-def test_a_workdir_with_an_unfinished_run_needs_resume(files: Media, va_cli: CliRunner) -> None:
-    """One run through its life: killed after its final was published (reconciled), its final deleted
-    (a new attempt needs --resume), resumed."""
-    job, workdir = files.job(), files.root / "w"
-    first = va_cli("run", job, "--workdir", workdir, "-q")
-    assert first.code == 0, first.err
-    assert first.out.strip() == str(workdir / "final.mp4")  # --quiet: only the final's path
-
-    # Killed between the final's rename and the record of its end: the final is checked, then recorded.
-    events = workdir / "logs" / "events.jsonl"
-    lines = events.read_text().splitlines(keepends=True)
-    assert json.loads(lines[-1])["kind"] == "run_finished"
-    events.write_text("".join(lines[:-1]))
-    status = json.loads(va_cli("status", workdir, "--json").out)
-    assert status["run_status"] == "succeeded"
-    assert json.loads(events.read_text().splitlines()[-1])["kind"] == "run_finished"
-    complete = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
-    assert complete.code == ExitCode.OK, complete.err
-    assert complete.out.strip() == str(workdir / "final.mp4")
-
-    (workdir / "final.mp4").unlink()
-    result = va_cli("run", job, "--workdir", workdir)
-    assert result.code == ExitCode.OUTPUT_EXISTS
-    assert_one_line_error(result.err, "--resume")
-    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
-    assert resumed.code == 0, resumed.err
-    manifest = json.loads((workdir / "manifest.json").read_text())
-    assert manifest["attempts"] == 2 and manifest["run_status"] == "succeeded"
-
-
 def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: CliRunner) -> None:
     fake = ffmpeg_without_x264(files.root)
     workdir = files.root / "w"
@@ -170,14 +140,21 @@ def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: Cli
 
 
 def test_produce_writes_the_job_and_fertig_mp4(files: Media, va_cli: CliRunner) -> None:
+    """``va produce`` runs the job it writes; with a profile of the user's own, which applies as written:
+    profiles/default's ``cores: all`` does not win over it."""
+    mine = files.root / "one-core"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("cores: 1\nrerun-incomplete: true\n")
     workdir = files.root / "w"
     result = va_cli(
         "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
         "--prompt", "slow push-in", "--neg", "blurry", "--pre", "0.5", "--post", "0.5",
         "--width", "256", "--height", "144", "--fps", "24", "--seed", "42", "--no-comfyui",
-        "--workdir", workdir, "-q",
+        "--workdir", workdir, "--profile", mine, "-q",
     )  # fmt: skip
     assert result.code == 0, result.err
+    log = (workdir / "logs" / "snakemake.log").read_text()
+    assert "Provided cores: 1 " in log and str(mine) in log
     assert result.out.strip() == str(workdir / "fertig.mp4")
     job = json.loads((workdir / "job.json").read_text())
     assert job["output"] == {**job["output"], "basename": "fertig.mp4", "width": 256, "height": 144}
@@ -250,20 +227,11 @@ def test_a_named_profile_is_used_on_its_own(files: Media) -> None:
     assert "--profile" not in bare and bare[bare.index("--cores") + 1] == "3"
 
 
-def test_a_users_profile_applies_as_written(files: Media, va_cli: CliRunner) -> None:
+def test_a_missing_profile_is_named(files: Media, va_cli: CliRunner) -> None:
     missing = va_cli("run", files.job(), "--workdir", files.root / "x", "--profile", "nope")
     assert missing.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(missing.err, "--profile")
-
-    # A profile of the user's own applies as written: profiles/default's `cores: all` does not win.
-    mine = files.root / "one-core"
-    mine.mkdir()
-    (mine / "config.yaml").write_text("cores: 1\nrerun-incomplete: true\n")
-    narrow = files.root / "narrow"
-    result = va_cli("run", files.job(), "--workdir", narrow, "--profile", mine, "-q")
-    assert result.code == 0, result.err
-    log = (narrow / "logs" / "snakemake.log").read_text()
-    assert "Provided cores: 1 " in log and str(mine) in log
+    # A profile of the user's own, which applies as written: test_produce_writes_the_job_and_fertig_mp4.
 
 
 def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(

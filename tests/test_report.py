@@ -1,5 +1,6 @@
 """va report: Snakemake's HTML report of a finished run or batch, with the videos, a contact sheet and a
-waveform embedded, and the runtime of every rule; it never redoes or re-records a run."""
+waveform embedded, and the runtime of every rule; it never redoes or re-records a run. The report of a
+batch is drawn from the batch of tests/test_batch.py (check_batch_report)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import zipfile
 from pathlib import Path
 
 from tests.conftest import CliRunner, FinishedRun, Media
-from tests.test_batch import make_batch
 from va.errors import ExitCode
 from va.report import make_report
 
@@ -85,33 +85,32 @@ def test_report_of_a_run(finished_run: FinishedRun, files: Media, va_cli: CliRun
     ]
 
 
-def test_report_of_a_batch_shows_its_finished_jobs(files: Media, va_cli: CliRunner) -> None:
-    out = files.root / "out"
-    batch = va_cli("batch", make_batch(files, ["intro", "outro"]), "--out", out, "--cores", "2", "--json")
-    assert batch.code == 0, batch.err
-    (out / "outro" / "final.mp4").unlink()  # an unfinished job: left out, not run, not recorded
-    outro_manifest = (out / "outro" / "manifest.json").read_text()
-
+def check_batch_report(
+    files: Media, va_cli: CliRunner, out: Path, finished: list[str], unfinished: str
+) -> None:
+    """``va report`` of the batch in ``out`` (tests/test_batch.py makes it): the ``finished`` jobs are in
+    it, the ``unfinished`` one (its video deleted) is left out, not run and not recorded."""
+    kept = (out / unfinished / "manifest.json").read_text()
     result = va_cli("report", out, "--output", files.root / "batch.html")
     assert result.code == 0, result.err
     assert result.out.strip() == str(files.root / "batch.html")
     html = (files.root / "batch.html").read_text(encoding="utf-8")
     in_report = sorted((mime, name) for mime, name, _ in embedded(html))
-    assert in_report == [
-        ("image/png", "contact_sheet.png"),
-        ("image/png", "waveform.png"),
-        ("video/mp4", "final.mp4"),
-    ]
-    assert "intro/report/contact_sheet.png" in html and "outro/" not in html
-    assert picture(out / "intro" / "report" / "waveform.png") == ("png", 1280, 240)
+    assert in_report == sorted(
+        [("image/png", "contact_sheet.png"), ("image/png", "waveform.png"), ("video/mp4", "final.mp4")]
+        * len(finished)
+    )
+    assert all(f"{name}/report/contact_sheet.png" in html for name in finished)
+    assert f"{unfinished}/" not in html
+    assert picture(out / finished[0] / "report" / "waveform.png") == ("png", 1280, 240)
 
-    assert not (out / "outro" / "final.mp4").exists() and not (out / "outro" / "report").exists()
-    assert (out / "outro" / "manifest.json").read_text() == outro_manifest
+    assert not (out / unfinished / "final.mp4").exists() and not (out / unfinished / "report").exists()
+    assert (out / unfinished / "manifest.json").read_text() == kept
 
-    unfinished = va_cli("report", out / "outro")
-    assert unfinished.code == ExitCode.INPUT_NOT_FOUND
-    assert len(unfinished.err.strip().splitlines()) == 1
-    assert "no finished video in" in unfinished.err and "--resume" in unfinished.err
+    refused = va_cli("report", out / unfinished)
+    assert refused.code == ExitCode.INPUT_NOT_FOUND
+    assert len(refused.err.strip().splitlines()) == 1
+    assert "no finished video in" in refused.err and "--resume" in refused.err
 
 
 def test_report_of_nothing(files: Media, va_cli: CliRunner) -> None:

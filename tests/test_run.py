@@ -1,4 +1,5 @@
-"""Whole runs: what only the graph shows (the manifest a run leaves, plain Snakemake on the Snakefile).
+"""Whole runs: what only the graph shows (the manifest a run leaves, plain Snakemake on the Snakefile, one
+workdir run, reconciled, edited, cleaned and resumed).
 The output contract of each kind of input is checked in-process in tests/test_stages.py."""
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import sys
 import time
 
 from tests.conftest import REPO, CliRunner, FinishedRun, Media
+from tests.test_clean import KEPT, REMAKEABLE, files_in
+from tests.test_cli import assert_one_line_error
 from tests.test_stages import check_contract
+from va.errors import ExitCode
 from va.events import read_events
 
 
@@ -75,27 +79,61 @@ def test_snakemake_directly_gives_the_same_result(finished_run: FinishedRun, va_
     assert (direct / "logs" / "events.jsonl").read_text() == events
 
 
-def test_an_edited_job_is_honoured_on_resume(files: Media, va_cli: CliRunner) -> None:
-    """Run to the end, delete the final, change fps 25 -> 30 and the post buffer 0 -> 3 s, --resume:
-    the final has the new rate and length, made by the rules the edit affects (the manifest says which,
-    and which fields of the plan changed; tests/test_plan.py checks each rule's slice of the plan)."""
+def test_one_workdir_through_its_life(files: Media, va_cli: CliRunner) -> None:
+    """One workdir through its life, each step on what the one before left. A run; killed after its final
+    was published (reconciled); its final deleted (a new attempt needs --resume); the job edited (fps
+    25 -> 30, post buffer 0 -> 3 s, cleanup.after_success: intermediates) and resumed: the final has the
+    new rate and length, made by the rules the edit affects (the manifest says which, and which fields of
+    the plan changed; tests/test_plan.py checks each rule's slice of the plan), then its intermediates
+    are removed; its final deleted once more, --resume makes everything again."""
     job, workdir = files.job(), files.root / "w"
-    assert va_cli("run", job, "--workdir", workdir, "-q").code == 0
+    first = va_cli("run", job, "--workdir", workdir, "-q")
+    assert first.code == 0, first.err
+    assert first.out.strip() == str(workdir / "final.mp4")  # --quiet: only the final's path
+
+    # Killed between the final's rename and the record of its end: the final is checked, then recorded.
+    events = workdir / "logs" / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    assert json.loads(lines[-1])["kind"] == "run_finished"
+    events.write_text("".join(lines[:-1]))
+    status = json.loads(va_cli("status", workdir, "--json").out)
+    assert status["run_status"] == "succeeded"
+    assert json.loads(events.read_text().splitlines()[-1])["kind"] == "run_finished"
+    complete = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert complete.code == ExitCode.OK, complete.err
+    assert complete.out.strip() == str(workdir / "final.mp4")
+
     (workdir / "final.mp4").unlink()
+    refused = va_cli("run", job, "--workdir", workdir)
+    assert refused.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(refused.err, "--resume")
+
     document = json.loads(job.read_text())
     document["determinism"]["fps"] = 30
     document["buffer"] = {"pre_seconds": 0.0, "post_seconds": 3.0}
+    document["cleanup"] = {"after_success": "intermediates"}
     job.write_text(json.dumps(document))
     resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
     assert resumed.code == 0, resumed.err
     check_contract(workdir / "final.mp4", 150, 30)  # (2 + 3) s at 30 fps
     manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["attempts"] == 2 and manifest["run_status"] == "succeeded"
     assert (manifest["target_frames"], manifest["fps"]) == (150, 30)
     assert manifest["last_attempt"]["rules_run"] == ["encode", "hold_start_frame", "prepare_audio"]
     assert {"fps", "target_frames", "buffer", "document.determinism"} <= set(
         manifest["last_attempt"]["plan_changes"]
     )
-    events = read_events(workdir / "logs" / "events.jsonl")
-    second = max(i for i, e in enumerate(events) if e["kind"] == "run_started")
-    ran = sorted({e["rule"] for e in events[second:] if e["kind"] == "rule_started"})
+    second = max(i for i, e in enumerate(read_events(events)) if e["kind"] == "run_started")
+    ran = sorted({e["rule"] for e in read_events(events)[second:] if e["kind"] == "rule_started"})
     assert ran == ["encode", "hold_start_frame", "prepare_audio"]
+    # cleanup.after_success: what can be made again is gone once the run succeeded (tests/test_clean.py).
+    left = files_in(workdir)
+    assert left >= KEPT and not left & REMAKEABLE
+    assert manifest["cleanup"]["trigger"] == "cleanup.after_success"
+
+    (workdir / "final.mp4").unlink()
+    again = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert again.code == 0, again.err
+    check_contract(workdir / "final.mp4", 150, 30)
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "succeeded" and manifest["attempts"] == 3

@@ -1,6 +1,8 @@
 """Whole ``va run``s with lip-sync, one per provider type: what only a run proves (the graph wires the
 stage between the held still and the encode, a provider's process and a remote service work from inside a
-Snakemake job, the manifest reports the phase). Everything else is tested in-process beside this file."""
+Snakemake job, the manifest reports the phase). The built-in audiogram goes end to end in
+tests/test_resume.py, whose run is stopped in each phase on its way. Everything else is tested in-process
+beside this file."""
 
 from __future__ import annotations
 
@@ -23,11 +25,6 @@ def run_job(files: Media, va_cli: CliRunner, job: Path, workdir: Path, env: dict
     assert lipsync["status"] == "done" and lipsync["passthrough"] is False
     assert lipsync["outputs"] == ["lipsync/output.mp4"]
     return lipsync
-
-
-def test_audiogram_end_to_end(files: Media, va_cli: CliRunner) -> None:
-    job = files.job(lipsync={"enable": True, "provider": "audiogram"})
-    assert run_job(files, va_cli, job, files.root / "w", {})["provider"] == "audiogram"
 
 
 def test_a_command_provider_end_to_end_in_paths_a_shell_would_break(files: Media, va_cli: CliRunner) -> None:

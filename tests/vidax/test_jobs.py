@@ -1,7 +1,8 @@
 """``/jobs`` and ``/produce`` (va/vidax/routes/jobs.py, va/vidax/jobs.py).
 
 The states a job passes through without running are checked with the scheduler off; only what a run
-alone shows runs a job: one from creation to its final video, produce, cancel and resume."""
+alone shows runs a job: one from creation through a cancel and a resume to its final video. ``/produce``
+runs through the real server in test_server.py."""
 
 from __future__ import annotations
 
@@ -179,8 +180,10 @@ def test_produce_refuses_inputs_outside_the_roots(client: TestClient, files: Med
 
 
 def test_a_job_from_creation_to_its_final_video(
-    running_client: TestClient, files: Media, tmp_path: Path
+    running_client: TestClient, files: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Created, started, cancelled inside a rule, resumed, finished: then everything a finished job
+    answers."""
     client = running_client
     # Neither a bad record nor a stale ``running`` one (its pid now another process's) holds up the queue.
     plant_record(client, files, bogus=1)
@@ -188,13 +191,34 @@ def test_a_job_from_creation_to_its_final_video(
     created = client.post("/jobs", json=job_document(files), headers=HEADERS)
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
+    slow = slow_ffmpeg(
+        files.root, 30, only=RULE_FFMPEG["prepare_audio"]
+    )  # inside prepare_audio until cancelled
+    monkeypatch.setenv("FFMPEG", str(slow))  # inherited by the runs the server starts
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv(MARKER, marker)  # so is this: it marks every process of the run
     assert client.post(f"/jobs/{job_id}/start", headers=HEADERS).status_code == 202
     assert_error(client.post(f"/jobs/{job_id}/start", headers=HEADERS), 409, "CONFLICT")
+
+    def logs_now() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = client.get(f"/jobs/{job_id}/logs", headers=HEADERS).json()["events"]
+        return events
+
+    until(lambda: any(e["kind"] == "rule_started" for e in logs_now()), logs_now, seconds=60)  # a rule runs
+    assert client.get(f"/jobs/{job_id}", headers=HEADERS).json()["status"] == "running"
+    assert client.post(f"/jobs/{job_id}/cancel", headers=HEADERS).status_code == 200
+    cancelled = wait_for(client, job_id, ENDED)
+    assert cancelled["status"] == "cancelled", cancelled
+    assert not cancelled["final"]["available"]
+    wait_no_process_marked(marker, seconds=5)  # nothing of the cancelled run still runs
+    monkeypatch.delenv("FFMPEG")
+    assert client.post(f"/jobs/{job_id}/resume", headers=HEADERS).status_code == 202
     view = wait_for(client, job_id, ENDED)
     assert view["status"] == "succeeded", view
     assert view["final"]["available"] and view["timings"]["encode"] is not None
     manifest = client.get(f"/jobs/{job_id}/manifest", headers=HEADERS).json()
     assert manifest["run_status"] == "succeeded" and manifest["target_frames"] == 50
+    assert manifest["attempts"] == 2
 
     workdir = Path(client.app.state.store.root) / job_id  # type: ignore[attr-defined]
     assert manifest == json.loads(json.dumps(build_manifest(Workdir(workdir))))  # every field answered
@@ -255,40 +279,3 @@ def test_an_input_swapped_for_a_symlink_out_of_the_roots_is_refused_at_start(
     running_client.post(f"/jobs/{job_id}/start", headers=HEADERS)
     view = wait_for(running_client, job_id, ENDED, seconds=30)
     assert view["status"] == "failed" and "not a regular file" in view["exit_status"]["message"], view
-
-
-def test_produce_creates_and_starts(running_client: TestClient, files: Media) -> None:
-    response = running_client.post("/produce", json=produce_body(files), headers=HEADERS)
-    assert response.status_code == 202, response.text
-    assert response.json()["status"] == "queued"
-    view = wait_for(running_client, response.json()["id"], ENDED)
-    assert view["status"] == "succeeded", view
-    final = running_client.get(f"/jobs/{view['id']}/final", headers=HEADERS)
-    assert final.status_code == 200 and 'filename="fertig.mp4"' in final.headers["content-disposition"]
-
-
-def test_cancel_and_resume(running_client: TestClient, files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = running_client
-    slow = slow_ffmpeg(files.root, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
-    monkeypatch.setenv("FFMPEG", str(slow))  # inherited by the runs the server starts
-    marker = uuid.uuid4().hex
-    monkeypatch.setenv(MARKER, marker)  # so is this: it marks every process of the run
-    job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
-    client.post(f"/jobs/{job_id}/start", headers=HEADERS)
-
-    def logs() -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = client.get(f"/jobs/{job_id}/logs", headers=HEADERS).json()["events"]
-        return events
-
-    until(lambda: any(e["kind"] == "rule_started" for e in logs()), logs, seconds=60)  # a rule runs
-    assert client.get(f"/jobs/{job_id}", headers=HEADERS).json()["status"] == "running"
-    assert client.post(f"/jobs/{job_id}/cancel", headers=HEADERS).status_code == 200
-    view = wait_for(client, job_id, ENDED)
-    assert view["status"] == "cancelled", view
-    assert not view["final"]["available"]
-    wait_no_process_marked(marker, seconds=5)  # nothing of the cancelled run still runs
-    monkeypatch.delenv("FFMPEG")
-    assert client.post(f"/jobs/{job_id}/resume", headers=HEADERS).status_code == 202
-    assert wait_for(client, job_id, ENDED)["status"] == "succeeded"
-    manifest = client.get(f"/jobs/{job_id}/manifest", headers=HEADERS).json()
-    assert manifest["attempts"] == 2

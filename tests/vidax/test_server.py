@@ -1,6 +1,6 @@
 """VIDAX as a real server process on a loopback port (va/vidax/server.py, ``python -m va.vidax``):
-what only a process shows — a job through uvicorn, a streamed oversize body on the wire, restart
-recovery."""
+what only a process shows — a job through uvicorn (``/produce``, with lip-sync), a streamed oversize
+body on the wire, restart recovery."""
 
 from __future__ import annotations
 
@@ -103,9 +103,9 @@ def server_factory(files: Media, tmp_path: Path) -> Iterator[ServerFactory]:
         server.stop()
 
 
-def produce_body(files: Media) -> dict[str, Any]:
+def produce_body(files: Media, **extra: Any) -> dict[str, Any]:
     return {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png"),
-            "prompt": "slow push-in", "no_comfyui": True}  # fmt: skip
+            "prompt": "slow push-in", "no_comfyui": True, **extra}  # fmt: skip
 
 
 def test_a_job_through_the_real_server(files: Media, server_factory: ServerFactory) -> None:
@@ -117,8 +117,10 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
         requests.get(f"{server.url}/openapi.json", headers=HEADERS, timeout=5).json()["info"]["title"]
         == "VIDAX"
     )
-    response = server.post("/produce", produce_body(files))
+    lipsync = {"lipsync": "on", "lipsync_provider": "audiogram", "fps": 24, "seed": 9}
+    response = server.post("/produce", produce_body(files, **lipsync))
     assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
 
     # The key is rotated while the job runs: SIGHUP re-reads it (here the file's size and times are kept,
     # so only the signal can tell), and the running job goes on.
@@ -141,6 +143,10 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
     server.headers = new_headers
     view = server.wait(response.json()["id"], ENDED)
     assert view["status"] == "succeeded", view
+    manifest = server.get(f"/jobs/{view['id']}/manifest")
+    assert manifest["phases"]["lipsync"]["status"] == "done" and manifest["fps"] == 24
+    whole = requests.get(f"{server.url}/jobs/{view['id']}/final", headers=server.headers, timeout=10)
+    assert whole.status_code == 200 and 'filename="fertig.mp4"' in whole.headers["content-disposition"]
     video = requests.get(
         f"{server.url}/jobs/{view['id']}/final", headers={**server.headers, "Range": "bytes=0-99"}, timeout=10
     )
