@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+COMPILED := $(VENV)/.compiled
 # Packages go in with uv (from PyPI, into the venv): the same resolution as pip, in a fraction of its time.
 UV := $(BIN)/uv pip install -q --python $(BIN)/python
 PYTHON ?= python3
@@ -13,10 +14,10 @@ STARTED := $(shell date +%s)
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 SLURM_LOG := $(shell mktemp -u)-va-slurm.log
 
-.PHONY: demo test test-fast setup system-deps static lint check-format typecheck pytest pytest-slurm \
+.PHONY: demo test test-fast setup system-deps bytecode static lint check-format typecheck pytest pytest-slurm \
 	slurm-background elapsed bench clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) $(COMPILED) bytecode
 
 # ffmpeg and ffprobe from Debian's packages when they are missing and this is a root shell with apt.
 system-deps:
@@ -37,6 +38,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q uv
 	$(UV) -e '.[dev]'
 	touch $@
+
+# The bytecode of every installed module, compiled once. uv does not compile at install, and where
+# PYTHONDONTWRITEBYTECODE is set (as in many containers) Python never writes it either: every process
+# (each Snakemake start, each rule script, each test worker) would compile every module it imports from
+# source again, about half the CPU of a run (docs/PERFORMANCE.md).
+$(COMPILED): $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib
+	touch $@
+
+# The package's own modules (and the scripts' and tests'), compiled when changed; a no-op otherwise.
+bytecode:
+	@$(BIN)/python -m compileall -q -j 0 va scripts tests
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(UV) -e '.[dev,bench]'
