@@ -189,3 +189,37 @@ def test_loudness_of_a_tone_is_a_linear_gain_and_silence_is_kept(
     assert info.duration_seconds == pytest.approx(media.decoded_duration(voice) + 1.0, abs=1e-3)
     after, _ = media.measure_loudness(padded, fit.target, window=(0.5, media.decoded_duration(voice)))
     assert after.integrated_lufs == pytest.approx(integrated, abs=0.2)
+
+
+def samples(path: Path) -> list[int]:
+    """The 16-bit samples of a mono WAV."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True,
+                         check=True).stdout  # fmt: skip
+    return [int.from_bytes(raw[i : i + 2], "little", signed=True) for i in range(0, len(raw), 2)]
+
+
+def test_cut_audio_takes_the_exact_part_and_pads_it_with_silence(files: Media) -> None:
+    # A click at exactly 1.5 s of a 48 kHz track; the part from 1.0 s, 1.0 s long, at 16 kHz, padded to 1.2 s.
+    click = files.root / "click.wav"
+    source = "aevalsrc='if(eq(n,72000),0.9,0)':s=48000:d=3"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", source, str(click)], check=True)
+    part = files.root / "part.wav"
+    media.cut_audio(
+        click, part, start_seconds=1.0, seconds=1.0, length_seconds=1.2, sample_rate=16000, channels=1
+    )
+    got = samples(part)
+    assert len(got) == 19200  # 1.2 s at 16 kHz
+    loudest = max(range(len(got)), key=lambda i: abs(got[i]))
+    assert loudest == 8000  # 0.5 s into the part: the seek is exact
+    assert not any(got[16000:])  # the padding is silence
+
+
+def test_detect_silences_finds_the_pauses_and_a_silence_running_to_the_end(files: Media) -> None:
+    # A tone that pauses from 1.0 to 1.5 s and falls silent at 2.5 s for good.
+    voice = files.tone(
+        "pauses.wav", 3.0, 16000, "-af", "volume='if(between(t,1,1.5)+gte(t,2.5),0,1)':eval=frame"
+    )
+    found = media.detect_silences(voice, noise_db=-35, min_seconds=0.25)
+    # Within one audio frame of the filter (1024 samples, 64 ms at 16 kHz), which the volume switches on.
+    spans = [(s.start_seconds, s.end_seconds) for s in found]
+    assert spans == [pytest.approx((1.0, 1.5), abs=0.065), pytest.approx((2.5, 3.0), abs=0.065)]
