@@ -358,6 +358,13 @@ def comfy(comfy_server: Comfy) -> Comfy:
     return comfy_server
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``whole_run`` first, each group in its order. A whole run takes seconds; with the long
+    tests at the front, pytest-xdist's workers share them while there is other work to steal, instead of
+    one worker ending the suite alone on a run it picked up last."""
+    items.sort(key=lambda item: item.get_closest_marker("whole_run") is None)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say how many tests were skipped, even when none was: a skip is never silent."""
     skipped = len(terminalreporter.stats.get("skipped", []))

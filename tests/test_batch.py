@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import (
     MARKER,
     REPO,
@@ -34,6 +36,9 @@ from va.events import read_events
 from va.graph import check_job
 from va.manifest import epoch
 from va.runner import SNAKEFILE
+
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
 
 
 def make_batch(files: Media, names: list[str]) -> Path:

@@ -123,6 +123,7 @@ def test_overwrite_refused_and_resume_rules(
     assert_one_line_error(fresh.err, "no manifest.json")
 
 
+@pytest.mark.whole_run
 def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: CliRunner) -> None:
     fake = ffmpeg_without_x264(files.root)
     workdir = files.root / "w"
@@ -139,6 +140,7 @@ def test_encode_failure_is_exit_60_and_leaves_no_final(files: Media, va_cli: Cli
     assert manifest["phases"]["encode"]["status"] == "pending"
 
 
+@pytest.mark.whole_run
 def test_produce_writes_the_job_and_fertig_mp4(files: Media, va_cli: CliRunner) -> None:
     """``va produce`` runs the job it writes; with a profile of the user's own, which applies as written:
     profiles/default's ``cores: all`` does not win over it."""

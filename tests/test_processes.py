@@ -15,6 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MARKER, VA, CliRunner, Media, marked_processes, wait_no_process_marked
 from tests.lipsync.fakes import command, providers_file
 from va.errors import ExitCode
@@ -197,6 +199,7 @@ def hanging_run(files: Media, marker: str) -> tuple[subprocess.Popen[str], Path,
     return process, workdir, dump
 
 
+@pytest.mark.whole_run
 def test_a_terminated_run_leaves_no_process(files: Media) -> None:
     """SIGTERM of ``va`` (as VIDAX's cancel sends it); Ctrl-C takes the same way (tests/test_resume.py)."""
     marker = uuid.uuid4().hex
@@ -211,6 +214,7 @@ def test_a_terminated_run_leaves_no_process(files: Media) -> None:
     assert not (workdir / "logs" / "processes.json").exists()
 
 
+@pytest.mark.whole_run
 def test_a_killed_va_leaves_no_process(files: Media, va_cli: CliRunner) -> None:
     """SIGKILL of the ``va`` process alone (and so of its process group: the run is in another)."""
     marker = uuid.uuid4().hex
@@ -224,6 +228,7 @@ def test_a_killed_va_leaves_no_process(files: Media, va_cli: CliRunner) -> None:
     assert events[-1] == "run_finished"
 
 
+@pytest.mark.whole_run
 def test_a_resumed_run_ends_what_a_killed_guardian_left(files: Media, va_cli: CliRunner) -> None:
     """The guardian killed with ``va`` (nothing left to stop the run): the resumed run ends the recorded
     leftovers (the rule, the tool, its worker) before it starts, then finishes with a tool that works."""

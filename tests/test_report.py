@@ -12,9 +12,14 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CliRunner, FinishedRun, Media
 from va.errors import ExitCode
 from va.report import make_report
+
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
 
 EMBEDDED = re.compile(r"data:([\w/]+);charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)")
 

@@ -30,6 +30,9 @@ from tests.conftest import (
 from va.errors import ExitCode
 from va.events import read_events
 
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
+
 #: The stops of the one run below, in order: the signal, and the rules running when it is sent. Both
 #: rules of the prepare phase run side by side (two cores), so one stop cuts off both.
 STOPS = [

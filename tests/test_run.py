@@ -10,12 +10,17 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO, CliRunner, FinishedRun, Media
 from tests.test_clean import KEPT, REMAKEABLE, files_in
 from tests.test_cli import assert_one_line_error
 from tests.test_stages import check_contract
 from va.errors import ExitCode
 from va.events import read_events
+
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
 
 
 def test_manifest_records_the_run(finished_run: FinishedRun) -> None:

@@ -13,11 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.comfyui.conftest import comfy_job
 from tests.comfyui.test_stage import video_of
 from tests.conftest import VA, CliRunner, Comfy, Media, ffprobe_streams, free_port
 from va.errors import ExitCode
 from va.events import read_events
+
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
 
 
 def manifest_of(workdir: Path) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from tests.conftest import MARKER, VA, CliRunner, Media, ffprobe_streams, wait_n
 from tests.lipsync.fakes import command, providers_file, voice_with_pauses
 from va.events import read_events
 
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
+
 FPS = 25
 PAD = {"pre_seconds": 0.3, "post_seconds": 0.5}
 SECONDS = 95.0 + 0.3 + 0.5

@@ -127,6 +127,7 @@ def test_passthrough_passes_a_faceless_start_through_without_starting_the_tool(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.whole_run
 def test_a_95_s_voice_goes_through_the_tool_that_needs_a_face(files: Media, va_cli: CliRunner) -> None:
     # Only a whole run shows the Snakefile planning the face check and the rule handing its box to the tool.
     shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")

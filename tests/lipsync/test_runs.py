@@ -10,9 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import CliRunner, Media, ffprobe_streams
 from tests.lipsync.fakes import command, http_provider, providers_file
 from tests.lipsync.lipsync_service import Service
+
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
 
 
 def run_job(files: Media, va_cli: CliRunner, job: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:

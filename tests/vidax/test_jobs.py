@@ -179,6 +179,7 @@ def test_produce_refuses_inputs_outside_the_roots(client: TestClient, files: Med
     assert client.get("/jobs", headers=HEADERS).json()["jobs"] == []
 
 
+@pytest.mark.whole_run
 def test_a_job_from_creation_to_its_final_video(
     running_client: TestClient, files: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,9 @@ from tests.conftest import (
 )
 from tests.vidax.conftest import ENDED, HEADERS, KEY, until, write_config
 
+#: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
+pytestmark = pytest.mark.whole_run
+
 
 class Server:
     """One ``python -m va.vidax`` process."""
