@@ -16,6 +16,7 @@ from va.job import active_provider, comfyui_active, load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
 from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
+from va.registry import register_runs
 from va.stabilize import stabilize_active
 from va.stages import publish_plan
 from va.timeline import captions_mode, load_segments
@@ -149,6 +150,7 @@ def record_started():
     """At the start: write the plan and record a run in each job's folder that this graph has work for
     (a finished video is never touched again, but a run whose valid final was published without its
     end recorded, e.g. a batch stopped before, is recorded as succeeded)."""
+    registering = {}
     for name, job in JOBS.items():
         run = Workdir(Path.cwd() / name)
         if run.final(job.basename).exists():
@@ -157,7 +159,10 @@ def record_started():
         PENDING.append((run, job))
         plan = plan_for(name)
         changes = publish_plan(plan, run.plan)
-        record_run_started(run, job, plan_changes=changes, plan=plan)
+        record_run_started(
+            run, job, plan_changes=changes, plan=plan, registering=registering
+        )
+    register_runs(registering)  # one rewrite of the registry for the whole batch
 
 
 def record_finished(success):

@@ -45,3 +45,20 @@ def test_twenty_concurrent_writers_lose_no_run(state_dir: Path, tmp_path: Path) 
     assert stamps == sorted(stamps)  # oldest first
     assert registry.find_run("run-07-3") == runs["run-07-3"]
     assert registry.find_run("run-nope") is None
+
+
+def test_many_runs_are_registered_in_one_rewrite(state_dir: Path) -> None:
+    """A batch's start registers every job at once; an entry already there keeps its first registration."""
+    registry.register_run("run-a", workdir="/w/a", run_status="succeeded")
+    first = registry.find_run("run-a")
+    assert first is not None
+    registry.register_runs({
+        "run-a": {"run_status": "running"},
+        **{f"run-{n}": {"workdir": f"/w/{n}", "run_status": "running"} for n in range(3)},
+    })  # fmt: skip
+    runs = json.loads((state_dir / "runs.json").read_text())["runs"]
+    assert set(runs) == {"run-a", "run-0", "run-1", "run-2"}
+    assert runs["run-a"]["registered_at"] == first["registered_at"] and runs["run-a"]["workdir"] == "/w/a"
+    assert runs["run-a"]["run_status"] == "running" and runs["run-2"]["workdir"] == "/w/2"
+    registry.register_runs({})
+    assert json.loads((state_dir / "runs.json").read_text())["runs"] == runs

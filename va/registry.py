@@ -6,7 +6,7 @@ writer's entry is lost and no reader ever sees a torn file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,22 @@ def _state_dir_errors(path: Path) -> Iterator[None]:
 
 def register_run(run_id: str, **fields: Any) -> None:
     """Add a run, or update the fields of one that is already registered."""
+    register_runs({run_id: fields})
+
+
+def register_runs(runs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add (or update) many runs in one rewrite of the registry: a batch's start registers every job
+    at once, where a rewrite each (of a registry growing by one each time) cost a time per job that grew
+    with the batch."""
+    if not runs:
+        return
     path = registry_path()
     with _state_dir_errors(path), _lock(path):
         data = _load(path)
-        entry = data["runs"].setdefault(run_id, {"run_id": run_id, "registered_at": utc_now()})
-        entry.update(fields, updated_at=utc_now())
+        now = utc_now()
+        for run_id, fields in runs.items():
+            entry = data["runs"].setdefault(run_id, {"run_id": run_id, "registered_at": now})
+            entry.update(fields, updated_at=now)
         write_json_atomic(path, data)
 
 

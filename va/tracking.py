@@ -60,11 +60,17 @@ def existing_run_id(workdir: Workdir) -> str | None:
 
 
 def record_run_started(
-    workdir: Workdir, job: Job, *, plan_changes: list[str] | None = None, plan: Plan | None = None
+    workdir: Workdir,
+    job: Job,
+    *,
+    plan_changes: list[str] | None = None,
+    plan: Plan | None = None,
+    registering: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """Record the start (or resumption) of the run in ``workdir`` and register it; ``plan_changes``: the
     fields of the plan that an edit of the job (or its inputs) changed since the previous attempt. The
-    inputs' hashes are the ``plan``'s when it is given (hashed once, when it was made)."""
+    inputs' hashes are the ``plan``'s when it is given (hashed once, when it was made). With
+    ``registering``, the registry entry is added there, for the caller to register many at once."""
     run_id = existing_run_id(workdir) or new_run_id()
     if plan is not None:
         inputs = {name: {"path": item.path, "sha256": item.sha256} for name, item in plan.inputs.items()}
@@ -90,12 +96,15 @@ def record_run_started(
         fps=job.fps,
         plan_changes=plan_changes or [],
     )
-    registry.register_run(
-        run_id,
-        workdir=str(workdir.root),
-        job=str(job.path),
-        run_status=manifest["run_status"] if manifest else "running",
-    )
+    entry = {
+        "workdir": str(workdir.root),
+        "job": str(job.path),
+        "run_status": manifest["run_status"] if manifest else "running",
+    }
+    if registering is not None:
+        registering[run_id] = entry
+    else:
+        registry.register_run(run_id, **entry)
     return run_id
 
 
