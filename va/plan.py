@@ -387,17 +387,24 @@ def plan_lipsync(
     buffer: Buffer,
     voice_seconds: float,
     geometry: Geometry | None = None,
+    *,
     known_face: FaceSearch | None = None,
+    earlier: Lipsync | None = None,
 ) -> Lipsync | None:
     """The lip-sync stage of ``job``, None when it does not run. A provider that needs a face has the
     start checked for one (``plan_face``), in the output picture of ``geometry`` (planned when not given),
-    unless ``known_face`` is that check already."""
+    unless ``known_face`` is that check already. ``earlier``: the stage of an earlier plan of the same
+    audio and buffers (``_same_audio``), whose chunks are kept when the provider cuts as it did."""
     provider_id = active_provider(job)
     if provider_id is None:
         return None
     provider = get_provider(provider_id)
     fps = int(provider.settings["input"].get("fps") or job.fps)
     seconds = buffer.pre_seconds + voice_seconds + buffer.post_seconds
+    if earlier is not None and (earlier.fps, earlier.settings["input"]) == (fps, provider.settings["input"]):
+        chunks = earlier.chunks
+    else:
+        chunks = plan_chunks(job, provider, fps=fps, buffer=buffer, voice_seconds=voice_seconds)
     return Lipsync(
         provider=provider_id,
         type=provider.type,
@@ -406,7 +413,7 @@ def plan_lipsync(
         allow_passthrough=bool(job.data["lipsync"]["allow_passthrough"]),
         fps=fps,
         frames=target_frames(seconds, fps),
-        chunks=plan_chunks(job, provider, fps=fps, buffer=buffer, voice_seconds=voice_seconds),
+        chunks=chunks,
         face=plan_face(job, provider, geometry, known=known_face),
     )
 
@@ -490,6 +497,19 @@ def _known_face(previous: Plan | None, start: InputFile, geometry: Geometry) -> 
     return previous.lipsync.face if previous.geometry == geometry else None
 
 
+def _same_audio(previous: Plan | None, job: Job, audio: InputFile, buffer: Buffer) -> Lipsync | None:
+    """An earlier plan's lip-sync stage, when it cut the same voice (path and content) with the same
+    buffers and the same chunk settings: its chunks are kept, so a resumed run or a cluster job, which plan
+    again, finds the pauses of a long track without decoding it, and a resume after an upgrade that cuts
+    otherwise still makes only the missing chunks."""
+    if previous is None or previous.lipsync is None or previous.inputs.get("audio") != audio:
+        return None
+    keys = ("provider", "chunk_seconds", "cut_search_seconds")
+    before, now = previous.document.get("lipsync") or {}, job.data["lipsync"]
+    same = previous.buffer == buffer and all(before.get(key) == now.get(key) for key in keys)
+    return previous.lipsync if same else None
+
+
 def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     """Resolve every value of a run of ``job``: its inputs are probed (and hashed), nothing is written.
 
@@ -502,6 +522,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     output = job.data["output"]
     geometry = plan_geometry(job)
     start = InputFile(str(job.start), sha256_file(job.start))
+    audio = InputFile(str(job.audio), sha256_file(job.audio))
     effective = {
         "prompt": job.data["motion"]["prompt"],
         "negative_prompt": job.data["motion"]["negative_prompt"],
@@ -529,11 +550,15 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         encoding=Encoding(int(output["crf"]), str(output["x264_preset"])),
         visual_source=effective["visual_source"],
         comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
-        lipsync=plan_lipsync(job, buffer, voice, geometry, known_face=_known_face(previous, start, geometry)),
-        inputs={
-            "audio": InputFile(str(job.audio), sha256_file(job.audio)),
-            "start": start,
-        },
+        lipsync=plan_lipsync(
+            job,
+            buffer,
+            voice,
+            geometry,
+            known_face=_known_face(previous, start, geometry),
+            earlier=_same_audio(previous, job, audio, buffer),
+        ),
+        inputs={"audio": audio, "start": start},
         effective_params=effective,
         tools=tool_versions(),
     )

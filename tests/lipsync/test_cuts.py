@@ -3,6 +3,8 @@ boundaries, never longer than the provider takes) and the frame counts a provide
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.conftest import CliRunner, Media
@@ -109,3 +111,30 @@ def test_a_limit_no_count_of_the_quantum_fits_in_is_refused(
     result = va_cli("validate", files.job(lipsync={"enable": True, "provider": "p"}))
     assert result.code == ExitCode.VALIDATION_FAILED and "Traceback" not in result.err
     assert "chunks of at most 0.5 s hold no frame count provider p takes at 25 fps" in result.err
+
+
+def test_a_plan_keeps_the_chunks_an_earlier_plan_cut_of_the_same_audio(
+    files: Media, use_providers: UseProviders
+) -> None:
+    use_providers(p={"type": "audiogram", "input": {"max_seconds": 0.8}})
+    job = load_job(files.job(lipsync={"enable": True, "provider": "p"}))
+    first = plan_job(job)
+    assert first.lipsync is not None and [c.frames for c in first.lipsync.chunks] == [20, 20, 10]
+    # As an earlier version of va cut them: a resumed run keeps them, so it makes only the missing chunks.
+    earlier_cuts = (
+        dataclasses.replace(first.lipsync.chunks[0], frames=18, end_seconds=0.72),
+        dataclasses.replace(first.lipsync.chunks[1], first=18, frames=22, start_seconds=0.72),
+        first.lipsync.chunks[2],
+    )
+    earlier = dataclasses.replace(first, lipsync=dataclasses.replace(first.lipsync, chunks=earlier_cuts))
+    kept = plan_job(job, previous=earlier).lipsync
+    assert kept is not None and kept.chunks == earlier_cuts
+    # Another cut setting, or another voice, cuts anew.
+    shorter = load_job(files.job(lipsync={"enable": True, "provider": "p", "chunk_seconds": 0.6}))
+    recut = plan_job(shorter, previous=earlier).lipsync
+    assert recut is not None and [c.frames for c in recut.chunks] == [15, 15, 15, 5]
+    files.tone("voice.wav", 2.2)
+    longer = plan_job(
+        load_job(files.job(lipsync={"enable": True, "provider": "p"})), previous=earlier
+    ).lipsync
+    assert longer is not None and [c.frames for c in longer.chunks] == [20, 20, 15]
