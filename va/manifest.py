@@ -265,7 +265,7 @@ def _planned_chunks(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _chunk_details(
-    chunks: list[dict[str, Any]], digest: EventDigest, workdir: Workdir, removed: set[str]
+    chunks: list[dict[str, Any]], digest: EventDigest, workdir: Workdir, removed: set[str], live: bool
 ) -> list[dict[str, Any]]:
     """Each chunk of a cut audio: its span (seconds, frames at the provider's rate), whether its video is
     made, the run attempt that made it and how long that took."""
@@ -282,7 +282,7 @@ def _chunk_details(
             "end": chunk["end_seconds"],
             "frames": chunk["frames"],
             "cut": chunk["cut"],
-            "status": "done" if made else "failed" if last.get("kind") == "rule_failed" else "pending",
+            "status": _rule_state(entry, made, live)["status"],
             "attempt": entry.get("attempt") if made and finished else None,
             "seconds": last.get("seconds") if made and finished else None,
         })  # fmt: skip
@@ -343,7 +343,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         phases["comfyui"].update(_comfyui_details(workdir, digest, plan, removed))
 
     if chunks and phases["lipsync"]["status"] != "skipped":
-        phases["lipsync"]["chunks"] = _chunk_details(chunks, digest, workdir, removed)
+        phases["lipsync"]["chunks"] = _chunk_details(chunks, digest, workdir, removed, live)
     if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
         result = read_json(workdir.lipsync_result)
         phases["lipsync"].update(

@@ -100,6 +100,8 @@ def test_a_4n_plus_1_model_killed_in_the_third_chunk_resumes_with_the_missing_ch
         start_new_session=True,
     )
     wait_for(lambda: calls.exists() and len(calls.read_text().splitlines()) == 3, process)
+    during = json.loads(va_cli("status", workdir, "--json").out)["phases"]["lipsync"]["chunks"]
+    assert sorted(c["status"] for c in during) == ["done", "done", "pending", "pending", "running"]
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     wait_no_process_marked(marker)
