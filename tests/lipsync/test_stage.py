@@ -378,3 +378,10 @@ def test_each_chunk_gets_its_own_frames_of_the_visual_stages_picture(stage: Stag
         for index in (0, frames - 1):
             distances = [np.abs(given[index] - source[n]).mean() for n in range(50)]
             assert int(np.argmin(distances)) == first + index
+
+
+def test_a_remote_service_gets_one_job_a_chunk(stage: Stage, service: Service) -> None:
+    staged = stage(http_provider(service.url, input={"max_seconds": 0.8}))
+    assert staged.chunked()["chunks"] == 3
+    assert service.submits == 3 and service.downloads == 3
+    assert picture_frames(staged.run.lipsync_output) == 50
