@@ -173,7 +173,7 @@ def record_finished(success):
         if run_finished(run):
             continue
         if run.final(job.basename).exists():
-            record_success(run, job.data["cleanup"]["after_success"])
+            record_success(run, job.cleanup.after_success)
         else:
             unfinished = "failed" if success else "interrupted"
             again = "the same va batch (or snakemake) command" if PREFIX else "--resume"

@@ -23,4 +23,4 @@ with rule_step("encode", snakemake.log[0], workdir=RUN):
     )
 # The job's end is recorded as soon as its own final is published: a batch stopped later, while other
 # jobs run, leaves this one succeeded.
-record_success(RUN, plan.document["cleanup"]["after_success"])
+record_success(RUN, plan.as_job().cleanup.after_success)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import zlib
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import CliRunner, Media, unreadable
 from va.errors import ExitCode, VaError
-from va.job import check_inputs, load_job
+from va.job import Buffer, ComfyParams, check_inputs, load_job
 from va.plan import choose_seed
 
 
@@ -32,8 +33,34 @@ def test_defaults_are_filled_in_and_paths_resolved_against_the_job_folder(tmp_pa
     assert job.data["output"]["basename"] == "final.mp4"
     assert job.data["lipsync"]["enable"] is True
     assert job.data["comfyui"]["workflow_ids"] == []
-    assert job.data["comfyui"]["params"] == {"width": 1024, "height": 576}  # the schema's defaults
+    assert job.data["comfyui"]["params"] == {  # the schema's defaults, none in code
+        "width": 1024, "height": 576, "steps": 20, "sampler": "dpmpp_2m", "scheduler": "karras"
+    }  # fmt: skip
     assert job.data["comfyui"]["batch_size"] == 16 and job.data["comfyui"]["retries"] == 3
+
+
+def test_the_sections_are_typed_values(tmp_path: Path) -> None:
+    """What the modules read of a job: frozen dataclasses made once from the validated document, numbers
+    of the schema's type, arrays as tuples, a field the job leaves out None."""
+    document = {
+        **MINIMAL,
+        "buffer": {"pre_seconds": 1},
+        "comfyui": {"workflow_ids": ["w"], "params": {"cfg": 5}},
+    }
+    job = load_job(write(tmp_path / "job.json", document))
+    assert job.buffer == Buffer(pre_seconds=1.0, post_seconds=0.0) and isinstance(
+        job.buffer.pre_seconds, float
+    )
+    assert job.comfyui.workflow_ids == ("w",) and job.comfyui.url is None and job.comfyui.batch_size == 16
+    assert job.comfyui.params == ComfyParams(
+        width=1024, height=576, steps=20, sampler="dpmpp_2m", scheduler="karras", prompt=None, negative=None,
+        negative_prompt=None, cfg=5.0, ckpt_name=None, fps=None, denoise=None,
+    )  # fmt: skip
+    assert (job.output.width, job.output.fit, job.output.crf) == (None, "contain", 18)
+    assert (job.determinism.fps, job.determinism.seed_policy, job.determinism.seed) == (25, "random", None)
+    assert job.lipsync.provider is None and job.stabilize.method == "both"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.output.crf = 1  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

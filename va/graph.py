@@ -56,13 +56,13 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
 
 def check_workflows(job: Job) -> None:
     """Load every workflow the job names, so a missing template or a broken binding fails validation."""
-    for workflow_id in job.data["comfyui"]["workflow_ids"]:
+    for workflow_id in job.comfyui.workflow_ids:
         load_workflow(workflow_id)
 
 
 def check_supported(job: Job) -> None:
     """Check what the job's stages need before anything runs: templates and bindings, the provider."""
-    if job.data["comfyui"]["workflow_ids"]:
+    if job.comfyui.workflow_ids:
         plan_generation(job, 1.0, 0)  # the generation settings alone can be wrong (e.g. fps)
         check_workflows(job)
     provider = active_provider(job)
@@ -96,8 +96,7 @@ def describe(job: Job) -> dict[str, Any]:
         skipped["stabilize"] = "the picture is a held still: nothing to stabilize"
     elif not stabilize_active(job):
         skipped["stabilize"] = "stabilize.enable is false"
-    lipsync = job.data["lipsync"]
-    if not lipsync["enable"]:
+    if not job.lipsync.enable:
         skipped["lipsync"] = "lipsync.enable is false"
     elif active_provider(job) is None:
         skipped["lipsync"] = "no lip-sync provider configured for the job (lipsync.provider)"

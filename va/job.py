@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from va import media, schema
 from va.errors import ExitCode, VaError
@@ -14,24 +16,160 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm"})
 
 
+# The job's sections as typed values, made once from the validated document. Every field is either
+# filled in by the schema's default or optional (None: not set); no default lives here.
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """``output``: the finished video's name, size, fit and encoding."""
+
+    basename: str
+    width: int | None
+    height: int | None
+    fit: str
+    background: str
+    crf: int
+    x264_preset: str
+    captions: str
+
+
+@dataclass(frozen=True, slots=True)
+class Buffer:
+    """``buffer``: seconds of silence before and after the voice."""
+
+    pre_seconds: float
+    post_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Determinism:
+    """``determinism``: the output rate and how the seed is chosen."""
+
+    fps: int
+    seed_policy: str
+    seed: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """``motion``: the prompt, and how much the picture moves."""
+
+    prompt: str
+    negative_prompt: str
+    guidance: float
+    strength: float
+    camera: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComfyParams:
+    """``comfyui.params``: what the template's bindings receive (None: the job does not set it)."""
+
+    width: int
+    height: int
+    steps: int
+    sampler: str
+    scheduler: str
+    prompt: str | None
+    negative: str | None
+    negative_prompt: str | None
+    cfg: float | None
+    ckpt_name: str | None
+    fps: int | None
+    denoise: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ComfySettings:
+    """``comfyui``: the templates, the server, the batches, and how long to wait and retry."""
+
+    workflow_ids: tuple[str, ...]
+    url: str | None
+    params: ComfyParams
+    batch_size: int
+    retries: int
+    unavailable_seconds: float
+    poll_interval_ms: int
+    stall_seconds: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LipsyncSettings:
+    """``lipsync``: whether the stage runs, with which provider, and what a failure does."""
+
+    enable: bool
+    provider: str | None
+    allow_passthrough: bool
+    chunk_seconds: float | None
+    cut_search_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StabilizeSettings:
+    """``stabilize``: whether generated pictures are steadied, and how."""
+
+    enable: bool
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cleanup:
+    """``cleanup``: what a succeeded run keeps."""
+
+    after_success: str
+
+
+S = TypeVar("S")
+
+
+def typed_section(kind: type[S], values: dict[str, Any]) -> S:
+    """A section of a validated job document as its dataclass: nested sections made too, arrays as
+    tuples, a field the document leaves out is None (the schema fills in every one that has a default)."""
+    hints = typing.get_type_hints(kind)
+    made: dict[str, Any] = {}
+    for field in dataclasses.fields(typing.cast(Any, kind)):
+        value, hint = values.get(field.name), hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            value = typed_section(typing.cast(type[Any], hint), value or {})
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif (
+            isinstance(value, int) and not isinstance(value, bool) and float in (*typing.get_args(hint), hint)
+        ):
+            value = float(value)  # JSON's 3 where the schema says number: the field is a float
+        made[field.name] = value
+    return kind(**made)
+
+
 @dataclass(frozen=True)
 class Job:
-    """A validated job: the document with defaults filled in, and its inputs as absolute paths."""
+    """A validated job: the document with defaults filled in, its sections as typed values, and its
+    inputs as absolute paths."""
 
     path: Path
     data: dict[str, Any]
     audio: Path
     start: Path
+    output: Output
+    buffer: Buffer
+    determinism: Determinism
+    motion: Motion
+    comfyui: ComfySettings
+    lipsync: LipsyncSettings
+    stabilize: StabilizeSettings
+    cleanup: Cleanup
 
     @property
     def basename(self) -> str:
         """File name of the finished video inside the workdir."""
-        return str(self.data["output"]["basename"])
+        return self.output.basename
 
     @property
     def fps(self) -> int:
         """Frame rate of the output."""
-        return int(self.data["determinism"]["fps"])
+        return self.determinism.fps
 
     @property
     def start_is_video(self) -> bool:
@@ -41,13 +179,13 @@ class Job:
 
 def comfyui_active(job: Job) -> bool:
     """Whether the job's visual stage is ComfyUI (it names workflow ids)."""
-    return bool(job.data["comfyui"]["workflow_ids"])
+    return bool(job.comfyui.workflow_ids)
 
 
 def active_provider(job: Job) -> str | None:
     """The lip-sync provider id when the stage runs for ``job`` (enabled and a provider named), else None."""
-    lipsync = job.data["lipsync"]
-    return str(lipsync["provider"]) if lipsync["enable"] and lipsync.get("provider") else None
+    lipsync = job.lipsync
+    return lipsync.provider if lipsync.enable and lipsync.provider else None
 
 
 def validate_document(data: Any, source: str) -> dict[str, Any]:
@@ -70,6 +208,14 @@ def job_from_document(document: dict[str, Any], path: Path) -> Job:
         data=document,
         audio=(base / document["input"]["audio"]).absolute(),
         start=(base / document["input"]["start"]).absolute(),
+        output=typed_section(Output, document["output"]),
+        buffer=typed_section(Buffer, document["buffer"]),
+        determinism=typed_section(Determinism, document["determinism"]),
+        motion=typed_section(Motion, document["motion"]),
+        comfyui=typed_section(ComfySettings, document["comfyui"]),
+        lipsync=typed_section(LipsyncSettings, document["lipsync"]),
+        stabilize=typed_section(StabilizeSettings, document["stabilize"]),
+        cleanup=typed_section(Cleanup, document["cleanup"]),
     )
 
 
@@ -90,7 +236,7 @@ def check_inputs(job: Job) -> None:
             ExitCode.UNSUPPORTED_FORMAT,
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
-    media.check_colour(job.data["output"]["background"], "output.background")
+    media.check_colour(job.output.background, "output.background")
     checks = (("input.audio", _check_audio, job.audio), ("input.start", _check_visual, job.start))
     for field, check, path in checks:
         try:

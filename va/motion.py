@@ -36,8 +36,7 @@ class CameraMove:
 
 def camera_move(job: Job) -> CameraMove:
     """The job's camera move as the schema filled it in."""
-    motion = job.data["motion"]
-    return CameraMove(camera=str(motion["camera"]), strength=float(motion["strength"]))
+    return CameraMove(camera=job.motion.camera, strength=job.motion.strength)
 
 
 def camera_move_active(job: Job) -> bool:
@@ -50,7 +49,7 @@ def motion_warnings(job: Job) -> list[str]:
     strength = camera_move(job).strength
     if not comfyui_active(job) or strength == 0:
         return []
-    workflow = load_workflow(job.data["comfyui"]["workflow_ids"][0])
+    workflow = load_workflow(job.comfyui.workflow_ids[0])
     if "motion_strength" in workflow.bindings:
         return []
     return [

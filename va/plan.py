@@ -29,6 +29,7 @@ from va import media
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
 from va.job import (
+    Buffer,
     Job,
     active_provider,
     audio_seconds,
@@ -65,10 +66,9 @@ def sha256_file(path: Path) -> str:
 def choose_seed(job: Job, previous: Plan | None = None) -> int:
     """The job's seed under ``fixed`` (and under ``per_retry`` when one is given), else the previous
     plan's seed of the same policy (a resumed run keeps its seed), else a fresh random one."""
-    determinism = job.data["determinism"]
-    policy, seed = determinism["seed_policy"], determinism.get("seed")
-    if policy == "fixed" or (policy == "per_retry" and seed is not None):
-        return int(seed)
+    policy, seed = job.determinism.seed_policy, job.determinism.seed
+    if seed is not None and policy in ("fixed", "per_retry"):
+        return seed
     if previous is not None and previous.seeds.policy == policy:
         return previous.seeds.value
     return secrets.randbelow(RANDOM_SEED_LIMIT)
@@ -95,14 +95,6 @@ class InputFile:
 
     path: str
     sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class Buffer:
-    """Silence before and after the voice, in seconds."""
-
-    pre_seconds: float
-    post_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +253,8 @@ class Plan:
 
 def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
     """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
-    settings = job.data["comfyui"]
-    gen_fps = int(settings["params"].get("fps") or job.fps)
+    settings = job.comfyui
+    gen_fps = settings.params.fps or job.fps
     if gen_fps > job.fps:
         raise VaError(
             ExitCode.VALIDATION_FAILED,
@@ -270,10 +262,10 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
             "(frames can be held, not invented)",
         )
     frames = max(1, math.ceil(visual_seconds * gen_fps - 1e-9))
-    size = int(settings["batch_size"])
+    size = settings.batch_size
     segments = load_segments(job)
     if segments:  # no batch spans two segments; each takes its segment's prompt and strength
-        pre = float(job.data["buffer"]["pre_seconds"])
+        pre = job.buffer.pre_seconds
         cuts = cut_batches(frames, size, gen_fps, pre, segments)
         batches = tuple(
             Batch(index=i, name=batch_name(i), first=first, frames=count, seed=batch_seed(seed, i),
@@ -286,8 +278,7 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
                   seed=batch_seed(seed, i))
             for i in range(math.ceil(frames / size))
         )  # fmt: skip
-    workflow_ids = tuple(str(workflow_id) for workflow_id in settings["workflow_ids"])
-    return Generation(gen_fps, frames, size, batches, workflow_ids, segmented=bool(segments))
+    return Generation(gen_fps, frames, size, batches, settings.workflow_ids, segmented=bool(segments))
 
 
 @functools.cache
@@ -354,7 +345,7 @@ def plan_chunks(
     total = target_frames(seconds, fps)
     settings, provider_id = provider.settings["input"], provider.id
     quantum = quantum_of(settings, provider_id)
-    asked = (settings.get("max_seconds"), job.data["lipsync"].get("chunk_seconds"))
+    asked = (settings.get("max_seconds"), job.lipsync.chunk_seconds)
     limits = [float(limit) for limit in asked if limit]
     cuts = [Cut(0, total, "end")]
     if limits:
@@ -366,7 +357,7 @@ def plan_chunks(
                 f"takes at {fps} fps",
             )
         if total > limit:
-            search = round(float(job.data["lipsync"]["cut_search_seconds"]) * fps)
+            search = round(job.lipsync.cut_search_seconds * fps)
             silent = silent_frames(padded_silences(job, buffer, voice_seconds), fps)
             cuts = plan_cuts(total, limit=limit, search=search, silent=silent)
     chunks = []
@@ -410,7 +401,7 @@ def plan_lipsync(
         type=provider.type,
         # What the provider asks a cluster for is no setting of the result: editing it reruns nothing.
         settings=_conceal({key: value for key, value in provider.settings.items() if key != "resources"}),
-        allow_passthrough=bool(job.data["lipsync"]["allow_passthrough"]),
+        allow_passthrough=job.lipsync.allow_passthrough,
         fps=fps,
         frames=target_frames(seconds, fps),
         chunks=chunks,
@@ -432,10 +423,10 @@ def plan_face(
     if found is None:
         geometry = geometry or plan_geometry(job)
         stat = job.start.stat()
-        fitted = media.FrameGeometry(geometry.width, geometry.height, geometry.filter)
+        fitted = media.FrameGeometry(geometry.still_width, geometry.still_height, geometry.filter)
         found = _search_start(job.start, (stat.st_size, stat.st_mtime_ns), job.start_is_video, fitted,
                               geometry.background)  # fmt: skip
-    if found.faceless_frame is not None and not job.data["lipsync"]["allow_passthrough"]:
+    if found.faceless_frame is not None and not job.lipsync.allow_passthrough:
         raise found.refusal(provider.id)
     return found
 
@@ -467,19 +458,17 @@ def plan_loudness(job: Job) -> media.LoudnessTarget | None:
 def plan_geometry(job: Job) -> Geometry:
     """The output picture of ``job``: the requested size, else the visual source's own size made even
     (the start's for a held still, ComfyUI's planned frame size for a generated picture)."""
-    output = job.data["output"]
+    output = job.output
     source = start_info(job)
-    still = media.plan_geometry(source.width, source.height, output.get("width"), output.get("height"),
-                                output["fit"])  # fmt: skip
+    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit)
     width, height = still.width, still.height
-    if comfyui_active(job) and output.get("width") is None:
-        params = job.data["comfyui"]["params"]
-        width, height = media.even_size(int(params["width"]), int(params["height"]))
+    if comfyui_active(job) and output.width is None:
+        width, height = media.even_size(job.comfyui.params.width, job.comfyui.params.height)
     return Geometry(
         width=width,
         height=height,
-        fit=str(output["fit"]),
-        background=str(output["background"]),
+        fit=output.fit,
+        background=output.background,
         source_width=source.width,
         source_height=source.height,
         filter=still.filter,
@@ -515,21 +504,20 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
 
     ``previous``: the plan of an earlier attempt in the same workdir, whose random seed is kept."""
     check_inputs(job)
-    buffer = Buffer(float(job.data["buffer"]["pre_seconds"]), float(job.data["buffer"]["post_seconds"]))
+    buffer = job.buffer
     voice = audio_seconds(job)
     visual_seconds = buffer.pre_seconds + voice + buffer.post_seconds
     seed = choose_seed(job, previous)
-    output = job.data["output"]
     geometry = plan_geometry(job)
     start = InputFile(str(job.start), sha256_file(job.start))
     audio = InputFile(str(job.audio), sha256_file(job.audio))
     effective = {
-        "prompt": job.data["motion"]["prompt"],
-        "negative_prompt": job.data["motion"]["negative_prompt"],
-        "guidance": job.data["motion"]["guidance"],
+        "prompt": job.motion.prompt,
+        "negative_prompt": job.motion.negative_prompt,
+        "guidance": job.motion.guidance,
         "fps": job.fps,
         "seed": seed,
-        "output": output,
+        "output": job.data["output"],
         "comfyui": job.data["comfyui"],
         "lipsync": job.data["lipsync"],
         "visual_source": "comfyui" if comfyui_active(job) else "held_start_frame",
@@ -545,9 +533,9 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         loudness=plan_loudness(job),
         visual_target_duration_seconds=round(visual_seconds, 6),
         target_frames=target_frames(visual_seconds, job.fps),
-        seeds=Seeds(str(job.data["determinism"]["seed_policy"]), seed),
+        seeds=Seeds(job.determinism.seed_policy, seed),
         geometry=geometry,
-        encoding=Encoding(int(output["crf"]), str(output["x264_preset"])),
+        encoding=Encoding(job.output.crf, job.output.x264_preset),
         visual_source=effective["visual_source"],
         comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
         lipsync=plan_lipsync(

@@ -28,7 +28,7 @@ DEFLICKER_FRAMES = 5
 
 def stabilize_active(job: Job) -> bool:
     """Whether the phase runs: it is enabled and the picture is generated (ComfyUI)."""
-    return comfyui_active(job) and bool(job.data["stabilize"]["enable"])
+    return comfyui_active(job) and job.stabilize.enable
 
 
 def stabilize_filter(method: str, transforms: Path) -> str:
@@ -46,7 +46,7 @@ def stabilize_filter(method: str, transforms: Path) -> str:
 def stabilize_video(plan: Plan, video: Path, target: Path) -> None:
     """``video`` (ComfyUI's picture, of the plan's size) stabilized by the job's method into ``target``:
     the planned frames, rate and size."""
-    method = str(plan.document["stabilize"]["method"])
+    method = plan.as_job().stabilize.method
     transforms = target.with_name("transforms.trf")
     if method in ("vidstab", "both"):
         media.detect_shake(video, transforms, shakiness=SHAKINESS, accuracy=ACCURACY)

@@ -110,7 +110,7 @@ def encode(
     with the padded audio, and the ``captions`` (SRT) as a subtitle track or, with
     ``output.captions: burn``, drawn into the picture."""
     canvas = plan.geometry.canvas
-    if captions is not None and plan.document["output"]["captions"] == "burn":
+    if captions is not None and plan.as_job().output.captions == "burn":
         picture = video or loop
         info = media.probe_visual(picture)
         media.encode_picture(

@@ -147,7 +147,7 @@ def check_timeline(job: Job) -> None:
     segments = load_segments(job)
     if segments:
         voice = media.probe_audio(job.audio).duration_seconds
-        check_segments(segments, voice, float(job.data["buffer"]["post_seconds"]))
+        check_segments(segments, voice, job.buffer.post_seconds)
 
 
 def frame_at(seconds: float, fps: int) -> int:
@@ -158,7 +158,7 @@ def frame_at(seconds: float, fps: int) -> int:
 
 def captions_mode(job: Job, segments: tuple[Segment, ...]) -> str:
     """``none``, ``soft`` or ``burn``: ``auto`` is ``soft`` when a segment has a caption."""
-    mode = str(job.data["output"]["captions"])
+    mode = job.output.captions
     if mode == "auto":
         return "soft" if any(segment.caption for segment in segments) else "none"
     return mode

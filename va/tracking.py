@@ -6,6 +6,7 @@ script, so a run started by ``va run`` and one started by plain ``snakemake`` le
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -92,7 +93,7 @@ def record_run_started(
         job=str(job.path),
         graph=describe(job),
         inputs=inputs,
-        buffer=job.data["buffer"],
+        buffer=dataclasses.asdict(job.buffer),
         fps=job.fps,
         plan_changes=plan_changes or [],
     )

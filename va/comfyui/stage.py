@@ -66,49 +66,47 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
 
 def server_url(job: Job) -> str:
     """The job's ComfyUI URL, else the one of the VIDAX config."""
-    return str(job.data["comfyui"].get("url") or load_config("vidax").data["comfyui"]["url"])
+    return str(job.comfyui.url or load_config("vidax").data["comfyui"]["url"])
 
 
 def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: int) -> dict[str, Any]:
     """The job's parameters for one batch, as the bindings of the template receive them."""
-    params = job.data["comfyui"]["params"]
-    motion = job.data["motion"]
-    ckpt = params.get("ckpt_name") or load_config("vidax").data["comfyui"]["ckpt_name"]
+    params, motion = job.comfyui.params, job.motion
+    negative = motion.negative_prompt
+    ckpt = params.ckpt_name or load_config("vidax").data["comfyui"]["ckpt_name"]
     return {
-        "prompt": batch.get("prompt") or params.get("prompt") or motion["prompt"],
-        "negative": batch.get("negative")
-        or params.get("negative")
-        or params.get("negative_prompt")
-        or motion["negative_prompt"],
-        "width": params["width"],
-        "height": params["height"],
+        "prompt": batch.get("prompt") or params.prompt or motion.prompt,
+        "negative": batch.get("negative") or params.negative or params.negative_prompt or negative,
+        "width": params.width,
+        "height": params.height,
         "frames": batch["frames"],
-        "fps": params.get("fps") or job.fps,
+        "fps": params.fps or job.fps,
         "seed": seed,
-        "steps": params.get("steps", 20),
-        "cfg": params.get("cfg", motion.get("guidance", 7.5)),
-        "sampler": params.get("sampler", "dpmpp_2m"),
-        "scheduler": params.get("scheduler", "karras"),
+        "steps": params.steps,
+        "cfg": motion.guidance if params.cfg is None else params.cfg,
+        "sampler": params.sampler,
+        "scheduler": params.scheduler,
         "ckpt_name": ckpt,
-        "denoise": params.get("denoise"),
-        "motion_strength": batch.get("strength", motion["strength"]),
+        "denoise": params.denoise,
+        # a batch of a timeline segment carries the segment's strength, which may be 0
+        "motion_strength": motion.strength if batch.get("strength") is None else batch["strength"],
     }
 
 
 def _first_workflow(job: Job) -> Workflow:
-    return load_workflow(job.data["comfyui"]["workflow_ids"][0])
+    return load_workflow(job.comfyui.workflow_ids[0])
 
 
 class _Watch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
     def __init__(self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str) -> None:
-        settings = job.data["comfyui"]
+        settings = job.comfyui
         self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
-        self.poll = settings["poll_interval_ms"] / 1000
-        self.stall = float(settings["stall_seconds"])
-        self.deadline = time.monotonic() + float(settings["timeout_seconds"])
-        self.timeout = float(settings["timeout_seconds"])
+        self.poll = settings.poll_interval_ms / 1000
+        self.stall = float(settings.stall_seconds)
+        self.deadline = time.monotonic() + float(settings.timeout_seconds)
+        self.timeout = float(settings.timeout_seconds)
         self.last_progress = time.monotonic()
         self.last_report = 0.0
         self.outage_since: float | None = None
@@ -344,9 +342,9 @@ def run_batch(
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
     the first failure). ``server``: the stage's connection, shared by its batches."""
-    settings = job.data["comfyui"]
+    settings = job.comfyui
     url = server_url(job)
-    policy = RetryPolicy(int(settings["retries"]) + 1, seconds=float(settings["unavailable_seconds"]))
+    policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
     own = server is None
     server = server or ComfyServer(url)
     batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report, server=server)
@@ -465,7 +463,7 @@ class _BatchRun:
         self.job, self.figures, self.name = job, figures, name
         self.still, self.workdir, self.report, self.server = still, workdir, report, server
         self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
-        self.per_retry = job.data["determinism"]["seed_policy"] == "per_retry"
+        self.per_retry = job.determinism.seed_policy == "per_retry"
         self.workflow = _first_workflow(job)
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)

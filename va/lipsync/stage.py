@@ -215,7 +215,7 @@ def run_lipsync(
         _settle(planned, window, produced.path, output, joined=joined)
     except VaError as exc:
         result["error"] = exc.as_dict()
-        if not job.data["lipsync"]["allow_passthrough"]:
+        if not job.lipsync.allow_passthrough:
             write_json_atomic(folder / RESULT_NAME, result)
             raise
         log.warning("lip-sync failed, passing the un-synced video through: %s", exc.message)
