@@ -20,7 +20,6 @@ from va.errors import ExitCode, VaError
 from va.job import Job, active_provider
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
-from va.lipsync.remote import run_http_provider
 from va.plan import Chunk, Lipsync, Plan, load_plan
 
 log = logging.getLogger(__name__)
@@ -151,6 +150,9 @@ def _run_provider(
     }
     run = ProviderRun(values, work, work.parent / "logs")
     if provider.type == "http":
+        # The HTTP client is loaded only for an HTTP provider: a command's rule starts without it.
+        from va.lipsync.remote import run_http_provider  # noqa: PLC0415
+
         return ProviderOutput(run_http_provider(provider, run, inputs))
     return run_command_provider(provider, run)
 
