@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,15 +220,20 @@ def run_job(
                     ExitCode.OK, "already complete", workdir.final(job.basename), build_manifest(workdir)
                 )
             if options.resume:  # a killed Snakemake leaves its lock
-                unlock_abandoned(snakemake_argv(job, options), workdir.root, log)
+                unlock_abandoned(workdir.root, log)
             again = f"va run {job.path} --workdir {workdir.root} --resume"
             returncode = _drive(snakemake_argv(job, options), log, workdir, on_event, again)
     return _result(workdir, job, returncode)
 
 
-def unlock_abandoned(argv: list[str], directory: Path, log: Any) -> None:
-    """Clear the lock a killed Snakemake left in ``directory`` (``argv --unlock``); a Snakemake still
-    running there (plain ``snakemake``, started by no ``va``) is refused, never unlocked under it."""
+def unlock_abandoned(directory: Path, log: Any) -> None:
+    """Clear the lock a killed Snakemake left in ``directory``; a Snakemake still running there (plain
+    ``snakemake``, started by no ``va``) is refused, never unlocked under it.
+
+    The lock is the folder ``.snakemake/locks``, and removing it is all ``snakemake --unlock`` does; done
+    here, once no snakemake runs in the folder and our own lock keeps other ``va`` runs out, a resume
+    does not pay for a whole Snakemake start (its imports, the Snakefile, the job's plan) to do it.
+    """
     live = snakemake_in(directory)
     if live:
         pids = ", ".join(str(process.pid) for process in live)
@@ -238,7 +244,9 @@ def unlock_abandoned(argv: list[str], directory: Path, log: Any) -> None:
         )
     locks = directory / ".snakemake" / "locks"
     if locks.is_dir() and any(locks.iterdir()):
-        subprocess.run([*argv, "--unlock"], stdout=log, stderr=log, check=False)
+        shutil.rmtree(locks)
+        log.write(f"va: removed the lock a stopped snakemake left: {locks}\n".encode())
+        log.flush()
 
 
 def _end_leftovers(workdir: Workdir, log: Any) -> None:
@@ -399,7 +407,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
                 # The inputs were probed just now: the graph checks only that they are still there.
                 argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
                 argv += ["--keep-going"] if keep_going else []
-                unlock_abandoned(argv, out, log)
+                unlock_abandoned(out, log)
                 try:
                     returncode = _drive(argv, log, lock_owner, None, again)
                 except VaError as exc:
