@@ -1,6 +1,6 @@
 """va report: Snakemake's HTML report of a finished run or batch, with the videos, a contact sheet and a
 waveform embedded, and the runtime of every rule; it never redoes or re-records a run. The report of a
-batch is drawn from the batch of tests/test_batch.py (check_batch_report)."""
+batch, into a .zip, is drawn from the batch of tests/test_batch.py (check_batch_report)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import CliRunner, FinishedRun, Media
 from va.errors import ExitCode
-from va.report import make_report
 
 #: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
 pytestmark = pytest.mark.whole_run
@@ -71,11 +70,7 @@ def test_report_of_a_run(finished_run: FinishedRun, files: Media, va_cli: CliRun
     assert final.stat().st_mtime_ns == encoded_at
     assert (workdir / "manifest.json").read_text() == manifest
 
-    # The library call, into a .zip: the page and the files beside it.
-    archive = make_report(workdir, files.root / "reports" / "run.zip")
-    assert archive == files.root / "reports" / "run.zip"
-    names = {Path(name).name for name in zipfile.ZipFile(archive).namelist()}
-    assert {"report.html", "final.mp4", "contact_sheet.png", "waveform.png"} <= names
+    # A report into a .zip (the page and the files beside it): check_batch_report.
 
     shutil.rmtree(workdir / "report")
     broken = va_cli("report", workdir, env={"FFMPEG": str(shutil.which("false"))})
@@ -93,18 +88,25 @@ def test_report_of_a_run(finished_run: FinishedRun, files: Media, va_cli: CliRun
 def check_batch_report(
     files: Media, va_cli: CliRunner, out: Path, finished: list[str], unfinished: str
 ) -> None:
-    """``va report`` of the batch in ``out`` (tests/test_batch.py makes it): the ``finished`` jobs are in
+    """``va report`` of the batch in ``out`` (tests/test_batch.py makes it) into a .zip, the page and the
+    files beside it (the self-contained page is test_report_of_a_run's): the ``finished`` jobs are in
     it, the ``unfinished`` one (its video deleted) is left out, not run and not recorded."""
     kept = (out / unfinished / "manifest.json").read_text()
-    result = va_cli("report", out, "--output", files.root / "batch.html")
+    archive = files.root / "reports" / "batch.zip"  # in a folder the report makes
+    result = va_cli("report", out, "--output", archive)
     assert result.code == 0, result.err
-    assert result.out.strip() == str(files.root / "batch.html")
-    html = (files.root / "batch.html").read_text(encoding="utf-8")
-    in_report = sorted((mime, name) for mime, name, _ in embedded(html))
-    assert in_report == sorted(
-        [("image/png", "contact_sheet.png"), ("image/png", "waveform.png"), ("video/mp4", "final.mp4")]
-        * len(finished)
-    )
+    assert result.out.strip() == str(archive)
+    with zipfile.ZipFile(archive) as zipped:
+        contents = {name: zipped.read(name) for name in zipped.namelist()}
+    html = contents.pop("batch/report.html").decode("utf-8")
+    beside: dict[str, list[bytes]] = {}
+    for name, data in contents.items():
+        beside.setdefault(Path(name).name, []).append(data)
+    made = {"final.mp4": "final.mp4", "contact_sheet.png": "report/contact_sheet.png",
+            "waveform.png": "report/waveform.png"}  # fmt: skip
+    assert set(beside) == set(made)
+    for name, path in made.items():
+        assert sorted(beside[name]) == sorted((out / job / path).read_bytes() for job in finished), name
     assert all(f"{name}/report/contact_sheet.png" in html for name in finished)
     assert f"{unfinished}/" not in html
     assert picture(out / finished[0] / "report" / "waveform.png") == ("png", 1280, 240)
