@@ -37,6 +37,7 @@ localrules:
 onstart:
     stop_idle_rescheduling()
     record_started()
+    watch_cluster()
 
 
 onsuccess:

@@ -7,6 +7,8 @@ rule captions:
         vtt=at("captions.vtt"),
     log:
         at("logs/captions.log"),
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     params:

@@ -11,17 +11,20 @@ from snakemake.utils import validate
 
 from va.batch import load_batch, read_selection
 from va.clean import record_success
+from va.errors import ExitCode, VaError
 from va.graph import check_job, check_supported
 from va.job import active_provider, comfyui_active, load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
 from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
 from va.registry import register_runs
+from va.slurm import NeverRunsWatch, failed_rule, group_id, named_job
 from va.stabilize import stabilize_active
 from va.stages import publish_plan
 from va.timeline import captions_mode, load_segments
 from va.tracking import (
     reconcile,
+    record_rule_failed,
     record_run_finished,
     record_run_started,
     run_finished,
@@ -200,6 +203,42 @@ def stop_idle_rescheduling():
         scheduler.job_rate_limiter = None
 
 
+def video_group(wildcards):
+    """The cluster job group of a video's rules when all of them are cheap (audio, still, captions,
+    camera move, the audiogram, encode: ffmpeg on a CPU, a second or so each): one Slurm job makes the
+    whole video instead of one a rule. A video with ComfyUI or a lip-sync tool (a command or a service)
+    has none: those are the expensive jobs, each a cluster job of its own, and they sit between the
+    cheap ones (a group may not depend on a job outside it that depends on the group). Groups act only
+    on a cluster (profiles/slurm); locally Snakemake ignores them.
+    """
+    job = job_of(wildcards)
+    provider = active_provider(job)
+    if comfyui_active(job) or (
+        provider is not None and provider_of(provider).type != "audiogram"
+    ):
+        return None
+    return group_id(wildcards.get("name", ""))
+
+
+def watch_cluster():
+    """With the slurm executor: a job of this graph that the cluster can never start (va.slurm) is
+    cancelled, and its video fails with one line naming the job, its request and the limit.
+    """
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    NeverRunsWatch(Path.cwd(), report=report_never_runs).start()
+
+
+def report_never_runs(cluster_job, line):
+    """A job the cluster can never start: the line on stderr, and the failure in its video's record."""
+    print(f"va: {line}", file=sys.stderr)
+    name = named_job(cluster_job, JOBS)
+    if name is not None:
+        error = VaError(ExitCode.CLUSTER_CANNOT_RUN, line)
+        record_rule_failed(Workdir(Path.cwd() / name), failed_rule(cluster_job), error)
+
+
 def release_rescheduling_timers():
     """Cancel the scheduler's pending re-evaluation timers once the graph is done.
 
@@ -238,7 +277,14 @@ def lipsync_chunk_inputs(wildcards):
     return inputs
 
 
-PROVIDER_RESOURCES = {}
+PROVIDERS = {}
+
+
+def provider_of(provider_id):
+    """A lip-sync provider (va.lipsync.providers), loaded once per graph."""
+    if provider_id not in PROVIDERS:
+        PROVIDERS[provider_id] = get_provider(provider_id)
+    return PROVIDERS[provider_id]
 
 
 def lipsync_resource(name, joins=False):
@@ -251,10 +297,7 @@ def lipsync_resource(name, joins=False):
     def resource(wildcards):
         if joins and plan_of(wildcards).lipsync.chunked:
             return getattr(JOIN_RESOURCES, name)
-        provider = active_provider(job_of(wildcards))
-        if provider not in PROVIDER_RESOURCES:
-            PROVIDER_RESOURCES[provider] = get_provider(provider).resources
-        return getattr(PROVIDER_RESOURCES[provider], name)
+        return getattr(provider_of(active_provider(job_of(wildcards))).resources, name)
 
     return resource
 

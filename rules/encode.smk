@@ -12,6 +12,8 @@ rule encode:
         final_named("logs/{final}.log"),
     benchmark:
         final_named("benchmarks/{final}.tsv")
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     threads: 2

@@ -8,6 +8,8 @@ rule hold_start_frame:
         at("logs/frames/still.log"),
     benchmark:
         at("benchmarks/frames/still.tsv")
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     params:

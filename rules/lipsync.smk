@@ -11,6 +11,8 @@ rule lipsync_chunk:
         at("logs/lipsync/chunks/{chunk}.log"),
     benchmark:
         at("benchmarks/lipsync/chunks/{chunk}.tsv")
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     # What the provider declares (lipsync.providers.json), and one lip-sync slot: the default profile
@@ -37,6 +39,8 @@ rule lipsync:
         at("logs/lipsync/output.log"),
     benchmark:
         at("benchmarks/lipsync/output.tsv")
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     # What the provider declares (lipsync.providers.json), or what the join of a cut audio's chunks

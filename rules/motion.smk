@@ -10,6 +10,8 @@ rule camera_motion:
         at("logs/motion/output.log"),
     benchmark:
         at("benchmarks/motion/output.tsv")
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     threads: 2

@@ -12,6 +12,8 @@ rule prepare_audio:
         at("logs/prepare/padded.log"),
     benchmark:
         at("benchmarks/prepare/padded.tsv")
+    group:
+        video_group
     conda:
         "envs/va.yaml"
     params:

@@ -1,16 +1,27 @@
-"""A real single-node Slurm (munge, slurmctld, slurmd on 127.0.0.1): a batch through profiles/slurm."""
+"""A real single-node Slurm (munge, slurmctld, slurmd on 127.0.0.1, 2 CPUs) with the stock profiles/slurm:
+resources that follow the lip-sync provider, a job the cluster can never start, stopping a batch, a
+re-run after a kill, a no-op re-run, one cluster job per video."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, CliRunner, Media, ffprobe_streams
-from tests.test_batch import make_batch
+from tests.conftest import REPO, VA, CliRunner, Media, ffprobe_streams
+from va.errors import ExitCode
+from va.processes import descendants
 
 START = Path(__file__).parent / "slurm" / "start-slurm.sh"
 
@@ -27,49 +38,181 @@ def slurm() -> None:
     assert done.returncode == 0, f"Slurm did not start: {done.stderr.strip()}"
 
 
-def fast_profile(folder: Path) -> Path:
-    """profiles/slurm, checking job status every few seconds instead of after 40 s (tests are short)."""
-    profile = folder / "slurm-fast"
-    profile.mkdir()
-    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
-    (profile / "config.yaml").write_text(text + "slurm-init-seconds-before-status-checks: 2\n")
-    return profile
-
-
-def slurm_jobs() -> list[dict[str, str]]:
-    """Every job slurmctld still knows, as key=value fields."""
+def slurm_jobs(workdir: Path) -> list[dict[str, str]]:
+    """Every job slurmctld still knows (MinJobAge keeps ended ones an hour) that ran in ``workdir``."""
     out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
-    return [
+    jobs = [
         dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines() if line.strip()
     ]
+    return [job for job in jobs if job.get("WorkDir") == str(workdir)]
 
 
-def test_a_batch_runs_as_slurm_jobs(slurm: None, files: Media, va_cli: CliRunner, tmp_path: Path) -> None:
-    folder = make_batch(files, ["first", "second"])
+def queued(workdir: Path) -> list[str]:
+    """The ids of the jobs in ``squeue`` (pending, running, completing) that run in ``workdir``."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%Z"], capture_output=True, text=True, check=True).stdout
+    return [line.split("|")[0] for line in out.splitlines() if line.split("|")[1:] == [str(workdir)]]
+
+
+def wait_for(what: str, condition: Callable[[], Any], seconds: float) -> Any:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not within {seconds} s")
+
+
+def seconds_between(job: dict[str, str], start: str, end: str) -> float:
+    return (datetime.fromisoformat(job[end]) - datetime.fromisoformat(job[start])).total_seconds()
+
+
+def batch_folder(files: Media, jobs: dict[str, dict[str, Any]]) -> Path:
+    """A batch folder with one job file a name, sharing the 2 s tone and the still."""
+    folder = files.root / "jobs"
+    folder.mkdir()
+    for name, sections in jobs.items():
+        document = json.loads(files.job(**sections).read_text())
+        document["input"] = {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png")}
+        (folder / f"{name}.json").write_text(json.dumps(document))
+    return folder
+
+
+def summary(out: str) -> dict[str, dict[str, Any]]:
+    return {row["job"]: row for row in json.loads(out)["jobs"]}
+
+
+def test_a_lip_sync_job_asks_for_what_its_provider_declares_and_one_the_cluster_cannot_run_ends_the_batch(
+    slurm: None, files: Media, va_cli: CliRunner, tmp_path: Path
+) -> None:
+    """A lip-sync tool declaring 64 CPUs on a 2-CPU partition: its own cluster job asks for exactly that,
+    is cancelled within seconds of its submission, and the batch ends naming the job, its request and
+    the limit."""
+    tool = {"type": "command", "argv": ["true"], "output": "{output}"}
+    providers = tmp_path / "providers.json"
+    providers.write_text(json.dumps({"schema_version": 1, "providers": {
+        "huge": {**tool, "resources": {"cpus": 64, "mem_mb": 700, "gpus": 0, "runtime": 20}},
+    }}))  # fmt: skip
+    folder = batch_folder(files, {"huge": {"lipsync": {"enable": True, "provider": "huge"}}})
     out = files.root / "out"
-    result = va_cli("batch", folder, "--out", out, "--profile", fast_profile(tmp_path), "--json")
-    assert result.code == 0, result.err + (out / "logs" / "snakemake.log").read_text()[-3000:]
-    jobs = slurm_jobs()
-    for name in ("first", "second"):
+    env = {"VIDAX_LIPSYNC_CONFIG": str(providers)}
+    result = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json", env=env)
+    log = (out / "logs" / "snakemake.log").read_text()
+    assert result.code == ExitCode.BATCH_INCOMPLETE, result.err + log[-3000:]
+    jobs = slurm_jobs(out)
+    (huge,) = [job for job in jobs if job["Comment"] == "rule_lipsync_wildcards_huge"]
+    assert (huge["NumCPUs"], huge["MinMemoryNode"], huge["TimeLimit"]) == ("64", "700M", "00:20:00"), huge
+    assert (huge["JobState"], huge["RunTime"]) == ("CANCELLED", "00:00:00"), huge
+    assert seconds_between(huge, "SubmitTime", "EndTime") <= 20, huge
+    # The video's cheap rules ran as jobs of their own: a lip-sync tool's video has no group.
+    assert sorted(job["Comment"] for job in jobs if job is not huge) == [
+        "rule_hold_start_frame_wildcards_huge",
+        "rule_prepare_audio_wildcards_huge",
+    ]
+    (row,) = json.loads(result.out)["jobs"]
+    assert (row["status"], row["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), row
+    message = row["message"]
+    assert f"Slurm job {huge['JobId']} (rule lipsync [huge])" in message, message
+    assert "64 CPUs" in message and "at most 2 CPUs" in message and "PartitionConfig" in message, message
+    assert "\n" not in message and f"va: {message}" in log
+
+
+def start_batch(folder: Path, out: Path, state: Path) -> subprocess.Popen[str]:
+    """``va batch`` as a process of its own (it gets real signals), with the stock Slurm profile."""
+    return subprocess.Popen(
+        [*VA, "batch", str(folder), "--out", str(out), "--profile", "slurm", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "VA_STATE_DIR": str(state)},
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_batch_leaves_no_job_in_the_queue(
+    slurm: None, files: Media, state_dir: Path, signum: signal.Signals
+) -> None:
+    folder = batch_folder(files, {"one": {}, "two": {}})
+    out = files.root / "out"
+    batch = start_batch(folder, out, state_dir.parent)
+    try:
+        wait_for("a job of the batch in squeue", lambda: queued(out), 120)
+        batch.send_signal(signum)
+        stopped = time.monotonic()
+        wait_for("the queue empty of the batch's jobs", lambda: not queued(out), 10)
+        assert time.monotonic() - stopped <= 10
+        _, err = batch.communicate(timeout=60)
+    finally:
+        batch.kill()
+        batch.wait()
+    assert batch.returncode == ExitCode.INTERRUPTED, err
+    cancelled = [job for job in slurm_jobs(out) if job["JobState"] == "CANCELLED"]
+    assert cancelled, "the stop came after every job had ended: nothing was cancelled"
+
+
+def kill_hard(batch: subprocess.Popen[str]) -> None:
+    """SIGKILL Snakemake first, then every other process of the batch: nothing gets to cancel a job."""
+    below = descendants(batch.pid)
+    for process in below:
+        with contextlib.suppress(OSError):
+            if b"snakemake" in Path(f"/proc/{process.pid}/cmdline").read_bytes():
+                process.send(signal.SIGKILL)
+    for process in below:
+        process.send(signal.SIGKILL)
+    batch.kill()
+    batch.communicate()
+
+
+def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
+    slurm: None, files: Media, state_dir: Path, va_cli: CliRunner
+) -> None:
+    """Two videos with the audiogram's lip-sync, each one cluster job (the group of all its rules)."""
+    audiogram = {"lipsync": {"enable": True, "provider": "audiogram"}}
+    folder = batch_folder(files, {"one": audiogram, "two": audiogram})
+    out = files.root / "out"
+    batch = start_batch(folder, out, state_dir.parent)
+    try:
+        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the other waits.
+        wait_for("a running job", lambda: any(j["JobState"] == "RUNNING" for j in slurm_jobs(out)), 120)
+    finally:
+        kill_hard(batch)
+    left = queued(out)
+    assert left, "every job ended before the kill: nothing left to settle"
+
+    again = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
+    assert again.code == 0, again.err + (out / "logs" / "snakemake.log").read_text()[-3000:]
+    assert "an earlier run left" in again.err
+    for name in ("one", "two"):
         assert int(ffprobe_streams(out / name / "final.mp4")["video"]["nb_read_frames"]) == 50
-        manifest = json.loads((out / name / "manifest.json").read_text())
-        ids = manifest["phases"]["encode"]["slurm_job_ids"] + manifest["phases"]["prepare"]["slurm_job_ids"]
-        assert len(ids) == 3  # encode, prepare_audio, hold_start_frame: one Slurm job each
-        for job_id in ids:
-            job = next(j for j in jobs if j["JobId"] == job_id)
-            assert job["JobState"] == "COMPLETED" and job["Comment"].startswith("rule_")
-            assert job["Comment"].endswith(f"_wildcards_{name}") or name in job["Comment"]
+        phases = json.loads((out / name / "manifest.json").read_text())["phases"]
+        assert len({i for phase in phases.values() for i in phase.get("slurm_job_ids", [])}) == 1, phases
+    # Every rule (here: every video's group job) ran once; a job cancelled before it started ran nothing.
+    started = Counter(job["Comment"] for job in slurm_jobs(out) if job["RunTime"] != "00:00:00")
+    assert started and set(started.values()) == {1}, started
+    group = "rule_{}@video_encode_hold_start_frame_lipsync_prepare_audio"
+    assert set(started) == {group.format(name) for name in ("one", "two")}
+
+    began = time.monotonic()
+    noop = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
+    seconds = time.monotonic() - began
+    assert noop.code == 0, noop.err
+    assert seconds < 10, f"a no-op re-run took {seconds:.1f} s"
 
 
 def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
+    """Plain snakemake, one job, the stock profile: the video is one cluster job (group ``video``)."""
     job = files.job()
     out = files.root / "direct"
     done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--directory", str(out),
-         "--config", f"job={job}", "--slurm-init-seconds-before-status-checks", "2"],
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--workflow-profile", "none",
+         "--directory", str(out), "--config", f"job={job}"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run_status"] == "succeeded"
-    assert manifest["phases"]["encode"]["slurm_job_ids"]
+    (job_id,) = manifest["phases"]["encode"]["slurm_job_ids"]
+    assert manifest["phases"]["prepare"]["slurm_job_ids"] == [job_id]
+    (cluster_job,) = slurm_jobs(out)
+    assert cluster_job["Comment"] == "rule_video_encode_hold_start_frame_prepare_audio"

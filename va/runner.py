@@ -31,6 +31,7 @@ from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_ar
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
+from va.slurm import settle_leftovers
 from va.state import check_state_dir
 from va.textlog import last_lines, record_command
 from va.tracking import existing_run_id, reconcile, record_run_finished, run_finished, run_succeeded
@@ -75,15 +76,34 @@ def resolve_profile(profile: str) -> Path:
     return path.absolute()
 
 
-def _profile_sets_cores(profile: Path | None) -> bool:
+def _profile_settings(profile: Path | None) -> dict[str, Any]:
     if profile is None:
-        return False
+        return {}
     try:
         settings = yaml.safe_load((profile / "config.yaml").read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         message = f"--profile: {profile / 'config.yaml'}: not valid YAML"
         raise VaError(ExitCode.VALIDATION_FAILED, message) from exc
-    return isinstance(settings, dict) and any(key in settings for key in ("cores", "jobs"))
+    return settings if isinstance(settings, dict) else {}
+
+
+def _profile_sets_cores(profile: Path | None) -> bool:
+    return any(key in _profile_settings(profile) for key in ("cores", "jobs"))
+
+
+def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any) -> None:
+    """With a Slurm profile: our jobs that an earlier, killed run left in the queue are cancelled (pending)
+    or waited for (running) before this run's graph submits its own (va.slurm.settle_leftovers)."""
+    profile = resolve_profile(options.profile) if options.profile else None
+    if _profile_settings(profile).get("executor") != "slurm":
+        return
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        log.write(f"{line}\n".encode())
+        log.flush()
+
+    settle_leftovers(workdir, say)
 
 
 def ensure_workdir(workdir: Workdir) -> None:
@@ -213,6 +233,7 @@ def run_job(
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(workdir.snakemake_log, "ab") as log:
             _end_leftovers(workdir, log)
+            settle_cluster_jobs(workdir.root, options, log)
             guard_workdir(workdir, job, options.resume)
             if options.resume and workdir.final(job.basename).exists():
                 # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
@@ -402,8 +423,12 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
         lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_owner.snakemake_log, "ab") as log:
             _end_leftovers(lock_owner, log)
+            settle_cluster_jobs(out, options, log)
             write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
-            if batch.jobs:
+            # A finished video is never a target again (the graph's final_videos): with every one there,
+            # the graph has nothing to do, and Snakemake's start-up (seconds, more on a loaded submit
+            # host) is saved.
+            if any(not Workdir(out / name).final(job.basename).exists() for name, job in batch.jobs.items()):
                 # The inputs were probed just now: the graph checks only that they are still there.
                 argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
                 argv += ["--keep-going"] if keep_going else []

@@ -265,6 +265,14 @@ def rule_step(
     )
 
 
+def record_rule_failed(workdir: Workdir, rule: str, error: VaError) -> None:
+    """Record that ``rule`` failed with ``error`` outside its script (its cluster job never started)."""
+    where = {"rule": rule, "phase": RULE_PHASE[rule]}
+    record(
+        workdir, where["phase"], "error", error.message, kind="rule_failed", error=error.as_dict(), **where
+    )
+
+
 @contextmanager
 def figure_step(rule: str, log_path: str | Path) -> Iterator[None]:
     """Run the body of a figure rule: its log file set up, a ``VaError`` logged and made its exit status.
