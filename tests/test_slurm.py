@@ -167,23 +167,26 @@ def kill_hard(batch: subprocess.Popen[str]) -> None:
 def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     slurm: None, files: Media, state_dir: Path, va_cli: CliRunner
 ) -> None:
-    """Two videos with the audiogram's lip-sync, each one cluster job (the group of all its rules)."""
+    """Three videos with the audiogram's lip-sync, each one cluster job (the group of all its rules)."""
     audiogram = {"lipsync": {"enable": True, "provider": "audiogram"}}
-    folder = batch_folder(files, {"one": audiogram, "two": audiogram})
+    names = ("one", "two", "three")
+    folder = batch_folder(files, dict.fromkeys(names, audiogram))
     out = files.root / "out"
     batch = start_batch(folder, out, state_dir.parent)
     try:
-        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the other waits.
+        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait.
         wait_for("a running job", lambda: any(j["JobState"] == "RUNNING" for j in slurm_jobs(out)), 120)
     finally:
         kill_hard(batch)
-    left = queued(out)
-    assert left, "every job ended before the kill: nothing left to settle"
+    # A job left pending stays so until the re-run (a second's job would otherwise start and end first).
+    pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
+    subprocess.run(["scontrol", "hold", *pending], check=True, capture_output=True)
+    assert pending and queued(out), "every job had started before the kill: nothing left pending"
 
     again = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
     assert again.code == 0, again.err + (out / "logs" / "snakemake.log").read_text()[-3000:]
-    assert "an earlier run left" in again.err
-    for name in ("one", "two"):
+    assert f"va: cancelled {len(pending)} Slurm jobs an earlier run left pending" in again.err, again.err
+    for name in names:
         assert int(ffprobe_streams(out / name / "final.mp4")["video"]["nb_read_frames"]) == 50
         phases = json.loads((out / name / "manifest.json").read_text())["phases"]
         assert len({i for phase in phases.values() for i in phase.get("slurm_job_ids", [])}) == 1, phases
@@ -191,7 +194,7 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     started = Counter(job["Comment"] for job in slurm_jobs(out) if job["RunTime"] != "00:00:00")
     assert started and set(started.values()) == {1}, started
     group = "rule_{}@video_encode_hold_start_frame_lipsync_prepare_audio"
-    assert set(started) == {group.format(name) for name in ("one", "two")}
+    assert set(started) == {group.format(name) for name in names}
 
     began = time.monotonic()
     noop = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")

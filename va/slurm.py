@@ -285,7 +285,8 @@ def settle_leftovers(
     """Before a graph submits in ``workdir``: our jobs an earlier run left in the queue (its Snakemake was
     killed) are dealt with, so no rule runs twice. Pending ones are cancelled (they ran nothing; the new
     graph submits them again with today's settings); running ones are waited for, since their outputs
-    are what the new graph would make again. Returns the jobs found."""
+    are what the new graph would make again. Either way nothing is built until every one has left the
+    queue (a cancelled job that had just started ends its processes first). Returns the jobs found."""
     left = our_jobs(workdir)
     if not left:
         return []
@@ -298,7 +299,7 @@ def settle_leftovers(
     if running:
         ids = ", ".join(job.job_id for job in running)
         say(f"va: waiting for {len(running)} Slurm jobs an earlier run left running in {workdir}: {ids}")
-        wanted = {job.job_id for job in running}
-        while any(job.job_id in wanted for job in our_jobs(workdir)):
-            time.sleep(poll_seconds)
+    wanted = {job.job_id for job in left}
+    while any(job.job_id in wanted for job in our_jobs(workdir)):
+        time.sleep(poll_seconds)
     return left
