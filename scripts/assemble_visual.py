@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from va.comfyui.stage import assemble_visual, generated_batches
+from va.comfyui.assemble import assemble_visual, generated_batches
 from va.plan import load_plan
 from va.tracking import rule_step
 from va.workdir import Workdir

@@ -22,8 +22,9 @@ from tests.comfyui.conftest import comfy_job
 from tests.conftest import Comfy, Media, ffprobe_streams
 from va import retry, stages
 from va.comfyui import stage
+from va.comfyui.assemble import assemble_visual, generated_batches
 from va.comfyui.client import ComfyClient
-from va.comfyui.stage import assemble_visual, run_batch
+from va.comfyui.stage import run_batch
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.graph import check_workflows
@@ -235,7 +236,7 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     stats = comfy.stats()
     assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 1 and stats["system_stats"] == 1
     assert stats["uploads"] == 1
-    assert stage.generated_batches(generated) == [made.run.batch_result(n) for n in made.names]
+    assert generated_batches(generated) == [made.run.batch_result(n) for n in made.names]
     assert sorted(p.name for p in logs.iterdir()) == [f"{n}.log" for n in made.names]
     steps = [(e["kind"], e["target"]) for e in read_events(made.run.events) if e["kind"].startswith("rule_")]
     assert steps == [(kind, n) for n in made.names for kind in ("rule_started", "rule_finished")]

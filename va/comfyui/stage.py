@@ -2,14 +2,13 @@
 
 A batch is submitted, watched over the websocket (``/history`` is polled as well, and alone when the
 websocket is not available), and its outputs are downloaded with ``/view``: images into ``frames/``
-numbered in batch order, videos into ``comfyui/clips/``. Then ``assemble_visual`` makes
+numbered in batch order, videos into ``comfyui/clips/``. Then ``va.comfyui.assemble`` makes
 ``comfyui/output.mp4`` with exactly the target frames at the job's frame rate.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import signal
@@ -29,7 +28,7 @@ from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
-from va.plan import Plan, batch_seed
+from va.plan import batch_seed
 from va.retry import RetryPolicy, retrying
 from va.tracking import rule_step
 from va.workdir import Workdir
@@ -441,11 +440,6 @@ def run_batches(job: Job, plan: Path, *, still: Path, generated: Path, workdir: 
     write_json_atomic(generated, {"batches": results})
 
 
-def generated_batches(generated: Path) -> list[Path]:
-    """The batch results ``run_batches`` listed, in order."""
-    return [Path(path) for path in read_json(generated)["batches"]]
-
-
 class _BatchRun:
     """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
 
@@ -535,26 +529,3 @@ class _BatchRun:
             "graph": str(graph_file.relative_to(self.workdir)), "fingerprint": self.fingerprint,
             **collected,
         }  # fmt: skip
-
-
-def assemble_visual(plan: Plan, batches: list[Path], target: Path) -> None:
-    """All batches' frames (held to the output rate) or clips (played in order) as one video of exactly
-    the planned frames, rate and size: frames of another size than the plan's (ComfyUI's own rounding,
-    a template that scales) are brought to the output picture by its ``fit`` and ``background``."""
-    assert plan.comfyui is not None, "assemble_visual runs only with a ComfyUI stage"
-    gen_fps = plan.comfyui.fps
-    documents = [read_json(path) for path in batches]
-    files = [Path(file) for doc in documents for file in doc["files"]]
-    first = media.probe_visual(files[0])
-    returned = (first.width, first.height)
-    log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *plan.geometry.canvas.size)
-    encode = functools.partial(
-        media.encode_picture, fps=plan.fps, frames=plan.target_frames, crf=plan.encoding.crf,
-        preset=plan.encoding.preset, canvas=plan.geometry.canvas, source_size=returned,
-    )  # fmt: skip
-    if all(doc["kind"] == "frames" for doc in documents):
-        encode(media.frames_source(files[0].parent, gen_fps), None, target)
-        return
-    with media.scratch_beside(target) as scratch:
-        # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
-        encode(media.clips_source(files, scratch), None, target, retime=gen_fps)

@@ -1,0 +1,43 @@
+"""The ComfyUI stage's picture: every batch's frames or clips as one video of the plan's frames, rate
+and size (``comfyui/output.mp4``). Apart from the stage's executor, so that its rule starts without the
+HTTP and websocket clients the batches need."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from va import media
+from va.atomic import read_json
+from va.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+def generated_batches(generated: Path) -> list[Path]:
+    """The batch results ``run_batches`` listed, in order."""
+    return [Path(path) for path in read_json(generated)["batches"]]
+
+
+def assemble_visual(plan: Plan, batches: list[Path], target: Path) -> None:
+    """All batches' frames (held to the output rate) or clips (played in order) as one video of exactly
+    the planned frames, rate and size: frames of another size than the plan's (ComfyUI's own rounding,
+    a template that scales) are brought to the output picture by its ``fit`` and ``background``."""
+    assert plan.comfyui is not None, "assemble_visual runs only with a ComfyUI stage"
+    gen_fps = plan.comfyui.fps
+    documents = [read_json(path) for path in batches]
+    files = [Path(file) for doc in documents for file in doc["files"]]
+    first = media.probe_visual(files[0])
+    returned = (first.width, first.height)
+    log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *plan.geometry.canvas.size)
+    encode = functools.partial(
+        media.encode_picture, fps=plan.fps, frames=plan.target_frames, crf=plan.encoding.crf,
+        preset=plan.encoding.preset, canvas=plan.geometry.canvas, source_size=returned,
+    )  # fmt: skip
+    if all(doc["kind"] == "frames" for doc in documents):
+        encode(media.frames_source(files[0].parent, gen_fps), None, target)
+        return
+    with media.scratch_beside(target) as scratch:
+        # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
+        encode(media.clips_source(files, scratch), None, target, retime=gen_fps)
