@@ -12,7 +12,7 @@ rule captions:
     conda:
         "envs/va.yaml"
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("captions"),
         segments=captions_settings,
     script:

@@ -13,7 +13,7 @@ rule comfyui_batch:
     resources:
         comfyui=1,
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("comfyui_batch"),
     script:
         "../scripts/comfyui_batch.py"
@@ -32,7 +32,7 @@ rule assemble_visual:
         "envs/va.yaml"
     threads: 2
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("assemble_visual"),
     script:
         "../scripts/assemble_visual.py"

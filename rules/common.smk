@@ -126,9 +126,10 @@ def job_start(wildcards):
     return str(job_of(wildcards).start)
 
 
-def run_dir(wildcards):
-    """The job's workdir: where its manifest and event log live."""
-    return str(Path.cwd() / wildcards.get("name", ""))
+# The job's workdir, where its manifest and event log live: a pattern of the job's name rather than a
+# function of it, so a graph of thousands of jobs does not call (and inspect) one for each rule.
+_HERE = str(Path.cwd()).replace("{", "{{").replace("}", "}}")
+RUN_DIR = f"{_HERE}/{{name}}" if PREFIX else _HERE
 
 
 def final_named(pattern):

@@ -18,7 +18,7 @@ rule encode:
         "envs/va.yaml"
     threads: 2
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("encode"),
     script:
         "../scripts/encode.py"

@@ -13,7 +13,7 @@ rule hold_start_frame:
     conda:
         "envs/va.yaml"
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("hold_start_frame"),
     script:
         "../scripts/hold_start_frame.py"

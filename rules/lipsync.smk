@@ -24,7 +24,7 @@ rule lipsync_chunk:
         runtime=lipsync_resource("runtime"),
         lipsync=1,
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("lipsync_chunk"),
     script:
         "../scripts/lipsync.py"
@@ -52,7 +52,7 @@ rule lipsync:
         runtime=lipsync_resource("runtime", joins=True),
         lipsync=1,
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("lipsync"),
     script:
         "../scripts/lipsync.py"

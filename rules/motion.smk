@@ -16,7 +16,7 @@ rule camera_motion:
         "envs/va.yaml"
     threads: 2
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("camera_motion"),
     script:
         "../scripts/camera_motion.py"

@@ -17,7 +17,7 @@ rule prepare_audio:
     conda:
         "envs/va.yaml"
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("prepare_audio"),
     script:
         "../scripts/prepare_audio.py"

@@ -14,7 +14,7 @@ rule stabilize:
         "envs/va.yaml"
     threads: 2
     params:
-        run=run_dir,
+        run=RUN_DIR,
         settings=plan_settings("stabilize"),
     script:
         "../scripts/stabilize.py"
