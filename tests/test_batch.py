@@ -218,11 +218,17 @@ def test_a_stopped_batch_keeps_what_finished(files: Media, va_cli: CliRunner) ->
     resumed = va_cli("run", folder / "done.json", "--workdir", out / "done", "--resume", "-q")
     assert resumed.code == ExitCode.OK, resumed.err  # a finished job of a stopped batch: nothing to do
     assert resumed.out.strip() == str(final)
+    # As if a batch had been killed between the final's publication and the record of its end: the next
+    # batch checks the final and records it, without running the job again.
+    lines = done_events.read_text().splitlines(keepends=True)
+    assert json.loads(lines[-1])["kind"] == "run_finished"
+    done_events.write_text("".join(lines[:-1]))
     second = va_cli("batch", folder, "--out", out, "--cores", "3", "--json")
     assert second.code == ExitCode.OK, second.err
     assert {row["status"] for row in summary(second).values()} == {"succeeded"}
     assert final.stat().st_mtime_ns == before
     assert json.loads((out / "done" / "manifest.json").read_text())["attempts"] == 1
+    assert kinds(done_events).count("run_finished") == 1 and kinds(done_events)[-1] == "run_finished"
     assert int(ffprobe_streams(out / "zz-stuck" / "final.mp4")["video"]["nb_read_frames"]) == 50
 
 
