@@ -109,6 +109,8 @@ class Manifest(BaseModel):
     visual_target_duration_seconds: float | None
     fps: float | None
     target_frames: int | None
+    #: The voice's loudness normalization (target; measured before and after), None when not asked.
+    loudness: JsonObject | None
     inputs: JsonObject | None
     effective_params: JsonObject | None
     tools: JsonObject | None

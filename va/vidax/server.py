@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_scheduler:
             store.start()
-        webhooks.resume_pending(store.all())
+            webhooks.resume_pending(store.all())
         yield
         webhooks.stop()
         store.stop()
