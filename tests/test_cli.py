@@ -366,6 +366,14 @@ def test_an_unusable_state_dir_is_named_with_its_reason(
     assert not (files.root / "w" / "logs" / "events.jsonl").exists()  # no run was started
 
 
+def test_status_with_a_file_for_a_state_dir_says_so(files: Media, va_cli: CliRunner, state_dir: Path) -> None:
+    state_dir.parent.rmdir()
+    state_dir.parent.write_text("not a folder\n")
+    result = va_cli("status")
+    assert result.code == ExitCode.STATE_DIR_UNUSABLE
+    assert_one_line_error(result.err, f"state dir {state_dir} unusable", f"{state_dir.parent} is a file")
+
+
 def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cli: CliRunner) -> None:
     state_dir.mkdir(parents=True)
     (state_dir / "runs.json").write_text('{"runs": {"run-1": ')

@@ -16,7 +16,7 @@ from filelock import FileLock
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
-from va.state import registry_path
+from va.state import refuse_file_in_the_way, registry_path
 
 
 def _lock(path: Path) -> FileLock:
@@ -73,6 +73,7 @@ def list_runs() -> list[dict[str, Any]]:
     path = registry_path()
     with _state_dir_errors(path):
         if not path.exists():
+            refuse_file_in_the_way(path.parent)  # no registry because a file is in its way: said so
             return []
         with _lock(path):
             runs = list(_load(path)["runs"].values())

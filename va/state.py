@@ -15,17 +15,23 @@ def state_dir() -> Path:
     return Path(root).expanduser().absolute() / "state"
 
 
-def check_state_dir() -> Path:
-    """Make the state dir and prove it can be written (a byte written and synced): a path through a
-    file, a read-only or full disk, or no permission is ``STATE_DIR_UNUSABLE``, one line naming the path
-    and the reason."""
-    root = state_dir()
+def refuse_file_in_the_way(root: Path) -> None:
+    """A state dir whose path runs through a file (``VA_STATE_DIR`` naming a file) is
+    ``STATE_DIR_UNUSABLE``, saying so; checked without writing anything."""
     blocking = next((folder for folder in (root, *root.parents) if folder.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise VaError(
             ExitCode.STATE_DIR_UNUSABLE,
             f"state dir {root} unusable: {blocking} is a file, not a folder (set VA_STATE_DIR to a folder)",
         )
+
+
+def check_state_dir() -> Path:
+    """Make the state dir and prove it can be written (a byte written and synced): a path through a
+    file, a read-only or full disk, or no permission is ``STATE_DIR_UNUSABLE``, one line naming the path
+    and the reason."""
+    root = state_dir()
+    refuse_file_in_the_way(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         prove_writable(root)
