@@ -45,6 +45,7 @@ onsuccess:
 
 
 onerror:
+    record_refused_submissions(log)
     record_finished(success=False)
 
 

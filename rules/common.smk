@@ -18,7 +18,13 @@ from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
 from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
 from va.registry import register_runs
-from va.slurm import NeverRunsWatch, failed_rule, group_id, named_job
+from va.slurm import (
+    NeverRunsWatch,
+    failed_rule,
+    group_id,
+    named_job,
+    refused_submissions,
+)
 from va.stabilize import stabilize_active
 from va.stages import publish_plan
 from va.timeline import captions_mode, load_segments
@@ -229,6 +235,19 @@ def watch_cluster():
     if plugin is None or plugin.name != "slurm":
         return
     NeverRunsWatch(Path.cwd(), report=report_never_runs).start()
+
+
+def record_refused_submissions(log):
+    """At the end of a failed graph: a job sbatch refused outright (e.g. a GPU on a cluster without
+    one) fails its video with one line naming it, its request and Slurm's words, not as "interrupted".
+    """
+    logs = log if isinstance(log, (list, tuple)) else [log]  # Snakemake 9 gives a list
+    for path in (Path(p) for p in logs if p):
+        if path.is_file():
+            for cluster_job, line in refused_submissions(
+                path.read_text(errors="replace")
+            ):
+                report_never_runs(cluster_job, line)
 
 
 def report_never_runs(cluster_job, line):

@@ -83,21 +83,26 @@ def summary(out: str) -> dict[str, dict[str, Any]]:
     return {row["job"]: row for row in json.loads(out)["jobs"]}
 
 
-def test_a_lip_sync_job_asks_for_what_its_provider_declares_and_one_the_cluster_cannot_run_ends_the_batch(
+def test_lip_sync_jobs_ask_for_what_their_provider_declares_and_fail_clearly_where_the_cluster_cannot(
     slurm: None, files: Media, va_cli: CliRunner, tmp_path: Path
 ) -> None:
     """A lip-sync tool declaring 64 CPUs on a 2-CPU partition: its own cluster job asks for exactly that,
-    is cancelled within seconds of its submission, and the batch ends naming the job, its request and
-    the limit."""
+    is cancelled within seconds of its submission, and its video fails naming the job, its request and
+    the limit. One declaring a GPU on a cluster without any: sbatch refuses it, and its video fails the
+    same way, with Slurm's words."""
     tool = {"type": "command", "argv": ["true"], "output": "{output}"}
     providers = tmp_path / "providers.json"
     providers.write_text(json.dumps({"schema_version": 1, "providers": {
         "huge": {**tool, "resources": {"cpus": 64, "mem_mb": 700, "gpus": 0, "runtime": 20}},
+        "gpu": {**tool, "resources": {"cpus": 1, "mem_mb": 500, "gpus": 1, "runtime": 10}},
     }}))  # fmt: skip
-    folder = batch_folder(files, {"huge": {"lipsync": {"enable": True, "provider": "huge"}}})
+    folder = batch_folder(files, {
+        "huge": {"lipsync": {"enable": True, "provider": "huge"}},
+        "gpu": {"lipsync": {"enable": True, "provider": "gpu"}},
+    })  # fmt: skip
     out = files.root / "out"
     env = {"VIDAX_LIPSYNC_CONFIG": str(providers)}
-    result = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json", env=env)
+    result = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--keep-going", "--json", env=env)
     log = (out / "logs" / "snakemake.log").read_text()
     assert result.code == ExitCode.BATCH_INCOMPLETE, result.err + log[-3000:]
     jobs = slurm_jobs(out)
@@ -105,17 +110,25 @@ def test_a_lip_sync_job_asks_for_what_its_provider_declares_and_one_the_cluster_
     assert (huge["NumCPUs"], huge["MinMemoryNode"], huge["TimeLimit"]) == ("64", "700M", "00:20:00"), huge
     assert (huge["JobState"], huge["RunTime"]) == ("CANCELLED", "00:00:00"), huge
     assert seconds_between(huge, "SubmitTime", "EndTime") <= 20, huge
-    # The video's cheap rules ran as jobs of their own: a lip-sync tool's video has no group.
-    assert sorted(job["Comment"] for job in jobs if job is not huge) == [
-        "rule_hold_start_frame_wildcards_huge",
-        "rule_prepare_audio_wildcards_huge",
-    ]
-    (row,) = json.loads(result.out)["jobs"]
-    assert (row["status"], row["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), row
-    message = row["message"]
+    # The videos' cheap rules ran as jobs of their own: a lip-sync tool's video has no group.
+    cheap = {
+        f"rule_{rule}_wildcards_{name}"
+        for name in ("gpu", "huge")
+        for rule in ("hold_start_frame", "prepare_audio")
+    }
+    assert sorted(job["Comment"] for job in jobs if job is not huge) == sorted(cheap)
+    rows = summary(result.out)
+    for row in rows.values():
+        assert (row["status"], row["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), row
+        assert "\n" not in row["message"] and f"va: {row['message']}" in log
+    message = rows["huge"]["message"]
     assert f"Slurm job {huge['JobId']} (rule lipsync [huge])" in message, message
     assert "64 CPUs" in message and "at most 2 CPUs" in message and "PartitionConfig" in message, message
-    assert "\n" not in message and f"va: {message}" in log
+    message = rows["gpu"]["message"]
+    assert message.startswith("Slurm refused the job of rule lipsync [gpu]: it asks for 1 CPUs, 500 MB"), (
+        message
+    )
+    assert "1 GPUs" in message and "no GPUs" in message and "Invalid generic resource" in message, message
 
 
 def start_batch(folder: Path, out: Path, state: Path) -> subprocess.Popen[str]:

@@ -123,6 +123,52 @@ def failed_rule(job: ClusterJob) -> str:
     return next((rule for rule in RULE_PHASE if rule in job.comment), "prepare_audio")
 
 
+#: How the slurm executor plugin logs a submission that ``sbatch`` refused, and the call it made.
+_REFUSED = re.compile(
+    r"SLURM sbatch failed\. The error message was '(?P<error>[^']*)'\.\s+"
+    r"sbatch call:\s+(?P<call>sbatch [^\n]*)"
+)
+#: The request in the plugin's ``sbatch`` call: flag and what it means.
+_REQUEST_FLAGS = (
+    (re.compile(r"--cpus-per-task[= ](\d+)"), "{} CPUs"),
+    (re.compile(r"--mem[= ](\d+)"), "{} MB memory"),
+    (re.compile(r"--gpus[= ](\S+)"), "{} GPUs"),
+    (re.compile(r"--gres[= ](\S+)"), "gres {}"),
+    (re.compile(r" -t (\S+)"), "time {} min"),
+)
+
+
+def refused_submissions(log_text: str) -> list[tuple[ClusterJob, str]]:
+    """Every job ``sbatch`` refused outright (e.g. a GPU on a cluster without one), from Snakemake's log:
+    the job (as its comment and request name it) and one line naming it, its request and Slurm's words."""
+    refused = []
+    for match in _REFUSED.finditer(log_text):
+        call = match["call"]
+        comment = re.search(r"--comment (\S+)", call)
+        partition = re.search(r" -p (\S+)", call)
+        if comment is None:
+            continue
+        cpus = re.search(r"--cpus-per-task[= ](\d+)", call)
+        job = ClusterJob(
+            "",
+            "REFUSED",
+            "",
+            comment[1].strip("'"),
+            partition[1] if partition else "",
+            int(cpus[1]) if cpus else 0,
+            "",
+            "",
+        )
+        asks = ", ".join(
+            text.format(found[1]) for flag, text in _REQUEST_FLAGS if (found := flag.search(call))
+        )
+        limits = partition_limits(job.partition) if job.partition else None
+        limit = f"; {limits.describe()}" if limits else ""
+        line = f"Slurm refused the job of {job.what}: it asks for {asks}{limit}; {match['error'].strip()}"
+        refused.append((job, line))
+    return refused
+
+
 @dataclass(frozen=True)
 class PartitionLimits:
     """What the largest node of a partition offers, and the partition's own limits."""
@@ -132,12 +178,15 @@ class PartitionLimits:
     node_memory_mb: int
     max_time: str
     state: str
+    #: The nodes' generic resources (GPUs), as ``sinfo`` lists them; "" for none.
+    gres: str = ""
 
     def describe(self) -> str:
         """The limits as a person reads them."""
         return (
             f"partition {self.name} ({self.state.lower()}) has nodes of at most {self.node_cpus} CPUs "
-            f"and {self.node_memory_mb} MB, time limit {self.max_time}"
+            f"and {self.node_memory_mb} MB, {'GPUs ' + self.gres if self.gres else 'no GPUs'}, "
+            f"time limit {self.max_time}"
         )
 
 
@@ -180,18 +229,20 @@ def cancel(jobs: Sequence[ClusterJob]) -> None:
 
 def partition_limits(partition: str) -> PartitionLimits | None:
     """The limits of ``partition`` from ``sinfo`` (its nodes) and ``scontrol`` (the partition)."""
-    nodes = _run(["sinfo", "--noheader", "--partition", partition, "--format", "%c|%m"])
+    nodes = _run(["sinfo", "--noheader", "--partition", partition, "--format", "%c|%m|%G"])
     shown = _run(["scontrol", "--oneliner", "show", "partition", partition])
     if not nodes or not shown:
         return None
-    sizes = [line.split("|") for line in nodes.split() if "|" in line]
+    sizes = [line.split("|") for line in nodes.split() if line.count("|") == 2]
     fields = dict(field.split("=", 1) for field in shown.split() if "=" in field)
+    gres = sorted({gres for _, _, gres in sizes if gres not in ("(null)", "")})
     return PartitionLimits(
         name=partition,
-        node_cpus=max(int(re.sub(r"\D", "", cpus) or 0) for cpus, _ in sizes),
-        node_memory_mb=max(int(re.sub(r"\D", "", memory) or 0) for _, memory in sizes),
+        node_cpus=max(int(re.sub(r"\D", "", cpus) or 0) for cpus, _, _ in sizes),
+        node_memory_mb=max(int(re.sub(r"\D", "", memory) or 0) for _, memory, _ in sizes),
         max_time=fields.get("MaxTime", "UNLIMITED"),
         state=fields.get("State", "UP"),
+        gres=",".join(gres),
     )
 
 
