@@ -33,6 +33,8 @@ def test_a_group_job_names_its_video_and_its_first_rule() -> None:
     assert failed_rule(grouped) == "prepare_audio"
     single = job(f"rule_{group_id('')}_encode_hold_start_frame_prepare_audio")
     assert (single.group, named_job(single, {""})) == ("video", "")
+    named_video = job(f"rule_{group_id('video_2')}_encode_hold_start_frame_prepare_audio")
+    assert (named_video.group, named_job(named_video, {"video_2", ""})) == ("video_2@video", "video_2")
 
 
 def test_squeue_memory_is_read_in_mb() -> None:

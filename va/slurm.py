@@ -2,7 +2,8 @@
 cancelling them.
 
 A job is ours when its working directory is the graph's workdir (the slurm executor plugin submits with
-``-D``) and its comment names a rule or a group (``rule_<rule>_wildcards_<wildcards>``, ``group_<id>_...``).
+``-D``) and its comment names a rule (``rule_<rule>_wildcards_<wildcards>``) or a group
+(``rule_<group>_<its rules>``).
 Every query goes through ``squeue``/``scontrol``/``sinfo``, so what va sees is what the cluster says.
 """
 
@@ -66,10 +67,10 @@ class ClusterJob:
     @property
     def group(self) -> str | None:
         """The group of a group job (``<job name>@video``, ``video``); None for a single rule's job."""
-        if self.name.startswith(f"{VIDEO_GROUP}_"):
-            return VIDEO_GROUP
         marker = f"@{VIDEO_GROUP}_"
-        return self.name.partition(marker)[0] + marker[:-1] if marker in self.name else None
+        if marker in self.name:  # a batch's: the job's name never holds "@"
+            return self.name.partition(marker)[0] + marker[:-1]
+        return VIDEO_GROUP if self.name.startswith(f"{VIDEO_GROUP}_") else None
 
     @property
     def what(self) -> str:
