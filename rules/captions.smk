@@ -7,8 +7,6 @@ rule captions:
         vtt=at("captions.vtt"),
     log:
         at("logs/captions.log"),
-    group:
-        video_group
     conda:
         "envs/va.yaml"
     params:

@@ -211,9 +211,10 @@ def stop_idle_rescheduling():
 
 
 def video_group(wildcards):
-    """The cluster job group of a video's rules when all of them are cheap (audio, still, captions,
-    camera move, the audiogram, encode: ffmpeg on a CPU, a second or so each): one Slurm job makes the
-    whole video instead of one a rule. A video with ComfyUI or a lip-sync tool (a command or a service)
+    """The cluster job group of a video's rules when all of them are cheap (audio, still, camera move,
+    the audiogram, encode: ffmpeg on a CPU, a second or so each): one Slurm job makes the whole video
+    instead of one a rule. The captions stay out: beside the audio and the still (no input of theirs)
+    they would widen the group to 3 CPUs, more than a 2-CPU node has. A video with ComfyUI or a lip-sync tool (a command or a service)
     has none: those are the expensive jobs, each a cluster job of its own, and they sit between the
     cheap ones (a group may not depend on a job outside it that depends on the group). Groups act only
     on a cluster (profiles/slurm); locally Snakemake ignores them.
@@ -224,6 +225,8 @@ def video_group(wildcards):
         provider is not None and provider_of(provider).type != "audiogram"
     ):
         return None
+    if provider is not None and plan_of(wildcards).lipsync.chunked:
+        return None  # chunks run side by side: in one group they would add up to a node's CPUs
     return group_id(wildcards.get("name", ""))
 
 

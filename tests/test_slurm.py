@@ -217,8 +217,11 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
 
 
 def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
-    """Plain snakemake, one job, the stock profile: the video is one cluster job (group ``video``)."""
-    job = files.job()
+    """Plain snakemake, one job with a camera move and captions, the stock profile: the video is one cluster
+    job (group ``video``) that a 2-CPU node can run, and the captions one of their own."""
+    job = files.job(
+        motion={"strength": 0.5, "camera": "push_in"}, timeline=[{"start": 0, "end": 1, "caption": "hi"}]
+    )
     out = files.root / "direct"
     done = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--workflow-profile", "none",
@@ -228,7 +231,10 @@ def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run_status"] == "succeeded"
-    (job_id,) = manifest["phases"]["encode"]["slurm_job_ids"]
-    assert manifest["phases"]["prepare"]["slurm_job_ids"] == [job_id]
-    (cluster_job,) = slurm_jobs(out)
-    assert cluster_job["Comment"] == "rule_video_encode_hold_start_frame_prepare_audio"
+    assert ffprobe_streams(out / "final.mp4")["video"]["nb_read_frames"] == "50"
+    jobs = {job["Comment"]: job for job in slurm_jobs(out)}
+    assert sorted(jobs) == ["rule_captions", "rule_video_camera_motion_encode_hold_start_frame_prepare_audio"]
+    group = jobs["rule_video_camera_motion_encode_hold_start_frame_prepare_audio"]
+    assert (group["NumCPUs"], group["JobState"]) == ("2", "COMPLETED"), group
+    for phase in ("prepare", "motion"):
+        assert manifest["phases"][phase]["slurm_job_ids"] == [group["JobId"]]
