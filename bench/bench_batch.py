@@ -1,16 +1,21 @@
 """Benchmark: batches. Figures only; nothing is asserted.
 
-(a) Graph construction: 10, 100 and 1,000 small job files (all on one tiny tone and one tiny still) in a
-    folder, and the Snakemake command ``va batch`` starts for them (the same argv, with the selection file
-    ``va batch`` writes), plus ``--dry-run --quiet``: parse the workflow, load and check every job, build
-    the DAG up to the ``prepare_audio`` checkpoint. Printed beside it: the checks ``va batch`` runs itself
-    before it starts Snakemake (schema, then ffprobe of every input, in a thread pool).
+(a) Graph construction: 1,000 (``--sizes``) small job files, all on one tiny tone and one tiny still, and
+    the Snakemake command ``va batch`` starts for them (the same argv, with the selection file it writes),
+    plus ``--dry-run --quiet``: parse the workflow, load and check every job, plan it, build the DAG.
+    Printed beside it: the checks ``va batch`` runs itself before it starts Snakemake (schema, then
+    ffprobe of every input, in a thread pool). Goal: the 1,000-job dry run under 5 s.
 (b) Parallelism: two jobs, each a 1920x1080 still held over ~60 s of audio, run with
     ``va batch DIR --out OUT --cores 1`` and then ``--cores 2``; the wall times and their ratio.
+(c) Scaling: ``va batch --cores 2`` of 20 and of 200 tiny jobs (a 1 s tone, a 64x64 still held), the
+    wall time and the CPU time (of va and everything it started) per job; then ``va run`` of the same
+    job, one after the other, ``--sequential`` times, per job. Goals: the 200-job batch's time per job
+    within 1.1x of the 20-job one's, and the 200-job batch at least 1.7x faster than 200 ``va run``s.
 
-The load average is printed with each figure: on a shared machine another run skews them.
-Run: .venv/bin/python bench/bench_batch.py [--sizes 10 100 1000] [--parts a b] [--repeat N] [--skip-checks]
-     [--json]
+The load average is printed with each figure: on a shared machine another run skews the wall times
+(the CPU times much less).
+Run: .venv/bin/python bench/bench_batch.py [--parts a b c] [--sizes 1000] [--scale 20 200] [--sequential 10]
+     [--repeat N] [--skip-checks] [--json]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -27,16 +33,21 @@ from pathlib import Path
 from typing import Any
 
 from va.batch import SELECTION, job_name, load_batch
-from va.runner import SNAKEFILE, check_job
+from va.graph import check_job
+from va.runner import SNAKEFILE
 
 HERE = Path(__file__).resolve().parent
 SCRATCH = HERE / "out" / "batch"
-# Runs of the benchmark register in a state dir of their own, not in the user's.
+# Runs of the benchmark register in a state dir of their own, not in the user's. Python writes its
+# bytecode caches, as it does for a user: without them every rule's process compiles va and Snakemake.
 ENV = {**os.environ, "VA_STATE_DIR": str(SCRATCH / "state")}
+ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 ENCODE_SIZE = "1920x1080"
 ENCODE_SECONDS = 60.0
 # Far above a normal run (~15 s): a run that takes this long has hung, and its figure would mean nothing.
 BATCH_TIMEOUT = 300
+# A 200-job batch of tiny jobs takes a few minutes on two cores; one that takes this long has hung.
+SCALE_TIMEOUT = 1800
 
 
 def ffmpeg(*args: str) -> None:
@@ -75,16 +86,24 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def dry_run(folder: Path, out: Path) -> float:
-    """Seconds of the Snakemake command of ``va batch`` (see ``va.runner.run_batch``) as a dry run."""
+def children_cpu() -> float:
+    """CPU seconds of every finished child process of this one (and of theirs, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dry_run(folder: Path, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the Snakemake command of ``va batch`` (see ``va.runner.run_batch``) as a
+    dry run."""
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out)]
-    argv += ["--config", f"batch={folder}", "--cores", "2", "--rerun-incomplete", "--dry-run", "--quiet"]
-    began = time.perf_counter()
+    argv += ["--config", f"batch={folder}", "inputs_checked=True", "--cores", "2", "--rerun-incomplete"]
+    argv += ["--dry-run", "--quiet"]
+    cpu, began = children_cpu(), time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=ENV, check=False)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, children_cpu() - cpu
     if done.returncode != 0 or "skipped" in done.stderr:
         sys.exit(f"bench_batch: the dry run failed or skipped jobs:\n{done.stderr[-2000:]}")
-    return seconds
+    return seconds, cpu
 
 
 def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str, Any]]:
@@ -107,10 +126,12 @@ def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str,
                 sys.exit(f"bench_batch: jobs failed the checks: {sorted(batch.problems)[:3]}")
         names = sorted(job_name(path) for path in folder.glob("*.json"))
         (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
-        times = [dry_run(folder, out) for _ in range(repeat)]
+        runs = [dry_run(folder, out) for _ in range(repeat)]
+        times = [wall for wall, _ in runs]
         rows.append({
             "jobs": size,
             "dry_run_seconds": round(statistics.median(times), 2),
+            "dry_run_cpu_seconds": round(statistics.median(cpu for _, cpu in runs), 2),
             "dry_run_all_seconds": [round(t, 2) for t in times],
             "va_batch_checks_seconds": checked,
             "load_before": began_load,
@@ -170,15 +191,88 @@ def measure_parallel(repeat: int) -> dict[str, Any]:
     }
 
 
+def timed(argv: list[str], what: str) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall and CPU seconds of one command, which must succeed."""
+    cpu, began = children_cpu(), time.perf_counter()
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env=ENV, check=False, timeout=SCALE_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        sys.exit(f"bench_batch: {what} hung (over {SCALE_TIMEOUT} s)")
+    wall, cpu = time.perf_counter() - began, children_cpu() - cpu
+    if done.returncode != 0:
+        sys.exit(f"bench_batch: {what} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return wall, cpu, done
+
+
+def measure_scale(sizes: list[int], sequential: int) -> dict[str, Any]:
+    """Part (c): va batch of each size, then va run of the same tiny job ``sequential`` times."""
+    audio = make_tone(SCRATCH / "tiny.wav", 1.0)
+    still = make_still(SCRATCH / "tiny.png", "64x64", ("0x1d3557", "0xe9c46a"))
+    batches = []
+    for size in sizes:
+        folder = write_jobs(
+            SCRATCH / f"scale-jobs-{size}", [f"job-{i:04d}" for i in range(size)], audio, [still]
+        )
+        out = SCRATCH / f"scale-out-{size}"
+        shutil.rmtree(out, ignore_errors=True)
+        began_load = load()
+        argv = [sys.executable, "-m", "va", "batch", str(folder), "--out", str(out), "--cores", "2", "--json"]
+        wall, cpu, done = timed(argv, f"va batch of {size} jobs")
+        rows = json.loads(done.stdout)["jobs"]
+        batches.append({
+            "jobs": size,
+            "wall_seconds": round(wall, 2),
+            "wall_per_job": round(wall / size, 3),
+            "cpu_per_job": round(cpu / size, 3),
+            "work_per_job": round(sum(row["work_seconds"] or 0 for row in rows) / size, 3),
+            "load_before": began_load,
+            "load_after": load(),
+        })  # fmt: skip
+    job = write_jobs(SCRATCH / "scale-one", ["one"], audio, [still]) / "one.json"
+    runs = SCRATCH / "scale-runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    began_load, walls, cpus = load(), [], []
+    for index in range(sequential):
+        argv = [sys.executable, "-m", "va", "run", str(job), "--workdir", str(runs / f"{index}"), "-q"]
+        wall, cpu, _ = timed(argv, "va run")
+        walls.append(wall)
+        cpus.append(cpu)
+    run = {
+        "runs": sequential,
+        "wall_per_job": round(statistics.mean(walls), 3),
+        "cpu_per_job": round(statistics.mean(cpus), 3),
+        "load_before": began_load,
+        "load_after": load(),
+    }
+    figures: dict[str, Any] = {"batches": batches, "sequential": run}
+    if len(batches) >= 2:
+        small, large = batches[0], batches[-1]
+        figures["per_job_ratio"] = round(large["wall_per_job"] / small["wall_per_job"], 2)
+        figures["cpu_per_job_ratio"] = round(large["cpu_per_job"] / small["cpu_per_job"], 2)
+    if batches:
+        largest = batches[-1]
+        figures["speedup_over_sequential"] = round(
+            run["wall_per_job"] * largest["jobs"] / largest["wall_seconds"], 2
+        )
+        figures["cpu_saving_over_sequential"] = round(run["cpu_per_job"] / largest["cpu_per_job"], 2)
+    return figures
+
+
 def print_table(figures: dict[str, Any]) -> None:
     print(f"machine: {figures['cpus']} cores; load average at start {figures['load_at_start']}")
     if "graph" in figures:
         print("\n(a) graph construction: snakemake --config batch=DIR --dry-run --quiet (median)")
-        print(f"{'jobs':>6} {'dry run s':>10} {'va batch checks s':>18} {'load':>11}")
+        print(f"{'jobs':>6} {'dry run s':>10} {'cpu s':>6} {'va batch checks s':>18} {'load':>11}")
         for row in figures["graph"]:
             loads = f"{row['load_before']}-{row['load_after']}"
             checks = "" if row["va_batch_checks_seconds"] is None else f"{row['va_batch_checks_seconds']:.2f}"
-            print(f"{row['jobs']:>6} {row['dry_run_seconds']:>10.2f} {checks:>18} {loads:>11}")
+            print(
+                f"{row['jobs']:>6} {row['dry_run_seconds']:>10.2f} {row['dry_run_cpu_seconds']:>6.2f} "
+                f"{checks:>18} {loads:>11}"
+            )
+        print("goal: the 1,000-job dry run under 5 s")
     if "parallel" in figures:
         par = figures["parallel"]
         print(f"\n(b) two jobs, {par['size']} still, {par['audio_seconds']:.0f} s audio: va batch (median)")
@@ -191,14 +285,45 @@ def print_table(figures: dict[str, Any]) -> None:
             f"median: --cores 1 {par['cores_1_seconds']:.2f} s, --cores 2 {par['cores_2_seconds']:.2f} s, "
             f"ratio {par['ratio_1_to_2']:.2f}x"
         )
+    if "scale" in figures:
+        scale = figures["scale"]
+        print("\n(c) scaling: va batch --cores 2 of tiny jobs, then va run of one such job after the other")
+        print(
+            f"{'jobs':>6} {'wall s':>8} {'wall s/job':>11} {'cpu s/job':>10} {'work s/job':>11} {'load':>11}"
+        )
+        for row in scale["batches"]:
+            loads = f"{row['load_before']}-{row['load_after']}"
+            print(
+                f"{row['jobs']:>6} {row['wall_seconds']:>8.2f} {row['wall_per_job']:>11.3f} "
+                f"{row['cpu_per_job']:>10.3f} {row['work_per_job']:>11.3f} {loads:>11}"
+            )
+        run = scale["sequential"]
+        loads = f"{run['load_before']}-{run['load_after']}"
+        print(
+            f"va run x{run['runs']}: {run['wall_per_job']:.3f} s/job wall, "
+            f"{run['cpu_per_job']:.3f} s/job cpu (load {loads})"
+        )
+        if "per_job_ratio" in scale:
+            print(
+                f"per job, largest batch / smallest: {scale['per_job_ratio']:.2f}x wall, "
+                f"{scale['cpu_per_job_ratio']:.2f}x cpu (goal: at most 1.1x)"
+            )
+        if "speedup_over_sequential" in scale:
+            speedup, saving = scale["speedup_over_sequential"], scale["cpu_saving_over_sequential"]
+            print(
+                f"largest batch against as many va runs: {speedup:.2f}x faster (goal: at least 1.7x), "
+                f"{saving:.2f}x less cpu a job"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000], help="jobs in part (a)")
-    parser.add_argument("--parts", nargs="+", choices=["a", "b"], default=["a", "b"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000], help="jobs in part (a)")
+    parser.add_argument("--scale", type=int, nargs="+", default=[20, 200], help="jobs of the batches in (c)")
+    parser.add_argument("--sequential", type=int, default=10, help="va runs one after the other in (c)")
+    parser.add_argument("--parts", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
     parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement (median)")
     parser.add_argument("--skip-checks", action="store_true", help="in (a), time only the dry runs")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -209,6 +334,8 @@ def main() -> None:
         figures["graph"] = measure_graph(args.sizes, args.repeat, not args.skip_checks)
     if "b" in args.parts:
         figures["parallel"] = measure_parallel(args.repeat)
+    if "c" in args.parts:
+        figures["scale"] = measure_scale(args.scale, args.sequential)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
