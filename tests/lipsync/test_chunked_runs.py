@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MARKER, VA, CliRunner, Media, ffprobe_streams, wait_no_process_marked
+from tests.conftest import FACE_PHOTO, MARKER, VA, CliRunner, Media, ffprobe_streams, wait_no_process_marked
 from tests.lipsync.fakes import command, providers_file, voice_with_pauses
 from va.events import read_events
 
@@ -28,12 +29,13 @@ PAD = {"pre_seconds": 0.3, "post_seconds": 0.5}
 SECONDS = 95.0 + 0.3 + 0.5
 
 
-def long_job(files: Media) -> Path:
-    """A 95 s voice with pauses and a 64x64 start at 25 fps, synced by the provider ``model``."""
+def long_job(files: Media, start: str = "small.png") -> Path:
+    """A 95 s voice with pauses and a start (a 64x64 picture unless told) at 25 fps, synced by ``model``."""
     voice_with_pauses(files, "long.wav", 95.0)
-    files.image("small.png", size="64x64")
+    if start == "small.png":
+        files.image("small.png", size="64x64")
     return files.job(
-        input={"audio": "long.wav", "start": "small.png"},
+        input={"audio": "long.wav", "start": start},
         buffer=PAD,
         lipsync={"enable": True, "provider": "model"},
     )
@@ -56,13 +58,24 @@ def check_final(workdir: Path) -> dict[str, Any]:
     return lipsync
 
 
-def test_a_model_refusing_over_20_s_in_windows_of_16_frames(files: Media, va_cli: CliRunner) -> None:
-    # The stand-in refuses audio over 20 s and returns only whole windows of 16 frames (288 of 300).
+def test_a_model_refusing_over_20_s_in_windows_of_16_frames_and_needing_a_face(
+    files: Media, va_cli: CliRunner
+) -> None:
+    # The stand-in refuses audio over 20 s, returns only whole windows of 16 frames (288 of 300) and
+    # fails without a face, as LatentSync does; it is told the plan's face box as Wav2Lip's --box is.
+    shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
+    dump = files.root / "told.json"
     limits = {"fps": FPS, "max_seconds": 20, "frame_multiple": 16}
-    model = command("ok", "--max-seconds", "20", "--frame-multiple", "16", input=limits)
+    model = command("needs_face", "--max-seconds", "20", "--frame-multiple", "16", "--dump", str(dump),
+                    "--box", "{face_box}", input=limits, needs_face=True)  # fmt: skip
     workdir = files.root / "w"
     result = va_cli(
-        "run", long_job(files), "--workdir", workdir, "-q", env=providers_file(files.root, model=model)
+        "run",
+        long_job(files, "face.jpg"),
+        "--workdir",
+        workdir,
+        "-q",
+        env=providers_file(files.root, model=model),
     )
     assert result.code == 0, result.err
     lipsync = check_final(workdir)
@@ -70,6 +83,9 @@ def test_a_model_refusing_over_20_s_in_windows_of_16_frames(files: Media, va_cli
     started = [e["target"] for e in read_events(workdir / "logs" / "events.jsonl")
                if e.get("kind") == "rule_started" and e.get("rule") == "lipsync_chunk"]  # fmt: skip
     assert sorted(started) == ["0000", "0001", "0002", "0003", "0004"]  # one Snakemake job a chunk
+    box = lipsync["face"]["box"]
+    argv = json.loads(dump.read_text())["argv"]
+    assert argv[argv.index("--box") + 1] == f"{box['x']},{box['y']},{box['width']},{box['height']}"
 
 
 def wait_for(condition: Any, process: subprocess.Popen[str], seconds: float = 120) -> None:

@@ -1,8 +1,9 @@
 """The face check in the lip-sync stage (va/lipsync/stage.py) with the fake tool in its LatentSync mode
 (``needs_face``: it looks for a face in the frames it gets and fails with "Face not detected"): the tool
 gets the plan's face box as ``{face_box}``; a visual stage's picture without a face is refused with exit 52
-before the tool starts; without ``needs_face`` the same input fails only inside the tool. One whole run:
-a 95 s voice through the tool, as the graph plans and runs it."""
+before the tool starts; without ``needs_face`` the same input fails only inside the tool. The whole run
+of a 95 s voice through a tool that needs a face is in test_chunked_runs.py (that tool also refuses
+audio over 20 s and works in windows of 16 frames)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FACE_PHOTO, CliRunner, Media, ffprobe_streams
+from tests.conftest import FACE_PHOTO, Media
 from tests.lipsync.conftest import UseProviders, prepare_lipsync_inputs
-from tests.lipsync.fakes import command, providers_file
+from tests.lipsync.fakes import command
 from va.errors import ExitCode, VaError
 from va.job import Job, load_job
 from va.lipsync.stage import run_lipsync
@@ -124,27 +125,3 @@ def test_passthrough_passes_a_faceless_start_through_without_starting_the_tool(
     assert "no face found in frame 0" in result["error"]["message"]
     assert not dump.exists()
     assert run.lipsync_output.exists()
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.whole_run
-def test_a_95_s_voice_goes_through_the_tool_that_needs_a_face(files: Media, va_cli: CliRunner) -> None:
-    # Only a whole run shows the Snakefile planning the face check and the rule handing its box to the tool.
-    shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
-    files.tone("long.wav", seconds=95.0)
-    dump = files.root / "told.json"
-    provider = command("needs_face", "--dump", str(dump), "--box", "{face_box}", needs_face=True)
-    job = files.job(
-        input={"audio": "long.wav", "start": "face.jpg"}, lipsync={"enable": True, "provider": "p"}
-    )
-    workdir = files.root / "w"
-    result = va_cli("run", job, "--workdir", workdir, "-q", env=providers_file(files.root, p=provider))
-    assert result.code == 0, result.err
-    streams = ffprobe_streams(workdir / "final.mp4")
-    assert int(streams["video"]["nb_read_frames"]) == round(95.0 * 25)
-    assert abs(float(streams["video"]["duration"]) - float(streams["audio"]["duration"])) <= 1 / 25
-    phase = json.loads((workdir / "manifest.json").read_text())["phases"]["lipsync"]
-    assert phase["status"] == "done" and phase["passthrough"] is False
-    box = phase["face"]["box"]
-    argv = json.loads(dump.read_text())["argv"]
-    assert argv[argv.index("--box") + 1] == f"{box['x']},{box['y']},{box['width']},{box['height']}"
