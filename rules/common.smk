@@ -9,7 +9,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from va.batch import load_batch, read_selection
+from va.batch import load_batch, probe_ahead, read_selection
 from va.clean import record_success
 from va.errors import ExitCode, VaError
 from va.graph import check_job, check_supported
@@ -88,11 +88,18 @@ def job_of(wildcards):
 
 PLANS = {}
 DOCUMENTS = {}
+PROBED_AHEAD = []
 
 
 def plan_for(name):
     """The plan of job ``name``, made once per graph by the one planner (va.plan.plan_job); a random
-    seed of an earlier attempt in the same folder is kept."""
+    seed of an earlier attempt in the same folder is kept. The first one asked for probes the inputs
+    of every job the graph has work for first, in threads (va.batch.probe_ahead)."""
+    if not PROBED_AHEAD:
+        PROBED_AHEAD.append(True)
+        probe_ahead(
+            job for n, job in JOBS.items() if not Path(n, job.basename).exists()
+        )
     if name not in PLANS:
         previous = previous_plan(Path(name, "prepare/plan.json"))
         PLANS[name] = plan_job(JOBS[name], previous)

@@ -30,11 +30,13 @@ from tests.conftest import (
 )
 from tests.lipsync.fakes import command, providers_file
 from tests.test_report import check_batch_report
-from va.batch import load_batch
-from va.errors import ExitCode
+from va.batch import load_batch, probe_ahead
+from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.graph import check_job
+from va.job import _check_audio, load_job
 from va.manifest import epoch
+from va.plan import plan_job
 from va.runner import SNAKEFILE
 
 #: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
@@ -151,6 +153,29 @@ def test_loading_a_batch_checks_its_input_files(files: Media) -> None:
     assert sorted(batch.jobs) == ["good"]
     assert batch.problems["empty"].code == ExitCode.UNSUPPORTED_FORMAT
     assert "input.start: empty file" in batch.problems["empty"].message
+
+
+def test_the_inputs_are_probed_ahead_each_file_once(files: Media) -> None:
+    """Before the graph plans its jobs one after the other, each distinct input file is probed once, in
+    threads; a file that fails is left to the planner, which names it as before."""
+    folder = make_batch(files, ["a", "b", "own", "bad"])
+    own = json.loads((folder / "own.json").read_text())
+    own["input"]["audio"] = str(files.tone("own.wav", 1.0))
+    (folder / "own.json").write_text(json.dumps(own))
+    bad = json.loads((folder / "bad.json").read_text())
+    (files.root / "noise.wav").write_text("not audio")
+    bad["input"]["audio"] = str(files.root / "noise.wav")
+    (folder / "bad.json").write_text(json.dumps(bad))
+    jobs = {name: load_job(folder / f"{name}.json") for name in ("a", "b", "own", "bad")}
+    _check_audio.cache_clear()
+    probe_ahead(jobs.values())
+    assert _check_audio.cache_info().currsize == 2  # voice.wav and own.wav; noise.wav failed
+    plans = {name: plan_job(jobs[name]) for name in ("a", "b", "own")}
+    assert _check_audio.cache_info().misses == 3  # planning probed nothing again (only noise.wav, above)
+    assert plans["own"].audio_input_duration_seconds == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(VaError, match=r"input\.audio") as failed:
+        plan_job(jobs["bad"])
+    assert failed.value.code == ExitCode.UNSUPPORTED_FORMAT
 
 
 def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str], seconds: float = 90) -> None:
