@@ -124,22 +124,36 @@ class Cleanup:
 S = TypeVar("S")
 
 
+@functools.cache
+def _section_fields(kind: type[Any]) -> tuple[tuple[str, Any, bool, bool], ...]:
+    """Each field of a section's dataclass: its name, its type, whether it is a section itself and
+    whether it takes a float. Resolved once a class: resolving the annotations of every section of every
+    job cost a batch of 1,000 jobs about 0.4 s of its graph's start."""
+    hints = typing.get_type_hints(kind)
+    return tuple(
+        (
+            field.name,
+            hints[field.name],
+            dataclasses.is_dataclass(hints[field.name]),
+            float in (*typing.get_args(hints[field.name]), hints[field.name]),
+        )
+        for field in dataclasses.fields(kind)
+    )
+
+
 def typed_section(kind: type[S], values: dict[str, Any]) -> S:
     """A section of a validated job document as its dataclass: nested sections made too, arrays as
     tuples, a field the document leaves out is None (the schema fills in every one that has a default)."""
-    hints = typing.get_type_hints(kind)
     made: dict[str, Any] = {}
-    for field in dataclasses.fields(typing.cast(Any, kind)):
-        value, hint = values.get(field.name), hints[field.name]
-        if dataclasses.is_dataclass(hint):
+    for name, hint, section, takes_float in _section_fields(typing.cast(Any, kind)):
+        value = values.get(name)
+        if section:
             value = typed_section(typing.cast(type[Any], hint), value or {})
         elif isinstance(value, list):
             value = tuple(value)
-        elif (
-            isinstance(value, int) and not isinstance(value, bool) and float in (*typing.get_args(hint), hint)
-        ):
+        elif takes_float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # JSON's 3 where the schema says number: the field is a float
-        made[field.name] = value
+        made[name] = value
     return kind(**made)
 
 
