@@ -276,8 +276,10 @@ class NeverRunsWatch:
         *,
         poll_seconds: float = 5.0,
         not_now_seconds: float = NOT_NOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.workdir = workdir
+        self.clock = clock
         self.report = report
         self.poll_seconds = poll_seconds
         self.not_now_seconds = not_now_seconds
@@ -325,8 +327,8 @@ class NeverRunsWatch:
         if job.reason in NEVER_RUNS or (limits is not None and beyond(job, limits)):
             return True
         if job.reason in NOT_NOW:
-            since = self._waiting_since.setdefault(job.job_id, time.monotonic())
-            return time.monotonic() - since >= self.not_now_seconds
+            since = self._waiting_since.setdefault(job.job_id, self.clock())
+            return self.clock() - since >= self.not_now_seconds
         self._waiting_since.pop(job.job_id, None)
         return False
 
