@@ -94,7 +94,8 @@ class WebhookSender:
         thread = threading.Thread(
             target=self._deliver_once, args=(record, made), name=f"webhook-{record.id}", daemon=True
         )
-        self.threads.append(thread)
+        # A server runs for weeks: only the deliveries still going are kept to be waited for at its stop.
+        self.threads = [*(t for t in self.threads if t.is_alive()), thread]
         thread.start()
 
     def _deliver_once(self, record: JobRecord, made: int) -> None:
