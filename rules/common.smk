@@ -1,12 +1,14 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
+import inspect
 import json
 import sys
 import threading
 from functools import partial
 from pathlib import Path
 
+from snakemake.common import overwrite_function_params
 from snakemake.utils import validate
 
 from va.batch import load_batch, probe_ahead, read_selection
@@ -42,10 +44,12 @@ validate(config, "../config/config.schema.yaml")
 if config.get("batch"):
     # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
     # out with one line, as `va batch` does, instead of failing the graph.
+    probe = not config.get("inputs_checked")
     BATCH = load_batch(
         Path(config["batch"]),
         only=read_selection(Path.cwd()),
-        check=partial(check_job, probe=not config.get("inputs_checked")),
+        check=partial(check_job, probe=probe),
+        workers=8 if probe else 1,
     )
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
@@ -69,6 +73,14 @@ wildcard_constraints:
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
     chunk=r"\d{4}",
+
+
+def of_wildcards(func):
+    """Mark a function of a rule's wildcards (an input, params, group or resources function).
+    Snakemake reads such a function's signature at every call, which for a batch of 1,000 held stills
+    is 21,000 times; it reads the signature stored here, once a function, instead."""
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
 
 
 def at(path):
@@ -118,6 +130,7 @@ def plan_settings(rule):
     plan is rendered once for all its rules (a batch asks for thousands of slices).
     """
 
+    @of_wildcards
     def settings(wildcards):
         if wildcards.get("batch") is not None or wildcards.get("chunk") is not None:
             return plan_slice(
@@ -131,10 +144,12 @@ def plan_settings(rule):
     return settings
 
 
+@of_wildcards
 def job_audio(wildcards):
     return str(job_of(wildcards).audio)
 
 
+@of_wildcards
 def job_start(wildcards):
     return str(job_of(wildcards).start)
 
@@ -217,6 +232,7 @@ def stop_idle_rescheduling():
         scheduler.job_rate_limiter = None
 
 
+@of_wildcards
 def video_group(wildcards):
     """The cluster job group of a video's rules when all of them are cheap (audio, still, camera move,
     the audiogram, encode: ffmpeg on a CPU, a second or so each): one Slurm job makes the whole video
@@ -281,6 +297,7 @@ def release_rescheduling_timers():
             thread.cancel()
 
 
+@of_wildcards
 def lipsync_inputs(wildcards):
     """Inputs of lipsync: the chunks' videos when the plan cuts the audio, else those of its one run."""
     stage = plan_of(wildcards).lipsync
@@ -294,6 +311,7 @@ def lipsync_inputs(wildcards):
     return lipsync_chunk_inputs(wildcards)
 
 
+@of_wildcards
 def lipsync_chunk_inputs(wildcards):
     """Inputs of a provider's run: the still, the padded audio, and the visual stage's video. The still
     depends only on the start and the geometry, which are in the rule's params."""
@@ -324,6 +342,7 @@ def lipsync_resource(name, joins=False):
     a join takes.
     """
 
+    @of_wildcards
     def resource(wildcards):
         if joins and plan_of(wildcards).lipsync.chunked:
             return getattr(JOIN_RESOURCES, name)
@@ -332,6 +351,7 @@ def lipsync_resource(name, joins=False):
     return resource
 
 
+@of_wildcards
 def encode_inputs(wildcards):
     """Inputs of encode: the held still's loop, the padded audio, and the video of the lip-sync or the
     ComfyUI stage when there is one."""
@@ -361,12 +381,14 @@ def visual_video(job):
     return None
 
 
+@of_wildcards
 def captions_settings(wildcards):
     """What the captions depend on besides the plan: the segments, inline or the file's."""
     segments = load_segments(job_of(wildcards))
     return json.dumps([[s.start, s.end, s.caption] for s in segments])
 
 
+@of_wildcards
 def final_video(wildcards):
     """The job's finished video, for the rules that read it."""
     return in_run(wildcards, job_of(wildcards).basename)
@@ -384,6 +406,7 @@ def report_targets():
 def report_labels(figure):
     """Labels of a file in the report: the job it belongs to and what it shows."""
 
+    @of_wildcards
     def labels(wildcards):
         job = wildcards.get("name") or job_of(wildcards).path.stem
         return {"job": job, "figure": figure}

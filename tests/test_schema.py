@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
 
 from va.errors import ExitCode, VaError
-from va.schema import load_json_file, schema_path, validate
+from va.schema import _DefaultingValidator, _schema, describe_error, load_json_file, schema_path, validate
 
 MINIMAL = {"schema_version": 1, "input": {"audio": "a.wav", "start": "s.png"}}
 
@@ -55,3 +56,98 @@ def test_json_files_missing_or_broken(tmp_path: Path) -> None:
     with pytest.raises(VaError) as broken:
         load_json_file(tmp_path / "bad.json", "job file")
     assert broken.value.code == ExitCode.VALIDATION_FAILED and "not valid JSON" in broken.value.message
+
+
+def defaults_out_of_reach(node: object, where: str = "", reached: bool = True) -> list[str]:
+    """Where a default (or a $ref, which may lead to one) sits where va.schema.fill_defaults does not
+    go: it goes through properties, additionalProperties, items and $ref ($defs), not through if/then,
+    allOf, anyOf... where jsonschema's defaulting validator would fill it in too."""
+    if isinstance(node, list):
+        return [miss for item in node for miss in defaults_out_of_reach(item, where, False)]
+    if not isinstance(node, dict):
+        return []
+    misses = [where] if ("default" in node or "$ref" in node) and not reached else []
+    for key, value in node.items():
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            for name, subschema in value.items():
+                misses += defaults_out_of_reach(subschema, f"{where}/{key}/{name}", reached)
+        elif key in ("items", "additionalProperties"):
+            misses += defaults_out_of_reach(value, f"{where}/{key}", reached)
+        elif key not in ("default", "const", "enum", "examples"):
+            misses += defaults_out_of_reach(value, f"{where}/{key}", False)
+    return misses
+
+
+@pytest.mark.parametrize("name", ["job", "vidax", "assets", "bindings", "lipsync.providers"])
+def test_every_default_is_where_the_fast_path_fills_it(name: str) -> None:
+    schema = json.loads(schema_path(name).read_text())
+    assert defaults_out_of_reach(schema) == []
+    # the check itself finds a default the fast path would miss
+    assert defaults_out_of_reach({"if": {"properties": {"a": {"default": 1}}}}) == ["/if/properties/a"]
+
+
+RICH_JOB = {
+    "schema_version": 1,
+    "input": {"audio": "voice.wav", "start": "portrait.png"},
+    "motion": {"prompt": "push-in", "strength": 0.4, "camera": "zoom_in"},
+    "timeline": {"segments": [{"start": 0.0, "end": 1.5, "caption": "Hallo"}, {"start": 2, "end": 3}]},
+    "buffer": {"pre_seconds": 0.5},
+    "determinism": {"fps": 30, "seed_policy": "random"},
+    "comfyui": {"workflow_ids": ["held_start_batch"], "params": {"width": 512}},
+    "stabilize": {"enable": True},
+    "lipsync": {"enable": True, "provider": "audiogram"},
+    "output": {"basename": "clip.mp4", "width": 640},
+    "captions": {},
+    "cleanup": {},
+}
+
+
+def variants(document: dict[str, object]) -> list[dict[str, object]]:
+    """The document, and the document without each of its keys (at the top and one level down)."""
+    found = [document]
+    for key, value in document.items():
+        found.append({k: v for k, v in document.items() if k != key})
+        if isinstance(value, dict):
+            for inner in value:
+                found.append({**document, key: {k: v for k, v in value.items() if k != inner}})
+    return found
+
+
+def config_documents() -> list[tuple[str, dict[str, object]]]:
+    root = Path(__file__).resolve().parents[1]
+    named = [("vidax", "config/vidax.json"), ("assets", "config/assets.json")]
+    named += [("lipsync.providers", "config/lipsync.providers.json")]
+    named += [("bindings", path) for path in ("assets/workflows/held_start_batch.bindings.json",)]
+    return [(name, json.loads((root / path).read_text())) for name, path in named]
+
+
+def test_the_fast_path_fills_and_accepts_as_the_defaulting_validator_does() -> None:
+    samples = json.loads((Path(__file__).resolve().parents[1] / "assets/samples/job.json").read_text())
+    documents = [("job", d) for base in (MINIMAL, samples, RICH_JOB) for d in variants(base)]
+    documents += [(name, d) for name, base in config_documents() for d in variants(base)]
+    accepted = 0
+    for name, document in documents:
+        slow: dict[str, object] | str
+        try:
+            slow = slow_validate(document, name)
+        except VaError as error:
+            slow = error.message
+        try:
+            fast: dict[str, object] | str = validate(document, name, "doc")
+            accepted += 1
+        except VaError as error:
+            fast = error.message
+        assert fast == slow, (name, document)
+    assert accepted > len(documents) // 2  # most variants are valid: the fast path is what they took
+
+
+def slow_validate(document: dict[str, object], name: str) -> dict[str, object]:
+    """What va.schema.validate gave before its fast path: jsonschema's defaulting validator alone."""
+    copied = copy.deepcopy(document)
+    errors = sorted(
+        _DefaultingValidator(_schema(name)).iter_errors(copied),
+        key=lambda error: (len(error.absolute_path), list(map(str, error.absolute_path))),
+    )
+    if errors:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"doc: {describe_error(errors[0])}")
+    return copied
