@@ -4,7 +4,9 @@
     the Snakemake command ``va batch`` starts for them (the same argv, with the selection file it writes),
     plus ``--dry-run --quiet``: parse the workflow, load and check every job, plan it, build the DAG.
     Printed beside it: the checks ``va batch`` runs itself before it starts Snakemake (schema, then
-    ffprobe of every input, in a thread pool). Goal: the 1,000-job dry run under 5 s.
+    ffprobe of every input, in a thread pool), the dry run of a workflow of the same shape without va
+    (Snakemake's own share), and a pure-Python loop's time (the machine's speed that day: the same dry
+    run took 5.3 s one morning and 18.4 s that afternoon). Goal: the 1,000-job dry run under 5 s.
 (b) Parallelism: two jobs, each a 1920x1080 still held over ~60 s of audio, run with
     ``va batch DIR --out OUT --cores 1`` and then ``--cores 2``; the wall times and their ratio.
 (c) Scaling: ``va batch --cores 2`` of 20 and of 200 tiny jobs (a 1 s tone, a 64x64 still held), the
@@ -106,6 +108,113 @@ def dry_run(folder: Path, out: Path) -> tuple[float, float]:
     return seconds, cpu
 
 
+#: A workflow of the shape of a batch of held stills, without va: per job three rules (two on an input
+#: file, one joining their outputs), each with a log, a benchmark, params and a group from functions of
+#: the wildcards, and a script that does nothing. Its dry run is what Snakemake alone takes for the
+#: graph; the rest of va's dry run is va's.
+SHAPE = """
+NAMES = [f"job-{{i:04d}}" for i in range({jobs})]
+
+
+def of_name(wildcards):
+    return wildcards.name
+
+
+rule all:
+    input:
+        expand("{{name}}/final.mp4", name=NAMES),
+
+
+rule audio:
+    input:
+        "tone.wav",
+    output:
+        "{{name}}/prepare/padded.wav",
+    log:
+        "{{name}}/logs/prepare/padded.log",
+    benchmark:
+        "{{name}}/benchmarks/prepare/padded.tsv"
+    group:
+        of_name
+    params:
+        settings=of_name,
+    script:
+        "nothing.py"
+
+
+rule still:
+    input:
+        "still.png",
+    output:
+        "{{name}}/frames/still.mp4",
+    log:
+        "{{name}}/logs/frames/still.log",
+    benchmark:
+        "{{name}}/benchmarks/frames/still.tsv"
+    group:
+        of_name
+    params:
+        settings=of_name,
+    script:
+        "nothing.py"
+
+
+rule encode:
+    input:
+        "{{name}}/prepare/padded.wav",
+        "{{name}}/frames/still.mp4",
+    output:
+        "{{name}}/final.mp4",
+    log:
+        "{{name}}/logs/final.log",
+    benchmark:
+        "{{name}}/benchmarks/final.tsv"
+    group:
+        of_name
+    params:
+        settings=of_name,
+    script:
+        "nothing.py"
+"""
+
+
+def snakemake_alone(jobs: int) -> float:
+    """Wall seconds of the dry run of SHAPE for ``jobs`` jobs (Snakemake's own share of part (a))."""
+    folder = SCRATCH / f"shape-{jobs}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "Snakefile").write_text(SHAPE.format(jobs=jobs), encoding="utf-8")
+    (folder / "nothing.py").write_text("", encoding="utf-8")
+    (folder / "tone.wav").touch()
+    (folder / "still.png").touch()
+    argv = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--directory",
+        str(folder),
+        "--cores",
+        "2",
+        "--dry-run",
+        "--quiet",
+    ]
+    began = time.perf_counter()
+    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, env=ENV, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bench_batch: the dry run of Snakemake alone failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - began
+
+
+def python_reference() -> float:
+    """Seconds of a fixed pure-Python loop (10 million additions): how fast this machine runs Python
+    today, to compare figures taken on different days (the same code's dry run has differed 3.5x)."""
+    began = time.perf_counter()
+    total = 0
+    for number in range(10_000_000):
+        total += number
+    return time.perf_counter() - began
+
+
 def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str, Any]]:
     """Part (a): for each size, the median dry run and (with ``checks``) the time of va batch's own checks."""
     audio = make_tone(SCRATCH / "tiny.wav", 1.0)
@@ -128,12 +237,15 @@ def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str,
         (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
         runs = [dry_run(folder, out) for _ in range(repeat)]
         times = [wall for wall, _ in runs]
+        alone = [snakemake_alone(size) for _ in range(repeat)]
         rows.append({
             "jobs": size,
             "dry_run_seconds": round(statistics.median(times), 2),
             "dry_run_cpu_seconds": round(statistics.median(cpu for _, cpu in runs), 2),
             "dry_run_all_seconds": [round(t, 2) for t in times],
             "va_batch_checks_seconds": checked,
+            "snakemake_alone_seconds": round(statistics.median(alone), 2),
+            "python_reference_seconds": round(min(python_reference() for _ in range(3)), 2),
             "load_before": began_load,
             "load_after": load(),
         })  # fmt: skip
@@ -264,15 +376,24 @@ def print_table(figures: dict[str, Any]) -> None:
     print(f"machine: {figures['cpus']} cores; load average at start {figures['load_at_start']}")
     if "graph" in figures:
         print("\n(a) graph construction: snakemake --config batch=DIR --dry-run --quiet (median)")
-        print(f"{'jobs':>6} {'dry run s':>10} {'cpu s':>6} {'va batch checks s':>18} {'load':>11}")
+        print(
+            f"{'jobs':>6} {'dry run s':>10} {'cpu s':>6} {'va batch checks s':>18} "
+            f"{'snakemake alone s':>18} {'python ref s':>13} {'load':>11}"
+        )
         for row in figures["graph"]:
             loads = f"{row['load_before']}-{row['load_after']}"
             checks = "" if row["va_batch_checks_seconds"] is None else f"{row['va_batch_checks_seconds']:.2f}"
             print(
                 f"{row['jobs']:>6} {row['dry_run_seconds']:>10.2f} {row['dry_run_cpu_seconds']:>6.2f} "
-                f"{checks:>18} {loads:>11}"
+                f"{checks:>18} {row['snakemake_alone_seconds']:>18.2f} "
+                f"{row['python_reference_seconds']:>13.2f} {loads:>11}"
             )
         print("goal: the 1,000-job dry run under 5 s")
+        print(
+            "snakemake alone: the dry run of a workflow of the same shape without va (three rules a job, "
+            "each with a log, a benchmark, a params and a group function, and an empty script)"
+        )
+        print("python ref: 10 million additions in a Python loop, the machine's speed today")
     if "parallel" in figures:
         par = figures["parallel"]
         print(f"\n(b) two jobs, {par['size']} still, {par['audio_seconds']:.0f} s audio: va batch (median)")
