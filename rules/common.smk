@@ -1,20 +1,18 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
-import inspect
 import json
 import sys
 import threading
 from functools import partial
 from pathlib import Path
 
-from snakemake.common import overwrite_function_params
 from snakemake.utils import validate
 
 from va.batch import load_batch, probe_ahead, read_selection
 from va.clean import record_success
 from va.errors import ExitCode, VaError
-from va.graph import check_job, check_supported
+from va.graph import check_job, check_supported, of_wildcards
 from va.job import active_provider, comfyui_active, load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
@@ -73,14 +71,6 @@ wildcard_constraints:
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
     chunk=r"\d{4}",
-
-
-def of_wildcards(func):
-    """Mark a function of a rule's wildcards (an input, params, group or resources function).
-    Snakemake reads such a function's signature at every call, which for a batch of 1,000 held stills
-    is 21,000 times; it reads the signature stored here, once a function, instead."""
-    overwrite_function_params(func, inspect.signature(func).parameters)
-    return func
 
 
 def at(path):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Media
 from va.errors import ExitCode, VaError
-from va.graph import PHASES, RULE_PHASE, check_supported, describe, rule_outputs
+from va.graph import PHASES, RULE_PHASE, check_supported, describe, of_wildcards, rule_outputs
 from va.job import load_job
 from va.workdir import Workdir
 
@@ -48,3 +49,20 @@ def test_rule_outputs_are_the_paths_the_rule_files_declare(tmp_path: Path) -> No
     declared = "".join(path.read_text() for path in rules.glob("*.smk"))
     for rule in RULE_PHASE:
         assert f"rule {rule}:" in declared or f"checkpoint {rule}:" in declared, rule
+
+
+def test_snakemake_reads_the_signature_of_wildcards_stored_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """va.graph.of_wildcards stores a rule function's signature where Snakemake looks first: with
+    inspect.signature broken, Snakemake still knows the function's parameters."""
+    from snakemake.common import get_function_params  # noqa: PLC0415 - the test of Snakemake's side
+
+    @of_wildcards
+    def settings(wildcards: object) -> str:
+        return "x"
+
+    def broken(func: object) -> None:
+        raise AssertionError("Snakemake inspected the function again")
+
+    monkeypatch.setattr(inspect, "signature", broken)
+    assert list(get_function_params(settings)) == ["wildcards"]
+    assert settings("w") == "x"
