@@ -123,52 +123,18 @@ def of_name(wildcards):
 rule all:
     input:
         expand("{{name}}/final.mp4", name=NAMES),
+"""
+SHAPE_RULE = """
 
-
-rule audio:
+rule {rule}:
     input:
-        "tone.wav",
+        {inputs},
     output:
-        "{{name}}/prepare/padded.wav",
+        "{{name}}/{output}",
     log:
-        "{{name}}/logs/prepare/padded.log",
+        "{{name}}/logs/{output}.log",
     benchmark:
-        "{{name}}/benchmarks/prepare/padded.tsv"
-    group:
-        of_name
-    params:
-        settings=of_name,
-    script:
-        "nothing.py"
-
-
-rule still:
-    input:
-        "still.png",
-    output:
-        "{{name}}/frames/still.mp4",
-    log:
-        "{{name}}/logs/frames/still.log",
-    benchmark:
-        "{{name}}/benchmarks/frames/still.tsv"
-    group:
-        of_name
-    params:
-        settings=of_name,
-    script:
-        "nothing.py"
-
-
-rule encode:
-    input:
-        "{{name}}/prepare/padded.wav",
-        "{{name}}/frames/still.mp4",
-    output:
-        "{{name}}/final.mp4",
-    log:
-        "{{name}}/logs/final.log",
-    benchmark:
-        "{{name}}/benchmarks/final.tsv"
+        "{{name}}/benchmarks/{output}.tsv"
     group:
         of_name
     params:
@@ -176,6 +142,19 @@ rule encode:
     script:
         "nothing.py"
 """
+SHAPE_RULES = [
+    ("audio", '"tone.wav"', "prepare/padded.wav"),
+    ("still", '"still.png"', "frames/still.mp4"),
+    ("encode", '"{name}/prepare/padded.wav", "{name}/frames/still.mp4"', "final.mp4"),
+]
+
+
+def shape(jobs: int) -> str:
+    """The Snakefile of SHAPE for ``jobs`` jobs."""
+    rules = (
+        SHAPE_RULE.format(rule=rule, inputs=inputs, output=output) for rule, inputs, output in SHAPE_RULES
+    )
+    return SHAPE.format(jobs=jobs) + "".join(rules)
 
 
 def snakemake_alone(jobs: int) -> float:
@@ -183,7 +162,7 @@ def snakemake_alone(jobs: int) -> float:
     folder = SCRATCH / f"shape-{jobs}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    (folder / "Snakefile").write_text(SHAPE.format(jobs=jobs), encoding="utf-8")
+    (folder / "Snakefile").write_text(shape(jobs), encoding="utf-8")
     (folder / "nothing.py").write_text("", encoding="utf-8")
     (folder / "tone.wav").touch()
     (folder / "still.png").touch()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
 
 from va.errors import ExitCode, VaError
-from va.schema import _DefaultingValidator, _schema, describe_error, load_json_file, schema_path, validate
+from va.schema import load_json_file, schema_path, validate, validate_slowly
 
 MINIMAL = {"schema_version": 1, "input": {"audio": "a.wav", "start": "s.png"}}
 
@@ -129,7 +128,7 @@ def test_the_fast_path_fills_and_accepts_as_the_defaulting_validator_does() -> N
     for name, document in documents:
         slow: dict[str, object] | str
         try:
-            slow = slow_validate(document, name)
+            slow = validate_slowly(document, name, "doc")
         except VaError as error:
             slow = error.message
         try:
@@ -139,15 +138,3 @@ def test_the_fast_path_fills_and_accepts_as_the_defaulting_validator_does() -> N
             fast = error.message
         assert fast == slow, (name, document)
     assert accepted > len(documents) // 2  # most variants are valid: the fast path is what they took
-
-
-def slow_validate(document: dict[str, object], name: str) -> dict[str, object]:
-    """What va.schema.validate gave before its fast path: jsonschema's defaulting validator alone."""
-    copied = copy.deepcopy(document)
-    errors = sorted(
-        _DefaultingValidator(_schema(name)).iter_errors(copied),
-        key=lambda error: (len(error.absolute_path), list(map(str, error.absolute_path))),
-    )
-    if errors:
-        raise VaError(ExitCode.VALIDATION_FAILED, f"doc: {describe_error(errors[0])}")
-    return copied

@@ -170,6 +170,12 @@ def validate(data: Any, name: str, source: str) -> dict[str, Any]:
     fill_defaults(schema, schema, document)
     if _fast_validator(name).is_valid(document):
         return document
+    return validate_slowly(data, name, source)
+
+
+def validate_slowly(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    """``validate`` by jsonschema's defaulting validator alone: what finds and words the first problem of
+    a document the fast path refused (and what the fast path must agree with: tests/test_schema.py)."""
     document = copy.deepcopy(data)
     errors = sorted(
         _DefaultingValidator(_schema(name)).iter_errors(document),
