@@ -1,6 +1,7 @@
 """A real single-node Slurm (munge, slurmctld, slurmd on 127.0.0.1, 2 CPUs) with the stock profiles/slurm:
 resources that follow the lip-sync provider, a job the cluster can never start, stopping a batch, a
-re-run after a kill, a no-op re-run, one cluster job per video."""
+re-run stopped while it waits for an earlier run's job, a re-run after a kill, a no-op re-run, one
+cluster job per video."""
 
 from __future__ import annotations
 
@@ -142,6 +143,18 @@ def start_batch(folder: Path, out: Path, state: Path) -> subprocess.Popen[str]:
     )
 
 
+def stop(batch: subprocess.Popen[str], signum: signal.Signals, out: Path) -> str:
+    """Send ``signum`` to ``va batch``: within 10 s no job with working directory ``out`` is in ``squeue``,
+    and it exits 130. Returns its stderr."""
+    batch.send_signal(signum)
+    stopped = time.monotonic()
+    wait_for("the queue empty of the batch's jobs", lambda: not queued(out), 10)
+    assert time.monotonic() - stopped <= 10
+    _, err = batch.communicate(timeout=60)
+    assert batch.returncode == ExitCode.INTERRUPTED, err
+    return err
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_batch_leaves_no_job_in_the_queue(
     slurm: None, files: Media, state_dir: Path, signum: signal.Signals
@@ -151,15 +164,10 @@ def test_a_stopped_batch_leaves_no_job_in_the_queue(
     batch = start_batch(folder, out, state_dir.parent)
     try:
         wait_for("a job of the batch in squeue", lambda: queued(out), 120)
-        batch.send_signal(signum)
-        stopped = time.monotonic()
-        wait_for("the queue empty of the batch's jobs", lambda: not queued(out), 10)
-        assert time.monotonic() - stopped <= 10
-        _, err = batch.communicate(timeout=60)
+        stop(batch, signum, out)
     finally:
         batch.kill()
         batch.wait()
-    assert batch.returncode == ExitCode.INTERRUPTED, err
     cancelled = [job for job in slurm_jobs(out) if job["JobState"] == "CANCELLED"]
     assert cancelled, "the stop came after every job had ended: nothing was cancelled"
 
@@ -177,14 +185,54 @@ def kill_hard(batch: subprocess.Popen[str]) -> None:
     batch.communicate()
 
 
+def stop_while_waiting(folder: Path, out: Path, state: Path, name: str) -> str:
+    """A job of an earlier run still running in ``out`` (submitted here as the plugin submits video
+    ``name``'s group: working directory ``out``, the group's comment; a sleep, so it runs until
+    cancelled): a re-run waits for it and gets SIGINT. It cancels the job and says so, exits 130 naming
+    the command that continues, and no job of ``out`` is in ``squeue`` 10 s after the signal. Returns
+    the job's id."""
+    comment = f"rule_{name}@video_encode_hold_start_frame_lipsync_prepare_audio"
+    leftover = subprocess.run(
+        ["sbatch", "--parsable", "-D", str(out), "--comment", comment, "-c", "1", "--wrap", "sleep 300"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    wait_for(
+        "the leftover running",
+        lambda: [job["JobState"] for job in slurm_jobs(out) if job["JobId"] == leftover] == ["RUNNING"],
+        60,
+    )
+    log = out / "logs" / "snakemake.log"
+    rerun = start_batch(folder, out, state)
+    try:
+        waiting = f"va: waiting for 1 Slurm jobs an earlier run left running in {out}: {leftover}"
+        wait_for(
+            "the re-run waiting for the leftover", lambda: log.exists() and waiting in log.read_text(), 60
+        )
+        err = stop(rerun, signal.SIGINT, out)
+    finally:
+        rerun.kill()
+        rerun.wait()
+    assert waiting in err, err
+    assert f"va: stopped: cancelled the 1 Slurm jobs it waited for in {out}: {leftover}" in err, err
+    again = f"va batch {folder} --out {out} --profile slurm"
+    assert f"va: interrupted (0 of 3 job(s) succeeded); continue with: {again}" in err, err
+    (cancelled,) = [job for job in slurm_jobs(out) if job["JobId"] == leftover]
+    assert cancelled["JobState"] == "CANCELLED", cancelled
+    return leftover
+
+
 def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     slurm: None, files: Media, state_dir: Path, va_cli: CliRunner
 ) -> None:
-    """Three videos with the audiogram's lip-sync, each one cluster job (the group of all its rules)."""
+    """Three videos with the audiogram's lip-sync, each one cluster job (the group of all its rules). First
+    a re-run is stopped while it waits for an earlier run's job (stop_while_waiting); then the batch runs,
+    is killed, and its re-run finishes it."""
     audiogram = {"lipsync": {"enable": True, "provider": "audiogram"}}
     names = ("one", "two", "three")
     folder = batch_folder(files, dict.fromkeys(names, audiogram))
     out = files.root / "out"
+    out.mkdir()
+    stopped = stop_while_waiting(folder, out, state_dir.parent, "one")
     batch = start_batch(folder, out, state_dir.parent)
     try:
         # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait.
@@ -203,8 +251,11 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
         assert int(ffprobe_streams(out / name / "final.mp4")["video"]["nb_read_frames"]) == 50
         phases = json.loads((out / name / "manifest.json").read_text())["phases"]
         assert len({i for phase in phases.values() for i in phase.get("slurm_job_ids", [])}) == 1, phases
-    # Every rule (here: every video's group job) ran once; a job cancelled before it started ran nothing.
-    started = Counter(job["Comment"] for job in slurm_jobs(out) if job["RunTime"] != "00:00:00")
+    # Every rule (here: every video's group job) ran once; a job cancelled before it started ran nothing,
+    # and the one cancelled by the stop was no run of the batch's.
+    started = Counter(
+        job["Comment"] for job in slurm_jobs(out) if job["RunTime"] != "00:00:00" and job["JobId"] != stopped
+    )
     assert started and set(started.values()) == {1}, started
     group = "rule_{}@video_encode_hold_start_frame_lipsync_prepare_audio"
     assert set(started) == {group.format(name) for name in names}

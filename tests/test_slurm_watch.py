@@ -1,15 +1,22 @@
 """va/slurm.py's watch of the queue without a cluster: the queue is what ``squeue`` would list (``our_jobs``
 replaced), the partition what ``sinfo`` would say, and the clock is the test's. A job Slurm can never start
-is cancelled and reported once; one pending for a reason that comes and goes only after its grace."""
+is cancelled and reported once; one pending for a reason that comes and goes only after its grace. A re-run
+stopped while it waits for an earlier run's jobs cancels them."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CliRunner, Media
 from va import slurm
+from va.errors import ExitCode
 from va.slurm import ClusterJob, NeverRunsWatch, PartitionLimits
+from va.workdir import Workdir
 
 LIMITS = PartitionLimits("va", 2, 3000, "1-00:00:00", "UP")
 
@@ -78,3 +85,58 @@ def test_a_reason_that_comes_and_goes_is_given_its_grace(monkeypatch: pytest.Mon
     queue.now += 120
     assert [job.job_id for job in watch.check()] == ["11"] and queue.cancelled == ["11"]
     assert "squeue reason: NodeDown" in queue.reported[0]
+
+
+def running(job_id: str, name: str) -> ClusterJob:
+    comment = f"rule_{name}@video_encode_hold_start_frame_prepare_audio"
+    return ClusterJob(job_id, "RUNNING", "None", comment, "va", 2, "1000M", "30:00")
+
+
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [("batch", signal.SIGINT), ("batch", signal.SIGTERM), ("run", signal.SIGINT)],
+    ids=["batch-SIGINT", "batch-SIGTERM", "run-SIGINT"],
+)
+def test_a_stop_while_an_earlier_runs_jobs_are_waited_for_cancels_them(
+    monkeypatch: pytest.MonkeyPatch,
+    files: Media,
+    state_dir: Path,
+    va_cli: CliRunner,
+    command: str,
+    signum: signal.Signals,
+) -> None:
+    """An earlier run was killed with one job pending and one running; the re-run cancels the pending one,
+    waits for the running one, and gets the signal while it waits: it cancels that one too, says so, and
+    ends with 130 and the command that continues. Nothing of Snakemake is started."""
+    queue = Queue(monkeypatch)
+    queue.jobs = [pending("7", "Priority"), running("8", "one")]
+    looks = []
+
+    def our_jobs(workdir: Path) -> list[ClusterJob]:
+        looks.append(workdir)
+        if len(looks) == 2:  # the first look while waiting: the user stops va
+            os.kill(os.getpid(), signum)
+        return [job for job in queue.jobs if job.job_id not in queue.cancelled]
+
+    monkeypatch.setattr(slurm, "our_jobs", our_jobs)
+    out = files.root / "out"
+    if command == "batch":
+        folder = files.root / "jobs"
+        folder.mkdir()
+        files.job(f"{folder.name}/one.json", input={"audio": "../voice.wav", "start": "../start.png"})
+        again = f"va batch {folder} --out {out} --profile slurm"
+        result = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
+        rows = json.loads(result.out)["jobs"]
+        assert [row["status"] for row in rows] == ["not run"], rows
+        assert f"va: interrupted (0 of 1 job(s) succeeded); continue with: {again}" in result.err
+    else:
+        job = files.job()
+        result = va_cli("run", job, "--workdir", out, "--profile", "slurm", "--quiet")
+        again = f"va run {job} --workdir {out} --resume"
+        assert f"va: error: interrupted; continue with: {again}" in result.err
+    assert result.code == ExitCode.INTERRUPTED, result.err
+    assert queue.cancelled == ["7", "8"]
+    stopped = f"va: stopped: cancelled the 1 Slurm jobs it waited for in {out}: 8"
+    assert stopped in result.err and stopped in (out / "logs" / "snakemake.log").read_text()
+    started = Workdir(out).text_log
+    assert not started.exists() or "snakemake: $" not in started.read_text()  # no graph was started

@@ -91,9 +91,10 @@ def _profile_sets_cores(profile: Path | None) -> bool:
     return any(key in _profile_settings(profile) for key in ("cores", "jobs"))
 
 
-def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any) -> None:
+def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any, again: str) -> None:
     """With a Slurm profile: our jobs that an earlier, killed run left in the queue are cancelled (pending)
-    or waited for (running) before this run's graph submits its own (va.slurm.settle_leftovers)."""
+    or waited for (running) before this run's graph submits its own (va.slurm.settle_leftovers). A stop
+    (Ctrl-C, SIGTERM) while waiting cancels those too and is an ``INTERRUPTED`` error naming ``again``."""
     profile = resolve_profile(options.profile) if options.profile else None
     if _profile_settings(profile).get("executor") != "slurm":
         return
@@ -103,7 +104,13 @@ def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any) -> None:
         log.write(f"{line}\n".encode())
         log.flush()
 
-    settle_leftovers(workdir, say)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        settle_leftovers(workdir, say)
+    except (KeyboardInterrupt, _Terminated):
+        raise VaError(ExitCode.INTERRUPTED, f"interrupted; continue with: {again}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def ensure_workdir(workdir: Workdir) -> None:
@@ -233,7 +240,8 @@ def run_job(
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(workdir.snakemake_log, "ab") as log:
             _end_leftovers(workdir, log)
-            settle_cluster_jobs(workdir.root, options, log)
+            again = f"va run {job.path} --workdir {workdir.root} --resume"
+            settle_cluster_jobs(workdir.root, options, log, again)
             guard_workdir(workdir, job, options.resume)
             if options.resume and workdir.final(job.basename).exists():
                 # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
@@ -242,7 +250,6 @@ def run_job(
                 )
             if options.resume:  # a killed Snakemake leaves its lock
                 unlock_abandoned(workdir.root, log)
-            again = f"va run {job.path} --workdir {workdir.root} --resume"
             returncode = _drive(snakemake_argv(job, options), log, workdir, on_event, again)
     return _result(workdir, job, returncode)
 
@@ -423,26 +430,25 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
         lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_owner.snakemake_log, "ab") as log:
             _end_leftovers(lock_owner, log)
-            settle_cluster_jobs(out, options, log)
-            write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
-            # A finished video is never a target again (the graph's final_videos): with every one there,
-            # the graph has nothing to do, and Snakemake's start-up (seconds, more on a loaded submit
-            # host) is saved.
-            if any(not Workdir(out / name).final(job.basename).exists() for name, job in batch.jobs.items()):
-                # The inputs were probed just now: the graph checks only that they are still there.
-                argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
-                argv += ["--keep-going"] if keep_going else []
-                unlock_abandoned(out, log)
-                try:
+            try:
+                settle_cluster_jobs(out, options, log, again)
+                write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
+                # A finished video is never a target again (the graph's final_videos): with every one
+                # there, the graph has nothing to do, and Snakemake's start-up (seconds, more on a loaded
+                # submit host) is saved.
+                if any(not Workdir(out / n).final(job.basename).exists() for n, job in batch.jobs.items()):
+                    # The inputs were probed just now: the graph checks only that they are still there.
+                    argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
+                    argv += ["--keep-going"] if keep_going else []
+                    unlock_abandoned(out, log)
                     returncode = _drive(argv, log, lock_owner, None, again)
-                except VaError as exc:
-                    if exc.code != ExitCode.INTERRUPTED:
-                        raise
-                    stopped = exc
-                else:
                     if returncode != 0 and not any(existing_run_id(Workdir(out / n)) for n in batch.jobs):
                         detail = last_lines(lock_owner.snakemake_log)
                         raise VaError(ExitCode.INTERNAL, f"snakemake could not start the batch: {detail}")
+            except VaError as exc:  # a stop while leftovers were waited for, or while the graph ran
+                if exc.code != ExitCode.INTERRUPTED:
+                    raise
+                stopped = exc
         for name, job in batch.jobs.items():  # a final published, its end not recorded (a kill)
             reconcile(Workdir(out / name), job.basename)
     rows = summarize(out, names, batch.problems)

@@ -9,12 +9,14 @@ Every query goes through ``squeue``/``scontrol``/``sinfo``, so what va sees is w
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,7 +342,10 @@ def settle_leftovers(
     killed) are dealt with, so no rule runs twice. Pending ones are cancelled (they ran nothing; the new
     graph submits them again with today's settings); running ones are waited for, since their outputs
     are what the new graph would make again. Either way nothing is built until every one has left the
-    queue (a cancelled job that had just started ends its processes first). Returns the jobs found."""
+    queue (a cancelled job that had just started ends its processes first). Returns the jobs found.
+
+    A stop while waiting (Ctrl-C, or what the caller raises on SIGTERM) cancels the running ones too, says
+    so, and goes on up: whoever stops the command wants the folder's work stopped, not left running."""
     left = our_jobs(workdir)
     if not left:
         return []
@@ -354,6 +359,26 @@ def settle_leftovers(
         ids = ", ".join(job.job_id for job in running)
         say(f"va: waiting for {len(running)} Slurm jobs an earlier run left running in {workdir}: {ids}")
     wanted = {job.job_id for job in left}
-    while any(job.job_id in wanted for job in our_jobs(workdir)):
-        time.sleep(poll_seconds)
+    try:
+        while any(job.job_id in wanted for job in our_jobs(workdir)):
+            time.sleep(poll_seconds)
+    except BaseException:  # any stop, however the caller turns a signal into an exception
+        if running:
+            with _stops_held():  # a second Ctrl-C must not cut the cancel (or its line) short
+                cancel(running)
+                ids = ", ".join(job.job_id for job in running)
+                say(f"va: stopped: cancelled the {len(running)} Slurm jobs it waited for in {workdir}: {ids}")
+        raise
     return left
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (in this thread and in the commands it starts) until the block ends;
+    one that came meanwhile is delivered then."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
