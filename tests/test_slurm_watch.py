@@ -32,6 +32,20 @@ class Queue:
         monkeypatch.setattr(slurm, "our_jobs", lambda workdir: list(self.jobs))
         monkeypatch.setattr(slurm, "partition_limits", lambda partition: LIMITS)
         monkeypatch.setattr(slurm, "cancel", lambda jobs: self.cancelled.extend(j.job_id for j in jobs))
+        self.monkeypatch = monkeypatch
+
+    def stop_while_waiting(self, signum: signal.Signals) -> None:
+        """``signum`` comes to this process at va's first look at the queue while it waits for our jobs;
+        a cancelled job leaves the queue."""
+        looks = []
+
+        def our_jobs(workdir: Path) -> list[ClusterJob]:
+            looks.append(workdir)
+            if len(looks) == 2:
+                os.kill(os.getpid(), signum)
+            return [job for job in self.jobs if job.job_id not in self.cancelled]
+
+        self.monkeypatch.setattr(slurm, "our_jobs", our_jobs)
 
     def watch(self) -> NeverRunsWatch:
         return NeverRunsWatch(
@@ -110,15 +124,7 @@ def test_a_stop_while_an_earlier_runs_jobs_are_waited_for_cancels_them(
     ends with 130 and the command that continues. Nothing of Snakemake is started."""
     queue = Queue(monkeypatch)
     queue.jobs = [pending("7", "Priority"), running("8", "one")]
-    looks = []
-
-    def our_jobs(workdir: Path) -> list[ClusterJob]:
-        looks.append(workdir)
-        if len(looks) == 2:  # the first look while waiting: the user stops va
-            os.kill(os.getpid(), signum)
-        return [job for job in queue.jobs if job.job_id not in queue.cancelled]
-
-    monkeypatch.setattr(slurm, "our_jobs", our_jobs)
+    queue.stop_while_waiting(signum)
     out = files.root / "out"
     if command == "batch":
         folder = files.root / "jobs"
@@ -140,3 +146,25 @@ def test_a_stop_while_an_earlier_runs_jobs_are_waited_for_cancels_them(
     assert stopped in result.err and stopped in (out / "logs" / "snakemake.log").read_text()
     started = Workdir(out).text_log
     assert not started.exists() or "snakemake: $" not in started.read_text()  # no graph was started
+
+
+def test_a_second_ctrl_c_does_not_cut_the_cancel_short(
+    monkeypatch: pytest.MonkeyPatch, files: Media, state_dir: Path, va_cli: CliRunner
+) -> None:
+    """Ctrl-C while va waits for an earlier run's job, and again while it cancels that job: the job is
+    still cancelled and said so, and va ends with 130 and the command that continues."""
+    queue = Queue(monkeypatch)
+    queue.jobs = [running("8", "one")]
+    queue.stop_while_waiting(signal.SIGINT)
+
+    def cancel(jobs: list[ClusterJob]) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C
+        queue.cancelled.extend(job.job_id for job in jobs)
+
+    monkeypatch.setattr(slurm, "cancel", cancel)
+    job, out = files.job(), files.root / "out"
+    result = va_cli("run", job, "--workdir", out, "--profile", "slurm", "--quiet")
+    assert result.code == ExitCode.INTERRUPTED, result.err
+    assert queue.cancelled == ["8"]
+    assert f"va: stopped: cancelled the 1 Slurm jobs it waited for in {out}: 8" in result.err
+    assert f"va: error: interrupted; continue with: va run {job} --workdir {out} --resume" in result.err
