@@ -13,6 +13,7 @@ from va.batch import load_batch, probe_ahead, read_selection
 from va.clean import record_success
 from va.errors import ExitCode, VaError
 from va.graph import check_job, check_supported, of_wildcards
+from va.input_checks import seed_checks
 from va.job import active_provider, comfyui_active, load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
@@ -38,6 +39,8 @@ from va.tracking import (
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
+# What `va run` / `va batch` found when they checked the inputs: the graph probes none of them again.
+seed_checks(Workdir(Path.cwd()).input_checks)
 
 if config.get("batch"):
     # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left

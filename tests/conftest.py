@@ -56,6 +56,19 @@ _MADE_DIR = Path(tempfile.mkdtemp(prefix="va-test-media-"))
 atexit.register(shutil.rmtree, _MADE_DIR, True)
 
 
+def calls_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple[Any, ...]]:
+    """The arguments of every call of ``owner.name`` from now on (it still does its work)."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def _made(path: Path, *argv: str) -> Path:
     """``path`` as ffmpeg ``argv`` (without the output) makes it: made once, then copied."""
     key = (path.suffix, *argv)

@@ -23,6 +23,7 @@ from tests.conftest import (
     VA,
     CliRunner,
     Media,
+    calls_of,
     ffprobe_streams,
     marked_processes,
     slow_ffmpeg,
@@ -30,11 +31,12 @@ from tests.conftest import (
 )
 from tests.lipsync.fakes import command, providers_file
 from tests.test_report import check_batch_report
+from va import media
 from va.batch import load_batch, probe_ahead
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.graph import check_job
-from va.job import _check_audio, load_job
+from va.job import CHECKED_AUDIO, load_job
 from va.manifest import epoch
 from va.plan import plan_job
 from va.runner import SNAKEFILE
@@ -155,7 +157,7 @@ def test_loading_a_batch_checks_its_input_files(files: Media) -> None:
     assert "input.start: empty file" in batch.problems["empty"].message
 
 
-def test_the_inputs_are_probed_ahead_each_file_once(files: Media) -> None:
+def test_the_inputs_are_probed_ahead_each_file_once(files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before the graph plans its jobs one after the other, each distinct input file is probed once, in
     threads; a file that fails is left to the planner, which names it as before."""
     folder = make_batch(files, ["a", "b", "own", "bad"])
@@ -167,11 +169,13 @@ def test_the_inputs_are_probed_ahead_each_file_once(files: Media) -> None:
     bad["input"]["audio"] = str(files.root / "noise.wav")
     (folder / "bad.json").write_text(json.dumps(bad))
     jobs = {name: load_job(folder / f"{name}.json") for name in ("a", "b", "own", "bad")}
-    _check_audio.cache_clear()
+    CHECKED_AUDIO.clear()
+    probed = calls_of(monkeypatch, media, "probe_audio")
     probe_ahead(jobs.values())
-    assert _check_audio.cache_info().currsize == 2  # voice.wav and own.wav; noise.wav failed
+    assert sorted(probed) == [(files.root / name,) for name in ("noise.wav", "own.wav", "voice.wav")]
+    assert len(CHECKED_AUDIO) == 2  # voice.wav and own.wav; noise.wav failed
     plans = {name: plan_job(jobs[name]) for name in ("a", "b", "own")}
-    assert _check_audio.cache_info().misses == 3  # planning probed nothing again (only noise.wav, above)
+    assert len(probed) == 3  # planning probed nothing again
     assert plans["own"].audio_input_duration_seconds == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(VaError, match=r"input\.audio") as failed:
         plan_job(jobs["bad"])

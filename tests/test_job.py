@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner, Media, unreadable
+from tests.conftest import CliRunner, Media, calls_of, unreadable
+from va import media
 from va.errors import ExitCode, VaError
-from va.job import Buffer, ComfyParams, check_inputs, load_job
+from va.job import CHECKED_AUDIO, CHECKED_VISUAL, Buffer, ComfyParams, check_inputs, load_job
 from va.plan import choose_seed
 
 
@@ -156,3 +158,42 @@ def test_an_unreadable_input_is_named_permission_denied(files: Media) -> None:
         check_inputs(job)
     assert caught.value.code == ExitCode.INPUT_NOT_FOUND
     assert caught.value.message == f"input.audio: permission denied: cannot read {job.audio}"
+
+
+def test_each_input_is_probed_once_while_it_is_the_same_file(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks keep their results by the file's identity (path, size, mtime, ctime, inode): a second
+    check of the same files probes nothing, a touched or rewritten file is probed anew."""
+    CHECKED_AUDIO.clear()
+    CHECKED_VISUAL.clear()
+    audio, visual = calls_of(monkeypatch, media, "probe_audio"), calls_of(monkeypatch, media, "probe_visual")
+    job = load_job(files.job())
+    check_inputs(job)
+    check_inputs(job)
+    assert (len(audio), len(visual)) == (1, 1)
+    os.utime(job.audio, ns=(0, job.audio.stat().st_mtime_ns + 1_000_000))  # touched
+    check_inputs(job)
+    assert (len(audio), len(visual)) == (2, 1)
+    # Rewritten in place with the start of a longer voice, of the same size, its mtime put back (a copy
+    # that keeps times): its ctime tells, and the check sees a WAV whose header promises more.
+    before = job.audio.stat()
+    longer = files.tone("longer.wav", 3.0)
+    with open(job.audio, "r+b") as handle:
+        handle.write(longer.read_bytes()[: before.st_size])
+    os.utime(job.audio, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (job.audio.stat().st_size, job.audio.stat().st_ino) == (before.st_size, before.st_ino)
+    with pytest.raises(VaError, match=r"^input\.audio: truncated audio: its WAV header says 3\.00 s"):
+        check_inputs(job)
+    assert len(audio) == 3
+
+
+def test_a_failed_check_is_made_again(files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a check that passed is kept: one that failed fails again with its own message."""
+    (files.root / "noise.wav").write_text("not audio")
+    job = load_job(files.job(input={"audio": "noise.wav", "start": "start.png"}))
+    probed = calls_of(monkeypatch, media, "probe_audio")
+    for attempt in (1, 2):
+        with pytest.raises(VaError, match=r"^input\.audio: not a decodable audio file") as failed:
+            check_inputs(job)
+        assert failed.value.code == ExitCode.UNSUPPORTED_FORMAT and len(probed) == attempt

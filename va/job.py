@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from va import media, schema
 from va.errors import ExitCode, VaError
+from va.memo import FileIdentity, Memo, identity_of
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm"})
@@ -251,15 +253,11 @@ def check_inputs(job: Job) -> None:
             f"input.start: unsupported file type '{suffix or job.start.name}' ({known}): {job.start}",
         )
     media.check_colour(job.output.background, "output.background")
-    checks = (("input.audio", _check_audio, job.audio), ("input.start", _check_visual, job.start))
-    for field, check, path in checks:
-        try:
-            check(path, _identity(path))
-        except VaError as exc:
-            raise VaError(exc.code, f"{field}: {exc.message}") from exc
+    voice = checked_audio(job)
+    start_info(job)
     from va.timeline import check_timeline  # noqa: PLC0415 - the timeline module imports this one
 
-    check_timeline(job)
+    check_timeline(job, voice.header_seconds)
 
 
 def check_readable(field: str, path: Path) -> None:
@@ -275,41 +273,60 @@ def check_readable(field: str, path: Path) -> None:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: permission denied: cannot read {path}") from exc
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    """What makes a file the same file for the checks below: its size and modification time."""
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+@dataclass(frozen=True, slots=True)
+class CheckedAudio:
+    """A voice track that decodes: the seconds its header promises, and the seconds that decode."""
+
+    header_seconds: float
+    decoded_seconds: float
+
+
+# A batch often shares one voice track or one start image, and `va run` checks the inputs before its
+# graph plans them: each file is probed and decoded once (va/memo.py; va/input_checks.py hands the
+# results of `va` to the graph), and checked anew when it changed.
+CHECKED_AUDIO: Memo[FileIdentity, CheckedAudio] = Memo()
+CHECKED_VISUAL: Memo[FileIdentity, media.VisualInfo] = Memo()
+
+
+def checked_audio(job: Job) -> CheckedAudio:
+    """The job's voice track, checked as ``check_inputs`` does."""
+    return _checked("input.audio", job.audio, CHECKED_AUDIO, _check_audio)
 
 
 def audio_seconds(job: Job) -> float:
     """Seconds of the job's voice track that decode (checked as ``check_inputs`` does)."""
-    try:
-        return _check_audio(job.audio, _identity(job.audio))
-    except VaError as exc:
-        raise VaError(exc.code, f"input.audio: {exc.message}") from exc
+    return checked_audio(job).decoded_seconds
 
 
 def start_info(job: Job) -> media.VisualInfo:
     """The job's start image or video as ffprobe sees it (checked as ``check_inputs`` does)."""
+    info = _checked("input.start", job.start, CHECKED_VISUAL, _check_visual)
+    # A result made for another name of the same file (a link) names this job's.
+    return info if info.path == job.start else dataclasses.replace(info, path=job.start)
+
+
+R = TypeVar("R")
+
+
+def _checked(field: str, path: Path, memo: Memo[FileIdentity, R], check: Callable[[Path], R]) -> R:
+    """``check(path)``, made once while the file keeps its identity; an error names ``field``."""
     try:
-        return _check_visual(job.start, _identity(job.start))
+        return memo.made(identity_of(path), lambda: check(path))
+    except FileNotFoundError as exc:
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}") from exc
     except VaError as exc:
-        raise VaError(exc.code, f"input.start: {exc.message}") from exc
+        raise VaError(exc.code, f"{field}: {exc.message}") from exc
 
 
-# A batch of many jobs often shares one voice track or one start image: each file is probed and
-# decoded once per process, not once per job (a changed file has another identity and is checked anew).
-@functools.lru_cache(maxsize=4096)
-def _check_audio(path: Path, identity: tuple[int, int]) -> float:
+def _check_audio(path: Path) -> CheckedAudio:
     info = media.probe_audio(path)
     decoded = media.decoded_duration(path)
     media.check_complete(info, decoded)
     media.check_wav_complete(path, decoded)
-    return decoded
+    return CheckedAudio(info.duration_seconds, decoded)
 
 
-@functools.lru_cache(maxsize=4096)
-def _check_visual(path: Path, identity: tuple[int, int]) -> media.VisualInfo:
+def _check_visual(path: Path) -> media.VisualInfo:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         # The header first: an image above the limit is refused before anything decodes its pixels.
         size, limit = media.image_size(path), largest_side()

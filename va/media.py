@@ -6,7 +6,6 @@ come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from va.errors import ExitCode, VaError
+from va.memo import FileIdentity, Memo, identity_of
 from va.processes import ProcessId
 from va.textlog import COMMAND
 
@@ -167,10 +167,27 @@ def _last_line(stderr: str) -> str:
     return lines[-1] if lines else "no message from ffmpeg"
 
 
+#: What a tool says about itself, by the identity of its executable (an upgraded ffmpeg is asked again):
+#: ``-version``'s first line, and ffmpeg's colour names. ``va`` hands them to its graph (va/input_checks.py).
+TOOL_VERSIONS: Memo[FileIdentity, str] = Memo(limit=16)
+COLOUR_NAMES: Memo[FileIdentity, frozenset[str]] = Memo(limit=16)
+
+
 def tool_version(name: str) -> str:
     """First line of ``ffmpeg -version`` (or ffprobe's), e.g. ``ffmpeg version 5.1.6-0+deb12u1``."""
-    done = _run([executable(name), "-version"], failure=ExitCode.DEPENDENCY_MISSING, what=name)
-    return done.stdout.splitlines()[0].split(" Copyright")[0] if done.stdout else "unknown"
+    path = executable(name)
+    return TOOL_VERSIONS.made(identity_of(path), lambda: _ask_version(path, name))
+
+
+def _ask_version(path: str, name: str) -> str:
+    done = _run([path, "-version"], failure=ExitCode.DEPENDENCY_MISSING, what=name)
+    return _version_line(done.stdout) or "unknown"
+
+
+def _version_line(text: str) -> str | None:
+    """``ffmpeg version 5.1.6-0+deb12u1`` from the first line of ``-version``'s output or of the banner."""
+    first = text.splitlines()[0] if text else ""
+    return first.split(" Copyright")[0] if " version " in first else None
 
 
 def encoders() -> set[str]:
@@ -375,11 +392,18 @@ def decoded_duration(path: Path, stream: str = "a") -> float:
     return max(usable, default=0) / 1e6
 
 
-@functools.cache
 def colour_names() -> frozenset[str]:
     """The colour names this ffmpeg knows (``ffmpeg -colors``), lower case."""
-    done = _run([executable("ffmpeg"), "-hide_banner", "-colors"], failure=ExitCode.DEPENDENCY_MISSING,
-                what="ffmpeg -colors failed")  # fmt: skip
+    path = executable("ffmpeg")
+    return COLOUR_NAMES.made(identity_of(path), lambda: _ask_colour_names(path))
+
+
+def _ask_colour_names(path: str) -> frozenset[str]:
+    # With its banner, whose first line is -version's: the plan's tool versions then start no ffmpeg.
+    done = _run([path, "-colors"], failure=ExitCode.DEPENDENCY_MISSING, what="ffmpeg -colors failed")
+    version = _version_line(done.stderr)
+    if version is not None:
+        TOOL_VERSIONS.keep(identity_of(path), version)
     names = (line.split()[0].lower() for line in done.stdout.splitlines()[1:] if line.strip())
     return frozenset(names)
 

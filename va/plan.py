@@ -41,6 +41,7 @@ from va.job import (
 )
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
+from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.timeline import cut_batches, load_segments, segment_overrides
 
@@ -434,10 +435,8 @@ def plan_face(
     found = known
     if found is None:
         geometry = geometry or plan_geometry(job)
-        stat = job.start.stat()
         fitted = media.FrameGeometry(geometry.still_width, geometry.still_height, geometry.filter)
-        found = _search_start(job.start, (stat.st_size, stat.st_mtime_ns), job.start_is_video, fitted,
-                              geometry.background)  # fmt: skip
+        found = search_start_once(job.start, job.start_is_video, fitted, geometry.background)
     if found.faceless_frame is not None and not job.lipsync.allow_passthrough:
         raise found.refusal(provider.id)
     return found
@@ -450,13 +449,35 @@ def check_face(job: Job) -> None:
         plan_face(job, get_provider(provider_id))
 
 
-# The Snakefile plans once per graph and `va run` checks before it: a start is searched once a process.
-@functools.lru_cache(maxsize=256)
-def _search_start(
-    start: Path, identity: tuple[int, int], is_video: bool, geometry: media.FrameGeometry, background: str
+@dataclass(frozen=True, slots=True)
+class FaceQuestion:
+    """Everything a face search of a start depends on: the file, whether it is a video (then frames
+    spread over it are looked at), and the picture its frames are fitted into."""
+
+    start: FileIdentity
+    is_video: bool
+    geometry: media.FrameGeometry
+    background: str
+
+
+# `va run` checks the face before its graph plans the job: a start is searched once (va/memo.py;
+# va/input_checks.py hands the result of `va` to the graph), and anew when it changed.
+FACE_SEARCHES: Memo[FaceQuestion, FaceSearch] = Memo(limit=256)
+
+
+def search_start_once(
+    start: Path, is_video: bool, geometry: media.FrameGeometry, background: str
 ) -> FaceSearch:
-    frames = media.sample_frames(media.count_video_packets(start), VIDEO_SAMPLES) if is_video else [0]
-    return search_start(start, frames, geometry, background)
+    """The face search of ``start`` fitted into ``geometry`` (va.face.search_start), made once while the
+    file keeps its identity."""
+
+    def search() -> FaceSearch:
+        frames = media.sample_frames(media.count_video_packets(start), VIDEO_SAMPLES) if is_video else [0]
+        return search_start(start, frames, geometry, background)
+
+    found = FACE_SEARCHES.made(FaceQuestion(identity_of(start), is_video, geometry, background), search)
+    # A search made for another name of the same file (a link) names this job's.
+    return found if found.file == str(start) else dataclasses.replace(found, file=str(start))
 
 
 def plan_loudness(job: Job) -> media.LoudnessTarget | None:

@@ -28,6 +28,7 @@ from va.errors import ExitCode, VaError, place_unusable
 from va.events import follow_events
 from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
+from va.input_checks import record_checks
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
@@ -250,6 +251,7 @@ def run_job(
                 )
             if options.resume:  # a killed Snakemake leaves its lock
                 unlock_abandoned(workdir.root, log)
+            record_checks(workdir.input_checks, [job])  # the graph then probes nothing again
             returncode = _drive(snakemake_argv(job, options), log, workdir, on_event, again)
     return _result(workdir, job, returncode)
 
@@ -433,6 +435,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
             try:
                 settle_cluster_jobs(out, options, log, again)
                 write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
+                record_checks(lock_owner.input_checks, batch.jobs.values())
                 # A finished video is never a target again (the graph's final_videos): with every one
                 # there, the graph has nothing to do, and Snakemake's start-up (seconds, more on a loaded
                 # submit host) is saved.

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
-from va import media
 from va.errors import ExitCode, VaError
 from va.schema import schema_path
 
@@ -142,12 +141,12 @@ def check_segments(segments: tuple[Segment, ...], voice_seconds: float, post_sec
             )
 
 
-def check_timeline(job: Job) -> None:
-    """``va validate``'s check of the job's segments against its voice track's length."""
+def check_timeline(job: Job, voice_seconds: float) -> None:
+    """``va validate``'s check of the job's segments against its voice track's length (as its header
+    says it, ``voice_seconds``)."""
     segments = load_segments(job)
     if segments:
-        voice = media.probe_audio(job.audio).duration_seconds
-        check_segments(segments, voice, job.buffer.post_seconds)
+        check_segments(segments, voice_seconds, job.buffer.post_seconds)
 
 
 def frame_at(seconds: float, fps: int) -> int:

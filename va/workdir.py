@@ -106,6 +106,11 @@ class Workdir:
         return self.root / "job.json"
 
     @property
+    def input_checks(self) -> Path:
+        """What ``va`` found when it checked the inputs: its graph checks none again (va/input_checks.py)."""
+        return self.root / "logs" / "input_checks.json"
+
+    @property
     def run_lock(self) -> Path:
         """Held by the ``va`` process driving a run, so two never drive one workdir."""
         return self.root / "logs" / ".run.lock"
