@@ -4,7 +4,8 @@
     the Snakemake command ``va batch`` starts for them (the same argv, with the selection file it writes),
     plus ``--dry-run --quiet``: parse the workflow, load and check every job, plan it, build the DAG.
     Printed beside it: the checks ``va batch`` runs itself before it starts Snakemake (schema, then
-    ffprobe of every input, in a thread pool), the dry run of a workflow of the same shape without va
+    ffprobe of every input, in a thread pool; their record is written for the graph, as ``va batch``
+    does, unless ``--skip-checks``), the dry run of a workflow of the same shape without va
     (Snakemake's own share), and a pure-Python loop's time (the machine's speed that day: the same dry
     run took 5.3 s one morning and 18.4 s that afternoon). Goal: the 1,000-job dry run under 5 s.
 (b) Parallelism: two jobs, each a 1920x1080 still held over ~60 s of audio, run with
@@ -36,7 +37,9 @@ from typing import Any
 
 from va.batch import SELECTION, job_name, load_batch
 from va.graph import check_job
+from va.input_checks import record_checks
 from va.runner import SNAKEFILE
+from va.workdir import Workdir
 
 HERE = Path(__file__).resolve().parent
 SCRATCH = HERE / "out" / "batch"
@@ -212,6 +215,7 @@ def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str,
             checked = round(time.perf_counter() - began, 2)
             if batch.problems:
                 sys.exit(f"bench_batch: jobs failed the checks: {sorted(batch.problems)[:3]}")
+            record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
         names = sorted(job_name(path) for path in folder.glob("*.json"))
         (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
         runs = [dry_run(folder, out) for _ in range(repeat)]
