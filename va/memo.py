@@ -56,22 +56,35 @@ def identity_of(path: Path | str) -> FileIdentity:
 
 
 class Memo(Generic[K, V]):
-    """Results by key, the oldest dropped beyond ``limit``; safe to use from several threads (two that
-    ask for the same missing key at once may both make it, and the result is the same)."""
+    """Results by key, the oldest dropped beyond ``limit``. Safe to use from several threads: one that asks
+    for a key another is making waits for that result (a batch's jobs that share a voice, checked side by
+    side, probe it once)."""
 
     def __init__(self, limit: int = 4096) -> None:
         self._values: dict[K, V] = {}
         self._limit = limit
         self._lock = threading.Lock()
+        self._making: dict[K, threading.Lock] = {}
 
     def made(self, key: K, make: Callable[[], V]) -> V:
-        """The result kept for ``key``, else ``make()``'s, kept when it returns (not when it raises)."""
+        """The result kept for ``key``, else ``make()``'s, kept when it returns (not when it raises: a
+        thread that waited for it then makes it itself)."""
         found = self._values.get(key)
         if found is not None:
             return found
-        value = make()
-        self.keep(key, value)
-        return value
+        with self._lock:
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            found = self._values.get(key)
+            if found is not None:
+                return found
+            try:
+                value = make()
+                self.keep(key, value)
+            finally:
+                with self._lock:
+                    self._making.pop(key, None)
+            return value
 
     def get(self, key: K) -> V | None:
         """The result kept for ``key``, None when there is none."""
