@@ -198,8 +198,15 @@ def _run(argv: Sequence[str]) -> str | None:
     if shutil.which(argv[0]) is None:
         return None
     try:
+        # In a session of its own: a Ctrl-C at the terminal (to va's process group) does not cut a
+        # scancel short; va itself gets the Ctrl-C and decides.
         done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=_COMMAND_SECONDS, check=False
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_SECONDS,
+            check=False,
+            start_new_session=True,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -374,11 +381,20 @@ def settle_leftovers(
 
 @contextlib.contextmanager
 def _stops_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (in this thread and in the commands it starts) until the block ends;
-    one that came meanwhile is delivered then."""
-    stops = {signal.SIGINT, signal.SIGTERM}
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    """Let SIGINT and SIGTERM change nothing until the block ends (the caller is stopping already).
+
+    Python runs a signal's handler in the main thread whichever thread the kernel gave the signal to, so
+    a blocked signal mask does not hold a stop back in a process with other threads: the handlers are
+    swapped for ones that do nothing instead, and put back after. Only the main thread can do that; in
+    another thread the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        stop: signal.signal(stop, lambda signum, frame: None) for stop in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
