@@ -3,7 +3,6 @@ every answer checked with all of schemathesis' checks (``--checks all``)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -19,7 +18,8 @@ from va.vidax.server import create_app
 from va.vidax.settings import load_settings
 
 EXAMPLES = 15  # per operation and generation mode
-BUDGET_SECONDS = 60
+#: Only against a hang: about 20 s on a quiet machine, 60 s and more on a loaded one (its speed is no goal).
+HANG_SECONDS = 300
 #: schemathesis' default for valid data, and 422: what a job names must exist on the server.
 ACCEPTED_OR_REFUSED_INPUT = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 #: schemathesis' default for invalid data, and 413.
@@ -40,7 +40,7 @@ def fuzz_app(files: Media, comfy: Comfy, tmp_path: Any, monkeypatch: pytest.Monk
     return create_app(load_settings(), run_scheduler=False)
 
 
-@pytest.mark.timeout(BUDGET_SECONDS + 30)
+@pytest.mark.timeout(HANG_SECONDS)
 def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
     # The key as the document's security scheme: schemathesis sends it, and leaves it out to check the 401.
     config = SchemathesisConfig.from_dict(
@@ -65,7 +65,6 @@ def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
     checks = all_checks()
     calls: dict[str, int] = {}
     statuses: set[int] = set()
-    began = time.monotonic()
     operations: list[Any] = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     for operation in operations:
         # What takes no parameters and no body has no invalid form: nothing negative to generate.
@@ -86,7 +85,6 @@ def test_every_answer_conforms_to_the_openapi_document(fuzz_app: Any) -> None:
                 calls[key] = calls.get(key, 0) + 1
 
             check()
-            assert time.monotonic() - began < BUDGET_SECONDS, calls
     assert len(calls) == len(operations) >= 15, calls  # every operation was exercised
     assert sum(calls.values()) >= 200, calls
     assert {200, 401, 404, 422} <= statuses, statuses  # with the key and without it
