@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -369,6 +370,17 @@ def comfy(comfy_server: Comfy) -> Comfy:
     """The shared double, as new: no faults, no queue, no history, no cache, fresh stats."""
     comfy_server.reset()
     return comfy_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The processes the tests start hear SIGINT as a terminal's foreground job does (Ctrl-C), however the
+    suite was started. A shell without job control (a script, a CI step) starts a background job
+    (``make test &``) with SIGINT ignored, and an ignored signal is inherited by every process below: a
+    test stopping ``va`` or a rule with SIGINT would wait on a process that never hears it. A handler,
+    unlike an ignored signal, is reset when a process starts a program: the tests' processes get the
+    default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -710,18 +710,22 @@ def test_a_stopped_batch_cancels_its_prompt_on_the_server(
         [sys.executable, "-c", BATCH_IN_A_PROCESS, str(made.job.path), str(made.run.root), str(made.still)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while (
-        not comfy.stats()["prompts"]
-        or comfy.stats()["prompts"][0] not in ComfyClient(comfy.url).queue_ids()[0]
-    ):
-        assert process.poll() is None and time.monotonic() < deadline, (
-            process.stderr.read() if process.stderr else ""
-        )
-        time.sleep(0.02)
-    ours = comfy.stats()["prompts"][0]
-    process.send_signal(stop)
-    process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            not comfy.stats()["prompts"]
+            or comfy.stats()["prompts"][0] not in ComfyClient(comfy.url).queue_ids()[0]
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, (
+                process.stderr.read() if process.stderr else ""
+            )
+            time.sleep(0.02)
+        ours = comfy.stats()["prompts"][0]
+        process.send_signal(stop)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()  # a batch that did not end does not outlive its test (nor hold the double's socket)
+        process.wait()
     assert process.returncode != 0
     stats = comfy.stats()
     assert stats["interrupts"] == [ours] and stats["interrupted"] == [ours]
