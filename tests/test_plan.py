@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,19 @@ def test_core_modules_load_no_stage_client(module: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]", f"{module} loads {done.stdout.strip()}"
+
+
+def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path: Path) -> None:
+    """The hash of an input is kept while the file keeps its identity; rewritten in place with the same
+    size and its mtime put back (its ctime moves), it is read again."""
+    voice = tmp_path / "voice.wav"
+    voice.write_bytes(b"a" * 64)
+    first = sha256_file(voice)
+    assert sha256_file(voice) == first
+    before = voice.stat()
+    time.sleep(0.05)  # past the file system's clock tick (a few ms), so that the ctime moves
+    voice.write_bytes(b"b" * 64)
+    os.utime(voice, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert voice.stat().st_mtime_ns == before.st_mtime_ns and voice.stat().st_size == before.st_size
+    assert sha256_file(voice) != first
+    assert sha256_file(tmp_path / "gone.wav") == INPUT_NOT_FOUND

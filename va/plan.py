@@ -56,7 +56,7 @@ RETRY_SEED_STRIDE = 1_000_003
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, read in 1 MiB blocks; ``INPUT_NOT_FOUND`` when it does not exist. A file is read
-    once a process while it keeps its size, mtime and inode (a batch's jobs often share a still or a
+    once a process while it keeps its size, mtime, ctime and inode (a batch's jobs often share a still or a
     voice: 1,000 plans hashed the same two files 1,000 times)."""
     try:
         info = path.stat()
@@ -64,11 +64,11 @@ def sha256_file(path: Path) -> str:
         return INPUT_NOT_FOUND
     if not stat.S_ISREG(info.st_mode):
         return INPUT_NOT_FOUND
-    return _sha256_of(str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+    return _sha256_of(str(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
 @functools.lru_cache(maxsize=4096)
-def _sha256_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
+def _sha256_of(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
