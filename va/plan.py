@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import secrets
-import stat
 import sys
 import types
 import typing
@@ -54,21 +53,23 @@ SEED_LIMIT = 2**64
 RETRY_SEED_STRIDE = 1_000_003
 
 
+#: Hashes of input files by their identity (va/memo.py): a batch's jobs often share a still or a voice,
+#: and 1,000 plans hashed the same two files 1,000 times; a changed file is hashed anew.
+HASHES: Memo[FileIdentity, str] = Memo()
+
+
 def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks; ``INPUT_NOT_FOUND`` when it does not exist. A file is read
-    once a process while it keeps its size, mtime, ctime and inode (a batch's jobs often share a still or a
-    voice: 1,000 plans hashed the same two files 1,000 times)."""
+    """SHA-256 of a file, read in 1 MiB blocks, once while the file keeps its identity;
+    ``INPUT_NOT_FOUND`` when it does not exist."""
+    if not path.is_file():
+        return INPUT_NOT_FOUND
     try:
-        info = path.stat()
-    except OSError:
+        return HASHES.made(identity_of(path), lambda: _sha256(path))
+    except FileNotFoundError:  # gone meanwhile
         return INPUT_NOT_FOUND
-    if not stat.S_ISREG(info.st_mode):
-        return INPUT_NOT_FOUND
-    return _sha256_of(str(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
-@functools.lru_cache(maxsize=4096)
-def _sha256_of(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
@@ -326,9 +327,15 @@ def _conceal(node: Any, key: str = "") -> Any:
     return node
 
 
-@functools.lru_cache(maxsize=64)
-def _voice_silences(path: Path, identity: tuple[int, int]) -> tuple[media.Silence, ...]:
-    return media.detect_silences(path, noise_db=SILENCE_NOISE_DB, min_seconds=SILENCE_MIN_SECONDS)
+#: The pauses of a voice track by its identity (va/memo.py): found once while the file stays the same.
+SILENCES: Memo[FileIdentity, tuple[media.Silence, ...]] = Memo(limit=64)
+
+
+def _voice_silences(path: Path) -> tuple[media.Silence, ...]:
+    def detect() -> tuple[media.Silence, ...]:
+        return media.detect_silences(path, noise_db=SILENCE_NOISE_DB, min_seconds=SILENCE_MIN_SECONDS)
+
+    return SILENCES.made(identity_of(path), detect)
 
 
 def padded_silences(job: Job, buffer: Buffer, voice_seconds: float) -> list[tuple[float, float]]:
@@ -341,9 +348,8 @@ def padded_silences(job: Job, buffer: Buffer, voice_seconds: float) -> list[tupl
     them side by side, and plan.json lists them before any work. A planning rule would need a checkpoint,
     whose jobs Snakemake learns only after it ran (no dry run, no chunks in the plan when the run starts).
     Loudness normalisation changes a pause's level, not its place."""
-    stat = job.audio.stat()
     pre, end = buffer.pre_seconds, buffer.pre_seconds + voice_seconds
-    found = _voice_silences(job.audio, (stat.st_size, stat.st_mtime_ns))
+    found = _voice_silences(job.audio)
     pauses = [(pre + s.start_seconds, min(end, pre + s.end_seconds)) for s in found]
     return [(0.0, pre), *pauses, (end, end + buffer.post_seconds)]
 
