@@ -39,6 +39,7 @@ from va.batch import SELECTION, job_name, load_batch
 from va.graph import check_job
 from va.input_checks import record_checks
 from va.runner import SNAKEFILE
+from va.slurm import controller_answers
 from va.workdir import Workdir
 
 HERE = Path(__file__).resolve().parent
@@ -49,6 +50,13 @@ ENV = {**os.environ, "VA_STATE_DIR": str(SCRATCH / "state")}
 ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 ENCODE_SIZE = "1920x1080"
 ENCODE_SECONDS = 60.0
+#: What a Slurm installed on this machine means for every figure: each Snakemake start (every dry run, every
+#: va run) waits up to 10 s where the controller does not answer (va doctor's slurm check).
+SLURM_STATES = {
+    None: "not installed",
+    True: "the controller answers",
+    False: "installed, the controller does not answer: each Snakemake start waits up to 10 s for it",
+}
 # Far above a normal run (~15 s): a run that takes this long has hung, and its figure would mean nothing.
 BATCH_TIMEOUT = 300
 # A 200-job batch of tiny jobs takes a few minutes on two cores; one that takes this long has hung.
@@ -218,9 +226,12 @@ def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str,
             record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
         names = sorted(job_name(path) for path in folder.glob("*.json"))
         (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
-        runs = [dry_run(folder, out) for _ in range(repeat)]
+        # One after the other, so that both see the machine at the same speed (it has swung 3x in minutes).
+        runs, alone = [], []
+        for _ in range(repeat):
+            runs.append(dry_run(folder, out))
+            alone.append(snakemake_alone(size))
         times = [wall for wall, _ in runs]
-        alone = [snakemake_alone(size) for _ in range(repeat)]
         rows.append({
             "jobs": size,
             "dry_run_seconds": round(statistics.median(times), 2),
@@ -357,6 +368,7 @@ def measure_scale(sizes: list[int], sequential: int) -> dict[str, Any]:
 
 def print_table(figures: dict[str, Any]) -> None:
     print(f"machine: {figures['cpus']} cores; load average at start {figures['load_at_start']}")
+    print(f"slurm: {figures['slurm']}")
     if "graph" in figures:
         print("\n(a) graph construction: snakemake --config batch=DIR --dry-run --quiet (median)")
         print(
@@ -433,7 +445,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args()
     SCRATCH.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {"cpus": os.cpu_count(), "load_at_start": load(), "repeat": args.repeat}
+    figures: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "load_at_start": load(),
+        "repeat": args.repeat,
+        "slurm": SLURM_STATES[controller_answers()],
+    }
     if "a" in args.parts:
         figures["graph"] = measure_graph(args.sizes, args.repeat, not args.skip_checks)
     if "b" in args.parts:

@@ -84,3 +84,30 @@ def test_doctor_warns_of_features_whose_filters_the_build_lacks(
         and "captions needs subtitles" in check.detail
     )
     assert "camera motion" not in check.detail
+
+
+@pytest.mark.parametrize(
+    ("scontrol", "status", "words"),
+    [
+        (None, "ok", "not installed"),
+        ('echo "Slurmctld(primary) at head is UP"', "ok", "the controller answers"),
+        # As a real scontrol does while slurmctld is down: it retries until its message timeout.
+        ("exec /bin/sleep 30", "warn", "waits up to 10 s"),
+    ],
+)
+def test_doctor_says_whether_slurms_controller_answers(
+    va_cli: CliRunner, tmp_path: Path, scontrol: str | None, status: str, words: str
+) -> None:
+    """A Slurm installed with its controller down slows every Snakemake start: the doctor warns of it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("ffmpeg", "ffprobe"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    if scontrol is not None:
+        (bin_dir / "scontrol").write_text(f"#!/bin/sh\n{scontrol}\n")
+        (bin_dir / "scontrol").chmod(0o755)
+    path = f"{bin_dir}:{Path(sys.executable).parent}"  # not /bin: this machine may have a real Slurm
+    result = va_cli("doctor", "--json", env={"PATH": path})
+    checks = {check["name"]: check for check in json.loads(result.out)["checks"]}
+    assert checks["slurm"]["status"] == status and words in checks["slurm"]["detail"], checks["slurm"]
+    assert result.code == 0, result.out

@@ -204,7 +204,7 @@ def stop_while_waiting(folder: Path, out: Path, state: Path, name: str) -> str:
     log = out / "logs" / "snakemake.log"
     rerun = start_batch(folder, out, state)
     try:
-        waiting = f"va: waiting for 1 Slurm jobs an earlier run left running in {out}: {leftover}"
+        waiting = f"va: waiting for 1 Slurm job an earlier run left running in {out}: {leftover}"
         wait_for(
             "the re-run waiting for the leftover", lambda: log.exists() and waiting in log.read_text(), 60
         )
@@ -213,7 +213,7 @@ def stop_while_waiting(folder: Path, out: Path, state: Path, name: str) -> str:
         rerun.kill()
         rerun.wait()
     assert waiting in err, err
-    assert f"va: stopped: cancelled the 1 Slurm jobs it waited for in {out}: {leftover}" in err, err
+    assert f"va: stopped: cancelled the Slurm job it waited for in {out}: {leftover}" in err, err
     again = f"va batch {folder} --out {out} --profile slurm"
     assert f"va: interrupted (0 of 3 job(s) succeeded); continue with: {again}" in err, err
     (cancelled,) = [job for job in slurm_jobs(out) if job["JobId"] == leftover]
@@ -246,7 +246,8 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
 
     again = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
     assert again.code == 0, again.err + (out / "logs" / "snakemake.log").read_text()[-3000:]
-    assert f"va: cancelled {len(pending)} Slurm jobs an earlier run left pending" in again.err, again.err
+    cancelled = "1 Slurm job" if len(pending) == 1 else f"{len(pending)} Slurm jobs"
+    assert f"va: cancelled {cancelled} an earlier run left pending" in again.err, again.err
     for name in names:
         assert int(ffprobe_streams(out / name / "final.mp4")["video"]["nb_read_frames"]) == 50
         phases = json.loads((out / name / "manifest.json").read_text())["phases"]

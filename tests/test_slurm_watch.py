@@ -142,7 +142,7 @@ def test_a_stop_while_an_earlier_runs_jobs_are_waited_for_cancels_them(
         assert f"va: error: interrupted; continue with: {again}" in result.err
     assert result.code == ExitCode.INTERRUPTED, result.err
     assert queue.cancelled == ["7", "8"]
-    stopped = f"va: stopped: cancelled the 1 Slurm jobs it waited for in {out}: 8"
+    stopped = f"va: stopped: cancelled the Slurm job it waited for in {out}: 8"
     assert stopped in result.err and stopped in (out / "logs" / "snakemake.log").read_text()
     started = Workdir(out).text_log
     assert not started.exists() or "snakemake: $" not in started.read_text()  # no graph was started
@@ -166,5 +166,11 @@ def test_a_second_ctrl_c_does_not_cut_the_cancel_short(
     result = va_cli("run", job, "--workdir", out, "--profile", "slurm", "--quiet")
     assert result.code == ExitCode.INTERRUPTED, result.err
     assert queue.cancelled == ["8"]
-    assert f"va: stopped: cancelled the 1 Slurm jobs it waited for in {out}: 8" in result.err
+    assert f"va: stopped: cancelled the Slurm job it waited for in {out}: 8" in result.err
     assert f"va: error: interrupted; continue with: va run {job} --workdir {out} --resume" in result.err
+
+
+def test_the_lines_count_jobs_in_words() -> None:
+    """One job is "1 Slurm job" ("the Slurm job"), more are "N Slurm jobs" ("the N Slurm jobs")."""
+    assert [slurm.slurm_jobs(n) for n in (1, 3)] == ["1 Slurm job", "3 Slurm jobs"]
+    assert [slurm.the_slurm_jobs(n) for n in (1, 3)] == ["the Slurm job", "the 3 Slurm jobs"]

@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-from va import media
+from va import media, slurm
 from va.comfyui.health import check_health
 from va.config import CONFIG_NAMES, load_config
 from va.errors import ExitCode, VaError
@@ -143,6 +143,23 @@ def check_lipsync_providers(providers_config: object) -> list[Check]:
     return checks
 
 
+def check_slurm() -> Check:
+    """Where Slurm's commands are installed, whether its controller answers (optional: only
+    ``--profile slurm`` needs Slurm). One that does not slows every Snakemake start, local runs too."""
+    answers = slurm.controller_answers()
+    if answers is None:
+        return Check("slurm", "ok", "not installed (only --profile slurm needs it)")
+    if answers:
+        return Check("slurm", "ok", "the controller answers scontrol ping")
+    return Check(
+        "slurm",
+        "warn",
+        f"scontrol is installed but the controller does not answer within {slurm.PING_SECONDS:g} s: "
+        "every Snakemake start, local runs included, then waits up to 10 s (the Slurm executor plugin "
+        "asks scontrol show config when it loads); start slurmctld, or check SlurmctldHost in slurm.conf",
+    )
+
+
 def run_checks() -> list[Check]:
     """Every check, in the order of the report."""
     checks = check_ffmpeg() + check_python() + [check_state_dir()]
@@ -150,6 +167,7 @@ def run_checks() -> list[Check]:
     checks += config_checks
     checks.append(check_comfyui(loaded.get("vidax")))
     checks += check_lipsync_providers(loaded.get("lipsync.providers"))
+    checks.append(check_slurm())
     return checks
 
 

@@ -213,6 +213,33 @@ def _run(argv: Sequence[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+#: How long Slurm's controller may take to answer ``scontrol ping`` before it counts as not answering.
+PING_SECONDS = 3.0
+
+
+def controller_answers() -> bool | None:
+    """Whether Slurm's controller answers ``scontrol ping`` within PING_SECONDS; None where Slurm's
+    commands are not installed.
+
+    Where they are and it does not answer, every Snakemake start waits for it, local runs included:
+    snakemake-executor-plugin-slurm runs ``scontrol show config`` (10 s timeout) when Snakemake loads it."""
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        return None
+    try:
+        done = subprocess.run(
+            [scontrol, "ping"],
+            capture_output=True,
+            text=True,
+            timeout=PING_SECONDS,
+            check=False,
+            start_new_session=True,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and " is UP" in done.stdout
+
+
 def our_jobs(workdir: Path) -> list[ClusterJob]:
     """Our jobs still in the queue (pending, running, completing) whose working directory is ``workdir``."""
     out = _run(["squeue", "--me", "--noheader", "--format", _SQUEUE_FORMAT])
@@ -361,10 +388,10 @@ def settle_leftovers(
     if pending:
         cancel(pending)
         ids = ", ".join(job.job_id for job in pending)
-        say(f"va: cancelled {len(pending)} Slurm jobs an earlier run left pending in {workdir}: {ids}")
+        say(f"va: cancelled {slurm_jobs(len(pending))} an earlier run left pending in {workdir}: {ids}")
     if running:
         ids = ", ".join(job.job_id for job in running)
-        say(f"va: waiting for {len(running)} Slurm jobs an earlier run left running in {workdir}: {ids}")
+        say(f"va: waiting for {slurm_jobs(len(running))} an earlier run left running in {workdir}: {ids}")
     wanted = {job.job_id for job in left}
     try:
         while any(job.job_id in wanted for job in our_jobs(workdir)):
@@ -374,9 +401,21 @@ def settle_leftovers(
             with _stops_held():  # a second Ctrl-C must not cut the cancel (or its line) short
                 cancel(running)
                 ids = ", ".join(job.job_id for job in running)
-                say(f"va: stopped: cancelled the {len(running)} Slurm jobs it waited for in {workdir}: {ids}")
+                say(
+                    f"va: stopped: cancelled {the_slurm_jobs(len(running))} it waited for in {workdir}: {ids}"
+                )
         raise
     return left
+
+
+def slurm_jobs(count: int) -> str:
+    """``1 Slurm job``, ``3 Slurm jobs``."""
+    return f"{count} Slurm job" if count == 1 else f"{count} Slurm jobs"
+
+
+def the_slurm_jobs(count: int) -> str:
+    """``the Slurm job``, ``the 3 Slurm jobs``."""
+    return "the Slurm job" if count == 1 else f"the {slurm_jobs(count)}"
 
 
 @contextlib.contextmanager
