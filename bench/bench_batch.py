@@ -8,6 +8,8 @@
     does, unless ``--skip-checks``), the dry run of a workflow of the same shape without va
     (Snakemake's own share), and a pure-Python loop's time (the machine's speed that day: the same dry
     run took 5.3 s one morning and 18.4 s that afternoon). Goal: the 1,000-job dry run under 5 s.
+    With ``--instructions JOBS``: the instructions of the dry run of JOBS jobs and of Snakemake alone,
+    counted by valgrind's callgrind, which the machine's speed does not move (several minutes for 200).
 (b) Parallelism: two jobs, each a 1920x1080 still held over ~60 s of audio, run with
     ``va batch DIR --out OUT --cores 1`` and then ``--cores 2``; the wall times and their ratio.
 (c) Scaling: ``va batch --cores 2`` of 20 and of 200 tiny jobs (a 1 s tone, a 64x64 still held), the
@@ -16,9 +18,10 @@
     within 1.1x of the 20-job one's, and the 200-job batch at least 1.7x faster than 200 ``va run``s.
 
 The load average is printed with each figure: on a shared machine another run skews the wall times
-(the CPU times much less).
+(the CPU times much less). So is whether Slurm is installed here and its controller answers: where it
+does not, every Snakemake start waits up to 10 s (va doctor's slurm check).
 Run: .venv/bin/python bench/bench_batch.py [--parts a b c] [--sizes 1000] [--scale 20 200] [--sequential 10]
-     [--repeat N] [--skip-checks] [--json]
+     [--repeat N] [--skip-checks] [--instructions JOBS] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -105,14 +109,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def dry_run(folder: Path, out: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of the Snakemake command of ``va batch`` (see ``va.runner.run_batch``) as a
-    dry run."""
+def dry_run_argv(folder: Path, out: Path) -> list[str]:
+    """The Snakemake command of ``va batch`` (see ``va.runner.run_batch``) as a dry run."""
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out)]
     argv += ["--config", f"batch={folder}", "inputs_checked=True", "--cores", "2", "--rerun-incomplete"]
-    argv += ["--dry-run", "--quiet"]
+    return [*argv, "--dry-run", "--quiet"]
+
+
+def dry_run(folder: Path, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the dry run of ``va batch``'s Snakemake command."""
     cpu, began = children_cpu(), time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=ENV, check=False)
+    done = subprocess.run(dry_run_argv(folder, out), capture_output=True, text=True, env=ENV, check=False)
     seconds, cpu = time.perf_counter() - began, children_cpu() - cpu
     if done.returncode != 0 or "skipped" in done.stderr:
         sys.exit(f"bench_batch: the dry run failed or skipped jobs:\n{done.stderr[-2000:]}")
@@ -168,8 +175,8 @@ def shape(jobs: int) -> str:
     return SHAPE.format(jobs=jobs) + "".join(rules)
 
 
-def snakemake_alone(jobs: int) -> float:
-    """Wall seconds of the dry run of SHAPE for ``jobs`` jobs (Snakemake's own share of part (a))."""
+def shape_folder(jobs: int) -> Path:
+    """A folder with the Snakefile of SHAPE for ``jobs`` jobs, its empty script and its two inputs."""
     folder = SCRATCH / f"shape-{jobs}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -177,7 +184,12 @@ def snakemake_alone(jobs: int) -> float:
     (folder / "nothing.py").write_text("", encoding="utf-8")
     (folder / "tone.wav").touch()
     (folder / "still.png").touch()
-    argv = [
+    return folder
+
+
+def alone_argv(folder: Path) -> list[str]:
+    """The dry run of SHAPE in ``folder``."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -188,11 +200,49 @@ def snakemake_alone(jobs: int) -> float:
         "--dry-run",
         "--quiet",
     ]
+
+
+def snakemake_alone(jobs: int) -> float:
+    """Wall seconds of the dry run of SHAPE for ``jobs`` jobs (Snakemake's own share of part (a))."""
+    folder = shape_folder(jobs)
     began = time.perf_counter()
-    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, env=ENV, check=False)
+    done = subprocess.run(
+        alone_argv(folder), cwd=folder, capture_output=True, text=True, env=ENV, check=False
+    )
     if done.returncode != 0:
         sys.exit(f"bench_batch: the dry run of Snakemake alone failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - began
+
+
+def instructions(argv: list[str], what: str, cwd: Path | None = None) -> int:
+    """Instructions the command's own process executed, counted by valgrind's callgrind (its child
+    processes, such as the Slurm plugin's scontrol, are not counted). The same for the same code and
+    inputs however fast the machine runs that minute; about 50 times slower than the command itself."""
+    counted = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv]
+    done = subprocess.run(counted, cwd=cwd, capture_output=True, text=True, env=ENV, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        sys.exit(f"bench_batch: {what} under callgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def measure_instructions(size: int) -> dict[str, Any]:
+    """Part (a) counted: the instructions of the dry run of ``size`` jobs and of Snakemake alone."""
+    if shutil.which("valgrind") is None:
+        sys.exit("bench_batch: --instructions needs valgrind (apt-get install valgrind)")
+    audio = make_tone(SCRATCH / "tiny.wav", 1.0)
+    still = make_still(SCRATCH / "tiny.png", "64x64", ("0x1d3557", "0xe9c46a"))
+    folder = write_jobs(SCRATCH / f"jobs-{size}", [f"job-{i:04d}" for i in range(size)], audio, [still])
+    out = SCRATCH / f"graph-{size}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    batch = load_batch(folder, check=check_job)
+    record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
+    (out / SELECTION).write_text("".join(f"{name}\n" for name in sorted(batch.jobs)), encoding="utf-8")
+    dry = instructions(dry_run_argv(folder, out), "the dry run")
+    shape_dir = shape_folder(size)
+    alone = instructions(alone_argv(shape_dir), "the dry run of Snakemake alone", cwd=shape_dir)
+    return {"jobs": size, "dry_run_instructions": dry, "snakemake_alone_instructions": alone}
 
 
 def python_reference() -> float:
@@ -389,6 +439,19 @@ def print_table(figures: dict[str, Any]) -> None:
             "each with a log, a benchmark, a params and a group function, and an empty script)"
         )
         print("python ref: 10 million additions in a Python loop, the machine's speed today")
+    if "instructions" in figures:
+        row = figures["instructions"]
+        dry, alone = row["dry_run_instructions"], row["snakemake_alone_instructions"]
+        print(
+            f"\n(a) counted by callgrind, {row['jobs']} jobs: instructions of the dry run, of Snakemake alone"
+        )
+        print(
+            f"{'jobs':>6} {'dry run G':>10} {'snakemake alone G':>18} {'the rest (va) G':>16} {'va share':>9}"
+        )
+        print(
+            f"{row['jobs']:>6} {dry / 1e9:>10.2f} {alone / 1e9:>18.2f} {(dry - alone) / 1e9:>16.2f} "
+            f"{(dry - alone) / dry:>9.0%}"
+        )
     if "parallel" in figures:
         par = figures["parallel"]
         print(f"\n(b) two jobs, {par['size']} still, {par['audio_seconds']:.0f} s audio: va batch (median)")
@@ -442,6 +505,12 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
     parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement (median)")
     parser.add_argument("--skip-checks", action="store_true", help="in (a), time only the dry runs")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        metavar="JOBS",
+        help="in (a), also count the instructions of the dry run of JOBS jobs and of Snakemake alone",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args()
     SCRATCH.mkdir(parents=True, exist_ok=True)
@@ -453,6 +522,8 @@ def main() -> None:
     }
     if "a" in args.parts:
         figures["graph"] = measure_graph(args.sizes, args.repeat, not args.skip_checks)
+        if args.instructions:
+            figures["instructions"] = measure_instructions(args.instructions)
     if "b" in args.parts:
         figures["parallel"] = measure_parallel(args.repeat)
     if "c" in args.parts:
