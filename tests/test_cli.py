@@ -236,6 +236,27 @@ def test_a_missing_profile_is_named(files: Media, va_cli: CliRunner) -> None:
     # A profile of the user's own, which applies as written: test_produce_writes_the_job_and_fertig_mp4.
 
 
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        ("cores: 0\n", "cores: 0"),  # Snakemake would wait forever
+        ("jobs: -2\n", "jobs: -2"),  # Snakemake would fail at its start
+        ("- cores\n", "not a mapping"),
+        ("foo: 1\n", "unrecognized arguments: --foo=1"),  # refused by Snakemake itself
+    ],
+)
+def test_a_profile_snakemake_cannot_use_is_named(
+    files: Media, va_cli: CliRunner, settings: str, needle: str
+) -> None:
+    mine = files.root / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text(settings, encoding="utf-8")
+    result = va_cli("run", files.job(), "--workdir", files.root / "w", "--profile", mine)
+    assert result.code == ExitCode.VALIDATION_FAILED, result.err
+    assert_one_line_error(result.err, "--profile", needle)
+    assert not (files.root / "w" / "manifest.json").exists()
+
+
 def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
     files: Media, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -74,18 +74,42 @@ def resolve_profile(profile: str) -> Path:
     path = named if named.is_dir() else Path(profile)
     if not (path / "config.yaml").is_file():
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"--profile: no config.yaml in {path}")
+    _profile_settings(path)  # refused now, in one line, not by Snakemake's start (or its wait forever)
     return path.absolute()
 
 
+#: The profile settings that count what may run at once, and the word each also takes.
+_COUNTS = {"cores": "all", "jobs": "unlimited"}
+
+
+def _is_count(value: object, word: str) -> bool:
+    if isinstance(value, str):
+        return value == word or (value.isdigit() and int(value) >= 1)
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _profile_settings(profile: Path | None) -> dict[str, Any]:
+    """The settings of a profile's config.yaml, checked as far as va relies on them: a mapping, and
+    ``cores``/``jobs`` at least 1 (with 0 Snakemake waits forever, below 0 it fails at its start)."""
     if profile is None:
         return {}
+    config = profile / "config.yaml"
     try:
-        settings = yaml.safe_load((profile / "config.yaml").read_text(encoding="utf-8")) or {}
+        settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        message = f"--profile: {profile / 'config.yaml'}: not valid YAML"
-        raise VaError(ExitCode.VALIDATION_FAILED, message) from exc
-    return settings if isinstance(settings, dict) else {}
+        raise VaError(ExitCode.VALIDATION_FAILED, f"--profile: {config}: not valid YAML") from exc
+    if not isinstance(settings, dict):
+        raise VaError(
+            ExitCode.VALIDATION_FAILED, f"--profile: {config}: not a mapping of settings (key: value)"
+        )
+    for key, word in _COUNTS.items():
+        if key in settings and not _is_count(settings[key], word):
+            value = settings[key]
+            message = (
+                f"--profile: {config}: {key}: {value!r} is neither a whole number of at least 1 nor {word!r}"
+            )
+            raise VaError(ExitCode.VALIDATION_FAILED, message)
+    return settings
 
 
 def _profile_sets_cores(profile: Path | None) -> bool:
@@ -253,7 +277,7 @@ def run_job(
                 unlock_abandoned(workdir.root, log)
             record_checks(workdir.input_checks, [job])  # the graph then probes nothing again
             returncode = _drive(snakemake_argv(job, options), log, workdir, on_event, again)
-    return _result(workdir, job, returncode)
+    return _result(workdir, job, returncode, options.profile)
 
 
 def unlock_abandoned(directory: Path, log: Any) -> None:
@@ -376,15 +400,25 @@ def _watch(
         on_event(event)
 
 
-def _result(workdir: Workdir, job: Job, returncode: int) -> RunResult:
+def _not_started(what: str, workdir: Workdir, profile: str | None) -> VaError:
+    """Snakemake ended before the run (or batch) registered. With a ``--profile`` it is what Snakemake
+    refused in the profile (an unknown key, an executor not installed): the user's to fix, and named so;
+    without one, a bug."""
+    detail = last_lines(workdir.snakemake_log)
+    if profile:
+        message = f"--profile {profile}: snakemake could not start the {what} with it: {detail}"
+        return VaError(ExitCode.VALIDATION_FAILED, message)
+    return VaError(ExitCode.INTERNAL, f"snakemake could not start the {what}: {detail}")
+
+
+def _result(workdir: Workdir, job: Job, returncode: int, profile: str | None) -> RunResult:
     final = workdir.final(job.basename)
     if returncode == 0 and final.exists():
         if not run_finished(workdir):
             record_run_finished(workdir)
         return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
     if not existing_run_id(workdir):
-        detail = last_lines(workdir.snakemake_log)
-        raise VaError(ExitCode.INTERNAL, f"snakemake could not start the run: {detail}")
+        raise _not_started("run", workdir, profile)
     if not run_finished(workdir):
         record_run_finished(workdir, from_rules=True)
     manifest = build_manifest(workdir)
@@ -446,8 +480,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
                     unlock_abandoned(out, log)
                     returncode = _drive(argv, log, lock_owner, None, again)
                     if returncode != 0 and not any(existing_run_id(Workdir(out / n)) for n in batch.jobs):
-                        detail = last_lines(lock_owner.snakemake_log)
-                        raise VaError(ExitCode.INTERNAL, f"snakemake could not start the batch: {detail}")
+                        raise _not_started("batch", lock_owner, options.profile)
             except VaError as exc:  # a stop while leftovers were waited for, or while the graph ran
                 if exc.code != ExitCode.INTERRUPTED:
                     raise
