@@ -228,3 +228,25 @@ def test_restart_recovery(files: Media, server_factory: ServerFactory, tmp_path:
     assert server.wait(second, ENDED)["status"] == "succeeded"
     manifest = server.get(f"/jobs/{first}/manifest")
     assert manifest["attempts"] == 2 and manifest["run_status"] == "succeeded"
+
+
+def test_a_port_in_use_is_one_line_and_exit_20(files: Media, tmp_path: Path) -> None:
+    """The address of server.bind and server.port taken by another program: the server says so in one
+    line and exits with va's code, not uvicorn's log and its exit 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, [files.root], server={"api_keys": [KEY], "port": port})
+        done = subprocess.run(
+            [sys.executable, "-m", "va.vidax"],
+            env={**os.environ, "VIDAX_CONFIG": str(config)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 20, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("vidax: ")]
+    assert lines == [f"vidax: error: cannot listen on 127.0.0.1:{port}: Address already in use"], done.stderr
+    assert "Traceback" not in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -151,10 +152,31 @@ def main(argv: list[str] | None = None) -> int:
     keys: KeyRing = app.state.keys
     signal.signal(signal.SIGHUP, lambda signum, frame: keys.reload_soon())
     try:
-        uvicorn.run(app, host=settings.bind, port=settings.port, log_level="info")
+        listener = listen(settings.bind, settings.port)
     except OSError as exc:
-        print(
-            f"vidax: error: cannot listen on {settings.bind}:{settings.port}: {exc.strerror}", file=sys.stderr
-        )
+        reason = exc.strerror or str(exc)
+        print(f"vidax: error: cannot listen on {settings.bind}:{settings.port}: {reason}", file=sys.stderr)
         return int(ExitCode.DEPENDENCY_MISSING)
+    with listener:
+        log.info("VIDAX listening on http://%s:%d (Ctrl-C to stop)", settings.bind, settings.port)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.bind, port=settings.port, log_level="info"))
+        server.run(sockets=[listener])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here: uvicorn, binding it itself, logs a refused address (in
+    use, not this machine's, no permission) and exits 3, which is not one of va's codes."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
