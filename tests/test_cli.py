@@ -47,6 +47,24 @@ def test_missing_input_file(files: Media, va_cli: CliRunner) -> None:
     assert_one_line_error(result.err, "input.audio", "nope.wav")
 
 
+def test_a_folder_or_a_looped_link_where_a_file_should_be_is_named_so(
+    files: Media, va_cli: CliRunner
+) -> None:
+    (files.root / "voices").mkdir()
+    folder = va_cli("validate", files.job(input={"audio": "voices", "start": "start.png"}))
+    assert folder.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(folder.err, "input.audio: a folder, not a file", "voices")
+    (files.root / "a.png").symlink_to("b.png")
+    (files.root / "b.png").symlink_to("a.png")
+    loop = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "a.png"}))
+    assert loop.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(loop.err, "input.start: a link to no file", "a.png")
+    job = va_cli("run", files.root, "--workdir", files.root / "w")
+    assert job.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(job.err, "job file: a folder, not a file")
+    assert not (files.root / "w").exists()
+
+
 def test_text_file_named_wav(files: Media, va_cli: CliRunner) -> None:
     (files.root / "voice.wav").write_text("RIFF? no, just words\n", encoding="utf-8")
     result = va_cli("run", files.job(), "--workdir", files.root / "w")

@@ -62,3 +62,15 @@ def place_unusable(code: ExitCode, place: str, path: Path | str, exc: OSError) -
     permission): ``<place> <path> unusable: <reason>: <the file the system named>``."""
     reason = exc.strerror or type(exc).__name__
     return VaError(code, f"{place} {path} unusable: {reason}: {exc.filename or path}")
+
+
+def not_a_file(what: str, path: Path) -> VaError:
+    """``INPUT_NOT_FOUND`` for a path where a file should be, saying what is there instead: a folder, a
+    link that leads nowhere (its target gone, or a loop), or nothing."""
+    if path.is_dir():
+        return VaError(ExitCode.INPUT_NOT_FOUND, f"{what}: a folder, not a file: {path}")
+    if path.is_symlink():
+        return VaError(
+            ExitCode.INPUT_NOT_FOUND, f"{what}: a link to no file (its target is gone, or a loop): {path}"
+        )
+    return VaError(ExitCode.INPUT_NOT_FOUND, f"{what}: file not found: {path}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from va import media, schema
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, not_a_file
 from va.memo import FileIdentity, Memo, identity_of
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -265,7 +265,7 @@ def check_readable(field: str, path: Path) -> None:
     permission denied: said as such) or ``UNSUPPORTED_FORMAT`` (empty)."""
     try:
         if not path.is_file():
-            raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}")
+            raise not_a_file(field, path)
         with open(path, "rb") as handle:
             if not handle.read(1):
                 raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: empty file: {path}")
@@ -313,7 +313,7 @@ def _checked(field: str, path: Path, memo: Memo[FileIdentity, R], check: Callabl
     try:
         return memo.made(identity_of(path), lambda: check(path))
     except FileNotFoundError as exc:
-        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{field}: file not found: {path}") from exc
+        raise not_a_file(field, path) from exc
     except VaError as exc:
         raise VaError(exc.code, f"{field}: {exc.message}") from exc
 

@@ -16,7 +16,7 @@ import jsonschema
 import jsonschema_rs
 from jsonschema import Draft202012Validator, validators
 
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, not_a_file
 
 
 def schema_path(name: str) -> Path:
@@ -189,6 +189,8 @@ def validate_slowly(data: dict[str, Any], name: str, source: str) -> dict[str, A
 def load_json_file(path: Path, what: str) -> Any:
     """Read a JSON file; a missing file is ``INPUT_NOT_FOUND``, bad JSON ``VALIDATION_FAILED``."""
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder, or a link to no file
+            raise not_a_file(what, path)
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"{what} not found: {path}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))

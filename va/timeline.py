@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, not_a_file
 from va.schema import schema_path
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def load_segments(job: Job) -> tuple[Segment, ...]:
         return ()
     path = (job.path.parent / data["timeline_file"]).absolute()
     if not path.is_file():
-        raise VaError(ExitCode.INPUT_NOT_FOUND, f"timeline_file: file not found: {path}")
+        raise not_a_file("timeline_file", path)
     suffix = path.suffix.lower()
     if suffix in SUBTITLE_SUFFIXES:
         return _from_subtitles(path)
