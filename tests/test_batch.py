@@ -59,6 +59,25 @@ def summary(result: Any) -> dict[str, dict[str, Any]]:
     return {row["job"]: row for row in json.loads(result.out)["jobs"]}
 
 
+def test_a_file_where_a_batch_folder_should_be_is_named_with_its_option(
+    files: Media, va_cli: CliRunner
+) -> None:
+    folder = make_batch(files, ["intro"])
+    job_file = va_cli("batch", folder / "intro.json", "--out", files.root / "out")
+    assert job_file.code == ExitCode.INPUT_NOT_FOUND
+    assert (
+        job_file.err
+        == f"va: error: {folder / 'intro.json'} is a file, not a batch folder (va run runs one job file)\n"
+    )
+    out_file = files.root / "out.txt"
+    out_file.write_text("mine\n")
+    out = va_cli("batch", folder, "--out", out_file)
+    assert out.code == ExitCode.WORKDIR_UNUSABLE
+    reason = "it is a file, not a folder (choose another --out)"
+    assert out.err == f"va: error: batch output folder {out_file} unusable: {reason}\n"
+    assert out_file.read_text() == "mine\n"
+
+
 def test_a_batch_with_bad_jobs(files: Media, va_cli: CliRunner, state_dir: Path) -> None:
     """Bad jobs of both kinds: two that fail the checks (reported by name, never run) and one whose
     lip-sync tool fails; with --keep-going on one core the others still finish."""

@@ -81,6 +81,9 @@ def test_clean_refuses_a_run_that_did_not_succeed(files: Media, va_cli: CliRunne
     empty = files.root / "empty"
     empty.mkdir()
     assert va_cli("clean", empty).code == ExitCode.INPUT_NOT_FOUND
+    given_a_file = va_cli("clean", job_path)
+    assert given_a_file.code == ExitCode.INPUT_NOT_FOUND
+    assert given_a_file.err == f"va: error: {job_path} is a file, not a run's workdir or a batch's folder\n"
 
 
 def test_clean_a_batch_folder_cleans_its_succeeded_runs(files: Media, va_cli: CliRunner) -> None:

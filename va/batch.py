@@ -27,6 +27,10 @@ def job_name(path: Path) -> str:
 
 def discover(folder: Path) -> list[Path]:
     """The job files of a batch folder (``*.json``), in name order."""
+    if folder.exists() and not folder.is_dir():
+        raise VaError(
+            ExitCode.INPUT_NOT_FOUND, f"{folder} is a file, not a batch folder (va run runs one job file)"
+        )
     if not folder.is_dir():
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"batch folder not found: {folder}")
     return sorted(p for p in folder.glob("*.json") if p.is_file())

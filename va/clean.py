@@ -149,6 +149,8 @@ def clean(path: Path, *, dry_run: bool = False) -> CleanReport:
     """Clean a run's workdir, or every run of a batch's output folder (its succeeded runs; the others
     are reported as refused). A run or batch in use by a ``va`` process is refused."""
     path = path.absolute()
+    if path.exists() and not path.is_dir():
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"{path} is a file, not a run's workdir or a batch's folder")
     if not path.is_dir():
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no such folder: {path}")
     if _is_run(path):

@@ -138,18 +138,19 @@ def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any, again: str
         signal.signal(signal.SIGTERM, previous)
 
 
-def ensure_workdir(workdir: Workdir) -> None:
+def ensure_workdir(workdir: Workdir, place: str = "workdir", option: str = "--workdir") -> None:
     """Make the workdir and its logs folder, and prove it can be written; a path that is a file, a
-    read-only or full disk, or a folder without permission is one line naming the path and the reason."""
+    read-only or full disk, or a folder without permission is one line naming the path and the reason
+    (the ``place``, and the ``option`` that chooses another: a batch's output folder and ``--out``)."""
     if workdir.root.exists() and not workdir.root.is_dir():
-        message = f"workdir {workdir.root} unusable: it is a file, not a folder (choose another --workdir)"
+        message = f"{place} {workdir.root} unusable: it is a file, not a folder (choose another {option})"
         raise VaError(ExitCode.WORKDIR_UNUSABLE, message)
     try:
         workdir.root.mkdir(parents=True, exist_ok=True)
         workdir.run_lock.parent.mkdir(parents=True, exist_ok=True)
         prove_writable(workdir.run_lock.parent)
     except OSError as exc:
-        raise place_unusable(ExitCode.WORKDIR_UNUSABLE, "workdir", workdir.root, exc) from exc
+        raise place_unusable(ExitCode.WORKDIR_UNUSABLE, place, workdir.root, exc) from exc
 
 
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
@@ -458,7 +459,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
     lock_owner = Workdir(out)
-    ensure_workdir(lock_owner)
+    ensure_workdir(lock_owner, "batch output folder", "--out")
     check_state_dir()
     again = batch_command(folder, out, options, keep_going)
     stopped = None
