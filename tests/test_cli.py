@@ -413,6 +413,29 @@ def test_status_with_a_file_for_a_state_dir_says_so(files: Media, va_cli: CliRun
     assert_one_line_error(result.err, f"state dir {state_dir} unusable", f"{state_dir.parent} is a file")
 
 
+def test_a_run_stopped_before_it_registered_is_listed_with_its_workdir(
+    files: Media, va_cli: CliRunner, state_dir: Path
+) -> None:
+    """A run whose start was recorded but which was stopped before it registered (VIDAX stopping it at
+    once): its end registers it whole, and an entry an earlier va wrote without a workdir is listed."""
+    run = Workdir(files.root / "w")
+    job_path = files.job()
+    run_id = record_run_started(run, load_job(job_path), registering={})  # not registered yet
+    record_run_finished(run, VaError(ExitCode.INTERRUPTED, "run interrupted by a signal"))
+    (entry,) = json.loads((state_dir / "runs.json").read_text())["runs"].values()
+    assert entry["run_id"] == run_id and entry["workdir"] == str(run.root)
+    assert entry["job"] == str(job_path)
+
+    registry = json.loads((state_dir / "runs.json").read_text())
+    registry["runs"]["run-partial"] = {"run_id": "run-partial", "run_status": "interrupted", "exit_code": 130}
+    (state_dir / "runs.json").write_text(json.dumps(registry))
+    listed = va_cli("status")
+    assert listed.code == ExitCode.OK, listed.err
+    rows = {line.split()[0]: line.split() for line in listed.out.splitlines()[1:]}
+    assert rows[run_id][1] == "interrupted" and rows[run_id][-1] == str(run.root)
+    assert rows["run-partial"][1] == "missing" and rows["run-partial"][-1] == "-"
+
+
 def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cli: CliRunner) -> None:
     state_dir.mkdir(parents=True)
     (state_dir / "runs.json").write_text('{"runs": {"run-1": ')

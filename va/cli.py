@@ -388,15 +388,19 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         return ExitCode.OK
     rows = []
     for entry in registry.list_runs():
-        manifest = _status_of(Workdir(Path(entry["workdir"])))
+        # An entry without a workdir (earlier versions registered a run stopped between the record of
+        # its start and its registration so, by its end alone) is listed as missing, not a crash.
+        where = entry.get("workdir")
+        manifest = _status_of(Workdir(Path(where))) if where else None
         status = manifest["run_status"] if manifest else "missing"
-        rows.append({**entry, "run_status": status})
+        rows.append({**entry, "workdir": where, "run_status": status})
     if args.json:
         print(json.dumps(rows, indent=2))
         return ExitCode.OK
     print(f"{'RUN ID':<34} {'STATUS':<12} {'UPDATED':<25} WORKDIR")
     for row in rows:
-        print(f"{row['run_id']:<34} {row['run_status']:<12} {row.get('updated_at', ''):<25} {row['workdir']}")
+        updated, where = row.get("updated_at", ""), row["workdir"] or "-"
+        print(f"{row['run_id']:<34} {row['run_status']:<12} {updated:<25} {where}")
     return ExitCode.OK
 
 

@@ -159,7 +159,15 @@ def record_run_finished(
         exit_status=exit_status,
     )
     if manifest:
-        registry.register_run(manifest["run_id"], run_status=status, exit_code=exit_status["code"])
+        # With where it ran: a run stopped between its start's record and its registration is
+        # registered by its end whole, not as an entry without a workdir.
+        registry.register_run(
+            manifest["run_id"],
+            workdir=str(workdir.root),
+            job=manifest["job"],
+            run_status=status,
+            exit_code=exit_status["code"],
+        )
 
 
 def run_finished(workdir: Workdir) -> bool:
