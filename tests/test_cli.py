@@ -436,6 +436,18 @@ def test_a_run_stopped_before_it_registered_is_listed_with_its_workdir(
     assert rows["run-partial"][1] == "missing" and rows["run-partial"][-1] == "-"
 
 
+def test_an_event_log_with_bytes_that_are_not_utf8_is_read(files: Media, va_cli: CliRunner) -> None:
+    run = Workdir(files.root / "w")
+    record_run_started(run, load_job(files.job()))
+    with open(run.events, "ab") as handle:
+        handle.write(b'{"message": "gr\xc3\n')  # a write cut inside a character
+    logs = va_cli("logs", run.root)
+    assert logs.code == ExitCode.OK, logs.err
+    assert "started" in logs.out
+    cleaned = va_cli("clean", run.root, "--dry-run")  # this process is alive: the run is running
+    assert cleaned.code == ExitCode.RUN_NOT_FINISHED, cleaned.err
+
+
 def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cli: CliRunner) -> None:
     state_dir.mkdir(parents=True)
     (state_dir / "runs.json").write_text('{"runs": {"run-1": ')

@@ -32,6 +32,17 @@ def test_a_torn_or_broken_line_is_not_an_event(tmp_path: Path) -> None:
     assert read_events(tmp_path / "missing.jsonl") == []
 
 
+def test_a_line_cut_inside_a_character_is_not_an_event(tmp_path: Path) -> None:
+    """A write cut inside a multi-byte character (a full disk) leaves bytes that are not UTF-8: that line
+    is skipped, the others are read (``va logs``, ``va clean`` read the log this way)."""
+    log = tmp_path / "events.jsonl"
+    append_event(log, "run", "info", "in /data/stimme ü")
+    with open(log, "ab") as handle:
+        handle.write('{"message": "grüß'.encode()[:-1] + b"\n")  # cut inside the "ß"
+    append_event(log, "run", "info", "after")
+    assert [event["message"] for event in read_events(log)] == ["in /data/stimme ü", "after"]
+
+
 def test_following_yields_what_is_appended_until_finished(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     done = threading.Event()

@@ -35,17 +35,18 @@ def append_line(path: Path, text: str) -> None:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """All complete events of a log; a torn last line (a killed writer) is ignored."""
+    """All complete events of a log; a torn last line (a killed writer) is ignored, and so is a line that
+    is not an event (not JSON, or not even UTF-8: a write cut inside a character by a full disk)."""
     if not path.exists():
         return []
     events = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line in handle:
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 break
             try:
                 events.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
     return events
 

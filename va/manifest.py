@@ -199,7 +199,7 @@ def current_digest(workdir: Workdir) -> EventDigest:
             digest.log_bytes += len(line)
             try:
                 event = json.loads(line)
-            except json.JSONDecodeError:
+            except (UnicodeDecodeError, json.JSONDecodeError):  # not an event (va.events.read_events)
                 continue
             if isinstance(event, dict):
                 digest.fold(event)
