@@ -22,9 +22,11 @@ rule report_contact_sheet:
         "../scripts/report_contact_sheet.py"
 
 
+# Drawn from the final video's audio (the padded voice, encoded once), which a cleanup keeps: the report
+# of a cleaned run (va clean removes prepare/padded.wav) is drawn too.
 rule report_waveform:
     input:
-        audio=at("prepare/padded.wav"),
+        audio=final_video,
     output:
         waveform=report(
             at("report/waveform.png"),

@@ -1,4 +1,4 @@
-"""Rule report_waveform: the padded voice track drawn as one picture for the report."""
+"""Rule report_waveform: the padded voice (the final video's audio) drawn as one picture for the report."""
 
 from pathlib import Path
 

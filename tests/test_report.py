@@ -120,6 +120,20 @@ def check_batch_report(
     assert "no finished video in" in refused.err and "--resume" in refused.err
 
 
+def test_report_of_a_cleaned_run(finished_run: FinishedRun, tmp_path: Path, va_cli: CliRunner) -> None:
+    """``va clean`` removes prepare/padded.wav; the waveform is drawn from the final video's audio."""
+    workdir = tmp_path / "w"
+    shutil.copytree(finished_run.workdir, workdir, symlinks=True)
+    (workdir / "report.html").unlink(missing_ok=True)
+    shutil.rmtree(workdir / "report", ignore_errors=True)
+    assert va_cli("clean", workdir).code == ExitCode.OK
+    assert not (workdir / "prepare" / "padded.wav").exists()
+    result = va_cli("report", workdir)
+    assert result.code == ExitCode.OK, result.err
+    assert picture(workdir / "report" / "waveform.png") == ("png", 1280, 240)
+    assert (workdir / "report.html").stat().st_size > 100_000
+
+
 def test_report_of_nothing(files: Media, va_cli: CliRunner) -> None:
     missing = va_cli("report", files.root / "nowhere")
     assert missing.code == ExitCode.INPUT_NOT_FOUND
