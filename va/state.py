@@ -15,14 +15,16 @@ def state_dir() -> Path:
     return Path(root).expanduser().absolute() / "state"
 
 
-def refuse_file_in_the_way(root: Path) -> None:
-    """A state dir whose path runs through a file (``VA_STATE_DIR`` naming a file) is
-    ``STATE_DIR_UNUSABLE``, saying so; checked without writing anything."""
+def refuse_file_in_the_way(
+    root: Path, place: str = "state dir", hint: str = "set VA_STATE_DIR to a folder"
+) -> None:
+    """A state dir (or another ``place`` of the state, VIDAX's ``runs_root``) whose path runs through a
+    file (``VA_STATE_DIR`` naming a file) is ``STATE_DIR_UNUSABLE``, saying so; checked without writing."""
     blocking = next((folder for folder in (root, *root.parents) if folder.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise VaError(
             ExitCode.STATE_DIR_UNUSABLE,
-            f"state dir {root} unusable: {blocking} is a file, not a folder (set VA_STATE_DIR to a folder)",
+            f"{place} {root} unusable: {blocking} is a file, not a folder ({hint})",
         )
 
 

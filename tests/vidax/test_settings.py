@@ -30,6 +30,23 @@ def test_the_server_refuses_to_start_without_a_key(tmp_path: Path, va_cli: CliRu
     assert "api_keys is empty" in result.err and len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("section", ["runs_root", "state_dir"])
+def test_a_file_where_the_runs_go_is_named_at_the_start(
+    tmp_path: Path, va_cli: CliRunner, section: str
+) -> None:
+    """runs_root (or the state_dir it defaults under) naming a file: one line, exit 34, no server."""
+    blocking = tmp_path / "mine.txt"
+    blocking.write_text("not a folder\n")
+    config = tmp_path / "vidax.json"
+    document = {"schema_version": 1, "server": {"api_keys": ["k" * 16]}, section: str(blocking)}
+    config.write_text(json.dumps(document))
+    result = va_cli("serve", env={"VIDAX_CONFIG": str(config)})
+    assert result.code == ExitCode.STATE_DIR_UNUSABLE
+    assert result.err.startswith("vidax: error: runs_root ") and len(result.err.strip().splitlines()) == 1
+    assert f"{blocking} is a file, not a folder" in result.err
+    assert blocking.read_text() == "not a folder\n"
+
+
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [

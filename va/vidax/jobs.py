@@ -25,11 +25,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from va.atomic import read_json, write_json_atomic, write_text_atomic
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
 from va.processes import ProcessId
 from va.runner import SUPERVISOR_ENV
+from va.state import refuse_file_in_the_way
 from va.textlog import last_lines
 from va.vidax.errors import ApiError
 from va.vidax.intake import INPUT_FIELDS, take_input
@@ -101,7 +102,11 @@ class JobStore:
         on_finished: Callable[[JobRecord], None] | None = None,
     ) -> None:
         self.root = runs_root
-        self.root.mkdir(parents=True, exist_ok=True)
+        refuse_file_in_the_way(self.root, "runs_root", "set runs_root or state_dir in vidax.json to a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in its way, a read-only disk, no permission: said at the start
+            raise place_unusable(ExitCode.STATE_DIR_UNUSABLE, "runs_root", self.root, exc) from exc
         self.max_parallel = max_parallel
         self.input_roots = input_roots
         #: Told once of each job that has just ended (succeeded, failed, interrupted, cancelled).

@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
+        app = create_app(settings)
     except VaError as exc:
         print(f"vidax: error: {exc.message}", file=sys.stderr)
         return int(exc.code)
-    app = create_app(settings)
     keys: KeyRing = app.state.keys
     signal.signal(signal.SIGHUP, lambda signum, frame: keys.reload_soon())
     try:
