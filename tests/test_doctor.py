@@ -45,6 +45,16 @@ def test_doctor_reports_a_reachable_comfyui_version(va_cli: CliRunner, tmp_path:
     assert checks["comfyui"]["status"] == "ok" and "0.26.0" in checks["comfyui"]["detail"]
 
 
+def test_a_state_dir_through_a_file_fails(va_cli: CliRunner, tmp_path: Path) -> None:
+    """VA_STATE_DIR naming a file: every run is refused (exit 34), so the doctor is not ready."""
+    blocking = tmp_path / "va-home"
+    blocking.write_text("a file\n")
+    result = va_cli("doctor", env={"VA_STATE_DIR": str(blocking)})
+    assert result.code == ExitCode.VALIDATION_FAILED
+    line = next(line for line in result.out.splitlines() if "state dir" in line)
+    assert line.startswith("FAIL") and f"{blocking} is a file, not a folder" in line
+
+
 def test_an_invalid_config_is_named_with_its_field(va_cli: CliRunner, tmp_path: Path) -> None:
     config = tmp_path / "vidax.json"
     config.write_text(json.dumps({"schema_version": 1, "server": {"port": "eighty"}}))

@@ -13,7 +13,7 @@ from va.comfyui.health import check_health
 from va.config import CONFIG_NAMES, load_config
 from va.errors import ExitCode, VaError
 from va.lipsync.providers import fill
-from va.state import state_dir
+from va.state import refuse_file_in_the_way, state_dir
 
 REQUIRED_ENCODERS = ("libx264", "aac")
 
@@ -91,6 +91,10 @@ def check_python() -> list[Check]:
 def check_state_dir() -> Check:
     """The state dir exists and is writable (or can be created by ``va install``)."""
     root = state_dir()
+    try:
+        refuse_file_in_the_way(root)  # va install could not create it: every run would be refused
+    except VaError as exc:
+        return Check("state dir", "fail", exc.message)
     if not root.exists():
         return Check("state dir", "warn", f"{root} does not exist yet (va install creates it)")
     if not os.access(root, os.W_OK):
