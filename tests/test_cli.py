@@ -65,6 +65,25 @@ def test_a_folder_or_a_looped_link_where_a_file_should_be_is_named_so(
     assert not (files.root / "w").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--workdir", ""], "argument --workdir: an empty path"),  # else the current folder
+        (["--workdir", "w", "--cores", "-3"], "argument --cores: '-3' is not a whole number of at least 1"),
+        (["--workdir", "w", "--cores", "0"], "argument --cores: '0' is not a whole number of at least 1"),
+    ],
+)
+def test_an_empty_path_or_a_count_below_one_is_a_usage_error(
+    files: Media, va_cli: CliRunner, args: list[str], needle: str
+) -> None:
+    job = files.job()
+    before = sorted(p.name for p in files.root.iterdir())
+    result = va_cli("run", job, *args, cwd=files.root)
+    assert result.code == ExitCode.USAGE
+    assert_one_line_error(result.err, needle)
+    assert sorted(p.name for p in files.root.iterdir()) == before  # nothing written in the job's folder
+
+
 def test_text_file_named_wav(files: Media, va_cli: CliRunner) -> None:
     (files.root / "voice.wav").write_text("RIFF? no, just words\n", encoding="utf-8")
     result = va_cli("run", files.job(), "--workdir", files.root / "w")

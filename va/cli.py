@@ -44,6 +44,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(int(ExitCode.USAGE), f"va: usage error: {message} (see va --help)\n")
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one (``--workdir ""``, a shell variable that was not set) is refused,
+    where ``Path("")`` would quietly be the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
+def _count(text: str) -> int:
+    """A number of cores: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(
@@ -69,17 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run VIDAX, the HTTP API (config: VIDAX_CONFIG, state dir, repository)")
 
     validate = commands.add_parser("validate", help="check a job file and its inputs; changes nothing")
-    validate.add_argument("job", type=Path)
+    validate.add_argument("job", type=_path)
 
     run = commands.add_parser("run", help="run a job file to its final video")
-    run.add_argument("job", type=Path)
+    run.add_argument("job", type=_path)
     _add_run_options(run)
 
     produce = commands.add_parser(
         "produce", help="write W/job.json from flags and run it (final: fertig.mp4)"
     )
-    produce.add_argument("--audio", type=Path, required=True, help="voice track")
-    produce.add_argument("--start", type=Path, required=True, help="start image or video")
+    produce.add_argument("--audio", type=_path, required=True, help="voice track")
+    produce.add_argument("--start", type=_path, required=True, help="start image or video")
     produce.add_argument("--prompt", required=True, help="motion prompt")
     produce.add_argument("--neg", default="", help="negative prompt")
     produce.add_argument("--pre", type=float, default=0.0, metavar="S", help="seconds of silence before")
@@ -96,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--camera", choices=["push_in", "pull_out", "pan_left", "pan_right"])
     produce.add_argument(
-        "--timeline", type=Path, metavar="FILE", help="timing file: JSON, YAML, SRT or WebVTT"
+        "--timeline", type=_path, metavar="FILE", help="timing file: JSON, YAML, SRT or WebVTT"
     )
     produce.add_argument(
         "--captions", choices=["auto", "none", "soft", "burn"], help="captions (default auto)"
@@ -113,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(produce)
 
     batch = commands.add_parser("batch", help="run every job file of a folder as one graph")
-    batch.add_argument("folder", type=Path, help="folder of job files (*.json)")
-    batch.add_argument("--out", type=Path, help="output folder (default ./workdir/batch-<folder name>)")
-    batch.add_argument("--cores", type=int, help="cores Snakemake may use (default: all)")
+    batch.add_argument("folder", type=_path, help="folder of job files (*.json)")
+    batch.add_argument("--out", type=_path, help="output folder (default ./workdir/batch-<folder name>)")
+    batch.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
     batch.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
     batch.add_argument("--keep-going", action="store_true", help="run the other jobs when one fails")
     batch.add_argument("--json", action="store_true", help="machine-readable summary")
@@ -141,22 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     clean = commands.add_parser(
         "clean", help="remove what a succeeded run (or each of a batch) can make again; keep its records"
     )
-    clean.add_argument("path", type=Path, help="a run's workdir or a batch's output folder (--out)")
+    clean.add_argument("path", type=_path, help="a run's workdir or a batch's output folder (--out)")
     clean.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     clean.add_argument("--json", action="store_true", help="machine-readable output")
 
     report = commands.add_parser(
         "report", help="Snakemake's HTML report of a finished run or batch: videos, figures, rule runtimes"
     )
-    report.add_argument("path", type=Path, help="a run's workdir or a batch's output folder (--out)")
-    report.add_argument("--output", type=Path, help="report file, .html or .zip (default PATH/report.html)")
+    report.add_argument("path", type=_path, help="a run's workdir or a batch's output folder (--out)")
+    report.add_argument("--output", type=_path, help="report file, .html or .zip (default PATH/report.html)")
     return parser
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=Path, help="run folder (default ./workdir/run-<timestamp>)")
+    parser.add_argument("--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
-    parser.add_argument("--cores", type=int, help="cores Snakemake may use (default: all)")
+    parser.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
     parser.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
