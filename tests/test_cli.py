@@ -6,8 +6,11 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -305,6 +308,50 @@ def test_a_bug_is_exit_70_with_one_line_and_a_traceback_only_with_debug(
     assert_one_line_error(capsys.readouterr().err, "internal error", "--debug")
     with pytest.raises(KeyError):
         cli.main(["--debug", "validate", str(files.job())])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_va_loads_is_one_line_and_130(signum: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM while the package loads (most of a second): ``va: interrupted`` and 130, not a
+    traceback of the import under way (Ctrl-C) or a bare kill (SIGTERM). The signal is sent once
+    va.startup is loaded, by the process itself, as it would arrive while the other modules load."""
+    load = (
+        "import os, signal, sys, time\n"
+        "import va.startup\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "time.sleep(30)\n"
+    )
+    stopped = subprocess.run(
+        [sys.executable, "-c", load],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a shell's foreground job
+    )
+    assert stopped.returncode == ExitCode.INTERRUPTED
+    assert stopped.stderr == "va: interrupted\n"
+
+
+def test_sigterm_before_the_graph_started_is_one_line_and_130(
+    files: Media, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def checking_inputs(args: object) -> ExitCode:
+        os.kill(os.getpid(), signal.SIGTERM)  # VIDAX cancelling a job, while va checks its inputs
+        time.sleep(30)
+        return ExitCode.OK
+
+    def reached_the_caller(signum: int, frame: object) -> None:
+        raise RuntimeError("SIGTERM was not va's to handle")  # without va's handler: exit 70, not 130
+
+    monkeypatch.setitem(cli.COMMANDS, "validate", checking_inputs)
+    before = signal.signal(signal.SIGTERM, reached_the_caller)
+    try:
+        assert cli.main(["validate", str(files.job())]) == ExitCode.INTERRUPTED
+        assert signal.getsignal(signal.SIGTERM) == reached_the_caller  # given back after the command
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert_one_line_error(capsys.readouterr().err, "interrupted")
 
 
 def test_debug_shows_the_traceback(files: Media, va_process: CliRunner) -> None:

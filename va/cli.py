@@ -6,15 +6,19 @@ Every error a user can cause becomes one line on stderr and one exit code, here 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import va
+import va.startup  # first: a stop while the package loads is one line and 130
 from va import doctor, install, registry
 from va.clean import clean
 from va.errors import ExitCode, VaError
@@ -37,6 +41,8 @@ from va.runner import (
 )
 from va.tracking import reconcile
 from va.workdir import Workdir
+
+va.startup.loaded()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -176,11 +182,26 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (exit 130, one line), also before a run's graph started
+    (while the inputs are checked), where it killed ``va`` bare; a run's own handling takes over inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return int(COMMANDS[args.command](args))
+        with _sigterm_as_ctrl_c():
+            return int(COMMANDS[args.command](args))
     except VaError as exc:
         if args.debug:
             raise
