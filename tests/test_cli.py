@@ -62,6 +62,12 @@ def test_a_folder_or_a_looped_link_where_a_file_should_be_is_named_so(
     loop = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "a.png"}))
     assert loop.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(loop.err, "input.start: a link to no file", "a.png")
+    os.mkfifo(files.root / "pipe.wav")  # reading it would wait for a writer forever
+    pipe = va_cli("validate", files.job(input={"audio": "pipe.wav", "start": "start.png"}))
+    assert pipe.code == ExitCode.INPUT_NOT_FOUND
+    assert_one_line_error(
+        pipe.err, "input.audio: not a regular file (a device, a pipe or a socket)", "pipe.wav"
+    )
     job = va_cli("run", files.root, "--workdir", files.root / "w")
     assert job.code == ExitCode.INPUT_NOT_FOUND
     assert_one_line_error(job.err, "job file: a folder, not a file")

@@ -66,9 +66,13 @@ def place_unusable(code: ExitCode, place: str, path: Path | str, exc: OSError) -
 
 def not_a_file(what: str, path: Path) -> VaError:
     """``INPUT_NOT_FOUND`` for a path where a file should be, saying what is there instead: a folder, a
-    link that leads nowhere (its target gone, or a loop), or nothing."""
+    device, pipe or socket, a link that leads nowhere (its target gone, or a loop), or nothing."""
     if path.is_dir():
         return VaError(ExitCode.INPUT_NOT_FOUND, f"{what}: a folder, not a file: {path}")
+    if path.exists():  # a device, a pipe or a socket: reading it could block or never end
+        return VaError(
+            ExitCode.INPUT_NOT_FOUND, f"{what}: not a regular file (a device, a pipe or a socket): {path}"
+        )
     if path.is_symlink():
         return VaError(
             ExitCode.INPUT_NOT_FOUND, f"{what}: a link to no file (its target is gone, or a loop): {path}"

@@ -189,7 +189,7 @@ def validate_slowly(data: dict[str, Any], name: str, source: str) -> dict[str, A
 def load_json_file(path: Path, what: str) -> Any:
     """Read a JSON file; a missing file is ``INPUT_NOT_FOUND``, bad JSON ``VALIDATION_FAILED``."""
     if not path.is_file():
-        if path.exists() or path.is_symlink():  # a folder, or a link to no file
+        if path.exists() or path.is_symlink():  # a folder, a device or pipe, or a link to no file
             raise not_a_file(what, path)
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"{what} not found: {path}")
     try:
