@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,22 @@ def test_a_bad_record_is_marked_error_and_skipped(client: TestClient, files: Med
     assert (folder / "vidax-job.corrupt.json").read_text() == "{not json"  # kept for the operator
     assert_error(client.post(f"/jobs/{broken}/start", headers=HEADERS), 409, "CONFLICT", "error")
     assert_error(client.post(f"/jobs/{broken}/resume", headers=HEADERS), 409, "RESUME_NOT_POSSIBLE")
+
+
+def test_a_run_killed_before_it_recorded_anything_is_interrupted_130(
+    client: TestClient, files: Media
+) -> None:
+    """The run's ``va`` ended by SIGTERM in its first instant (a cancel right after the start), before it
+    could record or answer anything: the job's exit status is 130 with a message, not -15."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process.terminate()
+    process.wait()
+    job_id = plant_record(client, files, status="running")
+    client.app.state.store.processes[job_id] = process  # type: ignore[attr-defined]
+    view = client.get(f"/jobs/{job_id}", headers=HEADERS).json()
+    assert view["status"] == "interrupted"
+    assert view["exit_status"]["code"] == 130
+    assert view["exit_status"]["message"] == "stopped by signal 15 before the run started"
 
 
 def test_a_stale_pid_is_never_signalled(client: TestClient, files: Media) -> None:

@@ -91,6 +91,14 @@ def first_problem(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
+def _exit_code_of(process: subprocess.Popen[bytes] | None) -> int | None:
+    """The exit code of a run's ``va`` that recorded none: a signal that ended it (before it could load
+    and answer 130, as a cancel in its first instant does) is ``INTERRUPTED``, not the negative number."""
+    if process is None:
+        return None
+    return int(ExitCode.INTERRUPTED) if process.returncode < 0 else process.returncode
+
+
 class JobStore:
     """The records on disk, and the scheduler that starts queued jobs."""
 
@@ -282,8 +290,10 @@ class JobStore:
         )
         exit_status = (manifest or {}).get("exit_status") or {}
         record.status = "cancelled" if record.cancel_requested and status != "succeeded" else status
-        record.exit_code = exit_status.get("code", process.returncode if process else None)
+        record.exit_code = exit_status.get("code", _exit_code_of(process))
         record.message = exit_status.get("message") or self._runner_tail(record)
+        if record.message is None and process is not None and process.returncode < 0:
+            record.message = f"stopped by signal {-process.returncode} before the run started"
         record.ended_at, record.pid, record.pid_started = utc_now(), None, None
         self.save(record)
         self._finished(record)
