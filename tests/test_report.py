@@ -134,6 +134,19 @@ def test_report_of_a_cleaned_run(finished_run: FinishedRun, tmp_path: Path, va_c
     assert (workdir / "report.html").stat().st_size > 100_000
 
 
+def test_a_report_folder_through_a_file_is_one_line(
+    finished_run: FinishedRun, tmp_path: Path, va_cli: CliRunner
+) -> None:
+    blocking = tmp_path / "notes"
+    blocking.write_text("mine\n")
+    result = va_cli("report", finished_run.workdir, "--output", blocking / "r.html")
+    assert result.code == ExitCode.WORKDIR_UNUSABLE
+    assert result.err.strip().splitlines() == [
+        f"va: error: report folder {blocking} unusable: File exists: {blocking}"
+    ]
+    assert blocking.read_text() == "mine\n"
+
+
 def test_report_of_nothing(files: Media, va_cli: CliRunner) -> None:
     missing = va_cli("report", files.root / "nowhere")
     assert missing.code == ExitCode.INPUT_NOT_FOUND

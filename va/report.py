@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from va.batch import SELECTION, job_name
-from va.errors import ExitCode, VaError
+from va.errors import ExitCode, VaError, place_unusable
 from va.manifest import build_manifest
 from va.runner import snakemake_command, workdir_lock
 from va.workdir import Workdir
@@ -104,12 +104,15 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
         raise VaError(ExitCode.USAGE, f"--output {output}: a report is an .html or a .zip file")
     source = find_source(path)
     target = (output or source.root / REPORT_NAME).absolute()
+    try:  # before the figures are drawn: a place the report cannot go is said at once, in one line
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise place_unusable(ExitCode.WORKDIR_UNUSABLE, "report folder", target.parent, exc) from exc
     owner = Workdir(source.root)
     with workdir_lock(owner):
         # No Snakemake lock: ours keeps other va runs out, and only the figure rules may run.
         figures = ["--nolock", "--allowed-rules", *FIGURE_RULES, "--cores", str(cores or os.cpu_count() or 1)]
         _snakemake(graph_argv(source, *figures, TARGET), owner, ExitCode.ENCODE_FAILED, "drawing the figures")
-        target.parent.mkdir(parents=True, exist_ok=True)
         # Written in a scratch folder under its own name (a .zip names its inner folder after it), then moved.
         with tempfile.TemporaryDirectory(prefix=".report-", dir=target.parent) as scratch:
             partial = Path(scratch) / target.name
