@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Media
 from va.errors import ExitCode, VaError
+from va.job import load_job
 from va.schema import load_json_file, schema_path, validate, validate_slowly
 
 MINIMAL = {"schema_version": 1, "input": {"audio": "a.wav", "start": "s.png"}}
@@ -138,3 +140,11 @@ def test_the_fast_path_fills_and_accepts_as_the_defaulting_validator_does() -> N
             fast = error.message
         assert fast == slow, (name, document)
     assert accepted > len(documents) // 2  # most variants are valid: the fast path is what they took
+
+
+def test_a_job_file_with_a_byte_order_mark_is_read(files: Media) -> None:
+    """Windows editors (Notepad) write UTF-8 with a byte order mark: the job is read as without one."""
+    job = files.job()
+    marked = job.with_name("marked.json")
+    marked.write_bytes(b"\xef\xbb\xbf" + job.read_bytes())
+    assert load_job(marked).data == load_job(job).data

@@ -193,7 +193,8 @@ def load_json_file(path: Path, what: str) -> Any:
             raise not_a_file(what, path)
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte order mark, as Windows editors write one, is read past (RFC 8259 allows it).
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc})") from exc
     except RecursionError as exc:
