@@ -13,13 +13,12 @@ import sys
 import threading
 from types import FrameType
 
-#: ``va.errors.ExitCode.INTERRUPTED``; this module imports nothing of the package, to be loaded first.
-INTERRUPTED = 130
+from va.errors import ExitCode  # an enum and two standard modules: loaded at once
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
     print("va: interrupted", file=sys.stderr, flush=True)
-    raise SystemExit(INTERRUPTED)
+    raise SystemExit(ExitCode.INTERRUPTED)
 
 
 _BEFORE: dict[int, object] = {}
