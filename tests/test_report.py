@@ -84,6 +84,23 @@ def test_report_of_a_run(finished_run: FinishedRun, files: Media, va_cli: CliRun
         f"va: error: --output {files.root / 'report.pdf'}: a report is an .html or a .zip file"
     ]
 
+    # A file at the report's path that va did not write there, or that was changed since, stays as it is.
+    assert str(report) in json.loads((workdir / "logs" / "reports.json").read_text())
+    mine = files.root / "notes.html"
+    mine.write_text("my notes\n")
+    with report.open("a", encoding="utf-8") as edited:
+        edited.write("<!-- my remark -->\n")
+    kept = report.read_bytes()
+    for argv, there in ((["--output", mine], mine), ([], report)):
+        refused = va_cli("report", workdir, *argv)
+        assert refused.code == ExitCode.OUTPUT_EXISTS, refused.err
+        assert refused.err.strip().splitlines() == [
+            f"va: error: {there} exists and is not a report va wrote there (or it was changed since); "
+            "not overwriting it (choose another --output, or remove it)"
+        ]
+    assert mine.read_text() == "my notes\n" and report.read_bytes() == kept
+    report.unlink()  # the shared run's report as a user would leave it: gone, not edited
+
 
 def check_batch_report(
     files: Media, va_cli: CliRunner, out: Path, finished: list[str], unfinished: str

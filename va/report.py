@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from va.atomic import read_json, write_json_atomic
 from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError, place_unusable
 from va.manifest import build_manifest
+from va.memo import FileIdentity, identity_of
 from va.runner import snakemake_command, workdir_lock
 from va.workdir import Workdir
 
@@ -110,6 +112,7 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
         raise place_unusable(ExitCode.WORKDIR_UNUSABLE, "report folder", target.parent, exc) from exc
     owner = Workdir(source.root)
     with workdir_lock(owner):
+        refuse_foreign(target, owner)
         # No Snakemake lock: ours keeps other va runs out, and only the figure rules may run.
         figures = ["--nolock", "--allowed-rules", *FIGURE_RULES, "--cores", str(cores or os.cpu_count() or 1)]
         _snakemake(graph_argv(source, *figures, TARGET), owner, ExitCode.ENCODE_FAILED, "drawing the figures")
@@ -119,7 +122,43 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
             report = graph_argv(source, "--report", str(partial), TARGET)
             _snakemake(report, owner, ExitCode.INTERNAL, "snakemake --report")
             os.replace(partial, target)
+        record_report(target, owner)
     return target
+
+
+def _written(owner: Workdir) -> dict[str, Any]:
+    """The reports of ``owner`` that va wrote (path: identity data); none when the record is unreadable."""
+    try:
+        written = read_json(owner.reports)
+    except (OSError, ValueError):
+        return {}
+    return written if isinstance(written, dict) else {}
+
+
+def refuse_foreign(target: Path, owner: Workdir) -> None:
+    """A file at ``target`` is replaced only when it is a report va wrote there and nobody changed since:
+    anything else there is the user's (``OUTPUT_EXISTS``, one line, before any figure is drawn)."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if not target.is_dir():
+        recorded = _written(owner).get(str(target))
+        try:
+            if recorded is not None and FileIdentity.from_dict(recorded) == identity_of(target):
+                return
+        except (OSError, KeyError, TypeError):
+            pass
+    raise VaError(
+        ExitCode.OUTPUT_EXISTS,
+        f"{target} exists and is not a report va wrote there (or it was changed since); not overwriting it "
+        "(choose another --output, or remove it)",
+    )
+
+
+def record_report(target: Path, owner: Workdir) -> None:
+    """Note the report just written at ``target``, so that the next ``va report`` may replace it."""
+    written = _written(owner)
+    written[str(target)] = identity_of(target).as_dict()
+    write_json_atomic(owner.reports, written, durable=False)
 
 
 def _snakemake(argv: list[str], owner: Workdir, failure: ExitCode, what: str) -> None:

@@ -111,6 +111,12 @@ class Workdir:
         return self.root / "logs" / "input_checks.json"
 
     @property
+    def reports(self) -> Path:
+        """The reports ``va report`` wrote of this run or batch, by path, each with its file's identity then:
+        a file at a report's path that is not one of them (or was changed since) is never overwritten."""
+        return self.root / "logs" / "reports.json"
+
+    @property
     def run_lock(self) -> Path:
         """Held by the ``va`` process driving a run, so two never drive one workdir."""
         return self.root / "logs" / ".run.lock"
