@@ -563,3 +563,18 @@ def test_a_manifest_json_a_user_put_there_is_never_overwritten(files: Media, va_
     assert_one_line_error(result.err, "is not a manifest of a va run", "not overwriting it")
     assert (workdir / "manifest.json").read_text() == '{"mine": true}\n'
     assert not (workdir / "logs" / "events.jsonl").exists()
+
+
+def test_a_new_run_does_not_write_among_a_users_frames(files: Media, va_cli: CliRunner) -> None:
+    """The job's own folder as the workdir, holding a frames/ of the user's with a still.png: a new run
+    would write its frames/still.png there, and Snakemake could take a frames/still.mp4 found there for its
+    own. Refused before anything is written in the folder."""
+    folder = files.root / "shoot"
+    (folder / "frames").mkdir(parents=True)
+    (folder / "frames" / "still.png").write_bytes(b"the user's own picture")
+    (folder / "captions.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nmine\n")
+    before = sorted(path.relative_to(folder) for path in folder.rglob("*"))
+    result = va_cli("run", files.job(), "--workdir", folder)
+    assert result.code == ExitCode.OUTPUT_EXISTS, result.err
+    assert_one_line_error(result.err, f"{folder} holds frames, captions.srt, which no va run made")
+    assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before

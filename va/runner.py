@@ -153,6 +153,38 @@ def ensure_workdir(workdir: Workdir, place: str = "workdir", option: str = "--wo
         raise place_unusable(ExitCode.WORKDIR_UNUSABLE, place, workdir.root, exc) from exc
 
 
+#: What a run's graph writes at the top of its workdir, besides the final video, manifest.json, logs/
+#: and Snakemake's .snakemake/ (which a start that was refused may leave).
+GRAPH_PLACES = (
+    "prepare",
+    "frames",
+    "comfyui",
+    "motion",
+    "stabilize",
+    "lipsync",
+    "captions.srt",
+    "captions.vtt",
+    "report",
+    "benchmarks",
+)
+
+
+def refuse_foreign_places(workdir: Workdir) -> None:
+    """A new run does not start in a folder that holds places its graph writes (a folder of the user's
+    with a ``frames/`` of their own, say) unless a va run is recorded there: the run would write among
+    the user's files, and Snakemake could take a file there for one it made (a video that exits 0 with
+    the wrong picture). Checked before anything is written in the folder."""
+    if not workdir.root.is_dir() or existing_run_id(workdir):
+        return
+    found = [name for name in GRAPH_PLACES if (workdir.root / name).exists()]
+    if found:
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{workdir.root} holds {', '.join(found)}, which no va run made; not writing among them "
+            "(choose another --workdir, such as a new folder)",
+        )
+
+
 def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
     """Refuse to overwrite a finished video or mix two runs in one workdir; check a resume makes sense."""
     final = workdir.final(job.basename)
@@ -259,6 +291,8 @@ def run_job(
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
     workdir = Workdir(options.workdir.absolute())
+    if not options.resume:
+        refuse_foreign_places(workdir)
     ensure_workdir(workdir)
     check_state_dir()  # the run registers there: refused now, not by Snakemake's start
     options = RunOptions(workdir.root, options.resume, options.cores, options.profile)
