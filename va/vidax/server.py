@@ -178,5 +178,4 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError:
         listener.close()
         raise
-    listener.set_inheritable(True)
-    return listener
+    return listener  # not inheritable (Python's default): no va run VIDAX starts holds the port open
