@@ -193,8 +193,9 @@ class PartitionLimits:
         )
 
 
-def _run(argv: Sequence[str]) -> str | None:
-    """A Slurm command's output; None where Slurm is not installed or does not answer."""
+def _run(argv: Sequence[str], timeout: float = _COMMAND_SECONDS) -> str | None:
+    """A Slurm command's output; None where Slurm is not installed or does not answer (within ``timeout``
+    seconds, or with an error)."""
     if shutil.which(argv[0]) is None:
         return None
     try:
@@ -204,7 +205,7 @@ def _run(argv: Sequence[str]) -> str | None:
             list(argv),
             capture_output=True,
             text=True,
-            timeout=_COMMAND_SECONDS,
+            timeout=timeout,
             check=False,
             start_new_session=True,
         )
@@ -223,21 +224,10 @@ def controller_answers() -> bool | None:
 
     Where they are and it does not answer, every Snakemake start waits for it, local runs included:
     snakemake-executor-plugin-slurm runs ``scontrol show config`` (10 s timeout) when Snakemake loads it."""
-    scontrol = shutil.which("scontrol")
-    if scontrol is None:
+    if shutil.which("scontrol") is None:
         return None
-    try:
-        done = subprocess.run(
-            [scontrol, "ping"],
-            capture_output=True,
-            text=True,
-            timeout=PING_SECONDS,
-            check=False,
-            start_new_session=True,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and " is UP" in done.stdout
+    out = _run(["scontrol", "ping"], timeout=PING_SECONDS)
+    return out is not None and " is UP" in out
 
 
 def our_jobs(workdir: Path) -> list[ClusterJob]:
