@@ -226,19 +226,34 @@ def instructions(argv: list[str], what: str, cwd: Path | None = None) -> int:
     return int(found.group(1))
 
 
-def measure_instructions(size: int) -> dict[str, Any]:
-    """Part (a) counted: the instructions of the dry run of ``size`` jobs and of Snakemake alone."""
-    if shutil.which("valgrind") is None:
-        sys.exit("bench_batch: --instructions needs valgrind (apt-get install valgrind)")
+def batch_of(size: int, checks: bool) -> tuple[Path, Path, float | None]:
+    """The folder of ``size`` tiny jobs and a fresh OUT for it, as ``va batch`` leaves them before it
+    starts Snakemake (the selection file, and with ``checks`` the record of its checks); also the
+    seconds those checks took (None without them)."""
     audio = make_tone(SCRATCH / "tiny.wav", 1.0)
     still = make_still(SCRATCH / "tiny.png", "64x64", ("0x1d3557", "0xe9c46a"))
     folder = write_jobs(SCRATCH / f"jobs-{size}", [f"job-{i:04d}" for i in range(size)], audio, [still])
     out = SCRATCH / f"graph-{size}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    batch = load_batch(folder, check=check_job)
-    record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
-    (out / SELECTION).write_text("".join(f"{name}\n" for name in sorted(batch.jobs)), encoding="utf-8")
+    checked = None
+    if checks:  # what run_batch does before it starts Snakemake
+        began = time.perf_counter()
+        batch = load_batch(folder, check=check_job)
+        checked = round(time.perf_counter() - began, 2)
+        if batch.problems:
+            sys.exit(f"bench_batch: jobs failed the checks: {sorted(batch.problems)[:3]}")
+        record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
+    names = sorted(job_name(path) for path in folder.glob("*.json"))
+    (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+    return folder, out, checked
+
+
+def measure_instructions(size: int) -> dict[str, Any]:
+    """Part (a) counted: the instructions of the dry run of ``size`` jobs and of Snakemake alone."""
+    if shutil.which("valgrind") is None:
+        sys.exit("bench_batch: --instructions needs valgrind (apt-get install valgrind)")
+    folder, out, _ = batch_of(size, checks=True)
     dry = instructions(dry_run_argv(folder, out), "the dry run")
     shape_dir = shape_folder(size)
     alone = instructions(alone_argv(shape_dir), "the dry run of Snakemake alone", cwd=shape_dir)
@@ -257,25 +272,10 @@ def python_reference() -> float:
 
 def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str, Any]]:
     """Part (a): for each size, the median dry run and (with ``checks``) the time of va batch's own checks."""
-    audio = make_tone(SCRATCH / "tiny.wav", 1.0)
-    still = make_still(SCRATCH / "tiny.png", "64x64", ("0x1d3557", "0xe9c46a"))
     rows = []
     for size in sizes:
-        folder = write_jobs(SCRATCH / f"jobs-{size}", [f"job-{i:04d}" for i in range(size)], audio, [still])
-        out = SCRATCH / f"graph-{size}"
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
         began_load = load()
-        checked = None
-        if checks:  # what run_batch does before it starts Snakemake
-            began = time.perf_counter()
-            batch = load_batch(folder, check=check_job)
-            checked = round(time.perf_counter() - began, 2)
-            if batch.problems:
-                sys.exit(f"bench_batch: jobs failed the checks: {sorted(batch.problems)[:3]}")
-            record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
-        names = sorted(job_name(path) for path in folder.glob("*.json"))
-        (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+        folder, out, checked = batch_of(size, checks)
         # One after the other, so that both see the machine at the same speed (it has swung 3x in minutes).
         runs, alone = [], []
         for _ in range(repeat):

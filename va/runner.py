@@ -119,7 +119,8 @@ def _profile_sets_cores(profile: Path | None) -> bool:
 def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any, again: str) -> None:
     """With a Slurm profile: our jobs that an earlier, killed run left in the queue are cancelled (pending)
     or waited for (running) before this run's graph submits its own (va.slurm.settle_leftovers). A stop
-    (Ctrl-C, SIGTERM) while waiting cancels those too and is an ``INTERRUPTED`` error naming ``again``."""
+    (Ctrl-C, or SIGTERM, which ``va.cli.main`` turns into Ctrl-C for the whole command) while waiting
+    cancels those too and is an ``INTERRUPTED`` error naming ``again``."""
     profile = resolve_profile(options.profile) if options.profile else None
     if _profile_settings(profile).get("executor") != "slurm":
         return
@@ -129,13 +130,10 @@ def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any, again: str
         log.write(f"{line}\n".encode())
         log.flush()
 
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         settle_leftovers(workdir, say)
-    except (KeyboardInterrupt, _Terminated):
+    except KeyboardInterrupt:
         raise VaError(ExitCode.INTERRUPTED, f"interrupted; continue with: {again}") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def ensure_workdir(workdir: Workdir, place: str = "workdir", option: str = "--workdir") -> None:
