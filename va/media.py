@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -1389,3 +1389,62 @@ def render_waveform(audio: Path, target: Path) -> None:
         argv += ["-filter_complex", graph, "-map", "[figure]", "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"waveform of {audio} failed")
         os.replace(partial, target)
+
+
+@dataclass(frozen=True, slots=True)
+class GreyFrame:
+    """One decoded frame as 8-bit grey (one byte a pixel, rows top to bottom), no larger than asked."""
+
+    width: int
+    height: int
+    pixels: bytes
+
+
+def _stream(argv: list[str], block: int, what: str) -> Generator[bytes, None, None]:
+    """``argv``'s standard output in blocks of ``block`` bytes (the last one may be shorter), read as ffmpeg
+    writes them: memory holds one block whatever the length. Closing the iterator early ends ffmpeg."""
+    log.info("%s", shlex.join(argv), extra=COMMAND)
+    # stderr goes to a file: a damaged stream can make ffmpeg say a line a frame, more than a pipe holds
+    # while this side reads only stdout.
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        except OSError as exc:
+            raise VaError(ExitCode.DEPENDENCY_MISSING, f"cannot start {argv[0]}: {exc}") from exc
+        assert process.stdout is not None
+        finished = False
+        try:
+            while chunk := process.stdout.read(block):
+                yield chunk
+            finished = True
+        finally:
+            if not finished:  # the reader stopped early (or failed): ffmpeg need not decode the rest
+                process.kill()
+            process.stdout.close()
+            returncode = process.wait()
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", errors="replace")
+    if returncode != 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
+
+
+def grey_frames(source: Path, *, longest_side: int) -> Generator[GreyFrame, None, None]:
+    """Every frame of the first video stream of ``source``, in order, as grey pixels at most
+    ``longest_side`` pixels on the longer side, streamed from ffmpeg one frame at a time."""
+    info = probe_visual(source)
+    shrink = min(1.0, longest_side / max(info.width, info.height, 1))
+    width, height = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
+    argv += ["-vf", f"scale={width}:{height}:flags=bilinear,format=gray", "-f", "rawvideo", "pipe:1"]
+    size = width * height
+    for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
+        if len(pixels) == size:
+            yield GreyFrame(width, height, pixels)
+
+
+def pcm_blocks(source: Path, *, sample_rate: int, samples: int) -> Generator[bytes, None, None]:
+    """The first audio stream of ``source`` as mono 16-bit little-endian PCM at ``sample_rate``, in blocks
+    of ``samples`` samples (the last one may be shorter), streamed from ffmpeg."""
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:a:0"]
+    argv += ["-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le", "pipe:1"]
+    return _stream(argv, 2 * samples, f"not a decodable audio file: {source}")
