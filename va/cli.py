@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -479,6 +480,20 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
+    """The ComfyUI servers that made the batches, with their versions and counts; a pool whose servers
+    report different versions is said to be mixed."""
+    made = phase.get("batch_servers") or {}
+    if not made:
+        return []
+    counts = Counter(entry["url"] for entry in made.values())
+    versions = phase.get("comfyui_versions") or {}
+    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} batch(es)"
+                      for url, count in counts.items())  # fmt: skip
+    mixed = len({version for version in versions.values() if version}) > 1
+    return ["", f"comfyui   {named}" + ("; a pool of mixed ComfyUI versions" if mixed else "")]
+
+
 def render_run(manifest: dict[str, Any]) -> str:
     """One run's manifest as text for people."""
     exit_status = manifest.get("exit_status") or {}
@@ -510,6 +525,7 @@ def render_run(manifest: dict[str, Any]) -> str:
             f"({manifest['visual_target_duration_seconds']} s)",
             f"seed      {seeds.get('value')} ({seeds.get('policy')})",
         ]
+    lines += comfyui_servers_lines(manifest["phases"].get("comfyui") or {})
     cleanup = manifest.get("cleanup")
     if cleanup:
         lines.append(
