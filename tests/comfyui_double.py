@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -44,6 +46,17 @@ KNOWN_CLASSES = OUTPUT_CLASSES | {
     "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
 }  # fmt: skip
+
+
+#: ``GET /object_info`` of a real ComfyUI 0.26 (no model files), of which the double answers its classes.
+OBJECT_INFO = Path(__file__).resolve().parent / "data" / "comfyui_object_info_0.26.json.gz"
+
+
+@functools.cache
+def node_definitions() -> dict[str, Any]:
+    """The real server's definitions of the classes the double knows (a custom node's: an empty one)."""
+    real = json.loads(gzip.decompress(OBJECT_INFO.read_bytes()))
+    return {name: real.get(name, {"input": {}, "output": []}) for name in sorted(KNOWN_CLASSES)}
 
 
 #: The ``status`` values of ComfyUI's jobs API.
@@ -163,7 +176,7 @@ class Double:
         return web.json_response({"system": system, "devices": []})
 
     async def object_info(self, request: web.Request) -> web.Response:
-        return web.json_response({name: {"input": {}, "output": []} for name in sorted(KNOWN_CLASSES)})
+        return web.json_response(node_definitions())
 
     def validate(self, graph: Any) -> dict[str, Any] | None:
         if not isinstance(graph, dict) or not any(
