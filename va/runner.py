@@ -23,7 +23,6 @@ from filelock import FileLock, Timeout
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_health
-from va.comfyui.stage import server_url
 from va.errors import ExitCode, VaError, place_unusable
 from va.events import follow_events
 from va.graph import check_job
@@ -31,6 +30,7 @@ from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_ar
 from va.input_checks import record_checks
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest
+from va.plan import comfyui_url
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
@@ -280,7 +280,7 @@ def run_job(
     """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended."""
     job = prepare_run(job_path)
     if comfyui_active(job):
-        url = server_url(job)
+        url = comfyui_url(job)
         health = check_health(url)
         if not health.ok:
             raise VaError(

@@ -24,12 +24,11 @@ from va import media
 from va.atomic import read_json, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, WsMessage, input_name
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
-from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
-from va.job import Job
-from va.plan import batch_seed
+from va.plan import Batch, ComfyEndpoint, Generation, batch_seed
 from va.retry import RetryPolicy, retrying
+from va.rule_settings import GenerationSettings
 from va.tracking import rule_step
 from va.workdir import Workdir
 
@@ -63,44 +62,21 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
     return f"va_{token}_{workflow.id}_{batch}_a{attempt + 1}{'f' if fresh else ''}"
 
 
-def server_url(job: Job) -> str:
-    """The job's ComfyUI URL, else the one of the VIDAX config."""
-    return str(job.comfyui.url or load_config("vidax").data["comfyui"]["url"])
+def _server(generation: Generation) -> ComfyEndpoint:
+    assert generation.server is not None, "a planned generation names its server"
+    return generation.server
 
 
-def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The job's parameters for one batch, as the bindings of the template receive them."""
-    params, motion = job.comfyui.params, job.motion
-    negative = motion.negative_prompt
-    ckpt = params.ckpt_name or load_config("vidax").data["comfyui"]["ckpt_name"]
-    return {
-        "prompt": batch.get("prompt") or params.prompt or motion.prompt,
-        "negative": batch.get("negative") or params.negative or params.negative_prompt or negative,
-        "width": params.width,
-        "height": params.height,
-        "frames": batch["frames"],
-        "fps": params.fps or job.fps,
-        "seed": seed,
-        "steps": params.steps,
-        "cfg": motion.guidance if params.cfg is None else params.cfg,
-        "sampler": params.sampler,
-        "scheduler": params.scheduler,
-        "ckpt_name": ckpt,
-        "denoise": params.denoise,
-        # a batch of a timeline segment carries the segment's strength, which may be 0
-        "motion_strength": motion.strength if batch.get("strength") is None else batch["strength"],
-    }
-
-
-def _first_workflow(job: Job) -> Workflow:
-    return load_workflow(job.comfyui.workflow_ids[0])
+def _first_workflow(generation: Generation) -> Workflow:
+    return load_workflow(generation.workflow_ids[0])
 
 
 class _Watch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
-    def __init__(self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str) -> None:
-        settings = job.comfyui
+    def __init__(
+        self, client: ComfyClient, settings: ComfyEndpoint, prompt_id: str, report: Reporter, batch: str
+    ) -> None:
         self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
         self.poll = settings.poll_interval_ms / 1000
         self.stall = float(settings.stall_seconds)
@@ -265,28 +241,29 @@ def cancelled_when_stopped(client: ComfyClient, prompt: Callable[[], str | None]
             signal.signal(signal.SIGTERM, previous)
 
 
-def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipTiming:
+def check_clip(clip: Path, batch: Batch, gen_fps: float) -> media.ClipTiming:
     """A clip must hold exactly its batch's frames; its own rate may differ from the generation rate (a
     template whose video node keeps its fps), as the frames are retimed when assembled. Anything else
     (frames merged by an animated PNG or WebP encoder, a clip cut short or padded) fails the batch."""
     timing = media.clip_timing(clip)
-    if timing.frames != batch["frames"]:
-        planned = batch["frames"] / gen_fps
+    if timing.frames != batch.frames:
+        planned = batch.frames / gen_fps
         raise VaError(
             ExitCode.COMFYUI_FAILED,
-            f"batch {batch['name']}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
-            f"where {batch['frames']} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
+            f"batch {batch.name}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
+            f"where {batch.frames} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
         )
     if timing.fps and abs(timing.fps - gen_fps) > 1e-3:
-        log.info("batch %s: clip at %g fps, retimed to the generation rate %g fps", batch["name"],
-                 timing.fps, gen_fps)  # fmt: skip
+        log.info(
+            "batch %s: clip at %g fps, retimed to the generation rate %g fps", batch.name, timing.fps, gen_fps
+        )
     return timing
 
 
 def collect_outputs(
     client: ComfyClient,
     entry: dict[str, Any],
-    batch: dict[str, Any],
+    batch: Batch,
     frames_dir: Path,
     clips_dir: Path,
     *,
@@ -308,28 +285,24 @@ def collect_outputs(
             (videos if animated else images).append(item)
     if videos:
         item = videos[0]
-        target = clips_dir / f"{batch['name']}{Path(item['filename']).suffix or '.mp4'}"
+        target = clips_dir / f"{batch.name}{Path(item['filename']).suffix or '.mp4'}"
         client.download(item, target)
         timing = check_clip(target, batch, gen_fps)
         return {"kind": "video", "files": [str(target)], "clip_frames": timing.frames, "clip_fps": timing.fps}
     if not images:
-        raise VaError(
-            ExitCode.COMFYUI_FAILED, f"batch {batch['name']}: the prompt produced no image or video"
-        )
-    if len(images) != batch["frames"]:
+        raise VaError(ExitCode.COMFYUI_FAILED, f"batch {batch.name}: the prompt produced no image or video")
+    if len(images) != batch.frames:
         raise VaError(
             ExitCode.COMFYUI_FAILED,
-            f"batch {batch['name']}: ComfyUI returned {len(images)} images "
-            f"where {batch['frames']} were asked for",
+            f"batch {batch.name}: ComfyUI returned {len(images)} images where {batch.frames} were asked for",
         )
-    targets = [frames_dir / f"{batch['first'] + offset + 1:06d}.png" for offset in range(len(images))]
+    targets = [frames_dir / f"{batch.first + offset + 1:06d}.png" for offset in range(len(images))]
     client.download_all(list(zip(images, targets, strict=True)))
     return {"kind": "frames", "files": [str(target) for target in targets]}
 
 
 def run_batch(
-    job: Job,
-    plan: Path,
+    settings: GenerationSettings,
     name: str,
     *,
     still: Path,
@@ -341,12 +314,12 @@ def run_batch(
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
     the first failure). ``server``: the stage's connection, shared by its batches."""
-    settings = job.comfyui
-    url = server_url(job)
-    policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
+    wait = _server(settings.generation)
+    url = wait.url
+    policy = RetryPolicy(wait.retries + 1, seconds=wait.unavailable_seconds)
     own = server is None
     server = server or ComfyServer(url)
-    batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report, server=server)
+    batch = _BatchRun(settings.generation, name, still=still, workdir=workdir, report=report, server=server)
 
     def tell(attempt: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
@@ -398,16 +371,15 @@ class ComfyServer:
         self.asked = False
 
 
-def batch_fingerprint(job: Job, figures: dict[str, Any], batch: dict[str, Any], still: Path) -> str:
+def batch_fingerprint(generation: Generation, batch: Batch, still: Path) -> str:
     """What a batch's frames depend on: the graph of its first attempt, without the output prefix, with
     the start image's content. A batch result of another fingerprint is made again (an edited job)."""
-    workflow = _first_workflow(job)
-    seed = batch_seed(figures["seeds"]["value"], batch["index"])
-    values = {**parameter_values(job, workflow, batch, seed), "filename_prefix": "va"}
+    workflow = _first_workflow(generation)
+    values = {**generation.values(batch, batch.seed), "filename_prefix": "va"}
     if workflow.binds_start_image:
         values["start_image"] = input_name(still)
     graph = graph_json(render(workflow, values))
-    return hashlib.sha256(f"{batch['first']}:{graph}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{batch.first}:{graph}".encode()).hexdigest()[:16]
 
 
 def batch_done(result: Path, fingerprint: str) -> bool:
@@ -418,23 +390,32 @@ def batch_done(result: Path, fingerprint: str) -> bool:
     return document.get("fingerprint") == fingerprint and all(Path(f).exists() for f in document["files"])
 
 
-def run_batches(job: Job, plan: Path, *, still: Path, generated: Path, workdir: Workdir, logs: Path) -> None:
+def run_batches(
+    settings: GenerationSettings, *, still: Path, generated: Path, workdir: Workdir, logs: Path
+) -> None:
     """Every batch of the plan not made yet, one after the other over one connection, each recorded as a
     ``comfyui_batch`` step of its own (events, log, ``comfyui/batches/NNNN.json``); then ``generated``
     lists the batch results in order. A batch result left by a killed run is kept when its fingerprint
     still matches, so a resumed run submits only the missing batches."""
-    figures = read_json(plan)
-    server = ComfyServer(server_url(job))
+    generation = settings.generation
+    server = ComfyServer(_server(generation).url)
     results = []
     try:
-        for batch in figures["comfyui"]["batches"]:
-            name, result = batch["name"], workdir.batch_result(batch["name"])
+        for batch in generation.batches:
+            name, result = batch.name, workdir.batch_result(batch.name)
             results.append(str(result))
-            if batch_done(result, batch_fingerprint(job, figures, batch, still)):
+            if batch_done(result, batch_fingerprint(generation, batch, still)):
                 continue
             with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
-                run_batch(job, plan, name, still=still, result=result, workdir=workdir.root, report=report,
-                          server=server)  # fmt: skip
+                run_batch(
+                    settings,
+                    name,
+                    still=still,
+                    result=result,
+                    workdir=workdir.root,
+                    report=report,
+                    server=server,
+                )
     finally:
         server.client.close()
     write_json_atomic(generated, {"batches": results})
@@ -445,8 +426,7 @@ class _BatchRun:
 
     def __init__(
         self,
-        job: Job,
-        figures: dict[str, Any],
+        generation: Generation,
         name: str,
         *,
         still: Path,
@@ -454,15 +434,14 @@ class _BatchRun:
         report: Reporter,
         server: ComfyServer,
     ) -> None:
-        self.job, self.figures, self.name = job, figures, name
+        self.generation, self.name = generation, name
         self.still, self.workdir, self.report, self.server = still, workdir, report, server
-        self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
-        self.per_retry = job.determinism.seed_policy == "per_retry"
-        self.workflow = _first_workflow(job)
+        self.batch = next(b for b in generation.batches if b.name == name)
+        self.workflow = _first_workflow(generation)
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)
         self.token = run_token(workdir)
-        self.fingerprint = batch_fingerprint(job, figures, self.batch, still)
+        self.fingerprint = batch_fingerprint(generation, self.batch, still)
 
     def attempt(self, attempt: int) -> dict[str, Any]:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
@@ -474,7 +453,8 @@ class _BatchRun:
 
     def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
-        seed = batch_seed(self.figures["seeds"]["value"], batch["index"], attempt, self.per_retry)
+        generation = self.generation
+        seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
         client = self.server.client
         prompt_id = None
         where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
@@ -482,7 +462,7 @@ class _BatchRun:
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
                 version = self.server.ask_version()
-                values = parameter_values(self.job, self.workflow, batch, seed)
+                values = generation.values(batch, seed)
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
                     values["start_image"] = client.upload_image(self.still.absolute())
@@ -495,10 +475,10 @@ class _BatchRun:
                 inflight.append(prompt_id)
                 report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
                        **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-                entry = _Watch(client, self.job, prompt_id, report, name).wait()
+                entry = _Watch(client, _server(generation), prompt_id, report, name).wait()
                 collected = collect_outputs(
                     client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
-                    gen_fps=self.figures["comfyui"]["fps"],
+                    gen_fps=generation.fps,
                 )  # fmt: skip
             except ComfyOutputMissing as exc:
                 if fresh:
