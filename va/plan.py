@@ -174,11 +174,10 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
-class ComfyEndpoint:
-    """Where the ComfyUI stage sends its prompts and how long it waits and retries: the job's
-    ``comfyui.url`` (else vidax.json's) and its wait settings."""
+class ComfyWait:
+    """How patiently the ComfyUI stage waits for its servers (which servers: the rule's pool,
+    va.comfyui.pool): the job's retries and waits."""
 
-    url: str
     retries: int
     unavailable_seconds: float
     poll_interval_ms: int
@@ -217,7 +216,7 @@ class Generation:
     #: Whether the batches were cut at a timeline's segments.
     segmented: bool = False
     sampling: Sampling | None = None
-    server: ComfyEndpoint | None = None
+    wait: ComfyWait | None = None
     #: ``seed_policy: per_retry``: each retry of a batch takes a seed of its own.
     per_retry: bool = False
     #: The run's seed, from which each batch's (and each retry's) derives.
@@ -392,11 +391,6 @@ class Plan:
         return next(chunk for chunk in chunks if chunk.name == name)
 
 
-def comfyui_url(job: Job) -> str:
-    """The job's ComfyUI URL, else the one of the VIDAX config."""
-    return str(job.comfyui.url or load_config("vidax").data["comfyui"]["url"])
-
-
 def plan_stages(job: Job, segments: tuple[Segment, ...] | None = None) -> Stages:
     """Which stages a run of ``job`` has (``segments``: the job's timeline, read when not given)."""
     if comfyui_active(job):
@@ -432,11 +426,10 @@ def plan_sampling(job: Job) -> Sampling:
     )
 
 
-def plan_server(job: Job) -> ComfyEndpoint:
-    """Where and how patiently the ComfyUI stage talks to its server."""
+def plan_wait(job: Job) -> ComfyWait:
+    """How patiently the ComfyUI stage waits for its servers."""
     settings = job.comfyui
-    return ComfyEndpoint(
-        url=comfyui_url(job),
+    return ComfyWait(
         retries=settings.retries,
         unavailable_seconds=float(settings.unavailable_seconds),
         poll_interval_ms=settings.poll_interval_ms,
@@ -480,7 +473,7 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
         settings.workflow_ids,
         segmented=bool(segments),
         sampling=plan_sampling(job),
-        server=plan_server(job),
+        wait=plan_wait(job),
         per_retry=job.determinism.seed_policy == "per_retry",
         seed=seed,
     )
@@ -554,7 +547,7 @@ def plan_chunks(
     seconds = buffer.pre_seconds + voice_seconds + buffer.post_seconds
     total = target_frames(seconds, fps)
     settings, provider_id = provider.settings["input"], provider.id
-    quantum = quantum_of(settings, provider_id)
+    quantum = quantum_of(settings, f"provider {provider_id}")
     asked = (settings.get("max_seconds"), job.lipsync.chunk_seconds)
     limits = [float(limit) for limit in asked if limit]
     cuts = [Cut(0, total, "end")]

@@ -77,10 +77,14 @@ class Stage:
         return report
 
     def batch(self, name: str) -> dict[str, Any]:
-        return run_batch(
-            self.settings, name, still=self.still, result=self.run.batch_result(name),
-            workdir=self.run.root, report=self.report(name),
-        )  # fmt: skip
+        servers = stage.StageServers(stage.job_pool(self.job))
+        try:
+            return run_batch(
+                self.settings, name, still=self.still, result=self.run.batch_result(name),
+                workdir=self.run.root, report=self.report(name), servers=servers,
+            )  # fmt: skip
+        finally:
+            servers.close()
 
     def every_batch(self) -> list[dict[str, Any]]:
         return [self.batch(name) for name in self.names]
@@ -249,7 +253,10 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     made = make_stage("held_start_batch", held_still=True)
     generated = made.run.root / "comfyui" / "generated.json"
     logs = made.run.root / "logs" / "comfyui" / "batches"
-    stage.run_batches(made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs)
+    stage.run_batches(
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=stage.job_pool(made.job),
+    )  # fmt: skip
     stats = comfy.stats()
     assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 1 and stats["system_stats"] == 1
     assert stats["uploads"] == 1
@@ -259,12 +266,18 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     assert steps == [(kind, n) for n in made.names for kind in ("rule_started", "rule_finished")]
     assert int(video_of(made.assemble())["nb_read_frames"]) == 50
 
-    stage.run_batches(made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs)
+    stage.run_batches(
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=stage.job_pool(made.job),
+    )  # fmt: skip
     assert len(comfy.stats()["prompts"]) == 7  # all done: nothing submitted
     (made.run.root / "frames" / "000020.png").unlink()  # batch 0002's frame
     document = made.json("comfyui/batches/0005.json")
     made.run.batch_result("0005").write_text(json.dumps({**document, "fingerprint": "an-edited-job"}))
-    stage.run_batches(made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs)
+    stage.run_batches(
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=stage.job_pool(made.job),
+    )  # fmt: skip
     again = [a["batch"] for a in made.attempts() if a["outcome"] == "submitted"][7:]
     assert again == ["0002", "0005"] and len(comfy.stats()["prompts"]) == 9
 
@@ -704,13 +717,14 @@ def test_a_restarted_server_that_lost_our_prompt_gets_it_again(
 BATCH_IN_A_PROCESS = """
 import sys
 from pathlib import Path
-from va.comfyui.stage import run_batch
+from va.comfyui.stage import StageServers, job_pool, run_batch
+from va.job import load_job
 from va.plan import load_plan
 from va.rule_settings import generation_settings
 from va.workdir import Workdir
 root = Workdir(Path(sys.argv[2]))
 run_batch(generation_settings(load_plan(root.plan)), "0000", still=Path(sys.argv[3]),
-          result=root.batch_result("0000"),
+          result=root.batch_result("0000"), servers=StageServers(job_pool(load_job(Path(sys.argv[1])))),
           workdir=root.root, report=lambda message, level="info", **fields: print(message, flush=True))
 """
 

@@ -23,10 +23,14 @@ from typing import Any, TypeVar
 from va import media
 from va.atomic import read_json, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, WsMessage, input_name
+from va.comfyui.pool import FAILOVER_SECONDS, Lease, PoolSettings, ServerPool, resolve_pool
+from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
+from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
-from va.plan import Batch, ComfyEndpoint, Generation, batch_seed
+from va.job import Job
+from va.plan import Batch, ComfyWait, Generation, batch_seed
 from va.retry import RetryPolicy, retrying
 from va.rule_settings import GenerationSettings
 from va.tracking import rule_step
@@ -62,9 +66,15 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
     return f"va_{token}_{workflow.id}_{batch}_a{attempt + 1}{'f' if fresh else ''}"
 
 
-def _server(generation: Generation) -> ComfyEndpoint:
-    assert generation.server is not None, "a planned generation names its server"
-    return generation.server
+def job_pool(job: Job, profile: dict[str, Any] | None = None) -> PoolSettings:
+    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's ``comfyui.url``,
+    else the profile's ``comfyui_servers``, else vidax.json's ``comfyui.servers`` or ``comfyui.url``."""
+    return resolve_pool(job.comfyui.url, profile or {}, load_config("vidax").data["comfyui"])
+
+
+def _wait(generation: Generation) -> ComfyWait:
+    assert generation.wait is not None, "a planned generation says how long to wait"
+    return generation.wait
 
 
 def _first_workflow(generation: Generation) -> Workflow:
@@ -75,13 +85,22 @@ class _Watch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
     def __init__(
-        self, client: ComfyClient, settings: ComfyEndpoint, prompt_id: str, report: Reporter, batch: str
+        self,
+        client: ComfyClient,
+        settings: ComfyWait,
+        prompt_id: str,
+        report: Reporter,
+        batch: str,
+        *,
+        failover: float | None = None,
     ) -> None:
         self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
         self.poll = settings.poll_interval_ms / 1000
-        self.stall = float(settings.stall_seconds)
-        self.deadline = time.monotonic() + float(settings.timeout_seconds)
-        self.timeout = float(settings.timeout_seconds)
+        self.stall = settings.stall_seconds
+        # In a pool, a server that does not answer while our prompt runs is left for another sooner.
+        self.outage_limit = self.stall if failover is None else min(self.stall, failover)
+        self.deadline = time.monotonic() + settings.timeout_seconds
+        self.timeout = settings.timeout_seconds
         self.last_progress = time.monotonic()
         self.last_report = 0.0
         self.outage_since: float | None = None
@@ -134,9 +153,10 @@ class _Watch:
             now = time.monotonic()
             self.outage_since = self.outage_since or now
             self.outage_seen = True
-            if now - self.outage_since > self.stall:
+            if now - self.outage_since > self.outage_limit:
                 raise ComfyTransient(
-                    f"{exc}; ComfyUI did not answer for {self.stall:g} s while prompt {self.prompt_id} ran"
+                    f"{exc}; ComfyUI did not answer for {self.outage_limit:g} s while prompt "
+                    f"{self.prompt_id} ran"
                 ) from exc
             log.warning("%s; waiting for ComfyUI (prompt %s)", exc, self.prompt_id)
             time.sleep(self.poll)
@@ -309,23 +329,22 @@ def run_batch(
     result: Path,
     workdir: Path,
     report: Reporter,
-    server: ComfyServer | None = None,
+    servers: StageServers,
 ) -> dict[str, Any]:
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
-    the first failure). ``server``: the stage's connection, shared by its batches."""
-    wait = _server(settings.generation)
-    url = wait.url
+    the first failure). Each attempt takes a slot of a server of the pool (another one than a server
+    that just failed, when one is free). ``servers``: the stage's, shared by its batches."""
+    wait = _wait(settings.generation)
     policy = RetryPolicy(wait.retries + 1, seconds=wait.unavailable_seconds)
-    own = server is None
-    server = server or ComfyServer(url)
-    batch = _BatchRun(settings.generation, name, still=still, workdir=workdir, report=report, server=server)
+    batch = _BatchRun(settings.generation, name, still=still, workdir=workdir, report=report, servers=servers)
 
     def tell(attempt: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
-        report(f"waiting for ComfyUI at {url} ({error}); batch {name} tries again in "
+        report(f"waiting for ComfyUI at {batch.failed_on} ({error}); batch {name} tries again in "
                f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-               batch=name, attempt=attempt, next_try_seconds=round(pause, 3))  # fmt: skip
+               batch=name, attempt=attempt, next_try_seconds=round(pause, 3),
+               server=batch.failed_on)  # fmt: skip
 
     started = time.monotonic()
     retry = retrying(policy, ComfyTransient, before_sleep=tell)
@@ -336,19 +355,49 @@ def run_batch(
     except ComfyTransient as exc:
         raise VaError(
             ExitCode.COMFYUI_UNAVAILABLE,
-            f"ComfyUI at {url} unavailable: batch {name} failed {retry.statistics['attempt_number']} "
-            f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
+            f"ComfyUI at {servers.described} unavailable: batch {name} failed "
+            f"{retry.statistics['attempt_number']} time(s) in {time.monotonic() - started:.0f} s; "
+            f"last: {exc}",
         ) from None
-    finally:
-        if own:
-            server.client.close()
     write_json_atomic(result, document)
     return document
 
 
+class StageServers:
+    """The servers of one stage: the pool's slots, and one connection (``ComfyServer``) a server, kept for
+    all the stage's batches."""
+
+    def __init__(self, settings: PoolSettings, pool: ServerPool | None = None) -> None:
+        self.settings = settings
+        self.pool = pool or ServerPool(settings.servers)
+        self.connections: dict[str, ComfyServer] = {}
+
+    @property
+    def described(self) -> str:
+        """The pool's URLs, for an error line."""
+        urls = [server.url for server in self.settings.servers]
+        return urls[0] if len(urls) == 1 else f"every server of the pool ({', '.join(urls)})"
+
+    @property
+    def failover(self) -> float | None:
+        """How long a server may not answer while it runs our prompt (None: one server, waited for)."""
+        return FAILOVER_SECONDS if len(self.settings.servers) > 1 else None
+
+    def of(self, url: str) -> ComfyServer:
+        """The connection to ``url``."""
+        if url not in self.connections:
+            self.connections[url] = ComfyServer(url)
+        return self.connections[url]
+
+    def close(self) -> None:
+        """Close every websocket."""
+        for server in self.connections.values():
+            server.client.close()
+
+
 class ComfyServer:
-    """The server of one stage: one client (its connection pool, websocket and client id) for all its
-    batches, and the version the server reported (asked once)."""
+    """One server of a stage: one client (its connection pool, websocket and client id) for all the
+    batches it runs, and the version the server reported (asked once)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -391,33 +440,42 @@ def batch_done(result: Path, fingerprint: str) -> bool:
 
 
 def run_batches(
-    settings: GenerationSettings, *, still: Path, generated: Path, workdir: Workdir, logs: Path
+    settings: GenerationSettings,
+    *,
+    still: Path,
+    generated: Path,
+    workdir: Workdir,
+    logs: Path,
+    pool: PoolSettings,
 ) -> None:
-    """Every batch of the plan not made yet, one after the other over one connection, each recorded as a
-    ``comfyui_batch`` step of its own (events, log, ``comfyui/batches/NNNN.json``); then ``generated``
-    lists the batch results in order. A batch result left by a killed run is kept when its fingerprint
-    still matches, so a resumed run submits only the missing batches."""
+    """Every batch of the plan not made yet, one after the other, each on a free server of the pool (one
+    connection a server), each recorded as a ``comfyui_batch`` step of its own (events, log,
+    ``comfyui/batches/NNNN.json``); then ``generated`` lists the batch results in order. A batch result
+    left by a killed run is kept when its fingerprint still matches, so a resumed run submits only the
+    missing batches. ``pool``: the rule's; when it declares a start, the stage runs on a ComfyUI it starts
+    for itself and stops at its end (va.comfyui.starter)."""
     generation = settings.generation
-    server = ComfyServer(_server(generation).url)
     results = []
-    try:
-        for batch in generation.batches:
-            name, result = batch.name, workdir.batch_result(batch.name)
-            results.append(str(result))
-            if batch_done(result, batch_fingerprint(generation, batch, still)):
-                continue
-            with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
-                run_batch(
-                    settings,
-                    name,
-                    still=still,
-                    result=result,
-                    workdir=workdir.root,
-                    report=report,
-                    server=server,
-                )
-    finally:
-        server.client.close()
+    with own_server(pool, workdir, logs) as (used, private):
+        servers = StageServers(used, private)
+        try:
+            for batch in generation.batches:
+                name, result = batch.name, workdir.batch_result(batch.name)
+                results.append(str(result))
+                if batch_done(result, batch_fingerprint(generation, batch, still)):
+                    continue
+                with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
+                    run_batch(
+                        settings,
+                        name,
+                        still=still,
+                        result=result,
+                        workdir=workdir.root,
+                        report=report,
+                        servers=servers,
+                    )
+        finally:
+            servers.close()
     write_json_atomic(generated, {"batches": results})
 
 
@@ -432,10 +490,11 @@ class _BatchRun:
         still: Path,
         workdir: Path,
         report: Reporter,
-        server: ComfyServer,
+        servers: StageServers,
     ) -> None:
         self.generation, self.name = generation, name
-        self.still, self.workdir, self.report, self.server = still, workdir, report, server
+        self.still, self.workdir, self.report, self.servers = still, workdir, report, servers
+        self.failed_on: str | None = None  # the server of the last failed attempt
         self.batch = next(b for b in generation.batches if b.name == name)
         self.workflow = _first_workflow(generation)
         self.graphs = workdir / "comfyui" / "graphs"
@@ -447,21 +506,37 @@ class _BatchRun:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
         files were deleted is submitted once more within the attempt, with a prefix the cache has not seen."""
         try:
-            return self._submit_and_collect(attempt, fresh=False)
+            return self._leased(attempt, fresh=False)
         except ComfyOutputMissing:
-            return self._submit_and_collect(attempt, fresh=True)
+            return self._leased(attempt, fresh=True)
 
-    def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+    def _leased(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+        """One submission on a slot of the pool: another server than the one that just failed if one is
+        free; a server that fails is marked, so that the next units go elsewhere for a while. The slot is
+        given back as soon as the prompt has ended (or failed), before its outputs are downloaded."""
+        lease = self.servers.pool.acquire(avoid=self.failed_on)
+        try:
+            return self._submit_and_collect(attempt, lease, fresh=fresh)
+        except ComfyTransient:
+            self.failed_on = lease.url
+            self.servers.pool.mark_down(lease.url)
+            raise
+        finally:
+            lease.release()
+
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
         generation = self.generation
         seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
-        client = self.server.client
+        server = self.servers.of(lease.url)
+        client = server.client
         prompt_id = None
-        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
+        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed,
+                 "server": lease.url}  # fmt: skip
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
-                version = self.server.ask_version()
+                version = server.ask_version()
                 values = generation.values(batch, seed)
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
@@ -475,7 +550,11 @@ class _BatchRun:
                 inflight.append(prompt_id)
                 report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
                        **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-                entry = _Watch(client, _server(generation), prompt_id, report, name).wait()
+                watch = _Watch(
+                    client, _wait(generation), prompt_id, report, name, failover=self.servers.failover
+                )
+                entry = watch.wait()
+                lease.release()  # the server is free for the next unit while this one downloads
                 collected = collect_outputs(
                     client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
                     gen_fps=generation.fps,
@@ -490,7 +569,7 @@ class _BatchRun:
                            error=exc.message)  # fmt: skip
                 raise
             except ComfyTransient as exc:
-                self.server.failed()
+                server.failed()
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc}", level="warning",
                        **where, prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
                 raise
@@ -505,7 +584,7 @@ class _BatchRun:
                **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
         return {
             "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
-            "comfyui_version": version, "workflow": self.workflow.id,
+            "server": lease.url, "comfyui_version": version, "workflow": self.workflow.id,
             "graph": str(graph_file.relative_to(self.workdir)), "fingerprint": self.fingerprint,
             **collected,
         }  # fmt: skip
