@@ -683,7 +683,8 @@ def plan_geometry(job: Job) -> Geometry:
     (the start's for a held still, ComfyUI's planned frame size for a generated picture)."""
     output = job.output
     source = start_info(job)
-    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit)
+    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit,
+                                display=source.display_filter)  # fmt: skip
     width, height = still.width, still.height
     if comfyui_active(job) and output.width is None:
         width, height = media.even_size(job.comfyui.params.width, job.comfyui.params.height)
