@@ -15,7 +15,8 @@ answers 404, as the releases that had the jobs API before its cancel route), ``r
 server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
 cache, as a restarted ComfyUI), and ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
-``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
+``POST /__double__/checkpoints`` (``[name, ...]``) sets the checkpoints the server has installed until the
+next reset (which restores those it started with); ``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
 but keeps the cache (as a user emptying ComfyUI's output folder); ``POST /__double__/reset`` forgets everything (one double
 serves a whole test run, reset before each test).
 
@@ -93,7 +94,7 @@ class Double:
         self.input, self.output = root / "input", root / "output"
         self.input.mkdir(parents=True, exist_ok=True)
         self.output.mkdir(parents=True, exist_ok=True)
-        self.checkpoints = checkpoints
+        self.checkpoints = self.installed = checkpoints
         self.step_delay = step_delay
         self.queue: asyncio.Queue[tuple[int, str, dict[str, Any], str]] = asyncio.Queue()
         self.pending: list[tuple[int, str]] = []
@@ -431,10 +432,15 @@ class Double:
         self.faults.update({k: int(v) for k, v in (await request.json()).items()})
         return web.json_response(self.faults)
 
+    async def set_checkpoints(self, request: web.Request) -> web.Response:
+        self.checkpoints = [str(name) for name in await request.json()]
+        return web.json_response(self.checkpoints)
+
     async def reset(self, request: web.Request) -> web.Response:
         """Between tests (one double serves a whole test run): no faults, queue, history, cache or
-        uploads, fresh stats. A prompt still running (a ``hang``) is stopped first."""
-        self.faults, self.pending = {}, []
+        uploads, fresh stats, the checkpoints it started with. A prompt still running (a ``hang``) is
+        stopped first."""
+        self.faults, self.pending, self.checkpoints = {}, [], self.installed
         if self.running is not None:
             self.interrupt = True
             deadline = time.monotonic() + 10
@@ -683,7 +689,8 @@ def main() -> None:
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
         web.get("/api/jobs", double.jobs), web.get("/api/jobs/{job_id}", double.job),
         web.post("/api/jobs/{job_id}/cancel", double.job_cancel),
-        web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
+        web.post("/__double__/faults", double.set_faults), web.post("/__double__/checkpoints", double.set_checkpoints),
+        web.get("/__double__/stats", double.get_stats),
         web.post("/__double__/reset", double.reset), web.post("/__double__/forget_outputs", double.forget_outputs),
     ])  # fmt: skip
 
