@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Comfy
 from va.cli import main
 from va.comfyui.catalog import Catalog, load_catalog_file
 from va.comfyui.importer import convert_workflow
@@ -290,3 +291,28 @@ def test_node_definitions_that_are_not_object_info(tmp_path: Path) -> None:
     with pytest.raises(VaError) as caught:
         load_catalog_file(write(tmp_path, "oi.json", "[1, 2]"))
     assert caught.value.code == ExitCode.VALIDATION_FAILED
+
+
+def test_check_and_import_ask_a_server(
+    tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str], comfy: Comfy
+) -> None:
+    """With --server the node definitions come from GET /object_info (the double answers a real 0.26's);
+    a model file the server does not list is named."""
+    shipped = load_workflow("vidax_text2img_frames")
+    folder = state_dir / "comfyui" / "workflows"
+    folder.mkdir(parents=True)
+    write(folder, "sdxl.json", shipped.graph)
+    bindings = {k: v for k, v in shipped.bindings.items() if k != "ckpt_name"}  # the template's own file
+    write(folder, "sdxl.bindings.json", {"schema_version": 1, "bindings": bindings})
+    code, stdout, _ = run(["workflow", "check", "sdxl", "--server", comfy.url], capsys)
+    assert code == 0
+    assert "model file missing on the server: node 4 (CheckpointLoaderSimple): ckpt_name" in stdout
+    path = write(tmp_path, "frames.json", features())
+    code, stdout, _ = run(
+        ["workflow", "import", str(path), "--server", comfy.url, "--out", str(tmp_path / "out")], capsys
+    )
+    assert code == 0 and (tmp_path / "out" / "frames.json").is_file()
+    code, _, stderr = run(
+        ["workflow", "check", "vidax_text2img_frames", "--server", "http://127.0.0.1:9"], capsys
+    )
+    assert code == ExitCode.COMFYUI_UNAVAILABLE and stderr.count("\n") == 1

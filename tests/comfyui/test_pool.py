@@ -169,7 +169,7 @@ def test_failover_a_server_dying_mid_prompt_moves_the_batch_and_frees_its_slot(
     killer = threading.Thread(target=kill_when_running)
     killer.start()
     document = stage.run_batch(
-        made.job, made.run.plan, "0000", still=made.still, result=made.run.batch_result("0000"),
+        made.settings, "0000", still=made.still, result=made.run.batch_result("0000"),
         workdir=made.run.root, report=made.report("0000"), servers=servers,
     )  # fmt: skip
     killer.join()
@@ -199,7 +199,7 @@ def test_a_restarted_server_is_used_again_and_a_mixed_pool_is_recorded(
 
     def batch(name: str) -> dict[str, object]:
         return stage.run_batch(
-            made.job, made.run.plan, name, still=made.still, result=made.run.batch_result(name),
+            made.settings, name, still=made.still, result=made.run.batch_result(name),
             workdir=made.run.root, report=made.report(name), servers=servers,
         )  # fmt: skip
 
@@ -273,7 +273,7 @@ def test_a_stage_starts_its_own_server_and_leaves_no_process(
     logs = made.run.root / "logs" / "comfyui" / "batches"
     generated = made.run.root / "comfyui" / "generated.json"
     stage.run_batches(
-        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
         pool=settings,
     )  # fmt: skip
     started = [e for e in read_events(made.run.events) if e["kind"] == "comfyui_server_started"]
