@@ -132,10 +132,10 @@ def test_lip_sync_jobs_ask_for_what_their_provider_declares_and_fail_clearly_whe
     assert "1 GPUs" in message and "no GPUs" in message and "Invalid generic resource" in message, message
 
 
-def start_batch(folder: Path, out: Path, state: Path) -> subprocess.Popen[str]:
+def start_batch(folder: Path, out: Path, state: Path, profile: str = "slurm") -> subprocess.Popen[str]:
     """``va batch`` as a process of its own (it gets real signals), with the stock Slurm profile."""
     return subprocess.Popen(
-        [*VA, "batch", str(folder), "--out", str(out), "--profile", "slurm", "--json"],
+        [*VA, "batch", str(folder), "--out", str(out), "--profile", profile, "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
