@@ -83,9 +83,17 @@ def record_success(workdir: Workdir, after_success: str) -> None:
     """The end of a run whose final is published, recorded right then (a batch records each job's end
     when its own final is there, not when the whole graph ends); then its intermediates are removed when
     the job asks (``cleanup.after_success: intermediates``). A cleanup that fails is logged: the final
-    is made and recorded, so the rule that published it must not fail."""
-    if not run_finished(workdir):
-        record_run_finished(workdir)
+    is made and recorded, so the rule that published it must not fail.
+
+    Nor does a record that cannot be written (a full workdir or state dir): the final is published and
+    checked, and a rule that fails after that has Snakemake delete the outputs of a failed job, the final
+    among them. It is logged here; ``va`` says it, with its exit code, when it records the run's end."""
+    try:
+        if not run_finished(workdir):
+            record_run_finished(workdir)
+    except (VaError, OSError) as exc:
+        logging.getLogger(__name__).error("the final is published, but its end is not recorded: %s", exc)
+        return
     if after_success != "intermediates":
         return
     try:
