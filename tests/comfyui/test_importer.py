@@ -154,7 +154,10 @@ def refusal_cases() -> dict[str, tuple[Any, str]]:
     inner["nodes"].append({"id": 1, "type": inner["id"], "mode": 0, "inputs": [], "outputs": []})
     looped["definitions"] = {"subgraphs": [inner]}
     looped["nodes"].append({"id": 20, "type": inner["id"], "mode": 0, "inputs": [], "outputs": []})
+    grouped = features()
+    grouped["nodes"][4]["type"] = "workflow>frames"
     return {
+        "group_node": (grouped, "is a group node of the older editor ('workflow>frames')"),
         "not_json": ("{nodes: [", "not JSON"),
         "api_format": ({"1": {"class_type": "EmptyImage", "inputs": {}}}, "already an API-format graph"),
         "unknown_type": (unknown, "'VHS_VideoCombineX', which the server"),

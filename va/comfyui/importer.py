@@ -170,6 +170,12 @@ class Converter:
                 continue  # never sent: a bypassed or muted node may be of a class the server lacks
             else:
                 definition = self.catalog.get(kind)
+                if definition is None and kind.startswith("workflow>"):
+                    raise refuse(
+                        self.source,
+                        f"node {scope.api_id(node_id)} is a group node of the older editor ({kind!r}): "
+                        "convert it to a subgraph in ComfyUI, save, and import again",
+                    )
                 if definition is None:
                     raise refuse(
                         self.source,
