@@ -128,3 +128,18 @@ def test_a_full_state_dir_after_the_final_is_published_keeps_the_final_and_is_ex
         runner._result(run, load_job(job_path), 0, None)
     assert caught.value.code == ExitCode.STATE_DIR_UNUSABLE
     assert final.exists()
+
+
+def test_clean_removes_only_what_the_run_s_records_say_it_wrote(files: Media, va_cli: CliRunner) -> None:
+    """A file of the user's in ``frames/`` and another run made inside the workdir stay: only the outputs
+    the run's records name (and its own scratch) go."""
+    run = succeeded_run(files, files.root / "w")
+    (run.root / "frames" / "mine.png").write_bytes(b"a user's picture")
+    other = succeeded_run(files, run.root / "frames" / "other-run")
+    theirs = files_in(other.root)
+    done = va_cli("clean", run.root)
+    assert done.code == ExitCode.OK, done.err
+    left = files_in(run.root)
+    assert "frames/mine.png" in left
+    assert {f"frames/other-run/{name}" for name in theirs} <= left
+    assert not left & REMAKEABLE
