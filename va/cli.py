@@ -216,7 +216,9 @@ def _add_workflow_parser(commands: Any) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>)")
+    parser.add_argument(
+        "--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>-<6 hex>)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
     parser.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
     parser.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
