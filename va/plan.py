@@ -730,6 +730,11 @@ def document_slice(document: dict[str, Any], rule: str) -> str:
     return canonical_json(_pick(document, RULE_FIELDS[rule]))
 
 
+#: Fields of a plan that say how it was made, not what it makes: the job file's text (its hash), the
+#: summary of its settings shown in the manifest, the tools' versions.
+PROVENANCE_FIELDS = ("job_sha256", "effective_params", "tools")
+
+
 def changed_fields(before: Plan | None, after: Plan) -> list[str]:
     """The top-level fields (one level deeper inside ``document``) in which two plans differ."""
     if before is None:
@@ -740,6 +745,18 @@ def changed_fields(before: Plan | None, after: Plan) -> list[str]:
         if key == "document":
             sections = sorted(set(old.get(key) or {}) | set(new[key]))
             changed += [f"document.{s}" for s in sections if (old.get(key) or {}).get(s) != new[key].get(s)]
-        elif key not in ("job_sha256", "effective_params", "tools") and old.get(key) != new[key]:
+        elif key not in PROVENANCE_FIELDS and old.get(key) != new[key]:
             changed.append(key)
     return changed
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """What the plan makes, in 16 hex digits: the same for two plans exactly when ``changed_fields``
+    finds no change but the job file's path (a job file moved with its batch still makes the same video)."""
+    return document_fingerprint(plan_document(plan))
+
+
+def document_fingerprint(document: dict[str, Any]) -> str:
+    """``plan_fingerprint`` of a plan's JSON data (``prepare/plan.json`` as read)."""
+    kept = {key: value for key, value in document.items() if key not in (*PROVENANCE_FIELDS, "job")}
+    return hashlib.sha256(canonical_json(kept).encode()).hexdigest()[:16]
