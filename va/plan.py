@@ -363,7 +363,7 @@ def plan_chunks(
     seconds = buffer.pre_seconds + voice_seconds + buffer.post_seconds
     total = target_frames(seconds, fps)
     settings, provider_id = provider.settings["input"], provider.id
-    quantum = quantum_of(settings, provider_id)
+    quantum = quantum_of(settings, f"provider {provider_id}")
     asked = (settings.get("max_seconds"), job.lipsync.chunk_seconds)
     limits = [float(limit) for limit in asked if limit]
     cuts = [Cut(0, total, "end")]

@@ -49,9 +49,9 @@ def test_a_quantum_pads_up_and_bounds_the_chunks(
 
 
 def test_a_quantum_no_count_satisfies_is_a_validation_error() -> None:
-    assert quantum_of({"frame_form": "4n+1"}, "p") == Quantum(1, 4, 1)
+    assert quantum_of({"frame_form": "4n+1"}, "provider p") == Quantum(1, 4, 1)
     with pytest.raises(VaError) as raised:
-        quantum_of({"frame_multiple": 16, "frame_form": "4n+1"}, "p")
+        quantum_of({"frame_multiple": 16, "frame_form": "4n+1"}, "provider p")
     assert raised.value.code == ExitCode.VALIDATION_FAILED
     assert raised.value.message == "provider p: no frame count is a multiple of 16 and of the form 4n+1"
 

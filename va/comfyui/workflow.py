@@ -16,6 +16,7 @@ from typing import Any
 
 from va import schema
 from va.errors import ExitCode, VaError
+from va.segments import SegmentContract, contract_of, longest_new
 from va.state import state_dir
 
 DEFAULT_WORKFLOW = "vidax_text2img_frames"
@@ -39,7 +40,14 @@ PARAMETERS = {
     "motion_strength": "motion.strength, 0..1 (e.g. to denoise or augmentation_level)",
     "start_image": "name of the uploaded start image (LoadImage.image)",
     "filename_prefix": "prefix of the saved files",
+    "audio": "a segment's voice, head frames included, uploaded (LoadAudio.audio)",
+    "previous_frames": "the previous segment's last context frames as an uploaded video (LoadVideo.file)",
+    "last_frame": "the previous segment's last frame, uploaded (LoadImage.image)",
+    "segment_index": "the segment's index, from 0",
 }
+
+#: Parameters only a template that generates segments (``segments`` in its bindings) can bind.
+SEGMENT_PARAMETERS = ("audio", "previous_frames", "last_frame", "segment_index")
 
 INLINE_GRAPH: dict[str, Any] = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
@@ -90,11 +98,21 @@ class Workflow:
     graph: dict[str, Any]
     bindings: dict[str, list[dict[str, str]]]
     source: str
+    #: The model's contract when the template makes one segment of a longer video a prompt.
+    segments: SegmentContract | None = None
+    #: Whether the model moves the lips to the audio itself (no lip-sync stage unless the job names one).
+    lipsync_in_model: bool = False
 
     @property
     def binds_start_image(self) -> bool:
         """Whether the start image must be uploaded for this template."""
         return "start_image" in self.bindings
+
+    @property
+    def chained(self) -> bool:
+        """Whether a segment needs the one before it (the template binds ``previous_frames`` or
+        ``last_frame``); otherwise segments are independent."""
+        return "previous_frames" in self.bindings or "last_frame" in self.bindings
 
 
 def workflow_dirs() -> list[Path]:
@@ -123,6 +141,28 @@ def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[s
                     f"workflow {workflow_id}: binding {param!r}: node {target['node']} "
                     f"({node['class_type']}) has no input {target['input']!r}",
                 )
+
+
+def check_segment_bindings(
+    workflow_id: str, bindings: dict[str, list[dict[str, str]]], contract: SegmentContract | None
+) -> None:
+    """The segment parameters (``audio``, ``previous_frames``, ...) are bound only by a template that
+    declares ``segments``, and one that does makes at least one new frame a segment."""
+    if contract is None:
+        bound = [param for param in SEGMENT_PARAMETERS if param in bindings]
+        if bound:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f'workflow {workflow_id}: binding {bound[0]!r} needs a "segments" contract in its bindings '
+                "file (docs/COMFYUI_INTERFACE.md, Segments)",
+            )
+        return
+    longest_new(contract, workflow_id)
+    if "previous_frames" in bindings and contract.context_frames < 1:
+        raise VaError(
+            ExitCode.VALIDATION_FAILED,
+            f"workflow {workflow_id}: binding 'previous_frames' needs segments.context_frames of at least 1",
+        )
 
 
 #: Output nodes whose files this version cannot read back, and why (checked when a template is loaded).
@@ -155,8 +195,10 @@ def load_workflow(workflow_id: str) -> Workflow:
                 schema.load_json_file(bindings_path, "bindings"), "bindings", str(bindings_path)
             )
             bindings = document["bindings"]
+            contract = contract_of(document["segments"]) if "segments" in document else None
+            in_model = bool(document["lipsync_in_model"])
         elif workflow_id == DEFAULT_WORKFLOW:
-            bindings = INLINE_BINDINGS
+            bindings, contract, in_model = INLINE_BINDINGS, None, False
         else:
             raise VaError(
                 ExitCode.VALIDATION_FAILED,
@@ -165,7 +207,8 @@ def load_workflow(workflow_id: str) -> Workflow:
         graph = schema.load_json_file(graph_path, "workflow")
         check_bindings(workflow_id, graph, bindings)
         check_outputs(workflow_id, graph)
-        return Workflow(workflow_id, graph, bindings, str(graph_path))
+        check_segment_bindings(workflow_id, bindings, contract)
+        return Workflow(workflow_id, graph, bindings, str(graph_path), contract, in_model)
     if workflow_id == DEFAULT_WORKFLOW:
         return Workflow(workflow_id, copy.deepcopy(INLINE_GRAPH), INLINE_BINDINGS, "built in")
     places = ", ".join(str(folder) for folder in workflow_dirs())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from va.errors import ExitCode, VaError
@@ -43,21 +44,20 @@ class Quantum:
         return next((count for count in range(limit, 0, -1) if self.accepts(count)), 0)
 
 
-def quantum_of(settings: dict[str, object], provider_id: str) -> Quantum:
-    """The quantum of a provider's ``input`` settings (``frame_multiple``, ``frame_form`` such as ``4n+1``);
-    a pair no count satisfies (16 and 4n+1) is a validation error naming the provider."""
+def quantum_of(settings: dict[str, object], owner: str) -> Quantum:
+    """The quantum of a provider's ``input`` settings or a template's segment contract (``frame_multiple``,
+    ``frame_form`` such as ``4n+1``); a pair no count satisfies (16 and 4n+1) is a validation error naming
+    its ``owner`` (``provider X``, ``workflow W``)."""
     multiple = int(str(settings.get("frame_multiple") or 1))
     form = str(settings.get("frame_form") or "1n+0")
     matched = FRAME_FORM.match(form)
     if matched is None or int(matched.group(1)) < 1:
-        raise VaError(
-            ExitCode.VALIDATION_FAILED, f"provider {provider_id}: input.frame_form {form!r} is not 'an+b'"
-        )
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{owner}: frame_form {form!r} is not 'an+b'")
     quantum = Quantum(multiple, int(matched.group(1)), int(matched.group(2)))
     if not any(quantum.accepts(count) for count in range(1, multiple * quantum.form_step + 1)):
         raise VaError(
             ExitCode.VALIDATION_FAILED,
-            f"provider {provider_id}: no frame count is a multiple of {multiple} and of the form {form}",
+            f"{owner}: no frame count is a multiple of {multiple} and of the form {form}",
         )
     return quantum
 
@@ -78,10 +78,18 @@ def silent_frames(silences: list[tuple[float, float]], fps: int) -> list[tuple[i
     return [(low, high) for low, high in inside if low <= high]
 
 
-def plan_cuts(total: int, *, limit: int, search: int, silent: list[tuple[int, int]]) -> list[Cut]:
+def plan_cuts(
+    total: int,
+    *,
+    limit: int,
+    search: int,
+    silent: list[tuple[int, int]],
+    fits: Callable[[int], bool] | None = None,
+) -> list[Cut]:
     """Cut ``total`` frames into chunks of at most ``limit`` frames. Each cut goes into the silence
     (ranges of frame boundaries) nearest ``limit`` frames after the chunk's start, within ``search``
-    frames before it; at that boundary itself when no silence is that near."""
+    frames before it; at that boundary itself when no silence is that near. ``fits``: which lengths a
+    chunk that is not the last may have (``limit`` must be one); any, when not given."""
     if limit < 1:
         raise ValueError("a chunk holds at least one frame")
     cuts, first = [], 0
@@ -91,11 +99,13 @@ def plan_cuts(total: int, *, limit: int, search: int, silent: list[tuple[int, in
         best: tuple[int, int] | None = None  # (distance from the target, cut)
         for start, end in silent:
             lo, hi = max(start, low), min(end, target)
-            if lo > hi:
+            places = [p for p in range(lo, hi + 1) if fits(p - first)] if fits else [lo, hi] * (lo <= hi)
+            if not places:
                 continue
             # The middle of the part of the pause within reach: as far from the speech on either side
             # as the limit allows.
-            candidate = (target - hi, (lo + hi) // 2)
+            middle = (lo + hi) // 2 if fits is None else min(places, key=lambda p: (abs(2 * p - lo - hi), p))
+            candidate = (target - max(places), middle)
             if best is None or candidate < best:
                 best = candidate
         cut = target if best is None else best[1]
