@@ -270,8 +270,13 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     stopped = stop_while_waiting(folder, out, state_dir.parent, "one")
     batch = start_batch(folder, out, state_dir.parent)
     try:
-        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait.
-        wait_for("a running job", lambda: any(j["JobState"] == "RUNNING" for j in slurm_jobs(out)), 120)
+        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait; all three are
+        # submitted first (the plugin calls sbatch one after the other: the first may start before the last).
+        def submitted_and_running() -> bool:
+            jobs = [job for job in slurm_jobs(out) if job["JobId"] != stopped]
+            return len(jobs) == 3 and any(job["JobState"] == "RUNNING" for job in jobs)
+
+        wait_for("the three jobs submitted, one running", submitted_and_running, 120)
     finally:
         kill_hard(batch)
     # A job left pending stays so until the re-run (a second's job would otherwise start and end first).
@@ -414,7 +419,7 @@ def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
     refused, by_hand = rows["refused"], rows["by_hand"]
     assert (refused["status"], refused["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), refused
     assert refused["message"].startswith(
-        "Slurm refused the job of group refused@video: it asks for 1 CPUs, 900000 MB memory"
+        "Slurm refused the job of group refused@video: it asks for 2 CPUs, 900000 MB memory"
     ), refused
     assert "partition va (up) has nodes of at most 2 CPUs" in refused["message"], refused
     assert "Memory specification can not be satisfied" in refused["message"], refused

@@ -88,7 +88,7 @@ def load_batch(
     return batch
 
 
-def check_made_here(workdir: Workdir, job: Job) -> None:
+def check_made_here(workdir: Workdir, job: Job, option: str = "--out") -> None:
     """A job's folder of a batch holds the run of that job only, and its finished video is what the job
     makes now: a folder that holds the run of another job file under the same name (another batch folder
     sent to the same OUT), or a video made from an earlier version of the job (an edit, an input changed)
@@ -96,7 +96,7 @@ def check_made_here(workdir: Workdir, job: Job) -> None:
     fingerprint (``va.plan.plan_fingerprint``) against the plan that made the folder's run
     (``prepare/plan.json``); a job file moved with its batch makes the same plan, and is its run still.
     An unfinished run of the same job file continues with the job as it is now (only what an edit
-    affects is made again)."""
+    affects is made again). ``option`` chooses another folder (``va run --resume``: ``--workdir``)."""
     if not workdir.root.is_dir():
         return
     start = current_digest(workdir).last_start
@@ -117,12 +117,12 @@ def check_made_here(workdir: Workdir, job: Job) -> None:
         raise VaError(
             ExitCode.OUTPUT_EXISTS,
             f"{workdir.root} holds the run of another job, {recorded}{changed}; not mixing {job.path} "
-            "into it (choose another --out)",
+            f"into it (choose another {option})",
         )
     raise VaError(
         ExitCode.OUTPUT_EXISTS,
         f"{final} was made from an earlier version of {job.path}{changed}; not making it again over the "
-        "finished video (delete it to make it anew, or choose another --out)",
+        f"finished video (delete it to make it anew, or choose another {option})",
     )
 
 

@@ -22,7 +22,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
-from va.batch import SELECTION, load_batch, summarize
+from va.batch import SELECTION, check_made_here, load_batch, summarize
 from va.comfyui.health import check_pool
 from va.comfyui.pool import JOBS_PER_SLOT, PoolServer
 from va.comfyui.stage import job_pool
@@ -400,6 +400,8 @@ def run_job(
             again = f"va run {job.path} --workdir {workdir.root} --resume"
             settle_cluster_jobs(workdir.root, options, log, again)
             guard_workdir(workdir, job, options.resume)
+            if options.resume:  # an edited job's finished video is no success of the job as it is now
+                check_made_here(workdir, job, option="--workdir")
             if options.resume and workdir.final(job.basename).exists():
                 # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
                 return RunResult(
