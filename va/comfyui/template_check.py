@@ -221,7 +221,17 @@ def _check_binding(
     if parameter not in UPLOADED and spec.type in ("INT", "FLOAT"):
         problems.extend(_check_number(f"{where} ({definition.name}).{spec.name}", spec, value))
     if parameter == "frames" and contract is not None:
-        problems.extend(
-            _check_number(f"{where} ({definition.name}).{spec.name} at max_frames", spec, contract.max_frames)
-        )
+        problems.extend(_check_frames(f"{where} ({definition.name}).{spec.name}", spec, contract))
+    return problems
+
+
+def _check_frames(name: str, spec: InputSpec, contract: SegmentContract) -> list[str]:
+    """The contract's longest segment fits the input, and the input's step gives the contract's frame
+    form (a length of min 1, step 4 takes 4n+1 frames)."""
+    problems = _check_number(f"{name} at max_frames", spec, contract.max_frames)
+    low, step = spec.options.get("min"), spec.options.get("step")
+    if isinstance(step, int) and step > 1 and isinstance(low, int):
+        form = f"{step}n+{low % step}"
+        if contract.frame_form != form:
+            problems.append(f"{name} takes {form} frames, the contract says {contract.frame_form}")
     return problems
