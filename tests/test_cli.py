@@ -588,3 +588,15 @@ def test_a_new_run_does_not_write_among_a_users_frames(files: Media, va_cli: Cli
     assert result.code == ExitCode.OUTPUT_EXISTS, result.err
     assert_one_line_error(result.err, f"{folder} holds frames, captions.srt, which no va run made")
     assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before
+
+
+def test_a_full_or_read_only_disk_anywhere_is_its_place_s_exit_code_in_one_line(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """An OSError of a full disk, a read-only one or a path too long that reaches the CLI boundary names
+    the file: 34 in the state dir, 32 elsewhere (the workdir), never an internal error."""
+    in_state = OSError(errno.ENOSPC, "No space left on device", str(state_dir / "registry.json"))
+    assert cli.disk_failure(in_state).code == ExitCode.STATE_DIR_UNUSABLE
+    in_workdir = OSError(errno.ENAMETOOLONG, "File name too long", str(tmp_path / ("x" * 300)))
+    failure = cli.disk_failure(in_workdir)
+    assert failure.code == ExitCode.WORKDIR_UNUSABLE and failure.message.startswith("File name too long: ")

@@ -26,7 +26,7 @@ from va.batch import SELECTION, check_made_here, load_batch, summarize
 from va.comfyui.health import check_pool
 from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
-from va.errors import ExitCode, VaError, place_unusable
+from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import follow_events
 from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
@@ -37,7 +37,14 @@ from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemak
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
 from va.textlog import last_lines, record_command
-from va.tracking import existing_run_id, reconcile, record_run_finished, run_finished, run_succeeded
+from va.tracking import (
+    existing_run_id,
+    reconcile,
+    record_run_finished,
+    register_finished,
+    run_finished,
+    run_succeeded,
+)
 from va.workdir import Workdir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -532,6 +539,10 @@ def _not_started(what: str, workdir: Workdir, profile: str | None) -> VaError:
     refused in the profile (an unknown key, an executor not installed): the user's to fix, and named so;
     without one, a bug."""
     detail = last_lines(workdir.snakemake_log)
+    disk = disk_error_in(detail)
+    if disk is not None:  # Snakemake could not write its own records: the workdir's disk, not a bug
+        message = f"{disk.lower()}: snakemake could not write in {workdir.root}"
+        return VaError(ExitCode.WORKDIR_UNUSABLE, message)
     if profile:
         message = f"--profile {profile}: snakemake could not start the {what} with it: {detail}"
         return VaError(ExitCode.VALIDATION_FAILED, message)
@@ -543,6 +554,8 @@ def _result(workdir: Workdir, job: Job, returncode: int, profile: str | None) ->
     if returncode == 0 and final.exists():
         if not run_finished(workdir):
             record_run_finished(workdir)
+        else:  # recorded by the encode rule, whose write to the registry may have found the state dir full
+            register_finished(workdir)
         return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
     if not existing_run_id(workdir):
         raise _not_started("run", workdir, profile)
