@@ -177,6 +177,15 @@ def test_overwrite_refused_and_resume_rules(
     other = va_cli("run", files.job("other.json"), "--workdir", workdir, "--resume", "-q")
     assert other.code == ExitCode.RESUME_NOT_POSSIBLE
     assert_one_line_error(other.err, "other.json")
+    # ... unless the job was edited since: its finished video is not the job's now, said in one line.
+    original = job.read_text()
+    job.write_text(json.dumps({**json.loads(original), "buffer": {"pre_seconds": 0.0, "post_seconds": 1.0}}))
+    try:
+        edited = va_cli("run", job, "--workdir", workdir, "--resume")
+    finally:
+        job.write_text(original)
+    assert edited.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(edited.err, f"{final} was made from an earlier version of {job}", "buffer")
     assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
 
     fresh = va_cli("run", files.job(), "--workdir", files.root / "empty", "--resume")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shlex
@@ -22,7 +23,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
-from va.batch import SELECTION, load_batch, summarize
+from va.batch import SELECTION, check_made_here, load_batch, summarize
 from va.comfyui.health import check_pool
 from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
@@ -33,7 +34,7 @@ from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_ar
 from va.input_checks import record_checks
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest, current_digest
-from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
+from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
 from va.textlog import last_lines, record_command
@@ -251,6 +252,51 @@ def refuse_another_job(workdir: Workdir, job: Job) -> None:
         )
 
 
+def refuse_live_run(workdir: Workdir, *, batch_above: bool = False) -> None:
+    """A folder another run works in is left alone: a ``va`` holding its lock, or a snakemake working
+    there (plain ``snakemake``, which takes no lock of ours), or with ``batch_above`` in the folder above
+    (a job's folder of a running batch). Checked before anything is settled (an earlier run's Slurm jobs
+    cancelled) or written there: a refused command never touches the live run. Exit 30, one line."""
+    if not workdir.root.is_dir():
+        return
+    if _held(workdir.run_lock):
+        raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run")
+    refuse_live_snakemake(workdir, batch_above=batch_above)
+
+
+def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> None:
+    """``refuse_live_run`` without the look at ``va``'s lock: for the holder of that lock."""
+    places = [workdir.root, workdir.root.parent] if batch_above else [workdir.root]
+    # What a killed va's guardian recorded there is that run's leftover, which the new run ends.
+    recorded = ProcessRecord(workdir.processes).read()
+    leftovers = {process for earlier in recorded for process in tree(earlier)}
+    for place in places:
+        live = [process for process in snakemake_in(place) if process not in leftovers]
+        if live:
+            pids = ", ".join(str(process.pid) for process in live)
+            raise VaError(
+                ExitCode.OUTPUT_EXISTS,
+                f"{place} is in use by a running snakemake (pid {pids}); leaving it alone "
+                "(wait for it to end, or stop it, then call again)",
+            )
+
+
+def _held(lock: Path) -> bool:
+    """Whether a process holds the lock file ``lock`` (``workdir_lock``); a missing file is held by none,
+    and is not made here."""
+    try:
+        handle = open(lock, "rb")  # noqa: SIM115 - closed below; opening a file that is there writes nothing
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: Workdir) -> Iterator[None]:
     """Hold the workdir for this process; a lock of a killed process is released by the kernel."""
@@ -373,6 +419,7 @@ def run_job(
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
     workdir = Workdir(options.workdir.absolute())
+    refuse_live_run(workdir, batch_above=True)
     if not options.resume:
         refuse_foreign_places(workdir)
     ensure_workdir(workdir)
@@ -381,10 +428,13 @@ def run_job(
     with workdir_lock(workdir):
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(workdir.snakemake_log, "ab") as log:
+            refuse_live_snakemake(workdir, batch_above=True)  # one that started since the first look
             _end_leftovers(workdir, log)
             again = f"va run {job.path} --workdir {workdir.root} --resume"
             settle_cluster_jobs(workdir.root, options, log, again)
             guard_workdir(workdir, job, options.resume)
+            if options.resume:  # an edited job's finished video is no success of the job as it is now
+                check_made_here(workdir, job, option="--workdir")
             if options.resume and workdir.final(job.basename).exists():
                 # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
                 return RunResult(
@@ -405,14 +455,7 @@ def unlock_abandoned(directory: Path, log: Any) -> None:
     here, once no snakemake runs in the folder and our own lock keeps other ``va`` runs out, a resume
     does not pay for a whole Snakemake start (its imports, the Snakefile, the job's plan) to do it.
     """
-    live = snakemake_in(directory)
-    if live:
-        pids = ", ".join(str(process.pid) for process in live)
-        raise VaError(
-            ExitCode.OUTPUT_EXISTS,
-            f"{directory} is in use by a running snakemake (pid {pids}); not unlocking it "
-            "(wait for it to end, or stop it, then call again)",
-        )
+    refuse_live_snakemake(Workdir(directory))
     locks = directory / ".snakemake" / "locks"
     if locks.is_dir() and any(locks.iterdir()):
         shutil.rmtree(locks)
@@ -576,7 +619,8 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     (Ctrl-C, SIGTERM) still summarizes what finished, and names the command that continues.
     """
     folder, out = folder.absolute(), out.absolute()
-    batch = load_batch(folder, check=check_job)
+    refuse_live_run(Workdir(out))
+    batch = load_batch(folder, check=check_job, out=out)
     names = sorted(set(batch.jobs) | set(batch.problems))
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
@@ -588,6 +632,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     with workdir_lock(lock_owner):
         lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_owner.snakemake_log, "ab") as log:
+            refuse_live_snakemake(lock_owner)  # one that started since the first look
             _end_leftovers(lock_owner, log)
             try:
                 settle_cluster_jobs(out, options, log, again)

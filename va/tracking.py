@@ -109,7 +109,7 @@ def record_run_started(
     return run_id
 
 
-def _failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
+def failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
     """The error of the rule that failed in the latest attempt, if one did."""
     events = read_events(workdir.events)
     starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
@@ -137,8 +137,10 @@ def record_run_finished(
     elif error is not None:
         status = "interrupted" if error.code == ExitCode.INTERRUPTED else "failed"
         exit_status = error.as_dict()
-    elif (failure := _failure_of_attempt(workdir)) is not None:
-        status, exit_status = "failed", failure
+    elif (failure := failure_of_attempt(workdir)) is not None:
+        # A rule stopped from outside (its cluster job cancelled by hand, its node lost) was interrupted.
+        status = "interrupted" if failure.get("code") == ExitCode.INTERRUPTED else "failed"
+        exit_status = failure
     elif unfinished == "interrupted":
         status = "interrupted"
         exit_status = VaError(
@@ -196,6 +198,16 @@ def _snakemake_failure(workdir: Workdir) -> VaError:
 def run_finished(workdir: Workdir) -> bool:
     """Whether the latest attempt in ``workdir`` has recorded its end."""
     return current_digest(workdir).finished is not None
+
+
+def rule_finished_in_attempt(workdir: Workdir, rule: str, target: str | None = None) -> bool:
+    """Whether ``rule`` (of ``target``: a ComfyUI batch, a lip-sync chunk) recorded its end in the latest
+    attempt in ``workdir``, and nothing of it since: its outputs were published whole."""
+    digest = current_digest(workdir)
+    entry = digest.rules.get(f"{rule}/{target}" if target else rule)
+    if entry is None or entry.get("attempt") != digest.starts:
+        return False
+    return bool(entry.get("last", {}).get("kind") == "rule_finished")
 
 
 def run_succeeded(workdir: Workdir) -> bool:
