@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, check_made_here, load_batch, summarize
+from va.clean import remove_empty_outputs
 from va.comfyui.health import check_pool
 from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
@@ -213,6 +214,7 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
             "not overwriting it (choose another --workdir)",
         )
     if resume:
+        remove_empty_outputs(workdir, job.basename)
         reconcile(workdir, job.basename)
     if not resume:
         if final.exists():
