@@ -19,6 +19,7 @@ from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.motion import camera_move_active
 from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
 from va.registry import register_runs
+from va.segments import read_retakes
 from va.slurm import (
     NeverRunsWatch,
     failed_rule,
@@ -74,6 +75,7 @@ wildcard_constraints:
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
     chunk=r"\d{4}",
+    segment=r"\d{4}",
 
 
 def at(path):
@@ -107,7 +109,8 @@ def plan_for(name):
         )
     if name not in PLANS:
         previous = previous_plan(Path(name, "prepare/plan.json"))
-        PLANS[name] = plan_job(JOBS[name], previous)
+        retakes = read_retakes(Workdir(Path.cwd() / name).retakes)
+        PLANS[name] = plan_job(JOBS[name], previous, retakes)
     return PLANS[name]
 
 
@@ -125,9 +128,10 @@ def plan_settings(rule):
 
     @of_wildcards
     def settings(wildcards):
-        if wildcards.get("batch") is not None or wildcards.get("chunk") is not None:
+        parts = ("batch", "chunk", "segment")
+        if any(wildcards.get(part) is not None for part in parts):
             return plan_slice(
-                plan_of(wildcards), rule, wildcards.get("batch"), wildcards.get("chunk")
+                plan_of(wildcards), rule, *(wildcards.get(part) for part in parts)
             )
         name = wildcards.get("name", "")
         if name not in DOCUMENTS:
@@ -288,6 +292,34 @@ def release_rescheduling_timers():
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
             thread.cancel()
+
+
+@of_wildcards
+def assemble_inputs(wildcards):
+    """Inputs of assemble_visual: every segment's clip for a template that generates segments, else the
+    list of the batches' results."""
+    generation = plan_of(wildcards).comfyui
+    if generation.contract is not None:
+        names = [segment.name for segment in generation.segments]
+        return {
+            "segments": [in_run(wildcards, f"comfyui/segments/{n}.mp4") for n in names]
+        }
+    return {"generated": in_run(wildcards, "comfyui/generated.json")}
+
+
+@of_wildcards
+def segment_inputs(wildcards):
+    """Inputs of one segment: the still, the padded audio its voice is cut from and, for a chained
+    template, the clip of the segment before it (none for the first)."""
+    generation = plan_of(wildcards).comfyui
+    inputs = {
+        "still": ancient(in_run(wildcards, "frames/still.png")),
+        "audio": in_run(wildcards, "prepare/padded.wav"),
+    }
+    index = int(wildcards.segment)
+    if generation.chained and index > 0:
+        inputs["previous"] = in_run(wildcards, f"comfyui/segments/{index - 1:04d}.mp4")
+    return inputs
 
 
 @of_wildcards

@@ -31,6 +31,7 @@ from va.plan import plan_job
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.progress import RunDisplay, batches_note
 from va.report import make_report
+from va.retake import RetakeRequest, prepare_retake
 from va.runner import (
     RunOptions,
     default_workdir,
@@ -95,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job file to its final video")
     run.add_argument("job", type=_path)
     _add_run_options(run)
+
+    retake = commands.add_parser(
+        "retake", help="make the segment at a moment again (and, in a chain, those after it), then the final"
+    )
+    retake.add_argument("workdir", type=_path, help="the run's workdir")
+    retake.add_argument("--at", type=float, required=True, metavar="SECONDS", help="a moment of the video")
+    retake.add_argument("--seed", type=int, help="the new take's seed (default: a fresh one)")
+    retake.add_argument("--prompt", help="the new take's prompt (default: the segment's)")
+    retake.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
+    retake.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
+    retake.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
     produce = commands.add_parser(
         "produce", help="write W/job.json from flags and run it (final: fertig.mp4)"
@@ -362,6 +374,22 @@ def cmd_run(args: argparse.Namespace) -> ExitCode:
     return _run(args.job, args, args.workdir or default_workdir())
 
 
+def cmd_retake(args: argparse.Namespace) -> ExitCode:
+    """Retake the segment at a moment of a finished (or stopped) run, then resume the run."""
+    workdir = Workdir(args.workdir.absolute())
+    done = prepare_retake(workdir, RetakeRequest(args.at, args.seed, args.prompt))
+    segment = done.segment
+    print(
+        f"va: retaking segment {segment.name} ({segment.start_seconds:g}-{segment.end_seconds:g} s), "
+        f"take {done.take}",
+        file=sys.stderr,
+    )
+    if done.kept_final is not None:
+        print(f"va: the previous final is kept as {done.kept_final}", file=sys.stderr)
+    args.resume = True
+    return _run(done.job, args, workdir.root)
+
+
 def cmd_produce(args: argparse.Namespace) -> ExitCode:
     """Build a job from flags, write it to the workdir and run it."""
     request = ProduceRequest(
@@ -574,6 +602,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "produce": cmd_produce,
+    "retake": cmd_retake,
     "batch": cmd_batch,
     "status": cmd_status,
     "logs": cmd_logs,

@@ -26,6 +26,7 @@ from typing import Any
 
 import va
 from va import media
+from va.comfyui.workflow import Workflow, load_workflow
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
 from va.job import (
@@ -42,6 +43,7 @@ from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cut
 from va.lipsync.providers import Provider, get_provider
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
+from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new
 from va.timeline import cut_batches, load_segments, segment_overrides
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
@@ -182,6 +184,18 @@ class Generation:
     workflow_ids: tuple[str, ...]
     #: Whether the batches were cut at a timeline's segments.
     segmented: bool = False
+    #: A template that generates segments (docs/COMFYUI_INTERFACE.md, Segments): the model's contract and
+    #: the segments, in place of batches; ``chained``: each needs the one before it; ``template``: a digest
+    #: of the template's graph and bindings, so an edited template remakes the segments.
+    contract: SegmentContract | None = None
+    segments: tuple[VoiceSegment, ...] = ()
+    chained: bool = False
+    template: str = ""
+    lipsync_in_model: bool = False
+
+    def segment(self, name: str) -> VoiceSegment:
+        """The segment called ``name``."""
+        return next(segment for segment in self.segments if segment.name == name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +279,83 @@ class Plan:
         return next(chunk for chunk in chunks if chunk.name == name)
 
 
-def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
-    """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
+#: Distance between the seeds of two takes of one segment (``va retake`` without ``--seed``).
+RETAKE_SEED_STRIDE = 2_000_003
+
+
+def plan_segments(
+    job: Job,
+    workflow: Workflow,
+    frames: int,
+    seed: int,
+    *,
+    silences: list[tuple[float, float]],
+    retakes: dict[str, Retake],
+) -> tuple[VoiceSegment, ...]:
+    """The segments of a template that generates them: ``frames`` new frames at the model's rate cut at
+    the voice's pauses (a segment may be up to a third shorter than the longest to end in one), each
+    with its seed (``seed`` plus its index; a retake's), its voice, and a timeline's prompt (that of the
+    timeline segment holding the middle of its new frames) or a retake's."""
+    contract = workflow.segments
+    assert contract is not None, "plan_segments needs a template with a segment contract"
+    fps, pre = contract.fps, job.buffer.pre_seconds
+    search = longest_new(contract, workflow.id) // 3
+    cuts = cut_segments(frames, contract, workflow.id, silent=silent_frames(silences, fps), search=search)
+    timeline = load_segments(job)
+    planned = []
+    for index, cut in enumerate(cuts):
+        name = batch_name(index)
+        retake = retakes.get(name)
+        middle = (cut.first + cut.kept / 2) / fps - pre
+        owner = next((s for s in timeline if s.start <= middle < s.end), None)
+        overrides = {} if owner is None else segment_overrides(owner)
+        if retake is not None and retake.prompt is not None:
+            overrides["prompt"] = retake.prompt
+        own_seed = batch_seed(seed, index)
+        if retake is not None:
+            own_seed = (
+                retake.seed if retake.seed is not None else (own_seed + retake.take * RETAKE_SEED_STRIDE)
+            )
+        head = contract.head_frames
+        planned.append(
+            VoiceSegment(index=index, name=name, first=cut.first, frames=cut.frames, head_frames=head,
+                         kept=cut.kept, start_seconds=round(cut.first / fps, 6),
+                         end_seconds=round((cut.first + cut.kept) / fps, 6),
+                         audio_start_seconds=round((cut.first - head) / fps, 6),
+                         audio_seconds=round(cut.frames / fps, 6), seed=own_seed % SEED_LIMIT, cut=cut.cut,
+                         take=0 if retake is None else retake.take, **overrides)
+        )  # fmt: skip
+    return tuple(planned)
+
+
+def template_digest(workflow: Workflow) -> str:
+    """A short digest of a template's graph, bindings and contract."""
+    parts = [workflow.graph, workflow.bindings, _as_data(workflow.segments), workflow.lipsync_in_model]
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
+
+
+def plan_generation(
+    job: Job,
+    visual_seconds: float,
+    seed: int,
+    *,
+    silences: list[tuple[float, float]] | None = None,
+    retakes: dict[str, Retake] | None = None,
+) -> Generation:
+    """How many frames ComfyUI generates, at which rate, in which batches with which seeds; for a
+    template that generates segments, in which segments (their seams in ``silences``, the pauses of the
+    padded voice in seconds, where one is near)."""
     settings = job.comfyui
+    workflow = load_workflow(settings.workflow_ids[0])
+    if workflow.segments is not None:
+        fps = workflow.segments.fps
+        frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
+        planned = plan_segments(job, workflow, frames, seed, silences=silences or [], retakes=retakes or {})
+        return Generation(
+            fps, frames, 0, (), settings.workflow_ids, contract=workflow.segments, segments=planned,
+            chained=workflow.chained, template=template_digest(workflow),
+            lipsync_in_model=workflow.lipsync_in_model,
+        )  # fmt: skip
     gen_fps = settings.params.fps or job.fps
     if gen_fps > job.fps:
         raise VaError(
@@ -293,6 +381,18 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
             for i in range(math.ceil(frames / size))
         )  # fmt: skip
     return Generation(gen_fps, frames, size, batches, settings.workflow_ids, segmented=bool(segments))
+
+
+def plan_comfyui(
+    job: Job, visual_seconds: float, seed: int, *, voice_seconds: float, retakes: dict[str, Retake] | None
+) -> Generation | None:
+    """The ComfyUI stage of a run, None when it has none; a template that generates segments has them
+    cut at the voice's pauses."""
+    if not comfyui_active(job):
+        return None
+    segmented = load_workflow(job.comfyui.workflow_ids[0]).segments is not None
+    silences = padded_silences(job, job.buffer, voice_seconds) if segmented else None
+    return plan_generation(job, visual_seconds, seed, silences=silences, retakes=retakes)
 
 
 @functools.cache
@@ -538,10 +638,11 @@ def _same_audio(previous: Plan | None, job: Job, audio: InputFile, buffer: Buffe
     return previous.lipsync if same else None
 
 
-def plan_job(job: Job, previous: Plan | None = None) -> Plan:
+def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] | None = None) -> Plan:
     """Resolve every value of a run of ``job``: its inputs are probed (and hashed), nothing is written.
 
-    ``previous``: the plan of an earlier attempt in the same workdir, whose random seed is kept."""
+    ``previous``: the plan of an earlier attempt in the same workdir, whose random seed is kept;
+    ``retakes``: what ``va retake`` asked of its segments (``comfyui/retakes.json``)."""
     check_inputs(job)
     buffer = job.buffer
     voice = audio_seconds(job)
@@ -576,7 +677,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         geometry=geometry,
         encoding=Encoding(job.output.crf, job.output.x264_preset),
         visual_source=effective["visual_source"],
-        comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
+        comfyui=plan_comfyui(job, visual_seconds, seed, voice_seconds=voice, retakes=retakes),
         lipsync=plan_lipsync(
             job,
             buffer,
@@ -698,9 +799,13 @@ RULE_FIELDS = {
     "hold_start_frame": ("inputs.start", "geometry", "encoding", "fps"),
     "comfyui_batch": ("inputs.start", "geometry", "seeds.policy", "comfyui.fps", "comfyui.batches",
                       "comfyui.workflow_ids", "document.comfyui", "document.motion"),
+    "comfyui_segment": ("inputs.start", "inputs.audio", "buffer", "loudness", "geometry", "seeds.policy",
+                        "comfyui.contract", "comfyui.template", "comfyui.workflow_ids", "document.comfyui",
+                        "document.motion"),
     "camera_motion": ("inputs.start", "geometry", "encoding", "fps", "target_frames", "document.motion"),
     "stabilize": ("comfyui.fps", "fps", "target_frames", "geometry", "encoding", "document.stabilize"),
-    "assemble_visual": ("comfyui.fps", "comfyui.frames", "fps", "target_frames", "geometry", "encoding"),
+    "assemble_visual": ("comfyui.fps", "comfyui.frames", "comfyui.segments", "fps", "target_frames",
+                        "geometry", "encoding"),
     "lipsync": ("lipsync", "fps", "target_frames", "audio_duration_seconds", "seeds", "geometry"),
     "lipsync_chunk": ("lipsync.provider", "lipsync.type", "lipsync.settings", "lipsync.allow_passthrough",
                       "lipsync.fps", "seeds", "geometry"),
@@ -711,16 +816,21 @@ RULE_FIELDS = {
 }  # fmt: skip
 
 
-def plan_slice(plan: Plan, rule: str, batch: str | None = None, chunk: str | None = None) -> str:
+def plan_slice(
+    plan: Plan, rule: str, batch: str | None = None, chunk: str | None = None, segment: str | None = None
+) -> str:
     """The part of ``plan`` that ``rule``'s output depends on, as one string: a rule's ``params``, so
     Snakemake reruns it when (and only when) that part changed. ``comfyui_batch`` also gets its batch,
-    ``lipsync_chunk`` its chunk (and no other: a chunk cut elsewhere reruns only itself)."""
+    ``lipsync_chunk`` its chunk, ``comfyui_segment`` its segment (and no other: a segment retaken reruns
+    itself, and in a chain the ones after it, whose input it is)."""
     document = plan_document(plan)
     picked = _pick(document, RULE_FIELDS[rule])
     if batch is not None:
         picked["batch"] = dataclasses.asdict(plan.batch(batch))
     if chunk is not None:
         picked["chunk"] = dataclasses.asdict(plan.chunk(chunk))
+    if segment is not None and plan.comfyui is not None:
+        picked["segment"] = dataclasses.asdict(plan.comfyui.segment(segment))
     return canonical_json(picked)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from va import media
 from va.atomic import read_json
 from va.plan import Plan
+from va.segments import VoiceSegment
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +42,31 @@ def assemble_visual(plan: Plan, batches: list[Path], target: Path) -> None:
     with media.scratch_beside(target) as scratch:
         # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
         encode(media.clips_source(files, scratch), None, target, retime=gen_fps)
+
+
+def kept_frames(segments: tuple[VoiceSegment, ...]) -> str:
+    """Which frames of the segments' clips played one after the other make the picture: each clip's new
+    frames after its head frames, as many as the plan keeps (an ffmpeg expression of the frame number)."""
+    ranges, offset = [], 0
+    for segment in segments:
+        first = offset + segment.head_frames
+        ranges.append(f"between(n,{first},{first + segment.kept - 1})")
+        offset += segment.frames
+    return "+".join(ranges)
+
+
+def assemble_segments(plan: Plan, clips: list[Path], target: Path) -> None:
+    """The segments' clips as one video of exactly the planned frames, rate and size: each clip's head
+    frames dropped, its new frames (as many as the plan keeps) one after the other at the model's rate,
+    brought to the output's rate and picture. The clips' own audio is left out: the final's is the
+    padded voice."""
+    generation = plan.comfyui
+    assert generation is not None and generation.contract is not None, "assemble_segments needs segments"
+    first = media.probe_visual(clips[0])
+    with media.scratch_beside(target) as scratch:
+        media.encode_picture(
+            media.clips_source(clips, scratch), None, target, fps=plan.fps, frames=plan.target_frames,
+            crf=plan.encoding.crf, preset=plan.encoding.preset, canvas=plan.geometry.canvas,
+            source_size=(first.width, first.height), retime=generation.fps,
+            select=kept_frames(generation.segments),
+        )  # fmt: skip

@@ -96,7 +96,7 @@ def _first_workflow(job: Job) -> Workflow:
     return load_workflow(job.comfyui.workflow_ids[0])
 
 
-class _Watch:
+class PromptWatch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
     def __init__(self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str) -> None:
@@ -238,6 +238,21 @@ class _Watch:
         return True, answered[0]
 
 
+def submit_graph(
+    client: ComfyClient, graph: dict[str, Any], graph_file: Path, *, report: Reporter, what: str,
+    where: dict[str, Any],
+) -> str:  # fmt: skip
+    """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
+    opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
+    graph_file.write_text(graph_json(graph), encoding="utf-8")
+    if not client.connected:
+        client.connect()
+    prompt_id = client.submit(graph)
+    report(f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
+           **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
+    return prompt_id
+
+
 class Stopped(BaseException):
     """SIGTERM arrived (Snakemake or va stopping the run, a VIDAX cancel): the rule ends as on Ctrl-C."""
 
@@ -283,17 +298,9 @@ def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipT
     return timing
 
 
-def collect_outputs(
-    client: ComfyClient,
-    entry: dict[str, Any],
-    batch: dict[str, Any],
-    frames_dir: Path,
-    clips_dir: Path,
-    *,
-    gen_fps: float,
-) -> dict[str, Any]:
-    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``), checked
-    against its batch, or frames."""
+def output_files(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A finished prompt's output files, in node order: videos (``images`` with ``animated``, or
+    VideoHelperSuite's ``gifs``) and images."""
     videos: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
     outputs = entry.get("outputs") or {}
@@ -306,6 +313,21 @@ def collect_outputs(
             if item.get("type", "output") != "output":
                 continue
             (videos if animated else images).append(item)
+    return videos, images
+
+
+def collect_outputs(
+    client: ComfyClient,
+    entry: dict[str, Any],
+    batch: dict[str, Any],
+    frames_dir: Path,
+    clips_dir: Path,
+    *,
+    gen_fps: float,
+) -> dict[str, Any]:
+    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``), checked
+    against its batch, or frames."""
+    videos, images = output_files(entry)
     if videos:
         item = videos[0]
         target = clips_dir / f"{batch['name']}{Path(item['filename']).suffix or '.mp4'}"
@@ -341,36 +363,45 @@ def run_batch(
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
     the first failure). ``server``: the stage's connection, shared by its batches."""
-    settings = job.comfyui
-    url = server_url(job)
-    policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
     own = server is None
-    server = server or ComfyServer(url)
+    server = server or ComfyServer(server_url(job))
     batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report, server=server)
-
-    def tell(attempt: int, pause: float, error: BaseException) -> None:
-        next_try = datetime.now() + timedelta(seconds=pause)
-        report(f"waiting for ComfyUI at {url} ({error}); batch {name} tries again in "
-               f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-               batch=name, attempt=attempt, next_try_seconds=round(pause, 3))  # fmt: skip
-
-    started = time.monotonic()
-    retry = retrying(policy, ComfyTransient, before_sleep=tell)
     try:
-        for attempt in retry:
-            with attempt:
-                document = batch.attempt(attempt.retry_state.attempt_number - 1)
-    except ComfyTransient as exc:
-        raise VaError(
-            ExitCode.COMFYUI_UNAVAILABLE,
-            f"ComfyUI at {url} unavailable: batch {name} failed {retry.statistics['attempt_number']} "
-            f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
-        ) from None
+        document = with_retries(job, f"batch {name}", batch.attempt, report, batch=name)
     finally:
         if own:
             server.client.close()
     write_json_atomic(result, document)
     return document
+
+
+def with_retries(job: Job, what: str, attempt: Callable[[int], T], report: Reporter, **where: Any) -> T:
+    """``attempt(n)`` (n from 0) until it returns, retrying ``ComfyTransient`` with va's one retry policy:
+    at least ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed
+    since the first failure; each wait is a ``comfyui_waiting`` event naming ``what`` (``batch 0003``)."""
+    settings = job.comfyui
+    url = server_url(job)
+    policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
+
+    def tell(number: int, pause: float, error: BaseException) -> None:
+        next_try = datetime.now() + timedelta(seconds=pause)
+        report(f"waiting for ComfyUI at {url} ({error}); {what} tries again in "
+               f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
+               attempt=number, next_try_seconds=round(pause, 3), **where)  # fmt: skip
+
+    started = time.monotonic()
+    retry = retrying(policy, ComfyTransient, before_sleep=tell)
+    try:
+        for trial in retry:
+            with trial:
+                return attempt(trial.retry_state.attempt_number - 1)
+    except ComfyTransient as exc:
+        raise VaError(
+            ExitCode.COMFYUI_UNAVAILABLE,
+            f"ComfyUI at {url} unavailable: {what} failed {retry.statistics['attempt_number']} "
+            f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
+        ) from None
+    raise AssertionError("unreachable: tenacity either returns or raises")
 
 
 class ComfyServer:
@@ -486,16 +517,11 @@ class _BatchRun:
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
                     values["start_image"] = client.upload_image(self.still.absolute())
-                graph = render(self.workflow, values)
                 graph_file = self.graphs / graph_name(name, attempt, fresh)
-                graph_file.write_text(graph_json(graph), encoding="utf-8")
-                if not client.connected:
-                    client.connect()
-                prompt_id = client.submit(graph)
+                prompt_id = submit_graph(client, render(self.workflow, values), graph_file, report=report,
+                                         what=f"batch {name}", where=where)  # fmt: skip
                 inflight.append(prompt_id)
-                report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
-                       **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-                entry = _Watch(client, self.job, prompt_id, report, name).wait()
+                entry = PromptWatch(client, self.job, prompt_id, report, name).wait()
                 collected = collect_outputs(
                     client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
                     gen_fps=self.figures["comfyui"]["fps"],
