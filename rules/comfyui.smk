@@ -15,6 +15,7 @@ rule comfyui_batch:
     params:
         run=RUN_DIR,
         settings=plan_settings("comfyui_batch"),
+        pool=comfyui_pool,
     script:
         "../scripts/comfyui_batch.py"
 
@@ -56,5 +57,6 @@ rule comfyui_segment:
     params:
         run=RUN_DIR,
         settings=plan_settings("comfyui_segment"),
+        pool=comfyui_pool,
     script:
         "../scripts/comfyui_segment.py"

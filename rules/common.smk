@@ -11,6 +11,8 @@ from snakemake.utils import validate
 
 from va.batch import load_batch, probe_ahead, read_selection
 from va.clean import record_success
+from va.comfyui.pool import resolve_pool
+from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.graph import check_job, check_supported, of_wildcards
 from va.input_checks import seed_checks
@@ -351,6 +353,17 @@ def lipsync_chunk_inputs(wildcards):
 
 
 PROVIDERS = {}
+VIDAX_COMFYUI = []
+
+
+def comfyui_pool(wildcards):
+    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's comfyui.url, else
+    the profile's comfyui_servers (its config:), else vidax.json's; and a start the stage makes, if any.
+    """
+    if not VIDAX_COMFYUI:
+        VIDAX_COMFYUI.append(load_config("vidax").data["comfyui"])
+    job = job_of(wildcards)
+    return resolve_pool(job.comfyui.url, config, VIDAX_COMFYUI[0]).as_params()
 
 
 def provider_of(provider_id):

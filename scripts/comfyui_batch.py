@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from va.comfyui.pool import PoolSettings
 from va.comfyui.stage import run_batches
 from va.plan import load_plan
 from va.tracking import log_to_file
@@ -18,4 +19,5 @@ run_batches(
     generated=Path(snakemake.output.generated),
     workdir=RUN,
     logs=Path(snakemake.log[0]).with_suffix(""),
+    pool=PoolSettings.from_params(snakemake.params.pool),
 )

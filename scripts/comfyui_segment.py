@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from va.comfyui.pool import PoolSettings
 from va.comfyui.segment_stage import SegmentFiles, run_segment
 from va.plan import load_plan
 from va.tracking import rule_step
@@ -21,4 +22,7 @@ with rule_step("comfyui_segment", snakemake.log[0], target=NAME, workdir=RUN) as
         clip=Path(snakemake.output.clip),
         record=Path(snakemake.output.record),
     )
-    run_segment(plan.as_job(), plan.comfyui, NAME, files=files, workdir=RUN.root, report=report)
+    run_segment(
+        plan.as_job(), plan.comfyui, NAME, files=files, workdir=RUN, report=report,
+        pool=PoolSettings.from_params(snakemake.params.pool), logs=Path(snakemake.log[0]),
+    )  # fmt: skip

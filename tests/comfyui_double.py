@@ -79,6 +79,7 @@ def fresh_stats() -> dict[str, Any]:
         "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
         "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0, "restarts": 0,
         "system_stats": 0, "executing_seconds": 0.0,  # the time prompts ran, summed
+        "first_began": None, "last_ended": None,  # wall-clock times: the first prompt's start, the last's end
         "history_requests": 0, "job_requests": 0, "job_cancels": [],  # /history/{id}, /api/jobs/{id}, cancels
     }  # fmt: skip
 
@@ -106,6 +107,7 @@ class Double:
         self.interrupt = False
         self.away_until = 0.0
         self.forget_running = False  # a restart: the running prompt ends without a trace
+        self.version = "0.26.0"  # what /system_stats reports (--comfyui-version: a pool of mixed versions)
 
     def fault(self, name: str) -> bool:
         """Use up one occurrence of a fault, if it is switched on."""
@@ -166,7 +168,7 @@ class Double:
         self.stats["system_stats"] += 1
         if self.fault("system_stats_404"):
             return web.Response(status=404)
-        system = {"os": "posix", "python_version": "3.11", "comfyui_version": "0.26.0", "embedded_python": False,
+        system = {"os": "posix", "python_version": "3.11", "comfyui_version": self.version, "embedded_python": False,
                   "ram_total": 1 << 34, "ram_free": 1 << 33}  # fmt: skip
         return web.json_response({"system": system, "devices": []})
 
@@ -477,11 +479,13 @@ class Double:
             self.running = (number, prompt_id)
             self.interrupt = False
             began = time.monotonic()
+            self.stats["first_began"] = self.stats["first_began"] or time.time()
             try:
                 await self.execute(prompt_id, graph, client_id)
             finally:
                 self.running = None
                 self.stats["executing_seconds"] += time.monotonic() - began
+                self.stats["last_ended"] = time.time()
 
     async def execute(self, prompt_id: str, graph: dict[str, Any], client_id: str) -> None:
         messages: list[list[Any]] = []
@@ -779,8 +783,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--checkpoints", default="sd_xl_base_1.0.safetensors")
     parser.add_argument("--step-delay", type=float, default=0.005)
+    parser.add_argument("--comfyui-version", default="0.26.0")
     args = parser.parse_args()
     double = Double(args.root, [c for c in args.checkpoints.split(",") if c], args.step_delay)
+    double.version = args.comfyui_version
     app = web.Application(client_max_size=64 << 20, middlewares=[double.refuse])
     app.add_routes([
         web.get("/system_stats", double.system_stats), web.get("/health", double.health),

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +129,32 @@ def executable(name: str) -> str:
     return found
 
 
+#: Names ffmpeg's image2 demuxer claims: given a name with ``%`` it reads a numbered sequence instead.
+IMAGE2_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".jxl", ".ppm", ".exr"}
+)
+#: The protocol that reads a path as the one local file it names (``concat:a|b``, ``http:x`` are no URLs).
+FILE_PROTOCOL = "file:"
+
+
+def input_file(path: Path) -> list[str]:
+    """ffmpeg/ffprobe input arguments that read ``path`` as the one file it names, whatever its name: through
+    ``file:``, so no part of it is taken for a protocol, and an image name with ``%`` with ``-pattern_type
+    none``, so it is not taken for a numbered sequence (``shot%d.png`` would read ``shot1.png``)."""
+    pattern = ["-pattern_type", "none"] if "%" in str(path) and path.suffix.lower() in IMAGE2_SUFFIXES else []
+    return [*pattern, "-i", output_file(path)]
+
+
+def output_file(path: Path) -> str:
+    """``path`` as an ffmpeg output (or a folder): through ``file:``, so no part is taken for a protocol."""
+    return FILE_PROTOCOL + str(path)
+
+
+def _named(argument: str) -> str:
+    """A path as ffmpeg was given it, as the user named it (without ``file:``)."""
+    return argument.removeprefix(FILE_PROTOCOL)
+
+
 #: What ffmpeg says when the disk it writes to cannot take the file: the place is at fault, not the media.
 DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
 
@@ -153,14 +179,16 @@ def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaEr
     as such, whatever the step was; anything else is the step's ``failure``."""
     disk = next((reason for reason in DISK_ERRORS if reason in stderr), None)
     if disk is not None:
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {argv[-1]}")
+        written = _named(argv[-1])
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {written}")
     if "Permission denied" in stderr:
         reads_last = Path(argv[0]).name.startswith("ffprobe")  # ffprobe's one input is its last argument
         inputs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-i"] + argv[-1:] * reads_last
         denied = next((path for path in inputs if f"{path}: Permission denied" in stderr), None)
         if denied is not None:
-            return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {denied}")
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {argv[-1]}")
+            return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {_named(denied)}")
+        written = _named(argv[-1])
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {written}")
     return VaError(failure, f"{what}: {_last_line(stderr)}")
 
 
@@ -231,7 +259,7 @@ def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
         "json",
         "-show_format",
         "-show_streams",
-        str(path),
+        *input_file(path),
     ]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -385,7 +413,7 @@ def check_wav_complete(path: Path, decoded_seconds: float) -> None:
 
 def decoded_duration(path: Path, stream: str = "a") -> float:
     """Seconds that actually decode from the first audio (``a``) or video (``v``) stream; writes nothing."""
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", "-i", str(path)]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", *input_file(path)]
     argv += ["-map", f"0:{stream}:0", "-progress", "pipe:1", "-f", "null", "-"]
     kind = "audio file" if stream == "a" else "video"
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable {kind}: {path}")
@@ -480,7 +508,7 @@ def render_still(
         f"[0:v:0]{geometry.filter},format=rgba[fg];"
         "[bg][fg]overlay=x=(W-w)/2:y=(H-h)/2:format=auto:shortest=1,format=rgb24[still]"
     )
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(source)]
     argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
     _run([*argv, str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
     if not target.exists() or target.stat().st_size == 0:
@@ -570,13 +598,18 @@ class LoudnessFit:
     def filter(self) -> str:
         """The filter chain: the limiter when there is one, then loudnorm given the figures of its input.
         A range of 0 (a steady tone) is given as 0.01: loudnorm reads 0 as "not measured" and would not
-        stay linear."""
+        stay linear. loudnorm takes no figure above 0 LUFS (a voice that loud is refused as "out of range"),
+        so such a voice is first turned down by the excess, and loudnorm given its figures as turned down."""
         m = self.measured
+        excess = max(0.0, m.integrated_lufs, m.threshold_lufs)
         loudnorm = (
             f"loudnorm=I={self.target.target_lufs}:TP={self.target.true_peak_db}:LRA={self.range_lu}"
-            f":measured_I={m.integrated_lufs}:measured_TP={m.true_peak_db}:measured_LRA={m.range_lu or 0.01}"
-            f":measured_thresh={m.threshold_lufs}:offset={self.offset_lu}:linear=true:print_format=none"
+            f":measured_I={m.integrated_lufs - excess:.2f}:measured_TP={m.true_peak_db - excess:.2f}"
+            f":measured_LRA={m.range_lu or 0.01}:measured_thresh={m.threshold_lufs - excess:.2f}"
+            f":offset={self.offset_lu}:linear=true:print_format=none"
         )
+        if excess:
+            loudnorm = f"volume=-{excess:.2f}dB:precision=float,{loudnorm}"
         if self.limiter_gain_db is None:
             return loudnorm
         return f"{true_peak_limiter(self.limiter_gain_db, self.target.true_peak_db)},{loudnorm}"
@@ -624,7 +657,7 @@ def measure_loudness(
     argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats"]
     if window is not None:
         argv += ["-ss", f"{window[0]:.6f}", "-t", f"{window[1]:.6f}"]
-    argv += ["-i", str(source), "-map", "0:a:0", "-af", f"{chain},{measure}" if chain else measure]
+    argv += [*input_file(source), "-map", "0:a:0", "-af", f"{chain},{measure}" if chain else measure]
     done = _run([*argv, "-f", "null", "-"], failure=ExitCode.UNSUPPORTED_FORMAT,
                 what=f"cannot measure the loudness of {source}")  # fmt: skip
     report = _loudnorm_report(done.stderr, source)
@@ -638,18 +671,21 @@ def measure_loudness(
 
 
 def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
-    """Measure the voice and find how it reaches ``target``: a linear gain when its peaks allow one,
+    """Measure the voice as ``pad_audio`` decodes it (``decode_voice``: a 5.1 voice downmixed to stereo) and
+    find how it reaches ``target``: a linear gain when its peaks allow one,
     else the gain before a true-peak limiter after which loudnorm's remaining gain is linear. The limiter
     takes loudness as it takes peaks, so the gain is searched (secant steps on the measured loudness),
     aiming half the margin under the target, until the rest fits under the margin."""
-    voice, offset = measure_loudness(source, target)
+    decoded = decode_voice(probe_audio(source))  # measured as pad_audio decodes it: what is encoded
+    voice, offset = measure_loudness(source, target, chain=decoded)
     fit = LoudnessFit(target, voice, voice, offset)
     if fit.linear or not fit.measurable:
         return fit
     aim = target.target_lufs - LIMITER_MARGIN_DB / 2
     gain, tried = aim - voice.integrated_lufs, (0.0, voice.integrated_lufs)
     for _ in range(LIMITER_PASSES):
-        limited, offset = measure_loudness(source, target, chain=true_peak_limiter(gain, target.true_peak_db))
+        limiter = true_peak_limiter(gain, target.true_peak_db)
+        limited, offset = measure_loudness(source, target, chain=f"{decoded},{limiter}")
         candidate = LoudnessFit(target, voice, limited, offset, limiter_gain_db=round(gain, 3))
         if candidate.linear:
             return candidate
@@ -659,6 +695,21 @@ def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
         gain += (aim - limited.integrated_lufs) / min(1.0, max(0.05, slope))
     log.warning("no limiter gain found for %s; loudnorm normalizes it dynamically", source)
     return fit
+
+
+def voice_channels(info: AudioInfo) -> int:
+    """Channels of the padded voice: mono stays mono, anything else becomes stereo."""
+    return 1 if info.channels == 1 else 2
+
+
+def decode_voice(info: AudioInfo) -> str:
+    """The filter that decodes the voice to what is padded and encoded: 48 kHz, mono or stereo (ffmpeg's
+    ITU-R BS.775 downmix: centre and surrounds at -3 dB, the LFE dropped), its gains scaled so those of one
+    output channel add up to at most 1 (``rematrix_maxval=1``), so a downmix never peaks above its source.
+    ffmpeg scales so only for integer output; a float output (the AAC encoder's) would sum 5.1 up to 7.7 dB
+    louder, so the one decode both the WAV and the AAC come from sets it."""
+    named = "mono" if voice_channels(info) == 1 else "stereo"
+    return f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}:rematrix_maxval=1"
 
 
 def pad_audio(
@@ -671,33 +722,34 @@ def pad_audio(
     loudness: LoudnessFit | None = None,
 ) -> AudioInfo:
     """Decode ``source`` to 16-bit PCM WAV with exact silence before and after it (and, when ``aac``
-    is given, the same padded audio encoded to AAC in that ``.m4a``, in the same pass). With
-    ``loudness`` (a first pass's measurement) the voice is normalized first, by loudnorm's second pass.
+    is given, the same padded audio encoded to AAC in that ``.m4a``: one decode, split in two). With
+    ``loudness`` (a first pass's measurement, made of the same decode) the voice is normalized first, by
+    loudnorm's second pass.
 
-    Mono stays mono, anything else becomes stereo. The pads are counted in samples, so the result
-    is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
+    Mono stays mono, anything else becomes stereo (``decode_voice``). The pads are counted in samples, so
+    the result is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
     """
     info = probe_audio(source)
-    channels = 1 if info.channels == 1 else 2
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
     post = round(post_seconds * AUDIO_SAMPLE_RATE)
-    chain = [f"aresample={AUDIO_SAMPLE_RATE}"]
+    chain = [decode_voice(info)]
     if loudness and loudness.measurable:
         # loudnorm writes 192 kHz; the resampler after it names the layout too, as ffmpeg 5.1 otherwise
         # fails to negotiate one for a WAV that declares none ("Cannot select channel layout").
-        named = "mono" if channels == 1 else "stereo"
-        chain = [loudness.filter, f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}"]
+        named = "mono" if voice_channels(info) == 1 else "stereo"
+        chain += [loudness.filter, f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}"]
     if pre:
         chain.append(f"adelay=delays={pre}S:all=1")
     if post:
         chain.append(f"apad=pad_len={post}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    layout = ["-ac", str(channels), "-ar", str(AUDIO_SAMPLE_RATE)]
-    padded_audio = ["-map", "0:a:0", "-af", ",".join(chain), *layout]
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
-    argv += [*padded_audio, "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    outputs = ["[wav]", "[aac]"] if aac is not None else ["[wav]"]
+    split = f",asplit={len(outputs)}{''.join(outputs)}" if aac is not None else "[wav]"
+    graph = f"[0:a:0]{','.join(chain)}{split}"
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(source)]
+    argv += ["-filter_complex", graph, "-map", "[wav]", "-c:a", "pcm_s16le", "-f", "wav", str(target)]
     if aac is not None:
-        argv += [*padded_audio, *AAC_OUT, "-f", "ipod", str(aac)]
+        argv += ["-map", "[aac]", *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
     padded = probe_audio(target)
     check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
@@ -807,8 +859,8 @@ def _with_inputs(picture: list[str], audio: Path | None, subtitles: Path | None)
     """The inputs (the picture's arguments, then the audio and the SRT file ``subtitles`` if given) and
     the map of each into the output: every input before the first output option, as ffmpeg wants."""
     argv = [*picture]
-    argv += ["-i", str(audio)] if audio is not None else []
-    argv += ["-i", str(subtitles)] if subtitles is not None else []
+    argv += [*input_file(audio)] if audio is not None else []
+    argv += [*input_file(subtitles)] if subtitles is not None else []
     argv += ["-map", "0:v:0"]
     argv += ["-map", "1:a:0"] if audio is not None else []
     argv += ["-map", f"{2 if audio is not None else 1}:s:0"] if subtitles is not None else []
@@ -844,7 +896,7 @@ def encode_still_loop(
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-loop", "1", "-framerate", str(fps)]
-        argv += ["-i", str(still), "-frames:v", str(gop), "-vf", TO_YUV420]
+        argv += [*input_file(still), "-frames:v", str(gop), "-vf", TO_YUV420]
         argv += _x264(preset, crf, gop, still=True)
         _run([*argv, *MP4_OUT, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
         _publish(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
@@ -871,7 +923,7 @@ def loop_still(
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-        picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, "-i", str(loop)]
+        picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, *input_file(loop)]
         argv += _with_inputs(picture, audio, subtitles)
         argv += [*(_audio_out(audio) if audio is not None else []), *_subtitle_out(subtitles)]
         argv += ["-c:v", "copy", *MP4_OUT]
@@ -902,7 +954,7 @@ def encode_held_still(
 
 def video_source(video: Path) -> list[str]:
     """ffmpeg input arguments for a video file."""
-    return ["-i", str(video)]
+    return [*input_file(video)]
 
 
 def burn_subtitles(subtitles: Path) -> str:
@@ -924,19 +976,21 @@ def detect_shake(video: Path, transforms: Path, *, shakiness: int, accuracy: int
     """vidstab's first pass: the camera's motion in ``video``, frame by frame, written to ``transforms``."""
     transforms.parent.mkdir(parents=True, exist_ok=True)
     detect = f"vidstabdetect=shakiness={shakiness}:accuracy={accuracy}:result={filter_path(transforms)}"
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video)]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video)]
     argv += ["-vf", detect, "-f", "null", "-"]
     _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"vidstabdetect on {video} failed")
 
 
 def still_source(still: Path, fps: int) -> list[str]:
     """ffmpeg input arguments that repeat the image ``still`` at ``fps`` (cut to length by the filters)."""
-    return ["-loop", "1", "-framerate", str(fps), "-i", str(still)]
+    return ["-loop", "1", "-framerate", str(fps), *input_file(still)]
 
 
 def frames_source(folder: Path, fps: float) -> list[str]:
     """ffmpeg input arguments for numbered frames ``000001.png ...`` at ``fps``."""
-    return ["-framerate", str(fps), "-start_number", "1", "-i", str(folder / "%06d.png")]
+    # A "%" of the folder is written "%%": the sequence pattern is only the file name.
+    pattern = output_file(folder).replace("%", "%%") + "/%06d.png"
+    return ["-framerate", str(fps), "-start_number", "1", "-i", pattern]
 
 
 def clips_source(clips: list[Path], scratch: Path) -> list[str]:
@@ -944,7 +998,7 @@ def clips_source(clips: list[Path], scratch: Path) -> list[str]:
     listing = scratch / "clips.txt"
     quoted = (str(clip.absolute()).replace("'", "'\\''") for clip in clips)
     listing.write_text("".join(f"file '{path}'\n" for path in quoted), encoding="utf-8")
-    return ["-f", "concat", "-safe", "0", "-i", str(listing)]
+    return ["-f", "concat", "-safe", "0", *input_file(listing)]
 
 
 def encode_from_video(
@@ -1061,7 +1115,7 @@ class Silence:
 def detect_silences(audio: Path, *, noise_db: float, min_seconds: float) -> tuple[Silence, ...]:
     """Every silence of at least ``min_seconds`` below ``noise_db`` in ``audio`` (ffmpeg ``silencedetect``);
     a silence still open at the end closes at the decoded end."""
-    argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-v", "info", "-i", str(audio)]
+    argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-v", "info", *input_file(audio)]
     argv += ["-map", "0:a:0", "-af", f"silencedetect=noise={noise_db:g}dB:d={min_seconds:g}"]
     argv += ["-progress", "pipe:1", "-f", "null", "-"]
     log.info("%s", shlex.join(argv), extra=COMMAND)
@@ -1101,7 +1155,7 @@ def cut_audio(
     # The input seek is exact for PCM WAV (a sample's byte offset is known), so a chunk of an hour-long
     # track costs as much as the first one.
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, start_seconds):.6f}"]
-    argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", "-i", str(source), "-map", "0:a:0"]
+    argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", *input_file(source), "-map", "0:a:0"]
     whole = round(length * sample_rate)
     argv += ["-af", f"aresample={sample_rate},{delay}apad=whole_len={whole},atrim=end_sample={whole}"]
     argv += ["-ar", str(sample_rate), "-ac", str(channels), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
@@ -1111,7 +1165,7 @@ def cut_audio(
 def video_window(video: Path, start_seconds: float) -> list[str]:
     """ffmpeg input arguments for ``video`` from ``start_seconds`` on (an exact seek: ffmpeg decodes from
     the key frame before it and drops the frames before it)."""
-    return ["-ss", f"{start_seconds:.6f}", "-i", str(video)]
+    return ["-ss", f"{start_seconds:.6f}", *input_file(video)]
 
 
 def concat_videos(clips: list[Path], target: Path, *, frames: int, failure: ExitCode) -> None:
@@ -1152,7 +1206,7 @@ def render_audiogram(
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio)]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
         argv += [*_x264(preset, crf, gop, still=False), *AAC_OUT, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
@@ -1167,7 +1221,7 @@ def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None
         "-show_entries",
         "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets,width,height",
     ]
-    argv += ["-print_format", "json", str(video)]
+    argv += ["-print_format", "json", *input_file(video)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {video}")
     streams = json.loads(done.stdout).get("streams") or [{}]
     stream = streams[0]
@@ -1185,7 +1239,7 @@ def tail_video(clip: Path, target: Path, *, first: int, fps: int) -> None:
     nearly lossless (the context a model continues from), written under a temporary name."""
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0"]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
         argv += ["-vf", f"select=gte(n\\,{first}),setpts=N/({fps}*TB)", "-r", str(fps), "-fps_mode", "cfr"]
         argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt", "yuv420p", *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot cut frames of {clip}")
@@ -1196,7 +1250,7 @@ def frame_image(clip: Path, target: Path, *, index: int) -> None:
     """Frame ``index`` (0-based) of ``clip`` as a PNG, written under a temporary name."""
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0"]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
         argv += ["-vf", f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
         _run(
             [*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot take frame {index} of {clip}"
@@ -1221,7 +1275,9 @@ def clip_figures(path: Path) -> ClipFigures:
     argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-show_entries"]
     argv += ["stream=codec_type,nb_read_frames,width,height,avg_frame_rate,r_frame_rate,duration"]
     what = f"not a decodable video: {path}"
-    done = _run([*argv, "-print_format", "json", str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
+    done = _run(
+        [*argv, "-print_format", "json", output_file(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what
+    )
     streams = json.loads(done.stdout).get("streams") or []
     video: dict[str, object] = next((s for s in streams if s.get("codec_type") == "video"), {})
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -1252,7 +1308,8 @@ def clip_timing(path: Path) -> ClipTiming:
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_frames"]
     argv += ["-show_entries", "stream=nb_read_frames,r_frame_rate,avg_frame_rate"]
     what = f"not a decodable video: {path}"
-    done = _run([*argv, "-print_format", "json", str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
+    argv += ["-print_format", "json", *input_file(path)]
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
     stream = (json.loads(done.stdout).get("streams") or [{}])[0]
     rate = str(stream.get("avg_frame_rate") or "0/0")
     if rate in ("0/0", "0/1"):
@@ -1267,7 +1324,7 @@ def encoded_figures(path: Path) -> EncodedFigures:
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
     argv += ["-show_entries", "stream=nb_read_packets,width,height,r_frame_rate", "-print_format", "json"]
     done = _run(
-        [*argv, str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}"
+        [*argv, *input_file(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}"
     )
     stream = (json.loads(done.stdout).get("streams") or [{}])[0]
     return EncodedFigures(
@@ -1281,7 +1338,7 @@ def encoded_figures(path: Path) -> EncodedFigures:
 def count_video_packets(path: Path) -> int:
     """Frames of the first video stream, counted from its packets (no decoding)."""
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
-    argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", str(path)]
+    argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", *input_file(path)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
     return int(done.stdout.strip().split(",")[0] or 0)
 
@@ -1289,7 +1346,7 @@ def count_video_packets(path: Path) -> int:
 def check_video(path: Path) -> VideoStreamCheck:
     """Count the frames and read the stream figures of an encoded video (decodes every frame)."""
     argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-print_format", "json"]
-    argv += ["-show_streams", str(path)]
+    argv += ["-show_streams", *input_file(path)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
     data = json.loads(done.stdout)
     video = _first_stream(data, "video") or {}
@@ -1356,7 +1413,7 @@ def decode_frames(
     # Frames are numbered consecutively after the selection, so no output mode repeats one to fill a gap.
     select = "+".join(f"eq(n\\,{n})" for n in indices)
     chain = f"select={select},setpts=N/FRAME_RATE/TB,{fit}scale={out_w}:{out_h}:flags=area,format=rgb24"
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *input_file(source), "-map", "0:v:0"]
     argv += ["-vf", chain, "-frames:v", str(len(indices)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, check=False)
@@ -1386,7 +1443,7 @@ def render_contact_sheet(video: Path, target: Path, *, columns: int = 4, rows: i
     )
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-map", "0:v:0"]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), "-map", "0:v:0"]
         argv += ["-vf", chain, "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"contact sheet of {video} failed")
         os.replace(partial, target)
@@ -1403,7 +1460,66 @@ def render_waveform(audio: Path, target: Path) -> None:
     )
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(audio)]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[figure]", "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"waveform of {audio} failed")
         os.replace(partial, target)
+
+
+@dataclass(frozen=True, slots=True)
+class GreyFrame:
+    """One decoded frame as 8-bit grey (one byte a pixel, rows top to bottom), no larger than asked."""
+
+    width: int
+    height: int
+    pixels: bytes
+
+
+def _stream(argv: list[str], block: int, what: str) -> Generator[bytes, None, None]:
+    """``argv``'s standard output in blocks of ``block`` bytes (the last one may be shorter), read as ffmpeg
+    writes them: memory holds one block whatever the length. Closing the iterator early ends ffmpeg."""
+    log.info("%s", shlex.join(argv), extra=COMMAND)
+    # stderr goes to a file: a damaged stream can make ffmpeg say a line a frame, more than a pipe holds
+    # while this side reads only stdout.
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        except OSError as exc:
+            raise VaError(ExitCode.DEPENDENCY_MISSING, f"cannot start {argv[0]}: {exc}") from exc
+        assert process.stdout is not None
+        finished = False
+        try:
+            while chunk := process.stdout.read(block):
+                yield chunk
+            finished = True
+        finally:
+            if not finished:  # the reader stopped early (or failed): ffmpeg need not decode the rest
+                process.kill()
+            process.stdout.close()
+            returncode = process.wait()
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", errors="replace")
+    if returncode != 0:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
+
+
+def grey_frames(source: Path, *, longest_side: int) -> Generator[GreyFrame, None, None]:
+    """Every frame of the first video stream of ``source``, in order, as grey pixels at most
+    ``longest_side`` pixels on the longer side, streamed from ffmpeg one frame at a time."""
+    info = probe_visual(source)
+    shrink = min(1.0, longest_side / max(info.width, info.height, 1))
+    width, height = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
+    argv += ["-vf", f"scale={width}:{height}:flags=bilinear,format=gray", "-f", "rawvideo", "pipe:1"]
+    size = width * height
+    for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
+        if len(pixels) == size:
+            yield GreyFrame(width, height, pixels)
+
+
+def pcm_blocks(source: Path, *, sample_rate: int, samples: int) -> Generator[bytes, None, None]:
+    """The first audio stream of ``source`` as mono 16-bit little-endian PCM at ``sample_rate``, in blocks
+    of ``samples`` samples (the last one may be shorter), streamed from ffmpeg."""
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:a:0"]
+    argv += ["-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le", "pipe:1"]
+    return _stream(argv, 2 * samples, f"not a decodable audio file: {source}")

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +22,9 @@ from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
-from va.comfyui.health import check_health
-from va.comfyui.stage import server_url
+from va.comfyui.health import check_pool
+from va.comfyui.pool import JOBS_PER_SLOT, PoolServer
+from va.comfyui.stage import job_pool
 from va.errors import ExitCode, VaError, place_unusable
 from va.events import follow_events
 from va.graph import check_job
@@ -256,7 +257,52 @@ def graph_argv(directory: Path, options: RunOptions, *config: str) -> list[str]:
 
 def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
     """The Snakemake command line for ``job`` in ``options.workdir``."""
-    return [*graph_argv(options.workdir, options, f"job={job.path}"), *extra]
+    return [
+        *graph_argv(options.workdir, options, f"job={job.path}"),
+        *comfyui_resources([job], options),
+        *extra,
+    ]
+
+
+def profile_config(profile: Path | None) -> dict[str, Any]:
+    """The ``config:`` entries of a profile (a mapping, or Snakemake's list of ``KEY=VALUE`` with YAML
+    values), as the graph's ``config`` gets them."""
+    entries = _profile_settings(profile).get("config") or {}
+    if isinstance(entries, dict):
+        return dict(entries)
+    parsed = {}
+    for entry in entries if isinstance(entries, list) else []:
+        key, _, value = str(entry).partition("=")
+        try:
+            parsed[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed[key] = value
+    return parsed
+
+
+def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
+    """``--resources`` with ``comfyui`` following the pool: ``JOBS_PER_SLOT`` ComfyUI jobs a slot of the
+    servers the jobs use (each prompt's slot is leased in va.comfyui.pool; the second job waits there,
+    started, so that a server never waits for Snakemake to start the next one). The profile's other
+    resources are kept (a ``--resources`` replaces the profile's list). Nothing when no job uses ComfyUI
+    or the stage starts its own server (the profile's value holds)."""
+    profile = resolve_profile(options.profile) if options.profile else PROFILES / "default"
+    config = profile_config(profile)
+    servers: set[PoolServer] = set()
+    for job in jobs:
+        if comfyui_active(job):
+            pool = job_pool(job, config)
+            if pool.start is not None:
+                return []
+            servers.update(pool.servers)
+    if not servers:
+        return []
+    limit = JOBS_PER_SLOT * sum(server.slots for server in servers)
+    declared = _profile_settings(profile).get("resources") or []
+    if isinstance(declared, dict):
+        declared = [f"{name}={value}" for name, value in declared.items()]
+    kept = [str(entry) for entry in declared if not str(entry).startswith("comfyui=")]
+    return ["--resources", *kept, f"comfyui={limit}"]
 
 
 class _Terminated(Exception):
@@ -280,12 +326,17 @@ def run_job(
     """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended."""
     job = prepare_run(job_path)
     if comfyui_active(job):
-        url = server_url(job)
-        health = check_health(url)
-        if not health.ok:
+        pool = job_pool(job, profile_config(resolve_profile(options.profile) if options.profile else None))
+        answers = check_pool(pool.servers) if pool.start is None else []
+        if answers and not any(health.ok for health in answers):
+            problems = "; ".join(
+                health.message if len(answers) == 1 else f"{health.url}: {health.message}"
+                for health in answers
+            )
             raise VaError(
                 ExitCode.COMFYUI_UNAVAILABLE,
-                f"ComfyUI at {url} is not reachable ({health.message}); start it, or hold the start frame "
+                f"ComfyUI at {pool.servers[0].url if len(answers) == 1 else 'no server of the pool'} is not "
+                f"reachable ({problems}); start it, or hold the start frame "
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
     workdir = Workdir(options.workdir.absolute())
@@ -509,6 +560,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
                 if any(not Workdir(out / n).final(job.basename).exists() for n, job in batch.jobs.items()):
                     # The inputs were probed just now: the graph checks only that they are still there.
                     argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
+                    argv += comfyui_resources(batch.jobs.values(), options)
                     argv += ["--keep-going"] if keep_going else []
                     unlock_abandoned(out, log)
                     returncode = _drive(argv, log, lock_owner, None, again)

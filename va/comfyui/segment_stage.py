@@ -21,26 +21,29 @@ from typing import Any
 
 from va import media
 from va.atomic import read_json, write_json_atomic
-from va.comfyui.client import ComfyOutputMissing, ComfyTransient, input_name
+from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
+from va.comfyui.pool import Lease, PoolSettings
 from va.comfyui.stage import (
-    ComfyServer,
+    PromptUnit,
     PromptWatch,
     Reporter,
+    StageServers,
     cancelled_when_stopped,
     filename_prefix,
     graph_name,
     output_files,
     parameter_values,
     run_token,
-    server_url,
     submit_graph,
     with_retries,
 )
+from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.errors import ExitCode, VaError
 from va.job import Job
 from va.plan import Generation, batch_seed
 from va.segments import SegmentContract, VoiceSegment
+from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +125,9 @@ def check_segment_clip(
     return figures
 
 
-class SegmentRun:
+class SegmentRun(PromptUnit):
     """The attempts of one segment: each uploads its inputs, renders, submits, waits for and collects one
-    prompt."""
+    prompt on a slot of the pool."""
 
     def __init__(
         self,
@@ -135,11 +138,11 @@ class SegmentRun:
         files: SegmentFiles,
         workdir: Path,
         report: Reporter,
-        server: ComfyServer,
+        servers: StageServers,
     ) -> None:
         assert generation.contract is not None, "a segment needs its template's contract"
         self.job, self.contract, self.segment = job, generation.contract, generation.segment(name)
-        self.files, self.workdir, self.report, self.server = files, workdir, report, server
+        self.files, self.workdir, self.report, self.servers = files, workdir, report, servers
         self.workflow = load_workflow(generation.workflow_ids[0])
         self.per_retry = job.determinism.seed_policy == "per_retry"
         self.graphs = workdir / "comfyui" / "graphs"
@@ -149,14 +152,6 @@ class SegmentRun:
         self.made = segment_inputs(self.segment, self.contract, self.workflow, files)
         #: Seconds spent waiting for ComfyUI to run the prompt (the rest of the segment's time is va's own).
         self.waited = 0.0
-
-    def attempt(self, attempt: int) -> dict[str, Any]:
-        """One attempt (0-based): the segment's record, or ``ComfyTransient`` to try again. A cached answer
-        whose files were deleted is submitted once more, with a prefix the cache has not seen."""
-        try:
-            return self._submit_and_collect(attempt, fresh=False)
-        except ComfyOutputMissing:
-            return self._submit_and_collect(attempt, fresh=True)
 
     @property
     def uploads(self) -> dict[str, Path]:
@@ -182,16 +177,19 @@ class SegmentRun:
         graph = graph_json(render(self.workflow, self.values(self.segment.seed, "va", names)))
         return hashlib.sha256(graph.encode()).hexdigest()[:16]
 
-    def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
-        segment, report, client = self.segment, self.report, self.server.client
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+        segment, report = self.segment, self.report
+        server = self.servers.of(lease.url)
+        client = server.client
         name = segment.name
         seed = batch_seed(segment.seed, 0, attempt, self.per_retry)  # per_retry: a seed an attempt
-        where = {"kind": "comfyui_attempt", "segment": name, "attempt": attempt + 1, "seed": seed}
+        where = {"kind": "comfyui_attempt", "segment": name, "attempt": attempt + 1, "seed": seed,
+                 "server": lease.url}  # fmt: skip
         prompt_id = None
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
-                version = self.server.ask_version()
+                version = server.ask_version()
                 prefix = filename_prefix(self.token, self.workflow, f"s{name}t{segment.take}", attempt, fresh)
                 names = {param: client.upload_image(path.absolute()) for param, path in self.uploads.items()}
                 graph = render(self.workflow, self.values(seed, prefix, names))
@@ -200,16 +198,18 @@ class SegmentRun:
                                          where=where)  # fmt: skip
                 inflight.append(prompt_id)
                 began = time.monotonic()
-                entry = PromptWatch(client, self.job, prompt_id, report, f"segment {name}").wait()
+                entry = PromptWatch(client, self.job, prompt_id, report, f"segment {name}",
+                                    failover=self.servers.failover).wait()  # fmt: skip
                 self.waited += time.monotonic() - began
-                figures = self._collect(entry)
+                lease.release()  # the server is free for the next unit while this one downloads
+                figures = self._collect(client, entry)
             except ComfyOutputMissing as exc:
                 outcome = "failed" if fresh else "stale_cache"
                 report(f"segment {name}: {exc.message}", level="error" if fresh else "warning", **where,
                        prompt_id=prompt_id, outcome=outcome, error=exc.message)  # fmt: skip
                 raise
             except ComfyTransient as exc:
-                self.server.failed()
+                server.failed()
                 report(f"segment {name}: attempt {attempt + 1} failed: {exc}", level="warning", **where,
                        prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
                 raise
@@ -224,13 +224,13 @@ class SegmentRun:
                prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
         return {
             "segment": name, "index": segment.index, "seed": seed, "take": segment.take,
-            "attempts": attempt + 1, "prompt_id": prompt_id, "comfyui_version": version,
+            "attempts": attempt + 1, "prompt_id": prompt_id, "server": lease.url, "comfyui_version": version,
             "workflow": self.workflow.id, "graph": str(graph_file.relative_to(self.workdir)),
             "clip": str(self.files.clip), "frames": figures.frames, "clip_fps": figures.fps,
             "audio_seconds": figures.audio_seconds,
         }  # fmt: skip
 
-    def _collect(self, entry: dict[str, Any]) -> media.ClipFigures:
+    def _collect(self, client: ComfyClient, entry: dict[str, Any]) -> media.ClipFigures:
         """Download the prompt's video under a temporary name, check it, then put it in place."""
         videos, _ = output_files(entry)
         if not videos:
@@ -241,33 +241,44 @@ class SegmentRun:
             )
         target = self.files.clip
         partial = self.files.inputs / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
-        self.server.client.download(videos[0], partial)
+        client.download(videos[0], partial)
         figures = check_segment_clip(partial, self.segment, self.contract, self.size)
         partial.replace(target)
         return figures
 
 
 def run_segment(
-    job: Job, generation: Generation, name: str, *, files: SegmentFiles, workdir: Path, report: Reporter
+    job: Job,
+    generation: Generation,
+    name: str,
+    *,
+    files: SegmentFiles,
+    workdir: Workdir,
+    report: Reporter,
+    pool: PoolSettings,
+    logs: Path,
 ) -> dict[str, Any]:
-    """Generate one segment (retrying transient failures as a batch does) and write its record; the
-    record tells how long va itself took (``own_seconds``: all but ComfyUI's run of the prompt)."""
+    """Generate one segment on a free server of the ``pool`` (retrying transient failures as a batch does)
+    and write its record; the record tells how long va itself took (``own_seconds``: all but ComfyUI's run
+    of the prompt). A take of the same fingerprint made before is taken instead (``SegmentFiles.take``)."""
     began = time.monotonic()
-    server = ComfyServer(server_url(job))
-    try:
-        run = SegmentRun(job, generation, name, files=files, workdir=workdir, report=report, server=server)
-        fingerprint = run.fingerprint
-        clip, record = files.take(fingerprint)
-        if clip.is_file() and record.is_file():
-            report(f"segment {name}: the clip of this take is there already ({fingerprint}): not submitted",
-                   kind="comfyui_attempt", segment=name, outcome="kept")  # fmt: skip
-            _place(clip, files.clip)
-            kept: dict[str, Any] = read_json(record)
-            write_json_atomic(files.record, kept)
-            return kept
-        document = with_retries(job, f"segment {name}", run.attempt, report, segment=name)
-    finally:
-        server.client.close()
+    with own_server(pool, workdir, logs) as (used, private):
+        servers = StageServers(used, private)
+        try:
+            run = SegmentRun(job, generation, name, files=files, workdir=workdir.root, report=report,
+                             servers=servers)  # fmt: skip
+            fingerprint = run.fingerprint
+            clip, record = files.take(fingerprint)
+            if clip.is_file() and record.is_file():
+                report(f"segment {name}: the clip of this take is there ({fingerprint}): not submitted",
+                       kind="comfyui_attempt", segment=name, outcome="kept")  # fmt: skip
+                _place(clip, files.clip)
+                kept: dict[str, Any] = read_json(record)
+                write_json_atomic(files.record, kept)
+                return kept
+            document = with_retries(job, f"segment {name}", run, report, servers, segment=name)
+        finally:
+            servers.close()
     document.update(fingerprint=fingerprint, own_seconds=round(time.monotonic() - began - run.waited, 3))
     _place(files.clip, clip)
     write_json_atomic(record, document)

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 from va import media
 from va.atomic import read_json, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, WsMessage, input_name
+from va.comfyui.pool import FAILOVER_SECONDS, Lease, PoolSettings, ServerPool, resolve_pool
+from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.config import load_config
 from va.errors import ExitCode, VaError
@@ -63,9 +65,15 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
     return f"va_{token}_{workflow.id}_{batch}_a{attempt + 1}{'f' if fresh else ''}"
 
 
+def job_pool(job: Job, profile: dict[str, Any] | None = None) -> PoolSettings:
+    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's ``comfyui.url``,
+    else the profile's ``comfyui_servers``, else vidax.json's ``comfyui.servers`` or ``comfyui.url``."""
+    return resolve_pool(job.comfyui.url, profile or {}, load_config("vidax").data["comfyui"])
+
+
 def server_url(job: Job) -> str:
-    """The job's ComfyUI URL, else the one of the VIDAX config."""
-    return str(job.comfyui.url or load_config("vidax").data["comfyui"]["url"])
+    """The first server of the job's pool (a job naming one URL: that one)."""
+    return job_pool(job).servers[0].url
 
 
 def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -99,11 +107,16 @@ def _first_workflow(job: Job) -> Workflow:
 class PromptWatch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
-    def __init__(self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str) -> None:
+    def __init__(
+        self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str, *,
+        failover: float | None = None,
+    ) -> None:  # fmt: skip
         settings = job.comfyui
         self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
         self.poll = settings.poll_interval_ms / 1000
         self.stall = float(settings.stall_seconds)
+        # In a pool, a server that does not answer while our prompt runs is left for another sooner.
+        self.outage_limit = self.stall if failover is None else min(self.stall, failover)
         self.deadline = time.monotonic() + float(settings.timeout_seconds)
         self.timeout = float(settings.timeout_seconds)
         self.last_progress = time.monotonic()
@@ -158,9 +171,10 @@ class PromptWatch:
             now = time.monotonic()
             self.outage_since = self.outage_since or now
             self.outage_seen = True
-            if now - self.outage_since > self.stall:
+            if now - self.outage_since > self.outage_limit:
                 raise ComfyTransient(
-                    f"{exc}; ComfyUI did not answer for {self.stall:g} s while prompt {self.prompt_id} ran"
+                    f"{exc}; ComfyUI did not answer for {self.outage_limit:g} s while prompt "
+                    f"{self.prompt_id} ran"
                 ) from exc
             log.warning("%s; waiting for ComfyUI (prompt %s)", exc, self.prompt_id)
             time.sleep(self.poll)
@@ -236,21 +250,6 @@ class PromptWatch:
         if self._poll(ask) is None:
             return False, None
         return True, answered[0]
-
-
-def submit_graph(
-    client: ComfyClient, graph: dict[str, Any], graph_file: Path, *, report: Reporter, what: str,
-    where: dict[str, Any],
-) -> str:  # fmt: skip
-    """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
-    opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
-    graph_file.write_text(graph_json(graph), encoding="utf-8")
-    if not client.connected:
-        client.connect()
-    prompt_id = client.submit(graph)
-    report(f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
-           **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-    return prompt_id
 
 
 class Stopped(BaseException):
@@ -358,55 +357,108 @@ def run_batch(
     result: Path,
     workdir: Path,
     report: Reporter,
-    server: ComfyServer | None = None,
+    servers: StageServers | None = None,
 ) -> dict[str, Any]:
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
-    the first failure). ``server``: the stage's connection, shared by its batches."""
-    own = server is None
-    server = server or ComfyServer(server_url(job))
-    batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report, server=server)
+    the first failure). Each attempt takes a slot of a server of the pool (another one than a server
+    that just failed, when one is free). ``servers``: the stage's, shared by its batches."""
+    own = servers is None
+    servers = servers or StageServers(job_pool(job))
+    batch = _BatchRun(
+        job, read_json(plan), name, still=still, workdir=workdir, report=report, servers=servers
+    )
     try:
-        document = with_retries(job, f"batch {name}", batch.attempt, report, batch=name)
+        document = with_retries(job, f"batch {name}", batch, report, servers, batch=name)
     finally:
         if own:
-            server.client.close()
+            servers.close()
     write_json_atomic(result, document)
     return document
 
 
-def with_retries(job: Job, what: str, attempt: Callable[[int], T], report: Reporter, **where: Any) -> T:
-    """``attempt(n)`` (n from 0) until it returns, retrying ``ComfyTransient`` with va's one retry policy:
-    at least ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed
-    since the first failure; each wait is a ``comfyui_waiting`` event naming ``what`` (``batch 0003``)."""
+def with_retries(
+    job: Job, what: str, unit: PromptUnit, report: Reporter, servers: StageServers, **where: Any
+) -> dict[str, Any]:
+    """``unit.attempt(n)`` (n from 0) until it returns, retrying ``ComfyTransient`` with va's one retry
+    policy: at least ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have
+    passed since the first failure; each wait is a ``comfyui_waiting`` event naming ``what`` (``batch
+    0003``, ``segment 0003``) and the server that failed."""
     settings = job.comfyui
-    url = server_url(job)
     policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
 
     def tell(number: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
-        report(f"waiting for ComfyUI at {url} ({error}); {what} tries again in "
+        report(f"waiting for ComfyUI at {unit.failed_on} ({error}); {what} tries again in "
                f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-               attempt=number, next_try_seconds=round(pause, 3), **where)  # fmt: skip
+               attempt=number, next_try_seconds=round(pause, 3), server=unit.failed_on, **where)  # fmt: skip
 
     started = time.monotonic()
     retry = retrying(policy, ComfyTransient, before_sleep=tell)
     try:
         for trial in retry:
             with trial:
-                return attempt(trial.retry_state.attempt_number - 1)
+                return unit.attempt(trial.retry_state.attempt_number - 1)
     except ComfyTransient as exc:
         raise VaError(
             ExitCode.COMFYUI_UNAVAILABLE,
-            f"ComfyUI at {url} unavailable: {what} failed {retry.statistics['attempt_number']} "
-            f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
+            f"ComfyUI at {servers.described} unavailable: {what} failed "
+            f"{retry.statistics['attempt_number']} time(s) in {time.monotonic() - started:.0f} s; "
+            f"last: {exc}",
         ) from None
     raise AssertionError("unreachable: tenacity either returns or raises")
 
 
+def submit_graph(
+    client: ComfyClient, graph: dict[str, Any], graph_file: Path, *, report: Reporter, what: str,
+    where: dict[str, Any],
+) -> str:  # fmt: skip
+    """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
+    opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
+    graph_file.write_text(graph_json(graph), encoding="utf-8")
+    if not client.connected:
+        client.connect()
+    prompt_id = client.submit(graph)
+    report(f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
+           **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
+    return prompt_id
+
+
+class StageServers:
+    """The servers of one stage: the pool's slots, and one connection (``ComfyServer``) a server, kept for
+    all the stage's batches."""
+
+    def __init__(self, settings: PoolSettings, pool: ServerPool | None = None) -> None:
+        self.settings = settings
+        self.pool = pool or ServerPool(settings.servers)
+        self.connections: dict[str, ComfyServer] = {}
+
+    @property
+    def described(self) -> str:
+        """The pool's URLs, for an error line."""
+        urls = [server.url for server in self.settings.servers]
+        return urls[0] if len(urls) == 1 else f"every server of the pool ({', '.join(urls)})"
+
+    @property
+    def failover(self) -> float | None:
+        """How long a server may not answer while it runs our prompt (None: one server, waited for)."""
+        return FAILOVER_SECONDS if len(self.settings.servers) > 1 else None
+
+    def of(self, url: str) -> ComfyServer:
+        """The connection to ``url``."""
+        if url not in self.connections:
+            self.connections[url] = ComfyServer(url)
+        return self.connections[url]
+
+    def close(self) -> None:
+        """Close every websocket."""
+        for server in self.connections.values():
+            server.client.close()
+
+
 class ComfyServer:
-    """The server of one stage: one client (its connection pool, websocket and client id) for all its
-    batches, and the version the server reported (asked once)."""
+    """One server of a stage: one client (its connection pool, websocket and client id) for all the
+    batches it runs, and the version the server reported (asked once)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -449,29 +501,76 @@ def batch_done(result: Path, fingerprint: str) -> bool:
     return document.get("fingerprint") == fingerprint and all(Path(f).exists() for f in document["files"])
 
 
-def run_batches(job: Job, plan: Path, *, still: Path, generated: Path, workdir: Workdir, logs: Path) -> None:
-    """Every batch of the plan not made yet, one after the other over one connection, each recorded as a
-    ``comfyui_batch`` step of its own (events, log, ``comfyui/batches/NNNN.json``); then ``generated``
-    lists the batch results in order. A batch result left by a killed run is kept when its fingerprint
-    still matches, so a resumed run submits only the missing batches."""
+def run_batches(
+    job: Job,
+    plan: Path,
+    *,
+    still: Path,
+    generated: Path,
+    workdir: Workdir,
+    logs: Path,
+    pool: PoolSettings | None = None,
+) -> None:
+    """Every batch of the plan not made yet, one after the other, each on a free server of the pool (one
+    connection a server), each recorded as a ``comfyui_batch`` step of its own (events, log,
+    ``comfyui/batches/NNNN.json``); then ``generated`` lists the batch results in order. A batch result
+    left by a killed run is kept when its fingerprint still matches, so a resumed run submits only the
+    missing batches. ``pool``: the rule's (else the job's); when it declares a start, the stage runs on a
+    ComfyUI it starts for itself and stops at its end (va.comfyui.starter)."""
     figures = read_json(plan)
-    server = ComfyServer(server_url(job))
+    settings = pool or job_pool(job)
     results = []
-    try:
-        for batch in figures["comfyui"]["batches"]:
-            name, result = batch["name"], workdir.batch_result(batch["name"])
-            results.append(str(result))
-            if batch_done(result, batch_fingerprint(job, figures, batch, still)):
-                continue
-            with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
-                run_batch(job, plan, name, still=still, result=result, workdir=workdir.root, report=report,
-                          server=server)  # fmt: skip
-    finally:
-        server.client.close()
+    with own_server(settings, workdir, logs) as (used, private):
+        servers = StageServers(used, private)
+        try:
+            for batch in figures["comfyui"]["batches"]:
+                name, result = batch["name"], workdir.batch_result(batch["name"])
+                results.append(str(result))
+                if batch_done(result, batch_fingerprint(job, figures, batch, still)):
+                    continue
+                with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
+                    run_batch(job, plan, name, still=still, result=result, workdir=workdir.root,
+                              report=report, servers=servers)  # fmt: skip
+        finally:
+            servers.close()
     write_json_atomic(generated, {"batches": results})
 
 
-class _BatchRun:
+class PromptUnit:
+    """What makes one unit (a batch, a segment) on the pool: each attempt takes a slot of a server (another
+    server than the one that just failed, when one is free) and submits one prompt there
+    (``_submit_and_collect``, of the subclass)."""
+
+    servers: StageServers
+    failed_on: str | None = None  # the server of the last failed attempt
+
+    def attempt(self, attempt: int) -> dict[str, Any]:
+        """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
+        files were deleted is submitted once more within the attempt, with a prefix the cache has not seen."""
+        try:
+            return self._leased(attempt, fresh=False)
+        except ComfyOutputMissing:
+            return self._leased(attempt, fresh=True)
+
+    def _leased(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+        """One submission on a slot of the pool: another server than the one that just failed if one is
+        free; a server that fails is marked, so that the next units go elsewhere for a while. The slot is
+        given back as soon as the prompt has ended (or failed), before its outputs are downloaded."""
+        lease = self.servers.pool.acquire(avoid=self.failed_on)
+        try:
+            return self._submit_and_collect(attempt, lease, fresh=fresh)
+        except ComfyTransient:
+            self.failed_on = lease.url
+            self.servers.pool.mark_down(lease.url)
+            raise
+        finally:
+            lease.release()
+
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _BatchRun(PromptUnit):
     """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
 
     def __init__(
@@ -483,10 +582,11 @@ class _BatchRun:
         still: Path,
         workdir: Path,
         report: Reporter,
-        server: ComfyServer,
+        servers: StageServers,
     ) -> None:
         self.job, self.figures, self.name = job, figures, name
-        self.still, self.workdir, self.report, self.server = still, workdir, report, server
+        self.still, self.workdir, self.report, self.servers = still, workdir, report, servers
+        self.failed_on = None  # the server of the last failed attempt
         self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
         self.per_retry = job.determinism.seed_policy == "per_retry"
         self.workflow = _first_workflow(job)
@@ -495,24 +595,18 @@ class _BatchRun:
         self.token = run_token(workdir)
         self.fingerprint = batch_fingerprint(job, figures, self.batch, still)
 
-    def attempt(self, attempt: int) -> dict[str, Any]:
-        """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
-        files were deleted is submitted once more within the attempt, with a prefix the cache has not seen."""
-        try:
-            return self._submit_and_collect(attempt, fresh=False)
-        except ComfyOutputMissing:
-            return self._submit_and_collect(attempt, fresh=True)
-
-    def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
         seed = batch_seed(self.figures["seeds"]["value"], batch["index"], attempt, self.per_retry)
-        client = self.server.client
+        server = self.servers.of(lease.url)
+        client = server.client
         prompt_id = None
-        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
+        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed,
+                 "server": lease.url}  # fmt: skip
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
-                version = self.server.ask_version()
+                version = server.ask_version()
                 values = parameter_values(self.job, self.workflow, batch, seed)
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
@@ -521,7 +615,9 @@ class _BatchRun:
                 prompt_id = submit_graph(client, render(self.workflow, values), graph_file, report=report,
                                          what=f"batch {name}", where=where)  # fmt: skip
                 inflight.append(prompt_id)
-                entry = PromptWatch(client, self.job, prompt_id, report, name).wait()
+                entry = PromptWatch(client, self.job, prompt_id, report, name,
+                               failover=self.servers.failover).wait()  # fmt: skip
+                lease.release()  # the server is free for the next unit while this one downloads
                 collected = collect_outputs(
                     client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
                     gen_fps=self.figures["comfyui"]["fps"],
@@ -536,7 +632,7 @@ class _BatchRun:
                            error=exc.message)  # fmt: skip
                 raise
             except ComfyTransient as exc:
-                self.server.failed()
+                server.failed()
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc}", level="warning",
                        **where, prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
                 raise
@@ -551,7 +647,7 @@ class _BatchRun:
                **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
         return {
             "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
-            "comfyui_version": version, "workflow": self.workflow.id,
+            "server": lease.url, "comfyui_version": version, "workflow": self.workflow.id,
             "graph": str(graph_file.relative_to(self.workdir)), "fingerprint": self.fingerprint,
             **collected,
         }  # fmt: skip

@@ -134,11 +134,23 @@ class InstallReport(Answer):
     downloaded: int
 
 
+class ComfyServerHealth(Answer):
+    url: str
+    ok: bool
+    endpoint: str | None
+    comfyui_version: str | None
+    message: str
+
+
 class ComfyHealth(Answer):
     ok: bool
     url: str
     endpoint: str | None
     comfyui_version: str | None
+    #: Every server of the pool (``comfyui.servers`` of vidax.json, else ``comfyui.url``).
+    servers: list[ComfyServerHealth]
+    #: The servers that answer report more than one ComfyUI version.
+    mixed_versions: bool
 
 
 class ComfyStart(Answer):
