@@ -1,7 +1,6 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
-import json
 import sys
 import threading
 from functools import partial
@@ -16,10 +15,9 @@ from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.graph import check_job, check_supported, of_wildcards
 from va.input_checks import seed_checks
-from va.job import active_provider, comfyui_active, load_job
+from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
-from va.motion import camera_move_active
-from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
+from va.plan import plan_job, previous_plan, publish_plan
 from va.registry import register_runs
 from va.segments import read_retakes
 from va.slurm import (
@@ -29,9 +27,7 @@ from va.slurm import (
     named_job,
     refused_submissions,
 )
-from va.stabilize import stabilize_active
-from va.stages import publish_plan
-from va.timeline import captions_mode, load_segments
+from va.rule_settings import rule_settings, settings_json
 from va.tracking import (
     reconcile,
     record_rule_failed,
@@ -96,7 +92,6 @@ def job_of(wildcards):
 
 
 PLANS = {}
-DOCUMENTS = {}
 PROBED_AHEAD = []
 
 
@@ -122,23 +117,16 @@ def plan_of(wildcards):
 
 
 def plan_settings(rule):
-    """The params function of ``rule``: the slice of the plan its output depends on. Snakemake's params
-    trigger then reruns a rule when (and only when) its slice changed, so an edited job rebuilds what
-    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun). A job's
-    plan is rendered once for all its rules (a batch asks for thousands of slices).
+    """The params function of ``rule``: its settings (va.rule_settings), the typed slice of the plan
+    its output depends on, which its script parses. Snakemake's params trigger then reruns a rule when
+    (and only when) its settings changed, so an edited job rebuilds what the edit affects.
     """
 
     @of_wildcards
     def settings(wildcards):
-        parts = ("batch", "chunk", "segment")
-        if any(wildcards.get(part) is not None for part in parts):
-            return plan_slice(
-                plan_of(wildcards), rule, *(wildcards.get(part) for part in parts)
-            )
-        name = wildcards.get("name", "")
-        if name not in DOCUMENTS:
-            DOCUMENTS[name] = plan_document(plan_for(name))
-        return document_slice(DOCUMENTS[name], rule)
+        plan = plan_of(wildcards)
+        part = wildcards.get("chunk") or wildcards.get("segment")
+        return settings_json(rule_settings(plan, rule, part))
 
     return settings
 
@@ -241,13 +229,13 @@ def video_group(wildcards):
     cheap ones (a group may not depend on a job outside it that depends on the group). Groups act only
     on a cluster (profiles/slurm); locally Snakemake ignores them.
     """
-    job = job_of(wildcards)
-    provider = active_provider(job)
-    if comfyui_active(job) or (
+    plan = plan_of(wildcards)
+    provider = plan.stages.lipsync
+    if plan.stages.visual.generated or (
         provider is not None and provider_of(provider).type != "audiogram"
     ):
         return None
-    if provider is not None and plan_of(wildcards).lipsync.chunked:
+    if provider is not None and plan.lipsync.chunked:
         return None  # chunks run side by side: in one group they would add up to a node's CPUs
     return group_id(wildcards.get("name", ""))
 
@@ -346,7 +334,7 @@ def lipsync_chunk_inputs(wildcards):
         "still": ancient(in_run(wildcards, "frames/still.png")),
         "audio": in_run(wildcards, "prepare/padded.wav"),
     }
-    visual = visual_video(job_of(wildcards))
+    visual = plan_of(wildcards).stages.visual_video
     if visual:
         inputs["visual"] = in_run(wildcards, visual)
     return inputs
@@ -382,9 +370,10 @@ def lipsync_resource(name, joins=False):
 
     @of_wildcards
     def resource(wildcards):
-        if joins and plan_of(wildcards).lipsync.chunked:
+        plan = plan_of(wildcards)
+        if joins and plan.lipsync.chunked:
             return getattr(JOIN_RESOURCES, name)
-        return getattr(provider_of(active_provider(job_of(wildcards))).resources, name)
+        return getattr(provider_of(plan.stages.lipsync).resources, name)
 
     return resource
 
@@ -393,37 +382,18 @@ def lipsync_resource(name, joins=False):
 def encode_inputs(wildcards):
     """Inputs of encode: the held still's loop, the padded audio, and the video of the lip-sync or the
     ComfyUI stage when there is one."""
-    job = job_of(wildcards)
+    stages = plan_of(wildcards).stages
     inputs = {
         "loop": in_run(wildcards, "frames/still.mp4"),
         "audio": in_run(wildcards, "prepare/padded.m4a"),
     }
-    if captions_mode(job, load_segments(job)) != "none":
+    if stages.captions != "none":
         inputs["captions"] = in_run(wildcards, "captions.srt")
-    if active_provider(job) is not None:
+    if stages.lipsync is not None:
         inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
-    elif visual_video(job):
-        inputs["video"] = in_run(wildcards, visual_video(job))
+    elif stages.visual_video:
+        inputs["video"] = in_run(wildcards, stages.visual_video)
     return inputs
-
-
-def visual_video(job):
-    """The picture's video before lip-sync, relative to the job's folder: ComfyUI's (stabilized, when
-    asked), or the held still with a camera move; None for a still held as is."""
-    if stabilize_active(job):
-        return "stabilize/output.mp4"
-    if comfyui_active(job):
-        return "comfyui/output.mp4"
-    if camera_move_active(job):
-        return "motion/output.mp4"
-    return None
-
-
-@of_wildcards
-def captions_settings(wildcards):
-    """What the captions depend on besides the plan: the segments, inline or the file's."""
-    segments = load_segments(job_of(wildcards))
-    return json.dumps([[s.start, s.end, s.caption] for s in segments])
 
 
 @of_wildcards

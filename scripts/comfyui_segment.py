@@ -4,16 +4,15 @@ from pathlib import Path
 
 from va.comfyui.pool import PoolSettings
 from va.comfyui.segment_stage import SegmentFiles, run_segment
-from va.plan import load_plan
+from va.rule_settings import SegmentSettings, parse_settings
 from va.tracking import rule_step
 from va.workdir import Workdir
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
 RUN = Workdir(Path(snakemake.params.run))
-NAME = snakemake.wildcards.segment
+SETTINGS = parse_settings(SegmentSettings, snakemake.params.settings)
 
-with rule_step("comfyui_segment", snakemake.log[0], target=NAME, workdir=RUN) as report:
-    plan = load_plan(RUN.plan)
+with rule_step("comfyui_segment", snakemake.log[0], target=SETTINGS.segment.name, workdir=RUN) as report:
     previous = snakemake.input.get("previous")
     files = SegmentFiles(
         still=Path(snakemake.input.still),
@@ -23,6 +22,6 @@ with rule_step("comfyui_segment", snakemake.log[0], target=NAME, workdir=RUN) as
         record=Path(snakemake.output.record),
     )
     run_segment(
-        plan.as_job(), plan.comfyui, NAME, files=files, workdir=RUN, report=report,
+        SETTINGS, files=files, workdir=RUN, report=report,
         pool=PoolSettings.from_params(snakemake.params.pool), logs=Path(snakemake.log[0]),
     )  # fmt: skip

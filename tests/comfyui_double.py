@@ -16,7 +16,8 @@ answers 404, as the releases that had the jobs API before its cancel route), ``r
 server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
 cache, as a restarted ComfyUI), and ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
-``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
+``POST /__double__/checkpoints`` (``[name, ...]``) sets the checkpoints the server has installed until the
+next reset (which restores those it started with); ``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
 but keeps the cache (as a user emptying ComfyUI's output folder); ``POST /__double__/reset`` forgets everything (one double
 serves a whole test run, reset before each test).
 
@@ -29,6 +30,8 @@ import argparse
 import ast
 import asyncio
 import contextlib
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -54,6 +57,17 @@ KNOWN_CLASSES = OUTPUT_CLASSES | {
 #: The nodes that read a file of the input folder, and the input naming it (validated before a prompt runs).
 INPUT_FILES = {"LoadImage": ("image", "Invalid image file"), "LoadAudio": ("audio", "Invalid audio file"),
                "LoadVideo": ("file", "Invalid video file")}  # fmt: skip
+
+
+#: ``GET /object_info`` of a real ComfyUI 0.26 (no model files), of which the double answers its classes.
+OBJECT_INFO = Path(__file__).resolve().parent / "data" / "comfyui_object_info_0.26.json.gz"
+
+
+@functools.cache
+def node_definitions() -> dict[str, Any]:
+    """The real server's definitions of the classes the double knows (a custom node's: an empty one)."""
+    real = json.loads(gzip.decompress(OBJECT_INFO.read_bytes()))
+    return {name: real.get(name, {"input": {}, "output": []}) for name in sorted(KNOWN_CLASSES)}
 
 
 #: The ``status`` values of ComfyUI's jobs API.
@@ -90,7 +104,7 @@ class Double:
         self.input, self.output = root / "input", root / "output"
         self.input.mkdir(parents=True, exist_ok=True)
         self.output.mkdir(parents=True, exist_ok=True)
-        self.checkpoints = checkpoints
+        self.checkpoints = self.installed = checkpoints
         self.step_delay = step_delay
         self.queue: asyncio.Queue[tuple[int, str, dict[str, Any], str]] = asyncio.Queue()
         self.pending: list[tuple[int, str]] = []
@@ -173,7 +187,7 @@ class Double:
         return web.json_response({"system": system, "devices": []})
 
     async def object_info(self, request: web.Request) -> web.Response:
-        return web.json_response({name: {"input": {}, "output": []} for name in sorted(KNOWN_CLASSES)})
+        return web.json_response(node_definitions())
 
     def validate(self, graph: Any) -> dict[str, Any] | None:
         if not isinstance(graph, dict) or not any(
@@ -439,10 +453,15 @@ class Double:
         self.faults.update({k: int(v) for k, v in (await request.json()).items()})
         return web.json_response(self.faults)
 
+    async def set_checkpoints(self, request: web.Request) -> web.Response:
+        self.checkpoints = [str(name) for name in await request.json()]
+        return web.json_response(self.checkpoints)
+
     async def reset(self, request: web.Request) -> web.Response:
         """Between tests (one double serves a whole test run): no faults, queue, history, cache or
-        uploads, fresh stats. A prompt still running (a ``hang``) is stopped first."""
-        self.faults, self.pending = {}, []
+        uploads, fresh stats, the checkpoints it started with. A prompt still running (a ``hang``) is
+        stopped first."""
+        self.faults, self.pending, self.checkpoints = {}, [], self.installed
         if self.running is not None:
             self.interrupt = True
             deadline = time.monotonic() + 10
@@ -796,7 +815,8 @@ def main() -> None:
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
         web.get("/api/jobs", double.jobs), web.get("/api/jobs/{job_id}", double.job),
         web.post("/api/jobs/{job_id}/cancel", double.job_cancel),
-        web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
+        web.post("/__double__/faults", double.set_faults), web.post("/__double__/checkpoints", double.set_checkpoints),
+        web.get("/__double__/stats", double.get_stats),
         web.post("/__double__/reset", double.reset), web.post("/__double__/forget_outputs", double.forget_outputs),
     ])  # fmt: skip
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Media, ffprobe_streams, unreadable
+from tests.corpus import peak_db
 from va import media
 from va.errors import ExitCode, VaError
 from va.processes import ProcessId
@@ -223,13 +224,6 @@ def test_detect_silences_finds_the_pauses_and_a_silence_running_to_the_end(files
     # Within one audio frame of the filter (1024 samples, 64 ms at 16 kHz), which the volume switches on.
     spans = [(s.start_seconds, s.end_seconds) for s in found]
     assert spans == [pytest.approx((1.0, 1.5), abs=0.065), pytest.approx((2.5, 3.0), abs=0.065)]
-
-
-def peak_db(path: Path) -> float:
-    """The highest sample of any channel, dBFS (ffmpeg ``volumedetect``)."""
-    argv = ["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af", "volumedetect", "-f", "null", "-"]
-    report = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
-    return float(report.split("max_volume:")[1].split("dB")[0])
 
 
 #: The same tone in every channel, at -7 dBFS: where a downmix that adds channels up would clip.

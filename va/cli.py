@@ -372,12 +372,26 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
     )
     if generation is None:
         print("  visual    the start frame held for every frame")
+    elif generation.segments:
+        contract, chain = generation.contract, "chained" if generation.chained else "independent"
+        print(
+            f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
+            f"{generation.fps} fps in {len(generation.segments)} {chain} segments"
+            + (f" ({contract.frame_form}, at most {contract.max_frames} frames)" if contract else "")
+        )
+        for segment in generation.segments:
+            print(
+                f"  segment   {segment.name}  {segment.start_seconds:8.3f}-{segment.end_seconds:<8.3f} s  "
+                f"{segment.frames:3d} frames ({segment.kept} kept)  seed {segment.seed}  cut {segment.cut}"
+            )
     else:
         print(
             f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
             f"{generation.fps} fps in {len(generation.batches)} batch(es) of up to {generation.batch_size}"
         )
     lipsync = f"{plan.lipsync.provider} ({plan.lipsync.type})" if plan.lipsync else "off"
+    if generation is not None and generation.lipsync_in_model and plan.lipsync is None:
+        lipsync = "in the model (the template's lipsync_in_model)"
     if plan.lipsync and plan.lipsync.chunked:
         longest = max(chunk.end_seconds - chunk.start_seconds for chunk in plan.lipsync.chunks)
         lipsync += f" in {len(plan.lipsync.chunks)} chunks of up to {longest:.2f} s"

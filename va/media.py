@@ -54,11 +54,59 @@ class AudioInfo:
     sample_rate: int
     channels: int
     duration_seconds: float
+    #: Whether the duration is ffmpeg's estimate from the bit rate (a VBR MP3 without a Xing header, raw
+    #: ADTS AAC): then it says nothing of how much is there, and only decoding does.
+    duration_estimated: bool = False
+
+
+@dataclass(frozen=True)
+class ColourTags:
+    """How a picture's samples are to be read, as its stream declares (ffprobe's names; "" where it
+    declares nothing): the YUV matrix, the transfer function, the primaries and the range."""
+
+    matrix: str = ""
+    transfer: str = ""
+    primaries: str = ""
+    range: str = ""
+
+    @property
+    def hdr(self) -> bool:
+        """Whether the transfer is an HDR one (PQ, HLG): it is tone-mapped to SDR."""
+        return self.transfer in HDR_TRANSFERS
+
+    @property
+    def wide(self) -> bool:
+        """Whether the picture is HDR or has BT.2020 primaries or matrix: zimg converts it to BT.709."""
+        return self.hdr or self.primaries == "bt2020" or self.matrix in ("bt2020nc", "bt2020c")
+
+
+#: Transfer functions (ffprobe's names) of HDR video: PQ (HDR10, Dolby Vision's base) and HLG.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+#: The luminance SDR white stands for in HDR (ITU-R BT.2408's reference white, cd/m2): HDR pictures are
+#: mapped so that their diffuse white becomes SDR white, and only highlights above it are compressed.
+REFERENCE_WHITE_NITS = 203
+#: Where the tone curve leaves the identity (a share of reference white): colours up to 90% of it keep
+#: their values, brighter ones are rolled off (``tonemap=mobius``) into what SDR can show.
+TONE_MAP_KNEE = 0.9
+#: ffprobe's matrix names as swscale's ``in_color_matrix`` takes them.
+SWSCALE_MATRICES = {
+    "bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc", "smpte240m": "smpte240m",
+}  # fmt: skip
+#: EXIF orientation (1 upright .. 8) as the ffmpeg filters that make the picture upright.
+UPRIGHT = {
+    1: "", 2: "hflip", 3: "hflip,vflip", 4: "vflip",
+    5: "transpose=cclock_flip", 6: "transpose=clock", 7: "transpose=clock_flip", 8: "transpose=cclock",
+}  # fmt: skip
+#: A video's clockwise display rotation as the EXIF orientation that turns it so.
+ROTATION_ORIENTATION = {0: 1, 90: 6, 180: 3, 270: 8}
 
 
 @dataclass(frozen=True)
 class VisualInfo:
-    """What ffprobe says about the first video stream of an image or video file."""
+    """What ffprobe (and, for an image's EXIF orientation, Pillow) says about the first video stream of an
+    image or video file. ``width`` and ``height`` are the displayed size: turned by its ``orientation``
+    (EXIF's 1..8; a video's rotation as one) and stretched by its ``pixel_aspect``. ``display_filter``
+    makes that picture, in RGB, from the frames as decoded without ``-autorotate``."""
 
     path: Path
     codec: str
@@ -66,6 +114,24 @@ class VisualInfo:
     height: int
     pix_fmt: str
     has_alpha: bool
+    orientation: int = 1
+    pixel_aspect: tuple[int, int] = (1, 1)
+    colour: ColourTags = ColourTags()
+    interlaced: bool = False
+
+    @property
+    def display_filter(self) -> str:
+        """The filters that turn a decoded frame into the picture as displayed, in RGB: deinterlaced, its
+        colours read by its tags (HDR tone-mapped to SDR BT.709), stretched to square pixels, turned
+        upright. Empty for an upright RGB image of square pixels."""
+        swapped = ORIENTATION_SWAPS[self.orientation]
+        stored = (self.height, self.width) if swapped else (self.width, self.height)
+        steps = ["bwdif=deint=interlaced"] if self.interlaced else []
+        steps.append(to_rgb(self))
+        if self.pixel_aspect[0] != self.pixel_aspect[1]:
+            steps.append(f"scale={stored[0]}:{stored[1]},setsar=1")
+        steps.append(UPRIGHT[self.orientation])
+        return ",".join(step for step in steps if step)
 
 
 @dataclass(frozen=True)
@@ -142,7 +208,26 @@ def input_file(path: Path) -> list[str]:
     ``file:``, so no part of it is taken for a protocol, and an image name with ``%`` with ``-pattern_type
     none``, so it is not taken for a numbered sequence (``shot%d.png`` would read ``shot1.png``)."""
     pattern = ["-pattern_type", "none"] if "%" in str(path) and path.suffix.lower() in IMAGE2_SUFFIXES else []
-    return [*pattern, "-i", output_file(path)]
+    return [*pattern, *_whole_wav(path), "-i", output_file(path)]
+
+
+def _whole_wav(path: Path) -> list[str]:
+    """``-ignore_length 1`` for a WAV whose data chunk declares less than the samples it holds
+    (``WavLayout.overrun``): all of them are read, not only what the header counts."""
+    try:
+        layout = wav_layout(path)
+    except OSError:
+        return []  # ffmpeg says why it cannot read it
+    if layout is not None and layout.overrun:
+        if str(path) not in _WHOLE_WAVS_SAID:
+            _WHOLE_WAVS_SAID.add(str(path))
+            log.warning("%s holds more samples than its WAV header counts: reading all of them", path)
+        return ["-ignore_length", "1"]
+    return []
+
+
+#: The WAVs read whole, each said once a process.
+_WHOLE_WAVS_SAID: set[str] = set()
 
 
 def output_file(path: Path) -> str:
@@ -250,11 +335,17 @@ def filters() -> set[str]:
     }
 
 
+#: What ffprobe warns when it guessed a duration from the bit rate.
+ESTIMATED_DURATION = "Estimating duration from bitrate"
+
+
 def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
+    """ffprobe's JSON of ``path``'s format and streams, with ``estimated_duration`` set when ffprobe only
+    guessed the duration from the bit rate (it warns so)."""
     argv = [
         executable("ffprobe"),
         "-v",
-        "error",
+        "warning",
         "-print_format",
         "json",
         "-show_format",
@@ -268,6 +359,7 @@ def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
     if done.returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable {what}: {path}")
     data: dict[str, object] = json.loads(done.stdout or "{}")
+    data["estimated_duration"] = ESTIMATED_DURATION in done.stderr
     return data
 
 
@@ -304,6 +396,7 @@ def probe_audio(path: Path) -> AudioInfo:
         sample_rate=int(str(stream.get("sample_rate", 0))),
         channels=int(str(stream.get("channels", 0))),
         duration_seconds=duration,
+        duration_estimated=data.get("estimated_duration") is True,
     )
 
 
@@ -326,23 +419,32 @@ def image_size(path: Path) -> tuple[int, int] | None:
 
 
 def rotation(stream: dict[str, object]) -> int:
-    """Degrees a video stream is turned when displayed (its display matrix, else the older ``rotate``
-    tag), 0..359; ffmpeg applies it when it decodes (``-autorotate``), so the frames have that size."""
+    """Degrees clockwise a video stream is turned when displayed, 0..359: its display matrix (whose
+    ``rotation`` ffprobe gives counter-clockwise), else the older ``rotate`` tag (clockwise)."""
     side_data = stream.get("side_data_list")
-    tags = stream.get("tags")
-    turns = [entry.get("rotation") for entry in side_data if isinstance(entry, dict)] if isinstance(
-        side_data, list) else []  # fmt: skip
-    turns.append(tags.get("rotate") if isinstance(tags, dict) else None)
-    for turn in turns:
-        degrees = _float(turn) if turn is not None else None
+    for entry in side_data if isinstance(side_data, list) else []:
+        degrees = _float(entry.get("rotation")) if isinstance(entry, dict) and "rotation" in entry else None
         if degrees is not None:
-            return round(degrees) % 360
-    return 0
+            return round(-degrees) % 360
+    tags = stream.get("tags")
+    degrees = _float(tags.get("rotate")) if isinstance(tags, dict) and "rotate" in tags else None
+    return round(degrees) % 360 if degrees is not None else 0
+
+
+def _pixel_aspect(stream: dict[str, object]) -> tuple[int, int]:
+    """A stream's sample (pixel) aspect ratio; 1:1 where it declares none (or 0:1, "unknown")."""
+    num, _, den = str(stream.get("sample_aspect_ratio", "1:1")).partition(":")
+    if not (num.isdigit() and den.isdigit()) or int(num) == 0 or int(den) == 0:
+        return (1, 1)
+    divisor = math.gcd(int(num), int(den))
+    return (int(num) // divisor, int(den) // divisor)
 
 
 def probe_visual(path: Path) -> VisualInfo:
-    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``. The size is the
-    displayed one: a video with rotation metadata (a phone's) has its width and height as turned."""
+    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``. Its display
+    geometry is resolved here, once: the size as displayed (turned by a video's rotation or an image's
+    EXIF orientation, stretched by its pixel aspect), and with the colour tags and the field order, what
+    ``VisualInfo.display_filter`` makes of its frames."""
     data = _ffprobe_json(path, "image or video")
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
@@ -350,7 +452,11 @@ def probe_visual(path: Path) -> VisualInfo:
     if stream is None or width <= 0 or height <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable image or video: {path}")
     pix_fmt = str(stream.get("pix_fmt", ""))
-    if rotation(stream) % 180 == 90:  # displayed turned on its side: ffmpeg's decoding turns it so
+    aspect = _pixel_aspect(stream)
+    width = max(1, round(width * aspect[0] / aspect[1]))
+    still_image = _is_image(data)
+    orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
+    if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
     return VisualInfo(
         path=path,
@@ -359,17 +465,93 @@ def probe_visual(path: Path) -> VisualInfo:
         height=height,
         pix_fmt=pix_fmt,
         has_alpha=any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8")),
+        orientation=orientation,
+        pixel_aspect=aspect,
+        colour=ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS)),
+        interlaced=not still_image and str(stream.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
     )
+
+
+#: ffprobe's stream fields of the colour tags, in ``ColourTags``'s order.
+COLOUR_KEYS = ("color_space", "color_transfer", "color_primaries", "color_range")
+
+
+def _is_image(data: dict[str, object]) -> bool:
+    """Whether ffprobe read a still image (an image demuxer: ``png_pipe``, ``image2``, ...)."""
+    fmt = data.get("format")
+    name = str(fmt.get("format_name", "")) if isinstance(fmt, dict) else ""
+    return name.endswith("_pipe") or name == "image2"
+
+
+#: Orientations that swap width and height (the picture is turned a quarter).
+ORIENTATION_SWAPS = {o: o >= 5 for o in UPRIGHT}
+#: Pixel formats whose samples are RGB (or grey, or a palette): no matrix to read them by.
+_RGB_LIKE = ("rgb", "bgr", "argb", "abgr", "gbr", "gray", "ya", "pal", "monob", "monow", "0rgb", "rgb0")
+
+
+def is_yuv(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` hold YUV, which a matrix turns into RGB."""
+    return bool(pix_fmt) and not pix_fmt.startswith(_RGB_LIKE)
+
+
+def to_rgb(info: VisualInfo) -> str:
+    """The filter that turns ``info``'s decoded frames into full-range RGB by its colour tags, as players do:
+    HDR (PQ, HLG) and BT.2020 through zimg to BT.709, HDR tone-mapped (reference white to SDR white,
+    highlights rolled off); other YUV by its matrix, an untagged one by its size (BT.709 from 1280 wide
+    or above 576 lines, as HD is made; BT.601 below), in its range (an untagged one limited, unless the
+    pixel format is a full-range "yuvj" one). Empty for RGB frames."""
+    if not is_yuv(info.pix_fmt):
+        return ""
+    tags = info.colour
+    full = tags.range == "pc" or (not tags.range and info.pix_fmt.startswith("yuvj"))
+    if tags.wide:
+        return wide_to_rgb(tags, full)
+    hd = info.width >= 1280 or info.height > 576 if not ORIENTATION_SWAPS[info.orientation] else (
+        info.height >= 1280 or info.width > 576)  # fmt: skip
+    matrix = SWSCALE_MATRICES.get(tags.matrix, "bt709" if hd else "smpte170m")
+    out = "rgba" if info.has_alpha else "rgb24"
+    return f"scale=in_color_matrix={matrix}:in_range={'pc' if full else 'tv'}:out_range=pc,format={out}"
+
+
+def wide_to_rgb(tags: ColourTags, full: bool) -> str:
+    """zimg's (``zscale``) conversion of an HDR or BT.2020 picture to BT.709 RGB: to linear light (reference
+    white as 1.0), to BT.709 primaries, tone-mapped when HDR, then BT.709's transfer."""
+    known = (*HDR_TRANSFERS, "bt709", "bt2020-10", "bt2020-12")
+    transfer = tags.transfer if tags.transfer in known else "bt709"
+    matrix = tags.matrix if tags.matrix in ("bt2020nc", "bt2020c", "bt709") else "bt2020nc"
+    primaries = "bt2020" if tags.primaries in ("", "bt2020") else tags.primaries
+    read = f"zscale=tin={transfer}:min={matrix}:pin={primaries}:rin={'full' if full else 'limited'}"
+    linear = f"{read}:t=linear:npl={REFERENCE_WHITE_NITS},format=gbrpf32le,zscale=p=bt709"
+    tone = f",tonemap=tonemap=mobius:param={TONE_MAP_KNEE}:desat=0" if tags.hdr else ""
+    return f"{linear}{tone},zscale=t=bt709:m=bt709:r=full,format=gbrp,format=rgb24"
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1..8) of an image file of any format Pillow reads (JPEG, PNG, WebP, TIFF):
+    1 for none, or for a file Pillow does not know."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as image:
+                value = image.getexif().get(0x0112, 1)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
 
 
 def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
     """Refuse audio that decodes to far less than its header promises: a truncated or damaged file.
 
-    Headers of VBR files without an index only estimate their length, so a shortfall up to a
-    fifth of the length (or one second) is accepted.
+    A duration ffmpeg only estimated from the bit rate (``duration_estimated``) promises nothing: what
+    decodes is the length. Other headers of VBR files without an index only estimate their length, so
+    a shortfall up to a fifth of the length (or one second) is accepted.
     """
     if decoded_seconds <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no audio could be decoded from {info.path}")
+    if info.duration_estimated:
+        return
     missing = info.duration_seconds - decoded_seconds
     if missing > max(1.0, 0.2 * info.duration_seconds):
         raise VaError(
@@ -379,25 +561,69 @@ def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
         )
 
 
-def wav_header_seconds(path: Path) -> float | None:
-    """The length a RIFF/WAVE file's header promises (data chunk size / byte rate); None for other files
-    and for streamed WAVs whose header leaves the size open. ffprobe measures a WAV by its file size, so
-    a file cut short is only caught by its header."""
+#: WAVE format tags of plain samples (PCM, float, A-law, mu-law, extensible), whose length is their size
+#: over channels x bytes a sample x rate: the header's ``byte_rate`` is not read (writers get it wrong).
+WAV_SAMPLE_FORMATS = frozenset({1, 3, 6, 7, 0xFFFE})
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """What a RIFF/WAVE file's chunks say: bytes a second of its samples (0 where they are compressed),
+    the size its data chunk declares, and what the file holds after that chunk (its size, its first bytes)."""
+
+    bytes_per_second: int
+    data_size: int
+    after_size: int
+    after: bytes
+
+    @property
+    def open_size(self) -> bool:
+        """Whether the header leaves the size open (a streamed or unfinished WAV: 0 or all ones)."""
+        return self.data_size in (0, 0xFFFFFFFF)
+
+    @property
+    def overrun(self) -> bool:
+        """Whether the file goes on past its data chunk with what no chunk could be (a four-letter ASCII
+        name and a size that fits): samples the header leaves out, as a recorder that stopped updating
+        it leaves them. ffmpeg would drop them without a word."""
+        if self.open_size or self.after_size == 0:
+            return False
+        name, size = self.after[:4], int.from_bytes(self.after[4:8], "little")
+        chunk = len(self.after) == 8 and all(0x20 <= byte <= 0x7E for byte in name)
+        return not (chunk and 8 + size <= self.after_size + 1)
+
+
+def wav_layout(path: Path) -> WavLayout | None:
+    """The chunks of a RIFF/WAVE file; None for other files."""
     with open(path, "rb") as handle:
         head = handle.read(1 << 16)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    offset, byte_rate = 12, 0
-    while offset + 8 <= len(head):
-        chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
-        if chunk == b"fmt " and offset + 16 <= len(head):
-            byte_rate = int.from_bytes(head[offset + 16 : offset + 20], "little")
-        if chunk == b"data":
-            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
-                return None
-            return size / byte_rate
-        offset += 8 + size + (size % 2)
+        file_size = os.fstat(handle.fileno()).st_size
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        offset, per_second = 12, 0
+        while offset + 8 <= len(head):
+            chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+            if chunk == b"fmt " and offset + 24 <= len(head):
+                tag, channels, rate = (int.from_bytes(head[offset + a : offset + b], "little")
+                                       for a, b in ((8, 10), (10, 12), (12, 16)))  # fmt: skip
+                bits = int.from_bytes(head[offset + 22 : offset + 24], "little")
+                per_second = channels * ((bits + 7) // 8) * rate if tag in WAV_SAMPLE_FORMATS else 0
+            if chunk == b"data":
+                end = offset + 8 + size + (size % 2)  # a chunk of odd size is followed by a pad byte
+                handle.seek(end)
+                return WavLayout(per_second, size, max(0, file_size - end), handle.read(8))
+            offset += 8 + size + (size % 2)
     return None
+
+
+def wav_header_seconds(path: Path) -> float | None:
+    """The length a RIFF/WAVE file's header promises (data chunk size over the samples' bytes a second);
+    None for other files, compressed WAVs and streamed WAVs whose header leaves the size open. ffprobe
+    measures a WAV by its file size, so a file cut short is only caught by its header."""
+    layout = wav_layout(path)
+    if layout is None or layout.bytes_per_second <= 0 or layout.open_size:
+        return None
+    return layout.data_size / layout.bytes_per_second
 
 
 def check_wav_complete(path: Path, decoded_seconds: float) -> None:
@@ -459,25 +685,31 @@ def plan_geometry(
     width: int | None,
     height: int | None,
     fit: str,
+    *,
+    display: str = "",
 ) -> FrameGeometry:
-    """Output size and the scale/crop filter for a start frame.
+    """Output size and the scale/crop filter for a start frame, of the source's displayed size; the
+    filter starts with ``display`` (``VisualInfo.display_filter``: the frame as decoded made the picture
+    as displayed, upright, in RGB).
 
     Without a requested size the source size is kept, and an odd width or height loses its last
     column or row (a crop, so no pixel is resampled). With a requested size the frame is scaled to
     fit inside it and centred on the background (``contain``) or scaled to cover it and centre-cropped
     (``cover``).
     """
+    first = f"{display}," if display else ""
     if width is None or height is None:
         even_w, even_h = even_size(source_width, source_height)
         if source_width < 2 or source_height < 2:  # a 1 px side is doubled (2 px is the least H.264 takes)
             crop = f"crop={min(source_width, even_w)}:{min(source_height, even_h)}:0:0"
-            return FrameGeometry(even_w, even_h, f"{crop},scale={even_w}:{even_h}:flags=neighbor,setsar=1")
-        return FrameGeometry(even_w, even_h, f"crop={even_w}:{even_h}:0:0,setsar=1")
+            chain = f"{first}{crop},scale={even_w}:{even_h}:flags=neighbor,setsar=1"
+            return FrameGeometry(even_w, even_h, chain)
+        return FrameGeometry(even_w, even_h, f"{first}crop={even_w}:{even_h}:0:0,setsar=1")
     if fit == "cover":
         chain = f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
     else:
         chain = f"scale={width}:{height}:force_original_aspect_ratio=decrease,setsar=1"
-    return FrameGeometry(width, height, chain)
+    return FrameGeometry(width, height, first + chain)
 
 
 def fit_filter(canvas: Canvas, source: tuple[int, int] | None = None) -> str:
@@ -508,7 +740,9 @@ def render_still(
         f"[0:v:0]{geometry.filter},format=rgba[fg];"
         "[bg][fg]overlay=x=(W-w)/2:y=(H-h)/2:format=auto:shortest=1,format=rgb24[still]"
     )
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(source)]
+    # The geometry's filter turns the frame upright itself (an image's EXIF orientation too, which
+    # ffmpeg 5.1 applies to a JPEG only): ffmpeg's own turning is off.
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate", *input_file(source)]
     argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
     _run([*argv, str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
     if not target.exists() or target.stat().st_size == 0:
@@ -1413,7 +1647,8 @@ def decode_frames(
     # Frames are numbered consecutively after the selection, so no output mode repeats one to fill a gap.
     select = "+".join(f"eq(n\\,{n})" for n in indices)
     chain = f"select={select},setpts=N/FRAME_RATE/TB,{fit}scale={out_w}:{out_h}:flags=area,format=rgb24"
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *input_file(source), "-map", "0:v:0"]
+    turning = ["-noautorotate"] if fitted is not None else []  # the geometry's filter turns it upright
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *turning, *input_file(source), "-map", "0:v:0"]
     argv += ["-vf", chain, "-frames:v", str(len(indices)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, check=False)

@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, load_batch, summarize
 from va.comfyui.health import check_pool
-from va.comfyui.pool import JOBS_PER_SLOT, PoolServer
+from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
 from va.errors import ExitCode, VaError, place_unusable
 from va.events import follow_events
@@ -281,9 +281,9 @@ def profile_config(profile: Path | None) -> dict[str, Any]:
 
 
 def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
-    """``--resources`` with ``comfyui`` following the pool: ``JOBS_PER_SLOT`` ComfyUI jobs a slot of the
-    servers the jobs use (each prompt's slot is leased in va.comfyui.pool; the second job waits there,
-    started, so that a server never waits for Snakemake to start the next one). The profile's other
+    """``--resources`` with ``comfyui`` following the pool of the servers the jobs use
+    (va.comfyui.pool.snakemake_jobs: a job for each prompt va keeps at a server, one more started and
+    waiting; the leases themselves are taken in va.comfyui.pool). The profile's other
     resources are kept (a ``--resources`` replaces the profile's list). Nothing when no job uses ComfyUI
     or the stage starts its own server (the profile's value holds)."""
     profile = resolve_profile(options.profile) if options.profile else PROFILES / "default"
@@ -297,7 +297,7 @@ def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
             servers.update(pool.servers)
     if not servers:
         return []
-    limit = JOBS_PER_SLOT * sum(server.slots for server in servers)
+    limit = snakemake_jobs(servers)
     declared = _profile_settings(profile).get("resources") or []
     if isinstance(declared, dict):
         declared = [f"{name}={value}" for name, value in declared.items()]

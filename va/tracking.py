@@ -22,14 +22,14 @@ from typing import Any
 from filelock import FileLock
 
 from va import registry
-from va.atomic import read_json, write_json_atomic
+from va.atomic import write_json_atomic
 from va.errors import UNWRITABLE, ExitCode, VaError
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
 from va.manifest import build_manifest, current_digest, process_alive, store_digest
 from va.media import count_video_packets
-from va.plan import Plan, sha256_file
+from va.plan import Plan, previous_plan, sha256_file
 from va.processes import ProcessId
 from va.textlog import RuleLogHandler, record_event
 from va.workdir import Workdir
@@ -91,7 +91,7 @@ def record_run_started(
         pid_started=this.start if (this := ProcessId.of(os.getpid())) else None,
         host=socket.gethostname(),
         job=str(job.path),
-        graph=describe(job),
+        graph=describe(job, plan.stages if plan is not None else None),
         inputs=inputs,
         buffer=dataclasses.asdict(job.buffer),
         fps=job.fps,
@@ -190,13 +190,13 @@ def reconcile(workdir: Workdir, basename: str) -> bool:
         return False
     digest = current_digest(workdir)
     start = digest.last_start
-    if start is None or digest.finished is not None or not workdir.plan.exists():
+    plan = previous_plan(workdir.plan)
+    if start is None or digest.finished is not None or plan is None:
         return False
     if process_alive(start.get("pid"), start.get("host")):
         return False  # the graph that publishes it may still be recording its end
-    planned = int(read_json(workdir.plan)["target_frames"])
     try:
-        complete = count_video_packets(final) == planned
+        complete = count_video_packets(final) == plan.target_frames
     except VaError:
         complete = False
     if complete:

@@ -166,18 +166,23 @@ class Converter:
                     name = self.subgraphs[kind].get("name") or kind
                     raise refuse(self.source, f"subgraph {name!r} ({kind}) contains itself")
                 self._walk(self._child(scope, node_id), (*stack, kind))
-            elif kind in NOTE_TYPES or kind in (REROUTE, PRIMITIVE):
-                continue
+            elif kind in NOTE_TYPES or kind in (REROUTE, PRIMITIVE) or node.get("mode") in (MUTED, BYPASSED):
+                continue  # never sent: a bypassed or muted node may be of a class the server lacks
             else:
                 definition = self.catalog.get(kind)
+                if definition is None and kind.startswith("workflow>"):
+                    raise refuse(
+                        self.source,
+                        f"node {scope.api_id(node_id)} is a group node of the older editor ({kind!r}): "
+                        "convert it to a subgraph in ComfyUI, save, and import again",
+                    )
                 if definition is None:
                     raise refuse(
                         self.source,
                         f"node {scope.api_id(node_id)} is of type {kind!r}, which the server "
                         f"({self.catalog.source}) does not know (a custom node not installed?)",
                     )
-                if node.get("mode") not in (MUTED, BYPASSED):
-                    self._emit(scope, node_id, node, definition)
+                self._emit(scope, node_id, node, definition)
 
     def _child(self, scope: Scope, node_id: int) -> Scope:
         if node_id not in scope.children:

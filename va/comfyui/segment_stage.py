@@ -32,16 +32,16 @@ from va.comfyui.stage import (
     filename_prefix,
     graph_name,
     output_files,
-    parameter_values,
     run_token,
     submit_graph,
+    wait_of,
     with_retries,
 )
 from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.errors import ExitCode, VaError
-from va.job import Job
-from va.plan import Generation, batch_seed
+from va.plan import batch_seed
+from va.rule_settings import SegmentSettings
 from va.segments import SegmentContract, VoiceSegment
 from va.workdir import Workdir
 
@@ -130,25 +130,18 @@ class SegmentRun(PromptUnit):
     prompt on a slot of the pool."""
 
     def __init__(
-        self,
-        job: Job,
-        generation: Generation,
-        name: str,
-        *,
-        files: SegmentFiles,
-        workdir: Path,
-        report: Reporter,
+        self, settings: SegmentSettings, *, files: SegmentFiles, workdir: Path, report: Reporter,
         servers: StageServers,
-    ) -> None:
-        assert generation.contract is not None, "a segment needs its template's contract"
-        self.job, self.contract, self.segment = job, generation.contract, generation.segment(name)
+    ) -> None:  # fmt: skip
+        generation = settings.generation
+        assert generation.contract is not None and generation.sampling is not None, "a planned segment"
+        self.generation, self.contract, self.segment = generation, generation.contract, settings.segment
         self.files, self.workdir, self.report, self.servers = files, workdir, report, servers
         self.workflow = load_workflow(generation.workflow_ids[0])
-        self.per_retry = job.determinism.seed_policy == "per_retry"
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)
         self.token = run_token(workdir)
-        self.size = (job.comfyui.params.width, job.comfyui.params.height)
+        self.size = (generation.sampling.width, generation.sampling.height)
         self.made = segment_inputs(self.segment, self.contract, self.workflow, files)
         #: Seconds spent waiting for ComfyUI to run the prompt (the rest of the segment's time is va's own).
         self.waited = 0.0
@@ -162,12 +155,8 @@ class SegmentRun(PromptUnit):
     def values(self, seed: int, prefix: str, names: dict[str, str]) -> dict[str, Any]:
         """What the template's bindings receive: the job's parameters, the segment's frames, seed, prompt
         and index, and the ``names`` of its uploaded inputs."""
-        segment = self.segment
-        own = {"frames": segment.frames, "prompt": segment.prompt, "negative": segment.negative,
-               "strength": segment.strength}  # fmt: skip
-        values = parameter_values(self.job, self.workflow, own, seed)
-        return {**values, "fps": self.contract.fps, "segment_index": segment.index, "filename_prefix": prefix,
-                **names}  # fmt: skip
+        values = self.generation.values(self.segment, seed)
+        return {**values, "segment_index": self.segment.index, "filename_prefix": prefix, **names}
 
     @property
     def fingerprint(self) -> str:
@@ -182,7 +171,7 @@ class SegmentRun(PromptUnit):
         server = self.servers.of(lease.url)
         client = server.client
         name = segment.name
-        seed = batch_seed(segment.seed, 0, attempt, self.per_retry)  # per_retry: a seed an attempt
+        seed = batch_seed(segment.seed, 0, attempt, self.generation.per_retry)  # per_retry: a seed an attempt
         where = {"kind": "comfyui_attempt", "segment": name, "attempt": attempt + 1, "seed": seed,
                  "server": lease.url}  # fmt: skip
         prompt_id = None
@@ -198,7 +187,7 @@ class SegmentRun(PromptUnit):
                                          where=where)  # fmt: skip
                 inflight.append(prompt_id)
                 began = time.monotonic()
-                entry = PromptWatch(client, self.job, prompt_id, report, f"segment {name}",
+                entry = PromptWatch(client, wait_of(self.generation), prompt_id, report, f"segment {name}",
                                     failover=self.servers.failover).wait()  # fmt: skip
                 self.waited += time.monotonic() - began
                 lease.release()  # the server is free for the next unit while this one downloads
@@ -248,9 +237,7 @@ class SegmentRun(PromptUnit):
 
 
 def run_segment(
-    job: Job,
-    generation: Generation,
-    name: str,
+    settings: SegmentSettings,
     *,
     files: SegmentFiles,
     workdir: Workdir,
@@ -262,11 +249,11 @@ def run_segment(
     and write its record; the record tells how long va itself took (``own_seconds``: all but ComfyUI's run
     of the prompt). A take of the same fingerprint made before is taken instead (``SegmentFiles.take``)."""
     began = time.monotonic()
+    name = settings.segment.name
     with own_server(pool, workdir, logs) as (used, private):
         servers = StageServers(used, private)
         try:
-            run = SegmentRun(job, generation, name, files=files, workdir=workdir.root, report=report,
-                             servers=servers)  # fmt: skip
+            run = SegmentRun(settings, files=files, workdir=workdir.root, report=report, servers=servers)
             fingerprint = run.fingerprint
             clip, record = files.take(fingerprint)
             if clip.is_file() and record.is_file():
@@ -276,7 +263,8 @@ def run_segment(
                 kept: dict[str, Any] = read_json(record)
                 write_json_atomic(files.record, kept)
                 return kept
-            document = with_retries(job, f"segment {name}", run, report, servers, segment=name)
+            wait = wait_of(settings.generation)
+            document = with_retries(wait, f"segment {name}", run, report, servers, segment=name)
         finally:
             servers.close()
     document.update(fingerprint=fingerprint, own_seconds=round(time.monotonic() - began - run.waited, 3))

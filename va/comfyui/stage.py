@@ -30,8 +30,9 @@ from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
-from va.plan import batch_seed
+from va.plan import Batch, ComfyWait, Generation, batch_seed
 from va.retry import RetryPolicy, retrying
+from va.rule_settings import GenerationSettings
 from va.tracking import rule_step
 from va.workdir import Workdir
 
@@ -71,54 +72,36 @@ def job_pool(job: Job, profile: dict[str, Any] | None = None) -> PoolSettings:
     return resolve_pool(job.comfyui.url, profile or {}, load_config("vidax").data["comfyui"])
 
 
-def server_url(job: Job) -> str:
-    """The first server of the job's pool (a job naming one URL: that one)."""
-    return job_pool(job).servers[0].url
+def wait_of(generation: Generation) -> ComfyWait:
+    """How patiently the stage of ``generation`` waits for its servers (planned with it)."""
+    assert generation.wait is not None, "a planned generation says how long to wait"
+    return generation.wait
 
 
-def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The job's parameters for one batch, as the bindings of the template receive them."""
-    params, motion = job.comfyui.params, job.motion
-    negative = motion.negative_prompt
-    ckpt = params.ckpt_name or load_config("vidax").data["comfyui"]["ckpt_name"]
-    return {
-        "prompt": batch.get("prompt") or params.prompt or motion.prompt,
-        "negative": batch.get("negative") or params.negative or params.negative_prompt or negative,
-        "width": params.width,
-        "height": params.height,
-        "frames": batch["frames"],
-        "fps": params.fps or job.fps,
-        "seed": seed,
-        "steps": params.steps,
-        "cfg": motion.guidance if params.cfg is None else params.cfg,
-        "sampler": params.sampler,
-        "scheduler": params.scheduler,
-        "ckpt_name": ckpt,
-        "denoise": params.denoise,
-        # a batch of a timeline segment carries the segment's strength, which may be 0
-        "motion_strength": motion.strength if batch.get("strength") is None else batch["strength"],
-    }
-
-
-def _first_workflow(job: Job) -> Workflow:
-    return load_workflow(job.comfyui.workflow_ids[0])
+def _first_workflow(generation: Generation) -> Workflow:
+    return load_workflow(generation.workflow_ids[0])
 
 
 class PromptWatch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
     def __init__(
-        self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str, *,
+        self,
+        client: ComfyClient,
+        settings: ComfyWait,
+        prompt_id: str,
+        report: Reporter,
+        batch: str,
+        *,
         failover: float | None = None,
-    ) -> None:  # fmt: skip
-        settings = job.comfyui
+    ) -> None:
         self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
         self.poll = settings.poll_interval_ms / 1000
-        self.stall = float(settings.stall_seconds)
+        self.stall = settings.stall_seconds
         # In a pool, a server that does not answer while our prompt runs is left for another sooner.
         self.outage_limit = self.stall if failover is None else min(self.stall, failover)
-        self.deadline = time.monotonic() + float(settings.timeout_seconds)
-        self.timeout = float(settings.timeout_seconds)
+        self.deadline = time.monotonic() + settings.timeout_seconds
+        self.timeout = settings.timeout_seconds
         self.last_progress = time.monotonic()
         self.last_report = 0.0
         self.outage_since: float | None = None
@@ -279,21 +262,22 @@ def cancelled_when_stopped(client: ComfyClient, prompt: Callable[[], str | None]
             signal.signal(signal.SIGTERM, previous)
 
 
-def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipTiming:
+def check_clip(clip: Path, batch: Batch, gen_fps: float) -> media.ClipTiming:
     """A clip must hold exactly its batch's frames; its own rate may differ from the generation rate (a
     template whose video node keeps its fps), as the frames are retimed when assembled. Anything else
     (frames merged by an animated PNG or WebP encoder, a clip cut short or padded) fails the batch."""
     timing = media.clip_timing(clip)
-    if timing.frames != batch["frames"]:
-        planned = batch["frames"] / gen_fps
+    if timing.frames != batch.frames:
+        planned = batch.frames / gen_fps
         raise VaError(
             ExitCode.COMFYUI_FAILED,
-            f"batch {batch['name']}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
-            f"where {batch['frames']} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
+            f"batch {batch.name}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
+            f"where {batch.frames} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
         )
     if timing.fps and abs(timing.fps - gen_fps) > 1e-3:
-        log.info("batch %s: clip at %g fps, retimed to the generation rate %g fps", batch["name"],
-                 timing.fps, gen_fps)  # fmt: skip
+        log.info(
+            "batch %s: clip at %g fps, retimed to the generation rate %g fps", batch.name, timing.fps, gen_fps
+        )
     return timing
 
 
@@ -318,7 +302,7 @@ def output_files(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
 def collect_outputs(
     client: ComfyClient,
     entry: dict[str, Any],
-    batch: dict[str, Any],
+    batch: Batch,
     frames_dir: Path,
     clips_dir: Path,
     *,
@@ -329,63 +313,50 @@ def collect_outputs(
     videos, images = output_files(entry)
     if videos:
         item = videos[0]
-        target = clips_dir / f"{batch['name']}{Path(item['filename']).suffix or '.mp4'}"
+        target = clips_dir / f"{batch.name}{Path(item['filename']).suffix or '.mp4'}"
         client.download(item, target)
         timing = check_clip(target, batch, gen_fps)
         return {"kind": "video", "files": [str(target)], "clip_frames": timing.frames, "clip_fps": timing.fps}
     if not images:
-        raise VaError(
-            ExitCode.COMFYUI_FAILED, f"batch {batch['name']}: the prompt produced no image or video"
-        )
-    if len(images) != batch["frames"]:
+        raise VaError(ExitCode.COMFYUI_FAILED, f"batch {batch.name}: the prompt produced no image or video")
+    if len(images) != batch.frames:
         raise VaError(
             ExitCode.COMFYUI_FAILED,
-            f"batch {batch['name']}: ComfyUI returned {len(images)} images "
-            f"where {batch['frames']} were asked for",
+            f"batch {batch.name}: ComfyUI returned {len(images)} images where {batch.frames} were asked for",
         )
-    targets = [frames_dir / f"{batch['first'] + offset + 1:06d}.png" for offset in range(len(images))]
+    targets = [frames_dir / f"{batch.first + offset + 1:06d}.png" for offset in range(len(images))]
     client.download_all(list(zip(images, targets, strict=True)))
     return {"kind": "frames", "files": [str(target) for target in targets]}
 
 
 def run_batch(
-    job: Job,
-    plan: Path,
+    settings: GenerationSettings,
     name: str,
     *,
     still: Path,
     result: Path,
     workdir: Path,
     report: Reporter,
-    servers: StageServers | None = None,
+    servers: StageServers,
 ) -> dict[str, Any]:
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
     the first failure). Each attempt takes a slot of a server of the pool (another one than a server
     that just failed, when one is free). ``servers``: the stage's, shared by its batches."""
-    own = servers is None
-    servers = servers or StageServers(job_pool(job))
-    batch = _BatchRun(
-        job, read_json(plan), name, still=still, workdir=workdir, report=report, servers=servers
-    )
-    try:
-        document = with_retries(job, f"batch {name}", batch, report, servers, batch=name)
-    finally:
-        if own:
-            servers.close()
+    batch = _BatchRun(settings.generation, name, still=still, workdir=workdir, report=report, servers=servers)
+    document = with_retries(wait_of(settings.generation), f"batch {name}", batch, report, servers, batch=name)
     write_json_atomic(result, document)
     return document
 
 
 def with_retries(
-    job: Job, what: str, unit: PromptUnit, report: Reporter, servers: StageServers, **where: Any
+    wait: ComfyWait, what: str, unit: PromptUnit, report: Reporter, servers: StageServers, **where: Any
 ) -> dict[str, Any]:
     """``unit.attempt(n)`` (n from 0) until it returns, retrying ``ComfyTransient`` with va's one retry
     policy: at least ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have
     passed since the first failure; each wait is a ``comfyui_waiting`` event naming ``what`` (``batch
     0003``, ``segment 0003``) and the server that failed."""
-    settings = job.comfyui
-    policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
+    policy = RetryPolicy(wait.retries + 1, seconds=wait.unavailable_seconds)
 
     def tell(number: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
@@ -481,16 +452,15 @@ class ComfyServer:
         self.asked = False
 
 
-def batch_fingerprint(job: Job, figures: dict[str, Any], batch: dict[str, Any], still: Path) -> str:
+def batch_fingerprint(generation: Generation, batch: Batch, still: Path) -> str:
     """What a batch's frames depend on: the graph of its first attempt, without the output prefix, with
     the start image's content. A batch result of another fingerprint is made again (an edited job)."""
-    workflow = _first_workflow(job)
-    seed = batch_seed(figures["seeds"]["value"], batch["index"])
-    values = {**parameter_values(job, workflow, batch, seed), "filename_prefix": "va"}
+    workflow = _first_workflow(generation)
+    values = {**generation.values(batch, batch.seed), "filename_prefix": "va"}
     if workflow.binds_start_image:
         values["start_image"] = input_name(still)
     graph = graph_json(render(workflow, values))
-    return hashlib.sha256(f"{batch['first']}:{graph}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{batch.first}:{graph}".encode()).hexdigest()[:16]
 
 
 def batch_done(result: Path, fingerprint: str) -> bool:
@@ -502,35 +472,40 @@ def batch_done(result: Path, fingerprint: str) -> bool:
 
 
 def run_batches(
-    job: Job,
-    plan: Path,
+    settings: GenerationSettings,
     *,
     still: Path,
     generated: Path,
     workdir: Workdir,
     logs: Path,
-    pool: PoolSettings | None = None,
+    pool: PoolSettings,
 ) -> None:
     """Every batch of the plan not made yet, one after the other, each on a free server of the pool (one
     connection a server), each recorded as a ``comfyui_batch`` step of its own (events, log,
     ``comfyui/batches/NNNN.json``); then ``generated`` lists the batch results in order. A batch result
     left by a killed run is kept when its fingerprint still matches, so a resumed run submits only the
-    missing batches. ``pool``: the rule's (else the job's); when it declares a start, the stage runs on a
-    ComfyUI it starts for itself and stops at its end (va.comfyui.starter)."""
-    figures = read_json(plan)
-    settings = pool or job_pool(job)
+    missing batches. ``pool``: the rule's; when it declares a start, the stage runs on a ComfyUI it starts
+    for itself and stops at its end (va.comfyui.starter)."""
+    generation = settings.generation
     results = []
-    with own_server(settings, workdir, logs) as (used, private):
+    with own_server(pool, workdir, logs) as (used, private):
         servers = StageServers(used, private)
         try:
-            for batch in figures["comfyui"]["batches"]:
-                name, result = batch["name"], workdir.batch_result(batch["name"])
+            for batch in generation.batches:
+                name, result = batch.name, workdir.batch_result(batch.name)
                 results.append(str(result))
-                if batch_done(result, batch_fingerprint(job, figures, batch, still)):
+                if batch_done(result, batch_fingerprint(generation, batch, still)):
                     continue
                 with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
-                    run_batch(job, plan, name, still=still, result=result, workdir=workdir.root,
-                              report=report, servers=servers)  # fmt: skip
+                    run_batch(
+                        settings,
+                        name,
+                        still=still,
+                        result=result,
+                        workdir=workdir.root,
+                        report=report,
+                        servers=servers,
+                    )
         finally:
             servers.close()
     write_json_atomic(generated, {"batches": results})
@@ -575,8 +550,7 @@ class _BatchRun(PromptUnit):
 
     def __init__(
         self,
-        job: Job,
-        figures: dict[str, Any],
+        generation: Generation,
         name: str,
         *,
         still: Path,
@@ -584,20 +558,20 @@ class _BatchRun(PromptUnit):
         report: Reporter,
         servers: StageServers,
     ) -> None:
-        self.job, self.figures, self.name = job, figures, name
+        self.generation, self.name = generation, name
         self.still, self.workdir, self.report, self.servers = still, workdir, report, servers
         self.failed_on = None  # the server of the last failed attempt
-        self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
-        self.per_retry = job.determinism.seed_policy == "per_retry"
-        self.workflow = _first_workflow(job)
+        self.batch = next(b for b in generation.batches if b.name == name)
+        self.workflow = _first_workflow(generation)
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)
         self.token = run_token(workdir)
-        self.fingerprint = batch_fingerprint(job, figures, self.batch, still)
+        self.fingerprint = batch_fingerprint(generation, self.batch, still)
 
     def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
-        seed = batch_seed(self.figures["seeds"]["value"], batch["index"], attempt, self.per_retry)
+        generation = self.generation
+        seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
         server = self.servers.of(lease.url)
         client = server.client
         prompt_id = None
@@ -607,7 +581,7 @@ class _BatchRun(PromptUnit):
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
                 version = server.ask_version()
-                values = parameter_values(self.job, self.workflow, batch, seed)
+                values = generation.values(batch, seed)
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
                     values["start_image"] = client.upload_image(self.still.absolute())
@@ -615,12 +589,14 @@ class _BatchRun(PromptUnit):
                 prompt_id = submit_graph(client, render(self.workflow, values), graph_file, report=report,
                                          what=f"batch {name}", where=where)  # fmt: skip
                 inflight.append(prompt_id)
-                entry = PromptWatch(client, self.job, prompt_id, report, name,
-                               failover=self.servers.failover).wait()  # fmt: skip
+                watch = PromptWatch(
+                    client, wait_of(generation), prompt_id, report, name, failover=self.servers.failover
+                )
+                entry = watch.wait()
                 lease.release()  # the server is free for the next unit while this one downloads
                 collected = collect_outputs(
                     client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
-                    gen_fps=self.figures["comfyui"]["fps"],
+                    gen_fps=generation.fps,
                 )  # fmt: skip
             except ComfyOutputMissing as exc:
                 if fresh:
