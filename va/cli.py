@@ -32,7 +32,7 @@ from va.comfyui.template_import import (
     read_workflow_file,
 )
 from va.comfyui.workflow import load_workflow
-from va.errors import ExitCode, VaError
+from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.graph import check_job
 from va.job import job_from_document
@@ -51,6 +51,7 @@ from va.runner import (
     run_batch,
     run_job,
 )
+from va.state import state_dir
 from va.tracking import reconcile
 from va.workdir import Workdir
 
@@ -227,7 +228,9 @@ def _add_workflow_parser(commands: Any) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>)")
+    parser.add_argument(
+        "--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>-<6 hex>)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
     parser.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
     parser.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
@@ -267,11 +270,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout points at /dev/null so that the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except OSError as exc:
+        if args.debug or exc.errno not in DISK_FAILURES:
+            raise
+        error = disk_failure(exc)
+        print(f"va: error: {error.message}", file=sys.stderr)
+        return int(error.code)
     except Exception as exc:
         if args.debug:
             raise
         print(f"va: internal error: {exc!r} (run with --debug for the traceback)", file=sys.stderr)
         return int(ExitCode.INTERNAL)
+
+
+def disk_failure(exc: OSError) -> VaError:
+    """A full or read-only disk, or a path too long for it, met anywhere: ``STATE_DIR_UNUSABLE`` when the
+    file is in the state dir, else ``WORKDIR_UNUSABLE``, in one line naming the file."""
+    where = Path(str(exc.filename or "")).absolute()
+    state = state_dir().parent.absolute()
+    in_state = exc.filename is not None and where.is_relative_to(state)
+    code = ExitCode.STATE_DIR_UNUSABLE if in_state else ExitCode.WORKDIR_UNUSABLE
+    return VaError(code, f"{exc.strerror or 'cannot write'}: {exc.filename or 'a file of the run'}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> ExitCode:

@@ -17,6 +17,7 @@ from typing import Any
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
 from va.graph import PHASES, RULE_PHASE, rule_outputs
+from va.plan import document_fingerprint
 from va.processes import ProcessId
 from va.workdir import Workdir
 
@@ -440,6 +441,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         "exit_status": exit_status,
         "workdir": str(workdir.root),
         "job": last["job"],
+        "plan_fingerprint": document_fingerprint(plan) if plan else None,
         "created_at": first["ts"],
         "updated_at": digest.updated_at,
         "attempts": digest.starts,

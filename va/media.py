@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from va.errors import ExitCode, VaError
+from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
 from va.processes import ProcessId
 from va.textlog import COMMAND
@@ -238,10 +238,6 @@ def output_file(path: Path) -> str:
 def _named(argument: str) -> str:
     """A path as ffmpeg was given it, as the user named it (without ``file:``)."""
     return argument.removeprefix(FILE_PROTOCOL)
-
-
-#: What ffmpeg says when the disk it writes to cannot take the file: the place is at fault, not the media.
-DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
 
 
 def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.CompletedProcess[str]:

@@ -994,6 +994,11 @@ def previous_plan(path: Path) -> Plan | None:
         return None
 
 
+#: Fields of a plan that say how it was made, not what it makes: the job file's text (its hash), the
+#: summary of its settings shown in the manifest, the tools' versions.
+PROVENANCE_FIELDS = ("job_sha256", "effective_params", "tools")
+
+
 def changed_fields(before: Plan | None, after: Plan) -> list[str]:
     """The top-level fields in which two plans differ, and the sections of the job an edit changed
     (``document.<section>``)."""
@@ -1005,9 +1010,21 @@ def changed_fields(before: Plan | None, after: Plan) -> list[str]:
         if key == "job_sections":
             sections = sorted(set(old.get(key) or {}) | set(new[key]))
             changed += [f"document.{s}" for s in sections if (old.get(key) or {}).get(s) != new[key].get(s)]
-        elif key not in ("job_sha256", "effective_params", "tools") and old.get(key) != new[key]:
+        elif key not in PROVENANCE_FIELDS and old.get(key) != new[key]:
             changed.append(key)
     return changed
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """What the plan makes, in 16 hex digits: the same for two plans exactly when ``changed_fields``
+    finds no change but the job file's path (a job file moved with its batch still makes the same video)."""
+    return document_fingerprint(plan_document(plan))
+
+
+def document_fingerprint(document: dict[str, Any]) -> str:
+    """``plan_fingerprint`` of a plan's JSON data (``prepare/plan.json`` as read)."""
+    kept = {key: value for key, value in document.items() if key not in (*PROVENANCE_FIELDS, "job")}
+    return hashlib.sha256(canonical_json(kept).encode()).hexdigest()[:16]
 
 
 def write_plan(plan: Plan, target: Path) -> None:
