@@ -17,6 +17,8 @@ from va.errors import ExitCode, VaError, not_a_file
 
 #: A V3 dynamic combo: its chosen option brings inputs of its own, named ``<combo>.<input>``.
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+#: An input that grows one input a name of its template as the user links more (ComfyMathExpression's values).
+AUTOGROW = "COMFY_AUTOGROW_V3"
 #: Input types the editor draws as a widget (a value kept in ``widgets_values``), not only as a socket.
 WIDGET_TYPES = frozenset(
     {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO, "COLOR", "CURVE", "IMAGECOMPARE", "LOAD_3D"}
@@ -101,17 +103,30 @@ class NodeClass:
         return None
 
     def all_inputs(self) -> Iterator[InputSpec]:
-        """Every input, with those every option of a dynamic combo can bring."""
+        """Every input, with those every option of a dynamic combo can bring and those an autogrow input
+        grows (``values.a`` of ComfyMathExpression, in the API graph as the server takes them)."""
         for spec in self.inputs:
             yield spec
             if spec.type == DYNAMIC_COMBO:
                 for extra in spec.dynamic_options().values():
                     yield from _nested(extra)
+            if spec.type == AUTOGROW:
+                yield from _grown(spec)
 
     @property
     def has_upload(self) -> bool:
         """Whether the editor adds an upload button (a trailing value in ``widgets_values``)."""
         return any(spec.options.get(key) for spec in self.inputs for key in UPLOAD_OPTIONS)
+
+
+def _grown(spec: InputSpec) -> Iterator[InputSpec]:
+    """The inputs an autogrow input may grow: one a name of its template (``values.a``, ``values.b``, ...),
+    of the type of the template's input."""
+    template = spec.options.get("template") or {}
+    grown = (template.get("input") or {}).get("required") or {}
+    for kind, options in grown.values():
+        for name in template.get("names") or []:
+            yield InputSpec(f"{spec.name}.{name}", str(kind), options or {}, required=False)
 
 
 def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:

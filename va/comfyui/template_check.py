@@ -230,7 +230,8 @@ def _check_binding(
         return [f"{where} ({definition.name}) has no input {target['input']!r}"]
     kind = PRIMITIVE_TYPES.get(definition.name, spec.type)
     wanted = PARAMETER_TYPES.get(parameter)
-    if wanted is not None and kind not in wanted:
+    # An input of several types (``FLOAT,INT,BOOLEAN``) takes a parameter of any of them.
+    if wanted is not None and not wanted & set(kind.split(",")):
         return [
             f"{where} ({definition.name}).{spec.name} takes {kind}, {parameter} is {'/'.join(sorted(wanted))}"
         ]
