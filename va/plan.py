@@ -40,6 +40,7 @@ from va.job import (
 )
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
+from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.timeline import cut_batches, load_segments, segment_overrides
@@ -217,6 +218,8 @@ class Lipsync:
     #: A provider that needs a face (``needs_face``): what the check of the start saw, in the output
     #: picture's pixels. None: the provider needs none.
     face: FaceSearch | None = None
+    #: The sync check after the provider (``lipsync.sync_check``), resolved for it.
+    sync: SyncSettings = UNCHECKED
 
     @property
     def chunked(self) -> bool:
@@ -425,6 +428,7 @@ def plan_lipsync(
         frames=target_frames(seconds, fps),
         chunks=chunks,
         face=plan_face(job, provider, geometry, known=known_face),
+        sync=resolve_settings(job.lipsync.sync_check, provider),
     )
 
 
@@ -703,9 +707,10 @@ RULE_FIELDS = {
     "assemble_visual": ("comfyui.fps", "comfyui.frames", "fps", "target_frames", "geometry", "encoding"),
     "lipsync": ("lipsync", "fps", "target_frames", "audio_duration_seconds", "seeds", "geometry"),
     "lipsync_chunk": ("lipsync.provider", "lipsync.type", "lipsync.settings", "lipsync.allow_passthrough",
-                      "lipsync.fps", "seeds", "geometry"),
+                      "lipsync.fps", "seeds", "geometry", "lipsync.sync.enabled",
+                      "lipsync.sync.max_offset_frames", "lipsync.sync.retry"),
     "encode": ("fps", "target_frames", "geometry", "encoding", "visual_source", "lipsync.provider",
-               "document.output.captions"),
+               "document.output.captions", "lipsync.sync.on_fail"),
     "captions": ("buffer", "fps", "visual_target_duration_seconds", "document.timeline",
                  "document.timeline_file", "document.output.captions"),
 }  # fmt: skip
