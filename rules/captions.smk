@@ -12,6 +12,5 @@ rule captions:
     params:
         run=RUN_DIR,
         settings=plan_settings("captions"),
-        segments=captions_settings,
     script:
         "../scripts/captions.py"

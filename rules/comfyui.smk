@@ -15,6 +15,7 @@ rule comfyui_batch:
     params:
         run=RUN_DIR,
         settings=plan_settings("comfyui_batch"),
+        pool=comfyui_pool,
     script:
         "../scripts/comfyui_batch.py"
 

@@ -1,39 +1,43 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
-import json
+import atexit
 import sys
 import threading
 from functools import partial
 from pathlib import Path
 
+from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
-from va.batch import load_batch, probe_ahead, read_selection
+from va.batch import left_out_line, load_batch, probe_ahead, read_selection
 from va.clean import record_success
+from va.comfyui.pool import resolve_pool
+from va.config import load_config
 from va.errors import ExitCode, VaError
-from va.graph import check_job, check_supported, of_wildcards
+from va.graph import RULE_PHASE, check_job, check_supported, of_wildcards
 from va.input_checks import seed_checks
-from va.job import active_provider, comfyui_active, load_job
+from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
-from va.motion import camera_move_active
-from va.plan import document_slice, plan_document, plan_job, plan_slice, previous_plan
+from va.plan import plan_job, previous_plan, publish_plan
 from va.registry import register_runs
 from va.slurm import (
     NeverRunsWatch,
+    cluster_failure,
     failed_rule,
     group_id,
+    hear_job_errors,
+    keep_outputs_of_finished_rules,
     named_job,
-    refused_submissions,
 )
-from va.stabilize import stabilize_active
-from va.stages import publish_plan
-from va.timeline import captions_mode, load_segments
+from va.rule_settings import rule_settings, settings_json
 from va.tracking import (
+    failure_of_attempt,
     reconcile,
     record_rule_failed,
     record_run_finished,
     record_run_started,
+    rule_finished_in_attempt,
     run_finished,
 )
 from va.workdir import Workdir
@@ -45,15 +49,22 @@ seed_checks(Workdir(Path.cwd()).input_checks)
 if config.get("batch"):
     # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
     # out with one line, as `va batch` does, instead of failing the graph.
+    # The graph's own Snakemake (not one running a job of it, on a node) also checks what each job's
+    # folder holds, as `va batch` did (va.batch.check_made_here).
+    DRIVES = workflow.exec_mode.name == "DEFAULT"
     probe = not config.get("inputs_checked")
     BATCH = load_batch(
         Path(config["batch"]),
         only=read_selection(Path.cwd()),
         check=partial(check_job, probe=probe),
         workers=8 if probe else 1,
+        out=Path.cwd() if DRIVES and not config.get("finished_only") else None,
     )
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
+    if BATCH.problems and DRIVES and not config.get("finished_only"):
+        # Plain snakemake's last line says which jobs it left out, whatever it printed before.
+        atexit.register(print, left_out_line(BATCH), file=sys.stderr)
     JOBS = BATCH.jobs
     PREFIX = "{name}/"
 else:
@@ -92,7 +103,6 @@ def job_of(wildcards):
 
 
 PLANS = {}
-DOCUMENTS = {}
 PROBED_AHEAD = []
 
 
@@ -117,22 +127,15 @@ def plan_of(wildcards):
 
 
 def plan_settings(rule):
-    """The params function of ``rule``: the slice of the plan its output depends on. Snakemake's params
-    trigger then reruns a rule when (and only when) its slice changed, so an edited job rebuilds what
-    the edit affects; plan.json itself is an ancient() input (read, never a reason to rerun). A job's
-    plan is rendered once for all its rules (a batch asks for thousands of slices).
+    """The params function of ``rule``: its settings (va.rule_settings), the typed slice of the plan
+    its output depends on, which its script parses. Snakemake's params trigger then reruns a rule when
+    (and only when) its settings changed, so an edited job rebuilds what the edit affects.
     """
 
     @of_wildcards
     def settings(wildcards):
-        if wildcards.get("batch") is not None or wildcards.get("chunk") is not None:
-            return plan_slice(
-                plan_of(wildcards), rule, wildcards.get("batch"), wildcards.get("chunk")
-            )
-        name = wildcards.get("name", "")
-        if name not in DOCUMENTS:
-            DOCUMENTS[name] = plan_document(plan_for(name))
-        return document_slice(DOCUMENTS[name], rule)
+        plan = plan_of(wildcards)
+        return settings_json(rule_settings(plan, rule, wildcards.get("chunk")))
 
     return settings
 
@@ -192,7 +195,8 @@ def record_started():
 
 def record_finished(success):
     """At the end: each job that had work and whose end its encode did not record yet (it records it
-    when it publishes the final) succeeded, failed in one of its rules, or was stopped.
+    when it publishes the final) succeeded, failed in one of its rules, or was stopped. A batch that
+    left jobs out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
     """
     for run, job in PENDING:
         if run_finished(run):
@@ -206,6 +210,9 @@ def record_finished(success):
                 run, from_rules=True, unfinished=unfinished, again=again
             )
     release_rescheduling_timers()
+    if success and config.get("batch") and BATCH.problems:
+        if not config.get("finished_only"):
+            sys.exit(int(ExitCode.BATCH_INCOMPLETE))
 
 
 def stop_idle_rescheduling():
@@ -235,13 +242,13 @@ def video_group(wildcards):
     cheap ones (a group may not depend on a job outside it that depends on the group). Groups act only
     on a cluster (profiles/slurm); locally Snakemake ignores them.
     """
-    job = job_of(wildcards)
-    provider = active_provider(job)
-    if comfyui_active(job) or (
+    plan = plan_of(wildcards)
+    provider = plan.stages.lipsync
+    if plan.stages.visual.generated or (
         provider is not None and provider_of(provider).type != "audiogram"
     ):
         return None
-    if provider is not None and plan_of(wildcards).lipsync.chunked:
+    if provider is not None and plan.lipsync.chunked:
         return None  # chunks run side by side: in one group they would add up to a node's CPUs
     return group_id(wildcards.get("name", ""))
 
@@ -254,19 +261,49 @@ def watch_cluster():
     if plugin is None or plugin.name != "slurm":
         return
     NeverRunsWatch(Path.cwd(), report=report_never_runs).start()
+    hear_job_errors(workflow.scheduler._executor, report_cluster_failure)
 
 
-def record_refused_submissions(log):
-    """At the end of a failed graph: a job sbatch refused outright (e.g. a GPU on a cluster without
-    one) fails its video with one line naming it, its request and Slurm's words, not as "interrupted".
+def report_cluster_failure(job, message):
+    """A cluster job that failed for the cluster's reason (sbatch refused it, it was cancelled by hand,
+    its node was lost, its time limit reached): that reason, on stderr and as the failure of the rule it
+    was running, unless one of its rules recorded its own error (a rule that failed, a job va's watch
+    cancelled).
     """
-    logs = log if isinstance(log, (list, tuple)) else [log]  # Snakemake 9 gives a list
-    for path in (Path(p) for p in logs if p):
-        if path.is_file():
-            for cluster_job, line in refused_submissions(
-                path.read_text(errors="replace")
-            ):
-                report_never_runs(cluster_job, line)
+    jobs = list(job.jobs) if job.is_group() else [job]
+    name = jobs[0].wildcards_dict.get("name", "")
+    if name not in JOBS:
+        return
+    run = Workdir(Path.cwd() / name)
+    again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
+    what = f"group {job.groupid}" if job.is_group() else cluster_job_name(job)
+    error = cluster_failure(message, what, again)
+    if error is None or failure_of_attempt(run) is not None:
+        return
+    print(f"va: {error.message}", file=sys.stderr)
+    unfinished = [j for j in jobs if not finished_in_attempt(j)] or jobs
+    failed = min((j.rule.name for j in unfinished), key=list(RULE_PHASE).index)
+    record_rule_failed(run, failed, error)
+
+
+def cluster_job_name(job):
+    """A rule's job as va's lines name it: ``rule lipsync [intro]``."""
+    values = "_".join(str(value) for value in job.wildcards_dict.values())
+    return f"rule {job.rule.name}" + (f" [{values}]" if values else "")
+
+
+def finished_in_attempt(job):
+    """Whether the rule of Snakemake's ``job`` recorded its end in this attempt of its video."""
+    wildcards = job.wildcards_dict
+    if job.rule.name not in RULE_PHASE:
+        return False
+    target = wildcards.get("batch") or wildcards.get("chunk")
+    run = Workdir(Path.cwd() / wildcards.get("name", ""))
+    return rule_finished_in_attempt(run, job.rule.name, target)
+
+
+# A failed cluster job of a video's rules keeps what its finished rules made (va.slurm).
+keep_outputs_of_finished_rules(SnakemakeJob, finished_in_attempt)
 
 
 def report_never_runs(cluster_job, line):
@@ -312,13 +349,24 @@ def lipsync_chunk_inputs(wildcards):
         "still": ancient(in_run(wildcards, "frames/still.png")),
         "audio": in_run(wildcards, "prepare/padded.wav"),
     }
-    visual = visual_video(job_of(wildcards))
+    visual = plan_of(wildcards).stages.visual_video
     if visual:
         inputs["visual"] = in_run(wildcards, visual)
     return inputs
 
 
 PROVIDERS = {}
+VIDAX_COMFYUI = []
+
+
+def comfyui_pool(wildcards):
+    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's comfyui.url, else
+    the profile's comfyui_servers (its config:), else vidax.json's; and a start the stage makes, if any.
+    """
+    if not VIDAX_COMFYUI:
+        VIDAX_COMFYUI.append(load_config("vidax").data["comfyui"])
+    job = job_of(wildcards)
+    return resolve_pool(job.comfyui.url, config, VIDAX_COMFYUI[0]).as_params()
 
 
 def provider_of(provider_id):
@@ -337,9 +385,10 @@ def lipsync_resource(name, joins=False):
 
     @of_wildcards
     def resource(wildcards):
-        if joins and plan_of(wildcards).lipsync.chunked:
+        plan = plan_of(wildcards)
+        if joins and plan.lipsync.chunked:
             return getattr(JOIN_RESOURCES, name)
-        return getattr(provider_of(active_provider(job_of(wildcards))).resources, name)
+        return getattr(provider_of(plan.stages.lipsync).resources, name)
 
     return resource
 
@@ -348,37 +397,27 @@ def lipsync_resource(name, joins=False):
 def encode_inputs(wildcards):
     """Inputs of encode: the held still's loop, the padded audio, and the video of the lip-sync or the
     ComfyUI stage when there is one."""
-    job = job_of(wildcards)
+    stages = plan_of(wildcards).stages
     inputs = {
         "loop": in_run(wildcards, "frames/still.mp4"),
         "audio": in_run(wildcards, "prepare/padded.m4a"),
     }
-    if captions_mode(job, load_segments(job)) != "none":
+    if stages.captions != "none":
         inputs["captions"] = in_run(wildcards, "captions.srt")
-    if active_provider(job) is not None:
+    if stages.lipsync is not None:
         inputs["video"] = in_run(wildcards, "lipsync/output.mp4")
-    elif visual_video(job):
-        inputs["video"] = in_run(wildcards, visual_video(job))
+    elif stages.visual_video:
+        inputs["video"] = in_run(wildcards, stages.visual_video)
     return inputs
 
 
-def visual_video(job):
-    """The picture's video before lip-sync, relative to the job's folder: ComfyUI's (stabilized, when
-    asked), or the held still with a camera move; None for a still held as is."""
-    if stabilize_active(job):
-        return "stabilize/output.mp4"
-    if comfyui_active(job):
-        return "comfyui/output.mp4"
-    if camera_move_active(job):
-        return "motion/output.mp4"
-    return None
-
-
 @of_wildcards
-def captions_settings(wildcards):
-    """What the captions depend on besides the plan: the segments, inline or the file's."""
-    segments = load_segments(job_of(wildcards))
-    return json.dumps([[s.start, s.end, s.caption] for s in segments])
+def encode_cpus(wildcards):
+    """The CPUs the encode asks a cluster for: one to repeat a held still's loop (a stream copy, with the
+    audio), two to encode a picture (a stage's video, captions burned in)."""
+    stages = plan_of(wildcards).stages
+    encodes = stages.lipsync is not None or stages.visual_video is not None
+    return 2 if encodes or stages.captions == "burn" else 1
 
 
 @of_wildcards

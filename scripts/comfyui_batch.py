@@ -2,20 +2,22 @@
 
 from pathlib import Path
 
+from va.comfyui.pool import PoolSettings
 from va.comfyui.stage import run_batches
-from va.plan import load_plan
+from va.rule_settings import GenerationSettings, parse_settings
 from va.tracking import log_to_file
 from va.workdir import Workdir
 
 snakemake = snakemake  # type: ignore[name-defined]  # noqa: F821, PLW0127 - injected by Snakemake
 RUN = Workdir(Path(snakemake.params.run))
+SETTINGS = parse_settings(GenerationSettings, snakemake.params.settings)
 
 log_to_file(snakemake.log[0])
 run_batches(
-    load_plan(RUN.plan).as_job(),
-    RUN.plan,
+    SETTINGS,
     still=Path(snakemake.input.still),
     generated=Path(snakemake.output.generated),
     workdir=RUN,
     logs=Path(snakemake.log[0]).with_suffix(""),
+    pool=PoolSettings.from_params(snakemake.params.pool),
 )

@@ -15,7 +15,8 @@ answers 404, as the releases that had the jobs API before its cancel route), ``r
 server goes away for ``restart_away_ms``, default 1000, and comes back with an empty queue, history and
 cache, as a restarted ComfyUI), and ``refuse_after_prompts`` (a threshold, not a count: once that many prompts were accepted, every later
 request and websocket is answered by closing the connection, as a server that went away mid-run).
-``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
+``POST /__double__/checkpoints`` (``[name, ...]``) sets the checkpoints the server has installed until the
+next reset (which restores those it started with); ``GET /__double__/stats`` tells what it saw; ``POST /__double__/forget_outputs`` deletes the output files
 but keeps the cache (as a user emptying ComfyUI's output folder); ``POST /__double__/reset`` forgets everything (one double
 serves a whole test run, reset before each test).
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -44,6 +47,17 @@ KNOWN_CLASSES = OUTPUT_CLASSES | {
     "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
 }  # fmt: skip
+
+
+#: ``GET /object_info`` of a real ComfyUI 0.26 (no model files), of which the double answers its classes.
+OBJECT_INFO = Path(__file__).resolve().parent / "data" / "comfyui_object_info_0.26.json.gz"
+
+
+@functools.cache
+def node_definitions() -> dict[str, Any]:
+    """The real server's definitions of the classes the double knows (a custom node's: an empty one)."""
+    real = json.loads(gzip.decompress(OBJECT_INFO.read_bytes()))
+    return {name: real.get(name, {"input": {}, "output": []}) for name in sorted(KNOWN_CLASSES)}
 
 
 #: The ``status`` values of ComfyUI's jobs API.
@@ -69,6 +83,7 @@ def fresh_stats() -> dict[str, Any]:
         "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
         "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0, "restarts": 0,
         "system_stats": 0, "executing_seconds": 0.0,  # the time prompts ran, summed
+        "first_began": None, "last_ended": None,  # wall-clock times: the first prompt's start, the last's end
         "history_requests": 0, "job_requests": 0, "job_cancels": [],  # /history/{id}, /api/jobs/{id}, cancels
     }  # fmt: skip
 
@@ -79,7 +94,7 @@ class Double:
         self.input, self.output = root / "input", root / "output"
         self.input.mkdir(parents=True, exist_ok=True)
         self.output.mkdir(parents=True, exist_ok=True)
-        self.checkpoints = checkpoints
+        self.checkpoints = self.installed = checkpoints
         self.step_delay = step_delay
         self.queue: asyncio.Queue[tuple[int, str, dict[str, Any], str]] = asyncio.Queue()
         self.pending: list[tuple[int, str]] = []
@@ -96,6 +111,7 @@ class Double:
         self.interrupt = False
         self.away_until = 0.0
         self.forget_running = False  # a restart: the running prompt ends without a trace
+        self.version = "0.26.0"  # what /system_stats reports (--comfyui-version: a pool of mixed versions)
 
     def fault(self, name: str) -> bool:
         """Use up one occurrence of a fault, if it is switched on."""
@@ -156,12 +172,12 @@ class Double:
         self.stats["system_stats"] += 1
         if self.fault("system_stats_404"):
             return web.Response(status=404)
-        system = {"os": "posix", "python_version": "3.11", "comfyui_version": "0.26.0", "embedded_python": False,
+        system = {"os": "posix", "python_version": "3.11", "comfyui_version": self.version, "embedded_python": False,
                   "ram_total": 1 << 34, "ram_free": 1 << 33}  # fmt: skip
         return web.json_response({"system": system, "devices": []})
 
     async def object_info(self, request: web.Request) -> web.Response:
-        return web.json_response({name: {"input": {}, "output": []} for name in sorted(KNOWN_CLASSES)})
+        return web.json_response(node_definitions())
 
     def validate(self, graph: Any) -> dict[str, Any] | None:
         if not isinstance(graph, dict) or not any(
@@ -416,10 +432,15 @@ class Double:
         self.faults.update({k: int(v) for k, v in (await request.json()).items()})
         return web.json_response(self.faults)
 
+    async def set_checkpoints(self, request: web.Request) -> web.Response:
+        self.checkpoints = [str(name) for name in await request.json()]
+        return web.json_response(self.checkpoints)
+
     async def reset(self, request: web.Request) -> web.Response:
         """Between tests (one double serves a whole test run): no faults, queue, history, cache or
-        uploads, fresh stats. A prompt still running (a ``hang``) is stopped first."""
-        self.faults, self.pending = {}, []
+        uploads, fresh stats, the checkpoints it started with. A prompt still running (a ``hang``) is
+        stopped first."""
+        self.faults, self.pending, self.checkpoints = {}, [], self.installed
         if self.running is not None:
             self.interrupt = True
             deadline = time.monotonic() + 10
@@ -456,11 +477,13 @@ class Double:
             self.running = (number, prompt_id)
             self.interrupt = False
             began = time.monotonic()
+            self.stats["first_began"] = self.stats["first_began"] or time.time()
             try:
                 await self.execute(prompt_id, graph, client_id)
             finally:
                 self.running = None
                 self.stats["executing_seconds"] += time.monotonic() - began
+                self.stats["last_ended"] = time.time()
 
     async def execute(self, prompt_id: str, graph: dict[str, Any], client_id: str) -> None:
         messages: list[list[Any]] = []
@@ -653,8 +676,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--checkpoints", default="sd_xl_base_1.0.safetensors")
     parser.add_argument("--step-delay", type=float, default=0.005)
+    parser.add_argument("--comfyui-version", default="0.26.0")
     args = parser.parse_args()
     double = Double(args.root, [c for c in args.checkpoints.split(",") if c], args.step_delay)
+    double.version = args.comfyui_version
     app = web.Application(client_max_size=64 << 20, middlewares=[double.refuse])
     app.add_routes([
         web.get("/system_stats", double.system_stats), web.get("/health", double.health),
@@ -664,7 +689,8 @@ def main() -> None:
         web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
         web.get("/api/jobs", double.jobs), web.get("/api/jobs/{job_id}", double.job),
         web.post("/api/jobs/{job_id}/cancel", double.job_cancel),
-        web.post("/__double__/faults", double.set_faults), web.get("/__double__/stats", double.get_stats),
+        web.post("/__double__/faults", double.set_faults), web.post("/__double__/checkpoints", double.set_checkpoints),
+        web.get("/__double__/stats", double.get_stats),
         web.post("/__double__/reset", double.reset), web.post("/__double__/forget_outputs", double.forget_outputs),
     ])  # fmt: skip
 

@@ -340,6 +340,10 @@ class Comfy:
     def faults(self, **faults: int) -> None:
         requests.post(f"{self.url}/__double__/faults", json=faults, timeout=5).raise_for_status()
 
+    def checkpoints(self, *names: str) -> None:
+        """The checkpoints the server has installed, until the next reset."""
+        requests.post(f"{self.url}/__double__/checkpoints", json=list(names), timeout=5).raise_for_status()
+
     def stats(self) -> dict[str, Any]:
         data: dict[str, Any] = requests.get(f"{self.url}/__double__/stats", timeout=5).json()
         return data

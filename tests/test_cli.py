@@ -163,6 +163,16 @@ def test_overwrite_refused_and_resume_rules(
     assert resume.code == ExitCode.OK, resume.err
     assert resume.out.strip() == str(final)
     assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
+    # ... unless the job was edited since: its finished video is not the job's now, said in one line.
+    original = job.read_text()
+    job.write_text(json.dumps({**json.loads(original), "buffer": {"pre_seconds": 0.0, "post_seconds": 1.0}}))
+    try:
+        edited = va_cli("run", job, "--workdir", workdir, "--resume")
+    finally:
+        job.write_text(original)
+    assert edited.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(edited.err, f"{final} was made from an earlier version of {job}", "buffer")
+    assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
 
     fresh = va_cli("run", files.job(), "--workdir", files.root / "empty", "--resume")
     assert fresh.code == ExitCode.RESUME_NOT_POSSIBLE
@@ -578,3 +588,15 @@ def test_a_new_run_does_not_write_among_a_users_frames(files: Media, va_cli: Cli
     assert result.code == ExitCode.OUTPUT_EXISTS, result.err
     assert_one_line_error(result.err, f"{folder} holds frames, captions.srt, which no va run made")
     assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before
+
+
+def test_a_full_or_read_only_disk_anywhere_is_its_place_s_exit_code_in_one_line(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """An OSError of a full disk, a read-only one or a path too long that reaches the CLI boundary names
+    the file: 34 in the state dir, 32 elsewhere (the workdir), never an internal error."""
+    in_state = OSError(errno.ENOSPC, "No space left on device", str(state_dir / "registry.json"))
+    assert cli.disk_failure(in_state).code == ExitCode.STATE_DIR_UNUSABLE
+    in_workdir = OSError(errno.ENAMETOOLONG, "File name too long", str(tmp_path / ("x" * 300)))
+    failure = cli.disk_failure(in_workdir)
+    assert failure.code == ExitCode.WORKDIR_UNUSABLE and failure.message.startswith("File name too long: ")

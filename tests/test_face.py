@@ -15,7 +15,7 @@ from tests.conftest import FACE_PHOTO, REPO, CliRunner, Media, ffmpeg
 from tests.lipsync.fakes import command, providers_file
 from va import face, media
 from va.job import load_job
-from va.plan import load_plan, plan_job
+from va.plan import load_plan, plan_job, write_plan
 
 
 def needs_face(folder: Path, *, needs: bool = True) -> dict[str, str]:
@@ -119,13 +119,12 @@ def test_a_faceless_start_with_passthrough_is_planned_for_the_stage_to_pass_thro
 
 
 def test_the_face_check_survives_the_plans_json(files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
-    from va import stages  # noqa: PLC0415
 
     shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
     for name, value in needs_face(files.root).items():
         monkeypatch.setenv(name, value)
     plan = plan_job(load_job(face_job(files, "face.jpg")))
-    stages.write_plan(plan, files.root / "plan.json")
+    write_plan(plan, files.root / "plan.json")
     assert load_plan(files.root / "plan.json") == plan
 
 
@@ -147,7 +146,6 @@ def test_a_later_plan_of_the_same_start_takes_the_earlier_check(
 ) -> None:
     # Every Snakemake process of a run plans anew (a cluster job, a resume): with the earlier plan of the
     # same start in the same picture, OpenCV is not even loaded.
-    from va import stages  # noqa: PLC0415
 
     shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
     for name, value in needs_face(tmp_path).items():
@@ -162,7 +160,7 @@ def test_a_later_plan_of_the_same_start_takes_the_earlier_check(
     ]  # fmt: skip
     box, loaded = subprocess.run(replan, capture_output=True, text=True, check=True).stdout.split()
     assert loaded == "True"  # no earlier plan: the start was looked at
-    stages.write_plan(plan_job(load_job(job)), earlier)
+    write_plan(plan_job(load_job(job)), earlier)
     assert subprocess.run(replan, capture_output=True, text=True, check=True).stdout.split() == [box, "False"]
     files.image("face.jpg", "256x256")  # another picture under the same name: looked at again, refused
     refused = subprocess.run(replan, capture_output=True, text=True, check=False)

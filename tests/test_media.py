@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Media, ffprobe_streams, unreadable
+from tests.corpus import peak_db
 from va import media
 from va.errors import ExitCode, VaError
 from va.processes import ProcessId
@@ -223,3 +224,54 @@ def test_detect_silences_finds_the_pauses_and_a_silence_running_to_the_end(files
     # Within one audio frame of the filter (1024 samples, 64 ms at 16 kHz), which the volume switches on.
     spans = [(s.start_seconds, s.end_seconds) for s in found]
     assert spans == [pytest.approx((1.0, 1.5), abs=0.065), pytest.approx((2.5, 3.0), abs=0.065)]
+
+
+#: The same tone in every channel, at -7 dBFS: where a downmix that adds channels up would clip.
+SURROUND = {
+    "5.1": "pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0",
+    "7.1": "pan=7.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0|SL=c0|SR=c0",
+}
+
+
+@pytest.mark.parametrize(("layout", "name"), [("5.1", "surround.m4a"), ("7.1", "surround.wav")])
+def test_a_surround_voice_is_one_downmix_in_the_wav_and_the_aac_never_louder_than_its_source(
+    files: Media, layout: str, name: str
+) -> None:
+    tone = "sine=frequency=300:sample_rate=48000:duration=1.5,volume=3.6"
+    source = files.root / name
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", tone, "-af", SURROUND[layout],
+                    str(source)], check=True)  # fmt: skip
+    padded, aac = files.root / "padded.wav", files.root / "padded.m4a"
+    info = media.pad_audio(source, padded, 0.25, 0.25, aac=aac)
+    assert info.channels == 2
+    assert peak_db(padded) <= peak_db(source) + 0.1
+    assert abs(peak_db(aac) - peak_db(padded)) <= 0.3
+    assert peak_db(aac) <= -1.0
+
+
+def test_a_very_loud_surround_voice_reaches_its_loudness_in_the_wav_and_the_aac(files: Media) -> None:
+    """A 5.1 voice louder than 0 LUFS once downmixed (loudnorm takes no figure above 0) is measured as it
+    is encoded, and both outputs land on the target."""
+    noise = "anoisesrc=duration=2:color=white:sample_rate=48000:amplitude=1:seed=1,volume=4,alimiter=limit=1"
+    source = files.root / "loud.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", noise, "-af", SURROUND["5.1"],
+                    str(source)], check=True)  # fmt: skip
+    target = media.LoudnessTarget(-16.0, -1.5)
+    fit = media.fit_loudness(source, target)
+    assert fit.voice.integrated_lufs > 0
+    padded, aac = files.root / "padded.wav", files.root / "padded.m4a"
+    media.pad_audio(source, padded, 0.5, 0.5, aac=aac, loudness=fit)
+    after, _ = media.measure_loudness(padded, target, window=(0.5, 2.0))
+    assert after.integrated_lufs == pytest.approx(-16.0, abs=0.5)
+    assert peak_db(aac) <= -1.0
+
+
+def test_a_path_with_a_percent_sign_is_that_file_never_a_numbered_sequence(files: Media) -> None:
+    """``shot%d.png`` beside ``shot1.png``: ffmpeg's image2 would read the second for the first."""
+    files.image("shot1.png", "64x48")
+    start = files.image("shot%d.png", "80x60")
+    info = media.probe_visual(start)
+    assert (info.width, info.height) == (80, 60)
+    still = files.root / "still.png"
+    media.render_still(start, still, media.plan_geometry(80, 60, None, None, "contain"), "black")
+    assert (media.probe_visual(still).width, media.probe_visual(still).height) == (80, 60)

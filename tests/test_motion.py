@@ -13,12 +13,12 @@ import pytest
 from tests.conftest import CliRunner, Media
 from tests.test_stages import check_contract
 from va import stages
-from va.comfyui.stage import parameter_values
 from va.comfyui.workflow import INLINE_BINDINGS, INLINE_GRAPH, load_workflow, render
 from va.graph import describe
 from va.job import load_job
 from va.motion import render_camera_move
-from va.plan import plan_job
+from va.plan import plan_generation, plan_job, write_plan
+from va.rule_settings import audio_settings, camera_settings, encode_settings, still_settings
 from va.workdir import Workdir
 
 
@@ -40,12 +40,12 @@ def render_moving_still(files: Media, root: Path, **motion: object) -> tuple[Pat
     for folder in ("prepare", "frames", "motion"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     plan = plan_job(job)
-    stages.write_plan(plan, run.plan)
-    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
-    stages.hold_start_frame(plan, run.still, run.still_loop)
-    render_camera_move(plan, run.still, run.motion_visual)
+    write_plan(plan, run.plan)
+    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
+    render_camera_move(camera_settings(plan), run.still, run.motion_visual)
     final = run.final(job.basename)
-    stages.encode(plan, run.still_loop, run.padded_aac, final, video=run.motion_visual)
+    stages.encode(encode_settings(plan), run.still_loop, run.padded_aac, final, video=run.motion_visual)
     return run.motion_visual, final
 
 
@@ -123,5 +123,7 @@ def test_validate_warns_when_the_template_ignores_the_strength(
     bound = va_cli("validate", job)
     assert bound.code == 0 and bound.err == "", bound.err
     workflow = load_workflow("moving")
-    values = parameter_values(load_job(job), workflow, {"frames": 4}, 1)
+    generation = plan_generation(load_job(job), 0.16, 1)  # one batch of 4 frames at 25 fps
+    values = generation.values(generation.batches[0], 1)
+    assert values["frames"] == 4
     assert render(workflow, values)["3"]["inputs"]["denoise"] == 0.5

@@ -15,23 +15,22 @@ from tests.conftest import Media
 from va.job import load_job
 from va.plan import (
     INPUT_NOT_FOUND,
-    RULE_FIELDS,
     Batch,
     Buffer,
     Encoding,
     InputFile,
     Plan,
     Seeds,
+    Visual,
     changed_fields,
-    document_slice,
     load_plan,
     plan_document,
     plan_job,
     plan_json,
-    plan_slice,
     sha256_file,
     target_frames,
 )
+from va.rule_settings import RULE_SETTINGS, rule_settings, settings_json
 
 
 @pytest.mark.parametrize(
@@ -71,7 +70,7 @@ def test_plan_json_reads_back_as_the_same_typed_plan(files: Media, tmp_path: Pat
     (tmp_path / "plan.json").write_text(plan_json(plan))
     again = load_plan(tmp_path / "plan.json")
     assert again == plan and isinstance(again.comfyui.batches[3], Batch)  # type: ignore[union-attr]
-    assert again.batch("0003").frames == 2 and again.as_job().data == job.data
+    assert again.batch("0003").frames == 2 and again.stages.visual is Visual.COMFYUI_BATCHES
 
 
 def test_a_random_seed_is_drawn_once_and_kept_by_the_next_plan(files: Media) -> None:
@@ -92,24 +91,25 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     sharper = plan_job(load_job(files.job(comfyui=comfy, output={"crf": 30})))
 
     def differ(other: Plan) -> list[str]:
-        slices = [(rule, "0000" if rule == "comfyui_batch" else None) for rule in RULE_FIELDS]
-        return sorted(
-            rule for rule, batch in slices if plan_slice(base, rule, batch) != plan_slice(other, rule, batch)
-        )
+        def settings(plan: Plan, rule: str) -> str:
+            return settings_json(rule_settings(plan, rule))
+
+        return sorted(rule for rule in RULE_SETTINGS if settings(base, rule) != settings(other, rule))
 
     assert differ(lipsync) == ["encode", "lipsync", "lipsync_chunk"]
     assert differ(sharper) == ["assemble_visual", "camera_motion", "encode", "hold_start_frame", "stabilize"]
     assert changed_fields(base, sharper) == ["document.output", "encoding"]
+    # A job without lip-sync has no lip-sync settings, whatever its rate.
     assert differ(faster) == [
         "assemble_visual", "camera_motion", "captions", "comfyui_batch", "encode", "hold_start_frame",
-        "lipsync", "stabilize",
+        "stabilize",
     ]  # fmt: skip
     assert sorted(changed_fields(base, faster)) == ["comfyui", "document.determinism", "fps", "target_frames"]
     assert changed_fields(None, faster) == []
 
 
-def test_the_rendered_plan_is_the_dataclasses_and_the_slices_are_cut_from_it(files: Media) -> None:
-    """The graph renders each plan once (a fast ``asdict``) and cuts every rule's slice from that."""
+def test_the_rendered_plan_is_the_dataclasses(files: Media) -> None:
+    """The plan's JSON is its dataclasses (a fast ``asdict``), unset batch fields left out."""
     audiogram = {"enable": True, "provider": "audiogram"}
     still = plan_job(load_job(files.job(lipsync=audiogram, timeline=[{"start": 0.2, "end": 1.0}])))
     comfyui = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}
@@ -120,11 +120,6 @@ def test_the_rendered_plan_is_the_dataclasses_and_the_slices_are_cut_from_it(fil
     batches = expected["comfyui"]["batches"]
     expected["comfyui"]["batches"] = tuple({k: v for k, v in b.items() if k not in unset} for b in batches)
     assert rendered == expected
-    for plan in (still, comfy):
-        document = plan_document(plan)
-        assert {rule: document_slice(document, rule) for rule in RULE_FIELDS} == {
-            rule: plan_slice(plan, rule) for rule in RULE_FIELDS
-        }
 
 
 def test_sha256_of_a_missing_file_says_so(tmp_path: Path) -> None:

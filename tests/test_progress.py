@@ -4,20 +4,28 @@ ComfyUI stage's progress (plain lines, or a live tqdm line on a terminal), error
 from __future__ import annotations
 
 import io
-import json
-from pathlib import Path
 from typing import Any
 
+from tests.conftest import Media
+from va.job import load_job
+from va.plan import plan_job, write_plan
 from va.progress import RunDisplay, batches_note
 from va.workdir import Workdir
 
 
-def planned(tmp_path: Path, frames: list[int], done: tuple[str, ...] = ()) -> Workdir:
-    """A workdir whose plan has batches of ``frames``; the batches ``done`` have their record."""
-    run = Workdir(tmp_path / "w")
+def planned(files: Media, frames: list[int], done: tuple[str, ...] = ()) -> Workdir:
+    """A workdir whose plan (of the 2 s voice) has batches of ``frames``; the batches ``done`` have their
+    record."""
+    run = Workdir(files.root / "w")
     run.plan.parent.mkdir(parents=True)
-    batches = [{"name": f"{i:04d}", "frames": n} for i, n in enumerate(frames)]
-    run.plan.write_text(json.dumps({"comfyui": {"batches": batches, "frames": sum(frames)}}))
+    comfyui = {
+        "workflow_ids": ["vidax_text2img_frames"],
+        "batch_size": frames[0],
+        "params": {"fps": sum(frames) // 2},
+    }
+    plan = plan_job(load_job(files.job(comfyui=comfyui)))
+    assert plan.comfyui is not None and [batch.frames for batch in plan.comfyui.batches] == frames
+    write_plan(plan, run.plan)
     for name in done:
         run.batch_result(name).parent.mkdir(parents=True, exist_ok=True)
         run.batch_result(name).write_text("{}")
@@ -46,8 +54,8 @@ def made(name: str) -> list[dict[str, Any]]:
     )
 
 
-def test_plain_lines_a_batch_warnings_once_errors_never(tmp_path: Path) -> None:
-    run = planned(tmp_path, [16, 16, 4], done=("0000",))  # a resumed run: batch 0000 was made before
+def test_plain_lines_a_batch_warnings_once_errors_never(files: Media) -> None:
+    run = planned(files, [16, 16, 4], done=("0000",))  # a resumed run: batch 0000 was made before
     out = io.StringIO()
     display = RunDisplay(run.root, out, live=False)
     for e in [
@@ -70,8 +78,8 @@ def test_plain_lines_a_batch_warnings_once_errors_never(tmp_path: Path) -> None:
     assert "failed" not in out.getvalue()  # the run's error is the CLI's last line, printed once
 
 
-def test_a_terminal_gets_one_live_line_with_the_sampler_step(tmp_path: Path) -> None:
-    run = planned(tmp_path, [8, 8])
+def test_a_terminal_gets_one_live_line_with_the_sampler_step(files: Media) -> None:
+    run = planned(files, [8, 8])
     out = io.StringIO()
     display = RunDisplay(run.root, out, live=True)
     for e in made("0000") + made("0001")[:3]:

@@ -14,7 +14,8 @@ from tests.test_motion import gray_frames
 from va import stages
 from va.graph import describe
 from va.job import load_job
-from va.plan import plan_job
+from va.plan import plan_job, write_plan
+from va.rule_settings import audio_settings, stabilize_settings
 from va.stabilize import stabilize_video
 from va.workdir import Workdir
 
@@ -52,10 +53,10 @@ def test_stabilize_steadies_and_evens_out_the_planned_frames(files: Media, metho
     run = Workdir(files.root / "w")
     run.plan.parent.mkdir(parents=True)
     plan = plan_job(job)
-    stages.write_plan(plan, run.plan)
-    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
+    write_plan(plan, run.plan)
+    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
     generated = generated_picture(files, run.comfyui_visual)
-    stabilize_video(plan, generated, run.stabilized_visual)
+    stabilize_video(stabilize_settings(plan), generated, run.stabilized_visual)
 
     streams = video_of(run.stabilized_visual)
     assert int(streams["nb_read_frames"]) == 50 and streams["r_frame_rate"] == "25/1"

@@ -18,7 +18,8 @@ from va import media, stages
 from va.errors import ExitCode, VaError
 from va.job import load_job
 from va.manifest import build_manifest
-from va.plan import plan_job
+from va.plan import plan_job, write_plan
+from va.rule_settings import audio_settings, encode_settings, still_settings
 from va.tracking import record_run_started
 from va.workdir import Workdir
 
@@ -30,11 +31,11 @@ def render_held_still(job_path: Path, root: Path) -> tuple[Path, dict[str, Any]]
     for folder in ("prepare", "frames"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     planned = plan_job(job)
-    stages.write_plan(planned, run.plan)
-    stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
-    stages.hold_start_frame(planned, run.still, run.still_loop)
+    write_plan(planned, run.plan)
+    stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(still_settings(planned), run.still, run.still_loop)
     final = run.final(job.basename)
-    stages.encode(planned, run.still_loop, run.padded_aac, final)
+    stages.encode(encode_settings(planned), run.still_loop, run.padded_aac, final)
     plan: dict[str, Any] = json.loads(run.plan.read_text())
     return final, plan
 
@@ -148,11 +149,11 @@ def test_a_final_that_appeared_while_encoding_is_kept(files: Media) -> None:
     for folder in ("prepare", "frames"):
         (root / folder).mkdir(parents=True)
     planned = plan_job(job)
-    stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
-    stages.hold_start_frame(planned, run.still, run.still_loop)
+    stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(still_settings(planned), run.still, run.still_loop)
     run.final("final.mp4").write_text("the user's own video\n")
     with pytest.raises(VaError) as caught:
-        stages.encode(planned, run.still_loop, run.padded_aac, run.final("final.mp4"))
+        stages.encode(encode_settings(planned), run.still_loop, run.padded_aac, run.final("final.mp4"))
     assert (
         caught.value.code == ExitCode.OUTPUT_EXISTS
         and "appeared while it was being made" in caught.value.message
@@ -195,11 +196,11 @@ def test_a_loudness_job_final_measures_the_target(
     for folder in ("prepare", "frames"):
         (run.root / folder).mkdir(parents=True)
     planned = plan_job(job)
-    stages.write_plan(planned, run.plan)
-    stages.prepare_audio(planned, run.padded_audio, run.padded_aac, run.loudness_record)
-    stages.hold_start_frame(planned, run.still, run.still_loop)
+    write_plan(planned, run.plan)
+    stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac, run.loudness_record)
+    stages.hold_start_frame(still_settings(planned), run.still, run.still_loop)
     final = run.final(job.basename)
-    stages.encode(planned, run.still_loop, run.padded_aac, final)
+    stages.encode(encode_settings(planned), run.still_loop, run.padded_aac, final)
 
     integrated, peak = ebur128(final)
     assert abs(integrated - target) <= 0.5
@@ -230,7 +231,7 @@ def test_a_voice_track_replaced_after_planning_is_named_by_prepare_audio(files: 
     planned = plan_job(job)
     files.tone("voice.wav", 1.0)
     with pytest.raises(VaError) as caught:
-        stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
+        stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac)
     assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
     assert caught.value.message.startswith(
         "input.audio: the padded audio lasts 1.000 s where the plan has 2.000 s"
@@ -243,7 +244,7 @@ def test_a_still_loop_of_another_size_than_planned_is_not_published(files: Media
     root = files.root / "w"
     planned = plan_job(load_job(files.job()))
     run = Workdir(root)
-    stages.hold_start_frame(planned, run.still, run.still_loop)
+    stages.hold_start_frame(still_settings(planned), run.still, run.still_loop)
     with pytest.raises(VaError) as caught:
         media.loop_still(run.still_loop, None, run.final("final.mp4"), fps=25, frames=50, size=(100, 100))
     assert caught.value.code == ExitCode.ENCODE_FAILED
@@ -291,7 +292,7 @@ def test_a_full_disk_during_prepare_is_named_not_blamed_on_the_audio(files: Medi
     run.padded_audio.parent.mkdir(parents=True)
     run.padded_audio.symlink_to("/dev/full")
     with pytest.raises(VaError) as caught:
-        stages.prepare_audio(planned, run.padded_audio, run.padded_aac)
+        stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac)
     assert caught.value.code == ExitCode.WORKDIR_UNUSABLE
     assert caught.value.message.startswith("no space left on device: ffmpeg could not write ")
     assert str(run.root / "prepare") in caught.value.message

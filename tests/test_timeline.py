@@ -12,11 +12,10 @@ import pytest
 from tests.conftest import CliRunner, Media
 from tests.test_stages import check_contract, render_held_still
 from va import stages
-from va.comfyui.stage import parameter_values
-from va.comfyui.workflow import load_workflow
 from va.errors import ExitCode
 from va.job import load_job
-from va.plan import generation_document, plan_generation, plan_job
+from va.plan import generation_document, plan_generation, plan_job, write_plan
+from va.rule_settings import audio_settings, captions_settings, encode_settings, still_settings
 from va.timeline import load_segments, render_captions
 from va.workdir import Workdir
 
@@ -98,11 +97,17 @@ def render_with_captions(job_path: Path, root: Path) -> Workdir:
         (root / folder).mkdir(parents=True)
     job = load_job(job_path)
     plan = plan_job(job)
-    stages.write_plan(plan, run.plan)
-    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
-    stages.hold_start_frame(plan, run.still, run.still_loop)
-    render_captions(job, run.plan, run.captions_srt, run.captions_vtt)
-    stages.encode(plan, run.still_loop, run.padded_aac, run.final(job.basename), captions=run.captions_srt)
+    write_plan(plan, run.plan)
+    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
+    render_captions(captions_settings(plan), run.captions_srt, run.captions_vtt)
+    stages.encode(
+        encode_settings(plan),
+        run.still_loop,
+        run.padded_aac,
+        run.final(job.basename),
+        captions=run.captions_srt,
+    )
     return run
 
 
@@ -157,13 +162,13 @@ def test_comfyui_batches_are_cut_at_segments_and_take_their_prompts(files: Media
     job = load_job(
         files.job(timeline=timeline, comfyui=comfy, buffer={"pre_seconds": 0.5}, motion={"strength": 0.7})
     )
-    plan = generation_document(plan_generation(job, 2.5, 7))
+    generation = plan_generation(job, 2.5, 7)
+    plan = generation_document(generation)
     cuts = [(b["first"], b["frames"], b["segment"]) for b in plan["batches"]]
     # edges at frames 12.5 -> 13 (0.5 s), 35 (1.4 s), 42.5 -> 43 (1.7 s), 62.5 -> 63 (2.5 s)
     assert cuts == [(0, 13, None), (13, 16, 0), (29, 6, 0), (35, 8, None), (43, 16, 1), (59, 4, 1)]
     assert sum(count for _, count, _ in cuts) == plan["frames"] == 63
-    workflow = load_workflow("vidax_text2img_frames")
-    values = [parameter_values(job, workflow, batch, batch["seed"]) for batch in plan["batches"]]
+    values = [generation.values(batch, batch.seed) for batch in generation.batches]
     assert [v["prompt"] for v in values] == ["", "sunrise", "sunrise", "", "night", "night"]
     assert [v["negative"] for v in values][4:] == ["blur", "blur"]
     assert [v["motion_strength"] for v in values][:3] == [0.7, 0.2, 0.2]

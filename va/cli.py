@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,17 @@ import va
 import va.startup  # first: a stop while the package loads is one line and 130
 from va import doctor, install, registry
 from va.clean import clean
-from va.errors import ExitCode, VaError
+from va.comfyui.catalog import load_catalog
+from va.comfyui.template_check import check_template
+from va.comfyui.template_import import (
+    as_json,
+    describe_import,
+    import_workflow,
+    read_official,
+    read_workflow_file,
+)
+from va.comfyui.workflow import load_workflow
+from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.graph import check_job
 from va.job import job_from_document
@@ -40,6 +51,7 @@ from va.runner import (
     run_batch,
     run_job,
 )
+from va.state import state_dir
 from va.tracking import reconcile
 from va.workdir import Workdir
 
@@ -172,7 +184,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("path", type=_path, help="a run's workdir or a batch's output folder (--out)")
     report.add_argument("--output", type=_path, help="report file, .html or .zip (default PATH/report.html)")
+    _add_workflow_parser(commands)
     return parser
+
+
+def _add_workflow_parser(commands: Any) -> None:
+    workflow = commands.add_parser("workflow", help="import ComfyUI workflows as templates; check templates")
+    actions = workflow.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    imports = actions.add_parser(
+        "import", help="an editor-format workflow (ComfyUI's Save) as a template W.json + W.bindings.json"
+    )
+    imports.add_argument("file", nargs="?", type=_path, help="the workflow file (editor format)")
+    imports.add_argument("--official", metavar="NAME", help="an official ComfyUI template by name")
+    imports.add_argument("--name", help="the template id W (default: the file's name)")
+    imports.add_argument(
+        "--out", type=_path, help="folder for the files (default: the state dir's templates)"
+    )
+    imports.add_argument("--force", action="store_true", help="replace a template of that name")
+    imports.add_argument("--json", action="store_true", help="machine-readable output")
+    check = actions.add_parser(
+        "check", help="a template and its bindings against a server's node definitions"
+    )
+    check.add_argument("workflow_id", metavar="W", help="the template id")
+    for action in (imports, check):
+        source = action.add_mutually_exclusive_group()
+        source.add_argument(
+            "--server", metavar="URL", help="ComfyUI to ask (default: comfyui.url of vidax.json)"
+        )
+        source.add_argument(
+            "--object-info", type=_path, metavar="FILE", help="a saved GET /object_info (or .gz)"
+        )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -216,11 +257,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout points at /dev/null so that the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except OSError as exc:
+        if args.debug or exc.errno not in DISK_FAILURES:
+            raise
+        error = disk_failure(exc)
+        print(f"va: error: {error.message}", file=sys.stderr)
+        return int(error.code)
     except Exception as exc:
         if args.debug:
             raise
         print(f"va: internal error: {exc!r} (run with --debug for the traceback)", file=sys.stderr)
         return int(ExitCode.INTERNAL)
+
+
+def disk_failure(exc: OSError) -> VaError:
+    """A full or read-only disk, or a path too long for it, met anywhere: ``STATE_DIR_UNUSABLE`` when the
+    file is in the state dir, else ``WORKDIR_UNUSABLE``, in one line naming the file."""
+    where = Path(str(exc.filename or "")).absolute()
+    state = state_dir().parent.absolute()
+    in_state = exc.filename is not None and where.is_relative_to(state)
+    code = ExitCode.STATE_DIR_UNUSABLE if in_state else ExitCode.WORKDIR_UNUSABLE
+    return VaError(code, f"{exc.strerror or 'cannot write'}: {exc.filename or 'a file of the run'}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> ExitCode:
@@ -444,6 +501,20 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
+    """The ComfyUI servers that made the batches, with their versions and counts; a pool whose servers
+    report different versions is said to be mixed."""
+    made = phase.get("batch_servers") or {}
+    if not made:
+        return []
+    counts = Counter(entry["url"] for entry in made.values())
+    versions = phase.get("comfyui_versions") or {}
+    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} batch(es)"
+                      for url, count in counts.items())  # fmt: skip
+    mixed = len({version for version in versions.values() if version}) > 1
+    return ["", f"comfyui   {named}" + ("; a pool of mixed ComfyUI versions" if mixed else "")]
+
+
 def render_run(manifest: dict[str, Any]) -> str:
     """One run's manifest as text for people."""
     exit_status = manifest.get("exit_status") or {}
@@ -477,6 +548,7 @@ def render_run(manifest: dict[str, Any]) -> str:
             f"({manifest['visual_target_duration_seconds']} s)",
             f"seed      {seeds.get('value')} ({seeds.get('policy')})",
         ]
+    lines += comfyui_servers_lines(manifest["phases"].get("comfyui") or {})
     cleanup = manifest.get("cleanup")
     if cleanup:
         lines.append(
@@ -573,6 +645,32 @@ def cmd_report(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def cmd_workflow(args: argparse.Namespace) -> ExitCode:
+    """``va workflow import``: convert and write a template; ``va workflow check``: check one."""
+    if args.action == "import" and (args.file is None) == (args.official is None):
+        raise VaError(ExitCode.USAGE, "va workflow import: give a workflow file or --official NAME")
+    catalog = load_catalog(args.server, args.object_info)
+    if args.action == "check":
+        workflow = load_workflow(args.workflow_id)
+        result = check_template(workflow, catalog)
+        for problem in result.problems:
+            print(f"problem: {problem}")
+        if args.server or args.object_info is None:
+            for model in result.missing_models:
+                print(f"model file missing on the server: {model}")
+        checked = f"{result.nodes} nodes, {result.bindings} bound inputs"
+        print(f"{workflow.id}: {checked} checked against {catalog.source}")
+        if not result.ok:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED, f"workflow {workflow.id}: {len(result.problems)} problem(s)"
+            )
+        return ExitCode.OK
+    text = read_official(args.official) if args.official else read_workflow_file(args.file)
+    imported = import_workflow(text, catalog, args.name, args.out, args.force)
+    print(json.dumps(as_json(imported), indent=2) if args.json else "\n".join(describe_import(imported)))
+    return ExitCode.OK
+
+
 COMMANDS = {
     "doctor": cmd_doctor,
     "serve": cmd_serve,
@@ -585,4 +683,5 @@ COMMANDS = {
     "logs": cmd_logs,
     "report": cmd_report,
     "clean": cmd_clean,
+    "workflow": cmd_workflow,
 }

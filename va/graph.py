@@ -12,12 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from va.comfyui.workflow import load_workflow
-from va.job import Job, active_provider, check_inputs, check_inputs_exist, comfyui_active
+from va.job import Job, active_provider, check_inputs, check_inputs_exist
 from va.lipsync.providers import get_provider
-from va.motion import camera_move_active
-from va.plan import check_face, plan_generation
-from va.stabilize import stabilize_active
-from va.timeline import captions_mode, load_segments
+from va.plan import Stages, Visual, check_face, plan_generation, plan_stages
 from va.workdir import Workdir
 
 WildcardsFunction = TypeVar("WildcardsFunction", bound=Callable[..., Any])
@@ -99,25 +96,28 @@ def check_job(job: Job, *, probe: bool = True) -> Job:
     return job
 
 
-def describe(job: Job) -> dict[str, Any]:
-    """The phases of ``job``'s graph: the rules of each, and the reason of each skipped phase."""
+def describe(job: Job, stages: Stages | None = None) -> dict[str, Any]:
+    """The phases of ``job``'s graph (of its planned ``stages``, else those its settings give): the rules
+    of each, and the reason of each skipped phase."""
+    stages = stages or plan_stages(job)
     skipped = {}
-    if not comfyui_active(job):
+    generated = stages.visual.generated
+    if not generated:
         skipped["comfyui"] = "comfyui.workflow_ids is empty: the start frame is held for every frame"
-    if comfyui_active(job):
+    if generated:
         skipped["motion"] = "the picture comes from ComfyUI (motion.strength goes to its motion_strength)"
-    elif not camera_move_active(job):
+    elif stages.visual is not Visual.CAMERA_MOVE:
         skipped["motion"] = "motion.strength is 0: the start frame is held still"
-    if not comfyui_active(job):
+    if not generated:
         skipped["stabilize"] = "the picture is a held still: nothing to stabilize"
-    elif not stabilize_active(job):
+    elif not stages.stabilize:
         skipped["stabilize"] = "stabilize.enable is false"
     if not job.lipsync.enable:
         skipped["lipsync"] = "lipsync.enable is false"
-    elif active_provider(job) is None:
+    elif stages.lipsync is None:
         skipped["lipsync"] = "no lip-sync provider configured for the job (lipsync.provider)"
     # The captions rule is in the graph only for a job with captions.
-    absent = set() if captions_mode(job, load_segments(job)) != "none" else {"captions"}
+    absent = set() if stages.captions != "none" else {"captions"}
     rules = {
         phase: [rule for rule, owner in RULE_PHASE.items() if owner == phase and rule not in absent]
         for phase in PHASES

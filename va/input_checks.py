@@ -12,6 +12,7 @@ another ffmpeg or ffprobe, or one that cannot be read is ignored: everything is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterable
 from importlib import metadata
@@ -30,6 +31,7 @@ from va.plan import FACE_SEARCHES, FaceQuestion
 #: What the record says it is; another value is a file of something else.
 KIND = "va input checks"
 FACE_BOX_SIDES = ("x", "y", "width", "height")
+COLOUR_FIELDS = tuple(field.name for field in dataclasses.fields(media.ColourTags))
 #: The packages that may provide cv2, the pinned one first: a face search depends on its cascade.
 OPENCV_DISTRIBUTIONS = ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless")
 
@@ -55,7 +57,9 @@ def record_checks(path: Path, jobs: Iterable[Job]) -> None:
         ],
         "visual": [
             {"file": key.as_dict(), "codec": info.codec, "width": info.width, "height": info.height,
-             "pix_fmt": info.pix_fmt, "has_alpha": info.has_alpha}
+             "pix_fmt": info.pix_fmt, "has_alpha": info.has_alpha, "orientation": info.orientation,
+             "pixel_aspect": list(info.pixel_aspect), "colour": dataclasses.asdict(info.colour),
+             "interlaced": info.interlaced}
             for key, info in CHECKED_VISUAL.items() if key in starts
         ],
         "opencv": _opencv_version() if faces else None,
@@ -99,6 +103,10 @@ def _read_seeds(document: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
             height=_size(entry["height"]),
             pix_fmt=_typed(entry["pix_fmt"], str),
             has_alpha=_typed(entry["has_alpha"], bool),
+            orientation=_typed(entry["orientation"], int),
+            pixel_aspect=(_size(entry["pixel_aspect"][0]), _size(entry["pixel_aspect"][1])),
+            colour=media.ColourTags(**{key: _typed(entry["colour"][key], str) for key in COLOUR_FIELDS}),
+            interlaced=_typed(entry["interlaced"], bool),
         )
         seeds.append((CHECKED_VISUAL, key, info))
     if document["faces"] and document["opencv"] == _opencv_version():

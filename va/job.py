@@ -87,7 +87,8 @@ class ComfySettings:
     """``comfyui``: the templates, the server, the batches, and how long to wait and retry."""
 
     workflow_ids: tuple[str, ...]
-    url: str | None
+    #: One URL, or a pool: URLs and ``{"url", "slots"}`` (va.comfyui.pool.servers_of).
+    url: str | tuple[str | dict[str, Any], ...] | None
     params: ComfyParams
     batch_size: int
     retries: int

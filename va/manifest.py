@@ -17,6 +17,7 @@ from typing import Any
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
 from va.graph import PHASES, RULE_PHASE, rule_outputs
+from va.plan import document_fingerprint
 from va.processes import ProcessId
 from va.workdir import Workdir
 
@@ -101,7 +102,7 @@ def _phase(
 #: What the manifest keeps of a rule event (``seconds``: a finished rule's own time, its work).
 RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error", "seconds")
 #: What it keeps of a ComfyUI attempt (the fields that are set).
-ATTEMPT_FIELDS = ("batch", "attempt", "seed", "prompt_id", "outcome", "error")
+ATTEMPT_FIELDS = ("batch", "attempt", "seed", "prompt_id", "outcome", "error", "server", "comfyui_version")
 
 
 @dataclass
@@ -126,6 +127,8 @@ class EventDigest:
     comfyui_attempts: list[dict[str, Any]] = field(default_factory=list)
     comfyui_version: str | None = None
     last_step: dict[str, Any] | None = None
+    #: The ComfyUI servers the stage started itself (url, seconds to answer, host, version).
+    server_starts: list[dict[str, Any]] = field(default_factory=list)
     #: The cleanups of the latest attempt: what they removed, and their sum.
     removed: list[str] = field(default_factory=list)
     cleanup: dict[str, Any] | None = None
@@ -158,6 +161,10 @@ class EventDigest:
             self.comfyui_attempts.append({name: event[name] for name in ATTEMPT_FIELDS if event.get(name)})
         if event.get("comfyui_version"):
             self.comfyui_version = str(event["comfyui_version"])
+        if kind == "comfyui_server_started":
+            self.server_starts.append(
+                {name: event.get(name) for name in ("url", "seconds", "host", "comfyui_version")}
+            )
         if kind == "progress":
             self.last_step = {name: event.get(name) for name in ("batch", "value", "max")}
 
@@ -240,10 +247,24 @@ def _comfyui_details(
         "attempts": attempts,
         "prompt_ids": sorted({a["prompt_id"] for a in attempts if a.get("prompt_id")}),
         "comfyui_version": digest.comfyui_version,
+        **_servers_of(attempts),
+        "server_starts": digest.server_starts or None,
         "graphs": sorted(
             str(p.relative_to(workdir.root)) for p in (workdir.root / "comfyui" / "graphs").glob("*.json")
         ),
     }
+
+
+def _servers_of(attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which server made each batch (its last succeeded attempt) and the version each server reported:
+    ``comfyui_versions`` with more than one value is a pool of mixed versions."""
+    made = {a["batch"]: a for a in attempts if a.get("outcome") == "succeeded" and a.get("server")}
+    batch_servers = {
+        name: {"url": a["server"], "comfyui_version": a.get("comfyui_version")}
+        for name, a in sorted(made.items())
+    }
+    versions = {a["url"]: a["comfyui_version"] for a in batch_servers.values()}
+    return {"batch_servers": batch_servers or None, "comfyui_versions": versions or None}
 
 
 def _loudness(workdir: Workdir, plan: dict[str, Any]) -> dict[str, Any] | None:
@@ -372,6 +393,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         "exit_status": exit_status,
         "workdir": str(workdir.root),
         "job": last["job"],
+        "plan_fingerprint": document_fingerprint(plan) if plan else None,
         "created_at": first["ts"],
         "updated_at": digest.updated_at,
         "attempts": digest.starts,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from va.errors import ExitCode, VaError
+from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
 from va.processes import ProcessId
 from va.textlog import COMMAND
@@ -52,11 +52,59 @@ class AudioInfo:
     sample_rate: int
     channels: int
     duration_seconds: float
+    #: Whether the duration is ffmpeg's estimate from the bit rate (a VBR MP3 without a Xing header, raw
+    #: ADTS AAC): then it says nothing of how much is there, and only decoding does.
+    duration_estimated: bool = False
+
+
+@dataclass(frozen=True)
+class ColourTags:
+    """How a picture's samples are to be read, as its stream declares (ffprobe's names; "" where it
+    declares nothing): the YUV matrix, the transfer function, the primaries and the range."""
+
+    matrix: str = ""
+    transfer: str = ""
+    primaries: str = ""
+    range: str = ""
+
+    @property
+    def hdr(self) -> bool:
+        """Whether the transfer is an HDR one (PQ, HLG): it is tone-mapped to SDR."""
+        return self.transfer in HDR_TRANSFERS
+
+    @property
+    def wide(self) -> bool:
+        """Whether the picture is HDR or has BT.2020 primaries or matrix: zimg converts it to BT.709."""
+        return self.hdr or self.primaries == "bt2020" or self.matrix in ("bt2020nc", "bt2020c")
+
+
+#: Transfer functions (ffprobe's names) of HDR video: PQ (HDR10, Dolby Vision's base) and HLG.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+#: The luminance SDR white stands for in HDR (ITU-R BT.2408's reference white, cd/m2): HDR pictures are
+#: mapped so that their diffuse white becomes SDR white, and only highlights above it are compressed.
+REFERENCE_WHITE_NITS = 203
+#: Where the tone curve leaves the identity (a share of reference white): colours up to 90% of it keep
+#: their values, brighter ones are rolled off (``tonemap=mobius``) into what SDR can show.
+TONE_MAP_KNEE = 0.9
+#: ffprobe's matrix names as swscale's ``in_color_matrix`` takes them.
+SWSCALE_MATRICES = {
+    "bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc", "smpte240m": "smpte240m",
+}  # fmt: skip
+#: EXIF orientation (1 upright .. 8) as the ffmpeg filters that make the picture upright.
+UPRIGHT = {
+    1: "", 2: "hflip", 3: "hflip,vflip", 4: "vflip",
+    5: "transpose=cclock_flip", 6: "transpose=clock", 7: "transpose=clock_flip", 8: "transpose=cclock",
+}  # fmt: skip
+#: A video's clockwise display rotation as the EXIF orientation that turns it so.
+ROTATION_ORIENTATION = {0: 1, 90: 6, 180: 3, 270: 8}
 
 
 @dataclass(frozen=True)
 class VisualInfo:
-    """What ffprobe says about the first video stream of an image or video file."""
+    """What ffprobe (and, for an image's EXIF orientation, Pillow) says about the first video stream of an
+    image or video file. ``width`` and ``height`` are the displayed size: turned by its ``orientation``
+    (EXIF's 1..8; a video's rotation as one) and stretched by its ``pixel_aspect``. ``display_filter``
+    makes that picture, in RGB, from the frames as decoded without ``-autorotate``."""
 
     path: Path
     codec: str
@@ -64,6 +112,24 @@ class VisualInfo:
     height: int
     pix_fmt: str
     has_alpha: bool
+    orientation: int = 1
+    pixel_aspect: tuple[int, int] = (1, 1)
+    colour: ColourTags = ColourTags()
+    interlaced: bool = False
+
+    @property
+    def display_filter(self) -> str:
+        """The filters that turn a decoded frame into the picture as displayed, in RGB: deinterlaced, its
+        colours read by its tags (HDR tone-mapped to SDR BT.709), stretched to square pixels, turned
+        upright. Empty for an upright RGB image of square pixels."""
+        swapped = ORIENTATION_SWAPS[self.orientation]
+        stored = (self.height, self.width) if swapped else (self.width, self.height)
+        steps = ["bwdif=deint=interlaced"] if self.interlaced else []
+        steps.append(to_rgb(self))
+        if self.pixel_aspect[0] != self.pixel_aspect[1]:
+            steps.append(f"scale={stored[0]}:{stored[1]},setsar=1")
+        steps.append(UPRIGHT[self.orientation])
+        return ",".join(step for step in steps if step)
 
 
 @dataclass(frozen=True)
@@ -127,8 +193,49 @@ def executable(name: str) -> str:
     return found
 
 
-#: What ffmpeg says when the disk it writes to cannot take the file: the place is at fault, not the media.
-DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+#: Names ffmpeg's image2 demuxer claims: given a name with ``%`` it reads a numbered sequence instead.
+IMAGE2_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".jxl", ".ppm", ".exr"}
+)
+#: The protocol that reads a path as the one local file it names (``concat:a|b``, ``http:x`` are no URLs).
+FILE_PROTOCOL = "file:"
+
+
+def input_file(path: Path) -> list[str]:
+    """ffmpeg/ffprobe input arguments that read ``path`` as the one file it names, whatever its name: through
+    ``file:``, so no part of it is taken for a protocol, and an image name with ``%`` with ``-pattern_type
+    none``, so it is not taken for a numbered sequence (``shot%d.png`` would read ``shot1.png``)."""
+    pattern = ["-pattern_type", "none"] if "%" in str(path) and path.suffix.lower() in IMAGE2_SUFFIXES else []
+    return [*pattern, *_whole_wav(path), "-i", output_file(path)]
+
+
+def _whole_wav(path: Path) -> list[str]:
+    """``-ignore_length 1`` for a WAV whose data chunk declares less than the samples it holds
+    (``WavLayout.overrun``): all of them are read, not only what the header counts."""
+    try:
+        layout = wav_layout(path)
+    except OSError:
+        return []  # ffmpeg says why it cannot read it
+    if layout is not None and layout.overrun:
+        if str(path) not in _WHOLE_WAVS_SAID:
+            _WHOLE_WAVS_SAID.add(str(path))
+            log.warning("%s holds more samples than its WAV header counts: reading all of them", path)
+        return ["-ignore_length", "1"]
+    return []
+
+
+#: The WAVs read whole, each said once a process.
+_WHOLE_WAVS_SAID: set[str] = set()
+
+
+def output_file(path: Path) -> str:
+    """``path`` as an ffmpeg output (or a folder): through ``file:``, so no part is taken for a protocol."""
+    return FILE_PROTOCOL + str(path)
+
+
+def _named(argument: str) -> str:
+    """A path as ffmpeg was given it, as the user named it (without ``file:``)."""
+    return argument.removeprefix(FILE_PROTOCOL)
 
 
 def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.CompletedProcess[str]:
@@ -151,14 +258,16 @@ def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaEr
     as such, whatever the step was; anything else is the step's ``failure``."""
     disk = next((reason for reason in DISK_ERRORS if reason in stderr), None)
     if disk is not None:
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {argv[-1]}")
+        written = _named(argv[-1])
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {written}")
     if "Permission denied" in stderr:
         reads_last = Path(argv[0]).name.startswith("ffprobe")  # ffprobe's one input is its last argument
         inputs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-i"] + argv[-1:] * reads_last
         denied = next((path for path in inputs if f"{path}: Permission denied" in stderr), None)
         if denied is not None:
-            return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {denied}")
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {argv[-1]}")
+            return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {_named(denied)}")
+        written = _named(argv[-1])
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {written}")
     return VaError(failure, f"{what}: {_last_line(stderr)}")
 
 
@@ -220,16 +329,22 @@ def filters() -> set[str]:
     }
 
 
+#: What ffprobe warns when it guessed a duration from the bit rate.
+ESTIMATED_DURATION = "Estimating duration from bitrate"
+
+
 def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
+    """ffprobe's JSON of ``path``'s format and streams, with ``estimated_duration`` set when ffprobe only
+    guessed the duration from the bit rate (it warns so)."""
     argv = [
         executable("ffprobe"),
         "-v",
-        "error",
+        "warning",
         "-print_format",
         "json",
         "-show_format",
         "-show_streams",
-        str(path),
+        *input_file(path),
     ]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -238,6 +353,7 @@ def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
     if done.returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable {what}: {path}")
     data: dict[str, object] = json.loads(done.stdout or "{}")
+    data["estimated_duration"] = ESTIMATED_DURATION in done.stderr
     return data
 
 
@@ -274,6 +390,7 @@ def probe_audio(path: Path) -> AudioInfo:
         sample_rate=int(str(stream.get("sample_rate", 0))),
         channels=int(str(stream.get("channels", 0))),
         duration_seconds=duration,
+        duration_estimated=data.get("estimated_duration") is True,
     )
 
 
@@ -296,23 +413,32 @@ def image_size(path: Path) -> tuple[int, int] | None:
 
 
 def rotation(stream: dict[str, object]) -> int:
-    """Degrees a video stream is turned when displayed (its display matrix, else the older ``rotate``
-    tag), 0..359; ffmpeg applies it when it decodes (``-autorotate``), so the frames have that size."""
+    """Degrees clockwise a video stream is turned when displayed, 0..359: its display matrix (whose
+    ``rotation`` ffprobe gives counter-clockwise), else the older ``rotate`` tag (clockwise)."""
     side_data = stream.get("side_data_list")
-    tags = stream.get("tags")
-    turns = [entry.get("rotation") for entry in side_data if isinstance(entry, dict)] if isinstance(
-        side_data, list) else []  # fmt: skip
-    turns.append(tags.get("rotate") if isinstance(tags, dict) else None)
-    for turn in turns:
-        degrees = _float(turn) if turn is not None else None
+    for entry in side_data if isinstance(side_data, list) else []:
+        degrees = _float(entry.get("rotation")) if isinstance(entry, dict) and "rotation" in entry else None
         if degrees is not None:
-            return round(degrees) % 360
-    return 0
+            return round(-degrees) % 360
+    tags = stream.get("tags")
+    degrees = _float(tags.get("rotate")) if isinstance(tags, dict) and "rotate" in tags else None
+    return round(degrees) % 360 if degrees is not None else 0
+
+
+def _pixel_aspect(stream: dict[str, object]) -> tuple[int, int]:
+    """A stream's sample (pixel) aspect ratio; 1:1 where it declares none (or 0:1, "unknown")."""
+    num, _, den = str(stream.get("sample_aspect_ratio", "1:1")).partition(":")
+    if not (num.isdigit() and den.isdigit()) or int(num) == 0 or int(den) == 0:
+        return (1, 1)
+    divisor = math.gcd(int(num), int(den))
+    return (int(num) // divisor, int(den) // divisor)
 
 
 def probe_visual(path: Path) -> VisualInfo:
-    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``. The size is the
-    displayed one: a video with rotation metadata (a phone's) has its width and height as turned."""
+    """Probe the first video stream of an image or video; none is ``UNSUPPORTED_FORMAT``. Its display
+    geometry is resolved here, once: the size as displayed (turned by a video's rotation or an image's
+    EXIF orientation, stretched by its pixel aspect), and with the colour tags and the field order, what
+    ``VisualInfo.display_filter`` makes of its frames."""
     data = _ffprobe_json(path, "image or video")
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
@@ -320,7 +446,11 @@ def probe_visual(path: Path) -> VisualInfo:
     if stream is None or width <= 0 or height <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable image or video: {path}")
     pix_fmt = str(stream.get("pix_fmt", ""))
-    if rotation(stream) % 180 == 90:  # displayed turned on its side: ffmpeg's decoding turns it so
+    aspect = _pixel_aspect(stream)
+    width = max(1, round(width * aspect[0] / aspect[1]))
+    still_image = _is_image(data)
+    orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
+    if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
     return VisualInfo(
         path=path,
@@ -329,17 +459,93 @@ def probe_visual(path: Path) -> VisualInfo:
         height=height,
         pix_fmt=pix_fmt,
         has_alpha=any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8")),
+        orientation=orientation,
+        pixel_aspect=aspect,
+        colour=ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS)),
+        interlaced=not still_image and str(stream.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
     )
+
+
+#: ffprobe's stream fields of the colour tags, in ``ColourTags``'s order.
+COLOUR_KEYS = ("color_space", "color_transfer", "color_primaries", "color_range")
+
+
+def _is_image(data: dict[str, object]) -> bool:
+    """Whether ffprobe read a still image (an image demuxer: ``png_pipe``, ``image2``, ...)."""
+    fmt = data.get("format")
+    name = str(fmt.get("format_name", "")) if isinstance(fmt, dict) else ""
+    return name.endswith("_pipe") or name == "image2"
+
+
+#: Orientations that swap width and height (the picture is turned a quarter).
+ORIENTATION_SWAPS = {o: o >= 5 for o in UPRIGHT}
+#: Pixel formats whose samples are RGB (or grey, or a palette): no matrix to read them by.
+_RGB_LIKE = ("rgb", "bgr", "argb", "abgr", "gbr", "gray", "ya", "pal", "monob", "monow", "0rgb", "rgb0")
+
+
+def is_yuv(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` hold YUV, which a matrix turns into RGB."""
+    return bool(pix_fmt) and not pix_fmt.startswith(_RGB_LIKE)
+
+
+def to_rgb(info: VisualInfo) -> str:
+    """The filter that turns ``info``'s decoded frames into full-range RGB by its colour tags, as players do:
+    HDR (PQ, HLG) and BT.2020 through zimg to BT.709, HDR tone-mapped (reference white to SDR white,
+    highlights rolled off); other YUV by its matrix, an untagged one by its size (BT.709 from 1280 wide
+    or above 576 lines, as HD is made; BT.601 below), in its range (an untagged one limited, unless the
+    pixel format is a full-range "yuvj" one). Empty for RGB frames."""
+    if not is_yuv(info.pix_fmt):
+        return ""
+    tags = info.colour
+    full = tags.range == "pc" or (not tags.range and info.pix_fmt.startswith("yuvj"))
+    if tags.wide:
+        return wide_to_rgb(tags, full)
+    hd = info.width >= 1280 or info.height > 576 if not ORIENTATION_SWAPS[info.orientation] else (
+        info.height >= 1280 or info.width > 576)  # fmt: skip
+    matrix = SWSCALE_MATRICES.get(tags.matrix, "bt709" if hd else "smpte170m")
+    out = "rgba" if info.has_alpha else "rgb24"
+    return f"scale=in_color_matrix={matrix}:in_range={'pc' if full else 'tv'}:out_range=pc,format={out}"
+
+
+def wide_to_rgb(tags: ColourTags, full: bool) -> str:
+    """zimg's (``zscale``) conversion of an HDR or BT.2020 picture to BT.709 RGB: to linear light (reference
+    white as 1.0), to BT.709 primaries, tone-mapped when HDR, then BT.709's transfer."""
+    known = (*HDR_TRANSFERS, "bt709", "bt2020-10", "bt2020-12")
+    transfer = tags.transfer if tags.transfer in known else "bt709"
+    matrix = tags.matrix if tags.matrix in ("bt2020nc", "bt2020c", "bt709") else "bt2020nc"
+    primaries = "bt2020" if tags.primaries in ("", "bt2020") else tags.primaries
+    read = f"zscale=tin={transfer}:min={matrix}:pin={primaries}:rin={'full' if full else 'limited'}"
+    linear = f"{read}:t=linear:npl={REFERENCE_WHITE_NITS},format=gbrpf32le,zscale=p=bt709"
+    tone = f",tonemap=tonemap=mobius:param={TONE_MAP_KNEE}:desat=0" if tags.hdr else ""
+    return f"{linear}{tone},zscale=t=bt709:m=bt709:r=full,format=gbrp,format=rgb24"
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1..8) of an image file of any format Pillow reads (JPEG, PNG, WebP, TIFF):
+    1 for none, or for a file Pillow does not know."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as image:
+                value = image.getexif().get(0x0112, 1)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
 
 
 def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
     """Refuse audio that decodes to far less than its header promises: a truncated or damaged file.
 
-    Headers of VBR files without an index only estimate their length, so a shortfall up to a
-    fifth of the length (or one second) is accepted.
+    A duration ffmpeg only estimated from the bit rate (``duration_estimated``) promises nothing: what
+    decodes is the length. Other headers of VBR files without an index only estimate their length, so
+    a shortfall up to a fifth of the length (or one second) is accepted.
     """
     if decoded_seconds <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no audio could be decoded from {info.path}")
+    if info.duration_estimated:
+        return
     missing = info.duration_seconds - decoded_seconds
     if missing > max(1.0, 0.2 * info.duration_seconds):
         raise VaError(
@@ -349,25 +555,69 @@ def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
         )
 
 
-def wav_header_seconds(path: Path) -> float | None:
-    """The length a RIFF/WAVE file's header promises (data chunk size / byte rate); None for other files
-    and for streamed WAVs whose header leaves the size open. ffprobe measures a WAV by its file size, so
-    a file cut short is only caught by its header."""
+#: WAVE format tags of plain samples (PCM, float, A-law, mu-law, extensible), whose length is their size
+#: over channels x bytes a sample x rate: the header's ``byte_rate`` is not read (writers get it wrong).
+WAV_SAMPLE_FORMATS = frozenset({1, 3, 6, 7, 0xFFFE})
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """What a RIFF/WAVE file's chunks say: bytes a second of its samples (0 where they are compressed),
+    the size its data chunk declares, and what the file holds after that chunk (its size, its first bytes)."""
+
+    bytes_per_second: int
+    data_size: int
+    after_size: int
+    after: bytes
+
+    @property
+    def open_size(self) -> bool:
+        """Whether the header leaves the size open (a streamed or unfinished WAV: 0 or all ones)."""
+        return self.data_size in (0, 0xFFFFFFFF)
+
+    @property
+    def overrun(self) -> bool:
+        """Whether the file goes on past its data chunk with what no chunk could be (a four-letter ASCII
+        name and a size that fits): samples the header leaves out, as a recorder that stopped updating
+        it leaves them. ffmpeg would drop them without a word."""
+        if self.open_size or self.after_size == 0:
+            return False
+        name, size = self.after[:4], int.from_bytes(self.after[4:8], "little")
+        chunk = len(self.after) == 8 and all(0x20 <= byte <= 0x7E for byte in name)
+        return not (chunk and 8 + size <= self.after_size + 1)
+
+
+def wav_layout(path: Path) -> WavLayout | None:
+    """The chunks of a RIFF/WAVE file; None for other files."""
     with open(path, "rb") as handle:
         head = handle.read(1 << 16)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    offset, byte_rate = 12, 0
-    while offset + 8 <= len(head):
-        chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
-        if chunk == b"fmt " and offset + 16 <= len(head):
-            byte_rate = int.from_bytes(head[offset + 16 : offset + 20], "little")
-        if chunk == b"data":
-            if byte_rate <= 0 or size in (0, 0xFFFFFFFF):
-                return None
-            return size / byte_rate
-        offset += 8 + size + (size % 2)
+        file_size = os.fstat(handle.fileno()).st_size
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        offset, per_second = 12, 0
+        while offset + 8 <= len(head):
+            chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+            if chunk == b"fmt " and offset + 24 <= len(head):
+                tag, channels, rate = (int.from_bytes(head[offset + a : offset + b], "little")
+                                       for a, b in ((8, 10), (10, 12), (12, 16)))  # fmt: skip
+                bits = int.from_bytes(head[offset + 22 : offset + 24], "little")
+                per_second = channels * ((bits + 7) // 8) * rate if tag in WAV_SAMPLE_FORMATS else 0
+            if chunk == b"data":
+                end = offset + 8 + size + (size % 2)  # a chunk of odd size is followed by a pad byte
+                handle.seek(end)
+                return WavLayout(per_second, size, max(0, file_size - end), handle.read(8))
+            offset += 8 + size + (size % 2)
     return None
+
+
+def wav_header_seconds(path: Path) -> float | None:
+    """The length a RIFF/WAVE file's header promises (data chunk size over the samples' bytes a second);
+    None for other files, compressed WAVs and streamed WAVs whose header leaves the size open. ffprobe
+    measures a WAV by its file size, so a file cut short is only caught by its header."""
+    layout = wav_layout(path)
+    if layout is None or layout.bytes_per_second <= 0 or layout.open_size:
+        return None
+    return layout.data_size / layout.bytes_per_second
 
 
 def check_wav_complete(path: Path, decoded_seconds: float) -> None:
@@ -383,7 +633,7 @@ def check_wav_complete(path: Path, decoded_seconds: float) -> None:
 
 def decoded_duration(path: Path, stream: str = "a") -> float:
     """Seconds that actually decode from the first audio (``a``) or video (``v``) stream; writes nothing."""
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", "-i", str(path)]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-nostats", *input_file(path)]
     argv += ["-map", f"0:{stream}:0", "-progress", "pipe:1", "-f", "null", "-"]
     kind = "audio file" if stream == "a" else "video"
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable {kind}: {path}")
@@ -429,25 +679,31 @@ def plan_geometry(
     width: int | None,
     height: int | None,
     fit: str,
+    *,
+    display: str = "",
 ) -> FrameGeometry:
-    """Output size and the scale/crop filter for a start frame.
+    """Output size and the scale/crop filter for a start frame, of the source's displayed size; the
+    filter starts with ``display`` (``VisualInfo.display_filter``: the frame as decoded made the picture
+    as displayed, upright, in RGB).
 
     Without a requested size the source size is kept, and an odd width or height loses its last
     column or row (a crop, so no pixel is resampled). With a requested size the frame is scaled to
     fit inside it and centred on the background (``contain``) or scaled to cover it and centre-cropped
     (``cover``).
     """
+    first = f"{display}," if display else ""
     if width is None or height is None:
         even_w, even_h = even_size(source_width, source_height)
         if source_width < 2 or source_height < 2:  # a 1 px side is doubled (2 px is the least H.264 takes)
             crop = f"crop={min(source_width, even_w)}:{min(source_height, even_h)}:0:0"
-            return FrameGeometry(even_w, even_h, f"{crop},scale={even_w}:{even_h}:flags=neighbor,setsar=1")
-        return FrameGeometry(even_w, even_h, f"crop={even_w}:{even_h}:0:0,setsar=1")
+            chain = f"{first}{crop},scale={even_w}:{even_h}:flags=neighbor,setsar=1"
+            return FrameGeometry(even_w, even_h, chain)
+        return FrameGeometry(even_w, even_h, f"{first}crop={even_w}:{even_h}:0:0,setsar=1")
     if fit == "cover":
         chain = f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
     else:
         chain = f"scale={width}:{height}:force_original_aspect_ratio=decrease,setsar=1"
-    return FrameGeometry(width, height, chain)
+    return FrameGeometry(width, height, first + chain)
 
 
 def fit_filter(canvas: Canvas, source: tuple[int, int] | None = None) -> str:
@@ -478,7 +734,9 @@ def render_still(
         f"[0:v:0]{geometry.filter},format=rgba[fg];"
         "[bg][fg]overlay=x=(W-w)/2:y=(H-h)/2:format=auto:shortest=1,format=rgb24[still]"
     )
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
+    # The geometry's filter turns the frame upright itself (an image's EXIF orientation too, which
+    # ffmpeg 5.1 applies to a JPEG only): ffmpeg's own turning is off.
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate", *input_file(source)]
     argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
     _run([*argv, str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
     if not target.exists() or target.stat().st_size == 0:
@@ -568,13 +826,18 @@ class LoudnessFit:
     def filter(self) -> str:
         """The filter chain: the limiter when there is one, then loudnorm given the figures of its input.
         A range of 0 (a steady tone) is given as 0.01: loudnorm reads 0 as "not measured" and would not
-        stay linear."""
+        stay linear. loudnorm takes no figure above 0 LUFS (a voice that loud is refused as "out of range"),
+        so such a voice is first turned down by the excess, and loudnorm given its figures as turned down."""
         m = self.measured
+        excess = max(0.0, m.integrated_lufs, m.threshold_lufs)
         loudnorm = (
             f"loudnorm=I={self.target.target_lufs}:TP={self.target.true_peak_db}:LRA={self.range_lu}"
-            f":measured_I={m.integrated_lufs}:measured_TP={m.true_peak_db}:measured_LRA={m.range_lu or 0.01}"
-            f":measured_thresh={m.threshold_lufs}:offset={self.offset_lu}:linear=true:print_format=none"
+            f":measured_I={m.integrated_lufs - excess:.2f}:measured_TP={m.true_peak_db - excess:.2f}"
+            f":measured_LRA={m.range_lu or 0.01}:measured_thresh={m.threshold_lufs - excess:.2f}"
+            f":offset={self.offset_lu}:linear=true:print_format=none"
         )
+        if excess:
+            loudnorm = f"volume=-{excess:.2f}dB:precision=float,{loudnorm}"
         if self.limiter_gain_db is None:
             return loudnorm
         return f"{true_peak_limiter(self.limiter_gain_db, self.target.true_peak_db)},{loudnorm}"
@@ -622,7 +885,7 @@ def measure_loudness(
     argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats"]
     if window is not None:
         argv += ["-ss", f"{window[0]:.6f}", "-t", f"{window[1]:.6f}"]
-    argv += ["-i", str(source), "-map", "0:a:0", "-af", f"{chain},{measure}" if chain else measure]
+    argv += [*input_file(source), "-map", "0:a:0", "-af", f"{chain},{measure}" if chain else measure]
     done = _run([*argv, "-f", "null", "-"], failure=ExitCode.UNSUPPORTED_FORMAT,
                 what=f"cannot measure the loudness of {source}")  # fmt: skip
     report = _loudnorm_report(done.stderr, source)
@@ -636,18 +899,21 @@ def measure_loudness(
 
 
 def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
-    """Measure the voice and find how it reaches ``target``: a linear gain when its peaks allow one,
+    """Measure the voice as ``pad_audio`` decodes it (``decode_voice``: a 5.1 voice downmixed to stereo) and
+    find how it reaches ``target``: a linear gain when its peaks allow one,
     else the gain before a true-peak limiter after which loudnorm's remaining gain is linear. The limiter
     takes loudness as it takes peaks, so the gain is searched (secant steps on the measured loudness),
     aiming half the margin under the target, until the rest fits under the margin."""
-    voice, offset = measure_loudness(source, target)
+    decoded = decode_voice(probe_audio(source))  # measured as pad_audio decodes it: what is encoded
+    voice, offset = measure_loudness(source, target, chain=decoded)
     fit = LoudnessFit(target, voice, voice, offset)
     if fit.linear or not fit.measurable:
         return fit
     aim = target.target_lufs - LIMITER_MARGIN_DB / 2
     gain, tried = aim - voice.integrated_lufs, (0.0, voice.integrated_lufs)
     for _ in range(LIMITER_PASSES):
-        limited, offset = measure_loudness(source, target, chain=true_peak_limiter(gain, target.true_peak_db))
+        limiter = true_peak_limiter(gain, target.true_peak_db)
+        limited, offset = measure_loudness(source, target, chain=f"{decoded},{limiter}")
         candidate = LoudnessFit(target, voice, limited, offset, limiter_gain_db=round(gain, 3))
         if candidate.linear:
             return candidate
@@ -657,6 +923,21 @@ def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
         gain += (aim - limited.integrated_lufs) / min(1.0, max(0.05, slope))
     log.warning("no limiter gain found for %s; loudnorm normalizes it dynamically", source)
     return fit
+
+
+def voice_channels(info: AudioInfo) -> int:
+    """Channels of the padded voice: mono stays mono, anything else becomes stereo."""
+    return 1 if info.channels == 1 else 2
+
+
+def decode_voice(info: AudioInfo) -> str:
+    """The filter that decodes the voice to what is padded and encoded: 48 kHz, mono or stereo (ffmpeg's
+    ITU-R BS.775 downmix: centre and surrounds at -3 dB, the LFE dropped), its gains scaled so those of one
+    output channel add up to at most 1 (``rematrix_maxval=1``), so a downmix never peaks above its source.
+    ffmpeg scales so only for integer output; a float output (the AAC encoder's) would sum 5.1 up to 7.7 dB
+    louder, so the one decode both the WAV and the AAC come from sets it."""
+    named = "mono" if voice_channels(info) == 1 else "stereo"
+    return f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}:rematrix_maxval=1"
 
 
 def pad_audio(
@@ -669,33 +950,34 @@ def pad_audio(
     loudness: LoudnessFit | None = None,
 ) -> AudioInfo:
     """Decode ``source`` to 16-bit PCM WAV with exact silence before and after it (and, when ``aac``
-    is given, the same padded audio encoded to AAC in that ``.m4a``, in the same pass). With
-    ``loudness`` (a first pass's measurement) the voice is normalized first, by loudnorm's second pass.
+    is given, the same padded audio encoded to AAC in that ``.m4a``: one decode, split in two). With
+    ``loudness`` (a first pass's measurement, made of the same decode) the voice is normalized first, by
+    loudnorm's second pass.
 
-    Mono stays mono, anything else becomes stereo. The pads are counted in samples, so the result
-    is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
+    Mono stays mono, anything else becomes stereo (``decode_voice``). The pads are counted in samples, so
+    the result is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
     """
     info = probe_audio(source)
-    channels = 1 if info.channels == 1 else 2
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
     post = round(post_seconds * AUDIO_SAMPLE_RATE)
-    chain = [f"aresample={AUDIO_SAMPLE_RATE}"]
+    chain = [decode_voice(info)]
     if loudness and loudness.measurable:
         # loudnorm writes 192 kHz; the resampler after it names the layout too, as ffmpeg 5.1 otherwise
         # fails to negotiate one for a WAV that declares none ("Cannot select channel layout").
-        named = "mono" if channels == 1 else "stereo"
-        chain = [loudness.filter, f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}"]
+        named = "mono" if voice_channels(info) == 1 else "stereo"
+        chain += [loudness.filter, f"aresample={AUDIO_SAMPLE_RATE}:ochl={named}"]
     if pre:
         chain.append(f"adelay=delays={pre}S:all=1")
     if post:
         chain.append(f"apad=pad_len={post}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    layout = ["-ac", str(channels), "-ar", str(AUDIO_SAMPLE_RATE)]
-    padded_audio = ["-map", "0:a:0", "-af", ",".join(chain), *layout]
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source)]
-    argv += [*padded_audio, "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    outputs = ["[wav]", "[aac]"] if aac is not None else ["[wav]"]
+    split = f",asplit={len(outputs)}{''.join(outputs)}" if aac is not None else "[wav]"
+    graph = f"[0:a:0]{','.join(chain)}{split}"
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(source)]
+    argv += ["-filter_complex", graph, "-map", "[wav]", "-c:a", "pcm_s16le", "-f", "wav", str(target)]
     if aac is not None:
-        argv += [*padded_audio, *AAC_OUT, "-f", "ipod", str(aac)]
+        argv += ["-map", "[aac]", *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
     padded = probe_audio(target)
     check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
@@ -805,8 +1087,8 @@ def _with_inputs(picture: list[str], audio: Path | None, subtitles: Path | None)
     """The inputs (the picture's arguments, then the audio and the SRT file ``subtitles`` if given) and
     the map of each into the output: every input before the first output option, as ffmpeg wants."""
     argv = [*picture]
-    argv += ["-i", str(audio)] if audio is not None else []
-    argv += ["-i", str(subtitles)] if subtitles is not None else []
+    argv += [*input_file(audio)] if audio is not None else []
+    argv += [*input_file(subtitles)] if subtitles is not None else []
     argv += ["-map", "0:v:0"]
     argv += ["-map", "1:a:0"] if audio is not None else []
     argv += ["-map", f"{2 if audio is not None else 1}:s:0"] if subtitles is not None else []
@@ -842,7 +1124,7 @@ def encode_still_loop(
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-loop", "1", "-framerate", str(fps)]
-        argv += ["-i", str(still), "-frames:v", str(gop), "-vf", TO_YUV420]
+        argv += [*input_file(still), "-frames:v", str(gop), "-vf", TO_YUV420]
         argv += _x264(preset, crf, gop, still=True)
         _run([*argv, *MP4_OUT, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
         _publish(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
@@ -869,7 +1151,7 @@ def loop_still(
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-        picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, "-i", str(loop)]
+        picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, *input_file(loop)]
         argv += _with_inputs(picture, audio, subtitles)
         argv += [*(_audio_out(audio) if audio is not None else []), *_subtitle_out(subtitles)]
         argv += ["-c:v", "copy", *MP4_OUT]
@@ -900,7 +1182,7 @@ def encode_held_still(
 
 def video_source(video: Path) -> list[str]:
     """ffmpeg input arguments for a video file."""
-    return ["-i", str(video)]
+    return [*input_file(video)]
 
 
 def burn_subtitles(subtitles: Path) -> str:
@@ -922,19 +1204,21 @@ def detect_shake(video: Path, transforms: Path, *, shakiness: int, accuracy: int
     """vidstab's first pass: the camera's motion in ``video``, frame by frame, written to ``transforms``."""
     transforms.parent.mkdir(parents=True, exist_ok=True)
     detect = f"vidstabdetect=shakiness={shakiness}:accuracy={accuracy}:result={filter_path(transforms)}"
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video)]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video)]
     argv += ["-vf", detect, "-f", "null", "-"]
     _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"vidstabdetect on {video} failed")
 
 
 def still_source(still: Path, fps: int) -> list[str]:
     """ffmpeg input arguments that repeat the image ``still`` at ``fps`` (cut to length by the filters)."""
-    return ["-loop", "1", "-framerate", str(fps), "-i", str(still)]
+    return ["-loop", "1", "-framerate", str(fps), *input_file(still)]
 
 
 def frames_source(folder: Path, fps: float) -> list[str]:
     """ffmpeg input arguments for numbered frames ``000001.png ...`` at ``fps``."""
-    return ["-framerate", str(fps), "-start_number", "1", "-i", str(folder / "%06d.png")]
+    # A "%" of the folder is written "%%": the sequence pattern is only the file name.
+    pattern = output_file(folder).replace("%", "%%") + "/%06d.png"
+    return ["-framerate", str(fps), "-start_number", "1", "-i", pattern]
 
 
 def clips_source(clips: list[Path], scratch: Path) -> list[str]:
@@ -942,7 +1226,7 @@ def clips_source(clips: list[Path], scratch: Path) -> list[str]:
     listing = scratch / "clips.txt"
     quoted = (str(clip.absolute()).replace("'", "'\\''") for clip in clips)
     listing.write_text("".join(f"file '{path}'\n" for path in quoted), encoding="utf-8")
-    return ["-f", "concat", "-safe", "0", "-i", str(listing)]
+    return ["-f", "concat", "-safe", "0", *input_file(listing)]
 
 
 def encode_from_video(
@@ -1050,7 +1334,7 @@ class Silence:
 def detect_silences(audio: Path, *, noise_db: float, min_seconds: float) -> tuple[Silence, ...]:
     """Every silence of at least ``min_seconds`` below ``noise_db`` in ``audio`` (ffmpeg ``silencedetect``);
     a silence still open at the end closes at the decoded end."""
-    argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-v", "info", "-i", str(audio)]
+    argv = [executable("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-v", "info", *input_file(audio)]
     argv += ["-map", "0:a:0", "-af", f"silencedetect=noise={noise_db:g}dB:d={min_seconds:g}"]
     argv += ["-progress", "pipe:1", "-f", "null", "-"]
     log.info("%s", shlex.join(argv), extra=COMMAND)
@@ -1087,7 +1371,7 @@ def cut_audio(
     # The input seek is exact for PCM WAV (a sample's byte offset is known), so a chunk of an hour-long
     # track costs as much as the first one.
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{start_seconds:.6f}"]
-    argv += ["-t", f"{seconds:.6f}", "-i", str(source), "-map", "0:a:0"]
+    argv += ["-t", f"{seconds:.6f}", *input_file(source), "-map", "0:a:0"]
     argv += ["-af", f"aresample={sample_rate},apad=whole_len={round(length * sample_rate)}"]
     argv += ["-ar", str(sample_rate), "-ac", str(channels), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot cut audio {source}")
@@ -1096,7 +1380,7 @@ def cut_audio(
 def video_window(video: Path, start_seconds: float) -> list[str]:
     """ffmpeg input arguments for ``video`` from ``start_seconds`` on (an exact seek: ffmpeg decodes from
     the key frame before it and drops the frames before it)."""
-    return ["-ss", f"{start_seconds:.6f}", "-i", str(video)]
+    return ["-ss", f"{start_seconds:.6f}", *input_file(video)]
 
 
 def concat_videos(clips: list[Path], target: Path, *, frames: int, failure: ExitCode) -> None:
@@ -1137,7 +1421,7 @@ def render_audiogram(
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio)]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
         argv += [*_x264(preset, crf, gop, still=False), *AAC_OUT, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
@@ -1152,7 +1436,7 @@ def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None
         "-show_entries",
         "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets,width,height",
     ]
-    argv += ["-print_format", "json", str(video)]
+    argv += ["-print_format", "json", *input_file(video)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {video}")
     streams = json.loads(done.stdout).get("streams") or [{}]
     stream = streams[0]
@@ -1179,7 +1463,8 @@ def clip_timing(path: Path) -> ClipTiming:
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_frames"]
     argv += ["-show_entries", "stream=nb_read_frames,r_frame_rate,avg_frame_rate"]
     what = f"not a decodable video: {path}"
-    done = _run([*argv, "-print_format", "json", str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
+    argv += ["-print_format", "json", *input_file(path)]
+    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
     stream = (json.loads(done.stdout).get("streams") or [{}])[0]
     rate = str(stream.get("avg_frame_rate") or "0/0")
     if rate in ("0/0", "0/1"):
@@ -1194,7 +1479,7 @@ def encoded_figures(path: Path) -> EncodedFigures:
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
     argv += ["-show_entries", "stream=nb_read_packets,width,height,r_frame_rate", "-print_format", "json"]
     done = _run(
-        [*argv, str(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}"
+        [*argv, *input_file(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}"
     )
     stream = (json.loads(done.stdout).get("streams") or [{}])[0]
     return EncodedFigures(
@@ -1208,7 +1493,7 @@ def encoded_figures(path: Path) -> EncodedFigures:
 def count_video_packets(path: Path) -> int:
     """Frames of the first video stream, counted from its packets (no decoding)."""
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
-    argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", str(path)]
+    argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", *input_file(path)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
     return int(done.stdout.strip().split(",")[0] or 0)
 
@@ -1216,7 +1501,7 @@ def count_video_packets(path: Path) -> int:
 def check_video(path: Path) -> VideoStreamCheck:
     """Count the frames and read the stream figures of an encoded video (decodes every frame)."""
     argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-print_format", "json"]
-    argv += ["-show_streams", str(path)]
+    argv += ["-show_streams", *input_file(path)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
     data = json.loads(done.stdout)
     video = _first_stream(data, "video") or {}
@@ -1283,7 +1568,8 @@ def decode_frames(
     # Frames are numbered consecutively after the selection, so no output mode repeats one to fill a gap.
     select = "+".join(f"eq(n\\,{n})" for n in indices)
     chain = f"select={select},setpts=N/FRAME_RATE/TB,{fit}scale={out_w}:{out_h}:flags=area,format=rgb24"
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
+    turning = ["-noautorotate"] if fitted is not None else []  # the geometry's filter turns it upright
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *turning, *input_file(source), "-map", "0:v:0"]
     argv += ["-vf", chain, "-frames:v", str(len(indices)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, check=False)
@@ -1313,7 +1599,7 @@ def render_contact_sheet(video: Path, target: Path, *, columns: int = 4, rows: i
     )
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video), "-map", "0:v:0"]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), "-map", "0:v:0"]
         argv += ["-vf", chain, "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"contact sheet of {video} failed")
         os.replace(partial, target)
@@ -1330,7 +1616,7 @@ def render_waveform(audio: Path, target: Path) -> None:
     )
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(audio)]
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[figure]", "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"waveform of {audio} failed")
         os.replace(partial, target)

@@ -11,13 +11,13 @@ still is held as the stream-copied loop, as before.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from va import media
 from va.comfyui.workflow import load_workflow
 from va.job import Job, comfyui_active
-from va.plan import Plan
+from va.plan import CameraMove
+from va.rule_settings import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +26,9 @@ FULL_MOVE = 0.25
 CAMERAS = ("push_in", "pull_out", "pan_left", "pan_right")
 
 
-@dataclass(frozen=True)
-class CameraMove:
-    """One move of the camera over the still: which, and how strong (0..1)."""
-
-    camera: str
-    strength: float
-
-
-def camera_move(job: Job) -> CameraMove:
-    """The job's camera move as the schema filled it in."""
-    return CameraMove(camera=job.motion.camera, strength=job.motion.strength)
-
-
-def camera_move_active(job: Job) -> bool:
-    """Whether the held still moves: no ComfyUI picture, and a strength above 0."""
-    return not comfyui_active(job) and camera_move(job).strength > 0
-
-
 def motion_warnings(job: Job) -> list[str]:
     """What ``va validate`` warns of: a strength above 0 that the ComfyUI template binds to nothing."""
-    strength = camera_move(job).strength
+    strength = job.motion.strength
     if not comfyui_active(job) or strength == 0:
         return []
     workflow = load_workflow(job.comfyui.workflow_ids[0])
@@ -86,14 +68,21 @@ def camera_filter(move: CameraMove, frames: int) -> str:
     return f"perspective={options}:interpolation=linear:sense=source:eval=frame"
 
 
-def render_camera_move(plan: Plan, still: Path, target: Path) -> None:
+def render_camera_move(settings: CameraSettings, still: Path, target: Path) -> None:
     """The held still with the job's camera move: exactly the planned frames at the planned rate and size
     (no audio)."""
-    move = camera_move(plan.as_job())
-    frames, fps = plan.target_frames, plan.fps
+    move, picture = settings.move, settings.picture
+    frames, fps, encoding = picture.frames, picture.fps, picture.encoding
     log.info("camera %s at strength %s over %s frames", move.camera, move.strength, frames)
     media.encode_picture(
-        media.still_source(still, fps), None, target, fps=fps, frames=frames, crf=plan.encoding.crf,
-        preset=plan.encoding.preset, picture_filter=camera_filter(move, frames), canvas=plan.geometry.canvas,
-        source_size=plan.geometry.still_size,
-    )  # fmt: skip
+        media.still_source(still, fps),
+        None,
+        target,
+        fps=fps,
+        frames=frames,
+        crf=encoding.crf,
+        preset=encoding.preset,
+        picture_filter=camera_filter(move, frames),
+        canvas=picture.geometry.canvas,
+        source_size=picture.geometry.still_size,
+    )

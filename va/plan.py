@@ -20,12 +20,15 @@ import sys
 import types
 import typing
 from dataclasses import dataclass
+from enum import Enum, StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import va
 from va import media
+from va.atomic import write_text_atomic
+from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
 from va.job import (
@@ -35,7 +38,6 @@ from va.job import (
     audio_seconds,
     check_inputs,
     comfyui_active,
-    job_from_document,
     start_info,
 )
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
@@ -43,7 +45,7 @@ from va.lipsync.providers import Provider, get_provider
 from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
-from va.timeline import cut_batches, load_segments, segment_overrides
+from va.timeline import Segment, captions_mode, cut_batches, load_segments, segment_overrides
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
@@ -173,6 +175,37 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class ComfyWait:
+    """How patiently the ComfyUI stage waits for its servers (which servers: the rule's pool,
+    va.comfyui.pool): the job's retries and waits."""
+
+    retries: int
+    unavailable_seconds: float
+    poll_interval_ms: int
+    stall_seconds: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """What every batch's template receives, resolved: a batch of a timeline segment may carry its own
+    prompt, negative prompt and strength (``Batch``), which take the place of these."""
+
+    prompt: str
+    negative: str
+    cfg: float
+    #: ``comfyui.params.ckpt_name``, else vidax.json's ``comfyui.ckpt_name`` when the run was planned.
+    checkpoint: str
+    width: int
+    height: int
+    steps: int
+    sampler: str
+    scheduler: str
+    denoise: float | None
+    motion_strength: float
+
+
+@dataclass(frozen=True, slots=True)
 class Generation:
     """The ComfyUI stage: frames generated at ``fps`` in batches, with the job's ComfyUI settings."""
 
@@ -183,6 +216,34 @@ class Generation:
     workflow_ids: tuple[str, ...]
     #: Whether the batches were cut at a timeline's segments.
     segmented: bool = False
+    sampling: Sampling | None = None
+    wait: ComfyWait | None = None
+    #: ``seed_policy: per_retry``: each retry of a batch takes a seed of its own.
+    per_retry: bool = False
+    #: The run's seed, from which each batch's (and each retry's) derives.
+    seed: int = 0
+
+    def values(self, batch: Batch, seed: int) -> dict[str, Any]:
+        """What the template's bindings receive for ``batch`` submitted with ``seed``."""
+        sampling = self.sampling
+        assert sampling is not None, "a planned generation carries its sampling"
+        return {
+            "prompt": batch.prompt or sampling.prompt,
+            "negative": batch.negative or sampling.negative,
+            "width": sampling.width,
+            "height": sampling.height,
+            "frames": batch.frames,
+            "fps": self.fps,
+            "seed": seed,
+            "steps": sampling.steps,
+            "cfg": sampling.cfg,
+            "sampler": sampling.sampler,
+            "scheduler": sampling.scheduler,
+            "ckpt_name": sampling.checkpoint,
+            "denoise": sampling.denoise,
+            # a batch of a timeline segment carries the segment's strength, which may be 0
+            "motion_strength": sampling.motion_strength if batch.strength is None else batch.strength,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +288,72 @@ class Lipsync:
         return len(self.chunks) > 1
 
 
+class Visual(StrEnum):
+    """Where the picture comes from. The values are what the plan and the manifest record."""
+
+    #: The start frame held for every frame (the stream-copied loop).
+    HELD_STILL = "held_start_frame"
+    #: The held still with a camera move (``motion.strength`` > 0).
+    CAMERA_MOVE = "camera_move"
+    #: ComfyUI's frames or clips, in batches of ``comfyui.batch_size``.
+    COMFYUI_BATCHES = "comfyui"
+
+    @property
+    def generated(self) -> bool:
+        """Whether ComfyUI makes the picture."""
+        return self is Visual.COMFYUI_BATCHES
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """Which stages run: the one place the rules, ``describe``, the manifest and the encode ask."""
+
+    visual: Visual
+    #: ``stabilize.enable`` for a generated picture (a held still has nothing to steady).
+    stabilize: bool
+    #: The lip-sync provider that runs, None: the stage does not run.
+    lipsync: str | None
+    #: ``none``, ``soft`` (a subtitle track) or ``burn`` (drawn into the picture).
+    captions: str
+
+    @property
+    def visual_video(self) -> str | None:
+        """The picture's video before lip-sync, relative to the job's folder: ComfyUI's (stabilized, when
+        asked), or the held still with a camera move; None for a still held as is."""
+        if self.stabilize:
+            return "stabilize/output.mp4"
+        return {Visual.COMFYUI_BATCHES: "comfyui/output.mp4", Visual.CAMERA_MOVE: "motion/output.mp4"}.get(
+            self.visual
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CameraMove:
+    """One move of the camera over the still: which, and how strong (0..1)."""
+
+    camera: str
+    strength: float
+
+
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """One caption, in seconds of the voice track."""
+
+    start: float
+    end: float
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a run does, resolved: the JSON of ``prepare/plan.json``."""
 
     job: str
     job_sha256: str
-    #: The job as validated, defaults filled in: the settings the stages' executors read.
-    document: dict[str, Any]
+    #: A digest of each section of the job as validated: which of them an edit changed.
+    job_sections: dict[str, str]
+    basename: str
+    stages: Stages
     fps: int
     audio_input_duration_seconds: float
     audio_duration_seconds: float
@@ -246,16 +365,23 @@ class Plan:
     seeds: Seeds
     geometry: Geometry
     encoding: Encoding
-    visual_source: str
     comfyui: Generation | None
+    #: The job's camera move (it moves the held still only when ``stages.visual`` says so).
+    camera: CameraMove
+    #: ``stabilize.method`` (it runs only when ``stages.stabilize`` says so).
+    stabilize_method: str
+    captions: tuple[Caption, ...]
     lipsync: Lipsync | None
+    #: ``cleanup.after_success``: what a succeeded run keeps.
+    cleanup: str
     inputs: dict[str, InputFile]
     effective_params: dict[str, Any]
     tools: dict[str, str]
 
-    def as_job(self) -> Job:
-        """The job this plan was made from, as the stages' executors take it (not read from its file)."""
-        return job_from_document(self.document, Path(self.job))
+    @property
+    def visual_source(self) -> str:
+        """Where the picture comes from, as the manifest records it."""
+        return self.stages.visual.value
 
     def batch(self, name: str) -> Batch:
         """The ComfyUI batch called ``name``."""
@@ -266,6 +392,53 @@ class Plan:
         """The lip-sync chunk called ``name``."""
         chunks = self.lipsync.chunks if self.lipsync else ()
         return next(chunk for chunk in chunks if chunk.name == name)
+
+
+def plan_stages(job: Job, segments: tuple[Segment, ...] | None = None) -> Stages:
+    """Which stages a run of ``job`` has (``segments``: the job's timeline, read when not given)."""
+    if comfyui_active(job):
+        visual = Visual.COMFYUI_BATCHES
+    elif job.motion.strength > 0:
+        visual = Visual.CAMERA_MOVE
+    else:
+        visual = Visual.HELD_STILL
+    return Stages(
+        visual=visual,
+        stabilize=visual.generated and job.stabilize.enable,
+        lipsync=active_provider(job),
+        captions=captions_mode(job, load_segments(job) if segments is None else segments),
+    )
+
+
+def plan_sampling(job: Job) -> Sampling:
+    """What each batch's template receives, resolved from ``comfyui.params``, ``motion`` and, for the
+    checkpoint the job does not name, vidax.json (read now: a changed default reruns the batches)."""
+    params, motion = job.comfyui.params, job.motion
+    return Sampling(
+        prompt=params.prompt or motion.prompt,
+        negative=params.negative or params.negative_prompt or motion.negative_prompt,
+        cfg=motion.guidance if params.cfg is None else params.cfg,
+        checkpoint=str(params.ckpt_name or load_config("vidax").data["comfyui"]["ckpt_name"]),
+        width=params.width,
+        height=params.height,
+        steps=params.steps,
+        sampler=params.sampler,
+        scheduler=params.scheduler,
+        denoise=params.denoise,
+        motion_strength=motion.strength,
+    )
+
+
+def plan_wait(job: Job) -> ComfyWait:
+    """How patiently the ComfyUI stage waits for its servers."""
+    settings = job.comfyui
+    return ComfyWait(
+        retries=settings.retries,
+        unavailable_seconds=float(settings.unavailable_seconds),
+        poll_interval_ms=settings.poll_interval_ms,
+        stall_seconds=float(settings.stall_seconds),
+        timeout_seconds=float(settings.timeout_seconds),
+    )
 
 
 def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
@@ -295,7 +468,18 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
                   seed=batch_seed(seed, i))
             for i in range(math.ceil(frames / size))
         )  # fmt: skip
-    return Generation(gen_fps, frames, size, batches, settings.workflow_ids, segmented=bool(segments))
+    return Generation(
+        gen_fps,
+        frames,
+        size,
+        batches,
+        settings.workflow_ids,
+        segmented=bool(segments),
+        sampling=plan_sampling(job),
+        wait=plan_wait(job),
+        per_retry=job.determinism.seed_policy == "per_retry",
+        seed=seed,
+    )
 
 
 @functools.cache
@@ -503,7 +687,8 @@ def plan_geometry(job: Job) -> Geometry:
     (the start's for a held still, ComfyUI's planned frame size for a generated picture)."""
     output = job.output
     source = start_info(job)
-    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit)
+    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit,
+                                display=source.display_filter)  # fmt: skip
     width, height = still.width, still.height
     if comfyui_active(job) and output.width is None:
         width, height = media.even_size(job.comfyui.params.width, job.comfyui.params.height)
@@ -531,15 +716,20 @@ def _known_face(previous: Plan | None, start: InputFile, geometry: Geometry) -> 
 
 def _same_audio(previous: Plan | None, job: Job, audio: InputFile, buffer: Buffer) -> Lipsync | None:
     """An earlier plan's lip-sync stage, when it cut the same voice (path and content) with the same
-    buffers and the same chunk settings: its chunks are kept, so a resumed run or a cluster job, which plan
-    again, finds the pauses of a long track without decoding it, and a resume after an upgrade that cuts
-    otherwise still makes only the missing chunks."""
+    buffers and the same ``lipsync`` section: its chunks are kept, so a resumed run or a cluster job, which
+    plan again, finds the pauses of a long track without decoding it, and a resume after an upgrade that
+    cuts otherwise still makes only the missing chunks."""
     if previous is None or previous.lipsync is None or previous.inputs.get("audio") != audio:
         return None
-    keys = ("provider", "chunk_seconds", "cut_search_seconds")
-    before, now = previous.document.get("lipsync") or {}, job.data["lipsync"]
-    same = previous.buffer == buffer and all(before.get(key) == now.get(key) for key in keys)
+    same = previous.buffer == buffer and previous.job_sections.get("lipsync") == section_digest(
+        job.data, "lipsync"
+    )
     return previous.lipsync if same else None
+
+
+def section_digest(document: dict[str, Any], section: str) -> str:
+    """A short digest of one section of a job document (absent: of null)."""
+    return hashlib.sha256(canonical_json(document.get(section)).encode()).hexdigest()[:16]
 
 
 def plan_job(job: Job, previous: Plan | None = None) -> Plan:
@@ -554,6 +744,8 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
     geometry = plan_geometry(job)
     start = InputFile(str(job.start), sha256_file(job.start))
     audio = InputFile(str(job.audio), sha256_file(job.audio))
+    segments = load_segments(job)
+    stages = plan_stages(job, segments)
     effective = {
         "prompt": job.motion.prompt,
         "negative_prompt": job.motion.negative_prompt,
@@ -563,12 +755,14 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         "output": job.data["output"],
         "comfyui": job.data["comfyui"],
         "lipsync": job.data["lipsync"],
-        "visual_source": "comfyui" if comfyui_active(job) else "held_start_frame",
+        "visual_source": stages.visual.value,
     }
     return Plan(
         job=str(job.path),
         job_sha256=hashlib.sha256(canonical_json(job.data).encode()).hexdigest(),
-        document=job.data,
+        job_sections={section: section_digest(job.data, section) for section in sorted(job.data)},
+        basename=job.basename,
+        stages=stages,
         fps=job.fps,
         audio_input_duration_seconds=round(voice, 6),
         audio_duration_seconds=round(visual_seconds, 6),
@@ -579,8 +773,10 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         seeds=Seeds(job.determinism.seed_policy, seed),
         geometry=geometry,
         encoding=Encoding(job.output.crf, job.output.x264_preset),
-        visual_source=effective["visual_source"],
-        comfyui=plan_generation(job, visual_seconds, seed) if comfyui_active(job) else None,
+        comfyui=plan_generation(job, visual_seconds, seed) if stages.visual.generated else None,
+        camera=CameraMove(job.motion.camera, job.motion.strength),
+        stabilize_method=job.stabilize.method,
+        captions=tuple(Caption(s.start, s.end, s.caption) for s in segments if s.caption),
         lipsync=plan_lipsync(
             job,
             buffer,
@@ -589,6 +785,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
             known_face=_known_face(previous, start, geometry),
             earlier=_same_audio(previous, job, audio, buffer),
         ),
+        cleanup=job.cleanup.after_success,
         inputs={"audio": audio, "start": start},
         effective_params=effective,
         tools=tool_versions(),
@@ -603,26 +800,26 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def _as_data(value: Any) -> Any:
-    """``dataclasses.asdict`` without its deep copy of every scalar (a graph of a thousand jobs renders
-    each plan, and the copies were most of the time); containers are new, as asdict makes them."""
+def as_data(value: Any) -> Any:
+    """A value of the plan as JSON data: ``dataclasses.asdict`` without its deep copy of every scalar
+    (a graph of a thousand jobs renders each plan, and the copies were most of the time)."""
     if isinstance(value, _SCALARS):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _as_data(getattr(value, name)) for name in _field_names(type(value))}
+        return {name: as_data(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_as_data(item) for item in value)
+        return tuple(as_data(item) for item in value)
     if isinstance(value, list):
-        return [_as_data(item) for item in value]
+        return [as_data(item) for item in value]
     if isinstance(value, dict):
-        return {_as_data(key): _as_data(item) for key, item in value.items()}
+        return {as_data(key): as_data(item) for key, item in value.items()}
     return copy.deepcopy(value)
 
 
 def generation_document(generation: Generation) -> dict[str, Any]:
     """The ComfyUI stage's plan as JSON data. A batch has only the segment fields that are set (and
     ``segment`` only when the batches were cut at a timeline's segments)."""
-    document: dict[str, Any] = _as_data(generation)
+    document: dict[str, Any] = as_data(generation)
     for batch in document["batches"]:
         for key in ("prompt", "negative", "strength"):
             if batch[key] is None:
@@ -634,7 +831,7 @@ def generation_document(generation: Generation) -> dict[str, Any]:
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as JSON data, the content of ``prepare/plan.json``."""
-    document: dict[str, Any] = _as_data(plan)
+    document: dict[str, Any] = as_data(plan)
     if plan.comfyui is not None:
         document["comfyui"] = generation_document(plan.comfyui)
     return document
@@ -645,29 +842,33 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(plan_document(plan), indent=2) + "\n"
 
 
-def _typed(hint: Any, value: Any) -> Any:
+def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
     if value is None:
         return None
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
     if dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         made = {
-            f.name: _typed(hints[f.name], value[f.name]) for f in dataclasses.fields(hint) if f.name in value
+            f.name: from_data(hints[f.name], value[f.name])
+            for f in dataclasses.fields(hint)
+            if f.name in value
         }
         return typing.cast(Any, hint)(**made)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return _typed(next(arg for arg in args if arg is not type(None)), value)
+        return from_data(next(arg for arg in args if arg is not type(None)), value)
     if origin is tuple:
-        return tuple(_typed(args[0], item) for item in value)
+        return tuple(from_data(args[0], item) for item in value)
     if origin is dict:
-        return {key: _typed(args[1], item) for key, item in value.items()}
+        return {key: from_data(args[1], item) for key, item in value.items()}
     return value
 
 
 def plan_from_document(document: dict[str, Any]) -> Plan:
     """A plan from its JSON data."""
-    plan: Plan = _typed(Plan, document)
+    plan: Plan = from_data(Plan, document)
     return plan
 
 
@@ -685,66 +886,49 @@ def previous_plan(path: Path) -> Plan | None:
         return None
 
 
-def _pick(document: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """The named (dotted) fields of a plan's JSON data."""
-    picked: dict[str, Any] = {}
-    for field in fields:
-        value: Any = document
-        for part in field.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        picked[field] = value
-    return picked
-
-
-#: What each rule's output depends on, besides its input files: the fields of the plan it reads.
-RULE_FIELDS = {
-    "prepare_audio": ("inputs.audio", "buffer", "loudness"),
-    "hold_start_frame": ("inputs.start", "geometry", "encoding", "fps"),
-    "comfyui_batch": ("inputs.start", "geometry", "seeds.policy", "comfyui.fps", "comfyui.batches",
-                      "comfyui.workflow_ids", "document.comfyui", "document.motion"),
-    "camera_motion": ("inputs.start", "geometry", "encoding", "fps", "target_frames", "document.motion"),
-    "stabilize": ("comfyui.fps", "fps", "target_frames", "geometry", "encoding", "document.stabilize"),
-    "assemble_visual": ("comfyui.fps", "comfyui.frames", "fps", "target_frames", "geometry", "encoding"),
-    "lipsync": ("lipsync", "fps", "target_frames", "audio_duration_seconds", "seeds", "geometry"),
-    "lipsync_chunk": ("lipsync.provider", "lipsync.type", "lipsync.settings", "lipsync.allow_passthrough",
-                      "lipsync.fps", "seeds", "geometry", "lipsync.sync.enabled",
-                      "lipsync.sync.max_offset_frames", "lipsync.sync.retry"),
-    "encode": ("fps", "target_frames", "geometry", "encoding", "visual_source", "lipsync.provider",
-               "document.output.captions", "lipsync.sync.on_fail"),
-    "captions": ("buffer", "fps", "visual_target_duration_seconds", "document.timeline",
-                 "document.timeline_file", "document.output.captions"),
-}  # fmt: skip
-
-
-def plan_slice(plan: Plan, rule: str, batch: str | None = None, chunk: str | None = None) -> str:
-    """The part of ``plan`` that ``rule``'s output depends on, as one string: a rule's ``params``, so
-    Snakemake reruns it when (and only when) that part changed. ``comfyui_batch`` also gets its batch,
-    ``lipsync_chunk`` its chunk (and no other: a chunk cut elsewhere reruns only itself)."""
-    document = plan_document(plan)
-    picked = _pick(document, RULE_FIELDS[rule])
-    if batch is not None:
-        picked["batch"] = dataclasses.asdict(plan.batch(batch))
-    if chunk is not None:
-        picked["chunk"] = dataclasses.asdict(plan.chunk(chunk))
-    return canonical_json(picked)
-
-
-def document_slice(document: dict[str, Any], rule: str) -> str:
-    """``plan_slice`` (without a batch or a chunk) from the plan's JSON data, ``plan_document``: a graph
-    of many jobs renders each plan once and cuts every rule's slice from it."""
-    return canonical_json(_pick(document, RULE_FIELDS[rule]))
+#: Fields of a plan that say how it was made, not what it makes: the job file's text (its hash), the
+#: summary of its settings shown in the manifest, the tools' versions.
+PROVENANCE_FIELDS = ("job_sha256", "effective_params", "tools")
 
 
 def changed_fields(before: Plan | None, after: Plan) -> list[str]:
-    """The top-level fields (one level deeper inside ``document``) in which two plans differ."""
+    """The top-level fields in which two plans differ, and the sections of the job an edit changed
+    (``document.<section>``)."""
     if before is None:
         return []
     old, new = plan_document(before), plan_document(after)
     changed = []
     for key in new:
-        if key == "document":
+        if key == "job_sections":
             sections = sorted(set(old.get(key) or {}) | set(new[key]))
             changed += [f"document.{s}" for s in sections if (old.get(key) or {}).get(s) != new[key].get(s)]
-        elif key not in ("job_sha256", "effective_params", "tools") and old.get(key) != new[key]:
+        elif key not in PROVENANCE_FIELDS and old.get(key) != new[key]:
             changed.append(key)
     return changed
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """What the plan makes, in 16 hex digits: the same for two plans exactly when ``changed_fields``
+    finds no change but the job file's path (a job file moved with its batch still makes the same video)."""
+    return document_fingerprint(plan_document(plan))
+
+
+def document_fingerprint(document: dict[str, Any]) -> str:
+    """``plan_fingerprint`` of a plan's JSON data (``prepare/plan.json`` as read)."""
+    kept = {key: value for key, value in document.items() if key not in (*PROVENANCE_FIELDS, "job")}
+    return hashlib.sha256(canonical_json(kept).encode()).hexdigest()[:16]
+
+
+def write_plan(plan: Plan, target: Path) -> None:
+    """Write ``plan`` as ``prepare/plan.json``."""
+    write_text_atomic(target, plan_json(plan))
+
+
+def publish_plan(plan: Plan, target: Path) -> list[str]:
+    """Write the plan a graph was built with, unless the same plan is there already; returns the fields
+    that changed since the previous plan (none for a first plan)."""
+    previous = previous_plan(target)
+    if previous == plan:
+        return []
+    write_plan(plan, target)
+    return changed_fields(previous, plan)

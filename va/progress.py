@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from va.atomic import read_json
 from va.events import format_event
+from va.plan import previous_plan
 from va.workdir import Workdir
 
 BATCH_RULE = "comfyui_batch"
@@ -89,8 +89,9 @@ class RunDisplay:
         self._update_bar()
 
     def _start_stage(self) -> None:
-        plan = read_json(self.workdir.plan) if self.workdir.plan.exists() else {}
-        self.batches = {b["name"]: int(b["frames"]) for b in (plan.get("comfyui") or {}).get("batches", [])}
+        plan = previous_plan(self.workdir.plan)
+        batches = plan.comfyui.batches if plan is not None and plan.comfyui is not None else ()
+        self.batches = {batch.name: batch.frames for batch in batches}
         self.done = {name for name in self.batches if self.workdir.batch_result(name).exists()}
         self.started = time.monotonic()
         if self.live:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,21 +22,29 @@ import yaml
 from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
-from va.batch import SELECTION, load_batch, summarize
-from va.comfyui.health import check_health
-from va.comfyui.stage import server_url
-from va.errors import ExitCode, VaError, place_unusable
+from va.batch import SELECTION, check_made_here, load_batch, summarize
+from va.comfyui.health import check_pool
+from va.comfyui.pool import PoolServer, snakemake_jobs
+from va.comfyui.stage import job_pool
+from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import follow_events
 from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.input_checks import record_checks
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest
-from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
+from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
 from va.textlog import last_lines, record_command
-from va.tracking import existing_run_id, reconcile, record_run_finished, run_finished, run_succeeded
+from va.tracking import (
+    existing_run_id,
+    reconcile,
+    record_run_finished,
+    register_finished,
+    run_finished,
+    run_succeeded,
+)
 from va.workdir import Workdir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +226,51 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
         )
 
 
+def refuse_live_run(workdir: Workdir, *, batch_above: bool = False) -> None:
+    """A folder another run works in is left alone: a ``va`` holding its lock, or a snakemake working
+    there (plain ``snakemake``, which takes no lock of ours), or with ``batch_above`` in the folder above
+    (a job's folder of a running batch). Checked before anything is settled (an earlier run's Slurm jobs
+    cancelled) or written there: a refused command never touches the live run. Exit 30, one line."""
+    if not workdir.root.is_dir():
+        return
+    if _held(workdir.run_lock):
+        raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run")
+    refuse_live_snakemake(workdir, batch_above=batch_above)
+
+
+def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> None:
+    """``refuse_live_run`` without the look at ``va``'s lock: for the holder of that lock."""
+    places = [workdir.root, workdir.root.parent] if batch_above else [workdir.root]
+    # What a killed va's guardian recorded there is that run's leftover, which the new run ends.
+    recorded = ProcessRecord(workdir.processes).read()
+    leftovers = {process for earlier in recorded for process in tree(earlier)}
+    for place in places:
+        live = [process for process in snakemake_in(place) if process not in leftovers]
+        if live:
+            pids = ", ".join(str(process.pid) for process in live)
+            raise VaError(
+                ExitCode.OUTPUT_EXISTS,
+                f"{place} is in use by a running snakemake (pid {pids}); leaving it alone "
+                "(wait for it to end, or stop it, then call again)",
+            )
+
+
+def _held(lock: Path) -> bool:
+    """Whether a process holds the lock file ``lock`` (``workdir_lock``); a missing file is held by none,
+    and is not made here."""
+    try:
+        handle = open(lock, "rb")  # noqa: SIM115 - closed below; opening a file that is there writes nothing
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: Workdir) -> Iterator[None]:
     """Hold the workdir for this process; a lock of a killed process is released by the kernel."""
@@ -256,7 +310,52 @@ def graph_argv(directory: Path, options: RunOptions, *config: str) -> list[str]:
 
 def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
     """The Snakemake command line for ``job`` in ``options.workdir``."""
-    return [*graph_argv(options.workdir, options, f"job={job.path}"), *extra]
+    return [
+        *graph_argv(options.workdir, options, f"job={job.path}"),
+        *comfyui_resources([job], options),
+        *extra,
+    ]
+
+
+def profile_config(profile: Path | None) -> dict[str, Any]:
+    """The ``config:`` entries of a profile (a mapping, or Snakemake's list of ``KEY=VALUE`` with YAML
+    values), as the graph's ``config`` gets them."""
+    entries = _profile_settings(profile).get("config") or {}
+    if isinstance(entries, dict):
+        return dict(entries)
+    parsed = {}
+    for entry in entries if isinstance(entries, list) else []:
+        key, _, value = str(entry).partition("=")
+        try:
+            parsed[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed[key] = value
+    return parsed
+
+
+def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
+    """``--resources`` with ``comfyui`` following the pool of the servers the jobs use
+    (va.comfyui.pool.snakemake_jobs: a job for each prompt va keeps at a server, one more started and
+    waiting; the leases themselves are taken in va.comfyui.pool). The profile's other
+    resources are kept (a ``--resources`` replaces the profile's list). Nothing when no job uses ComfyUI
+    or the stage starts its own server (the profile's value holds)."""
+    profile = resolve_profile(options.profile) if options.profile else PROFILES / "default"
+    config = profile_config(profile)
+    servers: set[PoolServer] = set()
+    for job in jobs:
+        if comfyui_active(job):
+            pool = job_pool(job, config)
+            if pool.start is not None:
+                return []
+            servers.update(pool.servers)
+    if not servers:
+        return []
+    limit = snakemake_jobs(servers)
+    declared = _profile_settings(profile).get("resources") or []
+    if isinstance(declared, dict):
+        declared = [f"{name}={value}" for name, value in declared.items()]
+    kept = [str(entry) for entry in declared if not str(entry).startswith("comfyui=")]
+    return ["--resources", *kept, f"comfyui={limit}"]
 
 
 class _Terminated(Exception):
@@ -280,15 +379,21 @@ def run_job(
     """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended."""
     job = prepare_run(job_path)
     if comfyui_active(job):
-        url = server_url(job)
-        health = check_health(url)
-        if not health.ok:
+        pool = job_pool(job, profile_config(resolve_profile(options.profile) if options.profile else None))
+        answers = check_pool(pool.servers) if pool.start is None else []
+        if answers and not any(health.ok for health in answers):
+            problems = "; ".join(
+                health.message if len(answers) == 1 else f"{health.url}: {health.message}"
+                for health in answers
+            )
             raise VaError(
                 ExitCode.COMFYUI_UNAVAILABLE,
-                f"ComfyUI at {url} is not reachable ({health.message}); start it, or hold the start frame "
+                f"ComfyUI at {pool.servers[0].url if len(answers) == 1 else 'no server of the pool'} is not "
+                f"reachable ({problems}); start it, or hold the start frame "
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
     workdir = Workdir(options.workdir.absolute())
+    refuse_live_run(workdir, batch_above=True)
     if not options.resume:
         refuse_foreign_places(workdir)
     ensure_workdir(workdir)
@@ -297,10 +402,13 @@ def run_job(
     with workdir_lock(workdir):
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(workdir.snakemake_log, "ab") as log:
+            refuse_live_snakemake(workdir, batch_above=True)  # one that started since the first look
             _end_leftovers(workdir, log)
             again = f"va run {job.path} --workdir {workdir.root} --resume"
             settle_cluster_jobs(workdir.root, options, log, again)
             guard_workdir(workdir, job, options.resume)
+            if options.resume:  # an edited job's finished video is no success of the job as it is now
+                check_made_here(workdir, job, option="--workdir")
             if options.resume and workdir.final(job.basename).exists():
                 # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
                 return RunResult(
@@ -321,14 +429,7 @@ def unlock_abandoned(directory: Path, log: Any) -> None:
     here, once no snakemake runs in the folder and our own lock keeps other ``va`` runs out, a resume
     does not pay for a whole Snakemake start (its imports, the Snakefile, the job's plan) to do it.
     """
-    live = snakemake_in(directory)
-    if live:
-        pids = ", ".join(str(process.pid) for process in live)
-        raise VaError(
-            ExitCode.OUTPUT_EXISTS,
-            f"{directory} is in use by a running snakemake (pid {pids}); not unlocking it "
-            "(wait for it to end, or stop it, then call again)",
-        )
+    refuse_live_snakemake(Workdir(directory))
     locks = directory / ".snakemake" / "locks"
     if locks.is_dir() and any(locks.iterdir()):
         shutil.rmtree(locks)
@@ -438,6 +539,10 @@ def _not_started(what: str, workdir: Workdir, profile: str | None) -> VaError:
     refused in the profile (an unknown key, an executor not installed): the user's to fix, and named so;
     without one, a bug."""
     detail = last_lines(workdir.snakemake_log)
+    disk = disk_error_in(detail)
+    if disk is not None:  # Snakemake could not write its own records: the workdir's disk, not a bug
+        message = f"{disk.lower()}: snakemake could not write in {workdir.root}"
+        return VaError(ExitCode.WORKDIR_UNUSABLE, message)
     if profile:
         message = f"--profile {profile}: snakemake could not start the {what} with it: {detail}"
         return VaError(ExitCode.VALIDATION_FAILED, message)
@@ -449,6 +554,8 @@ def _result(workdir: Workdir, job: Job, returncode: int, profile: str | None) ->
     if returncode == 0 and final.exists():
         if not run_finished(workdir):
             record_run_finished(workdir)
+        else:  # recorded by the encode rule, whose write to the registry may have found the state dir full
+            register_finished(workdir)
         return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
     if not existing_run_id(workdir):
         raise _not_started("run", workdir, profile)
@@ -486,7 +593,8 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     (Ctrl-C, SIGTERM) still summarizes what finished, and names the command that continues.
     """
     folder, out = folder.absolute(), out.absolute()
-    batch = load_batch(folder, check=check_job)
+    refuse_live_run(Workdir(out))
+    batch = load_batch(folder, check=check_job, out=out)
     names = sorted(set(batch.jobs) | set(batch.problems))
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
@@ -498,6 +606,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     with workdir_lock(lock_owner):
         lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_owner.snakemake_log, "ab") as log:
+            refuse_live_snakemake(lock_owner)  # one that started since the first look
             _end_leftovers(lock_owner, log)
             try:
                 settle_cluster_jobs(out, options, log, again)
@@ -509,6 +618,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
                 if any(not Workdir(out / n).final(job.basename).exists() for n, job in batch.jobs.items()):
                     # The inputs were probed just now: the graph checks only that they are still there.
                     argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
+                    argv += comfyui_resources(batch.jobs.values(), options)
                     argv += ["--keep-going"] if keep_going else []
                     unlock_abandoned(out, log)
                     returncode = _drive(argv, log, lock_owner, None, again)

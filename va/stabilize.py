@@ -13,8 +13,7 @@ import logging
 from pathlib import Path
 
 from va import media
-from va.job import Job, comfyui_active
-from va.plan import Plan
+from va.rule_settings import StabilizeSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +23,6 @@ ACCURACY = 15
 #: Frames on each side averaged into the camera path (vidstab) and into the brightness (deflicker).
 SMOOTHING = 10
 DEFLICKER_FRAMES = 5
-
-
-def stabilize_active(job: Job) -> bool:
-    """Whether the phase runs: it is enabled and the picture is generated (ComfyUI)."""
-    return comfyui_active(job) and job.stabilize.enable
 
 
 def stabilize_filter(method: str, transforms: Path) -> str:
@@ -43,17 +37,24 @@ def stabilize_filter(method: str, transforms: Path) -> str:
     return ",".join(steps)
 
 
-def stabilize_video(plan: Plan, video: Path, target: Path) -> None:
+def stabilize_video(settings: StabilizeSettings, video: Path, target: Path) -> None:
     """``video`` (ComfyUI's picture, of the plan's size) stabilized by the job's method into ``target``:
     the planned frames, rate and size."""
-    method = plan.as_job().stabilize.method
+    method, picture = settings.method, settings.picture
     transforms = target.with_name("transforms.trf")
     if method in ("vidstab", "both"):
         media.detect_shake(video, transforms, shakiness=SHAKINESS, accuracy=ACCURACY)
-    log.info("stabilize %s: %s frames", method, plan.target_frames)
-    canvas = plan.geometry.canvas
+    log.info("stabilize %s: %s frames", method, picture.frames)
+    canvas = picture.geometry.canvas
     media.encode_picture(
-        media.video_source(video), None, target, fps=plan.fps, frames=plan.target_frames,
-        crf=plan.encoding.crf, preset=plan.encoding.preset, canvas=canvas, source_size=canvas.size,
+        media.video_source(video),
+        None,
+        target,
+        fps=picture.fps,
+        frames=picture.frames,
+        crf=picture.encoding.crf,
+        preset=picture.encoding.preset,
+        canvas=canvas,
+        source_size=canvas.size,
         picture_filter=stabilize_filter(method, transforms),
-    )  # fmt: skip
+    )

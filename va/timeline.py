@@ -25,6 +25,7 @@ from va.schema import schema_path
 
 if TYPE_CHECKING:
     from va.job import Job
+    from va.rule_settings import CaptionsSettings
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +183,15 @@ def write_captions(segments: tuple[Segment, ...], pre_seconds: float, fps: int, 
     return len(subtitles)
 
 
-def render_captions(job: Job, plan: Path, srt: Path, vtt: Path) -> None:
+def render_captions(settings: CaptionsSettings, srt: Path, vtt: Path) -> None:
     """The captions rule: the job's captions in the run's time, as ``srt`` and ``vtt``."""
-    figures = json.loads(plan.read_text(encoding="utf-8"))
-    pre = float(figures["buffer"]["pre_seconds"])
-    count = write_captions(load_segments(job), pre, int(figures["fps"]), srt, vtt)
+    segments = tuple(Segment(c.start, c.end, caption=c.text) for c in settings.captions)
+    count = write_captions(segments, settings.pre_seconds, settings.fps, srt, vtt)
     log.info(
         "%s caption(s), shifted by the %s s pre buffer, on frame boundaries at %s fps",
         count,
-        pre,
-        figures["fps"],
+        settings.pre_seconds,
+        settings.fps,
     )
 
 

@@ -139,3 +139,35 @@ def test_batches_resume_after_sigkill(files: Media, va_cli: CliRunner, comfy: Co
     status = va_cli("status", workdir)
     assert status.code == 0 and re.search(r"^comfyui\s+done\s+[\d.]+\s+4 of 4 batches, 50 of 50 frames$",
                                           status.out, re.MULTILINE), status.out  # fmt: skip
+
+
+def test_a_changed_default_checkpoint_makes_the_batches_again(
+    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint a job does not name is vidax.json's, resolved when the run is planned, so it is in
+    the batches' settings: changed there, a resume (the final deleted) makes every batch again with the
+    new one, where it kept the frames of the old."""
+    comfy.checkpoints("sd_xl_base_1.0.safetensors", "other.safetensors")
+    repo_config = Path(__file__).resolve().parent.parent.parent / "config" / "vidax.json"
+    settings = json.loads(repo_config.read_text())
+    config = files.root / "vidax.json"
+    config.write_text(json.dumps(settings))
+    monkeypatch.setenv("VIDAX_CONFIG", str(config))
+    job, workdir = comfy_job(files, comfy, batch_size=25), files.root / "w"  # 2 batches
+
+    def checkpoints() -> set[str]:
+        graphs = (workdir / "comfyui" / "graphs").glob("*.json")
+        return {json.loads(graph.read_text())["4"]["inputs"]["ckpt_name"] for graph in graphs}
+
+    first = va_cli("run", job, "--workdir", workdir, "-q")
+    assert first.code == 0, first.err
+    assert len(comfy.stats()["prompts"]) == 2 and checkpoints() == {"sd_xl_base_1.0.safetensors"}
+    config.write_text(
+        json.dumps({**settings, "comfyui": {**settings["comfyui"], "ckpt_name": "other.safetensors"}})
+    )
+    (workdir / "final.mp4").unlink()
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+    assert len(comfy.stats()["prompts"]) == 4 and checkpoints() == {"other.safetensors"}
+    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert "comfyui" in manifest_of(workdir)["last_attempt"]["plan_changes"]

@@ -29,7 +29,15 @@ from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.graph import check_workflows
 from va.job import Job, comfyui_active, load_job
-from va.plan import RETRY_SEED_STRIDE, Batch, load_plan, plan_generation, plan_job
+from va.plan import RETRY_SEED_STRIDE, Batch, load_plan, plan_generation, plan_job, write_plan
+from va.rule_settings import (
+    GenerationSettings,
+    assemble_settings,
+    audio_settings,
+    encode_settings,
+    generation_settings,
+    still_settings,
+)
 from va.tracking import record
 from va.workdir import Workdir
 
@@ -49,6 +57,13 @@ class Stage:
         return data
 
     @property
+    def settings(self) -> GenerationSettings:
+        """The comfyui_batch rule's settings, as the Snakefile gives them to scripts/comfyui_batch.py."""
+        settings = generation_settings(load_plan(self.run.plan))
+        assert settings is not None
+        return settings
+
+    @property
     def names(self) -> list[str]:
         return [b["name"] for b in self.plan["comfyui"]["batches"]]
 
@@ -62,17 +77,25 @@ class Stage:
         return report
 
     def batch(self, name: str) -> dict[str, Any]:
-        return run_batch(
-            self.job, self.run.plan, name, still=self.still, result=self.run.batch_result(name),
-            workdir=self.run.root, report=self.report(name),
-        )  # fmt: skip
+        servers = stage.StageServers(stage.job_pool(self.job))
+        try:
+            return run_batch(
+                self.settings, name, still=self.still, result=self.run.batch_result(name),
+                workdir=self.run.root, report=self.report(name), servers=servers,
+            )  # fmt: skip
+        finally:
+            servers.close()
 
     def every_batch(self) -> list[dict[str, Any]]:
         return [self.batch(name) for name in self.names]
 
     def assemble(self) -> Path:
         target = self.run.comfyui_visual
-        assemble_visual(load_plan(self.run.plan), [self.run.batch_result(n) for n in self.names], target)
+        assemble_visual(
+            assemble_settings(load_plan(self.run.plan)),
+            [self.run.batch_result(n) for n in self.names],
+            target,
+        )
         return target
 
     def attempts(self, batch: str | None = None) -> list[dict[str, Any]]:
@@ -125,12 +148,12 @@ def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.
         job, run = load_job(path), Workdir(files.root / "w")
         run.plan.parent.mkdir(parents=True, exist_ok=True)
         plan = plan_job(job)
-        stages.write_plan(plan, run.plan)
-        stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
+        write_plan(plan, run.plan)
+        stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
         still = files.root / "start.png"
         if held_still:
             run.still.parent.mkdir(parents=True, exist_ok=True)
-            stages.hold_start_frame(plan, run.still, run.still_loop)
+            stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
             still = run.still
         made = Stage(job, run, still)
 
@@ -231,8 +254,9 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     generated = made.run.root / "comfyui" / "generated.json"
     logs = made.run.root / "logs" / "comfyui" / "batches"
     stage.run_batches(
-        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs
-    )
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=stage.job_pool(made.job),
+    )  # fmt: skip
     stats = comfy.stats()
     assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 1 and stats["system_stats"] == 1
     assert stats["uploads"] == 1
@@ -243,15 +267,17 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     assert int(video_of(made.assemble())["nb_read_frames"]) == 50
 
     stage.run_batches(
-        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs
-    )
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=stage.job_pool(made.job),
+    )  # fmt: skip
     assert len(comfy.stats()["prompts"]) == 7  # all done: nothing submitted
     (made.run.root / "frames" / "000020.png").unlink()  # batch 0002's frame
     document = made.json("comfyui/batches/0005.json")
     made.run.batch_result("0005").write_text(json.dumps({**document, "fingerprint": "an-edited-job"}))
     stage.run_batches(
-        made.job, made.run.plan, still=made.still, generated=generated, workdir=made.run, logs=logs
-    )
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=stage.job_pool(made.job),
+    )  # fmt: skip
     again = [a["batch"] for a in made.attempts() if a["outcome"] == "submitted"][7:]
     assert again == ["0002", "0005"] and len(comfy.stats()["prompts"]) == 9
 
@@ -366,7 +392,9 @@ def test_frames_of_an_odd_size_become_an_even_final(make_stage: StageFactory) ->
     assert (video["width"], video["height"], int(video["nb_read_frames"])) == (332, 200, 50)
     final = made.run.final("final.mp4")
     run = made.run
-    stages.encode(load_plan(run.plan), run.still_loop, run.padded_aac, final, video=run.comfyui_visual)
+    stages.encode(
+        encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final, video=run.comfyui_visual
+    )
     streams = ffprobe_streams(final)["video"]
     assert (streams["width"], streams["height"], int(streams["nb_read_frames"])) == (332, 200, 50)
 
@@ -689,11 +717,14 @@ def test_a_restarted_server_that_lost_our_prompt_gets_it_again(
 BATCH_IN_A_PROCESS = """
 import sys
 from pathlib import Path
-from va.comfyui.stage import run_batch
+from va.comfyui.stage import StageServers, job_pool, run_batch
 from va.job import load_job
+from va.plan import load_plan
+from va.rule_settings import generation_settings
 from va.workdir import Workdir
-job, root = load_job(Path(sys.argv[1])), Workdir(Path(sys.argv[2]))
-run_batch(job, root.plan, "0000", still=Path(sys.argv[3]), result=root.batch_result("0000"),
+root = Workdir(Path(sys.argv[2]))
+run_batch(generation_settings(load_plan(root.plan)), "0000", still=Path(sys.argv[3]),
+          result=root.batch_result("0000"), servers=StageServers(job_pool(load_job(Path(sys.argv[1])))),
           workdir=root.root, report=lambda message, level="info", **fields: print(message, flush=True))
 """
 

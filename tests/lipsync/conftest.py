@@ -14,7 +14,8 @@ from tests.lipsync.lipsync_service import Service, lipsync_service
 from va import stages
 from va.job import Job
 from va.lipsync.providers import Provider, get_provider
-from va.plan import plan_job
+from va.plan import plan_job, write_plan
+from va.rule_settings import audio_settings, still_settings
 from va.workdir import Workdir
 
 UseProviders = Callable[..., dict[str, Provider]]
@@ -27,9 +28,9 @@ def prepare_lipsync_inputs(job: Job, root: Path) -> Workdir:
     for folder in ("prepare", "frames"):
         (run.root / folder).mkdir(parents=True)
     plan = plan_job(job)
-    stages.write_plan(plan, run.plan)
-    stages.prepare_audio(plan, run.padded_audio, run.padded_aac)
-    stages.hold_start_frame(plan, run.still, run.still_loop)
+    write_plan(plan, run.plan)
+    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
+    stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
     return run
 
 

@@ -21,6 +21,7 @@ from va.errors import ExitCode, VaError
 from va.job import Job, load_job
 from va.lipsync.stage import run_lipsync
 from va.plan import load_plan
+from va.rule_settings import lipsync_settings
 from va.workdir import Workdir
 
 
@@ -35,7 +36,9 @@ def staged(
 
 
 def lipsync(job: Job, run: Workdir, visual: Path | None = None) -> dict[str, Any]:
-    return run_lipsync(job, run.plan, run.still, run.padded_audio, run.lipsync_output, visual=visual)
+    return run_lipsync(
+        lipsync_settings(load_plan(run.plan)), run.still, run.padded_audio, run.lipsync_output, visual=visual
+    )
 
 
 def test_the_tool_gets_the_face_box_of_the_plan(files: Media, use_providers: UseProviders) -> None:
@@ -83,16 +86,20 @@ def test_each_chunk_checks_the_frames_its_tool_gets(files: Media, use_providers:
     visual = files.face_video("generated.mp4", face_seconds=1.5, blank_seconds=0.5)
     dump = files.root / "told.json"
     provider = command("needs_face", "--dump", str(dump), needs_face=True)
-    job, run = staged(files, use_providers, provider, "face.jpg", chunk_seconds=1.0)
+    _, run = staged(files, use_providers, provider, "face.jpg", chunk_seconds=1.0)
     stage = load_plan(run.plan).lipsync
     assert stage is not None and [c.first for c in stage.chunks] == [0, 25]
     first, second = (run.lipsync_chunk(chunk.name) for chunk in stage.chunks)
-    done = run_lipsync(job, run.plan, run.still, run.padded_audio, first, visual=visual, chunk="0000")
+    done = run_lipsync(
+        lipsync_settings(load_plan(run.plan), "0000"), run.still, run.padded_audio, first, visual=visual
+    )
     assert done["passthrough"] is False and done["face"]["faceless_frame"] is None
     assert dump.exists()
     dump.unlink()
     with pytest.raises(VaError) as refused:
-        run_lipsync(job, run.plan, run.still, run.padded_audio, second, visual=visual, chunk="0001")
+        run_lipsync(
+            lipsync_settings(load_plan(run.plan), "0001"), run.still, run.padded_audio, second, visual=visual
+        )
     assert refused.value.code == ExitCode.LIPSYNC_INPUT_REJECTED
     # The second chunk's 25 frames, 8 of them looked at: frames 25, 28, 32, 35, 39, ... of the visual
     # picture, whose face ends at frame 37.

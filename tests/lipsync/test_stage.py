@@ -27,6 +27,7 @@ from va.job import Job, load_job
 from va.lipsync.stage import check_output, join_chunks, run_lipsync
 from va.manifest import build_manifest
 from va.plan import load_plan
+from va.rule_settings import encode_settings, lipsync_settings
 from va.tracking import record_run_finished, record_run_started, rule_step
 from va.workdir import Workdir
 
@@ -58,7 +59,9 @@ class Staged:
     def lipsync(self) -> dict[str, Any]:
         """The rule body, called as scripts/lipsync.py calls it."""
         run = self.run
-        return run_lipsync(self.job, run.plan, run.still, run.padded_audio, run.lipsync_output)
+        return run_lipsync(
+            lipsync_settings(load_plan(run.plan)), run.still, run.padded_audio, run.lipsync_output
+        )
 
     def chunked(self) -> dict[str, Any]:
         """The chunks' rule bodies, as scripts/lipsync_chunk.py calls them, then the join of
@@ -68,8 +71,8 @@ class Staged:
         assert stage is not None and stage.chunked
         clips = [run.lipsync_chunk(chunk.name) for chunk in stage.chunks]
         for chunk, clip in zip(stage.chunks, clips, strict=True):
-            run_lipsync(self.job, run.plan, run.still, run.padded_audio, clip, chunk=chunk.name)
-        return join_chunks(run.plan, clips, run.lipsync_output)
+            run_lipsync(lipsync_settings(load_plan(run.plan), chunk.name), run.still, run.padded_audio, clip)
+        return join_chunks(lipsync_settings(load_plan(run.plan)), clips, run.lipsync_output)
 
     def recorded(self) -> tuple[int, dict[str, Any]]:
         """The rule body in its rule_step, in a recorded run: the exit code the rule's process would end
@@ -91,7 +94,13 @@ class Staged:
     def encode(self) -> Path:
         """The encode rule after the lip-sync: the final video from ``lipsync/output.mp4``."""
         run, final = self.run, self.run.final(self.job.basename)
-        stages.encode(load_plan(run.plan), run.still_loop, run.padded_aac, final, video=run.lipsync_output)
+        stages.encode(
+            encode_settings(load_plan(run.plan)),
+            run.still_loop,
+            run.padded_aac,
+            final,
+            video=run.lipsync_output,
+        )
         return final
 
 
@@ -379,8 +388,13 @@ def test_each_chunk_gets_its_own_frames_of_the_visual_stages_picture(stage: Stag
     staged = stage(command("ok", input={"fps": 25, "max_seconds": 0.8}))
     run = staged.run
     for name in ("0000", "0001", "0002"):
-        run_lipsync(staged.job, run.plan, run.still, run.padded_audio, run.lipsync_chunk(name), visual=visual,
-                    chunk=name)  # fmt: skip
+        run_lipsync(
+            lipsync_settings(load_plan(run.plan), name),
+            run.still,
+            run.padded_audio,
+            run.lipsync_chunk(name),
+            visual=visual,
+        )
     source = gray_frames(visual)
     for name, first, frames in (("0000", 0, 20), ("0001", 20, 20), ("0002", 40, 10)):
         given = gray_frames(run.root / "lipsync" / "chunks" / name / "input" / "video.mp4")

@@ -18,6 +18,7 @@ from va import cli, stages
 from va.atomic import read_json
 from va.errors import ExitCode, VaError
 from va.plan import load_plan
+from va.rule_settings import encode_settings
 from va.runner import RunResult
 
 pytestmark = pytest.mark.timeout(180)
@@ -47,7 +48,7 @@ def test_an_out_of_sync_video_is_kept_under_another_name_and_ends_54(spoken: Med
     assert record["verdict"] == "out_of_sync" and abs(record["offset_frames"] - 6) <= 1, record
     run, final = staged.run, staged.run.final(staged.job.basename)
     with pytest.raises(VaError) as raised:
-        stages.encode(load_plan(run.plan), run.still_loop, run.padded_aac, final,
+        stages.encode(encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final,
                       video=run.lipsync_output, lipsync_result=run.lipsync_result)  # fmt: skip
     kept = run.root / "final.out-of-sync.mp4"
     assert raised.value.code == ExitCode.LIPSYNC_OUT_OF_SYNC == 54
@@ -61,7 +62,7 @@ def test_with_on_fail_warn_an_out_of_sync_video_is_published(spoken: Media, stag
     staged = stage(command("talk", "--lag", "-6"), sync_check={"enable": True, "on_fail": "warn"})
     assert staged.lipsync()["sync"]["verdict"] == "out_of_sync"
     run, final = staged.run, staged.run.final(staged.job.basename)
-    stages.encode(load_plan(run.plan), run.still_loop, run.padded_aac, final,
+    stages.encode(encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final,
                   video=run.lipsync_output, lipsync_result=run.lipsync_result)  # fmt: skip
     assert final.exists() and not (run.root / "final.out-of-sync.mp4").exists()
 

@@ -3,10 +3,11 @@ starting it, and what a failed start says."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import DOUBLE, free_port
+from tests.conftest import DOUBLE, free_port, wait_until_answering
 from tests.vidax.conftest import HEADERS, ClientFactory, assert_error
 
 
@@ -41,3 +42,34 @@ def test_comfyui_start_failure_shows_its_log(make_client: ClientFactory) -> None
         response = client.post("/comfyui/start", headers=HEADERS)
     assert_error(response, 502, "COMFYUI_START_FAILED", "ModuleNotFoundError: torch")
     assert "loading custom nodes" in response.json()["error"]["message"]
+
+
+def test_comfyui_health_reports_each_server_of_the_pool(make_client: ClientFactory, tmp_path: Path) -> None:
+    """A pool of two doubles of different versions and one URL nobody answers: 200, each server's own
+    state, the versions reported as mixed; 503 naming each when none answers."""
+    ports, processes = [free_port(), free_port()], []
+    try:
+        for port, version in zip(ports, ("0.26.0", "0.25.1"), strict=True):
+            (tmp_path / str(port)).mkdir()
+            processes.append(subprocess.Popen(
+                [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(tmp_path / str(port)),
+                 "--comfyui-version", version], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+            wait_until_answering(f"http://127.0.0.1:{port}/system_stats", processes[-1], "a ComfyUI double")
+        gone = f"http://127.0.0.1:{free_port()}"
+        servers = [gone, *(f"http://127.0.0.1:{port}" for port in ports)]
+        with make_client(comfyui={"url": gone, "servers": servers}) as client:
+            body = client.get("/comfyui/health", headers=HEADERS).json()
+        assert body["ok"] is True and body["url"] == servers[1] and body["mixed_versions"] is True
+        assert [(s["url"], s["ok"], s["comfyui_version"]) for s in body["servers"]] == [
+            (gone, False, None),
+            (servers[1], True, "0.26.0"),
+            (servers[2], True, "0.25.1"),
+        ]
+        with make_client(comfyui={"url": gone, "servers": [gone]}) as client:
+            response = client.get("/comfyui/health", headers=HEADERS)
+        assert_error(response, 503, "COMFYUI_UNAVAILABLE", f"{gone} is not reachable")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from va import media
 from va.atomic import read_json
-from va.plan import Plan
+from va.rule_settings import AssembleSettings
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +20,26 @@ def generated_batches(generated: Path) -> list[Path]:
     return [Path(path) for path in read_json(generated)["batches"]]
 
 
-def assemble_visual(plan: Plan, batches: list[Path], target: Path) -> None:
+def assemble_visual(settings: AssembleSettings, batches: list[Path], target: Path) -> None:
     """All batches' frames (held to the output rate) or clips (played in order) as one video of exactly
     the planned frames, rate and size: frames of another size than the plan's (ComfyUI's own rounding,
     a template that scales) are brought to the output picture by its ``fit`` and ``background``."""
-    assert plan.comfyui is not None, "assemble_visual runs only with a ComfyUI stage"
-    gen_fps = plan.comfyui.fps
+    gen_fps, picture = settings.generated_fps, settings.picture
     documents = [read_json(path) for path in batches]
     files = [Path(file) for doc in documents for file in doc["files"]]
     first = media.probe_visual(files[0])
     returned = (first.width, first.height)
-    log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *plan.geometry.canvas.size)
+    canvas = picture.geometry.canvas
+    log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *canvas.size)
     encode = functools.partial(
-        media.encode_picture, fps=plan.fps, frames=plan.target_frames, crf=plan.encoding.crf,
-        preset=plan.encoding.preset, canvas=plan.geometry.canvas, source_size=returned,
-    )  # fmt: skip
+        media.encode_picture,
+        fps=picture.fps,
+        frames=picture.frames,
+        crf=picture.encoding.crf,
+        preset=picture.encoding.preset,
+        canvas=canvas,
+        source_size=returned,
+    )
     if all(doc["kind"] == "frames" for doc in documents):
         encode(media.frames_source(files[0].parent, gen_fps), None, target)
         return

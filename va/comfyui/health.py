@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 
@@ -41,3 +44,15 @@ def check_health(url: str, timeout: float = 3.0) -> ComfyHealth:
                 continue
         return ComfyHealth(base, True, version, endpoint, "ok")
     return ComfyHealth(base, False, None, None, "; ".join(problems) or "no answer")
+
+
+class _Named(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+def check_pool(servers: Iterable[_Named], timeout: float = 3.0) -> list[ComfyHealth]:
+    """``check_health`` of every server of a pool, asked at the same time, in the pool's order."""
+    urls = [server.url for server in servers]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(urls)))) as pool:
+        return list(pool.map(lambda url: check_health(url, timeout), urls))

@@ -23,13 +23,16 @@ from typing import Any, TypeVar
 from va import media
 from va.atomic import read_json, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, WsMessage, input_name
+from va.comfyui.pool import FAILOVER_SECONDS, Lease, PoolSettings, ServerPool, resolve_pool
+from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
-from va.plan import batch_seed
+from va.plan import Batch, ComfyWait, Generation, batch_seed
 from va.retry import RetryPolicy, retrying
+from va.rule_settings import GenerationSettings
 from va.tracking import rule_step
 from va.workdir import Workdir
 
@@ -63,49 +66,41 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
     return f"va_{token}_{workflow.id}_{batch}_a{attempt + 1}{'f' if fresh else ''}"
 
 
-def server_url(job: Job) -> str:
-    """The job's ComfyUI URL, else the one of the VIDAX config."""
-    return str(job.comfyui.url or load_config("vidax").data["comfyui"]["url"])
+def job_pool(job: Job, profile: dict[str, Any] | None = None) -> PoolSettings:
+    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's ``comfyui.url``,
+    else the profile's ``comfyui_servers``, else vidax.json's ``comfyui.servers`` or ``comfyui.url``."""
+    return resolve_pool(job.comfyui.url, profile or {}, load_config("vidax").data["comfyui"])
 
 
-def parameter_values(job: Job, workflow: Workflow, batch: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The job's parameters for one batch, as the bindings of the template receive them."""
-    params, motion = job.comfyui.params, job.motion
-    negative = motion.negative_prompt
-    ckpt = params.ckpt_name or load_config("vidax").data["comfyui"]["ckpt_name"]
-    return {
-        "prompt": batch.get("prompt") or params.prompt or motion.prompt,
-        "negative": batch.get("negative") or params.negative or params.negative_prompt or negative,
-        "width": params.width,
-        "height": params.height,
-        "frames": batch["frames"],
-        "fps": params.fps or job.fps,
-        "seed": seed,
-        "steps": params.steps,
-        "cfg": motion.guidance if params.cfg is None else params.cfg,
-        "sampler": params.sampler,
-        "scheduler": params.scheduler,
-        "ckpt_name": ckpt,
-        "denoise": params.denoise,
-        # a batch of a timeline segment carries the segment's strength, which may be 0
-        "motion_strength": motion.strength if batch.get("strength") is None else batch["strength"],
-    }
+def _wait(generation: Generation) -> ComfyWait:
+    assert generation.wait is not None, "a planned generation says how long to wait"
+    return generation.wait
 
 
-def _first_workflow(job: Job) -> Workflow:
-    return load_workflow(job.comfyui.workflow_ids[0])
+def _first_workflow(generation: Generation) -> Workflow:
+    return load_workflow(generation.workflow_ids[0])
 
 
 class _Watch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
-    def __init__(self, client: ComfyClient, job: Job, prompt_id: str, report: Reporter, batch: str) -> None:
-        settings = job.comfyui
+    def __init__(
+        self,
+        client: ComfyClient,
+        settings: ComfyWait,
+        prompt_id: str,
+        report: Reporter,
+        batch: str,
+        *,
+        failover: float | None = None,
+    ) -> None:
         self.client, self.prompt_id, self.report, self.batch = client, prompt_id, report, batch
         self.poll = settings.poll_interval_ms / 1000
-        self.stall = float(settings.stall_seconds)
-        self.deadline = time.monotonic() + float(settings.timeout_seconds)
-        self.timeout = float(settings.timeout_seconds)
+        self.stall = settings.stall_seconds
+        # In a pool, a server that does not answer while our prompt runs is left for another sooner.
+        self.outage_limit = self.stall if failover is None else min(self.stall, failover)
+        self.deadline = time.monotonic() + settings.timeout_seconds
+        self.timeout = settings.timeout_seconds
         self.last_progress = time.monotonic()
         self.last_report = 0.0
         self.outage_since: float | None = None
@@ -158,9 +153,10 @@ class _Watch:
             now = time.monotonic()
             self.outage_since = self.outage_since or now
             self.outage_seen = True
-            if now - self.outage_since > self.stall:
+            if now - self.outage_since > self.outage_limit:
                 raise ComfyTransient(
-                    f"{exc}; ComfyUI did not answer for {self.stall:g} s while prompt {self.prompt_id} ran"
+                    f"{exc}; ComfyUI did not answer for {self.outage_limit:g} s while prompt "
+                    f"{self.prompt_id} ran"
                 ) from exc
             log.warning("%s; waiting for ComfyUI (prompt %s)", exc, self.prompt_id)
             time.sleep(self.poll)
@@ -265,28 +261,29 @@ def cancelled_when_stopped(client: ComfyClient, prompt: Callable[[], str | None]
             signal.signal(signal.SIGTERM, previous)
 
 
-def check_clip(clip: Path, batch: dict[str, Any], gen_fps: float) -> media.ClipTiming:
+def check_clip(clip: Path, batch: Batch, gen_fps: float) -> media.ClipTiming:
     """A clip must hold exactly its batch's frames; its own rate may differ from the generation rate (a
     template whose video node keeps its fps), as the frames are retimed when assembled. Anything else
     (frames merged by an animated PNG or WebP encoder, a clip cut short or padded) fails the batch."""
     timing = media.clip_timing(clip)
-    if timing.frames != batch["frames"]:
-        planned = batch["frames"] / gen_fps
+    if timing.frames != batch.frames:
+        planned = batch.frames / gen_fps
         raise VaError(
             ExitCode.COMFYUI_FAILED,
-            f"batch {batch['name']}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
-            f"where {batch['frames']} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
+            f"batch {batch.name}: clip {clip.name} has {timing.frames} frames at {timing.fps:g} fps "
+            f"where {batch.frames} frames at {gen_fps:g} fps ({planned:.2f} s) were planned",
         )
     if timing.fps and abs(timing.fps - gen_fps) > 1e-3:
-        log.info("batch %s: clip at %g fps, retimed to the generation rate %g fps", batch["name"],
-                 timing.fps, gen_fps)  # fmt: skip
+        log.info(
+            "batch %s: clip at %g fps, retimed to the generation rate %g fps", batch.name, timing.fps, gen_fps
+        )
     return timing
 
 
 def collect_outputs(
     client: ComfyClient,
     entry: dict[str, Any],
-    batch: dict[str, Any],
+    batch: Batch,
     frames_dir: Path,
     clips_dir: Path,
     *,
@@ -308,51 +305,46 @@ def collect_outputs(
             (videos if animated else images).append(item)
     if videos:
         item = videos[0]
-        target = clips_dir / f"{batch['name']}{Path(item['filename']).suffix or '.mp4'}"
+        target = clips_dir / f"{batch.name}{Path(item['filename']).suffix or '.mp4'}"
         client.download(item, target)
         timing = check_clip(target, batch, gen_fps)
         return {"kind": "video", "files": [str(target)], "clip_frames": timing.frames, "clip_fps": timing.fps}
     if not images:
-        raise VaError(
-            ExitCode.COMFYUI_FAILED, f"batch {batch['name']}: the prompt produced no image or video"
-        )
-    if len(images) != batch["frames"]:
+        raise VaError(ExitCode.COMFYUI_FAILED, f"batch {batch.name}: the prompt produced no image or video")
+    if len(images) != batch.frames:
         raise VaError(
             ExitCode.COMFYUI_FAILED,
-            f"batch {batch['name']}: ComfyUI returned {len(images)} images "
-            f"where {batch['frames']} were asked for",
+            f"batch {batch.name}: ComfyUI returned {len(images)} images where {batch.frames} were asked for",
         )
-    targets = [frames_dir / f"{batch['first'] + offset + 1:06d}.png" for offset in range(len(images))]
+    targets = [frames_dir / f"{batch.first + offset + 1:06d}.png" for offset in range(len(images))]
     client.download_all(list(zip(images, targets, strict=True)))
     return {"kind": "frames", "files": [str(target) for target in targets]}
 
 
 def run_batch(
-    job: Job,
-    plan: Path,
+    settings: GenerationSettings,
     name: str,
     *,
     still: Path,
     result: Path,
     workdir: Path,
     report: Reporter,
-    server: ComfyServer | None = None,
+    servers: StageServers,
 ) -> dict[str, Any]:
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
-    the first failure). ``server``: the stage's connection, shared by its batches."""
-    settings = job.comfyui
-    url = server_url(job)
-    policy = RetryPolicy(settings.retries + 1, seconds=float(settings.unavailable_seconds))
-    own = server is None
-    server = server or ComfyServer(url)
-    batch = _BatchRun(job, read_json(plan), name, still=still, workdir=workdir, report=report, server=server)
+    the first failure). Each attempt takes a slot of a server of the pool (another one than a server
+    that just failed, when one is free). ``servers``: the stage's, shared by its batches."""
+    wait = _wait(settings.generation)
+    policy = RetryPolicy(wait.retries + 1, seconds=wait.unavailable_seconds)
+    batch = _BatchRun(settings.generation, name, still=still, workdir=workdir, report=report, servers=servers)
 
     def tell(attempt: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
-        report(f"waiting for ComfyUI at {url} ({error}); batch {name} tries again in "
+        report(f"waiting for ComfyUI at {batch.failed_on} ({error}); batch {name} tries again in "
                f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-               batch=name, attempt=attempt, next_try_seconds=round(pause, 3))  # fmt: skip
+               batch=name, attempt=attempt, next_try_seconds=round(pause, 3),
+               server=batch.failed_on)  # fmt: skip
 
     started = time.monotonic()
     retry = retrying(policy, ComfyTransient, before_sleep=tell)
@@ -363,19 +355,49 @@ def run_batch(
     except ComfyTransient as exc:
         raise VaError(
             ExitCode.COMFYUI_UNAVAILABLE,
-            f"ComfyUI at {url} unavailable: batch {name} failed {retry.statistics['attempt_number']} "
-            f"time(s) in {time.monotonic() - started:.0f} s; last: {exc}",
+            f"ComfyUI at {servers.described} unavailable: batch {name} failed "
+            f"{retry.statistics['attempt_number']} time(s) in {time.monotonic() - started:.0f} s; "
+            f"last: {exc}",
         ) from None
-    finally:
-        if own:
-            server.client.close()
     write_json_atomic(result, document)
     return document
 
 
+class StageServers:
+    """The servers of one stage: the pool's slots, and one connection (``ComfyServer``) a server, kept for
+    all the stage's batches."""
+
+    def __init__(self, settings: PoolSettings, pool: ServerPool | None = None) -> None:
+        self.settings = settings
+        self.pool = pool or ServerPool(settings.servers)
+        self.connections: dict[str, ComfyServer] = {}
+
+    @property
+    def described(self) -> str:
+        """The pool's URLs, for an error line."""
+        urls = [server.url for server in self.settings.servers]
+        return urls[0] if len(urls) == 1 else f"every server of the pool ({', '.join(urls)})"
+
+    @property
+    def failover(self) -> float | None:
+        """How long a server may not answer while it runs our prompt (None: one server, waited for)."""
+        return FAILOVER_SECONDS if len(self.settings.servers) > 1 else None
+
+    def of(self, url: str) -> ComfyServer:
+        """The connection to ``url``."""
+        if url not in self.connections:
+            self.connections[url] = ComfyServer(url)
+        return self.connections[url]
+
+    def close(self) -> None:
+        """Close every websocket."""
+        for server in self.connections.values():
+            server.client.close()
+
+
 class ComfyServer:
-    """The server of one stage: one client (its connection pool, websocket and client id) for all its
-    batches, and the version the server reported (asked once)."""
+    """One server of a stage: one client (its connection pool, websocket and client id) for all the
+    batches it runs, and the version the server reported (asked once)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -398,16 +420,15 @@ class ComfyServer:
         self.asked = False
 
 
-def batch_fingerprint(job: Job, figures: dict[str, Any], batch: dict[str, Any], still: Path) -> str:
+def batch_fingerprint(generation: Generation, batch: Batch, still: Path) -> str:
     """What a batch's frames depend on: the graph of its first attempt, without the output prefix, with
     the start image's content. A batch result of another fingerprint is made again (an edited job)."""
-    workflow = _first_workflow(job)
-    seed = batch_seed(figures["seeds"]["value"], batch["index"])
-    values = {**parameter_values(job, workflow, batch, seed), "filename_prefix": "va"}
+    workflow = _first_workflow(generation)
+    values = {**generation.values(batch, batch.seed), "filename_prefix": "va"}
     if workflow.binds_start_image:
         values["start_image"] = input_name(still)
     graph = graph_json(render(workflow, values))
-    return hashlib.sha256(f"{batch['first']}:{graph}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{batch.first}:{graph}".encode()).hexdigest()[:16]
 
 
 def batch_done(result: Path, fingerprint: str) -> bool:
@@ -418,25 +439,43 @@ def batch_done(result: Path, fingerprint: str) -> bool:
     return document.get("fingerprint") == fingerprint and all(Path(f).exists() for f in document["files"])
 
 
-def run_batches(job: Job, plan: Path, *, still: Path, generated: Path, workdir: Workdir, logs: Path) -> None:
-    """Every batch of the plan not made yet, one after the other over one connection, each recorded as a
-    ``comfyui_batch`` step of its own (events, log, ``comfyui/batches/NNNN.json``); then ``generated``
-    lists the batch results in order. A batch result left by a killed run is kept when its fingerprint
-    still matches, so a resumed run submits only the missing batches."""
-    figures = read_json(plan)
-    server = ComfyServer(server_url(job))
+def run_batches(
+    settings: GenerationSettings,
+    *,
+    still: Path,
+    generated: Path,
+    workdir: Workdir,
+    logs: Path,
+    pool: PoolSettings,
+) -> None:
+    """Every batch of the plan not made yet, one after the other, each on a free server of the pool (one
+    connection a server), each recorded as a ``comfyui_batch`` step of its own (events, log,
+    ``comfyui/batches/NNNN.json``); then ``generated`` lists the batch results in order. A batch result
+    left by a killed run is kept when its fingerprint still matches, so a resumed run submits only the
+    missing batches. ``pool``: the rule's; when it declares a start, the stage runs on a ComfyUI it starts
+    for itself and stops at its end (va.comfyui.starter)."""
+    generation = settings.generation
     results = []
-    try:
-        for batch in figures["comfyui"]["batches"]:
-            name, result = batch["name"], workdir.batch_result(batch["name"])
-            results.append(str(result))
-            if batch_done(result, batch_fingerprint(job, figures, batch, still)):
-                continue
-            with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
-                run_batch(job, plan, name, still=still, result=result, workdir=workdir.root, report=report,
-                          server=server)  # fmt: skip
-    finally:
-        server.client.close()
+    with own_server(pool, workdir, logs) as (used, private):
+        servers = StageServers(used, private)
+        try:
+            for batch in generation.batches:
+                name, result = batch.name, workdir.batch_result(batch.name)
+                results.append(str(result))
+                if batch_done(result, batch_fingerprint(generation, batch, still)):
+                    continue
+                with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
+                    run_batch(
+                        settings,
+                        name,
+                        still=still,
+                        result=result,
+                        workdir=workdir.root,
+                        report=report,
+                        servers=servers,
+                    )
+        finally:
+            servers.close()
     write_json_atomic(generated, {"batches": results})
 
 
@@ -445,44 +484,60 @@ class _BatchRun:
 
     def __init__(
         self,
-        job: Job,
-        figures: dict[str, Any],
+        generation: Generation,
         name: str,
         *,
         still: Path,
         workdir: Path,
         report: Reporter,
-        server: ComfyServer,
+        servers: StageServers,
     ) -> None:
-        self.job, self.figures, self.name = job, figures, name
-        self.still, self.workdir, self.report, self.server = still, workdir, report, server
-        self.batch = next(b for b in figures["comfyui"]["batches"] if b["name"] == name)
-        self.per_retry = job.determinism.seed_policy == "per_retry"
-        self.workflow = _first_workflow(job)
+        self.generation, self.name = generation, name
+        self.still, self.workdir, self.report, self.servers = still, workdir, report, servers
+        self.failed_on: str | None = None  # the server of the last failed attempt
+        self.batch = next(b for b in generation.batches if b.name == name)
+        self.workflow = _first_workflow(generation)
         self.graphs = workdir / "comfyui" / "graphs"
         self.graphs.mkdir(parents=True, exist_ok=True)
         self.token = run_token(workdir)
-        self.fingerprint = batch_fingerprint(job, figures, self.batch, still)
+        self.fingerprint = batch_fingerprint(generation, self.batch, still)
 
     def attempt(self, attempt: int) -> dict[str, Any]:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
         files were deleted is submitted once more within the attempt, with a prefix the cache has not seen."""
         try:
-            return self._submit_and_collect(attempt, fresh=False)
+            return self._leased(attempt, fresh=False)
         except ComfyOutputMissing:
-            return self._submit_and_collect(attempt, fresh=True)
+            return self._leased(attempt, fresh=True)
 
-    def _submit_and_collect(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+    def _leased(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+        """One submission on a slot of the pool: another server than the one that just failed if one is
+        free; a server that fails is marked, so that the next units go elsewhere for a while. The slot is
+        given back as soon as the prompt has ended (or failed), before its outputs are downloaded."""
+        lease = self.servers.pool.acquire(avoid=self.failed_on)
+        try:
+            return self._submit_and_collect(attempt, lease, fresh=fresh)
+        except ComfyTransient:
+            self.failed_on = lease.url
+            self.servers.pool.mark_down(lease.url)
+            raise
+        finally:
+            lease.release()
+
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
-        seed = batch_seed(self.figures["seeds"]["value"], batch["index"], attempt, self.per_retry)
-        client = self.server.client
+        generation = self.generation
+        seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
+        server = self.servers.of(lease.url)
+        client = server.client
         prompt_id = None
-        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed}
+        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed,
+                 "server": lease.url}  # fmt: skip
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
-                version = self.server.ask_version()
-                values = parameter_values(self.job, self.workflow, batch, seed)
+                version = server.ask_version()
+                values = generation.values(batch, seed)
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
                     values["start_image"] = client.upload_image(self.still.absolute())
@@ -495,10 +550,14 @@ class _BatchRun:
                 inflight.append(prompt_id)
                 report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
                        **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-                entry = _Watch(client, self.job, prompt_id, report, name).wait()
+                watch = _Watch(
+                    client, _wait(generation), prompt_id, report, name, failover=self.servers.failover
+                )
+                entry = watch.wait()
+                lease.release()  # the server is free for the next unit while this one downloads
                 collected = collect_outputs(
                     client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
-                    gen_fps=self.figures["comfyui"]["fps"],
+                    gen_fps=generation.fps,
                 )  # fmt: skip
             except ComfyOutputMissing as exc:
                 if fresh:
@@ -510,7 +569,7 @@ class _BatchRun:
                            error=exc.message)  # fmt: skip
                 raise
             except ComfyTransient as exc:
-                self.server.failed()
+                server.failed()
                 report(f"batch {name}: attempt {attempt + 1} failed: {exc}", level="warning",
                        **where, prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
                 raise
@@ -525,7 +584,7 @@ class _BatchRun:
                **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
         return {
             "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
-            "comfyui_version": version, "workflow": self.workflow.id,
+            "server": lease.url, "comfyui_version": version, "workflow": self.workflow.id,
             "graph": str(graph_file.relative_to(self.workdir)), "fingerprint": self.fingerprint,
             **collected,
         }  # fmt: skip

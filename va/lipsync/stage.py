@@ -17,11 +17,11 @@ from typing import Any
 from va import face, media
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
-from va.job import Job, active_provider
 from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
-from va.plan import Chunk, Lipsync, Plan, load_plan
+from va.plan import Chunk, Lipsync
+from va.rule_settings import LipsyncSettings
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
@@ -58,7 +58,7 @@ def _publish(produced: Path, output: Path) -> None:
 
 
 def _prepare_inputs(
-    plan: Plan, chunk: Chunk, *, still: Path, audio: Path, folder: Path, visual: Path | None
+    settings: LipsyncSettings, chunk: Chunk, *, still: Path, audio: Path, folder: Path, visual: Path | None
 ) -> dict[str, Path]:
     """The chunk's picture as a video at the provider's frame rate, the still itself, the chunk's audio as
     the tool wants it; both padded to the chunk's ``input_frames`` (the tool's frame quantum): the picture
@@ -67,10 +67,10 @@ def _prepare_inputs(
     if inputs.exists():
         shutil.rmtree(inputs)
     inputs.mkdir(parents=True)
-    stage = _stage(plan)
-    settings = stage.settings["input"]
+    stage = settings.stage
+    wanted = stage.settings["input"]
     video, image, voice = inputs / "video.mp4", inputs / "image.png", inputs / "audio.wav"
-    crf, fps, frames = plan.encoding.crf, stage.fps, chunk.input_frames
+    crf, fps, frames = settings.picture.encoding.crf, stage.fps, chunk.input_frames
     if visual is None:
         media.encode_held_still(still, None, video, fps=fps, frames=frames, crf=crf, preset="veryfast")
     elif chunk.first == 0:
@@ -81,14 +81,14 @@ def _prepare_inputs(
     shutil.copyfile(still, image)
     media.cut_audio(
         audio, voice, start_seconds=chunk.start_seconds, seconds=chunk.end_seconds - chunk.start_seconds,
-        length_seconds=chunk.input_seconds, sample_rate=settings["sample_rate"],
-        channels=settings["channels"],
+        length_seconds=chunk.input_seconds, sample_rate=wanted["sample_rate"],
+        channels=wanted["channels"],
     )  # fmt: skip
     return {"video": video, "image": image, "audio": voice}
 
 
 def check_face(
-    provider: Provider, plan: Plan, chunk: Chunk, *, video: Path, visual: Path | None
+    provider: Provider, settings: LipsyncSettings, chunk: Chunk, *, video: Path, visual: Path | None
 ) -> face.FaceSearch | None:
     """For a provider that needs a face (None for one that does not): the held still's check, made when
     the run was planned, or, for the visual stage's picture, frames spread over the ``video`` this run of
@@ -96,7 +96,7 @@ def check_face(
     ``LIPSYNC_INPUT_REJECTED`` naming the visual stage's file and its frame."""
     if not provider.settings["needs_face"]:
         return None
-    stage = _stage(plan)
+    stage = settings.stage
     if visual is None and stage.face is not None:
         found = stage.face
     else:
@@ -104,7 +104,7 @@ def check_face(
         if visual is not None:  # frames of the tool's video (at its rate, from the chunk's start) -> visual's
 
             def frame(number: int) -> int:
-                return round((chunk.start_seconds + number / stage.fps) * plan.fps)
+                return round((chunk.start_seconds + number / stage.fps) * settings.picture.fps)
 
             faceless = None if found.faceless_frame is None else frame(found.faceless_frame)
             frames = tuple(frame(number) for number in found.frames)
@@ -114,16 +114,16 @@ def check_face(
     return found
 
 
-def _stage(plan: Plan) -> Lipsync:
-    if plan.lipsync is None:
-        raise VaError(ExitCode.INTERNAL, "the plan has no lip-sync stage")
-    return plan.lipsync
-
-
 def _run_provider(
-    provider: Provider, plan: Plan, chunk: Chunk, *, inputs: dict[str, Path], work: Path, face_box: str = ""
+    provider: Provider,
+    settings: LipsyncSettings,
+    chunk: Chunk,
+    *,
+    inputs: dict[str, Path],
+    work: Path,
+    face_box: str = "",
 ) -> ProviderOutput:
-    fps = _stage(plan).fps
+    fps = settings.stage.fps
     if provider.type == "audiogram":
         produced = work / "audiogram.mp4"
         media.render_audiogram(
@@ -134,7 +134,7 @@ def _run_provider(
             frames=chunk.input_frames,
             style=provider.settings["style"],
             colour=provider.settings["colour"],
-            crf=plan.encoding.crf,
+            crf=settings.picture.encoding.crf,
             preset="veryfast",
         )
         return ProviderOutput(produced)
@@ -145,7 +145,7 @@ def _run_provider(
         "output": str(work / "output.mp4"),
         "workdir": str(work),
         "fps": str(fps),
-        "seed": str(plan.seeds.value),
+        "seed": str(settings.seed),
         "home": str(provider.settings.get("home", "")),
         "face_box": face_box,
     }
@@ -158,12 +158,13 @@ def _run_provider(
     return run_command_provider(provider, run)
 
 
-def _settle(plan: Plan, chunk: Chunk, produced: Path, output: Path, *, joined: bool) -> None:
+def _settle(settings: LipsyncSettings, chunk: Chunk, produced: Path, output: Path, *, joined: bool) -> None:
     """Publish the tool's video as the chunk's output of exactly ``chunk.frames`` frames: trimmed back from
     the padded length, a short one holding its last frame. A whole, unpadded run's output is published as
     the tool made it (the encode re-times it); a chunk to be joined is always re-encoded, so every chunk has
     the same stream settings and the join is a stream copy."""
-    fps, crf, preset = _stage(plan).fps, plan.encoding.crf, plan.encoding.preset
+    fps, encoding = settings.stage.fps, settings.picture.encoding
+    crf, preset = encoding.crf, encoding.preset
     if joined:
         source = media.video_source(produced)
         media.encode_picture(source, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset)
@@ -174,85 +175,79 @@ def _settle(plan: Plan, chunk: Chunk, produced: Path, output: Path, *, joined: b
 
 
 def run_lipsync(
-    job: Job,
-    plan: Path,
-    still: Path,
-    audio: Path,
-    output: Path,
-    *,
-    visual: Path | None = None,
-    chunk: str | None = None,
+    settings: LipsyncSettings, still: Path, audio: Path, output: Path, *, visual: Path | None = None
 ) -> dict[str, Any]:
     """Run the job's provider on the held still (or the visual stage's ``visual`` video) and the padded
-    audio: the whole of it, or the planned ``chunk`` of a cut one (its folder ``lipsync/chunks/NNNN/``
-    beside its output). With ``allow_passthrough`` a failure publishes the un-synced video instead."""
+    audio: the whole of it, or the planned chunk of a cut one (``settings.chunk``; its folder
+    ``lipsync/chunks/NNNN/`` beside its output). With ``allow_passthrough`` a failure publishes the
+    un-synced video instead."""
     # Tools run in their own folder: every path they see must be absolute.
-    plan, still, audio, output = (path.absolute() for path in (plan, still, audio, output))
-    planned = load_plan(plan)
-    window = planned.chunk(chunk) if chunk is not None else _stage(planned).chunks[0]
-    provider = get_provider(str(active_provider(job)))
+    still, audio, output = (path.absolute() for path in (still, audio, output))
+    stage, chunk = settings.stage, settings.chunk
+    window = chunk if chunk is not None else stage.chunks[0]
+    provider = get_provider(stage.provider)
     folder = output.parent if chunk is None else output.with_suffix("")
     work = folder / "work"
     if work.exists():  # the provider's own folder from an earlier, interrupted attempt
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    inputs = _prepare_inputs(planned, window, still=still, audio=audio, folder=folder, visual=visual)
+    inputs = _prepare_inputs(settings, window, still=still, audio=audio, folder=folder, visual=visual)
     result: dict[str, Any] = {"provider": provider.id, "type": provider.type, "passthrough": False}
     if chunk is not None:
-        result["chunk"] = chunk
+        result["chunk"] = chunk.name
     joined = chunk is not None
     (folder / sync.TRACK_NAME).unlink(missing_ok=True)
     try:
-        found = check_face(provider, planned, window, video=inputs["video"], visual=visual)
+        found = check_face(provider, settings, window, video=inputs["video"], visual=visual)
         if found is not None:
             result["face"] = found.as_dict()
         face_box = found.box.as_text() if found is not None and found.box is not None else ""
         for attempt in (1, 2):
-            produced = _run_provider(provider, planned, window, inputs=inputs, work=work, face_box=face_box)
+            produced = _run_provider(provider, settings, window, inputs=inputs, work=work, face_box=face_box)
             check_output(
                 produced.path,
                 window.input_seconds,
-                _stage(planned).fps,
+                stage.fps,
                 provider.id,
                 produced.tail,
                 short_frames=provider.settings["short_frames_held"],
             )
-            _settle(planned, window, produced.path, output, joined=joined)
-            result["sync"] = _check_sync(planned, window, output, inputs["audio"], folder, attempt=attempt)
-            if not _retry_sync(planned, window, result["sync"], attempt):
+            _settle(settings, window, produced.path, output, joined=joined)
+            result["sync"] = _check_sync(stage, window, output, inputs["audio"], folder, attempt=attempt)
+            if not _retry_sync(stage, window, result["sync"], attempt):
                 break
             shutil.rmtree(work)
             work.mkdir()
     except VaError as exc:
         result["error"] = exc.as_dict()
-        if not job.lipsync.allow_passthrough:
+        if not stage.allow_passthrough:
             write_json_atomic(folder / RESULT_NAME, result)
             raise
         log.warning("lip-sync failed, passing the un-synced video through: %s", exc.message)
         result["passthrough"] = True
         result["sync"] = sync.unchecked("the un-synced video was passed through")
-        _settle(planned, window, inputs["video"], output, joined=joined)
+        _settle(settings, window, inputs["video"], output, joined=joined)
     write_json_atomic(folder / RESULT_NAME, result)
     return result
 
 
 def _check_sync(
-    plan: Plan, chunk: Chunk, video: Path, audio: Path, folder: Path, *, attempt: int
+    stage: Lipsync, chunk: Chunk, video: Path, audio: Path, folder: Path, *, attempt: int
 ) -> dict[str, Any]:
     """The sync check of the chunk's published ``video`` against the ``audio`` the tool was given (from the
     chunk's start): its record, and its track in ``sync.json`` beside the result (the join reads it)."""
-    settings = _stage(plan).sync
+    settings = stage.sync
     if not settings.enabled:
         return sync.unchecked(settings.reason)
-    track = sync.measure(video, audio, _stage(plan).fps).window(0, chunk.frames)
+    track = sync.measure(video, audio, stage.fps).window(0, chunk.frames)
     found = sync.estimate(track, max_offset_frames=settings.max_offset_frames)
     write_json_atomic(folder / sync.TRACK_NAME, track.as_dict())
     return {**found.as_dict(), "attempts": attempt, "max_offset_frames": settings.max_offset_frames}
 
 
-def _retry_sync(plan: Plan, chunk: Chunk, record: dict[str, Any], attempt: int) -> bool:
+def _retry_sync(stage: Lipsync, chunk: Chunk, record: dict[str, Any], attempt: int) -> bool:
     """Whether to run the tool once more on a chunk found out of sync (``lipsync.sync_check.retry``)."""
-    if record["verdict"] != sync.OUT_OF_SYNC or not _stage(plan).sync.retry or attempt > 1:
+    if record["verdict"] != sync.OUT_OF_SYNC or not stage.sync.retry or attempt > 1:
         return False
     log.warning(
         "lip-sync chunk %s is %+d frames off the voice; running the provider once more "
@@ -261,10 +256,10 @@ def _retry_sync(plan: Plan, chunk: Chunk, record: dict[str, Any], attempt: int) 
     return True
 
 
-def join_chunks(plan: Path, clips: list[Path], output: Path) -> dict[str, Any]:
+def join_chunks(settings: LipsyncSettings, clips: list[Path], output: Path) -> dict[str, Any]:
     """Join the chunks' videos, frame-exactly (each holds its planned frames), to the stage's output, and
     record the stage's result: the provider, and the chunks passed through un-synced, if any."""
-    stage = _stage(load_plan(plan))
+    stage = settings.stage
     media.concat_videos(clips, output, frames=stage.frames, failure=ExitCode.LIPSYNC_FAILED)
     results = [read_json(clip.with_suffix("") / RESULT_NAME) for clip in clips]
     passed = [str(result["chunk"]) for result in results if result.get("passthrough")]

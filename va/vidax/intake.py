@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from va.comfyui.pool import servers_of
 from va.errors import ExitCode, VaError
 from va.graph import check_job
 from va.job import job_from_document, validate_document
@@ -127,8 +128,8 @@ def accept_job(
     a ComfyUI URL only if the config allows it."""
     try:
         validated = validate_document(document, "job")
-        if "url" in validated["comfyui"]:
-            confine_comfyui_url(validated["comfyui"]["url"], comfyui_urls)
+        for server in servers_of(validated["comfyui"].get("url")):
+            confine_comfyui_url(server.url, comfyui_urls)
         for field in INPUT_FIELDS:
             validated["input"][field] = str(confine(validated["input"][field], roots, f"input.{field}"))
         if "timeline_file" in validated:

@@ -97,6 +97,8 @@ class Manifest(BaseModel):
     exit_status: ExitStatus | None
     workdir: str
     job: str | None
+    #: What the plan of the latest attempt makes (va.plan.plan_fingerprint); None before it is written.
+    plan_fingerprint: str | None
     created_at: str
     updated_at: str
     attempts: int
@@ -134,11 +136,23 @@ class InstallReport(Answer):
     downloaded: int
 
 
+class ComfyServerHealth(Answer):
+    url: str
+    ok: bool
+    endpoint: str | None
+    comfyui_version: str | None
+    message: str
+
+
 class ComfyHealth(Answer):
     ok: bool
     url: str
     endpoint: str | None
     comfyui_version: str | None
+    #: Every server of the pool (``comfyui.servers`` of vidax.json, else ``comfyui.url``).
+    servers: list[ComfyServerHealth]
+    #: The servers that answer report more than one ComfyUI version.
+    mixed_versions: bool
 
 
 class ComfyStart(Answer):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from va.comfyui.pool import servers_of
 from va.config import LoadedConfig, load_config
 from va.errors import ExitCode, VaError
 from va.state import state_dir
@@ -49,7 +50,8 @@ class Settings:
     @property
     def comfyui_urls(self) -> tuple[str, ...]:
         """The ComfyUI URLs a job may name: the configured one and ``comfyui.allowed_urls``."""
-        return (str(self.comfyui["url"]), *self.comfyui.get("allowed_urls", ()))
+        pool = tuple(server.url for server in servers_of(self.comfyui.get("servers")))
+        return (str(self.comfyui["url"]), *pool, *self.comfyui.get("allowed_urls", ()))
 
 
 def api_keys_of(config: LoadedConfig) -> tuple[str, ...]:

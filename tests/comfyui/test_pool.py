@@ -1,0 +1,284 @@
+"""A pool of ComfyUI servers: slots shared between processes, the stage's batches spread over the servers,
+failover to another server when one dies mid-prompt, and a server that comes back used again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.comfyui.test_stage import (
+    StageFactory,
+    make_stage,  # noqa: F401 - a fixture of these tests too
+    video_of,
+)
+from tests.conftest import DOUBLE, Comfy, Media, free_port, wait_until_answering
+from va.cli import render_run
+from va.comfyui import pool as pool_module
+from va.comfyui import stage
+from va.comfyui.pool import PoolServer, PoolSettings, ServerPool, ServerStart, resolve_pool, servers_of
+from va.errors import ExitCode, VaError
+from va.events import read_events
+from va.job import load_job
+from va.manifest import build_manifest
+from va.processes import ProcessId
+from va.runner import RunOptions, comfyui_resources, profile_config
+from va.tracking import record_run_started
+
+#: A process that takes the leases of server a (its slot, and one prompt queued) and keeps them until killed.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from va.comfyui.pool import PoolServer, ServerPool
+leases = [ServerPool((PoolServer("http://a:1", 1),), Path(sys.argv[1])).acquire() for _ in range(2)]
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+class DoubleProcess(Comfy):
+    """A ComfyUI double of a test's own, on a port of its own: killed and started again on that port
+    (a ComfyUI that died and was restarted)."""
+
+    def __init__(self, root: Path, version: str = "0.26.0") -> None:
+        self.root, self.version, self.port = root, version, free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(DOUBLE), "--port", str(self.port), "--root", str(self.root),
+             "--comfyui-version", self.version],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until_answering(f"{self.url}/system_stats", self.process, "a ComfyUI double")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def doubles(tmp_path: Path) -> Iterator[list[DoubleProcess]]:
+    """Two doubles of this test's own, the second reporting another ComfyUI version."""
+    made = [DoubleProcess(tmp_path / "a"), DoubleProcess(tmp_path / "b", version="0.25.1")]
+    yield made
+    for double in made:
+        if double.process is not None and double.process.poll() is None:
+            double.process.terminate()
+            double.process.wait(timeout=10)
+
+
+# --- the pool's settings and slots ------------------------------------------------------------------
+
+
+def test_a_pool_is_named_by_the_job_else_the_profile_else_vidax() -> None:
+    vidax = {"url": "http://127.0.0.1:8188", "servers": [], "start_in_job": None}
+    assert resolve_pool(None, {}, vidax).servers == (PoolServer("http://127.0.0.1:8188", 1),)
+    named = ["http://a:1/", {"url": "http://b:2", "slots": 3}, "http://a:1"]
+    assert servers_of(named) == (PoolServer("http://a:1", 1), PoolServer("http://b:2", 3))
+    profile = {"comfyui_servers": [{"url": "http://p:1", "slots": 2}]}
+    assert resolve_pool(None, profile, vidax).slots == 2
+    assert resolve_pool("http://j:1", profile, vidax).servers == (PoolServer("http://j:1", 1),)
+    start = {"command": ["python", "main.py", "--port", "{port}"]}
+    from_vidax = resolve_pool(None, {}, {**vidax, "start_in_job": start})
+    assert from_vidax.start is not None and from_vidax.start.cluster_only
+    settings = resolve_pool(None, {"comfyui_start": start}, vidax)
+    assert settings.start is not None and not settings.start.cluster_only
+    assert PoolSettings.from_params(settings.as_params()) == settings
+
+
+def test_slots_are_shared_between_processes_and_freed_when_a_holder_dies(tmp_path: Path) -> None:
+    """A server has at most its slots and one queued prompt of va at once; a unit killed while it holds
+    a lease does not keep it."""
+    servers = (PoolServer("http://a:1", 1), PoolServer("http://b:1", 2))
+    pool = ServerPool(servers, tmp_path)
+    held = [pool.acquire() for _ in range(5)]
+    assert sorted(lease.url for lease in held) == ["http://a:1"] * 2 + ["http://b:1"] * 3
+    assert (pool.busy("http://a:1"), pool.busy("http://b:1")) == (2, 3)
+    for lease in held:
+        lease.release()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+    assert pool.busy("http://a:1") == 2
+    assert pool.acquire().url == "http://b:1"  # the other server's free slot, at once
+    holder.kill()
+    holder.wait(timeout=10)
+    assert pool.busy("http://a:1") == 0
+
+
+def test_a_failed_server_is_left_out_for_a_while(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit waits for a free slot of a good server rather than take a server that failed a moment ago;
+    once the mark has run out the server is tried again; when every server failed, any is tried."""
+    monkeypatch.setattr(pool_module, "DOWN_SECONDS", 0.5)
+    pool = ServerPool((PoolServer("http://a:1", 1), PoolServer("http://b:1", 1)), tmp_path)
+    pool.mark_down("http://a:1")
+    first = [pool.acquire(), pool.acquire()]
+    assert [lease.url for lease in first] == ["http://b:1", "http://b:1"]
+    began = time.monotonic()
+    second = pool.acquire()
+    assert second.url == "http://a:1" and time.monotonic() - began >= 0.3
+    for lease in [*first, second]:
+        lease.release()
+    pool.mark_down("http://a:1")
+    pool.mark_down("http://b:1")
+    lease = pool.acquire(avoid="http://a:1")
+    assert lease.url == "http://b:1" and pool.is_down("http://b:1")
+
+
+# --- the stage on two doubles ----------------------------------------------------------------------------
+
+
+def test_failover_a_server_dying_mid_prompt_moves_the_batch_and_frees_its_slot(
+    make_stage: StageFactory,  # noqa: F811 - the fixture imported above
+    doubles: list[DoubleProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first server hangs on the prompt and is killed: the batch goes on on the second, whose frames
+    are exact; the dead server's slot is not left taken; the records name the server and its version."""
+    monkeypatch.setattr(pool_module, "FAILOVER_SECONDS", 1.0)
+    monkeypatch.setattr(stage, "FAILOVER_SECONDS", 1.0)
+    first, second = doubles
+    made = make_stage("held_start_batch", held_still=True, url=[first.url, second.url])
+    servers = stage.StageServers(stage.job_pool(made.job))
+    busy_second = [servers.pool.acquire(avoid=first.url) for _ in range(2)]  # the batch must go to the first
+    assert {lease.url for lease in busy_second} == {second.url}
+    first.faults(hang=1)
+
+    def kill_when_running() -> None:
+        deadline = time.monotonic() + 20
+        while not first.stats()["prompts"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for lease in busy_second:
+            lease.release()
+        first.kill()
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    document = stage.run_batch(
+        made.settings, "0000", still=made.still, result=made.run.batch_result("0000"),
+        workdir=made.run.root, report=made.report("0000"), servers=servers,
+    )  # fmt: skip
+    killer.join()
+    assert document["server"] == second.url and document["comfyui_version"] == "0.25.1"
+    assert servers.pool.busy(first.url) == 0 and servers.pool.busy(second.url) == 0
+    outcomes = [(a["server"], a["outcome"]) for a in made.attempts("0000")]
+    assert outcomes == [(first.url, "submitted"), (first.url, "transient"), (second.url, "submitted"),
+                        (second.url, "succeeded")]  # fmt: skip
+    assert len(second.stats()["prompts"]) == 1
+    servers.close()
+
+
+def test_a_restarted_server_is_used_again_and_a_mixed_pool_is_recorded(
+    make_stage: StageFactory,  # noqa: F811 - the fixture imported above
+    doubles: list[DoubleProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first server is down when the stage starts: its batch goes to the second. Started again, the
+    first takes the next batch (the second is busy). Every frame is exact, and the manifest names each
+    batch's server and version."""
+    monkeypatch.setattr(pool_module, "DOWN_SECONDS", 0.5)
+    first, second = doubles
+    made = make_stage("held_start_batch", held_still=True, url=[first.url, second.url])
+    record_run_started(made.run, made.job)
+    servers = stage.StageServers(stage.job_pool(made.job))
+    first.kill()
+
+    def batch(name: str) -> dict[str, object]:
+        return stage.run_batch(
+            made.settings, name, still=made.still, result=made.run.batch_result(name),
+            workdir=made.run.root, report=made.report(name), servers=servers,
+        )  # fmt: skip
+
+    assert batch("0000")["server"] == second.url
+    first.start()
+    time.sleep(0.6)  # its mark of failure has run out
+    held = [servers.pool.acquire(avoid=first.url) for _ in range(2)]
+    assert {lease.url for lease in held} == {second.url}
+    assert batch("0001")["server"] == first.url
+    for lease in held:
+        lease.release()
+    for name in made.names[2:]:
+        batch(name)
+    servers.close()
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+    manifest = build_manifest(made.run)
+    assert manifest is not None
+    phase = manifest["phases"]["comfyui"]
+    assert phase["batch_servers"]["0000"] == {"url": second.url, "comfyui_version": "0.25.1"}
+    assert phase["batch_servers"]["0001"] == {"url": first.url, "comfyui_version": "0.26.0"}
+    assert phase["comfyui_versions"] == {first.url: "0.26.0", second.url: "0.25.1"}
+    shown = render_run(manifest)  # va status
+    assert f"{first.url} (0.26.0)" in shown and f"{second.url} (0.25.1)" in shown
+    assert "a pool of mixed ComfyUI versions" in shown
+
+
+def test_a_pool_fails_only_when_no_server_takes_the_batch(
+    make_stage: StageFactory,  # noqa: F811 - the fixture imported above
+    doubles: list[DoubleProcess],
+) -> None:
+    first, second = doubles
+    made = make_stage("held_start_batch", held_still=True, url=[first.url, second.url], unavailable_seconds=0)
+    first.kill()
+    second.kill()
+    with pytest.raises(VaError) as error:
+        made.batch("0000")
+    assert error.value.code == ExitCode.COMFYUI_UNAVAILABLE
+    assert f"every server of the pool ({first.url}, {second.url})" in error.value.message
+    served = {a["server"] for a in made.attempts("0000")}
+    assert served == {first.url, second.url}
+    assert json.loads(made.run.plan.read_text())["comfyui"]["batches"]
+
+
+def test_snakemake_runs_two_comfyui_jobs_a_slot_of_the_pool(files: Media, tmp_path: Path) -> None:
+    """``resources: comfyui`` follows the pool (two jobs for each prompt va keeps at a server, its slots
+    and one queued: one with its prompt there, one waiting), the profile's other resources kept; a
+    profile may name the pool in its ``config:``."""
+    pool = ["http://a:1", {"url": "http://b:1", "slots": 2}]
+    job = load_job(files.job(comfyui={"workflow_ids": ["held_start_batch"], "url": pool}))
+    assert comfyui_resources([job], RunOptions(tmp_path)) == ["--resources", "lipsync=1", "comfyui=10"]
+    profile = tmp_path / "farm"
+    profile.mkdir()
+    servers = "[{url: 'http://c:1', slots: 3}, 'http://d:1']"
+    (profile / "config.yaml").write_text(f'resources: [gpu_mem=8]\nconfig: ["comfyui_servers={servers}"]\n')
+    plain = load_job(files.job(comfyui={"workflow_ids": ["held_start_batch"]}))
+    assert profile_config(profile)["comfyui_servers"][0] == {"url": "http://c:1", "slots": 3}
+    options = RunOptions(tmp_path, profile=str(profile))
+    assert comfyui_resources([plain], options) == ["--resources", "gpu_mem=8", "comfyui=12"]
+    assert comfyui_resources([load_job(files.job())], options) == []  # no ComfyUI stage
+
+
+def test_a_stage_starts_its_own_server_and_leaves_no_process(
+    make_stage: StageFactory,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """A declared start: the stage starts a double on a free port, records how long it took to answer,
+    makes every batch there, and stops it: nothing of it is left running."""
+    made = make_stage("held_start_batch", held_still=True)
+    command = [sys.executable, str(DOUBLE), "--port", "{port}", "--root", str(tmp_path / "node")]
+    settings = PoolSettings((), ServerStart(tuple(command), start_timeout_seconds=30, stop_seconds=5))
+    logs = made.run.root / "logs" / "comfyui" / "batches"
+    generated = made.run.root / "comfyui" / "generated.json"
+    stage.run_batches(
+        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        pool=settings,
+    )  # fmt: skip
+    started = [e for e in read_events(made.run.events) if e["kind"] == "comfyui_server_started"]
+    assert len(started) == 1 and started[0]["seconds"] > 0 and started[0]["comfyui_version"] == "0.26.0"
+    served = {a["server"] for a in made.attempts() if a["outcome"] == "succeeded"}
+    assert served == {started[0]["url"]} and len(made.attempts()) == 2 * len(made.names)
+    assert ProcessId.of(started[0]["pid"]) is None
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50

@@ -1,0 +1,201 @@
+"""A ComfyUI server's node definitions (``GET /object_info``), typed: node classes, their inputs in the
+editor's widget order, and where they come from (a server, a saved copy, or the snapshot va ships)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from va.config import load_config
+from va.errors import ExitCode, VaError, not_a_file
+
+#: Input types the editor draws as a widget (a value kept in ``widgets_values``), not only as a socket.
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "COMFY_DYNAMICCOMBO_V3"})
+#: A V3 dynamic combo: its chosen option brings inputs of its own, named ``<combo>.<input>``.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+#: Options that make the editor add an upload button after the node's widgets (its value is not an input).
+UPLOAD_OPTIONS = ("image_upload", "audio_upload", "video_upload", "file_upload", "animated_image_upload")
+#: The values of the editor's "control after generate" widget, kept in ``widgets_values`` after a seed.
+CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a node class: its name (``mode.mask_1`` inside a dynamic combo), type and options."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    required: bool
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def is_widget(self) -> bool:
+        """Whether the editor keeps a value for this input in ``widgets_values``."""
+        return self.type in WIDGET_TYPES and not self.options.get("forceInput")
+
+    @property
+    def has_control(self) -> bool:
+        """Whether the editor puts a "control after generate" value after this one."""
+        return bool(self.options.get("control_after_generate"))
+
+    @property
+    def default(self) -> Any:
+        """The value the editor gives a new widget."""
+        if "default" in self.options:
+            return self.options["default"]
+        return self.choices[0] if self.choices else None
+
+    def accepts(self, output_type: str) -> bool:
+        """Whether a link from an output of ``output_type`` fits this input (``*`` and ``A,B`` lists too)."""
+        if "*" in (self.type, output_type):
+            return True
+        mine = set(self.type.split(","))
+        return bool(mine & set(output_type.split(",")))
+
+    def dynamic_options(self) -> dict[str, tuple[InputSpec, ...]]:
+        """For a dynamic combo, the inputs each option brings, by the option's key."""
+        found: dict[str, tuple[InputSpec, ...]] = {}
+        for option in self.options.get("options", []):
+            if isinstance(option, dict) and "key" in option:
+                found[str(option["key"])] = tuple(_inputs(option.get("inputs") or {}, f"{self.name}."))
+        return found
+
+
+@dataclass(frozen=True)
+class NodeClass:
+    """One node class of the server: its inputs (required, then optional) and outputs."""
+
+    name: str
+    inputs: tuple[InputSpec, ...]
+    output_types: tuple[str, ...]
+    output_names: tuple[str, ...]
+    is_output: bool
+    category: str
+    display_name: str
+
+    def input(self, name: str) -> InputSpec | None:
+        """The input called ``name``, looking into dynamic combos' options (``mode.mask_1``)."""
+        for spec in self.all_inputs():
+            if spec.name == name:
+                return spec
+        return None
+
+    def all_inputs(self) -> Iterator[InputSpec]:
+        """Every input, with those every option of a dynamic combo can bring."""
+        for spec in self.inputs:
+            yield spec
+            if spec.type == DYNAMIC_COMBO:
+                for extra in spec.dynamic_options().values():
+                    yield from _nested(extra)
+
+    @property
+    def has_upload(self) -> bool:
+        """Whether the editor adds an upload button (a trailing value in ``widgets_values``)."""
+        return any(spec.options.get(key) for spec in self.inputs for key in UPLOAD_OPTIONS)
+
+
+def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:
+    for spec in specs:
+        yield spec
+        if spec.type == DYNAMIC_COMBO:
+            for extra in spec.dynamic_options().values():
+                yield from _nested(extra)
+
+
+def _input(name: str, raw: Any, required: bool) -> InputSpec:
+    kind = raw[0] if isinstance(raw, list | tuple) and raw else raw
+    options = raw[1] if isinstance(raw, list | tuple) and len(raw) > 1 and isinstance(raw[1], dict) else {}
+    if isinstance(kind, list):  # the older combo form: the list of choices in place of a type
+        return InputSpec(name, "COMBO", options, required, tuple(kind))
+    choices = tuple(options["options"]) if kind == "COMBO" and "options" in options else None
+    return InputSpec(name, str(kind), options, required, choices)
+
+
+def _inputs(
+    section: Mapping[str, Any], prefix: str = "", order: Mapping[str, Any] | None = None
+) -> list[InputSpec]:
+    specs: list[InputSpec] = []
+    for part, required in (("required", True), ("optional", False)):
+        given = section.get(part) or {}
+        names = (order or {}).get(part) or list(given)
+        specs.extend(_input(prefix + name, given[name], required) for name in names if name in given)
+    return specs
+
+
+def node_class(name: str, raw: Mapping[str, Any]) -> NodeClass:
+    """A node class from its entry in ``/object_info``."""
+    return NodeClass(
+        name=name,
+        inputs=tuple(_inputs(raw.get("input") or {}, order=raw.get("input_order"))),
+        output_types=tuple(str(kind) for kind in raw.get("output") or ()),
+        output_names=tuple(str(kind) for kind in raw.get("output_name") or ()),
+        is_output=bool(raw.get("output_node")),
+        category=str(raw.get("category") or ""),
+        display_name=str(raw.get("display_name") or name),
+    )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every node class a server offers, by name, and where the definitions were read."""
+
+    classes: Mapping[str, NodeClass]
+    source: str
+
+    def get(self, name: str) -> NodeClass | None:
+        """The node class called ``name``, if the server has it."""
+        return self.classes.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.classes
+
+
+def catalog_from_object_info(data: Any, source: str) -> Catalog:
+    """A catalog from the JSON of ``/object_info``; anything else is exit 10 naming ``source``."""
+    if not isinstance(data, dict) or not data or not all(isinstance(v, dict) for v in data.values()):
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: not the node definitions of /object_info")
+    return Catalog({name: node_class(name, raw) for name, raw in data.items()}, source)
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    """The node definitions saved in ``path`` (JSON, or gzip of JSON)."""
+    if not path.is_file():
+        raise not_a_file("node definitions", path)
+    raw = path.read_bytes()
+    try:
+        text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not JSON node definitions ({exc})") from None
+    return catalog_from_object_info(data, str(path))
+
+
+def load_catalog_url(url: str, timeout: float = 30.0) -> Catalog:
+    """The node definitions a running server answers at ``GET /object_info`` (exit 40 when it does not)."""
+    address = url.rstrip("/") + "/object_info"
+    try:
+        answer = requests.get(address, timeout=timeout)
+        answer.raise_for_status()
+        data = answer.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise VaError(
+            ExitCode.COMFYUI_UNAVAILABLE, f"ComfyUI at {url}: no node definitions from /object_info ({exc})"
+        ) from None
+    return catalog_from_object_info(data, address)
+
+
+def load_catalog(server: str | None, object_info: Path | None) -> Catalog:
+    """The node definitions of ``object_info`` (a saved copy) if given, else of the server at ``server``,
+    else of the configured ComfyUI (``comfyui.url`` of vidax.json)."""
+    if object_info is not None:
+        return load_catalog_file(object_info)
+    if server is None:
+        server = str(load_config("vidax").data["comfyui"]["url"])
+    return load_catalog_url(server)

@@ -1,0 +1,431 @@
+"""Editor-format workflows (what ComfyUI's "Save" writes, what the official templates hold) turned into the
+API graph a ``POST /prompt`` takes, the way the editor's own "Save (API)" does it.
+
+The node definitions of a server (:mod:`va.comfyui.catalog`) say which widget value is which input.
+Links are followed through Reroute nodes, the editor's primitive nodes and subgraphs (flattened, inner
+nodes named ``<subgraph node>:<inner node>``); bypassed nodes (mode 4) pass an input of the output's
+type through, muted nodes (mode 2) are left out with the links that lead from them, notes are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from va.comfyui.catalog import CONTROL_VALUES, DYNAMIC_COMBO, Catalog, InputSpec, NodeClass
+from va.errors import ExitCode, VaError
+
+#: Node types that exist only in the editor: they never reach the server.
+NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
+REROUTE = "Reroute"
+PRIMITIVE = "PrimitiveNode"
+#: The editor's node modes that change what is sent: muted nodes are left out, bypassed ones pass through.
+MUTED = 2
+BYPASSED = 4
+#: The ids the editor gives a subgraph's own input and output nodes.
+SUBGRAPH_INPUT = -10
+SUBGRAPH_OUTPUT = -20
+
+ApiGraph = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link of the editor: from an output slot of one node to an input slot of another."""
+
+    id: int
+    origin_id: int
+    origin_slot: int
+    target_id: int
+    target_slot: int
+    type: str
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """An output of a node of the API graph, as ``POST /prompt`` names it: ``[id, slot]``."""
+
+    node: str
+    slot: int
+
+
+@dataclass(frozen=True)
+class Value:
+    """A value that reaches an input through a link (from a primitive node of the editor)."""
+
+    value: Any
+
+
+Source = NodeRef | Value
+
+
+@dataclass
+class Scope:
+    """The root graph or one subgraph instance: its nodes and links, and the node that holds it."""
+
+    nodes: dict[int, dict[str, Any]]
+    links: dict[int, Link]
+    path: tuple[str, ...]
+    definition: Mapping[str, Any] | None = None
+    parent: Scope | None = None
+    holder: Mapping[str, Any] | None = None
+    children: dict[int, Scope] = field(default_factory=dict)
+
+    def api_id(self, node_id: int) -> str:
+        """The id the node gets in the API graph: the subgraph path and its own id, joined by ``:``."""
+        return ":".join((*self.path, str(node_id)))
+
+
+def refuse(source: str, message: str) -> VaError:
+    """The one-line refusal (exit 10) of a workflow that cannot be converted."""
+    return VaError(ExitCode.VALIDATION_FAILED, f"{source}: {message}")
+
+
+def parse_workflow(text: str, source: str) -> dict[str, Any]:
+    """The editor-format workflow in ``text``; not JSON, an API graph or anything else is refused."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise refuse(source, f"not JSON ({exc})") from None
+    if is_api_graph(document):
+        raise refuse(
+            source,
+            'already an API-format graph ("Save (API)"): use it as a template as it is, with a bindings file',
+        )
+    if not isinstance(document, dict) or not isinstance(document.get("nodes"), list):
+        raise refuse(source, "not a ComfyUI workflow in the editor's format (no list of nodes)")
+    return document
+
+
+def is_api_graph(document: Any) -> bool:
+    """Whether ``document`` is in the API format already: node ids mapping to ``class_type``, ``inputs``."""
+    return (
+        isinstance(document, dict)
+        and bool(document)
+        and all(isinstance(node, dict) and "class_type" in node for node in document.values())
+    )
+
+
+def _links(raw: Any, source: str) -> dict[int, Link]:
+    found: dict[int, Link] = {}
+    for item in raw or []:
+        if isinstance(item, list) and len(item) >= 5:
+            link = Link(int(item[0]), int(item[1]), int(item[2]), int(item[3]), int(item[4]), str(item[5]))
+        elif isinstance(item, dict):
+            link = Link(
+                int(item["id"]),
+                int(item["origin_id"]),
+                int(item["origin_slot"]),
+                int(item["target_id"]),
+                int(item["target_slot"]),
+                str(item.get("type", "*")),
+            )
+        else:
+            raise refuse(source, f"a link is neither a list nor an object: {item!r}")
+        found[link.id] = link
+    return found
+
+
+class Converter:
+    """One conversion: a workflow, the node definitions, and the API graph being built."""
+
+    def __init__(self, document: Mapping[str, Any], catalog: Catalog, source: str) -> None:
+        self.catalog = catalog
+        self.source = source
+        subgraphs = (document.get("definitions") or {}).get("subgraphs") or []
+        self.subgraphs: dict[str, Mapping[str, Any]] = unique_node_ids(document, subgraphs)
+        self.root = Scope(self._nodes(document["nodes"]), _links(document.get("links"), source), ())
+        self.graph: ApiGraph = {}
+
+    def _nodes(self, raw: list[Any]) -> dict[int, dict[str, Any]]:
+        nodes: dict[int, dict[str, Any]] = {}
+        for node in raw:
+            if not isinstance(node, dict) or "id" not in node or "type" not in node:
+                raise refuse(self.source, f"a node without an id or a type: {str(node)[:80]}")
+            nodes[int(node["id"])] = node
+        return nodes
+
+    def convert(self) -> ApiGraph:
+        """The API graph of the whole workflow, subgraphs flattened."""
+        self._walk(self.root, ())
+        for node in self.graph.values():
+            for name, value in list(node["inputs"].items()):
+                if is_link(value) and value[0] not in self.graph:
+                    del node["inputs"][name]
+        return self.graph
+
+    def _walk(self, scope: Scope, stack: tuple[str, ...]) -> None:
+        for node_id, node in scope.nodes.items():
+            kind = str(node["type"])
+            if kind in self.subgraphs:
+                if node.get("mode") in (MUTED, BYPASSED):
+                    continue
+                if kind in stack:
+                    name = self.subgraphs[kind].get("name") or kind
+                    raise refuse(self.source, f"subgraph {name!r} ({kind}) contains itself")
+                self._walk(self._child(scope, node_id), (*stack, kind))
+            elif kind in NOTE_TYPES or kind in (REROUTE, PRIMITIVE) or node.get("mode") in (MUTED, BYPASSED):
+                continue  # never sent: a bypassed or muted node may be of a class the server lacks
+            else:
+                definition = self.catalog.get(kind)
+                if definition is None and kind.startswith("workflow>"):
+                    raise refuse(
+                        self.source,
+                        f"node {scope.api_id(node_id)} is a group node of the older editor ({kind!r}): "
+                        "convert it to a subgraph in ComfyUI, save, and import again",
+                    )
+                if definition is None:
+                    raise refuse(
+                        self.source,
+                        f"node {scope.api_id(node_id)} is of type {kind!r}, which the server "
+                        f"({self.catalog.source}) does not know (a custom node not installed?)",
+                    )
+                self._emit(scope, node_id, node, definition)
+
+    def _child(self, scope: Scope, node_id: int) -> Scope:
+        if node_id not in scope.children:
+            holder = scope.nodes[node_id]
+            definition = self.subgraphs[str(holder["type"])]
+            scope.children[node_id] = Scope(
+                self._nodes(definition.get("nodes") or []),
+                _links(definition.get("links"), self.source),
+                (*scope.path, str(node_id)),
+                definition,
+                scope,
+                holder,
+            )
+        return scope.children[node_id]
+
+    def _emit(self, scope: Scope, node_id: int, node: Mapping[str, Any], definition: NodeClass) -> None:
+        inputs = widget_inputs(node.get("widgets_values"), definition)
+        for slot in node.get("inputs") or []:
+            if slot.get("link") is None:
+                continue
+            found = self._resolve(scope, int(slot["link"]), 0)
+            if isinstance(found, NodeRef):
+                inputs[str(slot["name"])] = [found.node, found.slot]
+            elif isinstance(found, Value):
+                inputs[str(slot["name"])] = _wrapped(found.value)
+        title = node.get("title") or definition.display_name
+        self.graph[scope.api_id(node_id)] = {
+            "inputs": inputs,
+            "class_type": definition.name,
+            "_meta": {"title": title},
+        }
+
+    def _resolve(self, scope: Scope, link_id: int, depth: int) -> Source | None:
+        """Where the value of a link comes from, or None when nothing reaches it."""
+        if depth > 1000:
+            raise refuse(self.source, f"link {link_id} goes round in a loop of reroutes or bypassed nodes")
+        link = scope.links.get(link_id)
+        if link is None:
+            raise refuse(
+                self.source, f"a node input names link {link_id}, which the {_where(scope)} does not have"
+            )
+        if link.origin_id == SUBGRAPH_INPUT:
+            return self._from_subgraph_input(scope, link, depth)
+        origin = scope.nodes.get(link.origin_id)
+        if origin is None:
+            raise refuse(
+                self.source,
+                f"link {link.id} leads from node {scope.api_id(link.origin_id)}, which the {_where(scope)} "
+                "does not have",
+            )
+        kind = str(origin["type"])
+        if origin.get("mode") == MUTED:
+            return None
+        if origin.get("mode") == BYPASSED:
+            return self._through_bypassed(scope, origin, link, depth)
+        if kind == REROUTE:
+            upstream = (origin.get("inputs") or [{}])[0].get("link")
+            return None if upstream is None else self._resolve(scope, int(upstream), depth + 1)
+        if kind == PRIMITIVE:
+            values = origin.get("widgets_values") or []
+            return Value(values[0]) if values else None
+        if kind in self.subgraphs:
+            child = self._child(scope, link.origin_id)
+            outputs = (child.definition or {}).get("outputs") or []
+            if link.origin_slot >= len(outputs) or not outputs[link.origin_slot].get("linkIds"):
+                return None
+            return self._resolve(child, int(outputs[link.origin_slot]["linkIds"][0]), depth + 1)
+        return NodeRef(scope.api_id(link.origin_id), link.origin_slot)
+
+    def _from_subgraph_input(self, scope: Scope, link: Link, depth: int) -> Source | None:
+        """A subgraph input: what reaches the subgraph node outside, else the value of the widget the
+        editor shows for it on the subgraph node (the first inner widget the input feeds)."""
+        if scope.parent is None or scope.holder is None or scope.definition is None:
+            raise refuse(self.source, f"link {link.id} leads from a subgraph input outside any subgraph")
+        entries = scope.definition.get("inputs") or []
+        if link.origin_slot >= len(entries):
+            return None
+        entry = entries[link.origin_slot]
+        for slot in scope.holder.get("inputs") or []:
+            if slot.get("name") == entry.get("name") and slot.get("link") is not None:
+                return self._resolve(scope.parent, int(slot["link"]), depth + 1)
+        return self._promoted_value(scope, entry)
+
+    def _promoted_value(self, scope: Scope, entry: Mapping[str, Any]) -> Source | None:
+        for link_id in entry.get("linkIds") or []:
+            inner = scope.links.get(int(link_id))
+            target = None if inner is None else scope.nodes.get(inner.target_id)
+            if inner is None or target is None:
+                continue
+            slots = target.get("inputs") or []
+            slot = slots[inner.target_slot] if inner.target_slot < len(slots) else {}
+            definition = self.catalog.get(str(target["type"]))
+            if not slot.get("widget") or definition is None:
+                continue
+            values = widget_inputs(target.get("widgets_values"), definition)
+            name = str(slot["widget"].get("name") or slot.get("name"))
+            if name in values:
+                return Value(values[name])
+        return None
+
+    def _through_bypassed(
+        self, scope: Scope, origin: Mapping[str, Any], link: Link, depth: int
+    ) -> Source | None:
+        """A bypassed node hands on the input of its output's type: the same slot first, else the first."""
+        inputs = origin.get("inputs") or []
+        outputs = origin.get("outputs") or []
+        wanted = str(outputs[link.origin_slot].get("type")) if link.origin_slot < len(outputs) else link.type
+        index = _bypass_input(inputs, link.origin_slot, wanted)
+        if index is None or inputs[index].get("link") is None:
+            return None
+        return self._resolve(scope, int(inputs[index]["link"]), depth + 1)
+
+
+def unique_node_ids(document: Mapping[str, Any], subgraphs: list[Any]) -> dict[str, Mapping[str, Any]]:
+    """The subgraph definitions by id, an inner node whose id is already taken (by the root graph or an
+    earlier definition) renumbered after the highest id in use, as the editor does when it loads a file:
+    the API graph names inner nodes by these ids."""
+    used = {
+        int(node["id"]) for node in document.get("nodes") or [] if isinstance(node, dict) and "id" in node
+    }
+    last = max(
+        [int(document.get("last_node_id") or 0), int((document.get("state") or {}).get("lastNodeId") or 0)]
+    )
+    for definition in subgraphs:
+        last = max(last, int((definition.get("state") or {}).get("lastNodeId") or 0))
+        last = max([last, *(int(node["id"]) for node in definition.get("nodes") or [] if "id" in node)])
+    found: dict[str, Mapping[str, Any]] = {}
+    for definition in subgraphs:
+        if not isinstance(definition, dict) or "id" not in definition:
+            continue
+        renumbered: dict[int, int] = {}
+        for node in definition.get("nodes") or []:
+            node_id = int(node["id"])
+            if node_id in used:
+                last += 1
+                while last in used:
+                    last += 1
+                renumbered[node_id] = last
+                node_id = last
+            used.add(node_id)
+        found[str(definition["id"])] = _renumbered(definition, renumbered) if renumbered else definition
+    return found
+
+
+def _renumbered(definition: Mapping[str, Any], renumbered: Mapping[int, int]) -> dict[str, Any]:
+    copy = dict(definition)
+    copy["nodes"] = [
+        {**node, "id": renumbered.get(int(node["id"]), int(node["id"]))}
+        for node in definition.get("nodes") or []
+    ]
+    links: list[Any] = []
+    for link in definition.get("links") or []:
+        if isinstance(link, dict):
+            origin, target = int(link["origin_id"]), int(link["target_id"])
+            links.append(
+                {
+                    **link,
+                    "origin_id": renumbered.get(origin, origin),
+                    "target_id": renumbered.get(target, target),
+                }
+            )
+        else:
+            item = list(link)
+            item[1] = renumbered.get(int(item[1]), int(item[1]))
+            item[3] = renumbered.get(int(item[3]), int(item[3]))
+            links.append(item)
+    copy["links"] = links
+    return copy
+
+
+def _bypass_input(inputs: list[Mapping[str, Any]], slot: int, wanted: str) -> int | None:
+    if wanted in ("*", ""):
+        return slot if slot < len(inputs) else (0 if inputs else None)
+    if slot < len(inputs) and _fits(str(inputs[slot].get("type")), wanted):
+        return slot
+    for index, candidate in enumerate(inputs):
+        if str(candidate.get("type")) == wanted:
+            return index
+    return None
+
+
+def _fits(input_type: str, output_type: str) -> bool:
+    if "*" in (input_type, output_type):
+        return True
+    return bool(set(input_type.split(",")) & set(output_type.split(",")))
+
+
+def _where(scope: Scope) -> str:
+    if scope.definition is None:
+        return "workflow"
+    return f"subgraph {scope.definition.get('name') or scope.definition.get('id')!r}"
+
+
+def is_link(value: Any) -> bool:
+    """Whether an input's value in an API graph is a link, ``[node id, output slot]``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+    )
+
+
+def _wrapped(value: Any) -> Any:
+    # A list in an API graph is a link; the editor wraps a list value so that it stays a value.
+    return {"__value__": value} if isinstance(value, list) else value
+
+
+def widget_inputs(values: Any, definition: NodeClass) -> dict[str, Any]:
+    """The inputs a node's ``widgets_values`` give, named by the node definition's widget order.
+
+    A "control after generate" value after a seed is skipped; a dynamic combo's chosen option brings its
+    own widgets next; missing values take the definition's default, as a new widget in the editor would.
+    """
+    if isinstance(values, dict):  # some nodes keep their widgets by name
+        return {
+            spec.name: _wrapped(values[spec.name])
+            for spec in _widgets_by_name(definition)
+            if spec.name in values
+        }
+    remaining = list(values) if isinstance(values, list) else []
+    found: dict[str, Any] = {}
+    for spec in definition.inputs:
+        _take(spec, remaining, found)
+    return found
+
+
+def _take(spec: InputSpec, remaining: list[Any], found: dict[str, Any]) -> None:
+    if not spec.is_widget:
+        return
+    value = remaining.pop(0) if remaining else spec.default
+    found[spec.name] = _wrapped(value)
+    if spec.has_control and remaining and remaining[0] in CONTROL_VALUES:
+        remaining.pop(0)
+    if spec.type == DYNAMIC_COMBO:
+        for inner in spec.dynamic_options().get(str(value), ()):
+            _take(inner, remaining, found)
+
+
+def _widgets_by_name(definition: NodeClass) -> Iterator[InputSpec]:
+    return (spec for spec in definition.all_inputs() if spec.is_widget)
+
+
+def convert_workflow(document: Mapping[str, Any], catalog: Catalog, source: str) -> ApiGraph:
+    """The API graph of an editor-format workflow, as the editor's "Save (API)" makes it."""
+    return Converter(document, catalog, source).convert()

@@ -1,0 +1,245 @@
+"""A pool of ComfyUI servers: which servers a stage may use, and a lease of one of them for each unit.
+
+A unit (one batch's prompt) leases a place at a server before it submits and gives it back when the
+prompt has ended: a server has its ``slots`` running and ``QUEUED_AHEAD`` more queued behind them. The
+units of a run or a batch run in separate Snakemake jobs (on a cluster, on other nodes), so the leases
+are file locks in one folder (the state dir's ``comfyui/pool``; the kernel gives a lock back when its
+process dies, so a killed unit never leaves a lease taken), and a server that failed is marked there for
+a few seconds, so that the next units go to the others until it answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from va.state import state_dir
+
+#: How long a server that failed is left out when a unit looks for a slot (it is then tried again: a
+#: server that comes back is used again).
+DOWN_SECONDS = 5.0
+#: How often a unit waiting for a slot looks again.
+LEASE_POLL_SECONDS = 0.02
+#: How long a server may not answer while it runs our prompt before the unit is moved to another server
+#: of the pool (a single server is waited for up to ``comfyui.stall_seconds``: it may come back).
+FAILOVER_SECONDS = 5.0
+#: Prompts va keeps at a server beyond its slots, queued there behind the running ones: the server goes
+#: from one prompt to the next without waiting for va to submit (a 1 s prompt left the server idle
+#: 0.1-0.8 s between prompts, more on a loaded machine).
+QUEUED_AHEAD = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolServer:
+    """One ComfyUI server of a pool: its URL and how many prompts va keeps there at once."""
+
+    url: str
+    slots: int = 1
+
+    @property
+    def leases(self) -> int:
+        """The prompts va keeps there at once: its slots running, ``QUEUED_AHEAD`` more waiting their turn."""
+        return self.slots + QUEUED_AHEAD
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStart:
+    """How a ComfyUI stage starts its own server (on a compute node): the command (``{port}`` is replaced
+    by a free port), its working folder, how long it may take to answer, and how long it gets to stop."""
+
+    command: tuple[str, ...]
+    cwd: str | None = None
+    start_timeout_seconds: float = 300.0
+    stop_seconds: float = 10.0
+    #: Declared in vidax.json (``comfyui.start_in_job``): used only when the stage runs as a cluster job.
+    cluster_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """The servers of a stage, and the server it starts itself, if any (then the pool is that server)."""
+
+    servers: tuple[PoolServer, ...]
+    start: ServerStart | None = None
+
+    @property
+    def slots(self) -> int:
+        """The slots of every server together."""
+        return sum(server.slots for server in self.servers)
+
+    def as_params(self) -> dict[str, Any]:
+        """As a rule's params (plain data, so Snakemake reruns the stage when the pool changes)."""
+        start = None
+        if self.start is not None:
+            start = {
+                "command": list(self.start.command), "cwd": self.start.cwd,
+                "start_timeout_seconds": self.start.start_timeout_seconds,
+                "stop_seconds": self.start.stop_seconds, "cluster_only": self.start.cluster_only,
+            }  # fmt: skip
+        return {"servers": [{"url": s.url, "slots": s.slots} for s in self.servers], "start": start}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> PoolSettings:
+        """What ``as_params`` made."""
+        start = params.get("start")
+        return cls(
+            servers_of(params["servers"]),
+            None if start is None else start_of(start),
+        )
+
+
+def servers_of(named: Any) -> tuple[PoolServer, ...]:
+    """The servers a setting names: one URL, or a list of URLs and ``{"url", "slots"}`` (the same URL
+    twice counts once, with the larger slots)."""
+    items = [named] if isinstance(named, str) else list(named or ())
+    servers: dict[str, int] = {}
+    for item in items:
+        url, slots = (item, 1) if isinstance(item, str) else (item["url"], int(item.get("slots", 1)))
+        url = str(url).rstrip("/")
+        servers[url] = max(slots, servers.get(url, 0))
+    return tuple(PoolServer(url, slots) for url, slots in servers.items())
+
+
+def start_of(declared: dict[str, Any]) -> ServerStart:
+    """A start declaration (``comfyui_start`` of a profile, ``comfyui.start_in_job`` of vidax.json)."""
+    cwd = declared.get("cwd")
+    return ServerStart(
+        tuple(str(part) for part in declared["command"]),
+        None if cwd in (None, "", "None", "null") else str(cwd),  # a profile's values arrive as text
+        float(declared.get("start_timeout_seconds", 300)),
+        float(declared.get("stop_seconds", 10)),
+        bool(declared.get("cluster_only", False)),
+    )
+
+
+def resolve_pool(job_url: Any, profile: dict[str, Any], vidax: dict[str, Any]) -> PoolSettings:
+    """The pool of a job's ComfyUI stage: the job's ``comfyui.url`` (one or several), else the profile's
+    ``comfyui_servers`` (Snakemake ``config:``), else ``comfyui.servers`` of vidax.json, else its
+    ``comfyui.url``. A start is the profile's ``comfyui_start``, else vidax.json's
+    ``comfyui.start_in_job`` (which the stage uses only inside a cluster job)."""
+    servers = servers_of(job_url or profile.get("comfyui_servers") or vidax.get("servers") or vidax["url"])
+    start = None
+    if profile.get("comfyui_start"):
+        start = start_of(profile["comfyui_start"])
+    elif vidax.get("start_in_job"):
+        start = start_of({**vidax["start_in_job"], "cluster_only": True})
+    return PoolSettings(servers, start)
+
+
+def snakemake_jobs(servers: Iterable[PoolServer]) -> int:
+    """How many ComfyUI jobs Snakemake may run at once (``resources: comfyui``): two for each prompt va
+    keeps at a server, one with its prompt there and one started and waiting for the lease, so that a
+    server never waits for Snakemake to start a job (2 s, and 5 s and more on a loaded machine)."""
+    return sum(2 * server.leases for server in servers)
+
+
+def pool_folder() -> Path:
+    """Where the slots and the marks of failed servers are kept: shared by every run of this state dir
+    (on a cluster the state dir must be on the filesystem the nodes share, as the workdir is)."""
+    return state_dir() / "comfyui" / "pool"
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+class Lease:
+    """A slot of one server, held until ``release`` (or the process ends)."""
+
+    def __init__(self, server: PoolServer, lock: FileLock) -> None:
+        self.server, self._lock = server, lock
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def release(self) -> None:
+        """Give the slot back (again: nothing)."""
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+class ServerPool:
+    """The slots of a pool's servers, shared by every process that uses the same folder."""
+
+    def __init__(self, servers: tuple[PoolServer, ...], folder: Path | None = None) -> None:
+        if not servers:
+            raise ValueError("a pool needs at least one server")
+        self.servers = servers
+        self.folder = folder or pool_folder()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _slot_lock(self, server: PoolServer, slot: int) -> FileLock:
+        return FileLock(self.folder / f"{_key(server.url)}.{slot}.lock", thread_local=False)
+
+    def _mark(self, url: str) -> Path:
+        return self.folder / f"{_key(url)}.down"
+
+    def mark_down(self, url: str) -> None:
+        """``url`` failed: left out of the next leases for ``DOWN_SECONDS`` (unless none other can take
+        them)."""
+        self._mark(url).touch()
+
+    def is_down(self, url: str) -> bool:
+        """Whether ``url`` failed less than ``DOWN_SECONDS`` ago."""
+        try:
+            return time.time() - self._mark(url).stat().st_mtime < DOWN_SECONDS
+        except FileNotFoundError:
+            return False
+
+    def _try(self, servers: list[PoolServer]) -> Lease | None:
+        for server in servers:
+            for slot in range(server.leases):
+                lock = self._slot_lock(server, slot)
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                return Lease(server, lock)
+        return None
+
+    def acquire(self, avoid: str | None = None) -> Lease:
+        """A free slot, waiting until there is one: of a server that did not fail in the last
+        ``DOWN_SECONDS``; when every server failed lately, of any (the retry policy then paces the
+        attempts). ``avoid``: the server the unit just failed on, taken only when no other has a slot."""
+        while True:
+            up = [s for s in self.servers if not self.is_down(s.url)]
+            random.shuffle(up)  # units waiting on several processes spread over equal servers
+            up.sort(key=lambda s: s.url == avoid)
+            lease = self._try(up) if up else None
+            if lease is None and not up:
+                lease = self._try(sorted(self.servers, key=lambda s: s.url == avoid))
+            if lease is not None:
+                return lease
+            time.sleep(LEASE_POLL_SECONDS)
+
+    @contextlib.contextmanager
+    def lease(self, avoid: str | None = None) -> Iterator[Lease]:
+        """``acquire``, given back when the block ends, whatever way it ends."""
+        held = self.acquire(avoid)
+        try:
+            yield held
+        finally:
+            held.release()
+
+    def busy(self, url: str) -> int:
+        """How many leases of ``url`` are taken now (prompts running or queued there)."""
+        server = next(s for s in self.servers if s.url == url)
+        taken = 0
+        for slot in range(server.leases):
+            lock = self._slot_lock(server, slot)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                taken += 1
+            else:
+                lock.release()
+        return taken

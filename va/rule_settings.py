@@ -1,0 +1,246 @@
+"""Each rule's settings: the typed slice of the plan one stage reads, and all it reads.
+
+The Snakefile gives a rule its settings as ``params.settings`` (``settings_json``), so Snakemake's params
+trigger reruns the rule when, and only when, what its output depends on changed; the rule's script parses
+them (``parse_settings``) and calls one function of the package with them. No stage opens the job file or
+``prepare/plan.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from va import media
+from va.job import Buffer
+from va.plan import (
+    CameraMove,
+    Caption,
+    Chunk,
+    Encoding,
+    Generation,
+    Geometry,
+    InputFile,
+    Lipsync,
+    Plan,
+    Visual,
+    as_data,
+    canonical_json,
+    from_data,
+    generation_document,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """The video a stage encodes: ``frames`` frames at ``fps``, of ``geometry``'s size, with ``encoding``."""
+
+    fps: int
+    frames: int
+    geometry: Geometry
+    encoding: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSettings:
+    """``prepare_audio``: the voice padded by ``buffer`` (normalized to ``loudness`` when set) must last
+    ``padded_seconds``. No frame rate: the padded audio is the same at any."""
+
+    voice: InputFile
+    buffer: Buffer
+    loudness: media.LoudnessTarget | None
+    voice_seconds: float
+    padded_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StillSettings:
+    """``hold_start_frame``: the start rendered as the still, and two seconds of it encoded."""
+
+    start: InputFile
+    geometry: Geometry
+    fps: int
+    encoding: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationSettings:
+    """``comfyui_batch``: every batch of the generation; ``start``: its content names the upload."""
+
+    start: InputFile
+    generation: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class AssembleSettings:
+    """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``."""
+
+    generated_fps: int
+    generated_frames: int
+    picture: Picture
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSettings:
+    """``camera_motion``: the held still with ``move``, as ``picture``."""
+
+    start: InputFile
+    move: CameraMove
+    picture: Picture
+
+
+@dataclass(frozen=True, slots=True)
+class StabilizeSettings:
+    """``stabilize``: ComfyUI's picture steadied by ``method``, as ``picture``."""
+
+    method: str
+    generated_fps: int
+    picture: Picture
+
+
+@dataclass(frozen=True, slots=True)
+class LipsyncSettings:
+    """``lipsync`` and ``lipsync_chunk``: the provider's stage, the output's picture, the run's seed and
+    the padded audio's length; ``chunk``: the one run of a ``lipsync_chunk`` (None: the stage's own)."""
+
+    stage: Lipsync
+    picture: Picture
+    seed: int
+    padded_seconds: float
+    chunk: Chunk | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionsSettings:
+    """``captions``: the job's captions, shifted by ``pre_seconds``, on frame boundaries at ``fps``."""
+
+    captions: tuple[Caption, ...]
+    pre_seconds: float
+    fps: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeSettings:
+    """``encode``: the final video as ``picture``; ``visual`` and ``lipsync`` say which picture comes in,
+    ``captions`` whether they are a track or drawn in; ``cleanup``: what a succeeded run keeps."""
+
+    picture: Picture
+    visual: Visual
+    lipsync: str | None
+    captions: str
+    cleanup: str
+    #: What a video the lip-sync check found out of sync does (``lipsync.sync_check.on_fail``).
+    sync_on_fail: str = "fail"
+
+
+def picture_of(plan: Plan) -> Picture:
+    """The output picture of ``plan``."""
+    return Picture(plan.fps, plan.target_frames, plan.geometry, plan.encoding)
+
+
+def audio_settings(plan: Plan) -> AudioSettings:
+    """The settings of ``prepare_audio``."""
+    return AudioSettings(
+        voice=plan.inputs["audio"],
+        buffer=plan.buffer,
+        loudness=plan.loudness,
+        voice_seconds=plan.audio_input_duration_seconds,
+        padded_seconds=plan.audio_duration_seconds,
+    )
+
+
+def still_settings(plan: Plan) -> StillSettings:
+    """The settings of ``hold_start_frame``."""
+    return StillSettings(plan.inputs["start"], plan.geometry, plan.fps, plan.encoding)
+
+
+def generation_settings(plan: Plan) -> GenerationSettings | None:
+    """The settings of ``comfyui_batch``; None without a ComfyUI stage."""
+    return None if plan.comfyui is None else GenerationSettings(plan.inputs["start"], plan.comfyui)
+
+
+def assemble_settings(plan: Plan) -> AssembleSettings | None:
+    """The settings of ``assemble_visual``; None without a ComfyUI stage."""
+    if plan.comfyui is None:
+        return None
+    return AssembleSettings(plan.comfyui.fps, plan.comfyui.frames, picture_of(plan))
+
+
+def camera_settings(plan: Plan) -> CameraSettings:
+    """The settings of ``camera_motion``."""
+    return CameraSettings(plan.inputs["start"], plan.camera, picture_of(plan))
+
+
+def stabilize_settings(plan: Plan) -> StabilizeSettings | None:
+    """The settings of ``stabilize``; None without a ComfyUI stage."""
+    if plan.comfyui is None:
+        return None
+    return StabilizeSettings(plan.stabilize_method, plan.comfyui.fps, picture_of(plan))
+
+
+def lipsync_settings(plan: Plan, chunk: str | None = None) -> LipsyncSettings | None:
+    """The settings of ``lipsync`` (``chunk`` None) or of ``lipsync_chunk``; None without the stage."""
+    if plan.lipsync is None:
+        return None
+    return LipsyncSettings(
+        stage=plan.lipsync,
+        picture=picture_of(plan),
+        seed=plan.seeds.value,
+        padded_seconds=plan.audio_duration_seconds,
+        chunk=None if chunk is None else plan.chunk(chunk),
+    )
+
+
+def captions_settings(plan: Plan) -> CaptionsSettings:
+    """The settings of ``captions``."""
+    return CaptionsSettings(plan.captions, plan.buffer.pre_seconds, plan.fps)
+
+
+def encode_settings(plan: Plan) -> EncodeSettings:
+    """The settings of ``encode``."""
+    stages = plan.stages
+    on_fail = plan.lipsync.sync.on_fail if plan.lipsync is not None else "fail"
+    return EncodeSettings(
+        picture_of(plan), stages.visual, stages.lipsync, stages.captions, plan.cleanup, sync_on_fail=on_fail
+    )
+
+
+#: Rule -> the function that cuts its settings from a plan.
+RULE_SETTINGS: dict[str, Callable[[Plan], object]] = {
+    "prepare_audio": audio_settings,
+    "hold_start_frame": still_settings,
+    "comfyui_batch": generation_settings,
+    "assemble_visual": assemble_settings,
+    "camera_motion": camera_settings,
+    "stabilize": stabilize_settings,
+    "lipsync": lipsync_settings,
+    "lipsync_chunk": lipsync_settings,
+    "captions": captions_settings,
+    "encode": encode_settings,
+}
+
+
+def rule_settings(plan: Plan, rule: str, chunk: str | None = None) -> object:
+    """The settings of ``rule`` in a run of ``plan`` (of one ``chunk`` for ``lipsync_chunk``)."""
+    if chunk is not None:
+        return lipsync_settings(plan, chunk)
+    return RULE_SETTINGS[rule](plan)
+
+
+def settings_json(settings: object) -> str:
+    """Settings as one canonical JSON string: a rule's ``params.settings``."""
+    data = as_data(settings)
+    if isinstance(settings, GenerationSettings):
+        data["generation"] = generation_document(settings.generation)
+    return canonical_json(data)
+
+
+S = TypeVar("S")
+
+
+def parse_settings(kind: type[S], text: str) -> S:
+    """A rule's settings from its ``params.settings`` (``settings_json``)."""
+    parsed: S = from_data(kind, json.loads(text))
+    return parsed
