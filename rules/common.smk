@@ -1,37 +1,44 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
+import atexit
 import sys
 import threading
 from functools import partial
 from pathlib import Path
 
+from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
-from va.batch import load_batch, probe_ahead, read_selection
+from va.batch import left_out_line, load_batch, probe_ahead, read_selection
 from va.clean import record_success
 from va.comfyui.pool import resolve_pool
 from va.config import load_config
 from va.errors import ExitCode, VaError
-from va.graph import check_job, check_supported, of_wildcards
+from va.graph import RULE_PHASE, check_job, check_supported, of_wildcards
 from va.input_checks import seed_checks
 from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.plan import plan_job, previous_plan, publish_plan
 from va.registry import register_runs
+from va.segments import read_retakes
 from va.slurm import (
     NeverRunsWatch,
+    cluster_failure,
     failed_rule,
     group_id,
+    hear_job_errors,
+    keep_outputs_of_finished_rules,
     named_job,
-    refused_submissions,
 )
 from va.rule_settings import rule_settings, settings_json
 from va.tracking import (
+    failure_of_attempt,
     reconcile,
     record_rule_failed,
     record_run_finished,
     record_run_started,
+    rule_finished_in_attempt,
     run_finished,
 )
 from va.workdir import Workdir
@@ -43,15 +50,22 @@ seed_checks(Workdir(Path.cwd()).input_checks)
 if config.get("batch"):
     # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
     # out with one line, as `va batch` does, instead of failing the graph.
+    # The graph's own Snakemake (not one running a job of it, on a node) also checks what each job's
+    # folder holds, as `va batch` did (va.batch.check_made_here).
+    DRIVES = workflow.exec_mode.name == "DEFAULT"
     probe = not config.get("inputs_checked")
     BATCH = load_batch(
         Path(config["batch"]),
         only=read_selection(Path.cwd()),
         check=partial(check_job, probe=probe),
         workers=8 if probe else 1,
+        out=Path.cwd() if DRIVES and not config.get("finished_only") else None,
     )
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
+    if BATCH.problems and DRIVES and not config.get("finished_only"):
+        # Plain snakemake's last line says which jobs it left out, whatever it printed before.
+        atexit.register(print, left_out_line(BATCH), file=sys.stderr)
     JOBS = BATCH.jobs
     PREFIX = "{name}/"
 else:
@@ -72,6 +86,7 @@ wildcard_constraints:
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
     chunk=r"\d{4}",
+    segment=r"\d{4}",
 
 
 def at(path):
@@ -104,7 +119,8 @@ def plan_for(name):
         )
     if name not in PLANS:
         previous = previous_plan(Path(name, "prepare/plan.json"))
-        PLANS[name] = plan_job(JOBS[name], previous)
+        retakes = read_retakes(Workdir(Path.cwd() / name).retakes)
+        PLANS[name] = plan_job(JOBS[name], previous, retakes)
     return PLANS[name]
 
 
@@ -122,7 +138,8 @@ def plan_settings(rule):
     @of_wildcards
     def settings(wildcards):
         plan = plan_of(wildcards)
-        return settings_json(rule_settings(plan, rule, wildcards.get("chunk")))
+        part = wildcards.get("chunk") or wildcards.get("segment")
+        return settings_json(rule_settings(plan, rule, part))
 
     return settings
 
@@ -182,7 +199,8 @@ def record_started():
 
 def record_finished(success):
     """At the end: each job that had work and whose end its encode did not record yet (it records it
-    when it publishes the final) succeeded, failed in one of its rules, or was stopped.
+    when it publishes the final) succeeded, failed in one of its rules, or was stopped. A batch that
+    left jobs out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
     """
     for run, job in PENDING:
         if run_finished(run):
@@ -196,6 +214,9 @@ def record_finished(success):
                 run, from_rules=True, unfinished=unfinished, again=again
             )
     release_rescheduling_timers()
+    if success and config.get("batch") and BATCH.problems:
+        if not config.get("finished_only"):
+            sys.exit(int(ExitCode.BATCH_INCOMPLETE))
 
 
 def stop_idle_rescheduling():
@@ -244,19 +265,49 @@ def watch_cluster():
     if plugin is None or plugin.name != "slurm":
         return
     NeverRunsWatch(Path.cwd(), report=report_never_runs).start()
+    hear_job_errors(workflow.scheduler._executor, report_cluster_failure)
 
 
-def record_refused_submissions(log):
-    """At the end of a failed graph: a job sbatch refused outright (e.g. a GPU on a cluster without
-    one) fails its video with one line naming it, its request and Slurm's words, not as "interrupted".
+def report_cluster_failure(job, message):
+    """A cluster job that failed for the cluster's reason (sbatch refused it, it was cancelled by hand,
+    its node was lost, its time limit reached): that reason, on stderr and as the failure of the rule it
+    was running, unless one of its rules recorded its own error (a rule that failed, a job va's watch
+    cancelled).
     """
-    logs = log if isinstance(log, (list, tuple)) else [log]  # Snakemake 9 gives a list
-    for path in (Path(p) for p in logs if p):
-        if path.is_file():
-            for cluster_job, line in refused_submissions(
-                path.read_text(errors="replace")
-            ):
-                report_never_runs(cluster_job, line)
+    jobs = list(job.jobs) if job.is_group() else [job]
+    name = jobs[0].wildcards_dict.get("name", "")
+    if name not in JOBS:
+        return
+    run = Workdir(Path.cwd() / name)
+    again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
+    what = f"group {job.groupid}" if job.is_group() else cluster_job_name(job)
+    error = cluster_failure(message, what, again)
+    if error is None or failure_of_attempt(run) is not None:
+        return
+    print(f"va: {error.message}", file=sys.stderr)
+    unfinished = [j for j in jobs if not finished_in_attempt(j)] or jobs
+    failed = min((j.rule.name for j in unfinished), key=list(RULE_PHASE).index)
+    record_rule_failed(run, failed, error)
+
+
+def cluster_job_name(job):
+    """A rule's job as va's lines name it: ``rule lipsync [intro]``."""
+    values = "_".join(str(value) for value in job.wildcards_dict.values())
+    return f"rule {job.rule.name}" + (f" [{values}]" if values else "")
+
+
+def finished_in_attempt(job):
+    """Whether the rule of Snakemake's ``job`` recorded its end in this attempt of its video."""
+    wildcards = job.wildcards_dict
+    if job.rule.name not in RULE_PHASE:
+        return False
+    target = wildcards.get("batch") or wildcards.get("chunk")
+    run = Workdir(Path.cwd() / wildcards.get("name", ""))
+    return rule_finished_in_attempt(run, job.rule.name, target)
+
+
+# A failed cluster job of a video's rules keeps what its finished rules made (va.slurm).
+keep_outputs_of_finished_rules(SnakemakeJob, finished_in_attempt)
 
 
 def report_never_runs(cluster_job, line):
@@ -278,6 +329,34 @@ def release_rescheduling_timers():
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
             thread.cancel()
+
+
+@of_wildcards
+def assemble_inputs(wildcards):
+    """Inputs of assemble_visual: every segment's clip for a template that generates segments, else the
+    list of the batches' results."""
+    generation = plan_of(wildcards).comfyui
+    if generation.contract is not None:
+        names = [segment.name for segment in generation.segments]
+        return {
+            "segments": [in_run(wildcards, f"comfyui/segments/{n}.mp4") for n in names]
+        }
+    return {"generated": in_run(wildcards, "comfyui/generated.json")}
+
+
+@of_wildcards
+def segment_inputs(wildcards):
+    """Inputs of one segment: the still, the padded audio its voice is cut from and, for a chained
+    template, the clip of the segment before it (none for the first)."""
+    generation = plan_of(wildcards).comfyui
+    inputs = {
+        "still": ancient(in_run(wildcards, "frames/still.png")),
+        "audio": in_run(wildcards, "prepare/padded.wav"),
+    }
+    index = int(wildcards.segment)
+    if generation.chained and index > 0:
+        inputs["previous"] = in_run(wildcards, f"comfyui/segments/{index - 1:04d}.mp4")
+    return inputs
 
 
 @of_wildcards
@@ -365,6 +444,15 @@ def encode_inputs(wildcards):
 
 
 @of_wildcards
+def encode_cpus(wildcards):
+    """The CPUs the encode asks a cluster for: one to repeat a held still's loop (a stream copy, with the
+    audio), two to encode a picture (a stage's video, captions burned in)."""
+    stages = plan_of(wildcards).stages
+    encodes = stages.lipsync is not None or stages.visual_video is not None
+    return 2 if encodes or stages.captions == "burn" else 1
+
+
+@of_wildcards
 def final_video(wildcards):
     """The job's finished video, for the rules that read it."""
     return in_run(wildcards, job_of(wildcards).basename)
@@ -372,11 +460,21 @@ def final_video(wildcards):
 
 def report_targets():
     """What `va report` asks for: the report's figures of every finished video (the videos come in
-    as the contact sheets' inputs)."""
+    as the contact sheets' inputs), and the sync check's where its track is there."""
     figures = ["report/contact_sheet.png", "report/waveform.png"]
-    return [
-        f"{name}/{figure}" if name else figure for name in JOBS for figure in figures
-    ]
+    targets = []
+    for name in JOBS:
+        folder = f"{name}/" if name else ""
+        if Path(f"{folder}{SYNC_TRACK}").exists():
+            figures_here = [*figures, "report/sync.png"]
+        else:
+            figures_here = figures
+        targets += [f"{folder}{figure}" for figure in figures_here]
+    return targets
+
+
+#: The sync check's track of a lip-synced video (docs/LIPSYNC_INTERFACE.md#the-sync-check).
+SYNC_TRACK = "lipsync/sync.json"
 
 
 def report_labels(figure):

@@ -84,7 +84,7 @@ def test_a_comfyui_job_starts_and_stops_its_own_server_also_when_the_batch_is_st
     install_templates(state_dir.parent)
     folder = batch_folder(files, comfy_jobs(files))
     out = files.root / "out"
-    batch = start_batch(folder, out, state_dir.parent, profile=str(farm_profile(files.root, root, 0.25)))
+    batch = start_batch(folder, out, state_dir.parent, "--profile", str(farm_profile(files.root, root, 0.25)))
     try:
         wait_for("a prompt on the server the ComfyUI job started", lambda: submitted(out / "one"), 400)
         assert servers_of(root)
@@ -95,7 +95,7 @@ def test_a_comfyui_job_starts_and_stops_its_own_server_also_when_the_batch_is_st
             batch.wait()
     wait_for("the server the job started gone", lambda: not servers_of(root), 30)
 
-    batch = start_batch(folder, out, state_dir.parent, profile=str(files.root / "farm"))
+    batch = start_batch(folder, out, state_dir.parent, "--profile", str(files.root / "farm"))
     got, err = batch.communicate(timeout=600)
     assert batch.returncode == 0, err[-3000:]
     assert summary(got)["one"]["status"] == "succeeded"

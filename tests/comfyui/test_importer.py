@@ -154,7 +154,10 @@ def refusal_cases() -> dict[str, tuple[Any, str]]:
     inner["nodes"].append({"id": 1, "type": inner["id"], "mode": 0, "inputs": [], "outputs": []})
     looped["definitions"] = {"subgraphs": [inner]}
     looped["nodes"].append({"id": 20, "type": inner["id"], "mode": 0, "inputs": [], "outputs": []})
+    grouped = features()
+    grouped["nodes"][4]["type"] = "workflow>frames"
     return {
+        "group_node": (grouped, "is a group node of the older editor ('workflow>frames')"),
         "not_json": ("{nodes: [", "not JSON"),
         "api_format": ({"1": {"class_type": "EmptyImage", "inputs": {}}}, "already an API-format graph"),
         "unknown_type": (unknown, "'VHS_VideoCombineX', which the server"),
@@ -322,7 +325,8 @@ def test_check_and_import_ask_a_server(
     write(folder, "sdxl.bindings.json", {"schema_version": 1, "bindings": bindings})
     code, stdout, _ = run(["workflow", "check", "sdxl", "--server", comfy.url], capsys)
     assert code == 0
-    assert "model file missing on the server: node 4 (CheckpointLoaderSimple): ckpt_name" in stdout
+    missing = "checkpoints/sd_xl_base_1.0.safetensors (node 4 (CheckpointLoaderSimple): ckpt_name)"
+    assert f"model file missing on the server: {missing}" in stdout
     path = write(tmp_path, "frames.json", features())
     code, stdout, _ = run(
         ["workflow", "import", str(path), "--server", comfy.url, "--out", str(tmp_path / "out")], capsys
