@@ -21,6 +21,7 @@ from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.plan import plan_job, previous_plan, publish_plan
 from va.registry import register_runs
+from va.segments import read_retakes
 from va.slurm import (
     NeverRunsWatch,
     cluster_failure,
@@ -85,6 +86,7 @@ wildcard_constraints:
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
     chunk=r"\d{4}",
+    segment=r"\d{4}",
 
 
 def at(path):
@@ -117,7 +119,8 @@ def plan_for(name):
         )
     if name not in PLANS:
         previous = previous_plan(Path(name, "prepare/plan.json"))
-        PLANS[name] = plan_job(JOBS[name], previous)
+        retakes = read_retakes(Workdir(Path.cwd() / name).retakes)
+        PLANS[name] = plan_job(JOBS[name], previous, retakes)
     return PLANS[name]
 
 
@@ -135,7 +138,8 @@ def plan_settings(rule):
     @of_wildcards
     def settings(wildcards):
         plan = plan_of(wildcards)
-        return settings_json(rule_settings(plan, rule, wildcards.get("chunk")))
+        part = wildcards.get("chunk") or wildcards.get("segment")
+        return settings_json(rule_settings(plan, rule, part))
 
     return settings
 
@@ -328,6 +332,34 @@ def release_rescheduling_timers():
 
 
 @of_wildcards
+def assemble_inputs(wildcards):
+    """Inputs of assemble_visual: every segment's clip for a template that generates segments, else the
+    list of the batches' results."""
+    generation = plan_of(wildcards).comfyui
+    if generation.contract is not None:
+        names = [segment.name for segment in generation.segments]
+        return {
+            "segments": [in_run(wildcards, f"comfyui/segments/{n}.mp4") for n in names]
+        }
+    return {"generated": in_run(wildcards, "comfyui/generated.json")}
+
+
+@of_wildcards
+def segment_inputs(wildcards):
+    """Inputs of one segment: the still, the padded audio its voice is cut from and, for a chained
+    template, the clip of the segment before it (none for the first)."""
+    generation = plan_of(wildcards).comfyui
+    inputs = {
+        "still": ancient(in_run(wildcards, "frames/still.png")),
+        "audio": in_run(wildcards, "prepare/padded.wav"),
+    }
+    index = int(wildcards.segment)
+    if generation.chained and index > 0:
+        inputs["previous"] = in_run(wildcards, f"comfyui/segments/{index - 1:04d}.mp4")
+    return inputs
+
+
+@of_wildcards
 def lipsync_inputs(wildcards):
     """Inputs of lipsync: the chunks' videos when the plan cuts the audio, else those of its one run."""
     stage = plan_of(wildcards).lipsync
@@ -428,11 +460,21 @@ def final_video(wildcards):
 
 def report_targets():
     """What `va report` asks for: the report's figures of every finished video (the videos come in
-    as the contact sheets' inputs)."""
+    as the contact sheets' inputs), and the sync check's where its track is there."""
     figures = ["report/contact_sheet.png", "report/waveform.png"]
-    return [
-        f"{name}/{figure}" if name else figure for name in JOBS for figure in figures
-    ]
+    targets = []
+    for name in JOBS:
+        folder = f"{name}/" if name else ""
+        if Path(f"{folder}{SYNC_TRACK}").exists():
+            figures_here = [*figures, "report/sync.png"]
+        else:
+            figures_here = figures
+        targets += [f"{folder}{figure}" for figure in figures_here]
+    return targets
+
+
+#: The sync check's track of a lip-synced video (docs/LIPSYNC_INTERFACE.md#the-sync-check).
+SYNC_TRACK = "lipsync/sync.json"
 
 
 def report_labels(figure):

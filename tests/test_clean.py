@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import CliRunner, Media
 from tests.test_stages import render_held_still
 from va import registry, runner
-from va.clean import record_success
+from va.clean import record_success, remove_empty_outputs
 from va.errors import ExitCode, VaError
 from va.job import load_job
 from va.tracking import record_run_finished, record_run_started, run_succeeded
@@ -143,3 +143,15 @@ def test_clean_removes_only_what_the_run_s_records_say_it_wrote(files: Media, va
     assert "frames/mine.png" in left
     assert {f"frames/other-run/{name}" for name in theirs} <= left
     assert not left & REMAKEABLE
+
+
+def test_a_resume_remakes_an_empty_intermediate_a_power_cut_left(files: Media) -> None:
+    """A zero-byte output of a rule (renamed into place, its data never on the disk) is removed before a
+    resume, so the graph makes it again; the rest, and the final, stay as they are."""
+    run = succeeded_run(files, files.root / "w")
+    run.still_loop.write_bytes(b"")
+    final = run.final("final.mp4")
+    final.write_bytes(b"")
+    assert remove_empty_outputs(run, "final.mp4") == ["frames/still.mp4"]
+    assert not run.still_loop.exists() and final.exists() and run.padded_audio.stat().st_size > 0
+    assert remove_empty_outputs(run, "final.mp4") == []

@@ -15,11 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VA, CliRunner, FinishedRun, Media, Result, ffmpeg, ffmpeg_without_x264
+from tests.conftest import (
+    REPO,
+    VA,
+    CliRunner,
+    FinishedRun,
+    Media,
+    Result,
+    environment,
+    ffmpeg,
+    ffmpeg_without_x264,
+)
 from va import cli
 from va.errors import ExitCode, VaError
 from va.job import load_job
-from va.runner import RunOptions, graph_argv
+from va.runner import RunOptions, default_workdir, graph_argv
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
@@ -163,6 +173,10 @@ def test_overwrite_refused_and_resume_rules(
     assert resume.code == ExitCode.OK, resume.err
     assert resume.out.strip() == str(final)
     assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
+    # --resume of another job on it would answer that job's video as its own: refused, in one line.
+    other = va_cli("run", files.job("other.json"), "--workdir", workdir, "--resume", "-q")
+    assert other.code == ExitCode.RESUME_NOT_POSSIBLE
+    assert_one_line_error(other.err, "other.json")
     # ... unless the job was edited since: its finished video is not the job's now, said in one line.
     original = job.read_text()
     job.write_text(json.dumps({**json.loads(original), "buffer": {"pre_seconds": 0.0, "post_seconds": 1.0}}))
@@ -600,3 +614,11 @@ def test_a_full_or_read_only_disk_anywhere_is_its_place_s_exit_code_in_one_line(
     in_workdir = OSError(errno.ENAMETOOLONG, "File name too long", str(tmp_path / ("x" * 300)))
     failure = cli.disk_failure(in_workdir)
     assert failure.code == ExitCode.WORKDIR_UNUSABLE and failure.message.startswith("File name too long: ")
+
+
+def test_default_workdirs_started_in_one_second_never_collide(tmp_path: Path) -> None:
+    """Ten ``va produce`` without ``--workdir`` in one second: each gets a folder of its own, made."""
+    with environment(None, tmp_path):
+        folders = [default_workdir() for _ in range(10)]
+    assert len(set(folders)) == 10
+    assert all(folder.is_dir() and folder.parent == tmp_path / "workdir" for folder in folders)

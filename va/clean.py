@@ -89,6 +89,29 @@ def remakeable_files(workdir: Workdir, manifest: dict[str, Any]) -> list[Path]:
     return sorted(path for path in found if path.is_file() and not path.is_symlink())
 
 
+def remove_empty_outputs(workdir: Workdir, basename: str) -> list[str]:
+    """Remove the run's rule outputs that are empty (a power cut leaves a file renamed into place whose
+    data never reached the disk), so that a resume makes them again instead of failing on them; returns
+    them. The final and the captions (which may be empty) are not looked at."""
+    manifest = build_manifest(workdir)
+    if manifest is None:
+        return []
+    root = workdir.root.absolute()
+    spared = {basename, "captions.srt", "captions.vtt"}
+    outputs = {output for phase in manifest.get("phases", {}).values() for output in phase.get("outputs", [])}
+    empty = sorted(
+        name for name in outputs - spared if (root / name).is_file() and (root / name).stat().st_size == 0
+    )
+    for name in empty:
+        (root / name).unlink(missing_ok=True)
+    if empty:
+        message = (
+            f"removed {len(empty)} empty file(s) a cut write left, to make them again: {', '.join(empty)}"
+        )
+        record(workdir, "run", "warning", message, kind="log")
+    return empty
+
+
 def _batch_files(root: Path, record: Path) -> list[str]:
     """The files a ComfyUI batch record names (its frames or its clip), relative to the workdir; none
     outside it."""

@@ -36,12 +36,14 @@ from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.graph import check_job
 from va.job import job_from_document
+from va.lipsync import sync
 from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
 from va.plan import plan_job
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.progress import RunDisplay, batches_note
 from va.report import make_report
+from va.retake import RetakeRequest, prepare_retake
 from va.runner import (
     RunOptions,
     default_workdir,
@@ -107,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job file to its final video")
     run.add_argument("job", type=_path)
     _add_run_options(run)
+
+    retake = commands.add_parser(
+        "retake", help="make the segment at a moment again (and, in a chain, those after it), then the final"
+    )
+    retake.add_argument("workdir", type=_path, help="the run's workdir")
+    retake.add_argument("--at", type=float, required=True, metavar="SECONDS", help="a moment of the video")
+    retake.add_argument("--seed", type=int, help="the new take's seed (default: a fresh one)")
+    retake.add_argument("--prompt", help="the new take's prompt (default: the segment's)")
+    retake.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
+    retake.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
+    retake.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
     produce = commands.add_parser(
         "produce", help="write W/job.json from flags and run it (final: fertig.mp4)"
@@ -216,7 +229,9 @@ def _add_workflow_parser(commands: Any) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>)")
+    parser.add_argument(
+        "--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>-<6 hex>)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
     parser.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
     parser.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
@@ -377,12 +392,26 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
     )
     if generation is None:
         print("  visual    the start frame held for every frame")
+    elif generation.segments:
+        contract, chain = generation.contract, "chained" if generation.chained else "independent"
+        print(
+            f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
+            f"{generation.fps} fps in {len(generation.segments)} {chain} segments"
+            + (f" ({contract.frame_form}, at most {contract.max_frames} frames)" if contract else "")
+        )
+        for segment in generation.segments:
+            print(
+                f"  segment   {segment.name}  {segment.start_seconds:8.3f}-{segment.end_seconds:<8.3f} s  "
+                f"{segment.frames:3d} frames ({segment.kept} kept)  seed {segment.seed}  cut {segment.cut}"
+            )
     else:
         print(
             f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
             f"{generation.fps} fps in {len(generation.batches)} batch(es) of up to {generation.batch_size}"
         )
     lipsync = f"{plan.lipsync.provider} ({plan.lipsync.type})" if plan.lipsync else "off"
+    if generation is not None and generation.lipsync_in_model and plan.lipsync is None:
+        lipsync = "in the model (the template's lipsync_in_model)"
     if plan.lipsync and plan.lipsync.chunked:
         longest = max(chunk.end_seconds - chunk.start_seconds for chunk in plan.lipsync.chunks)
         lipsync += f" in {len(plan.lipsync.chunks)} chunks of up to {longest:.2f} s"
@@ -410,6 +439,9 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path) -> ExitCode:
             display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
+    record = ((result.manifest or {}).get("phases", {}).get("lipsync") or {}).get("sync") or {}
+    if record.get("verdict") == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+        print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK
 
@@ -417,6 +449,22 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path) -> ExitCode:
 def cmd_run(args: argparse.Namespace) -> ExitCode:
     """Run a job file."""
     return _run(args.job, args, args.workdir or default_workdir())
+
+
+def cmd_retake(args: argparse.Namespace) -> ExitCode:
+    """Retake the segment at a moment of a finished (or stopped) run, then resume the run."""
+    workdir = Workdir(args.workdir.absolute())
+    done = prepare_retake(workdir, RetakeRequest(args.at, args.seed, args.prompt))
+    segment = done.segment
+    print(
+        f"va: retaking segment {segment.name} ({segment.start_seconds:g}-{segment.end_seconds:g} s), "
+        f"take {done.take}",
+        file=sys.stderr,
+    )
+    if done.kept_final is not None:
+        print(f"va: the previous final is kept as {done.kept_final}", file=sys.stderr)
+    args.resume = True
+    return _run(done.job, args, workdir.root)
 
 
 def cmd_produce(args: argparse.Namespace) -> ExitCode:
@@ -531,6 +579,8 @@ def render_run(manifest: dict[str, Any]) -> str:
         if phase.get("chunks") and not note:
             chunks = phase["chunks"]
             note = f"{sum(c['status'] == 'done' for c in chunks)} of {len(chunks)} chunks"
+        if phase.get("sync"):
+            note = "; ".join(part for part in (note, sync.summary(phase["sync"])) if part)
         lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
     if manifest.get("target_frames") is not None:
         seeds = manifest.get("seeds") or {}
@@ -672,6 +722,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "produce": cmd_produce,
+    "retake": cmd_retake,
     "batch": cmd_batch,
     "status": cmd_status,
     "logs": cmd_logs,

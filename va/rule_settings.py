@@ -8,6 +8,7 @@ them (``parse_settings``) and calls one function of the package with them. No st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from va.plan import (
     from_data,
     generation_document,
 )
+from va.segments import VoiceSegment
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +76,28 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentSettings:
+    """``comfyui_segment``: one segment of a generation by segments, which ``generation`` holds alone (a
+    change of another segment reruns nothing here); ``start``: its content names the upload."""
+
+    start: InputFile
+    generation: Generation
+
+    @property
+    def segment(self) -> VoiceSegment:
+        """The segment this rule makes."""
+        return self.generation.segments[0]
+
+
+@dataclass(frozen=True, slots=True)
 class AssembleSettings:
-    """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``."""
+    """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``;
+    for a generation by segments, the ``segments`` whose clips are joined (their kept frames)."""
 
     generated_fps: int
     generated_frames: int
     picture: Picture
+    segments: tuple[VoiceSegment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +149,8 @@ class EncodeSettings:
     lipsync: str | None
     captions: str
     cleanup: str
+    #: What a video the lip-sync check found out of sync does (``lipsync.sync_check.on_fail``).
+    sync_on_fail: str = "fail"
 
 
 def picture_of(plan: Plan) -> Picture:
@@ -159,11 +179,20 @@ def generation_settings(plan: Plan) -> GenerationSettings | None:
     return None if plan.comfyui is None else GenerationSettings(plan.inputs["start"], plan.comfyui)
 
 
+def segment_settings(plan: Plan, segment: str) -> SegmentSettings:
+    """The settings of ``comfyui_segment`` for ``segment``: the generation with that segment alone."""
+    generation = plan.comfyui
+    assert generation is not None, "a segment belongs to a ComfyUI stage"
+    alone = dataclasses.replace(generation, segments=(generation.segment(segment),))
+    return SegmentSettings(plan.inputs["start"], alone)
+
+
 def assemble_settings(plan: Plan) -> AssembleSettings | None:
     """The settings of ``assemble_visual``; None without a ComfyUI stage."""
     if plan.comfyui is None:
         return None
-    return AssembleSettings(plan.comfyui.fps, plan.comfyui.frames, picture_of(plan))
+    generation = plan.comfyui
+    return AssembleSettings(generation.fps, generation.frames, picture_of(plan), generation.segments)
 
 
 def camera_settings(plan: Plan) -> CameraSettings:
@@ -199,7 +228,10 @@ def captions_settings(plan: Plan) -> CaptionsSettings:
 def encode_settings(plan: Plan) -> EncodeSettings:
     """The settings of ``encode``."""
     stages = plan.stages
-    return EncodeSettings(picture_of(plan), stages.visual, stages.lipsync, stages.captions, plan.cleanup)
+    on_fail = plan.lipsync.sync.on_fail if plan.lipsync is not None else "fail"
+    return EncodeSettings(
+        picture_of(plan), stages.visual, stages.lipsync, stages.captions, plan.cleanup, sync_on_fail=on_fail
+    )
 
 
 #: Rule -> the function that cuts its settings from a plan.
@@ -217,17 +249,21 @@ RULE_SETTINGS: dict[str, Callable[[Plan], object]] = {
 }
 
 
-def rule_settings(plan: Plan, rule: str, chunk: str | None = None) -> object:
-    """The settings of ``rule`` in a run of ``plan`` (of one ``chunk`` for ``lipsync_chunk``)."""
-    if chunk is not None:
-        return lipsync_settings(plan, chunk)
+def rule_settings(plan: Plan, rule: str, part: str | None = None) -> object:
+    """The settings of ``rule`` in a run of ``plan`` (of one ``part``: the chunk of ``lipsync_chunk``, the
+    segment of ``comfyui_segment``)."""
+    if rule == "comfyui_segment":
+        assert part is not None, "comfyui_segment makes one segment"
+        return segment_settings(plan, part)
+    if part is not None:
+        return lipsync_settings(plan, part)
     return RULE_SETTINGS[rule](plan)
 
 
 def settings_json(settings: object) -> str:
     """Settings as one canonical JSON string: a rule's ``params.settings``."""
     data = as_data(settings)
-    if isinstance(settings, GenerationSettings):
+    if isinstance(settings, GenerationSettings | SegmentSettings):
         data["generation"] = generation_document(settings.generation)
     return canonical_json(data)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -23,6 +24,7 @@ from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, check_made_here, load_batch, summarize
+from va.clean import remove_empty_outputs
 from va.comfyui.health import check_pool
 from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
@@ -32,7 +34,7 @@ from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.input_checks import record_checks
 from va.job import Job, comfyui_active, load_job
-from va.manifest import build_manifest
+from va.manifest import build_manifest, current_digest
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
@@ -73,8 +75,17 @@ class RunResult:
 
 
 def default_workdir() -> Path:
-    """``./workdir/run-<timestamp>`` below the current directory."""
-    return Path.cwd() / "workdir" / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``./workdir/run-<timestamp>-<6 hex>`` below the current directory, made here: the folder is created
+    exclusively, so runs started in the same second (ten ``va produce`` at once) never share one."""
+    parent = Path.cwd() / "workdir"
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
 
 
 def resolve_profile(profile: str) -> Path:
@@ -203,6 +214,7 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
             "not overwriting it (choose another --workdir)",
         )
     if resume:
+        remove_empty_outputs(workdir, job.basename)
         reconcile(workdir, job.basename)
     if not resume:
         if final.exists():
@@ -218,11 +230,27 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
         return
     if not workdir.manifest.exists() or not run_id:
         raise VaError(ExitCode.RESUME_NOT_POSSIBLE, f"nothing to resume: no manifest.json in {workdir.root}")
+    refuse_another_job(workdir, job)
     if final.exists() and not run_succeeded(workdir):
         raise VaError(
             ExitCode.RESUME_NOT_POSSIBLE,
             f"nothing to resume: {final} exists but is not the finished video this run recorded; "
             "not overwriting it (choose another --workdir)",
+        )
+
+
+def refuse_another_job(workdir: Workdir, job: Job) -> None:
+    """A resume continues the run of the same job file: the run of another job in ``workdir`` (whose
+    video would be answered as this job's) is ``RESUME_NOT_POSSIBLE``, naming both."""
+    recorded = current_digest(workdir).last_start
+    theirs = Path(str((recorded or {}).get("job", ""))).absolute()
+    ours = job.path.absolute()
+    same = theirs == ours or (theirs.exists() and ours.exists() and os.path.samefile(theirs, ours))
+    if recorded is not None and not same:
+        raise VaError(
+            ExitCode.RESUME_NOT_POSSIBLE,
+            f"{workdir.root} holds the run of {theirs}, not of {ours}; resume it with that job, "
+            "or choose another --workdir",
         )
 
 

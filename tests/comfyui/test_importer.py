@@ -325,7 +325,8 @@ def test_check_and_import_ask_a_server(
     write(folder, "sdxl.bindings.json", {"schema_version": 1, "bindings": bindings})
     code, stdout, _ = run(["workflow", "check", "sdxl", "--server", comfy.url], capsys)
     assert code == 0
-    assert "model file missing on the server: node 4 (CheckpointLoaderSimple): ckpt_name" in stdout
+    missing = "checkpoints/sd_xl_base_1.0.safetensors (node 4 (CheckpointLoaderSimple): ckpt_name)"
+    assert f"model file missing on the server: {missing}" in stdout
     path = write(tmp_path, "frames.json", features())
     code, stdout, _ = run(
         ["workflow", "import", str(path), "--server", comfy.url, "--out", str(tmp_path / "out")], capsys

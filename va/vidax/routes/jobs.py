@@ -107,6 +107,8 @@ def create_once(
     job that key made; True when it was made now."""
     if key is not None and (earlier := store.find_idempotent(key, digest)) is not None:
         return earlier, False
+    if start:  # refused before anything is made: a full queue leaves no job behind
+        store.refuse_full_queue()
     if webhook_url is not None:
         confine_webhook_url(webhook_url, settings.webhooks.allowed_urls)
     accepted = accept_job(document(), settings.input_roots, settings.comfyui_urls, store.root)
@@ -186,7 +188,7 @@ def produce(
     return job_view(store, record)
 
 
-@router.post("/jobs/{job_id}/start", status_code=202, responses=error_responses(404, 409))
+@router.post("/jobs/{job_id}/start", status_code=202, responses=error_responses(404, 409, 503))
 def start_job(job_id: str, store: StoreDep) -> JobView:
     """Queue a created job; it starts when a run slot is free."""
     return job_view(store, store.enqueue(job_id, resume=False))
@@ -250,7 +252,7 @@ def cancel_job(job_id: str, store: StoreDep) -> JobView:
     return job_view(store, store.cancel(job_id))
 
 
-@router.post("/jobs/{job_id}/resume", status_code=202, responses=error_responses(404, 409))
+@router.post("/jobs/{job_id}/resume", status_code=202, responses=error_responses(404, 409, 503))
 def resume_job(job_id: str, store: StoreDep) -> JobView:
     """Queue an interrupted, failed or cancelled job to continue from what exists."""
     return job_view(store, store.enqueue(job_id, resume=True))
