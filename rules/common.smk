@@ -460,11 +460,21 @@ def final_video(wildcards):
 
 def report_targets():
     """What `va report` asks for: the report's figures of every finished video (the videos come in
-    as the contact sheets' inputs)."""
+    as the contact sheets' inputs), and the sync check's where its track is there."""
     figures = ["report/contact_sheet.png", "report/waveform.png"]
-    return [
-        f"{name}/{figure}" if name else figure for name in JOBS for figure in figures
-    ]
+    targets = []
+    for name in JOBS:
+        folder = f"{name}/" if name else ""
+        if Path(f"{folder}{SYNC_TRACK}").exists():
+            figures_here = [*figures, "report/sync.png"]
+        else:
+            figures_here = figures
+        targets += [f"{folder}{figure}" for figure in figures_here]
+    return targets
+
+
+#: The sync check's track of a lip-synced video (docs/LIPSYNC_INTERFACE.md#the-sync-check).
+SYNC_TRACK = "lipsync/sync.json"
 
 
 def report_labels(figure):

@@ -36,6 +36,7 @@ from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.graph import check_job
 from va.job import job_from_document
+from va.lipsync import sync
 from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
 from va.plan import plan_job
@@ -438,6 +439,9 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path) -> ExitCode:
             display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
+    record = ((result.manifest or {}).get("phases", {}).get("lipsync") or {}).get("sync") or {}
+    if record.get("verdict") == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+        print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK
 
@@ -576,6 +580,8 @@ def render_run(manifest: dict[str, Any]) -> str:
         if phase.get("chunks") and not note:
             chunks = phase["chunks"]
             note = f"{sum(c['status'] == 'done' for c in chunks)} of {len(chunks)} chunks"
+        if phase.get("sync"):
+            note = "; ".join(part for part in (note, sync.summary(phase["sync"])) if part)
         lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
     if manifest.get("target_frames") is not None:
         seeds = manifest.get("seeds") or {}

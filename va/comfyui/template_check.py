@@ -40,6 +40,32 @@ PARAMETER_TYPES: dict[str, frozenset[str]] = {
 UPLOADED = frozenset({"start_image", "last_frame", "audio", "previous_frames"})
 #: File endings of model weights: a combo value with one of these names a model file.
 MODEL_ENDINGS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+#: The ``models/`` folder a core loader's file input lists (ComfyUI's folder_paths names), by input.
+MODEL_FOLDERS = {
+    ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+    ("ImageOnlyCheckpointLoader", "ckpt_name"): "checkpoints",
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("CLIPLoader", "clip_name"): "text_encoders",
+    ("DualCLIPLoader", "clip_name1"): "text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("VAELoader", "vae_name"): "vae",
+    ("LoraLoader", "lora_name"): "loras",
+    ("LoraLoaderModelOnly", "lora_name"): "loras",
+    ("ControlNetLoader", "control_net_name"): "controlnet",
+    ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
+    ("ModelPatchLoader", "name"): "model_patches",
+    ("LatentUpscaleModelLoader", "model_name"): "latent_upscale_models",
+}
+
+
+def model_folder(where: str, name: str) -> str:
+    """``<folder>/`` of a loader's file input, from ``where`` ("node 13 (UNETLoader)"); empty if unknown."""
+    kind = where.rsplit("(", 1)[-1].rstrip(")")
+    folder = MODEL_FOLDERS.get((kind, name))
+    return f"{folder}/" if folder else ""
+
+
 #: The type a primitive node passes on, by class: a binding to its ``value`` fills an input of that type.
 PRIMITIVE_TYPES = {
     "PrimitiveInt": "INT",
@@ -70,6 +96,9 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
     problems: list[str] = []
     missing: list[str] = []
     bound = {(t["node"], t["input"]) for targets in workflow.bindings.values() for t in targets}
+    used = feeding_outputs(workflow.graph, catalog)
+    if not used:
+        problems.append("no output node (SaveImage, SaveVideo, ...): the server would run nothing")
     for node_id, node in workflow.graph.items():
         definition = catalog.get(str(node.get("class_type")))
         if definition is None:
@@ -77,6 +106,8 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
                 f"node {node_id}: class {node.get('class_type')!r} not on the server ({catalog.source})"
             )
             continue
+        if node_id not in used:
+            continue  # the server validates and runs only what leads to an output node
         problems.extend(
             _check_node(
                 workflow.graph,
@@ -94,6 +125,23 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
             count += 1
             problems.extend(_check_binding(workflow.graph, catalog, parameter, target, workflow.segments))
     return CheckResult(problems, missing, len(workflow.graph), count)
+
+
+def feeding_outputs(graph: Mapping[str, Any], catalog: Catalog) -> set[str]:
+    """The output nodes of ``graph`` and every node that leads to one."""
+    todo = [
+        node_id
+        for node_id, node in graph.items()
+        if (definition := catalog.get(str(node.get("class_type")))) is not None and definition.is_output
+    ]
+    seen: set[str] = set()
+    while todo:
+        node_id = todo.pop()
+        if node_id in seen or node_id not in graph:
+            continue
+        seen.add(node_id)
+        todo.extend(value[0] for value in (graph[node_id].get("inputs") or {}).values() if is_link(value))
+    return seen
 
 
 def _check_node(
@@ -153,18 +201,12 @@ def _check_value(where: str, spec: InputSpec, value: Any, missing: list[str]) ->
         return _check_number(name, spec, value)
     if any(spec.options.get(key) for key in UPLOAD_OPTIONS):
         return []  # an input file (an image, audio, a video): uploaded before the prompt, not checked here
-    if spec.type == "COMBO" and spec.choices and value not in spec.choices:
+    if spec.type == "COMBO" and (not spec.choices or value not in spec.choices):
         if isinstance(value, str) and value.lower().endswith(MODEL_ENDINGS):
-            missing.append(f"{where}: {spec.name} {value!r}")
+            missing.append(f"{model_folder(where, spec.name)}{value} ({name})")
             return []
-        return [f"{name} {value!r} is not one of the server's choices"]
-    if (
-        spec.type == "COMBO"
-        and isinstance(value, str)
-        and value.lower().endswith(MODEL_ENDINGS)
-        and not spec.choices
-    ):
-        missing.append(f"{where}: {spec.name} {value!r}")
+        if spec.choices:
+            return [f"{name} {value!r} is not one of the server's choices"]
     if spec.type == "BOOLEAN" and not isinstance(value, bool):
         return [f"{name} {value!r} is not a boolean"]
     if spec.type == "STRING" and not isinstance(value, str):

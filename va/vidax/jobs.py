@@ -100,6 +100,11 @@ def _exit_code_of(process: subprocess.Popen[bytes] | None) -> int | None:
     return int(ExitCode.INTERRUPTED) if process.returncode < 0 else process.returncode
 
 
+#: How long a client told the queue is full should wait before asking again (``Retry-After``, seconds;
+#: a run takes about this long to free a slot at the least).
+QUEUE_RETRY_AFTER_SECONDS = 30
+
+
 class JobStore:
     """The records on disk, and the scheduler that starts queued jobs."""
 
@@ -109,8 +114,11 @@ class JobStore:
         max_parallel: int,
         input_roots: tuple[Path, ...] = (),
         on_finished: Callable[[JobRecord], None] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.root = runs_root
+        #: How many jobs may wait in the queue (``max_queued_jobs``); None: no limit.
+        self.max_queued = max_queued
         refuse_file_in_the_way(self.root, "runs_root", "set runs_root or state_dir in vidax.json to a folder")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -235,6 +243,7 @@ class JobStore:
                 raise ApiError(
                     409, "CONFLICT", f"job {job_id} was already started ({record.status}); resume it"
                 )
+            self.refuse_full_queue()
             # A job stopped before its run recorded anything has nothing to continue: it starts afresh.
             resume = resume and Workdir(Path(record.workdir)).manifest.exists()
             record.status, record.queued_at, record.resume = "queued", utc_now(), resume
@@ -258,6 +267,16 @@ class JobStore:
             record.started_at = record.ended_at = None
             self.save(record)
             return record, prepared
+
+    def refuse_full_queue(self) -> None:
+        """``503 QUEUE_FULL`` (with ``Retry-After``) while ``max_queued`` jobs or more wait: the limit
+        ``GET /ready`` reports is the one a job is refused by."""
+        with self.lock:
+            queued = sum(1 for record in self.all() if self.refresh(record).status == "queued")
+        if self.max_queued is not None and queued >= self.max_queued:
+            message = f"{queued} jobs wait in the queue; max_queued_jobs is {self.max_queued}"
+            retry = {"Retry-After": str(QUEUE_RETRY_AFTER_SECONDS)}
+            raise ApiError(503, "QUEUE_FULL", message, headers=retry)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job, or stop a running one (it records itself as interrupted)."""
