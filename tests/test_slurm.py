@@ -188,7 +188,7 @@ def test_a_video_stopped_by_sigint_keeps_what_its_finished_rules_made(
     (Snakemake removes the outputs of every rule of a failed group job): the re-run runs the encode only."""
     folder = batch_folder(files, {"one": {}})
     out = files.root / "out"
-    slow = slow_ffmpeg(files.root, 300, only="one/.encode-final.mp4")
+    slow = slow_ffmpeg(files.root, 60, only="one/.encode-final.mp4")
     batch = start_batch(folder, out, state_dir.parent, env={"FFMPEG": str(slow)})
     events = out / "one" / "logs" / "events.jsonl"
     try:
@@ -402,7 +402,7 @@ def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
         "by_hand": {},
     })  # fmt: skip
     out = files.root / "out"
-    slow = slow_ffmpeg(files.root, 300, only="by_hand/.encode-final.mp4")
+    slow = slow_ffmpeg(files.root, 60, only="by_hand/.encode-final.mp4")
     env = {"FFMPEG": str(slow), "VIDAX_LIPSYNC_CONFIG": str(config)}
     batch = start_batch(folder, out, state_dir.parent, "--keep-going", env=env)
     events = out / "by_hand" / "logs" / "events.jsonl"
