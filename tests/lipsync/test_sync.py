@@ -14,7 +14,9 @@ from tests.conftest import Media, ffmpeg
 from tests.lipsync.fakes import voice_with_pauses
 from tests.lipsync.talking_face import FPS, envelope, shifted, write_talking_face, write_voice
 from va import media
+from va.job import SyncCheckSettings
 from va.lipsync import sync
+from va.lipsync.providers import Provider
 from va.lipsync.sync_figure import draw_track
 
 pytestmark = pytest.mark.timeout(120)
@@ -154,3 +156,20 @@ def test_the_report_figure_draws_the_mouth_over_the_loudness(
         assert figure.size == media.WAVEFORM_SIZE
         colours = {colour for _, colour in figure.convert("RGB").getcolors(maxcolors=1 << 16) or []}
     assert (0xF5, 0x9E, 0x0B) in colours and (0x60, 0xA5, 0xFA) in colours  # the mouth and the loudness
+
+
+@pytest.mark.parametrize(
+    ("enable", "needs_face", "enabled", "reason"),
+    [
+        (None, True, True, ""),  # on by default for a tool that moves lips
+        (None, False, False, "not checked: provider p needs no face (lipsync.sync_check.enable turns it on)"),
+        (True, False, True, ""),
+        (False, True, False, "not checked: lipsync.sync_check.enable is false"),
+    ],
+)
+def test_the_check_is_on_for_providers_that_need_a_face_unless_the_job_says(
+    enable: bool | None, needs_face: bool, enabled: bool, reason: str
+) -> None:
+    check = SyncCheckSettings(enable=enable, max_offset_frames=3, on_fail="warn", retry=True)
+    provider = Provider("p", {"type": "command", "needs_face": needs_face}, Path("providers.json"))
+    assert sync.resolve_settings(check, provider) == sync.SyncSettings(enabled, 3, "warn", True, reason)

@@ -1,8 +1,8 @@
 """The lip-sync rule's body: prepare the inputs a provider expects, run it, check its output, publish it.
 
-Writes ``lipsync/output.mp4`` and ``lipsync/result.json`` (provider, passthrough, error), which the
-manifest reads; a cut audio's chunks each write ``lipsync/chunks/NNNN.mp4`` and their own result, and
-``join_chunks`` joins them.
+Writes ``lipsync/output.mp4`` and ``lipsync/result.json`` (provider, passthrough, error, the sync check's
+verdict), which the manifest reads, and the check's track ``lipsync/sync.json``; a cut audio's chunks each
+write ``lipsync/chunks/NNNN.mp4`` and their own result and track, and ``join_chunks`` joins them.
 """
 
 from __future__ import annotations
@@ -179,8 +179,9 @@ def run_lipsync(
 ) -> dict[str, Any]:
     """Run the job's provider on the held still (or the visual stage's ``visual`` video) and the padded
     audio: the whole of it, or the planned chunk of a cut one (``settings.chunk``; its folder
-    ``lipsync/chunks/NNNN/`` beside its output). With ``allow_passthrough`` a failure publishes the
-    un-synced video instead."""
+    ``lipsync/chunks/NNNN/`` beside its output), then check the mouth against the voice (the stage's
+    ``sync``; with ``retry`` an out-of-sync result is made once more). With ``allow_passthrough`` a
+    failure publishes the un-synced video instead."""
     # Tools run in their own folder: every path they see must be absolute.
     still, audio, output = (path.absolute() for path in (still, audio, output))
     stage, chunk = settings.stage, settings.chunk
