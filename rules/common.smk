@@ -445,11 +445,13 @@ def encode_inputs(wildcards):
 
 @of_wildcards
 def encode_cpus(wildcards):
-    """The CPUs the encode asks a cluster for: one to repeat a held still's loop (a stream copy, with the
-    audio), two to encode a picture (a stage's video, captions burned in)."""
-    stages = plan_of(wildcards).stages
-    encodes = stages.lipsync is not None or stages.visual_video is not None
-    return 2 if encodes or stages.captions == "burn" else 1
+    """The CPUs the encode asks a cluster for. In a video's group (a held still, a camera move, the
+    audiogram: docs/SCALING.md) one, as every rule there: the group's job runs its rules one after the
+    other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
+    it has CPUs (on the 2-CPU test node 8 varied videos took 200 s so, 257 s with 2 for a picture's
+    encode). Two when it is a job of its own, encoding a generated or lip-synced picture.
+    """
+    return 1 if video_group(wildcards) else 2
 
 
 @of_wildcards

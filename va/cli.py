@@ -553,7 +553,8 @@ def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
         return []
     counts = Counter(entry["url"] for entry in made.values())
     versions = phase.get("comfyui_versions") or {}
-    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} batch(es)"
+    unit = "segment(s)" if phase.get("segments") else "batch(es)"
+    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} {unit}"
                       for url, count in counts.items())  # fmt: skip
     mixed = len({version for version in versions.values() if version}) > 1
     return ["", f"comfyui   {named}" + ("; a pool of mixed ComfyUI versions" if mixed else "")]
@@ -593,6 +594,7 @@ def render_run(manifest: dict[str, Any]) -> str:
             f"seed      {seeds.get('value')} ({seeds.get('policy')})",
         ]
     lines += comfyui_servers_lines(manifest["phases"].get("comfyui") or {})
+    lines += segment_lines(manifest["phases"].get("comfyui") or {})
     cleanup = manifest.get("cleanup")
     if cleanup:
         lines.append(
@@ -604,6 +606,26 @@ def render_run(manifest: dict[str, Any]) -> str:
         f"final     {manifest['workdir']}/{final['path']}" + ("" if final["exists"] else " (not yet)")
     )
     return "\n".join(lines)
+
+
+def segment_lines(phase: dict[str, Any]) -> list[str]:
+    """A generation by segments, one line a segment: index, time range, frames, seed and take, status,
+    prompt id and attempts."""
+    segments = phase.get("segments") or []
+    if not segments:
+        return []
+    lines = [
+        "",
+        f"{'SEGMENT':<8} {'SECONDS':<17} {'FRAMES':>6} {'SEED':>8} {'TAKE':>4}  {'STATUS':<8} PROMPT",
+    ]
+    for segment in segments:
+        span = f"{segment['start']:.3f}-{segment['end']:.3f}"
+        made = (
+            f"{segment['prompt_id']} ({segment['attempts']} attempt(s))" if segment.get("prompt_id") else "-"
+        )
+        figures = f"{segment['frames']:>6} {segment['seed']:>8} {segment['take']:>4}"
+        lines.append(f"{segment['name']:<8} {span:<17} {figures}  {segment['status']:<8} {made}")
+    return lines
 
 
 def wait_for_run(ref: str, seconds: float) -> None:

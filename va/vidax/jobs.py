@@ -29,6 +29,7 @@ from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
 from va.processes import ProcessId
+from va.retake import RetakePrepared, RetakeRequest, prepare_retake
 from va.runner import SUPERVISOR_ENV
 from va.state import refuse_file_in_the_way
 from va.textlog import last_lines
@@ -250,6 +251,22 @@ class JobStore:
             record.started_at = record.ended_at = None
             self.save(record)
             return record
+
+    def retake(self, job_id: str, request: RetakeRequest) -> tuple[JobRecord, RetakePrepared]:
+        """Record a retake of the segment at a moment of a job's video (va.retake: its previous final kept
+        under a new name) and queue the job to continue from what exists."""
+        with self.lock:
+            record = self.refresh(self.get(job_id))
+            if record.status not in ("succeeded", "failed", "interrupted", "cancelled"):
+                raise ApiError(
+                    409, "CONFLICT", f"job {job_id} is {record.status}; a retake needs a run that ended"
+                )
+            prepared = prepare_retake(Workdir(Path(record.workdir)), request)
+            record.status, record.queued_at, record.resume = "queued", utc_now(), True
+            record.cancel_requested, record.exit_code, record.message = False, None, None
+            record.started_at = record.ended_at = None
+            self.save(record)
+            return record, prepared
 
     def refuse_full_queue(self) -> None:
         """``503 QUEUE_FULL`` (with ``Retry-After``) while ``max_queued`` jobs or more wait: the limit

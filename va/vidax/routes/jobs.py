@@ -17,12 +17,13 @@ from va.errors import VaError
 from va.events import read_events
 from va.manifest import build_manifest
 from va.produce import PRODUCE_BASENAME, ProduceRequest, build_job
+from va.retake import RetakeRequest
 from va.schema import schema_path
 from va.vidax.deps import ApiKey, SettingsDep, StoreDep
 from va.vidax.errors import ApiError, error_responses
 from va.vidax.intake import accept_job, confine, confine_webhook_url
 from va.vidax.jobs import JobRecord, JobStatus, JobStore
-from va.vidax.models import JobList, JobView, Logs, Manifest, view_of
+from va.vidax.models import JobList, JobView, Logs, Manifest, Retake, view_of
 from va.vidax.settings import Settings
 from va.vidax.streams import event_stream
 from va.workdir import Workdir
@@ -281,6 +282,30 @@ def cancel_job(job_id: str, store: StoreDep) -> JobView:
 def resume_job(job_id: str, store: StoreDep) -> JobView:
     """Queue an interrupted, failed or cancelled job to continue from what exists."""
     return job_view(store, store.enqueue(job_id, resume=True))
+
+
+class RetakeBody(BaseModel):
+    """What ``va retake`` takes: a moment of the video, and optionally the new take's seed and prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(ge=0, le=10**7, description="a moment of the video, in seconds")
+    seed: int | None = Field(default=None, ge=0, le=2**64 - 1)
+    prompt: str | None = Field(default=None, max_length=10000)
+
+
+@router.post("/jobs/{job_id}/retake", status_code=202, responses=error_responses(400, 404, 409))
+def retake_job(job_id: str, body: RetakeBody, store: StoreDep) -> Retake:
+    """Remake the segment at a moment of a generation by segments (and, in a chain, those after it whose
+    input changed), then join and encode again; the previous final is kept under a new name. A moment
+    outside the video, or a job without segments, is a 400."""
+    record, done = store.retake(job_id, RetakeRequest(body.at, body.seed, body.prompt))
+    segment = done.segment
+    return Retake(
+        job=job_view(store, record), segment=segment.name, start_seconds=segment.start_seconds,
+        end_seconds=segment.end_seconds, take=done.take,
+        kept_final=None if done.kept_final is None else done.kept_final.name,
+    )  # fmt: skip
 
 
 @router.get(
