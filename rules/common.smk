@@ -3,21 +3,25 @@
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
 import sys
 import threading
-from functools import partial
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from va.batch import load_batch, probe_ahead, read_selection
+from va.batch import load_batch, read_selection
 from va.clean import record_success
 from va.comfyui.pool import resolve_pool
 from va.config import load_config
 from va.errors import ExitCode, VaError
-from va.graph import check_job, check_supported, of_wildcards
-from va.input_checks import seed_checks
+from va.graph import of_wildcards
 from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
-from va.plan import plan_job, previous_plan, publish_plan
+from va.plan import (
+    load_plan,
+    plan_jobs,
+    plan_run,
+    publish_plan,
+    published_changes,
+)
 from va.registry import register_runs
 from va.slurm import (
     NeverRunsWatch,
@@ -37,26 +41,40 @@ from va.tracking import (
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
-# What `va run` / `va batch` found when they checked the inputs: the graph probes none of them again.
-seed_checks(Workdir(Path.cwd()).input_checks)
+# `va run` and `va batch` planned each job once (va.plan.plan_run, its checks included) and wrote its
+# plan before Snakemake started (`planned`): the graph loads those plans. A plain `snakemake` plans here,
+# with the same function, and writes the plans when the run starts; the process of a cluster job loads
+# what its main process wrote.
+PLANNED = bool(config.get("planned")) or not workflow.is_main_process
+PLANS = {}
 
 if config.get("batch"):
-    # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
-    # out with one line, as `va batch` does, instead of failing the graph.
-    probe = not config.get("inputs_checked")
-    BATCH = load_batch(
-        Path(config["batch"]),
-        only=read_selection(Path.cwd()),
-        check=partial(check_job, probe=probe),
-        workers=8 if probe else 1,
-    )
+    BATCH = load_batch(Path(config["batch"]), only=read_selection(Path.cwd()))
+    if not PLANNED and not config.get("finished_only"):
+        # A job that cannot run is left out with one line, as `va batch` does, instead of failing the
+        # graph; a finished video is never a target again, so its job is not planned.
+        pending = {
+            name: job
+            for name, job in BATCH.jobs.items()
+            if not Path(name, job.basename).exists()
+        }
+        PLANS, unplanned = plan_jobs(
+            pending, lambda name: Path(name, "prepare/plan.json")
+        )
+        BATCH.problems.update(unplanned)
+        BATCH.jobs = {n: j for n, j in BATCH.jobs.items() if n not in unplanned}
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
     JOBS = BATCH.jobs
     PREFIX = "{name}/"
 else:
     JOB = load_job(Path(config["job"]))
-    check_supported(JOB)
+    if (
+        not PLANNED
+        and not config.get("finished_only")
+        and not Path(JOB.basename).exists()
+    ):
+        PLANS[""] = plan_run(JOB, Path("prepare/plan.json"))
     JOBS = {"": JOB}
     PREFIX = ""
 
@@ -89,22 +107,11 @@ def job_of(wildcards):
     return JOBS[wildcards.get("name", "")]
 
 
-PLANS = {}
-PROBED_AHEAD = []
-
-
 def plan_for(name):
-    """The plan of job ``name``, made once per graph by the one planner (va.plan.plan_job); a random
-    seed of an earlier attempt in the same folder is kept. The first one asked for probes the inputs
-    of every job the graph has work for first, in threads (va.batch.probe_ahead)."""
-    if not PROBED_AHEAD:
-        PROBED_AHEAD.append(True)
-        probe_ahead(
-            job for n, job in JOBS.items() if not Path(n, job.basename).exists()
-        )
+    """The plan of job ``name``: planned when the graph loaded (a plain ``snakemake``), else the one
+    ``va`` (or the main process) wrote to its ``prepare/plan.json``, loaded once."""
     if name not in PLANS:
-        previous = previous_plan(Path(name, "prepare/plan.json"))
-        PLANS[name] = plan_job(JOBS[name], previous)
+        PLANS[name] = load_plan(Path(name, "prepare/plan.json"))
     return PLANS[name]
 
 
@@ -173,7 +180,9 @@ def record_started():
             continue
         PENDING.append((run, job))
         plan = plan_for(name)
-        changes = publish_plan(plan, run.plan)
+        changes = (
+            published_changes(run.plan) if PLANNED else publish_plan(plan, run.plan)
+        )
         record_run_started(
             run, job, plan_changes=changes, plan=plan, registering=registering
         )
