@@ -45,7 +45,6 @@ onsuccess:
 
 
 onerror:
-    record_refused_submissions(log)
     record_finished(success=False)
 
 

@@ -18,11 +18,17 @@
     job, one after the other, ``--sequential`` times, per job. Goals: the 200-job batch's time per job
     within 1.1x of the 20-job one's, and the 200-job batch at least 1.7x faster than 200 ``va run``s.
 
+(d) With ``--slurm``: the same 8 varied jobs (held stills, camera moves, the audiogram's lip-sync,
+    buffers, 24/25/30 fps; a 3 s voice, a 640x360 still) as ``va batch --cores 2`` on this machine and as
+    ``va batch --profile slurm`` on the Slurm whose node is this machine (tests/slurm/start-slurm.sh),
+    each into a fresh OUT, interleaved ``--repeat`` times; the median walls and their ratio. Goal: Slurm
+    within 1.5x of the local batch.
+
 The load average is printed with each figure: on a shared machine another run skews the wall times
 (the CPU times much less). So is whether Slurm is installed here and its controller answers: where it
 does not, every Snakemake start waits up to 10 s (va doctor's slurm check).
 Run: .venv/bin/python bench/bench_batch.py [--parts a b c] [--sizes 1000] [--scale 20 200] [--sequential 10]
-     [--repeat N] [--skip-checks] [--instructions JOBS] [--json]
+     [--repeat N] [--skip-checks] [--instructions JOBS] [--slurm] [--json]
 """
 
 from __future__ import annotations
@@ -321,7 +327,7 @@ def run_batch(folder: Path, cores: int) -> dict[str, Any]:
     return {
         "cores": cores,
         "wall_seconds": round(wall, 2),
-        "job_seconds": {row["job"]: row["seconds"] for row in jobs},
+        "job_seconds": {row["job"]: row["wall_seconds"] for row in jobs},
         "load_before": began_load,
         "load_after": load(),
     }
@@ -421,6 +427,100 @@ def measure_scale(sizes: list[int], sequential: int) -> dict[str, Any]:
     return figures
 
 
+#: The varied jobs of part (d): name, then the sections that differ from a held still at 25 fps.
+VARIED: dict[str, dict[str, Any]] = {
+    "still-25": {},
+    "still-24-buffers": {"determinism": {"fps": 24}, "buffer": {"pre_seconds": 0.5, "post_seconds": 1.0}},
+    "still-30": {"determinism": {"fps": 30}},
+    "push-in-25": {"motion": {"strength": 0.5, "camera": "push_in"}},
+    "pan-left-30": {"determinism": {"fps": 30}, "motion": {"strength": 0.5, "camera": "pan_left"}},
+    "lipsync-25": {"lipsync": {"enable": True, "provider": "audiogram"}},
+    "lipsync-30-buffers": {
+        "determinism": {"fps": 30},
+        "buffer": {"pre_seconds": 1.0, "post_seconds": 0.5},
+        "lipsync": {"enable": True, "provider": "audiogram"},
+    },
+    "pull-out-24": {"determinism": {"fps": 24}, "motion": {"strength": 0.3, "camera": "pull_out"}},
+}
+
+
+def varied_jobs() -> Path:
+    """The folder of part (d)'s 8 job files."""
+    audio = make_tone(SCRATCH / "varied.wav", 3.0)
+    still = make_still(SCRATCH / "varied.png", "640x360", ("0x1d3557", "0xe9c46a"))
+    folder = SCRATCH / "jobs-varied"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, sections in VARIED.items():
+        document: dict[str, Any] = {
+            "schema_version": 1,
+            "input": {"audio": str(audio), "start": str(still)},
+            "determinism": {"fps": 25, "seed_policy": "fixed", "seed": 1},
+            "comfyui": {"workflow_ids": [], "params": {}},
+            "lipsync": {"enable": False},
+        }
+        for key, value in sections.items():
+            document[key] = {**document.get(key, {}), **value}
+        (folder / f"{name}.json").write_text(json.dumps(document), encoding="utf-8")
+    return folder
+
+
+def varied_batch(folder: Path, where: str) -> dict[str, Any]:
+    """One ``va batch`` of part (d), ``where`` ``local`` (--cores 2) or ``slurm`` (--profile slurm)."""
+    out = SCRATCH / f"varied-out-{where}"
+    shutil.rmtree(out, ignore_errors=True)
+    how = ["--cores", "2"] if where == "local" else ["--profile", "slurm"]
+    began_load = load()
+    argv = [sys.executable, "-m", "va", "batch", str(folder), "--out", str(out), *how, "--json"]
+    wall, cpu, done = timed(argv, f"va batch {' '.join(how)}")
+    rows = json.loads(done.stdout)["jobs"]
+    return {
+        "where": where,
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
+        "work_seconds": round(sum(row["work_seconds"] or 0 for row in rows), 2),
+        "load_before": began_load,
+        "load_after": load(),
+    }
+
+
+def measure_slurm(repeat: int) -> dict[str, Any]:
+    """Part (d): the 8 varied jobs locally and on Slurm, interleaved; the medians and their ratio."""
+    if controller_answers() is not True:
+        sys.exit("bench_batch: --slurm needs a Slurm whose controller answers (tests/slurm/start-slurm.sh)")
+    folder = varied_jobs()
+    runs: dict[str, list[dict[str, Any]]] = {"local": [], "slurm": []}
+    for _ in range(repeat):
+        for where in ("local", "slurm"):
+            runs[where].append(varied_batch(folder, where))
+    local = statistics.median(run["wall_seconds"] for run in runs["local"])
+    slurm = statistics.median(run["wall_seconds"] for run in runs["slurm"])
+    return {
+        "jobs": len(VARIED),
+        "local_seconds": round(local, 2),
+        "slurm_seconds": round(slurm, 2),
+        "ratio_slurm_to_local": round(slurm / local, 2),
+        "runs": runs["local"] + runs["slurm"],
+        "cpus_asked": cpus_asked(SCRATCH / "varied-out-slurm"),
+    }
+
+
+def cpus_asked(out: Path) -> dict[str, int]:
+    """The CPUs each Slurm job of the last Slurm batch in ``out`` asked for, by the job's comment (the
+    video's group, or the rule and its wildcards), as ``scontrol`` still knows them (``MinJobAge``)."""
+    shown = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job"], capture_output=True, text=True, check=False
+    ).stdout
+    jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in shown.splitlines()]
+    ours = [job for job in jobs if job.get("WorkDir") == str(out)]
+    latest: dict[str, tuple[int, int]] = {}
+    for job in ours:  # a comment submitted again (an earlier repeat) counts once, at its latest
+        job_id, comment = int(job.get("JobId", 0)), job.get("Comment", "")
+        if comment not in latest or latest[comment][0] < job_id:
+            latest[comment] = (job_id, int(job.get("NumCPUs", 0)))
+    return {comment: cpus for comment, (_, cpus) in sorted(latest.items())}
+
+
 def print_table(figures: dict[str, Any]) -> None:
     print(f"machine: {figures['cpus']} cores; load average at start {figures['load_at_start']}")
     print(f"slurm: {figures['slurm']}")
@@ -469,6 +569,24 @@ def print_table(figures: dict[str, Any]) -> None:
             f"median: --cores 1 {par['cores_1_seconds']:.2f} s, --cores 2 {par['cores_2_seconds']:.2f} s, "
             f"ratio {par['ratio_1_to_2']:.2f}x"
         )
+    if "slurm_batch" in figures:
+        par = figures["slurm_batch"]
+        print(f"\n(d) {par['jobs']} varied jobs: va batch --cores 2 here, and --profile slurm on this node")
+        print(f"{'where':>6} {'wall s':>8} {'cpu s':>7} {'work s':>7} {'load':>11}")
+        for run in par["runs"]:
+            loads = f"{run['load_before']}-{run['load_after']}"
+            print(
+                f"{run['where']:>6} {run['wall_seconds']:>8.2f} {run['cpu_seconds']:>7.2f} "
+                f"{run['work_seconds']:>7.2f} {loads:>11}"
+            )
+        print(
+            f"median: local {par['local_seconds']:.2f} s, Slurm {par['slurm_seconds']:.2f} s, "
+            f"ratio {par['ratio_slurm_to_local']:.2f}x (goal: at most 1.5x)"
+        )
+        asked = ", ".join(
+            f"{comment.removeprefix('rule_')}: {cpus}" for comment, cpus in par["cpus_asked"].items()
+        )
+        print(f"CPUs each Slurm job asked for: {asked}")
     if "scale" in figures:
         scale = figures["scale"]
         print("\n(c) scaling: va batch --cores 2 of tiny jobs, then va run of one such job after the other")
@@ -516,8 +634,13 @@ def main() -> None:
         metavar="JOBS",
         help="in (a), also count the instructions of the dry run of JOBS jobs and of Snakemake alone",
     )
+    parser.add_argument(
+        "--slurm", action="store_true", help="only part (d): 8 varied jobs locally and on this node's Slurm"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args()
+    if args.slurm:
+        args.parts = []
     SCRATCH.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {
         "cpus": os.cpu_count(),
@@ -533,6 +656,8 @@ def main() -> None:
         figures["parallel"] = measure_parallel(args.repeat)
     if "c" in args.parts:
         figures["scale"] = measure_scale(args.scale, args.sequential)
+    if args.slurm:
+        figures["slurm_batch"] = measure_slurm(args.repeat)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

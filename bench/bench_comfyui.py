@@ -10,8 +10,16 @@ and va's own time per batch: (stage - executing) / batches, which holds Snakemak
 rule scripts' imports, submitting, watching, downloading and recording. Goal (issue 12): under 0.3 s a
 batch, and ComfyUI at least 75 % of the stage for 1 s prompts.
 
+With ``--servers N`` (issue 25, a pool): a ``va batch`` of ``--videos`` (8) jobs of ``--batches`` (4)
+batches each on a pool of N doubles, then the same batch on one double. Printed: each server's busy
+share (the time it executed prompts, from its first prompt's start to its last prompt's end), the
+ComfyUI window (first prompt's start to last prompt's end over all servers), the batch's wall time, and
+how much faster the pool ended than one server. Goal: each server busy at least 90 %, and at least 1.8x
+faster with two servers.
+
 The load average is printed with the figures: on a shared machine another run skews them.
 Run: .venv/bin/python bench/bench_comfyui.py [--prompt-seconds 1] [--batches 18] [--batch-size 16] [--json]
+     .venv/bin/python bench/bench_comfyui.py --servers 2 [--videos 8] [--batches 4] [--cores 8]
 """
 
 from __future__ import annotations
@@ -46,11 +54,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_double(prompt_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_double(prompt_seconds: float, name: str = "double") -> tuple[subprocess.Popen[bytes], str]:
     """The double on a free port, each sampler step ``prompt_seconds / STEPS`` long."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(SCRATCH / "double"),
+        [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(SCRATCH / name),
          "--step-delay", str(prompt_seconds / STEPS)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -66,7 +74,7 @@ def start_double(prompt_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
 
 
-def write_job(url: str, batches: int, batch_size: int) -> Path:
+def write_job(url: str | list[str], batches: int, batch_size: int, path: Path | None = None) -> Path:
     """A tone long enough for ``batches`` full batches, a start image, the sampler template."""
     seconds = batches * batch_size / FPS
     audio, start = SCRATCH / "tone.wav", SCRATCH / "start.png"
@@ -83,7 +91,7 @@ def write_job(url: str, batches: int, batch_size: int) -> Path:
                     "params": {"width": 128, "height": 72, "steps": STEPS}},
         "lipsync": {"enable": False},
     }  # fmt: skip
-    path = SCRATCH / "job.json"
+    path = path or SCRATCH / "job.json"
     path.write_text(json.dumps(job), encoding="utf-8")
     return path
 
@@ -146,13 +154,91 @@ def measure(prompt_seconds: float, batches: int, batch_size: int) -> dict[str, A
     }
 
 
+def measure_pool(
+    servers: int, prompt_seconds: float, videos: int, batches: int, cores: int
+) -> dict[str, Any]:
+    """``va batch`` of ``videos`` jobs on a pool of ``servers`` doubles: each server's busy share, the
+    ComfyUI window and the batch's wall time."""
+    root = SCRATCH / f"pool-{servers}"
+    state = root / "state"
+    (state / "comfyui" / "workflows").mkdir(parents=True)
+    for template in (REPO / "assets" / "workflows").glob("*.json"):
+        shutil.copy(template, state / "comfyui" / "workflows" / template.name)
+    env = {**os.environ, "VA_STATE_DIR": str(state)}
+    doubles = [start_double(prompt_seconds, f"pool-{servers}/double-{n}") for n in range(servers)]
+    try:
+        jobs = root / "jobs"
+        jobs.mkdir()
+        for video in range(videos):
+            write_job([url for _, url in doubles], batches, 16, jobs / f"video{video}.json")
+        began = time.monotonic()
+        ran = subprocess.run(
+            [sys.executable, "-m", "va", "batch", str(jobs), "--out", str(root / "out"),
+             "--cores", str(cores)],
+            env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+        )  # fmt: skip
+        wall = time.monotonic() - began
+        if ran.returncode != 0:
+            raise SystemExit(f"va batch failed ({ran.returncode}): {ran.stderr.strip()}")
+        stats = [requests.get(f"{url}/__double__/stats", timeout=5).json() for _, url in doubles]
+    finally:
+        for process, _ in doubles:
+            process.terminate()
+            process.wait(timeout=10)
+    busy = [
+        {"prompts": len(s["prompts"]), "executing_seconds": round(s["executing_seconds"], 2),
+         "window_seconds": round(s["last_ended"] - s["first_began"], 2),
+         "busy_share": round(s["executing_seconds"] / (s["last_ended"] - s["first_began"]), 3)}
+        for s in stats
+    ]  # fmt: skip
+    window = max(s["last_ended"] for s in stats) - min(s["first_began"] for s in stats)
+    return {"servers": servers, "videos": videos, "batches_each": batches, "per_server": busy,
+            "comfyui_window_seconds": round(window, 2), "batch_wall_seconds": round(wall, 2)}  # fmt: skip
+
+
+def main_pool(args: argparse.Namespace) -> None:
+    """``--servers N``: the pool, then one server, and how they compare."""
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    SCRATCH.mkdir(parents=True)
+    load_before = round(os.getloadavg()[0], 2)
+    pool = measure_pool(args.servers, args.prompt_seconds, args.videos, args.batches, args.cores)
+    single = measure_pool(1, args.prompt_seconds, args.videos, args.batches, args.cores)
+    window = single["comfyui_window_seconds"] / pool["comfyui_window_seconds"]
+    figures = {"pool": pool, "one_server": single, "speedup_comfyui_window": round(window, 2),
+               "speedup_batch_wall": round(single["batch_wall_seconds"] / pool["batch_wall_seconds"], 2),
+               "load": [load_before, round(os.getloadavg()[0], 2)]}  # fmt: skip
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"{args.videos} videos x {args.batches} batches of 16 frames, prompts of "
+          f"{args.prompt_seconds:g} s, --cores {args.cores} "
+          f"(load {figures['load'][0]} -> {figures['load'][1]})")  # fmt: skip
+    for run in (pool, single):
+        print(f"  {run['servers']} server(s): ComfyUI window {run['comfyui_window_seconds']} s, "
+              f"batch {run['batch_wall_seconds']} s")  # fmt: skip
+        for n, server in enumerate(run["per_server"]):
+            print(f"    server {n}: {server['prompts']} prompts, executing "
+                  f"{server['executing_seconds']} s of {server['window_seconds']} s: "
+                  f"busy {server['busy_share']:.1%} (goal 90 %)")  # fmt: skip
+    print(f"  {args.servers} servers end {figures['speedup_comfyui_window']}x faster than one "
+          f"(ComfyUI window; goal 1.8x), the whole batch {figures['speedup_batch_wall']}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt-seconds", type=float, default=1.0)
-    parser.add_argument("--batches", type=int, default=18)
+    parser.add_argument("--batches", type=int, help="default 18; with --servers, 4 a video")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--servers", type=int, default=0, help="a pool of this many doubles (va batch)")
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--cores", type=int, default=8)
     args = parser.parse_args()
+    if args.servers:
+        args.batches = args.batches or 4
+        main_pool(args)
+        return
+    args.batches = args.batches or 18
     figures = measure(args.prompt_seconds, args.batches, args.batch_size)
     if args.json:
         print(json.dumps(figures, indent=2))

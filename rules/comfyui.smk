@@ -22,7 +22,7 @@ rule comfyui_batch:
 
 rule assemble_visual:
     input:
-        generated=at("comfyui/generated.json"),
+        unpack(assemble_inputs),
     output:
         video=at("comfyui/output.mp4"),
     log:
@@ -37,3 +37,26 @@ rule assemble_visual:
         settings=plan_settings("assemble_visual"),
     script:
         "../scripts/assemble_visual.py"
+
+
+# A template that generates segments (docs/COMFYUI_INTERFACE.md, Segments): one job a segment, each with
+# its own clip, so a killed run and a retake make only what is missing or changed; a chained template's
+# segment takes the clip before it as an input (and waits for it), other segments run side by side.
+rule comfyui_segment:
+    input:
+        unpack(segment_inputs),
+    output:
+        clip=at("comfyui/segments/{segment}.mp4"),
+        record=at("comfyui/segments/{segment}.json"),
+    log:
+        at("logs/comfyui/segments/{segment}.log"),
+    conda:
+        "envs/va.yaml"
+    resources:
+        comfyui=1,
+    params:
+        run=RUN_DIR,
+        settings=plan_settings("comfyui_segment"),
+        pool=comfyui_pool,
+    script:
+        "../scripts/comfyui_segment.py"

@@ -1,18 +1,20 @@
 # Shared state of the graph: the job (or the batch of jobs), and the functions the rules use.
 # One job: `--config job=/abs/job.json`, its files directly in the working directory.
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
+import atexit
 import sys
 import threading
 from pathlib import Path
 
+from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
-from va.batch import load_batch, read_selection
+from va.batch import left_out_line, load_batch, read_selection
 from va.clean import record_success
 from va.comfyui.pool import resolve_pool
 from va.config import load_config
 from va.errors import ExitCode, VaError
-from va.graph import of_wildcards
+from va.graph import RULE_PHASE, of_wildcards
 from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.plan import (
@@ -25,17 +27,21 @@ from va.plan import (
 from va.registry import register_runs
 from va.slurm import (
     NeverRunsWatch,
+    cluster_failure,
     failed_rule,
     group_id,
+    hear_job_errors,
+    keep_outputs_of_finished_rules,
     named_job,
-    refused_submissions,
 )
 from va.rule_settings import rule_settings, settings_json
 from va.tracking import (
+    failure_of_attempt,
     reconcile,
     record_rule_failed,
     record_run_finished,
     record_run_started,
+    rule_finished_in_attempt,
     run_finished,
 )
 from va.workdir import Workdir
@@ -45,26 +51,41 @@ validate(config, "../config/config.schema.yaml")
 # plan before Snakemake started (`planned`): the graph loads those plans. A plain `snakemake` plans here,
 # with the same function, and writes the plans when the run starts; the process of a cluster job loads
 # what its main process wrote.
-PLANNED = bool(config.get("planned")) or not workflow.is_main_process
+DRIVES = workflow.exec_mode.name == "DEFAULT"
+PLANNED = bool(config.get("planned")) or not DRIVES
 PLANS = {}
 
+
+def folder_of(name):
+    """The folder of job ``name`` (the working directory itself for one job)."""
+    return Workdir(Path.cwd() / name)
+
+
 if config.get("batch"):
-    BATCH = load_batch(Path(config["batch"]), only=read_selection(Path.cwd()))
-    if not PLANNED and not config.get("finished_only"):
-        # A job that cannot run is left out with one line, as `va batch` does, instead of failing the
-        # graph; a finished video is never a target again, so its job is not planned.
-        pending = {
+    # A job that cannot run is left out with one line, as `va batch` does, instead of failing the
+    # graph. The graph's own Snakemake (not one running a job of it, on a node), unless `va batch` did
+    # it, also checks what each job's folder holds (va.batch.check_made_here) and plans each job whose
+    # video is not finished.
+    planning = not PLANNED and not config.get("finished_only")
+    BATCH = load_batch(
+        Path(config["batch"]),
+        only=read_selection(Path.cwd()),
+        out=Path.cwd() if planning else None,
+    )
+    if planning:
+        unfinished = {
             name: job
             for name, job in BATCH.jobs.items()
             if not Path(name, job.basename).exists()
         }
-        PLANS, unplanned = plan_jobs(
-            pending, lambda name: Path(name, "prepare/plan.json")
-        )
+        PLANS, unplanned = plan_jobs(unfinished, folder_of)
         BATCH.problems.update(unplanned)
         BATCH.jobs = {n: j for n, j in BATCH.jobs.items() if n not in unplanned}
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
+    if BATCH.problems and DRIVES and not config.get("finished_only"):
+        # Plain snakemake's last line says which jobs it left out, whatever it printed before.
+        atexit.register(print, left_out_line(BATCH), file=sys.stderr)
     JOBS = BATCH.jobs
     PREFIX = "{name}/"
 else:
@@ -74,7 +95,7 @@ else:
         and not config.get("finished_only")
         and not Path(JOB.basename).exists()
     ):
-        PLANS[""] = plan_run(JOB, Path("prepare/plan.json"))
+        PLANS[""] = plan_run(JOB, folder_of(""))
     JOBS = {"": JOB}
     PREFIX = ""
 
@@ -90,6 +111,7 @@ wildcard_constraints:
     final=r"[^/]+\.mp4",
     batch=r"\d{4}",
     chunk=r"\d{4}",
+    segment=r"\d{4}",
 
 
 def at(path):
@@ -111,7 +133,7 @@ def plan_for(name):
     """The plan of job ``name``: planned when the graph loaded (a plain ``snakemake``), else the one
     ``va`` (or the main process) wrote to its ``prepare/plan.json``, loaded once."""
     if name not in PLANS:
-        PLANS[name] = load_plan(Path(name, "prepare/plan.json"))
+        PLANS[name] = load_plan(folder_of(name).plan)
     return PLANS[name]
 
 
@@ -129,7 +151,8 @@ def plan_settings(rule):
     @of_wildcards
     def settings(wildcards):
         plan = plan_of(wildcards)
-        return settings_json(rule_settings(plan, rule, wildcards.get("chunk")))
+        part = wildcards.get("chunk") or wildcards.get("segment")
+        return settings_json(rule_settings(plan, rule, part))
 
     return settings
 
@@ -191,7 +214,8 @@ def record_started():
 
 def record_finished(success):
     """At the end: each job that had work and whose end its encode did not record yet (it records it
-    when it publishes the final) succeeded, failed in one of its rules, or was stopped.
+    when it publishes the final) succeeded, failed in one of its rules, or was stopped. A batch that
+    left jobs out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
     """
     for run, job in PENDING:
         if run_finished(run):
@@ -205,6 +229,9 @@ def record_finished(success):
                 run, from_rules=True, unfinished=unfinished, again=again
             )
     release_rescheduling_timers()
+    if success and config.get("batch") and BATCH.problems:
+        if not config.get("finished_only"):
+            sys.exit(int(ExitCode.BATCH_INCOMPLETE))
 
 
 def stop_idle_rescheduling():
@@ -253,19 +280,49 @@ def watch_cluster():
     if plugin is None or plugin.name != "slurm":
         return
     NeverRunsWatch(Path.cwd(), report=report_never_runs).start()
+    hear_job_errors(workflow.scheduler._executor, report_cluster_failure)
 
 
-def record_refused_submissions(log):
-    """At the end of a failed graph: a job sbatch refused outright (e.g. a GPU on a cluster without
-    one) fails its video with one line naming it, its request and Slurm's words, not as "interrupted".
+def report_cluster_failure(job, message):
+    """A cluster job that failed for the cluster's reason (sbatch refused it, it was cancelled by hand,
+    its node was lost, its time limit reached): that reason, on stderr and as the failure of the rule it
+    was running, unless one of its rules recorded its own error (a rule that failed, a job va's watch
+    cancelled).
     """
-    logs = log if isinstance(log, (list, tuple)) else [log]  # Snakemake 9 gives a list
-    for path in (Path(p) for p in logs if p):
-        if path.is_file():
-            for cluster_job, line in refused_submissions(
-                path.read_text(errors="replace")
-            ):
-                report_never_runs(cluster_job, line)
+    jobs = list(job.jobs) if job.is_group() else [job]
+    name = jobs[0].wildcards_dict.get("name", "")
+    if name not in JOBS:
+        return
+    run = Workdir(Path.cwd() / name)
+    again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
+    what = f"group {job.groupid}" if job.is_group() else cluster_job_name(job)
+    error = cluster_failure(message, what, again)
+    if error is None or failure_of_attempt(run) is not None:
+        return
+    print(f"va: {error.message}", file=sys.stderr)
+    unfinished = [j for j in jobs if not finished_in_attempt(j)] or jobs
+    failed = min((j.rule.name for j in unfinished), key=list(RULE_PHASE).index)
+    record_rule_failed(run, failed, error)
+
+
+def cluster_job_name(job):
+    """A rule's job as va's lines name it: ``rule lipsync [intro]``."""
+    values = "_".join(str(value) for value in job.wildcards_dict.values())
+    return f"rule {job.rule.name}" + (f" [{values}]" if values else "")
+
+
+def finished_in_attempt(job):
+    """Whether the rule of Snakemake's ``job`` recorded its end in this attempt of its video."""
+    wildcards = job.wildcards_dict
+    if job.rule.name not in RULE_PHASE:
+        return False
+    target = wildcards.get("batch") or wildcards.get("chunk")
+    run = Workdir(Path.cwd() / wildcards.get("name", ""))
+    return rule_finished_in_attempt(run, job.rule.name, target)
+
+
+# A failed cluster job of a video's rules keeps what its finished rules made (va.slurm).
+keep_outputs_of_finished_rules(SnakemakeJob, finished_in_attempt)
 
 
 def report_never_runs(cluster_job, line):
@@ -287,6 +344,34 @@ def release_rescheduling_timers():
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
             thread.cancel()
+
+
+@of_wildcards
+def assemble_inputs(wildcards):
+    """Inputs of assemble_visual: every segment's clip for a template that generates segments, else the
+    list of the batches' results."""
+    generation = plan_of(wildcards).comfyui
+    if generation.contract is not None:
+        names = [segment.name for segment in generation.segments]
+        return {
+            "segments": [in_run(wildcards, f"comfyui/segments/{n}.mp4") for n in names]
+        }
+    return {"generated": in_run(wildcards, "comfyui/generated.json")}
+
+
+@of_wildcards
+def segment_inputs(wildcards):
+    """Inputs of one segment: the still, the padded audio its voice is cut from and, for a chained
+    template, the clip of the segment before it (none for the first)."""
+    generation = plan_of(wildcards).comfyui
+    inputs = {
+        "still": ancient(in_run(wildcards, "frames/still.png")),
+        "audio": in_run(wildcards, "prepare/padded.wav"),
+    }
+    index = int(wildcards.segment)
+    if generation.chained and index > 0:
+        inputs["previous"] = in_run(wildcards, f"comfyui/segments/{index - 1:04d}.mp4")
+    return inputs
 
 
 @of_wildcards
@@ -371,6 +456,15 @@ def encode_inputs(wildcards):
     elif stages.visual_video:
         inputs["video"] = in_run(wildcards, stages.visual_video)
     return inputs
+
+
+@of_wildcards
+def encode_cpus(wildcards):
+    """The CPUs the encode asks a cluster for: one to repeat a held still's loop (a stream copy, with the
+    audio), two to encode a picture (a stage's video, captions burned in)."""
+    stages = plan_of(wildcards).stages
+    encodes = stages.lipsync is not None or stages.visual_video is not None
+    return 2 if encodes or stages.captions == "burn" else 1
 
 
 @of_wildcards

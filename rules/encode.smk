@@ -17,6 +17,8 @@ rule encode:
     conda:
         "envs/va.yaml"
     threads: 2
+    resources:
+        cpus_per_task=encode_cpus,
     params:
         run=RUN_DIR,
         settings=plan_settings("encode"),

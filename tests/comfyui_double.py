@@ -1,7 +1,8 @@
 """A test double of a ComfyUI v0.26 server: the recorded HTTP and websocket protocol, on a loopback port.
 
 It really executes the nodes that need no model weights (EmptyImage, LoadImage, RepeatImageBatch,
-ImageScale, SaveImage, CreateVideo/SaveVideo, VHS_VideoCombine) and answers CheckpointLoaderSimple graphs
+ImageScale, ImageFromBatch, ImageBatch, SaveImage, LoadAudio, LoadVideo, GetVideoComponents,
+CreateVideo/SaveVideo with an audio input, VHS_VideoCombine) and answers CheckpointLoaderSimple graphs
 (CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode) with synthetic frames coloured by the seed, of
 the size ComfyUI's latent makes (the asked size rounded down to a multiple of 8).
 Faults are switched on with ``POST /__double__/faults`` (``{name: count}``; each occurrence uses one up):
@@ -26,14 +27,21 @@ Run: python tests/comfyui_double.py --port PORT --root DIR [--checkpoints a.safe
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import contextlib
+import functools
+import gzip
 import hashlib
 import io
 import json
+import math
+import operator
 import subprocess
+import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +52,22 @@ OUTPUT_CLASSES = {"SaveImage", "SaveVideo", "VHS_VideoCombine", "SaveAnimatedPNG
 KNOWN_CLASSES = OUTPUT_CLASSES | {
     "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
+    "LoadAudio", "LoadVideo", "GetVideoComponents", "ImageFromBatch", "ImageBatch", "ComfyMathExpression",
 }  # fmt: skip
+#: The nodes that read a file of the input folder, and the input naming it (validated before a prompt runs).
+INPUT_FILES = {"LoadImage": ("image", "Invalid image file"), "LoadAudio": ("audio", "Invalid audio file"),
+               "LoadVideo": ("file", "Invalid video file")}  # fmt: skip
+
+
+#: ``GET /object_info`` of a real ComfyUI 0.26 (no model files), of which the double answers its classes.
+OBJECT_INFO = Path(__file__).resolve().parent / "data" / "comfyui_object_info_0.26.json.gz"
+
+
+@functools.cache
+def node_definitions() -> dict[str, Any]:
+    """The real server's definitions of the classes the double knows (a custom node's: an empty one)."""
+    real = json.loads(gzip.decompress(OBJECT_INFO.read_bytes()))
+    return {name: real.get(name, {"input": {}, "output": []}) for name in sorted(KNOWN_CLASSES)}
 
 
 #: The ``status`` values of ComfyUI's jobs API.
@@ -164,7 +187,7 @@ class Double:
         return web.json_response({"system": system, "devices": []})
 
     async def object_info(self, request: web.Request) -> web.Response:
-        return web.json_response({name: {"input": {}, "output": []} for name in sorted(KNOWN_CLASSES)})
+        return web.json_response(node_definitions())
 
     def validate(self, graph: Any) -> dict[str, Any] | None:
         if not isinstance(graph, dict) or not any(
@@ -181,7 +204,18 @@ class Double:
                                   "extra_info": {"node_id": node_id, "class_type": cls, "node_title": cls}},
                         "node_errors": {}}  # fmt: skip
         errors = {}
+        outputs = sorted(key for key, node in graph.items() if node["class_type"] in OUTPUT_CLASSES)
         for node_id, node in graph.items():
+            if node["class_type"] in INPUT_FILES:
+                name, complaint = INPUT_FILES[node["class_type"]]
+                value = node["inputs"].get(name)
+                if isinstance(value, str) and not (self.input / value).is_file():
+                    # As ComfyUI's validate_inputs of these nodes: a custom validation failure.
+                    errors[node_id] = {"errors": [{"type": "custom_validation_failed",
+                                                   "message": "Custom validation failed for node",
+                                                   "details": f"{name} - {complaint}: {value}",
+                                                   "extra_info": {"input_name": name}}],
+                                       "dependent_outputs": outputs, "class_type": node["class_type"]}  # fmt: skip
             if node["class_type"] == "CheckpointLoaderSimple":
                 name = node["inputs"].get("ckpt_name")
                 if name not in self.checkpoints:
@@ -556,20 +590,30 @@ class Double:
         return {"filename": name, "subfolder": "", "type": "output"}
 
     def save_video(
-        self, images: list[Image.Image], fps: float, prefix: str, subfolder: str
+        self, images: list[Image.Image], fps: float, prefix: str, subfolder: str, audio: Audio | None = None
     ) -> dict[str, str]:
+        """As ComfyUI's VideoFromComponents.save_to: H.264, and an audio input as AAC at its own rate,
+        cut to the video's length (ceil(rate / fps * frames) samples)."""
         self.counter += 1
         folder = self.output / subfolder
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{prefix}_{self.counter:05d}_.mp4"
         frames = b"".join(image.convert("RGB").tobytes() for image in images)
         width, height = images[0].size
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
-             f"{width}x{height}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "ultrafast",
-             "-pix_fmt", "yuv420p", str(folder / name)],
-            input=frames, check=True,
-        )  # fmt: skip
+        sound: list[str] = []
+        with tempfile.TemporaryDirectory() as scratch:
+            if audio is not None:
+                samples = math.ceil(audio.rate / fps * len(images))
+                pcm = Path(scratch, "audio.f32")
+                pcm.write_bytes(audio.pcm[: samples * audio.channels * 4])
+                sound = ["-f", "f32le", "-ar", str(audio.rate), "-ac", str(audio.channels), "-i", str(pcm),
+                         "-c:a", "aac", "-ar", str(audio.rate)]  # fmt: skip
+            subprocess.run(
+                ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+                 f"{width}x{height}", "-r", str(fps), "-i", "-", *sound, "-c:v", "libx264", "-preset",
+                 "ultrafast", "-pix_fmt", "yuv420p", str(folder / name)],
+                input=frames, check=True,
+            )  # fmt: skip
         return {"filename": name, "subfolder": subfolder, "type": "output"}
 
     def save_animation(self, images: list[Image.Image], fps: float, prefix: str, kind: str) -> dict[str, str]:
@@ -597,6 +641,37 @@ class Double:
         if cls == "LoadImage":
             image = Image.open(self.input / str(i["image"])).convert("RGB")
             return ([image], None), None
+        if cls == "LoadAudio":
+            audio = load_audio(self.input / str(i["audio"]))
+            if audio is None:
+                raise NodeFailure(node_id, cls, "No audio stream found in the file.")
+            return (audio,), None
+        if cls == "LoadVideo":
+            return (self.input / str(i["file"]),), None  # decoded by GetVideoComponents, as VideoFromFile
+        if cls == "GetVideoComponents":
+            video = i["video"]
+            if isinstance(video, Path):  # a LoadVideo: its file decoded
+                images, fps = load_frames(video)
+                return (images, load_audio(video), fps, 8), None
+            return (video["images"], video["audio"], video["fps"], 8), None
+        if cls == "ComfyMathExpression":
+            # As ComfyUI's (simpleeval there): the expression over the inputs values.a, values.b, ...;
+            # outputs FLOAT, INT, BOOLEAN.
+            names = {key.split(".", 1)[1]: value for key, value in i.items() if key.startswith("values.")}
+            result = arithmetic(ast.parse(str(i["expression"]), mode="eval").body, names)
+            return (float(result), int(result), bool(result)), None
+        if cls == "ImageFromBatch":
+            # As ComfyUI's: a negative index counts from the end; index and length are clamped to the batch.
+            images, index = i["image"], int(i["batch_index"])
+            index = max(0, min(len(images) - 1, index + len(images) if index < 0 else index))
+            return (images[index : index + int(i["length"])],), None
+        if cls == "ImageBatch":
+            # As ComfyUI's: the second batch is scaled to the first's size, then appended.
+            first, second = i["image1"], i["image2"]
+            size = first[0].size
+            return (
+                [*first, *(image if image.size == size else image.resize(size) for image in second)],
+            ), None
         if cls == "RepeatImageBatch":
             return ([image for image in i["image"] for _ in range(int(i["amount"]))],), None
         if cls == "ImageScale":
@@ -605,11 +680,13 @@ class Double:
         if cls == "SaveImage":
             return (), {"images": [self.save_png(image, str(i["filename_prefix"])) for image in i["images"]]}
         if cls == "CreateVideo":
-            return ({"images": i["images"], "fps": float(i["fps"])},), None
+            return ({"images": i["images"], "fps": float(i["fps"]), "audio": i.get("audio")},), None
         if cls == "SaveVideo":
             video = i["video"]
-            return (), {"images": [self.save_video(video["images"], video["fps"], str(i["filename_prefix"]), "video")],
-                        "animated": [True]}  # fmt: skip
+            item = self.save_video(
+                video["images"], video["fps"], str(i["filename_prefix"]), "video", video["audio"]
+            )
+            return (), {"images": [item], "animated": [True]}
         if cls in ("SaveAnimatedPNG", "SaveAnimatedWEBP"):
             # As ComfyUI's nodes: Pillow writes the animation, and its encoder merges identical
             # consecutive frames into one (their durations added).
@@ -645,6 +722,68 @@ class Double:
             return ([synthetic_frame(latent["width"], latent["height"], latent["seed"], k)
                      for k in range(latent["batch"])],), None  # fmt: skip
         raise NodeFailure(node_id, cls, f"the double cannot run {cls}")
+
+
+OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+             ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}  # fmt: skip
+
+
+def arithmetic(node: ast.expr, names: dict[str, Any]) -> Any:
+    """The value of an arithmetic expression (numbers, names, + - * / // %, parentheses)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
+        return OPERATORS[type(node.op)](arithmetic(node.left, names), arithmetic(node.right, names))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -arithmetic(node.operand, names)
+    raise NodeFailure("?", "ComfyMathExpression", f"the double cannot evaluate {ast.dump(node)}")
+
+
+@dataclass(frozen=True)
+class Audio:
+    """ComfyUI's AUDIO: samples as 32-bit floats, channels interleaved, at their own rate."""
+
+    pcm: bytes
+    rate: int
+    channels: int
+
+
+def load_audio(path: Path) -> Audio | None:
+    """A file's first audio stream at its own rate and channels, as LoadAudio decodes it (PyAV there);
+    None when it has none."""
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
+         "-of", "json", str(path)], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    streams = json.loads(probe.stdout).get("streams") or []
+    if not streams:
+        return None
+    rate, channels = int(streams[0]["sample_rate"]), int(streams[0]["channels"])
+    pcm = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ar", str(rate),
+         "-ac", str(channels), "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return Audio(pcm, rate, channels)
+
+
+def load_frames(path: Path) -> tuple[list[Image.Image], float]:
+    """Every frame of a video file and its rate, as GetVideoComponents of a LoadVideo gives them."""
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,r_frame_rate",
+         "-of", "json", str(path)], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stream = json.loads(probe.stdout)["streams"][0]
+    width, height = int(stream["width"]), int(stream["height"])
+    numerator, denominator = stream["r_frame_rate"].split("/")
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt",
+         "rgb24", "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    size = width * height * 3
+    frames = [Image.frombytes("RGB", (width, height), raw[k : k + size]) for k in range(0, len(raw), size)]
+    return frames, float(numerator) / float(denominator)
 
 
 def synthetic_frame(width: int, height: int, seed: int, index: int) -> Image.Image:

@@ -37,7 +37,7 @@ from va.errors import ExitCode
 from va.events import read_events
 from va.job import CHECKED_AUDIO, load_job
 from va.manifest import epoch
-from va.plan import plan_jobs
+from va.plan import plan_fingerprint, plan_job, plan_jobs
 from va.runner import SNAKEFILE
 
 #: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
@@ -127,11 +127,59 @@ def test_a_batch_with_bad_jobs(files: Media, va_cli: CliRunner, state_dir: Path)
     assert summary(second)["lipfail"]["status"] == "failed"
     assert int(ffprobe_streams(out / "outro" / "final.mp4")["video"]["nb_read_frames"]) == 50
     assert json.loads((out / "outro" / "manifest.json").read_text())["attempts"] == 2
+    check_what_made_each_video(files, va_cli, folder, out)
+
+
+def check_what_made_each_video(files: Media, va_cli: CliRunner, folder: Path, out: Path) -> None:
+    """OUT records which job file and plan made each video: a different job under a taken name, or a
+    finished job edited since, is refused with one line naming the changes (exit 30 in its row, the
+    batch 3), its video left as it was; the same job file moved with its batch is still that video."""
+    intro = json.loads((out / "intro" / "manifest.json").read_text())
+    assert intro["job"] == str(folder / "intro.json")
+    assert intro["plan_fingerprint"] == plan_fingerprint(plan_job(load_job(folder / "intro.json")))
+    made = {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "main")}
+
+    other = files.root / "other"
+    other.mkdir()
+    document = json.loads((folder / "intro.json").read_text())
+    document["buffer"] = {"pre_seconds": 0.0, "post_seconds": 1.0}
+    (other / "intro.json").write_text(json.dumps(document))
+    refused = va_cli("batch", other, "--out", out, "--json")
+    assert refused.code == ExitCode.BATCH_INCOMPLETE, refused.err
+    row = summary(refused)["intro"]
+    assert (row["status"], row["exit_code"], row["output"]) == ("refused", ExitCode.OUTPUT_EXISTS, None), row
+    assert row["message"] == (
+        f"{out / 'intro'} holds the run of another job, {folder / 'intro.json'} (changed: "
+        "audio_duration_seconds, buffer, document.buffer, target_frames, visual_target_duration_seconds); "
+        f"not mixing {other / 'intro.json'} into it (choose another --out)"
+    )
+
+    document = json.loads((folder / "main.json").read_text())
+    document["buffer"] = {"pre_seconds": 0.0, "post_seconds": 3.0}
+    (folder / "main.json").write_text(json.dumps(document))
+    (folder / "lipfail.json").unlink()  # its run would start Snakemake again, to fail the same way
+    edited = va_cli("batch", folder, "--out", out, "--json")
+    assert edited.code == ExitCode.BATCH_INCOMPLETE, edited.err
+    row = summary(edited)["main"]
+    assert (row["status"], row["exit_code"]) == ("refused", ExitCode.OUTPUT_EXISTS), row
+    assert row["message"].startswith(f"{out / 'main' / 'final.mp4'} was made from an earlier version of ")
+    assert "(changed: audio_duration_seconds, buffer, document.buffer, target_frames" in row["message"]
+    assert row["message"].endswith("(delete it to make it anew, or choose another --out)")
+    assert summary(edited)["intro"]["status"] == "succeeded"
+
+    moved = files.root / "moved"
+    moved.mkdir()
+    (moved / "intro.json").write_text((folder / "intro.json").read_text())
+    again = va_cli("batch", moved, "--out", out, "--json")
+    assert again.code == ExitCode.OK, again.err
+    assert summary(again)["intro"]["status"] == "succeeded"
+    assert {name: (out / name / "final.mp4").stat().st_mtime_ns for name in ("intro", "main")} == made
 
 
 def test_plain_snakemake_runs_a_batch(files: Media) -> None:
     """Without `va batch`: a job whose input file is missing is left out with one line naming it (it
-    would fail the whole graph as a missing input), the others run."""
+    would fail the whole graph as a missing input), the others run; Snakemake then exits 3 (as `va batch`
+    does), its last line saying which job it left out."""
     folder = make_batch(files, ["one", "two", "lost"])
     document = json.loads((folder / "lost.json").read_text())
     document["input"]["audio"] = str(files.root / "gone.wav")
@@ -154,11 +202,16 @@ def test_plain_snakemake_runs_a_batch(files: Media) -> None:
         text=True,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == ExitCode.BATCH_INCOMPLETE, done.stderr[-2000:]
     for name in ("one", "two"):
         assert json.loads((out / name / "manifest.json").read_text())["run_status"] == "succeeded"
     about_lost = [line for line in done.stderr.splitlines() if "lost" in line]
-    assert about_lost == [f"va batch: lost: skipped: input.audio: file not found: {files.root / 'gone.wav'}"]
+    last = "va batch: 1 of 3 job(s) left out (see the lines above): lost"
+    assert about_lost == [
+        f"va batch: lost: skipped: input.audio: file not found: {files.root / 'gone.wav'}",
+        last,
+    ]
+    assert done.stderr.splitlines()[-1] == last
     assert not (out / "lost").exists()
 
 
@@ -302,7 +355,7 @@ def test_a_live_snakemake_in_the_folder_is_never_unlocked(files: Media, va_cli: 
         refused = va_cli("batch", folder, "--out", out)
         assert refused.code == ExitCode.OUTPUT_EXISTS
         assert refused.err.strip().splitlines() == [
-            f"va: error: {out} is in use by a running snakemake (pid {process.pid}); not unlocking it "
+            f"va: error: {out} is in use by a running snakemake (pid {process.pid}); leaving it alone "
             "(wait for it to end, or stop it, then call again)"
         ]
         assert process.poll() is None and sorted((out / ".snakemake" / "locks").iterdir()) == locks

@@ -5,13 +5,18 @@ manifest and ``va status`` show it. A whole run with ``cleanup.after_success``, 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import CliRunner, Media
 from tests.test_stages import render_held_still
-from va.errors import ExitCode
+from va import registry, runner
+from va.clean import record_success, remove_empty_outputs
+from va.errors import ExitCode, VaError
 from va.job import load_job
-from va.tracking import record_run_finished, record_run_started
+from va.tracking import record_run_finished, record_run_started, run_succeeded
 from va.workdir import Workdir
 
 KEPT = {"final.mp4", "manifest.json", "prepare/plan.json", "logs/events.jsonl"}
@@ -98,3 +103,55 @@ def test_clean_a_batch_folder_cleans_its_succeeded_runs(files: Media, va_cli: Cl
     assert "not cleaned" in result.err and str(unfinished.root) in result.err
     assert not files_in(done.root) & REMAKEABLE
     assert files_in(unfinished.root) >= REMAKEABLE
+
+
+def test_a_full_state_dir_after_the_final_is_published_keeps_the_final_and_is_exit_34(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encode rule records the run's end after it published the final; a state dir that is full then
+    must not fail the rule (Snakemake deletes the outputs of a failed job, the final among them). ``va``
+    says it when it registers the end itself: exit 34, the final kept."""
+    job_path = files.job()
+    run = Workdir(files.root / "w")
+    record_run_started(run, load_job(job_path))
+    render_held_still(job_path, run.root)
+    final = run.final("final.mp4")
+    shutil.copyfile(run.still_loop, final)
+
+    def full(*_: object, **__: object) -> None:
+        raise VaError(ExitCode.STATE_DIR_UNUSABLE, "state dir unusable: No space left on device")
+
+    monkeypatch.setattr(registry, "register_runs", full)
+    record_success(run, "keep")  # as scripts/encode.py calls it: it does not raise
+    assert final.exists() and run_succeeded(run)
+    with pytest.raises(VaError) as caught:
+        runner._result(run, load_job(job_path), 0, None)
+    assert caught.value.code == ExitCode.STATE_DIR_UNUSABLE
+    assert final.exists()
+
+
+def test_clean_removes_only_what_the_run_s_records_say_it_wrote(files: Media, va_cli: CliRunner) -> None:
+    """A file of the user's in ``frames/`` and another run made inside the workdir stay: only the outputs
+    the run's records name (and its own scratch) go."""
+    run = succeeded_run(files, files.root / "w")
+    (run.root / "frames" / "mine.png").write_bytes(b"a user's picture")
+    other = succeeded_run(files, run.root / "frames" / "other-run")
+    theirs = files_in(other.root)
+    done = va_cli("clean", run.root)
+    assert done.code == ExitCode.OK, done.err
+    left = files_in(run.root)
+    assert "frames/mine.png" in left
+    assert {f"frames/other-run/{name}" for name in theirs} <= left
+    assert not left & REMAKEABLE
+
+
+def test_a_resume_remakes_an_empty_intermediate_a_power_cut_left(files: Media) -> None:
+    """A zero-byte output of a rule (renamed into place, its data never on the disk) is removed before a
+    resume, so the graph makes it again; the rest, and the final, stay as they are."""
+    run = succeeded_run(files, files.root / "w")
+    run.still_loop.write_bytes(b"")
+    final = run.final("final.mp4")
+    final.write_bytes(b"")
+    assert remove_empty_outputs(run, "final.mp4") == ["frames/still.mp4"]
+    assert not run.still_loop.exists() and final.exists() and run.padded_audio.stat().st_size > 0
+    assert remove_empty_outputs(run, "final.mp4") == []

@@ -15,11 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VA, CliRunner, FinishedRun, Media, Result, ffmpeg, ffmpeg_without_x264
+from tests.conftest import (
+    REPO,
+    VA,
+    CliRunner,
+    FinishedRun,
+    Media,
+    Result,
+    environment,
+    ffmpeg,
+    ffmpeg_without_x264,
+)
 from va import cli
 from va.errors import ExitCode, VaError
 from va.job import load_job
-from va.runner import RunOptions, graph_argv
+from va.runner import RunOptions, default_workdir, graph_argv
 from va.tracking import record_run_finished, record_run_started
 from va.workdir import Workdir
 
@@ -162,6 +172,20 @@ def test_overwrite_refused_and_resume_rules(
     resume = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
     assert resume.code == ExitCode.OK, resume.err
     assert resume.out.strip() == str(final)
+    assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
+    # --resume of another job on it would answer that job's video as its own: refused, in one line.
+    other = va_cli("run", files.job("other.json"), "--workdir", workdir, "--resume", "-q")
+    assert other.code == ExitCode.RESUME_NOT_POSSIBLE
+    assert_one_line_error(other.err, "other.json")
+    # ... unless the job was edited since: its finished video is not the job's now, said in one line.
+    original = job.read_text()
+    job.write_text(json.dumps({**json.loads(original), "buffer": {"pre_seconds": 0.0, "post_seconds": 1.0}}))
+    try:
+        edited = va_cli("run", job, "--workdir", workdir, "--resume")
+    finally:
+        job.write_text(original)
+    assert edited.code == ExitCode.OUTPUT_EXISTS
+    assert_one_line_error(edited.err, f"{final} was made from an earlier version of {job}", "buffer")
     assert (sha256(final), final.stat().st_mtime_ns, (workdir / "manifest.json").read_text()) == before
 
     fresh = va_cli("run", files.job(), "--workdir", files.root / "empty", "--resume")
@@ -578,3 +602,23 @@ def test_a_new_run_does_not_write_among_a_users_frames(files: Media, va_cli: Cli
     assert result.code == ExitCode.OUTPUT_EXISTS, result.err
     assert_one_line_error(result.err, f"{folder} holds frames, captions.srt, which no va run made")
     assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before
+
+
+def test_a_full_or_read_only_disk_anywhere_is_its_place_s_exit_code_in_one_line(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """An OSError of a full disk, a read-only one or a path too long that reaches the CLI boundary names
+    the file: 34 in the state dir, 32 elsewhere (the workdir), never an internal error."""
+    in_state = OSError(errno.ENOSPC, "No space left on device", str(state_dir / "registry.json"))
+    assert cli.disk_failure(in_state).code == ExitCode.STATE_DIR_UNUSABLE
+    in_workdir = OSError(errno.ENAMETOOLONG, "File name too long", str(tmp_path / ("x" * 300)))
+    failure = cli.disk_failure(in_workdir)
+    assert failure.code == ExitCode.WORKDIR_UNUSABLE and failure.message.startswith("File name too long: ")
+
+
+def test_default_workdirs_started_in_one_second_never_collide(tmp_path: Path) -> None:
+    """Ten ``va produce`` without ``--workdir`` in one second: each gets a folder of its own, made."""
+    with environment(None, tmp_path):
+        folders = [default_workdir() for _ in range(10)]
+    assert len(set(folders)) == 10
+    assert all(folder.is_dir() and folder.parent == tmp_path / "workdir" for folder in folders)

@@ -6,6 +6,7 @@ cluster job per video."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -20,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, VA, CliRunner, Media, ffprobe_streams
+from tests.conftest import REPO, VA, CliRunner, Media, ffprobe_streams, slow_ffmpeg
+from va.batch import SELECTION
 from va.errors import ExitCode
 from va.processes import descendants
 
@@ -132,14 +134,16 @@ def test_lip_sync_jobs_ask_for_what_their_provider_declares_and_fail_clearly_whe
     assert "1 GPUs" in message and "no GPUs" in message and "Invalid generic resource" in message, message
 
 
-def start_batch(folder: Path, out: Path, state: Path) -> subprocess.Popen[str]:
+def start_batch(
+    folder: Path, out: Path, state: Path, *options: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """``va batch`` as a process of its own (it gets real signals), with the stock Slurm profile."""
     return subprocess.Popen(
-        [*VA, "batch", str(folder), "--out", str(out), "--profile", "slurm", "--json"],
+        [*VA, "batch", str(folder), "--out", str(out), "--profile", "slurm", "--json", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "VA_STATE_DIR": str(state)},
+        env={**os.environ, "VA_STATE_DIR": str(state), **(env or {})},
     )
 
 
@@ -155,21 +159,52 @@ def stop(batch: subprocess.Popen[str], signum: signal.Signals, out: Path) -> str
     return err
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stopped_batch_leaves_no_job_in_the_queue(
-    slurm: None, files: Media, state_dir: Path, signum: signal.Signals
-) -> None:
+def test_a_stopped_batch_leaves_no_job_in_the_queue(slurm: None, files: Media, state_dir: Path) -> None:
+    """SIGTERM (SIGINT: the next test)."""
     folder = batch_folder(files, {"one": {}, "two": {}})
     out = files.root / "out"
     batch = start_batch(folder, out, state_dir.parent)
     try:
         wait_for("a job of the batch in squeue", lambda: queued(out), 120)
-        stop(batch, signum, out)
+        stop(batch, signal.SIGTERM, out)
     finally:
         batch.kill()
         batch.wait()
     cancelled = [job for job in slurm_jobs(out) if job["JobState"] == "CANCELLED"]
     assert cancelled, "the stop came after every job had ended: nothing was cancelled"
+
+
+def rules_of(events: Path, kind: str, since: int = 0) -> list[str]:
+    """The rules of the events of ``kind`` in a video's event log, from line ``since`` on."""
+    lines = events.read_text().splitlines()[since:] if events.exists() else []
+    return [event["rule"] for event in map(json.loads, lines) if event.get("kind") == kind]
+
+
+def test_a_video_stopped_by_sigint_keeps_what_its_finished_rules_made(
+    slurm: None, files: Media, state_dir: Path, va_cli: CliRunner
+) -> None:
+    """SIGINT while a video's cluster job (its group: audio, still, encode) encodes: the queue is empty
+    within 10 s, exit 130, and the padded audio and the still its finished rules made are still there
+    (Snakemake removes the outputs of every rule of a failed group job): the re-run runs the encode only."""
+    folder = batch_folder(files, {"one": {}})
+    out = files.root / "out"
+    slow = slow_ffmpeg(files.root, 300, only="one/.encode-final.mp4")
+    batch = start_batch(folder, out, state_dir.parent, env={"FFMPEG": str(slow)})
+    events = out / "one" / "logs" / "events.jsonl"
+    try:
+        wait_for("the encode started", lambda: "encode" in rules_of(events, "rule_started"), 180)
+        assert sorted(rules_of(events, "rule_finished")) == ["hold_start_frame", "prepare_audio"]
+        stop(batch, signal.SIGINT, out)
+    finally:
+        batch.kill()
+        batch.wait()
+    kept = ["prepare/padded.wav", "prepare/padded.m4a", "frames/still.png", "frames/still.mp4"]
+    assert [path for path in kept if not (out / "one" / path).is_file()] == []
+    seen = len(events.read_text().splitlines())
+    again = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
+    assert again.code == 0, again.err + (out / "logs" / "snakemake.log").read_text()[-3000:]
+    assert rules_of(events, "rule_started", since=seen) == ["encode"]
+    assert int(ffprobe_streams(out / "one" / "final.mp4")["video"]["nb_read_frames"]) == 50
 
 
 def kill_hard(batch: subprocess.Popen[str]) -> None:
@@ -235,8 +270,13 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     stopped = stop_while_waiting(folder, out, state_dir.parent, "one")
     batch = start_batch(folder, out, state_dir.parent)
     try:
-        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait.
-        wait_for("a running job", lambda: any(j["JobState"] == "RUNNING" for j in slurm_jobs(out)), 120)
+        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait; all three are
+        # submitted first (the plugin calls sbatch one after the other: the first may start before the last).
+        def submitted_and_running() -> bool:
+            jobs = [job for job in slurm_jobs(out) if job["JobId"] != stopped]
+            return len(jobs) == 3 and any(job["JobState"] == "RUNNING" for job in jobs)
+
+        wait_for("the three jobs submitted, one running", submitted_and_running, 120)
     finally:
         kill_hard(batch)
     # A job left pending stays so until the re-run (a second's job would otherwise start and end first).
@@ -290,3 +330,110 @@ def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
     assert (group["NumCPUs"], group["JobState"]) == ("2", "COMPLETED"), group
     for phase in ("prepare", "motion"):
         assert manifest["phases"][phase]["slurm_job_ids"] == [group["JobId"]]
+
+
+def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_side(
+    slurm: None, files: Media, va_cli: CliRunner
+) -> None:
+    """Plain snakemake with the profile runs three held stills in OUT, its pending jobs held: `va batch`
+    into OUT and `va run --resume` of one of its videos are refused (exit 30, one line naming its pid)
+    before they touch anything: its jobs are not cancelled, no file of va's is written, and it finishes.
+    Each video's job asked for 1 CPU, so the 2-CPU node ran two of them at once."""
+    folder = batch_folder(files, {"one": {}, "two": {}, "three": {}})
+    out = files.root / "out"
+    live = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--workflow-profile", "none",
+         "--directory", str(out), "--config", f"batch={folder}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for("a job of the live run pending", lambda: any(
+            job["JobState"] == "PENDING" for job in slurm_jobs(out)), 120)  # fmt: skip
+        pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
+        subprocess.run(["scontrol", "hold", *pending], capture_output=True, check=False)
+        refusal = (
+            f"va: error: {out} is in use by a running snakemake (pid {live.pid}); leaving it alone "
+            "(wait for it to end, or stop it, then call again)"
+        )
+        batch = va_cli("batch", folder, "--out", out, "--profile", "slurm")
+        assert (batch.code, batch.err.strip().splitlines()) == (ExitCode.OUTPUT_EXISTS, [refusal])
+        run = va_cli("run", folder / "one.json", "--workdir", out / "one", "--resume", "--profile", "slurm")
+        assert (run.code, run.err.strip().splitlines()) == (ExitCode.OUTPUT_EXISTS, [refusal])
+        written = [out / SELECTION, out / "logs" / "snakemake.log", out / "logs" / ".run.lock"]
+        written += [out / "one" / "logs" / ".run.lock"]
+        assert [path for path in written if path.exists()] == []
+        assert [job["JobState"] for job in slurm_jobs(out) if job["JobId"] in pending] == ["PENDING"] * len(
+            pending
+        )
+        subprocess.run(["scontrol", "release", *pending], capture_output=True, check=False)
+        _, err = live.communicate(timeout=600)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 0, err[-3000:]
+    jobs = slurm_jobs(out)
+    assert sorted(job["JobState"] for job in jobs) == ["COMPLETED"] * 3, jobs
+    assert [job["NumCPUs"] for job in jobs] == ["1"] * 3, jobs
+    for name in ("one", "two", "three"):
+        assert int(ffprobe_streams(out / name / "final.mp4")["video"]["nb_read_frames"]) == 50
+    spans = sorted(
+        (datetime.fromisoformat(job["StartTime"]), datetime.fromisoformat(job["EndTime"])) for job in jobs
+    )
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+
+
+def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
+    slurm: None, files: Media, state_dir: Path, tmp_path: Path
+) -> None:
+    """A video whose job (its group) sbatch refuses (an audiogram asking 900 GB) fails with exit 21 and a
+    line naming the request, the partition's limits and Slurm's words; one whose job is cancelled by hand
+    (scancel) while it encodes is interrupted (130) with a line saying so. Both in the summary and in the
+    manifests, with --keep-going; the cancelled video keeps what its finished rules made."""
+    providers = json.loads((REPO / "config" / "lipsync.providers.json").read_text())
+    huge = {
+        **providers["providers"]["audiogram"],
+        "resources": {"cpus": 1, "mem_mb": 900000, "gpus": 0, "runtime": 30},
+    }
+    providers["providers"]["huge_audiogram"] = huge
+    config = tmp_path / "providers.json"
+    config.write_text(json.dumps(providers))
+    folder = batch_folder(files, {
+        "refused": {"lipsync": {"enable": True, "provider": "huge_audiogram"}},
+        "by_hand": {},
+    })  # fmt: skip
+    out = files.root / "out"
+    slow = slow_ffmpeg(files.root, 300, only="by_hand/.encode-final.mp4")
+    env = {"FFMPEG": str(slow), "VIDAX_LIPSYNC_CONFIG": str(config)}
+    batch = start_batch(folder, out, state_dir.parent, "--keep-going", env=env)
+    events = out / "by_hand" / "logs" / "events.jsonl"
+    try:
+        wait_for("by_hand's encode started", lambda: "encode" in rules_of(events, "rule_started"), 180)
+        (job,) = [job for job in slurm_jobs(out) if "by_hand@video" in job["Comment"]]
+        subprocess.run(["scancel", job["JobId"]], check=True)
+        output, err = batch.communicate(timeout=300)
+    finally:
+        batch.kill()
+        batch.wait()
+    assert batch.returncode == ExitCode.BATCH_INCOMPLETE, err
+    rows = summary(output)
+    refused, by_hand = rows["refused"], rows["by_hand"]
+    assert (refused["status"], refused["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), refused
+    assert refused["message"].startswith(
+        "Slurm refused the job of group refused@video: it asks for 2 CPUs, 900000 MB memory"
+    ), refused
+    assert "partition va (up) has nodes of at most 2 CPUs" in refused["message"], refused
+    assert "Memory specification can not be satisfied" in refused["message"], refused
+    assert (by_hand["status"], by_hand["exit_code"]) == ("interrupted", ExitCode.INTERRUPTED), by_hand
+    assert by_hand["message"].startswith(
+        f"Slurm job {job['JobId']} (group by_hand@video) was cancelled outside va (scancel) after "
+    ), by_hand
+    assert by_hand["message"].endswith("; continue with the same va batch (or snakemake) command"), by_hand
+    for row in (refused, by_hand):
+        assert (
+            "\n" not in row["message"]
+            and f"va: {row['message']}" in err + (out / "logs" / "snakemake.log").read_text()
+        )
+        manifest = json.loads((out / row["job"] / "manifest.json").read_text())
+        assert manifest["exit_status"]["message"] == row["message"]
+    kept = ["prepare/padded.wav", "frames/still.mp4"]
+    assert [path for path in kept if not (out / "by_hand" / path).is_file()] == []

@@ -12,6 +12,7 @@ from typing import Any
 from va.errors import ExitCode, VaError
 from va.job import Job, load_job
 from va.manifest import EventDigest, build_manifest, current_digest, epoch
+from va.plan import changed_fields, plan_fingerprint, plan_job, previous_plan
 from va.workdir import Workdir
 
 NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -44,11 +45,20 @@ class Batch:
     problems: dict[str, VaError] = field(default_factory=dict)
 
 
-def load_batch(folder: Path, *, only: set[str] | None = None, check: Any = None, workers: int = 8) -> Batch:
+def load_batch(
+    folder: Path,
+    *,
+    only: set[str] | None = None,
+    check: Any = None,
+    workers: int = 8,
+    out: Path | None = None,
+) -> Batch:
     """Load (and with ``check``, also check) every job of ``folder``; a bad job is kept as a problem.
 
     ``check`` is called with each loaded job (e.g. to probe its inputs) in a pool of ``workers`` threads;
-    with ``workers=1`` (a check that waits for no process), one job after the other.
+    with ``workers=1`` (a check that waits for no process), one job after the other. With ``out`` (the
+    batch's output folder), a job whose folder there holds another job's run, or a video made from an
+    earlier version of the job, is a problem too (``check_made_here``).
     """
     batch = Batch(folder)
     paths = {job_name(path): path for path in discover(folder)}
@@ -61,6 +71,8 @@ def load_batch(folder: Path, *, only: set[str] | None = None, check: Any = None,
             job = load_job(path)
             if check is not None:
                 check(job)
+            if out is not None:
+                check_made_here(Workdir(out / name), job)
             return name, job
         except VaError as exc:
             return name, exc
@@ -73,6 +85,51 @@ def load_batch(folder: Path, *, only: set[str] | None = None, check: Any = None,
         with ThreadPoolExecutor(max_workers=workers) as pool:
             _sort_outcomes(batch, pool.map(load, paths.items()))
     return batch
+
+
+def check_made_here(workdir: Workdir, job: Job, option: str = "--out") -> None:
+    """A job's folder of a batch holds the run of that job only, and its finished video is what the job
+    makes now: a folder that holds the run of another job file under the same name (another batch folder
+    sent to the same OUT), or a video made from an earlier version of the job (an edit, an input changed)
+    is ``OUTPUT_EXISTS`` with one line naming what changed, never a success. Compared by the plan's
+    fingerprint (``va.plan.plan_fingerprint``) against the plan that made the folder's run
+    (``prepare/plan.json``); a job file moved with its batch makes the same plan, and is its run still.
+    An unfinished run of the same job file continues with the job as it is now (only what an edit
+    affects is made again). ``option`` chooses another folder (``va run --resume``: ``--workdir``)."""
+    if not workdir.root.is_dir():
+        return
+    start = current_digest(workdir).last_start
+    if start is None:
+        return
+    recorded = Path(str(start.get("job")))
+    same_file = recorded.resolve() == job.path.resolve()
+    final = workdir.final(job.basename)
+    if same_file and not final.exists():
+        return
+    made = previous_plan(workdir.plan)
+    plan = plan_job(job, made) if made is not None else None
+    if plan is not None and made is not None and plan_fingerprint(plan) == plan_fingerprint(made):
+        return
+    changes = ", ".join(sorted(set(changed_fields(made, plan)) - {"job"})) if plan is not None else ""
+    changed = f" (changed: {changes})" if changes else ""
+    if not same_file:
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{workdir.root} holds the run of another job, {recorded}{changed}; not mixing {job.path} "
+            f"into it (choose another {option})",
+        )
+    raise VaError(
+        ExitCode.OUTPUT_EXISTS,
+        f"{final} was made from an earlier version of {job.path}{changed}; not making it again over the "
+        f"finished video (delete it to make it anew, or choose another {option})",
+    )
+
+
+def left_out_line(batch: Batch) -> str:
+    """The last line of plain snakemake on a batch that left jobs out: how many, and which."""
+    total = len(batch.jobs) + len(batch.problems)
+    names = ", ".join(sorted(batch.problems))
+    return f"va batch: {len(batch.problems)} of {total} job(s) left out (see the lines above): {names}"
 
 
 def _sort_outcomes(batch: Batch, outcomes: Iterable[tuple[str, Job | VaError]]) -> None:
@@ -112,7 +169,8 @@ def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list
     for name in names:
         if name in problems:
             error = problems[name]
-            row = {"job": name, "status": "invalid", "exit_code": int(error.code), "message": error.message}
+            status = "refused" if error.code == ExitCode.OUTPUT_EXISTS else "invalid"
+            row = {"job": name, "status": status, "exit_code": int(error.code), "message": error.message}
             rows.append({**row, "work_seconds": None, "wall_seconds": None, "output": None})
             continue
         workdir = Workdir(out / name)

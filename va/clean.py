@@ -15,20 +15,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from va.atomic import read_json
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.manifest import build_manifest
 from va.tracking import record, record_run_finished, run_finished
 from va.workdir import Workdir
 
-#: Folders whose every file a run makes again (apart from the records in ``KEPT``).
-REMAKEABLE_FOLDERS = ("frames", "comfyui", "lipsync", "stabilize", "motion")
-#: Single files a run makes again.
-REMAKEABLE_FILES = ("prepare/padded.wav", "prepare/padded.m4a")
-#: Records inside those folders that stay: what was sent to ComfyUI, what the lip-sync provider did.
-KEPT_FOLDERS = ("comfyui/graphs",)
-KEPT_FILES = frozenset({"lipsync/result.json"})
+#: Folders a stage of va owns whole (the lip-sync stage empties them itself on every attempt): the tool's
+#: work folder and the inputs made for it, of the whole voice or of one chunk.
+STAGE_FOLDERS = ("lipsync/work", "lipsync/input", "lipsync/chunks/*/work", "lipsync/chunks/*/input")
+#: Outputs of rules that stay: what the lip-sync provider did, and the captions beside the final.
+KEPT_FILES = frozenset({"lipsync/result.json", "captions.srt", "captions.vtt"})
 
 
 @dataclass(frozen=True)
@@ -64,28 +64,80 @@ class CleanReport:
         return sum(run.bytes_freed for run in self.runs)
 
 
-def remakeable_files(workdir: Workdir) -> list[Path]:
-    """The files of ``workdir`` a run can make again, in path order."""
-    root = workdir.root
-    found = [root / name for name in REMAKEABLE_FILES if (root / name).is_file()]
-    for folder in REMAKEABLE_FOLDERS:
-        for path in sorted((root / folder).rglob("*")):
-            relative = path.relative_to(root).as_posix()
-            kept = relative in KEPT_FILES or any(relative.startswith(f"{k}/") for k in KEPT_FOLDERS)
-            if path.is_file() and not path.is_symlink() and not kept:
-                found.append(path)
-    # A scratch folder of an encode that was killed (the next encode would remove it too).
-    found += sorted(p for p in root.glob(".encode-*/**/*") if p.is_file())
-    return found
+def remakeable_files(workdir: Workdir, manifest: dict[str, Any]) -> list[Path]:
+    """The files of ``workdir`` its run's records say it made and can make again, in path order: the
+    outputs of its rules (the final and the records kept), the files each ComfyUI batch record names,
+    the folders a stage owns whole (``STAGE_FOLDERS``) and scratch folders of va's encodes. Nothing else
+    is looked at: a file of the user's, or of another run, in ``frames/`` or anywhere stays."""
+    root = workdir.root.absolute()
+    final = str(manifest.get("effective_params", {}).get("output", {}).get("basename", ""))
+    named = {
+        output
+        for phase in manifest.get("phases", {}).values()
+        for output in phase.get("outputs", [])
+        if output not in KEPT_FILES and output != final
+    }
+    for batch in [output for output in named if output.startswith("comfyui/batches/")]:
+        named.update(_batch_files(root, root / batch))
+    found = {root / name for name in named}
+    for pattern in STAGE_FOLDERS:
+        found.update(path for folder in root.glob(pattern) for path in folder.rglob("*"))
+    # A scratch folder of an encode that was killed, beside what it was making (the next encode would
+    # remove it too).
+    for folder in {root} | {path.parent for path in found}:
+        found.update(path for scratch in folder.glob(".encode-*") for path in scratch.rglob("*"))
+    return sorted(path for path in found if path.is_file() and not path.is_symlink())
+
+
+def remove_empty_outputs(workdir: Workdir, basename: str) -> list[str]:
+    """Remove the run's rule outputs that are empty (a power cut leaves a file renamed into place whose
+    data never reached the disk), so that a resume makes them again instead of failing on them; returns
+    them. The final and the captions (which may be empty) are not looked at."""
+    manifest = build_manifest(workdir)
+    if manifest is None:
+        return []
+    root = workdir.root.absolute()
+    spared = {basename, "captions.srt", "captions.vtt"}
+    outputs = {output for phase in manifest.get("phases", {}).values() for output in phase.get("outputs", [])}
+    empty = sorted(
+        name for name in outputs - spared if (root / name).is_file() and (root / name).stat().st_size == 0
+    )
+    for name in empty:
+        (root / name).unlink(missing_ok=True)
+    if empty:
+        message = (
+            f"removed {len(empty)} empty file(s) a cut write left, to make them again: {', '.join(empty)}"
+        )
+        record(workdir, "run", "warning", message, kind="log")
+    return empty
+
+
+def _batch_files(root: Path, record: Path) -> list[str]:
+    """The files a ComfyUI batch record names (its frames or its clip), relative to the workdir; none
+    outside it."""
+    try:
+        files = read_json(record).get("files") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    inside = [Path(str(name)).absolute() for name in files]
+    return [str(path.relative_to(root)) for path in inside if path.is_relative_to(root)]
 
 
 def record_success(workdir: Workdir, after_success: str) -> None:
     """The end of a run whose final is published, recorded right then (a batch records each job's end
     when its own final is there, not when the whole graph ends); then its intermediates are removed when
     the job asks (``cleanup.after_success: intermediates``). A cleanup that fails is logged: the final
-    is made and recorded, so the rule that published it must not fail."""
-    if not run_finished(workdir):
-        record_run_finished(workdir)
+    is made and recorded, so the rule that published it must not fail.
+
+    Nor does a record that cannot be written (a full workdir or state dir): the final is published and
+    checked, and a rule that fails after that has Snakemake delete the outputs of a failed job, the final
+    among them. It is logged here; ``va`` says it, with its exit code, when it records the run's end."""
+    try:
+        if not run_finished(workdir):
+            record_run_finished(workdir)
+    except (VaError, OSError) as exc:
+        logging.getLogger(__name__).error("the final is published, but its end is not recorded: %s", exc)
+        return
     if after_success != "intermediates":
         return
     try:
@@ -106,16 +158,17 @@ def clean_run(workdir: Workdir, *, dry_run: bool = False, trigger: str = "va cle
             f"{workdir.root}: the run is {manifest['run_status']}; only a succeeded run is cleaned "
             "(its intermediates are what --resume continues from)",
         )
+    root = workdir.root.absolute()
     removed = tuple(
-        RemovedFile(str(path.relative_to(workdir.root)), path.stat().st_size)
-        for path in remakeable_files(workdir)
+        RemovedFile(str(path.relative_to(root)), path.stat().st_size)
+        for path in remakeable_files(workdir, manifest)
     )
     result = CleanedRun(workdir.root, removed, dry_run)
     if dry_run or not removed:
         return result
     for item in removed:
         (workdir.root / item.path).unlink(missing_ok=True)
-    _remove_empty_folders(workdir)
+    _remove_empty_folders(workdir, removed)
     record(
         workdir,
         "cleanup",
@@ -129,15 +182,14 @@ def clean_run(workdir: Workdir, *, dry_run: bool = False, trigger: str = "va cle
     return result
 
 
-def _remove_empty_folders(workdir: Workdir) -> None:
-    folders = [workdir.root / name for name in REMAKEABLE_FOLDERS] + list(workdir.root.glob(".encode-*"))
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        if not any(folder.iterdir()):
+def _remove_empty_folders(workdir: Workdir, removed: tuple[RemovedFile, ...]) -> None:
+    """Remove the folders the removed files leave empty, up to the workdir (never a folder that holds
+    anything else)."""
+    root = workdir.root.absolute()
+    folders = {parent for item in removed for parent in (root / item.path).parents if parent != root
+               and parent.is_relative_to(root)}  # fmt: skip
+    for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
 

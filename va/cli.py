@@ -32,7 +32,7 @@ from va.comfyui.template_import import (
     read_workflow_file,
 )
 from va.comfyui.workflow import load_workflow
-from va.errors import ExitCode, VaError
+from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
 from va.manifest import TERMINAL, build_manifest
@@ -41,6 +41,7 @@ from va.plan import Plan, plan_run
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.progress import RunDisplay, batches_note
 from va.report import make_report
+from va.retake import RetakeRequest, prepare_retake
 from va.runner import (
     RunOptions,
     default_workdir,
@@ -49,6 +50,7 @@ from va.runner import (
     run_batch,
     run_job,
 )
+from va.state import state_dir
 from va.tracking import reconcile
 from va.workdir import Workdir
 
@@ -105,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job file to its final video")
     run.add_argument("job", type=_path)
     _add_run_options(run)
+
+    retake = commands.add_parser(
+        "retake", help="make the segment at a moment again (and, in a chain, those after it), then the final"
+    )
+    retake.add_argument("workdir", type=_path, help="the run's workdir")
+    retake.add_argument("--at", type=float, required=True, metavar="SECONDS", help="a moment of the video")
+    retake.add_argument("--seed", type=int, help="the new take's seed (default: a fresh one)")
+    retake.add_argument("--prompt", help="the new take's prompt (default: the segment's)")
+    retake.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
+    retake.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
+    retake.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
     produce = commands.add_parser(
         "produce", help="write W/job.json from flags and run it (final: fertig.mp4)"
@@ -214,7 +227,9 @@ def _add_workflow_parser(commands: Any) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>)")
+    parser.add_argument(
+        "--workdir", type=_path, help="run folder (default ./workdir/run-<timestamp>-<6 hex>)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
     parser.add_argument("--cores", type=_count, help="cores Snakemake may use (default: all)")
     parser.add_argument("--profile", help="Snakemake profile: a name in profiles/ or a path")
@@ -254,11 +269,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout points at /dev/null so that the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except OSError as exc:
+        if args.debug or exc.errno not in DISK_FAILURES:
+            raise
+        error = disk_failure(exc)
+        print(f"va: error: {error.message}", file=sys.stderr)
+        return int(error.code)
     except Exception as exc:
         if args.debug:
             raise
         print(f"va: internal error: {exc!r} (run with --debug for the traceback)", file=sys.stderr)
         return int(ExitCode.INTERNAL)
+
+
+def disk_failure(exc: OSError) -> VaError:
+    """A full or read-only disk, or a path too long for it, met anywhere: ``STATE_DIR_UNUSABLE`` when the
+    file is in the state dir, else ``WORKDIR_UNUSABLE``, in one line naming the file."""
+    where = Path(str(exc.filename or "")).absolute()
+    state = state_dir().parent.absolute()
+    in_state = exc.filename is not None and where.is_relative_to(state)
+    code = ExitCode.STATE_DIR_UNUSABLE if in_state else ExitCode.WORKDIR_UNUSABLE
+    return VaError(code, f"{exc.strerror or 'cannot write'}: {exc.filename or 'a file of the run'}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> ExitCode:
@@ -358,12 +389,26 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
     )
     if generation is None:
         print("  visual    the start frame held for every frame")
+    elif generation.segments:
+        contract, chain = generation.contract, "chained" if generation.chained else "independent"
+        print(
+            f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
+            f"{generation.fps} fps in {len(generation.segments)} {chain} segments"
+            + (f" ({contract.frame_form}, at most {contract.max_frames} frames)" if contract else "")
+        )
+        for segment in generation.segments:
+            print(
+                f"  segment   {segment.name}  {segment.start_seconds:8.3f}-{segment.end_seconds:<8.3f} s  "
+                f"{segment.frames:3d} frames ({segment.kept} kept)  seed {segment.seed}  cut {segment.cut}"
+            )
     else:
         print(
             f"  visual    ComfyUI {', '.join(generation.workflow_ids)}: {generation.frames} frames at "
             f"{generation.fps} fps in {len(generation.batches)} batch(es) of up to {generation.batch_size}"
         )
     lipsync = f"{plan.lipsync.provider} ({plan.lipsync.type})" if plan.lipsync else "off"
+    if generation is not None and generation.lipsync_in_model and plan.lipsync is None:
+        lipsync = "in the model (the template's lipsync_in_model)"
     if plan.lipsync and plan.lipsync.chunked:
         longest = max(chunk.end_seconds - chunk.start_seconds for chunk in plan.lipsync.chunks)
         lipsync += f" in {len(plan.lipsync.chunks)} chunks of up to {longest:.2f} s"
@@ -400,6 +445,22 @@ def cmd_run(args: argparse.Namespace) -> ExitCode:
     return _run(args.job, args, args.workdir or default_workdir())
 
 
+def cmd_retake(args: argparse.Namespace) -> ExitCode:
+    """Retake the segment at a moment of a finished (or stopped) run, then resume the run."""
+    workdir = Workdir(args.workdir.absolute())
+    done = prepare_retake(workdir, RetakeRequest(args.at, args.seed, args.prompt))
+    segment = done.segment
+    print(
+        f"va: retaking segment {segment.name} ({segment.start_seconds:g}-{segment.end_seconds:g} s), "
+        f"take {done.take}",
+        file=sys.stderr,
+    )
+    if done.kept_final is not None:
+        print(f"va: the previous final is kept as {done.kept_final}", file=sys.stderr)
+    args.resume = True
+    return _run(done.job, args, workdir.root)
+
+
 def cmd_produce(args: argparse.Namespace) -> ExitCode:
     """Build a job from flags, write it to the workdir and run it."""
     request = ProduceRequest(
@@ -427,7 +488,7 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())
     # Planned (and so checked) before the job file is written: bad flags leave nothing behind.
-    plan = plan_run(job_from_document(document, workdir.produced_job), workdir.plan)
+    plan = plan_run(job_from_document(document, workdir.produced_job), workdir)
     ensure_workdir(workdir)
     job_path = write_produced_job(workdir, document, args.resume)
     return _run(job_path, args, workdir.root, plan)
@@ -654,6 +715,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "produce": cmd_produce,
+    "retake": cmd_retake,
     "batch": cmd_batch,
     "status": cmd_status,
     "logs": cmd_logs,

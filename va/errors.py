@@ -55,6 +55,18 @@ class VaError(Exception):
 #: errno values that say a place cannot be written (full, over quota, read-only, not allowed), not that
 #: what was being written is wrong.
 UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+#: errno values that say a place is full or read-only, or its path too long: wherever they happen, the
+#: place's fault (``WORKDIR_UNUSABLE``, or ``STATE_DIR_UNUSABLE`` in the state dir), never a bug.
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG})
+#: What a tool (ffmpeg, Snakemake) says when the disk it writes to cannot take the file.
+DISK_ERRORS = (
+    "No space left on device", "Disk quota exceeded", "Read-only file system", "File name too long"
+)  # fmt: skip
+
+
+def disk_error_in(text: str) -> str | None:
+    """The disk error (``DISK_ERRORS``) a tool's output says, if any."""
+    return next((reason for reason in DISK_ERRORS if reason in text), None)
 
 
 def place_unusable(code: ExitCode, place: str, path: Path | str, exc: OSError) -> VaError:

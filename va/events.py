@@ -30,6 +30,8 @@ def append_line(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (text.rstrip("\n") + "\n").encode("utf-8"))
+    except OSError as exc:  # a write that failed names no file: this is the one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         os.close(fd)
 

@@ -36,6 +36,7 @@ RULE_PHASE = {
     "prepare_audio": "prepare",
     "hold_start_frame": "prepare",
     "comfyui_batch": "comfyui",
+    "comfyui_segment": "comfyui",
     "assemble_visual": "comfyui",
     "camera_motion": "motion",
     "stabilize": "stabilize",
@@ -54,6 +55,7 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "prepare_audio": [workdir.padded_audio, workdir.padded_aac],
         "hold_start_frame": [workdir.still, workdir.still_loop],
         "comfyui_batch": [workdir.batch_result(target or "")],
+        "comfyui_segment": [workdir.segment_clip(target or ""), workdir.segment_record(target or "")],
         "assemble_visual": [workdir.comfyui_visual],
         "camera_motion": [workdir.motion_visual],
         "stabilize": [workdir.stabilized_visual],
@@ -85,8 +87,10 @@ def describe(job: Job, stages: Stages | None = None) -> dict[str, Any]:
         skipped["lipsync"] = "lipsync.enable is false"
     elif stages.lipsync is None:
         skipped["lipsync"] = "no lip-sync provider configured for the job (lipsync.provider)"
-    # The captions rule is in the graph only for a job with captions.
+    # The captions rule is in the graph only for a job with captions; ComfyUI's frames come in batches or,
+    # from a template that generates segments, in segments.
     absent = set() if stages.captions != "none" else {"captions"}
+    absent.add("comfyui_batch" if stages.visual is Visual.COMFYUI_SEGMENTS else "comfyui_segment")
     rules = {
         phase: [rule for rule, owner in RULE_PHASE.items() if owner == phase and rule not in absent]
         for phase in PHASES

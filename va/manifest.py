@@ -17,6 +17,7 @@ from typing import Any
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
 from va.graph import PHASES, RULE_PHASE, rule_outputs
+from va.plan import document_fingerprint
 from va.processes import ProcessId
 from va.workdir import Workdir
 
@@ -101,7 +102,8 @@ def _phase(
 #: What the manifest keeps of a rule event (``seconds``: a finished rule's own time, its work).
 RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error", "seconds")
 #: What it keeps of a ComfyUI attempt (the fields that are set).
-ATTEMPT_FIELDS = ("batch", "attempt", "seed", "prompt_id", "outcome", "error", "server", "comfyui_version")
+ATTEMPT_FIELDS = ("batch", "segment", "attempt", "seed", "prompt_id", "outcome", "error", "server",
+                  "comfyui_version")  # fmt: skip
 
 
 @dataclass
@@ -232,6 +234,8 @@ def _comfyui_details(
         or str(workdir.batch_result(b["name"]).relative_to(workdir.root)) in removed
     ]
     attempts = digest.comfyui_attempts
+    if generation.get("segments"):
+        return _segment_details(workdir, generation, attempts, digest)
     return {
         "progress": {
             "batches_done": len(finished),
@@ -243,6 +247,13 @@ def _comfyui_details(
         "generation_fps": generation.get("fps"),
         "batch_seeds": {b["name"]: b["seed"] for b in batches},
         "batch_segments": {b["name"]: b["segment"] for b in batches if "segment" in b} or None,
+        **_submissions(workdir, attempts, digest),
+    }
+
+
+def _submissions(workdir: Workdir, attempts: list[dict[str, Any]], digest: EventDigest) -> dict[str, Any]:
+    """Every attempt of the stage, its prompt ids, the server's version and every rendered graph."""
+    return {
         "attempts": attempts,
         "prompt_ids": sorted({a["prompt_id"] for a in attempts if a.get("prompt_id")}),
         "comfyui_version": digest.comfyui_version,
@@ -254,10 +265,54 @@ def _comfyui_details(
     }
 
 
+def _planned_segments(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The segments of a plan's JSON data (a template that generates segments); none otherwise."""
+    segments: list[dict[str, Any]] = (plan.get("comfyui") or {}).get("segments") or []
+    return segments
+
+
+def _segment_details(
+    workdir: Workdir, generation: dict[str, Any], attempts: list[dict[str, Any]], digest: EventDigest
+) -> dict[str, Any]:
+    """A generation by segments: its progress, and each segment (index, time range, frames, seed, take,
+    and once made the prompt id and attempts of the clip it has)."""
+    segments = []
+    for segment in generation["segments"]:
+        record = workdir.segment_record(segment["name"])
+        made = read_json(record) if record.exists() else {}
+        # A record of an earlier take (a retake under way) is not this segment's.
+        current = made if (made.get("seed"), made.get("take")) == (segment["seed"], segment["take"]) else {}
+        segments.append({
+            "index": segment["index"], "name": segment["name"], "start": segment["start_seconds"],
+            "end": segment["end_seconds"], "frames": segment["frames"], "kept": segment["kept"],
+            "seed": segment["seed"], "take": segment["take"], "cut": segment["cut"],
+            "prompt": segment.get("prompt"), "status": "done" if current else "pending",
+            "prompt_id": current.get("prompt_id"), "attempts": current.get("attempts"),
+        })  # fmt: skip
+    done = [s for s in segments if s["status"] == "done"]
+    return {
+        "progress": {
+            "segments_done": len(done),
+            "segments_total": len(segments),
+            "frames_done": sum(s["kept"] for s in done),
+            "frames_total": generation.get("frames"),
+            "last_step": digest.last_step,
+        },
+        "generation_fps": generation.get("fps"),
+        "contract": generation.get("contract"),
+        "segments": segments,
+        **_submissions(workdir, attempts, digest),
+    }
+
+
 def _servers_of(attempts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Which server made each batch (its last succeeded attempt) and the version each server reported:
-    ``comfyui_versions`` with more than one value is a pool of mixed versions."""
-    made = {a["batch"]: a for a in attempts if a.get("outcome") == "succeeded" and a.get("server")}
+    """Which server made each batch or segment (its last succeeded attempt) and the version each server
+    reported: ``comfyui_versions`` with more than one value is a pool of mixed versions."""
+    made = {
+        a.get("batch") or a["segment"]: a
+        for a in attempts
+        if a.get("outcome") == "succeeded" and a.get("server")
+    }
     batch_servers = {
         name: {"url": a["server"], "comfyui_version": a.get("comfyui_version")}
         for name, a in sorted(made.items())
@@ -348,6 +403,8 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
                 keys += [(rule, str(chunk["name"])) for chunk in chunks]
                 continue
             targets = sorted(seen | set(batches)) if rule == "comfyui_batch" else []
+            if rule == "comfyui_segment":  # a job of each segment
+                targets = [str(segment["name"]) for segment in _planned_segments(plan)]
             keys += [(rule, target) for target in targets] if targets else [(rule, None)]
         outputs = {key: rule_outputs(workdir, graph["final"], *key) for key in keys}
         states = {
@@ -384,6 +441,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         "exit_status": exit_status,
         "workdir": str(workdir.root),
         "job": last["job"],
+        "plan_fingerprint": document_fingerprint(plan) if plan else None,
         "created_at": first["ts"],
         "updated_at": digest.updated_at,
         "attempts": digest.starts,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from va.errors import ExitCode, VaError
+from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
 from va.processes import ProcessId
 from va.textlog import COMMAND
@@ -41,6 +41,8 @@ AAC_OUT = ["-c:a", "aac", "-aac_coder", "fast", "-b:a", AAC_BITRATE]
 AAC_SUFFIX = ".m4a"
 #: The index first, so players start before the whole file has arrived.
 MP4_OUT = ["-movflags", "+faststart", "-f", "mp4"]
+#: A filter graph longer than this goes to ffmpeg as a file: Linux takes no single argument over 128 KiB.
+LONGEST_ARGUMENT = 32_000
 
 
 @dataclass(frozen=True)
@@ -236,10 +238,6 @@ def output_file(path: Path) -> str:
 def _named(argument: str) -> str:
     """A path as ffmpeg was given it, as the user named it (without ``file:``)."""
     return argument.removeprefix(FILE_PROTOCOL)
-
-
-#: What ffmpeg says when the disk it writes to cannot take the file: the place is at fault, not the media.
-DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
 
 
 def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.CompletedProcess[str]:
@@ -1277,10 +1275,13 @@ def encode_picture(
     subtitles: Path | None = None,
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
+    select: str = "",
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
-    Frames are dropped or repeated to the output rate; a picture that ends early holds its last frame.
+    ``select``: an ffmpeg expression of the source's frame number ``n`` saying which of its frames are
+    taken (the rest are left out before anything else). Frames are dropped or repeated to the output
+    rate; a picture that ends early holds its last frame.
     With ``retime``, the source's own timestamps are replaced: its frames follow each other at that rate
     (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
@@ -1313,8 +1314,14 @@ def encode_picture(
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
         ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
-        chain = f"{timing}fps={fps},{fit}{picture}{ending}"
-        argv += ["-vf", chain]
+        chosen = f"select='{select}'," if select else ""
+        chain = f"{chosen}{timing}fps={fps},{fit}{picture}{ending}"
+        if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
+            script = scratch / "picture.filter"
+            script.write_text(chain, encoding="utf-8")
+            argv += ["-filter_script:v", str(script)]
+        else:
+            argv += ["-vf", chain]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
         _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
@@ -1369,14 +1376,18 @@ def cut_audio(
     sample_rate: int, channels: int,
 ) -> None:  # fmt: skip
     """``seconds`` of ``source`` from ``start_seconds`` as 16-bit PCM WAV at the rate and channel count a
-    tool expects, padded with silence to ``length_seconds`` (a chunk of the voice for a lip-sync tool)."""
+    tool expects, padded with silence to ``length_seconds`` (a chunk of the voice for a lip-sync tool).
+    A negative ``start_seconds`` puts that much silence first (a model's head frames before the voice)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     length = max(length_seconds, seconds)
+    lead = round(max(0.0, -start_seconds) * sample_rate)
+    delay = f"adelay=delays={lead}S:all=1," if lead else ""
     # The input seek is exact for PCM WAV (a sample's byte offset is known), so a chunk of an hour-long
     # track costs as much as the first one.
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{start_seconds:.6f}"]
-    argv += ["-t", f"{seconds:.6f}", *input_file(source), "-map", "0:a:0"]
-    argv += ["-af", f"aresample={sample_rate},apad=whole_len={round(length * sample_rate)}"]
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, start_seconds):.6f}"]
+    argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", *input_file(source), "-map", "0:a:0"]
+    whole = round(length * sample_rate)
+    argv += ["-af", f"aresample={sample_rate},{delay}apad=whole_len={whole},atrim=end_sample={whole}"]
     argv += ["-ar", str(sample_rate), "-ac", str(channels), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot cut audio {source}")
 
@@ -1450,6 +1461,66 @@ def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None
         and stream.get("r_frame_rate") == stream.get("avg_frame_rate") == f"{fps}/1"
         and str(stream.get("nb_read_packets")) == str(frames)
         and (size is None or (stream.get("width"), stream.get("height")) == size)
+    )
+
+
+def tail_video(clip: Path, target: Path, *, first: int, fps: int) -> None:
+    """The frames of ``clip`` from frame ``first`` (0-based) to its end as a short H.264 video at ``fps``,
+    nearly lossless (the context a model continues from), written under a temporary name."""
+    with _scratch_for(target) as scratch:
+        partial = scratch / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
+        argv += ["-vf", f"select=gte(n\\,{first}),setpts=N/({fps}*TB)", "-r", str(fps), "-fps_mode", "cfr"]
+        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt", "yuv420p", *MP4_OUT]
+        _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot cut frames of {clip}")
+        partial.replace(target)
+
+
+def frame_image(clip: Path, target: Path, *, index: int) -> None:
+    """Frame ``index`` (0-based) of ``clip`` as a PNG, written under a temporary name."""
+    with _scratch_for(target) as scratch:
+        partial = scratch / target.name
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
+        argv += ["-vf", f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
+        _run(
+            [*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot take frame {index} of {clip}"
+        )
+        partial.replace(target)
+
+
+@dataclass(frozen=True)
+class ClipFigures:
+    """What a generated clip holds: its frames (counted by decoding), rate, size, and the length of its
+    audio (None: it has no audio track)."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+    audio_seconds: float | None
+
+
+def clip_figures(path: Path) -> ClipFigures:
+    """The figures of a clip, both streams decoded (one ffprobe)."""
+    argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-show_entries"]
+    argv += ["stream=codec_type,nb_read_frames,width,height,avg_frame_rate,r_frame_rate,duration"]
+    what = f"not a decodable video: {path}"
+    done = _run(
+        [*argv, "-print_format", "json", output_file(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what
+    )
+    streams = json.loads(done.stdout).get("streams") or []
+    video: dict[str, object] = next((s for s in streams if s.get("codec_type") == "video"), {})
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    rate = str(video.get("avg_frame_rate") or "0/0")
+    if rate in ("0/0", "0/1"):
+        rate = str(video.get("r_frame_rate") or "0/1")
+    num, _, den = rate.partition("/")
+    return ClipFigures(
+        frames=int(str(video.get("nb_read_frames") or 0)),
+        fps=round(float(num) / float(den), 6) if float(den or 0) else 0.0,
+        width=int(str(video.get("width") or 0)),
+        height=int(str(video.get("height") or 0)),
+        audio_seconds=None if audio is None else _float(audio.get("duration")),
     )
 
 

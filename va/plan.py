@@ -30,7 +30,7 @@ from typing import Any
 import va
 from va import media
 from va.atomic import read_json, write_json_atomic, write_text_atomic
-from va.comfyui.workflow import load_workflow
+from va.comfyui.workflow import Workflow, load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
@@ -47,7 +47,9 @@ from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cut
 from va.lipsync.providers import Provider, get_provider
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
+from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
 from va.timeline import Segment, captions_mode, cut_batches, load_segments, segment_overrides
+from va.workdir import Workdir
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
@@ -218,6 +220,19 @@ class Generation:
     workflow_ids: tuple[str, ...]
     #: Whether the batches were cut at a timeline's segments.
     segmented: bool = False
+    #: A template that generates segments (docs/COMFYUI_INTERFACE.md, Segments): the model's contract and
+    #: the segments, in place of batches; ``chained``: each needs the one before it; ``template``: a digest
+    #: of the template's graph and bindings, so an edited template remakes the segments.
+    contract: SegmentContract | None = None
+    segments: tuple[VoiceSegment, ...] = ()
+    chained: bool = False
+    template: str = ""
+    lipsync_in_model: bool = False
+
+    def segment(self, name: str) -> VoiceSegment:
+        """The segment called ``name``."""
+        return next(segment for segment in self.segments if segment.name == name)
+
     sampling: Sampling | None = None
     wait: ComfyWait | None = None
     #: ``seed_policy: per_retry``: each retry of a batch takes a seed of its own.
@@ -225,8 +240,8 @@ class Generation:
     #: The run's seed, from which each batch's (and each retry's) derives.
     seed: int = 0
 
-    def values(self, batch: Batch, seed: int) -> dict[str, Any]:
-        """What the template's bindings receive for ``batch`` submitted with ``seed``."""
+    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, Any]:
+        """What the template's bindings receive for ``batch`` (or a segment) submitted with ``seed``."""
         sampling = self.sampling
         assert sampling is not None, "a planned generation carries its sampling"
         return {
@@ -297,11 +312,13 @@ class Visual(StrEnum):
     CAMERA_MOVE = "camera_move"
     #: ComfyUI's frames or clips, in batches of ``comfyui.batch_size``.
     COMFYUI_BATCHES = "comfyui"
+    #: ComfyUI's clips of a template that generates segments (each with its voice), joined.
+    COMFYUI_SEGMENTS = "comfyui_segments"
 
     @property
     def generated(self) -> bool:
         """Whether ComfyUI makes the picture."""
-        return self is Visual.COMFYUI_BATCHES
+        return self in (Visual.COMFYUI_BATCHES, Visual.COMFYUI_SEGMENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,9 +339,9 @@ class Stages:
         asked), or the held still with a camera move; None for a still held as is."""
         if self.stabilize:
             return "stabilize/output.mp4"
-        return {Visual.COMFYUI_BATCHES: "comfyui/output.mp4", Visual.CAMERA_MOVE: "motion/output.mp4"}.get(
-            self.visual
-        )
+        if self.visual.generated:
+            return "comfyui/output.mp4"
+        return "motion/output.mp4" if self.visual is Visual.CAMERA_MOVE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,7 +414,8 @@ class Plan:
 def plan_stages(job: Job, segments: tuple[Segment, ...] | None = None) -> Stages:
     """Which stages a run of ``job`` has (``segments``: the job's timeline, read when not given)."""
     if comfyui_active(job):
-        visual = Visual.COMFYUI_BATCHES
+        segmented = load_workflow(job.comfyui.workflow_ids[0]).segments is not None
+        visual = Visual.COMFYUI_SEGMENTS if segmented else Visual.COMFYUI_BATCHES
     elif job.motion.strength > 0:
         visual = Visual.CAMERA_MOVE
     else:
@@ -441,9 +459,84 @@ def plan_wait(job: Job) -> ComfyWait:
     )
 
 
-def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
-    """How many frames ComfyUI generates, at which rate, in which batches with which seeds."""
+#: Distance between the seeds of two takes of one segment (``va retake`` without ``--seed``).
+RETAKE_SEED_STRIDE = 2_000_003
+
+
+def plan_segments(
+    job: Job,
+    workflow: Workflow,
+    frames: int,
+    seed: int,
+    *,
+    silences: list[tuple[float, float]],
+    retakes: dict[str, Retake],
+) -> tuple[VoiceSegment, ...]:
+    """The segments of a template that generates them: ``frames`` new frames at the model's rate cut at
+    the voice's pauses (a segment may be up to a third shorter than the longest to end in one), each
+    with its seed (``seed`` plus its index; a retake's), its voice, and a timeline's prompt (that of the
+    timeline segment holding the middle of its new frames) or a retake's."""
+    contract = workflow.segments
+    assert contract is not None, "plan_segments needs a template with a segment contract"
+    fps, pre = contract.fps, job.buffer.pre_seconds
+    search = longest_new(contract, workflow.id) // 3
+    cuts = cut_segments(frames, contract, workflow.id, silent=silent_frames(silences, fps), search=search)
+    timeline = load_segments(job)
+    planned = []
+    for index, cut in enumerate(cuts):
+        name = batch_name(index)
+        retake = retakes.get(name)
+        middle = (cut.first + cut.kept / 2) / fps - pre
+        owner = next((s for s in timeline if s.start <= middle < s.end), None)
+        overrides = {} if owner is None else segment_overrides(owner)
+        if retake is not None and retake.prompt is not None:
+            overrides["prompt"] = retake.prompt
+        own_seed = batch_seed(seed, index)
+        if retake is not None:
+            own_seed = (
+                retake.seed if retake.seed is not None else (own_seed + retake.take * RETAKE_SEED_STRIDE)
+            )
+        head = contract.head_frames
+        planned.append(
+            VoiceSegment(index=index, name=name, first=cut.first, frames=cut.frames, head_frames=head,
+                         kept=cut.kept, start_seconds=round(cut.first / fps, 6),
+                         end_seconds=round((cut.first + cut.kept) / fps, 6),
+                         audio_start_seconds=round((cut.first - head) / fps, 6),
+                         audio_seconds=round(cut.frames / fps, 6), seed=own_seed % SEED_LIMIT, cut=cut.cut,
+                         take=0 if retake is None else retake.take, **overrides)
+        )  # fmt: skip
+    return tuple(planned)
+
+
+def template_digest(workflow: Workflow) -> str:
+    """A short digest of a template's graph, bindings and contract."""
+    parts = [workflow.graph, workflow.bindings, as_data(workflow.segments), workflow.lipsync_in_model]
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
+
+
+def plan_generation(
+    job: Job,
+    visual_seconds: float,
+    seed: int,
+    *,
+    silences: list[tuple[float, float]] | None = None,
+    retakes: dict[str, Retake] | None = None,
+) -> Generation:
+    """How many frames ComfyUI generates, at which rate, in which batches with which seeds; for a
+    template that generates segments, in which segments (their seams in ``silences``, the pauses of the
+    padded voice in seconds, where one is near)."""
     settings = job.comfyui
+    workflow = load_workflow(settings.workflow_ids[0])
+    if workflow.segments is not None:
+        fps = workflow.segments.fps
+        frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
+        planned = plan_segments(job, workflow, frames, seed, silences=silences or [], retakes=retakes or {})
+        return Generation(
+            fps, frames, 0, (), settings.workflow_ids, contract=workflow.segments, segments=planned,
+            chained=workflow.chained, template=template_digest(workflow),
+            lipsync_in_model=workflow.lipsync_in_model, sampling=plan_sampling(job), wait=plan_wait(job),
+            per_retry=job.determinism.seed_policy == "per_retry", seed=seed,
+        )  # fmt: skip
     gen_fps = settings.params.fps or job.fps
     if gen_fps > job.fps:
         raise VaError(
@@ -480,6 +573,24 @@ def plan_generation(job: Job, visual_seconds: float, seed: int) -> Generation:
         per_retry=job.determinism.seed_policy == "per_retry",
         seed=seed,
     )
+
+
+def plan_comfyui(
+    job: Job,
+    stages: Stages,
+    visual_seconds: float,
+    seed: int,
+    *,
+    voice_seconds: float,
+    retakes: dict[str, Retake] | None,
+) -> Generation | None:
+    """The ComfyUI stage of a run, None when it has none; a template that generates segments has them
+    cut at the voice's pauses."""
+    if not stages.visual.generated:
+        return None
+    segmented = stages.visual is Visual.COMFYUI_SEGMENTS
+    silences = padded_silences(job, job.buffer, voice_seconds) if segmented else None
+    return plan_generation(job, visual_seconds, seed, silences=silences, retakes=retakes)
 
 
 @functools.cache
@@ -723,10 +834,11 @@ def section_digest(document: dict[str, Any], section: str) -> str:
     return hashlib.sha256(canonical_json(document.get(section)).encode()).hexdigest()[:16]
 
 
-def plan_job(job: Job, previous: Plan | None = None) -> Plan:
+def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] | None = None) -> Plan:
     """Resolve every value of a run of ``job``: its inputs are probed (and hashed), nothing is written.
 
-    ``previous``: the plan of an earlier attempt in the same workdir, whose random seed is kept."""
+    ``previous``: the plan of an earlier attempt in the same workdir, whose random seed is kept;
+    ``retakes``: what ``va retake`` asked of its segments (``comfyui/retakes.json``)."""
     check_inputs(job)
     buffer = job.buffer
     voice = audio_seconds(job)
@@ -764,7 +876,7 @@ def plan_job(job: Job, previous: Plan | None = None) -> Plan:
         seeds=Seeds(job.determinism.seed_policy, seed),
         geometry=geometry,
         encoding=Encoding(job.output.crf, job.output.x264_preset),
-        comfyui=plan_generation(job, visual_seconds, seed) if stages.visual.generated else None,
+        comfyui=plan_comfyui(job, stages, visual_seconds, seed, voice_seconds=voice, retakes=retakes),
         camera=CameraMove(job.motion.camera, job.motion.strength),
         stabilize_method=job.stabilize.method,
         captions=tuple(Caption(s.start, s.end, s.caption) for s in segments if s.caption),
@@ -799,25 +911,27 @@ def check_supported(job: Job) -> None:
         get_provider(provider)
 
 
-def plan_run(job: Job, plan_file: Path | None = None) -> Plan:
+def plan_run(job: Job, run: Workdir | None = None) -> Plan:
     """The one planning step of a run, its checks included: what this version needs (templates,
     provider), the inputs (probed, hashed), a needed face; every problem a ``VaError``. ``va validate``,
-    ``va run``, ``va batch`` and a plain ``snakemake`` call it once a job. ``plan_file``: the plan an
-    earlier attempt left there, whose random seed (and face check and chunks) is kept."""
+    ``va run``, ``va batch`` and a plain ``snakemake`` call it once a job. ``run``: the job's folder,
+    whose earlier plan keeps its random seed (and face check and chunks), and whose retakes
+    (``va retake``) are planned."""
     check_supported(job)
-    return plan_job(job, previous_plan(plan_file) if plan_file is not None else None)
+    if run is None:
+        return plan_job(job)
+    return plan_job(job, previous_plan(run.plan), read_retakes(run.retakes))
 
 
 def plan_jobs(
-    jobs: dict[str, Job], plan_file: Callable[[str], Path], workers: int = 8
+    jobs: dict[str, Job], run_of: Callable[[str], Workdir], workers: int = 8
 ) -> tuple[dict[str, Plan], dict[str, VaError]]:
-    """``plan_run`` of each job of a batch (``plan_file``: where a job's plan lives), in a pool of
-    threads, since planning waits for ffprobe and ffmpeg: the plans, and the problem of each job that
-    cannot run."""
+    """``plan_run`` of each job of a batch (``run_of``: a job's folder), in a pool of threads, since
+    planning waits for ffprobe and ffmpeg: the plans, and the problem of each job that cannot run."""
 
     def plan(name: str) -> tuple[str, Plan | VaError]:
         try:
-            return name, plan_run(jobs[name], plan_file(name))
+            return name, plan_run(jobs[name], run_of(name))
         except VaError as exc:
             return name, exc
 
@@ -926,6 +1040,11 @@ def previous_plan(path: Path) -> Plan | None:
         return None
 
 
+#: Fields of a plan that say how it was made, not what it makes: the job file's text (its hash), the
+#: summary of its settings shown in the manifest, the tools' versions.
+PROVENANCE_FIELDS = ("job_sha256", "effective_params", "tools")
+
+
 def changed_fields(before: Plan | None, after: Plan) -> list[str]:
     """The top-level fields in which two plans differ, and the sections of the job an edit changed
     (``document.<section>``)."""
@@ -937,9 +1056,21 @@ def changed_fields(before: Plan | None, after: Plan) -> list[str]:
         if key == "job_sections":
             sections = sorted(set(old.get(key) or {}) | set(new[key]))
             changed += [f"document.{s}" for s in sections if (old.get(key) or {}).get(s) != new[key].get(s)]
-        elif key not in ("job_sha256", "effective_params", "tools") and old.get(key) != new[key]:
+        elif key not in PROVENANCE_FIELDS and old.get(key) != new[key]:
             changed.append(key)
     return changed
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """What the plan makes, in 16 hex digits: the same for two plans exactly when ``changed_fields``
+    finds no change but the job file's path (a job file moved with its batch still makes the same video)."""
+    return document_fingerprint(plan_document(plan))
+
+
+def document_fingerprint(document: dict[str, Any]) -> str:
+    """``plan_fingerprint`` of a plan's JSON data (``prepare/plan.json`` as read)."""
+    kept = {key: value for key, value in document.items() if key not in (*PROVENANCE_FIELDS, "job")}
+    return hashlib.sha256(canonical_json(kept).encode()).hexdigest()[:16]
 
 
 def write_plan(plan: Plan, target: Path) -> None:

@@ -135,10 +135,17 @@ def _runs_snakemake(argv: list[str]) -> bool:
     return argv[1:3] == ["-m", "snakemake"] or Path(argv[1]).name == "snakemake"
 
 
+def _runs_a_job(argv: list[str]) -> bool:
+    """Whether a Snakemake command line runs one job of another Snakemake's graph (``--mode remote`` on a
+    cluster node, ``--mode subprocess`` for a local group), not a graph of its own."""
+    modes = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--mode"]
+    return any(mode != "default" for mode in modes)
+
+
 def snakemake_in(directory: Path) -> list[ProcessId]:
-    """The live Snakemake processes working in ``directory`` (their working directory, which
-    ``--directory`` sets), this process's excepted; processes of other users that cannot be read are
-    not seen."""
+    """The live Snakemake processes driving a graph in ``directory`` (their working directory, which
+    ``--directory`` sets), this process's excepted; a Snakemake that runs one cluster job there (on a node
+    that is also this host) is not one. Processes of other users that cannot be read are not seen."""
     target = directory.resolve()
     found = []
     for pid, stat in _table().items():
@@ -149,7 +156,7 @@ def snakemake_in(directory: Path) -> list[ProcessId]:
             argv = (PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if cwd == target and _runs_snakemake(argv):
+        if cwd == target and _runs_snakemake(argv) and not _runs_a_job(argv):
             found.append(ProcessId(pid, stat.start))
     return found
 

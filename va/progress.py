@@ -23,8 +23,10 @@ BATCH_RULE = "comfyui_batch"
 
 
 def batches_note(progress: dict[str, Any]) -> str:
-    """The ComfyUI stage's progress as ``va status`` and the plain progress lines say it."""
-    note = f"{progress['batches_done']} of {progress['batches_total']} batches"
+    """The ComfyUI stage's progress as ``va status`` and the plain progress lines say it (in batches, or
+    in segments for a template that generates them)."""
+    unit = "segments" if "segments_total" in progress else "batches"
+    note = f"{progress[f'{unit}_done']} of {progress[f'{unit}_total']} {unit}"
     if progress.get("frames_total") is not None:
         note += f", {progress['frames_done']} of {progress['frames_total']} frames"
     return note

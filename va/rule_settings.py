@@ -8,6 +8,7 @@ them (``parse_settings``) and calls one function of the package with them. No st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from va.plan import (
     from_data,
     generation_document,
 )
+from va.segments import VoiceSegment
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +76,28 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentSettings:
+    """``comfyui_segment``: one segment of a generation by segments, which ``generation`` holds alone (a
+    change of another segment reruns nothing here); ``start``: its content names the upload."""
+
+    start: InputFile
+    generation: Generation
+
+    @property
+    def segment(self) -> VoiceSegment:
+        """The segment this rule makes."""
+        return self.generation.segments[0]
+
+
+@dataclass(frozen=True, slots=True)
 class AssembleSettings:
-    """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``."""
+    """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``;
+    for a generation by segments, the ``segments`` whose clips are joined (their kept frames)."""
 
     generated_fps: int
     generated_frames: int
     picture: Picture
+    segments: tuple[VoiceSegment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +177,20 @@ def generation_settings(plan: Plan) -> GenerationSettings | None:
     return None if plan.comfyui is None else GenerationSettings(plan.inputs["start"], plan.comfyui)
 
 
+def segment_settings(plan: Plan, segment: str) -> SegmentSettings:
+    """The settings of ``comfyui_segment`` for ``segment``: the generation with that segment alone."""
+    generation = plan.comfyui
+    assert generation is not None, "a segment belongs to a ComfyUI stage"
+    alone = dataclasses.replace(generation, segments=(generation.segment(segment),))
+    return SegmentSettings(plan.inputs["start"], alone)
+
+
 def assemble_settings(plan: Plan) -> AssembleSettings | None:
     """The settings of ``assemble_visual``; None without a ComfyUI stage."""
     if plan.comfyui is None:
         return None
-    return AssembleSettings(plan.comfyui.fps, plan.comfyui.frames, picture_of(plan))
+    generation = plan.comfyui
+    return AssembleSettings(generation.fps, generation.frames, picture_of(plan), generation.segments)
 
 
 def camera_settings(plan: Plan) -> CameraSettings:
@@ -217,17 +244,21 @@ RULE_SETTINGS: dict[str, Callable[[Plan], object]] = {
 }
 
 
-def rule_settings(plan: Plan, rule: str, chunk: str | None = None) -> object:
-    """The settings of ``rule`` in a run of ``plan`` (of one ``chunk`` for ``lipsync_chunk``)."""
-    if chunk is not None:
-        return lipsync_settings(plan, chunk)
+def rule_settings(plan: Plan, rule: str, part: str | None = None) -> object:
+    """The settings of ``rule`` in a run of ``plan`` (of one ``part``: the chunk of ``lipsync_chunk``, the
+    segment of ``comfyui_segment``)."""
+    if rule == "comfyui_segment":
+        assert part is not None, "comfyui_segment makes one segment"
+        return segment_settings(plan, part)
+    if part is not None:
+        return lipsync_settings(plan, part)
     return RULE_SETTINGS[rule](plan)
 
 
 def settings_json(settings: object) -> str:
     """Settings as one canonical JSON string: a rule's ``params.settings``."""
     data = as_data(settings)
-    if isinstance(settings, GenerationSettings):
+    if isinstance(settings, GenerationSettings | SegmentSettings):
         data["generation"] = generation_document(settings.generation)
     return canonical_json(data)
 

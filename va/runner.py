@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -21,21 +23,29 @@ import yaml
 from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
-from va.batch import SELECTION, load_batch, summarize
+from va.batch import SELECTION, check_made_here, load_batch, summarize
+from va.clean import remove_empty_outputs
 from va.comfyui.health import check_pool
-from va.comfyui.pool import JOBS_PER_SLOT, PoolServer
+from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
-from va.errors import ExitCode, VaError, place_unusable
+from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import follow_events
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.job import Job, comfyui_active, load_job
-from va.manifest import build_manifest
+from va.manifest import build_manifest, current_digest
 from va.plan import Plan, plan_jobs, plan_run, publish_plan
-from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in
+from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
 from va.textlog import last_lines, record_command
-from va.tracking import existing_run_id, reconcile, record_run_finished, run_finished, run_succeeded
+from va.tracking import (
+    existing_run_id,
+    reconcile,
+    record_run_finished,
+    register_finished,
+    run_finished,
+    run_succeeded,
+)
 from va.workdir import Workdir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +74,17 @@ class RunResult:
 
 
 def default_workdir() -> Path:
-    """``./workdir/run-<timestamp>`` below the current directory."""
-    return Path.cwd() / "workdir" / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``./workdir/run-<timestamp>-<6 hex>`` below the current directory, made here: the folder is created
+    exclusively, so runs started in the same second (ten ``va produce`` at once) never share one."""
+    parent = Path.cwd() / "workdir"
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
 
 
 def resolve_profile(profile: str) -> Path:
@@ -194,6 +213,7 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
             "not overwriting it (choose another --workdir)",
         )
     if resume:
+        remove_empty_outputs(workdir, job.basename)
         reconcile(workdir, job.basename)
     if not resume:
         if final.exists():
@@ -209,12 +229,73 @@ def guard_workdir(workdir: Workdir, job: Job, resume: bool) -> None:
         return
     if not workdir.manifest.exists() or not run_id:
         raise VaError(ExitCode.RESUME_NOT_POSSIBLE, f"nothing to resume: no manifest.json in {workdir.root}")
+    refuse_another_job(workdir, job)
     if final.exists() and not run_succeeded(workdir):
         raise VaError(
             ExitCode.RESUME_NOT_POSSIBLE,
             f"nothing to resume: {final} exists but is not the finished video this run recorded; "
             "not overwriting it (choose another --workdir)",
         )
+
+
+def refuse_another_job(workdir: Workdir, job: Job) -> None:
+    """A resume continues the run of the same job file: the run of another job in ``workdir`` (whose
+    video would be answered as this job's) is ``RESUME_NOT_POSSIBLE``, naming both."""
+    recorded = current_digest(workdir).last_start
+    theirs = Path(str((recorded or {}).get("job", ""))).absolute()
+    ours = job.path.absolute()
+    same = theirs == ours or (theirs.exists() and ours.exists() and os.path.samefile(theirs, ours))
+    if recorded is not None and not same:
+        raise VaError(
+            ExitCode.RESUME_NOT_POSSIBLE,
+            f"{workdir.root} holds the run of {theirs}, not of {ours}; resume it with that job, "
+            "or choose another --workdir",
+        )
+
+
+def refuse_live_run(workdir: Workdir, *, batch_above: bool = False) -> None:
+    """A folder another run works in is left alone: a ``va`` holding its lock, or a snakemake working
+    there (plain ``snakemake``, which takes no lock of ours), or with ``batch_above`` in the folder above
+    (a job's folder of a running batch). Checked before anything is settled (an earlier run's Slurm jobs
+    cancelled) or written there: a refused command never touches the live run. Exit 30, one line."""
+    if not workdir.root.is_dir():
+        return
+    if _held(workdir.run_lock):
+        raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run")
+    refuse_live_snakemake(workdir, batch_above=batch_above)
+
+
+def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> None:
+    """``refuse_live_run`` without the look at ``va``'s lock: for the holder of that lock."""
+    places = [workdir.root, workdir.root.parent] if batch_above else [workdir.root]
+    # What a killed va's guardian recorded there is that run's leftover, which the new run ends.
+    recorded = ProcessRecord(workdir.processes).read()
+    leftovers = {process for earlier in recorded for process in tree(earlier)}
+    for place in places:
+        live = [process for process in snakemake_in(place) if process not in leftovers]
+        if live:
+            pids = ", ".join(str(process.pid) for process in live)
+            raise VaError(
+                ExitCode.OUTPUT_EXISTS,
+                f"{place} is in use by a running snakemake (pid {pids}); leaving it alone "
+                "(wait for it to end, or stop it, then call again)",
+            )
+
+
+def _held(lock: Path) -> bool:
+    """Whether a process holds the lock file ``lock`` (``workdir_lock``); a missing file is held by none,
+    and is not made here."""
+    try:
+        handle = open(lock, "rb")  # noqa: SIM115 - closed below; opening a file that is there writes nothing
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 @contextlib.contextmanager
@@ -279,9 +360,9 @@ def profile_config(profile: Path | None) -> dict[str, Any]:
 
 
 def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
-    """``--resources`` with ``comfyui`` following the pool: ``JOBS_PER_SLOT`` ComfyUI jobs a slot of the
-    servers the jobs use (each prompt's slot is leased in va.comfyui.pool; the second job waits there,
-    started, so that a server never waits for Snakemake to start the next one). The profile's other
+    """``--resources`` with ``comfyui`` following the pool of the servers the jobs use
+    (va.comfyui.pool.snakemake_jobs: a job for each prompt va keeps at a server, one more started and
+    waiting; the leases themselves are taken in va.comfyui.pool). The profile's other
     resources are kept (a ``--resources`` replaces the profile's list). Nothing when no job uses ComfyUI
     or the stage starts its own server (the profile's value holds)."""
     profile = resolve_profile(options.profile) if options.profile else PROFILES / "default"
@@ -295,7 +376,7 @@ def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
             servers.update(pool.servers)
     if not servers:
         return []
-    limit = JOBS_PER_SLOT * sum(server.slots for server in servers)
+    limit = snakemake_jobs(servers)
     declared = _profile_settings(profile).get("resources") or []
     if isinstance(declared, dict):
         declared = [f"{name}={value}" for name, value in declared.items()]
@@ -315,7 +396,7 @@ def prepare_run(job_path: Path, workdir: Workdir | None = None) -> tuple[Job, Pl
     """Load and plan a job, its checks included, as ``va validate`` does; every problem is a ``VaError``.
     ``workdir``: where an earlier attempt's plan (and its random seed) is kept."""
     job = load_job(job_path)
-    return job, plan_run(job, workdir.plan if workdir is not None else None)
+    return job, plan_run(job, workdir)
 
 
 def run_job(
@@ -346,6 +427,7 @@ def run_job(
                 f"reachable ({problems}); start it, or hold the start frame "
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
+    refuse_live_run(workdir, batch_above=True)
     if not options.resume:
         refuse_foreign_places(workdir)
     ensure_workdir(workdir)
@@ -354,10 +436,13 @@ def run_job(
     with workdir_lock(workdir):
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(workdir.snakemake_log, "ab") as log:
+            refuse_live_snakemake(workdir, batch_above=True)  # one that started since the first look
             _end_leftovers(workdir, log)
             again = f"va run {job.path} --workdir {workdir.root} --resume"
             settle_cluster_jobs(workdir.root, options, log, again)
             guard_workdir(workdir, job, options.resume)
+            if options.resume:  # an edited job's finished video is no success of the job as it is now
+                check_made_here(workdir, job, option="--workdir")
             if options.resume and workdir.final(job.basename).exists():
                 # Already complete (e.g. a job of a stopped batch that had finished): nothing to do.
                 return RunResult(
@@ -378,14 +463,7 @@ def unlock_abandoned(directory: Path, log: Any) -> None:
     here, once no snakemake runs in the folder and our own lock keeps other ``va`` runs out, a resume
     does not pay for a whole Snakemake start (its imports, the Snakefile, the job's plan) to do it.
     """
-    live = snakemake_in(directory)
-    if live:
-        pids = ", ".join(str(process.pid) for process in live)
-        raise VaError(
-            ExitCode.OUTPUT_EXISTS,
-            f"{directory} is in use by a running snakemake (pid {pids}); not unlocking it "
-            "(wait for it to end, or stop it, then call again)",
-        )
+    refuse_live_snakemake(Workdir(directory))
     locks = directory / ".snakemake" / "locks"
     if locks.is_dir() and any(locks.iterdir()):
         shutil.rmtree(locks)
@@ -495,6 +573,10 @@ def _not_started(what: str, workdir: Workdir, profile: str | None) -> VaError:
     refused in the profile (an unknown key, an executor not installed): the user's to fix, and named so;
     without one, a bug."""
     detail = last_lines(workdir.snakemake_log)
+    disk = disk_error_in(detail)
+    if disk is not None:  # Snakemake could not write its own records: the workdir's disk, not a bug
+        message = f"{disk.lower()}: snakemake could not write in {workdir.root}"
+        return VaError(ExitCode.WORKDIR_UNUSABLE, message)
     if profile:
         message = f"--profile {profile}: snakemake could not start the {what} with it: {detail}"
         return VaError(ExitCode.VALIDATION_FAILED, message)
@@ -506,6 +588,8 @@ def _result(workdir: Workdir, job: Job, returncode: int, profile: str | None) ->
     if returncode == 0 and final.exists():
         if not run_finished(workdir):
             record_run_finished(workdir)
+        else:  # recorded by the encode rule, whose write to the registry may have found the state dir full
+            register_finished(workdir)
         return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
     if not existing_run_id(workdir):
         raise _not_started("run", workdir, profile)
@@ -543,10 +627,14 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     (Ctrl-C, SIGTERM) still summarizes what finished, and names the command that continues.
     """
     folder, out = folder.absolute(), out.absolute()
-    batch = load_batch(folder)
-    plans, problems = plan_jobs(batch.jobs, lambda name: Workdir(out / name).plan)
+    refuse_live_run(Workdir(out))
+    batch = load_batch(folder, out=out)  # what each job's folder holds (va.batch.check_made_here)
+    unfinished = {
+        n: job for n, job in batch.jobs.items() if not Workdir(out / n).final(job.basename).exists()
+    }
+    plans, problems = plan_jobs(unfinished, lambda name: Workdir(out / name))
     batch.problems.update(problems)
-    batch.jobs = {name: job for name, job in batch.jobs.items() if name in plans}
+    batch.jobs = {name: job for name, job in batch.jobs.items() if name not in problems}
     names = sorted(set(batch.jobs) | set(batch.problems))
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
@@ -558,6 +646,7 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     with workdir_lock(lock_owner):
         lock_owner.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_owner.snakemake_log, "ab") as log:
+            refuse_live_snakemake(lock_owner)  # one that started since the first look
             _end_leftovers(lock_owner, log)
             try:
                 settle_cluster_jobs(out, options, log, again)

@@ -13,7 +13,9 @@ those are dropped at the join, so the kept frames add up exactly to the target.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from va.errors import ExitCode, VaError
@@ -105,3 +107,53 @@ def cut_segments(
         new = next(count for count in range(cut.frames, longest + 1) if fits(count))
         segments.append(SegmentCut(cut.first, new + head, cut.frames, cut.end))
     return segments
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSegment:
+    """One prompt of a generation by segments: its clip of ``frames`` frames at the model's rate (the
+    first ``head_frames`` repeat the context and are dropped), whose new frames start at frame ``first``
+    of the generated picture and of which the picture keeps ``kept``; its voice is the padded audio from
+    ``audio_start_seconds`` (negative: silence first) for ``audio_seconds``. ``take``: how often it was
+    retaken (``va retake``); ``prompt``, ``negative``, ``strength``: a timeline's or a retake's."""
+
+    index: int
+    name: str
+    first: int
+    frames: int
+    head_frames: int
+    kept: int
+    start_seconds: float
+    end_seconds: float
+    audio_start_seconds: float
+    audio_seconds: float
+    seed: int
+    cut: str
+    take: int = 0
+    prompt: str | None = None
+    negative: str | None = None
+    strength: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retake:
+    """What ``va retake`` asked of one segment: its ``take`` (1 for the first retake), and the seed and
+    prompt it is made with (None: a fresh seed of the take; the prompt it had)."""
+
+    take: int
+    seed: int | None = None
+    prompt: str | None = None
+
+
+def segment_at(segments: tuple[VoiceSegment, ...], seconds: float) -> VoiceSegment | None:
+    """The segment whose kept frames show the moment ``seconds`` of the video, None outside it."""
+    return next((s for s in segments if s.start_seconds <= seconds < s.end_seconds), None)
+
+
+def read_retakes(path: Path) -> dict[str, Retake]:
+    """The retakes ``va retake`` recorded (``comfyui/retakes.json``: segment name -> take, seed, prompt);
+    none when there is no such file."""
+    if not path.is_file():
+        return {}
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {name: Retake(**fields) for name, fields in document.items()}

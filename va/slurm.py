@@ -10,16 +10,20 @@ Every query goes through ``squeue``/``scontrol``/``sinfo``, so what va sees is w
 from __future__ import annotations
 
 import contextlib
+import pwd
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from va.errors import ExitCode, VaError
 from va.graph import RULE_PHASE
 
 #: ``squeue -o``: the fields of a job, ``|``-separated (no field of ours holds one).
@@ -126,7 +130,7 @@ def failed_rule(job: ClusterJob) -> str:
     return next((rule for rule in RULE_PHASE if rule in job.comment), "prepare_audio")
 
 
-#: How the slurm executor plugin logs a submission that ``sbatch`` refused, and the call it made.
+#: How the slurm executor plugin reports a submission that ``sbatch`` refused, and the call it made.
 _REFUSED = re.compile(
     r"SLURM sbatch failed\. The error message was '(?P<error>[^']*)'\.\s+"
     r"sbatch call:\s+(?P<call>sbatch [^\n]*)"
@@ -141,35 +145,90 @@ _REQUEST_FLAGS = (
 )
 
 
-def refused_submissions(log_text: str) -> list[tuple[ClusterJob, str]]:
-    """Every job ``sbatch`` refused outright (e.g. a GPU on a cluster without one), from Snakemake's log:
-    the job (as its comment and request name it) and one line naming it, its request and Slurm's words."""
-    refused = []
-    for match in _REFUSED.finditer(log_text):
-        call = match["call"]
-        comment = re.search(r"--comment (\S+)", call)
-        partition = re.search(r" -p (\S+)", call)
-        if comment is None:
-            continue
-        cpus = re.search(r"--cpus-per-task[= ](\d+)", call)
-        job = ClusterJob(
-            "",
-            "REFUSED",
-            "",
-            comment[1].strip("'"),
-            partition[1] if partition else "",
-            int(cpus[1]) if cpus else 0,
-            "",
-            "",
+#: How the slurm executor plugin reports a job that Slurm ended in a failed state (``squeue``'s state).
+_ENDED = re.compile(
+    r"SLURM-job '(?P<id>\d+)' failed(?: due to a node failure)?, SLURM status is: '(?P<state>[A-Z_]+)'"
+)
+#: Words of an sbatch error that passes (the controller busy or out of reach): no verdict on the request.
+_PASSING = ("Unable to contact", "Socket timed out", "try again", "temporarily", "Transport endpoint")
+
+
+def cluster_failure(message: str | None, what: str, again: str) -> VaError | None:
+    """Slurm's own reason for a cluster job that failed, from the slurm executor plugin's ``message``
+    (what it hands Snakemake, which prints a group job's as None), as one line naming the job (``what``:
+    its rule or group); None for a message that is not the cluster's (a rule that failed in its script
+    records its own error). A request ``sbatch`` refuses, a time limit or the memory limit reached are
+    ``CLUSTER_CANNOT_RUN`` (asked again, it fails again); a cancel outside va (``scancel`` by hand) or a
+    node that failed are ``INTERRUPTED``, continued with ``again``."""
+    if not message:
+        return None
+    if (refused := _REFUSED.search(message)) is not None:
+        return _refusal(refused, what, again)
+    if (ended := _ENDED.search(message)) is not None:
+        return _ending(ended["id"], ended["state"], what, again)
+    return None
+
+
+def _refusal(refused: re.Match[str], what: str, again: str) -> VaError:
+    call = refused["call"]
+    error = "; ".join(line.strip() for line in refused["error"].splitlines() if line.strip())
+    asks = ", ".join(text.format(found[1]) for flag, text in _REQUEST_FLAGS if (found := flag.search(call)))
+    if any(words in error for words in _PASSING):
+        line = f"sbatch could not submit the job of {what} ({error}); continue with {again}"
+        return VaError(ExitCode.INTERRUPTED, line)
+    partition = re.search(r" -p (\S+)", call)
+    limits = partition_limits(partition[1]) if partition else None
+    limit = f"; {limits.describe()}" if limits else ""
+    return VaError(
+        ExitCode.CLUSTER_CANNOT_RUN, f"Slurm refused the job of {what}: it asks for {asks}{limit}; {error}"
+    )
+
+
+def job_details(job_id: str) -> dict[str, str]:
+    """What ``scontrol show job`` says of a job (while the cluster keeps it: ``MinJobAge``); {} when not."""
+    out = _run(["scontrol", "--oneliner", "show", "job", job_id]) or ""
+    return dict(field.split("=", 1) for field in out.split() if "=" in field)
+
+
+def _cancelled_by(job_id: str) -> str:
+    """Who cancelled a job, where accounting knows (``sacct``: ``CANCELLED by 1000``); "" otherwise."""
+    out = _run(
+        ["sacct", "--jobs", job_id, "--allocations", "--noheader", "--parsable2", "--format", "State"], 5
+    )
+    found = re.search(r"CANCELLED by (\d+)", out or "")
+    if found is None:
+        return ""
+    with contextlib.suppress(KeyError):
+        return f" by {pwd.getpwuid(int(found[1])).pw_name}"
+    return f" by uid {found[1]}"
+
+
+def _ending(job_id: str, state: str, what: str, again: str) -> VaError:
+    job = job_details(job_id)
+    name = f"Slurm job {job_id} ({what})"
+    node = job.get("NodeList", "its node")
+    ran = job.get("RunTime", "?")
+    if state == "CANCELLED":
+        by = _cancelled_by(job_id)
+        line = f"{name} was cancelled{by} outside va (scancel) after {ran} of running; continue with {again}"
+        return VaError(ExitCode.INTERRUPTED, line)
+    if state == "TIMEOUT":
+        limit = job.get("TimeLimit", "?")
+        line = f"{name} reached its time limit of {limit} and was ended (TIMEOUT); give it a longer runtime"
+        return VaError(ExitCode.CLUSTER_CANNOT_RUN, f"{line} (set-resources in the profile)")
+    if state == "OUT_OF_MEMORY":
+        memory = job.get("MinMemoryNode", "?")
+        line = f"{name} ran out of its {memory} memory (OUT_OF_MEMORY); give it more mem_mb"
+        return VaError(ExitCode.CLUSTER_CANNOT_RUN, f"{line} (set-resources in the profile)")
+    if state in ("NODE_FAIL", "BOOT_FAIL", "PREEMPTED"):
+        line = (
+            f"{name} ended when Slurm took its node {node} away ({state}) after {ran}; continue with {again}"
         )
-        asks = ", ".join(
-            text.format(found[1]) for flag, text in _REQUEST_FLAGS if (found := flag.search(call))
-        )
-        limits = partition_limits(job.partition) if job.partition else None
-        limit = f"; {limits.describe()}" if limits else ""
-        line = f"Slurm refused the job of {job.what}: it asks for {asks}{limit}; {match['error'].strip()}"
-        refused.append((job, line))
-    return refused
+        return VaError(ExitCode.INTERRUPTED, line)
+    code = job.get("ExitCode", "?")
+    reason = job.get("Reason", "None")
+    detail = f", reason {reason}" if reason != "None" else ""
+    return VaError(ExitCode.INTERNAL, f"{name} ended {state} (exit code {code} on {node}{detail})")
 
 
 @dataclass(frozen=True)
@@ -427,3 +486,38 @@ def _stops_held() -> Iterator[None]:
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)
+
+
+def hear_job_errors(executor: Any, heard: Callable[[Any, str | None], None]) -> None:
+    """Have ``heard(job, message)`` called with each job error Snakemake's ``executor`` reports (the
+    Snakemake job or group job, and the executor's message) before Snakemake handles it: Snakemake
+    prints a group job's message as None, and a refused ``sbatch`` or a job cancelled by hand was lost.
+    What ``heard`` raises is not Snakemake's concern."""
+    report = executor.report_job_error
+
+    def reported(job_info: Any, msg: str | None = None, **kwargs: Any) -> None:
+        try:
+            heard(job_info.job, msg)
+        except Exception as exc:  # a record that failed must not stop the graph's own handling
+            print(f"va: could not record the cluster's reason: {exc!r}", file=sys.stderr)
+        report(job_info, msg, **kwargs)
+
+    executor.report_job_error = reported
+
+
+def keep_outputs_of_finished_rules(job_class: Any, finished: Callable[[Any], bool]) -> None:
+    """Snakemake's ``job_class.cleanup`` (``snakemake.jobs.Job``) leaves alone the outputs of a job
+    ``finished`` says ended well. Snakemake removes the outputs of every rule of a group job that fails
+    ("might be corrupted"), the rules inside it that had finished too: a video's cluster job stopped
+    (Ctrl-C, ``scancel``, a time limit) lost its padded audio and its still, and the next run made them
+    again. A rule's end is recorded only once its outputs are published whole, so they are kept."""
+    original = job_class.cleanup
+    if getattr(original, "keeps_finished", False):
+        return
+
+    async def cleanup(job: Any, skip_outputs: Any) -> None:
+        if not finished(job):
+            await original(job, skip_outputs)
+
+    cleanup.keeps_finished = True  # type: ignore[attr-defined]
+    job_class.cleanup = cleanup

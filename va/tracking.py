@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from va import registry
 from va.atomic import write_json_atomic
-from va.errors import UNWRITABLE, ExitCode, VaError
+from va.errors import UNWRITABLE, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
@@ -31,7 +31,7 @@ from va.manifest import build_manifest, current_digest, process_alive, store_dig
 from va.media import count_video_packets
 from va.plan import Plan, previous_plan, sha256_file
 from va.processes import ProcessId
-from va.textlog import RuleLogHandler, record_event
+from va.textlog import RuleLogHandler, last_lines, record_event
 from va.workdir import Workdir
 
 
@@ -109,7 +109,7 @@ def record_run_started(
     return run_id
 
 
-def _failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
+def failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
     """The error of the rule that failed in the latest attempt, if one did."""
     events = read_events(workdir.events)
     starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
@@ -137,8 +137,10 @@ def record_run_finished(
     elif error is not None:
         status = "interrupted" if error.code == ExitCode.INTERRUPTED else "failed"
         exit_status = error.as_dict()
-    elif (failure := _failure_of_attempt(workdir)) is not None:
-        status, exit_status = "failed", failure
+    elif (failure := failure_of_attempt(workdir)) is not None:
+        # A rule stopped from outside (its cluster job cancelled by hand, its node lost) was interrupted.
+        status = "interrupted" if failure.get("code") == ExitCode.INTERRUPTED else "failed"
+        exit_status = failure
     elif unfinished == "interrupted":
         status = "interrupted"
         exit_status = VaError(
@@ -148,7 +150,7 @@ def record_run_finished(
         ).as_dict()
     else:
         status = "failed"
-        exit_status = VaError(ExitCode.INTERNAL, f"snakemake failed; see {workdir.snakemake_log}").as_dict()
+        exit_status = _snakemake_failure(workdir).as_dict()
     manifest = record(
         workdir,
         "run",
@@ -159,20 +161,53 @@ def record_run_finished(
         exit_status=exit_status,
     )
     if manifest:
-        # With where it ran: a run stopped between its start's record and its registration is
-        # registered by its end whole, not as an entry without a workdir.
-        registry.register_run(
-            manifest["run_id"],
-            workdir=str(workdir.root),
-            job=manifest["job"],
-            run_status=status,
-            exit_code=exit_status["code"],
-        )
+        _register_end(workdir, manifest)
+
+
+def _register_end(workdir: Workdir, manifest: dict[str, Any]) -> None:
+    # With where it ran: a run stopped between its start's record and its registration is
+    # registered by its end whole, not as an entry without a workdir.
+    registry.register_run(
+        manifest["run_id"],
+        workdir=str(workdir.root),
+        job=manifest["job"],
+        run_status=manifest["run_status"],
+        exit_code=manifest["exit_status"]["code"],
+    )
+
+
+def register_finished(workdir: Workdir) -> None:
+    """Register the recorded end of the run in the state dir's registry (again): the rule that recorded
+    it may have found the state dir full, and said so only in its log. A state dir that still cannot
+    take it is ``STATE_DIR_UNUSABLE``."""
+    manifest = build_manifest(workdir)
+    if manifest is not None and manifest.get("exit_status"):
+        _register_end(workdir, manifest)
+
+
+def _snakemake_failure(workdir: Workdir) -> VaError:
+    """Why Snakemake failed where none of its rules did: a full or read-only disk it could not write its
+    own records to (the workdir's), else a failure to look up in its log."""
+    disk = disk_error_in(last_lines(workdir.snakemake_log))
+    if disk is not None:
+        message = f"{disk.lower()}: snakemake could not write in {workdir.root}"
+        return VaError(ExitCode.WORKDIR_UNUSABLE, message)
+    return VaError(ExitCode.INTERNAL, f"snakemake failed; see {workdir.snakemake_log}")
 
 
 def run_finished(workdir: Workdir) -> bool:
     """Whether the latest attempt in ``workdir`` has recorded its end."""
     return current_digest(workdir).finished is not None
+
+
+def rule_finished_in_attempt(workdir: Workdir, rule: str, target: str | None = None) -> bool:
+    """Whether ``rule`` (of ``target``: a ComfyUI batch, a lip-sync chunk) recorded its end in the latest
+    attempt in ``workdir``, and nothing of it since: its outputs were published whole."""
+    digest = current_digest(workdir)
+    entry = digest.rules.get(f"{rule}/{target}" if target else rule)
+    if entry is None or entry.get("attempt") != digest.starts:
+        return False
+    return bool(entry.get("last", {}).get("kind") == "rule_finished")
 
 
 def run_succeeded(workdir: Workdir) -> bool:

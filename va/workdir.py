@@ -89,6 +89,19 @@ class Workdir:
         """Record of one finished ComfyUI batch."""
         return self.root / "comfyui" / "batches" / f"{batch}.json"
 
+    def segment_clip(self, segment: str) -> Path:
+        """The clip ComfyUI made of one segment (head frames included), checked against its plan."""
+        return self.root / "comfyui" / "segments" / f"{segment}.mp4"
+
+    def segment_record(self, segment: str) -> Path:
+        """Record of one finished segment: its seed, take, prompt id, attempts, clip."""
+        return self.root / "comfyui" / "segments" / f"{segment}.json"
+
+    @property
+    def retakes(self) -> Path:
+        """What ``va retake`` asked of the segments, read when the run is planned."""
+        return self.root / "comfyui" / "retakes.json"
+
     @property
     def lipsync_output(self) -> Path:
         return self.root / "lipsync" / "output.mp4"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import importlib.util
 import json
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Comfy
 from va.cli import main
 from va.comfyui.catalog import Catalog, load_catalog_file
-from va.comfyui.importer import convert_workflow
+from va.comfyui.importer import convert_workflow, unique_node_ids
 from va.comfyui.template_check import check_template
 from va.comfyui.template_import import official_names, official_packages
 from va.comfyui.workflow import Workflow, load_workflow
@@ -32,8 +34,18 @@ def catalog() -> Catalog:
 
 
 def titled_nodes(document: dict[str, Any]) -> set[str]:
-    """API ids of the nodes the user gave a title (their ``_meta.title`` must match)."""
-    titled = {str(n["id"]) for n in document["nodes"] if n.get("title")}
+    """API ids of the nodes the user gave a title (their ``_meta.title`` must match), inside subgraphs too."""
+    definitions = unique_node_ids(document, (document.get("definitions") or {}).get("subgraphs") or [])
+    titled: set[str] = set()
+
+    def walk(nodes: list[dict[str, Any]], prefix: str) -> None:
+        for node in nodes:
+            if node.get("title"):
+                titled.add(f"{prefix}{node['id']}")
+            if str(node["type"]) in definitions:
+                walk(definitions[str(node["type"])]["nodes"], f"{prefix}{node['id']}:")
+
+    walk(document["nodes"], "")
     return titled
 
 
@@ -86,20 +98,25 @@ def test_pairs_cover_what_the_editor_does(catalog: Catalog) -> None:
     assert "85:182" in s2v and s2v["85:182"]["class_type"] == "LatentConcat"
 
 
-def test_every_official_video_template_converts(catalog: Catalog) -> None:
+def test_every_official_video_template_converts_as_the_editor_does(catalog: Catalog) -> None:
     """The acceptance of issue 27: every workflow of comfyui-workflow-templates-media-video converts
-    against the snapshot (the package is a dev dependency; the count is printed)."""
+    against the snapshot (the package is a dev dependency; the count is printed), and node for node as
+    ComfyUI 0.26's frontend exported each (official_video_templates.api.json.gz, made as the pairs are)."""
     if importlib.util.find_spec("comfyui_workflow_templates_media_video") is None:
         pytest.skip("comfyui-workflow-templates-media-video not installed")
     folder = next(f for f in official_packages() if "media_video" in str(f))
+    exported = json.loads(gzip.decompress((PAIRS / "official_video_templates.api.json.gz").read_bytes()))
     names = official_names([folder])
-    converted = {
-        name: convert_workflow(json.loads((folder / f"{name}.json").read_text()), catalog, name)
-        for name in names
-    }
-    print(f"\n{len(converted)} of {len(names)} official video templates converted against the 0.26 snapshot")
-    assert len(names) >= 50
-    assert all(graph for graph in converted.values())
+    unlike = {}
+    for name in names:
+        document = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        graph = convert_workflow(document, catalog, name)
+        assert graph, name
+        unlike[name] = differences(graph, exported[name], catalog, titled_nodes(document))
+    print(f"\n{len(names)} of {len(names)} official video templates converted against the 0.26 snapshot")
+    print(f"{sum(not d for d in unlike.values())} of {len(names)} match the editor's export node for node")
+    assert len(names) == len(exported) == 59
+    assert {name: d for name, d in unlike.items() if d} == {}
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -137,7 +154,10 @@ def refusal_cases() -> dict[str, tuple[Any, str]]:
     inner["nodes"].append({"id": 1, "type": inner["id"], "mode": 0, "inputs": [], "outputs": []})
     looped["definitions"] = {"subgraphs": [inner]}
     looped["nodes"].append({"id": 20, "type": inner["id"], "mode": 0, "inputs": [], "outputs": []})
+    grouped = features()
+    grouped["nodes"][4]["type"] = "workflow>frames"
     return {
+        "group_node": (grouped, "is a group node of the older editor ('workflow>frames')"),
         "not_json": ("{nodes: [", "not JSON"),
         "api_format": ({"1": {"class_type": "EmptyImage", "inputs": {}}}, "already an API-format graph"),
         "unknown_type": (unknown, "'VHS_VideoCombineX', which the server"),
@@ -290,3 +310,29 @@ def test_node_definitions_that_are_not_object_info(tmp_path: Path) -> None:
     with pytest.raises(VaError) as caught:
         load_catalog_file(write(tmp_path, "oi.json", "[1, 2]"))
     assert caught.value.code == ExitCode.VALIDATION_FAILED
+
+
+def test_check_and_import_ask_a_server(
+    tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str], comfy: Comfy
+) -> None:
+    """With --server the node definitions come from GET /object_info (the double answers a real 0.26's);
+    a model file the server does not list is named."""
+    shipped = load_workflow("vidax_text2img_frames")
+    folder = state_dir / "comfyui" / "workflows"
+    folder.mkdir(parents=True)
+    write(folder, "sdxl.json", shipped.graph)
+    bindings = {k: v for k, v in shipped.bindings.items() if k != "ckpt_name"}  # the template's own file
+    write(folder, "sdxl.bindings.json", {"schema_version": 1, "bindings": bindings})
+    code, stdout, _ = run(["workflow", "check", "sdxl", "--server", comfy.url], capsys)
+    assert code == 0
+    missing = "checkpoints/sd_xl_base_1.0.safetensors (node 4 (CheckpointLoaderSimple): ckpt_name)"
+    assert f"model file missing on the server: {missing}" in stdout
+    path = write(tmp_path, "frames.json", features())
+    code, stdout, _ = run(
+        ["workflow", "import", str(path), "--server", comfy.url, "--out", str(tmp_path / "out")], capsys
+    )
+    assert code == 0 and (tmp_path / "out" / "frames.json").is_file()
+    code, _, stderr = run(
+        ["workflow", "check", "vidax_text2img_frames", "--server", "http://127.0.0.1:9"], capsys
+    )
+    assert code == ExitCode.COMFYUI_UNAVAILABLE and stderr.count("\n") == 1

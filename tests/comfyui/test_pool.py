@@ -32,12 +32,12 @@ from va.processes import ProcessId
 from va.runner import RunOptions, comfyui_resources, profile_config
 from va.tracking import record_run_started
 
-#: A process that takes the slot of server a and keeps it until it is killed.
+#: A process that takes the leases of server a (its slot, and one prompt queued) and keeps them until killed.
 HOLDER = """
 import sys, time
 from pathlib import Path
 from va.comfyui.pool import PoolServer, ServerPool
-lease = ServerPool((PoolServer("http://a:1", 1),), Path(sys.argv[1])).acquire()
+leases = [ServerPool((PoolServer("http://a:1", 1),), Path(sys.argv[1])).acquire() for _ in range(2)]
 print("held", flush=True)
 time.sleep(60)
 """
@@ -98,12 +98,13 @@ def test_a_pool_is_named_by_the_job_else_the_profile_else_vidax() -> None:
 
 
 def test_slots_are_shared_between_processes_and_freed_when_a_holder_dies(tmp_path: Path) -> None:
-    """Each server runs at most its slots; a unit killed while it holds a slot does not keep it."""
+    """A server has at most its slots and one queued prompt of va at once; a unit killed while it holds
+    a lease does not keep it."""
     servers = (PoolServer("http://a:1", 1), PoolServer("http://b:1", 2))
     pool = ServerPool(servers, tmp_path)
-    held = [pool.acquire() for _ in range(3)]
-    assert sorted(lease.url for lease in held) == ["http://a:1", "http://b:1", "http://b:1"]
-    assert (pool.busy("http://a:1"), pool.busy("http://b:1")) == (1, 2)
+    held = [pool.acquire() for _ in range(5)]
+    assert sorted(lease.url for lease in held) == ["http://a:1"] * 2 + ["http://b:1"] * 3
+    assert (pool.busy("http://a:1"), pool.busy("http://b:1")) == (2, 3)
     for lease in held:
         lease.release()
     holder = subprocess.Popen(
@@ -111,7 +112,7 @@ def test_slots_are_shared_between_processes_and_freed_when_a_holder_dies(tmp_pat
         stdout=subprocess.PIPE,
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-    assert pool.busy("http://a:1") == 1
+    assert pool.busy("http://a:1") == 2
     assert pool.acquire().url == "http://b:1"  # the other server's free slot, at once
     holder.kill()
     holder.wait(timeout=10)
@@ -124,13 +125,13 @@ def test_a_failed_server_is_left_out_for_a_while(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(pool_module, "DOWN_SECONDS", 0.5)
     pool = ServerPool((PoolServer("http://a:1", 1), PoolServer("http://b:1", 1)), tmp_path)
     pool.mark_down("http://a:1")
-    first = pool.acquire()
-    assert first.url == "http://b:1"
+    first = [pool.acquire(), pool.acquire()]
+    assert [lease.url for lease in first] == ["http://b:1", "http://b:1"]
     began = time.monotonic()
     second = pool.acquire()
     assert second.url == "http://a:1" and time.monotonic() - began >= 0.3
-    first.release()
-    second.release()
+    for lease in [*first, second]:
+        lease.release()
     pool.mark_down("http://a:1")
     pool.mark_down("http://b:1")
     lease = pool.acquire(avoid="http://a:1")
@@ -152,8 +153,8 @@ def test_failover_a_server_dying_mid_prompt_moves_the_batch_and_frees_its_slot(
     first, second = doubles
     made = make_stage("held_start_batch", held_still=True, url=[first.url, second.url])
     servers = stage.StageServers(stage.job_pool(made.job))
-    busy_second = servers.pool.acquire(avoid=first.url)  # the batch must start on the first server
-    assert busy_second.url == second.url
+    busy_second = [servers.pool.acquire(avoid=first.url) for _ in range(2)]  # the batch must go to the first
+    assert {lease.url for lease in busy_second} == {second.url}
     first.faults(hang=1)
 
     def kill_when_running() -> None:
@@ -161,7 +162,8 @@ def test_failover_a_server_dying_mid_prompt_moves_the_batch_and_frees_its_slot(
         while not first.stats()["prompts"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        busy_second.release()
+        for lease in busy_second:
+            lease.release()
         first.kill()
 
     killer = threading.Thread(target=kill_when_running)
@@ -204,10 +206,11 @@ def test_a_restarted_server_is_used_again_and_a_mixed_pool_is_recorded(
     assert batch("0000")["server"] == second.url
     first.start()
     time.sleep(0.6)  # its mark of failure has run out
-    held = servers.pool.acquire(avoid=first.url)
-    assert held.url == second.url
+    held = [servers.pool.acquire(avoid=first.url) for _ in range(2)]
+    assert {lease.url for lease in held} == {second.url}
     assert batch("0001")["server"] == first.url
-    held.release()
+    for lease in held:
+        lease.release()
     for name in made.names[2:]:
         batch(name)
     servers.close()
@@ -241,11 +244,12 @@ def test_a_pool_fails_only_when_no_server_takes_the_batch(
 
 
 def test_snakemake_runs_two_comfyui_jobs_a_slot_of_the_pool(files: Media, tmp_path: Path) -> None:
-    """``resources: comfyui`` follows the pool (two jobs a slot: one runs, the next waits started), the
-    profile's other resources kept; a profile may name the pool in its ``config:``."""
+    """``resources: comfyui`` follows the pool (two jobs for each prompt va keeps at a server, its slots
+    and one queued: one with its prompt there, one waiting), the profile's other resources kept; a
+    profile may name the pool in its ``config:``."""
     pool = ["http://a:1", {"url": "http://b:1", "slots": 2}]
     job = load_job(files.job(comfyui={"workflow_ids": ["held_start_batch"], "url": pool}))
-    assert comfyui_resources([job], RunOptions(tmp_path)) == ["--resources", "lipsync=1", "comfyui=6"]
+    assert comfyui_resources([job], RunOptions(tmp_path)) == ["--resources", "lipsync=1", "comfyui=10"]
     profile = tmp_path / "farm"
     profile.mkdir()
     servers = "[{url: 'http://c:1', slots: 3}, 'http://d:1']"
@@ -253,7 +257,7 @@ def test_snakemake_runs_two_comfyui_jobs_a_slot_of_the_pool(files: Media, tmp_pa
     plain = load_job(files.job(comfyui={"workflow_ids": ["held_start_batch"]}))
     assert profile_config(profile)["comfyui_servers"][0] == {"url": "http://c:1", "slots": 3}
     options = RunOptions(tmp_path, profile=str(profile))
-    assert comfyui_resources([plain], options) == ["--resources", "gpu_mem=8", "comfyui=8"]
+    assert comfyui_resources([plain], options) == ["--resources", "gpu_mem=8", "comfyui=12"]
     assert comfyui_resources([load_job(files.job())], options) == []  # no ComfyUI stage
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from va import media
 from va.atomic import read_json
 from va.rule_settings import AssembleSettings
+from va.segments import VoiceSegment
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +47,30 @@ def assemble_visual(settings: AssembleSettings, batches: list[Path], target: Pat
     with media.scratch_beside(target) as scratch:
         # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
         encode(media.clips_source(files, scratch), None, target, retime=gen_fps)
+
+
+def kept_frames(segments: tuple[VoiceSegment, ...]) -> str:
+    """Which frames of the segments' clips played one after the other make the picture: each clip's new
+    frames after its head frames, as many as the plan keeps (an ffmpeg expression of the frame number)."""
+    ranges, offset = [], 0
+    for segment in segments:
+        first = offset + segment.head_frames
+        ranges.append(f"between(n,{first},{first + segment.kept - 1})")
+        offset += segment.frames
+    return "+".join(ranges)
+
+
+def assemble_segments(settings: AssembleSettings, clips: list[Path], target: Path) -> None:
+    """The segments' clips as one video of exactly the planned frames, rate and size: each clip's head
+    frames dropped, its new frames (as many as the plan keeps) one after the other at the model's rate,
+    brought to the output's rate and picture. The clips' own audio is left out: the final's is the
+    padded voice."""
+    picture = settings.picture
+    first = media.probe_visual(clips[0])
+    with media.scratch_beside(target) as scratch:
+        media.encode_picture(
+            media.clips_source(clips, scratch), None, target, fps=picture.fps, frames=picture.frames,
+            crf=picture.encoding.crf, preset=picture.encoding.preset, canvas=picture.geometry.canvas,
+            source_size=(first.width, first.height), retime=settings.generated_fps,
+            select=kept_frames(settings.segments),
+        )  # fmt: skip

@@ -15,10 +15,15 @@ import requests
 from va.config import load_config
 from va.errors import ExitCode, VaError, not_a_file
 
-#: Input types the editor draws as a widget (a value kept in ``widgets_values``), not only as a socket.
-WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "COMFY_DYNAMICCOMBO_V3"})
 #: A V3 dynamic combo: its chosen option brings inputs of its own, named ``<combo>.<input>``.
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+#: An input that grows one input a name of its template as the user links more (ComfyMathExpression's values).
+AUTOGROW = "COMFY_AUTOGROW_V3"
+#: Input types the editor draws as a widget (a value kept in ``widgets_values``), not only as a socket.
+WIDGET_TYPES = frozenset(
+    {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO, "COLOR", "CURVE", "IMAGECOMPARE", "LOAD_3D"}
+    | {"AUDIO_RECORD"}
+)
 #: Options that make the editor add an upload button after the node's widgets (its value is not an input).
 UPLOAD_OPTIONS = ("image_upload", "audio_upload", "video_upload", "file_upload", "animated_image_upload")
 #: The values of the editor's "control after generate" widget, kept in ``widgets_values`` after a seed.
@@ -36,20 +41,30 @@ class InputSpec:
     choices: tuple[Any, ...] | None = None
 
     @property
+    def widget_type(self) -> str:
+        """The type of the widget the editor draws (``widgetType`` when the input says, else its type)."""
+        return str(self.options.get("widgetType") or self.type)
+
+    @property
     def is_widget(self) -> bool:
         """Whether the editor keeps a value for this input in ``widgets_values``."""
-        return self.type in WIDGET_TYPES and not self.options.get("forceInput")
+        return self.widget_type in WIDGET_TYPES and not self.options.get("forceInput")
 
     @property
     def has_control(self) -> bool:
-        """Whether the editor puts a "control after generate" value after this one."""
-        return bool(self.options.get("control_after_generate"))
+        """Whether the editor puts a "control after generate" value after this one: when the input asks
+        for it, and for an integer named ``seed`` or ``noise_seed`` that does not say."""
+        if "control_after_generate" in self.options:
+            return bool(self.options["control_after_generate"])
+        return self.type == "INT" and self.name.rsplit(".", 1)[-1] in ("seed", "noise_seed")
 
     @property
     def default(self) -> Any:
         """The value the editor gives a new widget."""
         if "default" in self.options:
             return self.options["default"]
+        if self.type == DYNAMIC_COMBO:
+            return next(iter(self.dynamic_options()), None)
         return self.choices[0] if self.choices else None
 
     def accepts(self, output_type: str) -> bool:
@@ -88,17 +103,30 @@ class NodeClass:
         return None
 
     def all_inputs(self) -> Iterator[InputSpec]:
-        """Every input, with those every option of a dynamic combo can bring."""
+        """Every input, with those every option of a dynamic combo can bring and those an autogrow input
+        grows (``values.a`` of ComfyMathExpression, in the API graph as the server takes them)."""
         for spec in self.inputs:
             yield spec
             if spec.type == DYNAMIC_COMBO:
                 for extra in spec.dynamic_options().values():
                     yield from _nested(extra)
+            if spec.type == AUTOGROW:
+                yield from _grown(spec)
 
     @property
     def has_upload(self) -> bool:
         """Whether the editor adds an upload button (a trailing value in ``widgets_values``)."""
         return any(spec.options.get(key) for spec in self.inputs for key in UPLOAD_OPTIONS)
+
+
+def _grown(spec: InputSpec) -> Iterator[InputSpec]:
+    """The inputs an autogrow input may grow: one a name of its template (``values.a``, ``values.b``, ...),
+    of the type of the template's input."""
+    template = spec.options.get("template") or {}
+    grown = (template.get("input") or {}).get("required") or {}
+    for kind, options in grown.values():
+        for name in template.get("names") or []:
+            yield InputSpec(f"{spec.name}.{name}", str(kind), options or {}, required=False)
 
 
 def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import mimetypes
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -248,19 +249,21 @@ class ComfyClient:
         ComfyUI keeps uploads by file name (``overwrite`` replaces one of the same name), and the
         input folder is shared by every client of the server. The name is derived from the content,
         ``va-<sha256[:16]>.png``, so two runs never replace each other's picture, and an image the
-        server already holds (``HEAD /view``) is not sent again.
+        server already holds (``HEAD /view``) is not sent again. Any file goes this way (``LoadAudio``
+        and ``LoadVideo`` read the same folder): a voice is ``va-<digest>.wav``, a video ``.mp4``.
         """
         name = input_name(path)
         if name in self._inputs or self._has_input(name):
             self._inputs.add(name)
             return name
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         with open(path, "rb") as handle:
-            files = {"image": (name, handle, "image/png")}
+            files = {"image": (name, handle, kind)}
             response = self._request("POST", "/upload/image", files=files, data={"overwrite": "true"})
         if not response.ok:
             raise VaError(
                 ExitCode.COMFYUI_FAILED,
-                f"ComfyUI refused the start image upload: HTTP {response.status_code}",
+                f"ComfyUI refused the upload of {path.name}: HTTP {response.status_code}",
             )
         data = response.json()
         subfolder = data.get("subfolder") or ""

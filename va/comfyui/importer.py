@@ -24,6 +24,8 @@ PRIMITIVE = "PrimitiveNode"
 #: The editor's node modes that change what is sent: muted nodes are left out, bypassed ones pass through.
 MUTED = 2
 BYPASSED = 4
+#: The editor's 3D loaders keep three button values (upload, extra resources, clear) after the file name.
+FILE_UPLOAD_BUTTONS = 3
 #: The ids the editor gives a subgraph's own input and output nodes.
 SUBGRAPH_INPUT = -10
 SUBGRAPH_OUTPUT = -20
@@ -160,24 +162,32 @@ class Converter:
         for node_id, node in scope.nodes.items():
             kind = str(node["type"])
             if kind in self.subgraphs:
-                if node.get("mode") in (MUTED, BYPASSED):
+                # The editor leaves out the inner nodes of a muted or bypassed subgraph node of the root
+                # graph, but sends those of one inside a subgraph (nothing leads from them to an output:
+                # the links pass by, and the server skips them). The same here, node for node.
+                if node.get("mode") in (MUTED, BYPASSED) and scope.definition is None:
                     continue
                 if kind in stack:
                     name = self.subgraphs[kind].get("name") or kind
                     raise refuse(self.source, f"subgraph {name!r} ({kind}) contains itself")
                 self._walk(self._child(scope, node_id), (*stack, kind))
-            elif kind in NOTE_TYPES or kind in (REROUTE, PRIMITIVE):
-                continue
+            elif kind in NOTE_TYPES or kind in (REROUTE, PRIMITIVE) or node.get("mode") in (MUTED, BYPASSED):
+                continue  # never sent: a bypassed or muted node may be of a class the server lacks
             else:
                 definition = self.catalog.get(kind)
+                if definition is None and kind.startswith("workflow>"):
+                    raise refuse(
+                        self.source,
+                        f"node {scope.api_id(node_id)} is a group node of the older editor ({kind!r}): "
+                        "convert it to a subgraph in ComfyUI, save, and import again",
+                    )
                 if definition is None:
                     raise refuse(
                         self.source,
                         f"node {scope.api_id(node_id)} is of type {kind!r}, which the server "
                         f"({self.catalog.source}) does not know (a custom node not installed?)",
                     )
-                if node.get("mode") not in (MUTED, BYPASSED):
-                    self._emit(scope, node_id, node, definition)
+                self._emit(scope, node_id, node, definition)
 
     def _child(self, scope: Scope, node_id: int) -> Scope:
         if node_id not in scope.children:
@@ -210,8 +220,9 @@ class Converter:
             "_meta": {"title": title},
         }
 
-    def _resolve(self, scope: Scope, link_id: int, depth: int) -> Source | None:
-        """Where the value of a link comes from, or None when nothing reaches it."""
+    def _resolve(self, scope: Scope, link_id: int, depth: int, rerouted: bool = False) -> Source | None:
+        """Where the value of a link comes from, or None when nothing reaches it (``rerouted``: the link
+        was reached through a Reroute)."""
         if depth > 1000:
             raise refuse(self.source, f"link {link_id} goes round in a loop of reroutes or bypassed nodes")
         link = scope.links.get(link_id)
@@ -220,7 +231,7 @@ class Converter:
                 self.source, f"a node input names link {link_id}, which the {_where(scope)} does not have"
             )
         if link.origin_id == SUBGRAPH_INPUT:
-            return self._from_subgraph_input(scope, link, depth)
+            return self._from_subgraph_input(scope, link, depth, rerouted)
         origin = scope.nodes.get(link.origin_id)
         if origin is None:
             raise refuse(
@@ -235,10 +246,12 @@ class Converter:
             return self._through_bypassed(scope, origin, link, depth)
         if kind == REROUTE:
             upstream = (origin.get("inputs") or [{}])[0].get("link")
-            return None if upstream is None else self._resolve(scope, int(upstream), depth + 1)
+            return None if upstream is None else self._resolve(scope, int(upstream), depth + 1, True)
         if kind == PRIMITIVE:
+            # The editor's primitive node writes its value into the widgets it feeds directly; through a
+            # Reroute nothing arrives, and the input keeps its own widget value.
             values = origin.get("widgets_values") or []
-            return Value(values[0]) if values else None
+            return Value(values[0]) if values and not rerouted else None
         if kind in self.subgraphs:
             child = self._child(scope, link.origin_id)
             outputs = (child.definition or {}).get("outputs") or []
@@ -247,7 +260,7 @@ class Converter:
             return self._resolve(child, int(outputs[link.origin_slot]["linkIds"][0]), depth + 1)
         return NodeRef(scope.api_id(link.origin_id), link.origin_slot)
 
-    def _from_subgraph_input(self, scope: Scope, link: Link, depth: int) -> Source | None:
+    def _from_subgraph_input(self, scope: Scope, link: Link, depth: int, rerouted: bool) -> Source | None:
         """A subgraph input: what reaches the subgraph node outside, else the value of the widget the
         editor shows for it on the subgraph node (the first inner widget the input feeds)."""
         if scope.parent is None or scope.holder is None or scope.definition is None:
@@ -258,7 +271,7 @@ class Converter:
         entry = entries[link.origin_slot]
         for slot in scope.holder.get("inputs") or []:
             if slot.get("name") == entry.get("name") and slot.get("link") is not None:
-                return self._resolve(scope.parent, int(slot["link"]), depth + 1)
+                return self._resolve(scope.parent, int(slot["link"]), depth + 1, rerouted)
         return self._promoted_value(scope, entry)
 
     def _promoted_value(self, scope: Scope, entry: Mapping[str, Any]) -> Source | None:
@@ -293,17 +306,15 @@ class Converter:
 
 def unique_node_ids(document: Mapping[str, Any], subgraphs: list[Any]) -> dict[str, Mapping[str, Any]]:
     """The subgraph definitions by id, an inner node whose id is already taken (by the root graph or an
-    earlier definition) renumbered after the highest id in use, as the editor does when it loads a file:
-    the API graph names inner nodes by these ids."""
+    earlier definition) renumbered as the editor does when it loads a file: the next free id after the
+    highest seen so far, counting from the root's ``last_node_id``. The API graph names inner nodes by
+    these ids."""
     used = {
         int(node["id"]) for node in document.get("nodes") or [] if isinstance(node, dict) and "id" in node
     }
-    last = max(
-        [int(document.get("last_node_id") or 0), int((document.get("state") or {}).get("lastNodeId") or 0)]
-    )
-    for definition in subgraphs:
-        last = max(last, int((definition.get("state") or {}).get("lastNodeId") or 0))
-        last = max([last, *(int(node["id"]) for node in definition.get("nodes") or [] if "id" in node)])
+    state = document.get("state")
+    last = int((state or {}).get("lastNodeId") or 0) if isinstance(state, dict) else 0
+    last = last or int(document.get("last_node_id") or 0)
     found: dict[str, Mapping[str, Any]] = {}
     for definition in subgraphs:
         if not isinstance(definition, dict) or "id" not in definition:
@@ -315,8 +326,8 @@ def unique_node_ids(document: Mapping[str, Any], subgraphs: list[Any]) -> dict[s
                 last += 1
                 while last in used:
                     last += 1
-                renumbered[node_id] = last
-                node_id = last
+                renumbered[node_id] = node_id = last
+            last = max(last, node_id)
             used.add(node_id)
         found[str(definition["id"])] = _renumbered(definition, renumbered) if renumbered else definition
     return found
@@ -409,9 +420,12 @@ def _take(spec: InputSpec, remaining: list[Any], found: dict[str, Any]) -> None:
     if not spec.is_widget:
         return
     value = remaining.pop(0) if remaining else spec.default
-    found[spec.name] = _wrapped(value)
+    # An image comparer keeps its previews in the workflow; the editor sends it two empty names.
+    found[spec.name] = _wrapped(["", ""] if spec.widget_type == "IMAGECOMPARE" else value)
     if spec.has_control and remaining and remaining[0] in CONTROL_VALUES:
         remaining.pop(0)
+    if spec.options.get("file_upload"):
+        del remaining[:FILE_UPLOAD_BUTTONS]  # the 3D loader's buttons keep values right after its file
     if spec.type == DYNAMIC_COMBO:
         for inner in spec.dynamic_options().get(str(value), ()):
             _take(inner, remaining, found)

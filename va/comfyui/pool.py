@@ -1,10 +1,11 @@
-"""A pool of ComfyUI servers: which servers a stage may use, and a slot of one of them for each unit.
+"""A pool of ComfyUI servers: which servers a stage may use, and a lease of one of them for each unit.
 
-A unit (one batch's prompt) leases a slot of a server before it submits and gives it back when the prompt
-has ended. The units of a run or a batch run in separate Snakemake jobs (on a cluster, on other nodes),
-so the slots are file locks in one folder (the state dir's ``comfyui/pool``; the kernel gives a lock
-back when its process dies, so a killed unit never leaves a slot taken), and a server that failed is
-marked there for a few seconds, so that the next units go to the others until it answers again.
+A unit (one batch's prompt) leases a place at a server before it submits and gives it back when the
+prompt has ended: a server has its ``slots`` running and ``QUEUED_AHEAD`` more queued behind them. The
+units of a run or a batch run in separate Snakemake jobs (on a cluster, on other nodes), so the leases
+are file locks in one folder (the state dir's ``comfyui/pool``; the kernel gives a lock back when its
+process dies, so a killed unit never leaves a lease taken), and a server that failed is marked there for
+a few seconds, so that the next units go to the others until it answers again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ LEASE_POLL_SECONDS = 0.02
 #: How long a server may not answer while it runs our prompt before the unit is moved to another server
 #: of the pool (a single server is waited for up to ``comfyui.stall_seconds``: it may come back).
 FAILOVER_SECONDS = 5.0
-#: Units in flight a slot: one running and the next one started and waiting, so that a server never waits
-#: for Snakemake to start the next job (``resources: comfyui``).
-JOBS_PER_SLOT = 2
+#: Prompts va keeps at a server beyond its slots, queued there behind the running ones: the server goes
+#: from one prompt to the next without waiting for va to submit (a 1 s prompt left the server idle
+#: 0.1-0.8 s between prompts, more on a loaded machine).
+QUEUED_AHEAD = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,11 @@ class PoolServer:
 
     url: str
     slots: int = 1
+
+    @property
+    def leases(self) -> int:
+        """The prompts va keeps there at once: its slots running, ``QUEUED_AHEAD`` more waiting their turn."""
+        return self.slots + QUEUED_AHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,13 @@ def resolve_pool(job_url: Any, profile: dict[str, Any], vidax: dict[str, Any]) -
     return PoolSettings(servers, start)
 
 
+def snakemake_jobs(servers: Iterable[PoolServer]) -> int:
+    """How many ComfyUI jobs Snakemake may run at once (``resources: comfyui``): two for each prompt va
+    keeps at a server, one with its prompt there and one started and waiting for the lease, so that a
+    server never waits for Snakemake to start a job (2 s, and 5 s and more on a loaded machine)."""
+    return sum(2 * server.leases for server in servers)
+
+
 def pool_folder() -> Path:
     """Where the slots and the marks of failed servers are kept: shared by every run of this state dir
     (on a cluster the state dir must be on the filesystem the nodes share, as the workdir is)."""
@@ -183,7 +197,7 @@ class ServerPool:
 
     def _try(self, servers: list[PoolServer]) -> Lease | None:
         for server in servers:
-            for slot in range(server.slots):
+            for slot in range(server.leases):
                 lock = self._slot_lock(server, slot)
                 try:
                     lock.acquire(timeout=0)
@@ -217,10 +231,10 @@ class ServerPool:
             held.release()
 
     def busy(self, url: str) -> int:
-        """How many slots of ``url`` are taken now."""
+        """How many leases of ``url`` are taken now (prompts running or queued there)."""
         server = next(s for s in self.servers if s.url == url)
         taken = 0
-        for slot in range(server.slots):
+        for slot in range(server.leases):
             lock = self._slot_lock(server, slot)
             try:
                 lock.acquire(timeout=0)

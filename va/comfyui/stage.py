@@ -72,7 +72,8 @@ def job_pool(job: Job, profile: dict[str, Any] | None = None) -> PoolSettings:
     return resolve_pool(job.comfyui.url, profile or {}, load_config("vidax").data["comfyui"])
 
 
-def _wait(generation: Generation) -> ComfyWait:
+def wait_of(generation: Generation) -> ComfyWait:
+    """How patiently the stage of ``generation`` waits for its servers (planned with it)."""
     assert generation.wait is not None, "a planned generation says how long to wait"
     return generation.wait
 
@@ -81,7 +82,7 @@ def _first_workflow(generation: Generation) -> Workflow:
     return load_workflow(generation.workflow_ids[0])
 
 
-class _Watch:
+class PromptWatch:
     """Waits for one prompt: websocket events when there are some, ``/history`` always."""
 
     def __init__(
@@ -280,17 +281,9 @@ def check_clip(clip: Path, batch: Batch, gen_fps: float) -> media.ClipTiming:
     return timing
 
 
-def collect_outputs(
-    client: ComfyClient,
-    entry: dict[str, Any],
-    batch: Batch,
-    frames_dir: Path,
-    clips_dir: Path,
-    *,
-    gen_fps: float,
-) -> dict[str, Any]:
-    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``), checked
-    against its batch, or frames."""
+def output_files(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A finished prompt's output files, in node order: videos (``images`` with ``animated``, or
+    VideoHelperSuite's ``gifs``) and images."""
     videos: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
     outputs = entry.get("outputs") or {}
@@ -303,6 +296,21 @@ def collect_outputs(
             if item.get("type", "output") != "output":
                 continue
             (videos if animated else images).append(item)
+    return videos, images
+
+
+def collect_outputs(
+    client: ComfyClient,
+    entry: dict[str, Any],
+    batch: Batch,
+    frames_dir: Path,
+    clips_dir: Path,
+    *,
+    gen_fps: float,
+) -> dict[str, Any]:
+    """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``), checked
+    against its batch, or frames."""
+    videos, images = output_files(entry)
     if videos:
         item = videos[0]
         target = clips_dir / f"{batch.name}{Path(item['filename']).suffix or '.mp4'}"
@@ -335,32 +343,56 @@ def run_batch(
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
     the first failure). Each attempt takes a slot of a server of the pool (another one than a server
     that just failed, when one is free). ``servers``: the stage's, shared by its batches."""
-    wait = _wait(settings.generation)
-    policy = RetryPolicy(wait.retries + 1, seconds=wait.unavailable_seconds)
     batch = _BatchRun(settings.generation, name, still=still, workdir=workdir, report=report, servers=servers)
+    document = with_retries(wait_of(settings.generation), f"batch {name}", batch, report, servers, batch=name)
+    write_json_atomic(result, document)
+    return document
 
-    def tell(attempt: int, pause: float, error: BaseException) -> None:
+
+def with_retries(
+    wait: ComfyWait, what: str, unit: PromptUnit, report: Reporter, servers: StageServers, **where: Any
+) -> dict[str, Any]:
+    """``unit.attempt(n)`` (n from 0) until it returns, retrying ``ComfyTransient`` with va's one retry
+    policy: at least ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have
+    passed since the first failure; each wait is a ``comfyui_waiting`` event naming ``what`` (``batch
+    0003``, ``segment 0003``) and the server that failed."""
+    policy = RetryPolicy(wait.retries + 1, seconds=wait.unavailable_seconds)
+
+    def tell(number: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
-        report(f"waiting for ComfyUI at {batch.failed_on} ({error}); batch {name} tries again in "
+        report(f"waiting for ComfyUI at {unit.failed_on} ({error}); {what} tries again in "
                f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-               batch=name, attempt=attempt, next_try_seconds=round(pause, 3),
-               server=batch.failed_on)  # fmt: skip
+               attempt=number, next_try_seconds=round(pause, 3), server=unit.failed_on, **where)  # fmt: skip
 
     started = time.monotonic()
     retry = retrying(policy, ComfyTransient, before_sleep=tell)
     try:
-        for attempt in retry:
-            with attempt:
-                document = batch.attempt(attempt.retry_state.attempt_number - 1)
+        for trial in retry:
+            with trial:
+                return unit.attempt(trial.retry_state.attempt_number - 1)
     except ComfyTransient as exc:
         raise VaError(
             ExitCode.COMFYUI_UNAVAILABLE,
-            f"ComfyUI at {servers.described} unavailable: batch {name} failed "
+            f"ComfyUI at {servers.described} unavailable: {what} failed "
             f"{retry.statistics['attempt_number']} time(s) in {time.monotonic() - started:.0f} s; "
             f"last: {exc}",
         ) from None
-    write_json_atomic(result, document)
-    return document
+    raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+def submit_graph(
+    client: ComfyClient, graph: dict[str, Any], graph_file: Path, *, report: Reporter, what: str,
+    where: dict[str, Any],
+) -> str:  # fmt: skip
+    """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
+    opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
+    graph_file.write_text(graph_json(graph), encoding="utf-8")
+    if not client.connected:
+        client.connect()
+    prompt_id = client.submit(graph)
+    report(f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
+           **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
+    return prompt_id
 
 
 class StageServers:
@@ -479,28 +511,13 @@ def run_batches(
     write_json_atomic(generated, {"batches": results})
 
 
-class _BatchRun:
-    """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
+class PromptUnit:
+    """What makes one unit (a batch, a segment) on the pool: each attempt takes a slot of a server (another
+    server than the one that just failed, when one is free) and submits one prompt there
+    (``_submit_and_collect``, of the subclass)."""
 
-    def __init__(
-        self,
-        generation: Generation,
-        name: str,
-        *,
-        still: Path,
-        workdir: Path,
-        report: Reporter,
-        servers: StageServers,
-    ) -> None:
-        self.generation, self.name = generation, name
-        self.still, self.workdir, self.report, self.servers = still, workdir, report, servers
-        self.failed_on: str | None = None  # the server of the last failed attempt
-        self.batch = next(b for b in generation.batches if b.name == name)
-        self.workflow = _first_workflow(generation)
-        self.graphs = workdir / "comfyui" / "graphs"
-        self.graphs.mkdir(parents=True, exist_ok=True)
-        self.token = run_token(workdir)
-        self.fingerprint = batch_fingerprint(generation, self.batch, still)
+    servers: StageServers
+    failed_on: str | None = None  # the server of the last failed attempt
 
     def attempt(self, attempt: int) -> dict[str, Any]:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
@@ -525,6 +542,33 @@ class _BatchRun:
             lease.release()
 
     def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _BatchRun(PromptUnit):
+    """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
+
+    def __init__(
+        self,
+        generation: Generation,
+        name: str,
+        *,
+        still: Path,
+        workdir: Path,
+        report: Reporter,
+        servers: StageServers,
+    ) -> None:
+        self.generation, self.name = generation, name
+        self.still, self.workdir, self.report, self.servers = still, workdir, report, servers
+        self.failed_on = None  # the server of the last failed attempt
+        self.batch = next(b for b in generation.batches if b.name == name)
+        self.workflow = _first_workflow(generation)
+        self.graphs = workdir / "comfyui" / "graphs"
+        self.graphs.mkdir(parents=True, exist_ok=True)
+        self.token = run_token(workdir)
+        self.fingerprint = batch_fingerprint(generation, self.batch, still)
+
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
         name, batch, report = self.name, self.batch, self.report
         generation = self.generation
         seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
@@ -541,17 +585,12 @@ class _BatchRun:
                 values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
                 if self.workflow.binds_start_image:
                     values["start_image"] = client.upload_image(self.still.absolute())
-                graph = render(self.workflow, values)
                 graph_file = self.graphs / graph_name(name, attempt, fresh)
-                graph_file.write_text(graph_json(graph), encoding="utf-8")
-                if not client.connected:
-                    client.connect()
-                prompt_id = client.submit(graph)
+                prompt_id = submit_graph(client, render(self.workflow, values), graph_file, report=report,
+                                         what=f"batch {name}", where=where)  # fmt: skip
                 inflight.append(prompt_id)
-                report(f"batch {name}: prompt {prompt_id} submitted (attempt {attempt + 1}, seed {seed})",
-                       **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
-                watch = _Watch(
-                    client, _wait(generation), prompt_id, report, name, failover=self.servers.failover
+                watch = PromptWatch(
+                    client, wait_of(generation), prompt_id, report, name, failover=self.servers.failover
                 )
                 entry = watch.wait()
                 lease.release()  # the server is free for the next unit while this one downloads

@@ -40,6 +40,32 @@ PARAMETER_TYPES: dict[str, frozenset[str]] = {
 UPLOADED = frozenset({"start_image", "last_frame", "audio", "previous_frames"})
 #: File endings of model weights: a combo value with one of these names a model file.
 MODEL_ENDINGS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+#: The ``models/`` folder a core loader's file input lists (ComfyUI's folder_paths names), by input.
+MODEL_FOLDERS = {
+    ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+    ("ImageOnlyCheckpointLoader", "ckpt_name"): "checkpoints",
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("CLIPLoader", "clip_name"): "text_encoders",
+    ("DualCLIPLoader", "clip_name1"): "text_encoders",
+    ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("VAELoader", "vae_name"): "vae",
+    ("LoraLoader", "lora_name"): "loras",
+    ("LoraLoaderModelOnly", "lora_name"): "loras",
+    ("ControlNetLoader", "control_net_name"): "controlnet",
+    ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
+    ("ModelPatchLoader", "name"): "model_patches",
+    ("LatentUpscaleModelLoader", "model_name"): "latent_upscale_models",
+}
+
+
+def model_folder(where: str, name: str) -> str:
+    """``<folder>/`` of a loader's file input, from ``where`` ("node 13 (UNETLoader)"); empty if unknown."""
+    kind = where.rsplit("(", 1)[-1].rstrip(")")
+    folder = MODEL_FOLDERS.get((kind, name))
+    return f"{folder}/" if folder else ""
+
+
 #: The type a primitive node passes on, by class: a binding to its ``value`` fills an input of that type.
 PRIMITIVE_TYPES = {
     "PrimitiveInt": "INT",
@@ -153,18 +179,12 @@ def _check_value(where: str, spec: InputSpec, value: Any, missing: list[str]) ->
         return _check_number(name, spec, value)
     if any(spec.options.get(key) for key in UPLOAD_OPTIONS):
         return []  # an input file (an image, audio, a video): uploaded before the prompt, not checked here
-    if spec.type == "COMBO" and spec.choices and value not in spec.choices:
+    if spec.type == "COMBO" and (not spec.choices or value not in spec.choices):
         if isinstance(value, str) and value.lower().endswith(MODEL_ENDINGS):
-            missing.append(f"{where}: {spec.name} {value!r}")
+            missing.append(f"{model_folder(where, spec.name)}{value} ({name})")
             return []
-        return [f"{name} {value!r} is not one of the server's choices"]
-    if (
-        spec.type == "COMBO"
-        and isinstance(value, str)
-        and value.lower().endswith(MODEL_ENDINGS)
-        and not spec.choices
-    ):
-        missing.append(f"{where}: {spec.name} {value!r}")
+        if spec.choices:
+            return [f"{name} {value!r} is not one of the server's choices"]
     if spec.type == "BOOLEAN" and not isinstance(value, bool):
         return [f"{name} {value!r} is not a boolean"]
     if spec.type == "STRING" and not isinstance(value, str):
@@ -210,7 +230,8 @@ def _check_binding(
         return [f"{where} ({definition.name}) has no input {target['input']!r}"]
     kind = PRIMITIVE_TYPES.get(definition.name, spec.type)
     wanted = PARAMETER_TYPES.get(parameter)
-    if wanted is not None and kind not in wanted:
+    # An input of several types (``FLOAT,INT,BOOLEAN``) takes a parameter of any of them.
+    if wanted is not None and not wanted & set(kind.split(",")):
         return [
             f"{where} ({definition.name}).{spec.name} takes {kind}, {parameter} is {'/'.join(sorted(wanted))}"
         ]

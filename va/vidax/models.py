@@ -97,6 +97,8 @@ class Manifest(BaseModel):
     exit_status: ExitStatus | None
     workdir: str
     job: str | None
+    #: What the plan of the latest attempt makes (va.plan.plan_fingerprint); None before it is written.
+    plan_fingerprint: str | None
     created_at: str
     updated_at: str
     attempts: int

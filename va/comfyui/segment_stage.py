@@ -1,0 +1,286 @@
+"""One segment of a generation by segments: its inputs made and uploaded, one prompt, its clip checked.
+
+A segment's inputs are its voice (the padded audio under exactly the frames its clip holds, the head
+frames' included, at the model's sample rate, mono), and for a chained template the previous segment's
+last ``context_frames`` frames as a short video (``previous_frames``) and its last frame as an image
+(``last_frame``); the first segment gets the start frame held that long. Each is uploaded under a name
+derived from its content. The clip that comes back must hold exactly the planned frames, of the planned
+size, and, when it carries audio, that long a voice; ``va.comfyui.assemble`` joins the clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from va import media
+from va.atomic import read_json, write_json_atomic
+from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
+from va.comfyui.pool import Lease, PoolSettings
+from va.comfyui.stage import (
+    PromptUnit,
+    PromptWatch,
+    Reporter,
+    StageServers,
+    cancelled_when_stopped,
+    filename_prefix,
+    graph_name,
+    output_files,
+    run_token,
+    submit_graph,
+    wait_of,
+    with_retries,
+)
+from va.comfyui.starter import own_server
+from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
+from va.errors import ExitCode, VaError
+from va.plan import batch_seed
+from va.rule_settings import SegmentSettings
+from va.segments import SegmentContract, VoiceSegment
+from va.workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFiles:
+    """Where one segment's files are: what it reads (the held still, the padded audio, the previous
+    segment's clip when the template is chained and it is not the first) and what it writes."""
+
+    still: Path
+    audio: Path
+    previous: Path | None
+    clip: Path
+    record: Path
+
+    @property
+    def inputs(self) -> Path:
+        """The folder of the files made for its prompt (voice, context, last frame)."""
+        return self.clip.parent / "inputs" / self.clip.stem
+
+    def take(self, fingerprint: str) -> tuple[Path, Path]:
+        """Where the clip and record of the take of ``fingerprint`` are kept (not Snakemake's outputs, which
+        a rerun deletes): a step killed after its prompt ended, or a retake back to an earlier seed, finds
+        the clip there instead of asking ComfyUI again."""
+        stem = self.clip.parent / "takes" / f"{self.clip.stem}-{fingerprint}"
+        return stem.with_suffix(".mp4"), stem.with_suffix(".json")
+
+
+def segment_inputs(
+    segment: VoiceSegment, contract: SegmentContract, workflow: Workflow, files: SegmentFiles
+) -> dict[str, Path]:
+    """The files a segment's prompt binds, made in ``files.inputs``: ``audio`` always, ``previous_frames``
+    and ``last_frame`` when the template binds them (from the previous clip, or the start frame held)."""
+    folder = files.inputs
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {"audio": folder / "voice.wav"}
+    media.cut_audio(
+        files.audio, made["audio"], start_seconds=segment.audio_start_seconds, seconds=segment.audio_seconds,
+        length_seconds=segment.audio_seconds, sample_rate=contract.sample_rate, channels=1,
+    )  # fmt: skip
+    previous = files.previous
+    if "previous_frames" in workflow.bindings:
+        made["previous_frames"] = folder / "context.mp4"
+        count = contract.context_frames
+        if previous is None:
+            media.encode_held_still(files.still, None, made["previous_frames"], fps=contract.fps,
+                                    frames=count, crf=4, preset="veryfast")  # fmt: skip
+        else:
+            frames = media.clip_figures(previous).frames
+            media.tail_video(
+                previous, made["previous_frames"], first=max(0, frames - count), fps=contract.fps
+            )
+    if "last_frame" in workflow.bindings:
+        made["last_frame"] = folder / "last.png"
+        if previous is None:
+            made["last_frame"] = files.still
+        else:
+            media.frame_image(previous, made["last_frame"], index=media.clip_figures(previous).frames - 1)
+    return made
+
+
+def check_segment_clip(
+    clip: Path, segment: VoiceSegment, contract: SegmentContract, size: tuple[int, int]
+) -> media.ClipFigures:
+    """A segment's clip must hold exactly its planned frames, of the planned ``size``, and, when it carries
+    audio, that long a voice (within a frame); anything else fails the segment naming what came."""
+    figures = media.clip_figures(clip)
+    fps = contract.fps
+    planned = segment.frames / fps
+    audio_fits = figures.audio_seconds is None or abs(figures.audio_seconds - planned) <= 1 / fps + 1e-6
+    if figures.frames != segment.frames or (figures.width, figures.height) != size or not audio_fits:
+        sound = "" if figures.audio_seconds is None else f" and {figures.audio_seconds:.3f} s of audio"
+        raise VaError(
+            ExitCode.COMFYUI_FAILED,
+            f"segment {segment.name}: clip {clip.name} has {figures.frames} frames of "
+            f"{figures.width}x{figures.height}{sound} where {segment.frames} frames of {size[0]}x{size[1]} "
+            f"at {fps} fps ({planned:.3f} s) were planned",
+        )
+    return figures
+
+
+class SegmentRun(PromptUnit):
+    """The attempts of one segment: each uploads its inputs, renders, submits, waits for and collects one
+    prompt on a slot of the pool."""
+
+    def __init__(
+        self, settings: SegmentSettings, *, files: SegmentFiles, workdir: Path, report: Reporter,
+        servers: StageServers,
+    ) -> None:  # fmt: skip
+        generation = settings.generation
+        assert generation.contract is not None and generation.sampling is not None, "a planned segment"
+        self.generation, self.contract, self.segment = generation, generation.contract, settings.segment
+        self.files, self.workdir, self.report, self.servers = files, workdir, report, servers
+        self.workflow = load_workflow(generation.workflow_ids[0])
+        self.graphs = workdir / "comfyui" / "graphs"
+        self.graphs.mkdir(parents=True, exist_ok=True)
+        self.token = run_token(workdir)
+        self.size = (generation.sampling.width, generation.sampling.height)
+        self.made = segment_inputs(self.segment, self.contract, self.workflow, files)
+        #: Seconds spent waiting for ComfyUI to run the prompt (the rest of the segment's time is va's own).
+        self.waited = 0.0
+
+    @property
+    def uploads(self) -> dict[str, Path]:
+        """The files the prompt binds, by parameter."""
+        start = {"start_image": self.files.still} if self.workflow.binds_start_image else {}
+        return {**self.made, **start}
+
+    def values(self, seed: int, prefix: str, names: dict[str, str]) -> dict[str, Any]:
+        """What the template's bindings receive: the job's parameters, the segment's frames, seed, prompt
+        and index, and the ``names`` of its uploaded inputs."""
+        values = self.generation.values(self.segment, seed)
+        return {**values, "segment_index": self.segment.index, "filename_prefix": prefix, **names}
+
+    @property
+    def fingerprint(self) -> str:
+        """What the segment's clip depends on: the graph of its first attempt, without the output prefix,
+        its inputs named by their content (the voice, the previous clip's frames, the still)."""
+        names = {param: input_name(path) for param, path in self.uploads.items()}
+        graph = graph_json(render(self.workflow, self.values(self.segment.seed, "va", names)))
+        return hashlib.sha256(graph.encode()).hexdigest()[:16]
+
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+        segment, report = self.segment, self.report
+        server = self.servers.of(lease.url)
+        client = server.client
+        name = segment.name
+        seed = batch_seed(segment.seed, 0, attempt, self.generation.per_retry)  # per_retry: a seed an attempt
+        where = {"kind": "comfyui_attempt", "segment": name, "attempt": attempt + 1, "seed": seed,
+                 "server": lease.url}  # fmt: skip
+        prompt_id = None
+        inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
+        with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
+            try:
+                version = server.ask_version()
+                prefix = filename_prefix(self.token, self.workflow, f"s{name}t{segment.take}", attempt, fresh)
+                names = {param: client.upload_image(path.absolute()) for param, path in self.uploads.items()}
+                graph = render(self.workflow, self.values(seed, prefix, names))
+                graph_file = self.graphs / graph_name(f"segment-{name}", attempt, fresh)
+                prompt_id = submit_graph(client, graph, graph_file, report=report, what=f"segment {name}",
+                                         where=where)  # fmt: skip
+                inflight.append(prompt_id)
+                began = time.monotonic()
+                entry = PromptWatch(client, wait_of(self.generation), prompt_id, report, f"segment {name}",
+                                    failover=self.servers.failover).wait()  # fmt: skip
+                self.waited += time.monotonic() - began
+                lease.release()  # the server is free for the next unit while this one downloads
+                figures = self._collect(client, entry)
+            except ComfyOutputMissing as exc:
+                outcome = "failed" if fresh else "stale_cache"
+                report(f"segment {name}: {exc.message}", level="error" if fresh else "warning", **where,
+                       prompt_id=prompt_id, outcome=outcome, error=exc.message)  # fmt: skip
+                raise
+            except ComfyTransient as exc:
+                server.failed()
+                report(f"segment {name}: attempt {attempt + 1} failed: {exc}", level="warning", **where,
+                       prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
+                raise
+            except VaError as exc:
+                report(f"segment {name}: attempt {attempt + 1} failed: {exc.message}", level="error", **where,
+                       prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
+                raise
+            except BaseException:
+                client.close()  # a websocket in an unknown state is not reused
+                raise
+        report(f"segment {name}: clip of {figures.frames} frames from prompt {prompt_id}", **where,
+               prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
+        return {
+            "segment": name, "index": segment.index, "seed": seed, "take": segment.take,
+            "attempts": attempt + 1, "prompt_id": prompt_id, "server": lease.url, "comfyui_version": version,
+            "workflow": self.workflow.id, "graph": str(graph_file.relative_to(self.workdir)),
+            "clip": str(self.files.clip), "frames": figures.frames, "clip_fps": figures.fps,
+            "audio_seconds": figures.audio_seconds,
+        }  # fmt: skip
+
+    def _collect(self, client: ComfyClient, entry: dict[str, Any]) -> media.ClipFigures:
+        """Download the prompt's video under a temporary name, check it, then put it in place."""
+        videos, _ = output_files(entry)
+        if not videos:
+            raise VaError(
+                ExitCode.COMFYUI_FAILED,
+                f"segment {self.segment.name}: the prompt produced no video (a segment template ends in "
+                "SaveVideo or VHS_VideoCombine)",
+            )
+        target = self.files.clip
+        partial = self.files.inputs / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
+        client.download(videos[0], partial)
+        figures = check_segment_clip(partial, self.segment, self.contract, self.size)
+        partial.replace(target)
+        return figures
+
+
+def run_segment(
+    settings: SegmentSettings,
+    *,
+    files: SegmentFiles,
+    workdir: Workdir,
+    report: Reporter,
+    pool: PoolSettings,
+    logs: Path,
+) -> dict[str, Any]:
+    """Generate one segment on a free server of the ``pool`` (retrying transient failures as a batch does)
+    and write its record; the record tells how long va itself took (``own_seconds``: all but ComfyUI's run
+    of the prompt). A take of the same fingerprint made before is taken instead (``SegmentFiles.take``)."""
+    began = time.monotonic()
+    name = settings.segment.name
+    with own_server(pool, workdir, logs) as (used, private):
+        servers = StageServers(used, private)
+        try:
+            run = SegmentRun(settings, files=files, workdir=workdir.root, report=report, servers=servers)
+            fingerprint = run.fingerprint
+            clip, record = files.take(fingerprint)
+            if clip.is_file() and record.is_file():
+                report(f"segment {name}: the clip of this take is there ({fingerprint}): not submitted",
+                       kind="comfyui_attempt", segment=name, outcome="kept")  # fmt: skip
+                _place(clip, files.clip)
+                kept: dict[str, Any] = read_json(record)
+                write_json_atomic(files.record, kept)
+                return kept
+            wait = wait_of(settings.generation)
+            document = with_retries(wait, f"segment {name}", run, report, servers, segment=name)
+        finally:
+            servers.close()
+    document.update(fingerprint=fingerprint, own_seconds=round(time.monotonic() - began - run.waited, 3))
+    _place(files.clip, clip)
+    write_json_atomic(record, document)
+    write_json_atomic(files.record, document)
+    return document
+
+
+def _place(source: Path, target: Path) -> None:
+    """``target`` as a second name of ``source`` (a copy where the file system has no hard links)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.part")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    partial.replace(target)
