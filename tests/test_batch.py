@@ -39,6 +39,7 @@ from va.job import CHECKED_AUDIO, load_job
 from va.manifest import epoch
 from va.plan import plan_fingerprint, plan_job, plan_jobs
 from va.runner import SNAKEFILE
+from va.workdir import Workdir
 
 #: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
 pytestmark = pytest.mark.whole_run
@@ -224,7 +225,7 @@ def test_planning_a_batch_leaves_out_a_job_that_cannot_run(files: Media) -> None
     document["input"]["start"] = str(files.root / "empty.png")
     (folder / "empty.json").write_text(json.dumps(document))
     batch = load_batch(folder)
-    plans, problems = plan_jobs(batch.jobs, lambda name: files.root / "out" / name / "plan.json")
+    plans, problems = plan_jobs(batch.jobs, lambda name: Workdir(files.root / "out" / name))
     assert sorted(plans) == ["good"] and sorted(problems) == ["empty"]
     assert problems["empty"].code == ExitCode.UNSUPPORTED_FORMAT
     assert "input.start: empty file" in problems["empty"].message
@@ -246,7 +247,7 @@ def test_a_batch_is_planned_in_threads_each_file_probed_once(
     jobs = {name: load_job(folder / f"{name}.json") for name in ("a", "b", "own", "bad")}
     CHECKED_AUDIO.clear()
     probed = calls_of(monkeypatch, media, "probe_audio")
-    plans, problems = plan_jobs(jobs, lambda name: files.root / "out" / name / "plan.json")
+    plans, problems = plan_jobs(jobs, lambda name: Workdir(files.root / "out" / name))
     assert sorted(probed) == [(files.root / name,) for name in ("noise.wav", "own.wav", "voice.wav")]
     assert len(CHECKED_AUDIO) == 2  # voice.wav and own.wav; noise.wav failed
     assert sorted(plans) == ["a", "b", "own"]
