@@ -115,6 +115,7 @@ bench: setup $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_stop.py
 	$(BIN)/python bench/bench_manifest.py
 	$(BIN)/python bench/bench_lipsync_long.py
+	$(BIN)/python bench/bench_sync.py
 
 clean:
 	rm -rf $(VENV) workdir bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -460,11 +460,13 @@ def encode_inputs(wildcards):
 
 @of_wildcards
 def encode_cpus(wildcards):
-    """The CPUs the encode asks a cluster for: one to repeat a held still's loop (a stream copy, with the
-    audio), two to encode a picture (a stage's video, captions burned in)."""
-    stages = plan_of(wildcards).stages
-    encodes = stages.lipsync is not None or stages.visual_video is not None
-    return 2 if encodes or stages.captions == "burn" else 1
+    """The CPUs the encode asks a cluster for. In a video's group (a held still, a camera move, the
+    audiogram: docs/SCALING.md) one, as every rule there: the group's job runs its rules one after the
+    other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
+    it has CPUs (on the 2-CPU test node 8 varied videos took 200 s so, 257 s with 2 for a picture's
+    encode). Two when it is a job of its own, encoding a generated or lip-synced picture.
+    """
+    return 1 if video_group(wildcards) else 2
 
 
 @of_wildcards
@@ -475,11 +477,21 @@ def final_video(wildcards):
 
 def report_targets():
     """What `va report` asks for: the report's figures of every finished video (the videos come in
-    as the contact sheets' inputs)."""
+    as the contact sheets' inputs), and the sync check's where its track is there."""
     figures = ["report/contact_sheet.png", "report/waveform.png"]
-    return [
-        f"{name}/{figure}" if name else figure for name in JOBS for figure in figures
-    ]
+    targets = []
+    for name in JOBS:
+        folder = f"{name}/" if name else ""
+        if Path(f"{folder}{SYNC_TRACK}").exists():
+            figures_here = [*figures, "report/sync.png"]
+        else:
+            figures_here = figures
+        targets += [f"{folder}{figure}" for figure in figures_here]
+    return targets
+
+
+#: The sync check's track of a lip-synced video (docs/LIPSYNC_INTERFACE.md#the-sync-check).
+SYNC_TRACK = "lipsync/sync.json"
 
 
 def report_labels(figure):

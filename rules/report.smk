@@ -42,3 +42,26 @@ rule report_waveform:
         "envs/va.yaml"
     script:
         "../scripts/report_waveform.py"
+
+
+# Drawn from the sync check's track (the mouth's opening and the voice's loudness, a value a frame) and
+# its verdict, when the lip-sync stage measured them.
+rule report_sync:
+    input:
+        track=at(SYNC_TRACK),
+        result=at("lipsync/result.json"),
+    output:
+        figure=report(
+            at("report/sync.png"),
+            caption="../assets/report/sync.rst",
+            category="Lip sync",
+            labels=report_labels("lip sync"),
+        ),
+    log:
+        at("logs/report/sync.log"),
+    benchmark:
+        at("benchmarks/report/sync.tsv")
+    conda:
+        "envs/va.yaml"
+    script:
+        "../scripts/report_sync.py"

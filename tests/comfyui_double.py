@@ -544,7 +544,10 @@ class Double:
             )
             self.history[prompt_id] = self.entry(graph, prompt_id, {}, "error", messages)
             return
-        except NodeFailure as failure:
+        except Exception as exc:
+            failure = (
+                exc if isinstance(exc, NodeFailure) else NodeFailure("?", "?", f"{type(exc).__name__}: {exc}")
+            )
             await emit("execution_error", {"node_id": failure.node_id, "node_type": failure.node_type,
                                            "executed": [], "exception_message": failure.message,
                                            "exception_type": "RuntimeError", "traceback": [],
@@ -683,9 +686,9 @@ class Double:
             return ({"images": i["images"], "fps": float(i["fps"]), "audio": i.get("audio")},), None
         if cls == "SaveVideo":
             video = i["video"]
-            item = self.save_video(
-                video["images"], video["fps"], str(i["filename_prefix"]), "video", video["audio"]
-            )
+            # As ComfyUI's folder_paths.get_save_image_path: a prefix "a/b" saves b_00001_.mp4 in subfolder a.
+            folder, _, stem = str(i["filename_prefix"]).rpartition("/")
+            item = self.save_video(video["images"], video["fps"], stem, folder, video["audio"])
             return (), {"images": [item], "animated": [True]}
         if cls in ("SaveAnimatedPNG", "SaveAnimatedWEBP"):
             # As ComfyUI's nodes: Pillow writes the animation, and its encoder merges identical

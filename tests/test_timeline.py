@@ -172,3 +172,16 @@ def test_comfyui_batches_are_cut_at_segments_and_take_their_prompts(files: Media
     assert [v["prompt"] for v in values] == ["", "sunrise", "sunrise", "", "night", "night"]
     assert [v["negative"] for v in values][4:] == ["blur", "blur"]
     assert [v["motion_strength"] for v in values][:3] == [0.7, 0.2, 0.2]
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["timeline", "timeline_file"])
+def test_a_timeline_over_the_limit_is_one_short_line(files: Media, va_cli: CliRunner, inline: bool) -> None:
+    """10,001 segments (the limit is 10,000), inline or in a file: one line of what the list must be and
+    its size, never the list itself (20,000 made a line of 1 MB)."""
+    segments = [{"start": i * 0.0001, "end": i * 0.0001 + 0.00005} for i in range(10001)]
+    (files.root / "long.json").write_text(json.dumps(segments), encoding="utf-8")
+    job = files.job(timeline=segments) if inline else files.job(timeline_file="long.json")
+    result = va_cli("validate", job)
+    assert result.code == ExitCode.VALIDATION_FAILED
+    assert result.err.count("\n") == 1 and len(result.err) < 300, result.err[:300]
+    assert "at most 10000 items (it has 10001 items)" in result.err

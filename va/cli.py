@@ -35,6 +35,7 @@ from va.comfyui.workflow import load_workflow
 from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
+from va.lipsync import sync
 from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
 from va.plan import Plan, plan_run
@@ -436,6 +437,9 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan 
             display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
+    record = ((result.manifest or {}).get("phases", {}).get("lipsync") or {}).get("sync") or {}
+    if record.get("verdict") == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+        print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK
 
@@ -548,7 +552,8 @@ def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
         return []
     counts = Counter(entry["url"] for entry in made.values())
     versions = phase.get("comfyui_versions") or {}
-    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} batch(es)"
+    unit = "segment(s)" if phase.get("segments") else "batch(es)"
+    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} {unit}"
                       for url, count in counts.items())  # fmt: skip
     mixed = len({version for version in versions.values() if version}) > 1
     return ["", f"comfyui   {named}" + ("; a pool of mixed ComfyUI versions" if mixed else "")]
@@ -574,6 +579,8 @@ def render_run(manifest: dict[str, Any]) -> str:
         if phase.get("chunks") and not note:
             chunks = phase["chunks"]
             note = f"{sum(c['status'] == 'done' for c in chunks)} of {len(chunks)} chunks"
+        if phase.get("sync"):
+            note = "; ".join(part for part in (note, sync.summary(phase["sync"])) if part)
         lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
     if manifest.get("target_frames") is not None:
         seeds = manifest.get("seeds") or {}
@@ -586,6 +593,7 @@ def render_run(manifest: dict[str, Any]) -> str:
             f"seed      {seeds.get('value')} ({seeds.get('policy')})",
         ]
     lines += comfyui_servers_lines(manifest["phases"].get("comfyui") or {})
+    lines += segment_lines(manifest["phases"].get("comfyui") or {})
     cleanup = manifest.get("cleanup")
     if cleanup:
         lines.append(
@@ -597,6 +605,26 @@ def render_run(manifest: dict[str, Any]) -> str:
         f"final     {manifest['workdir']}/{final['path']}" + ("" if final["exists"] else " (not yet)")
     )
     return "\n".join(lines)
+
+
+def segment_lines(phase: dict[str, Any]) -> list[str]:
+    """A generation by segments, one line a segment: index, time range, frames, seed and take, status,
+    prompt id and attempts."""
+    segments = phase.get("segments") or []
+    if not segments:
+        return []
+    lines = [
+        "",
+        f"{'SEGMENT':<8} {'SECONDS':<17} {'FRAMES':>6} {'SEED':>8} {'TAKE':>4}  {'STATUS':<8} PROMPT",
+    ]
+    for segment in segments:
+        span = f"{segment['start']:.3f}-{segment['end']:.3f}"
+        made = (
+            f"{segment['prompt_id']} ({segment['attempts']} attempt(s))" if segment.get("prompt_id") else "-"
+        )
+        figures = f"{segment['frames']:>6} {segment['seed']:>8} {segment['take']:>4}"
+        lines.append(f"{segment['name']:<8} {span:<17} {figures}  {segment['status']:<8} {made}")
+    return lines
 
 
 def wait_for_run(ref: str, seconds: float) -> None:

@@ -99,6 +99,18 @@ class ComfySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncCheckSettings:
+    """``lipsync.sync_check``: whether the mouth is checked against the voice (None: when the provider
+    needs a face), the offset tolerated, what an out-of-sync video does, one more try of an out-of-sync
+    chunk."""
+
+    enable: bool | None
+    max_offset_frames: int
+    on_fail: str
+    retry: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LipsyncSettings:
     """``lipsync``: whether the stage runs, with which provider, and what a failure does."""
 
@@ -107,6 +119,7 @@ class LipsyncSettings:
     allow_passthrough: bool
     chunk_seconds: float | None
     cut_search_seconds: float
+    sync_check: SyncCheckSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,6 +364,12 @@ def _chunk_details(
     return details
 
 
+def _sync_details(record: dict[str, Any], workdir: Workdir, basename: str) -> dict[str, Any]:
+    """The lip-sync stage's sync record, and the video an out-of-sync run kept instead of publishing."""
+    kept = workdir.kept_final(basename)
+    return {**record, "kept": kept.name} if kept.exists() else record
+
+
 def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[str, Any] | None:
     """The manifest of the run in ``workdir`` (from ``digest``, else from the log's current digest), or
     None when no run was ever started there."""
@@ -428,6 +434,8 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
         )
         if result.get("face"):  # a provider that needs a face: where it was found
             phases["lipsync"]["face"] = result["face"]
+        if result.get("sync"):  # the sync check's verdict (docs/LIPSYNC_INTERFACE.md#the-sync-check)
+            phases["lipsync"]["sync"] = _sync_details(result["sync"], workdir, graph["final"])
         if result.get("passthrough"):
             phases["lipsync"]["note"] = (
                 "lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): "

@@ -45,6 +45,7 @@ from va.job import (
 )
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
+from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
@@ -296,6 +297,8 @@ class Lipsync:
     #: A provider that needs a face (``needs_face``): what the check of the start saw, in the output
     #: picture's pixels. None: the provider needs none.
     face: FaceSearch | None = None
+    #: The sync check after the provider (``lipsync.sync_check``), resolved for it.
+    sync: SyncSettings = UNCHECKED
 
     @property
     def chunked(self) -> bool:
@@ -723,6 +726,7 @@ def plan_lipsync(
         frames=target_frames(seconds, fps),
         chunks=chunks,
         face=plan_face(job, provider, geometry, known=known_face),
+        sync=resolve_settings(job.lipsync.sync_check, provider),
     )
 
 

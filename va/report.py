@@ -22,7 +22,7 @@ from va.workdir import Workdir
 #: The target rule of the figures (rules/report.smk), asked for by ``va report`` only.
 TARGET = "report_images"
 #: The only rules ``va report`` lets Snakemake run: it draws figures, it never redoes a video.
-FIGURE_RULES = ("report_contact_sheet", "report_waveform", TARGET)
+FIGURE_RULES = ("report_contact_sheet", "report_waveform", "report_sync", TARGET)
 REPORT_NAME = "report.html"
 
 

@@ -149,6 +149,8 @@ class EncodeSettings:
     lipsync: str | None
     captions: str
     cleanup: str
+    #: What a video the lip-sync check found out of sync does (``lipsync.sync_check.on_fail``).
+    sync_on_fail: str = "fail"
 
 
 def picture_of(plan: Plan) -> Picture:
@@ -226,7 +228,10 @@ def captions_settings(plan: Plan) -> CaptionsSettings:
 def encode_settings(plan: Plan) -> EncodeSettings:
     """The settings of ``encode``."""
     stages = plan.stages
-    return EncodeSettings(picture_of(plan), stages.visual, stages.lipsync, stages.captions, plan.cleanup)
+    on_fail = plan.lipsync.sync.on_fail if plan.lipsync is not None else "fail"
+    return EncodeSettings(
+        picture_of(plan), stages.visual, stages.lipsync, stages.captions, plan.cleanup, sync_on_fail=on_fail
+    )
 
 
 #: Rule -> the function that cuts its settings from a plan.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shlex
@@ -326,8 +327,8 @@ def graph_argv(directory: Path, options: RunOptions, *config: str) -> list[str]:
     A named profile is used on its own: Snakemake would otherwise also load profiles/default as the
     workflow profile, whose keys win over the named profile's (its ``cores: all`` over yours).
     """
-    argv = snakemake_command(directory, *config)
     profile = resolve_profile(options.profile) if options.profile else None
+    argv = snakemake_command(directory, *profile_config_entries(profile), *config)
     if profile is not None:
         argv += ["--profile", str(profile), "--workflow-profile", "none"]
     if options.cores or not _profile_sets_cores(profile):
@@ -357,6 +358,16 @@ def profile_config(profile: Path | None) -> dict[str, Any]:
         except yaml.YAMLError:
             parsed[key] = value
     return parsed
+
+
+def profile_config_entries(profile: Path | None) -> list[str]:
+    """The profile's ``config:`` as ``--config`` entries: a ``--config`` on the command line replaces the
+    profile's, so va passes them on before its own (``job=``, ``batch=``), values as JSON (which
+    Snakemake reads as YAML)."""
+    entries = _profile_settings(profile).get("config") or {}
+    if isinstance(entries, dict):
+        return [f"{key}={v if isinstance(v, str) else json.dumps(v)}" for key, v in entries.items()]
+    return [str(entry) for entry in entries] if isinstance(entries, list) else []
 
 
 def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:

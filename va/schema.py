@@ -111,7 +111,12 @@ EXPECTED = {
     "maxLength": "at most {validator_value} characters long",
     "pattern": "of the form {validator_value}",
     "enum": "one of {validator_value}",
+    "maxItems": "a list of at most {validator_value} items",
+    "minItems": "a list of at least {validator_value} items",
 }
+#: The longest error line that may echo the value it is about; a longer one (a list of 20,000 segments)
+#: says what the value must be and how big it is instead.
+ECHO_LIMIT = 200
 
 
 def describe_error(error: jsonschema.ValidationError) -> str:
@@ -132,6 +137,11 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         return prefix + f"{error.instance!r} is not {error.schema['description']}"
     if error.validator == "then":
         return prefix + "seed is required when seed_policy is 'fixed'"
+    if len(error.message) > ECHO_LIMIT:
+        expected = EXPECTED.get(str(error.validator), "valid ({validator} {validator_value})")
+        text = expected.format(validator=error.validator, validator_value=error.validator_value)
+        size = f" (it has {len(error.instance)} items)" if isinstance(error.instance, list | dict) else ""
+        return prefix + f"must be {text}{size}"[:ECHO_LIMIT]
     return prefix + error.message
 
 

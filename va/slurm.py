@@ -221,9 +221,7 @@ def _ending(job_id: str, state: str, what: str, again: str) -> VaError:
         line = f"{name} ran out of its {memory} memory (OUT_OF_MEMORY); give it more mem_mb"
         return VaError(ExitCode.CLUSTER_CANNOT_RUN, f"{line} (set-resources in the profile)")
     if state in ("NODE_FAIL", "BOOT_FAIL", "PREEMPTED"):
-        line = (
-            f"{name} ended when Slurm took its node {node} away ({state}) after {ran}; continue with {again}"
-        )
+        line = f"{name} ended when its node {node} was lost ({state}) after {ran}; continue with {again}"
         return VaError(ExitCode.INTERRUPTED, line)
     code = job.get("ExitCode", "?")
     reason = job.get("Reason", "None")

@@ -11,9 +11,11 @@ import logging
 from pathlib import Path
 
 from va import media
-from va.atomic import write_json_atomic
+from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
+from va.lipsync import sync
 from va.rule_settings import AudioSettings, EncodeSettings, StillSettings
+from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,42 @@ def encode(
     *,
     video: Path | None = None,
     captions: Path | None = None,
+    lipsync_result: Path | None = None,
 ) -> None:
     """The final video of the planned frame count, rate and size: the held still's ``loop`` repeated (or
     ``video``, from the lip-sync or the visual stage, brought to the plan's picture whatever its size)
     with the padded audio, and the ``captions`` (SRT) as a subtitle track or, with
-    ``output.captions: burn``, drawn into the picture."""
+    ``output.captions: burn``, drawn into the picture.
+
+    A lip-synced video the sync check found out of sync (``lipsync_result``'s record) is, with
+    ``on_fail: fail``, made under the kept name instead and the run ends ``LIPSYNC_OUT_OF_SYNC``; with
+    ``warn`` it is published and the offset said."""
+    record = read_json(lipsync_result).get("sync", {}) if lipsync_result and lipsync_result.exists() else {}
+    if record.get("verdict") != sync.OUT_OF_SYNC:
+        _encode(settings, loop, audio, final, video=video, captions=captions)
+        return
+    if settings.sync_on_fail == "warn":
+        log.warning("%s; published all the same (lipsync.sync_check.on_fail: warn)", sync.describe(record))
+        _encode(settings, loop, audio, final, video=video, captions=captions)
+        return
+    kept = Workdir(final.parent).kept_final(final.name)
+    kept.unlink(missing_ok=True)  # this run's own, from an earlier attempt
+    _encode(settings, loop, audio, kept, video=video, captions=captions)
+    raise VaError(
+        ExitCode.LIPSYNC_OUT_OF_SYNC,
+        f"{sync.describe(record)}; the video is kept as {kept.absolute()}, not published as {final.name}",
+    )
+
+
+def _encode(
+    settings: EncodeSettings,
+    loop: Path,
+    audio: Path,
+    final: Path,
+    *,
+    video: Path | None,
+    captions: Path | None,
+) -> None:
     picture = settings.picture
     canvas, fps, frames, encoding = picture.geometry.canvas, picture.fps, picture.frames, picture.encoding
     if captions is not None and settings.captions == "burn":

@@ -44,6 +44,7 @@ HINTS: dict[int, str] = {
     ExitCode.LIPSYNC_TIMEOUT: "raise the provider's timeout_seconds, then --resume",
     ExitCode.LIPSYNC_INPUT_REJECTED: "the tool refused the picture (no face?): use another start image",
     ExitCode.LIPSYNC_UNAVAILABLE: "install the provider's tool or start its service; va doctor checks",
+    ExitCode.LIPSYNC_OUT_OF_SYNC: "look at the kept video; lipsync.sync_check: retry, or on_fail warn",
     ExitCode.ENCODE_FAILED: "see the rule's log under logs/ for ffmpeg's message",
     ExitCode.INTERNAL: "a bug: the rule's log under logs/ has the traceback",
     ExitCode.INTERRUPTED: "continue with: va run JOB --workdir W --resume",

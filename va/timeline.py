@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from va.errors import ExitCode, VaError, not_a_file
-from va.schema import schema_path
+from va.schema import describe_error, schema_path
 
 if TYPE_CHECKING:
     from va.job import Job
@@ -52,8 +52,9 @@ class Segment:
 
 
 def _segment_schema() -> dict[str, Any]:
+    """The job schema's ``timeline`` (its limit of segments too), for a timeline file's list."""
     document = json.loads(schema_path("job").read_text(encoding="utf-8"))
-    return {"type": "array", "items": document["$defs"]["segment"]}
+    return {**document["properties"]["timeline"], "$defs": document["$defs"]}
 
 
 def _from_data(items: Any, source: str) -> tuple[Segment, ...]:
@@ -61,8 +62,8 @@ def _from_data(items: Any, source: str) -> tuple[Segment, ...]:
         jsonschema.Draft202012Validator(_segment_schema()).iter_errors(items)
     )
     if error is not None:
-        where = ".".join(str(part) for part in error.absolute_path) or "the list"
-        raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: {where}: {error.message}")
+        message = describe_error(error) if error.absolute_path else f"the list: {describe_error(error)}"
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: {message}")
     return tuple(Segment(**item) for item in items)
 
 

@@ -139,5 +139,10 @@ class Workdir:
         """Serialises appends to the event log and rewrites of the manifest."""
         return self.root / "logs" / ".state.lock"
 
+    def kept_final(self, basename: str) -> Path:
+        """Where a final found out of sync is kept instead of published (``final.out-of-sync.mp4``)."""
+        name = Path(basename)
+        return self.root / f"{name.stem}.out-of-sync{name.suffix}"
+
     def final(self, basename: str) -> Path:
         return self.root / basename

@@ -336,3 +336,30 @@ def test_check_and_import_ask_a_server(
         ["workflow", "check", "vidax_text2img_frames", "--server", "http://127.0.0.1:9"], capsys
     )
     assert code == ExitCode.COMFYUI_UNAVAILABLE and stderr.count("\n") == 1
+
+
+def test_check_looks_at_what_leads_to_an_output_as_the_server_does(catalog: Catalog) -> None:
+    """A node that feeds no output is skipped by the server (even with a missing input); a graph without
+    an output node runs nothing."""
+    shipped = load_workflow("held_start_batch")
+    graph = copy.deepcopy(shipped.graph)
+    graph["90"] = {"class_type": "ImageScale", "inputs": {"upscale_method": "bilinear"}}  # feeds nothing
+    assert check_template(Workflow("dangling", graph, shipped.bindings, "test"), catalog).problems == []
+    outputs = [k for k, n in graph.items() if n["class_type"] == "SaveImage"]
+    for node_id in outputs:
+        del graph[node_id]
+    bindings = {k: v for k, v in shipped.bindings.items() if k != "filename_prefix"}
+    problems = check_template(Workflow("no_output", graph, bindings, "test"), catalog).problems
+    assert problems == ["no output node (SaveImage, SaveVideo, ...): the server would run nothing"]
+
+
+def test_a_graph_that_chains_windows_gets_no_segment_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The official S2V template extends its clip inside the graph: one segment contract would be wrong."""
+    path = PAIRS / "video_wan2_2_14B_s2v.workflow.json"
+    argv = ["workflow", "import", str(path), "--object-info", str(SNAPSHOT), "--out", str(tmp_path), "--json"]
+    code, stdout, _ = run(argv, capsys)
+    result = json.loads(stdout)
+    assert code == 0 and result["segments"] is None and "audio" not in result["bound"]
+    assert any("chains windows in itself" in note and "85:184" in note for note in result["undecided"])

@@ -8,7 +8,11 @@ short (a 1 s file, warning on stderr), corrupt (an undecodable file,
 warning on stderr), flaky (fails once with a transient error, then works), glob, square (a 256x256
 video whatever the input's size, as tools that render the face crop at their model's size),
 needs_face (as LatentSync: looks for a face in the video's frames, one a second, with OpenCV's Haar
-cascade after "loading the model", and fails with "Face not detected" at the first frame without one).
+cascade after "loading the model", and fails with "Face not detected" at the first frame without one),
+talk (lip-syncs: a face whose mouth opens with the audio's loudness, frame by frame, as many frames as
+the video it is given, 360x360 as a tool renders its face crop; tests/lipsync/talking_face.py).
+--lag K: talk's mouth moves K frames after the voice (a tool that drifts); with --calls FILE and
+--lag-calls 1,3, only those calls lag (one chunk of several; a tool whose next attempt comes out right).
 
 The limits of real models, each an option: --max-seconds S (refuses longer audio, as a model with a fixed
 context does), --frame-multiple N (works in windows of N frames and returns only whole windows, as
@@ -81,6 +85,27 @@ def hang_here(args: argparse.Namespace) -> bool:
     return len(Path(args.calls).read_text(encoding="utf-8").splitlines()) == args.hang_on_call
 
 
+def talk(video: str, audio: str, output: str, lag: int) -> None:
+    """A talking face for ``audio`` (16-bit PCM WAV, mono): its mouth opens with the audio's loudness in
+    each of ``video``'s frames, ``lag`` frames late; the audio muxed in."""
+    import wave  # noqa: PLC0415
+
+    import numpy  # noqa: PLC0415 - only this mode needs numpy
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.lipsync.talking_face import FPS, shifted, write_talking_face  # noqa: PLC0415
+
+    frames = int(probe(video, "nb_read_packets", "-count_packets", "-select_streams", "v:0"))
+    with wave.open(audio) as sound:
+        per_frame = sound.getframerate() // FPS
+        samples = numpy.frombuffer(sound.readframes(sound.getnframes()), dtype="<i2").astype(float)
+    samples = numpy.pad(samples, (0, max(0, frames * per_frame - samples.size)))[: frames * per_frame]
+    levels = numpy.sqrt((samples.reshape(frames, per_frame) ** 2).mean(axis=1))
+    picture = Path(output).with_name("talking.mp4")
+    write_talking_face(picture, shifted(levels / max(float(levels.max()), 1e-9), lag))
+    render(str(picture), audio, output, frames=frames)
+
+
 def faceless_frame(video: str) -> int | None:
     """The first frame (of one a second) of ``video`` in which OpenCV's frontal-face cascade finds no face."""
     import cv2  # noqa: PLC0415 - only this mode needs OpenCV
@@ -121,6 +146,8 @@ def main() -> int:
     parser.add_argument("--calls")
     parser.add_argument("--hang-on-call", type=int)
     parser.add_argument("--box", help="the face's box, as tools that take one (Wav2Lip's --box) are told")
+    parser.add_argument("--lag", type=int, default=0)
+    parser.add_argument("--lag-calls")
     args = parser.parse_args()
     told = {"argv": sys.argv[1:], "cwd": str(Path.cwd()), "pid": os.getpid()}
     if args.mode == "hang":  # as tools with worker processes do: one in a session of its own
@@ -171,6 +198,11 @@ def main() -> int:
         results = Path("results") / "v15"
         results.mkdir(parents=True, exist_ok=True)
         render(args.face, args.audio, str(results / "video_audio.mp4"))
+        return 0
+    if args.mode == "talk":
+        calls = len(Path(args.calls).read_text(encoding="utf-8").splitlines()) if args.calls else 0
+        late = args.lag_calls is None or str(calls) in args.lag_calls.split(",")
+        talk(args.face, args.audio, args.outfile, args.lag if late else 0)
         return 0
     if args.mode == "short":
         print("warning: audio features ran out after 25 frames", file=sys.stderr)

@@ -105,6 +105,11 @@ class Staged:
 
 
 Stage = Callable[..., Staged]
+#: The sync record of a provider that needs no face, the check not asked for (docs/LIPSYNC_INTERFACE.md).
+UNCHECKED = {
+    "verdict": "no_verdict", "offset_frames": None, "confidence": None,
+    "reason": "not checked: provider p needs no face (lipsync.sync_check.enable turns it on)",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -142,7 +147,7 @@ def probe(path: Path) -> dict[str, Any]:
 def test_the_audiogram_writes_the_output_and_its_result(stage: Stage) -> None:
     staged = stage({"type": "audiogram"})
     result = staged.lipsync()
-    assert result == {"provider": "p", "type": "audiogram", "passthrough": False}
+    assert result == {"provider": "p", "type": "audiogram", "passthrough": False, "sync": UNCHECKED}
     assert json.loads(staged.run.lipsync_result.read_text()) == result
     assert frames(staged.run.lipsync_output) == 50
     assert not list(staged.run.lipsync_output.parent.glob(".*.tmp"))  # published by a rename
@@ -152,7 +157,7 @@ def test_the_tool_gets_the_prepared_inputs_and_its_output_is_published(stage: St
     dump = tmp_path / "told.json"
     staged = stage(command("ok", "--dump", str(dump)))
     result = staged.lipsync()
-    assert result == {"provider": "p", "type": "command", "passthrough": False}
+    assert result == {"provider": "p", "type": "command", "passthrough": False, "sync": UNCHECKED}
     folder = staged.run.root / "lipsync"
     argv = json.loads(dump.read_text())["argv"]
     assert argv[argv.index("--face") + 1] == str(folder / "input" / "video.mp4")
@@ -344,7 +349,13 @@ def test_chunks_of_at_most_max_seconds_are_joined_frame_exactly(stage: Stage) ->
     staged = stage(command("ok", "--max-seconds", "0.8", "--frame-form", "4n+1",
                            input={"fps": 25, "max_seconds": 0.8, "frame_form": "4n+1"}))  # fmt: skip
     result = staged.chunked()
-    assert result == {"provider": "p", "type": "command", "passthrough": False, "chunks": 3}
+    assert result == {
+        "provider": "p",
+        "type": "command",
+        "passthrough": False,
+        "chunks": 3,
+        "sync": UNCHECKED,
+    }
     clips = [staged.run.lipsync_chunk(name) for name in ("0000", "0001", "0002")]
     assert [picture_frames(clip) for clip in clips] == [
         17,

@@ -25,5 +25,15 @@ def test_ready_until_the_queue_is_full(make_client: ClientFactory, files: Media)
         full = client.get("/ready")
         assert_error(full, 503, "QUEUE_FULL", "2 jobs wait")
         assert full.headers["retry-after"] == "30"
+        # The limit is enforced, not only reported: a third start and a /produce are refused alike, and
+        # the refused /produce leaves no job behind.
+        third = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
+        refused = client.post(f"/jobs/{third}/start", headers=HEADERS)
+        assert_error(refused, 503, "QUEUE_FULL", "max_queued_jobs is 2")
+        assert refused.headers["retry-after"] == "30"
+        jobs = len(client.get("/jobs", headers=HEADERS).json()["jobs"])
+        produce = {"audio": "voice.wav", "start": "start.png", "prompt": "p", "no_comfyui": True}
+        assert_error(client.post("/produce", json=produce, headers=HEADERS), 503, "QUEUE_FULL")
+        assert len(client.get("/jobs", headers=HEADERS).json()["jobs"]) == jobs
         client.post(f"/jobs/{job_id}/cancel", headers=HEADERS)
         assert client.get("/ready").json()["ready"] is True

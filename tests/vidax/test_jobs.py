@@ -70,6 +70,22 @@ def test_a_started_job_queues_and_can_be_cancelled(client: TestClient, files: Me
     assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
 
 
+def test_a_retake_needs_a_run_that_ended_with_segments(client: TestClient, files: Media) -> None:
+    """POST /jobs/{id}/retake: a job that has not run is a 409; one whose run planned no segments a 400
+    (the retake itself, a run with segments, is in tests/comfyui/test_segment_runs.py through va retake)."""
+    job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
+    assert_error(client.post(f"/jobs/{job_id}/retake", json={"at": 1}, headers=HEADERS), 409, "CONFLICT",
+                 "a retake needs a run that ended")  # fmt: skip
+    client.post(f"/jobs/{job_id}/start", headers=HEADERS)
+    client.post(f"/jobs/{job_id}/cancel", headers=HEADERS)
+    assert_error(client.post(f"/jobs/{job_id}/retake", json={"at": 1}, headers=HEADERS), 400, "USAGE",
+                 "no run planned")  # fmt: skip
+    assert_error(
+        client.post(f"/jobs/{job_id}/retake", json={"at": -1}, headers=HEADERS), 422, "VALIDATION_FAILED"
+    )
+    assert client.get(f"/jobs/{job_id}", headers=HEADERS).json()["status"] == "cancelled"
+
+
 def plant_record(client: TestClient, files: Media, **fields: Any) -> str:
     """A created job whose record on disk is then changed by ``fields`` (as a crash or an edit would)."""
     job_id: str = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]

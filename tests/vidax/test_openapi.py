@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
@@ -109,3 +110,37 @@ def test_every_answer_has_a_declared_model(fuzz_app: Any) -> None:
                 assert "$ref" in schema, (path, status, schema)
     assert not free_form(document["components"]["schemas"])
     assert document["components"]["schemas"]["JobView"]["additionalProperties"] is False
+
+
+def test_the_document_is_complete_enough_to_generate_a_client_from(fuzz_app: Any) -> None:
+    """Every reference resolves inside the document (the job schema's ``$defs``, such as a segment, are
+    components), a 405 names every method of the path, and an empty ``webhook_url`` is refused as the
+    document says."""
+    document = fuzz_app.openapi()
+
+    def references(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return own + [ref for value in node.values() for ref in references(value)]
+        return [ref for value in node for ref in references(value)] if isinstance(node, list) else []
+
+    def resolve(ref: str) -> Any:
+        node = document
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    refs = references(document)
+    assert "#/components/schemas/JobSchema_segment" in refs
+    for ref in refs:
+        assert ref.startswith("#/") and resolve(ref) is not None, ref
+    with TestClient(fuzz_app) as client:
+        answer = client.put("/jobs", headers={"X-API-Key": KEY})
+        assert answer.status_code == 405
+        assert {method.strip() for method in answer.headers["allow"].split(",")} >= {"GET", "POST"}
+        produce = document["components"]["schemas"]["ProduceBody"]["properties"]["webhook_url"]
+        assert all(
+            option.get("minLength") == 1 for option in produce["anyOf"] if option.get("type") == "string"
+        )
+        empty = client.post("/jobs?webhook_url=", json={}, headers={"X-API-Key": KEY})
+        assert empty.status_code == 422 and "webhook_url" in empty.json()["error"]["message"]

@@ -5,7 +5,9 @@ that verifies every signature with the ``standardwebhooks`` package, as a client
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +21,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from tests.conftest import Media
 from tests.vidax.conftest import HEADERS, ClientFactory, assert_error, job_document, until
 from va.events import read_events
+from va.vidax import webhooks
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -163,3 +166,28 @@ def test_a_delivery_pending_when_the_server_stops_is_sent_when_it_starts(
     assert len(receiver.deliveries) == 2 and receiver.deliveries[0]["id"] == receiver.deliveries[1]["id"]
     attempts = [(e["attempt"], e["delivered"]) for e in webhook_events(client, job_id) if "attempt" in e]
     assert attempts == [(1, False), (2, True)]
+
+
+def test_a_receiver_that_trickles_its_answer_holds_an_attempt_no_longer_than_the_timeout() -> None:
+    """``webhooks.timeout_seconds`` is the whole attempt's: an answer dripping a byte every 0.2 s (each
+    read well within the timeout) is cut at it, where a per-read timeout waited for all of it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            peer.recv(65536)
+            for byte in b"HTTP/1.1 204 No Content\r\nX-Slow: " + b"a" * 100:
+                try:
+                    peer.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    began = time.monotonic()
+    with pytest.raises(TimeoutError, match="within 1 s"):
+        webhooks.post_within(f"http://127.0.0.1:{port}/hook", b"{}", {}, 1.0)
+    assert time.monotonic() - began < 2.0
+    listener.close()

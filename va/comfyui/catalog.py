@@ -124,8 +124,11 @@ def _grown(spec: InputSpec) -> Iterator[InputSpec]:
     of the type of the template's input."""
     template = spec.options.get("template") or {}
     grown = (template.get("input") or {}).get("required") or {}
+    names = list(template.get("names") or [])
+    if not names and "prefix" in template:  # ``prefix`` 'image', up to ``max``: image0, image1, ...
+        names = [f"{template['prefix']}{index}" for index in range(int(template.get("max") or 64))]
     for kind, options in grown.values():
-        for name in template.get("names") or []:
+        for name in names:
             yield InputSpec(f"{spec.name}.{name}", str(kind), options or {}, required=False)
 
 
@@ -135,6 +138,8 @@ def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:
         if spec.type == DYNAMIC_COMBO:
             for extra in spec.dynamic_options().values():
                 yield from _nested(extra)
+        if spec.type == AUTOGROW:
+            yield from _grown(spec)
 
 
 def _input(name: str, raw: Any, required: bool) -> InputSpec:

@@ -38,6 +38,11 @@ AUDIO_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Nodes that extend an audio-driven clip inside the same graph: such a graph makes several windows a
+#: prompt, so no one-segment contract fits it.
+EXTENDING = frozenset({"WanSoundImageToVideoExtend"})
+
+
 @dataclass
 class Proposal:
     """The bindings proposed, the segment contract when the model is known, and what stays undecided."""
@@ -251,6 +256,13 @@ def _audio(proposal: Proposal, graph: ApiGraph) -> None:
     loaders = _of_class(graph, "LoadAudio")
     models = _of_class(graph, *AUDIO_MODELS)
     if not loaders:
+        return
+    extends = _of_class(graph, *EXTENDING)
+    if extends:
+        proposal.undecided.append(
+            f"audio: the graph chains windows in itself ({_describe(graph, extends)}): cut it to one segment "
+            "(as the shipped wan22_s2v_segment is) before binding audio with a segments contract"
+        )
         return
     if len(loaders) != 1 or len(models) != 1:
         proposal.undecided.append(

@@ -96,6 +96,9 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
     problems: list[str] = []
     missing: list[str] = []
     bound = {(t["node"], t["input"]) for targets in workflow.bindings.values() for t in targets}
+    used = feeding_outputs(workflow.graph, catalog)
+    if not used:
+        problems.append("no output node (SaveImage, SaveVideo, ...): the server would run nothing")
     for node_id, node in workflow.graph.items():
         definition = catalog.get(str(node.get("class_type")))
         if definition is None:
@@ -103,6 +106,8 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
                 f"node {node_id}: class {node.get('class_type')!r} not on the server ({catalog.source})"
             )
             continue
+        if node_id not in used:
+            continue  # the server validates and runs only what leads to an output node
         problems.extend(
             _check_node(
                 workflow.graph,
@@ -120,6 +125,23 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
             count += 1
             problems.extend(_check_binding(workflow.graph, catalog, parameter, target, workflow.segments))
     return CheckResult(problems, missing, len(workflow.graph), count)
+
+
+def feeding_outputs(graph: Mapping[str, Any], catalog: Catalog) -> set[str]:
+    """The output nodes of ``graph`` and every node that leads to one."""
+    todo = [
+        node_id
+        for node_id, node in graph.items()
+        if (definition := catalog.get(str(node.get("class_type")))) is not None and definition.is_output
+    ]
+    seen: set[str] = set()
+    while todo:
+        node_id = todo.pop()
+        if node_id in seen or node_id not in graph:
+            continue
+        seen.add(node_id)
+        todo.extend(value[0] for value in (graph[node_id].get("inputs") or {}).values() if is_link(value))
+    return seen
 
 
 def _check_node(

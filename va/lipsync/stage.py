@@ -1,8 +1,8 @@
 """The lip-sync rule's body: prepare the inputs a provider expects, run it, check its output, publish it.
 
-Writes ``lipsync/output.mp4`` and ``lipsync/result.json`` (provider, passthrough, error), which the
-manifest reads; a cut audio's chunks each write ``lipsync/chunks/NNNN.mp4`` and their own result, and
-``join_chunks`` joins them.
+Writes ``lipsync/output.mp4`` and ``lipsync/result.json`` (provider, passthrough, error, the sync check's
+verdict), which the manifest reads, and the check's track ``lipsync/sync.json``; a cut audio's chunks each
+write ``lipsync/chunks/NNNN.mp4`` and their own result and track, and ``join_chunks`` joins them.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 from va import face, media
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError
+from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
-from va.plan import Chunk
+from va.plan import Chunk, Lipsync
 from va.rule_settings import LipsyncSettings
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,9 @@ def run_lipsync(
 ) -> dict[str, Any]:
     """Run the job's provider on the held still (or the visual stage's ``visual`` video) and the padded
     audio: the whole of it, or the planned chunk of a cut one (``settings.chunk``; its folder
-    ``lipsync/chunks/NNNN/`` beside its output). With ``allow_passthrough`` a failure publishes the
-    un-synced video instead."""
+    ``lipsync/chunks/NNNN/`` beside its output), then check the mouth against the voice (the stage's
+    ``sync``; with ``retry`` an out-of-sync result is made once more). With ``allow_passthrough`` a
+    failure publishes the un-synced video instead."""
     # Tools run in their own folder: every path they see must be absolute.
     still, audio, output = (path.absolute() for path in (still, audio, output))
     stage, chunk = settings.stage, settings.chunk
@@ -195,21 +197,28 @@ def run_lipsync(
     if chunk is not None:
         result["chunk"] = chunk.name
     joined = chunk is not None
+    (folder / sync.TRACK_NAME).unlink(missing_ok=True)
     try:
         found = check_face(provider, settings, window, video=inputs["video"], visual=visual)
         if found is not None:
             result["face"] = found.as_dict()
         face_box = found.box.as_text() if found is not None and found.box is not None else ""
-        produced = _run_provider(provider, settings, window, inputs=inputs, work=work, face_box=face_box)
-        check_output(
-            produced.path,
-            window.input_seconds,
-            stage.fps,
-            provider.id,
-            produced.tail,
-            short_frames=provider.settings["short_frames_held"],
-        )
-        _settle(settings, window, produced.path, output, joined=joined)
+        for attempt in (1, 2):
+            produced = _run_provider(provider, settings, window, inputs=inputs, work=work, face_box=face_box)
+            check_output(
+                produced.path,
+                window.input_seconds,
+                stage.fps,
+                provider.id,
+                produced.tail,
+                short_frames=provider.settings["short_frames_held"],
+            )
+            _settle(settings, window, produced.path, output, joined=joined)
+            result["sync"] = _check_sync(stage, window, output, inputs["audio"], folder, attempt=attempt)
+            if not _retry_sync(stage, window, result["sync"], attempt):
+                break
+            shutil.rmtree(work)
+            work.mkdir()
     except VaError as exc:
         result["error"] = exc.as_dict()
         if not stage.allow_passthrough:
@@ -217,9 +226,35 @@ def run_lipsync(
             raise
         log.warning("lip-sync failed, passing the un-synced video through: %s", exc.message)
         result["passthrough"] = True
+        result["sync"] = sync.unchecked("the un-synced video was passed through")
         _settle(settings, window, inputs["video"], output, joined=joined)
     write_json_atomic(folder / RESULT_NAME, result)
     return result
+
+
+def _check_sync(
+    stage: Lipsync, chunk: Chunk, video: Path, audio: Path, folder: Path, *, attempt: int
+) -> dict[str, Any]:
+    """The sync check of the chunk's published ``video`` against the ``audio`` the tool was given (from the
+    chunk's start): its record, and its track in ``sync.json`` beside the result (the join reads it)."""
+    settings = stage.sync
+    if not settings.enabled:
+        return sync.unchecked(settings.reason)
+    track = sync.measure(video, audio, stage.fps).window(0, chunk.frames)
+    found = sync.estimate(track, max_offset_frames=settings.max_offset_frames)
+    write_json_atomic(folder / sync.TRACK_NAME, track.as_dict())
+    return {**found.as_dict(), "attempts": attempt, "max_offset_frames": settings.max_offset_frames}
+
+
+def _retry_sync(stage: Lipsync, chunk: Chunk, record: dict[str, Any], attempt: int) -> bool:
+    """Whether to run the tool once more on a chunk found out of sync (``lipsync.sync_check.retry``)."""
+    if record["verdict"] != sync.OUT_OF_SYNC or not stage.sync.retry or attempt > 1:
+        return False
+    log.warning(
+        "lip-sync chunk %s is %+d frames off the voice; running the provider once more "
+        "(lipsync.sync_check.retry)", chunk.name, record["offset_frames"],
+    )  # fmt: skip
+    return True
 
 
 def join_chunks(settings: LipsyncSettings, clips: list[Path], output: Path) -> dict[str, Any]:
@@ -237,5 +272,26 @@ def join_chunks(settings: LipsyncSettings, clips: list[Path], output: Path) -> d
     faces = [r["face"] for r in results if r.get("face")]
     if faces:  # a provider that needs a face: the check of the first chunk (each chunk checked its own)
         result["face"] = faces[0]
+    result["sync"] = _join_sync(stage, [clip.with_suffix("") for clip in clips], output.parent)
     write_json_atomic(output.parent / RESULT_NAME, result)
     return result
+
+
+def _join_sync(stage: Lipsync, folders: list[Path], target: Path) -> dict[str, Any]:
+    """The sync check of the joined video, from the chunks' tracks: the whole's verdict and each chunk's
+    (``sync.judge``), the whole track written to ``target/sync.json`` for the report."""
+    (target / sync.TRACK_NAME).unlink(missing_ok=True)
+    if not stage.sync.enabled:
+        return sync.unchecked(stage.sync.reason)
+    tracks = []
+    for folder in folders:
+        found = folder / sync.TRACK_NAME
+        # A chunk passed through un-synced has no track: its frames count as faceless and silent.
+        tracks.append(sync.SyncTrack.from_dict(read_json(found)) if found.exists() else sync.blank(stage.fps))
+    track = sync.joined(tracks, [chunk.frames for chunk in stage.chunks])
+    windows = [sync.ChunkWindow(chunk.name, chunk.first, chunk.frames) for chunk in stage.chunks]
+    whole, parts = sync.judge(track, windows, max_offset_frames=stage.sync.max_offset_frames)
+    write_json_atomic(target / sync.TRACK_NAME, track.as_dict())
+    attempts = [read_json(folder / RESULT_NAME).get("sync", {}).get("attempts", 1) for folder in folders]
+    chunks = [{**part.as_dict(), "attempts": tries} for part, tries in zip(parts, attempts, strict=True)]
+    return {**whole.as_dict(), "max_offset_frames": stage.sync.max_offset_frames, "chunks": chunks}

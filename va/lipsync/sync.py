@@ -21,6 +21,8 @@ from typing import Any
 
 from va import media
 from va.errors import ExitCode, VaError
+from va.job import SyncCheckSettings
+from va.lipsync.providers import Provider
 
 #: The landmark model inside ``face-recognition-models`` (the iBUG 300-W 68-point layout).
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
@@ -44,15 +46,22 @@ SPEECH_FLOOR_DBFS = -50.0
 #: Quieter frames count as this far below the loud frames: a pause is a pause, however quiet.
 LOUDNESS_RANGE_DB = 40.0
 #: Too little to tell below these: a share of frames with a face, seconds of speech, a mouth that moves
-#: (its opening's spread, in inter-ocular distances), and the match's confidence.
+#: (its opening's spread, in eye-corner distances), and the match's confidence.
 MIN_FACE_SHARE = 0.5
 MIN_SPEECH_SECONDS = 1.5
-MIN_MOUTH_SPREAD = 0.01
-MIN_CONFIDENCE = 0.15
+MIN_MOUTH_SPREAD = 0.03
+MIN_CONFIDENCE = 0.3
+#: A face whose outer eye corners are closer than this (px, at ``ANALYSIS_SIDE``) counts as none: on a
+#: smaller face a pixel of the landmarks' jitter is more than a tenth of the lips' gap.
+MIN_EYES_PIXELS = 30.0
 #: Slow changes (a head turning, a voice getting louder) are taken out over this many seconds first.
 DETREND_SECONDS = 1.0
 
 IN_SYNC, OUT_OF_SYNC, NO_VERDICT = "in_sync", "out_of_sync", "no_verdict"
+#: The measured track beside a lip-sync result (``lipsync/sync.json``, a chunk's own).
+TRACK_NAME = "sync.json"
+#: The loudness a frame without a voice counts as (dBFS).
+SILENT_DBFS = -120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,23 @@ class SyncSettings:
     retry: bool = False
     #: Why the check does not run (when it does not), for the record.
     reason: str = ""
+
+
+def resolve_settings(check: SyncCheckSettings, provider: Provider) -> SyncSettings:
+    """The job's ``lipsync.sync_check`` for ``provider``: on when asked, or, left unsaid, when the
+    provider needs a face (a tool that moves lips); the audiogram and other tools that need none are
+    not checked unless the job asks."""
+    enabled = check.enable if check.enable is not None else bool(provider.settings.get("needs_face"))
+    reason = ""
+    if check.enable is False:
+        reason = "not checked: lipsync.sync_check.enable is false"
+    elif not enabled:
+        reason = f"not checked: provider {provider.id} needs no face (lipsync.sync_check.enable turns it on)"
+    return SyncSettings(enabled, check.max_offset_frames, check.on_fail, check.retry, reason)
+
+
+#: The settings of a stage planned before the check existed: not checked.
+UNCHECKED = SyncSettings(enabled=False, reason="not checked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +136,16 @@ class SyncEstimate:
     confidence: float | None
     frames: int
     reason: str = ""
-    #: The chunk's name (empty for the whole video) and where it starts in the padded audio.
+    #: The chunk's name (empty for the whole video) and where it starts and ends in the padded audio.
     chunk: str = ""
     start_seconds: float = 0.0
+    end_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The estimate as JSON data (the manifest's ``phases.lipsync.sync``, a chunk's entry in it)."""
         data = dataclasses.asdict(self)
         if not self.chunk:
-            del data["chunk"], data["start_seconds"]
+            del data["chunk"]
         if not self.reason:
             del data["reason"]
         return data
@@ -180,7 +207,7 @@ def _mouth_opening(shape: Any) -> float | None:
         return float(((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5)
 
     eyes = distance(36, 45)
-    if eyes < 1.0:
+    if eyes < MIN_EYES_PIXELS:
         return None
     return (distance(61, 67) + distance(62, 66) + distance(63, 65)) / 3.0 / eyes
 
@@ -273,15 +300,18 @@ def estimate(
 
     frames = track.frames
     verdict = functools.partial(
-        SyncEstimate, frames=frames, chunk=chunk, start_seconds=round(start_seconds, 3)
-    )
+        SyncEstimate, frames=frames, chunk=chunk, start_seconds=round(start_seconds, 3),
+        end_seconds=round(start_seconds + frames / track.fps, 3),
+    )  # fmt: skip
     if frames == 0:
         return verdict(NO_VERDICT, None, None, reason="nothing to measure")
     mouth = numpy.array([numpy.nan if v is None else v for v in track.mouth[:frames]], dtype=numpy.float64)
     voice = numpy.array(track.loudness[:frames], dtype=numpy.float64)
     with_face = int((~numpy.isnan(mouth)).sum())
     if with_face < MIN_FACE_SHARE * frames:
-        return verdict(NO_VERDICT, None, None, reason=f"a face in {with_face} of {frames} frames")
+        return verdict(
+            NO_VERDICT, None, None, reason=f"a face large enough in {with_face} of {frames} frames"
+        )
     loud = float(numpy.percentile(voice, 95))
     speech = int(((voice > loud - SPEECH_RANGE_DB) & (voice > SPEECH_FLOOR_DBFS)).sum())
     if speech < MIN_SPEECH_SECONDS * track.fps:
@@ -336,3 +366,48 @@ def judge(
             whole, verdict=OUT_OF_SYNC, reason=f"chunk {worst.chunk} is {worst.offset_frames:+d} frames off"
         )
     return whole, parts
+
+
+def unchecked(reason: str) -> dict[str, Any]:
+    """The record of a video the check did not judge: ``no_verdict``, and why."""
+    return {"verdict": NO_VERDICT, "offset_frames": None, "confidence": None, "reason": reason}
+
+
+def blank(fps: int) -> SyncTrack:
+    """A track with no frames (a chunk that was not measured): ``joined`` fills its frames."""
+    return SyncTrack(fps, (), ())
+
+
+def joined(tracks: Sequence[SyncTrack], frames: Sequence[int]) -> SyncTrack:
+    """The chunks' tracks one after the other, each cut or filled (faceless, silent) to its ``frames``, so
+    frame n of the whole is frame n of the joined video."""
+    mouth: list[float | None] = []
+    voice: list[float] = []
+    for track, count in zip(tracks, frames, strict=True):
+        mouth += [*track.mouth[:count], *[None] * (count - len(track.mouth[:count]))]
+        voice += [*track.loudness[:count], *[SILENT_DBFS] * (count - len(track.loudness[:count]))]
+    return SyncTrack(tracks[0].fps if tracks else 25, tuple(mouth), tuple(voice))
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line on an out-of-sync record: where (the first chunk out of sync, else the whole), by how
+    many frames which way, the tolerance and the confidence."""
+    worst = next((c for c in record.get("chunks", []) if c["verdict"] == OUT_OF_SYNC), record)
+    span = f"{worst['start_seconds']:.2f}-{worst['end_seconds']:.2f} s"
+    where = f"chunk {worst['chunk']} ({span})" if worst.get("chunk") else span
+    offset = int(worst["offset_frames"])
+    way = "lags behind" if offset > 0 else "runs ahead of"
+    return (
+        f"lip-sync out of sync at {where}: the picture {way} the voice by {abs(offset)} frames "
+        f"(at most {record.get('max_offset_frames', '?')} allowed; confidence {worst['confidence']})"
+    )
+
+
+def summary(record: dict[str, Any]) -> str:
+    """The verdict in a few words, for ``va status``: ``sync: in sync (+1 frames, confidence 0.62)``."""
+    if record.get("verdict") == NO_VERDICT:
+        return f"sync: no verdict ({record.get('reason', '')})"
+    worst = next((c for c in record.get("chunks", []) if c["verdict"] == OUT_OF_SYNC), record)
+    where = f" in chunk {worst['chunk']}" if worst.get("chunk") else ""
+    words = str(record["verdict"]).replace("_", " ")
+    return f"sync: {words}{where} ({worst['offset_frames']:+d} frames, confidence {worst['confidence']})"

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from va.errors import ExitCode, VaError
 
@@ -172,13 +173,32 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
-        # The exception's headers carry what HTTP requires with the status (``Allow`` on a 405).
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
+        # The exception's headers carry what HTTP requires with the status (``Allow`` on a 405); Starlette
+        # names only the methods of the first route of the path, so a 405 names those of all of them.
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the server's log, never to the caller.
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body("INTERNAL", "unexpected server error; see the server log"), 500)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods any route of the request's path answers (``/jobs``: GET and POST), looked for in the
+    app's routes and in those of the routers it includes (the routers are included without a prefix)."""
+    methods: set[str] = set()
+    routes = list(request.app.routes)
+    while routes:
+        route = routes.pop()
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            routes.extend(included.routes)
+            continue
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

@@ -29,6 +29,7 @@ from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
 from va.processes import ProcessId
+from va.retake import RetakePrepared, RetakeRequest, prepare_retake
 from va.runner import SUPERVISOR_ENV
 from va.state import refuse_file_in_the_way
 from va.textlog import last_lines
@@ -99,6 +100,11 @@ def _exit_code_of(process: subprocess.Popen[bytes] | None) -> int | None:
     return int(ExitCode.INTERRUPTED) if process.returncode < 0 else process.returncode
 
 
+#: How long a client told the queue is full should wait before asking again (``Retry-After``, seconds;
+#: a run takes about this long to free a slot at the least).
+QUEUE_RETRY_AFTER_SECONDS = 30
+
+
 class JobStore:
     """The records on disk, and the scheduler that starts queued jobs."""
 
@@ -108,8 +114,11 @@ class JobStore:
         max_parallel: int,
         input_roots: tuple[Path, ...] = (),
         on_finished: Callable[[JobRecord], None] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.root = runs_root
+        #: How many jobs may wait in the queue (``max_queued_jobs``); None: no limit.
+        self.max_queued = max_queued
         refuse_file_in_the_way(self.root, "runs_root", "set runs_root or state_dir in vidax.json to a folder")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -234,6 +243,7 @@ class JobStore:
                 raise ApiError(
                     409, "CONFLICT", f"job {job_id} was already started ({record.status}); resume it"
                 )
+            self.refuse_full_queue()
             # A job stopped before its run recorded anything has nothing to continue: it starts afresh.
             resume = resume and Workdir(Path(record.workdir)).manifest.exists()
             record.status, record.queued_at, record.resume = "queued", utc_now(), resume
@@ -241,6 +251,32 @@ class JobStore:
             record.started_at = record.ended_at = None
             self.save(record)
             return record
+
+    def retake(self, job_id: str, request: RetakeRequest) -> tuple[JobRecord, RetakePrepared]:
+        """Record a retake of the segment at a moment of a job's video (va.retake: its previous final kept
+        under a new name) and queue the job to continue from what exists."""
+        with self.lock:
+            record = self.refresh(self.get(job_id))
+            if record.status not in ("succeeded", "failed", "interrupted", "cancelled"):
+                raise ApiError(
+                    409, "CONFLICT", f"job {job_id} is {record.status}; a retake needs a run that ended"
+                )
+            prepared = prepare_retake(Workdir(Path(record.workdir)), request)
+            record.status, record.queued_at, record.resume = "queued", utc_now(), True
+            record.cancel_requested, record.exit_code, record.message = False, None, None
+            record.started_at = record.ended_at = None
+            self.save(record)
+            return record, prepared
+
+    def refuse_full_queue(self) -> None:
+        """``503 QUEUE_FULL`` (with ``Retry-After``) while ``max_queued`` jobs or more wait: the limit
+        ``GET /ready`` reports is the one a job is refused by."""
+        with self.lock:
+            queued = sum(1 for record in self.all() if self.refresh(record).status == "queued")
+        if self.max_queued is not None and queued >= self.max_queued:
+            message = f"{queued} jobs wait in the queue; max_queued_jobs is {self.max_queued}"
+            retry = {"Retry-After": str(QUEUE_RETRY_AFTER_SECONDS)}
+            raise ApiError(503, "QUEUE_FULL", message, headers=retry)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job, or stop a running one (it records itself as interrupted)."""

@@ -72,6 +72,18 @@ class JobView(Answer):
     webhook_url: str | None
 
 
+class Retake(Answer):
+    """A retake recorded and its job queued: the segment remade, its take, and where the previous final
+    video was kept (null when there was none)."""
+
+    job: JobView
+    segment: str
+    start_seconds: float
+    end_seconds: float
+    take: int
+    kept_final: str | None
+
+
 class JobList(Answer):
     jobs: list[JobView]
 

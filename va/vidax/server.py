@@ -7,7 +7,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -102,8 +102,9 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     """The API for ``settings``; the scheduler of jobs runs while the app does."""
     webhooks = WebhookSender(settings.webhooks)
     store = JobStore(
-        settings.runs_root, settings.max_parallel_runs, settings.input_roots, on_finished=webhooks.job_ended
-    )
+        settings.runs_root, settings.max_parallel_runs, settings.input_roots, on_finished=webhooks.job_ended,
+        max_queued=settings.max_queued_jobs,
+    )  # fmt: skip
     launcher = ComfyLauncher(settings.comfyui, settings.state_dir / "comfyui" / "comfyui.log")
 
     @asynccontextmanager
@@ -135,9 +136,23 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     for module in (health, install, comfyui, jobs):
         app.include_router(module.router)
     app.include_router(docs.router, dependencies=[] if settings.public_docs else [ApiKey])
+    app.openapi = with_job_definitions(app)  # type: ignore[method-assign]
     app.add_middleware(JsonErrors)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def with_job_definitions(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The app's OpenAPI document with the job schema's definitions among its components, where the
+    documented body of ``POST /jobs`` refers to them: complete enough to generate a client from."""
+    made = app.openapi
+
+    def document() -> dict[str, Any]:
+        schema = made()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.JOB_DEFINITIONS)
+        return schema
+
+    return document
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,16 @@ stops is taken up again, with the attempts it has left, when the server starts."
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
+import socket
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import requests
 from standardwebhooks import Webhook
 
 from va.events import append_event, read_events, utc_now
@@ -144,13 +146,9 @@ class WebhookSender:
             }
             status: int | None = None
             try:
-                answer = requests.post(
-                    url, data=payload.encode(), headers=headers, timeout=self.settings.timeout_seconds,
-                    allow_redirects=False,  # a redirect could lead anywhere: not followed
-                )  # fmt: skip
-                status = answer.status_code
+                status = post_within(url, payload.encode(), headers, self.settings.timeout_seconds)
                 error = None if 200 <= status < 300 else f"answered {status}"
-            except requests.RequestException as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
             outcome = "delivered" if error is None else f"failed ({error})"
             append_event(
@@ -176,3 +174,38 @@ class WebhookSender:
             log.warning("job %s: webhook to %s not delivered: %s", record.id, url, exc)
             return False
         return True
+
+
+def post_within(url: str, body: bytes, headers: dict[str, str], seconds: float) -> int:
+    """POST ``body`` to ``url`` and read the whole answer within ``seconds`` in all (connecting, sending,
+    the answer's head and body): a receiver that trickles its answer a byte at a time cannot hold an
+    attempt longer, as it could a per-read timeout. Returns the status; a redirect is not followed (it
+    could lead anywhere). Past the deadline the socket is shut, and ``TimeoutError`` says so."""
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=seconds)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        if connection.sock is not None:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+
+    deadline = threading.Timer(seconds, expire)
+    deadline.start()
+    try:
+        target = parts.path or "/"
+        connection.request("POST", f"{target}?{parts.query}" if parts.query else target, body=body,
+                           headers=headers)  # fmt: skip
+        answer = connection.getresponse()
+        answer.read()
+        if expired.is_set():
+            raise TimeoutError(f"no whole answer within {seconds:g} s")
+        return answer.status
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise TimeoutError(f"no whole answer within {seconds:g} s") from exc
+        raise
+    finally:
+        deadline.cancel()
+        connection.close()

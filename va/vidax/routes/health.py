@@ -8,13 +8,10 @@ from fastapi import APIRouter
 import va
 from va.vidax.deps import SettingsDep, StoreDep
 from va.vidax.errors import ApiError, ErrorBody
+from va.vidax.jobs import QUEUE_RETRY_AFTER_SECONDS
 from va.vidax.models import Health, Ready
 
 router = APIRouter(tags=["health"])
-
-#: How long a client told "not ready" should wait before asking again (a run takes about this long
-#: to free a slot at the least).
-RETRY_AFTER_SECONDS = 30
 
 
 @router.get("/health")
@@ -45,4 +42,4 @@ def ready(store: StoreDep, settings: SettingsDep) -> Ready:
     if answer.ready:
         return answer
     message = f"{answer.queued} jobs wait in the queue; max_queued_jobs is {answer.max_queued_jobs}"
-    raise ApiError(503, "QUEUE_FULL", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    raise ApiError(503, "QUEUE_FULL", message, headers={"Retry-After": str(QUEUE_RETRY_AFTER_SECONDS)})

@@ -17,23 +17,45 @@ from va.errors import VaError
 from va.events import read_events
 from va.manifest import build_manifest
 from va.produce import PRODUCE_BASENAME, ProduceRequest, build_job
+from va.retake import RetakeRequest
 from va.schema import schema_path
 from va.vidax.deps import ApiKey, SettingsDep, StoreDep
 from va.vidax.errors import ApiError, error_responses
 from va.vidax.intake import accept_job, confine, confine_webhook_url
 from va.vidax.jobs import JobRecord, JobStatus, JobStore
-from va.vidax.models import JobList, JobView, Logs, Manifest, view_of
+from va.vidax.models import JobList, JobView, Logs, Manifest, Retake, view_of
 from va.vidax.settings import Settings
 from va.vidax.streams import event_stream
 from va.workdir import Workdir
 
 router = APIRouter(tags=["jobs"], dependencies=[ApiKey], responses=error_responses(401, 422))
 
-#: The job schema (va/schemas/job.schema.json) as the documented body of ``POST /jobs``.
-JOB_SCHEMA = {
-    key: value
-    for key, value in json.loads(schema_path("job").read_text(encoding="utf-8")).items()
-    if key not in ("$schema", "$id")
+#: Where the job schema's own definitions (its ``$defs``) go in the OpenAPI document: its components, by
+#: this prefix and their names, so a reference resolves from anywhere in the document.
+JOB_DEFINITION_PREFIX = "JobSchema_"
+
+
+def _in_components(node: Any) -> Any:
+    """``node`` with every ``#/$defs/NAME`` reference made one to the OpenAPI document's components."""
+    if isinstance(node, dict):
+        return {
+            key: f"#/components/schemas/{JOB_DEFINITION_PREFIX}{value.removeprefix('#/$defs/')}"
+            if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/")
+            else _in_components(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_in_components(item) for item in node]
+    return node
+
+
+_JOB_DOCUMENT = json.loads(schema_path("job").read_text(encoding="utf-8"))
+#: The job schema (va/schemas/job.schema.json) as the documented body of ``POST /jobs``, and its
+#: definitions as components (``JOB_DEFINITION_PREFIX``; the server adds them to the document).
+JOB_SCHEMA = _in_components({k: v for k, v in _JOB_DOCUMENT.items() if k not in ("$schema", "$id", "$defs")})
+JOB_DEFINITIONS = {
+    f"{JOB_DEFINITION_PREFIX}{name}": _in_components(value)
+    for name, value in _JOB_DOCUMENT.get("$defs", {}).items()
 }
 
 
@@ -56,7 +78,7 @@ class ProduceBody(BaseModel):
     lipsync_provider: str | None = Field(default=None, max_length=200)
     no_comfyui: bool = False
     cleanup: Literal["keep", "intermediates"] | None = None
-    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_url: str | None = Field(default=None, min_length=1, max_length=2048)
     motion_strength: float | None = Field(default=None, ge=0, le=1)
     camera: Literal["push_in", "pull_out", "pan_left", "pan_right"] | None = None
     stabilize: Literal["deflicker", "vidstab", "both"] | None = None
@@ -83,7 +105,11 @@ IdempotencyKey = Annotated[
 ]
 WebhookUrl = Annotated[
     str | None,
-    Query(max_length=2048, description="POSTed, signed, when the job ends; one of webhooks.allowed_urls"),
+    Query(
+        min_length=1,
+        max_length=2048,
+        description="POSTed, signed, when the job ends; one of webhooks.allowed_urls",
+    ),
 ]
 
 
@@ -107,6 +133,8 @@ def create_once(
     job that key made; True when it was made now."""
     if key is not None and (earlier := store.find_idempotent(key, digest)) is not None:
         return earlier, False
+    if start:  # refused before anything is made: a full queue leaves no job behind
+        store.refuse_full_queue()
     if webhook_url is not None:
         confine_webhook_url(webhook_url, settings.webhooks.allowed_urls)
     accepted = accept_job(document(), settings.input_roots, settings.comfyui_urls, store.root)
@@ -186,7 +214,7 @@ def produce(
     return job_view(store, record)
 
 
-@router.post("/jobs/{job_id}/start", status_code=202, responses=error_responses(404, 409))
+@router.post("/jobs/{job_id}/start", status_code=202, responses=error_responses(404, 409, 503))
 def start_job(job_id: str, store: StoreDep) -> JobView:
     """Queue a created job; it starts when a run slot is free."""
     return job_view(store, store.enqueue(job_id, resume=False))
@@ -250,10 +278,34 @@ def cancel_job(job_id: str, store: StoreDep) -> JobView:
     return job_view(store, store.cancel(job_id))
 
 
-@router.post("/jobs/{job_id}/resume", status_code=202, responses=error_responses(404, 409))
+@router.post("/jobs/{job_id}/resume", status_code=202, responses=error_responses(404, 409, 503))
 def resume_job(job_id: str, store: StoreDep) -> JobView:
     """Queue an interrupted, failed or cancelled job to continue from what exists."""
     return job_view(store, store.enqueue(job_id, resume=True))
+
+
+class RetakeBody(BaseModel):
+    """What ``va retake`` takes: a moment of the video, and optionally the new take's seed and prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(ge=0, le=10**7, description="a moment of the video, in seconds")
+    seed: int | None = Field(default=None, ge=0, le=2**64 - 1)
+    prompt: str | None = Field(default=None, max_length=10000)
+
+
+@router.post("/jobs/{job_id}/retake", status_code=202, responses=error_responses(400, 404, 409))
+def retake_job(job_id: str, body: RetakeBody, store: StoreDep) -> Retake:
+    """Remake the segment at a moment of a generation by segments (and, in a chain, those after it whose
+    input changed), then join and encode again; the previous final is kept under a new name. A moment
+    outside the video, or a job without segments, is a 400."""
+    record, done = store.retake(job_id, RetakeRequest(body.at, body.seed, body.prompt))
+    segment = done.segment
+    return Retake(
+        job=job_view(store, record), segment=segment.name, start_seconds=segment.start_seconds,
+        end_seconds=segment.end_seconds, take=done.take,
+        kept_final=None if done.kept_final is None else done.kept_final.name,
+    )  # fmt: skip
 
 
 @router.get(

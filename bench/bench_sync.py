@@ -1,0 +1,143 @@
+"""Benchmark: the lip-sync check's cost on a 60 s 720p video, beside the encode of the same video. Figures
+only; nothing is asserted.
+
+The video is the synthetic talking face of the tests (tests/lipsync/talking_face.py: a photo whose mouth
+opens with a speech-like voice), scaled into a 1280x720 picture at 25 fps. Timed, one after the other:
+
+- the encode: the lip-sync stage's own re-encode of a provider's output (``media.encode_from_video`` at the
+  job's default CRF and preset), which every lip-synced video goes through; the provider's model comes on
+  top of it, so the stage takes at least this long, and the check's share of the stage is at most its share
+  of this encode;
+- the check (``sync.measure`` + ``sync.estimate``), in a process of its own: wall time, CPU time (its own
+  and ffmpeg's), and its peak resident memory, for the 60 s video and for its first 15 s (memory must not
+  grow with the length: frames are streamed).
+
+Goal (issue 26): the check at most 15 % of the lip-sync stage's own time on 2 cores.
+Run: .venv/bin/python bench/bench_sync.py [--seconds 60] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.lipsync.talking_face import FPS, envelope, write_talking_face, write_voice  # noqa: E402
+from va import media  # noqa: E402
+
+SCRATCH = REPO / "bench" / "out" / "sync"
+#: The job schema's defaults (encoding.crf, encoding.x264_preset).
+CRF, PRESET = 18, "medium"
+CHECK = """
+import json, resource, sys, time
+from pathlib import Path
+from va.lipsync import sync
+video, voice = Path(sys.argv[1]), Path(sys.argv[2])
+began, cpu = time.monotonic(), time.process_time()
+track = sync.measure(video, voice, 25)
+found = sync.estimate(track, max_offset_frames=2)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": time.monotonic() - began, "cpu": time.process_time() - cpu,
+                  "ffmpeg_cpu": children.ru_utime + children.ru_stime,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "verdict": found.verdict, "offset_frames": found.offset_frames,
+                  "confidence": found.confidence, "frames": track.frames}))
+"""
+
+
+def ffmpeg(*argv: str) -> None:
+    subprocess.run([media.executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *argv], check=True)
+
+
+def make_inputs(seconds: float) -> tuple[Path, Path, Path]:
+    """The voice, the 720p talking face of ``seconds`` and its first 15 s."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    levels = envelope(seconds, seed=26, pauses=((20.0, 23.0),))
+    voice = write_voice(SCRATCH / "voice.wav", levels)
+    face = write_talking_face(SCRATCH / "face360.mp4", levels)
+    video = SCRATCH / "talking720p.mp4"
+    picture = "scale=720:720:flags=bicubic,pad=1280:720:280:0,setsar=1"
+    ffmpeg(
+        "-i", str(face), "-vf", picture, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", str(video)
+    )
+    short = SCRATCH / "talking720p-15s.mp4"
+    ffmpeg("-i", str(video), "-t", "15", "-c", "copy", str(short))
+    return voice, video, short
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (ffmpeg), user and system."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def time_encode(video: Path, frames: int) -> tuple[float, float]:
+    """The stage's re-encode of a provider's output: wall seconds and ffmpeg's CPU seconds."""
+    target = SCRATCH / "encoded.mp4"
+    target.unlink(missing_ok=True)
+    began, cpu = time.monotonic(), children_cpu()
+    media.encode_picture(
+        media.video_source(video), None, target, fps=FPS, frames=frames, crf=CRF, preset=PRESET
+    )
+    return time.monotonic() - began, children_cpu() - cpu
+
+
+def time_check(video: Path, voice: Path) -> dict[str, Any]:
+    """The check in a fresh process (its model loaded there, as in the rule's)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK, str(video), str(voice)], check=True, capture_output=True, text=True
+    )
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    voice, video, short = make_inputs(args.seconds)
+    frames = round(args.seconds * FPS)
+    encode, encode_cpu = time_encode(video, frames)
+    check = time_check(video, voice)
+    first = time_check(short, voice)
+    check_cpu = check["cpu"] + check["ffmpeg_cpu"]
+    figures = {
+        "seconds": args.seconds,
+        "size": "1280x720",
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+        "encode_seconds": round(encode, 2),
+        "encode_cpu_seconds": round(encode_cpu, 2),
+        "check": check,
+        "check_15s": first,
+        "check_share_of_encode": round(check["wall"] / encode, 3),
+        "check_cpu_share_of_encode": round(check_cpu / encode_cpu, 3),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"lip-sync check, {args.seconds:g} s of 1280x720 at {FPS} fps, {os.cpu_count()} cores "
+          f"(load average {figures['load_average']:.1f})")  # fmt: skip
+    print(f"  encode (crf {CRF}, {PRESET})   {encode:7.2f} s wall, {encode_cpu:.2f} s CPU")
+    print(f"  check                      {check['wall']:7.2f} s wall, {check['cpu']:.2f} s CPU "
+          f"+ {check['ffmpeg_cpu']:.2f} s ffmpeg; {check['peak_rss_mb']:.0f} MB peak")  # fmt: skip
+    print(f"  check of the first 15 s    {first['wall']:7.2f} s wall; {first['peak_rss_mb']:.0f} MB peak")
+    print(f"  check / encode             {figures['check_share_of_encode']:7.1%} of the wall time, "
+          f"{figures['check_cpu_share_of_encode']:.1%} of the CPU time (goal: at most 15 % of the lip-sync "
+          "stage, which is the encode and the model)")  # fmt: skip
+    print(f"  verdict                    {check['verdict']} ({check['offset_frames']:+d} frames, "
+          f"confidence {check['confidence']})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

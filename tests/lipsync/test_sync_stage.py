@@ -1,0 +1,136 @@
+"""The sync check in the lip-sync stage, in-process: the fake tool lip-syncs (``talk``: a face whose mouth
+opens with the audio it is given, on time or some frames late); the stage records the verdict, a chunk
+found out of sync is named and may be made once more, and the encode keeps an out-of-sync video under
+another name with exit 54 (``on_fail: fail``) or publishes it (``warn``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunner, Media
+from tests.lipsync.fakes import command, providers_file
+from tests.lipsync.talking_face import envelope, write_voice
+from tests.lipsync.test_stage import Stage, stage  # noqa: F401 - the fixture
+from va import cli, stages
+from va.atomic import read_json
+from va.errors import ExitCode, VaError
+from va.plan import load_plan
+from va.rule_settings import encode_settings
+from va.runner import RunResult
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def spoken(files: Media) -> Media:
+    """The job's voice.wav is speech-like: 6 s of syllables (the plan pads it with the job's buffers)."""
+    write_voice(files.root / "voice.wav", envelope(6, seed=5))
+    return files
+
+
+def test_a_lip_synced_video_is_in_sync_and_its_track_kept(spoken: Media, stage: Stage) -> None:  # noqa: F811
+    staged = stage(command("talk"), sync_check={"enable": True})
+    record = staged.lipsync()["sync"]
+    assert record["verdict"] == "in_sync" and abs(record["offset_frames"]) <= 1, record
+    assert record["attempts"] == 1 and record["max_offset_frames"] == 2
+    track = read_json(staged.run.root / "lipsync" / "sync.json")
+    assert track["fps"] == 25 and len(track["mouth"]) == len(track["loudness"]) == record["frames"]
+    final = staged.encode()
+    assert final.exists()
+
+
+def test_an_out_of_sync_video_is_kept_under_another_name_and_ends_54(spoken: Media, stage: Stage) -> None:  # noqa: F811
+    staged = stage(command("talk", "--lag", "6"), sync_check={"enable": True})
+    record = staged.lipsync()["sync"]
+    assert record["verdict"] == "out_of_sync" and abs(record["offset_frames"] - 6) <= 1, record
+    run, final = staged.run, staged.run.final(staged.job.basename)
+    with pytest.raises(VaError) as raised:
+        stages.encode(encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final,
+                      video=run.lipsync_output, lipsync_result=run.lipsync_result)  # fmt: skip
+    kept = run.root / "final.out-of-sync.mp4"
+    assert raised.value.code == ExitCode.LIPSYNC_OUT_OF_SYNC == 54
+    assert raised.value.message.startswith("lip-sync out of sync at 0.00-")
+    assert "the picture lags behind the voice by" in raised.value.message
+    assert f"the video is kept as {kept}, not published as final.mp4" in raised.value.message
+    assert kept.exists() and not final.exists()
+
+
+def test_with_on_fail_warn_an_out_of_sync_video_is_published(spoken: Media, stage: Stage) -> None:  # noqa: F811
+    staged = stage(command("talk", "--lag", "-6"), sync_check={"enable": True, "on_fail": "warn"})
+    assert staged.lipsync()["sync"]["verdict"] == "out_of_sync"
+    run, final = staged.run, staged.run.final(staged.job.basename)
+    stages.encode(encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final,
+                  video=run.lipsync_output, lipsync_result=run.lipsync_result)  # fmt: skip
+    assert final.exists() and not (run.root / "final.out-of-sync.mp4").exists()
+
+
+def test_an_out_of_sync_chunk_is_made_once_more_when_asked(
+    spoken: Media,
+    stage: Stage,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    calls = tmp_path / "calls.txt"
+    lagging = command("talk", "--lag", "6", "--calls", str(calls), "--lag-calls", "1")
+    staged = stage(lagging, sync_check={"enable": True, "retry": True})
+    record = staged.lipsync()["sync"]
+    assert (record["verdict"], record["attempts"]) == ("in_sync", 2)
+    assert len(calls.read_text().splitlines()) == 2
+
+
+def test_the_one_chunk_out_of_sync_is_named(spoken: Media, stage: Stage, tmp_path: Path) -> None:  # noqa: F811
+    calls = tmp_path / "calls.txt"
+    # The tool takes at most 3 s: the padded 6 s voice is cut into 3 chunks; the second one comes out late.
+    tool = command(
+        "talk", "--lag", "7", "--calls", str(calls), "--lag-calls", "2", input={"fps": 25, "max_seconds": 3}
+    )
+    staged = stage(tool, sync_check={"enable": True})
+    record = staged.chunked()["sync"]
+    verdicts = {chunk["chunk"]: chunk["verdict"] for chunk in record["chunks"]}
+    assert verdicts["0001"] == "out_of_sync" and record["verdict"] == "out_of_sync", record
+    assert all(verdict != "out_of_sync" for name, verdict in verdicts.items() if name != "0001")
+    second = record["chunks"][1]
+    assert abs(second["offset_frames"] - 7) <= 1 and second["start_seconds"] > 0
+    assert "chunk 0001" in record["reason"]
+
+
+@pytest.mark.whole_run
+def test_the_audiogram_on_a_faceless_start_has_no_verdict_and_ends_0(files: Media, va_cli: CliRunner) -> None:
+    """The one whole run: the check asked for on the audiogram over a start without a face (testsrc2)."""
+    job = files.job(lipsync={"enable": True, "provider": "wave", "sync_check": {"enable": True}})
+    env = providers_file(files.root, wave={"type": "audiogram"})
+    workdir = files.root / "w"
+    result = va_cli("run", job, "--workdir", workdir, "-q", env=env)
+    assert result.code == 0, result.err
+    assert (workdir / "final.mp4").exists() and "out of sync" not in result.err
+    record = json.loads((workdir / "manifest.json").read_text())["phases"]["lipsync"]["sync"]
+    assert record["verdict"] == "no_verdict" and record["offset_frames"] is None
+    assert (
+        record["reason"] == f"a face large enough in 0 of {record['frames']} frames"
+        and record["frames"] == 50
+    )
+    status = va_cli("status", workdir, env=env)
+    assert "sync: no verdict (a face large enough in 0 of 50 frames)" in status.out
+    # The report plots the track (no mouth line here: no face) under the verdict.
+    report = va_cli("report", workdir, env=env)
+    assert report.code == 0, report.err
+    assert (workdir / "report" / "sync.png").exists() and "sync.png" in (workdir / "report.html").read_text()
+
+
+def test_a_published_out_of_sync_video_is_said_on_stderr(
+    files: Media, va_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_fail: warn``: the run ends 0 with the final's path on stdout and the offset on stderr."""
+    final = files.root / "w" / "final.mp4"
+    record = {"verdict": "out_of_sync", "offset_frames": -4, "confidence": 0.5, "start_seconds": 0.0,
+              "end_seconds": 8.0, "max_offset_frames": 2}  # fmt: skip
+    manifest = {"phases": {"lipsync": {"status": "done", "sync": record}}}
+    monkeypatch.setattr(cli, "run_job", lambda *_, **__: RunResult(ExitCode.OK, "", final, manifest))
+    result = va_cli("run", files.job(), "--workdir", final.parent, "-q")
+    assert (result.code, result.out) == (0, f"{final}\n")
+    assert result.err == (
+        "va: warning: lip-sync out of sync at 0.00-8.00 s: the picture runs ahead of the voice by 4 frames "
+        "(at most 2 allowed; confidence 0.5)\n"
+    )
