@@ -461,8 +461,8 @@ def encode_inputs(wildcards):
 @of_wildcards
 def encode_cpus(wildcards):
     """The CPUs the encode asks a cluster for. In a video's group (a held still, a camera move, the
-    audiogram: docs/SCALING.md) one, as every rule there: the group's job runs its rules one after the
-    other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
+    audiogram: docs/SCALING.md) one, as each of the group's rules gets; the group's job runs them one
+    after the other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
     it has CPUs (on the 2-CPU test node 8 varied videos took 200 s so, 257 s with 2 for a picture's
     encode). Two when it is a job of its own, encoding a generated or lip-synced picture.
     """
