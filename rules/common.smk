@@ -11,7 +11,8 @@ from snakemake.utils import validate
 
 from va.batch import left_out_line, load_batch, read_selection
 from va.clean import record_success
-from va.comfyui.pool import resolve_pool
+from va.comfyui.pool import job_request, resolve_pool
+from va.comfyui.workflow import load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.graph import RULE_PHASE, of_wildcards
@@ -406,14 +407,41 @@ PROVIDERS = {}
 VIDAX_COMFYUI = []
 
 
-def comfyui_pool(wildcards):
-    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's comfyui.url, else
+def pool_of(job):
+    """The ComfyUI pool of a job's stage (va.comfyui.pool.resolve_pool): the job's comfyui.url, else
     the profile's comfyui_servers (its config:), else vidax.json's; and a start the stage makes, if any.
     """
     if not VIDAX_COMFYUI:
         VIDAX_COMFYUI.append(load_config("vidax").data["comfyui"])
-    job = job_of(wildcards)
-    return resolve_pool(job.comfyui.url, config, VIDAX_COMFYUI[0]).as_params()
+    return resolve_pool(job.comfyui.url, config, VIDAX_COMFYUI[0])
+
+
+def comfyui_pool(wildcards):
+    """The ComfyUI pool of the job, as the rule's params."""
+    return pool_of(job_of(wildcards)).as_params()
+
+
+TEMPLATES = {}
+
+
+def comfyui_resource(name):
+    """A resource of the ComfyUI job (cpus, mem_mb, gpus, runtime): with a server it starts itself, what
+    its template declares (bindings' resources); else a light job that only talks to servers elsewhere.
+    """
+
+    @of_wildcards
+    def resource(wildcards):
+        job = job_of(wildcards)
+        start = pool_of(job).start
+        declared = None
+        if start is not None:
+            workflow_id = job.comfyui.workflow_ids[0]
+            if workflow_id not in TEMPLATES:
+                TEMPLATES[workflow_id] = load_workflow(workflow_id).resources
+            declared = TEMPLATES[workflow_id]
+        return getattr(job_request(start, declared), name)
+
+    return resource
 
 
 def provider_of(provider_id):
