@@ -23,7 +23,19 @@ from tests.conftest import DOUBLE, Comfy, Media, free_port, wait_until_answering
 from va.cli import render_run
 from va.comfyui import pool as pool_module
 from va.comfyui import stage
-from va.comfyui.pool import PoolServer, PoolSettings, ServerPool, ServerStart, resolve_pool, servers_of
+from va.comfyui.pool import (
+    SERVING,
+    TALKING,
+    JobRequest,
+    PoolServer,
+    PoolSettings,
+    ServerPool,
+    ServerStart,
+    job_request,
+    resolve_pool,
+    servers_of,
+)
+from va.comfyui.workflow import load_workflow
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import load_job
@@ -282,3 +294,14 @@ def test_a_stage_starts_its_own_server_and_leaves_no_process(
     assert served == {started[0]["url"]} and len(made.attempts()) == 2 * len(made.names)
     assert ProcessId.of(started[0]["pid"]) is None
     assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+
+
+def test_a_job_that_starts_its_server_asks_for_what_its_template_declares(workflows: Path) -> None:
+    """The shipped SDXL template declares a GPU; the weight-free one none; a job without a start of its
+    own asks for little."""
+    start = ServerStart(("python", "main.py", "--port", "{port}"))
+    sdxl = load_workflow("vidax_text2img_frames").resources
+    assert job_request(start, sdxl) == JobRequest(cpus=4, mem_mb=16000, gpus=1, runtime=180)
+    held = job_request(start, load_workflow("held_start_batch").resources)
+    assert (held.gpus, held.mem_mb) == (0, 4000)
+    assert job_request(None, sdxl) == TALKING and job_request(start, None) == SERVING
