@@ -4,25 +4,28 @@
 import atexit
 import sys
 import threading
-from functools import partial
 from pathlib import Path
 
 from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
-from va.batch import left_out_line, load_batch, probe_ahead, read_selection
+from va.batch import left_out_line, load_batch, read_selection
 from va.clean import record_success
 from va.comfyui.pool import job_request, resolve_pool
 from va.comfyui.workflow import load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
-from va.graph import RULE_PHASE, check_job, check_supported, of_wildcards
-from va.input_checks import seed_checks
+from va.graph import RULE_PHASE, of_wildcards
 from va.job import load_job
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
-from va.plan import plan_job, previous_plan, publish_plan
+from va.plan import (
+    load_plan,
+    plan_jobs,
+    plan_run,
+    publish_plan,
+    published_changes,
+)
 from va.registry import register_runs
-from va.segments import read_retakes
 from va.slurm import (
     NeverRunsWatch,
     cluster_failure,
@@ -45,23 +48,40 @@ from va.tracking import (
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
-# What `va run` / `va batch` found when they checked the inputs: the graph probes none of them again.
-seed_checks(Workdir(Path.cwd()).input_checks)
+# `va run` and `va batch` planned each job once (va.plan.plan_run, its checks included) and wrote its
+# plan before Snakemake started (`planned`): the graph loads those plans. A plain `snakemake` plans here,
+# with the same function, and writes the plans when the run starts; the process of a cluster job loads
+# what its main process wrote.
+DRIVES = workflow.exec_mode.name == "DEFAULT"
+PLANNED = bool(config.get("planned")) or not DRIVES
+PLANS = {}
+
+
+def folder_of(name):
+    """The folder of job ``name`` (the working directory itself for one job)."""
+    return Workdir(Path.cwd() / name)
+
 
 if config.get("batch"):
-    # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
-    # out with one line, as `va batch` does, instead of failing the graph.
-    # The graph's own Snakemake (not one running a job of it, on a node) also checks what each job's
-    # folder holds, as `va batch` did (va.batch.check_made_here).
-    DRIVES = workflow.exec_mode.name == "DEFAULT"
-    probe = not config.get("inputs_checked")
+    # A job that cannot run is left out with one line, as `va batch` does, instead of failing the
+    # graph. The graph's own Snakemake (not one running a job of it, on a node), unless `va batch` did
+    # it, also checks what each job's folder holds (va.batch.check_made_here) and plans each job whose
+    # video is not finished.
+    planning = not PLANNED and not config.get("finished_only")
     BATCH = load_batch(
         Path(config["batch"]),
         only=read_selection(Path.cwd()),
-        check=partial(check_job, probe=probe),
-        workers=8 if probe else 1,
-        out=Path.cwd() if DRIVES and not config.get("finished_only") else None,
+        out=Path.cwd() if planning else None,
     )
+    if planning:
+        unfinished = {
+            name: job
+            for name, job in BATCH.jobs.items()
+            if not Path(name, job.basename).exists()
+        }
+        PLANS, unplanned = plan_jobs(unfinished, folder_of)
+        BATCH.problems.update(unplanned)
+        BATCH.jobs = {n: j for n, j in BATCH.jobs.items() if n not in unplanned}
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
     if BATCH.problems and DRIVES and not config.get("finished_only"):
@@ -71,7 +91,12 @@ if config.get("batch"):
     PREFIX = "{name}/"
 else:
     JOB = load_job(Path(config["job"]))
-    check_supported(JOB)
+    if (
+        not PLANNED
+        and not config.get("finished_only")
+        and not Path(JOB.basename).exists()
+    ):
+        PLANS[""] = plan_run(JOB, folder_of(""))
     JOBS = {"": JOB}
     PREFIX = ""
 
@@ -105,23 +130,11 @@ def job_of(wildcards):
     return JOBS[wildcards.get("name", "")]
 
 
-PLANS = {}
-PROBED_AHEAD = []
-
-
 def plan_for(name):
-    """The plan of job ``name``, made once per graph by the one planner (va.plan.plan_job); a random
-    seed of an earlier attempt in the same folder is kept. The first one asked for probes the inputs
-    of every job the graph has work for first, in threads (va.batch.probe_ahead)."""
-    if not PROBED_AHEAD:
-        PROBED_AHEAD.append(True)
-        probe_ahead(
-            job for n, job in JOBS.items() if not Path(n, job.basename).exists()
-        )
+    """The plan of job ``name``: planned when the graph loaded (a plain ``snakemake``), else the one
+    ``va`` (or the main process) wrote to its ``prepare/plan.json``, loaded once."""
     if name not in PLANS:
-        previous = previous_plan(Path(name, "prepare/plan.json"))
-        retakes = read_retakes(Workdir(Path.cwd() / name).retakes)
-        PLANS[name] = plan_job(JOBS[name], previous, retakes)
+        PLANS[name] = load_plan(folder_of(name).plan)
     return PLANS[name]
 
 
@@ -191,7 +204,9 @@ def record_started():
             continue
         PENDING.append((run, job))
         plan = plan_for(name)
-        changes = publish_plan(plan, run.plan)
+        changes = (
+            published_changes(run.plan) if PLANNED else publish_plan(plan, run.plan)
+        )
         record_run_started(
             run, job, plan_changes=changes, plan=plan, registering=registering
         )
@@ -474,8 +489,8 @@ def encode_inputs(wildcards):
 @of_wildcards
 def encode_cpus(wildcards):
     """The CPUs the encode asks a cluster for. In a video's group (a held still, a camera move, the
-    audiogram: docs/SCALING.md) one, as every rule there: the group's job runs its rules one after the
-    other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
+    audiogram: docs/SCALING.md) one, as each of the group's rules gets; the group's job runs them one
+    after the other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
     it has CPUs (on the 2-CPU test node 8 varied videos took 200 s so, 257 s with 2 for a picture's
     encode). Two when it is a job of its own, encoding a generated or lip-synced picture.
     """

@@ -360,7 +360,7 @@ def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_
         run = va_cli("run", folder / "one.json", "--workdir", out / "one", "--resume", "--profile", "slurm")
         assert (run.code, run.err.strip().splitlines()) == (ExitCode.OUTPUT_EXISTS, [refusal])
         written = [out / SELECTION, out / "logs" / "snakemake.log", out / "logs" / ".run.lock"]
-        written += [out / "one" / "logs" / ".run.lock", out / "logs" / "input_checks.json"]
+        written += [out / "one" / "logs" / ".run.lock"]
         assert [path for path in written if path.exists()] == []
         assert [job["JobState"] for job in slurm_jobs(out) if job["JobId"] in pending] == ["PENDING"] * len(
             pending

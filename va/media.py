@@ -279,7 +279,7 @@ def _last_line(stderr: str) -> str:
 
 
 #: What a tool says about itself, by the identity of its executable (an upgraded ffmpeg is asked again):
-#: ``-version``'s first line, and ffmpeg's colour names. ``va`` hands them to its graph (va/input_checks.py).
+#: ``-version``'s first line, and ffmpeg's colour names.
 TOOL_VERSIONS: Memo[FileIdentity, str] = Memo(limit=16)
 COLOUR_NAMES: Memo[FileIdentity, frozenset[str]] = Memo(limit=16)
 
