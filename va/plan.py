@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import va
 from va import media
 from va.atomic import read_json, write_json_atomic, write_text_atomic
-from va.comfyui.workflow import Workflow, load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
@@ -51,6 +50,9 @@ from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
 from va.timeline import Segment, captions_mode, cut_batches, load_segments, segment_overrides
 from va.workdir import Workdir
+
+if TYPE_CHECKING:
+    from va.comfyui.workflow import Workflow
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
@@ -414,10 +416,18 @@ class Plan:
         return next(chunk for chunk in chunks if chunk.name == name)
 
 
+def _workflow(workflow_id: str) -> Workflow:
+    """A ComfyUI template: loaded only by planning, so that a rule's script, which imports this module for
+    its settings' types, does not load the templates' module (and the pool's file locks) with it."""
+    from va.comfyui.workflow import load_workflow  # noqa: PLC0415 - see the docstring
+
+    return load_workflow(workflow_id)
+
+
 def plan_stages(job: Job, segments: tuple[Segment, ...] | None = None) -> Stages:
     """Which stages a run of ``job`` has (``segments``: the job's timeline, read when not given)."""
     if comfyui_active(job):
-        segmented = load_workflow(job.comfyui.workflow_ids[0]).segments is not None
+        segmented = _workflow(job.comfyui.workflow_ids[0]).segments is not None
         visual = Visual.COMFYUI_SEGMENTS if segmented else Visual.COMFYUI_BATCHES
     elif job.motion.strength > 0:
         visual = Visual.CAMERA_MOVE
@@ -529,7 +539,7 @@ def plan_generation(
     template that generates segments, in which segments (their seams in ``silences``, the pauses of the
     padded voice in seconds, where one is near)."""
     settings = job.comfyui
-    workflow = load_workflow(settings.workflow_ids[0])
+    workflow = _workflow(settings.workflow_ids[0])
     if workflow.segments is not None:
         fps = workflow.segments.fps
         frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
@@ -902,7 +912,7 @@ def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] 
 def check_workflows(job: Job) -> None:
     """Load every workflow the job names, so a missing template or a broken binding fails validation."""
     for workflow_id in job.comfyui.workflow_ids:
-        load_workflow(workflow_id)
+        _workflow(workflow_id)
 
 
 def check_supported(job: Job) -> None:
@@ -1000,6 +1010,12 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(plan_document(plan), indent=2) + "\n"
 
 
+@functools.cache
+def _type_hints(kind: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass, once a class (each resolution evaluates them anew)."""
+    return typing.get_type_hints(kind)
+
+
 def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
     if value is None:
@@ -1007,7 +1023,7 @@ def from_data(hint: Any, value: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(value)
     if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _type_hints(typing.cast(type, hint))
         made = {
             f.name: from_data(hints[f.name], value[f.name])
             for f in dataclasses.fields(hint)
