@@ -249,7 +249,7 @@ def batch_of(size: int, checks: bool) -> tuple[Path, Path, float | None]:
     if checks:  # what run_batch does before it starts Snakemake: plan every job, write its plan
         began = time.perf_counter()
         batch = load_batch(folder)
-        plans, problems = plan_jobs(batch.jobs, lambda name: Workdir(out / name).plan)
+        plans, problems = plan_jobs(batch.jobs, lambda name: Workdir(out / name))
         for name, plan in plans.items():
             publish_plan(plan, Workdir(out / name).plan)
         checked = round(time.perf_counter() - began, 2)

@@ -3,29 +3,25 @@
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
 import atexit
 import sys
-import threading
 from pathlib import Path
 
 from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
 from va.batch import left_out_line, load_batch, read_selection
-from va.clean import record_success
 from va.comfyui.pool import job_request, resolve_pool
 from va.comfyui.workflow import load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.graph import RULE_PHASE, of_wildcards
 from va.job import load_job
+from va.lifecycle import GraphRun, stop_idle_rescheduling
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.plan import (
     load_plan,
     plan_jobs,
     plan_run,
-    publish_plan,
-    published_changes,
 )
-from va.registry import register_runs
 from va.slurm import (
     NeverRunsWatch,
     cluster_failure,
@@ -38,12 +34,8 @@ from va.slurm import (
 from va.rule_settings import rule_settings, settings_json
 from va.tracking import (
     failure_of_attempt,
-    reconcile,
     record_rule_failed,
-    record_run_finished,
-    record_run_started,
     rule_finished_in_attempt,
-    run_finished,
 )
 from va.workdir import Workdir
 
@@ -189,67 +181,24 @@ def final_videos():
     return [final for final in finals if not Path(final).exists()]
 
 
-PENDING = []
-
-
-def record_started():
-    """At the start: write the plan and record a run in each job's folder that this graph has work for
-    (a finished video is never touched again, but a run whose valid final was published without its
-    end recorded, e.g. a batch stopped before, is recorded as succeeded)."""
-    registering = {}
-    for name, job in JOBS.items():
-        run = Workdir(Path.cwd() / name)
-        if run.final(job.basename).exists():
-            reconcile(run, job.basename)
-            continue
-        PENDING.append((run, job))
-        plan = plan_for(name)
-        changes = (
-            published_changes(run.plan) if PLANNED else publish_plan(plan, run.plan)
-        )
-        record_run_started(
-            run, job, plan_changes=changes, plan=plan, registering=registering
-        )
-    register_runs(registering)  # one rewrite of the registry for the whole batch
+# The run's record at the graph's start and end (va.lifecycle): the Snakefile's onstart and onerror.
+GRAPH_RUN = GraphRun(
+    root=Path.cwd(),
+    jobs=JOBS,
+    plan_for=plan_for,
+    planned=PLANNED,
+    batch=bool(PREFIX),
+)
 
 
 def record_finished(success):
-    """At the end: each job that had work and whose end its encode did not record yet (it records it
-    when it publishes the final) succeeded, failed in one of its rules, or was stopped. A batch that
-    left jobs out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
+    """At the end: the record of each job's run (va.lifecycle.GraphRun.finished). A batch that left jobs
+    out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
     """
-    for run, job in PENDING:
-        if run_finished(run):
-            continue
-        if run.final(job.basename).exists():
-            record_success(run, job.cleanup.after_success)
-        else:
-            unfinished = "failed" if success else "interrupted"
-            again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
-            record_run_finished(
-                run, from_rules=True, unfinished=unfinished, again=again
-            )
-    release_rescheduling_timers()
+    GRAPH_RUN.finished(success)
     if success and config.get("batch") and BATCH.problems:
         if not config.get("finished_only"):
             sys.exit(int(ExitCode.BATCH_INCOMPLETE))
-
-
-def stop_idle_rescheduling():
-    """Drop Snakemake's default job rate limit (100 jobs a second) for this graph; a limit set on
-    purpose (--max-jobs-per-timespan) is kept.
-
-    The default never binds here, but with any limit every round of the scheduler that leaves a job
-    waiting starts a timer for another round a second later, which starts the next timer: each
-    finished job adds one such chain. A batch of N jobs ends with N rounds a second, each over every
-    waiting job (a 200-job batch: 25,000 rounds, most of the main process's CPU, time per job
-    growing with the batch). Without a limit a round runs when a job ends, as it should.
-    """
-    scheduler = getattr(workflow, "scheduler", None)
-    limit = workflow.scheduling_settings.max_jobs_per_timespan
-    default = limit is not None and (limit.max_jobs, limit.timespan) == (100, 1)
-    if default and getattr(scheduler, "job_rate_limiter", None) is not None:
-        scheduler.job_rate_limiter = None
 
 
 @of_wildcards
@@ -333,18 +282,6 @@ def report_never_runs(cluster_job, line):
     if name is not None:
         error = VaError(ExitCode.CLUSTER_CANNOT_RUN, line)
         record_rule_failed(Workdir(Path.cwd() / name), failed_rule(cluster_job), error)
-
-
-def release_rescheduling_timers():
-    """Cancel the scheduler's pending re-evaluation timers once the graph is done.
-
-    Snakemake's job rate limit (--max-jobs-per-timespan, at least one second) starts a non-daemon
-    timer after each round of submissions; the interpreter waits for the last one before it exits,
-    which adds up to a second to every run. With the graph finished nothing is left to re-evaluate.
-    """
-    for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
-            thread.cancel()
 
 
 @of_wildcards

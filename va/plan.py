@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import va
 from va import media
 from va.atomic import read_json, write_json_atomic, write_text_atomic
-from va.comfyui.workflow import Workflow, load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
@@ -51,6 +50,9 @@ from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
 from va.timeline import Segment, captions_mode, cut_batches, load_segments, segment_overrides
 from va.workdir import Workdir
+
+if TYPE_CHECKING:
+    from va.comfyui.workflow import Workflow
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
@@ -414,10 +416,18 @@ class Plan:
         return next(chunk for chunk in chunks if chunk.name == name)
 
 
+def _workflow(workflow_id: str) -> Workflow:
+    """A ComfyUI template: loaded only by planning, so that a rule's script, which imports this module for
+    its settings' types, does not load the templates' module (and the pool's file locks) with it."""
+    from va.comfyui.workflow import load_workflow  # noqa: PLC0415 - see the docstring
+
+    return load_workflow(workflow_id)
+
+
 def plan_stages(job: Job, segments: tuple[Segment, ...] | None = None) -> Stages:
     """Which stages a run of ``job`` has (``segments``: the job's timeline, read when not given)."""
     if comfyui_active(job):
-        segmented = load_workflow(job.comfyui.workflow_ids[0]).segments is not None
+        segmented = _workflow(job.comfyui.workflow_ids[0]).segments is not None
         visual = Visual.COMFYUI_SEGMENTS if segmented else Visual.COMFYUI_BATCHES
     elif job.motion.strength > 0:
         visual = Visual.CAMERA_MOVE
@@ -501,13 +511,23 @@ def plan_segments(
             )
         head = contract.head_frames
         planned.append(
-            VoiceSegment(index=index, name=name, first=cut.first, frames=cut.frames, head_frames=head,
-                         kept=cut.kept, start_seconds=round(cut.first / fps, 6),
-                         end_seconds=round((cut.first + cut.kept) / fps, 6),
-                         audio_start_seconds=round((cut.first - head) / fps, 6),
-                         audio_seconds=round(cut.frames / fps, 6), seed=own_seed % SEED_LIMIT, cut=cut.cut,
-                         take=0 if retake is None else retake.take, **overrides)
-        )  # fmt: skip
+            VoiceSegment(
+                index=index,
+                name=name,
+                first=cut.first,
+                frames=cut.frames,
+                head_frames=head,
+                kept=cut.kept,
+                start_seconds=round(cut.first / fps, 6),
+                end_seconds=round((cut.first + cut.kept) / fps, 6),
+                audio_start_seconds=round((cut.first - head) / fps, 6),
+                audio_seconds=round(cut.frames / fps, 6),
+                seed=own_seed % SEED_LIMIT,
+                cut=cut.cut,
+                take=0 if retake is None else retake.take,
+                **overrides,
+            )
+        )
     return tuple(planned)
 
 
@@ -529,17 +549,27 @@ def plan_generation(
     template that generates segments, in which segments (their seams in ``silences``, the pauses of the
     padded voice in seconds, where one is near)."""
     settings = job.comfyui
-    workflow = load_workflow(settings.workflow_ids[0])
+    workflow = _workflow(settings.workflow_ids[0])
     if workflow.segments is not None:
         fps = workflow.segments.fps
         frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
         planned = plan_segments(job, workflow, frames, seed, silences=silences or [], retakes=retakes or {})
         return Generation(
-            fps, frames, 0, (), settings.workflow_ids, contract=workflow.segments, segments=planned,
-            chained=workflow.chained, template=template_digest(workflow),
-            lipsync_in_model=workflow.lipsync_in_model, sampling=plan_sampling(job), wait=plan_wait(job),
-            per_retry=job.determinism.seed_policy == "per_retry", seed=seed,
-        )  # fmt: skip
+            fps,
+            frames,
+            0,
+            (),
+            settings.workflow_ids,
+            contract=workflow.segments,
+            segments=planned,
+            chained=workflow.chained,
+            template=template_digest(workflow),
+            lipsync_in_model=workflow.lipsync_in_model,
+            sampling=plan_sampling(job),
+            wait=plan_wait(job),
+            per_retry=job.determinism.seed_policy == "per_retry",
+            seed=seed,
+        )
     gen_fps = settings.params.fps or job.fps
     if gen_fps > job.fps:
         raise VaError(
@@ -554,16 +584,28 @@ def plan_generation(
         pre = job.buffer.pre_seconds
         cuts = cut_batches(frames, size, gen_fps, pre, segments)
         batches = tuple(
-            Batch(index=i, name=batch_name(i), first=first, frames=count, seed=batch_seed(seed, i),
-                  segment=owner, **({} if owner is None else segment_overrides(segments[owner])))
+            Batch(
+                index=i,
+                name=batch_name(i),
+                first=first,
+                frames=count,
+                seed=batch_seed(seed, i),
+                segment=owner,
+                **({} if owner is None else segment_overrides(segments[owner])),
+            )
             for i, (first, count, owner) in enumerate(cuts)
-        )  # fmt: skip
+        )
     else:
         batches = tuple(
-            Batch(index=i, name=batch_name(i), first=i * size, frames=min(size, frames - i * size),
-                  seed=batch_seed(seed, i))
+            Batch(
+                index=i,
+                name=batch_name(i),
+                first=i * size,
+                frames=min(size, frames - i * size),
+                seed=batch_seed(seed, i),
+            )
             for i in range(math.ceil(frames / size))
-        )  # fmt: skip
+        )
     return Generation(
         gen_fps,
         frames,
@@ -686,10 +728,18 @@ def plan_chunks(
         end = seconds if index == len(cuts) - 1 else (cut.first + cut.frames) / fps
         padded = quantum.pad(cut.frames)
         chunks.append(
-            Chunk(index=index, name=batch_name(index), first=cut.first, frames=cut.frames,
-                  start_seconds=round(start, 6), end_seconds=round(end, 6), input_frames=padded,
-                  input_seconds=round(max(end - start, padded / fps), 6), cut=cut.end)
-        )  # fmt: skip
+            Chunk(
+                index=index,
+                name=batch_name(index),
+                first=cut.first,
+                frames=cut.frames,
+                start_seconds=round(start, 6),
+                end_seconds=round(end, 6),
+                input_frames=padded,
+                input_seconds=round(max(end - start, padded / fps), 6),
+                cut=cut.end,
+            )
+        )
     return tuple(chunks)
 
 
@@ -793,8 +843,9 @@ def plan_geometry(job: Job) -> Geometry:
     (the start's for a held still, ComfyUI's planned frame size for a generated picture)."""
     output = job.output
     source = start_info(job)
-    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit,
-                                display=source.display_filter)  # fmt: skip
+    still = media.plan_geometry(
+        source.width, source.height, output.width, output.height, output.fit, display=source.display_filter
+    )
     width, height = still.width, still.height
     if comfyui_active(job) and output.width is None:
         width, height = media.even_size(job.comfyui.params.width, job.comfyui.params.height)
@@ -902,7 +953,7 @@ def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] 
 def check_workflows(job: Job) -> None:
     """Load every workflow the job names, so a missing template or a broken binding fails validation."""
     for workflow_id in job.comfyui.workflow_ids:
-        load_workflow(workflow_id)
+        _workflow(workflow_id)
 
 
 def check_supported(job: Job) -> None:
@@ -1000,6 +1051,12 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(plan_document(plan), indent=2) + "\n"
 
 
+@functools.cache
+def _type_hints(kind: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass, once a class (each resolution evaluates them anew)."""
+    return typing.get_type_hints(kind)
+
+
 def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
     if value is None:
@@ -1007,7 +1064,7 @@ def from_data(hint: Any, value: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(value)
     if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _type_hints(typing.cast(type, hint))
         made = {
             f.name: from_data(hints[f.name], value[f.name])
             for f in dataclasses.fields(hint)
