@@ -35,8 +35,8 @@ localrules:
 
 
 onstart:
-    stop_idle_rescheduling()
-    record_started()
+    stop_idle_rescheduling(workflow)
+    GRAPH_RUN.started()
     watch_cluster()
 
 

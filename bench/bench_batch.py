@@ -2,10 +2,11 @@
 
 (a) Graph construction: 1,000 (``--sizes``) small job files, all on one tiny tone and one tiny still, and
     the Snakemake command ``va batch`` starts for them (the same argv, with the selection file it writes),
-    plus ``--dry-run --quiet``: parse the workflow, load and check every job, plan it, build the DAG.
-    Printed beside it: the checks ``va batch`` runs itself before it starts Snakemake (schema, then
-    ffprobe of every input, in a thread pool; their record is written for the graph, as ``va batch``
-    does, unless ``--skip-checks``), the dry run of a workflow of the same shape without va
+    plus ``--dry-run --quiet``: parse the workflow, load every job and its plan, build the DAG.
+    Printed beside it: the planning ``va batch`` does itself before it starts Snakemake (schema, then
+    every job planned, its inputs probed, in a thread pool, and its plan written for the graph, as
+    ``va batch`` does; with ``--skip-checks`` none, and the graph plans every job itself, as a plain
+    ``snakemake`` does), the dry run of a workflow of the same shape without va
     (Snakemake's own share), and a pure-Python loop's time (the machine's speed that day: the same dry
     run took 5.3 s one morning and 18.4 s that afternoon). Goal: the 1,000-job dry run under 5 s.
     With ``--instructions JOBS``: the instructions of the dry run of JOBS jobs and of Snakemake alone,
@@ -46,8 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from va.batch import SELECTION, job_name, load_batch
-from va.graph import check_job
-from va.input_checks import record_checks
+from va.plan import plan_jobs, publish_plan
 from va.runner import SNAKEFILE
 from va.slurm import controller_answers
 from va.workdir import Workdir
@@ -116,9 +116,12 @@ def children_cpu() -> float:
 
 
 def dry_run_argv(folder: Path, out: Path) -> list[str]:
-    """The Snakemake command of ``va batch`` (see ``va.runner.run_batch``) as a dry run."""
+    """The Snakemake command of ``va batch`` (see ``va.runner.run_batch``) as a dry run: with the plans
+    ``va batch`` writes when they are there, else the graph plans the jobs itself."""
+    planned = any(out.glob("*/prepare/plan.json"))
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out)]
-    argv += ["--config", f"batch={folder}", "inputs_checked=True", "--cores", "2", "--rerun-incomplete"]
+    argv += ["--config", f"batch={folder}", *(["planned=True"] if planned else []), "--cores", "2"]
+    argv += ["--rerun-incomplete"]
     return [*argv, "--dry-run", "--quiet"]
 
 
@@ -243,13 +246,15 @@ def batch_of(size: int, checks: bool) -> tuple[Path, Path, float | None]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     checked = None
-    if checks:  # what run_batch does before it starts Snakemake
+    if checks:  # what run_batch does before it starts Snakemake: plan every job, write its plan
         began = time.perf_counter()
-        batch = load_batch(folder, check=check_job)
+        batch = load_batch(folder)
+        plans, problems = plan_jobs(batch.jobs, lambda name: Workdir(out / name))
+        for name, plan in plans.items():
+            publish_plan(plan, Workdir(out / name).plan)
         checked = round(time.perf_counter() - began, 2)
-        if batch.problems:
-            sys.exit(f"bench_batch: jobs failed the checks: {sorted(batch.problems)[:3]}")
-        record_checks(Workdir(out).input_checks, batch.jobs.values())  # as run_batch does
+        if problems or batch.problems:
+            sys.exit(f"bench_batch: jobs failed the checks: {sorted({**problems, **batch.problems})[:3]}")
     names = sorted(job_name(path) for path in folder.glob("*.json"))
     (out / SELECTION).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
     return folder, out, checked

@@ -10,7 +10,13 @@ rule comfyui_batch:
         at("logs/comfyui/batches.log"),
     conda:
         "envs/va.yaml"
+    # Light when it only talks to servers elsewhere; with a ComfyUI of its own (a profile's
+    # comfyui_start), what the template declares (its bindings' resources).
     resources:
+        cpus_per_task=comfyui_resource("cpus"),
+        mem_mb=comfyui_resource("mem_mb"),
+        gpu=comfyui_resource("gpus"),
+        runtime=comfyui_resource("runtime"),
         comfyui=1,
     params:
         run=RUN_DIR,

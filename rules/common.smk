@@ -3,25 +3,25 @@
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
 import atexit
 import sys
-import threading
-from functools import partial
 from pathlib import Path
 
 from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
-from va.batch import left_out_line, load_batch, probe_ahead, read_selection
-from va.clean import record_success
-from va.comfyui.pool import resolve_pool
+from va.batch import left_out_line, load_batch, read_selection
+from va.comfyui.pool import job_request, resolve_pool
+from va.comfyui.workflow import load_workflow
 from va.config import load_config
 from va.errors import ExitCode, VaError
-from va.graph import RULE_PHASE, check_job, check_supported, of_wildcards
-from va.input_checks import seed_checks
+from va.graph import RULE_PHASE, of_wildcards
 from va.job import load_job
+from va.lifecycle import GraphRun, stop_idle_rescheduling
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
-from va.plan import plan_job, previous_plan, publish_plan
-from va.registry import register_runs
-from va.segments import read_retakes
+from va.plan import (
+    load_plan,
+    plan_jobs,
+    plan_run,
+)
 from va.slurm import (
     NeverRunsWatch,
     cluster_failure,
@@ -34,33 +34,46 @@ from va.slurm import (
 from va.rule_settings import rule_settings, settings_json
 from va.tracking import (
     failure_of_attempt,
-    reconcile,
     record_rule_failed,
-    record_run_finished,
-    record_run_started,
     rule_finished_in_attempt,
-    run_finished,
 )
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
-# What `va run` / `va batch` found when they checked the inputs: the graph probes none of them again.
-seed_checks(Workdir(Path.cwd()).input_checks)
+# `va run` and `va batch` planned each job once (va.plan.plan_run, its checks included) and wrote its
+# plan before Snakemake started (`planned`): the graph loads those plans. A plain `snakemake` plans here,
+# with the same function, and writes the plans when the run starts; the process of a cluster job loads
+# what its main process wrote.
+DRIVES = workflow.exec_mode.name == "DEFAULT"
+PLANNED = bool(config.get("planned")) or not DRIVES
+PLANS = {}
+
+
+def folder_of(name):
+    """The folder of job ``name`` (the working directory itself for one job)."""
+    return Workdir(Path.cwd() / name)
+
 
 if config.get("batch"):
-    # A job whose input is missing (or, unless `va batch` just probed them, does not decode) is left
-    # out with one line, as `va batch` does, instead of failing the graph.
-    # The graph's own Snakemake (not one running a job of it, on a node) also checks what each job's
-    # folder holds, as `va batch` did (va.batch.check_made_here).
-    DRIVES = workflow.exec_mode.name == "DEFAULT"
-    probe = not config.get("inputs_checked")
+    # A job that cannot run is left out with one line, as `va batch` does, instead of failing the
+    # graph. The graph's own Snakemake (not one running a job of it, on a node), unless `va batch` did
+    # it, also checks what each job's folder holds (va.batch.check_made_here) and plans each job whose
+    # video is not finished.
+    planning = not PLANNED and not config.get("finished_only")
     BATCH = load_batch(
         Path(config["batch"]),
         only=read_selection(Path.cwd()),
-        check=partial(check_job, probe=probe),
-        workers=8 if probe else 1,
-        out=Path.cwd() if DRIVES and not config.get("finished_only") else None,
+        out=Path.cwd() if planning else None,
     )
+    if planning:
+        unfinished = {
+            name: job
+            for name, job in BATCH.jobs.items()
+            if not Path(name, job.basename).exists()
+        }
+        PLANS, unplanned = plan_jobs(unfinished, folder_of)
+        BATCH.problems.update(unplanned)
+        BATCH.jobs = {n: j for n, j in BATCH.jobs.items() if n not in unplanned}
     for name, problem in sorted(BATCH.problems.items()):
         print(f"va batch: {name}: skipped: {problem.message}", file=sys.stderr)
     if BATCH.problems and DRIVES and not config.get("finished_only"):
@@ -70,7 +83,12 @@ if config.get("batch"):
     PREFIX = "{name}/"
 else:
     JOB = load_job(Path(config["job"]))
-    check_supported(JOB)
+    if (
+        not PLANNED
+        and not config.get("finished_only")
+        and not Path(JOB.basename).exists()
+    ):
+        PLANS[""] = plan_run(JOB, folder_of(""))
     JOBS = {"": JOB}
     PREFIX = ""
 
@@ -104,23 +122,11 @@ def job_of(wildcards):
     return JOBS[wildcards.get("name", "")]
 
 
-PLANS = {}
-PROBED_AHEAD = []
-
-
 def plan_for(name):
-    """The plan of job ``name``, made once per graph by the one planner (va.plan.plan_job); a random
-    seed of an earlier attempt in the same folder is kept. The first one asked for probes the inputs
-    of every job the graph has work for first, in threads (va.batch.probe_ahead)."""
-    if not PROBED_AHEAD:
-        PROBED_AHEAD.append(True)
-        probe_ahead(
-            job for n, job in JOBS.items() if not Path(n, job.basename).exists()
-        )
+    """The plan of job ``name``: planned when the graph loaded (a plain ``snakemake``), else the one
+    ``va`` (or the main process) wrote to its ``prepare/plan.json``, loaded once."""
     if name not in PLANS:
-        previous = previous_plan(Path(name, "prepare/plan.json"))
-        retakes = read_retakes(Workdir(Path.cwd() / name).retakes)
-        PLANS[name] = plan_job(JOBS[name], previous, retakes)
+        PLANS[name] = load_plan(folder_of(name).plan)
     return PLANS[name]
 
 
@@ -175,65 +181,24 @@ def final_videos():
     return [final for final in finals if not Path(final).exists()]
 
 
-PENDING = []
-
-
-def record_started():
-    """At the start: write the plan and record a run in each job's folder that this graph has work for
-    (a finished video is never touched again, but a run whose valid final was published without its
-    end recorded, e.g. a batch stopped before, is recorded as succeeded)."""
-    registering = {}
-    for name, job in JOBS.items():
-        run = Workdir(Path.cwd() / name)
-        if run.final(job.basename).exists():
-            reconcile(run, job.basename)
-            continue
-        PENDING.append((run, job))
-        plan = plan_for(name)
-        changes = publish_plan(plan, run.plan)
-        record_run_started(
-            run, job, plan_changes=changes, plan=plan, registering=registering
-        )
-    register_runs(registering)  # one rewrite of the registry for the whole batch
+# The run's record at the graph's start and end (va.lifecycle): the Snakefile's onstart and onerror.
+GRAPH_RUN = GraphRun(
+    root=Path.cwd(),
+    jobs=JOBS,
+    plan_for=plan_for,
+    planned=PLANNED,
+    batch=bool(PREFIX),
+)
 
 
 def record_finished(success):
-    """At the end: each job that had work and whose end its encode did not record yet (it records it
-    when it publishes the final) succeeded, failed in one of its rules, or was stopped. A batch that
-    left jobs out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
+    """At the end: the record of each job's run (va.lifecycle.GraphRun.finished). A batch that left jobs
+    out (plain snakemake; va batch leaves them out itself) then ends with exit 3.
     """
-    for run, job in PENDING:
-        if run_finished(run):
-            continue
-        if run.final(job.basename).exists():
-            record_success(run, job.cleanup.after_success)
-        else:
-            unfinished = "failed" if success else "interrupted"
-            again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
-            record_run_finished(
-                run, from_rules=True, unfinished=unfinished, again=again
-            )
-    release_rescheduling_timers()
+    GRAPH_RUN.finished(success)
     if success and config.get("batch") and BATCH.problems:
         if not config.get("finished_only"):
             sys.exit(int(ExitCode.BATCH_INCOMPLETE))
-
-
-def stop_idle_rescheduling():
-    """Drop Snakemake's default job rate limit (100 jobs a second) for this graph; a limit set on
-    purpose (--max-jobs-per-timespan) is kept.
-
-    The default never binds here, but with any limit every round of the scheduler that leaves a job
-    waiting starts a timer for another round a second later, which starts the next timer: each
-    finished job adds one such chain. A batch of N jobs ends with N rounds a second, each over every
-    waiting job (a 200-job batch: 25,000 rounds, most of the main process's CPU, time per job
-    growing with the batch). Without a limit a round runs when a job ends, as it should.
-    """
-    scheduler = getattr(workflow, "scheduler", None)
-    limit = workflow.scheduling_settings.max_jobs_per_timespan
-    default = limit is not None and (limit.max_jobs, limit.timespan) == (100, 1)
-    if default and getattr(scheduler, "job_rate_limiter", None) is not None:
-        scheduler.job_rate_limiter = None
 
 
 @of_wildcards
@@ -319,18 +284,6 @@ def report_never_runs(cluster_job, line):
         record_rule_failed(Workdir(Path.cwd() / name), failed_rule(cluster_job), error)
 
 
-def release_rescheduling_timers():
-    """Cancel the scheduler's pending re-evaluation timers once the graph is done.
-
-    Snakemake's job rate limit (--max-jobs-per-timespan, at least one second) starts a non-daemon
-    timer after each round of submissions; the interpreter waits for the last one before it exits,
-    which adds up to a second to every run. With the graph finished nothing is left to re-evaluate.
-    """
-    for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
-            thread.cancel()
-
-
 @of_wildcards
 def assemble_inputs(wildcards):
     """Inputs of assemble_visual: every segment's clip for a template that generates segments, else the
@@ -391,14 +344,41 @@ PROVIDERS = {}
 VIDAX_COMFYUI = []
 
 
-def comfyui_pool(wildcards):
-    """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's comfyui.url, else
+def pool_of(job):
+    """The ComfyUI pool of a job's stage (va.comfyui.pool.resolve_pool): the job's comfyui.url, else
     the profile's comfyui_servers (its config:), else vidax.json's; and a start the stage makes, if any.
     """
     if not VIDAX_COMFYUI:
         VIDAX_COMFYUI.append(load_config("vidax").data["comfyui"])
-    job = job_of(wildcards)
-    return resolve_pool(job.comfyui.url, config, VIDAX_COMFYUI[0]).as_params()
+    return resolve_pool(job.comfyui.url, config, VIDAX_COMFYUI[0])
+
+
+def comfyui_pool(wildcards):
+    """The ComfyUI pool of the job, as the rule's params."""
+    return pool_of(job_of(wildcards)).as_params()
+
+
+TEMPLATES = {}
+
+
+def comfyui_resource(name):
+    """A resource of the ComfyUI job (cpus, mem_mb, gpus, runtime): with a server it starts itself, what
+    its template declares (bindings' resources); else a light job that only talks to servers elsewhere.
+    """
+
+    @of_wildcards
+    def resource(wildcards):
+        job = job_of(wildcards)
+        start = pool_of(job).start
+        declared = None
+        if start is not None:
+            workflow_id = job.comfyui.workflow_ids[0]
+            if workflow_id not in TEMPLATES:
+                TEMPLATES[workflow_id] = load_workflow(workflow_id).resources
+            declared = TEMPLATES[workflow_id]
+        return getattr(job_request(start, declared), name)
+
+    return resource
 
 
 def provider_of(provider_id):
@@ -445,11 +425,13 @@ def encode_inputs(wildcards):
 
 @of_wildcards
 def encode_cpus(wildcards):
-    """The CPUs the encode asks a cluster for: one to repeat a held still's loop (a stream copy, with the
-    audio), two to encode a picture (a stage's video, captions burned in)."""
-    stages = plan_of(wildcards).stages
-    encodes = stages.lipsync is not None or stages.visual_video is not None
-    return 2 if encodes or stages.captions == "burn" else 1
+    """The CPUs the encode asks a cluster for. In a video's group (a held still, a camera move, the
+    audiogram: docs/SCALING.md) one, as each of the group's rules gets; the group's job runs them one
+    after the other, and most of its time is its Snakemake's start, on one CPU; a node then runs as many videos as
+    it has CPUs (on the 2-CPU test node 8 varied videos took 200 s so, 257 s with 2 for a picture's
+    encode). Two when it is a job of its own, encoding a generated or lip-synced picture.
+    """
+    return 1 if video_group(wildcards) else 2
 
 
 @of_wildcards

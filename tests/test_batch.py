@@ -32,14 +32,14 @@ from tests.conftest import (
 from tests.lipsync.fakes import command, providers_file
 from tests.test_report import check_batch_report
 from va import media
-from va.batch import load_batch, probe_ahead
-from va.errors import ExitCode, VaError
+from va.batch import load_batch
+from va.errors import ExitCode
 from va.events import read_events
-from va.graph import check_job
 from va.job import CHECKED_AUDIO, load_job
 from va.manifest import epoch
-from va.plan import plan_fingerprint, plan_job
+from va.plan import plan_fingerprint, plan_job, plan_jobs
 from va.runner import SNAKEFILE
+from va.workdir import Workdir
 
 #: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
 pytestmark = pytest.mark.whole_run
@@ -216,22 +216,26 @@ def test_plain_snakemake_runs_a_batch(files: Media) -> None:
     assert not (out / "lost").exists()
 
 
-def test_loading_a_batch_checks_its_input_files(files: Media) -> None:
-    """What the graph checks when it loads a batch: without probing, still that every input is there."""
+def test_planning_a_batch_leaves_out_a_job_that_cannot_run(files: Media) -> None:
+    """What ``va batch`` (or a plain snakemake of a batch) plans: every job, its checks included; a job
+    whose input cannot be used is left out with its problem."""
     folder = make_batch(files, ["good", "empty"])
     document = json.loads((folder / "empty.json").read_text())
     (files.root / "empty.png").write_bytes(b"")
     document["input"]["start"] = str(files.root / "empty.png")
     (folder / "empty.json").write_text(json.dumps(document))
-    batch = load_batch(folder, check=lambda job: check_job(job, probe=False))
-    assert sorted(batch.jobs) == ["good"]
-    assert batch.problems["empty"].code == ExitCode.UNSUPPORTED_FORMAT
-    assert "input.start: empty file" in batch.problems["empty"].message
+    batch = load_batch(folder)
+    plans, problems = plan_jobs(batch.jobs, lambda name: Workdir(files.root / "out" / name))
+    assert sorted(plans) == ["good"] and sorted(problems) == ["empty"]
+    assert problems["empty"].code == ExitCode.UNSUPPORTED_FORMAT
+    assert "input.start: empty file" in problems["empty"].message
 
 
-def test_the_inputs_are_probed_ahead_each_file_once(files: Media, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before the graph plans its jobs one after the other, each distinct input file is probed once, in
-    threads; a file that fails is left to the planner, which names it as before."""
+def test_a_batch_is_planned_in_threads_each_file_probed_once(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs of a batch are planned side by side, and each distinct input file is probed once; a file
+    that fails leaves its job out, named."""
     folder = make_batch(files, ["a", "b", "own", "bad"])
     own = json.loads((folder / "own.json").read_text())
     own["input"]["audio"] = str(files.tone("own.wav", 1.0))
@@ -243,15 +247,12 @@ def test_the_inputs_are_probed_ahead_each_file_once(files: Media, monkeypatch: p
     jobs = {name: load_job(folder / f"{name}.json") for name in ("a", "b", "own", "bad")}
     CHECKED_AUDIO.clear()
     probed = calls_of(monkeypatch, media, "probe_audio")
-    probe_ahead(jobs.values())
+    plans, problems = plan_jobs(jobs, lambda name: Workdir(files.root / "out" / name))
     assert sorted(probed) == [(files.root / name,) for name in ("noise.wav", "own.wav", "voice.wav")]
     assert len(CHECKED_AUDIO) == 2  # voice.wav and own.wav; noise.wav failed
-    plans = {name: plan_job(jobs[name]) for name in ("a", "b", "own")}
-    assert len(probed) == 3  # planning probed nothing again
+    assert sorted(plans) == ["a", "b", "own"]
     assert plans["own"].audio_input_duration_seconds == pytest.approx(1.0, abs=1e-3)
-    with pytest.raises(VaError, match=r"input\.audio") as failed:
-        plan_job(jobs["bad"])
-    assert failed.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert problems["bad"].code == ExitCode.UNSUPPORTED_FORMAT and "input.audio" in problems["bad"].message
 
 
 def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str], seconds: float = 90) -> None:

@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import Media
 from va.errors import ExitCode, VaError
-from va.graph import PHASES, RULE_PHASE, check_supported, describe, of_wildcards, rule_outputs
+from va.graph import PHASES, RULE_PHASE, describe, of_wildcards, rule_outputs
 from va.job import load_job
+from va.plan import check_supported
 from va.workdir import Workdir
 
 

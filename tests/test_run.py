@@ -45,10 +45,11 @@ def test_manifest_records_the_run(finished_run: FinishedRun) -> None:
     registry = json.loads((finished_run.state_root / "state" / "runs.json").read_text())
     assert registry["runs"][manifest["run_id"]]["run_status"] == "succeeded"
     check_contract(finished_run.workdir / "final.mp4", 50, 25)
-    # What va checked before the graph, which read it instead of probing again (tests/test_input_checks.py).
-    checks = json.loads((finished_run.workdir / "logs" / "input_checks.json").read_text())
-    assert [entry["decoded_seconds"] for entry in checks["audio"]] == [2.0]
-    assert [(entry["width"], entry["height"]) for entry in checks["visual"]] == [(320, 240)]
+    # The plan va made before the graph, which loaded it instead of planning again.
+    plan = json.loads((finished_run.workdir / "prepare" / "plan.json").read_text())
+    assert plan["audio_input_duration_seconds"] == pytest.approx(2.0, abs=1e-3)
+    assert (plan["geometry"]["source_width"], plan["geometry"]["source_height"]) == (320, 240)
+    assert plan["inputs"] == manifest["inputs"]
 
 
 def test_snakemake_directly_gives_the_same_result(finished_run: FinishedRun, va_cli: CliRunner) -> None:

@@ -270,8 +270,8 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     stopped = stop_while_waiting(folder, out, state_dir.parent, "one")
     batch = start_batch(folder, out, state_dir.parent)
     try:
-        # On 2 CPUs one video's job (2 CPUs for the encode) runs while the others wait; all three are
-        # submitted first (the plugin calls sbatch one after the other: the first may start before the last).
+        # On 2 CPUs two videos' jobs (1 CPU each) run while the third waits; all three are submitted
+        # first (the plugin calls sbatch one after the other: the first may start before the last).
         def submitted_and_running() -> bool:
             jobs = [job for job in slurm_jobs(out) if job["JobId"] != stopped]
             return len(jobs) == 3 and any(job["JobState"] == "RUNNING" for job in jobs)
@@ -310,7 +310,7 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
 
 def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
     """Plain snakemake, one job with a camera move and captions, the stock profile: the video is one cluster
-    job (group ``video``) that a 2-CPU node can run, and the captions one of their own."""
+    job (group ``video``) of 1 CPU, and the captions one of their own."""
     job = files.job(
         motion={"strength": 0.5, "camera": "push_in"}, timeline=[{"start": 0, "end": 1, "caption": "hi"}]
     )
@@ -327,7 +327,7 @@ def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
     jobs = {job["Comment"]: job for job in slurm_jobs(out)}
     assert sorted(jobs) == ["rule_captions", "rule_video_camera_motion_encode_hold_start_frame_prepare_audio"]
     group = jobs["rule_video_camera_motion_encode_hold_start_frame_prepare_audio"]
-    assert (group["NumCPUs"], group["JobState"]) == ("2", "COMPLETED"), group
+    assert (group["NumCPUs"], group["JobState"]) == ("1", "COMPLETED"), group
     for phase in ("prepare", "motion"):
         assert manifest["phases"][phase]["slurm_job_ids"] == [group["JobId"]]
 
@@ -360,7 +360,7 @@ def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_
         run = va_cli("run", folder / "one.json", "--workdir", out / "one", "--resume", "--profile", "slurm")
         assert (run.code, run.err.strip().splitlines()) == (ExitCode.OUTPUT_EXISTS, [refusal])
         written = [out / SELECTION, out / "logs" / "snakemake.log", out / "logs" / ".run.lock"]
-        written += [out / "one" / "logs" / ".run.lock", out / "logs" / "input_checks.json"]
+        written += [out / "one" / "logs" / ".run.lock"]
         assert [path for path in written if path.exists()] == []
         assert [job["JobState"] for job in slurm_jobs(out) if job["JobId"] in pending] == ["PENDING"] * len(
             pending
@@ -419,7 +419,7 @@ def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
     refused, by_hand = rows["refused"], rows["by_hand"]
     assert (refused["status"], refused["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), refused
     assert refused["message"].startswith(
-        "Slurm refused the job of group refused@video: it asks for 2 CPUs, 900000 MB memory"
+        "Slurm refused the job of group refused@video: it asks for 1 CPUs, 900000 MB memory"
     ), refused
     assert "partition va (up) has nodes of at most 2 CPUs" in refused["message"], refused
     assert "Memory specification can not be satisfied" in refused["message"], refused

@@ -62,16 +62,22 @@ def farm_profile(folder: Path, root: Path, step_delay: float) -> Path:
 
 def comfy_jobs(files: Media) -> dict[str, dict[str, object]]:
     """One video of two batches on the sampler template (the double answers it without weights)."""
-    comfyui = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 25,
+    comfyui = {"workflow_ids": ["sampler_on_cpu"], "batch_size": 25,
                "params": {"width": 64, "height": 48, "steps": 4}}  # fmt: skip
     return {"one": {"comfyui": comfyui}}
 
 
 def install_templates(state: Path) -> None:
+    """The shipped templates, and ``sampler_on_cpu``: the sampler template declaring what a node without
+    a GPU can give (the double needs no GPU)."""
     folder = state / "state" / "comfyui" / "workflows"
     folder.mkdir(parents=True, exist_ok=True)
     for template in (REPO / "assets" / "workflows").glob("*.json"):
         shutil.copy(template, folder / template.name)
+    shutil.copy(folder / "vidax_text2img_frames.json", folder / "sampler_on_cpu.json")
+    bindings = json.loads((folder / "vidax_text2img_frames.bindings.json").read_text())
+    bindings["resources"] = {"cpus": 1, "mem_mb": 1000, "gpus": 0, "runtime": 30}
+    (folder / "sampler_on_cpu.bindings.json").write_text(json.dumps(bindings))
 
 
 def test_a_comfyui_job_starts_and_stops_its_own_server_also_when_the_batch_is_stopped(
@@ -111,3 +117,4 @@ def test_a_comfyui_job_starts_and_stops_its_own_server_also_when_the_batch_is_st
     assert (out / "one" / "logs" / "comfyui" / "server.log").exists()
     comfy = [job for job in slurm_jobs(out) if "comfyui_batch" in job.get("Comment", "")]
     assert {job["JobState"] for job in comfy} == {"CANCELLED", "COMPLETED"}, comfy
+    assert {(job["NumCPUs"], job["MinMemoryNode"]) for job in comfy} == {("1", "1000M")}  # the template's

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from va.errors import ExitCode, VaError
-from va.job import Job, audio_seconds, load_job, start_info
+from va.job import Job, load_job
 from va.manifest import EventDigest, build_manifest, current_digest, epoch
 from va.plan import changed_fields, plan_fingerprint, plan_job, previous_plan
 from va.workdir import Workdir
@@ -139,28 +138,6 @@ def _sort_outcomes(batch: Batch, outcomes: Iterable[tuple[str, Job | VaError]]) 
             batch.problems[name] = outcome
         else:
             batch.jobs[name] = outcome
-
-
-def probe_ahead(jobs: Iterable[Job], workers: int = 8) -> None:
-    """Probe (and decode) each distinct input file of ``jobs`` once, in a thread pool, so that planning
-    them one after the other finds every file probed (va.job caches the probes by path, size and mtime):
-    a batch whose jobs have inputs of their own planned one probe after the other. A file that fails is
-    left for the planner, which reports it."""
-    audio: dict[Path, Job] = {}
-    starts: dict[Path, Job] = {}
-    for job in jobs:
-        audio.setdefault(job.audio, job)
-        starts.setdefault(job.start, job)
-
-    def probe(check: Callable[[Job], object], job: Job) -> None:
-        with contextlib.suppress(VaError, OSError):
-            check(job)
-
-    tasks = [(audio_seconds, job) for job in audio.values()] + [(start_info, job) for job in starts.values()]
-    if len(tasks) <= 2:  # one file of each kind: nothing to overlap
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda task: probe(*task), tasks))
 
 
 def read_selection(out: Path) -> set[str] | None:

@@ -34,12 +34,11 @@ from va.comfyui.template_import import (
 from va.comfyui.workflow import load_workflow
 from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
-from va.graph import check_job
 from va.job import job_from_document
 from va.lipsync import sync
 from va.manifest import TERMINAL, build_manifest
 from va.motion import motion_warnings
-from va.plan import plan_job
+from va.plan import Plan, plan_run
 from va.produce import ProduceRequest, build_job, write_produced_job
 from va.progress import RunDisplay, batches_note
 from va.report import make_report
@@ -369,10 +368,9 @@ def cmd_batch(args: argparse.Namespace) -> ExitCode:
 
 def cmd_validate(args: argparse.Namespace) -> ExitCode:
     """Check a job (schema, inputs present and decodable) and print its plan, the one a run makes."""
-    job = prepare_run(args.job)
+    job, plan = prepare_run(args.job)
     for warning in motion_warnings(job):
         print(f"va: warning: {warning}", file=sys.stderr)
-    plan = plan_job(job)
     picture, generation = plan.geometry, plan.comfyui
     print(
         f"ok: {job.path}: {plan.visual_target_duration_seconds:.3f} s, {plan.target_frames} frames "
@@ -429,11 +427,11 @@ def cmd_validate(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _run(job_path: Path, args: argparse.Namespace, workdir: Path) -> ExitCode:
+def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan | None = None) -> ExitCode:
     options = RunOptions(workdir=workdir, resume=args.resume, cores=args.cores, profile=args.profile)
     display = None if args.quiet else RunDisplay(workdir.absolute())
     try:
-        result = run_job(job_path, options, on_event=display)
+        result = run_job(job_path, options, on_event=display, planned=planned)
     finally:
         if display is not None:
             display.close()
@@ -493,10 +491,11 @@ def cmd_produce(args: argparse.Namespace) -> ExitCode:
     )
     document = build_job(request)
     workdir = Workdir((args.workdir or default_workdir()).absolute())
-    check_job(job_from_document(document, workdir.produced_job))
+    # Planned (and so checked) before the job file is written: bad flags leave nothing behind.
+    plan = plan_run(job_from_document(document, workdir.produced_job), workdir)
     ensure_workdir(workdir)
     job_path = write_produced_job(workdir, document, args.resume)
-    return _run(job_path, args, workdir.root)
+    return _run(job_path, args, workdir.root, plan)
 
 
 def resolve_run(ref: str) -> Workdir:

@@ -11,10 +11,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from va.comfyui.workflow import load_workflow
-from va.job import Job, active_provider, check_inputs, check_inputs_exist
-from va.lipsync.providers import get_provider
-from va.plan import Stages, Visual, check_face, plan_generation, plan_stages
+from va.job import Job
+from va.plan import Stages, Visual, plan_stages
 from va.workdir import Workdir
 
 WildcardsFunction = TypeVar("WildcardsFunction", bound=Callable[..., Any])
@@ -67,35 +65,6 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
         "encode": [workdir.final(basename)],
     }[rule]
     return [str(path.relative_to(root)) for path in paths]
-
-
-def check_workflows(job: Job) -> None:
-    """Load every workflow the job names, so a missing template or a broken binding fails validation."""
-    for workflow_id in job.comfyui.workflow_ids:
-        load_workflow(workflow_id)
-
-
-def check_supported(job: Job) -> None:
-    """Check what the job's stages need before anything runs: templates and bindings, the provider."""
-    if job.comfyui.workflow_ids:
-        plan_generation(job, 1.0, 0)  # the generation settings alone can be wrong (e.g. fps)
-        check_workflows(job)
-    provider = active_provider(job)
-    if provider is not None:
-        get_provider(provider)
-
-
-def check_job(job: Job, *, probe: bool = True) -> Job:
-    """Check that this version can run ``job`` and that its inputs exist and (``probe``) decode and, for
-    a lip-sync provider that needs a face, show one, as ``va validate`` does; without ``probe`` only that
-    the input files are there."""
-    check_supported(job)
-    if probe:
-        check_inputs(job)
-        check_face(job)
-    else:
-        check_inputs_exist(job)
-    return job
 
 
 def describe(job: Job, stages: Stages | None = None) -> dict[str, Any]:

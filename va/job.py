@@ -295,9 +295,8 @@ class CheckedAudio:
     decoded_seconds: float
 
 
-# A batch often shares one voice track or one start image, and `va run` checks the inputs before its
-# graph plans them: each file is probed and decoded once (va/memo.py; va/input_checks.py hands the
-# results of `va` to the graph), and checked anew when it changed.
+# A batch often shares one voice track or one start image, and planning checks and then measures each
+# job's inputs: each file is probed and decoded once (va/memo.py), and checked anew when it changed.
 CHECKED_AUDIO: Memo[FileIdentity, CheckedAudio] = Memo()
 CHECKED_VISUAL: Memo[FileIdentity, media.VisualInfo] = Memo()
 

@@ -19,16 +19,17 @@ import secrets
 import sys
 import types
 import typing
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import va
 from va import media
-from va.atomic import write_text_atomic
-from va.comfyui.workflow import Workflow, load_workflow
+from va.atomic import read_json, write_json_atomic, write_text_atomic
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
@@ -46,8 +47,12 @@ from va.lipsync.providers import Provider, get_provider
 from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
-from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new
+from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
 from va.timeline import Segment, captions_mode, cut_batches, load_segments, segment_overrides
+from va.workdir import Workdir
+
+if TYPE_CHECKING:
+    from va.comfyui.workflow import Workflow
 
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
@@ -411,10 +416,18 @@ class Plan:
         return next(chunk for chunk in chunks if chunk.name == name)
 
 
+def _workflow(workflow_id: str) -> Workflow:
+    """A ComfyUI template: loaded only by planning, so that a rule's script, which imports this module for
+    its settings' types, does not load the templates' module (and the pool's file locks) with it."""
+    from va.comfyui.workflow import load_workflow  # noqa: PLC0415 - see the docstring
+
+    return load_workflow(workflow_id)
+
+
 def plan_stages(job: Job, segments: tuple[Segment, ...] | None = None) -> Stages:
     """Which stages a run of ``job`` has (``segments``: the job's timeline, read when not given)."""
     if comfyui_active(job):
-        segmented = load_workflow(job.comfyui.workflow_ids[0]).segments is not None
+        segmented = _workflow(job.comfyui.workflow_ids[0]).segments is not None
         visual = Visual.COMFYUI_SEGMENTS if segmented else Visual.COMFYUI_BATCHES
     elif job.motion.strength > 0:
         visual = Visual.CAMERA_MOVE
@@ -526,7 +539,7 @@ def plan_generation(
     template that generates segments, in which segments (their seams in ``silences``, the pauses of the
     padded voice in seconds, where one is near)."""
     settings = job.comfyui
-    workflow = load_workflow(settings.workflow_ids[0])
+    workflow = _workflow(settings.workflow_ids[0])
     if workflow.segments is not None:
         fps = workflow.segments.fps
         frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
@@ -747,13 +760,6 @@ def plan_face(
     return found
 
 
-def check_face(job: Job) -> None:
-    """The face check of the job's provider on its own: what ``va run`` checks before the graph."""
-    provider_id = active_provider(job)
-    if provider_id is not None:
-        plan_face(job, get_provider(provider_id))
-
-
 @dataclass(frozen=True, slots=True)
 class FaceQuestion:
     """Everything a face search of a start depends on: the file, whether it is a video (then frames
@@ -765,8 +771,7 @@ class FaceQuestion:
     background: str
 
 
-# `va run` checks the face before its graph plans the job: a start is searched once (va/memo.py;
-# va/input_checks.py hands the result of `va` to the graph), and anew when it changed.
+# The jobs of a batch often share a start: it is searched once (va/memo.py), and anew when it changed.
 FACE_SEARCHES: Memo[FaceQuestion, FaceSearch] = Memo(limit=256)
 
 
@@ -904,6 +909,57 @@ def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] 
     )
 
 
+def check_workflows(job: Job) -> None:
+    """Load every workflow the job names, so a missing template or a broken binding fails validation."""
+    for workflow_id in job.comfyui.workflow_ids:
+        _workflow(workflow_id)
+
+
+def check_supported(job: Job) -> None:
+    """Check what the job's stages need before anything runs: templates and bindings, the provider."""
+    if job.comfyui.workflow_ids:
+        plan_generation(job, 1.0, 0)  # the generation settings alone can be wrong (e.g. fps)
+        check_workflows(job)
+    provider = active_provider(job)
+    if provider is not None:
+        get_provider(provider)
+
+
+def plan_run(job: Job, run: Workdir | None = None) -> Plan:
+    """The one planning step of a run, its checks included: what this version needs (templates,
+    provider), the inputs (probed, hashed), a needed face; every problem a ``VaError``. ``va validate``,
+    ``va run``, ``va batch`` and a plain ``snakemake`` call it once a job. ``run``: the job's folder,
+    whose earlier plan keeps its random seed (and face check and chunks), and whose retakes
+    (``va retake``) are planned."""
+    check_supported(job)
+    if run is None:
+        return plan_job(job)
+    return plan_job(job, previous_plan(run.plan), read_retakes(run.retakes))
+
+
+def plan_jobs(
+    jobs: dict[str, Job], run_of: Callable[[str], Workdir], workers: int = 8
+) -> tuple[dict[str, Plan], dict[str, VaError]]:
+    """``plan_run`` of each job of a batch (``run_of``: a job's folder), in a pool of threads, since
+    planning waits for ffprobe and ffmpeg: the plans, and the problem of each job that cannot run."""
+
+    def plan(name: str) -> tuple[str, Plan | VaError]:
+        try:
+            return name, plan_run(jobs[name], run_of(name))
+        except VaError as exc:
+            return name, exc
+
+    plans: dict[str, Plan] = {}
+    problems: dict[str, VaError] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+        for name, outcome in pool.map(plan, sorted(jobs)):
+            if isinstance(outcome, VaError):
+                problems[name] = outcome
+            else:
+                plans[name] = outcome
+    return plans, problems
+
+
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -954,6 +1010,12 @@ def plan_json(plan: Plan) -> str:
     return json.dumps(plan_document(plan), indent=2) + "\n"
 
 
+@functools.cache
+def _type_hints(kind: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass, once a class (each resolution evaluates them anew)."""
+    return typing.get_type_hints(kind)
+
+
 def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
     if value is None:
@@ -961,7 +1023,7 @@ def from_data(hint: Any, value: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(value)
     if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _type_hints(typing.cast(type, hint))
         made = {
             f.name: from_data(hints[f.name], value[f.name])
             for f in dataclasses.fields(hint)
@@ -1036,11 +1098,26 @@ def write_plan(plan: Plan, target: Path) -> None:
     write_text_atomic(target, plan_json(plan))
 
 
+def changes_file(target: Path) -> Path:
+    """Where the fields the last published plan changed are kept, beside the plan."""
+    return target.with_name("plan_changes.json")
+
+
 def publish_plan(plan: Plan, target: Path) -> list[str]:
-    """Write the plan a graph was built with, unless the same plan is there already; returns the fields
-    that changed since the previous plan (none for a first plan)."""
+    """Write the plan of a run before its graph starts, unless the same plan is there already; returns
+    the fields that changed since the previous plan (none for a first plan), and keeps them beside it
+    for the record of the run's start (``published_changes``)."""
     previous = previous_plan(target)
-    if previous == plan:
+    changes = [] if previous == plan else changed_fields(previous, plan)
+    if previous != plan:
+        write_plan(plan, target)
+    write_json_atomic(changes_file(target), {"changed": changes})
+    return changes
+
+
+def published_changes(target: Path) -> list[str]:
+    """The fields the plan published at ``target`` changed (none when nothing says so)."""
+    try:
+        return [str(field) for field in read_json(changes_file(target))["changed"]]
+    except (OSError, ValueError, KeyError, TypeError):
         return []
-    write_plan(plan, target)
-    return changed_fields(previous, plan)

@@ -31,11 +31,10 @@ from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
 from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import follow_events
-from va.graph import check_job
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
-from va.input_checks import record_checks
 from va.job import Job, comfyui_active, load_job
 from va.manifest import build_manifest, current_digest
+from va.plan import Plan, plan_jobs, plan_run, publish_plan
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
@@ -337,12 +336,11 @@ def graph_argv(directory: Path, options: RunOptions, *config: str) -> list[str]:
     return [*argv, "--rerun-incomplete"]
 
 
-def snakemake_argv(job: Job, options: RunOptions, *extra: str) -> list[str]:
-    """The Snakemake command line for ``job`` in ``options.workdir``."""
+def snakemake_argv(job: Job, options: RunOptions) -> list[str]:
+    """The Snakemake command line for ``job`` in ``options.workdir``, whose plan ``va`` wrote there."""
     return [
-        *graph_argv(options.workdir, options, f"job={job.path}"),
+        *graph_argv(options.workdir, options, f"job={job.path}", "planned=True"),
         *comfyui_resources([job], options),
-        *extra,
     ]
 
 
@@ -405,19 +403,28 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
-def prepare_run(job_path: Path) -> Job:
-    """Load and check a job as ``va validate`` does; every problem is a ``VaError``."""
-    return check_job(load_job(job_path))
+def prepare_run(job_path: Path, workdir: Workdir | None = None) -> tuple[Job, Plan]:
+    """Load and plan a job, its checks included, as ``va validate`` does; every problem is a ``VaError``.
+    ``workdir``: where an earlier attempt's plan (and its random seed) is kept."""
+    job = load_job(job_path)
+    return job, plan_run(job, workdir)
 
 
 def run_job(
     job_path: Path,
     options: RunOptions,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    planned: Plan | None = None,
 ) -> RunResult:
-    """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended."""
-    job = prepare_run(job_path)
-    if comfyui_active(job):
+    """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended. The
+    job is planned once, here (``planned``: the caller planned it already), and its plan written before
+    Snakemake starts; the graph loads it."""
+    workdir = Workdir(options.workdir.absolute())
+    if planned is None:
+        job, plan = prepare_run(job_path, workdir)
+    else:
+        job, plan = load_job(job_path), planned
+    if plan.stages.visual.generated:
         pool = job_pool(job, profile_config(resolve_profile(options.profile) if options.profile else None))
         answers = check_pool(pool.servers) if pool.start is None else []
         if answers and not any(health.ok for health in answers):
@@ -431,7 +438,6 @@ def run_job(
                 f"reachable ({problems}); start it, or hold the start frame "
                 "(empty comfyui.workflow_ids, va produce --no-comfyui)",
             )
-    workdir = Workdir(options.workdir.absolute())
     refuse_live_run(workdir, batch_above=True)
     if not options.resume:
         refuse_foreign_places(workdir)
@@ -455,7 +461,7 @@ def run_job(
                 )
             if options.resume:  # a killed Snakemake leaves its lock
                 unlock_abandoned(workdir.root, log)
-            record_checks(workdir.input_checks, [job])  # the graph then probes nothing again
+            publish_plan(plan, workdir.plan)  # the graph loads it, and plans nothing again
             returncode = _drive(snakemake_argv(job, options), log, workdir, on_event, again)
     return _result(workdir, job, returncode, options.profile)
 
@@ -633,7 +639,13 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     """
     folder, out = folder.absolute(), out.absolute()
     refuse_live_run(Workdir(out))
-    batch = load_batch(folder, check=check_job, out=out)
+    batch = load_batch(folder, out=out)  # what each job's folder holds (va.batch.check_made_here)
+    unfinished = {
+        n: job for n, job in batch.jobs.items() if not Workdir(out / n).final(job.basename).exists()
+    }
+    plans, problems = plan_jobs(unfinished, lambda name: Workdir(out / name))
+    batch.problems.update(problems)
+    batch.jobs = {name: job for name, job in batch.jobs.items() if name not in problems}
     names = sorted(set(batch.jobs) | set(batch.problems))
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
@@ -650,13 +662,16 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
             try:
                 settle_cluster_jobs(out, options, log, again)
                 write_text_atomic(out / SELECTION, "".join(f"{name}\n" for name in sorted(batch.jobs)))
-                record_checks(lock_owner.input_checks, batch.jobs.values())
                 # A finished video is never a target again (the graph's final_videos): with every one
                 # there, the graph has nothing to do, and Snakemake's start-up (seconds, more on a loaded
                 # submit host) is saved.
-                if any(not Workdir(out / n).final(job.basename).exists() for n, job in batch.jobs.items()):
-                    # The inputs were probed just now: the graph checks only that they are still there.
-                    argv = graph_argv(out, options, f"batch={folder}", "inputs_checked=True")
+                pending = [
+                    n for n, job in batch.jobs.items() if not Workdir(out / n).final(job.basename).exists()
+                ]
+                if pending:
+                    for name in pending:  # the graph loads them, and plans nothing again
+                        publish_plan(plans[name], Workdir(out / name).plan)
+                    argv = graph_argv(out, options, f"batch={folder}", "planned=True")
                     argv += comfyui_resources(batch.jobs.values(), options)
                     argv += ["--keep-going"] if keep_going else []
                     unlock_abandoned(out, log)

@@ -119,11 +119,6 @@ class Workdir:
         return self.root / "job.json"
 
     @property
-    def input_checks(self) -> Path:
-        """What ``va`` found when it checked the inputs: its graph checks none again (va/input_checks.py)."""
-        return self.root / "logs" / "input_checks.json"
-
-    @property
     def reports(self) -> Path:
         """The reports ``va report`` wrote of this run or batch, by path, each with its file's identity then:
         a file at a report's path that is not one of them (or was changed since) is never overwritten."""

@@ -19,11 +19,23 @@ from tests.comfyui.test_stage import (
     make_stage,  # noqa: F401 - a fixture of these tests too
     video_of,
 )
-from tests.conftest import DOUBLE, Comfy, Media, free_port, wait_until_answering
+from tests.conftest import DOUBLE, VA, Comfy, Media, ffprobe_streams, free_port, wait_until_answering
 from va.cli import render_run
 from va.comfyui import pool as pool_module
 from va.comfyui import stage
-from va.comfyui.pool import PoolServer, PoolSettings, ServerPool, ServerStart, resolve_pool, servers_of
+from va.comfyui.pool import (
+    SERVING,
+    TALKING,
+    JobRequest,
+    PoolServer,
+    PoolSettings,
+    ServerPool,
+    ServerStart,
+    job_request,
+    resolve_pool,
+    servers_of,
+)
+from va.comfyui.workflow import load_workflow
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import load_job
@@ -47,8 +59,8 @@ class DoubleProcess(Comfy):
     """A ComfyUI double of a test's own, on a port of its own: killed and started again on that port
     (a ComfyUI that died and was restarted)."""
 
-    def __init__(self, root: Path, version: str = "0.26.0") -> None:
-        self.root, self.version, self.port = root, version, free_port()
+    def __init__(self, root: Path, version: str = "0.26.0", step_delay: float = 0.005) -> None:
+        self.root, self.version, self.port, self.step_delay = root, version, free_port(), step_delay
         super().__init__(f"http://127.0.0.1:{self.port}")
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -56,7 +68,7 @@ class DoubleProcess(Comfy):
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, str(DOUBLE), "--port", str(self.port), "--root", str(self.root),
-             "--comfyui-version", self.version],
+             "--comfyui-version", self.version, "--step-delay", str(self.step_delay)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_until_answering(f"{self.url}/system_stats", self.process, "a ComfyUI double")
@@ -282,3 +294,60 @@ def test_a_stage_starts_its_own_server_and_leaves_no_process(
     assert served == {started[0]["url"]} and len(made.attempts()) == 2 * len(made.names)
     assert ProcessId.of(started[0]["pid"]) is None
     assert int(video_of(made.assemble())["nb_read_frames"]) == 50
+
+
+def test_a_job_that_starts_its_server_asks_for_what_its_template_declares(workflows: Path) -> None:
+    """The shipped SDXL template declares a GPU; the weight-free one none; a job without a start of its
+    own asks for little."""
+    start = ServerStart(("python", "main.py", "--port", "{port}"))
+    sdxl = load_workflow("vidax_text2img_frames").resources
+    assert job_request(start, sdxl) == JobRequest(cpus=4, mem_mb=16000, gpus=1, runtime=180)
+    held = job_request(start, load_workflow("held_start_batch").resources)
+    assert (held.gpus, held.mem_mb) == (0, 4000)
+    assert job_request(None, sdxl) == TALKING and job_request(start, None) == SERVING
+
+
+@pytest.mark.whole_run
+def test_a_batch_spreads_over_the_pool_and_survives_a_server_killed_mid_batch(
+    files: Media, tmp_path: Path
+) -> None:
+    """``va batch`` of three videos on two doubles (0.4 s prompts): both servers take prompts; the first is
+    killed after its second prompt, and the batch still ends with exit 0 and every final exact."""
+    first, second = (
+        DoubleProcess(tmp_path / "a", step_delay=0.1),
+        DoubleProcess(tmp_path / "b", step_delay=0.1),
+    )
+    folder = files.root / "jobs"
+    folder.mkdir()
+    comfyui = {"workflow_ids": ["vidax_text2img_frames"], "url": [first.url, second.url], "batch_size": 10,
+               "params": {"width": 64, "height": 48, "steps": 4}}  # fmt: skip
+    for name in ("one", "two", "three"):
+        document = json.loads(files.job(comfyui=comfyui).read_text())
+        document["input"] = {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png")}
+        (folder / f"{name}.json").write_text(json.dumps(document))
+    out = files.root / "out"
+    batch = subprocess.Popen([*VA, "batch", str(folder), "--out", str(out), "--cores", "4", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while len(first.stats()["prompts"]) < 2:
+            assert time.monotonic() < deadline and batch.poll() is None, "the first server got no prompts"
+            time.sleep(0.05)
+        first.kill()
+        got, err = batch.communicate(timeout=600)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+        for double in (first, second):
+            if double.process is not None and double.process.poll() is None:
+                double.process.terminate()
+    assert batch.returncode == 0, err[-2000:]
+    assert {row["status"] for row in json.loads(got)["jobs"]} == {"succeeded"}
+    served: dict[str, int] = {}
+    for name in ("one", "two", "three"):
+        assert ffprobe_streams(out / name / "final.mp4")["video"]["nb_read_frames"] == "50"
+        phase = json.loads((out / name / "manifest.json").read_text())["phases"]["comfyui"]
+        for entry in phase["batch_servers"].values():
+            served[entry["url"]] = served.get(entry["url"], 0) + 1
+    assert served.get(first.url, 0) >= 1 and served.get(second.url, 0) >= 1, served
+    assert sum(served.values()) == 15

@@ -27,9 +27,16 @@ from va.comfyui.client import ComfyClient
 from va.comfyui.stage import run_batch
 from va.errors import ExitCode, VaError
 from va.events import read_events
-from va.graph import check_workflows
 from va.job import Job, comfyui_active, load_job
-from va.plan import RETRY_SEED_STRIDE, Batch, load_plan, plan_generation, plan_job, write_plan
+from va.plan import (
+    RETRY_SEED_STRIDE,
+    Batch,
+    check_workflows,
+    load_plan,
+    plan_generation,
+    plan_job,
+    write_plan,
+)
 from va.rule_settings import (
     GenerationSettings,
     assemble_settings,

@@ -64,6 +64,40 @@ class ServerStart:
 
 
 @dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What a ComfyUI job asks a cluster for: CPUs, memory (MB), GPUs, minutes."""
+
+    cpus: int
+    mem_mb: int
+    gpus: int
+    runtime: int
+
+
+#: A ComfyUI job that only talks to servers elsewhere: light, but long.
+TALKING = JobRequest(cpus=1, mem_mb=500, gpus=0, runtime=180)
+#: A ComfyUI job that starts its own server for a template that declares nothing: an SDXL-class model.
+SERVING = JobRequest(cpus=4, mem_mb=16000, gpus=1, runtime=180)
+
+
+def job_request(start: ServerStart | None, declared: JobRequest | None) -> JobRequest:
+    """What the ComfyUI job asks for: with a server of its own, what its template declares (bindings'
+    ``resources``), else ``SERVING``; without, ``TALKING``."""
+    if start is None:
+        return TALKING
+    return declared or SERVING
+
+
+def request_of(declared: dict[str, Any] | None) -> JobRequest | None:
+    """A bindings file's ``resources`` (each missing figure: ``SERVING``'s)."""
+    if declared is None:
+        return None
+    return JobRequest(
+        int(declared.get("cpus", SERVING.cpus)), int(declared.get("mem_mb", SERVING.mem_mb)),
+        int(declared.get("gpus", SERVING.gpus)), int(declared.get("runtime", SERVING.runtime)),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class PoolSettings:
     """The servers of a stage, and the server it starts itself, if any (then the pool is that server)."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from va import schema
+from va.comfyui.pool import JobRequest, request_of
 from va.errors import ExitCode, VaError
 from va.segments import SegmentContract, contract_of, longest_new
 from va.state import state_dir
@@ -102,6 +103,8 @@ class Workflow:
     segments: SegmentContract | None = None
     #: Whether the model moves the lips to the audio itself (no lip-sync stage unless the job names one).
     lipsync_in_model: bool = False
+    #: What a cluster job that starts its own ComfyUI for this template asks for (bindings' ``resources``).
+    resources: JobRequest | None = None
 
     @property
     def binds_start_image(self) -> bool:
@@ -197,8 +200,9 @@ def load_workflow(workflow_id: str) -> Workflow:
             bindings = document["bindings"]
             contract = contract_of(document["segments"]) if "segments" in document else None
             in_model = bool(document["lipsync_in_model"])
+            resources = request_of(document.get("resources"))
         elif workflow_id == DEFAULT_WORKFLOW:
-            bindings, contract, in_model = INLINE_BINDINGS, None, False
+            bindings, contract, in_model, resources = INLINE_BINDINGS, None, False, None
         else:
             raise VaError(
                 ExitCode.VALIDATION_FAILED,
@@ -208,7 +212,7 @@ def load_workflow(workflow_id: str) -> Workflow:
         check_bindings(workflow_id, graph, bindings)
         check_outputs(workflow_id, graph)
         check_segment_bindings(workflow_id, bindings, contract)
-        return Workflow(workflow_id, graph, bindings, str(graph_path), contract, in_model)
+        return Workflow(workflow_id, graph, bindings, str(graph_path), contract, in_model, resources)
     if workflow_id == DEFAULT_WORKFLOW:
         return Workflow(workflow_id, copy.deepcopy(INLINE_GRAPH), INLINE_BINDINGS, "built in")
     places = ", ".join(str(folder) for folder in workflow_dirs())

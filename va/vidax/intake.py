@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from va.comfyui.pool import servers_of
 from va.errors import ExitCode, VaError
-from va.graph import check_job
 from va.job import job_from_document, validate_document
+from va.plan import plan_run
 from va.timeline import inline_timeline
 from va.vidax.errors import ApiError
 
@@ -135,7 +135,7 @@ def accept_job(
         if "timeline_file" in validated:
             validated["timeline_file"] = str(confine(validated["timeline_file"], roots, "timeline_file"))
             validated = inline_timeline(validated, where / "job.json")
-        check_job(job_from_document(validated, where / "job.json"))
+        plan_run(job_from_document(validated, where / "job.json"))  # planning is the check
     except VaError as exc:
         raise ApiError.from_va(exc) from exc
     return validated
