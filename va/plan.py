@@ -511,13 +511,23 @@ def plan_segments(
             )
         head = contract.head_frames
         planned.append(
-            VoiceSegment(index=index, name=name, first=cut.first, frames=cut.frames, head_frames=head,
-                         kept=cut.kept, start_seconds=round(cut.first / fps, 6),
-                         end_seconds=round((cut.first + cut.kept) / fps, 6),
-                         audio_start_seconds=round((cut.first - head) / fps, 6),
-                         audio_seconds=round(cut.frames / fps, 6), seed=own_seed % SEED_LIMIT, cut=cut.cut,
-                         take=0 if retake is None else retake.take, **overrides)
-        )  # fmt: skip
+            VoiceSegment(
+                index=index,
+                name=name,
+                first=cut.first,
+                frames=cut.frames,
+                head_frames=head,
+                kept=cut.kept,
+                start_seconds=round(cut.first / fps, 6),
+                end_seconds=round((cut.first + cut.kept) / fps, 6),
+                audio_start_seconds=round((cut.first - head) / fps, 6),
+                audio_seconds=round(cut.frames / fps, 6),
+                seed=own_seed % SEED_LIMIT,
+                cut=cut.cut,
+                take=0 if retake is None else retake.take,
+                **overrides,
+            )
+        )
     return tuple(planned)
 
 
@@ -545,11 +555,21 @@ def plan_generation(
         frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
         planned = plan_segments(job, workflow, frames, seed, silences=silences or [], retakes=retakes or {})
         return Generation(
-            fps, frames, 0, (), settings.workflow_ids, contract=workflow.segments, segments=planned,
-            chained=workflow.chained, template=template_digest(workflow),
-            lipsync_in_model=workflow.lipsync_in_model, sampling=plan_sampling(job), wait=plan_wait(job),
-            per_retry=job.determinism.seed_policy == "per_retry", seed=seed,
-        )  # fmt: skip
+            fps,
+            frames,
+            0,
+            (),
+            settings.workflow_ids,
+            contract=workflow.segments,
+            segments=planned,
+            chained=workflow.chained,
+            template=template_digest(workflow),
+            lipsync_in_model=workflow.lipsync_in_model,
+            sampling=plan_sampling(job),
+            wait=plan_wait(job),
+            per_retry=job.determinism.seed_policy == "per_retry",
+            seed=seed,
+        )
     gen_fps = settings.params.fps or job.fps
     if gen_fps > job.fps:
         raise VaError(
@@ -564,16 +584,28 @@ def plan_generation(
         pre = job.buffer.pre_seconds
         cuts = cut_batches(frames, size, gen_fps, pre, segments)
         batches = tuple(
-            Batch(index=i, name=batch_name(i), first=first, frames=count, seed=batch_seed(seed, i),
-                  segment=owner, **({} if owner is None else segment_overrides(segments[owner])))
+            Batch(
+                index=i,
+                name=batch_name(i),
+                first=first,
+                frames=count,
+                seed=batch_seed(seed, i),
+                segment=owner,
+                **({} if owner is None else segment_overrides(segments[owner])),
+            )
             for i, (first, count, owner) in enumerate(cuts)
-        )  # fmt: skip
+        )
     else:
         batches = tuple(
-            Batch(index=i, name=batch_name(i), first=i * size, frames=min(size, frames - i * size),
-                  seed=batch_seed(seed, i))
+            Batch(
+                index=i,
+                name=batch_name(i),
+                first=i * size,
+                frames=min(size, frames - i * size),
+                seed=batch_seed(seed, i),
+            )
             for i in range(math.ceil(frames / size))
-        )  # fmt: skip
+        )
     return Generation(
         gen_fps,
         frames,
@@ -696,10 +728,18 @@ def plan_chunks(
         end = seconds if index == len(cuts) - 1 else (cut.first + cut.frames) / fps
         padded = quantum.pad(cut.frames)
         chunks.append(
-            Chunk(index=index, name=batch_name(index), first=cut.first, frames=cut.frames,
-                  start_seconds=round(start, 6), end_seconds=round(end, 6), input_frames=padded,
-                  input_seconds=round(max(end - start, padded / fps), 6), cut=cut.end)
-        )  # fmt: skip
+            Chunk(
+                index=index,
+                name=batch_name(index),
+                first=cut.first,
+                frames=cut.frames,
+                start_seconds=round(start, 6),
+                end_seconds=round(end, 6),
+                input_frames=padded,
+                input_seconds=round(max(end - start, padded / fps), 6),
+                cut=cut.end,
+            )
+        )
     return tuple(chunks)
 
 
@@ -803,8 +843,9 @@ def plan_geometry(job: Job) -> Geometry:
     (the start's for a held still, ComfyUI's planned frame size for a generated picture)."""
     output = job.output
     source = start_info(job)
-    still = media.plan_geometry(source.width, source.height, output.width, output.height, output.fit,
-                                display=source.display_filter)  # fmt: skip
+    still = media.plan_geometry(
+        source.width, source.height, output.width, output.height, output.fit, display=source.display_filter
+    )
     width, height = still.width, still.height
     if comfyui_active(job) and output.width is None:
         width, height = media.even_size(job.comfyui.params.width, job.comfyui.params.height)

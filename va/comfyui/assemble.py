@@ -69,8 +69,15 @@ def assemble_segments(settings: AssembleSettings, clips: list[Path], target: Pat
     first = media.probe_visual(clips[0])
     with media.scratch_beside(target) as scratch:
         media.encode_picture(
-            media.clips_source(clips, scratch), None, target, fps=picture.fps, frames=picture.frames,
-            crf=picture.encoding.crf, preset=picture.encoding.preset, canvas=picture.geometry.canvas,
-            source_size=(first.width, first.height), retime=settings.generated_fps,
+            media.clips_source(clips, scratch),
+            None,
+            target,
+            fps=picture.fps,
+            frames=picture.frames,
+            crf=picture.encoding.crf,
+            preset=picture.encoding.preset,
+            canvas=picture.geometry.canvas,
+            source_size=(first.width, first.height),
+            retime=settings.generated_fps,
             select=kept_frames(settings.segments),
-        )  # fmt: skip
+        )

@@ -80,10 +80,14 @@ def _prepare_inputs(
         media.encode_picture(window, None, video, fps=fps, frames=frames, crf=crf, preset="veryfast")
     shutil.copyfile(still, image)
     media.cut_audio(
-        audio, voice, start_seconds=chunk.start_seconds, seconds=chunk.end_seconds - chunk.start_seconds,
-        length_seconds=chunk.input_seconds, sample_rate=wanted["sample_rate"],
+        audio,
+        voice,
+        start_seconds=chunk.start_seconds,
+        seconds=chunk.end_seconds - chunk.start_seconds,
+        length_seconds=chunk.input_seconds,
+        sample_rate=wanted["sample_rate"],
         channels=wanted["channels"],
-    )  # fmt: skip
+    )
     return {"video": video, "image": image, "audio": voice}
 
 
@@ -252,8 +256,10 @@ def _retry_sync(stage: Lipsync, chunk: Chunk, record: dict[str, Any], attempt: i
         return False
     log.warning(
         "lip-sync chunk %s is %+d frames off the voice; running the provider once more "
-        "(lipsync.sync_check.retry)", chunk.name, record["offset_frames"],
-    )  # fmt: skip
+        "(lipsync.sync_check.retry)",
+        chunk.name,
+        record["offset_frames"],
+    )
     return True
 
 
