@@ -1536,26 +1536,46 @@ def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None
     )
 
 
-def tail_video(clip: Path, target: Path, *, first: int, fps: int) -> None:
-    """The frames of ``clip`` from frame ``first`` (0-based) to its end as a short H.264 video at ``fps``,
-    nearly lossless (the context a model continues from), written under a temporary name."""
+def cut_voice_and_context(
+    audio: Path, voice: Path, *, start_seconds: float, seconds: float, sample_rate: int,
+    clip: Path | None = None, context: Path | None = None, frames: int = 0, fps: int = 25,
+) -> None:  # fmt: skip
+    """A model segment's inputs in one ffmpeg run: ``seconds`` of ``audio`` from ``start_seconds`` (a
+    negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``), and,
+    given a ``clip``, its last ``frames`` frames as a short, nearly lossless H.264 video at ``fps``
+    (``context``: what the model continues from). Both written under temporary names."""
+    lead = round(max(0.0, -start_seconds) * sample_rate)
+    whole = round(seconds * sample_rate)
+    delay = f"adelay=delays={lead}S:all=1," if lead else ""
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, start_seconds):.6f}"]
+    argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", *input_file(audio)]
+    argv += [*input_file(clip)] if clip is not None else []
+    targets = [voice] + ([context] if clip is not None and context is not None else [])
+    with _scratch_for(voice) as scratch:
+        partials = [scratch / target.name for target in targets]
+        argv += ["-map", "0:a:0", "-af", f"aresample={sample_rate},{delay}apad=whole_len={whole},"
+                 f"atrim=end_sample={whole}", "-ar", str(sample_rate), "-ac", "1", "-c:a", "pcm_s16le",
+                 "-f", "wav", str(partials[0])]  # fmt: skip
+        if len(partials) > 1:
+            # The last frames without counting them first: the clip backwards, its first frames, forwards.
+            argv += ["-map", "1:v:0", "-vf", f"reverse,trim=end_frame={frames},reverse,setpts=N/({fps}*TB)",
+                     "-r", str(fps), "-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt",
+                     "yuv420p", *MP4_OUT, str(partials[1])]  # fmt: skip
+        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"cannot cut a segment's voice from {audio}")
+        for partial, target in zip(partials, targets, strict=True):
+            partial.replace(target)
+
+
+def last_frame_image(clip: Path, target: Path) -> None:
+    """The last frame of ``clip`` as a PNG (the clip backwards, its first frame), under a temporary name."""
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
-        argv += ["-vf", f"select=gte(n\\,{first}),setpts=N/({fps}*TB)", "-r", str(fps), "-fps_mode", "cfr"]
-        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt", "yuv420p", *MP4_OUT]
-        _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot cut frames of {clip}")
-        partial.replace(target)
-
-
-def frame_image(clip: Path, target: Path, *, index: int) -> None:
-    """Frame ``index`` (0-based) of ``clip`` as a PNG, written under a temporary name."""
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
-        argv += ["-vf", f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
+        argv += ["-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
         _run(
-            [*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot take frame {index} of {clip}"
+            [*argv, str(partial)],
+            failure=ExitCode.ENCODE_FAILED,
+            what=f"cannot take the last frame of {clip}",
         )
         partial.replace(target)
 
@@ -1573,9 +1593,10 @@ class ClipFigures:
 
 
 def clip_figures(path: Path) -> ClipFigures:
-    """The figures of a clip, both streams decoded (one ffprobe)."""
-    argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-show_entries"]
-    argv += ["stream=codec_type,nb_read_frames,width,height,avg_frame_rate,r_frame_rate,duration"]
+    """The figures of a clip from one ffprobe, its frames counted as packets (no decoding: a video a
+    model saves as H.264 has a packet a frame)."""
+    argv = [executable("ffprobe"), "-v", "error", "-count_packets", "-show_entries"]
+    argv += ["stream=codec_type,nb_read_packets,width,height,avg_frame_rate,r_frame_rate,duration"]
     what = f"not a decodable video: {path}"
     done = _run(
         [*argv, "-print_format", "json", output_file(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what
@@ -1588,7 +1609,7 @@ def clip_figures(path: Path) -> ClipFigures:
         rate = str(video.get("r_frame_rate") or "0/1")
     num, _, den = rate.partition("/")
     return ClipFigures(
-        frames=int(str(video.get("nb_read_frames") or 0)),
+        frames=int(str(video.get("nb_read_packets") or 0)),
         fps=round(float(num) / float(den), 6) if float(den or 0) else 0.0,
         width=int(str(video.get("width") or 0)),
         height=int(str(video.get("height") or 0)),
