@@ -32,12 +32,14 @@ from va.plan import plan_geometry
 PEAK_LIMIT_DB = -1.0
 
 
-def start_job(tmp_path: Path, start: Path) -> jobs.Job:
-    """A job of ``start`` with a voice beside it, loaded as ``va`` loads it."""
+def start_job(tmp_path: Path, start: Path, output: tuple[int, int] | None = None) -> jobs.Job:
+    """A job of ``start`` with a voice beside it (and an ``output`` size), loaded as ``va`` loads it."""
     voice = tmp_path / "voice.wav"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", str(voice)], check=True)
     document = {"schema_version": 1, "input": {"audio": str(voice), "start": str(start)},
                 "lipsync": {"enable": False}}  # fmt: skip
+    if output is not None:
+        document["output"] = {"width": output[0], "height": output[1]}
     path = tmp_path / "job.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     return jobs.load_job(path)
@@ -128,3 +130,22 @@ def _reference(tmp_path: Path) -> Path:
     reference = tmp_path / "reference.png"
     reference_picture().save(reference)
     return reference
+
+
+@pytest.mark.parametrize(("output", "lowres"), [((640, 360), "2"), ((1280, 720), "1"), ((2560, 1440), None)])
+def test_a_large_jpeg_start_is_decoded_scaled_down_to_a_still_in_its_colours(
+    tmp_path: Path, output: tuple[int, int], lowres: str | None
+) -> None:
+    start = tmp_path / "start.jpg"
+    reference_picture((2560, 1440)).save(start, quality=95)
+    job = start_job(tmp_path, start, output)
+    geometry = plan_geometry(job)
+    frame = media.FrameGeometry(geometry.still_width, geometry.still_height, geometry.filter)
+    decode = media._scaled_decode(media.probe_visual(start), frame)
+    assert decode == (["-lowres", lowres] if lowres else [])
+    still = tmp_path / "still.png"
+    media.render_still(start, still, frame, geometry.background)
+    with Image.open(still) as picture:
+        assert picture.size == output
+        errors = colour_errors(picture)
+    assert max(errors) <= COLOUR_TOLERANCE, errors
