@@ -17,9 +17,18 @@ ComfyUI window (first prompt's start to last prompt's end over all servers), the
 how much faster the pool ended than one server. Goal: each server busy at least 90 %, and at least 1.8x
 faster with two servers.
 
+With ``--segments N`` (issue 24, generation by segments): a ``va run`` of a voice cut into N segments of
+the shipped chained template ``colour_segments`` (33 frames, 9 of context and head: 0.96 s of new frames a
+segment), each prompt held 1 s by the double (``--prompt-seconds``), then the batch mode's run above for
+comparison. Printed: va's own time a segment inside its step (its record's ``own_seconds``: making and
+uploading its voice and context, submitting, collecting and checking its clip; ComfyUI's execution not
+counted), and, as for batches, the stage's time a segment beyond ComfyUI's (which also holds the
+Snakemake job each segment is). Goal (issue 24): va's own time a segment at most 0.3 s.
+
 The load average is printed with the figures: on a shared machine another run skews them.
 Run: .venv/bin/python bench/bench_comfyui.py [--prompt-seconds 1] [--batches 18] [--batch-size 16] [--json]
      .venv/bin/python bench/bench_comfyui.py --servers 2 [--videos 8] [--batches 4] [--cores 8]
+     .venv/bin/python bench/bench_comfyui.py --segments 24
 """
 
 from __future__ import annotations
@@ -54,12 +63,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_double(prompt_seconds: float, name: str = "double") -> tuple[subprocess.Popen[bytes], str]:
-    """The double on a free port, each sampler step ``prompt_seconds / STEPS`` long."""
+def start_double(
+    prompt_seconds: float, name: str = "double", *, whole_prompt: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The double on a free port, each sampler step ``prompt_seconds / STEPS`` long (``whole_prompt``: each
+    prompt held ``prompt_seconds`` before its nodes run, for a template without a sampler)."""
     port = free_port()
+    timing = (
+        ["--prompt-seconds", str(prompt_seconds)]
+        if whole_prompt
+        else ["--step-delay", str(prompt_seconds / STEPS)]
+    )
     process = subprocess.Popen(
-        [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(SCRATCH / name),
-         "--step-delay", str(prompt_seconds / STEPS)],
+        [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(SCRATCH / name), *timing],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -111,6 +127,19 @@ def stage_window(events: list[dict[str, Any]]) -> tuple[float, float, int]:
     return max(inputs), max(batches), max(len(batches), len(done))
 
 
+def timed_run(job: Path, workdir: Path, env: dict[str, str], url: str) -> tuple[float, dict[str, Any]]:
+    """``va run`` of ``job`` in ``workdir``: its seconds, and what the double at ``url`` saw."""
+    began = time.monotonic()
+    ran = subprocess.run(
+        [sys.executable, "-m", "va", "run", str(job), "--workdir", str(workdir), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    seconds = time.monotonic() - began
+    if ran.returncode != 0:
+        raise SystemExit(f"va run failed ({ran.returncode}): {ran.stderr.strip()}")
+    return seconds, requests.get(f"{url}/__double__/stats", timeout=5).json()
+
+
 def measure(prompt_seconds: float, batches: int, batch_size: int) -> dict[str, Any]:
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir(parents=True)
@@ -123,15 +152,7 @@ def measure(prompt_seconds: float, batches: int, batch_size: int) -> dict[str, A
     try:
         job = write_job(url, batches, batch_size)
         workdir = SCRATCH / "run"
-        began = time.monotonic()
-        ran = subprocess.run(
-            [sys.executable, "-m", "va", "run", str(job), "--workdir", str(workdir), "--quiet"],
-            env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-        )  # fmt: skip
-        run_seconds = time.monotonic() - began
-        if ran.returncode != 0:
-            raise SystemExit(f"va run failed ({ran.returncode}): {ran.stderr.strip()}")
-        stats = requests.get(f"{url}/__double__/stats", timeout=5).json()
+        run_seconds, stats = timed_run(job, workdir, env, url)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -152,6 +173,84 @@ def measure(prompt_seconds: float, batches: int, batch_size: int) -> dict[str, A
         "uploads": stats["uploads"],
         "load": round(os.getloadavg()[0], 2),
     }
+
+
+def measure_segments(prompt_seconds: float, segments: int) -> dict[str, Any]:
+    """A ``va run`` of ``segments`` segments of ``colour_segments`` on the double: va's own time a segment
+    (the records' ``own_seconds``) and the stage's time a segment beyond ComfyUI's."""
+    root = SCRATCH / "segments"
+    state = root / "state"
+    (state / "comfyui" / "workflows").mkdir(parents=True)
+    env = {**os.environ, "VA_STATE_DIR": str(state)}
+    process, url = start_double(prompt_seconds, "segments/double", whole_prompt=True)
+    try:
+        job = write_job(url, 1, 1, root / "job.json")
+        seconds = segments * 24 / FPS  # 24 new frames a segment (33 with 9 of head)
+        audio = root / "voice.wav"
+        tone = f"sine=frequency=220:duration={seconds}"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", tone, "-ac", "1",
+                        str(audio)], check=True)  # fmt: skip
+        document = json.loads(job.read_text())
+        document["input"]["audio"] = str(audio)
+        document["comfyui"] = {
+            "workflow_ids": ["colour_segments"],
+            "url": url,
+            "params": {"width": 64, "height": 48},
+        }
+        job.write_text(json.dumps(document))
+        workdir = root / "run"
+        run_seconds, stats = timed_run(job, workdir, env, url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    records = [json.loads(p.read_text()) for p in sorted((workdir / "comfyui" / "segments").glob("*.json"))]
+    own = sorted(float(r["own_seconds"]) for r in records)
+    events = [json.loads(line) for line in (workdir / "logs" / "events.jsonl").read_text().splitlines()]
+    finished = [e for e in events if e.get("kind") == "rule_finished"]
+    start = max(
+        seconds_of(e["ts"]) for e in finished if e.get("rule") in ("prepare_audio", "hold_start_frame")
+    )
+    end = max(seconds_of(e["ts"]) for e in finished if e.get("rule") == "comfyui_segment")
+    executing = float(stats["executing_seconds"])
+    return {
+        "prompt_seconds": prompt_seconds,
+        "segments": len(records),
+        "run_seconds": round(run_seconds, 2),
+        "stage_seconds": round(end - start, 2),
+        "comfyui_executing_seconds": round(executing, 2),
+        "va_own_seconds_per_segment": round(sum(own) / len(own), 3),
+        "va_own_seconds_median": round(own[len(own) // 2], 3),
+        "va_own_seconds_max": round(own[-1], 3),
+        "stage_seconds_per_segment_beyond_comfyui": round((end - start - executing) / len(records), 3),
+        "uploads": stats["uploads"],
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def main_segments(args: argparse.Namespace) -> None:
+    """``--segments N``: the segments' run, then the batch mode's, side by side."""
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    SCRATCH.mkdir(parents=True)
+    segments = measure_segments(args.prompt_seconds, args.segments)
+    batches = measure(args.prompt_seconds, args.batches or 18, args.batch_size)
+    figures = {"segments": segments, "batches": batches}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    own = (segments["va_own_seconds_per_segment"], segments["va_own_seconds_median"],
+           segments["va_own_seconds_max"])  # fmt: skip
+    print(
+        f"Segments: {segments['segments']} segments of colour_segments, prompts of "
+        f"{args.prompt_seconds:g} s (load {segments['load']})\n"
+        f"  va's own time a segment {own[0]} s (median {own[1]} s, most {own[2]} s; goal at most 0.3 s)\n"
+        f"  stage {segments['stage_seconds']} s, ComfyUI executing {segments['comfyui_executing_seconds']} "
+        f"s: {segments['stage_seconds_per_segment_beyond_comfyui']} s a segment beyond ComfyUI's (a "
+        f"Snakemake job each); run {segments['run_seconds']} s\n"
+        f"Batches: {batches['batches']} batches of {args.batch_size} frames, prompts of "
+        f"{args.prompt_seconds:g} s (load {batches['load']})\n"
+        f"  va's own time per batch {batches['va_seconds_per_batch']} s (goal under 0.3 s); stage "
+        f"{batches['stage_seconds']} s, ComfyUI's share {batches['comfyui_share']:.0%}"
+    )
 
 
 def measure_pool(
@@ -233,7 +332,11 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=0, help="a pool of this many doubles (va batch)")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--cores", type=int, default=8)
+    parser.add_argument("--segments", type=int, default=0, help="a run of this many segments, then batches")
     args = parser.parse_args()
+    if args.segments:
+        main_segments(args)
+        return
     if args.servers:
         args.batches = args.batches or 4
         main_pool(args)

@@ -22,6 +22,7 @@ but keeps the cache (as a user emptying ComfyUI's output folder); ``POST /__doub
 serves a whole test run, reset before each test).
 
 Run: python tests/comfyui_double.py --port PORT --root DIR [--checkpoints a.safetensors,b.safetensors]
+     [--step-delay SECONDS] [--prompt-seconds SECONDS]
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class Double:
         self.output.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.installed = checkpoints
         self.step_delay = step_delay
+        self.prompt_seconds = 0.0  # how long a prompt runs before its nodes do (--prompt-seconds)
         self.queue: asyncio.Queue[tuple[int, str, dict[str, Any], str]] = asyncio.Queue()
         self.pending: list[tuple[int, str]] = []
         self.running: tuple[int, str] | None = None
@@ -500,6 +502,8 @@ class Double:
             began = time.monotonic()
             self.stats["first_began"] = self.stats["first_began"] or time.time()
             try:
+                # A prompt of a graph without a sampler (a segment template) runs as long as asked too.
+                await asyncio.sleep(self.prompt_seconds)
                 await self.execute(prompt_id, graph, client_id)
             finally:
                 self.running = None
@@ -805,10 +809,14 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--checkpoints", default="sd_xl_base_1.0.safetensors")
     parser.add_argument("--step-delay", type=float, default=0.005)
+    parser.add_argument(
+        "--prompt-seconds", type=float, default=0.0, help="time a prompt runs before its nodes"
+    )
     parser.add_argument("--comfyui-version", default="0.26.0")
     args = parser.parse_args()
     double = Double(args.root, [c for c in args.checkpoints.split(",") if c], args.step_delay)
     double.version = args.comfyui_version
+    double.prompt_seconds = args.prompt_seconds
     app = web.Application(client_max_size=64 << 20, middlewares=[double.refuse])
     app.add_routes([
         web.get("/system_stats", double.system_stats), web.get("/health", double.health),

@@ -116,6 +116,24 @@ def _pillow(format_: str, orientation: int = 1, **options: object) -> Callable[[
     return make
 
 
+def _heic(orientation: int = 1) -> Callable[[Path, Path], None]:
+    """A phone's HEIC photo (HEVC, 4:2:0): pillow-heif writes an EXIF orientation as the file's transforms
+    (``irot``, ``imir``), as iPhones do, and keeps the tag."""
+
+    def make(reference: Path, target: Path) -> None:
+        import pillow_heif  # noqa: PLC0415  (only this kind needs it)
+
+        with Image.open(reference) as opened:
+            picture = opened.convert("RGB")
+        exif = Image.Exif()
+        if orientation != 1:
+            picture = picture.transpose(STORED_TURN[orientation])
+            exif[0x0112] = orientation
+        pillow_heif.from_pillow(picture).save(target, quality=95, exif=exif.tobytes())
+
+    return make
+
+
 def _png16(reference: Path, target: Path) -> None:
     ffmpeg("-i", str(reference), "-pix_fmt", "rgb48be", str(target))
 
@@ -183,6 +201,9 @@ VISUAL_KINDS = (
     VisualKind("png-exif-6", "start.png", _pillow("PNG", 6)),
     VisualKind("webp-exif-8", "start.webp", _pillow("WEBP", 8, lossless=True)),
     VisualKind("tiff-exif-6", "start.tiff", _pillow("TIFF", 6)),
+    VisualKind("heic-iphone", "start.heic", _heic()),
+    VisualKind("heic-exif-6-portrait", "IMG_0001.HEIC", _heic(6)),
+    VisualKind("heif-exif-3", "start.heif", _heic(3)),
     VisualKind("h264-sd-untagged", "start.mp4",
                _video(*X264, size=(640, 360), into="scale=out_color_matrix=bt601,format=yuv420p"),
                display=(640, 360)),

@@ -25,6 +25,7 @@ from tests.corpus import (
 )
 from va import job as jobs
 from va import media
+from va.errors import ExitCode, VaError
 from va.plan import plan_geometry
 
 #: The highest sample peak va's audio may have where the source's did not reach it (dBFS).
@@ -107,3 +108,23 @@ def test_a_portrait_phone_photo_with_a_surround_voice_makes_an_upright_final_on_
     assert peak_db(final) <= PEAK_LIMIT_DB
     loudness, _ = media.measure_loudness(final, media.LoudnessTarget(-16.0, -1.5))
     assert loudness.integrated_lufs == pytest.approx(-16.0, abs=0.5)
+
+
+def test_a_damaged_heic_start_is_refused_as_unsupported_in_one_line(tmp_path: Path) -> None:
+    start = tmp_path / "IMG_0002.HEIC"
+    _heic_kind().make(_reference(tmp_path), start)
+    start.write_bytes(start.read_bytes()[:200])  # the header's boxes, cut before the picture
+    with pytest.raises(VaError) as refused:
+        jobs.check_inputs(start_job(tmp_path, start))
+    assert refused.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert "\n" not in refused.value.message and str(start) in refused.value.message
+
+
+def _heic_kind() -> VisualKind:
+    return next(kind for kind in VISUAL_KINDS if kind.file.lower().endswith(".heic"))
+
+
+def _reference(tmp_path: Path) -> Path:
+    reference = tmp_path / "reference.png"
+    reference_picture().save(reference)
+    return reference

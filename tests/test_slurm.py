@@ -270,18 +270,20 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     stopped = stop_while_waiting(folder, out, state_dir.parent, "one")
     batch = start_batch(folder, out, state_dir.parent)
     try:
-        # On 2 CPUs two videos' jobs (1 CPU each) run while the third waits; all three are submitted
-        # first (the plugin calls sbatch one after the other: the first may start before the last).
-        def submitted_and_running() -> bool:
+        # On 2 CPUs two videos' jobs (1 CPU each) run while the third waits: once all three are submitted
+        # (the plugin calls sbatch one after the other) and one waits, the waiting one is held, so it
+        # still waits when the re-run starts (a job of seconds would otherwise start and end first).
+        def one_running_one_pending() -> list[str]:
             jobs = [job for job in slurm_jobs(out) if job["JobId"] != stopped]
-            return len(jobs) == 3 and any(job["JobState"] == "RUNNING" for job in jobs)
+            states = {job["JobState"] for job in jobs}
+            waiting = [job["JobId"] for job in jobs if job["JobState"] == "PENDING"]
+            return waiting if len(jobs) == 3 and "RUNNING" in states else []
 
-        wait_for("the three jobs submitted, one running", submitted_and_running, 120)
+        waiting = wait_for("the three jobs submitted, one running, one pending", one_running_one_pending, 120)
+        subprocess.run(["scontrol", "hold", *waiting], check=False, capture_output=True)
     finally:
         kill_hard(batch)
-    # A job left pending stays so until the re-run (a second's job would otherwise start and end first).
     pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
-    subprocess.run(["scontrol", "hold", *pending], check=True, capture_output=True)
     assert pending and queued(out), "every job had started before the kill: nothing left pending"
 
     again = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")

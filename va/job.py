@@ -14,7 +14,9 @@ from va import media, schema
 from va.errors import ExitCode, VaError, not_a_file
 from va.memo import FileIdentity, Memo, identity_of
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm"})
 
 

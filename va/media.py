@@ -21,11 +21,15 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
 from va.processes import ProcessId
 from va.textlog import COMMAND
+
+if TYPE_CHECKING:
+    import pillow_heif
 
 log = logging.getLogger(__name__)
 
@@ -399,8 +403,12 @@ def probe_audio(path: Path) -> AudioInfo:
 def image_size(path: Path) -> tuple[int, int] | None:
     """The width and height an image's header declares, read without decoding a pixel (Pillow reads
     headers lazily; ffprobe decodes the first frame, 16 GB for a 9999x9999 PNG); None when the header
-    is not one Pillow knows."""
+    is not one Pillow knows. A HEIF image's is its displayed size, as libheif declares it."""
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only validation needs it; rule scripts start faster without)
+
+    if is_heif(path):
+        width, height = _open_heif(path).size
+        return int(width), int(height)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -441,6 +449,8 @@ def probe_visual(path: Path) -> VisualInfo:
     geometry is resolved here, once: the size as displayed (turned by a video's rotation or an image's
     EXIF orientation, stretched by its pixel aspect), and with the colour tags and the field order, what
     ``VisualInfo.display_filter`` makes of its frames."""
+    if is_heif(path):
+        return _probe_heif(path)
     data = _ffprobe_json(path, "image or video")
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
@@ -466,6 +476,64 @@ def probe_visual(path: Path) -> VisualInfo:
         colour=ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS)),
         interlaced=not still_image and str(stream.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
     )
+
+
+#: The brands of an ISO BMFF ``ftyp`` box that make a file a HEIF image of HEVC pictures (HEIC), as
+#: phones write their photos: ffmpeg 5.1 cannot read them, pillow-heif's libheif does.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+
+
+def is_heif(path: Path) -> bool:
+    """Whether ``path`` is a HEIF image (its ``ftyp`` box names a HEIF brand), whatever its name."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+    except OSError:
+        return False  # ffprobe says why it cannot read it
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def _open_heif(path: Path) -> pillow_heif.HeifFile:
+    """The HEIF file's primary image, its header read (nothing decoded yet); one that libheif cannot read
+    is ``UNSUPPORTED_FORMAT``."""
+    import pillow_heif  # noqa: PLC0415  (only HEIF starts need it)
+
+    try:
+        return pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable HEIF image ({exc}): {path}") from exc
+
+
+def _probe_heif(path: Path) -> VisualInfo:
+    """A HEIF image's display geometry: libheif turns and mirrors the picture by the file's transforms
+    (``irot``, ``imir``: where phones and pillow-heif put the EXIF orientation; the HEIF standard makes
+    them, not the EXIF tag, the picture's orientation) and crops it (``clap``) as it decodes, so the
+    size it declares is the displayed size and the decoded picture is upright."""
+    heif = _open_heif(path)
+    width, height = heif.size
+    return VisualInfo(
+        path=path, codec="hevc", width=width, height=height, pix_fmt="rgba" if heif.has_alpha else "rgb24",
+        has_alpha=heif.has_alpha,
+    )  # fmt: skip
+
+
+@contextmanager
+def ffmpeg_readable(source: Path, scratch: Path) -> Iterator[Path]:
+    """``source`` as a file ffmpeg reads: itself, or for a HEIF image its picture decoded upright by
+    libheif, as a PNG in ``scratch`` for as long as the context lasts."""
+    if not is_heif(source):
+        yield source
+        return
+    decoded = scratch / f"{source.stem}.heif.png"
+    try:
+        with _open_heif(source).to_pillow() as picture:
+            picture.save(decoded, format="PNG", compress_level=1)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable HEIF image ({exc}): {source}") from exc
+    try:
+        yield decoded
+    finally:
+        decoded.unlink(missing_ok=True)
 
 
 #: ffprobe's stream fields of the colour tags, in ``ColourTags``'s order.
@@ -738,9 +806,11 @@ def render_still(
     )
     # The geometry's filter turns the frame upright itself (an image's EXIF orientation too, which
     # ffmpeg 5.1 applies to a JPEG only): ffmpeg's own turning is off.
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate", *input_file(source)]
-    argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
-    _run([*argv, str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot read a frame of {source}")
+    with _scratch_for(target) as scratch, ffmpeg_readable(source, scratch) as readable:
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate", *input_file(readable)]
+        argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
+        what = f"cannot read a frame of {source}"
+        _run([*argv, str(target)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what)
     if not target.exists() or target.stat().st_size == 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"no frame could be decoded from {source}")
 
@@ -1466,26 +1536,46 @@ def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None
     )
 
 
-def tail_video(clip: Path, target: Path, *, first: int, fps: int) -> None:
-    """The frames of ``clip`` from frame ``first`` (0-based) to its end as a short H.264 video at ``fps``,
-    nearly lossless (the context a model continues from), written under a temporary name."""
+def cut_voice_and_context(
+    audio: Path, voice: Path, *, start_seconds: float, seconds: float, sample_rate: int,
+    clip: Path | None = None, context: Path | None = None, frames: int = 0, fps: int = 25,
+) -> None:  # fmt: skip
+    """A model segment's inputs in one ffmpeg run: ``seconds`` of ``audio`` from ``start_seconds`` (a
+    negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``), and,
+    given a ``clip``, its last ``frames`` frames as a short, nearly lossless H.264 video at ``fps``
+    (``context``: what the model continues from). Both written under temporary names."""
+    lead = round(max(0.0, -start_seconds) * sample_rate)
+    whole = round(seconds * sample_rate)
+    delay = f"adelay=delays={lead}S:all=1," if lead else ""
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, start_seconds):.6f}"]
+    argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", *input_file(audio)]
+    argv += [*input_file(clip)] if clip is not None else []
+    targets = [voice] + ([context] if clip is not None and context is not None else [])
+    with _scratch_for(voice) as scratch:
+        partials = [scratch / target.name for target in targets]
+        argv += ["-map", "0:a:0", "-af", f"aresample={sample_rate},{delay}apad=whole_len={whole},"
+                 f"atrim=end_sample={whole}", "-ar", str(sample_rate), "-ac", "1", "-c:a", "pcm_s16le",
+                 "-f", "wav", str(partials[0])]  # fmt: skip
+        if len(partials) > 1:
+            # The last frames without counting them first: the clip backwards, its first frames, forwards.
+            argv += ["-map", "1:v:0", "-vf", f"reverse,trim=end_frame={frames},reverse,setpts=N/({fps}*TB)",
+                     "-r", str(fps), "-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt",
+                     "yuv420p", *MP4_OUT, str(partials[1])]  # fmt: skip
+        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"cannot cut a segment's voice from {audio}")
+        for partial, target in zip(partials, targets, strict=True):
+            partial.replace(target)
+
+
+def last_frame_image(clip: Path, target: Path) -> None:
+    """The last frame of ``clip`` as a PNG (the clip backwards, its first frame), under a temporary name."""
     with _scratch_for(target) as scratch:
         partial = scratch / target.name
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
-        argv += ["-vf", f"select=gte(n\\,{first}),setpts=N/({fps}*TB)", "-r", str(fps), "-fps_mode", "cfr"]
-        argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt", "yuv420p", *MP4_OUT]
-        _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot cut frames of {clip}")
-        partial.replace(target)
-
-
-def frame_image(clip: Path, target: Path, *, index: int) -> None:
-    """Frame ``index`` (0-based) of ``clip`` as a PNG, written under a temporary name."""
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
-        argv += ["-vf", f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
+        argv += ["-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
         _run(
-            [*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"cannot take frame {index} of {clip}"
+            [*argv, str(partial)],
+            failure=ExitCode.ENCODE_FAILED,
+            what=f"cannot take the last frame of {clip}",
         )
         partial.replace(target)
 
@@ -1503,9 +1593,10 @@ class ClipFigures:
 
 
 def clip_figures(path: Path) -> ClipFigures:
-    """The figures of a clip, both streams decoded (one ffprobe)."""
-    argv = [executable("ffprobe"), "-v", "error", "-count_frames", "-show_entries"]
-    argv += ["stream=codec_type,nb_read_frames,width,height,avg_frame_rate,r_frame_rate,duration"]
+    """The figures of a clip from one ffprobe, its frames counted as packets (no decoding: a video a
+    model saves as H.264 has a packet a frame)."""
+    argv = [executable("ffprobe"), "-v", "error", "-count_packets", "-show_entries"]
+    argv += ["stream=codec_type,nb_read_packets,width,height,avg_frame_rate,r_frame_rate,duration"]
     what = f"not a decodable video: {path}"
     done = _run(
         [*argv, "-print_format", "json", output_file(path)], failure=ExitCode.UNSUPPORTED_FORMAT, what=what
@@ -1518,7 +1609,7 @@ def clip_figures(path: Path) -> ClipFigures:
         rate = str(video.get("r_frame_rate") or "0/1")
     num, _, den = rate.partition("/")
     return ClipFigures(
-        frames=int(str(video.get("nb_read_frames") or 0)),
+        frames=int(str(video.get("nb_read_packets") or 0)),
         fps=round(float(num) / float(den), 6) if float(den or 0) else 0.0,
         width=int(str(video.get("width") or 0)),
         height=int(str(video.get("height") or 0)),
@@ -1646,10 +1737,15 @@ def decode_frames(
     select = "+".join(f"eq(n\\,{n})" for n in indices)
     chain = f"select={select},setpts=N/FRAME_RATE/TB,{fit}scale={out_w}:{out_h}:flags=area,format=rgb24"
     turning = ["-noautorotate"] if fitted is not None else []  # the geometry's filter turns it upright
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *turning, *input_file(source), "-map", "0:v:0"]
-    argv += ["-vf", chain, "-frames:v", str(len(indices)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    log.info("%s", shlex.join(argv), extra=COMMAND)
-    done = subprocess.run(argv, capture_output=True, check=False)
+    with (
+        tempfile.TemporaryDirectory(prefix="va-decode-") as scratch,
+        ffmpeg_readable(source, Path(scratch)) as readable,
+    ):
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *turning, *input_file(readable)]
+        argv += ["-map", "0:v:0", "-vf", chain, "-frames:v", str(len(indices))]
+        argv += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        log.info("%s", shlex.join(argv), extra=COMMAND)
+        done = subprocess.run(argv, capture_output=True, check=False)
     if done.returncode != 0:
         message = _last_line(done.stderr.decode("utf-8", errors="replace"))
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"cannot decode frames of {source}: {message}")

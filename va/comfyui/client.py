@@ -243,17 +243,19 @@ class ComfyClient:
         except ComfyTransient as exc:
             log.warning("cancelling prompt %s failed: %s", prompt_id, exc)
 
-    def upload_image(self, path: Path) -> str:
+    def upload_image(self, path: Path, *, ask_first: bool = True) -> str:
         """Put ``path`` in the server's input folder; returns the name to bind in a graph.
 
         ComfyUI keeps uploads by file name (``overwrite`` replaces one of the same name), and the
         input folder is shared by every client of the server. The name is derived from the content,
         ``va-<sha256[:16]>.png``, so two runs never replace each other's picture, and an image the
-        server already holds (``HEAD /view``) is not sent again. Any file goes this way (``LoadAudio``
-        and ``LoadVideo`` read the same folder): a voice is ``va-<digest>.wav``, a video ``.mp4``.
+        server already holds (``HEAD /view``) is not sent again; without ``ask_first`` (a file made for
+        this prompt, which the server cannot have yet) it is sent at once. Any file goes this way
+        (``LoadAudio`` and ``LoadVideo`` read the same folder): a voice is ``va-<digest>.wav``, a video
+        ``.mp4``.
         """
         name = input_name(path)
-        if name in self._inputs or self._has_input(name):
+        if name in self._inputs or (ask_first and self._has_input(name)):
             self._inputs.add(name)
             return name
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"

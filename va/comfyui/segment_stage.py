@@ -80,28 +80,24 @@ def segment_inputs(
     folder = files.inputs
     folder.mkdir(parents=True, exist_ok=True)
     made = {"audio": folder / "voice.wav"}
-    media.cut_audio(
-        files.audio, made["audio"], start_seconds=segment.audio_start_seconds, seconds=segment.audio_seconds,
-        length_seconds=segment.audio_seconds, sample_rate=contract.sample_rate, channels=1,
-    )  # fmt: skip
-    previous = files.previous
-    if "previous_frames" in workflow.bindings:
+    previous, chained = files.previous, "previous_frames" in workflow.bindings
+    if chained:
         made["previous_frames"] = folder / "context.mp4"
-        count = contract.context_frames
-        if previous is None:
-            media.encode_held_still(files.still, None, made["previous_frames"], fps=contract.fps,
-                                    frames=count, crf=4, preset="veryfast")  # fmt: skip
-        else:
-            frames = media.clip_figures(previous).frames
-            media.tail_video(
-                previous, made["previous_frames"], first=max(0, frames - count), fps=contract.fps
-            )
+    # One ffmpeg for the voice and, from the previous clip, the context (a segment's own time counts).
+    media.cut_voice_and_context(
+        files.audio, made["audio"], start_seconds=segment.audio_start_seconds, seconds=segment.audio_seconds,
+        sample_rate=contract.sample_rate, clip=previous if chained else None,
+        context=made.get("previous_frames"), frames=contract.context_frames, fps=contract.fps,
+    )  # fmt: skip
+    if chained and previous is None:  # the first segment: the start frame held that long
+        media.encode_held_still(files.still, None, made["previous_frames"], fps=contract.fps,
+                                frames=contract.context_frames, crf=4, preset="veryfast")  # fmt: skip
     if "last_frame" in workflow.bindings:
         made["last_frame"] = folder / "last.png"
         if previous is None:
             made["last_frame"] = files.still
         else:
-            media.frame_image(previous, made["last_frame"], index=media.clip_figures(previous).frames - 1)
+            media.last_frame_image(previous, made["last_frame"])
     return made
 
 
@@ -180,7 +176,10 @@ class SegmentRun(PromptUnit):
             try:
                 version = server.ask_version()
                 prefix = filename_prefix(self.token, self.workflow, f"s{name}t{segment.take}", attempt, fresh)
-                names = {param: client.upload_image(path.absolute()) for param, path in self.uploads.items()}
+                # The voice and context were made for this segment: sent without asking whether the
+                # server holds them (the still, shared by every segment, is asked about first).
+                names = {param: client.upload_image(path.absolute(), ask_first=param == "start_image")
+                         for param, path in self.uploads.items()}  # fmt: skip
                 graph = render(self.workflow, self.values(seed, prefix, names))
                 graph_file = self.graphs / graph_name(f"segment-{name}", attempt, fresh)
                 prompt_id = submit_graph(client, graph, graph_file, report=report, what=f"segment {name}",
