@@ -1052,32 +1052,43 @@ def plan_json(plan: Plan) -> str:
 
 
 @functools.cache
-def _type_hints(kind: type) -> dict[str, Any]:
-    """The resolved annotations of a dataclass, once a class (each resolution evaluates them anew)."""
-    return typing.get_type_hints(kind)
+def _fields_of(kind: type) -> tuple[tuple[str, Any], ...]:
+    """Each field of a dataclass and its resolved type, once a class (resolving evaluates them anew)."""
+    hints = typing.get_type_hints(kind)
+    return tuple((field.name, hints[field.name]) for field in dataclasses.fields(kind))
+
+
+@functools.cache
+def _shape(hint: Any) -> tuple[str, Any]:
+    """What ``from_data`` makes of a value of type ``hint``, once a type: ``(kind, the type inside)``."""
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return "enum", hint
+    if dataclasses.is_dataclass(hint):
+        return "dataclass", hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _shape(next(arg for arg in args if arg is not type(None)))
+    if origin is tuple:
+        return "tuple", args[0]
+    if origin is dict:
+        return "dict", args[1]
+    return "value", hint
 
 
 def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
     if value is None:
         return None
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint(value)
-    if dataclasses.is_dataclass(hint):
-        hints = _type_hints(typing.cast(type, hint))
-        made = {
-            f.name: from_data(hints[f.name], value[f.name])
-            for f in dataclasses.fields(hint)
-            if f.name in value
-        }
-        return typing.cast(Any, hint)(**made)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return from_data(next(arg for arg in args if arg is not type(None)), value)
-    if origin is tuple:
-        return tuple(from_data(args[0], item) for item in value)
-    if origin is dict:
-        return {key: from_data(args[1], item) for key, item in value.items()}
+    kind, inner = _shape(hint)
+    if kind == "dataclass":
+        made = {name: from_data(typed, value[name]) for name, typed in _fields_of(inner) if name in value}
+        return inner(**made)
+    if kind == "tuple":
+        return tuple(from_data(inner, item) for item in value)
+    if kind == "dict":
+        return {key: from_data(inner, item) for key, item in value.items()}
+    if kind == "enum":
+        return inner(value)
     return value
 
 
