@@ -270,17 +270,24 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
     stopped = stop_while_waiting(folder, out, state_dir.parent, "one")
     batch = start_batch(folder, out, state_dir.parent)
     try:
-        # On 2 CPUs two videos' jobs (1 CPU each) run while the third waits: once all three are submitted
-        # (the plugin calls sbatch one after the other) and one waits, the waiting one is held, so it
-        # still waits when the re-run starts (a job of seconds would otherwise start and end first).
-        def one_running_one_pending() -> list[str]:
-            jobs = [job for job in slurm_jobs(out) if job["JobId"] != stopped]
-            states = {job["JobState"] for job in jobs}
-            waiting = [job["JobId"] for job in jobs if job["JobState"] == "PENDING"]
-            return waiting if len(jobs) == 3 and "RUNNING" in states else []
+        # On 2 CPUs two videos' jobs (1 CPU each) run while the third waits. A job seen waiting while
+        # another runs is held at once, in the same look at the queue, so it still waits when the re-run
+        # starts (a job of seconds would otherwise start and end first; holding it only once all three
+        # were submitted lost that race on a loaded machine). The kill comes once all three are submitted.
+        held: set[str] = set()
 
-        waiting = wait_for("the three jobs submitted, one running, one pending", one_running_one_pending, 120)
-        subprocess.run(["scontrol", "hold", *waiting], check=False, capture_output=True)
+        def all_submitted_one_held() -> bool:
+            jobs = [job for job in slurm_jobs(out) if job["JobId"] != stopped]
+            if any(job["JobState"] == "RUNNING" for job in jobs):
+                for job in jobs:
+                    if job["JobState"] == "PENDING" and job["JobId"] not in held:
+                        hold = ["scontrol", "hold", job["JobId"]]
+                        # it may have started meanwhile: then it is not held
+                        if subprocess.run(hold, capture_output=True, check=False).returncode == 0:
+                            held.add(job["JobId"])
+            return len(jobs) == 3 and bool(held)
+
+        wait_for("the three jobs submitted, one running, one held", all_submitted_one_held, 120)
     finally:
         kill_hard(batch)
     pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
