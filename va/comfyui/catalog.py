@@ -105,13 +105,7 @@ class NodeClass:
     def all_inputs(self) -> Iterator[InputSpec]:
         """Every input, with those every option of a dynamic combo can bring and those an autogrow input
         grows (``values.a`` of ComfyMathExpression, in the API graph as the server takes them)."""
-        for spec in self.inputs:
-            yield spec
-            if spec.type == DYNAMIC_COMBO:
-                for extra in spec.dynamic_options().values():
-                    yield from _nested(extra)
-            if spec.type == AUTOGROW:
-                yield from _grown(spec)
+        yield from _nested(self.inputs)
 
     @property
     def has_upload(self) -> bool:
@@ -133,6 +127,7 @@ def _grown(spec: InputSpec) -> Iterator[InputSpec]:
 
 
 def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:
+    """Each input, then the inputs its dynamic combo options bring and those it grows, depth first."""
     for spec in specs:
         yield spec
         if spec.type == DYNAMIC_COMBO:
