@@ -293,17 +293,19 @@ def measure_graph(sizes: list[int], repeat: int, checks: bool) -> list[dict[str,
             runs.append(dry_run(folder, out))
             alone.append(snakemake_alone(size))
         times = [wall for wall, _ in runs]
-        rows.append({
-            "jobs": size,
-            "dry_run_seconds": round(statistics.median(times), 2),
-            "dry_run_cpu_seconds": round(statistics.median(cpu for _, cpu in runs), 2),
-            "dry_run_all_seconds": [round(t, 2) for t in times],
-            "va_batch_checks_seconds": checked,
-            "snakemake_alone_seconds": round(statistics.median(alone), 2),
-            "python_reference_seconds": round(min(python_reference() for _ in range(3)), 2),
-            "load_before": began_load,
-            "load_after": load(),
-        })  # fmt: skip
+        rows.append(
+            {
+                "jobs": size,
+                "dry_run_seconds": round(statistics.median(times), 2),
+                "dry_run_cpu_seconds": round(statistics.median(cpu for _, cpu in runs), 2),
+                "dry_run_all_seconds": [round(t, 2) for t in times],
+                "va_batch_checks_seconds": checked,
+                "snakemake_alone_seconds": round(statistics.median(alone), 2),
+                "python_reference_seconds": round(min(python_reference() for _ in range(3)), 2),
+                "load_before": began_load,
+                "load_after": load(),
+            }
+        )
     return rows
 
 
@@ -388,15 +390,17 @@ def measure_scale(sizes: list[int], sequential: int) -> dict[str, Any]:
         argv = [sys.executable, "-m", "va", "batch", str(folder), "--out", str(out), "--cores", "2", "--json"]
         wall, cpu, done = timed(argv, f"va batch of {size} jobs")
         rows = json.loads(done.stdout)["jobs"]
-        batches.append({
-            "jobs": size,
-            "wall_seconds": round(wall, 2),
-            "wall_per_job": round(wall / size, 3),
-            "cpu_per_job": round(cpu / size, 3),
-            "work_per_job": round(sum(row["work_seconds"] or 0 for row in rows) / size, 3),
-            "load_before": began_load,
-            "load_after": load(),
-        })  # fmt: skip
+        batches.append(
+            {
+                "jobs": size,
+                "wall_seconds": round(wall, 2),
+                "wall_per_job": round(wall / size, 3),
+                "cpu_per_job": round(cpu / size, 3),
+                "work_per_job": round(sum(row["work_seconds"] or 0 for row in rows) / size, 3),
+                "load_before": began_load,
+                "load_after": load(),
+            }
+        )
     job = write_jobs(SCRATCH / "scale-one", ["one"], audio, [still]) / "one.json"
     runs = SCRATCH / "scale-runs"
     shutil.rmtree(runs, ignore_errors=True)

@@ -76,8 +76,9 @@ def start_double(
     )
     process = subprocess.Popen(
         [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(SCRATCH / name), *timing],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -103,10 +104,14 @@ def write_job(url: str | list[str], batches: int, batch_size: int, path: Path | 
         "schema_version": 1,
         "input": {"audio": str(audio), "start": str(start)},
         "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1},
-        "comfyui": {"workflow_ids": ["vidax_text2img_frames"], "url": url, "batch_size": batch_size,
-                    "params": {"width": 128, "height": 72, "steps": STEPS}},
+        "comfyui": {
+            "workflow_ids": ["vidax_text2img_frames"],
+            "url": url,
+            "batch_size": batch_size,
+            "params": {"width": 128, "height": 72, "steps": STEPS},
+        },
         "lipsync": {"enable": False},
-    }  # fmt: skip
+    }
     path = path or SCRATCH / "job.json"
     path.write_text(json.dumps(job), encoding="utf-8")
     return path
@@ -132,8 +137,12 @@ def timed_run(job: Path, workdir: Path, env: dict[str, str], url: str) -> tuple[
     began = time.monotonic()
     ran = subprocess.run(
         [sys.executable, "-m", "va", "run", str(job), "--workdir", str(workdir), "--quiet"],
-        env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
     seconds = time.monotonic() - began
     if ran.returncode != 0:
         raise SystemExit(f"va run failed ({ran.returncode}): {ran.stderr.strip()}")
@@ -188,8 +197,10 @@ def measure_segments(prompt_seconds: float, segments: int) -> dict[str, Any]:
         seconds = segments * 24 / FPS  # 24 new frames a segment (33 with 9 of head)
         audio = root / "voice.wav"
         tone = f"sine=frequency=220:duration={seconds}"
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", tone, "-ac", "1",
-                        str(audio)], check=True)  # fmt: skip
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", tone, "-ac", "1", str(audio)],
+            check=True,
+        )
         document = json.loads(job.read_text())
         document["input"]["audio"] = str(audio)
         document["comfyui"] = {
@@ -237,8 +248,11 @@ def main_segments(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    own = (segments["va_own_seconds_per_segment"], segments["va_own_seconds_median"],
-           segments["va_own_seconds_max"])  # fmt: skip
+    own = (
+        segments["va_own_seconds_per_segment"],
+        segments["va_own_seconds_median"],
+        segments["va_own_seconds_max"],
+    )
     print(
         f"Segments: {segments['segments']} segments of colour_segments, prompts of "
         f"{args.prompt_seconds:g} s (load {segments['load']})\n"
@@ -272,10 +286,23 @@ def measure_pool(
             write_job([url for _, url in doubles], batches, 16, jobs / f"video{video}.json")
         began = time.monotonic()
         ran = subprocess.run(
-            [sys.executable, "-m", "va", "batch", str(jobs), "--out", str(root / "out"),
-             "--cores", str(cores)],
-            env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "va",
+                "batch",
+                str(jobs),
+                "--out",
+                str(root / "out"),
+                "--cores",
+                str(cores),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
         wall = time.monotonic() - began
         if ran.returncode != 0:
             raise SystemExit(f"va batch failed ({ran.returncode}): {ran.stderr.strip()}")
@@ -285,14 +312,23 @@ def measure_pool(
             process.terminate()
             process.wait(timeout=10)
     busy = [
-        {"prompts": len(s["prompts"]), "executing_seconds": round(s["executing_seconds"], 2),
-         "window_seconds": round(s["last_ended"] - s["first_began"], 2),
-         "busy_share": round(s["executing_seconds"] / (s["last_ended"] - s["first_began"]), 3)}
+        {
+            "prompts": len(s["prompts"]),
+            "executing_seconds": round(s["executing_seconds"], 2),
+            "window_seconds": round(s["last_ended"] - s["first_began"], 2),
+            "busy_share": round(s["executing_seconds"] / (s["last_ended"] - s["first_began"]), 3),
+        }
         for s in stats
-    ]  # fmt: skip
+    ]
     window = max(s["last_ended"] for s in stats) - min(s["first_began"] for s in stats)
-    return {"servers": servers, "videos": videos, "batches_each": batches, "per_server": busy,
-            "comfyui_window_seconds": round(window, 2), "batch_wall_seconds": round(wall, 2)}  # fmt: skip
+    return {
+        "servers": servers,
+        "videos": videos,
+        "batches_each": batches,
+        "per_server": busy,
+        "comfyui_window_seconds": round(window, 2),
+        "batch_wall_seconds": round(wall, 2),
+    }
 
 
 def main_pool(args: argparse.Namespace) -> None:
@@ -303,24 +339,36 @@ def main_pool(args: argparse.Namespace) -> None:
     pool = measure_pool(args.servers, args.prompt_seconds, args.videos, args.batches, args.cores)
     single = measure_pool(1, args.prompt_seconds, args.videos, args.batches, args.cores)
     window = single["comfyui_window_seconds"] / pool["comfyui_window_seconds"]
-    figures = {"pool": pool, "one_server": single, "speedup_comfyui_window": round(window, 2),
-               "speedup_batch_wall": round(single["batch_wall_seconds"] / pool["batch_wall_seconds"], 2),
-               "load": [load_before, round(os.getloadavg()[0], 2)]}  # fmt: skip
+    figures = {
+        "pool": pool,
+        "one_server": single,
+        "speedup_comfyui_window": round(window, 2),
+        "speedup_batch_wall": round(single["batch_wall_seconds"] / pool["batch_wall_seconds"], 2),
+        "load": [load_before, round(os.getloadavg()[0], 2)],
+    }
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"{args.videos} videos x {args.batches} batches of 16 frames, prompts of "
-          f"{args.prompt_seconds:g} s, --cores {args.cores} "
-          f"(load {figures['load'][0]} -> {figures['load'][1]})")  # fmt: skip
+    print(
+        f"{args.videos} videos x {args.batches} batches of 16 frames, prompts of "
+        f"{args.prompt_seconds:g} s, --cores {args.cores} "
+        f"(load {figures['load'][0]} -> {figures['load'][1]})"
+    )
     for run in (pool, single):
-        print(f"  {run['servers']} server(s): ComfyUI window {run['comfyui_window_seconds']} s, "
-              f"batch {run['batch_wall_seconds']} s")  # fmt: skip
+        print(
+            f"  {run['servers']} server(s): ComfyUI window {run['comfyui_window_seconds']} s, "
+            f"batch {run['batch_wall_seconds']} s"
+        )
         for n, server in enumerate(run["per_server"]):
-            print(f"    server {n}: {server['prompts']} prompts, executing "
-                  f"{server['executing_seconds']} s of {server['window_seconds']} s: "
-                  f"busy {server['busy_share']:.1%} (goal 90 %)")  # fmt: skip
-    print(f"  {args.servers} servers end {figures['speedup_comfyui_window']}x faster than one "
-          f"(ComfyUI window; goal 1.8x), the whole batch {figures['speedup_batch_wall']}x")  # fmt: skip
+            print(
+                f"    server {n}: {server['prompts']} prompts, executing "
+                f"{server['executing_seconds']} s of {server['window_seconds']} s: "
+                f"busy {server['busy_share']:.1%} (goal 90 %)"
+            )
+    print(
+        f"  {args.servers} servers end {figures['speedup_comfyui_window']}x faster than one "
+        f"(ComfyUI window; goal 1.8x), the whole batch {figures['speedup_batch_wall']}x"
+    )
 
 
 def main() -> None:

@@ -62,12 +62,16 @@ def write_job(folder: Path, minutes: float, chunk_seconds: float) -> tuple[Path,
     providers = folder / "providers.json"
     providers.write_text(json.dumps({"schema_version": 1, "providers": {"passthrough": provider}}))
     job = folder / "job.json"
-    job.write_text(json.dumps({
-        "schema_version": 1,
-        "input": {"audio": str(voice), "start": str(start)},
-        "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1},
-        "lipsync": {"enable": True, "provider": "passthrough"},
-    }))  # fmt: skip
+    job.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "input": {"audio": str(voice), "start": str(start)},
+                "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1},
+                "lipsync": {"enable": True, "provider": "passthrough"},
+            }
+        )
+    )
     env = {"VIDAX_LIPSYNC_CONFIG": str(providers), "VA_STATE_DIR": str(folder / "state")}
     return job, env
 
@@ -110,8 +114,11 @@ def measure(minutes: float, chunk_seconds: float) -> dict[str, Any]:
     began = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "va", "run", str(job), "--workdir", str(workdir), "--quiet"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def sample() -> None:
         while process.poll() is None:

@@ -43,10 +43,28 @@ def start_run(workdir: Workdir) -> None:
         {"index": i, "name": f"{i:04d}", "first": 16 * i, "frames": 16, "seed": i} for i in range(BATCHES)
     ]
     write_json_atomic(workdir.plan, {"comfyui": {"fps": 25, "frames": 16 * BATCHES, "batches": batches}})
-    record(workdir, "run", "info", "started", kind="run_started", run_id="run-bench", pid=os.getpid(),
-           host=None, job="job.json", graph=GRAPH)  # fmt: skip
-    record(workdir, "comfyui", "info", "batch 0000 started", kind="rule_started", rule="comfyui_batch",
-           phase="comfyui", target="0000")  # fmt: skip
+    record(
+        workdir,
+        "run",
+        "info",
+        "started",
+        kind="run_started",
+        run_id="run-bench",
+        pid=os.getpid(),
+        host=None,
+        job="job.json",
+        graph=GRAPH,
+    )
+    record(
+        workdir,
+        "comfyui",
+        "info",
+        "batch 0000 started",
+        kind="rule_started",
+        rule="comfyui_batch",
+        phase="comfyui",
+        target="0000",
+    )
 
 
 def main() -> None:
@@ -61,9 +79,19 @@ def main() -> None:
         seconds = []
         for step in range(args.events):
             began = time.perf_counter()
-            record(workdir, "comfyui", "info", f"batch 0000: step {step}", kind="progress",
-                   rule="comfyui_batch", phase="comfyui", target="0000", batch="0000", value=step,
-                   max=args.events)  # fmt: skip
+            record(
+                workdir,
+                "comfyui",
+                "info",
+                f"batch 0000: step {step}",
+                kind="progress",
+                rule="comfyui_batch",
+                phase="comfyui",
+                target="0000",
+                batch="0000",
+                value=step,
+                max=args.events,
+            )
             seconds.append(time.perf_counter() - began)
         block = min(1000, args.events)
         first, last = statistics.mean(seconds[:block]) * 1e3, statistics.mean(seconds[-block:]) * 1e3

@@ -47,11 +47,17 @@ def make_media() -> tuple[Path, Path]:
 
 def run_va(voice: Path, still: Path, target_frames: int, index: int) -> Path:
     job = SCRATCH / "job.json"
-    job.write_text(json.dumps({
-        "schema_version": 1, "input": {"audio": str(voice), "start": str(still)},
-        "motion": {"strength": 1.0, "camera": "push_in"},
-        "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1}, "lipsync": {"enable": False},
-    }))  # fmt: skip
+    job.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "input": {"audio": str(voice), "start": str(still)},
+                "motion": {"strength": 1.0, "camera": "push_in"},
+                "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1},
+                "lipsync": {"enable": False},
+            }
+        )
+    )
     workdir = SCRATCH / f"va-{index}"
     shutil.rmtree(workdir, ignore_errors=True)
     subprocess.run([*VA, "run", str(job), "--workdir", str(workdir), "-q"], check=True, capture_output=True)
@@ -72,9 +78,22 @@ def run_perspective(voice: Path, still: Path, target_frames: int, index: int) ->
     move = ":".join(f"{name}='{value}'" for name, value in zip(names, corners, strict=True))
     graph = f"format=yuv420p,perspective={move}:interpolation=linear:eval=frame"
     ffmpeg(
-        "-loop", "1", "-framerate", str(FPS), "-i", str(still), "-i", str(voice), "-vf", graph,
-        "-frames:v", str(target_frames), *X264, *AAC, str(target),
-    )  # fmt: skip
+        "-loop",
+        "1",
+        "-framerate",
+        str(FPS),
+        "-i",
+        str(still),
+        "-i",
+        str(voice),
+        "-vf",
+        graph,
+        "-frames:v",
+        str(target_frames),
+        *X264,
+        *AAC,
+        str(target),
+    )
     return target
 
 
@@ -84,9 +103,18 @@ def run_zoompan(voice: Path, still: Path, target_frames: int, index: int) -> Pat
     zoom = f"1+0.25*{p}*{p}*(3-2*{p})"
     graph = f"zoompan=z='{zoom}':x='iw/2-iw/zoom/2':y='ih/2-ih/zoom/2':d={target_frames}:s={SIZE}:fps={FPS}"
     ffmpeg(
-        "-i", str(still), "-i", str(voice), "-vf", graph, "-frames:v", str(target_frames),
-        *X264, *AAC, str(target),
-    )  # fmt: skip
+        "-i",
+        str(still),
+        "-i",
+        str(voice),
+        "-vf",
+        graph,
+        "-frames:v",
+        str(target_frames),
+        *X264,
+        *AAC,
+        str(target),
+    )
     return target
 
 

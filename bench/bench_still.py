@@ -68,26 +68,47 @@ def make_media() -> tuple[Path, Path, str]:
 def duration(path: Path) -> float:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return float(out)
 
 
 def frames(path: Path) -> int:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
-         "stream=nb_read_packets", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(out.strip())
 
 
 def run_va(voice: Path, still: Path, target_frames: int, index: int) -> Path:
     job = SCRATCH / "job.json"
-    job.write_text(json.dumps({
-        "schema_version": 1, "input": {"audio": str(voice), "start": str(still)},
-        "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1}, "lipsync": {"enable": False},
-    }))  # fmt: skip
+    job.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "input": {"audio": str(voice), "start": str(still)},
+                "determinism": {"fps": FPS, "seed_policy": "fixed", "seed": 1},
+                "lipsync": {"enable": False},
+            }
+        )
+    )
     workdir = SCRATCH / f"va-{index}"
     shutil.rmtree(workdir, ignore_errors=True)
     subprocess.run([*VA, "run", str(job), "--workdir", str(workdir), "-q"], check=True, capture_output=True)
@@ -100,11 +121,36 @@ def run_ffmpeg(voice: Path, still: Path, target_frames: int, index: int) -> Path
     # with the same fast AAC coder va uses.
     target = SCRATCH / f"ffmpeg-{index}.mp4"
     ffmpeg(
-        "-loop", "1", "-framerate", str(FPS), "-i", str(still), "-i", str(voice),
-        "-frames:v", str(target_frames), "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage",
-        "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k",
-        "-movflags", "+faststart", str(target),
-    )  # fmt: skip
+        "-loop",
+        "1",
+        "-framerate",
+        str(FPS),
+        "-i",
+        str(still),
+        "-i",
+        str(voice),
+        "-frames:v",
+        str(target_frames),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "stillimage",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-aac_coder",
+        "fast",
+        "-b:a",
+        "192k",
+        "-movflags",
+        "+faststart",
+        str(target),
+    )
     return target
 
 
@@ -115,9 +161,14 @@ def run_moviepy(voice: Path, still: Path, target_frames: int, index: int) -> Pat
     audio = AudioFileClip(str(voice))
     clip = ImageClip(str(still)).with_duration(target_frames / FPS).with_audio(audio)
     clip.write_videofile(
-        str(target), fps=FPS, codec="libx264", audio_codec="aac", preset="veryfast", logger=None,
+        str(target),
+        fps=FPS,
+        codec="libx264",
+        audio_codec="aac",
+        preset="veryfast",
+        logger=None,
         ffmpeg_params=["-tune", "stillimage", "-crf", "18", "-pix_fmt", "yuv420p"],
-    )  # fmt: skip
+    )
     audio.close()
     clip.close()
     return target

@@ -60,12 +60,19 @@ def prepare(root: Path) -> tuple[Path, dict[str, str]]:
     subprocess.run(
         [*ffmpeg, "testsrc2=size=320x240:rate=1", "-frames:v", "1", str(root / "start.png")], check=True
     )
-    job = {"schema_version": 1, "input": {"audio": "voice.wav", "start": "start.png"},
-           "determinism": {"fps": 25, "seed_policy": "fixed", "seed": 7},
-           "lipsync": {"enable": True, "provider": "hang"}}  # fmt: skip
+    job = {
+        "schema_version": 1,
+        "input": {"audio": "voice.wav", "start": "start.png"},
+        "determinism": {"fps": 25, "seed_policy": "fixed", "seed": 7},
+        "lipsync": {"enable": True, "provider": "hang"},
+    }
     (root / "job.json").write_text(json.dumps(job))
-    provider = {"type": "command", "argv": [sys.executable, "-c", HANG, str(root / "started")],
-                "output": "{output}", "input": {"fps": 25}}  # fmt: skip
+    provider = {
+        "type": "command",
+        "argv": [sys.executable, "-c", HANG, str(root / "started")],
+        "output": "{output}",
+        "input": {"fps": 25},
+    }
     (root / "providers.json").write_text(json.dumps({"schema_version": 1, "providers": {"hang": provider}}))
     env = {
         **os.environ,
@@ -104,9 +111,14 @@ def stop_once(way: str) -> dict[str, Any]:
             raise SystemExit(f"{way}: processes of the run still run after 120 s")
         time.sleep(0.02)
     gone = time.monotonic() - sent
-    return {"way": way, "processes": running, "va_exit_seconds": round(exited, 2),
-            "all_gone_seconds": round(gone, 2), "exit_code": process.returncode,
-            "load": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "way": way,
+        "processes": running,
+        "va_exit_seconds": round(exited, 2),
+        "all_gone_seconds": round(gone, 2),
+        "exit_code": process.returncode,
+        "load": os.getloadavg()[0],
+    }
 
 
 def guardian_costs() -> dict[str, Any]:
@@ -119,8 +131,12 @@ def guardian_costs() -> dict[str, Any]:
     subprocess.run([sys.executable, "-c", "import va.guardian"], check=True)
     start_ms = (time.perf_counter() - began) * 1000
     processes = sum(1 for entry in Path("/proc").iterdir() if entry.name.isdigit())
-    return {"scan_ms": round(scan_ms, 2), "processes_on_machine": processes,
-            "guardian_start_ms": round(start_ms), "load": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "scan_ms": round(scan_ms, 2),
+        "processes_on_machine": processes,
+        "guardian_start_ms": round(start_ms),
+        "load": os.getloadavg()[0],
+    }
 
 
 def main() -> None:

@@ -126,17 +126,25 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"lip-sync check, {args.seconds:g} s of 1280x720 at {FPS} fps, {os.cpu_count()} cores "
-          f"(load average {figures['load_average']:.1f})")  # fmt: skip
+    print(
+        f"lip-sync check, {args.seconds:g} s of 1280x720 at {FPS} fps, {os.cpu_count()} cores "
+        f"(load average {figures['load_average']:.1f})"
+    )
     print(f"  encode (crf {CRF}, {PRESET})   {encode:7.2f} s wall, {encode_cpu:.2f} s CPU")
-    print(f"  check                      {check['wall']:7.2f} s wall, {check['cpu']:.2f} s CPU "
-          f"+ {check['ffmpeg_cpu']:.2f} s ffmpeg; {check['peak_rss_mb']:.0f} MB peak")  # fmt: skip
+    print(
+        f"  check                      {check['wall']:7.2f} s wall, {check['cpu']:.2f} s CPU "
+        f"+ {check['ffmpeg_cpu']:.2f} s ffmpeg; {check['peak_rss_mb']:.0f} MB peak"
+    )
     print(f"  check of the first 15 s    {first['wall']:7.2f} s wall; {first['peak_rss_mb']:.0f} MB peak")
-    print(f"  check / encode             {figures['check_share_of_encode']:7.1%} of the wall time, "
-          f"{figures['check_cpu_share_of_encode']:.1%} of the CPU time (goal: at most 15 % of the lip-sync "
-          "stage, which is the encode and the model)")  # fmt: skip
-    print(f"  verdict                    {check['verdict']} ({check['offset_frames']:+d} frames, "
-          f"confidence {check['confidence']})")  # fmt: skip
+    print(
+        f"  check / encode             {figures['check_share_of_encode']:7.1%} of the wall time, "
+        f"{figures['check_cpu_share_of_encode']:.1%} of the CPU time (goal: at most 15 % of the lip-sync "
+        "stage, which is the encode and the model)"
+    )
+    print(
+        f"  verdict                    {check['verdict']} ({check['offset_frames']:+d} frames, "
+        f"confidence {check['confidence']})"
+    )
 
 
 if __name__ == "__main__":

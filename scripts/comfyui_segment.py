@@ -22,6 +22,10 @@ with rule_step("comfyui_segment", snakemake.log[0], target=SETTINGS.segment.name
         record=Path(snakemake.output.record),
     )
     run_segment(
-        SETTINGS, files=files, workdir=RUN, report=report,
-        pool=PoolSettings.from_params(snakemake.params.pool), logs=Path(snakemake.log[0]),
-    )  # fmt: skip
+        SETTINGS,
+        files=files,
+        workdir=RUN,
+        report=report,
+        pool=PoolSettings.from_params(snakemake.params.pool),
+        logs=Path(snakemake.log[0]),
+    )

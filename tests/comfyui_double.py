@@ -51,13 +51,29 @@ from PIL import Image, ImageDraw
 
 OUTPUT_CLASSES = {"SaveImage", "SaveVideo", "VHS_VideoCombine", "SaveAnimatedPNG", "SaveAnimatedWEBP"}
 KNOWN_CLASSES = OUTPUT_CLASSES | {
-    "EmptyImage", "LoadImage", "RepeatImageBatch", "ImageScale", "CreateVideo",
-    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
-    "LoadAudio", "LoadVideo", "GetVideoComponents", "ImageFromBatch", "ImageBatch", "ComfyMathExpression",
-}  # fmt: skip
+    "EmptyImage",
+    "LoadImage",
+    "RepeatImageBatch",
+    "ImageScale",
+    "CreateVideo",
+    "CheckpointLoaderSimple",
+    "CLIPTextEncode",
+    "EmptyLatentImage",
+    "KSampler",
+    "VAEDecode",
+    "LoadAudio",
+    "LoadVideo",
+    "GetVideoComponents",
+    "ImageFromBatch",
+    "ImageBatch",
+    "ComfyMathExpression",
+}
 #: The nodes that read a file of the input folder, and the input naming it (validated before a prompt runs).
-INPUT_FILES = {"LoadImage": ("image", "Invalid image file"), "LoadAudio": ("audio", "Invalid audio file"),
-               "LoadVideo": ("file", "Invalid video file")}  # fmt: skip
+INPUT_FILES = {
+    "LoadImage": ("image", "Invalid image file"),
+    "LoadAudio": ("audio", "Invalid audio file"),
+    "LoadVideo": ("file", "Invalid video file"),
+}
 
 
 #: ``GET /object_info`` of a real ComfyUI 0.26 (no model files), of which the double answers its classes.
@@ -88,15 +104,25 @@ class NodeFailure(Exception):
 def fresh_stats() -> dict[str, Any]:
     """What the double has seen: nothing yet."""
     return {
-        "prompts": [], "prompt_posts": 0, "uploads": 0,
+        "prompts": [],
+        "prompt_posts": 0,
+        "uploads": 0,
         "interrupts": [],  # the prompt_id of each POST /interrupt (None: a global interrupt)
         "interrupted": [],  # the prompts an interrupt actually stopped
         "deleted": [],  # the prompts POST /queue {"delete": [...]} took out of the pending queue
-        "ws_connections": 0, "ws_refused": 0, "refused": 0, "health": 0, "restarts": 0,
-        "system_stats": 0, "executing_seconds": 0.0,  # the time prompts ran, summed
-        "first_began": None, "last_ended": None,  # wall-clock times: the first prompt's start, the last's end
-        "history_requests": 0, "job_requests": 0, "job_cancels": [],  # /history/{id}, /api/jobs/{id}, cancels
-    }  # fmt: skip
+        "ws_connections": 0,
+        "ws_refused": 0,
+        "refused": 0,
+        "health": 0,
+        "restarts": 0,
+        "system_stats": 0,
+        "executing_seconds": 0.0,  # the time prompts ran, summed
+        "first_began": None,
+        "last_ended": None,  # wall-clock times: the first prompt's start, the last's end
+        "history_requests": 0,
+        "job_requests": 0,
+        "job_cancels": [],  # /history/{id}, /api/jobs/{id}, cancels
+    }
 
 
 class Double:
@@ -184,8 +210,14 @@ class Double:
         self.stats["system_stats"] += 1
         if self.fault("system_stats_404"):
             return web.Response(status=404)
-        system = {"os": "posix", "python_version": "3.11", "comfyui_version": self.version, "embedded_python": False,
-                  "ram_total": 1 << 34, "ram_free": 1 << 33}  # fmt: skip
+        system = {
+            "os": "posix",
+            "python_version": "3.11",
+            "comfyui_version": self.version,
+            "embedded_python": False,
+            "ram_total": 1 << 34,
+            "ram_free": 1 << 33,
+        }
         return web.json_response({"system": system, "devices": []})
 
     async def object_info(self, request: web.Request) -> web.Response:
@@ -195,16 +227,27 @@ class Double:
         if not isinstance(graph, dict) or not any(
             isinstance(n, dict) and n.get("class_type") in OUTPUT_CLASSES for n in graph.values()
         ):
-            return {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "",
-                              "extra_info": {}}, "node_errors": {}}  # fmt: skip
+            return {
+                "error": {
+                    "type": "prompt_no_outputs",
+                    "message": "Prompt has no outputs",
+                    "details": "",
+                    "extra_info": {},
+                },
+                "node_errors": {},
+            }
         for node_id, node in graph.items():
             if node.get("class_type") not in KNOWN_CLASSES:
                 cls = node.get("class_type")
-                return {"error": {"type": "missing_node_type",
-                                  "message": f"Node '{cls}' not found. The custom node may not be installed.",
-                                  "details": f"Node ID '#{node_id}'",
-                                  "extra_info": {"node_id": node_id, "class_type": cls, "node_title": cls}},
-                        "node_errors": {}}  # fmt: skip
+                return {
+                    "error": {
+                        "type": "missing_node_type",
+                        "message": f"Node '{cls}' not found. The custom node may not be installed.",
+                        "details": f"Node ID '#{node_id}'",
+                        "extra_info": {"node_id": node_id, "class_type": cls, "node_title": cls},
+                    },
+                    "node_errors": {},
+                }
         errors = {}
         outputs = sorted(key for key, node in graph.items() if node["class_type"] in OUTPUT_CLASSES)
         for node_id, node in graph.items():
@@ -213,22 +256,43 @@ class Double:
                 value = node["inputs"].get(name)
                 if isinstance(value, str) and not (self.input / value).is_file():
                     # As ComfyUI's validate_inputs of these nodes: a custom validation failure.
-                    errors[node_id] = {"errors": [{"type": "custom_validation_failed",
-                                                   "message": "Custom validation failed for node",
-                                                   "details": f"{name} - {complaint}: {value}",
-                                                   "extra_info": {"input_name": name}}],
-                                       "dependent_outputs": outputs, "class_type": node["class_type"]}  # fmt: skip
+                    errors[node_id] = {
+                        "errors": [
+                            {
+                                "type": "custom_validation_failed",
+                                "message": "Custom validation failed for node",
+                                "details": f"{name} - {complaint}: {value}",
+                                "extra_info": {"input_name": name},
+                            }
+                        ],
+                        "dependent_outputs": outputs,
+                        "class_type": node["class_type"],
+                    }
             if node["class_type"] == "CheckpointLoaderSimple":
                 name = node["inputs"].get("ckpt_name")
                 if name not in self.checkpoints:
-                    errors[node_id] = {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
-                                                   "details": f"ckpt_name: '{name}' not in {self.checkpoints}",
-                                                   "extra_info": {"input_name": "ckpt_name",
-                                                                  "received_value": name}}],
-                                       "dependent_outputs": [], "class_type": "CheckpointLoaderSimple"}  # fmt: skip
+                    errors[node_id] = {
+                        "errors": [
+                            {
+                                "type": "value_not_in_list",
+                                "message": "Value not in list",
+                                "details": f"ckpt_name: '{name}' not in {self.checkpoints}",
+                                "extra_info": {"input_name": "ckpt_name", "received_value": name},
+                            }
+                        ],
+                        "dependent_outputs": [],
+                        "class_type": "CheckpointLoaderSimple",
+                    }
         if errors:
-            return {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                              "details": "", "extra_info": {}}, "node_errors": errors}  # fmt: skip
+            return {
+                "error": {
+                    "type": "prompt_outputs_failed_validation",
+                    "message": "Prompt outputs failed validation",
+                    "details": "",
+                    "extra_info": {},
+                },
+                "node_errors": errors,
+            }
         return None
 
     async def prompt(self, request: web.Request) -> web.Response:
@@ -291,12 +355,22 @@ class Double:
         entry = self.history.get(prompt_id)
         if entry is None:
             if self.running is not None and self.running[1] == prompt_id:
-                return {"id": prompt_id, "status": "in_progress", "priority": self.running[0],
-                        "outputs_count": 0, "previewable_outputs_count": 0}  # fmt: skip
+                return {
+                    "id": prompt_id,
+                    "status": "in_progress",
+                    "priority": self.running[0],
+                    "outputs_count": 0,
+                    "previewable_outputs_count": 0,
+                }
             for number, pending in self.pending:
                 if pending == prompt_id:
-                    return {"id": prompt_id, "status": "pending", "priority": number,
-                            "outputs_count": 0, "previewable_outputs_count": 0}  # fmt: skip
+                    return {
+                        "id": prompt_id,
+                        "status": "pending",
+                        "priority": number,
+                        "outputs_count": 0,
+                        "previewable_outputs_count": 0,
+                    }
             return None
         status = entry["status"]
         events = dict(status["messages"])
@@ -304,19 +378,36 @@ class Double:
             state = "completed"
         else:
             state = "cancelled" if "execution_interrupted" in events else "failed"
-        files = [item for node in entry["outputs"].values() for key, items in node.items()
-                 if key != "animated" and isinstance(items, list) for item in items]  # fmt: skip
-        job: dict[str, Any] = {"id": prompt_id, "status": state, "priority": entry["prompt"][0],
-                               "outputs_count": len(files), "previewable_outputs_count": len(files)}  # fmt: skip
-        for name, field in (("execution_start", "execution_start_time"), ("execution_success", "execution_end_time"),
-                            ("execution_error", "execution_end_time"), ("execution_interrupted", "execution_end_time")):  # fmt: skip
+        files = [
+            item
+            for node in entry["outputs"].values()
+            for key, items in node.items()
+            if key != "animated" and isinstance(items, list)
+            for item in items
+        ]
+        job: dict[str, Any] = {
+            "id": prompt_id,
+            "status": state,
+            "priority": entry["prompt"][0],
+            "outputs_count": len(files),
+            "previewable_outputs_count": len(files),
+        }
+        for name, field in (
+            ("execution_start", "execution_start_time"),
+            ("execution_success", "execution_end_time"),
+            ("execution_error", "execution_end_time"),
+            ("execution_interrupted", "execution_end_time"),
+        ):
             if name in events:
                 job[field] = events[name]["timestamp"]
         if "execution_error" in events:
             job["execution_error"] = events["execution_error"]
         if detail:
-            job.update(outputs=entry["outputs"], execution_status=status,
-                       workflow={"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]})  # fmt: skip
+            job.update(
+                outputs=entry["outputs"],
+                execution_status=status,
+                workflow={"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]},
+            )
         return job
 
     async def jobs(self, request: web.Request) -> web.Response:
@@ -345,8 +436,12 @@ class Double:
         found = [job for job in (self.job_of(p, detail=False) for p in ids) if job is not None]
         found = [job for job in found if not wanted or job["status"] in wanted]
         listed = found[offset:][:limit] if limit is not None else found[offset:]
-        pagination = {"offset": offset, "limit": limit, "total": len(found),
-                      "has_more": offset + len(listed) < len(found)}  # fmt: skip
+        pagination = {
+            "offset": offset,
+            "limit": limit,
+            "total": len(found),
+            "has_more": offset + len(listed) < len(found),
+        }
         return web.json_response({"jobs": listed, "pagination": pagination})
 
     async def job(self, request: web.Request) -> web.Response:
@@ -443,8 +538,17 @@ class Double:
         await socket.prepare(request)
         client_id = request.query.get("clientId") or uuid.uuid4().hex
         self.sockets[client_id] = socket
-        await socket.send_str(json.dumps({"type": "status", "data": {
-            "status": {"exec_info": {"queue_remaining": self.queue.qsize()}}, "sid": client_id}}))  # fmt: skip
+        await socket.send_str(
+            json.dumps(
+                {
+                    "type": "status",
+                    "data": {
+                        "status": {"exec_info": {"queue_remaining": self.queue.qsize()}},
+                        "sid": client_id,
+                    },
+                }
+            )
+        )
         async for message in socket:
             if message.type == WSMsgType.ERROR:
                 break
@@ -552,10 +656,20 @@ class Double:
             failure = (
                 exc if isinstance(exc, NodeFailure) else NodeFailure("?", "?", f"{type(exc).__name__}: {exc}")
             )
-            await emit("execution_error", {"node_id": failure.node_id, "node_type": failure.node_type,
-                                           "executed": [], "exception_message": failure.message,
-                                           "exception_type": "RuntimeError", "traceback": [],
-                                           "current_inputs": {}, "current_outputs": {}}, keep=True)  # fmt: skip
+            await emit(
+                "execution_error",
+                {
+                    "node_id": failure.node_id,
+                    "node_type": failure.node_type,
+                    "executed": [],
+                    "exception_message": failure.message,
+                    "exception_type": "RuntimeError",
+                    "traceback": [],
+                    "current_inputs": {},
+                    "current_outputs": {},
+                },
+                keep=True,
+            )
             self.history[prompt_id] = self.entry(graph, prompt_id, {}, "error", messages)
             return
         await emit("execution_success", {}, keep=True)
@@ -565,12 +679,21 @@ class Double:
     def entry(
         self, graph: Any, prompt_id: str, outputs: Any, status: str, messages: list[Any]
     ) -> dict[str, Any]:
-        return {"prompt": [0, prompt_id, graph, self.extra(prompt_id), []], "outputs": outputs,
-                "status": {"status_str": status, "completed": status == "success", "messages": messages},
-                "meta": {}}  # fmt: skip
+        return {
+            "prompt": [0, prompt_id, graph, self.extra(prompt_id), []],
+            "outputs": outputs,
+            "status": {"status_str": status, "completed": status == "success", "messages": messages},
+            "meta": {},
+        }
 
-    async def evaluate(self, node_id: str, graph: dict[str, Any], values: dict[str, tuple[Any, ...]],
-                       outputs: dict[str, Any], emit: Any) -> tuple[Any, ...]:  # fmt: skip
+    async def evaluate(
+        self,
+        node_id: str,
+        graph: dict[str, Any],
+        values: dict[str, tuple[Any, ...]],
+        outputs: dict[str, Any],
+        emit: Any,
+    ) -> tuple[Any, ...]:
         if node_id in values:
             return values[node_id]
         node = graph[node_id]
@@ -613,14 +736,49 @@ class Double:
                 samples = math.ceil(audio.rate / fps * len(images))
                 pcm = Path(scratch, "audio.f32")
                 pcm.write_bytes(audio.pcm[: samples * audio.channels * 4])
-                sound = ["-f", "f32le", "-ar", str(audio.rate), "-ac", str(audio.channels), "-i", str(pcm),
-                         "-c:a", "aac", "-ar", str(audio.rate)]  # fmt: skip
+                sound = [
+                    "-f",
+                    "f32le",
+                    "-ar",
+                    str(audio.rate),
+                    "-ac",
+                    str(audio.channels),
+                    "-i",
+                    str(pcm),
+                    "-c:a",
+                    "aac",
+                    "-ar",
+                    str(audio.rate),
+                ]
             subprocess.run(
-                ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
-                 f"{width}x{height}", "-r", str(fps), "-i", "-", *sound, "-c:v", "libx264", "-preset",
-                 "ultrafast", "-pix_fmt", "yuv420p", str(folder / name)],
-                input=frames, check=True,
-            )  # fmt: skip
+                [
+                    "ffmpeg",
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-f",
+                    "rawvideo",
+                    "-pix_fmt",
+                    "rgb24",
+                    "-s",
+                    f"{width}x{height}",
+                    "-r",
+                    str(fps),
+                    "-i",
+                    "-",
+                    *sound,
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-pix_fmt",
+                    "yuv420p",
+                    str(folder / name),
+                ],
+                input=frames,
+                check=True,
+            )
         return {"filename": name, "subfolder": subfolder, "type": "output"}
 
     def save_animation(self, images: list[Image.Image], fps: float, prefix: str, kind: str) -> dict[str, str]:
@@ -698,8 +856,12 @@ class Double:
             # As ComfyUI's nodes: Pillow writes the animation, and its encoder merges identical
             # consecutive frames into one (their durations added).
             kind = "png" if cls == "SaveAnimatedPNG" else "webp"
-            return (), {"images": [self.save_animation(i["images"], float(i["fps"]), str(i["filename_prefix"]), kind)],
-                        "animated": [True]}  # fmt: skip
+            return (), {
+                "images": [
+                    self.save_animation(i["images"], float(i["fps"]), str(i["filename_prefix"]), kind)
+                ],
+                "animated": [True],
+            }
         if cls == "VHS_VideoCombine":
             item = self.save_video(i["images"], float(i["frame_rate"]), str(i["filename_prefix"]), "")
             # VideoHelperSuite's entries carry the format and rate besides the file.
@@ -726,13 +888,23 @@ class Double:
             return ({**i["latent_image"], "seed": int(i["seed"])},), None
         if cls == "VAEDecode":
             latent = i["samples"]
-            return ([synthetic_frame(latent["width"], latent["height"], latent["seed"], k)
-                     for k in range(latent["batch"])],), None  # fmt: skip
+            return (
+                [
+                    synthetic_frame(latent["width"], latent["height"], latent["seed"], k)
+                    for k in range(latent["batch"])
+                ],
+            ), None
         raise NodeFailure(node_id, cls, f"the double cannot run {cls}")
 
 
-OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-             ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}  # fmt: skip
+OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
 
 
 def arithmetic(node: ast.expr, names: dict[str, Any]) -> Any:
@@ -761,33 +933,91 @@ def load_audio(path: Path) -> Audio | None:
     """A file's first audio stream at its own rate and channels, as LoadAudio decodes it (PyAV there);
     None when it has none."""
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
-         "-of", "json", str(path)], capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate,channels",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     streams = json.loads(probe.stdout).get("streams") or []
     if not streams:
         return None
     rate, channels = int(streams[0]["sample_rate"]), int(streams[0]["channels"])
     pcm = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ar", str(rate),
-         "-ac", str(channels), "-"], capture_output=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-f",
+            "f32le",
+            "-ar",
+            str(rate),
+            "-ac",
+            str(channels),
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return Audio(pcm, rate, channels)
 
 
 def load_frames(path: Path) -> tuple[list[Image.Image], float]:
     """Every frame of a video file and its rate, as GetVideoComponents of a LoadVideo gives them."""
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,r_frame_rate",
-         "-of", "json", str(path)], capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,r_frame_rate",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stream = json.loads(probe.stdout)["streams"][0]
     width, height = int(stream["width"]), int(stream["height"])
     numerator, denominator = stream["r_frame_rate"].split("/")
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt",
-         "rgb24", "-"], capture_output=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     size = width * height * 3
     frames = [Image.frombytes("RGB", (width, height), raw[k : k + size]) for k in range(0, len(raw), size)]
     return frames, float(numerator) / float(denominator)
@@ -818,18 +1048,30 @@ def main() -> None:
     double.version = args.comfyui_version
     double.prompt_seconds = args.prompt_seconds
     app = web.Application(client_max_size=64 << 20, middlewares=[double.refuse])
-    app.add_routes([
-        web.get("/system_stats", double.system_stats), web.get("/health", double.health),
-        web.get("/object_info", double.object_info), web.post("/queue", double.queue_change),
-        web.post("/prompt", double.prompt), web.get("/history/{prompt_id}", double.history_of),
-        web.get("/queue", double.queue_state), web.get("/history", double.history_all), web.post("/interrupt", double.interrupt_handler),
-        web.post("/upload/image", double.upload), web.get("/view", double.view), web.get("/ws", double.websocket),
-        web.get("/api/jobs", double.jobs), web.get("/api/jobs/{job_id}", double.job),
-        web.post("/api/jobs/{job_id}/cancel", double.job_cancel),
-        web.post("/__double__/faults", double.set_faults), web.post("/__double__/checkpoints", double.set_checkpoints),
-        web.get("/__double__/stats", double.get_stats),
-        web.post("/__double__/reset", double.reset), web.post("/__double__/forget_outputs", double.forget_outputs),
-    ])  # fmt: skip
+    app.add_routes(
+        [
+            web.get("/system_stats", double.system_stats),
+            web.get("/health", double.health),
+            web.get("/object_info", double.object_info),
+            web.post("/queue", double.queue_change),
+            web.post("/prompt", double.prompt),
+            web.get("/history/{prompt_id}", double.history_of),
+            web.get("/queue", double.queue_state),
+            web.get("/history", double.history_all),
+            web.post("/interrupt", double.interrupt_handler),
+            web.post("/upload/image", double.upload),
+            web.get("/view", double.view),
+            web.get("/ws", double.websocket),
+            web.get("/api/jobs", double.jobs),
+            web.get("/api/jobs/{job_id}", double.job),
+            web.post("/api/jobs/{job_id}/cancel", double.job_cancel),
+            web.post("/__double__/faults", double.set_faults),
+            web.post("/__double__/checkpoints", double.set_checkpoints),
+            web.get("/__double__/stats", double.get_stats),
+            web.post("/__double__/reset", double.reset),
+            web.post("/__double__/forget_outputs", double.forget_outputs),
+        ]
+    )
 
     async def start_worker(app: web.Application) -> None:
         app["worker"] = asyncio.create_task(double.worker())

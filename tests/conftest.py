@@ -106,8 +106,21 @@ class Media:
             f"[0:v]scale=256:256,fps=25,trim=duration={face_seconds},setpts=PTS-STARTPTS[a];"
             f"color=c=gray:s=256x256:r=25:d={blank_seconds}[b];[a][b]concat=n=2:v=1[v]"
         )
-        return _made(self.root / name, "-loop", "1", "-i", str(FACE_PHOTO), "-filter_complex", graph,
-                     "-map", "[v]", "-c:v", "libx264", "-pix_fmt", "yuv420p")  # fmt: skip
+        return _made(
+            self.root / name,
+            "-loop",
+            "1",
+            "-i",
+            str(FACE_PHOTO),
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        )
 
     def job(self, name: str = "job.json", **sections: Any) -> Path:
         document: dict[str, Any] = {

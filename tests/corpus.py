@@ -29,10 +29,14 @@ TONE_PEAK_DB = -3.0
 #: EXIF orientation -> the turn that stores an upright picture so that a viewer applying the
 #: orientation shows it upright again (the inverse of what the orientation asks).
 STORED_TURN = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_270,
-}  # fmt: skip
+}
 
 
 def ffmpeg(*args: str) -> None:
@@ -42,8 +46,20 @@ def ffmpeg(*args: str) -> None:
 
 def peak_db(path: Path) -> float:
     """The highest sample of any channel of ``path``'s audio, dBFS (ffmpeg ``volumedetect``)."""
-    argv = ["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0", "-af", "volumedetect",
-            "-f", "null", "-"]  # fmt: skip
+    argv = [
+        "ffmpeg",
+        "-hide_banner",
+        "-nostats",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-af",
+        "volumedetect",
+        "-f",
+        "null",
+        "-",
+    ]
     report = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
     return float(report.split("max_volume:")[1].split("dB")[0])
 
@@ -146,8 +162,20 @@ def _video(
 
     def make(reference: Path, target: Path) -> None:
         chain = f"scale={size[0]}:{size[1]}:flags=neighbor,setsar={sar}" + (f",{into}" if into else "")
-        ffmpeg("-loop", "1", "-framerate", "25", "-i", str(reference), "-vf", chain, "-frames:v", str(frames),
-               *out, str(target))  # fmt: skip
+        ffmpeg(
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+            "-i",
+            str(reference),
+            "-vf",
+            chain,
+            "-frames:v",
+            str(frames),
+            *out,
+            str(target),
+        )
 
     return make
 
@@ -160,12 +188,15 @@ TAG_709 = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "b
 def _hdr(transfer: str) -> Callable[[Path, Path], None]:
     """HEVC 10-bit BT.2020 as phones record it (HLG, or PQ as HDR10): the reference's colours at
     ITU-R BT.2408's reference white (203 cd/m2)."""
-    convert = (f"zscale=tin=bt709:pin=bt709:min=gbr:rin=full:t={transfer}:p=bt2020:m=bt2020nc:r=tv:npl=203,"
-               "format=yuv420p10le")  # fmt: skip
+    convert = (
+        f"zscale=tin=bt709:pin=bt709:min=gbr:rin=full:t={transfer}:p=bt2020:m=bt2020nc:r=tv:npl=203,"
+        "format=yuv420p10le"
+    )
     params = f"log-level=error:colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc"
     tags = ("-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc")
-    return _video("-c:v", "libx265", "-crf", "12", "-x265-params", params, *tags, "-tag:v", "hvc1",
-                  into=convert)  # fmt: skip
+    return _video(
+        "-c:v", "libx265", "-crf", "12", "-x265-params", params, *tags, "-tag:v", "hvc1", into=convert
+    )
 
 
 def _rotated_phone(reference: Path, target: Path) -> None:
@@ -180,8 +211,23 @@ def _rotated_phone(reference: Path, target: Path) -> None:
 def _vfr(reference: Path, target: Path) -> None:
     """A screen recording: frames only when something changed, at irregular times."""
     irregular = "setpts='(N*N*0.013)/TB',scale=out_color_matrix=bt709,format=yuv420p"
-    ffmpeg("-loop", "1", "-framerate", "25", "-i", str(reference), "-vf", irregular, "-frames:v", "8",
-           "-fps_mode", "passthrough", *X264, *TAG_709, str(target))  # fmt: skip
+    ffmpeg(
+        "-loop",
+        "1",
+        "-framerate",
+        "25",
+        "-i",
+        str(reference),
+        "-vf",
+        irregular,
+        "-frames:v",
+        "8",
+        "-fps_mode",
+        "passthrough",
+        *X264,
+        *TAG_709,
+        str(target),
+    )
 
 
 VISUAL_KINDS = (
@@ -204,44 +250,105 @@ VISUAL_KINDS = (
     VisualKind("heic-iphone", "start.heic", _heic()),
     VisualKind("heic-exif-6-portrait", "IMG_0001.HEIC", _heic(6)),
     VisualKind("heif-exif-3", "start.heif", _heic(3)),
-    VisualKind("h264-sd-untagged", "start.mp4",
-               _video(*X264, size=(640, 360), into="scale=out_color_matrix=bt601,format=yuv420p"),
-               display=(640, 360)),
-    VisualKind("h264-hd-untagged", "start.mp4",
-               _video(*X264, size=(1280, 720), into="scale=out_color_matrix=bt709,format=yuv420p", frames=2),
-               display=(1280, 720)),
-    VisualKind("h264-hd-bt709", "start.mp4",
-               _video(*X264, *TAG_709, size=(1280, 720), into="scale=out_color_matrix=bt709,format=yuv420p",
-                      frames=2), display=(1280, 720)),
-    VisualKind("h264-full-range", "start.mp4",
-               _video(*X264, *TAG_709, "-color_range", "pc",
-                      into="scale=out_color_matrix=bt709:out_range=pc,format=yuvj420p")),
-    VisualKind("h264-10-bit", "start.mp4",
-               _video(*X264, *TAG_709, into="scale=out_color_matrix=bt709,format=yuv420p10le")),
-    VisualKind("h264-4:4:4-mkv", "start.mkv",
-               _video(*X264, *TAG_709, into="scale=out_color_matrix=bt709,format=yuv444p")),
+    VisualKind(
+        "h264-sd-untagged",
+        "start.mp4",
+        _video(*X264, size=(640, 360), into="scale=out_color_matrix=bt601,format=yuv420p"),
+        display=(640, 360),
+    ),
+    VisualKind(
+        "h264-hd-untagged",
+        "start.mp4",
+        _video(*X264, size=(1280, 720), into="scale=out_color_matrix=bt709,format=yuv420p", frames=2),
+        display=(1280, 720),
+    ),
+    VisualKind(
+        "h264-hd-bt709",
+        "start.mp4",
+        _video(
+            *X264, *TAG_709, size=(1280, 720), into="scale=out_color_matrix=bt709,format=yuv420p", frames=2
+        ),
+        display=(1280, 720),
+    ),
+    VisualKind(
+        "h264-full-range",
+        "start.mp4",
+        _video(
+            *X264,
+            *TAG_709,
+            "-color_range",
+            "pc",
+            into="scale=out_color_matrix=bt709:out_range=pc,format=yuvj420p",
+        ),
+    ),
+    VisualKind(
+        "h264-10-bit",
+        "start.mp4",
+        _video(*X264, *TAG_709, into="scale=out_color_matrix=bt709,format=yuv420p10le"),
+    ),
+    VisualKind(
+        "h264-4:4:4-mkv",
+        "start.mkv",
+        _video(*X264, *TAG_709, into="scale=out_color_matrix=bt709,format=yuv444p"),
+    ),
     VisualKind("hevc-hlg-phone", "start.mov", _hdr("arib-std-b67")),
     VisualKind("hevc-pq-hdr10", "start.mp4", _hdr("smpte2084")),
-    VisualKind("h264-interlaced-pal", "start.mp4",
-               _video(*X264, "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-field_order", "tt",
-                      size=(720, 576), into="scale=out_color_matrix=bt601,format=yuv420p"),
-               display=(720, 576)),
-    VisualKind("h264-anamorphic-pal", "start.mp4",
-               _video(*X264, size=(720, 576), sar="64/45", into=SD_YUV),
-               display=(1024, 576)),
+    VisualKind(
+        "h264-interlaced-pal",
+        "start.mp4",
+        _video(
+            *X264,
+            "-flags",
+            "+ildct+ilme",
+            "-x264-params",
+            "tff=1",
+            "-field_order",
+            "tt",
+            size=(720, 576),
+            into="scale=out_color_matrix=bt601,format=yuv420p",
+        ),
+        display=(720, 576),
+    ),
+    VisualKind(
+        "h264-anamorphic-pal",
+        "start.mp4",
+        _video(*X264, size=(720, 576), sar="64/45", into=SD_YUV),
+        display=(1024, 576),
+    ),
     VisualKind("h264-rotated-phone", "start.mp4", _rotated_phone),
     VisualKind("h264-vfr-screen", "start.mp4", _vfr),
-    VisualKind("vp9-webm", "start.webm",
-               _video("-c:v", "libvpx-vp9", "-crf", "10", "-b:v", "0", "-deadline", "realtime", *TAG_709,
-                      into="scale=out_color_matrix=bt709,format=yuv420p")),
-    VisualKind("mjpeg-camera-mov", "start.mov",
-               _video("-c:v", "mjpeg", "-q:v", "2",
-                      into="scale=out_color_matrix=bt601:out_range=pc,format=yuvj422p")),
-    VisualKind("prores-422-10-bit", "start.mov",
-               # ffmpeg's ProRes in MOV carries no colour tags: an SD picture, taken as BT.601 by its size
-               _video("-c:v", "prores_ks", "-profile:v", "2",
-                      into="scale=out_color_matrix=bt601,format=yuv422p10le")),
-)  # fmt: skip
+    VisualKind(
+        "vp9-webm",
+        "start.webm",
+        _video(
+            "-c:v",
+            "libvpx-vp9",
+            "-crf",
+            "10",
+            "-b:v",
+            "0",
+            "-deadline",
+            "realtime",
+            *TAG_709,
+            into="scale=out_color_matrix=bt709,format=yuv420p",
+        ),
+    ),
+    VisualKind(
+        "mjpeg-camera-mov",
+        "start.mov",
+        _video(
+            "-c:v", "mjpeg", "-q:v", "2", into="scale=out_color_matrix=bt601:out_range=pc,format=yuvj422p"
+        ),
+    ),
+    VisualKind(
+        "prores-422-10-bit",
+        "start.mov",
+        # ffmpeg's ProRes in MOV carries no colour tags: an SD picture, taken as BT.601 by its size
+        _video(
+            "-c:v", "prores_ks", "-profile:v", "2", into="scale=out_color_matrix=bt601,format=yuv422p10le"
+        ),
+    ),
+)
 
 
 def _tone(
@@ -272,9 +379,24 @@ def _speech_like_mp3(*out: str) -> Callable[[Path], None]:
     def make(target: Path) -> None:
         quiet = f"sine=frequency=220:sample_rate=44100:duration=1,volume={_tone_gain() / 20:.4f}"
         busy = "anoisesrc=duration=1:sample_rate=44100:amplitude=0.2:seed=3"
-        ffmpeg("-f", "lavfi", "-i", quiet, "-f", "lavfi", "-i", busy, "-filter_complex",
-               "[0:a][1:a]concat=n=2:v=0:a=1", "-c:a", "libmp3lame", "-q:a", "4", *out,
-               str(target))  # fmt: skip
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            quiet,
+            "-f",
+            "lavfi",
+            "-i",
+            busy,
+            "-filter_complex",
+            "[0:a][1:a]concat=n=2:v=0:a=1",
+            "-c:a",
+            "libmp3lame",
+            "-q:a",
+            "4",
+            *out,
+            str(target),
+        )
 
     return make
 
@@ -316,8 +438,10 @@ AUDIO_KINDS = (
     AudioKind("wav-mu-law-telephone", "voice.wav", _tone("-c:a", "pcm_mulaw", rate=8000)),
     AudioKind("alac-m4a", "voice.m4a", _tone("-c:a", "alac", layout="stereo", rate=44100)),
     AudioKind("aiff", "voice.aiff", _tone("-c:a", "pcm_s16be", layout="stereo", rate=44100)),
-    AudioKind("wav-wrong-byte-rate", "voice.wav",
-              lambda target: pcm_wav(target, seconds=2.0, byte_rate=12345)),
-    AudioKind("wav-data-chunk-short", "voice.wav",
-              lambda target: pcm_wav(target, seconds=2.0, declared_seconds=0.5)),
-)  # fmt: skip
+    AudioKind(
+        "wav-wrong-byte-rate", "voice.wav", lambda target: pcm_wav(target, seconds=2.0, byte_rate=12345)
+    ),
+    AudioKind(
+        "wav-data-chunk-short", "voice.wav", lambda target: pcm_wav(target, seconds=2.0, declared_seconds=0.5)
+    ),
+)

@@ -111,8 +111,11 @@ def test_a_batch_with_bad_jobs(files: Media, va_cli: CliRunner, state_dir: Path)
         assert manifest["run_status"] == "succeeded" and rows[name]["output"] == str(out / name / "final.mp4")
     registry = json.loads((state_dir / "runs.json").read_text())["runs"]
     assert sorted(Path(entry["workdir"]).name for entry in registry.values()) == [
-        "intro", "lipfail", "main", "outro"
-    ]  # fmt: skip
+        "intro",
+        "lipfail",
+        "main",
+        "outro",
+    ]
     assert "3 of 6 job(s) did not succeed" in result.err
 
     # The report of a batch shows its finished jobs; an unfinished one is left out, not run, not recorded.

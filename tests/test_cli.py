@@ -219,11 +219,34 @@ def test_produce_writes_the_job_and_fertig_mp4(files: Media, va_cli: CliRunner) 
     (mine / "config.yaml").write_text("cores: 1\nrerun-incomplete: true\n")
     workdir = files.root / "w"
     result = va_cli(
-        "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
-        "--prompt", "slow push-in", "--neg", "blurry", "--pre", "0.5", "--post", "0.5",
-        "--width", "256", "--height", "144", "--fps", "24", "--seed", "42", "--no-comfyui",
-        "--workdir", workdir, "--profile", mine, "-q",
-    )  # fmt: skip
+        "produce",
+        "--audio",
+        files.root / "voice.wav",
+        "--start",
+        files.root / "start.png",
+        "--prompt",
+        "slow push-in",
+        "--neg",
+        "blurry",
+        "--pre",
+        "0.5",
+        "--post",
+        "0.5",
+        "--width",
+        "256",
+        "--height",
+        "144",
+        "--fps",
+        "24",
+        "--seed",
+        "42",
+        "--no-comfyui",
+        "--workdir",
+        workdir,
+        "--profile",
+        mine,
+        "-q",
+    )
     assert result.code == 0, result.err
     log = (workdir / "logs" / "snakemake.log").read_text()
     assert "Provided cores: 1 " in log and str(mine) in log
@@ -249,9 +272,17 @@ def test_produce_refuses_bad_flags_without_writing(
 ) -> None:
     workdir = files.root / "w"
     result = va_cli(
-        "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
-        "--prompt", "x", "--workdir", workdir, *flags,
-    )  # fmt: skip
+        "produce",
+        "--audio",
+        files.root / "voice.wav",
+        "--start",
+        files.root / "start.png",
+        "--prompt",
+        "x",
+        "--workdir",
+        workdir,
+        *flags,
+    )
     assert result.code == ExitCode.VALIDATION_FAILED
     assert_one_line_error(result.err, needle)
     assert not workdir.exists()
@@ -455,9 +486,19 @@ def test_values_no_setting_can_mean_are_refused(
 
 def test_produce_refuses_a_nan_buffer(files: Media, va_cli: CliRunner) -> None:
     result = va_cli(
-        "produce", "--audio", files.root / "voice.wav", "--start", files.root / "start.png",
-        "--prompt", "x", "--pre", "nan", "--no-comfyui", "--workdir", files.root / "w",
-    )  # fmt: skip
+        "produce",
+        "--audio",
+        files.root / "voice.wav",
+        "--start",
+        files.root / "start.png",
+        "--prompt",
+        "x",
+        "--pre",
+        "nan",
+        "--no-comfyui",
+        "--workdir",
+        files.root / "w",
+    )
     assert result.code == ExitCode.VALIDATION_FAILED
     assert_one_line_error(result.err, "buffer.pre_seconds: nan is not a finite number")
     assert not (files.root / "w").exists()

@@ -36,8 +36,11 @@ def start_job(tmp_path: Path, start: Path, output: tuple[int, int] | None = None
     """A job of ``start`` with a voice beside it (and an ``output`` size), loaded as ``va`` loads it."""
     voice = tmp_path / "voice.wav"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", str(voice)], check=True)
-    document = {"schema_version": 1, "input": {"audio": str(voice), "start": str(start)},
-                "lipsync": {"enable": False}}  # fmt: skip
+    document = {
+        "schema_version": 1,
+        "input": {"audio": str(voice), "start": str(start)},
+        "lipsync": {"enable": False},
+    }
     if output is not None:
         document["output"] = {"width": output[0], "height": output[1]}
     path = tmp_path / "job.json"
@@ -92,8 +95,23 @@ def test_a_portrait_phone_photo_with_a_surround_voice_makes_an_upright_final_on_
     next(kind for kind in VISUAL_KINDS if kind.name == "jpeg-exif-6-portrait").make(reference, start)
     next(kind for kind in AUDIO_KINDS if kind.name == "aac-5.1-broadcast").make(voice)
     workdir = tmp_path / "run"
-    done = va_cli("produce", "--audio", voice, "--start", start, "--prompt", "p", "--no-comfyui",
-                  "--lipsync", "off", "--loudness", "-16", "--workdir", workdir, "--quiet")  # fmt: skip
+    done = va_cli(
+        "produce",
+        "--audio",
+        voice,
+        "--start",
+        start,
+        "--prompt",
+        "p",
+        "--no-comfyui",
+        "--lipsync",
+        "off",
+        "--loudness",
+        "-16",
+        "--workdir",
+        workdir,
+        "--quiet",
+    )
     assert done.code == 0, done.err
     final = workdir / "fertig.mp4"
     streams = ffprobe_streams(final)

@@ -152,12 +152,13 @@ def test_a_later_plan_of_the_same_start_takes_the_earlier_check(
         monkeypatch.setenv(name, value)
     job, earlier = face_job(files, "face.jpg"), tmp_path / "plan.json"
     replan = [
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "import sys; from pathlib import Path; from va.job import load_job; "
         "from va.plan import plan_job, previous_plan; "
         f"plan = plan_job(load_job(Path({str(job)!r})), previous_plan(Path({str(earlier)!r}))); "
         "print(plan.lipsync.face.box.as_text(), 'cv2' in sys.modules)",
-    ]  # fmt: skip
+    ]
     box, loaded = subprocess.run(replan, capture_output=True, text=True, check=True).stdout.split()
     assert loaded == "True"  # no earlier plan: the start was looked at
     write_plan(plan_job(load_job(job)), earlier)

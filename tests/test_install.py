@@ -50,9 +50,12 @@ def test_fresh_install_copies_configs_and_the_bundled_workflow(state_dir: Path) 
         "vidax_text2img_frames.bindings",
         "held_start_batch",
         "held_start_batch.bindings",
-        *(f"{t}{part}" for t in ("wan21_infinitetalk_segment", "wan22_s2v_segment", "humo_segment")
-          for part in ("", ".bindings")),
-    }  # fmt: skip
+        *(
+            f"{t}{part}"
+            for t in ("wan21_infinitetalk_segment", "wan22_s2v_segment", "humo_segment")
+            for part in ("", ".bindings")
+        ),
+    }
     assert statuses(report) == dict.fromkeys(shipped, "installed")
     installed = state_dir / "comfyui" / "workflows" / "vidax_text2img_frames.json"
     assert json.loads(installed.read_text())["3"]["class_type"] == "KSampler"

@@ -36,8 +36,12 @@ def test_defaults_are_filled_in_and_paths_resolved_against_the_job_folder(tmp_pa
     assert job.data["lipsync"]["enable"] is True
     assert job.data["comfyui"]["workflow_ids"] == []
     assert job.data["comfyui"]["params"] == {  # the schema's defaults, none in code
-        "width": 1024, "height": 576, "steps": 20, "sampler": "dpmpp_2m", "scheduler": "karras"
-    }  # fmt: skip
+        "width": 1024,
+        "height": 576,
+        "steps": 20,
+        "sampler": "dpmpp_2m",
+        "scheduler": "karras",
+    }
     assert job.data["comfyui"]["batch_size"] == 16 and job.data["comfyui"]["retries"] == 3
 
 
@@ -55,9 +59,19 @@ def test_the_sections_are_typed_values(tmp_path: Path) -> None:
     )
     assert job.comfyui.workflow_ids == ("w",) and job.comfyui.url is None and job.comfyui.batch_size == 16
     assert job.comfyui.params == ComfyParams(
-        width=1024, height=576, steps=20, sampler="dpmpp_2m", scheduler="karras", prompt=None, negative=None,
-        negative_prompt=None, cfg=5.0, ckpt_name=None, fps=None, denoise=None,
-    )  # fmt: skip
+        width=1024,
+        height=576,
+        steps=20,
+        sampler="dpmpp_2m",
+        scheduler="karras",
+        prompt=None,
+        negative=None,
+        negative_prompt=None,
+        cfg=5.0,
+        ckpt_name=None,
+        fps=None,
+        denoise=None,
+    )
     assert (job.output.width, job.output.fit, job.output.crf) == (None, "contain", 18)
     assert (job.determinism.fps, job.determinism.seed_policy, job.determinism.seed) == (25, "random", None)
     assert job.lipsync.provider is None and job.stabilize.method == "both"
@@ -138,9 +152,11 @@ def test_a_start_image_above_the_limit_is_refused_from_its_header(files: Media, 
     exit 12, naming the size and the schema's limit, without decoding it."""
     rows = zlib.compress(b"\x00" * (1 + 9999 * 3))
     (files.root / "huge.png").write_bytes(
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 9999, 9999, 8, 2, 0, 0, 0))
-        + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
-    )  # fmt: skip
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 9999, 9999, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", rows)
+        + png_chunk(b"IEND", b"")
+    )
     result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "huge.png"}))
     assert result.code == ExitCode.UNSUPPORTED_FORMAT
     assert result.err.count("\n") == 1

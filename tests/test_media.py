@@ -194,8 +194,9 @@ def test_loudness_of_a_tone_is_a_linear_gain_and_silence_is_kept(
 
 def samples(path: Path) -> list[int]:
     """The 16-bit samples of a mono WAV."""
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True,
-                         check=True).stdout  # fmt: skip
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True, check=True
+    ).stdout
     return [int.from_bytes(raw[i : i + 2], "little", signed=True) for i in range(0, len(raw), 2)]
 
 
@@ -239,8 +240,22 @@ def test_a_surround_voice_is_one_downmix_in_the_wav_and_the_aac_never_louder_tha
 ) -> None:
     tone = "sine=frequency=300:sample_rate=48000:duration=1.5,volume=3.6"
     source = files.root / name
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", tone, "-af", SURROUND[layout],
-                    str(source)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            tone,
+            "-af",
+            SURROUND[layout],
+            str(source),
+        ],
+        check=True,
+    )
     padded, aac = files.root / "padded.wav", files.root / "padded.m4a"
     info = media.pad_audio(source, padded, 0.25, 0.25, aac=aac)
     assert info.channels == 2
@@ -254,8 +269,22 @@ def test_a_very_loud_surround_voice_reaches_its_loudness_in_the_wav_and_the_aac(
     is encoded, and both outputs land on the target."""
     noise = "anoisesrc=duration=2:color=white:sample_rate=48000:amplitude=1:seed=1,volume=4,alimiter=limit=1"
     source = files.root / "loud.wav"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", noise, "-af", SURROUND["5.1"],
-                    str(source)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            noise,
+            "-af",
+            SURROUND["5.1"],
+            str(source),
+        ],
+        check=True,
+    )
     target = media.LoudnessTarget(-16.0, -1.5)
     fit = media.fit_loudness(source, target)
     assert fit.voice.integrated_lufs > 0

@@ -101,9 +101,14 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     assert changed_fields(base, sharper) == ["document.output", "encoding"]
     # A job without lip-sync has no lip-sync settings, whatever its rate.
     assert differ(faster) == [
-        "assemble_visual", "camera_motion", "captions", "comfyui_batch", "encode", "hold_start_frame",
+        "assemble_visual",
+        "camera_motion",
+        "captions",
+        "comfyui_batch",
+        "encode",
+        "hold_start_frame",
         "stabilize",
-    ]  # fmt: skip
+    ]
     assert sorted(changed_fields(base, faster)) == ["comfyui", "document.determinism", "fps", "target_frames"]
     assert changed_fields(None, faster) == []
 

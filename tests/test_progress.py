@@ -33,8 +33,14 @@ def planned(files: Media, frames: list[int], done: tuple[str, ...] = ()) -> Work
 
 
 def event(kind: str, level: str = "info", message: str = "", **fields: Any) -> dict[str, Any]:
-    return {"ts": "2026-01-01T00:00:00.000Z", "stage": "comfyui", "level": level, "message": message,
-            "kind": kind, **fields}  # fmt: skip
+    return {
+        "ts": "2026-01-01T00:00:00.000Z",
+        "stage": "comfyui",
+        "level": level,
+        "message": message,
+        "kind": kind,
+        **fields,
+    }
 
 
 def batch(name: str, *kinds: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -60,15 +66,21 @@ def test_plain_lines_a_batch_warnings_once_errors_never(files: Media) -> None:
     display = RunDisplay(run.root, out, live=False)
     for e in [
         event("rule_started", rule="prepare_audio", message="prepare_audio started"),
-        *batch("0001", ("rule_started", {}),
-               ("comfyui_attempt", {"level": "warning", "outcome": "transient", "message": "attempt 1"}),
-               ("comfyui_waiting", {"level": "warning", "message": "waiting for ComfyUI"})),
+        *batch(
+            "0001",
+            ("rule_started", {}),
+            ("comfyui_attempt", {"level": "warning", "outcome": "transient", "message": "attempt 1"}),
+            ("comfyui_waiting", {"level": "warning", "message": "waiting for ComfyUI"}),
+        ),
         *made("0001")[1:],
-        *batch("0002", ("rule_started", {}),
-               ("comfyui_attempt", {"level": "error", "outcome": "failed", "message": "node 3 failed"}),
-               ("rule_failed", {"level": "error", "message": "node 3 failed"})),
+        *batch(
+            "0002",
+            ("rule_started", {}),
+            ("comfyui_attempt", {"level": "error", "outcome": "failed", "message": "node 3 failed"}),
+            ("rule_failed", {"level": "error", "message": "node 3 failed"}),
+        ),
         event("run_finished", level="error", message="run failed: node 3 failed"),
-    ]:  # fmt: skip
+    ]:
         display(e)
     display.close()
     lines = out.getvalue().splitlines()

@@ -52,10 +52,12 @@ def test_many_runs_are_registered_in_one_rewrite(state_dir: Path) -> None:
     registry.register_run("run-a", workdir="/w/a", run_status="succeeded")
     first = registry.find_run("run-a")
     assert first is not None
-    registry.register_runs({
-        "run-a": {"run_status": "running"},
-        **{f"run-{n}": {"workdir": f"/w/{n}", "run_status": "running"} for n in range(3)},
-    })  # fmt: skip
+    registry.register_runs(
+        {
+            "run-a": {"run_status": "running"},
+            **{f"run-{n}": {"workdir": f"/w/{n}", "run_status": "running"} for n in range(3)},
+        }
+    )
     runs = json.loads((state_dir / "runs.json").read_text())["runs"]
     assert set(runs) == {"run-a", "run-0", "run-1", "run-2"}
     assert runs["run-a"]["registered_at"] == first["registered_at"] and runs["run-a"]["workdir"] == "/w/a"

@@ -119,8 +119,11 @@ def check_batch_report(
     beside: dict[str, list[bytes]] = {}
     for name, data in contents.items():
         beside.setdefault(Path(name).name, []).append(data)
-    made = {"final.mp4": "final.mp4", "contact_sheet.png": "report/contact_sheet.png",
-            "waveform.png": "report/waveform.png"}  # fmt: skip
+    made = {
+        "final.mp4": "final.mp4",
+        "contact_sheet.png": "report/contact_sheet.png",
+        "waveform.png": "report/waveform.png",
+    }
     assert set(beside) == set(made)
     for name, path in made.items():
         assert sorted(beside[name]) == sorted((out / job / path).read_bytes() for job in finished), name

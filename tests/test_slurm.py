@@ -95,14 +95,24 @@ def test_lip_sync_jobs_ask_for_what_their_provider_declares_and_fail_clearly_whe
     same way, with Slurm's words."""
     tool = {"type": "command", "argv": ["true"], "output": "{output}"}
     providers = tmp_path / "providers.json"
-    providers.write_text(json.dumps({"schema_version": 1, "providers": {
-        "huge": {**tool, "resources": {"cpus": 64, "mem_mb": 700, "gpus": 0, "runtime": 20}},
-        "gpu": {**tool, "resources": {"cpus": 1, "mem_mb": 500, "gpus": 1, "runtime": 10}},
-    }}))  # fmt: skip
-    folder = batch_folder(files, {
-        "huge": {"lipsync": {"enable": True, "provider": "huge"}},
-        "gpu": {"lipsync": {"enable": True, "provider": "gpu"}},
-    })  # fmt: skip
+    providers.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "providers": {
+                    "huge": {**tool, "resources": {"cpus": 64, "mem_mb": 700, "gpus": 0, "runtime": 20}},
+                    "gpu": {**tool, "resources": {"cpus": 1, "mem_mb": 500, "gpus": 1, "runtime": 10}},
+                },
+            }
+        )
+    )
+    folder = batch_folder(
+        files,
+        {
+            "huge": {"lipsync": {"enable": True, "provider": "huge"}},
+            "gpu": {"lipsync": {"enable": True, "provider": "gpu"}},
+        },
+    )
     out = files.root / "out"
     env = {"VIDAX_LIPSYNC_CONFIG": str(providers)}
     result = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--keep-going", "--json", env=env)
@@ -229,8 +239,10 @@ def stop_while_waiting(folder: Path, out: Path, state: Path, name: str) -> str:
     comment = f"rule_{name}@video_encode_hold_start_frame_lipsync_prepare_audio"
     leftover = subprocess.run(
         ["sbatch", "--parsable", "-D", str(out), "--comment", comment, "-c", "1", "--wrap", "sleep 300"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     wait_for(
         "the leftover running",
         lambda: [job["JobState"] for job in slurm_jobs(out) if job["JobId"] == leftover] == ["RUNNING"],
@@ -325,10 +337,24 @@ def test_snakemake_with_the_profile_directly(slurm: None, files: Media) -> None:
     )
     out = files.root / "direct"
     done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--workflow-profile", "none",
-         "--directory", str(out), "--config", f"job={job}"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/slurm",
+            "--workflow-profile",
+            "none",
+            "--directory",
+            str(out),
+            "--config",
+            f"job={job}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run_status"] == "succeeded"
@@ -351,13 +377,30 @@ def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_
     folder = batch_folder(files, {"one": {}, "two": {}, "three": {}})
     out = files.root / "out"
     live = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--workflow-profile", "none",
-         "--directory", str(out), "--config", f"batch={folder}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/slurm",
+            "--workflow-profile",
+            "none",
+            "--directory",
+            str(out),
+            "--config",
+            f"batch={folder}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_for("a job of the live run pending", lambda: any(
-            job["JobState"] == "PENDING" for job in slurm_jobs(out)), 120)  # fmt: skip
+        wait_for(
+            "a job of the live run pending",
+            lambda: any(job["JobState"] == "PENDING" for job in slurm_jobs(out)),
+            120,
+        )
         pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
         subprocess.run(["scontrol", "hold", *pending], capture_output=True, check=False)
         refusal = (
@@ -406,10 +449,13 @@ def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
     providers["providers"]["huge_audiogram"] = huge
     config = tmp_path / "providers.json"
     config.write_text(json.dumps(providers))
-    folder = batch_folder(files, {
-        "refused": {"lipsync": {"enable": True, "provider": "huge_audiogram"}},
-        "by_hand": {},
-    })  # fmt: skip
+    folder = batch_folder(
+        files,
+        {
+            "refused": {"lipsync": {"enable": True, "provider": "huge_audiogram"}},
+            "by_hand": {},
+        },
+    )
     out = files.root / "out"
     slow = slow_ffmpeg(files.root, 60, only="by_hand/.encode-final.mp4")
     env = {"FFMPEG": str(slow), "VIDAX_LIPSYNC_CONFIG": str(config)}

@@ -51,8 +51,16 @@ def farm_profile(folder: Path, root: Path, step_delay: float) -> Path:
     profile = folder / "farm"
     profile.mkdir()
     settings = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    command = [sys.executable, str(DOUBLE), "--port", "{port}", "--root", str(root),
-               "--step-delay", str(step_delay)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(DOUBLE),
+        "--port",
+        "{port}",
+        "--root",
+        str(root),
+        "--step-delay",
+        str(step_delay),
+    ]
     settings["config"] = {
         "comfyui_start": {"command": command, "start_timeout_seconds": 60, "stop_seconds": 5}
     }
@@ -62,8 +70,11 @@ def farm_profile(folder: Path, root: Path, step_delay: float) -> Path:
 
 def comfy_jobs(files: Media) -> dict[str, dict[str, object]]:
     """One video of two batches on the sampler template (the double answers it without weights)."""
-    comfyui = {"workflow_ids": ["sampler_on_cpu"], "batch_size": 25,
-               "params": {"width": 64, "height": 48, "steps": 4}}  # fmt: skip
+    comfyui = {
+        "workflow_ids": ["sampler_on_cpu"],
+        "batch_size": 25,
+        "params": {"width": 64, "height": 48, "steps": 4},
+    }
     return {"one": {"comfyui": comfyui}}
 
 

@@ -68,22 +68,37 @@ def test_a_request_sbatch_refuses_is_exit_21_in_one_line(monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("state", "code", "line"),
     [
-        ("CANCELLED", ExitCode.INTERRUPTED,
-         f"Slurm job 12 (group intro@video) was cancelled outside va (scancel) after 00:00:07 of running; "
-         f"continue with {AGAIN}"),
-        ("TIMEOUT", ExitCode.CLUSTER_CANNOT_RUN,
-         "Slurm job 12 (group intro@video) reached its time limit of 00:01:00 and was ended (TIMEOUT); "
-         "give it a longer runtime (set-resources in the profile)"),
-        ("OUT_OF_MEMORY", ExitCode.CLUSTER_CANNOT_RUN,
-         "Slurm job 12 (group intro@video) ran out of its 1000M memory (OUT_OF_MEMORY); give it more mem_mb "
-         "(set-resources in the profile)"),
-        ("NODE_FAIL", ExitCode.INTERRUPTED,
-         f"Slurm job 12 (group intro@video) ended when its node node3 was lost (NODE_FAIL) after 00:00:07; "
-         f"continue with {AGAIN}"),
-        ("FAILED", ExitCode.INTERNAL,
-         "Slurm job 12 (group intro@video) ended FAILED (exit code 0:15 on node3)"),
+        (
+            "CANCELLED",
+            ExitCode.INTERRUPTED,
+            f"Slurm job 12 (group intro@video) was cancelled outside va (scancel) after 00:00:07 of running; "
+            f"continue with {AGAIN}",
+        ),
+        (
+            "TIMEOUT",
+            ExitCode.CLUSTER_CANNOT_RUN,
+            "Slurm job 12 (group intro@video) reached its time limit of 00:01:00 and was ended (TIMEOUT); "
+            "give it a longer runtime (set-resources in the profile)",
+        ),
+        (
+            "OUT_OF_MEMORY",
+            ExitCode.CLUSTER_CANNOT_RUN,
+            "Slurm job 12 (group intro@video) ran out of its 1000M memory (OUT_OF_MEMORY); "
+            "give it more mem_mb (set-resources in the profile)",
+        ),
+        (
+            "NODE_FAIL",
+            ExitCode.INTERRUPTED,
+            "Slurm job 12 (group intro@video) ended when its node node3 was lost (NODE_FAIL) "
+            f"after 00:00:07; continue with {AGAIN}",
+        ),
+        (
+            "FAILED",
+            ExitCode.INTERNAL,
+            "Slurm job 12 (group intro@video) ended FAILED (exit code 0:15 on node3)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_job_slurm_ended_is_named_with_slurms_reason(
     monkeypatch: pytest.MonkeyPatch, state: str, code: ExitCode, line: str
 ) -> None:

@@ -29,9 +29,24 @@ def generated_picture(files: Media, target: Path) -> Path:
     shake = "crop=288:216:x='16+12*sin(n*1.9)':y='12+9*cos(n*2.3)',scale=320:240"
     flicker = "eq=brightness='0.1*sin(n*2.5)':eval=frame"
     ffmpeg(
-        "-loop", "1", "-framerate", "25", "-i", str(files.root / "start.png"), "-vf", f"{shake},{flicker}",
-        "-frames:v", "50", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(target),
-    )  # fmt: skip
+        "-loop",
+        "1",
+        "-framerate",
+        "25",
+        "-i",
+        str(files.root / "start.png"),
+        "-vf",
+        f"{shake},{flicker}",
+        "-frames:v",
+        "50",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        str(target),
+    )
     return target
 
 

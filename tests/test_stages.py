@@ -166,10 +166,25 @@ def ebur128(path: Path) -> tuple[float, float]:
     """Integrated loudness (LUFS) and true peak (dBFS) of a file's audio, as ffmpeg's ebur128 filter
     measures them: the measurement a listener's tools make, not the one va normalizes with."""
     done = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
-         "-af", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     summary = done.stderr[done.stderr.rindex("Summary:") :]
     integrated = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
     peak = re.search(r"Peak:\s+(-?[\d.]+) dBFS", summary)
@@ -189,9 +204,10 @@ def test_a_loudness_job_final_measures_the_target(
     # -16 needs 4.7 dB more, which would lift its peaks above -1.5 dBTP without the limiter.
     shutil.copyfile(REPO / "assets" / "samples" / "voice.wav", files.root / "voice.wav")
     job = load_job(
-        files.job(buffer={"pre_seconds": 0.5, "post_seconds": 0.5},
-                  audio={"loudness": {"target_lufs": target}})
-    )  # fmt: skip
+        files.job(
+            buffer={"pre_seconds": 0.5, "post_seconds": 0.5}, audio={"loudness": {"target_lufs": target}}
+        )
+    )
     run = Workdir(tmp_path / "w")
     for folder in ("prepare", "frames"):
         (run.root / folder).mkdir(parents=True)
@@ -257,10 +273,23 @@ def test_a_still_loop_of_another_size_than_planned_is_not_published(files: Media
 def rgb_pixels(path: Path) -> np.ndarray:
     """The first frame of an image or video, decoded to RGB as ffmpeg displays it (rotation applied)."""
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
-         "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).astype(np.float32)
 
 

@@ -81,10 +81,24 @@ def test_an_srt_error_names_the_file_line(files: Media, va_cli: CliRunner) -> No
 
 def captions_of(video: Path) -> list[dict[str, object]]:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "s", "-show_entries", "packet=pts_time,duration_time",
-         "-show_entries", "stream=codec_name", "-of", "json", str(video)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "s",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "json",
+            str(video),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     data: dict[str, list[dict[str, object]]] = json.loads(out)
     return [*data["streams"], *data["packets"]]
 

@@ -98,8 +98,10 @@ def test_a_full_disk_in_a_rule_is_the_workdir_named_not_an_internal_error(files:
     failed = read_events(run.events)[-1]
     assert failed["kind"] == "rule_failed"
     assert failed["error"] == {
-        "code": 32, "name": "WORKDIR_UNUSABLE", "message": f"prepare_audio: No space left on device: {full}"
-    }  # fmt: skip
+        "code": 32,
+        "name": "WORKDIR_UNUSABLE",
+        "message": f"prepare_audio: No space left on device: {full}",
+    }
 
 
 def test_a_bug_in_a_rule_is_an_internal_error_with_the_rule_named(files: Media) -> None:

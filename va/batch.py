@@ -179,13 +179,15 @@ def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list
         final = manifest.get("final") or {}
         exit_status = manifest.get("exit_status") or {}
         work, wall = work_and_wall(digest)
-        rows.append({
-            "job": name,
-            "status": manifest.get("run_status", "not run"),
-            "exit_code": exit_status.get("code"),
-            "message": exit_status.get("message"),
-            "work_seconds": work,
-            "wall_seconds": wall,
-            "output": str(out / name / final["path"]) if final.get("exists") else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "job": name,
+                "status": manifest.get("run_status", "not run"),
+                "exit_code": exit_status.get("code"),
+                "message": exit_status.get("message"),
+                "work_seconds": work,
+                "wall_seconds": wall,
+                "output": str(out / name / final["path"]) if final.get("exists") else None,
+            }
+        )
     return rows

@@ -186,8 +186,12 @@ def _remove_empty_folders(workdir: Workdir, removed: tuple[RemovedFile, ...]) ->
     """Remove the folders the removed files leave empty, up to the workdir (never a folder that holds
     anything else)."""
     root = workdir.root.absolute()
-    folders = {parent for item in removed for parent in (root / item.path).parents if parent != root
-               and parent.is_relative_to(root)}  # fmt: skip
+    folders = {
+        parent
+        for item in removed
+        for parent in (root / item.path).parents
+        if parent != root and parent.is_relative_to(root)
+    }
     for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

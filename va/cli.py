@@ -553,8 +553,9 @@ def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
     counts = Counter(entry["url"] for entry in made.values())
     versions = phase.get("comfyui_versions") or {}
     unit = "segment(s)" if phase.get("segments") else "batch(es)"
-    named = ", ".join(f"{url} ({versions.get(url) or 'version unknown'}): {count} {unit}"
-                      for url, count in counts.items())  # fmt: skip
+    named = ", ".join(
+        f"{url} ({versions.get(url) or 'version unknown'}): {count} {unit}" for url, count in counts.items()
+    )
     mixed = len({version for version in versions.values() if version}) > 1
     return ["", f"comfyui   {named}" + ("; a pool of mixed ComfyUI versions" if mixed else "")]
 

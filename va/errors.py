@@ -61,8 +61,11 @@ UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, e
 DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG})
 #: What a tool (ffmpeg, Snakemake) says when the disk it writes to cannot take the file.
 DISK_ERRORS = (
-    "No space left on device", "Disk quota exceeded", "Read-only file system", "File name too long"
-)  # fmt: skip
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "File name too long",
+)
 
 
 def disk_error_in(text: str) -> str | None:

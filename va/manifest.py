@@ -102,8 +102,17 @@ def _phase(
 #: What the manifest keeps of a rule event (``seconds``: a finished rule's own time, its work).
 RULE_EVENT_FIELDS = ("kind", "ts", "slurm_job_id", "error", "seconds")
 #: What it keeps of a ComfyUI attempt (the fields that are set).
-ATTEMPT_FIELDS = ("batch", "segment", "attempt", "seed", "prompt_id", "outcome", "error", "server",
-                  "comfyui_version")  # fmt: skip
+ATTEMPT_FIELDS = (
+    "batch",
+    "segment",
+    "attempt",
+    "seed",
+    "prompt_id",
+    "outcome",
+    "error",
+    "server",
+    "comfyui_version",
+)
 
 
 @dataclass
@@ -282,13 +291,23 @@ def _segment_details(
         made = read_json(record) if record.exists() else {}
         # A record of an earlier take (a retake under way) is not this segment's.
         current = made if (made.get("seed"), made.get("take")) == (segment["seed"], segment["take"]) else {}
-        segments.append({
-            "index": segment["index"], "name": segment["name"], "start": segment["start_seconds"],
-            "end": segment["end_seconds"], "frames": segment["frames"], "kept": segment["kept"],
-            "seed": segment["seed"], "take": segment["take"], "cut": segment["cut"],
-            "prompt": segment.get("prompt"), "status": "done" if current else "pending",
-            "prompt_id": current.get("prompt_id"), "attempts": current.get("attempts"),
-        })  # fmt: skip
+        segments.append(
+            {
+                "index": segment["index"],
+                "name": segment["name"],
+                "start": segment["start_seconds"],
+                "end": segment["end_seconds"],
+                "frames": segment["frames"],
+                "kept": segment["kept"],
+                "seed": segment["seed"],
+                "take": segment["take"],
+                "cut": segment["cut"],
+                "prompt": segment.get("prompt"),
+                "status": "done" if current else "pending",
+                "prompt_id": current.get("prompt_id"),
+                "attempts": current.get("attempts"),
+            }
+        )
     done = [s for s in segments if s["status"] == "done"]
     return {
         "progress": {
@@ -351,16 +370,18 @@ def _chunk_details(
         path = str(workdir.lipsync_chunk(chunk["name"]).relative_to(workdir.root))
         made = path in removed or (workdir.root / path).exists()
         finished = last.get("kind") == "rule_finished"
-        details.append({
-            "name": chunk["name"],
-            "start": chunk["start_seconds"],
-            "end": chunk["end_seconds"],
-            "frames": chunk["frames"],
-            "cut": chunk["cut"],
-            "status": _rule_state(entry, made, live)["status"],
-            "attempt": entry.get("attempt") if made and finished else None,
-            "seconds": last.get("seconds") if made and finished else None,
-        })  # fmt: skip
+        details.append(
+            {
+                "name": chunk["name"],
+                "start": chunk["start_seconds"],
+                "end": chunk["end_seconds"],
+                "frames": chunk["frames"],
+                "cut": chunk["cut"],
+                "status": _rule_state(entry, made, live)["status"],
+                "attempt": entry.get("attempt") if made and finished else None,
+                "seconds": last.get("seconds") if made and finished else None,
+            }
+        )
     return details
 
 

@@ -94,13 +94,23 @@ REFERENCE_WHITE_NITS = 203
 TONE_MAP_KNEE = 0.9
 #: ffprobe's matrix names as swscale's ``in_color_matrix`` takes them.
 SWSCALE_MATRICES = {
-    "bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc", "smpte240m": "smpte240m",
-}  # fmt: skip
+    "bt709": "bt709",
+    "smpte170m": "smpte170m",
+    "bt470bg": "bt470",
+    "fcc": "fcc",
+    "smpte240m": "smpte240m",
+}
 #: EXIF orientation (1 upright .. 8) as the ffmpeg filters that make the picture upright.
 UPRIGHT = {
-    1: "", 2: "hflip", 3: "hflip,vflip", 4: "vflip",
-    5: "transpose=cclock_flip", 6: "transpose=clock", 7: "transpose=clock_flip", 8: "transpose=cclock",
-}  # fmt: skip
+    1: "",
+    2: "hflip",
+    3: "hflip,vflip",
+    4: "vflip",
+    5: "transpose=cclock_flip",
+    6: "transpose=clock",
+    7: "transpose=clock_flip",
+    8: "transpose=cclock",
+}
 #: A video's clockwise display rotation as the EXIF orientation that turns it so.
 ROTATION_ORIENTATION = {0: 1, 90: 6, 180: 3, 270: 8}
 
@@ -512,9 +522,13 @@ def _probe_heif(path: Path) -> VisualInfo:
     heif = _open_heif(path)
     width, height = heif.size
     return VisualInfo(
-        path=path, codec="hevc", width=width, height=height, pix_fmt="rgba" if heif.has_alpha else "rgb24",
+        path=path,
+        codec="hevc",
+        width=width,
+        height=height,
+        pix_fmt="rgba" if heif.has_alpha else "rgb24",
         has_alpha=heif.has_alpha,
-    )  # fmt: skip
+    )
 
 
 @contextmanager
@@ -570,8 +584,11 @@ def to_rgb(info: VisualInfo) -> str:
     full = tags.range == "pc" or (not tags.range and info.pix_fmt.startswith("yuvj"))
     if tags.wide:
         return wide_to_rgb(tags, full)
-    hd = info.width >= 1280 or info.height > 576 if not ORIENTATION_SWAPS[info.orientation] else (
-        info.height >= 1280 or info.width > 576)  # fmt: skip
+    hd = (
+        info.width >= 1280 or info.height > 576
+        if not ORIENTATION_SWAPS[info.orientation]
+        else (info.height >= 1280 or info.width > 576)
+    )
     matrix = SWSCALE_MATRICES.get(tags.matrix, "bt709" if hd else "smpte170m")
     out = "rgba" if info.has_alpha else "rgb24"
     return f"scale=in_color_matrix={matrix}:in_range={'pc' if full else 'tv'}:out_range=pc,format={out}"
@@ -668,8 +685,10 @@ def wav_layout(path: Path) -> WavLayout | None:
         while offset + 8 <= len(head):
             chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
             if chunk == b"fmt " and offset + 24 <= len(head):
-                tag, channels, rate = (int.from_bytes(head[offset + a : offset + b], "little")
-                                       for a, b in ((8, 10), (10, 12), (12, 16)))  # fmt: skip
+                tag, channels, rate = (
+                    int.from_bytes(head[offset + a : offset + b], "little")
+                    for a, b in ((8, 10), (10, 12), (12, 16))
+                )
                 bits = int.from_bytes(head[offset + 22 : offset + 24], "little")
                 per_second = channels * ((bits + 7) // 8) * rate if tag in WAV_SAMPLE_FORMATS else 0
             if chunk == b"data":
@@ -995,8 +1014,11 @@ def measure_loudness(
     if window is not None:
         argv += ["-ss", f"{window[0]:.6f}", "-t", f"{window[1]:.6f}"]
     argv += [*input_file(source), "-map", "0:a:0", "-af", f"{chain},{measure}" if chain else measure]
-    done = _run([*argv, "-f", "null", "-"], failure=ExitCode.UNSUPPORTED_FORMAT,
-                what=f"cannot measure the loudness of {source}")  # fmt: skip
+    done = _run(
+        [*argv, "-f", "null", "-"],
+        failure=ExitCode.UNSUPPORTED_FORMAT,
+        what=f"cannot measure the loudness of {source}",
+    )
     report = _loudnorm_report(done.stderr, source)
     figures = Loudness(
         integrated_lufs=_figure(report, "input_i"),
@@ -1363,9 +1385,19 @@ def encode_from_video(
         info = probe_visual(video)
         source_size = (info.width, info.height)
     encode_picture(
-        video_source(video), audio, target, fps=fps, frames=frames, crf=crf, preset=preset, copy_from=video,
-        no_clobber=no_clobber, subtitles=subtitles, canvas=canvas, source_size=source_size,
-    )  # fmt: skip
+        video_source(video),
+        audio,
+        target,
+        fps=fps,
+        frames=frames,
+        crf=crf,
+        preset=preset,
+        copy_from=video,
+        no_clobber=no_clobber,
+        subtitles=subtitles,
+        canvas=canvas,
+        source_size=source_size,
+    )
 
 
 def encode_picture(
@@ -1481,9 +1513,15 @@ def detect_silences(audio: Path, *, noise_db: float, min_seconds: float) -> tupl
 
 
 def cut_audio(
-    source: Path, target: Path, *, start_seconds: float, seconds: float, length_seconds: float,
-    sample_rate: int, channels: int,
-) -> None:  # fmt: skip
+    source: Path,
+    target: Path,
+    *,
+    start_seconds: float,
+    seconds: float,
+    length_seconds: float,
+    sample_rate: int,
+    channels: int,
+) -> None:
     """``seconds`` of ``source`` from ``start_seconds`` as 16-bit PCM WAV at the rate and channel count a
     tool expects, padded with silence to ``length_seconds`` (a chunk of the voice for a lip-sync tool).
     A negative ``start_seconds`` puts that much silence first (a model's head frames before the voice)."""
@@ -1574,9 +1612,17 @@ def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None
 
 
 def cut_voice_and_context(
-    audio: Path, voice: Path, *, start_seconds: float, seconds: float, sample_rate: int,
-    clip: Path | None = None, context: Path | None = None, frames: int = 0, fps: int = 25,
-) -> None:  # fmt: skip
+    audio: Path,
+    voice: Path,
+    *,
+    start_seconds: float,
+    seconds: float,
+    sample_rate: int,
+    clip: Path | None = None,
+    context: Path | None = None,
+    frames: int = 0,
+    fps: int = 25,
+) -> None:
     """A model segment's inputs in one ffmpeg run: ``seconds`` of ``audio`` from ``start_seconds`` (a
     negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``), and,
     given a ``clip``, its last ``frames`` frames as a short, nearly lossless H.264 video at ``fps``
@@ -1590,14 +1636,41 @@ def cut_voice_and_context(
     targets = [voice] + ([context] if clip is not None and context is not None else [])
     with _scratch_for(voice) as scratch:
         partials = [scratch / target.name for target in targets]
-        argv += ["-map", "0:a:0", "-af", f"aresample={sample_rate},{delay}apad=whole_len={whole},"
-                 f"atrim=end_sample={whole}", "-ar", str(sample_rate), "-ac", "1", "-c:a", "pcm_s16le",
-                 "-f", "wav", str(partials[0])]  # fmt: skip
+        argv += [
+            "-map",
+            "0:a:0",
+            "-af",
+            f"aresample={sample_rate},{delay}apad=whole_len={whole},atrim=end_sample={whole}",
+            "-ar",
+            str(sample_rate),
+            "-ac",
+            "1",
+            "-c:a",
+            "pcm_s16le",
+            "-f",
+            "wav",
+            str(partials[0]),
+        ]
         if len(partials) > 1:
             # The last frames without counting them first: the clip backwards, its first frames, forwards.
-            argv += ["-map", "1:v:0", "-vf", f"reverse,trim=end_frame={frames},reverse,setpts=N/({fps}*TB)",
-                     "-r", str(fps), "-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt",
-                     "yuv420p", *MP4_OUT, str(partials[1])]  # fmt: skip
+            argv += [
+                "-map",
+                "1:v:0",
+                "-vf",
+                f"reverse,trim=end_frame={frames},reverse,setpts=N/({fps}*TB)",
+                "-r",
+                str(fps),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "4",
+                "-pix_fmt",
+                "yuv420p",
+                *MP4_OUT,
+                str(partials[1]),
+            ]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"cannot cut a segment's voice from {audio}")
         for partial, target in zip(partials, targets, strict=True):
             partial.replace(target)

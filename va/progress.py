@@ -98,9 +98,14 @@ class RunDisplay:
         self.started = time.monotonic()
         if self.live:
             self.bar = tqdm(
-                total=sum(self.batches.values()), initial=self._frames_done(), unit="frame", desc="comfyui",
-                file=self.stream, dynamic_ncols=True, leave=True,
-            )  # fmt: skip
+                total=sum(self.batches.values()),
+                initial=self._frames_done(),
+                unit="frame",
+                desc="comfyui",
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=True,
+            )
 
     def _frames_done(self) -> int:
         return sum(self.batches[name] for name in self.done if name in self.batches)
@@ -113,9 +118,11 @@ class RunDisplay:
 
     def _line(self) -> str:
         progress = {
-            "batches_done": len(self.done), "batches_total": len(self.batches),
-            "frames_done": self._frames_done(), "frames_total": sum(self.batches.values()),
-        }  # fmt: skip
+            "batches_done": len(self.done),
+            "batches_total": len(self.batches),
+            "frames_done": self._frames_done(),
+            "frames_total": sum(self.batches.values()),
+        }
         return ", ".join(part for part in (batches_note(progress), self.step, f"ETA {self._eta()}") if part)
 
     def _update_bar(self) -> None:

@@ -33,14 +33,16 @@ _COMMAND_SECONDS = 30.0
 
 #: Reasons Slurm gives a pending job that the partition's configuration can never run, whatever else
 #: happens in the queue: the request exceeds the partition's limits (e.g. more CPUs than its nodes have).
-NEVER_RUNS = frozenset({
-    "PartitionConfig",
-    "PartitionNodeLimit",
-    "PartitionTimeLimit",
-    "BadConstraints",
-    "InvalidAccount",
-    "InvalidQOS",
-})  # fmt: skip
+NEVER_RUNS = frozenset(
+    {
+        "PartitionConfig",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "BadConstraints",
+        "InvalidAccount",
+        "InvalidQOS",
+    }
+)
 #: Reasons that also come and go (a required node down, drained or reserved; the partition down): a job
 #: pending for one of them this long is taken as never running.
 NOT_NOW = frozenset({"ReqNodeNotAvail", "PartitionDown", "PartitionInactive", "NodeDown"})

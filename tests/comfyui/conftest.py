@@ -26,9 +26,11 @@ def workflows(state_dir: Path) -> Path:
     empty = {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0}},
         "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8}},
-        "3": {"class_type": "SaveVideo",
-              "inputs": {"video": ["2", 0], "filename_prefix": "clip", "format": "mp4", "codec": "h264"}},
-    }  # fmt: skip
+        "3": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["2", 0], "filename_prefix": "clip", "format": "mp4", "codec": "h264"},
+        },
+    }
     (folder / "video_clip.json").write_text(json.dumps(empty))
     bindings = {
         "frames": [{"node": "1", "input": "batch_size"}],
@@ -39,10 +41,19 @@ def workflows(state_dir: Path) -> Path:
     (folder / "video_clip.bindings.json").write_text(json.dumps({"schema_version": 1, "bindings": bindings}))
     vhs = {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "VHS_VideoCombine",
-              "inputs": {"images": ["1", 0], "frame_rate": 8, "loop_count": 0, "filename_prefix": "vhs",
-                         "format": "video/h264-mp4", "pingpong": False, "save_output": True}},
-    }  # fmt: skip
+        "2": {
+            "class_type": "VHS_VideoCombine",
+            "inputs": {
+                "images": ["1", 0],
+                "frame_rate": 8,
+                "loop_count": 0,
+                "filename_prefix": "vhs",
+                "format": "video/h264-mp4",
+                "pingpong": False,
+                "save_output": True,
+            },
+        },
+    }
     (folder / "vhs_clip.json").write_text(json.dumps(vhs))
     vhs_bindings = {
         "frames": [{"node": "1", "input": "batch_size"}],
@@ -67,9 +78,11 @@ def workflows(state_dir: Path) -> Path:
     for kind in ("PNG", "WEBP"):
         animated = {
             "1": {"class_type": "EmptyImage", "inputs": empty["1"]["inputs"]},
-            "2": {"class_type": f"SaveAnimated{kind}",
-                  "inputs": {"images": ["1", 0], "filename_prefix": "anim", "fps": 8}},
-        }  # fmt: skip
+            "2": {
+                "class_type": f"SaveAnimated{kind}",
+                "inputs": {"images": ["1", 0], "filename_prefix": "anim", "fps": 8},
+            },
+        }
         (folder / f"animated_{kind.lower()}.json").write_text(json.dumps(animated))
         animated_bindings = {
             "frames": [{"node": "1", "input": "batch_size"}],

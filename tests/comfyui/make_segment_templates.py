@@ -90,8 +90,14 @@ def infinitetalk(graph: Graph) -> tuple[Graph, dict[str, Any]]:
         "frames": [("129", "length")],
         "filename_prefix": [("162", "filename_prefix")],
     }
-    contract = {"fps": 25, "max_frames": 81, "frame_form": "4n+1", "sample_rate": 16000,
-                "context_frames": 9, "head_frames": 9}  # fmt: skip
+    contract = {
+        "fps": 25,
+        "max_frames": 81,
+        "frame_form": "4n+1",
+        "sample_rate": 16000,
+        "context_frames": 9,
+        "head_frames": 9,
+    }
     return one, document(
         "InfiniteTalk (Wan 2.1 I2V 14B 480p, single speaker): one segment of at most 81 frames at 25 fps; "
         "the previous segment's last 9 frames are its motion context and the first 9 frames of the clip",
@@ -125,8 +131,14 @@ def s2v(graph: Graph) -> tuple[Graph, dict[str, Any]]:
         "frames": [("93", "length")],
         "filename_prefix": [("113", "filename_prefix")],
     }
-    contract = {"fps": 16, "max_frames": 77, "frame_form": "4n+1", "sample_rate": 16000,
-                "context_frames": 9, "head_frames": 0}  # fmt: skip
+    contract = {
+        "fps": 16,
+        "max_frames": 77,
+        "frame_form": "4n+1",
+        "sample_rate": 16000,
+        "context_frames": 9,
+        "head_frames": 0,
+    }
     return one, document(
         "Wan 2.2 S2V 14B: one segment of at most 77 frames at 16 fps; the previous segment's last 9 frames "
         "guide its motion (ref_motion) and are not repeated in the clip",
@@ -152,8 +164,14 @@ def humo(graph: Graph) -> tuple[Graph, dict[str, Any]]:
         "frames": [("65", "length")],
         "filename_prefix": [("59", "filename_prefix")],
     }
-    contract = {"fps": 25, "max_frames": 97, "frame_form": "4n+1", "sample_rate": 16000,
-                "context_frames": 0, "head_frames": 0}  # fmt: skip
+    contract = {
+        "fps": 25,
+        "max_frames": 97,
+        "frame_form": "4n+1",
+        "sample_rate": 16000,
+        "context_frames": 0,
+        "head_frames": 0,
+    }
     return one, document(
         "HuMo 17B: one segment of at most 97 frames at 25 fps from the start image (its reference), the "
         "prompt and the voice; segments do not depend on each other",

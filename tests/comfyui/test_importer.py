@@ -231,8 +231,14 @@ def test_proposed_bindings_of_an_audio_driven_template(
     assert bound["frames"] == [{"node": "65", "input": "length"}] and bound["seed"] == [
         {"node": "64", "input": "seed"}
     ]
-    assert result["segments"] == {"fps": 25, "max_frames": 97, "frame_form": "4n+1", "sample_rate": 16000,
-                                  "context_frames": 0, "head_frames": 0}  # fmt: skip
+    assert result["segments"] == {
+        "fps": 25,
+        "max_frames": 97,
+        "frame_form": "4n+1",
+        "sample_rate": 16000,
+        "context_frames": 0,
+        "head_frames": 0,
+    }
 
 
 def test_undecided_choices_are_named_with_node_ids(

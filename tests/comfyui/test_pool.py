@@ -67,10 +67,21 @@ class DoubleProcess(Comfy):
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(DOUBLE), "--port", str(self.port), "--root", str(self.root),
-             "--comfyui-version", self.version, "--step-delay", str(self.step_delay)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(DOUBLE),
+                "--port",
+                str(self.port),
+                "--root",
+                str(self.root),
+                "--comfyui-version",
+                self.version,
+                "--step-delay",
+                str(self.step_delay),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until_answering(f"{self.url}/system_stats", self.process, "a ComfyUI double")
 
     def kill(self) -> None:
@@ -122,7 +133,7 @@ def test_slots_are_shared_between_processes_and_freed_when_a_holder_dies(tmp_pat
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(tmp_path)],
         stdout=subprocess.PIPE,
-    )  # fmt: skip
+    )
     assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
     assert pool.busy("http://a:1") == 2
     assert pool.acquire().url == "http://b:1"  # the other server's free slot, at once
@@ -181,15 +192,24 @@ def test_failover_a_server_dying_mid_prompt_moves_the_batch_and_frees_its_slot(
     killer = threading.Thread(target=kill_when_running)
     killer.start()
     document = stage.run_batch(
-        made.settings, "0000", still=made.still, result=made.run.batch_result("0000"),
-        workdir=made.run.root, report=made.report("0000"), servers=servers,
-    )  # fmt: skip
+        made.settings,
+        "0000",
+        still=made.still,
+        result=made.run.batch_result("0000"),
+        workdir=made.run.root,
+        report=made.report("0000"),
+        servers=servers,
+    )
     killer.join()
     assert document["server"] == second.url and document["comfyui_version"] == "0.25.1"
     assert servers.pool.busy(first.url) == 0 and servers.pool.busy(second.url) == 0
     outcomes = [(a["server"], a["outcome"]) for a in made.attempts("0000")]
-    assert outcomes == [(first.url, "submitted"), (first.url, "transient"), (second.url, "submitted"),
-                        (second.url, "succeeded")]  # fmt: skip
+    assert outcomes == [
+        (first.url, "submitted"),
+        (first.url, "transient"),
+        (second.url, "submitted"),
+        (second.url, "succeeded"),
+    ]
     assert len(second.stats()["prompts"]) == 1
     servers.close()
 
@@ -211,9 +231,14 @@ def test_a_restarted_server_is_used_again_and_a_mixed_pool_is_recorded(
 
     def batch(name: str) -> dict[str, object]:
         return stage.run_batch(
-            made.settings, name, still=made.still, result=made.run.batch_result(name),
-            workdir=made.run.root, report=made.report(name), servers=servers,
-        )  # fmt: skip
+            made.settings,
+            name,
+            still=made.still,
+            result=made.run.batch_result(name),
+            workdir=made.run.root,
+            report=made.report(name),
+            servers=servers,
+        )
 
     assert batch("0000")["server"] == second.url
     first.start()
@@ -285,9 +310,13 @@ def test_a_stage_starts_its_own_server_and_leaves_no_process(
     logs = made.run.root / "logs" / "comfyui" / "batches"
     generated = made.run.root / "comfyui" / "generated.json"
     stage.run_batches(
-        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        made.settings,
+        still=made.still,
+        generated=generated,
+        workdir=made.run,
+        logs=logs,
         pool=settings,
-    )  # fmt: skip
+    )
     started = [e for e in read_events(made.run.events) if e["kind"] == "comfyui_server_started"]
     assert len(started) == 1 and started[0]["seconds"] > 0 and started[0]["comfyui_version"] == "0.26.0"
     served = {a["server"] for a in made.attempts() if a["outcome"] == "succeeded"}
@@ -330,15 +359,23 @@ def test_a_batch_spreads_over_the_pool_and_survives_a_server_killed_mid_batch(
     )
     folder = files.root / "jobs"
     folder.mkdir()
-    comfyui = {"workflow_ids": ["vidax_text2img_frames"], "url": [first.url, second.url], "batch_size": 10,
-               "params": {"width": 64, "height": 48, "steps": 4}}  # fmt: skip
+    comfyui = {
+        "workflow_ids": ["vidax_text2img_frames"],
+        "url": [first.url, second.url],
+        "batch_size": 10,
+        "params": {"width": 64, "height": 48, "steps": 4},
+    }
     for name in ("one", "two", "three"):
         document = json.loads(files.job(comfyui=comfyui).read_text())
         document["input"] = {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png")}
         (folder / f"{name}.json").write_text(json.dumps(document))
     out = files.root / "out"
-    batch = subprocess.Popen([*VA, "batch", str(folder), "--out", str(out), "--cores", "4", "--json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    batch = subprocess.Popen(
+        [*VA, "batch", str(folder), "--out", str(out), "--cores", "4", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # Killed once a batch it made is recorded and it holds the next prompt: a kill right after it
         # was sent two prompts could come before either ended, leaving every batch to the second server.

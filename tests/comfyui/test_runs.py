@@ -137,8 +137,9 @@ def test_batches_resume_after_sigkill(files: Media, va_cli: CliRunner, comfy: Co
         and "comfyui: 4 of 4 batches, 50 of 50 frames" in resumed.err
     )
     status = va_cli("status", workdir)
-    assert status.code == 0 and re.search(r"^comfyui\s+done\s+[\d.]+\s+4 of 4 batches, 50 of 50 frames$",
-                                          status.out, re.MULTILINE), status.out  # fmt: skip
+    assert status.code == 0 and re.search(
+        r"^comfyui\s+done\s+[\d.]+\s+4 of 4 batches, 50 of 50 frames$", status.out, re.MULTILINE
+    ), status.out
 
 
 def test_a_changed_default_checkpoint_makes_the_batches_again(

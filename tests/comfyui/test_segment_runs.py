@@ -38,18 +38,33 @@ def frames_of(video: Path) -> np.ndarray:
     """Every frame of a 64x48 video, as an array (frames, height, width, rgb)."""
     raw = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, SIZE[1], SIZE[0], 3).astype(float)
 
 
 def samples_of(path: Path, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
     """A file's audio at 16 kHz mono from ``start`` (negative: silence first) for ``seconds``."""
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ar", "16000", "-ac", "1", "-f", "f32le",
-         "-"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     audio = np.frombuffer(raw, dtype=np.float32)
     lead = max(0, round(-start * 16000))
     audio = np.concatenate([np.zeros(lead, np.float32), audio[max(0, round(start * 16000)) :]])
@@ -99,8 +114,10 @@ def test_a_12_s_voice_in_chained_segments_resumes_and_retakes(
     # A run killed after three segments ...
     process = subprocess.Popen(
         [*VA, "run", str(job), "--workdir", str(workdir), "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     records = workdir / "comfyui" / "segments"
     try:
         deadline = time.monotonic() + 120

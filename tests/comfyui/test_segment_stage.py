@@ -34,10 +34,24 @@ from va.workdir import Workdir
 def samples(path: Path) -> np.ndarray:
     """A file's audio as 16 kHz mono floats."""
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ar", "16000", "-ac", "1", "-f", "f32le",
-         "-"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.float32)
 
 
@@ -45,17 +59,29 @@ def frames(path: Path) -> np.ndarray:
     """Every frame of a 64x48 video (frames, height, width, rgb)."""
     raw = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 48, 64, 3).astype(float)
 
 
 def figures(path: Path) -> dict[str, Any]:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-         "stream=codec_type,nb_read_frames,duration,sample_rate,channels", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames,duration,sample_rate,channels",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {s["codec_type"]: s for s in json.loads(out)["streams"]}
 
 
@@ -79,8 +105,15 @@ def test_the_double_loads_audio_and_video_and_cuts_a_clips_audio_to_its_frames(
     and CreateVideo with LoadAudio's audio saves an MP4 whose AAC audio is cut to the video's length
     (1.32 s for 33 frames at 25 fps from a 2 s voice: seen on the real server)."""
     ffmpeg("-f", "lavfi", "-i", "sine=f=440:sample_rate=16000:duration=2", str(files.root / "v.wav"))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.48", "-pix_fmt", "yuv420p",
-           str(files.root / "c.mp4"))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=25:duration=0.48",
+        "-pix_fmt",
+        "yuv420p",
+        str(files.root / "c.mp4"),
+    )
     client = ComfyClient(comfy.url)
     voice, context = client.upload_image(files.root / "v.wav"), client.upload_image(files.root / "c.mp4")
     assert voice.endswith(".wav") and context.endswith(".mp4")
@@ -88,16 +121,22 @@ def test_the_double_loads_audio_and_video_and_cuts_a_clips_audio_to_its_frames(
         "1": {"class_type": "LoadVideo", "inputs": {"file": context}},
         "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
         "3": {"class_type": "ImageFromBatch", "inputs": {"image": ["2", 0], "batch_index": -9, "length": 9}},
-        "4": {"class_type": "EmptyImage",
-              "inputs": {"width": 32, "height": 24, "batch_size": 33, "color": 255}},
-        "5": {"class_type": "ImageFromBatch",
-              "inputs": {"image": ["4", 0], "batch_index": 9, "length": 4096}},
+        "4": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 32, "height": 24, "batch_size": 33, "color": 255},
+        },
+        "5": {
+            "class_type": "ImageFromBatch",
+            "inputs": {"image": ["4", 0], "batch_index": 9, "length": 4096},
+        },
         "6": {"class_type": "ImageBatch", "inputs": {"image1": ["3", 0], "image2": ["5", 0]}},
         "7": {"class_type": "LoadAudio", "inputs": {"audio": voice}},
         "8": {"class_type": "CreateVideo", "inputs": {"images": ["6", 0], "fps": 25, "audio": ["7", 0]}},
-        "9": {"class_type": "SaveVideo", "inputs": {"video": ["8", 0], "filename_prefix": "probe/seg",
-                                                     "format": "mp4", "codec": "h264"}},
-    }  # fmt: skip
+        "9": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["8", 0], "filename_prefix": "probe/seg", "format": "mp4", "codec": "h264"},
+        },
+    }
     entry = run_prompt(comfy, graph)
     item = entry["outputs"]["9"]["images"][0]
     assert entry["outputs"]["9"]["animated"] == [True] and item["subfolder"] == "probe"
@@ -137,18 +176,24 @@ def chained_plan(files: Media, comfy: Comfy, **sections: Any) -> tuple[Plan, Wor
 
 def files_of(run: Workdir, name: str, previous: str | None = None) -> SegmentFiles:
     return SegmentFiles(
-        still=run.still, audio=run.padded_audio, previous=run.segment_clip(previous) if previous else None,
-        clip=run.segment_clip(name), record=run.segment_record(name),
-    )  # fmt: skip
+        still=run.still,
+        audio=run.padded_audio,
+        previous=run.segment_clip(previous) if previous else None,
+        clip=run.segment_clip(name),
+        record=run.segment_record(name),
+    )
 
 
 def make(plan: Plan, run: Workdir, comfy: Comfy, name: str, previous: str | None = None) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     document = run_segment(
-        segment_settings(plan, name), files=files_of(run, name, previous), workdir=run,
+        segment_settings(plan, name),
+        files=files_of(run, name, previous),
+        workdir=run,
         report=lambda message, **fields: events.append({"message": message, **fields}),
-        pool=PoolSettings((PoolServer(comfy.url, 1),)), logs=run.root / "logs" / "segment.log",
-    )  # fmt: skip
+        pool=PoolSettings((PoolServer(comfy.url, 1),)),
+        logs=run.root / "logs" / "segment.log",
+    )
     return {**document, "events": events}
 
 

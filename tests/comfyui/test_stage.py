@@ -87,9 +87,14 @@ class Stage:
         servers = stage.StageServers(stage.job_pool(self.job))
         try:
             return run_batch(
-                self.settings, name, still=self.still, result=self.run.batch_result(name),
-                workdir=self.run.root, report=self.report(name), servers=servers,
-            )  # fmt: skip
+                self.settings,
+                name,
+                still=self.still,
+                result=self.run.batch_result(name),
+                workdir=self.run.root,
+                report=self.report(name),
+                servers=servers,
+            )
         finally:
             servers.close()
 
@@ -108,9 +113,10 @@ class Stage:
     def attempts(self, batch: str | None = None) -> list[dict[str, Any]]:
         """The comfyui_attempt events (what the manifest's ``attempts`` are made of)."""
         return [
-            e for e in read_events(self.run.events)
+            e
+            for e in read_events(self.run.events)
             if e.get("kind") == "comfyui_attempt" and batch in (None, e["batch"])
-        ]  # fmt: skip
+        ]
 
     def json(self, relative: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.run.root / relative).read_text())
@@ -123,10 +129,22 @@ StageFactory = Callable[..., Stage]
 def video_of(path: Path) -> dict[str, Any]:
     """The video stream of ``comfyui/output.mp4`` (it has no audio: encode adds it), frames counted."""
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-print_format", "json",
-         "-show_streams", str(path)],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-print_format",
+            "json",
+            "-show_streams",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     stream: dict[str, Any] = json.loads(out)["streams"][0]
     return stream
 
@@ -261,9 +279,13 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     generated = made.run.root / "comfyui" / "generated.json"
     logs = made.run.root / "logs" / "comfyui" / "batches"
     stage.run_batches(
-        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        made.settings,
+        still=made.still,
+        generated=generated,
+        workdir=made.run,
+        logs=logs,
         pool=stage.job_pool(made.job),
-    )  # fmt: skip
+    )
     stats = comfy.stats()
     assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 1 and stats["system_stats"] == 1
     assert stats["uploads"] == 1
@@ -274,17 +296,25 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
     assert int(video_of(made.assemble())["nb_read_frames"]) == 50
 
     stage.run_batches(
-        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        made.settings,
+        still=made.still,
+        generated=generated,
+        workdir=made.run,
+        logs=logs,
         pool=stage.job_pool(made.job),
-    )  # fmt: skip
+    )
     assert len(comfy.stats()["prompts"]) == 7  # all done: nothing submitted
     (made.run.root / "frames" / "000020.png").unlink()  # batch 0002's frame
     document = made.json("comfyui/batches/0005.json")
     made.run.batch_result("0005").write_text(json.dumps({**document, "fingerprint": "an-edited-job"}))
     stage.run_batches(
-        made.settings, still=made.still, generated=generated, workdir=made.run, logs=logs,
+        made.settings,
+        still=made.still,
+        generated=generated,
+        workdir=made.run,
+        logs=logs,
         pool=stage.job_pool(made.job),
-    )  # fmt: skip
+    )
     again = [a["batch"] for a in made.attempts() if a["outcome"] == "submitted"][7:]
     assert again == ["0002", "0005"] and len(comfy.stats()["prompts"]) == 9
 
@@ -379,10 +409,23 @@ def test_per_retry_seeds_are_all_recorded(make_stage: StageFactory, comfy: Comfy
 def first_frame_rgb(video: Path) -> bytes:
     """The first frame of ``video`` as RGB bytes, rows of ``width * 3``."""
     return subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(video), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
-         "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(video),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def test_frames_of_an_odd_size_become_an_even_final(make_stage: StageFactory) -> None:
@@ -429,8 +472,9 @@ def test_a_size_comfyui_rounds_is_fitted_into_the_planned_picture(make_stage: St
 def test_clips_are_fitted_on_the_background(make_stage: StageFactory, fit: str) -> None:
     """The clip template's 64x48 clips in a 96x96 output: contained (white bars above and below) or
     covering it (no bar)."""
-    made = make_stage("video_clip", params={"fps": 8}, output={"width": 96, "height": 96, "fit": fit,
-                                                                "background": "white"})  # fmt: skip
+    made = make_stage(
+        "video_clip", params={"fps": 8}, output={"width": 96, "height": 96, "fit": fit, "background": "white"}
+    )
     made.every_batch()
     target = made.assemble()
     video = video_of(target)
@@ -610,10 +654,23 @@ def test_timeout_while_queued_deletes_only_our_prompt(make_stage: StageFactory, 
 def colour_runs(video: Path) -> list[int]:
     """How many frames in a row show the same colour (a corner away from the frame's text), in order."""
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(video), "-vf", "crop=8:8:52:36,scale=1:1", "-f", "rawvideo",
-         "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(video),
+            "-vf",
+            "crop=8:8:52:36,scale=1:1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
     runs: list[int] = []
     for index, pixel in enumerate(pixels):
@@ -746,8 +803,10 @@ def test_a_stopped_batch_cancels_its_prompt_on_the_server(
     made = make_stage()
     process = subprocess.Popen(
         [sys.executable, "-c", BATCH_IN_A_PROCESS, str(made.job.path), str(made.run.root), str(made.still)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while (
@@ -793,5 +852,7 @@ def test_a_comfyui_restart_is_waited_out_within_unavailable_seconds(
     waiting = [e for e in read_events(made.run.events) if e.get("kind") == "comfyui_waiting"]
     assert waiting and all(e["level"] == "warning" for e in waiting)
     assert [e["next_try_seconds"] for e in waiting][:2] == [0.5, 1.0][: len(waiting)]
-    assert re.search(r"waiting for ComfyUI at .*; batch 0000 tries again in 0\.5 s, at \d\d:\d\d:\d\d$",
-                     waiting[0]["message"])  # fmt: skip
+    assert re.search(
+        r"waiting for ComfyUI at .*; batch 0000 tries again in 0\.5 s, at \d\d:\d\d:\d\d$",
+        waiting[0]["message"],
+    )

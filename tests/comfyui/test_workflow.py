@@ -16,9 +16,11 @@ GRAPH = {
     "1": {"class_type": "LoadAudio", "inputs": {"audio": "x.wav"}},
     "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0}},
     "3": {"class_type": "CreateVideo", "inputs": {"images": ["2", 0], "fps": 25, "audio": ["1", 0]}},
-    "4": {"class_type": "SaveVideo",
-          "inputs": {"video": ["3", 0], "filename_prefix": "s", "format": "mp4", "codec": "h264"}},
-}  # fmt: skip
+    "4": {
+        "class_type": "SaveVideo",
+        "inputs": {"video": ["3", 0], "filename_prefix": "s", "format": "mp4", "codec": "h264"},
+    },
+}
 
 
 def write_template(folder: Path, name: str, **bindings_file: object) -> None:
@@ -34,8 +36,9 @@ def write_template(folder: Path, name: str, **bindings_file: object) -> None:
 
 def test_a_segment_contract_is_read_with_its_defaults(state_dir: Path) -> None:
     folder = state_dir / "comfyui" / "workflows"
-    write_template(folder, "talk", segments={"fps": 25, "max_frames": 33, "frame_form": "4n+1"},
-                   lipsync_in_model=True)  # fmt: skip
+    write_template(
+        folder, "talk", segments={"fps": 25, "max_frames": 33, "frame_form": "4n+1"}, lipsync_in_model=True
+    )
     workflow = load_workflow("talk")
     assert workflow.segments == SegmentContract(fps=25, max_frames=33, frame_form="4n+1", sample_rate=16000)
     assert workflow.lipsync_in_model
@@ -51,8 +54,9 @@ def test_segment_parameters_need_a_contract(state_dir: Path) -> None:
 
 
 def test_an_unknown_contract_field_is_refused_by_the_schema(state_dir: Path) -> None:
-    write_template(state_dir / "comfyui" / "workflows", "typo", segments={"fps": 25, "max_frames": 33,
-                                                                           "head_frame": 9})  # fmt: skip
+    write_template(
+        state_dir / "comfyui" / "workflows", "typo", segments={"fps": 25, "max_frames": 33, "head_frame": 9}
+    )
     with pytest.raises(VaError) as raised:
         load_workflow("typo")
     assert raised.value.code == ExitCode.VALIDATION_FAILED

@@ -100,11 +100,32 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"status": "failed", "error": "model crashed", "error_kind": "fatal"})
             else:
                 subprocess.run(
-                    ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(folder / "video"), "-i",
-                     str(folder / "audio"), "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
-                     "-preset", "ultrafast", "-c:a", "aac", "-f", "mp4", str(folder / "result.mp4")],
+                    [
+                        "ffmpeg",
+                        "-nostdin",
+                        "-v",
+                        "error",
+                        "-y",
+                        "-i",
+                        str(folder / "video"),
+                        "-i",
+                        str(folder / "audio"),
+                        "-map",
+                        "0:v",
+                        "-map",
+                        "1:a",
+                        "-c:v",
+                        "libx264",
+                        "-preset",
+                        "ultrafast",
+                        "-c:a",
+                        "aac",
+                        "-f",
+                        "mp4",
+                        str(folder / "result.mp4"),
+                    ],
                     check=True,
-                )  # fmt: skip
+                )
                 self._json(200, {"status": "succeeded", "result_url": f"/jobs/{job}/result"})
 
     return Handler

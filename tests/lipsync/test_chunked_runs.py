@@ -66,8 +66,19 @@ def test_a_model_refusing_over_20_s_in_windows_of_16_frames_and_needing_a_face(
     shutil.copyfile(FACE_PHOTO, files.root / "face.jpg")
     dump = files.root / "told.json"
     limits = {"fps": FPS, "max_seconds": 20, "frame_multiple": 16}
-    model = command("needs_face", "--max-seconds", "20", "--frame-multiple", "16", "--dump", str(dump),
-                    "--box", "{face_box}", input=limits, needs_face=True)  # fmt: skip
+    model = command(
+        "needs_face",
+        "--max-seconds",
+        "20",
+        "--frame-multiple",
+        "16",
+        "--dump",
+        str(dump),
+        "--box",
+        "{face_box}",
+        input=limits,
+        needs_face=True,
+    )
     workdir = files.root / "w"
     result = va_cli(
         "run",
@@ -80,8 +91,11 @@ def test_a_model_refusing_over_20_s_in_windows_of_16_frames_and_needing_a_face(
     assert result.code == 0, result.err
     lipsync = check_final(workdir)
     assert all(c["attempt"] == 1 and c["seconds"] > 0 for c in lipsync["chunks"])
-    started = [e["target"] for e in read_events(workdir / "logs" / "events.jsonl")
-               if e.get("kind") == "rule_started" and e.get("rule") == "lipsync_chunk"]  # fmt: skip
+    started = [
+        e["target"]
+        for e in read_events(workdir / "logs" / "events.jsonl")
+        if e.get("kind") == "rule_started" and e.get("rule") == "lipsync_chunk"
+    ]
     assert sorted(started) == ["0000", "0001", "0002", "0003", "0004"]  # one Snakemake job a chunk
     box = lipsync["face"]["box"]
     argv = json.loads(dump.read_text())["argv"]
@@ -103,8 +117,18 @@ def test_a_4n_plus_1_model_killed_in_the_third_chunk_resumes_with_the_missing_ch
     # The stand-in needs 4n+1 frames, refuses audio over 20 s, and hangs on its third call.
     calls = files.root / "calls.txt"
     limits = {"fps": FPS, "max_seconds": 20, "frame_form": "4n+1"}
-    model = command("ok", "--max-seconds", "20", "--frame-form", "4n+1", "--calls", str(calls),
-                    "--hang-on-call", "3", input=limits)  # fmt: skip
+    model = command(
+        "ok",
+        "--max-seconds",
+        "20",
+        "--frame-form",
+        "4n+1",
+        "--calls",
+        str(calls),
+        "--hang-on-call",
+        "3",
+        input=limits,
+    )
     env, job, workdir = providers_file(files.root, model=model), long_job(files), files.root / "w"
     marker = uuid.uuid4().hex
     process = subprocess.Popen(

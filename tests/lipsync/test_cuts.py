@@ -26,8 +26,10 @@ def test_a_cut_goes_into_the_pause_nearest_the_limit() -> None:
 
 def test_with_no_pause_within_the_search_the_cut_goes_into_speech_at_the_limit() -> None:
     assert plan_cuts(100, limit=40, search=3, silent=[(10, 20)]) == [
-        Cut(0, 40, "speech"), Cut(40, 40, "speech"), Cut(80, 20, "end"),
-    ]  # fmt: skip
+        Cut(0, 40, "speech"),
+        Cut(40, 40, "speech"),
+        Cut(80, 20, "end"),
+    ]
     assert plan_cuts(40, limit=40, search=3, silent=[]) == [Cut(0, 40, "end")]
 
 
@@ -62,8 +64,13 @@ def test_the_plan_cuts_a_long_voice_at_its_pauses_into_chunks_the_provider_takes
     voice_with_pauses(files, "long.wav", 47.0)
     use_providers(p={"type": "audiogram", "input": {"max_seconds": 12, "frame_multiple": 16}})
     lipsync = {"enable": True, "provider": "p", "cut_search_seconds": 2}
-    job = load_job(files.job(input={"audio": "long.wav", "start": "start.png"}, lipsync=lipsync,
-                             buffer={"pre_seconds": 0.3, "post_seconds": 0.5}))  # fmt: skip
+    job = load_job(
+        files.job(
+            input={"audio": "long.wav", "start": "start.png"},
+            lipsync=lipsync,
+            buffer={"pre_seconds": 0.3, "post_seconds": 0.5},
+        )
+    )
     stage = plan_job(job).lipsync
     assert stage is not None and stage.chunked and stage.fps == 25 and stage.frames == 1195  # 47.8 s
     chunks = stage.chunks

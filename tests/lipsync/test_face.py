@@ -30,8 +30,11 @@ def staged(
 ) -> tuple[Job, Workdir]:
     """The job (2 s tone, ``start``, 25 fps) with provider ``p``, its lip-sync rule's inputs made."""
     use_providers(p=provider)
-    job = load_job(files.job(input={"audio": "voice.wav", "start": start},
-                             lipsync={"enable": True, "provider": "p", **lipsync}))  # fmt: skip
+    job = load_job(
+        files.job(
+            input={"audio": "voice.wav", "start": start}, lipsync={"enable": True, "provider": "p", **lipsync}
+        )
+    )
     return job, prepare_lipsync_inputs(job, files.root / "w")
 
 
@@ -53,9 +56,11 @@ def test_the_tool_gets_the_face_box_of_the_plan(files: Media, use_providers: Use
     argv = json.loads(dump.read_text())["argv"]
     assert argv[argv.index("--box") + 1] == lipsync_plan.face.box.as_text()
     assert result["face"]["box"] == {
-        "x": lipsync_plan.face.box.x, "y": lipsync_plan.face.box.y,
-        "width": lipsync_plan.face.box.width, "height": lipsync_plan.face.box.height,
-    }  # fmt: skip
+        "x": lipsync_plan.face.box.x,
+        "y": lipsync_plan.face.box.y,
+        "width": lipsync_plan.face.box.width,
+        "height": lipsync_plan.face.box.height,
+    }
     assert json.loads(run.lipsync_result.read_text())["face"] == result["face"]
 
 

@@ -107,9 +107,11 @@ class Staged:
 Stage = Callable[..., Staged]
 #: The sync record of a provider that needs no face, the check not asked for (docs/LIPSYNC_INTERFACE.md).
 UNCHECKED = {
-    "verdict": "no_verdict", "offset_frames": None, "confidence": None,
+    "verdict": "no_verdict",
+    "offset_frames": None,
+    "confidence": None,
     "reason": "not checked: provider p needs no face (lipsync.sync_check.enable turns it on)",
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -138,8 +140,10 @@ def probe(path: Path) -> dict[str, Any]:
     """The first stream of a file with only one (the tool's video or audio input), frames counted."""
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-print_format", "json", "-show_streams", str(path)],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     stream: dict[str, Any] = json.loads(out)["streams"][0]
     return stream
 
@@ -271,10 +275,17 @@ OOM = {"pattern": "CUDA out of memory", "kind": "fatal", "message": "the GPU ran
         ("500", ExitCode.LIPSYNC_UNAVAILABLE, ["submit failed after 2 attempt(s): HTTP 500"]),
     ],
     ids=[
-        "face-error", "face-unclassified", "exit-0-no-output", "hang", "too-short", "undecodable", "fatal",
-        "http-job-failed", "http-submit-500",
+        "face-error",
+        "face-unclassified",
+        "exit-0-no-output",
+        "hang",
+        "too-short",
+        "undecodable",
+        "fatal",
+        "http-job-failed",
+        "http-submit-500",
     ],
-)  # fmt: skip
+)
 def test_a_failure_is_recorded_with_its_code_and_the_providers_last_lines(
     stage: Stage, service: Service, provider: dict[str, Any] | str, code: ExitCode, needles: list[str]
 ) -> None:
@@ -346,8 +357,16 @@ def test_an_audio_longer_than_the_model_takes_is_run_in_chunks_and_joined(stage:
 
 
 def test_chunks_of_at_most_max_seconds_are_joined_frame_exactly(stage: Stage) -> None:
-    staged = stage(command("ok", "--max-seconds", "0.8", "--frame-form", "4n+1",
-                           input={"fps": 25, "max_seconds": 0.8, "frame_form": "4n+1"}))  # fmt: skip
+    staged = stage(
+        command(
+            "ok",
+            "--max-seconds",
+            "0.8",
+            "--frame-form",
+            "4n+1",
+            input={"fps": 25, "max_seconds": 0.8, "frame_form": "4n+1"},
+        )
+    )
     result = staged.chunked()
     assert result == {
         "provider": "p",
@@ -372,8 +391,9 @@ def test_chunks_of_at_most_max_seconds_are_joined_frame_exactly(stage: Stage) ->
 
 def test_with_passthrough_a_refused_chunk_is_joined_unsynced_and_the_others_synced(stage: Stage) -> None:
     # Chunks of 0.8, 0.8 and 0.4 s; the model refuses over 0.7 s, so it takes only the last.
-    staged = stage(command("ok", "--max-seconds", "0.7", input={"fps": 25, "max_seconds": 0.8}),
-                   allow_passthrough=True)  # fmt: skip
+    staged = stage(
+        command("ok", "--max-seconds", "0.7", input={"fps": 25, "max_seconds": 0.8}), allow_passthrough=True
+    )
     result = staged.chunked()
     assert result["passthrough"] is True and result["chunks_passed_through"] == ["0000", "0001"]
     assert "exceeds the model's 0.7 s" in result["error"]["message"]

@@ -109,9 +109,14 @@ def test_the_estimate_reads_back_from_its_record() -> None:
         sync.OUT_OF_SYNC, 5, 0.61, 150, chunk="0001", start_seconds=6.0, end_seconds=12.0
     )
     assert found.as_dict() == {
-        "verdict": "out_of_sync", "offset_frames": 5, "confidence": 0.61, "frames": 150, "chunk": "0001",
-        "start_seconds": 6.0, "end_seconds": 12.0,
-    }  # fmt: skip
+        "verdict": "out_of_sync",
+        "offset_frames": 5,
+        "confidence": 0.61,
+        "frames": 150,
+        "chunk": "0001",
+        "start_seconds": 6.0,
+        "end_seconds": 12.0,
+    }
     assert sync.SyncEstimate.from_dict(found.as_dict()) == found
     track = sync.SyncTrack(25, (0.1, None), (-20.0, -60.0))
     assert sync.SyncTrack.from_dict(track.as_dict()) == track
@@ -127,10 +132,23 @@ def test_frames_are_streamed_and_a_reader_that_stops_ends_ffmpeg(tmp_path: Path)
 
 
 def test_an_out_of_sync_record_is_said_in_one_line() -> None:
-    part = {"verdict": "out_of_sync", "offset_frames": 6, "confidence": 0.58, "chunk": "0001",
-            "start_seconds": 6.0, "end_seconds": 12.0}  # fmt: skip
-    record = {"verdict": "out_of_sync", "offset_frames": 1, "confidence": 0.4, "start_seconds": 0.0,
-              "end_seconds": 18.0, "max_offset_frames": 2, "chunks": [part]}  # fmt: skip
+    part = {
+        "verdict": "out_of_sync",
+        "offset_frames": 6,
+        "confidence": 0.58,
+        "chunk": "0001",
+        "start_seconds": 6.0,
+        "end_seconds": 12.0,
+    }
+    record = {
+        "verdict": "out_of_sync",
+        "offset_frames": 1,
+        "confidence": 0.4,
+        "start_seconds": 0.0,
+        "end_seconds": 18.0,
+        "max_offset_frames": 2,
+        "chunks": [part],
+    }
     assert sync.describe(record) == (
         "lip-sync out of sync at chunk 0001 (6.00-12.00 s): the picture lags behind the voice by 6 frames "
         "(at most 2 allowed; confidence 0.58)"

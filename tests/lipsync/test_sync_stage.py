@@ -48,8 +48,14 @@ def test_an_out_of_sync_video_is_kept_under_another_name_and_ends_54(spoken: Med
     assert record["verdict"] == "out_of_sync" and abs(record["offset_frames"] - 6) <= 1, record
     run, final = staged.run, staged.run.final(staged.job.basename)
     with pytest.raises(VaError) as raised:
-        stages.encode(encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final,
-                      video=run.lipsync_output, lipsync_result=run.lipsync_result)  # fmt: skip
+        stages.encode(
+            encode_settings(load_plan(run.plan)),
+            run.still_loop,
+            run.padded_aac,
+            final,
+            video=run.lipsync_output,
+            lipsync_result=run.lipsync_result,
+        )
     kept = run.root / "final.out-of-sync.mp4"
     assert raised.value.code == ExitCode.LIPSYNC_OUT_OF_SYNC == 54
     assert raised.value.message.startswith("lip-sync out of sync at 0.00-")
@@ -62,8 +68,14 @@ def test_with_on_fail_warn_an_out_of_sync_video_is_published(spoken: Media, stag
     staged = stage(command("talk", "--lag", "-6"), sync_check={"enable": True, "on_fail": "warn"})
     assert staged.lipsync()["sync"]["verdict"] == "out_of_sync"
     run, final = staged.run, staged.run.final(staged.job.basename)
-    stages.encode(encode_settings(load_plan(run.plan)), run.still_loop, run.padded_aac, final,
-                  video=run.lipsync_output, lipsync_result=run.lipsync_result)  # fmt: skip
+    stages.encode(
+        encode_settings(load_plan(run.plan)),
+        run.still_loop,
+        run.padded_aac,
+        final,
+        video=run.lipsync_output,
+        lipsync_result=run.lipsync_result,
+    )
     assert final.exists() and not (run.root / "final.out-of-sync.mp4").exists()
 
 
@@ -124,8 +136,14 @@ def test_a_published_out_of_sync_video_is_said_on_stderr(
 ) -> None:
     """``on_fail: warn``: the run ends 0 with the final's path on stdout and the offset on stderr."""
     final = files.root / "w" / "final.mp4"
-    record = {"verdict": "out_of_sync", "offset_frames": -4, "confidence": 0.5, "start_seconds": 0.0,
-              "end_seconds": 8.0, "max_offset_frames": 2}  # fmt: skip
+    record = {
+        "verdict": "out_of_sync",
+        "offset_frames": -4,
+        "confidence": 0.5,
+        "start_seconds": 0.0,
+        "end_seconds": 8.0,
+        "max_offset_frames": 2,
+    }
     manifest = {"phases": {"lipsync": {"status": "done", "sync": record}}}
     monkeypatch.setattr(cli, "run_job", lambda *_, **__: RunResult(ExitCode.OK, "", final, manifest))
     result = va_cli("run", files.job(), "--workdir", final.parent, "-q")

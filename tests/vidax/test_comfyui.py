@@ -51,10 +51,22 @@ def test_comfyui_health_reports_each_server_of_the_pool(make_client: ClientFacto
     try:
         for port, version in zip(ports, ("0.26.0", "0.25.1"), strict=True):
             (tmp_path / str(port)).mkdir()
-            processes.append(subprocess.Popen(
-                [sys.executable, str(DOUBLE), "--port", str(port), "--root", str(tmp_path / str(port)),
-                 "--comfyui-version", version], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))  # fmt: skip
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(DOUBLE),
+                        "--port",
+                        str(port),
+                        "--root",
+                        str(tmp_path / str(port)),
+                        "--comfyui-version",
+                        version,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             wait_until_answering(f"http://127.0.0.1:{port}/system_stats", processes[-1], "a ComfyUI double")
         gone = f"http://127.0.0.1:{free_port()}"
         servers = [gone, *(f"http://127.0.0.1:{port}" for port in ports)]

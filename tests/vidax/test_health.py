@@ -18,8 +18,11 @@ def test_ready_until_the_queue_is_full(make_client: ClientFactory, files: Media)
     with make_client(max_queued_jobs=2) as client:
         for queued in range(2):
             assert client.get("/ready").json() == {
-                "ready": True, "queued": queued, "running": 0, "max_queued_jobs": 2
-            }  # fmt: skip
+                "ready": True,
+                "queued": queued,
+                "running": 0,
+                "max_queued_jobs": 2,
+            }
             job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
             assert client.post(f"/jobs/{job_id}/start", headers=HEADERS).status_code == 202
         full = client.get("/ready")

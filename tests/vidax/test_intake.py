@@ -46,8 +46,11 @@ def test_bad_jobs_are_refused(
 ) -> None:
     (files.root / "notes.wav").write_text("not audio")
     document = job_document(files, **change)
-    paths = {"MISSING": str(files.root / "nope.wav"), "TEXT": str(files.root / "notes.wav"),
-             "START": str(files.root / "start.png")}  # fmt: skip
+    paths = {
+        "MISSING": str(files.root / "nope.wav"),
+        "TEXT": str(files.root / "notes.wav"),
+        "START": str(files.root / "start.png"),
+    }
     if "input" in change:
         document["input"] = {key: paths[value] for key, value in change["input"].items()}
     assert_error(client.post("/jobs", json=document, headers=HEADERS), 422, code, needle)

@@ -74,12 +74,17 @@ def test_a_retake_needs_a_run_that_ended_with_segments(client: TestClient, files
     """POST /jobs/{id}/retake: a job that has not run is a 409; one whose run planned no segments a 400
     (the retake itself, a run with segments, is in tests/comfyui/test_segment_runs.py through va retake)."""
     job_id = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
-    assert_error(client.post(f"/jobs/{job_id}/retake", json={"at": 1}, headers=HEADERS), 409, "CONFLICT",
-                 "a retake needs a run that ended")  # fmt: skip
+    assert_error(
+        client.post(f"/jobs/{job_id}/retake", json={"at": 1}, headers=HEADERS),
+        409,
+        "CONFLICT",
+        "a retake needs a run that ended",
+    )
     client.post(f"/jobs/{job_id}/start", headers=HEADERS)
     client.post(f"/jobs/{job_id}/cancel", headers=HEADERS)
-    assert_error(client.post(f"/jobs/{job_id}/retake", json={"at": 1}, headers=HEADERS), 400, "USAGE",
-                 "no run planned")  # fmt: skip
+    assert_error(
+        client.post(f"/jobs/{job_id}/retake", json={"at": 1}, headers=HEADERS), 400, "USAGE", "no run planned"
+    )
     assert_error(
         client.post(f"/jobs/{job_id}/retake", json={"at": -1}, headers=HEADERS), 422, "VALIDATION_FAILED"
     )
@@ -198,8 +203,10 @@ def test_events_stream_as_server_sent_events(client: TestClient, files: Media) -
     events = read_stream(client, job_id)
     assert [json.loads(e["data"]) for e in events[:-1]] == written
     assert [(e["id"], e["event"]) for e in events[:-1]] == [
-        ("1", "rule_started"), ("2", "progress"), ("3", "rule_failed")
-    ]  # fmt: skip
+        ("1", "rule_started"),
+        ("2", "progress"),
+        ("3", "rule_failed"),
+    ]
     assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["status"] == "failed"
     resumed = read_stream(client, job_id, last_event_id=2)
     assert [e.get("id") for e in resumed] == ["3", None] and resumed[-1]["event"] == "end"

@@ -107,8 +107,13 @@ def server_factory(files: Media, tmp_path: Path) -> Iterator[ServerFactory]:
 
 
 def produce_body(files: Media, **extra: Any) -> dict[str, Any]:
-    return {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png"),
-            "prompt": "slow push-in", "no_comfyui": True, **extra}  # fmt: skip
+    return {
+        "audio": str(files.root / "voice.wav"),
+        "start": str(files.root / "start.png"),
+        "prompt": "slow push-in",
+        "no_comfyui": True,
+        **extra,
+    }
 
 
 def test_a_job_through_the_real_server(files: Media, server_factory: ServerFactory) -> None:
@@ -169,8 +174,11 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
     with requests.get(
         f"{server.url}/jobs/{view['id']}/events", headers=server.headers, stream=True, timeout=30
     ) as stream:
-        kinds = [line.removeprefix("event: ") for line in stream.iter_lines(decode_unicode=True)
-                 if line.startswith("event: ")]  # fmt: skip
+        kinds = [
+            line.removeprefix("event: ")
+            for line in stream.iter_lines(decode_unicode=True)
+            if line.startswith("event: ")
+        ]
     assert (
         kinds[0] == "run_started" and kinds[-1] == "end" and len(kinds) == len(server.events(view["id"])) + 1
     )

@@ -70,8 +70,15 @@ def test_a_mistyped_key_is_never_echoed(
 def test_webhook_urls_need_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "vidax.json"
     server = {"api_keys": ["a-key-of-sixteen-or-more"]}
-    path.write_text(json.dumps({"schema_version": 1, "server": server,
-                                "webhooks": {"allowed_urls": ["https://hooks.example/va"]}}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "server": server,
+                "webhooks": {"allowed_urls": ["https://hooks.example/va"]},
+            }
+        )
+    )
     monkeypatch.setenv("VIDAX_CONFIG", str(path))
     with pytest.raises(VaError) as caught:
         load_settings()

@@ -110,8 +110,13 @@ def test_a_webhook_that_keeps_failing_is_given_up_and_recorded(
     make_client: ClientFactory, files: Media, make_receiver: Callable[[int], Receiver]
 ) -> None:
     receiver = make_receiver(99)
-    body = {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png"), "prompt": "p",
-            "no_comfyui": True, "webhook_url": receiver.url}  # fmt: skip
+    body = {
+        "audio": str(files.root / "voice.wav"),
+        "start": str(files.root / "start.png"),
+        "prompt": "p",
+        "no_comfyui": True,
+        "webhook_url": receiver.url,
+    }
     with make_client(webhooks=webhooks_config(receiver.url, attempts=2)) as client:
         job_id = client.post("/produce", json=body, headers=HEADERS).json()["id"]
         client.post(f"/jobs/{job_id}/cancel", headers=HEADERS)

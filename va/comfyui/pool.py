@@ -92,9 +92,11 @@ def request_of(declared: dict[str, Any] | None) -> JobRequest | None:
     if declared is None:
         return None
     return JobRequest(
-        int(declared.get("cpus", SERVING.cpus)), int(declared.get("mem_mb", SERVING.mem_mb)),
-        int(declared.get("gpus", SERVING.gpus)), int(declared.get("runtime", SERVING.runtime)),
-    )  # fmt: skip
+        int(declared.get("cpus", SERVING.cpus)),
+        int(declared.get("mem_mb", SERVING.mem_mb)),
+        int(declared.get("gpus", SERVING.gpus)),
+        int(declared.get("runtime", SERVING.runtime)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +116,12 @@ class PoolSettings:
         start = None
         if self.start is not None:
             start = {
-                "command": list(self.start.command), "cwd": self.start.cwd,
+                "command": list(self.start.command),
+                "cwd": self.start.cwd,
                 "start_timeout_seconds": self.start.start_timeout_seconds,
-                "stop_seconds": self.start.stop_seconds, "cluster_only": self.start.cluster_only,
-            }  # fmt: skip
+                "stop_seconds": self.start.stop_seconds,
+                "cluster_only": self.start.cluster_only,
+            }
         return {"servers": [{"url": s.url, "slots": s.slots} for s in self.servers], "start": start}
 
     @classmethod

@@ -85,13 +85,26 @@ def segment_inputs(
         made["previous_frames"] = folder / "context.mp4"
     # One ffmpeg for the voice and, from the previous clip, the context (a segment's own time counts).
     media.cut_voice_and_context(
-        files.audio, made["audio"], start_seconds=segment.audio_start_seconds, seconds=segment.audio_seconds,
-        sample_rate=contract.sample_rate, clip=previous if chained else None,
-        context=made.get("previous_frames"), frames=contract.context_frames, fps=contract.fps,
-    )  # fmt: skip
+        files.audio,
+        made["audio"],
+        start_seconds=segment.audio_start_seconds,
+        seconds=segment.audio_seconds,
+        sample_rate=contract.sample_rate,
+        clip=previous if chained else None,
+        context=made.get("previous_frames"),
+        frames=contract.context_frames,
+        fps=contract.fps,
+    )
     if chained and previous is None:  # the first segment: the start frame held that long
-        media.encode_held_still(files.still, None, made["previous_frames"], fps=contract.fps,
-                                frames=contract.context_frames, crf=4, preset="veryfast")  # fmt: skip
+        media.encode_held_still(
+            files.still,
+            None,
+            made["previous_frames"],
+            fps=contract.fps,
+            frames=contract.context_frames,
+            crf=4,
+            preset="veryfast",
+        )
     if "last_frame" in workflow.bindings:
         made["last_frame"] = folder / "last.png"
         if previous is None:
@@ -126,9 +139,14 @@ class SegmentRun(PromptUnit):
     prompt on a slot of the pool."""
 
     def __init__(
-        self, settings: SegmentSettings, *, files: SegmentFiles, workdir: Path, report: Reporter,
+        self,
+        settings: SegmentSettings,
+        *,
+        files: SegmentFiles,
+        workdir: Path,
+        report: Reporter,
         servers: StageServers,
-    ) -> None:  # fmt: skip
+    ) -> None:
         generation = settings.generation
         assert generation.contract is not None and generation.sampling is not None, "a planned segment"
         self.generation, self.contract, self.segment = generation, generation.contract, settings.segment
@@ -168,8 +186,13 @@ class SegmentRun(PromptUnit):
         client = server.client
         name = segment.name
         seed = batch_seed(segment.seed, 0, attempt, self.generation.per_retry)  # per_retry: a seed an attempt
-        where = {"kind": "comfyui_attempt", "segment": name, "attempt": attempt + 1, "seed": seed,
-                 "server": lease.url}  # fmt: skip
+        where = {
+            "kind": "comfyui_attempt",
+            "segment": name,
+            "attempt": attempt + 1,
+            "seed": seed,
+            "server": lease.url,
+        }
         prompt_id = None
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
@@ -178,45 +201,86 @@ class SegmentRun(PromptUnit):
                 prefix = filename_prefix(self.token, self.workflow, f"s{name}t{segment.take}", attempt, fresh)
                 # The voice and context were made for this segment: sent without asking whether the
                 # server holds them (the still, shared by every segment, is asked about first).
-                names = {param: client.upload_image(path.absolute(), ask_first=param == "start_image")
-                         for param, path in self.uploads.items()}  # fmt: skip
+                names = {
+                    param: client.upload_image(path.absolute(), ask_first=param == "start_image")
+                    for param, path in self.uploads.items()
+                }
                 graph = render(self.workflow, self.values(seed, prefix, names))
                 graph_file = self.graphs / graph_name(f"segment-{name}", attempt, fresh)
-                prompt_id = submit_graph(client, graph, graph_file, report=report, what=f"segment {name}",
-                                         where=where)  # fmt: skip
+                prompt_id = submit_graph(
+                    client, graph, graph_file, report=report, what=f"segment {name}", where=where
+                )
                 inflight.append(prompt_id)
                 began = time.monotonic()
-                entry = PromptWatch(client, wait_of(self.generation), prompt_id, report, f"segment {name}",
-                                    failover=self.servers.failover).wait()  # fmt: skip
+                entry = PromptWatch(
+                    client,
+                    wait_of(self.generation),
+                    prompt_id,
+                    report,
+                    f"segment {name}",
+                    failover=self.servers.failover,
+                ).wait()
                 self.waited += time.monotonic() - began
                 lease.release()  # the server is free for the next unit while this one downloads
                 figures = self._collect(client, entry)
             except ComfyOutputMissing as exc:
                 outcome = "failed" if fresh else "stale_cache"
-                report(f"segment {name}: {exc.message}", level="error" if fresh else "warning", **where,
-                       prompt_id=prompt_id, outcome=outcome, error=exc.message)  # fmt: skip
+                report(
+                    f"segment {name}: {exc.message}",
+                    level="error" if fresh else "warning",
+                    **where,
+                    prompt_id=prompt_id,
+                    outcome=outcome,
+                    error=exc.message,
+                )
                 raise
             except ComfyTransient as exc:
                 server.failed()
-                report(f"segment {name}: attempt {attempt + 1} failed: {exc}", level="warning", **where,
-                       prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
+                report(
+                    f"segment {name}: attempt {attempt + 1} failed: {exc}",
+                    level="warning",
+                    **where,
+                    prompt_id=prompt_id,
+                    outcome="transient",
+                    error=str(exc),
+                )
                 raise
             except VaError as exc:
-                report(f"segment {name}: attempt {attempt + 1} failed: {exc.message}", level="error", **where,
-                       prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
+                report(
+                    f"segment {name}: attempt {attempt + 1} failed: {exc.message}",
+                    level="error",
+                    **where,
+                    prompt_id=prompt_id,
+                    outcome="failed",
+                    error=exc.message,
+                )
                 raise
             except BaseException:
                 client.close()  # a websocket in an unknown state is not reused
                 raise
-        report(f"segment {name}: clip of {figures.frames} frames from prompt {prompt_id}", **where,
-               prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
+        report(
+            f"segment {name}: clip of {figures.frames} frames from prompt {prompt_id}",
+            **where,
+            prompt_id=prompt_id,
+            outcome="succeeded",
+            comfyui_version=version,
+        )
         return {
-            "segment": name, "index": segment.index, "seed": seed, "take": segment.take,
-            "attempts": attempt + 1, "prompt_id": prompt_id, "server": lease.url, "comfyui_version": version,
-            "workflow": self.workflow.id, "graph": str(graph_file.relative_to(self.workdir)),
-            "clip": str(self.files.clip), "frames": figures.frames, "clip_fps": figures.fps,
+            "segment": name,
+            "index": segment.index,
+            "seed": seed,
+            "take": segment.take,
+            "attempts": attempt + 1,
+            "prompt_id": prompt_id,
+            "server": lease.url,
+            "comfyui_version": version,
+            "workflow": self.workflow.id,
+            "graph": str(graph_file.relative_to(self.workdir)),
+            "clip": str(self.files.clip),
+            "frames": figures.frames,
+            "clip_fps": figures.fps,
             "audio_seconds": figures.audio_seconds,
-        }  # fmt: skip
+        }
 
     def _collect(self, client: ComfyClient, entry: dict[str, Any]) -> media.ClipFigures:
         """Download the prompt's video under a temporary name, check it, then put it in place."""
@@ -256,8 +320,12 @@ def run_segment(
             fingerprint = run.fingerprint
             clip, record = files.take(fingerprint)
             if clip.is_file() and record.is_file():
-                report(f"segment {name}: the clip of this take is there ({fingerprint}): not submitted",
-                       kind="comfyui_attempt", segment=name, outcome="kept")  # fmt: skip
+                report(
+                    f"segment {name}: the clip of this take is there ({fingerprint}): not submitted",
+                    kind="comfyui_attempt",
+                    segment=name,
+                    outcome="kept",
+                )
                 _place(clip, files.clip)
                 kept: dict[str, Any] = read_json(record)
                 write_json_atomic(files.record, kept)

@@ -124,8 +124,11 @@ class PromptWatch:
             self.last_report = time.monotonic()
             self.report(
                 f"batch {self.batch}: node {data.get('node')} step {data.get('value')}/{data.get('max')}",
-                kind="progress", batch=self.batch, value=data.get("value"), max=data.get("max"),
-            )  # fmt: skip
+                kind="progress",
+                batch=self.batch,
+                value=data.get("value"),
+                max=data.get("max"),
+            )
 
     def _finished(self, message: WsMessage) -> bool:
         """Whether a websocket message says our prompt has ended (its history entry is there now)."""
@@ -360,9 +363,16 @@ def with_retries(
 
     def tell(number: int, pause: float, error: BaseException) -> None:
         next_try = datetime.now() + timedelta(seconds=pause)
-        report(f"waiting for ComfyUI at {unit.failed_on} ({error}); {what} tries again in "
-               f"{pause:.1f} s, at {next_try:%H:%M:%S}", level="warning", kind="comfyui_waiting",
-               attempt=number, next_try_seconds=round(pause, 3), server=unit.failed_on, **where)  # fmt: skip
+        report(
+            f"waiting for ComfyUI at {unit.failed_on} ({error}); {what} tries again in "
+            f"{pause:.1f} s, at {next_try:%H:%M:%S}",
+            level="warning",
+            kind="comfyui_waiting",
+            attempt=number,
+            next_try_seconds=round(pause, 3),
+            server=unit.failed_on,
+            **where,
+        )
 
     started = time.monotonic()
     retry = retrying(policy, ComfyTransient, before_sleep=tell)
@@ -381,17 +391,26 @@ def with_retries(
 
 
 def submit_graph(
-    client: ComfyClient, graph: dict[str, Any], graph_file: Path, *, report: Reporter, what: str,
+    client: ComfyClient,
+    graph: dict[str, Any],
+    graph_file: Path,
+    *,
+    report: Reporter,
+    what: str,
     where: dict[str, Any],
-) -> str:  # fmt: skip
+) -> str:
     """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
     opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
     graph_file.write_text(graph_json(graph), encoding="utf-8")
     if not client.connected:
         client.connect()
     prompt_id = client.submit(graph)
-    report(f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
-           **where, prompt_id=prompt_id, outcome="submitted")  # fmt: skip
+    report(
+        f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
+        **where,
+        prompt_id=prompt_id,
+        outcome="submitted",
+    )
     return prompt_id
 
 
@@ -575,8 +594,13 @@ class _BatchRun(PromptUnit):
         server = self.servers.of(lease.url)
         client = server.client
         prompt_id = None
-        where = {"kind": "comfyui_attempt", "batch": name, "attempt": attempt + 1, "seed": seed,
-                 "server": lease.url}  # fmt: skip
+        where = {
+            "kind": "comfyui_attempt",
+            "batch": name,
+            "attempt": attempt + 1,
+            "seed": seed,
+            "server": lease.url,
+        }
         inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
         with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
             try:
@@ -586,8 +610,14 @@ class _BatchRun(PromptUnit):
                 if self.workflow.binds_start_image:
                     values["start_image"] = client.upload_image(self.still.absolute())
                 graph_file = self.graphs / graph_name(name, attempt, fresh)
-                prompt_id = submit_graph(client, render(self.workflow, values), graph_file, report=report,
-                                         what=f"batch {name}", where=where)  # fmt: skip
+                prompt_id = submit_graph(
+                    client,
+                    render(self.workflow, values),
+                    graph_file,
+                    report=report,
+                    what=f"batch {name}",
+                    where=where,
+                )
                 inflight.append(prompt_id)
                 watch = PromptWatch(
                     client, wait_of(generation), prompt_id, report, name, failover=self.servers.failover
@@ -595,35 +625,73 @@ class _BatchRun(PromptUnit):
                 entry = watch.wait()
                 lease.release()  # the server is free for the next unit while this one downloads
                 collected = collect_outputs(
-                    client, entry, batch, self.workdir / "frames", self.workdir / "comfyui" / "clips",
+                    client,
+                    entry,
+                    batch,
+                    self.workdir / "frames",
+                    self.workdir / "comfyui" / "clips",
                     gen_fps=generation.fps,
-                )  # fmt: skip
+                )
             except ComfyOutputMissing as exc:
                 if fresh:
-                    report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
-                           **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
+                    report(
+                        f"batch {name}: attempt {attempt + 1} failed: {exc.message}",
+                        level="error",
+                        **where,
+                        prompt_id=prompt_id,
+                        outcome="failed",
+                        error=exc.message,
+                    )
                 else:  # ComfyUI answered an identical graph from its cache, naming files deleted since
-                    report(f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
-                           level="warning", **where, prompt_id=prompt_id, outcome="stale_cache",
-                           error=exc.message)  # fmt: skip
+                    report(
+                        f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
+                        level="warning",
+                        **where,
+                        prompt_id=prompt_id,
+                        outcome="stale_cache",
+                        error=exc.message,
+                    )
                 raise
             except ComfyTransient as exc:
                 server.failed()
-                report(f"batch {name}: attempt {attempt + 1} failed: {exc}", level="warning",
-                       **where, prompt_id=prompt_id, outcome="transient", error=str(exc))  # fmt: skip
+                report(
+                    f"batch {name}: attempt {attempt + 1} failed: {exc}",
+                    level="warning",
+                    **where,
+                    prompt_id=prompt_id,
+                    outcome="transient",
+                    error=str(exc),
+                )
                 raise
             except VaError as exc:
-                report(f"batch {name}: attempt {attempt + 1} failed: {exc.message}", level="error",
-                       **where, prompt_id=prompt_id, outcome="failed", error=exc.message)  # fmt: skip
+                report(
+                    f"batch {name}: attempt {attempt + 1} failed: {exc.message}",
+                    level="error",
+                    **where,
+                    prompt_id=prompt_id,
+                    outcome="failed",
+                    error=exc.message,
+                )
                 raise
             except BaseException:
                 client.close()  # a websocket in an unknown state is not reused
                 raise
-        report(f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
-               **where, prompt_id=prompt_id, outcome="succeeded", comfyui_version=version)  # fmt: skip
+        report(
+            f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
+            **where,
+            prompt_id=prompt_id,
+            outcome="succeeded",
+            comfyui_version=version,
+        )
         return {
-            "batch": name, "seed": seed, "attempts": attempt + 1, "prompt_id": prompt_id,
-            "server": lease.url, "comfyui_version": version, "workflow": self.workflow.id,
-            "graph": str(graph_file.relative_to(self.workdir)), "fingerprint": self.fingerprint,
+            "batch": name,
+            "seed": seed,
+            "attempts": attempt + 1,
+            "prompt_id": prompt_id,
+            "server": lease.url,
+            "comfyui_version": version,
+            "workflow": self.workflow.id,
+            "graph": str(graph_file.relative_to(self.workdir)),
+            "fingerprint": self.fingerprint,
             **collected,
-        }  # fmt: skip
+        }

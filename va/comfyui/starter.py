@@ -92,10 +92,15 @@ def started_server(start: ServerStart, workdir: Workdir, log_file: Path) -> Iter
     with open(log_file, "ab") as output:
         try:
             process = subprocess.Popen(
-                argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 # one thread: the stage starts its server before any download thread
-                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
-            )  # fmt: skip
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
+            )
         except OSError as exc:
             raise VaError(
                 ExitCode.COMFYUI_UNAVAILABLE, f"cannot start ComfyUI ({shlex.join(argv)}): {exc.strerror}"
@@ -103,9 +108,18 @@ def started_server(start: ServerStart, workdir: Workdir, log_file: Path) -> Iter
     try:
         version = _wait_healthy(process, url, start, log_file)
         seconds = round(time.monotonic() - began, 2)
-        record(workdir, "comfyui", "info", f"ComfyUI started at {url} in {seconds:g} s (pid {process.pid})",
-               kind="comfyui_server_started", url=url, seconds=seconds, comfyui_version=version,
-               host=socket.gethostname(), pid=process.pid)  # fmt: skip
+        record(
+            workdir,
+            "comfyui",
+            "info",
+            f"ComfyUI started at {url} in {seconds:g} s (pid {process.pid})",
+            kind="comfyui_server_started",
+            url=url,
+            seconds=seconds,
+            comfyui_version=version,
+            host=socket.gethostname(),
+            pid=process.pid,
+        )
         yield url
     finally:
         _stop(process, start.stop_seconds)

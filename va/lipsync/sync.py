@@ -300,9 +300,12 @@ def estimate(
 
     frames = track.frames
     verdict = functools.partial(
-        SyncEstimate, frames=frames, chunk=chunk, start_seconds=round(start_seconds, 3),
+        SyncEstimate,
+        frames=frames,
+        chunk=chunk,
+        start_seconds=round(start_seconds, 3),
         end_seconds=round(start_seconds + frames / track.fps, 3),
-    )  # fmt: skip
+    )
     if frames == 0:
         return verdict(NO_VERDICT, None, None, reason="nothing to measure")
     mouth = numpy.array([numpy.nan if v is None else v for v in track.mouth[:frames]], dtype=numpy.float64)

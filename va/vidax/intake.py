@@ -89,8 +89,16 @@ def url_identity(url: str) -> tuple[str, ...] | None:
         return None
     if not parts.hostname or port is None:
         return None
-    return (parts.scheme.lower(), parts.username or "", parts.password or "", parts.hostname.lower(),
-            str(port), parts.path.rstrip("/"), parts.query, parts.fragment)  # fmt: skip
+    return (
+        parts.scheme.lower(),
+        parts.username or "",
+        parts.password or "",
+        parts.hostname.lower(),
+        str(port),
+        parts.path.rstrip("/"),
+        parts.query,
+        parts.fragment,
+    )
 
 
 def url_allowed(url: str, allowed: tuple[str, ...]) -> bool:

@@ -60,9 +60,13 @@ class ComfyLauncher:
                 try:
                     with open(self.log_file, "ab") as output:
                         self.process = subprocess.Popen(
-                            argv, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                            argv,
+                            cwd=cwd,
+                            stdout=output,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
                             env={**os.environ},
-                        )  # fmt: skip
+                        )
                 except OSError as exc:
                     raise ApiError(
                         502, "COMFYUI_START_FAILED", f"cannot start {argv[0]}: {exc.strerror}"
@@ -78,8 +82,13 @@ class ComfyLauncher:
                     )
                 health = check_health(self.url, timeout=1)
                 if health.ok:
-                    return {"started": True, "already_running": False, "url": self.url,
-                            "comfyui_version": health.version, "pid": self.process.pid}  # fmt: skip
+                    return {
+                        "started": True,
+                        "already_running": False,
+                        "url": self.url,
+                        "comfyui_version": health.version,
+                        "pid": self.process.pid,
+                    }
                 time.sleep(0.25)
             self.process.terminate()
             raise ApiError(

@@ -102,9 +102,12 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     """The API for ``settings``; the scheduler of jobs runs while the app does."""
     webhooks = WebhookSender(settings.webhooks)
     store = JobStore(
-        settings.runs_root, settings.max_parallel_runs, settings.input_roots, on_finished=webhooks.job_ended,
+        settings.runs_root,
+        settings.max_parallel_runs,
+        settings.input_roots,
+        on_finished=webhooks.job_ended,
         max_queued=settings.max_queued_jobs,
-    )  # fmt: skip
+    )
     launcher = ComfyLauncher(settings.comfyui, settings.state_dir / "comfyui" / "comfyui.log")
 
     @asynccontextmanager

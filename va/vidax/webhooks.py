@@ -120,13 +120,17 @@ class WebhookSender:
         message_id = message_id_of(record)
         if not url_allowed(url, self.settings.allowed_urls):  # the allow-list may have changed since
             message = f"webhook to {url} not sent: not in webhooks.allowed_urls"
-            append_event(events, "vidax", "warning", message, kind="webhook_failed", url=url,
-                         webhook_id=message_id)  # fmt: skip
+            append_event(
+                events, "vidax", "warning", message, kind="webhook_failed", url=url, webhook_id=message_id
+            )
             return False
         payload = json.dumps(
-            {"type": f"job.{record.status}", "timestamp": utc_now(),
-             "data": view_of(record).model_dump(mode="json")}
-        )  # fmt: skip
+            {
+                "type": f"job.{record.status}",
+                "timestamp": utc_now(),
+                "data": view_of(record).model_dump(mode="json"),
+            }
+        )
         policy = RetryPolicy(
             attempts=max(1, self.settings.max_attempts - made),
             initial=self.settings.first_delay_seconds,
@@ -152,25 +156,47 @@ class WebhookSender:
                 error = f"{type(exc).__name__}: {exc}"[:300]
             outcome = "delivered" if error is None else f"failed ({error})"
             append_event(
-                events, "vidax", "info" if error is None else "warning",
+                events,
+                "vidax",
+                "info" if error is None else "warning",
                 f"webhook to {url}: attempt {attempt} {outcome}",
-                kind="webhook_delivery", url=url, webhook_id=message_id, attempt=attempt, status=status,
-                delivered=error is None, error=error,
-            )  # fmt: skip
+                kind="webhook_delivery",
+                url=url,
+                webhook_id=message_id,
+                attempt=attempt,
+                status=status,
+                delivered=error is None,
+                error=error,
+            )
             if error is not None:
                 raise DeliveryFailed(error)
 
         try:
             retrying(policy, DeliveryFailed, sleep=self._pause)(post)
         except _ServerStopping:
-            append_event(events, "vidax", "info", f"webhook to {url} pending: the server stopped; sent again "
-                         "when it starts", kind="webhook_pending", url=url, webhook_id=message_id,
-                         attempts=attempt)  # fmt: skip
+            append_event(
+                events,
+                "vidax",
+                "info",
+                f"webhook to {url} pending: the server stopped; sent again when it starts",
+                kind="webhook_pending",
+                url=url,
+                webhook_id=message_id,
+                attempts=attempt,
+            )
             return False
         except DeliveryFailed as exc:
-            append_event(events, "vidax", "error", f"webhook to {url} not delivered after {attempt} attempts",
-                         kind="webhook_failed", url=url, webhook_id=message_id, attempts=attempt,
-                         error=str(exc))  # fmt: skip
+            append_event(
+                events,
+                "vidax",
+                "error",
+                f"webhook to {url} not delivered after {attempt} attempts",
+                kind="webhook_failed",
+                url=url,
+                webhook_id=message_id,
+                attempts=attempt,
+                error=str(exc),
+            )
             log.warning("job %s: webhook to %s not delivered: %s", record.id, url, exc)
             return False
         return True
@@ -195,8 +221,9 @@ def post_within(url: str, body: bytes, headers: dict[str, str], seconds: float) 
     deadline.start()
     try:
         target = parts.path or "/"
-        connection.request("POST", f"{target}?{parts.query}" if parts.query else target, body=body,
-                           headers=headers)  # fmt: skip
+        connection.request(
+            "POST", f"{target}?{parts.query}" if parts.query else target, body=body, headers=headers
+        )
         answer = connection.getresponse()
         answer.read()
         if expired.is_set():

@@ -24,11 +24,18 @@ def comfyui_health(settings: SettingsDep) -> ComfyHealth:
         raise ApiError(503, "COMFYUI_UNAVAILABLE", f"ComfyUI at {problems}")
     first = healthy[0]
     return ComfyHealth(
-        ok=True, url=first.url, endpoint=first.endpoint, comfyui_version=first.version,
-        servers=[ComfyServerHealth(url=h.url, ok=h.ok, endpoint=h.endpoint, comfyui_version=h.version,
-                                   message=h.message) for h in answers],
+        ok=True,
+        url=first.url,
+        endpoint=first.endpoint,
+        comfyui_version=first.version,
+        servers=[
+            ComfyServerHealth(
+                url=h.url, ok=h.ok, endpoint=h.endpoint, comfyui_version=h.version, message=h.message
+            )
+            for h in answers
+        ],
         mixed_versions=len({health.version for health in healthy}) > 1,
-    )  # fmt: skip
+    )
 
 
 @router.post("/start", responses=error_responses(502))

@@ -149,10 +149,12 @@ def create_once(
 @router.post(
     "/jobs",
     status_code=201,
-    responses={200: {"model": JobView, "description": "The job an earlier request with this "
-                     "Idempotency-Key made"}, **error_responses(400, 413, 503)},
+    responses={
+        200: {"model": JobView, "description": "The job an earlier request with this Idempotency-Key made"},
+        **error_responses(400, 413, 503),
+    },
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": JOB_SCHEMA}}}},
-)  # fmt: skip
+)
 def create_job(
     *,
     store: StoreDep,
@@ -166,9 +168,14 @@ def create_job(
     one the config allows); it is not started."""
     digest = request_digest("/jobs", document, webhook_url)
     record, made = create_once(
-        store, settings, lambda: document, digest=digest, key=idempotency_key or None,
-        webhook_url=webhook_url, start=False,
-    )  # fmt: skip
+        store,
+        settings,
+        lambda: document,
+        digest=digest,
+        key=idempotency_key or None,
+        webhook_url=webhook_url,
+        start=False,
+    )
     response.status_code = 201 if made else 200
     return job_view(store, record)
 
@@ -176,9 +183,11 @@ def create_job(
 @router.post(
     "/produce",
     status_code=202,
-    responses={200: {"model": JobView, "description": "The job an earlier request with this "
-                     "Idempotency-Key made"}, **error_responses(400, 413, 503)},
-)  # fmt: skip
+    responses={
+        200: {"model": JobView, "description": "The job an earlier request with this Idempotency-Key made"},
+        **error_responses(400, 413, 503),
+    },
+)
 def produce(
     *,
     body: ProduceBody,
@@ -193,13 +202,27 @@ def produce(
         audio = confine(body.audio, settings.input_roots, "audio")
         start = confine(body.start, settings.input_roots, "start")
         request = ProduceRequest(
-            audio=audio, start=start, prompt=body.prompt, negative=body.neg, pre_seconds=body.pre,
-            post_seconds=body.post, width=body.width, height=body.height, fps=body.fps, seed=body.seed,
-            lipsync=body.lipsync, lipsync_provider=body.lipsync_provider, comfyui=not body.no_comfyui,
-            cleanup=body.cleanup, motion_strength=body.motion_strength, camera=body.camera,
-            stabilize=body.stabilize, captions=body.captions, loudness=body.loudness,
+            audio=audio,
+            start=start,
+            prompt=body.prompt,
+            negative=body.neg,
+            pre_seconds=body.pre,
+            post_seconds=body.post,
+            width=body.width,
+            height=body.height,
+            fps=body.fps,
+            seed=body.seed,
+            lipsync=body.lipsync,
+            lipsync_provider=body.lipsync_provider,
+            comfyui=not body.no_comfyui,
+            cleanup=body.cleanup,
+            motion_strength=body.motion_strength,
+            camera=body.camera,
+            stabilize=body.stabilize,
+            captions=body.captions,
+            loudness=body.loudness,
             timeline_file=None if body.timeline_file is None else Path(body.timeline_file),
-        )  # fmt: skip
+        )
         try:
             return build_job(request)
         except VaError as exc:
@@ -207,9 +230,14 @@ def produce(
 
     digest = request_digest("/produce", body.model_dump(), body.webhook_url)
     record, made = create_once(
-        store, settings, document, digest=digest, key=idempotency_key or None, webhook_url=body.webhook_url,
+        store,
+        settings,
+        document,
+        digest=digest,
+        key=idempotency_key or None,
+        webhook_url=body.webhook_url,
         start=True,
-    )  # fmt: skip
+    )
     response.status_code = 202 if made else 200
     return job_view(store, record)
 
@@ -302,10 +330,13 @@ def retake_job(job_id: str, body: RetakeBody, store: StoreDep) -> Retake:
     record, done = store.retake(job_id, RetakeRequest(body.at, body.seed, body.prompt))
     segment = done.segment
     return Retake(
-        job=job_view(store, record), segment=segment.name, start_seconds=segment.start_seconds,
-        end_seconds=segment.end_seconds, take=done.take,
+        job=job_view(store, record),
+        segment=segment.name,
+        start_seconds=segment.start_seconds,
+        end_seconds=segment.end_seconds,
+        take=done.take,
         kept_final=None if done.kept_final is None else done.kept_final.name,
-    )  # fmt: skip
+    )
 
 
 @router.get(
