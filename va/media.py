@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from va import mp4
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
 from va.processes import ProcessId
@@ -1738,9 +1739,36 @@ class ClipFigures:
     audio_seconds: float | None
 
 
+def _figures_of_movie(path: Path) -> ClipFigures | None:
+    """A clip's figures as its MP4 boxes state them (``va.mp4``), None when they do not say for sure."""
+    movie = mp4.read_movie(path)
+    video = None if movie is None else movie.first(b"vide")
+    if movie is None or video is None or video.samples is None or not video.sample_time:
+        return None
+    audio = movie.first(b"soun")
+    seconds = None
+    if audio is not None:
+        if audio.edited is not None and movie.timescale:
+            seconds = round(audio.edited / movie.timescale, 6)
+        elif audio.timescale:
+            seconds = round(audio.duration / audio.timescale, 6)
+        else:
+            return None
+    return ClipFigures(
+        frames=video.samples,
+        fps=round(video.samples * video.timescale / video.sample_time, 6),
+        width=video.width,
+        height=video.height,
+        audio_seconds=seconds,
+    )
+
+
 def clip_figures(path: Path) -> ClipFigures:
-    """The figures of a clip from one ffprobe, its frames counted as packets (no decoding: a video a
-    model saves as H.264 has a packet a frame)."""
+    """The figures of a clip: as its MP4 boxes state them (a sample a frame), else from one ffprobe,
+    its frames counted as packets (no decoding: a video a model saves as H.264 has a packet a frame)."""
+    known = _figures_of_movie(path)
+    if known is not None:
+        return known
     argv = [executable("ffprobe"), "-v", "error", "-count_packets", "-show_entries"]
     argv += ["stream=codec_type,nb_read_packets,width,height,avg_frame_rate,r_frame_rate,duration"]
     what = f"not a decodable video: {path}"
