@@ -120,12 +120,14 @@ class SegmentSettings:
 @dataclass(frozen=True, slots=True)
 class AssembleSettings:
     """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``;
-    for a generation by segments, the ``segments`` whose clips are joined (their kept frames)."""
+    for a generation by segments, the ``segments`` whose clips are joined (their kept frames), with a
+    crossfade of ``crossfade_frames`` at each seam (0: none)."""
 
     generated_fps: int
     generated_frames: int
     picture: Picture
     segments: tuple[VoiceSegment, ...] = ()
+    crossfade_frames: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +213,8 @@ def segment_settings(plan: Plan, segment: str) -> SegmentSettings:
     """The settings of ``comfyui_segment`` for ``segment``: the generation with that segment alone."""
     generation = plan.comfyui
     assert generation is not None, "a segment belongs to a ComfyUI stage"
-    alone = dataclasses.replace(generation, segments=(generation.segment(segment),))
+    # The crossfade is the join's: a segment's clip does not depend on it.
+    alone = dataclasses.replace(generation, segments=(generation.segment(segment),), crossfade_frames=0)
     return SegmentSettings(plan.inputs["start"], alone)
 
 
@@ -220,7 +223,13 @@ def assemble_settings(plan: Plan) -> AssembleSettings | None:
     if plan.comfyui is None:
         return None
     generation = plan.comfyui
-    return AssembleSettings(generation.fps, generation.frames, picture_of(plan), generation.segments)
+    return AssembleSettings(
+        generation.fps,
+        generation.frames,
+        picture_of(plan),
+        generation.segments,
+        generation.crossfade_frames,
+    )
 
 
 def camera_settings(plan: Plan) -> CameraSettings:
