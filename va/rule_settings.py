@@ -54,6 +54,7 @@ class Picture:
         retime: float | None = None,
         picture_filter: str = "",
         select: str = "",
+        blend: media.SeamBlend | None = None,
     ) -> None:
         """Encode ``source`` (ffmpeg input arguments, frames of ``source_size``) as this picture, without
         audio: its frames, rate and canvas, with its encoding (``media.encode_picture`` for the rest)."""
@@ -70,6 +71,7 @@ class Picture:
             retime=retime,
             picture_filter=picture_filter,
             select=select,
+            blend=blend,
         )
 
 
