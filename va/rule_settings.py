@@ -12,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from va import media
@@ -43,6 +44,35 @@ class Picture:
     frames: int
     geometry: Geometry
     encoding: Encoding
+
+    def encode(
+        self,
+        source: list[str],
+        target: Path,
+        *,
+        source_size: tuple[int, int],
+        retime: float | None = None,
+        picture_filter: str = "",
+        select: str = "",
+        blend: media.SeamBlend | None = None,
+    ) -> None:
+        """Encode ``source`` (ffmpeg input arguments, frames of ``source_size``) as this picture, without
+        audio: its frames, rate and canvas, with its encoding (``media.encode_picture`` for the rest)."""
+        media.encode_picture(
+            source,
+            None,
+            target,
+            fps=self.fps,
+            frames=self.frames,
+            crf=self.encoding.crf,
+            preset=self.encoding.preset,
+            canvas=self.geometry.canvas,
+            source_size=source_size,
+            retime=retime,
+            picture_filter=picture_filter,
+            select=select,
+            blend=blend,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,6 @@ HTTP and websocket clients the batches need."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -32,21 +31,12 @@ def assemble_visual(settings: AssembleSettings, batches: list[Path], target: Pat
     returned = (first.width, first.height)
     canvas = picture.geometry.canvas
     log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *canvas.size)
-    encode = functools.partial(
-        media.encode_picture,
-        fps=picture.fps,
-        frames=picture.frames,
-        crf=picture.encoding.crf,
-        preset=picture.encoding.preset,
-        canvas=canvas,
-        source_size=returned,
-    )
     if all(doc["kind"] == "frames" for doc in documents):
-        encode(media.frames_source(files[0].parent, gen_fps), None, target)
+        picture.encode(media.frames_source(files[0].parent, gen_fps), target, source_size=returned)
         return
     with media.scratch_beside(target) as scratch:
         # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
-        encode(media.clips_source(files, scratch), None, target, retime=gen_fps)
+        picture.encode(media.clips_source(files, scratch), target, source_size=returned, retime=gen_fps)
 
 
 def kept_frames(segments: tuple[VoiceSegment, ...]) -> str:
@@ -101,15 +91,9 @@ def assemble_segments(settings: AssembleSettings, clips: list[Path], target: Pat
     picture = settings.picture
     first = media.probe_visual(clips[0])
     with media.scratch_beside(target) as scratch:
-        media.encode_picture(
+        picture.encode(
             media.clips_source(clips, scratch),
-            None,
             target,
-            fps=picture.fps,
-            frames=picture.frames,
-            crf=picture.encoding.crf,
-            preset=picture.encoding.preset,
-            canvas=picture.geometry.canvas,
             source_size=(first.width, first.height),
             retime=settings.generated_fps,
             select=kept_frames(settings.segments),
