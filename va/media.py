@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from va import mp4
 from va.atomic import partial_file, scratch_folder
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
@@ -1334,6 +1335,38 @@ def encode_from_video(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SeamBlend:
+    """Frames of a source blended into the picture ``encode_picture`` selects (a crossfade at the seams of
+    joined clips): ``select``, an expression of the source's frame number ``n``, takes as many frames as
+    the picture's ``select`` does, each the one blended into the picture's frame of the same position;
+    ``blends``: for each weight, the picture frames (an expression of their number ``n``) that keep that
+    share of themselves, the rest coming from the blended frame (frames named by no blend are kept whole)."""
+
+    select: str
+    blends: tuple[tuple[float, str], ...]
+
+
+def _blended(select: str, timing: str, blend: SeamBlend) -> str:
+    """The filters that take the picture's frames (``select``) and blend ``blend``'s frames into them at
+    the positions and weights it names (ffmpeg's blend in its normal mode: picture * share + other *
+    (1 - share), on frames a blend's ``enable`` names, others passed whole)."""
+    count = len(blend.blends)
+    copies = "".join(f"[other{i}]" for i in range(count))
+    parts = [
+        "split[picture][other]",
+        f"[picture]select='{select}',{timing}null[mixed0]",
+        f"[other]select='{blend.select}',{timing}split={count}{copies}",
+    ]
+    for i, (share, frames) in enumerate(blend.blends):
+        end = "" if i == count - 1 else f"[mixed{i + 1}]"
+        sep = ";" if end else ""
+        parts.append(
+            f"[mixed{i}][other{i}]blend=all_mode=normal:all_opacity={share:.6f}:enable='{frames}'{end}{sep}"
+        )
+    return ";".join(parts[:3]) + ";" + "".join(parts[3:]) + ","
+
+
 def encode_picture(
     source: list[str],
     audio: Path | None,
@@ -1351,11 +1384,13 @@ def encode_picture(
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
     select: str = "",
+    blend: SeamBlend | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
     ``select``: an ffmpeg expression of the source's frame number ``n`` saying which of its frames are
-    taken (the rest are left out before anything else). Frames are dropped or repeated to the output
+    taken (the rest are left out before anything else); ``blend`` (with ``select``): other frames of the
+    source blended into some of those (a crossfade). Frames are dropped or repeated to the output
     rate; a picture that ends early holds its last frame.
     With ``retime``, the source's own timestamps are replaced: its frames follow each other at that rate
     (clips whose container says another rate than the frames were generated at).
@@ -1386,8 +1421,10 @@ def encode_picture(
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
         ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
-        chosen = f"select='{select}'," if select else ""
-        chain = f"{chosen}{timing}fps={fps},{fit}{picture}{ending}"
+        chosen = f"select='{select}',{timing}" if select else timing
+        if blend is not None:
+            chosen = _blended(select, timing, blend)
+        chain = f"{chosen}fps={fps},{fit}{picture}{ending}"
         if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
             script = partial.parent / "picture.filter"
             script.write_text(chain, encoding="utf-8")
@@ -1548,21 +1585,29 @@ def cut_voice_and_context(
     seconds: float,
     sample_rate: int,
     clip: Path | None = None,
+    still: Path | None = None,
     context: Path | None = None,
+    last: Path | None = None,
     frames: int = 0,
     fps: int = 25,
 ) -> None:
     """A model segment's inputs in one ffmpeg run: ``seconds`` of ``audio`` from ``start_seconds`` (a
-    negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``), and,
-    given a ``clip``, its last ``frames`` frames as a short, nearly lossless H.264 video at ``fps``
-    (``context``: what the model continues from). Both written under temporary names."""
+    negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``);
+    given ``context``, the last ``frames`` frames of ``clip`` (else ``still`` held that long) as a short,
+    nearly lossless H.264 video at ``fps`` (what the model continues from); given ``last`` and a
+    ``clip``, its last frame as a PNG. All written under temporary names."""
     lead = round(max(0.0, -start_seconds) * sample_rate)
     whole = round(seconds * sample_rate)
     delay = f"adelay=delays={lead}S:all=1," if lead else ""
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, start_seconds):.6f}"]
     argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", *input_file(audio)]
-    argv += [*input_file(clip)] if clip is not None else []
-    targets = [voice] + ([context] if clip is not None and context is not None else [])
+    held = clip is None and still is not None and context is not None
+    if clip is not None and (context is not None or last is not None):
+        argv += [*input_file(clip)]
+    elif held and still is not None:
+        argv += ["-loop", "1", "-framerate", str(fps), *input_file(still)]
+    picture = held or clip is not None
+    targets = [voice, *([context] if picture and context else []), *([last] if clip and last else [])]
     with contextlib.ExitStack() as published:
         partials = [published.enter_context(partial_file(target)) for target in targets]
         argv += [
@@ -1580,39 +1625,21 @@ def cut_voice_and_context(
             "wav",
             str(partials[0]),
         ]
-        if len(partials) > 1:
-            # The last frames without counting them first: the clip backwards, its first frames, forwards.
-            argv += [
-                "-map",
-                "1:v:0",
-                "-vf",
-                f"reverse,trim=end_frame={frames},reverse,setpts=N/({fps}*TB)",
-                "-r",
-                str(fps),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-crf",
-                "4",
-                "-pix_fmt",
-                "yuv420p",
-                *MP4_OUT,
-                str(partials[1]),
-            ]
+        if picture and context is not None:
+            # The last frames without counting them first: the clip backwards, its first frames,
+            # forwards; a still is held, converted as encode_still_loop converts it.
+            frames_of = (
+                f"reverse,trim=end_frame={frames},reverse"
+                if clip is not None
+                else f"trim=end_frame={frames},{TO_YUV420}"
+            )
+            argv += ["-map", "1:v:0", "-vf", f"{frames_of},setpts=N/({fps}*TB)", "-r", str(fps)]
+            argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt", "yuv420p"]
+            argv += [*(X264_COLOUR if held else []), *MP4_OUT, str(partials[1])]
+        if clip is not None and last is not None:
+            argv += ["-map", "1:v:0", "-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
+            argv += [str(partials[-1])]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"cannot cut a segment's voice from {audio}")
-
-
-def last_frame_image(clip: Path, target: Path) -> None:
-    """The last frame of ``clip`` as a PNG (the clip backwards, its first frame), under a temporary name."""
-    with partial_file(target) as partial:
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
-        argv += ["-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
-        _run(
-            [*argv, str(partial)],
-            failure=ExitCode.ENCODE_FAILED,
-            what=f"cannot take the last frame of {clip}",
-        )
 
 
 @dataclass(frozen=True)
@@ -1627,9 +1654,36 @@ class ClipFigures:
     audio_seconds: float | None
 
 
+def _figures_of_movie(path: Path) -> ClipFigures | None:
+    """A clip's figures as its MP4 boxes state them (``va.mp4``), None when they do not say for sure."""
+    movie = mp4.read_movie(path)
+    video = None if movie is None else movie.first(b"vide")
+    if movie is None or video is None or video.samples is None or not video.sample_time:
+        return None
+    audio = movie.first(b"soun")
+    seconds = None
+    if audio is not None:
+        if audio.edited is not None and movie.timescale:
+            seconds = round(audio.edited / movie.timescale, 6)
+        elif audio.timescale:
+            seconds = round(audio.duration / audio.timescale, 6)
+        else:
+            return None
+    return ClipFigures(
+        frames=video.samples,
+        fps=round(video.samples * video.timescale / video.sample_time, 6),
+        width=video.width,
+        height=video.height,
+        audio_seconds=seconds,
+    )
+
+
 def clip_figures(path: Path) -> ClipFigures:
-    """The figures of a clip from one ffprobe, its frames counted as packets (no decoding: a video a
-    model saves as H.264 has a packet a frame)."""
+    """The figures of a clip: as its MP4 boxes state them (a sample a frame), else from one ffprobe,
+    its frames counted as packets (no decoding: a video a model saves as H.264 has a packet a frame)."""
+    known = _figures_of_movie(path)
+    if known is not None:
+        return known
     argv = [executable("ffprobe"), "-v", "error", "-count_packets", "-show_entries"]
     argv += ["stream=codec_type,nb_read_packets,width,height,avg_frame_rate,r_frame_rate,duration"]
     what = f"not a decodable video: {path}"

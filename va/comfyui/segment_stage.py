@@ -78,37 +78,26 @@ def segment_inputs(
     folder = files.inputs
     folder.mkdir(parents=True, exist_ok=True)
     made = {"audio": folder / "voice.wav"}
-    previous, chained = files.previous, "previous_frames" in workflow.bindings
-    if chained:
+    previous = files.previous
+    if "previous_frames" in workflow.bindings:
         made["previous_frames"] = folder / "context.mp4"
-    # One ffmpeg for the voice and, from the previous clip, the context (a segment's own time counts).
+    if "last_frame" in workflow.bindings:  # the first segment's is the start frame itself
+        made["last_frame"] = folder / "last.png" if previous is not None else files.still
+    # One ffmpeg for the voice and the context (from the previous clip, or the start frame held) and the
+    # previous clip's last frame: each ffmpeg start counts in a segment's own time.
     media.cut_voice_and_context(
         files.audio,
         made["audio"],
         start_seconds=segment.audio_start_seconds,
         seconds=segment.audio_seconds,
         sample_rate=contract.sample_rate,
-        clip=previous if chained else None,
+        clip=previous,
+        still=files.still,
         context=made.get("previous_frames"),
+        last=made.get("last_frame") if previous is not None else None,
         frames=contract.context_frames,
         fps=contract.fps,
     )
-    if chained and previous is None:  # the first segment: the start frame held that long
-        media.encode_held_still(
-            files.still,
-            None,
-            made["previous_frames"],
-            fps=contract.fps,
-            frames=contract.context_frames,
-            crf=4,
-            preset="veryfast",
-        )
-    if "last_frame" in workflow.bindings:
-        made["last_frame"] = folder / "last.png"
-        if previous is None:
-            made["last_frame"] = files.still
-        else:
-            media.last_frame_image(previous, made["last_frame"])
     return made
 
 
