@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from va import media
-from va.atomic import read_json, write_json_atomic
+from va.atomic import place_file, publish, read_json, scratch_folder, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
 from va.comfyui.pool import Lease, PoolSettings
 from va.comfyui.protocol import Attempt, HistoryEntry, ParameterValue, SegmentRecord
@@ -281,10 +279,11 @@ class SegmentRun(PromptUnit[SegmentRecord]):
                 "SaveVideo or VHS_VideoCombine)",
             )
         target = self.files.clip
-        partial = self.files.inputs / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
-        client.download(videos[0], partial)
-        figures = check_segment_clip(partial, self.segment, self.contract, self.size)
-        partial.replace(target)
+        with scratch_folder(target) as scratch:
+            partial = scratch / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
+            client.download(videos[0], partial)
+            figures = check_segment_clip(partial, self.segment, self.contract, self.size)
+            publish(partial, target)
         return figures
 
 
@@ -315,7 +314,7 @@ def run_segment(
                     segment=name,
                     outcome="kept",
                 )
-                _place(clip, files.clip)
+                place_file(clip, files.clip)
                 kept: SegmentRecord = read_json(record)
                 write_json_atomic(files.record, kept)
                 return kept
@@ -325,19 +324,7 @@ def run_segment(
             servers.close()
     document["fingerprint"] = fingerprint
     document["own_seconds"] = round(time.monotonic() - began - run.waited, 3)
-    _place(files.clip, clip)
+    place_file(files.clip, clip)
     write_json_atomic(record, document)
     write_json_atomic(files.record, document)
     return document
-
-
-def _place(source: Path, target: Path) -> None:
-    """``target`` as a second name of ``source`` (a copy where the file system has no hard links)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.part")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:
-        shutil.copyfile(source, partial)
-    partial.replace(target)
