@@ -1400,6 +1400,38 @@ def encode_from_video(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SeamBlend:
+    """Frames of a source blended into the picture ``encode_picture`` selects (a crossfade at the seams of
+    joined clips): ``select``, an expression of the source's frame number ``n``, takes as many frames as
+    the picture's ``select`` does, each the one blended into the picture's frame of the same position;
+    ``blends``: for each weight, the picture frames (an expression of their number ``n``) that keep that
+    share of themselves, the rest coming from the blended frame (frames named by no blend are kept whole)."""
+
+    select: str
+    blends: tuple[tuple[float, str], ...]
+
+
+def _blended(select: str, timing: str, blend: SeamBlend) -> str:
+    """The filters that take the picture's frames (``select``) and blend ``blend``'s frames into them at
+    the positions and weights it names (ffmpeg's blend in its normal mode: picture * share + other *
+    (1 - share), on frames a blend's ``enable`` names, others passed whole)."""
+    count = len(blend.blends)
+    copies = "".join(f"[other{i}]" for i in range(count))
+    parts = [
+        "split[picture][other]",
+        f"[picture]select='{select}',{timing}null[mixed0]",
+        f"[other]select='{blend.select}',{timing}split={count}{copies}",
+    ]
+    for i, (share, frames) in enumerate(blend.blends):
+        end = "" if i == count - 1 else f"[mixed{i + 1}]"
+        sep = ";" if end else ""
+        parts.append(
+            f"[mixed{i}][other{i}]blend=all_mode=normal:all_opacity={share:.6f}:enable='{frames}'{end}{sep}"
+        )
+    return ";".join(parts[:3]) + ";" + "".join(parts[3:]) + ","
+
+
 def encode_picture(
     source: list[str],
     audio: Path | None,
@@ -1417,11 +1449,13 @@ def encode_picture(
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
     select: str = "",
+    blend: SeamBlend | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
     ``select``: an ffmpeg expression of the source's frame number ``n`` saying which of its frames are
-    taken (the rest are left out before anything else). Frames are dropped or repeated to the output
+    taken (the rest are left out before anything else); ``blend`` (with ``select``): other frames of the
+    source blended into some of those (a crossfade). Frames are dropped or repeated to the output
     rate; a picture that ends early holds its last frame.
     With ``retime``, the source's own timestamps are replaced: its frames follow each other at that rate
     (clips whose container says another rate than the frames were generated at).
@@ -1455,8 +1489,10 @@ def encode_picture(
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
         ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
-        chosen = f"select='{select}'," if select else ""
-        chain = f"{chosen}{timing}fps={fps},{fit}{picture}{ending}"
+        chosen = f"select='{select}',{timing}" if select else timing
+        if blend is not None:
+            chosen = _blended(select, timing, blend)
+        chain = f"{chosen}fps={fps},{fit}{picture}{ending}"
         if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
             script = scratch / "picture.filter"
             script.write_text(chain, encoding="utf-8")
