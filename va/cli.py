@@ -111,6 +111,13 @@ def add_request_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def produce_request(args: argparse.Namespace) -> ProduceRequest:
+    """The request ``va produce``'s flags make (``add_request_flags``)."""
+    return ProduceRequest(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(ProduceRequest)}
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(
@@ -470,10 +477,7 @@ def cmd_retake(args: argparse.Namespace) -> ExitCode:
 
 def cmd_produce(args: argparse.Namespace) -> ExitCode:
     """Build a job from flags, write it to the workdir and run it."""
-    request = ProduceRequest(
-        **{field.name: getattr(args, field.name) for field in dataclasses.fields(ProduceRequest)}
-    )
-    document = build_job(request)
+    document = build_job(produce_request(args))
     workdir = Workdir((args.workdir or default_workdir()).absolute())
     # Planned (and so checked) before the job file is written: bad flags leave nothing behind.
     plan = plan_run(job_from_document(document, workdir.produced_job), workdir)

@@ -160,6 +160,40 @@ class ChunkState(TypedDict):
 
 
 @forbid_extra
+class SegmentContract(TypedDict):
+    """What a template that generates segments declares (va.segments.SegmentContract)."""
+
+    fps: int
+    max_frames: int
+    frame_form: str
+    frame_multiple: int
+    sample_rate: int
+    context_frames: int
+    head_frames: int
+
+
+@forbid_extra
+class LoudnessFigures(TypedDict):
+    """The voice's integrated loudness (LUFS), true peak (dBTP) and loudness range (LU)."""
+
+    integrated_lufs: float
+    true_peak_db: float
+    range_lu: float
+
+
+@forbid_extra
+class Loudness(TypedDict):
+    """The voice's normalization: the target, and once prepare_audio ran (``prepare/loudness.json``),
+    how loudnorm went about it and the voice's figures before and after."""
+
+    target_lufs: float
+    true_peak_db: float
+    normalization: NotRequired[str]
+    before: NotRequired[LoudnessFigures]
+    after: NotRequired[LoudnessFigures]
+
+
+@forbid_extra
 class Phase(TypedDict):
     """A phase of the run. A skipped phase has only ``status`` and ``reason``; the ComfyUI and lip-sync
     phases add what they did (docs/OUTPUT_CONTRACT.md)."""
@@ -177,8 +211,7 @@ class Phase(TypedDict):
     generation_fps: NotRequired[int | None]
     batch_seeds: NotRequired[dict[str, int]]
     batch_segments: NotRequired[dict[str, int] | None]
-    #: The template's segment contract (va.segments.SegmentContract).
-    contract: NotRequired[JsonObject | None]
+    contract: NotRequired[SegmentContract | None]
     segments: NotRequired[list[SegmentState]]
     attempts: NotRequired[list[Attempt]]
     prompt_ids: NotRequired[list[str]]
@@ -248,7 +281,7 @@ class Manifest(TypedDict):
     audio_duration_seconds: float | None
     buffer: BufferSeconds | None
     #: The voice's loudness normalization (target; measured before and after), None when not asked.
-    loudness: JsonObject | None
+    loudness: Loudness | None
     visual_target_duration_seconds: float | None
     fps: float | None
     target_frames: int | None
@@ -584,7 +617,7 @@ class PlannedGeneration(TypedDict, total=False):
     frames: int
     batches: list[PlannedBatch]
     segments: list[PlannedSegment]
-    contract: JsonObject | None
+    contract: SegmentContract | None
 
 
 class PlannedChunk(TypedDict):
@@ -612,7 +645,7 @@ class PlanDocument(TypedDict, total=False):
     audio_input_duration_seconds: float
     audio_duration_seconds: float
     buffer: BufferSeconds
-    loudness: JsonObject | None
+    loudness: Loudness | None
     visual_target_duration_seconds: float
     fps: float
     target_frames: int
@@ -713,15 +746,16 @@ def _servers_of(attempts: list[Attempt]) -> dict[str, BatchServer]:
     }
 
 
-def _loudness(workdir: Workdir, target: JsonObject | None) -> JsonObject | None:
+def _loudness(workdir: Workdir, target: Loudness | None) -> Loudness | None:
     """The voice's normalization: the planned target, and once prepare_audio ran, how it went and what
     was measured before and after; None when the job keeps the voice's loudness."""
     if not target:
         return None
     record = workdir.loudness_record
-    done: JsonObject = read_json(record) if record.exists() else {}
-    current = all(done.get(name) == value for name, value in target.items())
-    return {**target, **done} if current else dict(target)
+    done: Loudness | None = read_json(record) if record.exists() else None
+    # A record of another target (the job's was changed since) is not this plan's.
+    current = done is not None and all(done.get(name) == value for name, value in target.items())
+    return {**target, **done} if done is not None and current else target
 
 
 def _planned_chunks(plan: PlanDocument) -> list[PlannedChunk]:
