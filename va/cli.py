@@ -580,7 +580,7 @@ def render_run(manifest: Manifest) -> str:
             f"{manifest['audio_duration_seconds']} s padded",
             f"video     {manifest['target_frames']} frames at {manifest['fps']} fps "
             f"({manifest['visual_target_duration_seconds']} s)",
-            f"seed      {seeds['value']} ({seeds['policy']})" if seeds else "seed      None (None)",
+            f"seed      {seeds['value']} ({seeds['policy']})" if seeds else "seed      -",
         ]
     comfyui = manifest["phases"].get("comfyui")
     lines += comfyui_servers_lines(comfyui) if comfyui else []

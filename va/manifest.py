@@ -251,7 +251,7 @@ class Cleanup(TypedDict):
 
 
 @forbid_extra
-class FinalVideo(TypedDict):
+class ManifestFinal(TypedDict):
     """The final video: its path in the workdir, whether it exists, its size."""
 
     path: str
@@ -290,7 +290,7 @@ class Manifest(TypedDict):
     effective_params: JsonObject | None
     tools: dict[str, str] | None
     cleanup: Cleanup | None
-    final: FinalVideo
+    final: ManifestFinal
 
 
 def epoch(ts: str | None) -> float | None:

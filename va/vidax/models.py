@@ -136,7 +136,7 @@ def view_of(record: JobRecord) -> JobView:
     finished = [name for name, phase in phases.items() if phase["status"] in ("done", "skipped")]
     final = manifest["final"] if manifest else None
     exit_status: ExitStatus | None = (manifest["exit_status"] if manifest else None) or (
-        {"code": record.exit_code, "message": record.message}
+        {"code": record.exit_code, "name": None, "message": record.message}
         if record.exit_code is not None or record.message
         else None
     )
