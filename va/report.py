@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from va.atomic import read_json, write_json_atomic
+from va.atomic import partial_file, read_json, write_json_atomic
 from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError, place_unusable
 from va.manifest import Manifest, build_manifest
@@ -117,11 +116,9 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
         figures = ["--nolock", "--allowed-rules", *FIGURE_RULES, "--cores", str(cores or os.cpu_count() or 1)]
         _snakemake(graph_argv(source, *figures, TARGET), owner, ExitCode.ENCODE_FAILED, "drawing the figures")
         # Written in a scratch folder under its own name (a .zip names its inner folder after it), then moved.
-        with tempfile.TemporaryDirectory(prefix=".report-", dir=target.parent) as scratch:
-            partial = Path(scratch) / target.name
+        with partial_file(target) as partial:
             report = graph_argv(source, "--report", str(partial), TARGET)
             _snakemake(report, owner, ExitCode.INTERNAL, "snakemake --report")
-            os.replace(partial, target)
         record_report(target, owner)
     return target
 

@@ -5,6 +5,7 @@ answered them (seen on one in this session)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -210,8 +211,11 @@ def test_a_segments_voice_has_its_head_frames_silence_and_its_context_the_held_s
     generation = plan.comfyui
     assert generation is not None and generation.contract is not None and generation.chained
     first, second = generation.segments[:2]
-    workflow = load_workflow("colour_segments")
+    shipped = load_workflow("colour_segments")
+    # As an image-to-video template binds it too: the previous clip's last frame, made in the same ffmpeg.
+    workflow = dataclasses.replace(shipped, bindings={**shipped.bindings, "last_frame": []})
     made = segment_inputs(first, generation.contract, workflow, files_of(run, "0000"))
+    assert made["last_frame"] == run.still  # the first segment's: the start frame
     voice = samples(made["audio"])
     assert len(voice) == round(first.frames / 25 * 16000)  # 33 frames' worth, at 16 kHz
     assert np.abs(voice[: 9 * 640 - 16]).max() < 1e-3  # the head frames' 0.36 s: silence before the voice
@@ -223,6 +227,7 @@ def test_a_segments_voice_has_its_head_frames_silence_and_its_context_the_held_s
     make(plan, run, comfy, "0000")
     later = segment_inputs(second, generation.contract, workflow, files_of(run, "0001", "0000"))
     assert np.abs(frames(later["previous_frames"]) - frames(run.segment_clip("0000"))[-9:]).mean() < 3
+    assert np.abs(frames(later["last_frame"])[0] - frames(run.segment_clip("0000"))[-1]).mean() < 3
 
 
 def test_a_clip_that_is_not_its_plan_fails_the_segment_naming_what_came(

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import requests
 import websocket
 
+from va.atomic import stream_to_file
 from va.errors import ExitCode, VaError
 from va.retry import POST_RETRYABLE_STATUS, sent_nowhere
 
@@ -298,12 +299,7 @@ class ComfyClient:
                 raise ComfyTransient(f"GET /view: HTTP {response.status_code}")
             if response.status_code != 200:
                 raise ComfyOutputMissing(str(item["filename"]), response.status_code)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.part")
-            with open(partial, "wb") as handle:
-                for block in response.iter_content(chunk_size=1 << 20):
-                    handle.write(block)
-            partial.replace(target)
+            stream_to_file(target, response.iter_content(chunk_size=1 << 20))
 
     def download_all(self, items: list[tuple[dict[str, Any], Path]]) -> None:
         """``download`` of every (item, target), ``DOWNLOADS_AT_ONCE`` at a time; the first error is raised

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from va import media
-from va.atomic import read_json, write_json_atomic
+from va.atomic import place_file, publish, read_json, scratch_folder, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
 from va.comfyui.pool import Lease, PoolSettings
 from va.comfyui.stage import (
@@ -80,37 +78,26 @@ def segment_inputs(
     folder = files.inputs
     folder.mkdir(parents=True, exist_ok=True)
     made = {"audio": folder / "voice.wav"}
-    previous, chained = files.previous, "previous_frames" in workflow.bindings
-    if chained:
+    previous = files.previous
+    if "previous_frames" in workflow.bindings:
         made["previous_frames"] = folder / "context.mp4"
-    # One ffmpeg for the voice and, from the previous clip, the context (a segment's own time counts).
+    if "last_frame" in workflow.bindings:  # the first segment's is the start frame itself
+        made["last_frame"] = folder / "last.png" if previous is not None else files.still
+    # One ffmpeg for the voice and the context (from the previous clip, or the start frame held) and the
+    # previous clip's last frame: each ffmpeg start counts in a segment's own time.
     media.cut_voice_and_context(
         files.audio,
         made["audio"],
         start_seconds=segment.audio_start_seconds,
         seconds=segment.audio_seconds,
         sample_rate=contract.sample_rate,
-        clip=previous if chained else None,
+        clip=previous,
+        still=files.still,
         context=made.get("previous_frames"),
+        last=made.get("last_frame") if previous is not None else None,
         frames=contract.context_frames,
         fps=contract.fps,
     )
-    if chained and previous is None:  # the first segment: the start frame held that long
-        media.encode_held_still(
-            files.still,
-            None,
-            made["previous_frames"],
-            fps=contract.fps,
-            frames=contract.context_frames,
-            crf=4,
-            preset="veryfast",
-        )
-    if "last_frame" in workflow.bindings:
-        made["last_frame"] = folder / "last.png"
-        if previous is None:
-            made["last_frame"] = files.still
-        else:
-            media.last_frame_image(previous, made["last_frame"])
     return made
 
 
@@ -292,10 +279,11 @@ class SegmentRun(PromptUnit):
                 "SaveVideo or VHS_VideoCombine)",
             )
         target = self.files.clip
-        partial = self.files.inputs / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
-        client.download(videos[0], partial)
-        figures = check_segment_clip(partial, self.segment, self.contract, self.size)
-        partial.replace(target)
+        with scratch_folder(target) as scratch:
+            partial = scratch / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
+            client.download(videos[0], partial)
+            figures = check_segment_clip(partial, self.segment, self.contract, self.size)
+            publish(partial, target)
         return figures
 
 
@@ -326,7 +314,7 @@ def run_segment(
                     segment=name,
                     outcome="kept",
                 )
-                _place(clip, files.clip)
+                place_file(clip, files.clip)
                 kept: dict[str, Any] = read_json(record)
                 write_json_atomic(files.record, kept)
                 return kept
@@ -335,19 +323,7 @@ def run_segment(
         finally:
             servers.close()
     document.update(fingerprint=fingerprint, own_seconds=round(time.monotonic() - began - run.waited, 3))
-    _place(files.clip, clip)
+    place_file(files.clip, clip)
     write_json_atomic(record, document)
     write_json_atomic(files.record, document)
     return document
-
-
-def _place(source: Path, target: Path) -> None:
-    """``target`` as a second name of ``source`` (a copy where the file system has no hard links)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.part")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:
-        shutil.copyfile(source, partial)
-    partial.replace(target)
