@@ -6,14 +6,13 @@ come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import warnings
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from va import mp4
+from va.atomic import partial_file, scratch_folder
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
-from va.processes import ProcessId
 from va.textlog import COMMAND
 
 if TYPE_CHECKING:
@@ -838,7 +837,7 @@ def render_still(
         )
     # The geometry's filter turns the frame upright itself (an image's EXIF orientation too, which
     # ffmpeg 5.1 applies to a JPEG only): ffmpeg's own turning is off.
-    with _scratch_for(target) as scratch, ffmpeg_readable(source, scratch) as readable:
+    with scratch_folder(target) as scratch, ffmpeg_readable(source, scratch) as readable:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate"]
         argv += [*_scaled_decode(info, geometry), *input_file(readable)]
         argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
@@ -1130,44 +1129,7 @@ TO_YUV420 = "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
 TAGGED_BT709 = "setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709"
 
 
-#: A scratch folder's name after ``.encode-<target>-``: the writer (pid, start time, host), then the
-#: random part of ``tempfile``. ``@`` and ``+`` appear in no host name and no pid.
-_WRITER = re.compile(r"(?P<pid>\d+)\.(?P<start>\d+)@(?P<host>[^+]+)\+.*")
-
-
-def _writer_tag() -> str:
-    """This process as a scratch folder names its writer."""
-    me = ProcessId.of(os.getpid())
-    return f"{os.getpid()}.{me.start if me else 0}@{socket.gethostname()}+"
-
-
-def _writer_gone(name: str) -> bool:
-    """Whether the writer named in a scratch folder's name (after its prefix) has ended. A writer on
-    another host cannot be seen from here and counts as alive; a name without a writer is from an older
-    va and counts as gone."""
-    match = _WRITER.fullmatch(name)
-    if match is None:
-        return True
-    if match["host"] != socket.gethostname():
-        return False
-    return not ProcessId(int(match["pid"]), int(match["start"])).alive()
-
-
-@contextmanager
-def _scratch_for(target: Path) -> Iterator[Path]:
-    """A hidden scratch folder beside ``target``, named after its writer, so two writers of one output
-    (a cluster job still running beside its re-run) never share or delete each other's; one left by a
-    writer that has ended is removed first."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".encode-{target.name}-"
-    for stale in target.parent.glob(prefix + "*"):
-        if _writer_gone(stale.name[len(prefix) :]):
-            shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix + _writer_tag(), dir=target.parent) as scratch:
-        yield Path(scratch)
-
-
-def _publish(
+def _check_encoded(
     partial: Path,
     target: Path,
     frames: int,
@@ -1175,11 +1137,9 @@ def _publish(
     *,
     fps: int | None = None,
     size: tuple[int, int] | None = None,
-    no_clobber: bool = False,
 ) -> None:
-    """Check a finished file against the plan (its frame count, and its rate and size when given), then
-    rename it into place (never half-written). The final video (``no_clobber``) never replaces a file of
-    its name; an intermediate is simply replaced."""
+    """Check a finished file against the plan (its frame count, and its rate and size when given) before
+    it is renamed into place (``va.atomic.partial_file``: never half-written, never a wrong one)."""
     encoded = encoded_figures(partial)
     planned = (frames, *(size or (encoded.width, encoded.height)), f"{fps}/1" if fps else encoded.fps)
     if (encoded.frames, encoded.width, encoded.height, encoded.fps) != planned:
@@ -1189,30 +1149,6 @@ def _publish(
             f"{encoded.fps.removesuffix('/1')} fps where {frames} frames of {planned[1]}x{planned[2]} at "
             f"{planned[3].removesuffix('/1')} fps were planned",
         )
-    if no_clobber:
-        publish_no_clobber(partial, target)
-    else:
-        os.replace(partial, target)
-
-
-def publish_no_clobber(partial: Path, target: Path) -> None:
-    """Give ``partial`` the name ``target`` only if nothing holds that name: a hard link (which fails on
-    an existing name, atomically), then the temporary name removed. A file that appeared meanwhile (a
-    user's, another writer's) is kept and the run ends with ``OUTPUT_EXISTS`` naming it. Where hard links
-    are not possible, ``rename`` without replacing is the fallback (checked, then renamed)."""
-    try:
-        os.link(partial, target)
-    except FileExistsError as exc:
-        raise VaError(
-            ExitCode.OUTPUT_EXISTS,
-            f"{target} appeared while it was being made; kept it, the new one is not published",
-        ) from exc
-    except OSError:
-        if target.exists():
-            raise VaError(ExitCode.OUTPUT_EXISTS, f"{target} exists; not replacing it") from None
-        os.rename(partial, target)
-        return
-    partial.unlink()
 
 
 def _with_inputs(picture: list[str], audio: Path | None, subtitles: Path | None) -> list[str]:
@@ -1255,13 +1191,12 @@ def encode_still_loop(
     stream-copied as often as a video needs (``loop_still``): the cost does not grow with the length.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-loop", "1", "-framerate", str(fps)]
         argv += [*input_file(still), "-frames:v", str(gop), "-vf", TO_YUV420]
         argv += _x264(preset, crf, gop, still=True)
         _run([*argv, *MP4_OUT, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
-        _publish(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
+        _check_encoded(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 def loop_still(
@@ -1282,15 +1217,14 @@ def loop_still(
     # The picture is cut on its input, half a frame after the last frame's start: -frames:v on the
     # output would end the whole file there and drop the audio packets muxed after that point.
     seconds = f"{(frames - 0.5) / fps:.6f}"
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target, no_clobber=no_clobber) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, *input_file(loop)]
         argv += _with_inputs(picture, audio, subtitles)
         argv += [*(_audio_out(audio) if audio is not None else []), *_subtitle_out(subtitles)]
         argv += ["-c:v", "copy", *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
+        _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 def encode_held_still(
@@ -1468,8 +1402,7 @@ def encode_picture(
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     size = canvas.size if canvas is not None else None
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target, no_clobber=no_clobber) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         argv += _with_inputs(source, audio, subtitles)
         audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
@@ -1479,9 +1412,7 @@ def encode_picture(
                 failure=ExitCode.ENCODE_FAILED,
                 what=f"muxing {copy_from} failed",
             )
-            _publish(
-                partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber
-            )
+            _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
@@ -1495,20 +1426,20 @@ def encode_picture(
             chosen = _blended(select, timing, blend)
         chain = f"{chosen}fps={fps},{fit}{picture}{ending}"
         if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
-            script = scratch / "picture.filter"
+            script = partial.parent / "picture.filter"
             script.write_text(chain, encoding="utf-8")
             argv += ["-filter_script:v", str(script)]
         else:
             argv += ["-vf", chain]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
+        _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 @contextmanager
 def scratch_beside(target: Path) -> Iterator[Path]:
     """A scratch folder beside ``target`` for inputs of an encode (e.g. a concat list)."""
-    with _scratch_for(target.with_name(target.name + ".inputs")) as scratch:
+    with scratch_folder(target.with_name(target.name + ".inputs")) as scratch:
         yield scratch
 
 
@@ -1585,12 +1516,11 @@ def video_window(video: Path, start_seconds: float) -> list[str]:
 def concat_videos(clips: list[Path], target: Path, *, frames: int, failure: ExitCode) -> None:
     """Join ``clips`` (H.264 made with the same settings) one after the other by stream copy, into a file of
     exactly ``frames`` frames (checked before it is renamed into place)."""
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *clips_source(clips, scratch)]
+    with partial_file(target) as partial:
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *clips_source(clips, partial.parent)]
         argv += ["-map", "0:v:0", "-c:v", "copy", *MP4_OUT, str(partial)]
         _run(argv, failure=failure, what=f"joining {len(clips)} clips into {target.name} failed")
-        _publish(partial, target, frames, failure)
+        _check_encoded(partial, target, frames, failure)
 
 
 def render_audiogram(
@@ -1618,13 +1548,12 @@ def render_audiogram(
         f"[base][band]overlay=x=0:y=H-h:eof_action=pass,trim=end_frame={frames},{TO_YUV420}[v]"
     )
     gop = KEYFRAME_INTERVAL_SECONDS * fps
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
         argv += [*_x264(preset, crf, gop, still=False), *AAC_OUT, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
-        _publish(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
+        _check_encoded(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
 
 
 def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
@@ -1679,8 +1608,8 @@ def cut_voice_and_context(
         argv += ["-loop", "1", "-framerate", str(fps), *input_file(still)]
     picture = held or clip is not None
     targets = [voice, *([context] if picture and context else []), *([last] if clip and last else [])]
-    with _scratch_for(voice) as scratch:
-        partials = [scratch / target.name for target in targets]
+    with contextlib.ExitStack() as published:
+        partials = [published.enter_context(partial_file(target)) for target in targets]
         argv += [
             "-map",
             "0:a:0",
@@ -1711,8 +1640,6 @@ def cut_voice_and_context(
             argv += ["-map", "1:v:0", "-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
             argv += [str(partials[-1])]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"cannot cut a segment's voice from {audio}")
-        for partial, target in zip(partials, targets, strict=True):
-            partial.replace(target)
 
 
 @dataclass(frozen=True)
@@ -1932,12 +1859,10 @@ def render_contact_sheet(video: Path, target: Path, *, columns: int = 4, rows: i
         f"select={select},scale={CONTACT_SHEET_TILE_WIDTH}:-2,setsar=1,"
         f"tile={columns}x{rows}:padding=4:margin=4:color={FIGURE_BACKGROUND}"
     )
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), "-map", "0:v:0"]
         argv += ["-vf", chain, "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"contact sheet of {video} failed")
-        os.replace(partial, target)
 
 
 def render_waveform(audio: Path, target: Path) -> None:
@@ -1949,12 +1874,10 @@ def render_waveform(audio: Path, target: Path) -> None:
         f"color=c={FIGURE_BACKGROUND}:s={width}x{height},format=rgba[bg];"
         "[bg][wave]overlay=shortest=1:format=auto,format=rgb24[figure]"
     )
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[figure]", "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"waveform of {audio} failed")
-        os.replace(partial, target)
 
 
 @dataclass(frozen=True, slots=True)
