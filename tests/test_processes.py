@@ -95,7 +95,7 @@ def test_the_snakemakes_driving_a_graph_are_found_by_their_folder(tmp_path: Path
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(
-            command_line(process.pid).split()[0] != "snakemake" for process in started
+            not command_line(process.pid).startswith("snakemake ") for process in started
         ):
             time.sleep(0.05)
         found = snakemake_in(driving, other, job, tmp_path)
