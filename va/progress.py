@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from va.events import format_event
+from va.events import Event, format_event
 from va.plan import previous_plan
 from va.workdir import Workdir
 
@@ -53,7 +53,7 @@ class RunDisplay:
         self.started: float | None = None
         self.made_here = 0  # batches this run made (not found done): the ETA's pace
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
         kind, level = event.get("kind", ""), event.get("level")
         if level == "error":
             return
@@ -73,7 +73,7 @@ class RunDisplay:
 
     # --- the ComfyUI stage ---------------------------------------------------------------------------
 
-    def _comfyui(self, event: dict[str, Any]) -> None:
+    def _comfyui(self, event: Event) -> None:
         if not self.batches:
             self._start_stage()
         kind, batch = event.get("kind"), str(event.get("target") or event.get("batch") or "")
