@@ -88,7 +88,7 @@ test-fast: setup
 static: lint check-format typecheck
 
 pytest:
-	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not slurm" --durations=15
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not slurm" --durations=25
 
 # Beside the other pytest: its own cache plugin off, so the two never write .pytest_cache at once.
 pytest-slurm:

@@ -16,7 +16,8 @@ import pytest
 from snakemake.cli import get_argument_parser
 from snakemake.jobs import Job
 from snakemake.scheduling.job_scheduler import JobScheduler
-from snakemake.settings.types import MaxJobsPerTimespan, SchedulingSettings
+from snakemake.settings.types import MaxJobsPerTimespan, RemoteExecutionSettings, SchedulingSettings
+from snakemake.workflow import Workflow
 from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
 from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
 from snakemake_interface_executor_plugins.executors.real import RealExecutor
@@ -130,6 +131,9 @@ def test_the_slurm_plugin_still_has_what_va_reaches_into() -> None:
     wins); the status checks sleep through ``self.sleep()`` and the plugin backs off by 10 s a look:
     a release that changes any of these fails here, not silently."""
     assert "self._executor" in inspect.getsource(JobScheduler.__init__)
+    assert isinstance(inspect.getattr_static(Workflow, "executor_plugin"), property)
+    assert "seconds_between_status_checks" in RemoteExecutionSettings.__dataclass_fields__
+    assert "remote_execution_settings" in inspect.signature(Workflow).parameters
     assert f'"{JOBSTEP_ARGS}"' in inspect.getsource(SlurmExecutor.additional_general_args)
     command = inspect.getsource(RealExecutor.format_job_exec)
     assert command.index("self.get_job_args(job)") < command.index("self.additional_general_args()")

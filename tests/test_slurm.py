@@ -30,7 +30,8 @@ from va.processes import descendants
 
 START = Path(__file__).parent / "slurm" / "start-slurm.sh"
 
-# `make test` runs these last (`make test-fast` leaves them out), Slurm started meanwhile in the background.
+# `make test` runs these beside the other tests, one after the other in a pytest of their own
+# (`make test-fast` leaves them out), Slurm started meanwhile in the background.
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
 

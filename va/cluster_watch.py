@@ -22,9 +22,10 @@ from va.errors import ExitCode, VaError
 from va.graph import RULE_PHASE
 from va.lifecycle import (
     cap_status_check_interval,
-    graph_executor,
     hear_job_errors,
     run_rules_in_the_cluster_job,
+    slurm_executor,
+    status_check_seconds,
 )
 from va.slurm import ClusterJob, NeverRunsWatch, cluster_failure, failed_rule, named_job
 from va.tracking import failure_of_attempt, record_rule_failed, rule_finished_in_attempt
@@ -66,15 +67,13 @@ class ClusterWatch:
         """With the slurm executor: watch the queue for jobs that can never start, hear the cluster's
         reasons for failed jobs, have each job's Snakemake run its rules itself and look at the queue at
         least every ``seconds-between-status-checks``. Returns whether the graph runs on Slurm."""
-        plugin = getattr(workflow, "executor_plugin", None)
-        executor = graph_executor(workflow)
-        if plugin is None or plugin.name != "slurm" or executor is None:
+        executor = slurm_executor(workflow)
+        if executor is None:
             return False
         NeverRunsWatch(self.root, report=self.report_never_runs).start()
         hear_job_errors(executor, self.report_cluster_failure)
         run_rules_in_the_cluster_job(executor)
-        interval = workflow.remote_execution_settings.seconds_between_status_checks
-        cap_status_check_interval(executor, interval)
+        cap_status_check_interval(executor, status_check_seconds(workflow))
         return True
 
     def report_cluster_failure(self, job: Any, message: str | None) -> VaError | None:

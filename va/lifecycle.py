@@ -110,10 +110,18 @@ def release_rescheduling_timers() -> None:
             thread.cancel()
 
 
-def graph_executor(workflow: Any) -> Any:
-    """The executor a graph's main Snakemake submits its jobs with (``None`` before it has one)."""
-    scheduler = getattr(workflow, "scheduler", None)
-    return getattr(scheduler, "_executor", None)
+def slurm_executor(workflow: Any) -> Any:
+    """The executor a graph's main Snakemake submits its jobs with, when that is the slurm executor
+    plugin's; None for any other executor (or before the graph has one)."""
+    plugin = getattr(workflow, "executor_plugin", None)
+    if plugin is None or plugin.name != "slurm":
+        return None
+    return getattr(getattr(workflow, "scheduler", None), "_executor", None)
+
+
+def status_check_seconds(workflow: Any) -> float:
+    """The profile's (or the command line's) ``seconds-between-status-checks``."""
+    return float(workflow.remote_execution_settings.seconds_between_status_checks)
 
 
 def hear_job_errors(executor: Any, heard: Callable[[Any, str | None], object]) -> None:

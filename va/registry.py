@@ -25,7 +25,7 @@ class RunUpdate(TypedDict, total=False):
     workdir: str
     job: str
     run_status: str
-    exit_code: int
+    exit_code: int | None
 
 
 class RunEntry(RunUpdate, total=False):

@@ -8,13 +8,12 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from va.atomic import partial_file, read_json, write_json_atomic
 from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError, place_unusable
-from va.manifest import build_manifest
-from va.memo import FileIdentity, identity_of
+from va.manifest import Manifest, build_manifest
+from va.memo import FileIdentity, IdentityData, identity_of
 from va.runner import snakemake_command, workdir_lock
 from va.workdir import Workdir
 
@@ -79,7 +78,7 @@ def _batch_source(root: Path) -> ReportSource:
     return ReportSource(root, f"batch={folders[0]}")
 
 
-def _run_source(root: Path, manifest: dict[str, Any]) -> ReportSource:
+def _run_source(root: Path, manifest: Manifest) -> ReportSource:
     if not manifest["final"]["exists"]:
         raise VaError(
             ExitCode.INPUT_NOT_FOUND,
@@ -123,7 +122,7 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
     return target
 
 
-def _written(owner: Workdir) -> dict[str, Any]:
+def _written(owner: Workdir) -> dict[str, IdentityData]:
     """The reports of ``owner`` that va wrote (path: identity data); none when the record is unreadable."""
     try:
         written = read_json(owner.reports)

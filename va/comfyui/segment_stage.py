@@ -15,12 +15,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from va import media
 from va.atomic import place_file, publish, read_json, scratch_folder, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
 from va.comfyui.pool import Lease, PoolSettings
+from va.comfyui.protocol import Attempt, HistoryEntry, ParameterValue, SegmentRecord
 from va.comfyui.stage import (
     PromptUnit,
     PromptWatch,
@@ -121,7 +121,7 @@ def check_segment_clip(
     return figures
 
 
-class SegmentRun(PromptUnit):
+class SegmentRun(PromptUnit[SegmentRecord]):
     """The attempts of one segment: each uploads its inputs, renders, submits, waits for and collects one
     prompt on a slot of the pool."""
 
@@ -153,7 +153,7 @@ class SegmentRun(PromptUnit):
         start = {"start_image": self.files.still} if self.workflow.binds_start_image else {}
         return {**self.made, **start}
 
-    def values(self, seed: int, prefix: str, names: dict[str, str]) -> dict[str, Any]:
+    def values(self, seed: int, prefix: str, names: dict[str, str]) -> dict[str, ParameterValue]:
         """What the template's bindings receive: the job's parameters, the segment's frames, seed, prompt
         and index, and the ``names`` of its uploaded inputs."""
         values = self.generation.values(self.segment, seed)
@@ -167,13 +167,13 @@ class SegmentRun(PromptUnit):
         graph = graph_json(render(self.workflow, self.values(self.segment.seed, "va", names)))
         return hashlib.sha256(graph.encode()).hexdigest()[:16]
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> SegmentRecord:
         segment, report = self.segment, self.report
         server = self.servers.of(lease.url)
         client = server.client
         name = segment.name
         seed = batch_seed(segment.seed, 0, attempt, self.generation.per_retry)  # per_retry: a seed an attempt
-        where = {
+        where: Attempt = {
             "kind": "comfyui_attempt",
             "segment": name,
             "attempt": attempt + 1,
@@ -269,7 +269,7 @@ class SegmentRun(PromptUnit):
             "audio_seconds": figures.audio_seconds,
         }
 
-    def _collect(self, client: ComfyClient, entry: dict[str, Any]) -> media.ClipFigures:
+    def _collect(self, client: ComfyClient, entry: HistoryEntry) -> media.ClipFigures:
         """Download the prompt's video under a temporary name, check it, then put it in place."""
         videos, _ = output_files(entry)
         if not videos:
@@ -295,7 +295,7 @@ def run_segment(
     report: Reporter,
     pool: PoolSettings,
     logs: Path,
-) -> dict[str, Any]:
+) -> SegmentRecord:
     """Generate one segment on a free server of the ``pool`` (retrying transient failures as a batch does)
     and write its record; the record tells how long va itself took (``own_seconds``: all but ComfyUI's run
     of the prompt). A take of the same fingerprint made before is taken instead (``SegmentFiles.take``)."""
@@ -315,14 +315,15 @@ def run_segment(
                     outcome="kept",
                 )
                 place_file(clip, files.clip)
-                kept: dict[str, Any] = read_json(record)
+                kept: SegmentRecord = read_json(record)
                 write_json_atomic(files.record, kept)
                 return kept
             wait = wait_of(settings.generation)
             document = with_retries(wait, f"segment {name}", run, report, servers, segment=name)
         finally:
             servers.close()
-    document.update(fingerprint=fingerprint, own_seconds=round(time.monotonic() - began - run.waited, 3))
+    document["fingerprint"] = fingerprint
+    document["own_seconds"] = round(time.monotonic() - began - run.waited, 3)
     place_file(files.clip, clip)
     write_json_atomic(record, document)
     write_json_atomic(files.record, document)

@@ -16,6 +16,7 @@ from va.comfyui.pool import servers_of
 from va.errors import ExitCode, VaError
 from va.job import job_from_document, validate_document
 from va.plan import plan_run
+from va.records import JsonObject
 from va.timeline import inline_timeline
 from va.vidax.errors import ApiError
 
@@ -130,7 +131,7 @@ def confine_comfyui_url(url: str, allowed: tuple[str, ...]) -> None:
 
 def accept_job(
     document: Any, roots: tuple[Path, ...], comfyui_urls: tuple[str, ...], where: Path
-) -> dict[str, Any]:
+) -> JsonObject:
     """Validate a job document for the server: every check ``va validate`` makes, inputs confined,
     a ComfyUI URL only if the config allows it."""
     try:
