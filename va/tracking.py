@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,10 +43,14 @@ def new_run_id() -> str:
     return f"run-{stamp}-{secrets.token_hex(3)}"
 
 
+#: The threads of one process (the batches of a ComfyUI stage) record one after another.
+_RECORDING = threading.Lock()
+
+
 def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> Manifest | None:
     """Append one event and bring the manifest up to date (the event folded into the log's digest, not
     the whole log read again); returns the manifest."""
-    with FileLock(str(workdir.state_lock), timeout=60):
+    with _RECORDING, FileLock(str(workdir.state_lock), timeout=60):
         record_event(workdir, append_event(workdir.events, stage, level, message, **fields))
         digest = current_digest(workdir)
         store_digest(workdir, digest)
@@ -265,11 +270,49 @@ def rule_step(
     non-zero status, so Snakemake stops the graph and the wrapper can report the code.
     """
     workdir = workdir or Workdir(Path.cwd())
+    name = f"{rule} {target}" if target else rule
+    log_to_file(log_path)
+    logging.getLogger().addHandler(RuleLogHandler(workdir, RULE_PHASE[rule], name))
+    try:
+        with _recorded_step(rule, target, workdir) as report:
+            yield report
+    except VaError as exc:
+        sys.exit(int(exc.code))
+
+
+@contextmanager
+def unit_step(rule: str, log_path: Path, target: str, workdir: Workdir) -> Iterator[Callable[..., None]]:
+    """One of the units a rule makes side by side in threads (the batches of a ComfyUI stage), recorded as
+    ``rule_step`` records a rule: its start, end and error, and what this thread logs in its own log file
+    (and in the rule's). A ``VaError`` is recorded and raised again, for the rule to end with."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    here = threading.get_ident()
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(log_path, encoding="utf-8"),
+        RuleLogHandler(workdir, RULE_PHASE[rule], f"{rule} {target}"),
+    ]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(min(root.level, logging.INFO))  # a rule's log holds its steps, as rule_step's does
+    for handler in handlers:
+        handler.addFilter(lambda entry: entry.thread == here)
+        root.addHandler(handler)
+    try:
+        with _recorded_step(rule, target, workdir) as report:
+            yield report
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+@contextmanager
+def _recorded_step(rule: str, target: str | None, workdir: Workdir) -> Iterator[Callable[..., None]]:
+    """The start, the end or the error of one rule (or unit) recorded as events; a ``VaError`` raised
+    again once recorded."""
     phase = RULE_PHASE[rule]
     where = {"rule": rule, "phase": phase, **({"target": target} if target else {})}
     name = f"{rule} {target}" if target else rule
-    log_to_file(log_path)
-    logging.getLogger().addHandler(RuleLogHandler(workdir, phase, name))
 
     def report(message: str, level: str = "info", **fields: Any) -> None:
         logging.getLogger(rule).info("%s", message)
@@ -294,7 +337,7 @@ def rule_step(
     except VaError as exc:
         logging.getLogger(rule).error("%s", exc.message)
         record(workdir, phase, "error", exc.message, kind="rule_failed", error=exc.as_dict(), **where)
-        sys.exit(int(exc.code))
+        raise
     except Exception as exc:
         logging.getLogger(rule).exception("internal error")
         error = VaError(ExitCode.INTERNAL, f"{name}: internal error: {exc!r}")
