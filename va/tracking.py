@@ -24,7 +24,7 @@ from filelock import FileLock
 
 from va import registry
 from va.atomic import write_json_atomic
-from va.errors import UNWRITABLE, ExitCode, VaError, disk_error_in
+from va.errors import UNWRITABLE, ErrorData, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
@@ -32,6 +32,7 @@ from va.manifest import ExitStatus, Manifest, build_manifest, current_digest, pr
 from va.media import count_video_packets
 from va.plan import Plan, previous_plan, sha256_file
 from va.processes import ProcessId
+from va.registry import RunUpdate
 from va.textlog import RuleLogHandler, last_lines, record_event
 from va.workdir import Workdir
 
@@ -71,7 +72,7 @@ def record_run_started(
     *,
     plan_changes: list[str] | None = None,
     plan: Plan | None = None,
-    registering: dict[str, dict[str, Any]] | None = None,
+    registering: dict[str, RunUpdate] | None = None,
 ) -> str:
     """Record the start (or resumption) of the run in ``workdir`` and register it; ``plan_changes``: the
     fields of the plan that an edit of the job (or its inputs) changed since the previous attempt. The
@@ -102,11 +103,11 @@ def record_run_started(
         fps=job.fps,
         plan_changes=plan_changes or [],
     )
-    entry = {
-        "workdir": str(workdir.root),
-        "job": str(job.path),
-        "run_status": manifest["run_status"] if manifest else "running",
-    }
+    entry = RunUpdate(
+        workdir=str(workdir.root),
+        job=str(job.path),
+        run_status=manifest["run_status"] if manifest else "running",
+    )
     if registering is not None:
         registering[run_id] = entry
     else:
@@ -114,13 +115,16 @@ def record_run_started(
     return run_id
 
 
-def failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
+def failure_of_attempt(workdir: Workdir) -> ErrorData | None:
     """The error of the rule that failed in the latest attempt, if one did."""
     events = read_events(workdir.events)
     starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
     attempt = events[starts[-1] :] if starts else events
     failed = next((e for e in reversed(attempt) if e.get("kind") == "rule_failed"), None)
-    return dict(failed["error"]) if failed and failed.get("error") else None
+    if not failed or not failed.get("error"):
+        return None
+    error: ErrorData = failed["error"]  # as the rule's record wrote it (VaError.as_dict)
+    return error
 
 
 def record_run_finished(
@@ -138,7 +142,7 @@ def record_run_finished(
     ``again`` is what continues it.
     """
     if error is None and not from_rules:
-        status, exit_status = "succeeded", {"code": 0, "name": "OK", "message": "final video written"}
+        status, exit_status = "succeeded", ErrorData(code=0, name="OK", message="final video written")
     elif error is not None:
         status = "interrupted" if error.code == ExitCode.INTERRUPTED else "failed"
         exit_status = error.as_dict()
