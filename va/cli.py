@@ -437,8 +437,9 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan 
             display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
-    record = ((result.manifest or {}).get("phases", {}).get("lipsync") or {}).get("sync") or {}
-    if record.get("verdict") == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+    phase = (result.manifest or {}).get("phases", {}).get("lipsync") or {}
+    record: sync.SyncData = phase.get("sync") or sync.unchecked("not checked")
+    if record["verdict"] == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
         print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK

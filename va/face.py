@@ -8,11 +8,10 @@ never look for a face start without them.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from va import media
 from va.errors import ExitCode, VaError
@@ -44,6 +43,24 @@ class FaceBox:
         return f"{self.x},{self.y},{self.width},{self.height}"
 
 
+class BoxData(TypedDict):
+    """A ``FaceBox`` as JSON data."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class FaceData(TypedDict):
+    """A ``FaceSearch`` as JSON data (the lip-sync stage's record)."""
+
+    file: str
+    frames: list[int]
+    box: BoxData | None
+    faceless_frame: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class FaceSearch:
     """What a check saw: the file, the frames it looked at, the face of the first one (None: no face
@@ -62,9 +79,18 @@ class FaceSearch:
             "needs one (needs_face: OpenCV's face detector looked before the provider ran)",
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> FaceData:
         """The search as JSON data (the lip-sync stage's record)."""
-        return {**dataclasses.asdict(self), "frames": list(self.frames)}
+        box = self.box
+        found: BoxData | None = None
+        if box is not None:
+            found = {"x": box.x, "y": box.y, "width": box.width, "height": box.height}
+        return {
+            "file": self.file,
+            "frames": list(self.frames),
+            "box": found,
+            "faceless_frame": self.faceless_frame,
+        }
 
 
 def _opencv() -> Any:
@@ -95,14 +121,27 @@ def find_face(frame: media.RawFrame) -> FaceBox | None:
     import numpy  # noqa: PLC0415 - OpenCV's own dependency, needed only with it
 
     pixels = numpy.frombuffer(frame.rgb, dtype=numpy.uint8).reshape(frame.height, frame.width, 3)
-    grey = cv2.equalizeHist(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
     smallest = max(20, round(min(frame.width, frame.height) * SMALLEST_FACE))
-    found = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+    found = find_face_in_grey(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), smallest)
+    if found is None:
+        return None
+    s = frame.scale
+    return FaceBox(round(found.x * s), round(found.y * s), round(found.width * s), round(found.height * s))
+
+
+def find_face_in_grey(grey: Any, smallest: int, largest: int = 0, *, step: float = 1.1) -> FaceBox | None:
+    """The largest frontal face in a grey picture (a 2-D uint8 array), in its pixels: faces from
+    ``smallest`` to ``largest`` pixels wide (0: any larger) are looked for, each size ``step`` times
+    the one before; None when there is none."""
+    cv2 = _opencv()
+    limits = {"maxSize": (largest, largest)} if largest else {}
+    found = _cascade().detectMultiScale(
+        cv2.equalizeHist(grey), scaleFactor=step, minNeighbors=5, minSize=(smallest, smallest), **limits
+    )
     if len(found) == 0:
         return None
     x, y, w, h = max(found, key=lambda box: int(box[2]) * int(box[3]))
-    s = frame.scale
-    return FaceBox(round(int(x) * s), round(int(y) * s), round(int(w) * s), round(int(h) * s))
+    return FaceBox(int(x), int(y), int(w), int(h))
 
 
 def search_frames(file: Path, frames: list[media.RawFrame]) -> FaceSearch:

@@ -462,6 +462,11 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> dict[
                 "lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): "
                 + str((result.get("error") or {}).get("message", ""))
             )
+    elif workdir.lipsync_result.exists():  # a template that lip-syncs in the model: its picture's check
+        result = read_json(workdir.lipsync_result)
+        if result.get("in_model") and result.get("sync"):
+            sync_record = _sync_details(result["sync"], workdir, graph["final"])
+            phases["lipsync"].update(in_model=result["in_model"], sync=sync_record)
     final = workdir.final(graph["final"])
     return {
         "manifest_version": MANIFEST_VERSION,

@@ -44,7 +44,7 @@ from va.job import (
 )
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
-from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
+from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_model_settings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
@@ -231,6 +231,9 @@ class Generation:
     chained: bool = False
     template: str = ""
     lipsync_in_model: bool = False
+    #: The sync check of the picture of a template that lip-syncs in the model (``lipsync.sync_check``,
+    #: resolved for it); it runs when no lip-sync stage follows.
+    sync: SyncSettings = UNCHECKED
 
     def segment(self, name: str) -> VoiceSegment:
         """The segment called ``name``."""
@@ -565,6 +568,7 @@ def plan_generation(
             chained=workflow.chained,
             template=template_digest(workflow),
             lipsync_in_model=workflow.lipsync_in_model,
+            sync=resolve_model_settings(job.lipsync.sync_check, workflow.id, workflow.lipsync_in_model),
             sampling=plan_sampling(job),
             wait=plan_wait(job),
             per_retry=job.determinism.seed_policy == "per_retry",
