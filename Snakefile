@@ -37,7 +37,7 @@ localrules:
 onstart:
     stop_idle_rescheduling(workflow)
     GRAPH_RUN.started()
-    watch_cluster()
+    CLUSTER_WATCH.start(workflow)
 
 
 onsuccess:

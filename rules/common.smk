@@ -3,40 +3,32 @@
 # A batch: `--config batch=/abs/folder`, each job's files in `<job-name>/` of the working directory.
 import atexit
 import sys
+from functools import partial
 from pathlib import Path
 
-from snakemake.jobs import Job as SnakemakeJob
 from snakemake.utils import validate
 
 from va.batch import left_out_line, load_batch, read_selection
 from va.comfyui.pool import job_request, resolve_pool
 from va.comfyui.workflow import load_workflow
 from va.config import load_config
-from va.errors import ExitCode, VaError
-from va.graph import RULE_PHASE, of_wildcards
+from va.cluster_watch import ClusterWatch, finished_in_attempt
+from va.errors import ExitCode
+from va.graph import of_wildcards
 from va.job import load_job
-from va.lifecycle import GraphRun, stop_idle_rescheduling
+from va.lifecycle import (
+    GraphRun,
+    keep_outputs_of_finished_rules,
+    stop_idle_rescheduling,
+)
 from va.lipsync.providers import JOIN_RESOURCES, get_provider
 from va.plan import (
     load_plan,
     plan_jobs,
     plan_run,
 )
-from va.slurm import (
-    NeverRunsWatch,
-    cluster_failure,
-    failed_rule,
-    group_id,
-    hear_job_errors,
-    keep_outputs_of_finished_rules,
-    named_job,
-)
+from va.slurm import group_id
 from va.rule_settings import rule_settings, settings_json
-from va.tracking import (
-    failure_of_attempt,
-    record_rule_failed,
-    rule_finished_in_attempt,
-)
 from va.workdir import Workdir
 
 validate(config, "../config/config.schema.yaml")
@@ -222,66 +214,10 @@ def video_group(wildcards):
     return group_id(wildcards.get("name", ""))
 
 
-def watch_cluster():
-    """With the slurm executor: a job of this graph that the cluster can never start (va.slurm) is
-    cancelled, and its video fails with one line naming the job, its request and the limit.
-    """
-    plugin = workflow.executor_plugin
-    if plugin is None or plugin.name != "slurm":
-        return
-    NeverRunsWatch(Path.cwd(), report=report_never_runs).start()
-    hear_job_errors(workflow.scheduler._executor, report_cluster_failure)
-
-
-def report_cluster_failure(job, message):
-    """A cluster job that failed for the cluster's reason (sbatch refused it, it was cancelled by hand,
-    its node was lost, its time limit reached): that reason, on stderr and as the failure of the rule it
-    was running, unless one of its rules recorded its own error (a rule that failed, a job va's watch
-    cancelled).
-    """
-    jobs = list(job.jobs) if job.is_group() else [job]
-    name = jobs[0].wildcards_dict.get("name", "")
-    if name not in JOBS:
-        return
-    run = Workdir(Path.cwd() / name)
-    again = "the same va batch (or snakemake) command" if PREFIX else "--resume"
-    what = f"group {job.groupid}" if job.is_group() else cluster_job_name(job)
-    error = cluster_failure(message, what, again)
-    if error is None or failure_of_attempt(run) is not None:
-        return
-    print(f"va: {error.message}", file=sys.stderr)
-    unfinished = [j for j in jobs if not finished_in_attempt(j)] or jobs
-    failed = min((j.rule.name for j in unfinished), key=list(RULE_PHASE).index)
-    record_rule_failed(run, failed, error)
-
-
-def cluster_job_name(job):
-    """A rule's job as va's lines name it: ``rule lipsync [intro]``."""
-    values = "_".join(str(value) for value in job.wildcards_dict.values())
-    return f"rule {job.rule.name}" + (f" [{values}]" if values else "")
-
-
-def finished_in_attempt(job):
-    """Whether the rule of Snakemake's ``job`` recorded its end in this attempt of its video."""
-    wildcards = job.wildcards_dict
-    if job.rule.name not in RULE_PHASE:
-        return False
-    target = wildcards.get("batch") or wildcards.get("chunk")
-    run = Workdir(Path.cwd() / wildcards.get("name", ""))
-    return rule_finished_in_attempt(run, job.rule.name, target)
-
-
-# A failed cluster job of a video's rules keeps what its finished rules made (va.slurm).
-keep_outputs_of_finished_rules(SnakemakeJob, finished_in_attempt)
-
-
-def report_never_runs(cluster_job, line):
-    """A job the cluster can never start: the line on stderr, and the failure in its video's record."""
-    print(f"va: {line}", file=sys.stderr)
-    name = named_job(cluster_job, JOBS)
-    if name is not None:
-        error = VaError(ExitCode.CLUSTER_CANNOT_RUN, line)
-        record_rule_failed(Workdir(Path.cwd() / name), failed_rule(cluster_job), error)
+# The graph's cluster jobs (va.cluster_watch), watched from its start (the Snakefile's onstart).
+CLUSTER_WATCH = ClusterWatch.of(Path.cwd(), JOBS, GRAPH_RUN.again)
+# A failed cluster job of a video's rules keeps what its finished rules made, in every Snakemake process.
+keep_outputs_of_finished_rules(partial(finished_in_attempt, root=Path.cwd()))
 
 
 @of_wildcards

@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 import requests
+from pydantic import TypeAdapter
 
 from va import cli
+from va.manifest import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
 #: A photograph of the astronaut Eileen Collins (NASA, public domain; see tests/data/README.md), 256x256,
@@ -230,8 +232,15 @@ class FinishedRun:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.workdir / "manifest.json").read_text())
-        return data
+        return read_manifest(self.workdir)
+
+
+def read_manifest(workdir: Path) -> dict[str, Any]:
+    """``workdir``'s manifest.json, checked against its records (va.manifest.Manifest, as VIDAX checks
+    it): every field declared, of its declared type."""
+    data: dict[str, Any] = json.loads((workdir / "manifest.json").read_text())
+    TypeAdapter(Manifest).validate_python(data)
+    return data
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,41 @@
 """va/lifecycle.py: what a graph's start and end record for its jobs, and the Snakemake internals va uses
-(checked against the installed Snakemake)."""
+(checked against the installed Snakemake and slurm executor plugin)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import shutil
 import threading
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
+from snakemake.cli import get_argument_parser
+from snakemake.jobs import Job
 from snakemake.scheduling.job_scheduler import JobScheduler
-from snakemake.settings.types import MaxJobsPerTimespan, SchedulingSettings
+from snakemake.settings.types import MaxJobsPerTimespan, RemoteExecutionSettings, SchedulingSettings
+from snakemake.workflow import Workflow
+from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
+from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
+from snakemake_interface_executor_plugins.executors.real import RealExecutor
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 
 from tests.conftest import Media
 from va.job import load_job
-from va.lifecycle import DEFAULT_RATE_LIMIT, GraphRun, release_rescheduling_timers, stop_idle_rescheduling
+from va.lifecycle import (
+    DEFAULT_RATE_LIMIT,
+    JOBSTEP_ARGS,
+    GraphRun,
+    cap_status_check_interval,
+    hear_job_errors,
+    keep_outputs_of_finished_rules,
+    release_rescheduling_timers,
+    run_rules_in_the_cluster_job,
+    stop_idle_rescheduling,
+)
 from va.manifest import build_manifest
 from va.plan import plan_run
 from va.workdir import Workdir
@@ -102,3 +123,125 @@ def test_a_planned_graph_takes_the_changes_va_published(files: Media) -> None:
     manifest = build_manifest(Workdir(root))
     assert manifest is not None
     assert manifest["last_attempt"]["plan_changes"] == ["document.output", "encoding"]
+
+
+def test_the_slurm_plugin_still_has_what_va_reaches_into() -> None:
+    """The graph's executor is the scheduler's ``_executor``; the plugin's job command ends with the
+    jobstep executor's arguments, which ``format_job_exec`` puts after the job's own (a later ``--cores``
+    wins); the status checks sleep through ``self.sleep()`` and the plugin backs off by 10 s a look:
+    a release that changes any of these fails here, not silently."""
+    assert "self._executor" in inspect.getsource(JobScheduler.__init__)
+    assert isinstance(inspect.getattr_static(Workflow, "executor_plugin"), property)
+    assert "seconds_between_status_checks" in RemoteExecutionSettings.__dataclass_fields__
+    assert "remote_execution_settings" in inspect.signature(Workflow).parameters
+    assert f'"{JOBSTEP_ARGS}"' in inspect.getsource(SlurmExecutor.additional_general_args)
+    command = inspect.getsource(RealExecutor.format_job_exec)
+    assert command.index("self.get_job_args(job)") < command.index("self.additional_general_args()")
+    parse = get_argument_parser().parse_args
+    assert parse(["--cores", "1", "--cores", "all"]).cores == parse(["--cores", "all"]).cores
+    assert parse(["--cores", "all", "--cores", "1"]).cores == 1
+    assert "await self.sleep()" in inspect.getsource(RemoteExecutor._wait_for_jobs)
+    assert isinstance(inspect.getattr_static(RemoteExecutor, "next_seconds_between_status_checks"), property)
+    backoff = "self.next_seconds_between_status_checks + 10"
+    assert backoff in inspect.getsource(SlurmExecutor.check_active_jobs)
+    # The hooks' targets, as Snakemake spells them.
+    assert list(inspect.signature(AbstractExecutor.report_job_error).parameters)[:3] == [
+        "self",
+        "job_info",
+        "msg",
+    ]
+    assert inspect.iscoroutinefunction(Job.cleanup)
+    assert list(inspect.signature(Job.cleanup).parameters) == ["self", "skip_outputs"]
+
+
+def plugin_executor(array_jobs: set[str]) -> SimpleNamespace:
+    """An executor whose job command is the slurm plugin's own (``additional_general_args``)."""
+    settings = SimpleNamespace(executor_settings=SimpleNamespace(pass_command_as_script=True))
+    plugin = SimpleNamespace(workflow=settings)
+    return SimpleNamespace(
+        array_jobs=array_jobs,
+        additional_general_args=lambda: SlurmExecutor.additional_general_args(plugin),  # type: ignore[arg-type]
+    )
+
+
+def test_a_cluster_jobs_snakemake_runs_its_rules_itself() -> None:
+    """Its command asks for Snakemake's local executor on every CPU (no jobstep executor, which started a
+    second Snakemake under srun); the plugin's other arguments stay. Array jobs keep the plugin's."""
+    executor = plugin_executor(set())
+    assert executor.additional_general_args().startswith(JOBSTEP_ARGS)
+    assert run_rules_in_the_cluster_job(executor)
+    assert executor.additional_general_args() == "--cores all --slurm-jobstep-pass-command-as-script"
+    arrays = plugin_executor({"encode"})
+    assert not run_rules_in_the_cluster_job(arrays)
+    assert arrays.additional_general_args().startswith(JOBSTEP_ARGS)
+
+
+def test_the_status_checks_wait_at_most_the_profiles_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    executor = SimpleNamespace(next_seconds_between_status_checks=32)
+    assert cap_status_check_interval(executor, 3)
+    asyncio.run(executor.sleep())
+    executor.next_seconds_between_status_checks = 2  # a job finished: the plugin's first interval again
+    asyncio.run(executor.sleep())
+    assert slept == [3, 2]
+    assert not cap_status_check_interval(SimpleNamespace(), 3)  # not a remote executor: nothing to cap
+
+
+class Reported:
+    """A job error as the plugin reports it: ``report_job_error(job_info, msg=...)``."""
+
+    def __init__(self, job: object) -> None:
+        self.job = job
+
+
+class Executor:
+    def __init__(self) -> None:
+        self.handled: list[tuple[object, str | None]] = []
+
+    def report_job_error(self, job_info: Reported, msg: str | None = None, **kwargs: Any) -> None:
+        self.handled.append((job_info.job, msg))
+
+
+def test_every_job_error_is_heard_before_snakemake_handles_it(capsys: pytest.CaptureFixture[str]) -> None:
+    executor, heard = Executor(), []
+    cancelled = "SLURM-job '12' failed, SLURM status is: 'CANCELLED'."
+
+    def hear(job: object, message: str | None) -> None:
+        heard.append((job, message))
+        if message == "breaks":
+            raise RuntimeError("the record failed")
+
+    hear_job_errors(executor, hear)
+    executor.report_job_error(Reported("group a@video"), msg=cancelled)
+    executor.report_job_error(Reported("rule b"), "breaks", aux_logs=[])
+    assert heard == [("group a@video", cancelled), ("rule b", "breaks")]
+    assert executor.handled == heard  # Snakemake still handles each, also when va's record failed
+    assert (
+        "va: could not record the cluster's reason: RuntimeError('the record failed')"
+        in capsys.readouterr().err
+    )
+
+
+def test_a_failed_jobs_cleanup_keeps_the_outputs_of_finished_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    removed: list[str] = []
+
+    class Cleaned:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def cleanup(self, skip_outputs: list[Path]) -> None:
+            removed.append(self.name)
+
+    keep_outputs_of_finished_rules(lambda job: job.name == "prepare_audio", Cleaned)
+    keep_outputs_of_finished_rules(lambda job: False, Cleaned)  # once: a second call changes nothing
+    for name in ("prepare_audio", "encode"):
+        asyncio.run(Cleaned(name).cleanup([]))
+    assert removed == ["encode"]
+    monkeypatch.setattr(Job, "cleanup", Job.cleanup)  # put back after the test
+    keep_outputs_of_finished_rules(lambda job: True)  # Snakemake's own Job
+    assert getattr(Job.cleanup, "keeps_finished", False)

@@ -3,12 +3,16 @@ and the same fields of VIDAX's ``POST /produce``."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
+from va.cli import build_parser, produce_request
 from va.errors import ExitCode, VaError
 from va.produce import ProduceRequest, build_job
+from va.vidax.routes.jobs import ProduceBody
 
 
 def request(**flags: object) -> ProduceRequest:
@@ -53,3 +57,39 @@ def test_a_bad_feature_flag_names_the_field(flags: dict[str, object], field: str
         build_job(request(**flags))
     assert refused.value.code == ExitCode.VALIDATION_FAILED
     assert field in refused.value.message
+
+
+def test_a_flag_and_a_vidax_body_field_are_one_field() -> None:
+    """The flags are made from the request's fields (the documented ``--timeline`` kept beside
+    ``--timeline-file``); ``POST /produce`` takes the same fields, under the same names, and no other."""
+    flags = [
+        "--audio",
+        "voice.wav",
+        "--start",
+        "start.png",
+        "--prompt",
+        "p",
+        "--neg",
+        "blurry",
+        "--pre",
+        "0.5",
+    ]
+    flags += ["--timeline", "cues.srt", "--lipsync", "on", "--lipsync_provider", "tool", "--no-comfyui"]
+    request = produce_request(build_parser().parse_args(["produce", *flags, "--motion-strength", "0.3"]))
+    assert request == ProduceRequest(
+        audio="voice.wav",
+        start="start.png",
+        prompt="p",
+        neg="blurry",
+        pre=0.5,
+        lipsync="on",
+        lipsync_provider="tool",
+        no_comfyui=True,
+        motion_strength=0.3,
+        timeline_file="cues.srt",
+    )
+    body = TypeAdapter(ProduceBody).validate_python({**dataclasses.asdict(request), "webhook_url": None})
+    assert body.timeline_file == "cues.srt" and build_job(body) == build_job(request)
+    for drifted in ("negative", "pre_seconds", "timeline", "comfyui"):
+        with pytest.raises(ValidationError, match=drifted):
+            TypeAdapter(ProduceBody).validate_python({"audio": "a", "start": "s", "prompt": "p", drifted: 1})

@@ -1,7 +1,9 @@
 """A real single-node Slurm (munge, slurmctld, slurmd on 127.0.0.1, 2 CPUs) with the stock profiles/slurm:
-resources that follow the lip-sync provider, a job the cluster can never start, stopping a batch, a
+resources that follow the lip-sync provider, jobs the cluster can never start or refuses or that are
+cancelled by hand (one batch), stopping a batch with SIGINT (SIGTERM: tests/test_slurm_comfyui.py), a
 re-run stopped while it waits for an earlier run's job, a re-run after a kill, a no-op re-run, one
-cluster job per video."""
+cluster job per video. Each whole batch costs tens of seconds on the test node: a point is proved in a
+batch another test starts anyway where it can be."""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from va.processes import descendants
 
 START = Path(__file__).parent / "slurm" / "start-slurm.sh"
 
-# `make test` runs these last (`make test-fast` leaves them out), Slurm started meanwhile in the background.
+# `make test` runs these beside the other tests, one after the other in a pytest of their own
+# (`make test-fast` leaves them out), Slurm started meanwhile in the background.
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
 
@@ -86,64 +89,6 @@ def summary(out: str) -> dict[str, dict[str, Any]]:
     return {row["job"]: row for row in json.loads(out)["jobs"]}
 
 
-def test_lip_sync_jobs_ask_for_what_their_provider_declares_and_fail_clearly_where_the_cluster_cannot(
-    slurm: None, files: Media, va_cli: CliRunner, tmp_path: Path
-) -> None:
-    """A lip-sync tool declaring 64 CPUs on a 2-CPU partition: its own cluster job asks for exactly that,
-    is cancelled within seconds of its submission, and its video fails naming the job, its request and
-    the limit. One declaring a GPU on a cluster without any: sbatch refuses it, and its video fails the
-    same way, with Slurm's words."""
-    tool = {"type": "command", "argv": ["true"], "output": "{output}"}
-    providers = tmp_path / "providers.json"
-    providers.write_text(
-        json.dumps(
-            {
-                "schema_version": 1,
-                "providers": {
-                    "huge": {**tool, "resources": {"cpus": 64, "mem_mb": 700, "gpus": 0, "runtime": 20}},
-                    "gpu": {**tool, "resources": {"cpus": 1, "mem_mb": 500, "gpus": 1, "runtime": 10}},
-                },
-            }
-        )
-    )
-    folder = batch_folder(
-        files,
-        {
-            "huge": {"lipsync": {"enable": True, "provider": "huge"}},
-            "gpu": {"lipsync": {"enable": True, "provider": "gpu"}},
-        },
-    )
-    out = files.root / "out"
-    env = {"VIDAX_LIPSYNC_CONFIG": str(providers)}
-    result = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--keep-going", "--json", env=env)
-    log = (out / "logs" / "snakemake.log").read_text()
-    assert result.code == ExitCode.BATCH_INCOMPLETE, result.err + log[-3000:]
-    jobs = slurm_jobs(out)
-    (huge,) = [job for job in jobs if job["Comment"] == "rule_lipsync_wildcards_huge"]
-    assert (huge["NumCPUs"], huge["MinMemoryNode"], huge["TimeLimit"]) == ("64", "700M", "00:20:00"), huge
-    assert (huge["JobState"], huge["RunTime"]) == ("CANCELLED", "00:00:00"), huge
-    assert seconds_between(huge, "SubmitTime", "EndTime") <= 20, huge
-    # The videos' cheap rules ran as jobs of their own: a lip-sync tool's video has no group.
-    cheap = {
-        f"rule_{rule}_wildcards_{name}"
-        for name in ("gpu", "huge")
-        for rule in ("hold_start_frame", "prepare_audio")
-    }
-    assert sorted(job["Comment"] for job in jobs if job is not huge) == sorted(cheap)
-    rows = summary(result.out)
-    for row in rows.values():
-        assert (row["status"], row["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), row
-        assert "\n" not in row["message"] and f"va: {row['message']}" in log
-    message = rows["huge"]["message"]
-    assert f"Slurm job {huge['JobId']} (rule lipsync [huge])" in message, message
-    assert "64 CPUs" in message and "at most 2 CPUs" in message and "PartitionConfig" in message, message
-    message = rows["gpu"]["message"]
-    assert message.startswith("Slurm refused the job of rule lipsync [gpu]: it asks for 1 CPUs, 500 MB"), (
-        message
-    )
-    assert "1 GPUs" in message and "no GPUs" in message and "Invalid generic resource" in message, message
-
-
 def start_batch(
     folder: Path, out: Path, state: Path, *options: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
@@ -167,21 +112,6 @@ def stop(batch: subprocess.Popen[str], signum: signal.Signals, out: Path) -> str
     _, err = batch.communicate(timeout=60)
     assert batch.returncode == ExitCode.INTERRUPTED, err
     return err
-
-
-def test_a_stopped_batch_leaves_no_job_in_the_queue(slurm: None, files: Media, state_dir: Path) -> None:
-    """SIGTERM (SIGINT: the next test)."""
-    folder = batch_folder(files, {"one": {}, "two": {}})
-    out = files.root / "out"
-    batch = start_batch(folder, out, state_dir.parent)
-    try:
-        wait_for("a job of the batch in squeue", lambda: queued(out), 120)
-        stop(batch, signal.SIGTERM, out)
-    finally:
-        batch.kill()
-        batch.wait()
-    cancelled = [job for job in slurm_jobs(out) if job["JobState"] == "CANCELLED"]
-    assert cancelled, "the stop came after every job had ended: nothing was cancelled"
 
 
 def rules_of(events: Path, kind: str, since: int = 0) -> list[str]:
@@ -437,21 +367,34 @@ def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_
 def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
     slurm: None, files: Media, state_dir: Path, tmp_path: Path
 ) -> None:
-    """A video whose job (its group) sbatch refuses (an audiogram asking 900 GB) fails with exit 21 and a
-    line naming the request, the partition's limits and Slurm's words; one whose job is cancelled by hand
-    (scancel) while it encodes is interrupted (130) with a line saying so. Both in the summary and in the
-    manifests, with --keep-going; the cancelled video keeps what its finished rules made."""
+    """One batch, --keep-going, four videos the cluster fails each its own way, each in the summary and
+    the manifest with one line:
+    - ``huge``: a lip-sync tool declaring 64 CPUs on a 2-CPU partition; its own cluster job asks for
+      exactly that, is cancelled within seconds of its submission (va's watch), and the video fails with
+      exit 21 naming the job, its request and the limit (its cheap rules ran as jobs of their own: a
+      lip-sync tool's video has no group);
+    - ``gpu``: a tool declaring a GPU on a cluster without any: sbatch refuses it, exit 21, Slurm's words;
+    - ``refused``: a video whose job (its group) sbatch refuses (an audiogram asking 900 GB): exit 21, the
+      request, the partition's limits and Slurm's words;
+    - ``by_hand``: its job cancelled by hand (scancel) while it encodes: interrupted (130), said so, and it
+      keeps what its finished rules made."""
     providers = json.loads((REPO / "config" / "lipsync.providers.json").read_text())
-    huge = {
-        **providers["providers"]["audiogram"],
-        "resources": {"cpus": 1, "mem_mb": 900000, "gpus": 0, "runtime": 30},
+    tool = {"type": "command", "argv": ["true"], "output": "{output}"}
+    providers["providers"] |= {
+        "huge": {**tool, "resources": {"cpus": 64, "mem_mb": 700, "gpus": 0, "runtime": 20}},
+        "gpu": {**tool, "resources": {"cpus": 1, "mem_mb": 500, "gpus": 1, "runtime": 10}},
+        "huge_audiogram": {
+            **providers["providers"]["audiogram"],
+            "resources": {"cpus": 1, "mem_mb": 900000, "gpus": 0, "runtime": 30},
+        },
     }
-    providers["providers"]["huge_audiogram"] = huge
     config = tmp_path / "providers.json"
     config.write_text(json.dumps(providers))
     folder = batch_folder(
         files,
         {
+            "huge": {"lipsync": {"enable": True, "provider": "huge"}},
+            "gpu": {"lipsync": {"enable": True, "provider": "gpu"}},
             "refused": {"lipsync": {"enable": True, "provider": "huge_audiogram"}},
             "by_hand": {},
         },
@@ -469,10 +412,43 @@ def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
     finally:
         batch.kill()
         batch.wait()
-    assert batch.returncode == ExitCode.BATCH_INCOMPLETE, err
+    log = (out / "logs" / "snakemake.log").read_text()
+    assert batch.returncode == ExitCode.BATCH_INCOMPLETE, err + log[-3000:]
     rows = summary(output)
+    for row in rows.values():
+        # The cluster's lines, on the graph's stderr (its log); refused and by_hand's also on va's.
+        where = log if row["job"] in ("huge", "gpu") else err + log
+        assert "\n" not in row["message"] and f"va: {row['message']}" in where, row
+        manifest = json.loads((out / row["job"] / "manifest.json").read_text())
+        assert manifest["exit_status"]["message"] == row["message"]
+    for name in ("huge", "gpu", "refused"):
+        assert (rows[name]["status"], rows[name]["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), (
+            rows
+        )
+
+    jobs = slurm_jobs(out)
+    (huge,) = [job for job in jobs if job["Comment"] == "rule_lipsync_wildcards_huge"]
+    assert (huge["NumCPUs"], huge["MinMemoryNode"], huge["TimeLimit"]) == ("64", "700M", "00:20:00"), huge
+    assert (huge["JobState"], huge["RunTime"]) == ("CANCELLED", "00:00:00"), huge
+    assert seconds_between(huge, "SubmitTime", "EndTime") <= 20, huge
+    # The tools' videos' cheap rules ran as jobs of their own: a lip-sync tool's video has no group.
+    cheap = {
+        f"rule_{rule}_wildcards_{name}"
+        for name in ("gpu", "huge")
+        for rule in ("hold_start_frame", "prepare_audio")
+    }
+    tools = [job["Comment"] for job in jobs if job["Comment"].endswith(("_wildcards_gpu", "_wildcards_huge"))]
+    assert sorted(tools) == sorted([*cheap, huge["Comment"]])
+    message = rows["huge"]["message"]
+    assert f"Slurm job {huge['JobId']} (rule lipsync [huge])" in message, message
+    assert "64 CPUs" in message and "at most 2 CPUs" in message and "PartitionConfig" in message, message
+    message = rows["gpu"]["message"]
+    assert message.startswith("Slurm refused the job of rule lipsync [gpu]: it asks for 1 CPUs, 500 MB"), (
+        message
+    )
+    assert "1 GPUs" in message and "no GPUs" in message and "Invalid generic resource" in message, message
+
     refused, by_hand = rows["refused"], rows["by_hand"]
-    assert (refused["status"], refused["exit_code"]) == ("failed", ExitCode.CLUSTER_CANNOT_RUN), refused
     assert refused["message"].startswith(
         "Slurm refused the job of group refused@video: it asks for 1 CPUs, 900000 MB memory"
     ), refused
@@ -483,12 +459,5 @@ def test_slurms_own_reason_reaches_the_summary_and_the_manifest(
         f"Slurm job {job['JobId']} (group by_hand@video) was cancelled outside va (scancel) after "
     ), by_hand
     assert by_hand["message"].endswith("; continue with the same va batch (or snakemake) command"), by_hand
-    for row in (refused, by_hand):
-        assert (
-            "\n" not in row["message"]
-            and f"va: {row['message']}" in err + (out / "logs" / "snakemake.log").read_text()
-        )
-        manifest = json.loads((out / row["job"] / "manifest.json").read_text())
-        assert manifest["exit_status"]["message"] == row["message"]
     kept = ["prepare/padded.wav", "frames/still.mp4"]
     assert [path for path in kept if not (out / "by_hand" / path).is_file()] == []

@@ -1,24 +1,18 @@
 """va/slurm.py without a cluster: Slurm's own reason for a failed cluster job, from the message the slurm
-executor plugin hands Snakemake (``scontrol``'s answer replaced), and the two places va hooks into Snakemake
-(the executor's error report, a failed job's cleanup): tests that fail when Snakemake or the plugin
-changes what va relies on."""
+executor plugin hands Snakemake (``scontrol``'s answer replaced), and a test that fails when the plugin
+words it otherwise. The hooks that hand va the message are in va/lifecycle.py (tests/test_lifecycle.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
 import snakemake_executor_plugin_slurm
-from snakemake.jobs import Job
-from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
 
 from va import slurm
 from va.errors import ExitCode
-from va.slurm import PartitionLimits, cluster_failure, hear_job_errors, keep_outputs_of_finished_rules
+from va.slurm import PartitionLimits, cluster_failure
 
 AGAIN = "the same va batch (or snakemake) command"
 LIMITS = PartitionLimits("va", 2, 3000, "UNLIMITED", "UP")
@@ -123,66 +117,3 @@ def test_the_plugin_still_words_its_reports_as_va_reads_them() -> None:
     assert "sbatch call:" in source
     assert "f\"SLURM-job '{j.external_jobid}' failed, \"" in source
     assert "SLURM status is: " in source
-
-
-class Reported:
-    """A job error as the plugin reports it: ``report_job_error(job_info, msg=...)``."""
-
-    def __init__(self, job: object) -> None:
-        self.job = job
-
-
-class Executor:
-    def __init__(self) -> None:
-        self.handled: list[tuple[object, str | None]] = []
-
-    def report_job_error(self, job_info: Reported, msg: str | None = None, **kwargs: Any) -> None:
-        self.handled.append((job_info.job, msg))
-
-
-def test_every_job_error_is_heard_before_snakemake_handles_it(capsys: pytest.CaptureFixture[str]) -> None:
-    executor, heard = Executor(), []
-
-    def hear(job: object, message: str | None) -> None:
-        heard.append((job, message))
-        if message == "breaks":
-            raise RuntimeError("the record failed")
-
-    hear_job_errors(executor, hear)
-    executor.report_job_error(Reported("group a@video"), msg=ended("CANCELLED"))
-    executor.report_job_error(Reported("rule b"), "breaks", aux_logs=[])
-    assert heard == [("group a@video", ended("CANCELLED")), ("rule b", "breaks")]
-    assert executor.handled == heard  # Snakemake still handles each, also when va's record failed
-    assert (
-        "va: could not record the cluster's reason: RuntimeError('the record failed')"
-        in capsys.readouterr().err
-    )
-    # The hooks' targets, as Snakemake spells them.
-    assert list(inspect.signature(AbstractExecutor.report_job_error).parameters)[:3] == [
-        "self",
-        "job_info",
-        "msg",
-    ]
-
-
-def test_a_failed_jobs_cleanup_keeps_the_outputs_of_finished_rules(monkeypatch: pytest.MonkeyPatch) -> None:
-    removed: list[str] = []
-
-    class Cleaned:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        async def cleanup(self, skip_outputs: list[Path]) -> None:
-            removed.append(self.name)
-
-    keep_outputs_of_finished_rules(Cleaned, lambda job: job.name == "prepare_audio")
-    keep_outputs_of_finished_rules(Cleaned, lambda job: False)  # once: a second call changes nothing
-    for name in ("prepare_audio", "encode"):
-        asyncio.run(Cleaned(name).cleanup([]))
-    assert removed == ["encode"]
-    # Snakemake's own: an async cleanup of the outputs, given the ones to skip.
-    assert inspect.iscoroutinefunction(Job.cleanup)
-    assert list(inspect.signature(Job.cleanup).parameters) == ["self", "skip_outputs"]
-    monkeypatch.setattr(Job, "cleanup", Job.cleanup)  # put back after the test
-    keep_outputs_of_finished_rules(Job, lambda job: True)
-    assert getattr(Job.cleanup, "keeps_finished", False)

@@ -22,7 +22,7 @@ import requests
 from filelock import FileLock
 from tqdm import tqdm
 
-from va.atomic import write_json_atomic
+from va.atomic import copy_file_atomic, publish, write_json_atomic
 from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.retry import RetryPolicy, retrying
@@ -300,7 +300,8 @@ def fetch_asset(manifest: AssetsManifest, root: Path, asset: Asset, target: Path
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.rename(target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}"))
-    os.replace(partial, target)
+    # The download stays in the staging folder until it is whole (a later attempt resumes it there).
+    publish(partial, target)
 
 
 def _copy(source: Path, partial: Path, asset: Asset) -> str:
@@ -416,14 +417,7 @@ def copy_without_overwriting(source: Path, target: Path, force: bool) -> str:
             return "kept (edited; --force replaces it, keeping a backup)"
         backup = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.copy2(target, backup)
-        _copy_atomic(source, target)
+        copy_file_atomic(source, target)
         return f"replaced (backup: {backup.name})"
-    _copy_atomic(source, target)
+    copy_file_atomic(source, target)
     return "copied"
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from va.errors import ExitCode, VaError
 
 
 def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
@@ -51,3 +58,111 @@ def read_json(path: Path) -> Any:
     """Read a JSON file."""
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+#: A scratch folder's name after ``.encode-<target>-``: the writer (pid, start time, host), then the
+#: random part of ``tempfile``. ``@`` and ``+`` appear in no host name and no pid. (``.encode-``: the
+#: name the first writer, the encoder, gave them; a workdir left by an older va is cleaned the same way.)
+SCRATCH_PREFIX = ".encode-"
+_WRITER = re.compile(r"(?P<pid>\d+)\.(?P<start>\d+)@(?P<host>[^+]+)\+.*")
+
+
+def _writer_tag() -> str:
+    """This process as a scratch folder names its writer."""
+    from va.processes import ProcessId  # noqa: PLC0415 - va.processes writes its records with this module
+
+    me = ProcessId.of(os.getpid())
+    return f"{os.getpid()}.{me.start if me else 0}@{socket.gethostname()}+"
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the writer named in a scratch folder's name (after its prefix) has ended. A writer on
+    another host cannot be seen from here and counts as alive; a name without a writer is from an older
+    va and counts as gone."""
+    from va.processes import ProcessId  # noqa: PLC0415 - see _writer_tag
+
+    match = _WRITER.fullmatch(name)
+    if match is None:
+        return True
+    if match["host"] != socket.gethostname():
+        return False
+    return not ProcessId(int(match["pid"]), int(match["start"])).alive()
+
+
+@contextmanager
+def scratch_folder(target: Path) -> Iterator[Path]:
+    """A hidden scratch folder beside ``target``, named after its writer, so two writers of one output
+    (a cluster job still running beside its re-run) never share or delete each other's; one left by a
+    writer that has ended is removed first. It is removed when the block ends."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f"{SCRATCH_PREFIX}{target.name}-"
+    for stale in target.parent.glob(prefix + "*"):
+        if _writer_gone(stale.name[len(prefix) :]):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix + _writer_tag(), dir=target.parent) as scratch:
+        yield Path(scratch)
+
+
+@contextmanager
+def partial_file(target: Path, *, no_clobber: bool = False) -> Iterator[Path]:
+    """The path a writer (ffmpeg, a download, a copy) writes ``target`` under: it has ``target``'s name
+    (tools choose a format by the suffix) in this writer's scratch folder, and is renamed to ``target``
+    when the block ends without an error, removed with the folder otherwise. ``no_clobber``: never
+    replace a file of that name (``publish_no_clobber``)."""
+    with scratch_folder(target) as scratch:
+        partial = scratch / target.name
+        yield partial
+        if no_clobber:
+            publish_no_clobber(partial, target)
+        else:
+            publish(partial, target)
+
+
+def publish(partial: Path, target: Path) -> None:
+    """Give the whole file ``partial`` the name ``target`` in one step (replacing a file of that name);
+    ``partial`` must be on the same file system (beside ``target``, or in its scratch folder)."""
+    os.replace(partial, target)
+
+
+def publish_no_clobber(partial: Path, target: Path) -> None:
+    """Give ``partial`` the name ``target`` only if nothing holds that name: a hard link (which fails on
+    an existing name, atomically), then the temporary name removed. A file that appeared meanwhile (a
+    user's, another writer's) is kept and the run ends with ``OUTPUT_EXISTS`` naming it. Where hard links
+    are not possible, ``rename`` without replacing is the fallback (checked, then renamed)."""
+    try:
+        os.link(partial, target)
+    except FileExistsError as exc:
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{target} appeared while it was being made; kept it, the new one is not published",
+        ) from exc
+    except OSError:
+        if target.exists():
+            raise VaError(ExitCode.OUTPUT_EXISTS, f"{target} exists; not replacing it") from None
+        os.rename(partial, target)
+        return
+    partial.unlink()
+
+
+def copy_file_atomic(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target``, which appears whole or not at all."""
+    with partial_file(target) as partial:
+        shutil.copyfile(source, partial)
+
+
+def place_file(source: Path, target: Path) -> None:
+    """``target`` as a second name of ``source`` (a hard link; a copy where the file system has none),
+    appearing whole or not at all."""
+    with partial_file(target) as partial:
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
+
+
+def stream_to_file(target: Path, blocks: Iterable[bytes]) -> None:
+    """Write ``blocks`` (a download's body) to ``target``, which appears whole when the last block is
+    written and not at all when the stream breaks off (the error is raised)."""
+    with partial_file(target) as partial, open(partial, "wb") as handle:
+        for block in blocks:
+            handle.write(block)

@@ -175,19 +175,20 @@ def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list
             continue
         workdir = Workdir(out / name)
         digest = current_digest(workdir)
-        manifest = build_manifest(workdir, digest) or {}
-        final = manifest.get("final") or {}
-        exit_status = manifest.get("exit_status") or {}
+        manifest = build_manifest(workdir, digest)
+        exit_status = manifest["exit_status"] if manifest else None
         work, wall = work_and_wall(digest)
         rows.append(
             {
                 "job": name,
-                "status": manifest.get("run_status", "not run"),
-                "exit_code": exit_status.get("code"),
-                "message": exit_status.get("message"),
+                "status": manifest["run_status"] if manifest else "not run",
+                "exit_code": exit_status["code"] if exit_status else None,
+                "message": exit_status["message"] if exit_status else None,
                 "work_seconds": work,
                 "wall_seconds": wall,
-                "output": str(out / name / final["path"]) if final.get("exists") else None,
+                "output": str(out / name / manifest["final"]["path"])
+                if manifest and manifest["final"]["exists"]
+                else None,
             }
         )
     return rows

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from va.atomic import read_json
 from va.errors import ExitCode, VaError
 from va.events import read_events
-from va.manifest import build_manifest
+from va.manifest import Manifest, build_manifest
 from va.tracking import record, record_run_finished, run_finished
 from va.workdir import Workdir
 
@@ -64,16 +63,17 @@ class CleanReport:
         return sum(run.bytes_freed for run in self.runs)
 
 
-def remakeable_files(workdir: Workdir, manifest: dict[str, Any]) -> list[Path]:
+def remakeable_files(workdir: Workdir, manifest: Manifest) -> list[Path]:
     """The files of ``workdir`` its run's records say it made and can make again, in path order: the
     outputs of its rules (the final and the records kept), the files each ComfyUI batch record names,
     the folders a stage owns whole (``STAGE_FOLDERS``) and scratch folders of va's encodes. Nothing else
     is looked at: a file of the user's, or of another run, in ``frames/`` or anywhere stays."""
     root = workdir.root.absolute()
-    final = str(manifest.get("effective_params", {}).get("output", {}).get("basename", ""))
+    output = (manifest["effective_params"] or {}).get("output")
+    final = str(output.get("basename", "")) if isinstance(output, dict) else ""
     named = {
         output
-        for phase in manifest.get("phases", {}).values()
+        for phase in manifest["phases"].values()
         for output in phase.get("outputs", [])
         if output not in KEPT_FILES and output != final
     }

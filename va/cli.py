@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import sys
 import threading
 import time
+import typing
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,10 +38,10 @@ from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
 from va.lipsync import sync
-from va.manifest import TERMINAL, build_manifest
+from va.manifest import TERMINAL, Manifest, Phase, build_manifest
 from va.motion import motion_warnings
 from va.plan import Plan, plan_run
-from va.produce import ProduceRequest, build_job, write_produced_job
+from va.produce import Flag, ProduceRequest, build_job, write_produced_job
 from va.progress import RunDisplay, batches_note
 from va.report import make_report
 from va.retake import RetakeRequest, prepare_retake
@@ -76,6 +78,44 @@ def _count(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _path_text(text: str) -> str:
+    """A path argument as text (``_path``'s check)."""
+    return str(_path(text))
+
+
+def add_request_flags(parser: argparse.ArgumentParser) -> None:
+    """``va produce``'s flags: one a field of ``ProduceRequest``, spelled, typed and explained there."""
+    hints = typing.get_type_hints(ProduceRequest, include_extras=True)
+    for field in dataclasses.fields(ProduceRequest):
+        kind, *extras = typing.get_args(hints[field.name])
+        flag = next(extra for extra in extras if isinstance(extra, Flag))
+        names = (*(flag.names or (f"--{field.name.replace('_', '-')}",)), *flag.aliases)
+        if kind is bool:
+            parser.add_argument(*names, dest=field.name, action="store_true", help=flag.help)
+            continue
+        value = next(arg for arg in typing.get_args(kind) or (kind,) if arg is not type(None))
+        while typing.get_origin(value) is typing.Annotated:  # a type with limits: VIDAX's to check
+            value = typing.get_args(value)[0]
+        choices = typing.get_args(value) if typing.get_origin(value) is typing.Literal else None
+        parser.add_argument(
+            *names,
+            dest=field.name,
+            type=_path_text if flag.path else str if choices else value,
+            choices=choices,
+            required=field.default is dataclasses.MISSING,
+            default=None if field.default is dataclasses.MISSING else field.default,
+            metavar=flag.metavar,
+            help=flag.help,
+        )
+
+
+def produce_request(args: argparse.Namespace) -> ProduceRequest:
+    """The request ``va produce``'s flags make (``add_request_flags``)."""
+    return ProduceRequest(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(ProduceRequest)}
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,38 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce = commands.add_parser(
         "produce", help="write W/job.json from flags and run it (final: fertig.mp4)"
     )
-    produce.add_argument("--audio", type=_path, required=True, help="voice track")
-    produce.add_argument("--start", type=_path, required=True, help="start image or video")
-    produce.add_argument("--prompt", required=True, help="motion prompt")
-    produce.add_argument("--neg", default="", help="negative prompt")
-    produce.add_argument("--pre", type=float, default=0.0, metavar="S", help="seconds of silence before")
-    produce.add_argument("--post", type=float, default=0.0, metavar="S", help="seconds of silence after")
-    produce.add_argument("--width", type=int, help="output width (even; with --height)")
-    produce.add_argument("--height", type=int, help="output height (even; with --width)")
-    produce.add_argument("--fps", type=int, help="frames per second (default 25)")
-    produce.add_argument("--seed", type=int, help="fixed seed (default: random, recorded)")
-    produce.add_argument("--lipsync", choices=["on", "off"])
-    produce.add_argument("--lipsync_provider", metavar="ID")
-    produce.add_argument("--no-comfyui", action="store_true", help="hold the start frame instead of ComfyUI")
-    produce.add_argument(
-        "--motion-strength", type=float, metavar="S", help="0..1: a camera move, or ComfyUI's motion_strength"
-    )
-    produce.add_argument("--camera", choices=["push_in", "pull_out", "pan_left", "pan_right"])
-    produce.add_argument(
-        "--timeline", type=_path, metavar="FILE", help="timing file: JSON, YAML, SRT or WebVTT"
-    )
-    produce.add_argument(
-        "--captions", choices=["auto", "none", "soft", "burn"], help="captions (default auto)"
-    )
-    produce.add_argument(
-        "--stabilize", choices=["deflicker", "vidstab", "both"], help="stabilize ComfyUI's picture this way"
-    )
-    produce.add_argument(
-        "--cleanup", choices=["keep", "intermediates"], help="after success (default keep; docs/CLEANUP.md)"
-    )
-    produce.add_argument(
-        "--loudness", type=float, metavar="LUFS", help="normalize the voice to this loudness (e.g. -16)"
-    )
+    add_request_flags(produce)
     _add_run_options(produce)
 
     batch = commands.add_parser("batch", help="run every job file of a folder as one graph")
@@ -437,9 +446,9 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan 
             display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
-    phase = (result.manifest or {}).get("phases", {}).get("lipsync") or {}
-    record: sync.SyncData = phase.get("sync") or sync.unchecked("not checked")
-    if record["verdict"] == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+    lipsync = result.manifest["phases"].get("lipsync") if result.manifest else None
+    record = lipsync.get("sync") if lipsync else None
+    if record is not None and record["verdict"] == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
         print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK
@@ -468,29 +477,7 @@ def cmd_retake(args: argparse.Namespace) -> ExitCode:
 
 def cmd_produce(args: argparse.Namespace) -> ExitCode:
     """Build a job from flags, write it to the workdir and run it."""
-    request = ProduceRequest(
-        audio=args.audio,
-        start=args.start,
-        prompt=args.prompt,
-        negative=args.neg,
-        pre_seconds=args.pre,
-        post_seconds=args.post,
-        width=args.width,
-        height=args.height,
-        fps=args.fps,
-        seed=args.seed,
-        lipsync=args.lipsync,
-        lipsync_provider=args.lipsync_provider,
-        comfyui=not args.no_comfyui,
-        cleanup=args.cleanup,
-        motion_strength=args.motion_strength,
-        camera=args.camera,
-        stabilize=args.stabilize,
-        timeline_file=args.timeline,
-        captions=args.captions,
-        loudness=args.loudness,
-    )
-    document = build_job(request)
+    document = build_job(produce_request(args))
     workdir = Workdir((args.workdir or default_workdir()).absolute())
     # Planned (and so checked) before the job file is written: bad flags leave nothing behind.
     plan = plan_run(job_from_document(document, workdir.produced_job), workdir)
@@ -512,7 +499,7 @@ def resolve_run(ref: str) -> Workdir:
     )
 
 
-def _status_of(workdir: Workdir) -> dict[str, Any] | None:
+def _status_of(workdir: Workdir) -> Manifest | None:
     return build_manifest(workdir) if workdir.events.exists() else None
 
 
@@ -545,7 +532,7 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
+def comfyui_servers_lines(phase: Phase) -> list[str]:
     """The ComfyUI servers that made the batches, with their versions and counts; a pool whose servers
     report different versions is said to be mixed."""
     made = phase.get("batch_servers") or {}
@@ -561,13 +548,13 @@ def comfyui_servers_lines(phase: dict[str, Any]) -> list[str]:
     return ["", f"comfyui   {named}" + ("; a pool of mixed ComfyUI versions" if mixed else "")]
 
 
-def render_run(manifest: dict[str, Any]) -> str:
+def render_run(manifest: Manifest) -> str:
     """One run's manifest as text for people."""
-    exit_status = manifest.get("exit_status") or {}
+    exit_status = manifest["exit_status"]
     lines = [
         f"run       {manifest['run_id']}",
         f"status    {manifest['run_status']}"
-        + (f" ({exit_status.get('name')}: {exit_status.get('message')})" if exit_status else ""),
+        + (f" ({exit_status.get('name')}: {exit_status['message']})" if exit_status else ""),
         f"workdir   {manifest['workdir']}",
         f"job       {manifest['job']}",
         "",
@@ -575,7 +562,8 @@ def render_run(manifest: dict[str, Any]) -> str:
     ]
     for name, phase in manifest["phases"].items():
         seconds = "" if phase.get("seconds") is None else f"{phase['seconds']:.2f}"
-        note = phase.get("reason") or (phase.get("error") or {}).get("message", "")
+        error = phase.get("error")
+        note = phase.get("reason") or (error["message"] or "" if error else "")
         if phase.get("progress") and not note:
             note = batches_note(phase["progress"])
         if phase.get("chunks") and not note:
@@ -585,18 +573,19 @@ def render_run(manifest: dict[str, Any]) -> str:
             note = "; ".join(part for part in (note, sync.summary(phase["sync"])) if part)
         lines.append(f"{name:<9} {phase['status']:<9} {seconds:>8}  {note}")
     if manifest.get("target_frames") is not None:
-        seeds = manifest.get("seeds") or {}
+        seeds = manifest["seeds"]
         lines += [
             "",
             f"audio     {manifest['audio_input_duration_seconds']} s input, "
             f"{manifest['audio_duration_seconds']} s padded",
             f"video     {manifest['target_frames']} frames at {manifest['fps']} fps "
             f"({manifest['visual_target_duration_seconds']} s)",
-            f"seed      {seeds.get('value')} ({seeds.get('policy')})",
+            f"seed      {seeds['value']} ({seeds['policy']})" if seeds else "seed      -",
         ]
-    lines += comfyui_servers_lines(manifest["phases"].get("comfyui") or {})
-    lines += segment_lines(manifest["phases"].get("comfyui") or {})
-    cleanup = manifest.get("cleanup")
+    comfyui = manifest["phases"].get("comfyui")
+    lines += comfyui_servers_lines(comfyui) if comfyui else []
+    lines += segment_lines(comfyui) if comfyui else []
+    cleanup = manifest["cleanup"]
     if cleanup:
         lines.append(
             f"cleaned   {cleanup['at']} ({cleanup['trigger']}): {cleanup['files_removed']} file(s), "
@@ -609,7 +598,7 @@ def render_run(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def segment_lines(phase: dict[str, Any]) -> list[str]:
+def segment_lines(phase: Phase) -> list[str]:
     """A generation by segments, one line a segment: index, time range, frames, seed and take, status,
     prompt id and attempts."""
     segments = phase.get("segments") or []

@@ -98,6 +98,7 @@ class ComfySettings:
     poll_interval_ms: int
     stall_seconds: float
     timeout_seconds: float
+    crossfade_frames: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,13 @@ come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import warnings
@@ -23,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from va import mp4
+from va.atomic import partial_file, scratch_folder
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
-from va.processes import ProcessId
 from va.textlog import COMMAND
 
 if TYPE_CHECKING:
@@ -837,7 +837,7 @@ def render_still(
         )
     # The geometry's filter turns the frame upright itself (an image's EXIF orientation too, which
     # ffmpeg 5.1 applies to a JPEG only): ffmpeg's own turning is off.
-    with _scratch_for(target) as scratch, ffmpeg_readable(source, scratch) as readable:
+    with scratch_folder(target) as scratch, ffmpeg_readable(source, scratch) as readable:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate"]
         argv += [*_scaled_decode(info, geometry), *input_file(readable)]
         argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
@@ -1129,44 +1129,7 @@ TO_YUV420 = "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
 TAGGED_BT709 = "setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709"
 
 
-#: A scratch folder's name after ``.encode-<target>-``: the writer (pid, start time, host), then the
-#: random part of ``tempfile``. ``@`` and ``+`` appear in no host name and no pid.
-_WRITER = re.compile(r"(?P<pid>\d+)\.(?P<start>\d+)@(?P<host>[^+]+)\+.*")
-
-
-def _writer_tag() -> str:
-    """This process as a scratch folder names its writer."""
-    me = ProcessId.of(os.getpid())
-    return f"{os.getpid()}.{me.start if me else 0}@{socket.gethostname()}+"
-
-
-def _writer_gone(name: str) -> bool:
-    """Whether the writer named in a scratch folder's name (after its prefix) has ended. A writer on
-    another host cannot be seen from here and counts as alive; a name without a writer is from an older
-    va and counts as gone."""
-    match = _WRITER.fullmatch(name)
-    if match is None:
-        return True
-    if match["host"] != socket.gethostname():
-        return False
-    return not ProcessId(int(match["pid"]), int(match["start"])).alive()
-
-
-@contextmanager
-def _scratch_for(target: Path) -> Iterator[Path]:
-    """A hidden scratch folder beside ``target``, named after its writer, so two writers of one output
-    (a cluster job still running beside its re-run) never share or delete each other's; one left by a
-    writer that has ended is removed first."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".encode-{target.name}-"
-    for stale in target.parent.glob(prefix + "*"):
-        if _writer_gone(stale.name[len(prefix) :]):
-            shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix + _writer_tag(), dir=target.parent) as scratch:
-        yield Path(scratch)
-
-
-def _publish(
+def _check_encoded(
     partial: Path,
     target: Path,
     frames: int,
@@ -1174,11 +1137,9 @@ def _publish(
     *,
     fps: int | None = None,
     size: tuple[int, int] | None = None,
-    no_clobber: bool = False,
 ) -> None:
-    """Check a finished file against the plan (its frame count, and its rate and size when given), then
-    rename it into place (never half-written). The final video (``no_clobber``) never replaces a file of
-    its name; an intermediate is simply replaced."""
+    """Check a finished file against the plan (its frame count, and its rate and size when given) before
+    it is renamed into place (``va.atomic.partial_file``: never half-written, never a wrong one)."""
     encoded = encoded_figures(partial)
     planned = (frames, *(size or (encoded.width, encoded.height)), f"{fps}/1" if fps else encoded.fps)
     if (encoded.frames, encoded.width, encoded.height, encoded.fps) != planned:
@@ -1188,30 +1149,6 @@ def _publish(
             f"{encoded.fps.removesuffix('/1')} fps where {frames} frames of {planned[1]}x{planned[2]} at "
             f"{planned[3].removesuffix('/1')} fps were planned",
         )
-    if no_clobber:
-        publish_no_clobber(partial, target)
-    else:
-        os.replace(partial, target)
-
-
-def publish_no_clobber(partial: Path, target: Path) -> None:
-    """Give ``partial`` the name ``target`` only if nothing holds that name: a hard link (which fails on
-    an existing name, atomically), then the temporary name removed. A file that appeared meanwhile (a
-    user's, another writer's) is kept and the run ends with ``OUTPUT_EXISTS`` naming it. Where hard links
-    are not possible, ``rename`` without replacing is the fallback (checked, then renamed)."""
-    try:
-        os.link(partial, target)
-    except FileExistsError as exc:
-        raise VaError(
-            ExitCode.OUTPUT_EXISTS,
-            f"{target} appeared while it was being made; kept it, the new one is not published",
-        ) from exc
-    except OSError:
-        if target.exists():
-            raise VaError(ExitCode.OUTPUT_EXISTS, f"{target} exists; not replacing it") from None
-        os.rename(partial, target)
-        return
-    partial.unlink()
 
 
 def _with_inputs(picture: list[str], audio: Path | None, subtitles: Path | None) -> list[str]:
@@ -1254,13 +1191,12 @@ def encode_still_loop(
     stream-copied as often as a video needs (``loop_still``): the cost does not grow with the length.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-loop", "1", "-framerate", str(fps)]
         argv += [*input_file(still), "-frames:v", str(gop), "-vf", TO_YUV420]
         argv += _x264(preset, crf, gop, still=True)
         _run([*argv, *MP4_OUT, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"encoding {still} failed")
-        _publish(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
+        _check_encoded(partial, target, gop, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 def loop_still(
@@ -1281,15 +1217,14 @@ def loop_still(
     # The picture is cut on its input, half a frame after the last frame's start: -frames:v on the
     # output would end the whole file there and drop the audio packets muxed after that point.
     seconds = f"{(frames - 0.5) / fps:.6f}"
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target, no_clobber=no_clobber) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         picture = ["-stream_loop", str(math.ceil(frames / gop) - 1), "-t", seconds, *input_file(loop)]
         argv += _with_inputs(picture, audio, subtitles)
         argv += [*(_audio_out(audio) if audio is not None else []), *_subtitle_out(subtitles)]
         argv += ["-c:v", "copy", *MP4_OUT]
         _run([*argv, str(partial)], failure=ExitCode.ENCODE_FAILED, what=f"muxing {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
+        _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 def encode_held_still(
@@ -1400,6 +1335,38 @@ def encode_from_video(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SeamBlend:
+    """Frames of a source blended into the picture ``encode_picture`` selects (a crossfade at the seams of
+    joined clips): ``select``, an expression of the source's frame number ``n``, takes as many frames as
+    the picture's ``select`` does, each the one blended into the picture's frame of the same position;
+    ``blends``: for each weight, the picture frames (an expression of their number ``n``) that keep that
+    share of themselves, the rest coming from the blended frame (frames named by no blend are kept whole)."""
+
+    select: str
+    blends: tuple[tuple[float, str], ...]
+
+
+def _blended(select: str, timing: str, blend: SeamBlend) -> str:
+    """The filters that take the picture's frames (``select``) and blend ``blend``'s frames into them at
+    the positions and weights it names (ffmpeg's blend in its normal mode: picture * share + other *
+    (1 - share), on frames a blend's ``enable`` names, others passed whole)."""
+    count = len(blend.blends)
+    copies = "".join(f"[other{i}]" for i in range(count))
+    parts = [
+        "split[picture][other]",
+        f"[picture]select='{select}',{timing}null[mixed0]",
+        f"[other]select='{blend.select}',{timing}split={count}{copies}",
+    ]
+    for i, (share, frames) in enumerate(blend.blends):
+        end = "" if i == count - 1 else f"[mixed{i + 1}]"
+        sep = ";" if end else ""
+        parts.append(
+            f"[mixed{i}][other{i}]blend=all_mode=normal:all_opacity={share:.6f}:enable='{frames}'{end}{sep}"
+        )
+    return ";".join(parts[:3]) + ";" + "".join(parts[3:]) + ","
+
+
 def encode_picture(
     source: list[str],
     audio: Path | None,
@@ -1417,11 +1384,13 @@ def encode_picture(
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
     select: str = "",
+    blend: SeamBlend | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
     ``select``: an ffmpeg expression of the source's frame number ``n`` saying which of its frames are
-    taken (the rest are left out before anything else). Frames are dropped or repeated to the output
+    taken (the rest are left out before anything else); ``blend`` (with ``select``): other frames of the
+    source blended into some of those (a crossfade). Frames are dropped or repeated to the output
     rate; a picture that ends early holds its last frame.
     With ``retime``, the source's own timestamps are replaced: its frames follow each other at that rate
     (clips whose container says another rate than the frames were generated at).
@@ -1433,8 +1402,7 @@ def encode_picture(
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     size = canvas.size if canvas is not None else None
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target, no_clobber=no_clobber) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         argv += _with_inputs(source, audio, subtitles)
         audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
@@ -1444,9 +1412,7 @@ def encode_picture(
                 failure=ExitCode.ENCODE_FAILED,
                 what=f"muxing {copy_from} failed",
             )
-            _publish(
-                partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber
-            )
+            _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
@@ -1455,23 +1421,25 @@ def encode_picture(
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
         ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
-        chosen = f"select='{select}'," if select else ""
-        chain = f"{chosen}{timing}fps={fps},{fit}{picture}{ending}"
+        chosen = f"select='{select}',{timing}" if select else timing
+        if blend is not None:
+            chosen = _blended(select, timing, blend)
+        chain = f"{chosen}fps={fps},{fit}{picture}{ending}"
         if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
-            script = scratch / "picture.filter"
+            script = partial.parent / "picture.filter"
             script.write_text(chain, encoding="utf-8")
             argv += ["-filter_script:v", str(script)]
         else:
             argv += ["-vf", chain]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
-        _publish(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size, no_clobber=no_clobber)
+        _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
 @contextmanager
 def scratch_beside(target: Path) -> Iterator[Path]:
     """A scratch folder beside ``target`` for inputs of an encode (e.g. a concat list)."""
-    with _scratch_for(target.with_name(target.name + ".inputs")) as scratch:
+    with scratch_folder(target.with_name(target.name + ".inputs")) as scratch:
         yield scratch
 
 
@@ -1548,12 +1516,11 @@ def video_window(video: Path, start_seconds: float) -> list[str]:
 def concat_videos(clips: list[Path], target: Path, *, frames: int, failure: ExitCode) -> None:
     """Join ``clips`` (H.264 made with the same settings) one after the other by stream copy, into a file of
     exactly ``frames`` frames (checked before it is renamed into place)."""
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *clips_source(clips, scratch)]
+    with partial_file(target) as partial:
+        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *clips_source(clips, partial.parent)]
         argv += ["-map", "0:v:0", "-c:v", "copy", *MP4_OUT, str(partial)]
         _run(argv, failure=failure, what=f"joining {len(clips)} clips into {target.name} failed")
-        _publish(partial, target, frames, failure)
+        _check_encoded(partial, target, frames, failure)
 
 
 def render_audiogram(
@@ -1581,13 +1548,12 @@ def render_audiogram(
         f"[base][band]overlay=x=0:y=H-h:eof_action=pass,trim=end_frame={frames},{TO_YUV420}[v]"
     )
     gop = KEYFRAME_INTERVAL_SECONDS * fps
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a:0"]
         argv += [*_x264(preset, crf, gop, still=False), *AAC_OUT, *MP4_OUT, str(partial)]
         _run(argv, failure=ExitCode.LIPSYNC_FAILED, what="audiogram rendering failed")
-        _publish(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
+        _check_encoded(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
 
 
 def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
@@ -1619,23 +1585,31 @@ def cut_voice_and_context(
     seconds: float,
     sample_rate: int,
     clip: Path | None = None,
+    still: Path | None = None,
     context: Path | None = None,
+    last: Path | None = None,
     frames: int = 0,
     fps: int = 25,
 ) -> None:
     """A model segment's inputs in one ffmpeg run: ``seconds`` of ``audio`` from ``start_seconds`` (a
-    negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``), and,
-    given a ``clip``, its last ``frames`` frames as a short, nearly lossless H.264 video at ``fps``
-    (``context``: what the model continues from). Both written under temporary names."""
+    negative start puts that much silence first) as mono 16-bit WAV at ``sample_rate`` (``voice``);
+    given ``context``, the last ``frames`` frames of ``clip`` (else ``still`` held that long) as a short,
+    nearly lossless H.264 video at ``fps`` (what the model continues from); given ``last`` and a
+    ``clip``, its last frame as a PNG. All written under temporary names."""
     lead = round(max(0.0, -start_seconds) * sample_rate)
     whole = round(seconds * sample_rate)
     delay = f"adelay=delays={lead}S:all=1," if lead else ""
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, start_seconds):.6f}"]
     argv += ["-t", f"{max(0.0, seconds - lead / sample_rate):.6f}", *input_file(audio)]
-    argv += [*input_file(clip)] if clip is not None else []
-    targets = [voice] + ([context] if clip is not None and context is not None else [])
-    with _scratch_for(voice) as scratch:
-        partials = [scratch / target.name for target in targets]
+    held = clip is None and still is not None and context is not None
+    if clip is not None and (context is not None or last is not None):
+        argv += [*input_file(clip)]
+    elif held and still is not None:
+        argv += ["-loop", "1", "-framerate", str(fps), *input_file(still)]
+    picture = held or clip is not None
+    targets = [voice, *([context] if picture and context else []), *([last] if clip and last else [])]
+    with contextlib.ExitStack() as published:
+        partials = [published.enter_context(partial_file(target)) for target in targets]
         argv += [
             "-map",
             "0:a:0",
@@ -1651,43 +1625,21 @@ def cut_voice_and_context(
             "wav",
             str(partials[0]),
         ]
-        if len(partials) > 1:
-            # The last frames without counting them first: the clip backwards, its first frames, forwards.
-            argv += [
-                "-map",
-                "1:v:0",
-                "-vf",
-                f"reverse,trim=end_frame={frames},reverse,setpts=N/({fps}*TB)",
-                "-r",
-                str(fps),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-crf",
-                "4",
-                "-pix_fmt",
-                "yuv420p",
-                *MP4_OUT,
-                str(partials[1]),
-            ]
+        if picture and context is not None:
+            # The last frames without counting them first: the clip backwards, its first frames,
+            # forwards; a still is held, converted as encode_still_loop converts it.
+            frames_of = (
+                f"reverse,trim=end_frame={frames},reverse"
+                if clip is not None
+                else f"trim=end_frame={frames},{TO_YUV420}"
+            )
+            argv += ["-map", "1:v:0", "-vf", f"{frames_of},setpts=N/({fps}*TB)", "-r", str(fps)]
+            argv += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "4", "-pix_fmt", "yuv420p"]
+            argv += [*(X264_COLOUR if held else []), *MP4_OUT, str(partials[1])]
+        if clip is not None and last is not None:
+            argv += ["-map", "1:v:0", "-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
+            argv += [str(partials[-1])]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"cannot cut a segment's voice from {audio}")
-        for partial, target in zip(partials, targets, strict=True):
-            partial.replace(target)
-
-
-def last_frame_image(clip: Path, target: Path) -> None:
-    """The last frame of ``clip`` as a PNG (the clip backwards, its first frame), under a temporary name."""
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(clip), "-map", "0:v:0"]
-        argv += ["-vf", "reverse", "-frames:v", "1", "-f", "image2", "-c:v", "png"]
-        _run(
-            [*argv, str(partial)],
-            failure=ExitCode.ENCODE_FAILED,
-            what=f"cannot take the last frame of {clip}",
-        )
-        partial.replace(target)
 
 
 @dataclass(frozen=True)
@@ -1702,9 +1654,36 @@ class ClipFigures:
     audio_seconds: float | None
 
 
+def _figures_of_movie(path: Path) -> ClipFigures | None:
+    """A clip's figures as its MP4 boxes state them (``va.mp4``), None when they do not say for sure."""
+    movie = mp4.read_movie(path)
+    video = None if movie is None else movie.first(b"vide")
+    if movie is None or video is None or video.samples is None or not video.sample_time:
+        return None
+    audio = movie.first(b"soun")
+    seconds = None
+    if audio is not None:
+        if audio.edited is not None and movie.timescale:
+            seconds = round(audio.edited / movie.timescale, 6)
+        elif audio.timescale:
+            seconds = round(audio.duration / audio.timescale, 6)
+        else:
+            return None
+    return ClipFigures(
+        frames=video.samples,
+        fps=round(video.samples * video.timescale / video.sample_time, 6),
+        width=video.width,
+        height=video.height,
+        audio_seconds=seconds,
+    )
+
+
 def clip_figures(path: Path) -> ClipFigures:
-    """The figures of a clip from one ffprobe, its frames counted as packets (no decoding: a video a
-    model saves as H.264 has a packet a frame)."""
+    """The figures of a clip: as its MP4 boxes state them (a sample a frame), else from one ffprobe,
+    its frames counted as packets (no decoding: a video a model saves as H.264 has a packet a frame)."""
+    known = _figures_of_movie(path)
+    if known is not None:
+        return known
     argv = [executable("ffprobe"), "-v", "error", "-count_packets", "-show_entries"]
     argv += ["stream=codec_type,nb_read_packets,width,height,avg_frame_rate,r_frame_rate,duration"]
     what = f"not a decodable video: {path}"
@@ -1880,12 +1859,10 @@ def render_contact_sheet(video: Path, target: Path, *, columns: int = 4, rows: i
         f"select={select},scale={CONTACT_SHEET_TILE_WIDTH}:-2,setsar=1,"
         f"tile={columns}x{rows}:padding=4:margin=4:color={FIGURE_BACKGROUND}"
     )
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(video), "-map", "0:v:0"]
         argv += ["-vf", chain, "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"contact sheet of {video} failed")
-        os.replace(partial, target)
 
 
 def render_waveform(audio: Path, target: Path) -> None:
@@ -1897,12 +1874,10 @@ def render_waveform(audio: Path, target: Path) -> None:
         f"color=c={FIGURE_BACKGROUND}:s={width}x{height},format=rgba[bg];"
         "[bg][wave]overlay=shortest=1:format=auto,format=rgb24[figure]"
     )
-    with _scratch_for(target) as scratch:
-        partial = scratch / target.name
+    with partial_file(target) as partial:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_file(audio)]
         argv += ["-filter_complex", graph, "-map", "[figure]", "-frames:v", "1", "-update", "1", str(partial)]
         _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"waveform of {audio} failed")
-        os.replace(partial, target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,6 +234,8 @@ class Generation:
     #: The sync check of the picture of a template that lip-syncs in the model (``lipsync.sync_check``,
     #: resolved for it); it runs when no lip-sync stage follows.
     sync: SyncSettings = UNCHECKED
+    #: ``comfyui.crossfade_frames`` of a generation by segments: frames blended at each seam (0: none).
+    crossfade_frames: int = 0
 
     def segment(self, name: str) -> VoiceSegment:
         """The segment called ``name``."""
@@ -557,6 +559,13 @@ def plan_generation(
         fps = workflow.segments.fps
         frames = max(1, math.ceil(visual_seconds * fps - 1e-9))
         planned = plan_segments(job, workflow, frames, seed, silences=silences or [], retakes=retakes or {})
+        crossfade, head = settings.crossfade_frames, workflow.segments.head_frames
+        if crossfade > head:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f"comfyui.crossfade_frames: {crossfade} is more than the {head} head frames of workflow "
+                f"{workflow.id} (a seam blends the previous segment's last frames with the next one's head)",
+            )
         return Generation(
             fps,
             frames,
@@ -569,6 +578,7 @@ def plan_generation(
             template=template_digest(workflow),
             lipsync_in_model=workflow.lipsync_in_model,
             sync=resolve_model_settings(job.lipsync.sync_check, workflow.id, workflow.lipsync_in_model),
+            crossfade_frames=crossfade,
             sampling=plan_sampling(job),
             wait=plan_wait(job),
             per_retry=job.determinism.seed_policy == "per_retry",

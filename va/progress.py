@@ -16,18 +16,21 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from va.events import format_event
+from va.manifest import GenerationProgress
 from va.plan import previous_plan
 from va.workdir import Workdir
 
 BATCH_RULE = "comfyui_batch"
 
 
-def batches_note(progress: dict[str, Any]) -> str:
+def batches_note(progress: GenerationProgress) -> str:
     """The ComfyUI stage's progress as ``va status`` and the plain progress lines say it (in batches, or
     in segments for a template that generates them)."""
-    unit = "segments" if "segments_total" in progress else "batches"
-    note = f"{progress[f'{unit}_done']} of {progress[f'{unit}_total']} {unit}"
-    if progress.get("frames_total") is not None:
+    if "segments_total" in progress:
+        note = f"{progress.get('segments_done')} of {progress['segments_total']} segments"
+    else:
+        note = f"{progress.get('batches_done')} of {progress.get('batches_total')} batches"
+    if progress["frames_total"] is not None:
         note += f", {progress['frames_done']} of {progress['frames_total']} frames"
     return note
 
@@ -58,7 +61,8 @@ class RunDisplay:
         if level == "error":
             return
         if event.get("rule") == BATCH_RULE or kind == "comfyui_waiting":
-            self._comfyui(event)
+            batch = str(event.get("target") or event.get("batch") or "")
+            self._comfyui(kind, batch, event.get("outcome"), f"step {event.get('value')}/{event.get('max')}")
             if level == "warning" and event.get("outcome") != "transient":  # its wait says it
                 self._print(format_event(event))
             return
@@ -73,16 +77,16 @@ class RunDisplay:
 
     # --- the ComfyUI stage ---------------------------------------------------------------------------
 
-    def _comfyui(self, event: dict[str, Any]) -> None:
+    def _comfyui(self, kind: str, batch: str, outcome: str | None, step: str) -> None:
+        """An event of the ComfyUI stage: of ``batch``, its ``outcome`` (an attempt) or sampler ``step``."""
         if not self.batches:
             self._start_stage()
-        kind, batch = event.get("kind"), str(event.get("target") or event.get("batch") or "")
         if kind == "rule_started":
             self.done.discard(batch)  # made again (its record was stale)
             self.step = ""
         elif kind == "progress":
-            self.step = f"step {event.get('value')}/{event.get('max')}"
-        elif kind == "comfyui_attempt" and event.get("outcome") == "succeeded" and batch in self.batches:
+            self.step = step
+        elif kind == "comfyui_attempt" and outcome == "succeeded" and batch in self.batches:
             self.done.add(batch)
             self.made_here += 1
             self.step = ""
@@ -117,7 +121,7 @@ class RunDisplay:
         return _clock((time.monotonic() - self.started) / self.made_here * left)
 
     def _line(self) -> str:
-        progress = {
+        progress: GenerationProgress = {
             "batches_done": len(self.done),
             "batches_total": len(self.batches),
             "frames_done": self._frames_done(),

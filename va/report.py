@@ -6,16 +6,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from va.atomic import read_json, write_json_atomic
+from va.atomic import partial_file, read_json, write_json_atomic
 from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError, place_unusable
-from va.manifest import build_manifest
+from va.manifest import Manifest, build_manifest
 from va.memo import FileIdentity, identity_of
+from va.records import JsonObject
 from va.runner import snakemake_command, workdir_lock
 from va.workdir import Workdir
 
@@ -80,7 +79,7 @@ def _batch_source(root: Path) -> ReportSource:
     return ReportSource(root, f"batch={folders[0]}")
 
 
-def _run_source(root: Path, manifest: dict[str, Any]) -> ReportSource:
+def _run_source(root: Path, manifest: Manifest) -> ReportSource:
     if not manifest["final"]["exists"]:
         raise VaError(
             ExitCode.INPUT_NOT_FOUND,
@@ -117,16 +116,14 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
         figures = ["--nolock", "--allowed-rules", *FIGURE_RULES, "--cores", str(cores or os.cpu_count() or 1)]
         _snakemake(graph_argv(source, *figures, TARGET), owner, ExitCode.ENCODE_FAILED, "drawing the figures")
         # Written in a scratch folder under its own name (a .zip names its inner folder after it), then moved.
-        with tempfile.TemporaryDirectory(prefix=".report-", dir=target.parent) as scratch:
-            partial = Path(scratch) / target.name
+        with partial_file(target) as partial:
             report = graph_argv(source, "--report", str(partial), TARGET)
             _snakemake(report, owner, ExitCode.INTERNAL, "snakemake --report")
-            os.replace(partial, target)
         record_report(target, owner)
     return target
 
 
-def _written(owner: Workdir) -> dict[str, Any]:
+def _written(owner: Workdir) -> dict[str, JsonObject]:
     """The reports of ``owner`` that va wrote (path: identity data); none when the record is unreadable."""
     try:
         written = read_json(owner.reports)

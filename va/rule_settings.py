@@ -12,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from va import media
@@ -44,6 +45,35 @@ class Picture:
     frames: int
     geometry: Geometry
     encoding: Encoding
+
+    def encode(
+        self,
+        source: list[str],
+        target: Path,
+        *,
+        source_size: tuple[int, int],
+        retime: float | None = None,
+        picture_filter: str = "",
+        select: str = "",
+        blend: media.SeamBlend | None = None,
+    ) -> None:
+        """Encode ``source`` (ffmpeg input arguments, frames of ``source_size``) as this picture, without
+        audio: its frames, rate and canvas, with its encoding (``media.encode_picture`` for the rest)."""
+        media.encode_picture(
+            source,
+            None,
+            target,
+            fps=self.fps,
+            frames=self.frames,
+            crf=self.encoding.crf,
+            preset=self.encoding.preset,
+            canvas=self.geometry.canvas,
+            source_size=source_size,
+            retime=retime,
+            picture_filter=picture_filter,
+            select=select,
+            blend=blend,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +123,14 @@ class SegmentSettings:
 @dataclass(frozen=True, slots=True)
 class AssembleSettings:
     """``assemble_visual``: the batches' ``generated_frames`` at ``generated_fps`` become ``picture``;
-    for a generation by segments, the ``segments`` whose clips are joined (their kept frames)."""
+    for a generation by segments, the ``segments`` whose clips are joined (their kept frames), with a
+    crossfade of ``crossfade_frames`` at each seam (0: none)."""
 
     generated_fps: int
     generated_frames: int
     picture: Picture
     segments: tuple[VoiceSegment, ...] = ()
+    crossfade_frames: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +230,8 @@ def segment_settings(plan: Plan, segment: str) -> SegmentSettings:
     """The settings of ``comfyui_segment`` for ``segment``: the generation with that segment alone."""
     generation = plan.comfyui
     assert generation is not None, "a segment belongs to a ComfyUI stage"
-    alone = dataclasses.replace(generation, segments=(generation.segment(segment),))
+    # The crossfade is the join's: a segment's clip does not depend on it.
+    alone = dataclasses.replace(generation, segments=(generation.segment(segment),), crossfade_frames=0)
     return SegmentSettings(plan.inputs["start"], alone)
 
 
@@ -207,7 +240,13 @@ def assemble_settings(plan: Plan) -> AssembleSettings | None:
     if plan.comfyui is None:
         return None
     generation = plan.comfyui
-    return AssembleSettings(generation.fps, generation.frames, picture_of(plan), generation.segments)
+    return AssembleSettings(
+        generation.fps,
+        generation.frames,
+        picture_of(plan),
+        generation.segments,
+        generation.crossfade_frames,
+    )
 
 
 def camera_settings(plan: Plan) -> CameraSettings:

@@ -33,7 +33,7 @@ from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import follow_events
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.job import Job, comfyui_active, load_job
-from va.manifest import build_manifest, current_digest
+from va.manifest import Manifest, build_manifest, current_digest
 from va.plan import Plan, plan_jobs, plan_run, publish_plan
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
 from va.slurm import settle_leftovers
@@ -71,7 +71,7 @@ class RunResult:
     code: ExitCode
     message: str
     final: Path
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None
 
 
 def default_workdir() -> Path:
@@ -607,11 +607,12 @@ def _result(workdir: Workdir, job: Job, returncode: int, profile: str | None) ->
     if not run_finished(workdir):
         record_run_finished(workdir, from_rules=True)
     manifest = build_manifest(workdir)
-    status = (manifest or {}).get("exit_status") or {}
-    code = ExitCode(int(status.get("code", ExitCode.INTERNAL)))
+    status = manifest["exit_status"] if manifest else None
+    code = ExitCode(status["code"]) if status and status["code"] is not None else ExitCode.INTERNAL
     if code == ExitCode.OK:
         code = ExitCode.INTERNAL
-    return RunResult(code, str(status.get("message", "run failed")), final, manifest)
+    message = status["message"] if status and status["message"] is not None else "run failed"
+    return RunResult(code, message, final, manifest)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from va.errors import ExitCode, VaError
 from va.lipsync.cuts import Cut, Quantum, plan_cuts, quantum_of
@@ -41,11 +40,6 @@ class SegmentContract:
         """The frame counts the model takes; a form no count satisfies is a validation error."""
         settings = {"frame_form": self.frame_form, "frame_multiple": self.frame_multiple}
         return quantum_of(settings, f"workflow {workflow_id}: segments")
-
-
-def contract_of(document: dict[str, Any]) -> SegmentContract:
-    """The contract of a bindings file's ``segments`` (defaults filled in by its schema)."""
-    return SegmentContract(**document)
 
 
 @dataclass(frozen=True, slots=True)

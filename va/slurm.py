@@ -15,13 +15,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from va.errors import ExitCode, VaError
 from va.graph import RULE_PHASE
@@ -486,38 +484,3 @@ def _stops_held() -> Iterator[None]:
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)
-
-
-def hear_job_errors(executor: Any, heard: Callable[[Any, str | None], None]) -> None:
-    """Have ``heard(job, message)`` called with each job error Snakemake's ``executor`` reports (the
-    Snakemake job or group job, and the executor's message) before Snakemake handles it: Snakemake
-    prints a group job's message as None, and a refused ``sbatch`` or a job cancelled by hand was lost.
-    What ``heard`` raises is not Snakemake's concern."""
-    report = executor.report_job_error
-
-    def reported(job_info: Any, msg: str | None = None, **kwargs: Any) -> None:
-        try:
-            heard(job_info.job, msg)
-        except Exception as exc:  # a record that failed must not stop the graph's own handling
-            print(f"va: could not record the cluster's reason: {exc!r}", file=sys.stderr)
-        report(job_info, msg, **kwargs)
-
-    executor.report_job_error = reported
-
-
-def keep_outputs_of_finished_rules(job_class: Any, finished: Callable[[Any], bool]) -> None:
-    """Snakemake's ``job_class.cleanup`` (``snakemake.jobs.Job``) leaves alone the outputs of a job
-    ``finished`` says ended well. Snakemake removes the outputs of every rule of a group job that fails
-    ("might be corrupted"), the rules inside it that had finished too: a video's cluster job stopped
-    (Ctrl-C, ``scancel``, a time limit) lost its padded audio and its still, and the next run made them
-    again. A rule's end is recorded only once its outputs are published whole, so they are kept."""
-    original = job_class.cleanup
-    if getattr(original, "keeps_finished", False):
-        return
-
-    async def cleanup(job: Any, skip_outputs: Any) -> None:
-        if not finished(job):
-            await original(job, skip_outputs)
-
-    cleanup.keeps_finished = True  # type: ignore[attr-defined]
-    job_class.cleanup = cleanup

@@ -45,16 +45,9 @@ def stabilize_video(settings: StabilizeSettings, video: Path, target: Path) -> N
     if method in ("vidstab", "both"):
         media.detect_shake(video, transforms, shakiness=SHAKINESS, accuracy=ACCURACY)
     log.info("stabilize %s: %s frames", method, picture.frames)
-    canvas = picture.geometry.canvas
-    media.encode_picture(
+    picture.encode(
         media.video_source(video),
-        None,
         target,
-        fps=picture.fps,
-        frames=picture.frames,
-        crf=picture.encoding.crf,
-        preset=picture.encoding.preset,
-        canvas=canvas,
-        source_size=canvas.size,
+        source_size=picture.geometry.canvas.size,
         picture_filter=stabilize_filter(method, transforms),
     )

@@ -27,7 +27,7 @@ from va.errors import UNWRITABLE, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
-from va.manifest import build_manifest, current_digest, process_alive, store_digest
+from va.manifest import ExitStatus, Manifest, build_manifest, current_digest, process_alive, store_digest
 from va.media import count_video_packets
 from va.plan import Plan, previous_plan, sha256_file
 from va.processes import ProcessId
@@ -41,7 +41,7 @@ def new_run_id() -> str:
     return f"run-{stamp}-{secrets.token_hex(3)}"
 
 
-def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any] | None:
+def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> Manifest | None:
     """Append one event and bring the manifest up to date (the event folded into the log's digest, not
     the whole log read again); returns the manifest."""
     with FileLock(str(workdir.state_lock), timeout=60):
@@ -160,11 +160,11 @@ def record_run_finished(
         run_status=status,
         exit_status=exit_status,
     )
-    if manifest:
-        _register_end(workdir, manifest)
+    if manifest and manifest["exit_status"]:
+        _register_end(workdir, manifest, manifest["exit_status"])
 
 
-def _register_end(workdir: Workdir, manifest: dict[str, Any]) -> None:
+def _register_end(workdir: Workdir, manifest: Manifest, exit_status: ExitStatus) -> None:
     # With where it ran: a run stopped between its start's record and its registration is
     # registered by its end whole, not as an entry without a workdir.
     registry.register_run(
@@ -172,7 +172,7 @@ def _register_end(workdir: Workdir, manifest: dict[str, Any]) -> None:
         workdir=str(workdir.root),
         job=manifest["job"],
         run_status=manifest["run_status"],
-        exit_code=manifest["exit_status"]["code"],
+        exit_code=exit_status["code"],
     )
 
 
@@ -181,8 +181,8 @@ def register_finished(workdir: Workdir) -> None:
     it may have found the state dir full, and said so only in its log. A state dir that still cannot
     take it is ``STATE_DIR_UNUSABLE``."""
     manifest = build_manifest(workdir)
-    if manifest is not None and manifest.get("exit_status"):
-        _register_end(workdir, manifest)
+    if manifest is not None and manifest["exit_status"]:
+        _register_end(workdir, manifest, manifest["exit_status"])
 
 
 def _snakemake_failure(workdir: Workdir) -> VaError:

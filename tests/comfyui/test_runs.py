@@ -17,7 +17,7 @@ import pytest
 
 from tests.comfyui.conftest import comfy_job
 from tests.comfyui.test_stage import video_of
-from tests.conftest import VA, CliRunner, Comfy, Media, ffprobe_streams, free_port
+from tests.conftest import VA, CliRunner, Comfy, Media, ffprobe_streams, free_port, read_manifest
 from va.errors import ExitCode
 from va.events import read_events
 
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.whole_run
 
 
 def manifest_of(workdir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((workdir / "manifest.json").read_text())
-    return data
+    return read_manifest(workdir)
 
 
 def test_frames_path_end_to_end(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:

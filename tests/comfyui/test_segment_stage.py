@@ -5,6 +5,7 @@ answered them (seen on one in this session)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -26,7 +27,14 @@ from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import load_job
 from va.plan import Plan, plan_job, write_plan
-from va.rule_settings import audio_settings, encode_settings, segment_settings, settings_json, still_settings
+from va.rule_settings import (
+    assemble_settings,
+    audio_settings,
+    encode_settings,
+    segment_settings,
+    settings_json,
+    still_settings,
+)
 from va.segments import Retake
 from va.workdir import Workdir
 
@@ -204,8 +212,11 @@ def test_a_segments_voice_has_its_head_frames_silence_and_its_context_the_held_s
     generation = plan.comfyui
     assert generation is not None and generation.contract is not None and generation.chained
     first, second = generation.segments[:2]
-    workflow = load_workflow("colour_segments")
+    shipped = load_workflow("colour_segments")
+    # As an image-to-video template binds it too: the previous clip's last frame, made in the same ffmpeg.
+    workflow = dataclasses.replace(shipped, bindings={**shipped.bindings, "last_frame": []})
     made = segment_inputs(first, generation.contract, workflow, files_of(run, "0000"))
+    assert made["last_frame"] == run.still  # the first segment's: the start frame
     voice = samples(made["audio"])
     assert len(voice) == round(first.frames / 25 * 16000)  # 33 frames' worth, at 16 kHz
     assert np.abs(voice[: 9 * 640 - 16]).max() < 1e-3  # the head frames' 0.36 s: silence before the voice
@@ -217,6 +228,7 @@ def test_a_segments_voice_has_its_head_frames_silence_and_its_context_the_held_s
     make(plan, run, comfy, "0000")
     later = segment_inputs(second, generation.contract, workflow, files_of(run, "0001", "0000"))
     assert np.abs(frames(later["previous_frames"]) - frames(run.segment_clip("0000"))[-9:]).mean() < 3
+    assert np.abs(frames(later["last_frame"])[0] - frames(run.segment_clip("0000"))[-1]).mean() < 3
 
 
 def test_a_clip_that_is_not_its_plan_fails_the_segment_naming_what_came(
@@ -282,6 +294,30 @@ def test_an_edit_or_a_retake_changes_only_the_segments_it_touches(
     assert changed == ["0002"]
     segment = retaken.comfyui.segments[2]
     assert (segment.take, segment.prompt, segment.seed) == (1, "laugh", 7 + 2 + 2_000_003)
+
+
+def test_a_crossfade_changes_the_join_alone_and_more_than_the_head_frames_is_refused(
+    files: Media, comfy: Comfy, workflows: Path
+) -> None:
+    plan, _ = chained_plan(files, comfy)
+    job = load_job(Path(plan.job))
+    document = json.loads(job.path.read_text())
+    document["comfyui"]["crossfade_frames"] = 4
+    job.path.write_text(json.dumps(document))
+    faded = plan_job(load_job(job.path))
+    assert segment_params(faded) == segment_params(plan)  # no segment is remade
+    joined, before = assemble_settings(faded), assemble_settings(plan)
+    assert joined is not None and before is not None
+    assert (before.crossfade_frames, joined.crossfade_frames) == (0, 4)
+    document["comfyui"]["crossfade_frames"] = 10  # colour_segments has 9 head frames
+    job.path.write_text(json.dumps(document))
+    with pytest.raises(VaError) as raised:
+        plan_job(load_job(job.path))
+    assert raised.value.code == ExitCode.VALIDATION_FAILED
+    assert raised.value.message == (
+        "comfyui.crossfade_frames: 10 is more than the 9 head frames of workflow colour_segments (a seam "
+        "blends the previous segment's last frames with the next one's head)"
+    )
 
 
 def test_a_template_that_lip_syncs_in_the_model_runs_no_lipsync_stage_unless_named(

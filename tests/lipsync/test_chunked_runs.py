@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FACE_PHOTO, MARKER, VA, CliRunner, Media, ffprobe_streams, wait_no_process_marked
+from tests.conftest import (
+    FACE_PHOTO,
+    MARKER,
+    VA,
+    CliRunner,
+    Media,
+    ffprobe_streams,
+    read_manifest,
+    wait_no_process_marked,
+)
 from tests.lipsync.fakes import command, providers_file, voice_with_pauses
 from va.events import read_events
 
@@ -48,7 +57,7 @@ def check_final(workdir: Path) -> dict[str, Any]:
     assert int(streams["video"]["nb_read_frames"]) == round(SECONDS * FPS) == 2395
     picture, sound = float(streams["video"]["duration"]), float(streams["audio"]["duration"])
     assert abs(picture - sound) <= 1 / FPS and abs(picture - SECONDS) <= 1 / FPS
-    manifest = json.loads((workdir / "manifest.json").read_text())
+    manifest = read_manifest(workdir)
     assert manifest["run_status"] == "succeeded"
     lipsync: dict[str, Any] = manifest["phases"]["lipsync"]
     assert lipsync["status"] == "done" and lipsync["passthrough"] is False

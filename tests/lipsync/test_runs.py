@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CliRunner, Media, ffprobe_streams
+from tests.conftest import CliRunner, Media, ffprobe_streams, read_manifest
 from tests.lipsync.fakes import command, http_provider, providers_file
 from tests.lipsync.lipsync_service import Service
 
@@ -25,7 +25,7 @@ def run_job(files: Media, va_cli: CliRunner, job: Path, workdir: Path, env: dict
     result = va_cli("run", job, "--workdir", workdir, "-q", env=env)
     assert result.code == 0, result.err
     assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
-    manifest = json.loads((workdir / "manifest.json").read_text())
+    manifest = read_manifest(workdir)
     lipsync: dict[str, Any] = manifest["phases"]["lipsync"]
     assert lipsync["status"] == "done" and lipsync["passthrough"] is False
     assert lipsync["outputs"] == ["lipsync/output.mp4"]

@@ -4,7 +4,6 @@ HTTP and websocket clients the batches need."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -32,21 +31,12 @@ def assemble_visual(settings: AssembleSettings, batches: list[Path], target: Pat
     returned = (first.width, first.height)
     canvas = picture.geometry.canvas
     log.info("ComfyUI returned %sx%s, the output is %sx%s", *returned, *canvas.size)
-    encode = functools.partial(
-        media.encode_picture,
-        fps=picture.fps,
-        frames=picture.frames,
-        crf=picture.encoding.crf,
-        preset=picture.encoding.preset,
-        canvas=canvas,
-        source_size=returned,
-    )
     if all(doc["kind"] == "frames" for doc in documents):
-        encode(media.frames_source(files[0].parent, gen_fps), None, target)
+        picture.encode(media.frames_source(files[0].parent, gen_fps), target, source_size=returned)
         return
     with media.scratch_beside(target) as scratch:
         # One clip frame a generated frame: the clips' own rate is replaced by the generation rate.
-        encode(media.clips_source(files, scratch), None, target, retime=gen_fps)
+        picture.encode(media.clips_source(files, scratch), target, source_size=returned, retime=gen_fps)
 
 
 def kept_frames(segments: tuple[VoiceSegment, ...]) -> str:
@@ -60,24 +50,52 @@ def kept_frames(segments: tuple[VoiceSegment, ...]) -> str:
     return "+".join(ranges)
 
 
+def seam_crossfade(segments: tuple[VoiceSegment, ...], crossfade: int) -> media.SeamBlend | None:
+    """The crossfade at each seam (``comfyui.crossfade_frames``): the last ``crossfade`` frames the previous
+    segment keeps are blended with the next segment's last head frames, which show the same moments as
+    the next segment made them, from mostly the previous towards mostly the next; no frame is added or
+    dropped. None when there is nothing to blend (no crossfade, one segment, no head frames)."""
+    starts, offset = [], 0
+    for segment in segments:
+        starts.append(offset)
+        offset += segment.frames
+    chosen: list[str] = []
+    shares: dict[float, list[int]] = {}
+    position = 0
+    for k, segment in enumerate(segments):
+        after = segments[k + 1] if k + 1 < len(segments) else None
+        width = 0 if after is None else min(crossfade, segment.kept, after.head_frames)
+        first = starts[k] + segment.head_frames
+        if segment.kept > width:
+            chosen.append(f"between(n,{first},{first + segment.kept - 1 - width})")
+        if after is not None and width:
+            head_end = starts[k + 1] + after.head_frames
+            chosen.append(f"between(n,{head_end - width},{head_end - 1})")
+            seam = position + segment.kept
+            for j in range(width):  # the j-th blended frame keeps (width - j) / (width + 1) of the previous
+                shares.setdefault(round((width - j) / (width + 1), 6), []).append(seam - width + j)
+        position += segment.kept
+    if not shares:
+        return None
+    blends = tuple(
+        (share, "+".join(f"eq(n,{frame})" for frame in frames)) for share, frames in sorted(shares.items())
+    )
+    return media.SeamBlend("+".join(chosen), blends)
+
+
 def assemble_segments(settings: AssembleSettings, clips: list[Path], target: Path) -> None:
     """The segments' clips as one video of exactly the planned frames, rate and size: each clip's head
     frames dropped, its new frames (as many as the plan keeps) one after the other at the model's rate,
-    brought to the output's rate and picture. The clips' own audio is left out: the final's is the
-    padded voice."""
+    brought to the output's rate and picture, with a crossfade at the seams when the job asks for one
+    (``seam_crossfade``). The clips' own audio is left out: the final's is the padded voice."""
     picture = settings.picture
     first = media.probe_visual(clips[0])
     with media.scratch_beside(target) as scratch:
-        media.encode_picture(
+        picture.encode(
             media.clips_source(clips, scratch),
-            None,
             target,
-            fps=picture.fps,
-            frames=picture.frames,
-            crf=picture.encoding.crf,
-            preset=picture.encoding.preset,
-            canvas=picture.geometry.canvas,
             source_size=(first.width, first.height),
             retime=settings.generated_fps,
             select=kept_frames(settings.segments),
+            blend=seam_crossfade(settings.segments, settings.crossfade_frames),
         )

@@ -8,10 +8,11 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict, cast
 
 import requests
 
+from va.comfyui.protocol import JsonValue
 from va.config import load_config
 from va.errors import ExitCode, VaError, not_a_file
 
@@ -25,9 +26,59 @@ WIDGET_TYPES = frozenset(
     | {"AUDIO_RECORD"}
 )
 #: Options that make the editor add an upload button after the node's widgets (its value is not an input).
-UPLOAD_OPTIONS = ("image_upload", "audio_upload", "video_upload", "file_upload", "animated_image_upload")
+UploadOption = Literal["image_upload", "audio_upload", "video_upload", "file_upload", "animated_image_upload"]
+UPLOAD_OPTIONS: tuple[UploadOption, ...] = (
+    "image_upload",
+    "audio_upload",
+    "video_upload",
+    "file_upload",
+    "animated_image_upload",
+)
 #: The values of the editor's "control after generate" widget, kept in ``widgets_values`` after a seed.
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
+
+
+class AutogrowTemplate(TypedDict, total=False):
+    """``template`` of an autogrow input: the input it grows (``input``, a section of ``required``
+    inputs) under each of ``names``, or under ``prefix`` and a number up to ``max``."""
+
+    input: JsonValue
+    names: list[str]
+    prefix: str
+    max: int
+
+
+class InputOptions(TypedDict, total=False):
+    """The options ``/object_info`` gives an input (the second item of its ``[type, options]``): those va
+    reads."""
+
+    default: JsonValue
+    min: int | float
+    max: int | float
+    step: int | float
+    widgetType: str
+    forceInput: bool
+    control_after_generate: bool | str
+    #: A combo's choices; a dynamic combo's options (``{"key", "inputs"}``).
+    options: list[JsonValue]
+    template: AutogrowTemplate
+    image_upload: bool
+    audio_upload: bool
+    video_upload: bool
+    file_upload: bool
+    animated_image_upload: bool
+
+
+class ObjectInfoNode(TypedDict, total=False):
+    """One node class of ``/object_info``: its input sections, their order, its outputs."""
+
+    input: JsonValue
+    input_order: JsonValue
+    output: list[str]
+    output_name: list[str]
+    output_node: bool
+    category: str
+    display_name: str
 
 
 @dataclass(frozen=True)
@@ -36,9 +87,9 @@ class InputSpec:
 
     name: str
     type: str
-    options: Mapping[str, Any]
+    options: InputOptions
     required: bool
-    choices: tuple[Any, ...] | None = None
+    choices: tuple[JsonValue, ...] | None = None
 
     @property
     def widget_type(self) -> str:
@@ -59,7 +110,7 @@ class InputSpec:
         return self.type == "INT" and self.name.rsplit(".", 1)[-1] in ("seed", "noise_seed")
 
     @property
-    def default(self) -> Any:
+    def default(self) -> JsonValue:
         """The value the editor gives a new widget."""
         if "default" in self.options:
             return self.options["default"]
@@ -79,7 +130,7 @@ class InputSpec:
         found: dict[str, tuple[InputSpec, ...]] = {}
         for option in self.options.get("options", []):
             if isinstance(option, dict) and "key" in option:
-                found[str(option["key"])] = tuple(_inputs(option.get("inputs") or {}, f"{self.name}."))
+                found[str(option["key"])] = tuple(_inputs(option.get("inputs"), f"{self.name}."))
         return found
 
 
@@ -116,14 +167,15 @@ class NodeClass:
 def _grown(spec: InputSpec) -> Iterator[InputSpec]:
     """The inputs an autogrow input may grow: one a name of its template (``values.a``, ``values.b``, ...),
     of the type of the template's input."""
-    template = spec.options.get("template") or {}
-    grown = (template.get("input") or {}).get("required") or {}
+    template = spec.options.get("template") or AutogrowTemplate()
+    section = template.get("input")
+    grown = section.get("required") if isinstance(section, dict) else None
     names = list(template.get("names") or [])
     if not names and "prefix" in template:  # ``prefix`` 'image', up to ``max``: image0, image1, ...
         names = [f"{template['prefix']}{index}" for index in range(int(template.get("max") or 64))]
-    for kind, options in grown.values():
+    for raw in grown.values() if isinstance(grown, dict) else ():
         for name in names:
-            yield InputSpec(f"{spec.name}.{name}", str(kind), options or {}, required=False)
+            yield _input(f"{spec.name}.{name}", raw, required=False)
 
 
 def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:
@@ -137,31 +189,39 @@ def _nested(specs: tuple[InputSpec, ...]) -> Iterator[InputSpec]:
             yield from _grown(spec)
 
 
-def _input(name: str, raw: Any, required: bool) -> InputSpec:
-    kind = raw[0] if isinstance(raw, list | tuple) and raw else raw
-    options = raw[1] if isinstance(raw, list | tuple) and len(raw) > 1 and isinstance(raw[1], dict) else {}
+def _input(name: str, raw: JsonValue, required: bool) -> InputSpec:
+    """An input from ``/object_info``'s ``[type, options]`` (``[[choices], options]``: an older combo)."""
+    kind = raw[0] if isinstance(raw, list) and raw else raw
+    given = raw[1] if isinstance(raw, list) and len(raw) > 1 else None
+    # The options as the server sends them; those va reads are read defensively (InputOptions).
+    options = cast(InputOptions, given) if isinstance(given, dict) else InputOptions()
     if isinstance(kind, list):  # the older combo form: the list of choices in place of a type
         return InputSpec(name, "COMBO", options, required, tuple(kind))
     choices = tuple(options["options"]) if kind == "COMBO" and "options" in options else None
     return InputSpec(name, str(kind), options, required, choices)
 
 
-def _inputs(
-    section: Mapping[str, Any], prefix: str = "", order: Mapping[str, Any] | None = None
-) -> list[InputSpec]:
+def _inputs(section: JsonValue, prefix: str = "", order: JsonValue = None) -> list[InputSpec]:
+    """The inputs of an ``input`` section (``required``, then ``optional``), in ``order``'s order when
+    the server gives one (``input_order``)."""
     specs: list[InputSpec] = []
+    if not isinstance(section, dict):
+        return specs
     for part, required in (("required", True), ("optional", False)):
-        given = section.get(part) or {}
-        names = (order or {}).get(part) or list(given)
+        given = section.get(part)
+        if not isinstance(given, dict):
+            continue
+        listed = order.get(part) if isinstance(order, dict) else None
+        names = [str(name) for name in listed] if isinstance(listed, list) and listed else list(given)
         specs.extend(_input(prefix + name, given[name], required) for name in names if name in given)
     return specs
 
 
-def node_class(name: str, raw: Mapping[str, Any]) -> NodeClass:
+def node_class(name: str, raw: ObjectInfoNode) -> NodeClass:
     """A node class from its entry in ``/object_info``."""
     return NodeClass(
         name=name,
-        inputs=tuple(_inputs(raw.get("input") or {}, order=raw.get("input_order"))),
+        inputs=tuple(_inputs(raw.get("input"), order=raw.get("input_order"))),
         output_types=tuple(str(kind) for kind in raw.get("output") or ()),
         output_names=tuple(str(kind) for kind in raw.get("output_name") or ()),
         is_output=bool(raw.get("output_node")),
@@ -185,7 +245,7 @@ class Catalog:
         return name in self.classes
 
 
-def catalog_from_object_info(data: Any, source: str) -> Catalog:
+def catalog_from_object_info(data: object, source: str) -> Catalog:
     """A catalog from the JSON of ``/object_info``; anything else is exit 10 naming ``source``."""
     if not isinstance(data, dict) or not data or not all(isinstance(v, dict) for v in data.values()):
         raise VaError(ExitCode.VALIDATION_FAILED, f"{source}: not the node definitions of /object_info")

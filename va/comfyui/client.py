@@ -15,12 +15,29 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import requests
 import websocket
 
+from va.atomic import stream_to_file
+from va.comfyui.protocol import (
+    ApiGraph,
+    ErrorInfo,
+    EventData,
+    HistoryEntry,
+    Job,
+    JsonValue,
+    OutputFile,
+    PromptError,
+    Queue,
+    QueueItem,
+    Rejection,
+    SystemStats,
+    Upload,
+    WsFrame,
+)
 from va.errors import ExitCode, VaError
 from va.retry import POST_RETRYABLE_STATUS, sent_nowhere
 
@@ -49,22 +66,22 @@ class WsMessage:
     """One text frame of the websocket: its type and data."""
 
     type: str
-    data: dict[str, Any]
+    data: EventData
 
 
-def describe_rejection(body: Any) -> str:
+def describe_rejection(body: Rejection | None) -> str:
     """ComfyUI's 400 answer as one line: the error, then each node's errors (id, class, input, message)."""
     if not isinstance(body, dict):
         return "ComfyUI rejected the prompt"
-    error = body.get("error")
-    error = error if isinstance(error, dict) else {}
+    raw = body.get("error")
+    error = raw if isinstance(raw, dict) else PromptError()
     parts = [str(error.get("message") or error.get("type") or "rejected")]
-    extra = error.get("extra_info") or {}
+    extra = error.get("extra_info") or ErrorInfo()
     if extra.get("node_id"):
         parts.append(f"node {extra['node_id']} ({extra.get('class_type', '?')})")
     for node_id, node in sorted((body.get("node_errors") or {}).items()):
         for item in node.get("errors", []):
-            field = (item.get("extra_info") or {}).get("input_name", "?")
+            field = (item.get("extra_info") or ErrorInfo()).get("input_name", "?")
             detail = item.get("details") or ""
             parts.append(
                 f"node {node_id} ({node.get('class_type', '?')}) input {field}: {item.get('message')}"
@@ -92,22 +109,39 @@ class ComfyClient:
         self._known: set[str] = set()  # the prompts the server told us it queued
         self._unanswered = False  # the last POST /prompt was sent, and its answer lost
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, int] | None = None,
+        json: JsonValue = None,
+        files: dict[str, tuple[str, BinaryIO, str]] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> requests.Response:
         try:
-            response = self._http.request(method, self.url + path, timeout=TIMEOUTS, **kwargs)
+            response = self._http.request(
+                method,
+                self.url + path,
+                params=params,
+                json=json,
+                files=files,
+                data=data,
+                timeout=TIMEOUTS,
+            )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ComfyTransient(f"{method} {path}: {type(exc).__name__}") from exc
         if response.status_code >= 500:
             raise ComfyTransient(f"{method} {path}: HTTP {response.status_code}")
         return response
 
-    def system_stats(self) -> dict[str, Any]:
+    def system_stats(self) -> SystemStats:
         """``GET /system_stats``."""
         response = self._request("GET", "/system_stats")
-        data: dict[str, Any] = response.json() if response.ok else {}
+        data: SystemStats = response.json() if response.ok else {}
         return data
 
-    def submit(self, graph: dict[str, Any]) -> str:
+    def submit(self, graph: ApiGraph) -> str:
         """``POST /prompt``; returns the prompt id.
 
         A POST is not repeated blindly (va.retry): when its answer was lost after it was sent (a read
@@ -130,6 +164,7 @@ class ComfyClient:
             self._unanswered = not sent_nowhere(exc)
             raise ComfyTransient(f"POST /prompt: {type(exc).__name__}") from exc
         if response.status_code == 400:
+            rejection: Rejection | None
             try:
                 rejection = response.json()
             except ValueError:
@@ -148,21 +183,21 @@ class ComfyClient:
         """A prompt of this client id the server holds (queued, running or in its last 64 history
         entries) that no answer told us of: what an unanswered ``POST /prompt`` queued."""
 
-        def ours(item: Any) -> str | None:
-            if not isinstance(item, list) or len(item) < 4 or not isinstance(item[3], dict):
+        def ours(item: JsonValue) -> str | None:
+            if not isinstance(item, list) or len(item) < 4 or not isinstance(extra := item[3], dict):
                 return None
             prompt_id = str(item[1])
-            mine = item[3].get("client_id") == self.client_id and prompt_id not in self._known
+            mine = extra.get("client_id") == self.client_id and prompt_id not in self._known
             return prompt_id if mine else None
 
-        queue = self._request("GET", "/queue").json()
+        queue: Queue = self._request("GET", "/queue").json()
         for item in [*(queue.get("queue_running") or []), *(queue.get("queue_pending") or [])]:
             if found := ours(item):
                 return found
         history = self._request("GET", "/history", params={"max_items": 64})
-        entries = history.json() if history.ok else {}
+        entries: dict[str, HistoryEntry] = history.json() if history.ok else {}
         for entry in entries.values() if isinstance(entries, dict) else []:
-            if found := ours((entry or {}).get("prompt")):
+            if found := ours((entry or HistoryEntry()).get("prompt")):
                 return found
         return None
 
@@ -179,17 +214,17 @@ class ComfyClient:
             log.info("ComfyUI %s /api/jobs", "offers" if self._jobs_api else "has no")
         return self._jobs_api
 
-    def job(self, prompt_id: str) -> dict[str, Any] | None:
+    def job(self, prompt_id: str) -> Job | None:
         """``GET /api/jobs/{id}``: the job (``status`` pending, in_progress, completed, failed or cancelled;
         an ended one with ``outputs`` and ``execution_status``, its history entry's ``status``), or None
         when the server does not know it (404)."""
         response = self._request("GET", f"/api/jobs/{prompt_id}")
         if response.status_code == 404:
             return None
-        data = response.json() if response.ok else None
+        data: Job | None = response.json() if response.ok else None
         return data if isinstance(data, dict) else None
 
-    def history(self, prompt_id: str) -> dict[str, Any] | None:
+    def history(self, prompt_id: str) -> HistoryEntry | None:
         """The finished history entry of ``prompt_id`` (``outputs``, ``status``), or None while it is
         queued, running or unknown: from ``/api/jobs/{id}`` when offered, else ``/history/{id}``."""
         if self.jobs_api():
@@ -198,15 +233,15 @@ class ComfyClient:
                 return None
             return {"outputs": job.get("outputs") or {}, "status": job.get("execution_status") or {}}
         response = self._request("GET", f"/history/{prompt_id}")
-        data = response.json() if response.ok else {}
+        data: dict[str, HistoryEntry] = response.json() if response.ok else {}
         entry = data.get(prompt_id) if isinstance(data, dict) else None
         return entry if isinstance(entry, dict) else None
 
     def queue_ids(self) -> tuple[set[str], set[str]]:
         """The prompt ids in ``/queue``: (running, pending)."""
-        data = self._request("GET", "/queue").json()
+        data: Queue = self._request("GET", "/queue").json()
 
-        def ids(items: Any) -> set[str]:
+        def ids(items: list[QueueItem] | None) -> set[str]:
             return {str(item[1]) for item in items or [] if isinstance(item, list) and len(item) > 1}
 
         return ids(data.get("queue_running")), ids(data.get("queue_pending"))
@@ -260,14 +295,14 @@ class ComfyClient:
             return name
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         with open(path, "rb") as handle:
-            files = {"image": (name, handle, kind)}
+            files: dict[str, tuple[str, BinaryIO, str]] = {"image": (name, handle, kind)}
             response = self._request("POST", "/upload/image", files=files, data={"overwrite": "true"})
         if not response.ok:
             raise VaError(
                 ExitCode.COMFYUI_FAILED,
                 f"ComfyUI refused the upload of {path.name}: HTTP {response.status_code}",
             )
-        data = response.json()
+        data: Upload = response.json()
         subfolder = data.get("subfolder") or ""
         stored = f"{subfolder}/{data['name']}" if subfolder else str(data["name"])
         self._inputs.add(stored)
@@ -282,7 +317,7 @@ class ComfyClient:
             return False  # the upload itself reports an unreachable server
         return response.status_code == 200
 
-    def download(self, item: dict[str, Any], target: Path) -> None:
+    def download(self, item: OutputFile, target: Path) -> None:
         """``GET /view`` of one output file into ``target`` (streamed, written under a temporary name)."""
         params = {
             "filename": item["filename"],
@@ -298,14 +333,9 @@ class ComfyClient:
                 raise ComfyTransient(f"GET /view: HTTP {response.status_code}")
             if response.status_code != 200:
                 raise ComfyOutputMissing(str(item["filename"]), response.status_code)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.part")
-            with open(partial, "wb") as handle:
-                for block in response.iter_content(chunk_size=1 << 20):
-                    handle.write(block)
-            partial.replace(target)
+            stream_to_file(target, response.iter_content(chunk_size=1 << 20))
 
-    def download_all(self, items: list[tuple[dict[str, Any], Path]]) -> None:
+    def download_all(self, items: list[tuple[OutputFile, Path]]) -> None:
         """``download`` of every (item, target), ``DOWNLOADS_AT_ONCE`` at a time; the first error is raised
         once all have ended."""
         with ThreadPoolExecutor(max_workers=DOWNLOADS_AT_ONCE) as pool:
@@ -356,10 +386,10 @@ class ComfyClient:
                 self.close()
                 raise ComfyTransient("websocket closed by the server")
             try:
-                message = json.loads(frame)
+                message: WsFrame = json.loads(frame)
             except ValueError:
                 continue
-            return WsMessage(str(message.get("type")), message.get("data") or {})
+            return WsMessage(str(message.get("type")), message.get("data") or EventData())
 
     def close(self) -> None:
         """Close the websocket (the HTTP connections stay for the next request)."""

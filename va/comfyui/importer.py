@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypeAlias, TypedDict, cast
 
 from va.comfyui.catalog import CONTROL_VALUES, DYNAMIC_COMBO, Catalog, InputSpec, NodeClass
+from va.comfyui.protocol import ApiGraph, JsonValue, link_of
 from va.errors import ExitCode, VaError
 
 #: Node types that exist only in the editor: they never reach the server.
@@ -30,7 +31,86 @@ FILE_UPLOAD_BUTTONS = 3
 SUBGRAPH_INPUT = -10
 SUBGRAPH_OUTPUT = -20
 
-ApiGraph = dict[str, dict[str, Any]]
+
+# --- the editor's format, as a workflow file holds it (read defensively: fields may be missing) --------
+
+
+class WidgetName(TypedDict, total=False):
+    """``widget`` of an input slot: the widget the input replaces."""
+
+    name: str
+
+
+class EditorSlot(TypedDict, total=False):
+    """An input or output slot of an editor node, or an input or output of a subgraph definition."""
+
+    name: str
+    type: str
+    link: int | None
+    links: list[int] | None
+    linkIds: list[int]
+    widget: WidgetName
+
+
+class EditorNode(TypedDict, total=False):
+    """A node of the editor's graph: ``type`` is its class (or a subgraph's id), ``mode`` 2 muted, 4
+    bypassed."""
+
+    id: int | str
+    type: str
+    mode: int
+    title: str
+    inputs: list[EditorSlot]
+    outputs: list[EditorSlot]
+    widgets_values: JsonValue
+
+
+class LinkObject(TypedDict):
+    """A link as subgraph definitions (and newer files) keep it."""
+
+    id: int
+    origin_id: int
+    origin_slot: int
+    target_id: int
+    target_slot: int
+    type: NotRequired[str]
+
+
+#: A link: ``[id, origin id, origin slot, target id, target slot, type]``, or the same as an object.
+EditorLink: TypeAlias = "list[int | str] | LinkObject"
+
+
+class SubgraphDefinition(TypedDict, total=False):
+    """A subgraph of ``definitions.subgraphs``: its nodes and links, and its own inputs and outputs."""
+
+    id: str
+    name: str
+    nodes: list[EditorNode]
+    links: list[EditorLink]
+    inputs: list[EditorSlot]
+    outputs: list[EditorSlot]
+
+
+class Definitions(TypedDict, total=False):
+    """``definitions`` of a workflow."""
+
+    subgraphs: list[SubgraphDefinition]
+
+
+class EditorState(TypedDict, total=False):
+    """``state`` of a newer workflow file."""
+
+    lastNodeId: int
+
+
+class EditorWorkflow(TypedDict, total=False):
+    """A workflow in the editor's format (what "Save" writes)."""
+
+    nodes: list[EditorNode]
+    links: list[EditorLink]
+    definitions: Definitions
+    state: EditorState
+    last_node_id: int
 
 
 @dataclass(frozen=True)
@@ -57,7 +137,7 @@ class NodeRef:
 class Value:
     """A value that reaches an input through a link (from a primitive node of the editor)."""
 
-    value: Any
+    value: JsonValue
 
 
 Source = NodeRef | Value
@@ -67,12 +147,12 @@ Source = NodeRef | Value
 class Scope:
     """The root graph or one subgraph instance: its nodes and links, and the node that holds it."""
 
-    nodes: dict[int, dict[str, Any]]
+    nodes: dict[int, EditorNode]
     links: dict[int, Link]
     path: tuple[str, ...]
-    definition: Mapping[str, Any] | None = None
+    definition: SubgraphDefinition | None = None
     parent: Scope | None = None
-    holder: Mapping[str, Any] | None = None
+    holder: EditorNode | None = None
     children: dict[int, Scope] = field(default_factory=dict)
 
     def api_id(self, node_id: int) -> str:
@@ -85,7 +165,7 @@ def refuse(source: str, message: str) -> VaError:
     return VaError(ExitCode.VALIDATION_FAILED, f"{source}: {message}")
 
 
-def parse_workflow(text: str, source: str) -> dict[str, Any]:
+def parse_workflow(text: str, source: str) -> EditorWorkflow:
     """The editor-format workflow in ``text``; not JSON, an API graph or anything else is refused."""
     try:
         document = json.loads(text)
@@ -98,10 +178,10 @@ def parse_workflow(text: str, source: str) -> dict[str, Any]:
         )
     if not isinstance(document, dict) or not isinstance(document.get("nodes"), list):
         raise refuse(source, "not a ComfyUI workflow in the editor's format (no list of nodes)")
-    return document
+    return cast(EditorWorkflow, document)  # an object with a list of nodes: read defensively from here
 
 
-def is_api_graph(document: Any) -> bool:
+def is_api_graph(document: object) -> bool:
     """Whether ``document`` is in the API format already: node ids mapping to ``class_type``, ``inputs``."""
     return (
         isinstance(document, dict)
@@ -110,7 +190,7 @@ def is_api_graph(document: Any) -> bool:
     )
 
 
-def _links(raw: Any, source: str) -> dict[int, Link]:
+def _links(raw: list[EditorLink] | None, source: str) -> dict[int, Link]:
     found: dict[int, Link] = {}
     for item in raw or []:
         if isinstance(item, list) and len(item) >= 5:
@@ -133,16 +213,16 @@ def _links(raw: Any, source: str) -> dict[int, Link]:
 class Converter:
     """One conversion: a workflow, the node definitions, and the API graph being built."""
 
-    def __init__(self, document: Mapping[str, Any], catalog: Catalog, source: str) -> None:
+    def __init__(self, document: EditorWorkflow, catalog: Catalog, source: str) -> None:
         self.catalog = catalog
         self.source = source
         subgraphs = (document.get("definitions") or {}).get("subgraphs") or []
-        self.subgraphs: dict[str, Mapping[str, Any]] = unique_node_ids(document, subgraphs)
+        self.subgraphs: dict[str, SubgraphDefinition] = unique_node_ids(document, subgraphs)
         self.root = Scope(self._nodes(document["nodes"]), _links(document.get("links"), source), ())
         self.graph: ApiGraph = {}
 
-    def _nodes(self, raw: list[Any]) -> dict[int, dict[str, Any]]:
-        nodes: dict[int, dict[str, Any]] = {}
+    def _nodes(self, raw: list[EditorNode]) -> dict[int, EditorNode]:
+        nodes: dict[int, EditorNode] = {}
         for node in raw:
             if not isinstance(node, dict) or "id" not in node or "type" not in node:
                 raise refuse(self.source, f"a node without an id or a type: {str(node)[:80]}")
@@ -154,7 +234,7 @@ class Converter:
         self._walk(self.root, ())
         for node in self.graph.values():
             for name, value in list(node["inputs"].items()):
-                if is_link(value) and value[0] not in self.graph:
+                if (link := link_of(value)) is not None and link[0] not in self.graph:
                     del node["inputs"][name]
         return self.graph
 
@@ -203,12 +283,12 @@ class Converter:
             )
         return scope.children[node_id]
 
-    def _emit(self, scope: Scope, node_id: int, node: Mapping[str, Any], definition: NodeClass) -> None:
+    def _emit(self, scope: Scope, node_id: int, node: EditorNode, definition: NodeClass) -> None:
         inputs = widget_inputs(node.get("widgets_values"), definition)
         for slot in node.get("inputs") or []:
-            if slot.get("link") is None:
+            if (link_id := slot.get("link")) is None:
                 continue
-            found = self._resolve(scope, int(slot["link"]), 0)
+            found = self._resolve(scope, int(link_id), 0)
             if isinstance(found, NodeRef):
                 inputs[str(slot["name"])] = [found.node, found.slot]
             elif isinstance(found, Value):
@@ -250,8 +330,8 @@ class Converter:
         if kind == PRIMITIVE:
             # The editor's primitive node writes its value into the widgets it feeds directly; through a
             # Reroute nothing arrives, and the input keeps its own widget value.
-            values = origin.get("widgets_values") or []
-            return Value(values[0]) if values and not rerouted else None
+            values = origin.get("widgets_values")
+            return Value(values[0]) if isinstance(values, list) and values and not rerouted else None
         if kind in self.subgraphs:
             child = self._child(scope, link.origin_id)
             outputs = (child.definition or {}).get("outputs") or []
@@ -270,11 +350,11 @@ class Converter:
             return None
         entry = entries[link.origin_slot]
         for slot in scope.holder.get("inputs") or []:
-            if slot.get("name") == entry.get("name") and slot.get("link") is not None:
-                return self._resolve(scope.parent, int(slot["link"]), depth + 1, rerouted)
+            if slot.get("name") == entry.get("name") and (link_id := slot.get("link")) is not None:
+                return self._resolve(scope.parent, int(link_id), depth + 1, rerouted)
         return self._promoted_value(scope, entry)
 
-    def _promoted_value(self, scope: Scope, entry: Mapping[str, Any]) -> Source | None:
+    def _promoted_value(self, scope: Scope, entry: EditorSlot) -> Source | None:
         for link_id in entry.get("linkIds") or []:
             inner = scope.links.get(int(link_id))
             target = None if inner is None else scope.nodes.get(inner.target_id)
@@ -291,20 +371,21 @@ class Converter:
                 return Value(values[name])
         return None
 
-    def _through_bypassed(
-        self, scope: Scope, origin: Mapping[str, Any], link: Link, depth: int
-    ) -> Source | None:
+    def _through_bypassed(self, scope: Scope, origin: EditorNode, link: Link, depth: int) -> Source | None:
         """A bypassed node hands on the input of its output's type: the same slot first, else the first."""
         inputs = origin.get("inputs") or []
         outputs = origin.get("outputs") or []
         wanted = str(outputs[link.origin_slot].get("type")) if link.origin_slot < len(outputs) else link.type
         index = _bypass_input(inputs, link.origin_slot, wanted)
-        if index is None or inputs[index].get("link") is None:
+        link_id = None if index is None else inputs[index].get("link")
+        if link_id is None:
             return None
-        return self._resolve(scope, int(inputs[index]["link"]), depth + 1)
+        return self._resolve(scope, int(link_id), depth + 1)
 
 
-def unique_node_ids(document: Mapping[str, Any], subgraphs: list[Any]) -> dict[str, Mapping[str, Any]]:
+def unique_node_ids(
+    document: EditorWorkflow, subgraphs: list[SubgraphDefinition]
+) -> dict[str, SubgraphDefinition]:
     """The subgraph definitions by id, an inner node whose id is already taken (by the root graph or an
     earlier definition) renumbered as the editor does when it loads a file: the next free id after the
     highest seen so far, counting from the root's ``last_node_id``. The API graph names inner nodes by
@@ -315,7 +396,7 @@ def unique_node_ids(document: Mapping[str, Any], subgraphs: list[Any]) -> dict[s
     state = document.get("state")
     last = int((state or {}).get("lastNodeId") or 0) if isinstance(state, dict) else 0
     last = last or int(document.get("last_node_id") or 0)
-    found: dict[str, Mapping[str, Any]] = {}
+    found: dict[str, SubgraphDefinition] = {}
     for definition in subgraphs:
         if not isinstance(definition, dict) or "id" not in definition:
             continue
@@ -333,13 +414,13 @@ def unique_node_ids(document: Mapping[str, Any], subgraphs: list[Any]) -> dict[s
     return found
 
 
-def _renumbered(definition: Mapping[str, Any], renumbered: Mapping[int, int]) -> dict[str, Any]:
-    copy = dict(definition)
+def _renumbered(definition: SubgraphDefinition, renumbered: Mapping[int, int]) -> SubgraphDefinition:
+    copy = definition.copy()
     copy["nodes"] = [
         {**node, "id": renumbered.get(int(node["id"]), int(node["id"]))}
         for node in definition.get("nodes") or []
     ]
-    links: list[Any] = []
+    links: list[EditorLink] = []
     for link in definition.get("links") or []:
         if isinstance(link, dict):
             origin, target = int(link["origin_id"]), int(link["target_id"])
@@ -359,7 +440,7 @@ def _renumbered(definition: Mapping[str, Any], renumbered: Mapping[int, int]) ->
     return copy
 
 
-def _bypass_input(inputs: list[Mapping[str, Any]], slot: int, wanted: str) -> int | None:
+def _bypass_input(inputs: list[EditorSlot], slot: int, wanted: str) -> int | None:
     if wanted in ("*", ""):
         return slot if slot < len(inputs) else (0 if inputs else None)
     if slot < len(inputs) and _fits(str(inputs[slot].get("type")), wanted):
@@ -382,22 +463,12 @@ def _where(scope: Scope) -> str:
     return f"subgraph {scope.definition.get('name') or scope.definition.get('id')!r}"
 
 
-def is_link(value: Any) -> bool:
-    """Whether an input's value in an API graph is a link, ``[node id, output slot]``."""
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-    )
-
-
-def _wrapped(value: Any) -> Any:
+def _wrapped(value: JsonValue) -> JsonValue:
     # A list in an API graph is a link; the editor wraps a list value so that it stays a value.
     return {"__value__": value} if isinstance(value, list) else value
 
 
-def widget_inputs(values: Any, definition: NodeClass) -> dict[str, Any]:
+def widget_inputs(values: JsonValue, definition: NodeClass) -> dict[str, JsonValue]:
     """The inputs a node's ``widgets_values`` give, named by the node definition's widget order.
 
     A "control after generate" value after a seed is skipped; a dynamic combo's chosen option brings its
@@ -410,13 +481,13 @@ def widget_inputs(values: Any, definition: NodeClass) -> dict[str, Any]:
             if spec.name in values
         }
     remaining = list(values) if isinstance(values, list) else []
-    found: dict[str, Any] = {}
+    found: dict[str, JsonValue] = {}
     for spec in definition.inputs:
         _take(spec, remaining, found)
     return found
 
 
-def _take(spec: InputSpec, remaining: list[Any], found: dict[str, Any]) -> None:
+def _take(spec: InputSpec, remaining: list[JsonValue], found: dict[str, JsonValue]) -> None:
     if not spec.is_widget:
         return
     value = remaining.pop(0) if remaining else spec.default
@@ -435,6 +506,6 @@ def _widgets_by_name(definition: NodeClass) -> Iterator[InputSpec]:
     return (spec for spec in definition.all_inputs() if spec.is_widget)
 
 
-def convert_workflow(document: Mapping[str, Any], catalog: Catalog, source: str) -> ApiGraph:
+def convert_workflow(document: EditorWorkflow, catalog: Catalog, source: str) -> ApiGraph:
     """The API graph of an editor-format workflow, as the editor's "Save (API)" makes it."""
     return Converter(document, catalog, source).convert()

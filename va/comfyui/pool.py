@@ -11,16 +11,18 @@ a few seconds, so that the next units go to the others until it answers again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from filelock import FileLock, Timeout
 
+from va.comfyui.protocol import ResourcesBlock
 from va.state import state_dir
 
 #: How long a server that failed is left out when a unit looks for a slot (it is then tried again: a
@@ -87,7 +89,7 @@ def job_request(start: ServerStart | None, declared: JobRequest | None) -> JobRe
     return declared or SERVING
 
 
-def request_of(declared: dict[str, Any] | None) -> JobRequest | None:
+def request_of(declared: ResourcesBlock | None) -> JobRequest | None:
     """A bindings file's ``resources`` (each missing figure: ``SERVING``'s)."""
     if declared is None:
         return None
@@ -111,9 +113,9 @@ class PoolSettings:
         """The slots of every server together."""
         return sum(server.slots for server in self.servers)
 
-    def as_params(self) -> dict[str, Any]:
+    def as_params(self) -> PoolParams:
         """As a rule's params (plain data, so Snakemake reruns the stage when the pool changes)."""
-        start = None
+        start: StartDeclaration | None = None
         if self.start is not None:
             start = {
                 "command": list(self.start.command),
@@ -125,7 +127,7 @@ class PoolSettings:
         return {"servers": [{"url": s.url, "slots": s.slots} for s in self.servers], "start": start}
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> PoolSettings:
+    def from_params(cls, params: PoolParams) -> PoolSettings:
         """What ``as_params`` made."""
         start = params.get("start")
         return cls(
@@ -134,19 +136,49 @@ class PoolSettings:
         )
 
 
-def servers_of(named: Any) -> tuple[PoolServer, ...]:
-    """The servers a setting names: one URL, or a list of URLs and ``{"url", "slots"}`` (the same URL
-    twice counts once, with the larger slots)."""
-    items = [named] if isinstance(named, str) else list(named or ())
+class ServerEntry(TypedDict):
+    """A server of a pool as a setting names it, with its slots."""
+
+    url: str
+    slots: NotRequired[int]
+
+
+class StartDeclaration(TypedDict):
+    """How to start a ComfyUI (``comfyui_start`` of a profile, whose values may arrive as text;
+    ``comfyui.start_in_job`` of vidax.json): ``ServerStart`` as declared."""
+
+    command: list[str]
+    cwd: NotRequired[str | None]
+    start_timeout_seconds: NotRequired[float | str]
+    stop_seconds: NotRequired[float | str]
+    cluster_only: NotRequired[bool]
+
+
+class PoolParams(TypedDict):
+    """A pool as a rule's params (``PoolSettings.as_params``)."""
+
+    servers: list[ServerEntry]
+    start: StartDeclaration | None
+
+
+def servers_of(named: object) -> tuple[PoolServer, ...]:
+    """The servers a setting names, as it was written: one URL, or a list of URLs and ``{"url", "slots"}``
+    (the same URL twice counts once, with the larger slots)."""
+    items = [named] if isinstance(named, str) else list(named) if isinstance(named, list | tuple) else []
     servers: dict[str, int] = {}
     for item in items:
-        url, slots = (item, 1) if isinstance(item, str) else (item["url"], int(item.get("slots", 1)))
+        if isinstance(item, str):
+            url, slots = item, 1
+        elif isinstance(item, dict):
+            url, slots = item["url"], int(item.get("slots", 1))
+        else:
+            continue
         url = str(url).rstrip("/")
         servers[url] = max(slots, servers.get(url, 0))
     return tuple(PoolServer(url, slots) for url, slots in servers.items())
 
 
-def start_of(declared: dict[str, Any]) -> ServerStart:
+def start_of(declared: StartDeclaration) -> ServerStart:
     """A start declaration (``comfyui_start`` of a profile, ``comfyui.start_in_job`` of vidax.json)."""
     cwd = declared.get("cwd")
     return ServerStart(
@@ -158,7 +190,7 @@ def start_of(declared: dict[str, Any]) -> ServerStart:
     )
 
 
-def resolve_pool(job_url: Any, profile: dict[str, Any], vidax: dict[str, Any]) -> PoolSettings:
+def resolve_pool(job_url: object, profile: dict[str, Any], vidax: dict[str, Any]) -> PoolSettings:
     """The pool of a job's ComfyUI stage: the job's ``comfyui.url`` (one or several), else the profile's
     ``comfyui_servers`` (Snakemake ``config:``), else ``comfyui.servers`` of vidax.json, else its
     ``comfyui.url``. A start is the profile's ``comfyui_start``, else vidax.json's
@@ -168,7 +200,7 @@ def resolve_pool(job_url: Any, profile: dict[str, Any], vidax: dict[str, Any]) -
     if profile.get("comfyui_start"):
         start = start_of(profile["comfyui_start"])
     elif vidax.get("start_in_job"):
-        start = start_of({**vidax["start_in_job"], "cluster_only": True})
+        start = dataclasses.replace(start_of(vidax["start_in_job"]), cluster_only=True)
     return PoolSettings(servers, start)
 
 

@@ -4,13 +4,12 @@ seeds, latent sizes, savers), and what could not be decided, with node ids."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from va.comfyui.catalog import Catalog
+from va.comfyui.protocol import ApiGraph, Bindings, BindingsFile, JsonValue, SegmentsBlock
 
-ApiGraph = Mapping[str, Mapping[str, Any]]
 Target = tuple[str, str]
 
 #: Node classes that hold one value for others (``inputs.value``): a binding goes to them, not to the
@@ -24,17 +23,24 @@ TEXT_INPUTS = ("text", "prompt")
 TEXT_DISCARDING = frozenset({"ConditioningZeroOut"})
 SEED_INPUTS = ("seed", "noise_seed")
 
+
 #: Audio-driven video nodes whose segment contract is known: the rate they make frames at, and the
 #: frame form of their ``length`` input (docs/COMFYUI_INTERFACE.md, Segments).
-AUDIO_MODELS: dict[str, dict[str, Any]] = {
-    "WanInfiniteTalkToVideo": {
-        "fps": 25,
-        "frame_form": "4n+1",
-        "sample_rate": 16000,
-        "context": "motion_frame_count",
-    },
-    "WanSoundImageToVideo": {"fps": 16, "frame_form": "4n+1", "sample_rate": 16000},
-    "WanHuMoImageToVideo": {"fps": 25, "frame_form": "4n+1", "sample_rate": 16000},
+@dataclass(frozen=True, slots=True)
+class AudioModel:
+    """What a known audio-driven node makes: its frame rate, frame form and audio rate, and which of its
+    inputs (if any) takes the previous segment's frames."""
+
+    fps: int
+    frame_form: str
+    sample_rate: int
+    context: str | None = None
+
+
+AUDIO_MODELS = {
+    "WanInfiniteTalkToVideo": AudioModel(25, "4n+1", 16000, context="motion_frame_count"),
+    "WanSoundImageToVideo": AudioModel(16, "4n+1", 16000),
+    "WanHuMoImageToVideo": AudioModel(25, "4n+1", 16000),
 }
 
 
@@ -47,8 +53,8 @@ EXTENDING = frozenset({"WanSoundImageToVideoExtend"})
 class Proposal:
     """The bindings proposed, the segment contract when the model is known, and what stays undecided."""
 
-    bindings: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    segments: dict[str, Any] | None = None
+    bindings: Bindings = field(default_factory=dict)
+    segments: SegmentsBlock | None = None
     undecided: list[str] = field(default_factory=list)
 
     def bind(self, parameter: str, targets: Iterable[Target]) -> None:
@@ -57,9 +63,9 @@ class Proposal:
         if unique:
             self.bindings[parameter] = [{"node": node, "input": name} for node, name in unique]
 
-    def document(self, description: str) -> dict[str, Any]:
+    def document(self, description: str) -> BindingsFile:
         """The bindings file (``W.bindings.json``) this proposal makes."""
-        document: dict[str, Any] = {
+        document: BindingsFile = {
             "schema_version": 1,
             "description": description,
             "bindings": self.bindings,
@@ -73,7 +79,7 @@ def _id_key(node_id: str) -> tuple[int, ...]:
     return tuple(int(part) if part.isdigit() else 0 for part in node_id.split(":"))
 
 
-def _links_to(value: Any) -> str | None:
+def _links_to(value: JsonValue) -> str | None:
     if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
         return value[0]
     return None
@@ -142,15 +148,18 @@ def _upstream(graph: ApiGraph, catalog: Catalog, start: str, name: str) -> set[s
     while todo:
         value = todo.pop()
         origin = _links_to(value)
-        if origin is None or origin not in graph or (origin, value[1]) in seen:
+        if origin is None or origin not in graph or not isinstance(value, list):
             continue
-        seen.add((origin, value[1]))
+        slot = value[1]
+        if not isinstance(slot, int) or (origin, slot) in seen:
+            continue
+        seen.add((origin, slot))
         if graph[origin]["class_type"] in TEXT_DISCARDING:
             continue
         inputs = graph[origin]["inputs"]
         definition = catalog.get(graph[origin]["class_type"])
         names = definition.output_names if definition else ()
-        side = names[value[1]] if value[1] < len(names) else None
+        side = names[slot] if slot < len(names) else None
         todo.extend(
             [inputs[side]] if side in ("positive", "negative") and side in inputs else inputs.values()
         )
@@ -279,14 +288,14 @@ def _audio(proposal: Proposal, graph: ApiGraph) -> None:
             f"audio: node {models[0]} ({model['class_type']}) takes its length from another node"
         )
         return
-    context = model["inputs"].get(known.get("context", ""), 0)
+    context = model["inputs"].get(known.context or "", 0)
     context = context if isinstance(context, int) else 0
     proposal.bind("audio", [(loaders[0], "audio")])
     proposal.segments = {
-        "fps": known["fps"],
+        "fps": known.fps,
         "max_frames": length,
-        "frame_form": known["frame_form"],
-        "sample_rate": known["sample_rate"],
+        "frame_form": known.frame_form,
+        "sample_rate": known.sample_rate,
         "context_frames": context,
         "head_frames": context,
     }

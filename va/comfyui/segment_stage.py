@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from va import media
-from va.atomic import read_json, write_json_atomic
+from va.atomic import place_file, publish, read_json, scratch_folder, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
 from va.comfyui.pool import Lease, PoolSettings
+from va.comfyui.protocol import Attempt, HistoryEntry, ParameterValue, SegmentRecord
 from va.comfyui.stage import (
     PromptUnit,
     PromptWatch,
@@ -80,37 +78,26 @@ def segment_inputs(
     folder = files.inputs
     folder.mkdir(parents=True, exist_ok=True)
     made = {"audio": folder / "voice.wav"}
-    previous, chained = files.previous, "previous_frames" in workflow.bindings
-    if chained:
+    previous = files.previous
+    if "previous_frames" in workflow.bindings:
         made["previous_frames"] = folder / "context.mp4"
-    # One ffmpeg for the voice and, from the previous clip, the context (a segment's own time counts).
+    if "last_frame" in workflow.bindings:  # the first segment's is the start frame itself
+        made["last_frame"] = folder / "last.png" if previous is not None else files.still
+    # One ffmpeg for the voice and the context (from the previous clip, or the start frame held) and the
+    # previous clip's last frame: each ffmpeg start counts in a segment's own time.
     media.cut_voice_and_context(
         files.audio,
         made["audio"],
         start_seconds=segment.audio_start_seconds,
         seconds=segment.audio_seconds,
         sample_rate=contract.sample_rate,
-        clip=previous if chained else None,
+        clip=previous,
+        still=files.still,
         context=made.get("previous_frames"),
+        last=made.get("last_frame") if previous is not None else None,
         frames=contract.context_frames,
         fps=contract.fps,
     )
-    if chained and previous is None:  # the first segment: the start frame held that long
-        media.encode_held_still(
-            files.still,
-            None,
-            made["previous_frames"],
-            fps=contract.fps,
-            frames=contract.context_frames,
-            crf=4,
-            preset="veryfast",
-        )
-    if "last_frame" in workflow.bindings:
-        made["last_frame"] = folder / "last.png"
-        if previous is None:
-            made["last_frame"] = files.still
-        else:
-            media.last_frame_image(previous, made["last_frame"])
     return made
 
 
@@ -134,7 +121,7 @@ def check_segment_clip(
     return figures
 
 
-class SegmentRun(PromptUnit):
+class SegmentRun(PromptUnit[SegmentRecord]):
     """The attempts of one segment: each uploads its inputs, renders, submits, waits for and collects one
     prompt on a slot of the pool."""
 
@@ -166,7 +153,7 @@ class SegmentRun(PromptUnit):
         start = {"start_image": self.files.still} if self.workflow.binds_start_image else {}
         return {**self.made, **start}
 
-    def values(self, seed: int, prefix: str, names: dict[str, str]) -> dict[str, Any]:
+    def values(self, seed: int, prefix: str, names: dict[str, str]) -> dict[str, ParameterValue]:
         """What the template's bindings receive: the job's parameters, the segment's frames, seed, prompt
         and index, and the ``names`` of its uploaded inputs."""
         values = self.generation.values(self.segment, seed)
@@ -180,13 +167,13 @@ class SegmentRun(PromptUnit):
         graph = graph_json(render(self.workflow, self.values(self.segment.seed, "va", names)))
         return hashlib.sha256(graph.encode()).hexdigest()[:16]
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> SegmentRecord:
         segment, report = self.segment, self.report
         server = self.servers.of(lease.url)
         client = server.client
         name = segment.name
         seed = batch_seed(segment.seed, 0, attempt, self.generation.per_retry)  # per_retry: a seed an attempt
-        where = {
+        where: Attempt = {
             "kind": "comfyui_attempt",
             "segment": name,
             "attempt": attempt + 1,
@@ -282,7 +269,7 @@ class SegmentRun(PromptUnit):
             "audio_seconds": figures.audio_seconds,
         }
 
-    def _collect(self, client: ComfyClient, entry: dict[str, Any]) -> media.ClipFigures:
+    def _collect(self, client: ComfyClient, entry: HistoryEntry) -> media.ClipFigures:
         """Download the prompt's video under a temporary name, check it, then put it in place."""
         videos, _ = output_files(entry)
         if not videos:
@@ -292,10 +279,11 @@ class SegmentRun(PromptUnit):
                 "SaveVideo or VHS_VideoCombine)",
             )
         target = self.files.clip
-        partial = self.files.inputs / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
-        client.download(videos[0], partial)
-        figures = check_segment_clip(partial, self.segment, self.contract, self.size)
-        partial.replace(target)
+        with scratch_folder(target) as scratch:
+            partial = scratch / f"{target.stem}{Path(videos[0]['filename']).suffix or '.mp4'}"
+            client.download(videos[0], partial)
+            figures = check_segment_clip(partial, self.segment, self.contract, self.size)
+            publish(partial, target)
         return figures
 
 
@@ -307,7 +295,7 @@ def run_segment(
     report: Reporter,
     pool: PoolSettings,
     logs: Path,
-) -> dict[str, Any]:
+) -> SegmentRecord:
     """Generate one segment on a free server of the ``pool`` (retrying transient failures as a batch does)
     and write its record; the record tells how long va itself took (``own_seconds``: all but ComfyUI's run
     of the prompt). A take of the same fingerprint made before is taken instead (``SegmentFiles.take``)."""
@@ -326,28 +314,17 @@ def run_segment(
                     segment=name,
                     outcome="kept",
                 )
-                _place(clip, files.clip)
-                kept: dict[str, Any] = read_json(record)
+                place_file(clip, files.clip)
+                kept: SegmentRecord = read_json(record)
                 write_json_atomic(files.record, kept)
                 return kept
             wait = wait_of(settings.generation)
             document = with_retries(wait, f"segment {name}", run, report, servers, segment=name)
         finally:
             servers.close()
-    document.update(fingerprint=fingerprint, own_seconds=round(time.monotonic() - began - run.waited, 3))
-    _place(files.clip, clip)
+    document["fingerprint"] = fingerprint
+    document["own_seconds"] = round(time.monotonic() - began - run.waited, 3)
+    place_file(files.clip, clip)
     write_json_atomic(record, document)
     write_json_atomic(files.record, document)
     return document
-
-
-def _place(source: Path, target: Path) -> None:
-    """``target`` as a second name of ``source`` (a copy where the file system has no hard links)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.part")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:
-        shutil.copyfile(source, partial)
-    partial.replace(target)

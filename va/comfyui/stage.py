@@ -18,12 +18,22 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from va import media
 from va.atomic import read_json, write_json_atomic
 from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, WsMessage, input_name
 from va.comfyui.pool import FAILOVER_SECONDS, Lease, PoolSettings, ServerPool, resolve_pool
+from va.comfyui.protocol import (
+    ApiGraph,
+    Attempt,
+    BatchRecord,
+    Collected,
+    EventData,
+    HistoryEntry,
+    HistoryStatus,
+    OutputFile,
+)
 from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.config import load_config
@@ -41,6 +51,8 @@ PROGRESS_EVERY_SECONDS = 1.0
 
 Reporter = Callable[..., None]
 T = TypeVar("T")
+#: The record a unit of the pool makes (a batch's, a segment's).
+Record = TypeVar("Record")
 
 
 def graph_name(batch: str, attempt: int, fresh: bool = False) -> str:
@@ -108,7 +120,7 @@ class PromptWatch:
         self.outage_seen = False  # the server did not answer at some point of this wait
         self.back = False
 
-    def _event(self, kind: str, data: dict[str, Any]) -> None:
+    def _event(self, kind: str, data: EventData) -> None:
         if data.get("prompt_id") not in (None, self.prompt_id):
             return
         self.last_progress = time.monotonic()
@@ -139,8 +151,8 @@ class PromptWatch:
             message.type == "executing" and data.get("node") is None
         )
 
-    def _failed(self, entry: dict[str, Any]) -> None:
-        status = entry.get("status") or {}
+    def _failed(self, entry: HistoryEntry) -> None:
+        status = entry.get("status") or HistoryStatus()
         if status.get("status_str") != "error":
             return
         for name, data in status.get("messages", []):
@@ -170,7 +182,7 @@ class PromptWatch:
         self.outage_since = None
         return answer
 
-    def wait(self) -> dict[str, Any]:
+    def wait(self) -> HistoryEntry:
         """The finished history entry; raises on failure, timeout or a lost prompt.
 
         Transient errors while waiting keep the wait going on the prompt we have. Only a server that
@@ -225,9 +237,9 @@ class PromptWatch:
                     "is not in ComfyUI's queue",
                 )
 
-    def _history(self) -> tuple[bool, dict[str, Any] | None]:
+    def _history(self) -> tuple[bool, HistoryEntry | None]:
         """(whether the server answered, our history entry if it has one)."""
-        answered: list[dict[str, Any] | None] = []
+        answered: list[HistoryEntry | None] = []
 
         def ask() -> bool:
             answered.append(self.client.history(self.prompt_id))
@@ -284,11 +296,11 @@ def check_clip(clip: Path, batch: Batch, gen_fps: float) -> media.ClipTiming:
     return timing
 
 
-def output_files(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def output_files(entry: HistoryEntry) -> tuple[list[OutputFile], list[OutputFile]]:
     """A finished prompt's output files, in node order: videos (``images`` with ``animated``, or
     VideoHelperSuite's ``gifs``) and images."""
-    videos: list[dict[str, Any]] = []
-    images: list[dict[str, Any]] = []
+    videos: list[OutputFile] = []
+    images: list[OutputFile] = []
     outputs = entry.get("outputs") or {}
     for node_id in sorted(outputs, key=lambda key: (len(key), key)):
         output = outputs[node_id]
@@ -304,13 +316,13 @@ def output_files(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
 
 def collect_outputs(
     client: ComfyClient,
-    entry: dict[str, Any],
+    entry: HistoryEntry,
     batch: Batch,
     frames_dir: Path,
     clips_dir: Path,
     *,
     gen_fps: float,
-) -> dict[str, Any]:
+) -> Collected:
     """Download a finished prompt's outputs: a video (``images`` with ``animated``, or ``gifs``), checked
     against its batch, or frames."""
     videos, images = output_files(entry)
@@ -341,7 +353,7 @@ def run_batch(
     workdir: Path,
     report: Reporter,
     servers: StageServers,
-) -> dict[str, Any]:
+) -> BatchRecord:
     """Generate one batch: submit, wait, collect, with retries of transient failures (va.retry: at least
     ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have passed since
     the first failure). Each attempt takes a slot of a server of the pool (another one than a server
@@ -353,8 +365,13 @@ def run_batch(
 
 
 def with_retries(
-    wait: ComfyWait, what: str, unit: PromptUnit, report: Reporter, servers: StageServers, **where: Any
-) -> dict[str, Any]:
+    wait: ComfyWait,
+    what: str,
+    unit: PromptUnit[Record],
+    report: Reporter,
+    servers: StageServers,
+    **where: str,
+) -> Record:
     """``unit.attempt(n)`` (n from 0) until it returns, retrying ``ComfyTransient`` with va's one retry
     policy: at least ``comfyui.retries`` more attempts, and more until ``comfyui.unavailable_seconds`` have
     passed since the first failure; each wait is a ``comfyui_waiting`` event naming ``what`` (``batch
@@ -392,12 +409,12 @@ def with_retries(
 
 def submit_graph(
     client: ComfyClient,
-    graph: dict[str, Any],
+    graph: ApiGraph,
     graph_file: Path,
     *,
     report: Reporter,
     what: str,
-    where: dict[str, Any],
+    where: Attempt,
 ) -> str:
     """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
     opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
@@ -486,7 +503,7 @@ def batch_done(result: Path, fingerprint: str) -> bool:
     """Whether ``result`` records a batch of ``fingerprint`` whose files are all there."""
     if not result.exists():
         return False
-    document = read_json(result)
+    document: BatchRecord = read_json(result)
     return document.get("fingerprint") == fingerprint and all(Path(f).exists() for f in document["files"])
 
 
@@ -530,7 +547,7 @@ def run_batches(
     write_json_atomic(generated, {"batches": results})
 
 
-class PromptUnit:
+class PromptUnit(Generic[Record]):
     """What makes one unit (a batch, a segment) on the pool: each attempt takes a slot of a server (another
     server than the one that just failed, when one is free) and submits one prompt there
     (``_submit_and_collect``, of the subclass)."""
@@ -538,7 +555,7 @@ class PromptUnit:
     servers: StageServers
     failed_on: str | None = None  # the server of the last failed attempt
 
-    def attempt(self, attempt: int) -> dict[str, Any]:
+    def attempt(self, attempt: int) -> Record:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
         files were deleted is submitted once more within the attempt, with a prefix the cache has not seen."""
         try:
@@ -546,7 +563,7 @@ class PromptUnit:
         except ComfyOutputMissing:
             return self._leased(attempt, fresh=True)
 
-    def _leased(self, attempt: int, *, fresh: bool) -> dict[str, Any]:
+    def _leased(self, attempt: int, *, fresh: bool) -> Record:
         """One submission on a slot of the pool: another server than the one that just failed if one is
         free; a server that fails is marked, so that the next units go elsewhere for a while. The slot is
         given back as soon as the prompt has ended (or failed), before its outputs are downloaded."""
@@ -560,11 +577,11 @@ class PromptUnit:
         finally:
             lease.release()
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> Record:
         raise NotImplementedError
 
 
-class _BatchRun(PromptUnit):
+class _BatchRun(PromptUnit[BatchRecord]):
     """The attempts of one batch: each renders, submits, waits for and collects one prompt."""
 
     def __init__(
@@ -587,14 +604,14 @@ class _BatchRun(PromptUnit):
         self.token = run_token(workdir)
         self.fingerprint = batch_fingerprint(generation, self.batch, still)
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> dict[str, Any]:
+    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> BatchRecord:
         name, batch, report = self.name, self.batch, self.report
         generation = self.generation
         seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
         server = self.servers.of(lease.url)
         client = server.client
         prompt_id = None
-        where = {
+        where: Attempt = {
             "kind": "comfyui_attempt",
             "batch": name,
             "attempt": attempt + 1,

@@ -4,12 +4,10 @@ the model files the graph names that the server does not have."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from va.comfyui.catalog import UPLOAD_OPTIONS, Catalog, InputSpec, NodeClass
-from va.comfyui.importer import is_link
+from va.comfyui.protocol import ApiGraph, BindingTarget, JsonValue, PromptNode, link_of
 from va.comfyui.workflow import Workflow
 from va.segments import SegmentContract
 
@@ -127,7 +125,7 @@ def check_template(workflow: Workflow, catalog: Catalog) -> CheckResult:
     return CheckResult(problems, missing, len(workflow.graph), count)
 
 
-def feeding_outputs(graph: Mapping[str, Any], catalog: Catalog) -> set[str]:
+def feeding_outputs(graph: ApiGraph, catalog: Catalog) -> set[str]:
     """The output nodes of ``graph`` and every node that leads to one."""
     todo = [
         node_id
@@ -140,15 +138,16 @@ def feeding_outputs(graph: Mapping[str, Any], catalog: Catalog) -> set[str]:
         if node_id in seen or node_id not in graph:
             continue
         seen.add(node_id)
-        todo.extend(value[0] for value in (graph[node_id].get("inputs") or {}).values() if is_link(value))
+        links = (link_of(value) for value in (graph[node_id].get("inputs") or {}).values())
+        todo.extend(link[0] for link in links if link is not None)
     return seen
 
 
 def _check_node(
-    graph: Mapping[str, Any],
+    graph: ApiGraph,
     *,
     node_id: str,
-    node: Mapping[str, Any],
+    node: PromptNode,
     definition: NodeClass,
     catalog: Catalog,
     bound: set[tuple[str, str]],
@@ -161,41 +160,42 @@ def _check_node(
         if declared.required and declared.name not in inputs and not declared.type.startswith("COMFY_"):
             problems.append(f"{where}: required input {declared.name!r} missing")
     for name, value in inputs.items():
-        spec = definition.input(name)
+        spec, link = definition.input(name), link_of(value)
         if spec is None:
-            if is_link(value):
+            if link is not None:
                 problems.append(f"{where}: a link into {name!r}, an input the class does not have")
             continue
-        if is_link(value):
-            problems.extend(_check_link(graph, catalog, where, spec, value))
+        if link is not None:
+            problems.extend(_check_link(graph, catalog, where, spec, link))
         elif (node_id, name) not in bound:
             problems.extend(_check_value(where, spec, value, missing))
     return problems
 
 
 def _check_link(
-    graph: Mapping[str, Any], catalog: Catalog, where: str, spec: InputSpec, value: list[Any]
+    graph: ApiGraph, catalog: Catalog, where: str, spec: InputSpec, link: tuple[str, int]
 ) -> list[str]:
-    origin = graph.get(value[0])
+    node_id, slot = link
+    origin = graph.get(node_id)
     if origin is None:
-        return [f"{where}: {spec.name!r} linked to node {value[0]}, which the graph does not have"]
+        return [f"{where}: {spec.name!r} linked to node {node_id}, which the graph does not have"]
     source = catalog.get(str(origin.get("class_type")))
     if source is None:
         return []
-    if value[1] >= len(source.output_types):
+    if slot >= len(source.output_types):
         return [
-            f"{where}: {spec.name!r} linked to output {value[1]} of node {value[0]}, "
+            f"{where}: {spec.name!r} linked to output {slot} of node {node_id}, "
             f"which has {len(source.output_types)}"
         ]
-    output_type = source.output_types[value[1]]
+    output_type = source.output_types[slot]
     if spec.type.startswith("COMFY_") or spec.accepts(output_type):
         return []
     if (spec.type == "COMBO" and output_type in ("COMBO", "*")) or output_type.startswith("COMFY_"):
         return []
-    return [f"{where}: {spec.name!r} takes {spec.type}, linked to a {output_type} of node {value[0]}"]
+    return [f"{where}: {spec.name!r} takes {spec.type}, linked to a {output_type} of node {node_id}"]
 
 
-def _check_value(where: str, spec: InputSpec, value: Any, missing: list[str]) -> list[str]:
+def _check_value(where: str, spec: InputSpec, value: JsonValue, missing: list[str]) -> list[str]:
     name = f"{where}: {spec.name}"
     if spec.type in ("INT", "FLOAT"):
         return _check_number(name, spec, value)
@@ -214,7 +214,7 @@ def _check_value(where: str, spec: InputSpec, value: Any, missing: list[str]) ->
     return []
 
 
-def _check_number(name: str, spec: InputSpec, value: Any) -> list[str]:
+def _check_number(name: str, spec: InputSpec, value: JsonValue) -> list[str]:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -234,10 +234,10 @@ def _check_number(name: str, spec: InputSpec, value: Any) -> list[str]:
 
 
 def _check_binding(
-    graph: Mapping[str, Any],
+    graph: ApiGraph,
     catalog: Catalog,
     parameter: str,
-    target: Mapping[str, str],
+    target: BindingTarget,
     contract: SegmentContract | None,
 ) -> list[str]:
     node = graph.get(target["node"])
@@ -258,7 +258,7 @@ def _check_binding(
             f"{where} ({definition.name}).{spec.name} takes {kind}, {parameter} is {'/'.join(sorted(wanted))}"
         ]
     value = (node.get("inputs") or {}).get(target["input"])
-    if is_link(value):
+    if link_of(value) is not None:
         return [f"{where} ({definition.name}).{spec.name} is fed by a link, which the binding would cut"]
     problems = []
     if parameter not in UPLOADED and spec.type in ("INT", "FLOAT"):

@@ -8,13 +8,14 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from va import schema
 from va.atomic import write_text_atomic
 from va.comfyui.catalog import Catalog
-from va.comfyui.importer import ApiGraph, convert_workflow, parse_workflow
+from va.comfyui.importer import convert_workflow, parse_workflow
 from va.comfyui.proposal import Proposal, propose_bindings
+from va.comfyui.protocol import ApiGraph, Bindings, SegmentsBlock
 from va.comfyui.workflow import check_bindings, graph_json, workflow_dirs
 from va.errors import ExitCode, VaError, not_a_file
 
@@ -141,7 +142,19 @@ def describe_import(imported: Imported) -> list[str]:
     return lines
 
 
-def as_json(imported: Imported) -> dict[str, Any]:
+class ImportSummary(TypedDict):
+    """What ``va workflow import --json`` prints: the files written, the graph's size, the bindings, the
+    segment contract and what was left undecided."""
+
+    graph: str
+    bindings: str
+    nodes: int
+    bound: Bindings
+    segments: SegmentsBlock | None
+    undecided: list[str]
+
+
+def as_json(imported: Imported) -> ImportSummary:
     """The import's result as JSON (``--json``)."""
     return {
         "graph": str(imported.graph_path),

@@ -12,12 +12,13 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from va import schema
 from va.comfyui.pool import JobRequest, request_of
+from va.comfyui.protocol import ApiGraph, Bindings, BindingsFile, ParameterValue
 from va.errors import ExitCode, VaError
-from va.segments import SegmentContract, contract_of, longest_new
+from va.segments import SegmentContract, longest_new
 from va.state import state_dir
 
 DEFAULT_WORKFLOW = "vidax_text2img_frames"
@@ -50,7 +51,7 @@ PARAMETERS = {
 #: Parameters only a template that generates segments (``segments`` in its bindings) can bind.
 SEGMENT_PARAMETERS = ("audio", "previous_frames", "last_frame", "segment_index")
 
-INLINE_GRAPH: dict[str, Any] = {
+INLINE_GRAPH: ApiGraph = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
     "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
@@ -74,7 +75,7 @@ INLINE_GRAPH: dict[str, Any] = {
     "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "vidax_frames", "images": ["8", 0]}},
 }
 
-INLINE_BINDINGS: dict[str, list[dict[str, str]]] = {
+INLINE_BINDINGS: Bindings = {
     "ckpt_name": [{"node": "4", "input": "ckpt_name"}],
     "prompt": [{"node": "6", "input": "text"}],
     "negative": [{"node": "7", "input": "text"}],
@@ -96,8 +97,8 @@ class Workflow:
     """A template: its id, graph, bindings and where it came from."""
 
     id: str
-    graph: dict[str, Any]
-    bindings: dict[str, list[dict[str, str]]]
+    graph: ApiGraph
+    bindings: Bindings
     source: str
     #: The model's contract when the template makes one segment of a longer video a prompt.
     segments: SegmentContract | None = None
@@ -123,7 +124,7 @@ def workflow_dirs() -> list[Path]:
     return [state_dir() / "comfyui" / "workflows", REPO_WORKFLOWS]
 
 
-def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[str, str]]]) -> None:
+def check_bindings(workflow_id: str, graph: object, bindings: Bindings) -> None:
     """Every binding must name a node of the graph and an input that node has; errors name both."""
     if not isinstance(graph, dict) or not graph:
         raise VaError(
@@ -146,9 +147,7 @@ def check_bindings(workflow_id: str, graph: Any, bindings: dict[str, list[dict[s
                 )
 
 
-def check_segment_bindings(
-    workflow_id: str, bindings: dict[str, list[dict[str, str]]], contract: SegmentContract | None
-) -> None:
+def check_segment_bindings(workflow_id: str, bindings: Bindings, contract: SegmentContract | None) -> None:
     """The segment parameters (``audio``, ``previous_frames``, ...) are bound only by a template that
     declares ``segments``, and one that does makes at least one new frame a segment."""
     if contract is None:
@@ -174,7 +173,7 @@ UNREADABLE_OUTPUTS = {
 }
 
 
-def check_outputs(workflow_id: str, graph: Any) -> None:
+def check_outputs(workflow_id: str, graph: object) -> None:
     """Refuse a template whose output node writes files the stage could not read, naming the node."""
     nodes = graph.items() if isinstance(graph, dict) else []
     for node_id, node in nodes:
@@ -194,11 +193,15 @@ def load_workflow(workflow_id: str) -> Workflow:
             continue
         bindings_path = folder / f"{workflow_id}.bindings.json"
         if bindings_path.is_file():
-            document = schema.validate(
-                schema.load_json_file(bindings_path, "bindings"), "bindings", str(bindings_path)
+            # Checked against va/schemas/bindings.schema.json, defaults filled in: a BindingsFile.
+            document = cast(
+                BindingsFile,
+                schema.validate(
+                    schema.load_json_file(bindings_path, "bindings"), "bindings", str(bindings_path)
+                ),
             )
             bindings = document["bindings"]
-            contract = contract_of(document["segments"]) if "segments" in document else None
+            contract = SegmentContract(**document["segments"]) if "segments" in document else None
             in_model = bool(document["lipsync_in_model"])
             resources = request_of(document.get("resources"))
         elif workflow_id == DEFAULT_WORKFLOW:
@@ -221,7 +224,7 @@ def load_workflow(workflow_id: str) -> Workflow:
     )
 
 
-def render(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:
+def render(workflow: Workflow, values: dict[str, ParameterValue]) -> ApiGraph:
     """The graph with every bound input set to its parameter's value (parameters without a value keep
     the template's)."""
     graph = copy.deepcopy(workflow.graph)
@@ -233,6 +236,6 @@ def render(workflow: Workflow, values: dict[str, Any]) -> dict[str, Any]:
     return graph
 
 
-def graph_json(graph: dict[str, Any]) -> str:
+def graph_json(graph: ApiGraph) -> str:
     """A rendered graph as it is stored in the workdir."""
     return json.dumps(graph, indent=2, sort_keys=True) + "\n"

@@ -9,7 +9,6 @@ The protocol (docs/LIPSYNC_INTERFACE.md): ``POST submit_url`` (multipart: files 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from va.atomic import stream_to_file
 from va.errors import ExitCode, VaError
 from va.lipsync.command import ProviderRun
 from va.lipsync.providers import Provider
@@ -127,7 +127,6 @@ def run_http_provider(provider: Provider, run: ProviderRun, inputs: dict[str, Pa
 
 def _download(provider: Provider, url: str, headers: dict[str, str], target: Path) -> None:
     """Stream the result to a temporary name and rename it: ``target`` is whole or absent."""
-    partial = target.with_name(f".{target.name}.part")
 
     def fetch() -> None:
         with _request("GET", url, headers=headers, stream=True) as response:
@@ -137,14 +136,8 @@ def _download(provider: Provider, url: str, headers: dict[str, str], target: Pat
                     f"lip-sync provider {provider.id}: result download HTTP {response.status_code}",
                 )
             try:
-                with open(partial, "wb") as handle:
-                    for block in response.iter_content(chunk_size=1 << 20):
-                        handle.write(block)
+                stream_to_file(target, response.iter_content(chunk_size=1 << 20))
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 raise _Transient(f"download cut off: {type(exc).__name__}") from exc
-        os.replace(partial, target)
 
-    try:
-        _with_retries(provider, "download", fetch)
-    finally:
-        partial.unlink(missing_ok=True)
+    _with_retries(provider, "download", fetch)

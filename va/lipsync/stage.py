@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Required, TypedDict
 
 from va import face, media
-from va.atomic import read_json, write_json_atomic
+from va.atomic import copy_file_atomic, read_json, write_json_atomic
 from va.errors import ExitCode, VaError
 from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
@@ -67,12 +66,6 @@ def check_output(
             f"lip-sync provider {provider_id}: output lasts {seconds:.3f} s, "
             f"the audio {audio_seconds:.3f} s{said}",
         )
-
-
-def _publish(produced: Path, output: Path) -> None:
-    temporary = output.with_name(f".{output.name}.tmp")
-    shutil.copyfile(produced, temporary)
-    os.replace(temporary, output)
 
 
 def _prepare_inputs(
@@ -193,7 +186,7 @@ def _settle(settings: LipsyncSettings, chunk: Chunk, produced: Path, output: Pat
     elif chunk.input_frames != chunk.frames:
         media.encode_from_video(produced, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset)
     else:
-        _publish(produced, output)
+        copy_file_atomic(produced, output)
 
 
 def run_lipsync(

@@ -17,7 +17,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Required, TypedDict
+from typing import Any, Required
+
+from typing_extensions import TypedDict  # pydantic (VIDAX's manifest) reads only this one's on Python 3.11
 
 from va import face, media
 from va.errors import ExitCode, VaError

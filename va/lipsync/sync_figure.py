@@ -3,9 +3,9 @@ with the verdict above them (``report/sync.png``, rule report_sync)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from va.atomic import partial_file
 from va.lipsync.sync import LOUDNESS_RANGE_DB, SyncData, SyncTrack, summary
 from va.media import FIGURE_BACKGROUND, WAVEFORM_COLOUR, WAVEFORM_SIZE
 
@@ -52,6 +52,5 @@ def draw_track(track: SyncTrack, record: SyncData, target: Path) -> None:
     draw.text((70, 4), "mouth opening", fill=MOUTH_COLOUR)
     seconds = len(track.loudness) / track.fps
     draw.text((180, 4), f"{summary(record)}; {seconds:.1f} s at {track.fps} fps", fill=TEXT_COLOUR)
-    partial = target.with_name(f".{target.name}.tmp")
-    image.save(partial, format="PNG")
-    os.replace(partial, target)
+    with partial_file(target) as partial:
+        image.save(partial, format="PNG")

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from va.atomic import partial_file
 from va.comfyui.pool import servers_of
 from va.errors import ExitCode, VaError
 from va.job import job_from_document, validate_document
 from va.plan import plan_run
+from va.records import JsonObject
 from va.timeline import inline_timeline
 from va.vidax.errors import ApiError
 
@@ -62,16 +64,14 @@ def take_input(named: str, roots: tuple[Path, ...], field: str, target: Path) ->
         checked = os.fstat(descriptor)
         if not stat.S_ISREG(checked.st_mode):
             raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{field}: {named} is not a regular file")
-        scratch = target.with_name(f".{target.name}.tmp")
-        scratch.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            os.link(opened, scratch, follow_symlinks=False)
-        if not scratch.exists() or not os.path.samestat(os.stat(scratch), checked):
-            scratch.unlink(missing_ok=True)
-            with open(descriptor, "rb", closefd=False) as source, open(scratch, "xb") as copy:
-                os.lseek(descriptor, 0, os.SEEK_SET)
-                shutil.copyfileobj(source, copy)
-        os.replace(scratch, target)
+        with partial_file(target) as partial:
+            with contextlib.suppress(OSError):
+                os.link(opened, partial, follow_symlinks=False)
+            if not partial.exists() or not os.path.samestat(os.stat(partial), checked):
+                partial.unlink(missing_ok=True)
+                with open(descriptor, "rb", closefd=False) as source, open(partial, "xb") as copy:
+                    os.lseek(descriptor, 0, os.SEEK_SET)
+                    shutil.copyfileobj(source, copy)
     finally:
         os.close(descriptor)
 
@@ -131,7 +131,7 @@ def confine_comfyui_url(url: str, allowed: tuple[str, ...]) -> None:
 
 def accept_job(
     document: Any, roots: tuple[Path, ...], comfyui_urls: tuple[str, ...], where: Path
-) -> dict[str, Any]:
+) -> JsonObject:
     """Validate a job document for the server: every check ``va validate`` makes, inputs confined,
     a ComfyUI URL only if the config allows it."""
     try:

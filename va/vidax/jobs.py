@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,6 +29,7 @@ from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
 from va.manifest import TERMINAL, build_manifest
 from va.processes import ProcessId
+from va.records import JsonObject
 from va.retake import RetakePrepared, RetakeRequest, prepare_retake
 from va.runner import SUPERVISOR_ENV
 from va.state import refuse_file_in_the_way
@@ -207,7 +208,7 @@ class JobStore:
 
     def create(
         self,
-        document: dict[str, Any],
+        document: JsonObject,
         *,
         webhook_url: str | None = None,
         idempotency: tuple[str, str] | None = None,
@@ -324,10 +325,10 @@ class JobStore:
         status: JobStatus = (
             manifest["run_status"] if manifest and manifest["run_status"] in TERMINAL else "interrupted"
         )
-        exit_status = (manifest or {}).get("exit_status") or {}
+        exit_status = manifest["exit_status"] if manifest else None
         record.status = "cancelled" if record.cancel_requested and status != "succeeded" else status
-        record.exit_code = exit_status.get("code", _exit_code_of(process))
-        record.message = exit_status.get("message") or self._runner_tail(record)
+        record.exit_code = exit_status["code"] if exit_status else _exit_code_of(process)
+        record.message = (exit_status["message"] if exit_status else None) or self._runner_tail(record)
         if record.message is None and process is not None and process.returncode < 0:
             record.message = f"stopped by signal {-process.returncode} before the run started"
         record.ended_at, record.pid, record.pid_started = utc_now(), None, None

@@ -8,11 +8,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from va.comfyui.health import check_health
 from va.textlog import last_lines
 from va.vidax.errors import ApiError
+from va.vidax.models import ComfyStart
+from va.vidax.settings import ComfyUISettings
 
 TAIL_LINES = 8
 
@@ -29,7 +30,7 @@ def resolve_command(command: list[str], cwd: Path | None, platform: str = sys.pl
 class ComfyLauncher:
     """Starts ComfyUI as the config says, and never two of it."""
 
-    def __init__(self, settings: dict[str, Any], log_file: Path) -> None:
+    def __init__(self, settings: ComfyUISettings, log_file: Path) -> None:
         self.settings = settings
         self.log_file = log_file
         self.lock = threading.Lock()
@@ -37,25 +38,22 @@ class ComfyLauncher:
 
     @property
     def url(self) -> str:
-        return str(self.settings["url"])
+        return self.settings.url
 
     def _tail(self) -> str:
         return last_lines(self.log_file, TAIL_LINES) or "no output"
 
-    def start(self) -> dict[str, Any]:
+    def start(self) -> ComfyStart:
         """Start ComfyUI (or find it running) and wait until it is healthy."""
         with self.lock:
             health = check_health(self.url, timeout=2)
             if health.ok:
-                return {
-                    "started": False,
-                    "already_running": True,
-                    "url": self.url,
-                    "comfyui_version": health.version,
-                }
+                return ComfyStart(
+                    started=False, already_running=True, url=self.url, comfyui_version=health.version
+                )
             if self.process is None or self.process.poll() is not None:
-                cwd = Path(self.settings["cwd"]).expanduser() if self.settings.get("cwd") else None
-                argv = resolve_command(self.settings["command"], cwd)
+                cwd = Path(self.settings.cwd).expanduser() if self.settings.cwd else None
+                argv = resolve_command(list(self.settings.command), cwd)
                 self.log_file.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     with open(self.log_file, "ab") as output:
@@ -71,7 +69,7 @@ class ComfyLauncher:
                     raise ApiError(
                         502, "COMFYUI_START_FAILED", f"cannot start {argv[0]}: {exc.strerror}"
                     ) from exc
-            deadline = time.monotonic() + float(self.settings["start_timeout_seconds"])
+            deadline = time.monotonic() + self.settings.start_timeout_seconds
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise ApiError(
@@ -82,17 +80,17 @@ class ComfyLauncher:
                     )
                 health = check_health(self.url, timeout=1)
                 if health.ok:
-                    return {
-                        "started": True,
-                        "already_running": False,
-                        "url": self.url,
-                        "comfyui_version": health.version,
-                        "pid": self.process.pid,
-                    }
+                    return ComfyStart(
+                        started=True,
+                        already_running=False,
+                        url=self.url,
+                        comfyui_version=health.version,
+                        pid=self.process.pid,
+                    )
                 time.sleep(0.25)
             self.process.terminate()
             raise ApiError(
                 502,
                 "COMFYUI_START_FAILED",
-                f"ComfyUI was not healthy within {self.settings['start_timeout_seconds']} s: {self._tail()}",
+                f"ComfyUI was not healthy within {self.settings.start_timeout_seconds:g} s: {self._tail()}",
             )

@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict
 
-from va.manifest import build_manifest
+from va.manifest import ExitStatus, GenerationProgress, build_manifest
+from va.records import JsonObject
 from va.vidax.jobs import JobRecord, JobStatus
 from va.workdir import Workdir
-
-JsonObject = dict[str, JsonValue]
 
 
 class Answer(BaseModel):
@@ -39,13 +38,7 @@ class Progress(Answer):
     phases_done: int
     phases_total: int
     #: batches and frames done, for a job that uses ComfyUI (null otherwise).
-    comfyui: JsonObject | None = None
-
-
-class ExitStatus(Answer):
-    code: int | None
-    name: str | None = None
-    message: str | None
+    comfyui: GenerationProgress | None = None
 
 
 class FinalVideo(Answer):
@@ -93,45 +86,6 @@ class Logs(Answer):
     next: int
 
 
-class ManifestFinal(Answer):
-    path: str
-    exists: bool
-    bytes: int | None
-
-
-class Manifest(BaseModel):
-    """The run's manifest.json (docs/OUTPUT_CONTRACT.md). A field the manifest gains must be added
-    here too (tests/vidax/test_jobs.py compares the answer with the file)."""
-
-    manifest_version: int
-    run_id: str
-    run_status: str
-    exit_status: ExitStatus | None
-    workdir: str
-    job: str | None
-    #: What the plan of the latest attempt makes (va.plan.plan_fingerprint); None before it is written.
-    plan_fingerprint: str | None
-    created_at: str
-    updated_at: str
-    attempts: int
-    last_attempt: JsonObject
-    phases: dict[str, JsonObject]
-    seeds: JsonObject | None
-    audio_input_duration_seconds: float | None
-    audio_duration_seconds: float | None
-    buffer: JsonObject | None
-    visual_target_duration_seconds: float | None
-    fps: float | None
-    target_frames: int | None
-    #: The voice's loudness normalization (target; measured before and after), None when not asked.
-    loudness: JsonObject | None
-    inputs: JsonObject | None
-    effective_params: JsonObject | None
-    tools: JsonObject | None
-    cleanup: JsonObject | None
-    final: ManifestFinal
-
-
 class AssetOutcome(Answer):
     id: str
     status: str
@@ -177,19 +131,20 @@ class ComfyStart(Answer):
 
 def view_of(record: JobRecord) -> JobView:
     """A job (its record brought up to date) as the API shows it, from its record and manifest."""
-    manifest = build_manifest(Workdir(Path(record.workdir))) or {}
-    phases = manifest.get("phases", {})
+    manifest = build_manifest(Workdir(Path(record.workdir)))
+    phases = manifest["phases"] if manifest else {}
     finished = [name for name, phase in phases.items() if phase["status"] in ("done", "skipped")]
-    final = manifest.get("final") or {}
-    exit_status = manifest.get("exit_status") or (
-        {"code": record.exit_code, "message": record.message}
+    final = manifest["final"] if manifest else None
+    exit_status: ExitStatus | None = (manifest["exit_status"] if manifest else None) or (
+        {"code": record.exit_code, "name": None, "message": record.message}
         if record.exit_code is not None or record.message
         else None
     )
+    comfyui = phases.get("comfyui")
     return JobView(
         id=record.id,
         status=record.status,
-        run_id=manifest.get("run_id"),
+        run_id=manifest["run_id"] if manifest else None,
         created_at=record.created_at,
         queued_at=record.queued_at,
         started_at=record.started_at,
@@ -198,12 +153,14 @@ def view_of(record: JobRecord) -> JobView:
         progress=Progress(
             phases_done=len(finished),
             phases_total=len(phases) or 4,
-            comfyui=phases.get("comfyui", {}).get("progress"),
+            comfyui=comfyui.get("progress") if comfyui else None,
         ),
         timings={name: phase.get("seconds") for name, phase in phases.items()},
-        exit_status=ExitStatus.model_validate(exit_status) if exit_status else None,
+        exit_status=exit_status,
         final=FinalVideo(
-            available=bool(final.get("exists")), url=f"/jobs/{record.id}/final", bytes=final.get("bytes")
+            available=bool(final and final["exists"]),
+            url=f"/jobs/{record.id}/final",
+            bytes=final["bytes"] if final else None,
         ),
         webhook_url=record.webhook_url,
     )

@@ -13,20 +13,13 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
 
 import va
 from va.errors import ExitCode, VaError
+from va.records import JsonObject
 from va.vidax.deps import ApiKey
-from va.vidax.errors import (
-    JsonErrors,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    error_body,
-    error_responses,
-    install_handlers,
-)
+from va.vidax.errors import JsonErrors, error_body, error_responses, install_handlers
 from va.vidax.jobs import JobStore
 from va.vidax.launcher import ComfyLauncher
 from va.vidax.routes import comfyui, docs, health, install, jobs
@@ -145,12 +138,12 @@ def create_app(settings: Settings, *, run_scheduler: bool = True) -> FastAPI:
     return app
 
 
-def with_job_definitions(app: FastAPI) -> Callable[[], dict[str, Any]]:
+def with_job_definitions(app: FastAPI) -> Callable[[], JsonObject]:
     """The app's OpenAPI document with the job schema's definitions among its components, where the
     documented body of ``POST /jobs`` refers to them: complete enough to generate a client from."""
     made = app.openapi
 
-    def document() -> dict[str, Any]:
+    def document() -> JsonObject:
         schema = made()
         schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.JOB_DEFINITIONS)
         return schema

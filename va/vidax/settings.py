@@ -8,11 +8,12 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from va.comfyui.pool import servers_of
 from va.config import LoadedConfig, load_config
 from va.errors import ExitCode, VaError
+from va.records import JsonObject
 from va.state import state_dir
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,37 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class ComfyUISettings:
+    """``comfyui`` of vidax.json: the server VIDAX starts (``command`` in ``cwd``, healthy within
+    ``start_timeout_seconds``), the URLs a job may name, and the section as written, from which the
+    ComfyUI stage resolves its pool (va.comfyui.pool.resolve_pool)."""
+
+    url: str
+    allowed_urls: tuple[str, ...]
+    command: tuple[str, ...]
+    cwd: str | None
+    start_timeout_seconds: float
+    section: JsonObject
+
+    @classmethod
+    def of(cls, section: JsonObject) -> ComfyUISettings:
+        """The settings of a ``comfyui`` section the config's schema validated (defaults filled in)."""
+        allowed, command, cwd = (
+            section.get("allowed_urls") or [],
+            section.get("command") or [],
+            section.get("cwd"),
+        )
+        return cls(
+            url=str(section["url"]),
+            allowed_urls=tuple(str(url) for url in allowed) if isinstance(allowed, list) else (),
+            command=tuple(str(part) for part in command) if isinstance(command, list) else (),
+            cwd=None if cwd is None else str(cwd),
+            start_timeout_seconds=float(cast(float, section["start_timeout_seconds"])),
+            section=section,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the server needs to know, resolved once at start-up (the keys: see ``KeyRing``)."""
 
@@ -43,15 +75,15 @@ class Settings:
     runs_root: Path
     max_parallel_runs: int
     max_queued_jobs: int
-    comfyui: dict[str, Any]
+    comfyui: ComfyUISettings
     webhooks: WebhookSettings
     state_dir: Path
 
     @property
     def comfyui_urls(self) -> tuple[str, ...]:
         """The ComfyUI URLs a job may name: the configured one and ``comfyui.allowed_urls``."""
-        pool = tuple(server.url for server in servers_of(self.comfyui.get("servers")))
-        return (str(self.comfyui["url"]), *pool, *self.comfyui.get("allowed_urls", ()))
+        pool = tuple(server.url for server in servers_of(self.comfyui.section.get("servers")))
+        return (self.comfyui.url, *pool, *self.comfyui.allowed_urls)
 
 
 def api_keys_of(config: LoadedConfig) -> tuple[str, ...]:
@@ -90,7 +122,7 @@ def load_settings() -> Settings:
         runs_root=runs_root.resolve(),
         max_parallel_runs=data["max_parallel_runs"],
         max_queued_jobs=data["max_queued_jobs"],
-        comfyui=data["comfyui"],
+        comfyui=ComfyUISettings.of(data["comfyui"]),
         webhooks=WebhookSettings(
             allowed_urls=tuple(webhooks["allowed_urls"]),
             secret=webhooks["secret"],

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/comfyui", tags=["comfyui"], dependencies=[ApiKey], r
 def comfyui_health(settings: SettingsDep) -> ComfyHealth:
     """``/system_stats`` (falling back to ``/health``) of every server of the configured pool; 503 when
     none answers. The top-level ``url``, ``endpoint`` and ``comfyui_version`` are the first healthy one's."""
-    answers = check_pool(resolve_pool(None, {}, settings.comfyui).servers)
+    answers = check_pool(resolve_pool(None, {}, settings.comfyui.section).servers)
     healthy = [health for health in answers if health.ok]
     if not healthy:
         problems = "; ".join(f"{health.url} is not reachable: {health.message}" for health in answers)
@@ -41,4 +41,4 @@ def comfyui_health(settings: SettingsDep) -> ComfyHealth:
 @router.post("/start", responses=error_responses(502))
 def comfyui_start(launcher: LauncherDep) -> ComfyStart:
     """Start the configured ComfyUI command and wait until it is healthy (never starts two)."""
-    return ComfyStart.model_validate(launcher.start())
+    return launcher.start()

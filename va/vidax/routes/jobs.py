@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+from annotated_types import MaxLen, MinLen
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,15 +18,16 @@ from sse_starlette import EventSourceResponse
 
 from va.errors import VaError
 from va.events import read_events
-from va.manifest import build_manifest
+from va.manifest import Manifest, build_manifest
 from va.produce import PRODUCE_BASENAME, ProduceRequest, build_job
+from va.records import JsonObject
 from va.retake import RetakeRequest
 from va.schema import schema_path
 from va.vidax.deps import ApiKey, SettingsDep, StoreDep
 from va.vidax.errors import ApiError, error_responses
 from va.vidax.intake import accept_job, confine, confine_webhook_url
 from va.vidax.jobs import JobRecord, JobStatus, JobStore
-from va.vidax.models import JobList, JobView, Logs, Manifest, Retake, view_of
+from va.vidax.models import JobList, JobView, Logs, Retake, view_of
 from va.vidax.settings import Settings
 from va.vidax.streams import event_stream
 from va.workdir import Workdir
@@ -59,32 +63,12 @@ JOB_DEFINITIONS = {
 }
 
 
-class ProduceBody(BaseModel):
-    """The flags of ``va produce``, as JSON; input paths are server-side and inside ``input_roots``."""
+@dataclass(frozen=True)
+class ProduceBody(ProduceRequest):
+    """The fields of ``va produce`` (va.produce.ProduceRequest) as JSON, and the webhook of the job; input
+    paths are server-side and inside ``input_roots``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    audio: str = Field(min_length=1, max_length=4096)
-    start: str = Field(min_length=1, max_length=4096)
-    prompt: str = Field(max_length=10000)
-    neg: str = Field(default="", max_length=10000)
-    pre: float = Field(default=0.0, ge=0, le=3600)
-    post: float = Field(default=0.0, ge=0, le=3600)
-    width: int | None = Field(default=None, ge=16, le=8192)
-    height: int | None = Field(default=None, ge=16, le=8192)
-    fps: int | None = Field(default=None, ge=1, le=120)
-    seed: int | None = Field(default=None, ge=0, le=2**64 - 1)
-    lipsync: Literal["on", "off"] | None = None
-    lipsync_provider: str | None = Field(default=None, max_length=200)
-    no_comfyui: bool = False
-    cleanup: Literal["keep", "intermediates"] | None = None
-    webhook_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    motion_strength: float | None = Field(default=None, ge=0, le=1)
-    camera: Literal["push_in", "pull_out", "pan_left", "pan_right"] | None = None
-    stabilize: Literal["deflicker", "vidstab", "both"] | None = None
-    timeline_file: str | None = Field(default=None, min_length=1, max_length=4096)
-    captions: Literal["auto", "none", "soft", "burn"] | None = None
-    loudness: float | None = Field(default=None, ge=-70, le=-5)
+    webhook_url: Annotated[str | None, MinLen(1), MaxLen(2048)] = None
 
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
@@ -198,37 +182,15 @@ def produce(
 ) -> JobView:
     """Create a job from the produce flags and start it (final file ``fertig.mp4``)."""
 
-    def document() -> dict[str, Any]:
+    def document() -> JsonObject:
         audio = confine(body.audio, settings.input_roots, "audio")
         start = confine(body.start, settings.input_roots, "start")
-        request = ProduceRequest(
-            audio=audio,
-            start=start,
-            prompt=body.prompt,
-            negative=body.neg,
-            pre_seconds=body.pre,
-            post_seconds=body.post,
-            width=body.width,
-            height=body.height,
-            fps=body.fps,
-            seed=body.seed,
-            lipsync=body.lipsync,
-            lipsync_provider=body.lipsync_provider,
-            comfyui=not body.no_comfyui,
-            cleanup=body.cleanup,
-            motion_strength=body.motion_strength,
-            camera=body.camera,
-            stabilize=body.stabilize,
-            captions=body.captions,
-            loudness=body.loudness,
-            timeline_file=None if body.timeline_file is None else Path(body.timeline_file),
-        )
         try:
-            return build_job(request)
+            return build_job(dataclasses.replace(body, audio=str(audio), start=str(start)))
         except VaError as exc:
             raise ApiError.from_va(exc) from exc
 
-    digest = request_digest("/produce", body.model_dump(), body.webhook_url)
+    digest = request_digest("/produce", dataclasses.asdict(body), body.webhook_url)
     record, made = create_once(
         store,
         settings,
@@ -263,12 +225,12 @@ def get_job(job_id: str, store: StoreDep) -> JobView:
 
 @router.get("/jobs/{job_id}/manifest", responses=error_responses(404))
 def get_manifest(job_id: str, store: StoreDep) -> Manifest:
-    """The run's manifest.json (404 before the run started)."""
+    """The run's manifest.json (404 before the run started), as the run writes it."""
     record = store.get(job_id)
     manifest = build_manifest(Workdir(Path(record.workdir)))
     if manifest is None:
         raise ApiError(404, "NOT_FOUND", f"job {job_id} has not started yet; it has no manifest")
-    return Manifest.model_validate(manifest)
+    return manifest
 
 
 @router.get("/jobs/{job_id}/logs", responses=error_responses(404))
