@@ -11,10 +11,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from types import ModuleType
+from typing import TYPE_CHECKING, TypedDict
 
 from va import media
 from va.errors import ExitCode, VaError
+
+if TYPE_CHECKING:
+    import cv2
+    import numpy
+    from numpy.typing import NDArray
 
 #: The cascade file in ``cv2.data.haarcascades``.
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -43,8 +49,8 @@ class FaceBox:
         return f"{self.x},{self.y},{self.width},{self.height}"
 
 
-class BoxData(TypedDict):
-    """A ``FaceBox`` as JSON data."""
+class FaceBoxData(TypedDict):
+    """A face box as JSON data."""
 
     x: int
     y: int
@@ -52,12 +58,12 @@ class BoxData(TypedDict):
     height: int
 
 
-class FaceData(TypedDict):
-    """A ``FaceSearch`` as JSON data (the lip-sync stage's record)."""
+class FaceSearchData(TypedDict):
+    """A face search as JSON data (``FaceSearch.as_dict``)."""
 
     file: str
     frames: list[int]
-    box: BoxData | None
+    box: FaceBoxData | None
     faceless_frame: int | None
 
 
@@ -79,21 +85,19 @@ class FaceSearch:
             "needs one (needs_face: OpenCV's face detector looked before the provider ran)",
         )
 
-    def as_dict(self) -> FaceData:
+    def as_dict(self) -> FaceSearchData:
         """The search as JSON data (the lip-sync stage's record)."""
         box = self.box
-        found: BoxData | None = None
-        if box is not None:
-            found = {"x": box.x, "y": box.y, "width": box.width, "height": box.height}
+        data = None if box is None else FaceBoxData(x=box.x, y=box.y, width=box.width, height=box.height)
         return {
             "file": self.file,
             "frames": list(self.frames),
-            "box": found,
+            "box": data,
             "faceless_frame": self.faceless_frame,
         }
 
 
-def _opencv() -> Any:
+def _opencv() -> ModuleType:
     """cv2, imported on the first check; without it a check is ``DEPENDENCY_MISSING``, said in one line."""
     try:
         import cv2  # noqa: PLC0415 - only a face check needs OpenCV
@@ -103,16 +107,17 @@ def _opencv() -> Any:
 
 
 @functools.cache
-def _cascade() -> Any:
-    cv2 = _opencv()
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)  # gone in OpenCV 5
-    classifier = cv2.CascadeClassifier(str(Path(folder) / CASCADE)) if folder else None
+def _cascade() -> cv2.CascadeClassifier:
+    opencv = _opencv()
+    folder = getattr(getattr(opencv, "data", None), "haarcascades", None)  # gone in OpenCV 5
+    classifier = opencv.CascadeClassifier(str(Path(folder) / CASCADE)) if folder else None
     if classifier is None or classifier.empty():
         raise VaError(
             ExitCode.DEPENDENCY_MISSING,
-            f"OpenCV {cv2.__version__} has no {CASCADE} in cv2.data; the face check needs {OPENCV}",
+            f"OpenCV {opencv.__version__} has no {CASCADE} in cv2.data; the face check needs {OPENCV}",
         )
-    return classifier
+    found: cv2.CascadeClassifier = classifier
+    return found
 
 
 def find_face(frame: media.RawFrame) -> FaceBox | None:
@@ -129,14 +134,20 @@ def find_face(frame: media.RawFrame) -> FaceBox | None:
     return FaceBox(round(found.x * s), round(found.y * s), round(found.width * s), round(found.height * s))
 
 
-def find_face_in_grey(grey: Any, smallest: int, largest: int = 0, *, step: float = 1.1) -> FaceBox | None:
+def find_face_in_grey(
+    grey: NDArray[numpy.uint8], smallest: int, largest: int = 0, *, step: float = 1.1
+) -> FaceBox | None:
     """The largest frontal face in a grey picture (a 2-D uint8 array), in its pixels: faces from
     ``smallest`` to ``largest`` pixels wide (0: any larger) are looked for, each size ``step`` times
     the one before; None when there is none."""
-    cv2 = _opencv()
-    limits = {"maxSize": (largest, largest)} if largest else {}
+    opencv = _opencv()
+    largest = largest or max(grey.shape)  # as large as the picture: any larger
     found = _cascade().detectMultiScale(
-        cv2.equalizeHist(grey), scaleFactor=step, minNeighbors=5, minSize=(smallest, smallest), **limits
+        opencv.equalizeHist(grey),
+        scaleFactor=step,
+        minNeighbors=5,
+        minSize=(smallest, smallest),
+        maxSize=(largest, largest),
     )
     if len(found) == 0:
         return None

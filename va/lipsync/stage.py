@@ -15,7 +15,7 @@ from typing import Required, TypedDict
 
 from va import face, media
 from va.atomic import copy_file_atomic, read_json, write_json_atomic
-from va.errors import ExitCode, VaError
+from va.errors import ErrorData, ExitCode, VaError
 from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
@@ -38,8 +38,8 @@ class LipsyncResult(TypedDict, total=False):
     chunks: int
     chunks_passed_through: list[str]
     #: The failure (``VaError.as_dict``): its code, name and message.
-    error: dict[str, object]
-    face: face.FaceData
+    error: ErrorData
+    face: face.FaceSearchData
     sync: sync.SyncData
     in_model: str
 
