@@ -272,10 +272,10 @@ def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> Non
     # What a killed va's guardian recorded there is that run's leftover, which the new run ends.
     recorded = ProcessRecord(workdir.processes).read()
     leftovers = {process for earlier in recorded for process in tree(earlier)}
-    for place in places:
-        live = [process for process in snakemake_in(place) if process not in leftovers]
-        if live:
-            pids = ", ".join(str(process.pid) for process in live)
+    for place, found in snakemake_in(*places).items():
+        here = [process for process in found if process not in leftovers]
+        if here:
+            pids = ", ".join(str(process.pid) for process in here)
             raise VaError(
                 ExitCode.OUTPUT_EXISTS,
                 f"{place} is in use by a running snakemake (pid {pids}); leaving it alone "
