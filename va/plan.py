@@ -71,6 +71,10 @@ SEED_LIMIT = 2**64
 RETRY_SEED_STRIDE = 1_000_003
 
 
+#: What a template's binding receives: a value of a ComfyUI node's input (va.comfyui.protocol's
+#: ``ParameterValue``, spelled here because the plan knows nothing of the ComfyUI stage).
+BindingValue = str | int | float | bool | None
+
 #: Hashes of input files by their identity (va/memo.py): a batch's jobs often share a still or a voice,
 #: and 1,000 plans hashed the same two files 1,000 times; a changed file is hashed anew.
 HASHES: Memo[FileIdentity, str] = Memo()
@@ -256,7 +260,7 @@ class Generation:
     #: The run's seed, from which each batch's (and each retry's) derives.
     seed: int = 0
 
-    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, Any]:
+    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, BindingValue]:
         """What the template's bindings receive for ``batch`` (or a segment) submitted with ``seed``."""
         sampling = self.sampling
         assert sampling is not None, "a planned generation carries its sampling"
