@@ -798,7 +798,7 @@ class LipsyncResult(TypedDict, total=False):
     passthrough: bool
     face: JsonObject
     sync: JsonObject
-    error: JsonObject | None
+    error: ExitStatus | None
 
 
 def _lipsync_details(details: Phase, workdir: Workdir, result: LipsyncResult, basename: str) -> None:
@@ -811,8 +811,10 @@ def _lipsync_details(details: Phase, workdir: Workdir, result: LipsyncResult, ba
         kept = workdir.kept_final(basename)
         details["sync"] = {**sync, "kept": kept.name} if kept.exists() else sync
     if result.get("passthrough"):
-        details["note"] = "lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): " + str(
-            (result.get("error") or {}).get("message", "")
+        error = result.get("error")
+        message = (error["message"] if error else None) or ""
+        details["note"] = (
+            f"lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): {message}"
         )
 
 

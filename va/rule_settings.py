@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from va import media
 from va.job import Buffer
+from va.jsondata import as_data, from_data
 from va.plan import (
     CameraMove,
     Caption,
@@ -28,9 +29,7 @@ from va.plan import (
     Lipsync,
     Plan,
     Visual,
-    as_data,
     canonical_json,
-    from_data,
     generation_document,
 )
 from va.segments import VoiceSegment
