@@ -15,7 +15,14 @@ batches each on a pool of N doubles, then the same batch on one double. Printed:
 share (the time it executed prompts, from its first prompt's start to its last prompt's end), the
 ComfyUI window (first prompt's start to last prompt's end over all servers), the batch's wall time, and
 how much faster the pool ended than one server. Goal: each server busy at least 90 %, and at least 1.8x
-faster with two servers.
+faster with two servers. ``--repeat N`` runs N rounds, the pool and one server interleaved (the order
+swapped each round), and prints the medians. What it simulates: a rack of GPUs, each server a double
+whose prompts sleep (``--prompt-seconds``: the GPU's time, which costs this machine no CPU), while
+everything else runs for real on this machine's cores (Snakemake, the rule scripts, ffmpeg for the audio,
+the still, the assembly and the encode). The whole batch can end 1.8x sooner with two servers only where
+the GPUs' time dominates: with 1 s prompts on a machine of 2 busy cores, va's own CPU work outweighs the
+32 s of prompts; longer prompts (``--prompt-seconds 8``: a 16-frame batch of a real model on a GPU takes
+longer still) show what the pool does when, as on a rack, the GPUs are the bottleneck.
 
 With ``--segments N`` (issue 24, generation by segments): a ``va run`` of a voice cut into N segments of
 the shipped chained template ``colour_segments`` (33 frames, 9 of context and head: 0.96 s of new frames a
@@ -27,7 +34,7 @@ Snakemake job each segment is). Goal (issue 24): va's own time a segment at most
 
 The load average is printed with the figures: on a shared machine another run skews them.
 Run: .venv/bin/python bench/bench_comfyui.py [--prompt-seconds 1] [--batches 18] [--batch-size 16] [--json]
-     .venv/bin/python bench/bench_comfyui.py --servers 2 [--videos 8] [--batches 4] [--cores 8]
+     .venv/bin/python bench/bench_comfyui.py --servers 2 [--videos 8] [--batches 4] [--cores 8] [--repeat 3]
      .venv/bin/python bench/bench_comfyui.py --segments 24
 """
 
@@ -268,17 +275,17 @@ def main_segments(args: argparse.Namespace) -> None:
 
 
 def measure_pool(
-    servers: int, prompt_seconds: float, videos: int, batches: int, cores: int
+    servers: int, prompt_seconds: float, videos: int, batches: int, cores: int, *, round_: int = 0
 ) -> dict[str, Any]:
     """``va batch`` of ``videos`` jobs on a pool of ``servers`` doubles: each server's busy share, the
     ComfyUI window and the batch's wall time."""
-    root = SCRATCH / f"pool-{servers}"
+    root = SCRATCH / f"pool-{servers}-{round_}"
     state = root / "state"
     (state / "comfyui" / "workflows").mkdir(parents=True)
     for template in (REPO / "assets" / "workflows").glob("*.json"):
         shutil.copy(template, state / "comfyui" / "workflows" / template.name)
     env = {**os.environ, "VA_STATE_DIR": str(state)}
-    doubles = [start_double(prompt_seconds, f"pool-{servers}/double-{n}") for n in range(servers)]
+    doubles = [start_double(prompt_seconds, f"pool-{servers}-{round_}/double-{n}") for n in range(servers)]
     try:
         jobs = root / "jobs"
         jobs.mkdir()
@@ -331,19 +338,55 @@ def measure_pool(
     }
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main_pool(args: argparse.Namespace) -> None:
-    """``--servers N``: the pool, then one server, and how they compare."""
+    """``--servers N``: the pool and one server, ``--repeat`` rounds interleaved (the pool first in even
+    rounds, one server first in odd ones, so a change of the machine's load falls on both), and the
+    medians of how they compare."""
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir(parents=True)
     load_before = round(os.getloadavg()[0], 2)
-    pool = measure_pool(args.servers, args.prompt_seconds, args.videos, args.batches, args.cores)
-    single = measure_pool(1, args.prompt_seconds, args.videos, args.batches, args.cores)
-    window = single["comfyui_window_seconds"] / pool["comfyui_window_seconds"]
+    pools: list[dict[str, Any]] = []
+    singles: list[dict[str, Any]] = []
+    for round_ in range(args.repeat):
+        order = [(args.servers, pools), (1, singles)]
+        for servers, into in order if round_ % 2 == 0 else reversed(order):
+            figures_ = measure_pool(
+                servers, args.prompt_seconds, args.videos, args.batches, args.cores, round_=round_
+            )
+            into.append(figures_)
+            if not args.json:
+                print(
+                    f"  round {round_ + 1}: {servers} server(s): ComfyUI window "
+                    f"{figures_['comfyui_window_seconds']} s, batch {figures_['batch_wall_seconds']} s, "
+                    f"least busy server {min(s['busy_share'] for s in figures_['per_server']):.1%} "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+    windows = [
+        one["comfyui_window_seconds"] / pool["comfyui_window_seconds"]
+        for pool, one in zip(pools, singles, strict=True)
+    ]
+    walls = [
+        one["batch_wall_seconds"] / pool["batch_wall_seconds"]
+        for pool, one in zip(pools, singles, strict=True)
+    ]
     figures = {
-        "pool": pool,
-        "one_server": single,
-        "speedup_comfyui_window": round(window, 2),
-        "speedup_batch_wall": round(single["batch_wall_seconds"] / pool["batch_wall_seconds"], 2),
+        "prompt_seconds": args.prompt_seconds,
+        "pool": pools,
+        "one_server": singles,
+        "median_pool_wall_seconds": median([r["batch_wall_seconds"] for r in pools]),
+        "median_one_server_wall_seconds": median([r["batch_wall_seconds"] for r in singles]),
+        "median_speedup_comfyui_window": round(median(windows), 2),
+        "median_speedup_batch_wall": round(median(walls), 2),
+        "median_least_busy_share": round(
+            median([min(s["busy_share"] for s in r["per_server"]) for r in pools]), 3
+        ),
         "load": [load_before, round(os.getloadavg()[0], 2)],
     }
     if args.json:
@@ -351,23 +394,23 @@ def main_pool(args: argparse.Namespace) -> None:
         return
     print(
         f"{args.videos} videos x {args.batches} batches of 16 frames, prompts of "
-        f"{args.prompt_seconds:g} s, --cores {args.cores} "
-        f"(load {figures['load'][0]} -> {figures['load'][1]})"
+        f"{args.prompt_seconds:g} s, --cores {args.cores}, {args.repeat} round(s) "
+        f"(load {figures['load'][0]} -> {figures['load'][1]})\n"
+        f"  medians: {args.servers} servers: batch {figures['median_pool_wall_seconds']:.1f} s, least busy "
+        f"server {figures['median_least_busy_share']:.1%} (goal 90 %); one server: batch "
+        f"{figures['median_one_server_wall_seconds']:.1f} s\n"
+        f"  {args.servers} servers end {figures['median_speedup_batch_wall']}x faster than one (the whole "
+        f"batch; goal 1.8x), the ComfyUI window {figures['median_speedup_comfyui_window']}x"
     )
-    for run in (pool, single):
-        print(
-            f"  {run['servers']} server(s): ComfyUI window {run['comfyui_window_seconds']} s, "
-            f"batch {run['batch_wall_seconds']} s"
-        )
-        for n, server in enumerate(run["per_server"]):
-            print(
-                f"    server {n}: {server['prompts']} prompts, executing "
-                f"{server['executing_seconds']} s of {server['window_seconds']} s: "
-                f"busy {server['busy_share']:.1%} (goal 90 %)"
-            )
-    print(
-        f"  {args.servers} servers end {figures['speedup_comfyui_window']}x faster than one "
-        f"(ComfyUI window; goal 1.8x), the whole batch {figures['speedup_batch_wall']}x"
+
+
+def compile_package() -> None:
+    """The package's bytecode, as ``make bytecode`` writes it: where PYTHONDONTWRITEBYTECODE is set, each
+    rule script would otherwise compile every module it imports again, a cost no installed va pays."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", str(REPO / "va"), str(REPO / "scripts")],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -380,8 +423,10 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=0, help="a pool of this many doubles (va batch)")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--cores", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1, help="with --servers: rounds, interleaved")
     parser.add_argument("--segments", type=int, default=0, help="a run of this many segments, then batches")
     args = parser.parse_args()
+    compile_package()
     if args.segments:
         main_segments(args)
         return

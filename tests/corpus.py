@@ -150,6 +150,77 @@ def _heic(orientation: int = 1) -> Callable[[Path, Path], None]:
     return make
 
 
+#: Display P3 (the primaries of DCI-P3, D65 white, the sRGB curve) as an ICC profile states it: the
+#: primaries' XYZ adapted to the D50 white of the profile connection space, as Apple's profile has them.
+DISPLAY_P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
+D50 = (0.9642, 1.0, 0.8249)
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _srgb_curve(points: int = 1024) -> list[int]:
+    """The sRGB tone curve (IEC 61966-2-1), sampled as an ICC ``curv`` table."""
+    curve = []
+    for index in range(points):
+        value = index / (points - 1)
+        linear = value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+        curve.append(round(linear * 65535))
+    return curve
+
+
+def display_p3_profile() -> bytes:
+    """An ICC v2 display profile of Display P3 (a matrix and three curves), as a phone embeds in its
+    photos; the standard's layout, written here because no such file comes with the system."""
+    xyz = [b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in triple) for triple in (D50, *DISPLAY_P3_COLORANTS)]
+    curve = _srgb_curve()
+    trc = b"curv\0\0\0\0" + struct.pack(f">I{len(curve)}H", len(curve), *curve)
+    name = b"Display P3 (va test corpus)\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + bytes(4 + 4 + 2 + 1 + 67)
+    tags = [
+        (b"desc", desc),
+        (b"cprt", b"text\0\0\0\0" + b"No copyright, use freely\0"),
+        (b"wtpt", xyz[0]),
+        (b"rXYZ", xyz[1]),
+        (b"gXYZ", xyz[2]),
+        (b"bXYZ", xyz[3]),
+        (b"rTRC", trc),
+        (b"gTRC", trc),
+        (b"bTRC", trc),
+    ]
+    table, data, placed = b"", b"", {}  # a body several tags share (the three curves) is written once
+    for signature, body in tags:
+        if body not in placed:
+            placed[body] = 128 + 4 + 12 * len(tags) + len(data)
+            data += body + bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", placed[body], len(body))
+    size = 128 + 4 + len(table) + len(data)
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ")
+    header += bytes(12) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8) + struct.pack(">I", 0)
+    header += b"".join(_s15(v) for v in D50)
+    header += bytes(128 - len(header))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _heic_display_p3(reference: Path, target: Path) -> None:
+    """An iPhone's HEIC photo in Display P3: the reference's colours converted to P3 values, the profile
+    embedded, so only a reader that honours the profile shows the reference's colours."""
+    import io  # noqa: PLC0415
+
+    import pillow_heif  # noqa: PLC0415  (only this kind needs it)
+    from PIL import ImageCms  # noqa: PLC0415
+
+    profile = display_p3_profile()
+    with Image.open(reference) as opened:
+        srgb = opened.convert("RGB")
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    picture = ImageCms.profileToProfile(srgb, ImageCms.createProfile("sRGB"), p3, outputMode="RGB")
+    assert picture is not None
+    picture.info["icc_profile"] = profile
+    pillow_heif.from_pillow(picture).save(target, quality=95)
+
+
 def _png16(reference: Path, target: Path) -> None:
     ffmpeg("-i", str(reference), "-pix_fmt", "rgb48be", str(target))
 
@@ -250,6 +321,7 @@ VISUAL_KINDS = (
     VisualKind("heic-iphone", "start.heic", _heic()),
     VisualKind("heic-exif-6-portrait", "IMG_0001.HEIC", _heic(6)),
     VisualKind("heif-exif-3", "start.heif", _heic(3)),
+    VisualKind("heic-display-p3", "IMG_0002.HEIC", _heic_display_p3),
     VisualKind(
         "h264-sd-untagged",
         "start.mp4",

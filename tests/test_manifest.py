@@ -7,8 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
 from va.errors import ExitCode, VaError
-from va.manifest import build_manifest
+from va.manifest import Manifest, build_manifest
 from va.processes import ProcessId
 from va.tracking import record, record_run_finished
 from va.workdir import Workdir
@@ -163,3 +165,73 @@ def test_the_digest_beside_the_log_gives_what_the_whole_log_gives(tmp_path: Path
         else:
             workdir.manifest_digest.write_text(damage)
         assert build_manifest(workdir) == kept, damage
+
+
+def generation_run(workdir: Workdir, rule_name: str, generation: dict[str, object]) -> None:
+    """A run whose ComfyUI phase has ``rule_name`` and whose plan holds ``generation``."""
+    workdir.plan.parent.mkdir(parents=True)
+    workdir.plan.write_text(json.dumps({"comfyui": generation}))
+    graph = {**GRAPH, "rules": {**GRAPH["rules"], "comfyui": [rule_name]}, "skipped": {"lipsync": "off"}}
+    record(
+        workdir,
+        "run",
+        "info",
+        "started",
+        kind="run_started",
+        run_id="r",
+        pid=os.getpid(),
+        job="j",
+        graph=graph,
+    )
+    record(workdir, "comfyui", "info", "step", kind="progress", batch="0001", value=3, max=20)
+
+
+def test_the_comfyui_progress_in_batches_and_in_segments(tmp_path: Path) -> None:
+    """One progress record, counted in batches or in segments (a segment counts the frames it keeps),
+    every field of it declared by the manifest's records."""
+    batches = Workdir(tmp_path / "batches")
+    planned = [{"index": i, "name": f"000{i}", "first": 8 * i, "frames": 8, "seed": 40 + i} for i in range(3)]
+    generation_run(batches, "comfyui_batch", {"fps": 8, "frames": 24, "batches": planned})
+    batches.batch_result("0001").parent.mkdir(parents=True)
+    batches.batch_result("0001").write_text("{}")
+    in_batches = build_manifest(batches)
+    assert in_batches is not None
+    TypeAdapter(Manifest).validate_python(in_batches)
+    phase = in_batches["phases"]["comfyui"]
+    step = {"batch": "0001", "value": 3, "max": 20}
+    assert phase["progress"] == {
+        "batches_done": 1,
+        "batches_total": 3,
+        "frames_done": 8,
+        "frames_total": 24,
+        "last_step": step,
+    }
+    assert phase["batch_seeds"] == {"0000": 40, "0001": 41, "0002": 42} and phase["batch_segments"] is None
+
+    segmented = Workdir(tmp_path / "segments")
+    cut = {"frames": 33, "kept": 30, "seed": 7, "take": 0, "cut": "pause"}
+    segments = [
+        {"index": i, "name": f"000{i}", "start_seconds": 2.0 * i, "end_seconds": 2.0 * i + 2, **cut}
+        for i in range(2)
+    ]
+    generation_run(segmented, "comfyui_segment", {"fps": 16, "frames": 60, "segments": segments})
+    segmented.segment_record("0000").parent.mkdir(parents=True)
+    segmented.segment_record("0000").write_text(
+        json.dumps({"seed": 7, "take": 0, "prompt_id": "p", "attempts": 1})
+    )
+    segmented.segment_record("0001").write_text(
+        json.dumps({"seed": 7, "take": 1, "prompt_id": "q", "attempts": 2})
+    )
+    manifest = build_manifest(segmented)
+    assert manifest is not None
+    phase = manifest["phases"]["comfyui"]
+    assert phase["progress"] == {
+        "segments_done": 1,
+        "segments_total": 2,
+        "frames_done": 30,
+        "frames_total": 60,
+        "last_step": step,
+    }
+    # The second segment's record is of another take (a retake under way): not this segment's.
+    assert [(s["status"], s["prompt_id"]) for s in phase["segments"]] == [("done", "p"), ("pending", None)]
+    TypeAdapter(Manifest).validate_python(manifest)

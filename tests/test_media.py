@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Media, ffprobe_streams, unreadable
+from tests.conftest import Media, ffmpeg, ffprobe_streams, unreadable
 from tests.corpus import peak_db
 from va import media
 from va.errors import ExitCode, VaError
@@ -72,6 +72,33 @@ def test_geometry_without_a_requested_size_keeps_the_source_made_even(
 ) -> None:
     geometry = media.plan_geometry(*size, None, None, fit)
     assert (geometry.width, geometry.height) == want
+
+
+@pytest.mark.parametrize(
+    ("size", "want"),
+    [((8000, 8000), (5968, 5968)), ((8192, 4352), (8192, 4352)), ((8192, 4353), (8190, 4352))],
+)
+def test_a_start_larger_than_h264_carries_is_scaled_down_to_the_largest_frame_it_does(
+    size: tuple[int, int], want: tuple[int, int]
+) -> None:
+    """H.264's largest frame is 139,264 macroblocks (level 6.2): without a requested size a larger
+    start is scaled down to it, its aspect kept; with one, the request holds."""
+    geometry = media.plan_geometry(*size, None, None, "contain")
+    assert (geometry.width, geometry.height) == want
+    assert -(-geometry.width // 16) * -(-geometry.height // 16) <= 139_264
+    assert media.plan_geometry(*size, 8000, 8000, "contain").width == 8000
+
+
+def test_a_huge_start_makes_a_still_of_the_largest_h264_frame(files: Media) -> None:
+    source = files.root / "huge.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=0x3366cc:s=8192x4400:d=1", "-frames:v", "1", str(source))
+    info = media.probe_visual(source)
+    geometry = media.plan_geometry(info.width, info.height, None, None, "contain")
+    assert (geometry.width, geometry.height) == (8136, 4368)
+    still = files.root / "still.png"
+    media.render_still(source, still, geometry, "black")
+    made = media.probe_visual(still)
+    assert (made.width, made.height) == (8136, 4368)
 
 
 @pytest.mark.parametrize("fit", ["contain", "cover"])

@@ -53,7 +53,7 @@ def test_the_plan_holds_every_resolved_value(files: Media) -> None:
     assert plan.audio_duration_seconds == plan.visual_target_duration_seconds == pytest.approx(3.5, abs=1e-3)
     assert plan.buffer == Buffer(0.5, 1.0)
     assert (plan.fps, plan.target_frames) == (24, 84)
-    assert plan.seeds == Seeds("fixed", 3) and plan.effective_params["seed"] == 3
+    assert plan.seeds == Seeds("fixed", 3) and plan.effective_params.seed == 3
     assert plan.visual_source == "held_start_frame" and plan.comfyui is None and plan.lipsync is None
     assert (plan.geometry.width, plan.geometry.height, plan.geometry.fit) == (320, 180, "contain")
     assert (plan.geometry.source_width, plan.geometry.source_height) == (320, 240)
@@ -76,7 +76,7 @@ def test_plan_json_reads_back_as_the_same_typed_plan(files: Media, tmp_path: Pat
 def test_a_random_seed_is_drawn_once_and_kept_by_the_next_plan(files: Media) -> None:
     job = load_job(files.job(determinism={"seed_policy": "random"}))
     plan = plan_job(job)
-    assert plan.seeds.policy == "random" and plan.effective_params["seed"] == plan.seeds.value
+    assert plan.seeds.policy == "random" and plan.effective_params.seed == plan.seeds.value
     assert plan_job(job, previous=plan).seeds == plan.seeds
 
 

@@ -28,6 +28,7 @@ from va.processes import (
     descendants,
     end_leftovers,
     end_processes,
+    snakemake_in,
     tree,
 )
 
@@ -78,6 +79,31 @@ def test_a_pid_is_signalled_only_with_its_start_time() -> None:
     assert not root.alive() and not worker.alive()
     assert not root.send(signal.SIGTERM)  # ended: nothing is signalled any more
     wait_no_process_marked(marker)
+
+
+def test_the_snakemakes_driving_a_graph_are_found_by_their_folder(tmp_path: Path) -> None:
+    """One look finds, for each folder asked, the Snakemake whose working directory it is; one that runs
+    a single cluster job there (``--mode remote``) drives no graph and is left out."""
+    driving, other, job = tmp_path / "run", tmp_path / "other", tmp_path / "job"
+    for folder in (driving, other, job):
+        folder.mkdir()
+    wait = "import time; time.sleep(60)"
+    started = [
+        subprocess.Popen(["bash", "-c", f"exec -a snakemake {sys.executable} -c '{wait}' {extra}"], cwd=cwd)
+        for cwd, extra in ((driving, "--cores 2"), (job, "--mode remote"))
+    ]
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+            not command_line(process.pid).startswith("snakemake ") for process in started
+        ):
+            time.sleep(0.05)
+        found = snakemake_in(driving, other, job, tmp_path)
+        assert found == {driving: [ProcessId.of(started[0].pid)], other: [], job: [], tmp_path: []}
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
 
 
 def test_ending_a_tree_kills_what_ignores_sigterm() -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 from urllib.parse import unquote, urljoin, urlparse
 
 import requests
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from va.atomic import copy_file_atomic, publish, write_json_atomic
 from va.config import load_config
-from va.errors import ExitCode, VaError
+from va.errors import ErrorData, ExitCode, VaError
 from va.retry import RetryPolicy, retrying
 
 BLOCK = 1 << 20
@@ -62,6 +62,24 @@ class AssetsManifest:
         return self.path.parent
 
 
+class AssetOutcomeData(TypedDict):
+    """An asset's outcome as JSON (``--json`` and the API); a message and an error only when there is one."""
+
+    id: str
+    status: str
+    destination: str
+    message: NotRequired[str]
+    error: NotRequired[ErrorData]
+
+
+class VerifiedFile(TypedDict):
+    """A file already verified: its size and mtime then, and its SHA-256."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
 @dataclass
 class AssetOutcome:
     """What happened to one asset."""
@@ -72,9 +90,9 @@ class AssetOutcome:
     message: str = ""
     error: VaError | None = field(default=None, repr=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> AssetOutcomeData:
         """The form of ``--json`` output and of the API."""
-        data: dict[str, Any] = {"id": self.id, "status": self.status, "destination": self.destination}
+        data = AssetOutcomeData(id=self.id, status=self.status, destination=self.destination)
         if self.message:
             data["message"] = self.message
         if self.error is not None:
@@ -165,7 +183,7 @@ class _VerifiedCache:
     def __init__(self, root: Path) -> None:
         self.path = root / VERIFIED
         try:
-            self.entries: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+            self.entries: dict[str, VerifiedFile] = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.entries = {}
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from va.errors import ExitCode, VaError
 from va.job import Job, load_job
@@ -49,7 +49,7 @@ def load_batch(
     folder: Path,
     *,
     only: set[str] | None = None,
-    check: Any = None,
+    check: Callable[[Job], object] | None = None,
     workers: int = 8,
     out: Path | None = None,
 ) -> Batch:
@@ -163,15 +163,37 @@ def work_and_wall(digest: EventDigest) -> tuple[float | None, float | None]:
     return work, wall
 
 
-def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list[dict[str, Any]]:
+class BatchRow(TypedDict):
+    """One job of a batch's summary: its status and exit code, the work and wall seconds of its run, and
+    its video (None: not made), or why it could not run."""
+
+    job: str
+    status: str
+    exit_code: int | None
+    message: str | None
+    work_seconds: float | None
+    wall_seconds: float | None
+    output: str | None
+
+
+def summarize(out: Path, names: list[str], problems: dict[str, VaError]) -> list[BatchRow]:
     """One row a job: its status, its work and wall seconds, and its video (or why it could not run)."""
-    rows = []
+    rows: list[BatchRow] = []
     for name in names:
         if name in problems:
             error = problems[name]
             status = "refused" if error.code == ExitCode.OUTPUT_EXISTS else "invalid"
-            row = {"job": name, "status": status, "exit_code": int(error.code), "message": error.message}
-            rows.append({**row, "work_seconds": None, "wall_seconds": None, "output": None})
+            rows.append(
+                BatchRow(
+                    job=name,
+                    status=status,
+                    exit_code=int(error.code),
+                    message=error.message,
+                    work_seconds=None,
+                    wall_seconds=None,
+                    output=None,
+                )
+            )
             continue
         workdir = Workdir(out / name)
         digest = current_digest(workdir)

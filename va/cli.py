@@ -18,7 +18,7 @@ import typing
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 import va
 import va.startup  # first: a stop while the package loads is one line and 130
@@ -35,7 +35,7 @@ from va.comfyui.template_import import (
 )
 from va.comfyui.workflow import load_workflow
 from va.errors import DISK_FAILURES, ExitCode, VaError
-from va.events import follow_events, follow_lines, format_event, read_events
+from va.events import Event, follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
 from va.lipsync import sync
 from va.manifest import TERMINAL, Manifest, Phase, build_manifest
@@ -61,7 +61,7 @@ va.startup.loaded()
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2, as argparse does, without the usage block
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does, without the usage block
         self.exit(int(ExitCode.USAGE), f"va: usage error: {message} (see va --help)\n")
 
 
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_workflow_parser(commands: Any) -> None:
+def _add_workflow_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     workflow = commands.add_parser("workflow", help="import ComfyUI workflows as templates; check templates")
     actions = workflow.add_subparsers(dest="action", required=True, parser_class=_Parser)
     imports = actions.add_parser(
@@ -447,8 +447,8 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan 
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
     lipsync = result.manifest["phases"].get("lipsync") if result.manifest else None
-    record = (lipsync.get("sync") if lipsync else None) or {}
-    if record.get("verdict") == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+    record = lipsync.get("sync") if lipsync else None
+    if record is not None and record["verdict"] == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
         print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK
@@ -527,8 +527,8 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         return ExitCode.OK
     print(f"{'RUN ID':<34} {'STATUS':<12} {'UPDATED':<25} WORKDIR")
     for row in rows:
-        updated, where = row.get("updated_at", ""), row["workdir"] or "-"
-        print(f"{row['run_id']:<34} {row['run_status']:<12} {updated:<25} {where}")
+        updated, folder = row.get("updated_at", ""), row["workdir"] or "-"
+        print(f"{row['run_id']:<34} {row['run_status']:<12} {updated:<25} {folder}")
     return ExitCode.OK
 
 
@@ -633,7 +633,7 @@ def cmd_logs(args: argparse.Namespace) -> ExitCode:
         wait_for_run(args.run, args.wait)
     workdir = resolve_run(args.run)
 
-    def show(event: dict[str, Any]) -> None:
+    def show(event: Event) -> None:
         print(json.dumps(event) if args.json else format_event(event), flush=True)
 
     def finished() -> bool:

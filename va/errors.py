@@ -5,6 +5,15 @@ from __future__ import annotations
 import enum
 import errno
 from pathlib import Path
+from typing import TypedDict
+
+
+class ErrorData(TypedDict):
+    """An error as manifests and events store it: its exit code, the code's name and the message."""
+
+    code: int
+    name: str
+    message: str
 
 
 class ExitCode(enum.IntEnum):
@@ -48,7 +57,7 @@ class VaError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> ErrorData:
         """The form stored in manifests and events."""
         return {"code": int(self.code), "name": self.code.name, "message": self.message}
 

@@ -8,7 +8,35 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, cast
+
+from va.errors import ErrorData
+
+
+class Event(TypedDict, total=False):
+    """One line of ``logs/events.jsonl``: when, which stage, how serious, what happened (every event has
+    these), and what its ``kind`` adds. The fields that readers in va pick out are declared here; an
+    event carries others too (what its writer passed, e.g. a batch's seed and server)."""
+
+    ts: Required[str]
+    stage: Required[str]
+    level: Required[str]
+    message: Required[str]
+    kind: str
+    run_id: str
+    rule: str
+    #: The rule's wildcard value (a batch's or chunk's name) or the file it makes.
+    target: str
+    batch: str
+    segment: str
+    outcome: str
+    #: A ``progress`` event's step and how many there are.
+    value: int
+    max: int
+    error: ErrorData
+    exit_status: ErrorData
+    webhook_id: str
+    delivered: bool
 
 
 def utc_now() -> str:
@@ -16,9 +44,10 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def append_event(path: Path, stage: str, level: str, message: str, **fields: Any) -> dict[str, Any]:
-    """Append one event; a single ``write`` on an ``O_APPEND`` file, so parallel writers never interleave."""
-    event = {"ts": utc_now(), "stage": stage, "level": level, "message": message, **fields}
+def append_event(path: Path, stage: str, level: str, message: str, **fields: Any) -> Event:
+    """Append one event; a single ``write`` on an ``O_APPEND`` file, so parallel writers never interleave.
+    ``fields``: what the event's kind adds (JSON values)."""
+    event = cast(Event, {"ts": utc_now(), "stage": stage, "level": level, "message": message, **fields})
     append_line(path, json.dumps(event, sort_keys=False))
     return event
 
@@ -36,7 +65,7 @@ def append_line(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
+def read_events(path: Path) -> list[Event]:
     """All complete events of a log; a torn last line (a killed writer) is ignored, and so is a line that
     is not an event (not JSON, or not even UTF-8: a write cut inside a character by a full disk)."""
     if not path.exists():
@@ -47,7 +76,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
             if not line.endswith(b"\n"):
                 break
             try:
-                events.append(json.loads(line))
+                events.append(json.loads(line))  # a line va wrote (append_event): an Event
             except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
     return events
@@ -55,7 +84,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def follow_events(
     path: Path, finished: Callable[[], bool], poll_seconds: float = 0.2, offset: int = 0
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Event]:
     """Yield events as they are appended (from byte ``offset``), until ``finished()`` is true and the log
     is drained."""
     for line in follow_lines(path, finished, poll_seconds, offset):
@@ -86,7 +115,7 @@ def follow_lines(
         time.sleep(poll_seconds)
 
 
-def format_event(event: dict[str, Any]) -> str:
+def format_event(event: Event) -> str:
     """One event as a line for people: time, stage, level, message."""
     stage, level = event.get("stage", "?"), event.get("level", "?")
     return f"{event.get('ts', '?')}  {stage:<10} {level:<7} {event.get('message', '')}"

@@ -8,14 +8,19 @@ never look for a face start without them.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, TypedDict
 
 from va import media
 from va.errors import ExitCode, VaError
+
+if TYPE_CHECKING:
+    import cv2
+    import numpy
+    from numpy.typing import NDArray
 
 #: The cascade file in ``cv2.data.haarcascades``.
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -44,6 +49,24 @@ class FaceBox:
         return f"{self.x},{self.y},{self.width},{self.height}"
 
 
+class FaceBoxData(TypedDict):
+    """A face box as JSON data."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class FaceSearchData(TypedDict):
+    """A face search as JSON data (``FaceSearch.as_dict``)."""
+
+    file: str
+    frames: list[int]
+    box: FaceBoxData | None
+    faceless_frame: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class FaceSearch:
     """What a check saw: the file, the frames it looked at, the face of the first one (None: no face
@@ -62,12 +85,19 @@ class FaceSearch:
             "needs one (needs_face: OpenCV's face detector looked before the provider ran)",
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> FaceSearchData:
         """The search as JSON data (the lip-sync stage's record)."""
-        return {**dataclasses.asdict(self), "frames": list(self.frames)}
+        box = self.box
+        data = None if box is None else FaceBoxData(x=box.x, y=box.y, width=box.width, height=box.height)
+        return {
+            "file": self.file,
+            "frames": list(self.frames),
+            "box": data,
+            "faceless_frame": self.faceless_frame,
+        }
 
 
-def _opencv() -> Any:
+def _opencv() -> ModuleType:
     """cv2, imported on the first check; without it a check is ``DEPENDENCY_MISSING``, said in one line."""
     try:
         import cv2  # noqa: PLC0415 - only a face check needs OpenCV
@@ -77,16 +107,17 @@ def _opencv() -> Any:
 
 
 @functools.cache
-def _cascade() -> Any:
-    cv2 = _opencv()
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)  # gone in OpenCV 5
-    classifier = cv2.CascadeClassifier(str(Path(folder) / CASCADE)) if folder else None
+def _cascade() -> cv2.CascadeClassifier:
+    opencv = _opencv()
+    folder = getattr(getattr(opencv, "data", None), "haarcascades", None)  # gone in OpenCV 5
+    classifier = opencv.CascadeClassifier(str(Path(folder) / CASCADE)) if folder else None
     if classifier is None or classifier.empty():
         raise VaError(
             ExitCode.DEPENDENCY_MISSING,
-            f"OpenCV {cv2.__version__} has no {CASCADE} in cv2.data; the face check needs {OPENCV}",
+            f"OpenCV {opencv.__version__} has no {CASCADE} in cv2.data; the face check needs {OPENCV}",
         )
-    return classifier
+    found: cv2.CascadeClassifier = classifier
+    return found
 
 
 def find_face(frame: media.RawFrame) -> FaceBox | None:
@@ -95,14 +126,33 @@ def find_face(frame: media.RawFrame) -> FaceBox | None:
     import numpy  # noqa: PLC0415 - OpenCV's own dependency, needed only with it
 
     pixels = numpy.frombuffer(frame.rgb, dtype=numpy.uint8).reshape(frame.height, frame.width, 3)
-    grey = cv2.equalizeHist(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
     smallest = max(20, round(min(frame.width, frame.height) * SMALLEST_FACE))
-    found = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+    found = find_face_in_grey(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), smallest)
+    if found is None:
+        return None
+    s = frame.scale
+    return FaceBox(round(found.x * s), round(found.y * s), round(found.width * s), round(found.height * s))
+
+
+def find_face_in_grey(
+    grey: NDArray[numpy.uint8], smallest: int, largest: int = 0, *, step: float = 1.1
+) -> FaceBox | None:
+    """The largest frontal face in a grey picture (a 2-D uint8 array), in its pixels: faces from
+    ``smallest`` to ``largest`` pixels wide (0: any larger) are looked for, each size ``step`` times
+    the one before; None when there is none."""
+    opencv = _opencv()
+    largest = largest or max(grey.shape)  # as large as the picture: any larger
+    found = _cascade().detectMultiScale(
+        opencv.equalizeHist(grey),
+        scaleFactor=step,
+        minNeighbors=5,
+        minSize=(smallest, smallest),
+        maxSize=(largest, largest),
+    )
     if len(found) == 0:
         return None
     x, y, w, h = max(found, key=lambda box: int(box[2]) * int(box[3]))
-    s = frame.scale
-    return FaceBox(round(int(x) * s), round(int(y) * s), round(int(w) * s), round(int(h) * s))
+    return FaceBox(int(x), int(y), int(w), int(h))
 
 
 def search_frames(file: Path, frames: list[media.RawFrame]) -> FaceSearch:

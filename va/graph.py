@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 
 from va.job import Job
 from va.plan import Stages, Visual, plan_stages
 from va.workdir import Workdir
 
-WildcardsFunction = TypeVar("WildcardsFunction", bound=Callable[..., Any])
+WildcardsFunction = TypeVar("WildcardsFunction", bound=Callable[..., object])
 
 
 def of_wildcards(func: WildcardsFunction) -> WildcardsFunction:
@@ -67,11 +67,19 @@ def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None 
     return [str(path.relative_to(root)) for path in paths]
 
 
-def describe(job: Job, stages: Stages | None = None) -> dict[str, Any]:
+class GraphDescription(TypedDict):
+    """The phases of a job's graph: its final video, the rules of each phase, why a phase is skipped."""
+
+    final: str
+    rules: dict[str, list[str]]
+    skipped: dict[str, str]
+
+
+def describe(job: Job, stages: Stages | None = None) -> GraphDescription:
     """The phases of ``job``'s graph (of its planned ``stages``, else those its settings give): the rules
     of each, and the reason of each skipped phase."""
     stages = stages or plan_stages(job)
-    skipped = {}
+    skipped: dict[str, str] = {}
     generated = stages.visual.generated
     if not generated:
         skipped["comfyui"] = "comfyui.workflow_ids is empty: the start frame is held for every frame"
@@ -95,4 +103,4 @@ def describe(job: Job, stages: Stages | None = None) -> dict[str, Any]:
         phase: [rule for rule, owner in RULE_PHASE.items() if owner == phase and rule not in absent]
         for phase in PHASES
     }
-    return {"final": job.basename, "rules": rules, "skipped": skipped}
+    return GraphDescription(final=job.basename, rules=rules, skipped=skipped)

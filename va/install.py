@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from va.assets import (
     AssetOutcome,
+    AssetOutcomeData,
     asset_status,
     copy_without_overwriting,
     install_assets,
@@ -20,6 +21,16 @@ from va.state import check_state_dir, state_dir
 REPO_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: Bundled files copied into the state dir, so that the copied assets manifest's relative sources resolve.
 BUNDLED = ("workflows",)
+
+
+class InstallData(TypedDict):
+    """An install's report as JSON (``--json`` and the API)."""
+
+    state_dir: str
+    assets_manifest: str | None
+    files: dict[str, str]
+    assets: list[AssetOutcomeData]
+    downloaded: int
 
 
 @dataclass
@@ -40,7 +51,7 @@ class InstallReport:
         """The first asset problem, if any: it decides the exit code."""
         return next((o.error for o in self.assets if o.error is not None), None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> InstallData:
         """The form of ``--json`` output and of the API."""
         return {
             "state_dir": str(self.state_dir),

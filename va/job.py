@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 from va import media, schema
 from va.errors import ExitCode, VaError, not_a_file
+from va.jsondata import from_document
 from va.memo import FileIdentity, Memo, identity_of
+from va.timeline import Segment
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
@@ -20,17 +20,18 @@ IMAGE_SUFFIXES = frozenset(
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm"})
 
 
-# The job's sections as typed values, made once from the validated document. Every field is either
-# filled in by the schema's default or optional (None: not set); no default lives here.
+# The job's sections as typed values, made once from the validated document (va.jsondata.from_document).
+# Every field is either filled in by the schema's default or optional (None: the job does not set it);
+# no other default lives here.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Output:
     """``output``: the finished video's name, size, fit and encoding."""
 
     basename: str
-    width: int | None
-    height: int | None
+    width: int | None = None
+    height: int | None = None
     fit: str
     background: str
     crf: int
@@ -52,7 +53,7 @@ class Determinism:
 
     fps: int
     seed_policy: str
-    seed: int | None
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +76,29 @@ class ComfyParams:
     steps: int
     sampler: str
     scheduler: str
-    prompt: str | None
-    negative: str | None
-    negative_prompt: str | None
-    cfg: float | None
-    ckpt_name: str | None
-    fps: int | None
-    denoise: float | None
+    prompt: str | None = None
+    negative: str | None = None
+    negative_prompt: str | None = None
+    cfg: float | None = None
+    ckpt_name: str | None = None
+    fps: int | None = None
+    denoise: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+class PoolServerEntry(TypedDict):
+    """One server of a pool in ``comfyui.url``: its URL and how many prompts it takes at once."""
+
+    url: str
+    slots: NotRequired[int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ComfySettings:
     """``comfyui``: the templates, the server, the batches, and how long to wait and retry."""
 
     workflow_ids: tuple[str, ...]
     #: One URL, or a pool: URLs and ``{"url", "slots"}`` (va.comfyui.pool.servers_of).
-    url: str | tuple[str | dict[str, Any], ...] | None
+    url: str | tuple[str | PoolServerEntry, ...] | None = None
     params: ComfyParams
     batch_size: int
     retries: int
@@ -101,26 +109,26 @@ class ComfySettings:
     crossfade_frames: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncCheckSettings:
     """``lipsync.sync_check``: whether the mouth is checked against the voice (None: when the provider
     needs a face), the offset tolerated, what an out-of-sync video does, one more try of an out-of-sync
     chunk."""
 
-    enable: bool | None
+    enable: bool | None = None
     max_offset_frames: int
     on_fail: str
     retry: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LipsyncSettings:
     """``lipsync``: whether the stage runs, with which provider, and what a failure does."""
 
     enable: bool
-    provider: str | None
+    provider: str | None = None
     allow_passthrough: bool
-    chunk_seconds: float | None
+    chunk_seconds: float | None = None
     cut_search_seconds: float
     sync_check: SyncCheckSettings
 
@@ -140,46 +148,52 @@ class Cleanup:
     after_success: str
 
 
-S = TypeVar("S")
+@dataclass(frozen=True, slots=True)
+class Loudness:
+    """``audio.loudness``: the EBU R128 loudness the voice is normalized to."""
+
+    target_lufs: float
+    true_peak_db: float
 
 
-@functools.cache
-def _section_fields(kind: type[Any]) -> tuple[tuple[str, Any, bool, bool], ...]:
-    """Each field of a section's dataclass: its name, its type, whether it is a section itself and
-    whether it takes a float. Resolved once a class: resolving the annotations of every section of every
-    job cost a batch of 1,000 jobs about 0.4 s of its graph's start."""
-    hints = typing.get_type_hints(kind)
-    return tuple(
-        (
-            field.name,
-            hints[field.name],
-            dataclasses.is_dataclass(hints[field.name]),
-            float in (*typing.get_args(hints[field.name]), hints[field.name]),
-        )
-        for field in dataclasses.fields(kind)
-    )
+@dataclass(frozen=True, slots=True)
+class AudioSettings:
+    """``audio``: what is done to the voice track before it is padded (None: its loudness is kept)."""
+
+    loudness: Loudness | None = None
 
 
-def typed_section(kind: type[S], values: dict[str, Any]) -> S:
-    """A section of a validated job document as its dataclass: nested sections made too, arrays as
-    tuples, a field the document leaves out is None (the schema fills in every one that has a default)."""
-    made: dict[str, Any] = {}
-    for name, hint, section, takes_float in _section_fields(typing.cast(Any, kind)):
-        value = values.get(name)
-        if section:
-            value = typed_section(typing.cast(type[Any], hint), value or {})
-        elif isinstance(value, list):
-            value = tuple(value)
-        elif takes_float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # JSON's 3 where the schema says number: the field is a float
-        made[name] = value
-    return kind(**made)
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """``input``: the voice track and the start image or video, relative to the job file's folder."""
+
+    audio: str
+    start: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDocument:
+    """A validated job document, every section typed: what ``Job`` is made of."""
+
+    schema_version: int
+    input: Inputs
+    motion: Motion
+    timeline: tuple[Segment, ...] | None = None
+    timeline_file: str | None = None
+    buffer: Buffer
+    audio: AudioSettings
+    determinism: Determinism
+    comfyui: ComfySettings
+    stabilize: StabilizeSettings
+    lipsync: LipsyncSettings
+    output: Output
+    cleanup: Cleanup
 
 
 @dataclass(frozen=True)
 class Job:
-    """A validated job: the document with defaults filled in, its sections as typed values, and its
-    inputs as absolute paths."""
+    """A validated job: every section as a typed value, its inputs (and timeline file) as absolute
+    paths, and the document as validated (defaults filled in), which is what its digests are made of."""
 
     path: Path
     data: dict[str, Any]
@@ -187,12 +201,18 @@ class Job:
     start: Path
     output: Output
     buffer: Buffer
+    #: ``audio``: what is done to the voice (``audio`` is the voice track itself).
+    voice: AudioSettings
     determinism: Determinism
     motion: Motion
     comfyui: ComfySettings
     lipsync: LipsyncSettings
     stabilize: StabilizeSettings
     cleanup: Cleanup
+    #: ``timeline``: the segments given in the job (None: not given there).
+    timeline: tuple[Segment, ...] | None
+    #: ``timeline_file``: the file the segments are read from (None: not given).
+    timeline_file: Path | None
 
     @property
     def basename(self) -> str:
@@ -235,20 +255,24 @@ def load_job(path: Path) -> Job:
 
 def job_from_document(document: dict[str, Any], path: Path) -> Job:
     """A job from a validated document that lives (or will live) at ``path``."""
+    typed: JobDocument = from_document(JobDocument, document)
     base = path.parent
     return Job(
         path=path,
         data=document,
-        audio=(base / document["input"]["audio"]).absolute(),
-        start=(base / document["input"]["start"]).absolute(),
-        output=typed_section(Output, document["output"]),
-        buffer=typed_section(Buffer, document["buffer"]),
-        determinism=typed_section(Determinism, document["determinism"]),
-        motion=typed_section(Motion, document["motion"]),
-        comfyui=typed_section(ComfySettings, document["comfyui"]),
-        lipsync=typed_section(LipsyncSettings, document["lipsync"]),
-        stabilize=typed_section(StabilizeSettings, document["stabilize"]),
-        cleanup=typed_section(Cleanup, document["cleanup"]),
+        audio=(base / typed.input.audio).absolute(),
+        start=(base / typed.input.start).absolute(),
+        output=typed.output,
+        buffer=typed.buffer,
+        voice=typed.audio,
+        determinism=typed.determinism,
+        motion=typed.motion,
+        comfyui=typed.comfyui,
+        lipsync=typed.lipsync,
+        stabilize=typed.stabilize,
+        cleanup=typed.cleanup,
+        timeline=typed.timeline,
+        timeline_file=None if typed.timeline_file is None else (base / typed.timeline_file).absolute(),
     )
 
 

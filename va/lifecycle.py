@@ -22,7 +22,7 @@ from typing import Any
 from va.clean import record_success
 from va.job import Job
 from va.plan import Plan, publish_plan, published_changes
-from va.registry import register_runs
+from va.registry import RunUpdate, register_runs
 from va.tracking import reconcile, record_run_finished, record_run_started, run_finished
 from va.workdir import Workdir
 
@@ -53,7 +53,7 @@ class GraphRun:
         """At the start: write the plan (unless ``va`` did) and record a run in each job's folder that
         this graph has work for (a finished video is never touched again, but a run whose valid final
         was published without its end recorded, e.g. a batch stopped before, is recorded as succeeded)."""
-        registering: dict[str, dict[str, Any]] = {}
+        registering: dict[str, RunUpdate] = {}
         for name, job in self.jobs.items():
             run = Workdir(self.root / name)
             if run.final(job.basename).exists():

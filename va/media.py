@@ -7,6 +7,7 @@ come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from va.textlog import COMMAND
 
 if TYPE_CHECKING:
     import pillow_heif
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -541,13 +543,32 @@ def ffmpeg_readable(source: Path, scratch: Path) -> Iterator[Path]:
     decoded = scratch / f"{source.stem}.heif.png"
     try:
         with _open_heif(source).to_pillow() as picture:
-            picture.save(decoded, format="PNG", compress_level=1)
+            in_srgb(picture).save(decoded, format="PNG", compress_level=1)
     except (ValueError, OSError, RuntimeError) as exc:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable HEIF image ({exc}): {source}") from exc
     try:
         yield decoded
     finally:
         decoded.unlink(missing_ok=True)
+
+
+def in_srgb(picture: Image.Image) -> Image.Image:
+    """``picture`` in sRGB, as a viewer shows it: converted from the ICC profile it carries (a phone's
+    Display P3); a picture without one is sRGB already, one whose profile littleCMS cannot
+    read is taken as it is."""
+    icc = picture.info.get("icc_profile")
+    if not icc:
+        return picture
+    from PIL import ImageCms  # noqa: PLC0415  (only pictures with a profile need it)
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.createProfile("sRGB")
+        converted = ImageCms.profileToProfile(picture, source, srgb, outputMode=picture.mode)
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.warning("the picture's ICC profile cannot be read (%s); its values are taken as sRGB", exc)
+        return picture
+    return picture if converted is None else converted  # None: only when asked to convert in place
 
 
 #: ffprobe's stream fields of the colour tags, in ``ColourTags``'s order.
@@ -762,6 +783,24 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return max(2, width - width % 2), max(2, height - height % 2)
 
 
+#: The largest frame of H.264 (level 6.2, the highest: 139,264 macroblocks of 16x16 pixels, e.g. 8192x4352).
+#: x264 encodes a larger one with a warning, and players refuse it or fail on it.
+H264_MAX_MACROBLOCKS = 139_264
+
+
+def largest_frame(width: int, height: int) -> tuple[int, int]:
+    """``width`` x ``height`` itself when H.264 can carry it, else the largest even size of its aspect
+    that it can (an 8000x8000 start becomes 5968x5968, 8192x8192 too)."""
+    if math.ceil(width / 16) * math.ceil(height / 16) <= H264_MAX_MACROBLOCKS:
+        return width, height
+    scale = math.sqrt(H264_MAX_MACROBLOCKS * 256 / (width * height))
+    fitted = even_size(int(width * scale), int(height * scale))
+    while math.ceil(fitted[0] / 16) * math.ceil(fitted[1] / 16) > H264_MAX_MACROBLOCKS:
+        scale = min((fitted[0] - 2) / width, (fitted[1] - 2) / height)
+        fitted = even_size(int(width * scale), int(height * scale))
+    return fitted
+
+
 def plan_geometry(
     source_width: int,
     source_height: int,
@@ -776,12 +815,18 @@ def plan_geometry(
     as displayed, upright, in RGB).
 
     Without a requested size the source size is kept, and an odd width or height loses its last
-    column or row (a crop, so no pixel is resampled). With a requested size the frame is scaled to
-    fit inside it and centred on the background (``contain``) or scaled to cover it and centre-cropped
+    column or row (a crop, so no pixel is resampled); a source larger than H.264 can carry
+    (``largest_frame``) is scaled down to fit it. With a requested size the frame is scaled to fit
+    inside it and centred on the background (``contain``) or scaled to cover it and centre-cropped
     (``cover``).
     """
     first = f"{display}," if display else ""
     if width is None or height is None:
+        fitted = largest_frame(source_width, source_height)
+        if fitted != (source_width, source_height):
+            width, height = fitted
+            chain = f"scale={width}:{height}:force_original_aspect_ratio=decrease,setsar=1"
+            return FrameGeometry(width, height, first + chain)
         even_w, even_h = even_size(source_width, source_height)
         if source_width < 2 or source_height < 2:  # a 1 px side is doubled (2 px is the least H.264 takes)
             crop = f"crop={min(source_width, even_w)}:{min(source_height, even_h)}:0:0"
@@ -1175,9 +1220,11 @@ def _audio_out(audio: Path) -> list[str]:
 
 def _x264(preset: str, crf: int, gop: int, *, still: bool) -> list[str]:
     argv = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-    # A still's frames are all alike: no lookahead and one thread, so x264 holds a frame or two, not a
-    # lookahead's and every thread's worth (an 8000x8000 still loop took 4.3 GB for 12 frames, 2.2 GB so).
-    argv += ["-tune", "stillimage", "-rc-lookahead", "0", "-threads", "1"] if still else []
+    # A still's frames are all alike: no lookahead, one thread and one reference frame, so x264 holds a
+    # frame or two, not a lookahead's, every thread's and three references' worth (an 8000x8000 still
+    # loop took 4.3 GB for 12 frames, 2.2 GB so; a 5968x5968 one 1.63 GB with three references, 1.25 GB
+    # with one). Its predicted frames repeat the key frame whatever they may refer to.
+    argv += ["-tune", "stillimage", "-rc-lookahead", "0", "-threads", "1", "-refs", "1"] if still else []
     return [*argv, "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", *X264_COLOUR]
 
 
@@ -1917,14 +1964,38 @@ def _stream(argv: list[str], block: int, what: str) -> Generator[bytes, None, No
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
 
 
-def grey_frames(source: Path, *, longest_side: int) -> Generator[GreyFrame, None, None]:
-    """Every frame of the first video stream of ``source``, in order, as grey pixels at most
-    ``longest_side`` pixels on the longer side, streamed from ffmpeg one frame at a time."""
-    info = probe_visual(source)
-    shrink = min(1.0, longest_side / max(info.width, info.height, 1))
-    width, height = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
-    argv += ["-vf", f"scale={width}:{height}:flags=bilinear,format=gray", "-f", "rawvideo", "pipe:1"]
+@dataclass(frozen=True, slots=True)
+class Crop:
+    """A window of a picture (``x``, ``y``, ``width``, ``height`` in its displayed pixels) and the size
+    it is scaled to (``out_width`` x ``out_height``)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    out_width: int
+    out_height: int
+
+
+def grey_frames(
+    source: Path, *, longest_side: int = 0, crop: Crop | None = None
+) -> Generator[GreyFrame, None, None]:
+    """Every frame of the first video stream of ``source``, in order, as grey pixels, streamed from
+    ffmpeg one frame at a time: the window ``crop`` at its size, else the whole picture at most
+    ``longest_side`` pixels on the longer side. For analysis: the decoder skips its deblocking filter
+    (a quarter of its time; the blocks' edges it would smooth are below what a measure of the picture
+    sees)."""
+    if crop is None:
+        info = probe_visual(source)
+        shrink = min(1.0, longest_side / max(info.width, info.height, 1)) if longest_side else 1.0
+        out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
+        crop = Crop(0, 0, info.width, info.height, *out)
+    width, height = crop.out_width, crop.out_height
+    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,"
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", "1", "-skip_loop_filter", "all"]
+    argv += ["-flags2", "fast"]
+    argv += ["-i", str(source), "-map", "0:v:0"]
+    argv += ["-vf", f"{window}scale={width}:{height}:flags=bilinear,format=gray", "-f", "rawvideo", "pipe:1"]
     size = width * height
     for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
         if len(pixels) == size:

@@ -13,10 +13,20 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypedDict, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class IdentityData(TypedDict):
+    """A file identity as JSON data (``FileIdentity.as_dict``)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +39,7 @@ class FileIdentity:
     ctime_ns: int
     inode: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> IdentityData:
         """The identity as JSON data."""
         return {
             "path": self.path,
@@ -40,7 +50,7 @@ class FileIdentity:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileIdentity:
+    def from_dict(cls, data: IdentityData) -> FileIdentity:
         """An identity from ``as_dict``'s data: a field missing is a ``KeyError``, mistyped ``TypeError``."""
         path, numbers = data["path"], [data[key] for key in ("size", "mtime_ns", "ctime_ns", "inode")]
         if not isinstance(path, str) or not all(type(number) is int for number in numbers):

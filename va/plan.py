@@ -9,7 +9,6 @@ dataclasses); its JSON keeps the names the manifest shows.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import hashlib
@@ -17,12 +16,10 @@ import json
 import math
 import secrets
 import sys
-import types
-import typing
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,20 +32,31 @@ from va.errors import ExitCode, VaError
 from va.face import VIDEO_SAMPLES, FaceSearch, search_start
 from va.job import (
     Buffer,
+    ComfySettings,
     Job,
+    LipsyncSettings,
+    Output,
     active_provider,
     audio_seconds,
     check_inputs,
     comfyui_active,
     start_info,
 )
+from va.jsondata import as_data, from_data
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
-from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
+from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_model_settings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
-from va.timeline import Segment, captions_mode, cut_batches, load_segments, segment_overrides
+from va.timeline import (
+    Segment,
+    SegmentOverrides,
+    captions_mode,
+    cut_batches,
+    load_segments,
+    segment_overrides,
+)
 from va.workdir import Workdir
 
 if TYPE_CHECKING:
@@ -62,6 +70,10 @@ SEED_LIMIT = 2**64
 #: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
 RETRY_SEED_STRIDE = 1_000_003
 
+
+#: What a template's binding receives: a value of a ComfyUI node's input (va.comfyui.protocol's
+#: ``ParameterValue``, spelled here because the plan knows nothing of the ComfyUI stage).
+BindingValue = str | int | float | bool | None
 
 #: Hashes of input files by their identity (va/memo.py): a batch's jobs often share a still or a voice,
 #: and 1,000 plans hashed the same two files 1,000 times; a changed file is hashed anew.
@@ -231,6 +243,9 @@ class Generation:
     chained: bool = False
     template: str = ""
     lipsync_in_model: bool = False
+    #: The sync check of the picture of a template that lip-syncs in the model (``lipsync.sync_check``,
+    #: resolved for it); it runs when no lip-sync stage follows.
+    sync: SyncSettings = UNCHECKED
     #: ``comfyui.crossfade_frames`` of a generation by segments: frames blended at each seam (0: none).
     crossfade_frames: int = 0
 
@@ -245,7 +260,7 @@ class Generation:
     #: The run's seed, from which each batch's (and each retry's) derives.
     seed: int = 0
 
-    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, Any]:
+    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, BindingValue]:
         """What the template's bindings receive for ``batch`` (or a segment) submitted with ``seed``."""
         sampling = self.sampling
         assert sampling is not None, "a planned generation carries its sampling"
@@ -369,6 +384,22 @@ class Caption:
 
 
 @dataclass(frozen=True, slots=True)
+class EffectiveParams:
+    """The settings a run was made with, as the manifest shows them: the motion, the rate and seed, the
+    job's output, ComfyUI and lip-sync sections, and where the picture comes from."""
+
+    prompt: str
+    negative_prompt: str
+    guidance: float
+    fps: int
+    seed: int
+    output: Output
+    comfyui: ComfySettings
+    lipsync: LipsyncSettings
+    visual_source: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a run does, resolved: the JSON of ``prepare/plan.json``."""
 
@@ -399,7 +430,7 @@ class Plan:
     #: ``cleanup.after_success``: what a succeeded run keeps.
     cleanup: str
     inputs: dict[str, InputFile]
-    effective_params: dict[str, Any]
+    effective_params: EffectiveParams
     tools: dict[str, str]
 
     @property
@@ -503,7 +534,7 @@ def plan_segments(
         retake = retakes.get(name)
         middle = (cut.first + cut.kept / 2) / fps - pre
         owner = next((s for s in timeline if s.start <= middle < s.end), None)
-        overrides = {} if owner is None else segment_overrides(owner)
+        overrides = SegmentOverrides() if owner is None else segment_overrides(owner)
         if retake is not None and retake.prompt is not None:
             overrides["prompt"] = retake.prompt
         own_seed = batch_seed(seed, index)
@@ -574,6 +605,7 @@ def plan_generation(
             chained=workflow.chained,
             template=template_digest(workflow),
             lipsync_in_model=workflow.lipsync_in_model,
+            sync=resolve_model_settings(job.lipsync.sync_check, workflow.id, workflow.lipsync_in_model),
             crossfade_frames=crossfade,
             sampling=plan_sampling(job),
             wait=plan_wait(job),
@@ -842,10 +874,8 @@ def search_start_once(
 
 def plan_loudness(job: Job) -> media.LoudnessTarget | None:
     """The loudness the voice is normalized to, None when the job keeps it as it is (the default)."""
-    loudness = job.data["audio"].get("loudness")
-    if loudness is None:
-        return None
-    return media.LoudnessTarget(float(loudness["target_lufs"]), float(loudness["true_peak_db"]))
+    loudness = job.voice.loudness
+    return None if loudness is None else media.LoudnessTarget(loudness.target_lufs, loudness.true_peak_db)
 
 
 def plan_geometry(job: Job) -> Geometry:
@@ -914,17 +944,17 @@ def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] 
     audio = InputFile(str(job.audio), sha256_file(job.audio))
     segments = load_segments(job)
     stages = plan_stages(job, segments)
-    effective = {
-        "prompt": job.motion.prompt,
-        "negative_prompt": job.motion.negative_prompt,
-        "guidance": job.motion.guidance,
-        "fps": job.fps,
-        "seed": seed,
-        "output": job.data["output"],
-        "comfyui": job.data["comfyui"],
-        "lipsync": job.data["lipsync"],
-        "visual_source": stages.visual.value,
-    }
+    effective = EffectiveParams(
+        prompt=job.motion.prompt,
+        negative_prompt=job.motion.negative_prompt,
+        guidance=job.motion.guidance,
+        fps=job.fps,
+        seed=seed,
+        output=job.output,
+        comfyui=job.comfyui,
+        lipsync=job.lipsync,
+        visual_source=stages.visual.value,
+    )
     return Plan(
         job=str(job.path),
         job_sha256=hashlib.sha256(canonical_json(job.data).encode()).hexdigest(),
@@ -1011,30 +1041,6 @@ def plan_jobs(
     return plans, problems
 
 
-_SCALARS = (str, int, float, bool, type(None))
-
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
-def as_data(value: Any) -> Any:
-    """A value of the plan as JSON data: ``dataclasses.asdict`` without its deep copy of every scalar
-    (a graph of a thousand jobs renders each plan, and the copies were most of the time)."""
-    if isinstance(value, _SCALARS):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: as_data(getattr(value, name)) for name in _field_names(type(value))}
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(as_data(item) for item in value)
-    if isinstance(value, list):
-        return [as_data(item) for item in value]
-    if isinstance(value, dict):
-        return {as_data(key): as_data(item) for key, item in value.items()}
-    return copy.deepcopy(value)
-
-
 def generation_document(generation: Generation) -> dict[str, Any]:
     """The ComfyUI stage's plan as JSON data. A batch has only the segment fields that are set (and
     ``segment`` only when the batches were cut at a timeline's segments)."""
@@ -1059,47 +1065,6 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def plan_json(plan: Plan) -> str:
     """The plan as the JSON text of ``prepare/plan.json``."""
     return json.dumps(plan_document(plan), indent=2) + "\n"
-
-
-@functools.cache
-def _fields_of(kind: type) -> tuple[tuple[str, Any], ...]:
-    """Each field of a dataclass and its resolved type, once a class (resolving evaluates them anew)."""
-    hints = typing.get_type_hints(kind)
-    return tuple((field.name, hints[field.name]) for field in dataclasses.fields(kind))
-
-
-@functools.cache
-def _shape(hint: Any) -> tuple[str, Any]:
-    """What ``from_data`` makes of a value of type ``hint``, once a type: ``(kind, the type inside)``."""
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return "enum", hint
-    if dataclasses.is_dataclass(hint):
-        return "dataclass", hint
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return _shape(next(arg for arg in args if arg is not type(None)))
-    if origin is tuple:
-        return "tuple", args[0]
-    if origin is dict:
-        return "dict", args[1]
-    return "value", hint
-
-
-def from_data(hint: Any, value: Any) -> Any:
-    """``value`` (from JSON) as the type ``hint`` names: dataclasses, tuples, ``X | None``, dicts."""
-    if value is None:
-        return None
-    kind, inner = _shape(hint)
-    if kind == "dataclass":
-        made = {name: from_data(typed, value[name]) for name, typed in _fields_of(inner) if name in value}
-        return inner(**made)
-    if kind == "tuple":
-        return tuple(from_data(inner, item) for item in value)
-    if kind == "dict":
-        return {key: from_data(inner, item) for key, item in value.items()}
-    if kind == "enum":
-        return inner(value)
-    return value
 
 
 def plan_from_document(document: dict[str, Any]) -> Plan:

@@ -142,22 +142,28 @@ def _runs_a_job(argv: list[str]) -> bool:
     return any(mode != "default" for mode in modes)
 
 
-def snakemake_in(directory: Path) -> list[ProcessId]:
-    """The live Snakemake processes driving a graph in ``directory`` (their working directory, which
-    ``--directory`` sets), this process's excepted; a Snakemake that runs one cluster job there (on a node
-    that is also this host) is not one. Processes of other users that cannot be read are not seen."""
-    target = directory.resolve()
-    found = []
-    for pid, stat in _table().items():
-        if pid == os.getpid() or not _running(stat):
+def snakemake_in(*directories: Path) -> dict[Path, list[ProcessId]]:
+    """The live Snakemake processes driving a graph in each of ``directories`` (their working directory,
+    which ``--directory`` sets), this process's excepted; a Snakemake that runs one cluster job there (on
+    a node that is also this host) is not one. Processes of other users that cannot be read are not seen.
+
+    One look at the process table for all the places, and of each process only its command line unless
+    it is a Snakemake's (a machine runs hundreds of processes, and a ``va`` start looks twice)."""
+    places = {directory.resolve(): directory for directory in directories}
+    found: dict[Path, list[ProcessId]] = {directory: [] for directory in directories}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cwd = Path(os.readlink(PROC / str(pid) / "cwd"))
-            argv = (PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if not _runs_snakemake(argv) or _runs_a_job(argv):
+                continue
+            place = places.get(Path(os.readlink(entry / "cwd")))
         except OSError:
             continue
-        if cwd == target and _runs_snakemake(argv) and not _runs_a_job(argv):
-            found.append(ProcessId(pid, stat.start))
+        stat = _stat(int(entry.name))
+        if place is not None and _running(stat) and stat is not None:
+            found[place].append(ProcessId(int(entry.name), stat.start))
     return found
 
 

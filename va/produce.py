@@ -12,7 +12,7 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from va.atomic import write_text_atomic
 from va.errors import ExitCode, VaError
 from va.job import validate_document
-from va.records import JsonValue, forbid_extra
+from va.records import JsonObject, forbid_extra
 from va.workdir import Workdir
 
 PRODUCE_BASENAME = "fertig.mp4"
@@ -93,7 +93,7 @@ class ProduceRequest:
     ] = None
 
 
-def build_job(request: ProduceRequest) -> dict[str, JsonValue]:
+def build_job(request: ProduceRequest) -> JsonObject:
     """The job document the request describes, validated, defaults filled in."""
     if (request.width is None) != (request.height is None):
         raise VaError(ExitCode.VALIDATION_FAILED, "--width and --height go together")
@@ -104,7 +104,7 @@ def build_job(request: ProduceRequest) -> dict[str, JsonValue]:
     size = {} if request.width is None else {"width": request.width, "height": request.height}
     strength = {} if request.motion_strength is None else {"strength": request.motion_strength}
     camera = {} if request.camera is None else {"camera": request.camera}
-    document: dict[str, JsonValue] = {
+    document: JsonObject = {
         "schema_version": 1,
         "input": {"audio": str(Path(request.audio).absolute()), "start": str(Path(request.start).absolute())},
         "motion": {"prompt": request.prompt, "negative_prompt": request.neg, **strength, **camera},
@@ -135,7 +135,7 @@ def build_job(request: ProduceRequest) -> dict[str, JsonValue]:
     return validate_document(document, "produce flags")
 
 
-def write_produced_job(workdir: Workdir, document: dict[str, JsonValue], resume: bool) -> Path:
+def write_produced_job(workdir: Workdir, document: JsonObject, resume: bool) -> Path:
     """Write ``W/job.json``; never over a different file (a user's, or another run's flags)."""
     text = json.dumps(document, indent=2) + "\n"
     path = workdir.produced_job

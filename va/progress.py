@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from va.events import format_event
+from va.events import Event, format_event
 from va.manifest import GenerationProgress
 from va.plan import previous_plan
 from va.workdir import Workdir
@@ -56,7 +56,7 @@ class RunDisplay:
         self.started: float | None = None
         self.made_here = 0  # batches this run made (not found done): the ETA's pace
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
         kind, level = event.get("kind", ""), event.get("level")
         if level == "error":
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict, Unpack, cast
 
 from filelock import FileLock
 
@@ -19,12 +19,35 @@ from va.events import utc_now
 from va.state import refuse_file_in_the_way, registry_path
 
 
+class RunUpdate(TypedDict, total=False):
+    """What a run registers about itself: where it runs, its job, its status, and how it ended."""
+
+    workdir: str
+    job: str
+    run_status: str
+    exit_code: int | None
+
+
+class RunEntry(RunUpdate, total=False):
+    """A run in the registry: its id, when it was registered and last updated, and what it registered."""
+
+    run_id: Required[str]
+    registered_at: str
+    updated_at: str
+
+
+class Registry(TypedDict):
+    """The registry file: the runs by id."""
+
+    runs: dict[str, RunEntry]
+
+
 def _lock(path: Path) -> FileLock:
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path) + ".lock", timeout=60)
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> Registry:
     if not path.exists():
         return {"runs": {}}
     repair = "move it away (va starts a new, empty registry; the runs' workdirs keep their manifests)"
@@ -34,7 +57,7 @@ def _load(path: Path) -> dict[str, Any]:
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc}); {repair}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry; {repair}")
-    return data
+    return cast(Registry, data)  # entries as va wrote them; a field a reader needs is read with .get
 
 
 @contextmanager
@@ -47,12 +70,12 @@ def _state_dir_errors(path: Path) -> Iterator[None]:
         raise place_unusable(ExitCode.STATE_DIR_UNUSABLE, "state dir", path.parent, exc) from exc
 
 
-def register_run(run_id: str, **fields: Any) -> None:
+def register_run(run_id: str, **fields: Unpack[RunUpdate]) -> None:
     """Add a run, or update the fields of one that is already registered."""
     register_runs({run_id: fields})
 
 
-def register_runs(runs: Mapping[str, Mapping[str, Any]]) -> None:
+def register_runs(runs: Mapping[str, RunUpdate]) -> None:
     """Add (or update) many runs in one rewrite of the registry: a batch's start registers every job
     at once, where a rewrite each (of a registry growing by one each time) cost a time per job that grew
     with the batch."""
@@ -63,12 +86,12 @@ def register_runs(runs: Mapping[str, Mapping[str, Any]]) -> None:
         data = _load(path)
         now = utc_now()
         for run_id, fields in runs.items():
-            entry = data["runs"].setdefault(run_id, {"run_id": run_id, "registered_at": now})
-            entry.update(fields, updated_at=now)
+            entry = data["runs"].get(run_id) or RunEntry(run_id=run_id, registered_at=now)
+            data["runs"][run_id] = {**entry, **fields, "updated_at": now}
         write_json_atomic(path, data)
 
 
-def list_runs() -> list[dict[str, Any]]:
+def list_runs() -> list[RunEntry]:
     """Every registered run, oldest first."""
     path = registry_path()
     with _state_dir_errors(path):
@@ -80,6 +103,6 @@ def list_runs() -> list[dict[str, Any]]:
     return sorted(runs, key=lambda run: str(run.get("registered_at", "")))
 
 
-def find_run(run_id: str) -> dict[str, Any] | None:
+def find_run(run_id: str) -> RunEntry | None:
     """The registry entry of ``run_id``, if any."""
     return next((run for run in list_runs() if run["run_id"] == run_id), None)

@@ -13,8 +13,7 @@ from va.atomic import partial_file, read_json, write_json_atomic
 from va.batch import SELECTION, job_name
 from va.errors import ExitCode, VaError, place_unusable
 from va.manifest import Manifest, build_manifest
-from va.memo import FileIdentity, identity_of
-from va.records import JsonObject
+from va.memo import FileIdentity, IdentityData, identity_of
 from va.runner import snakemake_command, workdir_lock
 from va.workdir import Workdir
 
@@ -123,7 +122,7 @@ def make_report(path: Path, output: Path | None = None, *, cores: int | None = N
     return target
 
 
-def _written(owner: Workdir) -> dict[str, JsonObject]:
+def _written(owner: Workdir) -> dict[str, IdentityData]:
     """The reports of ``owner`` that va wrote (path: identity data); none when the record is unreadable."""
     try:
         written = read_json(owner.reports)

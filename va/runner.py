@@ -18,19 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
-from va.batch import SELECTION, check_made_here, load_batch, summarize
+from va.batch import SELECTION, BatchRow, check_made_here, load_batch, summarize
 from va.clean import remove_empty_outputs
 from va.comfyui.health import check_pool
 from va.comfyui.pool import PoolServer, snakemake_jobs
 from va.comfyui.stage import job_pool
 from va.errors import ExitCode, VaError, disk_error_in, place_unusable
-from va.events import follow_events
+from va.events import Event, follow_events
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.job import Job, comfyui_active, load_job
 from va.manifest import Manifest, build_manifest, current_digest
@@ -136,7 +136,7 @@ def _profile_sets_cores(profile: Path | None) -> bool:
     return any(key in _profile_settings(profile) for key in ("cores", "jobs"))
 
 
-def settle_cluster_jobs(workdir: Path, options: RunOptions, log: Any, again: str) -> None:
+def settle_cluster_jobs(workdir: Path, options: RunOptions, log: IO[bytes], again: str) -> None:
     """With a Slurm profile: our jobs that an earlier, killed run left in the queue are cancelled (pending)
     or waited for (running) before this run's graph submits its own (va.slurm.settle_leftovers). A stop
     (Ctrl-C, or SIGTERM, which ``va.cli.main`` turns into Ctrl-C for the whole command) while waiting
@@ -272,10 +272,10 @@ def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> Non
     # What a killed va's guardian recorded there is that run's leftover, which the new run ends.
     recorded = ProcessRecord(workdir.processes).read()
     leftovers = {process for earlier in recorded for process in tree(earlier)}
-    for place in places:
-        live = [process for process in snakemake_in(place) if process not in leftovers]
-        if live:
-            pids = ", ".join(str(process.pid) for process in live)
+    for place, found in snakemake_in(*places).items():
+        here = [process for process in found if process not in leftovers]
+        if here:
+            pids = ", ".join(str(process.pid) for process in here)
             raise VaError(
                 ExitCode.OUTPUT_EXISTS,
                 f"{place} is in use by a running snakemake (pid {pids}); leaving it alone "
@@ -413,7 +413,7 @@ def prepare_run(job_path: Path, workdir: Workdir | None = None) -> tuple[Job, Pl
 def run_job(
     job_path: Path,
     options: RunOptions,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
     planned: Plan | None = None,
 ) -> RunResult:
     """Run ``job_path`` in ``options.workdir`` through the Snakemake graph and report how it ended. The
@@ -466,7 +466,7 @@ def run_job(
     return _result(workdir, job, returncode, options.profile)
 
 
-def unlock_abandoned(directory: Path, log: Any) -> None:
+def unlock_abandoned(directory: Path, log: IO[bytes]) -> None:
     """Clear the lock a killed Snakemake left in ``directory``; a Snakemake still running there (plain
     ``snakemake``, started by no ``va``) is refused, never unlocked under it.
 
@@ -482,7 +482,7 @@ def unlock_abandoned(directory: Path, log: Any) -> None:
         log.flush()
 
 
-def _end_leftovers(workdir: Workdir, log: Any) -> None:
+def _end_leftovers(workdir: Workdir, log: IO[bytes]) -> None:
     """End what an earlier run in ``workdir`` left running (its ``va`` and guardian were killed), so
     that this run never works beside it; the snakemake log says what was ended."""
     ended = end_leftovers(ProcessRecord(workdir.processes))
@@ -499,9 +499,9 @@ GUARDIAN_WAIT_SECONDS = SNAKEMAKE_GRACE_SECONDS + RULE_GRACE_SECONDS + 10
 
 def _drive(
     argv: list[str],
-    log: Any,
+    log: IO[bytes],
     workdir: Workdir,
-    on_event: Callable[[dict[str, Any]], None] | None,
+    on_event: Callable[[Event], None] | None,
     again: str,
 ) -> int:
     """Run Snakemake (``argv``) under a guardian (va/guardian.py) and wait for it; a stop (Ctrl-C,
@@ -572,9 +572,7 @@ def _wait(process: subprocess.Popen[bytes]) -> int:
                 raise _Terminated from None
 
 
-def _watch(
-    workdir: Workdir, stop: threading.Event, on_event: Callable[[dict[str, Any]], None], offset: int
-) -> None:
+def _watch(workdir: Workdir, stop: threading.Event, on_event: Callable[[Event], None], offset: int) -> None:
     for event in follow_events(workdir.events, stop.is_set, poll_seconds=0.1, offset=offset):
         on_event(event)
 
@@ -620,7 +618,7 @@ class BatchResult:
     """How a batch ended: its exit code, one summary row a job, and the line that says why it is not OK."""
 
     code: ExitCode
-    rows: list[dict[str, Any]]
+    rows: list[BatchRow]
     message: str | None = None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import jsonschema_rs
 from jsonschema import Draft202012Validator, validators
+from jsonschema.protocols import Validator
 
 from va.errors import ExitCode, VaError, not_a_file
 
@@ -35,11 +36,11 @@ def job_schema() -> dict[str, Any]:
     return _schema("job")
 
 
-def _with_defaults(validator_class: type[Any]) -> type[Any]:
+def _with_defaults(validator_class: type[Validator]) -> type[Validator]:
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(
-        validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
+        validator: Validator, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
     ) -> Iterator[jsonschema.ValidationError]:
         if isinstance(instance, dict):
             for name, subschema in properties.items():
@@ -47,7 +48,7 @@ def _with_defaults(validator_class: type[Any]) -> type[Any]:
                     instance.setdefault(name, copy.deepcopy(subschema["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    extended: type[Any] = validators.extend(  # type: ignore[no-untyped-call]
+    extended: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
         validator_class, {"properties": set_defaults}
     )
     return extended
@@ -57,7 +58,7 @@ _DefaultingValidator = _with_defaults(Draft202012Validator)
 
 
 @cache
-def _fast_validator(name: str) -> Any:
+def _fast_validator(name: str) -> jsonschema_rs.Validator:
     """The schema ``name`` compiled by jsonschema-rs: it says whether a document is valid in
     microseconds, where jsonschema takes a millisecond a job (a batch of 1,000 jobs spent most of its
     loading there). jsonschema still finds and words the problem of a document that is not valid."""

@@ -11,10 +11,9 @@ import logging
 import shlex
 import time
 from pathlib import Path
-from typing import Any
 
 from va.errors import ExitCode
-from va.events import append_line
+from va.events import Event, append_line
 from va.workdir import Workdir
 
 #: ``extra=`` of a log record that is a command line being run: it goes to the text log too.
@@ -51,7 +50,7 @@ HINTS: dict[int, str] = {
 }
 
 
-def event_text(event: dict[str, Any]) -> str | None:
+def event_text(event: Event) -> str | None:
     """An event as text-log lines, or None for an event too frequent to log."""
     if event.get("kind") in QUIET_KINDS:
         return None
@@ -67,7 +66,7 @@ def event_text(event: dict[str, Any]) -> str | None:
     return "\n".join(lines)
 
 
-def record_event(workdir: Workdir, event: dict[str, Any]) -> None:
+def record_event(workdir: Workdir, event: Event) -> None:
     """Write ``event`` (just appended to the event log) to the text log."""
     text = event_text(event)
     if text is not None:

@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import jsonschema
 import yaml
@@ -98,14 +98,13 @@ def _from_subtitles(path: Path) -> tuple[Segment, ...]:
 
 def load_segments(job: Job) -> tuple[Segment, ...]:
     """The job's segments, inline or from ``timeline_file``; none when it has neither."""
-    data = job.data
-    if "timeline" in data and "timeline_file" in data:
+    if job.timeline is not None and job.timeline_file is not None:
         raise VaError(ExitCode.VALIDATION_FAILED, f"{job.path}: timeline and timeline_file: give one of them")
-    if "timeline" in data:
-        return tuple(Segment(**item) for item in data["timeline"])
-    if "timeline_file" not in data:
+    if job.timeline is not None:
+        return job.timeline
+    if job.timeline_file is None:
         return ()
-    path = (job.path.parent / data["timeline_file"]).absolute()
+    path = job.timeline_file
     if not path.is_file():
         raise not_a_file("timeline_file", path)
     suffix = path.suffix.lower()
@@ -227,7 +226,21 @@ def cut_batches(
     return cuts
 
 
-def segment_overrides(segment: Segment) -> dict[str, Any]:
+class SegmentOverrides(TypedDict, total=False):
+    """What a segment sets for the batches inside it (each only when the segment sets it)."""
+
+    prompt: str
+    negative: str
+    strength: float
+
+
+def segment_overrides(segment: Segment) -> SegmentOverrides:
     """What a segment sets for the batches inside it: its prompt, negative prompt and strength."""
-    values = {"prompt": segment.prompt, "negative": segment.negative, "strength": segment.strength}
-    return {key: value for key, value in values.items() if value is not None}
+    overrides = SegmentOverrides()
+    if segment.prompt is not None:
+        overrides["prompt"] = segment.prompt
+    if segment.negative is not None:
+        overrides["negative"] = segment.negative
+    if segment.strength is not None:
+        overrides["strength"] = segment.strength
+    return overrides

@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from filelock import FileLock
 
 from va import registry
 from va.atomic import write_json_atomic
-from va.errors import UNWRITABLE, ExitCode, VaError, disk_error_in
+from va.errors import UNWRITABLE, ErrorData, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.job import Job
@@ -31,6 +32,7 @@ from va.manifest import ExitStatus, Manifest, build_manifest, current_digest, pr
 from va.media import count_video_packets
 from va.plan import Plan, previous_plan, sha256_file
 from va.processes import ProcessId
+from va.registry import RunUpdate
 from va.textlog import RuleLogHandler, last_lines, record_event
 from va.workdir import Workdir
 
@@ -41,10 +43,14 @@ def new_run_id() -> str:
     return f"run-{stamp}-{secrets.token_hex(3)}"
 
 
+#: The threads of one process (the batches of a ComfyUI stage) record one after another.
+_RECORDING = threading.Lock()
+
+
 def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> Manifest | None:
     """Append one event and bring the manifest up to date (the event folded into the log's digest, not
     the whole log read again); returns the manifest."""
-    with FileLock(str(workdir.state_lock), timeout=60):
+    with _RECORDING, FileLock(str(workdir.state_lock), timeout=60):
         record_event(workdir, append_event(workdir.events, stage, level, message, **fields))
         digest = current_digest(workdir)
         store_digest(workdir, digest)
@@ -66,7 +72,7 @@ def record_run_started(
     *,
     plan_changes: list[str] | None = None,
     plan: Plan | None = None,
-    registering: dict[str, dict[str, Any]] | None = None,
+    registering: dict[str, RunUpdate] | None = None,
 ) -> str:
     """Record the start (or resumption) of the run in ``workdir`` and register it; ``plan_changes``: the
     fields of the plan that an edit of the job (or its inputs) changed since the previous attempt. The
@@ -97,11 +103,11 @@ def record_run_started(
         fps=job.fps,
         plan_changes=plan_changes or [],
     )
-    entry = {
-        "workdir": str(workdir.root),
-        "job": str(job.path),
-        "run_status": manifest["run_status"] if manifest else "running",
-    }
+    entry = RunUpdate(
+        workdir=str(workdir.root),
+        job=str(job.path),
+        run_status=manifest["run_status"] if manifest else "running",
+    )
     if registering is not None:
         registering[run_id] = entry
     else:
@@ -109,13 +115,16 @@ def record_run_started(
     return run_id
 
 
-def failure_of_attempt(workdir: Workdir) -> dict[str, Any] | None:
+def failure_of_attempt(workdir: Workdir) -> ErrorData | None:
     """The error of the rule that failed in the latest attempt, if one did."""
     events = read_events(workdir.events)
     starts = [i for i, e in enumerate(events) if e.get("kind") == "run_started"]
     attempt = events[starts[-1] :] if starts else events
     failed = next((e for e in reversed(attempt) if e.get("kind") == "rule_failed"), None)
-    return dict(failed["error"]) if failed and failed.get("error") else None
+    if not failed or not failed.get("error"):
+        return None
+    error: ErrorData = failed["error"]  # as the rule's record wrote it (VaError.as_dict)
+    return error
 
 
 def record_run_finished(
@@ -133,7 +142,7 @@ def record_run_finished(
     ``again`` is what continues it.
     """
     if error is None and not from_rules:
-        status, exit_status = "succeeded", {"code": 0, "name": "OK", "message": "final video written"}
+        status, exit_status = "succeeded", ErrorData(code=0, name="OK", message="final video written")
     elif error is not None:
         status = "interrupted" if error.code == ExitCode.INTERRUPTED else "failed"
         exit_status = error.as_dict()
@@ -261,11 +270,49 @@ def rule_step(
     non-zero status, so Snakemake stops the graph and the wrapper can report the code.
     """
     workdir = workdir or Workdir(Path.cwd())
+    name = f"{rule} {target}" if target else rule
+    log_to_file(log_path)
+    logging.getLogger().addHandler(RuleLogHandler(workdir, RULE_PHASE[rule], name))
+    try:
+        with _recorded_step(rule, target, workdir) as report:
+            yield report
+    except VaError as exc:
+        sys.exit(int(exc.code))
+
+
+@contextmanager
+def unit_step(rule: str, log_path: Path, target: str, workdir: Workdir) -> Iterator[Callable[..., None]]:
+    """One of the units a rule makes side by side in threads (the batches of a ComfyUI stage), recorded as
+    ``rule_step`` records a rule: its start, end and error, and what this thread logs in its own log file
+    (and in the rule's). A ``VaError`` is recorded and raised again, for the rule to end with."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    here = threading.get_ident()
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(log_path, encoding="utf-8"),
+        RuleLogHandler(workdir, RULE_PHASE[rule], f"{rule} {target}"),
+    ]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(min(root.level, logging.INFO))  # a rule's log holds its steps, as rule_step's does
+    for handler in handlers:
+        handler.addFilter(lambda entry: entry.thread == here)
+        root.addHandler(handler)
+    try:
+        with _recorded_step(rule, target, workdir) as report:
+            yield report
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+@contextmanager
+def _recorded_step(rule: str, target: str | None, workdir: Workdir) -> Iterator[Callable[..., None]]:
+    """The start, the end or the error of one rule (or unit) recorded as events; a ``VaError`` raised
+    again once recorded."""
     phase = RULE_PHASE[rule]
     where = {"rule": rule, "phase": phase, **({"target": target} if target else {})}
     name = f"{rule} {target}" if target else rule
-    log_to_file(log_path)
-    logging.getLogger().addHandler(RuleLogHandler(workdir, phase, name))
 
     def report(message: str, level: str = "info", **fields: Any) -> None:
         logging.getLogger(rule).info("%s", message)
@@ -290,7 +337,7 @@ def rule_step(
     except VaError as exc:
         logging.getLogger(rule).error("%s", exc.message)
         record(workdir, phase, "error", exc.message, kind="rule_failed", error=exc.as_dict(), **where)
-        sys.exit(int(exc.code))
+        raise
     except Exception as exc:
         logging.getLogger(rule).exception("internal error")
         error = VaError(ExitCode.INTERNAL, f"{name}: internal error: {exc!r}")

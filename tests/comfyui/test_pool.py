@@ -161,6 +161,33 @@ def test_a_failed_server_is_left_out_for_a_while(tmp_path: Path, monkeypatch: py
     assert lease.url == "http://b:1" and pool.is_down("http://b:1")
 
 
+def test_a_freed_slot_goes_to_the_stage_that_began_first(tmp_path: Path) -> None:
+    """Units of two stages wait for the one server: the slot freed goes to the stage that began first,
+    however long the other one's unit has waited, so videos finish one after another."""
+    pool = ServerPool((PoolServer("http://a:1", 1),), tmp_path)
+    held = [pool.acquire(), pool.acquire()]
+    taken: list[str] = []
+
+    def wait(stage: str, began: float) -> None:
+        lease = pool.acquire(queued_since=began)
+        taken.append(stage)
+        time.sleep(0.3)  # held a moment: the other stage's unit sees the server full
+        lease.release()
+
+    later = threading.Thread(target=wait, args=("later", time.time()))
+    later.start()
+    time.sleep(0.2)  # the later stage's unit has waited longer
+    earlier = threading.Thread(target=wait, args=("earlier", time.time() - 60))
+    earlier.start()
+    time.sleep(0.2)
+    held[0].release()
+    earlier.join(timeout=10)
+    later.join(timeout=10)
+    held[1].release()
+    assert taken == ["earlier", "later"]
+    assert not list((tmp_path / "waiting").iterdir())  # no place in the line is left behind
+
+
 # --- the stage on two doubles ----------------------------------------------------------------------------
 
 
@@ -261,6 +288,43 @@ def test_a_restarted_server_is_used_again_and_a_mixed_pool_is_recorded(
     shown = render_run(manifest)  # va status
     assert f"{first.url} (0.26.0)" in shown and f"{second.url} (0.25.1)" in shown
     assert "a pool of mixed ComfyUI versions" in shown
+
+
+def test_a_videos_batches_run_side_by_side_on_every_server(
+    make_stage: StageFactory,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """One video's stage (scripts/comfyui_batch.py's body) on two doubles with 0.2 s prompts: its batches
+    do not wait for each other, both servers run prompts at the same time, and every frame is exact."""
+    first, second = (
+        DoubleProcess(tmp_path / "a", step_delay=0.05),
+        DoubleProcess(tmp_path / "b", step_delay=0.05),
+    )
+    try:
+        made = make_stage(url=[first.url, second.url], params={"steps": 4})
+        stage.run_batches(
+            made.settings,
+            still=made.still,
+            generated=made.run.root / "comfyui" / "generated.json",
+            workdir=made.run,
+            logs=made.run.root / "logs" / "comfyui" / "batches",
+            pool=stage.job_pool(made.job),
+        )
+        stats = [first.stats(), second.stats()]
+    finally:
+        for double in (first, second):
+            assert double.process is not None
+            double.process.terminate()
+            double.process.wait(timeout=10)
+    assert all(s["prompts"] for s in stats)
+    assert len(stats[0]["prompts"]) + len(stats[1]["prompts"]) == len(made.names) == 7
+    # The two servers' windows (first prompt's start to last prompt's end) overlap: side by side.
+    assert (
+        stats[0]["first_began"] < stats[1]["last_ended"] and stats[1]["first_began"] < stats[0]["last_ended"]
+    )
+    servers = {made.json(f"comfyui/batches/{n}.json")["server"] for n in made.names}
+    assert servers == {first.url, second.url}
+    assert int(video_of(made.assemble())["nb_read_frames"]) == 50
 
 
 def test_a_pool_fails_only_when_no_server_takes_the_batch(

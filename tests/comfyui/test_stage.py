@@ -271,9 +271,10 @@ def test_frames_batches_and_their_assembly(make_stage: StageFactory, comfy: Comf
     assert video["r_frame_rate"] == "25/1"
 
 
-def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, comfy: Comfy) -> None:
-    """scripts/comfyui_batch.py's body: every batch, each a step of its own (events, log, result), one
-    websocket and one /system_stats for the stage; a second call submits nothing; a batch whose
+def test_all_batches_in_one_job_over_a_connection_a_lease(make_stage: StageFactory, comfy: Comfy) -> None:
+    """scripts/comfyui_batch.py's body: every batch, each a step of its own (events, log, result), side by
+    side as many as the pool keeps at the server (its slot and one queued), each of those with one
+    websocket and one /system_stats for all its batches; a second call submits nothing; a batch whose
     settings changed since (an edited job) and a batch whose frames were deleted are made again."""
     made = make_stage("held_start_batch", held_still=True)
     generated = made.run.root / "comfyui" / "generated.json"
@@ -287,12 +288,17 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
         pool=stage.job_pool(made.job),
     )
     stats = comfy.stats()
-    assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 1 and stats["system_stats"] == 1
-    assert stats["uploads"] == 1
+    assert len(stats["prompts"]) == 7 and stats["ws_connections"] == 2 and stats["system_stats"] == 2
+    assert 1 <= stats["uploads"] <= 2  # the still once a connection at most
     assert generated_batches(generated) == [made.run.batch_result(n) for n in made.names]
     assert sorted(p.name for p in logs.iterdir()) == [f"{n}.log" for n in made.names]
+    for name in made.names:  # each batch's log holds its own lines only
+        text = (logs / f"{name}.log").read_text()
+        assert re.search(rf"batch {name}: \d+ file\(s\) from prompt", text)
+        assert all(f"batch {other}:" not in text for other in made.names if other != name)
     steps = [(e["kind"], e["target"]) for e in read_events(made.run.events) if e["kind"].startswith("rule_")]
-    assert steps == [(kind, n) for n in made.names for kind in ("rule_started", "rule_finished")]
+    for name in made.names:
+        assert [kind for kind, target in steps if target == name] == ["rule_started", "rule_finished"]
     assert int(video_of(made.assemble())["nb_read_frames"]) == 50
 
     stage.run_batches(
@@ -316,7 +322,7 @@ def test_all_batches_in_one_job_over_one_connection(make_stage: StageFactory, co
         pool=stage.job_pool(made.job),
     )
     again = [a["batch"] for a in made.attempts() if a["outcome"] == "submitted"][7:]
-    assert again == ["0002", "0005"] and len(comfy.stats()["prompts"]) == 9
+    assert sorted(again) == ["0002", "0005"] and len(comfy.stats()["prompts"]) == 9
 
 
 def test_fewer_generated_frames_are_held_to_the_output_rate(make_stage: StageFactory) -> None:
@@ -791,6 +797,61 @@ run_batch(generation_settings(load_plan(root.plan)), "0000", still=Path(sys.argv
           result=root.batch_result("0000"), servers=StageServers(job_pool(load_job(Path(sys.argv[1])))),
           workdir=root.root, report=lambda message, level="info", **fields: print(message, flush=True))
 """
+
+
+#: scripts/comfyui_batch.py's body: every batch, side by side.
+BATCHES_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from va.comfyui.stage import job_pool, run_batches
+from va.job import load_job
+from va.plan import load_plan
+from va.rule_settings import generation_settings
+from va.workdir import Workdir
+root = Workdir(Path(sys.argv[2]))
+run_batches(generation_settings(load_plan(root.plan)), still=Path(sys.argv[3]),
+            generated=root.root / "comfyui" / "generated.json", workdir=root,
+            logs=root.root / "logs" / "comfyui" / "batches", pool=job_pool(load_job(Path(sys.argv[1]))))
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stopped_stage_cancels_every_prompt_of_its_batches(
+    make_stage: StageFactory, comfy: Comfy, stop: signal.Signals
+) -> None:
+    """The batches run side by side (a prompt running, one queued behind it at the server): stopping the
+    rule cancels both, and leaves no process of it and nothing of ours queued at the server."""
+    comfy.faults(hang=1)
+    made = make_stage()
+    process = subprocess.Popen(
+        [sys.executable, "-c", BATCHES_IN_A_PROCESS, str(made.job.path), str(made.run.root), str(made.still)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(comfy.stats()["prompts"]) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, (
+                process.stderr.read() if process.stderr else ""
+            )
+            time.sleep(0.02)
+        ours = comfy.stats()["prompts"]
+        process.send_signal(stop)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode != 0
+    stats = comfy.stats()
+    # The running one interrupted; the queued one deleted, or interrupted if it started meanwhile.
+    assert ours[0] in stats["interrupted"] and set(stats["interrupted"]) <= set(ours)
+    assert len(stats["prompts"]) == 2
+    deadline = time.monotonic() + 10
+    while ComfyClient(comfy.url).queue_ids() != (set(), set()):
+        assert time.monotonic() < deadline, "a prompt of ours still runs or waits on the server"
+        time.sleep(0.02)
+    assert not made.run.batch_result("0000").exists()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import MARKER, RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg, wait_no_process_marked
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
+from va.atomic import write_text_atomic
 from va.manifest import build_manifest
 from va.processes import ProcessId
 from va.workdir import Workdir
@@ -95,7 +96,8 @@ def plant_record(client: TestClient, files: Media, **fields: Any) -> str:
     """A created job whose record on disk is then changed by ``fields`` (as a crash or an edit would)."""
     job_id: str = client.post("/jobs", json=job_document(files), headers=HEADERS).json()["id"]
     path = Path(client.app.state.store.root) / job_id / "vidax-job.json"  # type: ignore[attr-defined]
-    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    # Replaced whole, as an editor saves: the running scheduler never reads it half-written.
+    write_text_atomic(path, json.dumps({**json.loads(path.read_text()), **fields}))
     return job_id
 
 

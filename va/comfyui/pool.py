@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
@@ -37,6 +40,9 @@ FAILOVER_SECONDS = 5.0
 #: from one prompt to the next without waiting for va to submit (a 1 s prompt left the server idle
 #: 0.1-0.8 s between prompts, more on a loaded machine).
 QUEUED_AHEAD = 1
+#: How long a waiting unit's place in the line holds without being touched (its unit touches it four
+#: times as often while it waits; a unit killed while waiting loses its place after this).
+WAITING_FRESH_SECONDS = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,20 @@ def pool_folder() -> Path:
     return state_dir() / "comfyui" / "pool"
 
 
+def _waits_ahead(entry: os.DirEntry[str], queued_since: float) -> bool:
+    """Whether a waiting unit's file is of a stage that began before ``queued_since`` and is fresh (a
+    file its unit stopped touching, killed, is taken away)."""
+    try:
+        if float(entry.name.split("-", 1)[0]) >= queued_since:
+            return False
+        if time.time() - entry.stat().st_mtime < WAITING_FRESH_SECONDS:
+            return True
+        Path(entry.path).unlink(missing_ok=True)
+    except (ValueError, OSError):
+        pass
+    return False
+
+
 def _key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
@@ -276,20 +296,59 @@ class ServerPool:
                 return Lease(server, lock)
         return None
 
-    def acquire(self, avoid: str | None = None) -> Lease:
+    def _free(self, avoid: str | None) -> Lease | None:
+        up = [s for s in self.servers if not self.is_down(s.url)]
+        random.shuffle(up)  # units waiting on several processes spread over equal servers
+        up.sort(key=lambda s: s.url == avoid)
+        lease = self._try(up) if up else None
+        if lease is None and not up:
+            lease = self._try(sorted(self.servers, key=lambda s: s.url == avoid))
+        return lease
+
+    def acquire(self, avoid: str | None = None, queued_since: float | None = None) -> Lease:
         """A free slot, waiting until there is one: of a server that did not fail in the last
         ``DOWN_SECONDS``; when every server failed lately, of any (the retry policy then paces the
-        attempts). ``avoid``: the server the unit just failed on, taken only when no other has a slot."""
+        attempts). ``avoid``: the server the unit just failed on, taken only when no other has a slot.
+        ``queued_since``: when the unit's stage began; a slot goes to the stage waiting longest, so that
+        videos finish one after another and not all at the end (their next steps run meanwhile)."""
+        if queued_since is None:
+            return self._wait_for_slot(avoid)
+        with self._in_line(queued_since) as ahead:
+            return self._wait_for_slot(avoid, ahead)
+
+    def _wait_for_slot(self, avoid: str | None, ahead: Callable[[], bool] | None = None) -> Lease:
         while True:
-            up = [s for s in self.servers if not self.is_down(s.url)]
-            random.shuffle(up)  # units waiting on several processes spread over equal servers
-            up.sort(key=lambda s: s.url == avoid)
-            lease = self._try(up) if up else None
-            if lease is None and not up:
-                lease = self._try(sorted(self.servers, key=lambda s: s.url == avoid))
-            if lease is not None:
-                return lease
-            time.sleep(LEASE_POLL_SECONDS)
+            behind = ahead is not None and ahead()
+            if not behind:
+                lease = self._free(avoid)
+                if lease is not None:
+                    return lease
+            # A unit behind another stage's looks less often: the slots go to that stage first anyway.
+            time.sleep(LEASE_POLL_SECONDS * (5 if behind else 1))
+
+    @contextlib.contextmanager
+    def _in_line(self, queued_since: float) -> Iterator[Callable[[], bool]]:
+        """While a unit waits: its place in the line (a file of the pool folder named by when its stage
+        began, kept fresh while it waits), and whether a stage that began earlier waits too."""
+        line = self.folder / "waiting"
+        line.mkdir(exist_ok=True)
+        place = f"{queued_since:017.6f}"
+        mine = line / f"{place}-{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+        mine.touch()
+        touched = time.monotonic()
+
+        def ahead() -> bool:
+            nonlocal touched
+            now = time.monotonic()
+            if now - touched > WAITING_FRESH_SECONDS / 4:
+                mine.touch()
+                touched = now
+            return any(_waits_ahead(entry, float(place)) for entry in os.scandir(line))
+
+        try:
+            yield ahead
+        finally:
+            mine.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def lease(self, avoid: str | None = None) -> Iterator[Lease]:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +44,7 @@ from va.job import Job
 from va.plan import Batch, ComfyWait, Generation, batch_seed
 from va.retry import RetryPolicy, retrying
 from va.rule_settings import GenerationSettings
-from va.tracking import rule_step
+from va.tracking import unit_step
 from va.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -415,13 +416,17 @@ def submit_graph(
     report: Reporter,
     what: str,
     where: Attempt,
+    submitted: Callable[[str], None] | None = None,
 ) -> str:
     """Keep the rendered graph in ``graph_file``, submit it over the stage's connection (its websocket
-    opened first) and report it as ``what`` (``batch 0003``); returns the prompt id."""
+    opened first) and report it as ``what`` (``batch 0003``); returns the prompt id. ``submitted`` is
+    told the id as soon as the server has answered (a stop from then on cancels it)."""
     graph_file.write_text(graph_json(graph), encoding="utf-8")
     if not client.connected:
         client.connect()
     prompt_id = client.submit(graph)
+    if submitted is not None:
+        submitted(prompt_id)
     report(
         f"{what}: prompt {prompt_id} submitted (attempt {where['attempt']}, seed {where['seed']})",
         **where,
@@ -435,10 +440,16 @@ class StageServers:
     """The servers of one stage: the pool's slots, and one connection (``ComfyServer``) a server, kept for
     all the stage's batches."""
 
-    def __init__(self, settings: PoolSettings, pool: ServerPool | None = None) -> None:
+    def __init__(
+        self, settings: PoolSettings, pool: ServerPool | None = None, began: float | None = None
+    ) -> None:
         self.settings = settings
         self.pool = pool or ServerPool(settings.servers)
         self.connections: dict[str, ComfyServer] = {}
+        #: When the stage began: its units take slots before those of stages that began later.
+        self.began = time.time() if began is None else began
+        #: The prompt this set of connections has at a server now (cancelled when the stage is stopped).
+        self.in_flight: tuple[ComfyClient, str] | None = None
 
     @property
     def described(self) -> str:
@@ -456,6 +467,17 @@ class StageServers:
         if url not in self.connections:
             self.connections[url] = ComfyServer(url)
         return self.connections[url]
+
+    def stopping_cancels(self, client: ComfyClient, prompt_id: str) -> None:
+        """``prompt_id`` was submitted over ``client``: the prompt ``cancel_in_flight`` cancels."""
+        self.in_flight = (client, prompt_id)
+
+    def cancel_in_flight(self) -> None:
+        """Cancel the prompt in flight, if there is one (the stage is being stopped)."""
+        if self.in_flight is not None:
+            client, prompt_id = self.in_flight
+            log.warning("stopped: cancelling prompt %s on ComfyUI", prompt_id)
+            client.cancel(prompt_id)
 
     def close(self) -> None:
         """Close every websocket."""
@@ -516,35 +538,110 @@ def run_batches(
     logs: Path,
     pool: PoolSettings,
 ) -> None:
-    """Every batch of the plan not made yet, one after the other, each on a free server of the pool (one
-    connection a server), each recorded as a ``comfyui_batch`` step of its own (events, log,
-    ``comfyui/batches/NNNN.json``); then ``generated`` lists the batch results in order. A batch result
-    left by a killed run is kept when its fingerprint still matches, so a resumed run submits only the
-    missing batches. ``pool``: the rule's; when it declares a start, the stage runs on a ComfyUI it starts
-    for itself and stops at its end (va.comfyui.starter)."""
+    """Every batch of the plan not made yet, side by side on the pool (as many at once as the pool keeps
+    prompts, each on a free server, a set of connections each), each recorded as a ``comfyui_batch``
+    step of its own (events, log, ``comfyui/batches/NNNN.json``); then ``generated`` lists the batch
+    results in order. A batch result left by a killed run is kept when its fingerprint still matches,
+    so a resumed run submits only the missing batches. ``pool``: the rule's; when it declares a start,
+    the stage runs on a ComfyUI it starts for itself and stops at its end (va.comfyui.starter)."""
     generation = settings.generation
-    results = []
+    missing = [
+        batch
+        for batch in generation.batches
+        if not batch_done(workdir.batch_result(batch.name), batch_fingerprint(generation, batch, still))
+    ]
     with own_server(pool, workdir, logs) as (used, private):
-        servers = StageServers(used, private)
+        crew = BatchCrew(settings, still=still, workdir=workdir, logs=logs, used=used, pool=private)
+        crew.run(missing)
+    results = [str(workdir.batch_result(batch.name)) for batch in generation.batches]
+    write_json_atomic(generated, {"batches": results})
+
+
+class BatchCrew:
+    """The missing batches of one stage, made by as many threads as the pool keeps prompts (its servers'
+    leases; one batch, one thread): a video's batches spread over every server of the pool, not one
+    after another on one. Each thread has its own connections; a batch that fails ends the stage once
+    the batches already running have ended (their results kept for a resumed run)."""
+
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        *,
+        still: Path,
+        workdir: Workdir,
+        logs: Path,
+        used: PoolSettings,
+        pool: ServerPool | None,
+    ) -> None:
+        self.settings, self.still, self.workdir, self.logs = settings, still, workdir, logs
+        self.used, self.pool = used, pool
+        self.began = time.time()
+        self.waiting: list[Batch] = []
+        self.crews: list[StageServers] = []
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def run(self, missing: list[Batch]) -> None:
+        """Make ``missing``; the first batch's error (a ``VaError``: the rule ends with its code) once every
+        thread has ended. Stopped (SIGTERM, Ctrl-C), it cancels the prompts in flight and ends at once."""
+        self.waiting = list(reversed(missing))
+        threads = [
+            threading.Thread(target=self._work, name=f"batches-{n}", daemon=True)
+            for n in range(min(len(missing), sum(server.leases for server in self.used.servers)))
+        ]
+        previous = signal.signal(signal.SIGTERM, _raise_stopped) if _in_main_thread() else None
         try:
-            for batch in generation.batches:
-                name, result = batch.name, workdir.batch_result(batch.name)
-                results.append(str(result))
-                if batch_done(result, batch_fingerprint(generation, batch, still)):
-                    continue
-                with rule_step("comfyui_batch", logs / f"{name}.log", target=name, workdir=workdir) as report:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except (KeyboardInterrupt, Stopped):
+            with self.lock:
+                self.waiting.clear()
+            for servers in list(self.crews):
+                servers.cancel_in_flight()
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if self.errors:
+            error = self.errors[0]
+            if isinstance(error, VaError):
+                sys.exit(int(error.code))
+            raise error
+
+    def _next(self) -> Batch | None:
+        with self.lock:
+            return self.waiting.pop() if self.waiting and not self.errors else None
+
+    def _work(self) -> None:
+        servers = StageServers(self.used, self.pool, began=self.began)
+        with self.lock:
+            self.crews.append(servers)
+        try:
+            while (batch := self._next()) is not None:
+                name = batch.name
+                log_file = self.logs / f"{name}.log"
+                with unit_step("comfyui_batch", log_file, name, self.workdir) as report:
                     run_batch(
-                        settings,
+                        self.settings,
                         name,
-                        still=still,
-                        result=result,
-                        workdir=workdir.root,
+                        still=self.still,
+                        result=self.workdir.batch_result(name),
+                        workdir=self.workdir.root,
                         report=report,
                         servers=servers,
                     )
+        except BaseException as exc:  # handed to the main thread, which raises it
+            with self.lock:
+                self.errors.append(exc)
         finally:
             servers.close()
-    write_json_atomic(generated, {"batches": results})
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 class PromptUnit(Generic[Record]):
@@ -567,7 +664,7 @@ class PromptUnit(Generic[Record]):
         """One submission on a slot of the pool: another server than the one that just failed if one is
         free; a server that fails is marked, so that the next units go elsewhere for a while. The slot is
         given back as soon as the prompt has ended (or failed), before its outputs are downloaded."""
-        lease = self.servers.pool.acquire(avoid=self.failed_on)
+        lease = self.servers.pool.acquire(avoid=self.failed_on, queued_since=self.servers.began)
         try:
             return self._submit_and_collect(attempt, lease, fresh=fresh)
         except ComfyTransient:
@@ -634,12 +731,14 @@ class _BatchRun(PromptUnit[BatchRecord]):
                     report=report,
                     what=f"batch {name}",
                     where=where,
+                    submitted=lambda submitted_id: self.servers.stopping_cancels(client, submitted_id),
                 )
                 inflight.append(prompt_id)
                 watch = PromptWatch(
                     client, wait_of(generation), prompt_id, report, name, failover=self.servers.failover
                 )
                 entry = watch.wait()
+                self.servers.in_flight = None
                 lease.release()  # the server is free for the next unit while this one downloads
                 collected = collect_outputs(
                     client,

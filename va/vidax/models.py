@@ -1,7 +1,7 @@
 """What the routes answer: one response model per answer, so the OpenAPI document says each field.
 
-Parts whose shape belongs to another document (a run's effective parameters, the events a run writes,
-ComfyUI's details of a phase) are JSON values; the fields the API itself makes are typed here."""
+The fields the API itself makes are typed here; a run's manifest is the run's own record
+(va.manifest.Manifest), answered as the run wrote it, and the events a run writes are JSON objects."""
 
 from __future__ import annotations
 
