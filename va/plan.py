@@ -45,7 +45,7 @@ from va.job import (
 from va.jsondata import as_data, from_data
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
-from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
+from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_model_settings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
@@ -243,6 +243,9 @@ class Generation:
     chained: bool = False
     template: str = ""
     lipsync_in_model: bool = False
+    #: The sync check of the picture of a template that lip-syncs in the model (``lipsync.sync_check``,
+    #: resolved for it); it runs when no lip-sync stage follows.
+    sync: SyncSettings = UNCHECKED
     #: ``comfyui.crossfade_frames`` of a generation by segments: frames blended at each seam (0: none).
     crossfade_frames: int = 0
 
@@ -602,6 +605,7 @@ def plan_generation(
             chained=workflow.chained,
             template=template_digest(workflow),
             lipsync_in_model=workflow.lipsync_in_model,
+            sync=resolve_model_settings(job.lipsync.sync_check, workflow.id, workflow.lipsync_in_model),
             crossfade_frames=crossfade,
             sampling=plan_sampling(job),
             wait=plan_wait(job),
