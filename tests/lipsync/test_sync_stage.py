@@ -5,6 +5,7 @@ another name with exit 54 (``on_fail: fail``) or publishes it (``warn``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -181,3 +182,34 @@ def test_a_models_picture_is_judged_per_segment_and_the_late_one_named(tmp_path:
     # The check turned off: the earlier record of the model's picture goes, a tool's would stay.
     check_model_picture(None, video, voice, result)
     assert not result.exists() and not (tmp_path / "lipsync" / sync.TRACK_NAME).exists()
+
+
+def test_the_encode_checks_a_models_picture_and_ends_54_naming_the_segment(
+    spoken: Media,
+    stage: Stage,  # noqa: F811
+) -> None:
+    """The encode of a picture whose template lip-syncs in the model (no lip-sync stage): checked first, its
+    record written where a stage's would be, and an out-of-sync segment ends the run with exit 54."""
+    staged = stage(command("talk", "--lag", "6"), sync_check={"enable": False})
+    staged.lipsync()  # a picture 6 frames late, standing for the model's
+    run, final = staged.run, staged.run.final(staged.job.basename)
+    settings = encode_settings(load_plan(run.plan))
+    frames = settings.picture.frames
+    halves = (ChunkWindow("0000", 0, frames // 2), ChunkWindow("0001", frames // 2, frames - frames // 2))
+    model = ModelSync(SyncSettings(True, 2, "fail"), "talk_segment", 25, halves)
+    settings = dataclasses.replace(settings, lipsync=None, model_sync=model)
+    with pytest.raises(VaError) as raised:
+        stages.encode(
+            settings,
+            run.still_loop,
+            run.padded_aac,
+            final,
+            video=run.lipsync_output,
+            lipsync_result=run.lipsync_result,
+        )
+    assert raised.value.code == ExitCode.LIPSYNC_OUT_OF_SYNC
+    assert raised.value.message.startswith("lip-sync out of sync at segment 0000 (0.00-")
+    record = read_json(run.lipsync_result)
+    assert record["in_model"] == "talk_segment" and record["sync"]["unit"] == "segment"
+    assert [part["chunk"] for part in record["sync"]["chunks"]] == ["0000", "0001"]
+    assert (run.root / "final.out-of-sync.mp4").exists() and not final.exists()
