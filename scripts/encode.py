@@ -20,7 +20,9 @@ with rule_step("encode", snakemake.log[0], workdir=RUN):
         Path(snakemake.output.final),
         video=Path(snakemake.input.video) if getattr(snakemake.input, "video", None) else None,
         captions=Path(snakemake.input.captions) if getattr(snakemake.input, "captions", None) else None,
-        lipsync_result=RUN.lipsync_result if SETTINGS.lipsync else None,
+        lipsync_result=RUN.lipsync_result
+        if SETTINGS.lipsync or SETTINGS.model_sync or RUN.lipsync_result.exists()
+        else None,
     )
 # The job's end is recorded as soon as its own final is published: a batch stopped later, while other
 # jobs run, leaves this one succeeded.

@@ -14,8 +14,18 @@ import pytest
 from tests.conftest import CliRunner, Media, calls_of, unreadable
 from va import media
 from va.errors import ExitCode, VaError
-from va.job import CHECKED_AUDIO, CHECKED_VISUAL, Buffer, ComfyParams, check_inputs, load_job
+from va.job import (
+    CHECKED_AUDIO,
+    CHECKED_VISUAL,
+    AudioSettings,
+    Buffer,
+    ComfyParams,
+    Loudness,
+    check_inputs,
+    load_job,
+)
 from va.plan import choose_seed
+from va.timeline import Segment
 
 
 def write(path: Path, document: object) -> Path:
@@ -77,6 +87,28 @@ def test_the_sections_are_typed_values(tmp_path: Path) -> None:
     assert job.lipsync.provider is None and job.stabilize.method == "both"
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.output.crf = 1  # type: ignore[misc]
+
+
+def test_the_audio_section_the_timeline_and_a_pool_are_typed_too(tmp_path: Path) -> None:
+    """Every section is a typed value: the voice's loudness target, the inline timeline's segments, the
+    timeline file as a path, a pool of servers as a tuple."""
+    plain = load_job(write(tmp_path / "plain.json", MINIMAL))
+    assert (
+        plain.voice == AudioSettings(loudness=None) and plain.timeline is None and plain.timeline_file is None
+    )
+    document = {
+        **MINIMAL,
+        "audio": {"loudness": {"target_lufs": -20}},
+        "timeline": [{"start": 0, "end": 2, "prompt": "a", "strength": 1}],
+        "comfyui": {"url": ["http://a:8188", {"url": "http://b:8188", "slots": 2}]},
+    }
+    job = load_job(write(tmp_path / "job.json", document))
+    assert job.voice.loudness == Loudness(target_lufs=-20.0, true_peak_db=-1.5)
+    assert job.timeline == (Segment(start=0.0, end=2.0, prompt="a", strength=1.0),)
+    assert isinstance(job.timeline[0].strength, float)
+    assert job.comfyui.url == ("http://a:8188", {"url": "http://b:8188", "slots": 2})
+    listed = load_job(write(tmp_path / "sub.json", {**MINIMAL, "timeline_file": "cues/voice.srt"}))
+    assert listed.timeline_file == tmp_path / "cues" / "voice.srt"
 
 
 @pytest.mark.parametrize(

@@ -447,8 +447,8 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan 
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
     lipsync = result.manifest["phases"].get("lipsync") if result.manifest else None
-    record = (lipsync.get("sync") if lipsync else None) or {}
-    if record.get("verdict") == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
+    record = lipsync.get("sync") if lipsync else None
+    if record is not None and record["verdict"] == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so
         print(f"va: warning: {sync.describe(record)}", file=sys.stderr)
     print(result.final)
     return ExitCode.OK

@@ -19,6 +19,8 @@ from va.errors import ExitCode, VaError
 
 if TYPE_CHECKING:
     import cv2
+    import numpy
+    from numpy.typing import NDArray
 
 #: The cascade file in ``cv2.data.haarcascades``.
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -124,14 +126,33 @@ def find_face(frame: media.RawFrame) -> FaceBox | None:
     import numpy  # noqa: PLC0415 - OpenCV's own dependency, needed only with it
 
     pixels = numpy.frombuffer(frame.rgb, dtype=numpy.uint8).reshape(frame.height, frame.width, 3)
-    grey = cv2.equalizeHist(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
     smallest = max(20, round(min(frame.width, frame.height) * SMALLEST_FACE))
-    found = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+    found = find_face_in_grey(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), smallest)
+    if found is None:
+        return None
+    s = frame.scale
+    return FaceBox(round(found.x * s), round(found.y * s), round(found.width * s), round(found.height * s))
+
+
+def find_face_in_grey(
+    grey: NDArray[numpy.uint8], smallest: int, largest: int = 0, *, step: float = 1.1
+) -> FaceBox | None:
+    """The largest frontal face in a grey picture (a 2-D uint8 array), in its pixels: faces from
+    ``smallest`` to ``largest`` pixels wide (0: any larger) are looked for, each size ``step`` times
+    the one before; None when there is none."""
+    opencv = _opencv()
+    largest = largest or max(grey.shape)  # as large as the picture: any larger
+    found = _cascade().detectMultiScale(
+        opencv.equalizeHist(grey),
+        scaleFactor=step,
+        minNeighbors=5,
+        minSize=(smallest, smallest),
+        maxSize=(largest, largest),
+    )
     if len(found) == 0:
         return None
     x, y, w, h = max(found, key=lambda box: int(box[2]) * int(box[3]))
-    s = frame.scale
-    return FaceBox(round(int(x) * s), round(int(y) * s), round(int(w) * s), round(int(h) * s))
+    return FaceBox(int(x), int(y), int(w), int(h))
 
 
 def search_frames(file: Path, frames: list[media.RawFrame]) -> FaceSearch:

@@ -35,17 +35,23 @@ def as_data(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+#: How ``from_data`` makes a value of a type, worked out once a type: ``(kind, what)``: a dataclass
+#: (``what``: the class), a tuple, a dict (``what``: its items' shape), a union of several types (``what``:
+#: their shapes), an enum (the class), a float, or a value taken as it is.
+Shape = tuple[str, Any]
+
+
 @functools.cache
-def _fields_of(kind: type) -> tuple[tuple[str, Any], ...]:
-    """Each field of a dataclass and its resolved type, once a class (resolving evaluates them anew)."""
+def _fields_of(kind: type) -> tuple[tuple[str, Shape], ...]:
+    """Each field of a dataclass and the shape of its type, once a class (resolving the annotations
+    evaluates them anew, and a type's shape is the same every time)."""
     hints = typing.get_type_hints(kind)
-    return tuple((field.name, hints[field.name]) for field in dataclasses.fields(kind))
+    return tuple((field.name, _shape(hints[field.name])) for field in dataclasses.fields(kind))
 
 
 @functools.cache
-def _shape(hint: Any) -> tuple[str, Any]:
-    """What ``from_data`` makes of a value of type ``hint``, once a type: ``(kind, the type inside)``;
-    a union of several types (besides None) is ``("union", their shapes)``."""
+def _shape(hint: Any) -> Shape:
+    """The shape of a value of type ``hint``."""
     if isinstance(hint, type) and issubclass(hint, Enum):
         return "enum", hint
     if dataclasses.is_dataclass(hint):
@@ -59,13 +65,13 @@ def _shape(hint: Any) -> tuple[str, Any]:
             return _shape(options[0])
         return "union", tuple(_shape(option) for option in options)
     if origin is tuple:
-        return "tuple", args[0]
+        return "tuple", _shape(args[0])
     if origin is dict:
-        return "dict", args[1]
+        return "dict", _shape(args[1])
     return "value", hint
 
 
-def _option_for(shapes: tuple[tuple[str, Any], ...], value: Any) -> tuple[str, Any]:
+def _option_for(shapes: tuple[Shape, ...], value: Any) -> Shape:
     """The type of a union that JSON ``value`` is: an array the tuple, an object the dataclass (or
     mapping), anything else the first of the others."""
     if isinstance(value, list | tuple):
@@ -81,28 +87,35 @@ def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON that ``as_data`` wrote) as the type ``hint`` names, exactly as it was written:
     dataclasses (a field the data leaves out takes its default), tuples, enums, ``X | None`` and other
     unions, dicts."""
-    return _typed(hint, value, False)
+    return _typed(_shape(hint), value, False)
 
 
 def from_document(hint: Any, value: Any) -> Any:
     """``from_data`` of a document a person wrote (a job), where JSON's 3 stands for the float 3.0 when
     the field is a float."""
-    return _typed(hint, value, True)
+    return _typed(_shape(hint), value, True)
 
 
-def _typed(hint: Any, value: Any, floats: bool) -> Any:
+def _typed(shape: Shape, value: Any, floats: bool) -> Any:
     if value is None:
         return None
-    kind, inner = _shape(hint)
+    kind, inner = shape
+    if kind == "value":
+        return value
     if kind == "union":
         kind, inner = _option_for(inner, value)
     if kind == "dataclass":
-        fields = _fields_of(inner)
-        return inner(**{name: _typed(typed, value[name], floats) for name, typed in fields if name in value})
+        made = {}
+        for name, typed in _fields_of(inner):
+            if name in value:
+                item = value[name]
+                # Most fields are plain values: taken without a call (a batch's thousand plans are read so).
+                made[name] = item if typed[0] == "value" or item is None else _typed(typed, item, floats)
+        return inner(**made)
     if kind == "tuple":
         return tuple(_typed(inner, item, floats) for item in value)
-    if kind == "float" and floats and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if kind == "float":
+        return float(value) if floats and isinstance(value, int) and not isinstance(value, bool) else value
     if kind == "dict":
         return {key: _typed(inner, item, floats) for key, item in value.items()}
     if kind == "enum":

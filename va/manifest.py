@@ -19,6 +19,7 @@ from typing_extensions import TypedDict  # pydantic reads only this one's on Pyt
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
 from va.graph import PHASES, RULE_PHASE, rule_outputs
+from va.lipsync.sync import SyncData
 from va.plan import document_fingerprint
 from va.processes import ProcessId
 from va.records import JsonObject, forbid_extra
@@ -228,8 +229,10 @@ class Phase(TypedDict):
     face: NotRequired[JsonObject]
     #: The sync check's verdict (docs/LIPSYNC_INTERFACE.md#the-sync-check), and the video an out-of-sync
     #: run kept instead of publishing.
-    sync: NotRequired[JsonObject]
+    sync: NotRequired[SyncData]
     note: NotRequired[str]
+    #: A skipped lip-sync phase whose picture's model moved the lips: the template, and ``sync`` its check.
+    in_model: NotRequired[str]
 
 
 @forbid_extra
@@ -797,8 +800,10 @@ class LipsyncResult(TypedDict, total=False):
     provider: str | None
     passthrough: bool
     face: JsonObject
-    sync: JsonObject
+    sync: SyncData
     error: ExitStatus | None
+    #: A picture whose model moved the lips (no provider ran): the template.
+    in_model: str
 
 
 def _lipsync_details(details: Phase, workdir: Workdir, result: LipsyncResult, basename: str) -> None:
@@ -880,6 +885,13 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manif
         phases["lipsync"]["chunks"] = _chunk_details(chunks, digest, workdir, removed, live)
     if phases["lipsync"]["status"] != "skipped" and workdir.lipsync_result.exists():
         _lipsync_details(phases["lipsync"], workdir, read_json(workdir.lipsync_result), graph["final"])
+    elif workdir.lipsync_result.exists():  # a template that lip-syncs in the model: its picture's check
+        result: LipsyncResult = read_json(workdir.lipsync_result)
+        if (in_model := result.get("in_model")) and (record := result.get("sync")):
+            kept = workdir.kept_final(graph["final"])
+            phases["lipsync"].update({"in_model": in_model, "sync": record})
+            if kept.exists():
+                phases["lipsync"]["sync"] = {**record, "kept": kept.name}
     final = workdir.final(graph["final"])
     return {
         "manifest_version": MANIFEST_VERSION,

@@ -1220,9 +1220,11 @@ def _audio_out(audio: Path) -> list[str]:
 
 def _x264(preset: str, crf: int, gop: int, *, still: bool) -> list[str]:
     argv = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-    # A still's frames are all alike: no lookahead and one thread, so x264 holds a frame or two, not a
-    # lookahead's and every thread's worth (an 8000x8000 still loop took 4.3 GB for 12 frames, 2.2 GB so).
-    argv += ["-tune", "stillimage", "-rc-lookahead", "0", "-threads", "1"] if still else []
+    # A still's frames are all alike: no lookahead, one thread and one reference frame, so x264 holds a
+    # frame or two, not a lookahead's, every thread's and three references' worth (an 8000x8000 still
+    # loop took 4.3 GB for 12 frames, 2.2 GB so; a 5968x5968 one 1.63 GB with three references, 1.25 GB
+    # with one). Its predicted frames repeat the key frame whatever they may refer to.
+    argv += ["-tune", "stillimage", "-rc-lookahead", "0", "-threads", "1", "-refs", "1"] if still else []
     return [*argv, "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", *X264_COLOUR]
 
 
@@ -1962,14 +1964,38 @@ def _stream(argv: list[str], block: int, what: str) -> Generator[bytes, None, No
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
 
 
-def grey_frames(source: Path, *, longest_side: int) -> Generator[GreyFrame, None, None]:
-    """Every frame of the first video stream of ``source``, in order, as grey pixels at most
-    ``longest_side`` pixels on the longer side, streamed from ffmpeg one frame at a time."""
-    info = probe_visual(source)
-    shrink = min(1.0, longest_side / max(info.width, info.height, 1))
-    width, height = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
-    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
-    argv += ["-vf", f"scale={width}:{height}:flags=bilinear,format=gray", "-f", "rawvideo", "pipe:1"]
+@dataclass(frozen=True, slots=True)
+class Crop:
+    """A window of a picture (``x``, ``y``, ``width``, ``height`` in its displayed pixels) and the size
+    it is scaled to (``out_width`` x ``out_height``)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    out_width: int
+    out_height: int
+
+
+def grey_frames(
+    source: Path, *, longest_side: int = 0, crop: Crop | None = None
+) -> Generator[GreyFrame, None, None]:
+    """Every frame of the first video stream of ``source``, in order, as grey pixels, streamed from
+    ffmpeg one frame at a time: the window ``crop`` at its size, else the whole picture at most
+    ``longest_side`` pixels on the longer side. For analysis: the decoder skips its deblocking filter
+    (a quarter of its time; the blocks' edges it would smooth are below what a measure of the picture
+    sees)."""
+    if crop is None:
+        info = probe_visual(source)
+        shrink = min(1.0, longest_side / max(info.width, info.height, 1)) if longest_side else 1.0
+        out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
+        crop = Crop(0, 0, info.width, info.height, *out)
+    width, height = crop.out_width, crop.out_height
+    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,"
+    argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", "1", "-skip_loop_filter", "all"]
+    argv += ["-flags2", "fast"]
+    argv += ["-i", str(source), "-map", "0:v:0"]
+    argv += ["-vf", f"{window}scale={width}:{height}:flags=bilinear,format=gray", "-f", "rawvideo", "pipe:1"]
     size = width * height
     for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
         if len(pixels) == size:

@@ -45,7 +45,7 @@ from va.job import (
 from va.jsondata import as_data, from_data
 from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
 from va.lipsync.providers import Provider, get_provider
-from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_settings
+from va.lipsync.sync import UNCHECKED, SyncSettings, resolve_model_settings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.schema import SECRET_FIELD
 from va.segments import Retake, SegmentContract, VoiceSegment, cut_segments, longest_new, read_retakes
@@ -70,6 +70,10 @@ SEED_LIMIT = 2**64
 #: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
 RETRY_SEED_STRIDE = 1_000_003
 
+
+#: What a template's binding receives: a value of a ComfyUI node's input (va.comfyui.protocol's
+#: ``ParameterValue``, spelled here because the plan knows nothing of the ComfyUI stage).
+BindingValue = str | int | float | bool | None
 
 #: Hashes of input files by their identity (va/memo.py): a batch's jobs often share a still or a voice,
 #: and 1,000 plans hashed the same two files 1,000 times; a changed file is hashed anew.
@@ -239,6 +243,9 @@ class Generation:
     chained: bool = False
     template: str = ""
     lipsync_in_model: bool = False
+    #: The sync check of the picture of a template that lip-syncs in the model (``lipsync.sync_check``,
+    #: resolved for it); it runs when no lip-sync stage follows.
+    sync: SyncSettings = UNCHECKED
     #: ``comfyui.crossfade_frames`` of a generation by segments: frames blended at each seam (0: none).
     crossfade_frames: int = 0
 
@@ -253,7 +260,7 @@ class Generation:
     #: The run's seed, from which each batch's (and each retry's) derives.
     seed: int = 0
 
-    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, Any]:
+    def values(self, batch: Batch | VoiceSegment, seed: int) -> dict[str, BindingValue]:
         """What the template's bindings receive for ``batch`` (or a segment) submitted with ``seed``."""
         sampling = self.sampling
         assert sampling is not None, "a planned generation carries its sampling"
@@ -598,6 +605,7 @@ def plan_generation(
             chained=workflow.chained,
             template=template_digest(workflow),
             lipsync_in_model=workflow.lipsync_in_model,
+            sync=resolve_model_settings(job.lipsync.sync_check, workflow.id, workflow.lipsync_in_model),
             crossfade_frames=crossfade,
             sampling=plan_sampling(job),
             wait=plan_wait(job),

@@ -18,6 +18,7 @@ from typing import TypeVar
 from va import media
 from va.job import Buffer
 from va.jsondata import as_data, from_data
+from va.lipsync.sync import ChunkWindow, SyncSettings
 from va.plan import (
     CameraMove,
     Caption,
@@ -182,6 +183,20 @@ class EncodeSettings:
     cleanup: str
     #: What a video the lip-sync check found out of sync does (``lipsync.sync_check.on_fail``).
     sync_on_fail: str = "fail"
+    #: The sync check of a picture whose model moved the lips, made before the encode (None: none).
+    model_sync: ModelSync | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSync:
+    """The sync check of ComfyUI's picture when its template lip-syncs in the model and no lip-sync stage
+    follows: the settings, the template, and the segments' stretches of the picture (output frames), each
+    judged on its own."""
+
+    settings: SyncSettings
+    template: str
+    fps: int
+    segments: tuple[ChunkWindow, ...]
 
 
 def picture_of(plan: Plan) -> Picture:
@@ -266,10 +281,32 @@ def captions_settings(plan: Plan) -> CaptionsSettings:
 def encode_settings(plan: Plan) -> EncodeSettings:
     """The settings of ``encode``."""
     stages = plan.stages
+    model = model_sync(plan)
     on_fail = plan.lipsync.sync.on_fail if plan.lipsync is not None else "fail"
     return EncodeSettings(
-        picture_of(plan), stages.visual, stages.lipsync, stages.captions, plan.cleanup, sync_on_fail=on_fail
+        picture_of(plan),
+        stages.visual,
+        stages.lipsync,
+        stages.captions,
+        plan.cleanup,
+        sync_on_fail=model.settings.on_fail if model is not None else on_fail,
+        model_sync=model,
     )
+
+
+def model_sync(plan: Plan) -> ModelSync | None:
+    """The sync check of a picture whose template lip-syncs in the model, when no lip-sync stage follows
+    and the check is on: each segment's new frames, as frames of the output picture."""
+    generation = plan.comfyui
+    if generation is None or plan.lipsync is not None or not generation.sync.enabled:
+        return None
+    ratio = plan.fps / generation.fps
+    segments = []
+    for segment in generation.segments:
+        first, end = round(segment.first * ratio), round((segment.first + segment.kept) * ratio)
+        segments.append(ChunkWindow(segment.name, first, min(end, plan.target_frames) - first))
+    template = generation.workflow_ids[0]
+    return ModelSync(generation.sync, template, plan.fps, tuple(s for s in segments if s.frames > 0))
 
 
 #: Rule -> the function that cuts its settings from a plan.

@@ -105,11 +105,21 @@ def encode(
     with the padded audio, and the ``captions`` (SRT) as a subtitle track or, with
     ``output.captions: burn``, drawn into the picture.
 
-    A lip-synced video the sync check found out of sync (``lipsync_result``'s record) is, with
+    A picture whose template lip-syncs in the model (``settings.model_sync``) is checked first, its
+    record written to ``lipsync_result``. A video the sync check found out of sync (that record) is, with
     ``on_fail: fail``, made under the kept name instead and the run ends ``LIPSYNC_OUT_OF_SYNC``; with
     ``warn`` it is published and the offset said."""
-    record = read_json(lipsync_result).get("sync", {}) if lipsync_result and lipsync_result.exists() else {}
-    if record.get("verdict") != sync.OUT_OF_SYNC:
+    if lipsync_result is not None and settings.lipsync is None:
+        # A picture whose model moved the lips is checked here, before its encode; its record is where a
+        # lip-sync stage's would be. Loaded only then: a held still's encode starts without it.
+        from va.lipsync.stage import check_model_picture  # noqa: PLC0415
+
+        check_model_picture(settings.model_sync, video, audio, lipsync_result)
+        lipsync_result = lipsync_result if settings.model_sync is not None else None
+    record: sync.SyncData = sync.unchecked("not checked")
+    if lipsync_result is not None and lipsync_result.exists():
+        record = read_json(lipsync_result).get("sync") or record
+    if record["verdict"] != sync.OUT_OF_SYNC:
         _encode(settings, loop, audio, final, video=video, captions=captions)
         return
     if settings.sync_on_fail == "warn":

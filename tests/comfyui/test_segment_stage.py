@@ -30,6 +30,7 @@ from va.plan import Plan, plan_job, write_plan
 from va.rule_settings import (
     assemble_settings,
     audio_settings,
+    encode_settings,
     segment_settings,
     settings_json,
     still_settings,
@@ -326,6 +327,12 @@ def test_a_template_that_lip_syncs_in_the_model_runs_no_lipsync_stage_unless_nam
     assert plan.comfyui is not None and plan.comfyui.lipsync_in_model
     assert plan.stages.lipsync is None and plan.lipsync is None
     assert plan.stages.visual.value == "comfyui_segments"
+    # The sync check is on for its picture: before the encode, each segment's new frames judged alone.
+    model = encode_settings(plan).model_sync
+    assert model is not None and model.settings.enabled and model.template == plan.comfyui.workflow_ids[0]
+    assert [window.name for window in model.segments] == [segment.name for segment in plan.comfyui.segments]
+    ends = [window.first + window.frames for window in model.segments]
+    assert [window.first for window in model.segments] == [0, *ends[:-1]] and ends[-1] == plan.target_frames
 
 
 def test_the_run_of_a_segment_is_recorded_as_an_event(files: Media, comfy: Comfy, workflows: Path) -> None:

@@ -5,6 +5,7 @@ another name with exit 54 (``on_fail: fail``) or publishes it (``warn``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,13 +13,16 @@ import pytest
 
 from tests.conftest import CliRunner, Media
 from tests.lipsync.fakes import command, providers_file
-from tests.lipsync.talking_face import envelope, write_voice
+from tests.lipsync.talking_face import envelope, shifted, write_talking_face, write_voice
 from tests.lipsync.test_stage import Stage, stage  # noqa: F401 - the fixture
 from va import cli, stages
 from va.atomic import read_json
 from va.errors import ExitCode, VaError
+from va.lipsync import sync
+from va.lipsync.stage import check_model_picture
+from va.lipsync.sync import ChunkWindow, SyncSettings
 from va.plan import load_plan
-from va.rule_settings import encode_settings
+from va.rule_settings import ModelSync, encode_settings
 from va.runner import RunResult
 
 pytestmark = pytest.mark.timeout(180)
@@ -152,3 +156,60 @@ def test_a_published_out_of_sync_video_is_said_on_stderr(
         "va: warning: lip-sync out of sync at 0.00-8.00 s: the picture runs ahead of the voice by 4 frames "
         "(at most 2 allowed; confidence 0.5)\n"
     )
+
+
+def test_a_models_picture_is_judged_per_segment_and_the_late_one_named(tmp_path: Path) -> None:
+    """A template that lip-syncs in the model: its picture is checked before the encode, each segment on
+    its own, and the record is where a lip-sync stage's would be (``lipsync/result.json``)."""
+    levels = envelope(18, seed=11)
+    picture = levels.copy()
+    picture[150:300] = shifted(levels, 6)[150:300]  # the middle segment's picture 6 frames late
+    video = write_talking_face(tmp_path / "picture.mp4", picture)
+    voice = write_voice(tmp_path / "voice.wav", levels)
+    segments = tuple(ChunkWindow(f"{index:04d}", index * 150, 150) for index in range(3))
+    model = ModelSync(SyncSettings(True, 2, "fail"), "talk_segment", 25, segments)
+    result = tmp_path / "lipsync" / "result.json"
+    check_model_picture(model, video, voice, result)
+    record = read_json(result)
+    assert (record["provider"], record["in_model"]) == (None, "talk_segment")
+    sync_record = record["sync"]
+    assert [part["verdict"] for part in sync_record["chunks"]] == ["in_sync", "out_of_sync", "in_sync"]
+    assert sync_record["verdict"] == "out_of_sync" and sync_record["unit"] == "segment"
+    assert abs(sync_record["chunks"][1]["offset_frames"] - 6) <= 1
+    assert "at segment 0001 (6.00-12.00 s): the picture lags behind the voice" in sync.describe(sync_record)
+    assert sync.summary(sync_record).startswith("sync: out of sync in segment 0001 (+")
+    assert (tmp_path / "lipsync" / sync.TRACK_NAME).is_file()
+    # The check turned off: the earlier record of the model's picture goes, a tool's would stay.
+    check_model_picture(None, video, voice, result)
+    assert not result.exists() and not (tmp_path / "lipsync" / sync.TRACK_NAME).exists()
+
+
+def test_the_encode_checks_a_models_picture_and_ends_54_naming_the_segment(
+    spoken: Media,
+    stage: Stage,  # noqa: F811
+) -> None:
+    """The encode of a picture whose template lip-syncs in the model (no lip-sync stage): checked first, its
+    record written where a stage's would be, and an out-of-sync segment ends the run with exit 54."""
+    staged = stage(command("talk", "--lag", "6"), sync_check={"enable": False})
+    staged.lipsync()  # a picture 6 frames late, standing for the model's
+    run, final = staged.run, staged.run.final(staged.job.basename)
+    settings = encode_settings(load_plan(run.plan))
+    frames = settings.picture.frames
+    halves = (ChunkWindow("0000", 0, frames // 2), ChunkWindow("0001", frames // 2, frames - frames // 2))
+    model = ModelSync(SyncSettings(True, 2, "fail"), "talk_segment", 25, halves)
+    settings = dataclasses.replace(settings, lipsync=None, model_sync=model)
+    with pytest.raises(VaError) as raised:
+        stages.encode(
+            settings,
+            run.still_loop,
+            run.padded_aac,
+            final,
+            video=run.lipsync_output,
+            lipsync_result=run.lipsync_result,
+        )
+    assert raised.value.code == ExitCode.LIPSYNC_OUT_OF_SYNC
+    assert raised.value.message.startswith("lip-sync out of sync at segment 0000 (0.00-")
+    record = read_json(run.lipsync_result)
+    assert record["in_model"] == "talk_segment" and record["sync"]["unit"] == "segment"
+    assert [part["chunk"] for part in record["sync"]["chunks"]] == ["0000", "0001"]
+    assert (run.root / "final.out-of-sync.mp4").exists() and not final.exists()

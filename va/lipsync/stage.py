@@ -11,19 +11,37 @@ import dataclasses
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict
 
 from va import face, media
 from va.atomic import copy_file_atomic, read_json, write_json_atomic
-from va.errors import ExitCode, VaError
+from va.errors import ErrorData, ExitCode, VaError
 from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
 from va.plan import Chunk, Lipsync
-from va.rule_settings import LipsyncSettings
+from va.rule_settings import LipsyncSettings, ModelSync
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
+
+
+class LipsyncResult(TypedDict, total=False):
+    """``lipsync/result.json`` (a chunk's own too): the provider, whether the un-synced video was passed
+    through and why, the face found, the sync check's verdict; a joined stage's chunk count and the chunks
+    passed through; for a picture whose model moved the lips (no provider), the template."""
+
+    provider: Required[str | None]
+    type: Required[str]
+    passthrough: Required[bool]
+    chunk: str
+    chunks: int
+    chunks_passed_through: list[str]
+    #: The failure (``VaError.as_dict``): its code, name and message.
+    error: ErrorData
+    face: face.FaceSearchData
+    sync: sync.SyncData
+    in_model: str
 
 
 def check_output(
@@ -173,7 +191,7 @@ def _settle(settings: LipsyncSettings, chunk: Chunk, produced: Path, output: Pat
 
 def run_lipsync(
     settings: LipsyncSettings, still: Path, audio: Path, output: Path, *, visual: Path | None = None
-) -> dict[str, Any]:
+) -> LipsyncResult:
     """Run the job's provider on the held still (or the visual stage's ``visual`` video) and the padded
     audio: the whole of it, or the planned chunk of a cut one (``settings.chunk``; its folder
     ``lipsync/chunks/NNNN/`` beside its output), then check the mouth against the voice (the stage's
@@ -190,7 +208,7 @@ def run_lipsync(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     inputs = _prepare_inputs(settings, window, still=still, audio=audio, folder=folder, visual=visual)
-    result: dict[str, Any] = {"provider": provider.id, "type": provider.type, "passthrough": False}
+    result: LipsyncResult = {"provider": provider.id, "type": provider.type, "passthrough": False}
     if chunk is not None:
         result["chunk"] = chunk.name
     joined = chunk is not None
@@ -231,7 +249,7 @@ def run_lipsync(
 
 def _check_sync(
     stage: Lipsync, chunk: Chunk, video: Path, audio: Path, folder: Path, *, attempt: int
-) -> dict[str, Any]:
+) -> sync.SyncData:
     """The sync check of the chunk's published ``video`` against the ``audio`` the tool was given (from the
     chunk's start): its record, and its track in ``sync.json`` beside the result (the join reads it)."""
     settings = stage.sync
@@ -240,10 +258,12 @@ def _check_sync(
     track = sync.measure(video, audio, stage.fps).window(0, chunk.frames)
     found = sync.estimate(track, max_offset_frames=settings.max_offset_frames)
     write_json_atomic(folder / sync.TRACK_NAME, track.as_dict())
-    return {**found.as_dict(), "attempts": attempt, "max_offset_frames": settings.max_offset_frames}
+    record = found.as_dict()
+    record["attempts"], record["max_offset_frames"] = attempt, settings.max_offset_frames
+    return record
 
 
-def _retry_sync(stage: Lipsync, chunk: Chunk, record: dict[str, Any], attempt: int) -> bool:
+def _retry_sync(stage: Lipsync, chunk: Chunk, record: sync.SyncData, attempt: int) -> bool:
     """Whether to run the tool once more on a chunk found out of sync (``lipsync.sync_check.retry``)."""
     if record["verdict"] != sync.OUT_OF_SYNC or not stage.sync.retry or attempt > 1:
         return False
@@ -256,14 +276,14 @@ def _retry_sync(stage: Lipsync, chunk: Chunk, record: dict[str, Any], attempt: i
     return True
 
 
-def join_chunks(settings: LipsyncSettings, clips: list[Path], output: Path) -> dict[str, Any]:
+def join_chunks(settings: LipsyncSettings, clips: list[Path], output: Path) -> LipsyncResult:
     """Join the chunks' videos, frame-exactly (each holds its planned frames), to the stage's output, and
     record the stage's result: the provider, and the chunks passed through un-synced, if any."""
     stage = settings.stage
     media.concat_videos(clips, output, frames=stage.frames, failure=ExitCode.LIPSYNC_FAILED)
     results = [read_json(clip.with_suffix("") / RESULT_NAME) for clip in clips]
     passed = [str(result["chunk"]) for result in results if result.get("passthrough")]
-    result: dict[str, Any] = {"provider": stage.provider, "type": stage.type, "passthrough": bool(passed)}
+    result: LipsyncResult = {"provider": stage.provider, "type": stage.type, "passthrough": bool(passed)}
     result["chunks"] = len(clips)
     if passed:
         result["chunks_passed_through"] = passed
@@ -276,7 +296,7 @@ def join_chunks(settings: LipsyncSettings, clips: list[Path], output: Path) -> d
     return result
 
 
-def _join_sync(stage: Lipsync, folders: list[Path], target: Path) -> dict[str, Any]:
+def _join_sync(stage: Lipsync, folders: list[Path], target: Path) -> sync.SyncData:
     """The sync check of the joined video, from the chunks' tracks: the whole's verdict and each chunk's
     (``sync.judge``), the whole track written to ``target/sync.json`` for the report."""
     (target / sync.TRACK_NAME).unlink(missing_ok=True)
@@ -292,5 +312,35 @@ def _join_sync(stage: Lipsync, folders: list[Path], target: Path) -> dict[str, A
     whole, parts = sync.judge(track, windows, max_offset_frames=stage.sync.max_offset_frames)
     write_json_atomic(target / sync.TRACK_NAME, track.as_dict())
     attempts = [read_json(folder / RESULT_NAME).get("sync", {}).get("attempts", 1) for folder in folders]
-    chunks = [{**part.as_dict(), "attempts": tries} for part, tries in zip(parts, attempts, strict=True)]
-    return {**whole.as_dict(), "max_offset_frames": stage.sync.max_offset_frames, "chunks": chunks}
+    chunks = [part.as_dict() for part in parts]
+    for chunk, tries in zip(chunks, attempts, strict=True):
+        chunk["attempts"] = tries
+    record = whole.as_dict()
+    record["max_offset_frames"], record["chunks"] = stage.sync.max_offset_frames, chunks
+    return record
+
+
+def check_model_picture(model: ModelSync | None, video: Path | None, audio: Path, result: Path) -> None:
+    """The sync check of a picture whose template lip-syncs in the model, before the encode: the mouth of
+    ``video`` against the padded ``audio``, the whole and each segment (``sync.judge``), recorded in
+    ``result`` (``lipsync/result.json``, with the track beside it) as a lip-sync stage's check would be.
+    Without a check (``model`` None) an earlier run's record of one is removed."""
+    track_file = result.with_name(sync.TRACK_NAME)
+    if model is None or video is None:
+        if result.exists() and read_json(result).get("in_model"):
+            result.unlink()
+            track_file.unlink(missing_ok=True)
+        return
+    track = sync.measure(video, audio, model.fps)
+    settings = model.settings
+    whole, parts = sync.judge(
+        track, model.segments, max_offset_frames=settings.max_offset_frames, unit="segment"
+    )
+    record = whole.as_dict()
+    record["max_offset_frames"], record["unit"] = settings.max_offset_frames, "segment"
+    record["chunks"] = [part.as_dict() for part in parts]
+    result.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(track_file, track.as_dict())
+    found: LipsyncResult = {"provider": None, "type": "model", "passthrough": False}
+    found["in_model"], found["sync"] = model.template, record
+    write_json_atomic(result, found)

@@ -17,24 +17,38 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Required
 
-from va import media
+from typing_extensions import TypedDict  # pydantic (VIDAX's manifest) reads only this one's on Python 3.11
+
+from va import face, media
 from va.errors import ExitCode, VaError
+from va.face import FaceBox
 from va.job import SyncCheckSettings
 from va.lipsync.providers import Provider
 
-#: The landmark model inside ``face-recognition-models`` (the iBUG 300-W 68-point layout).
-LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
+#: The landmark model inside ``face-recognition-models``: dlib's 5 points (the outer and inner corners of
+#: both eyes, the nose's base), which place the mouth; loaded in a twentieth of the 68-point model's time.
+LANDMARK_MODEL = "shape_predictor_5_face_landmarks.dat"
 PACKAGES = "dlib-bin and face-recognition-models (pip install dlib-bin face-recognition-models)"
-#: Frames are measured no larger than this (px, longer side): the detector's time grows with the area, and
-#: a face of a talking-head video keeps well over its 80 px minimum at that size.
-ANALYSIS_SIDE = 640
-#: The face is looked for again every this many frames (detecting costs ~15 times as much as fitting the
-#: landmarks); in the frames between, the box found last follows the nose's landmarks.
-DETECT_EVERY = 25
-#: The landmarks of the nose's bridge (27-30): they move with the head, not with the mouth.
-NOSE = (27, 28, 29, 30)
+#: The face's size in the frames measured (px wide, as OpenCV's cascade boxes it): frames are decoded cut
+#: to the face found in the first frame and ``FACE_MARGIN`` of its width around it, then scaled so; a
+#: smaller face is scaled up at most ``MAX_UPSCALE`` times. Decoding the cut at that size costs a fraction
+#: of a whole frame's, and the mouth keeps some 25 px.
+FACE_PIXELS = 100
+FACE_MARGIN = 0.6
+MAX_UPSCALE = 2.0
+#: Without a face in the first frame, the whole picture is looked at, no larger than this (px).
+WHOLE_SIDE = 480
+#: The face is looked for again every this many frames (sizes ``DETECT_STEP`` apart, near the size found
+#: first), and the landmarks fitted every ``FIT_EVERY``: a head moves little in 0.4 s, and a fit costs 200
+#: frames' measure of the mouth.
+DETECT_EVERY = 50
+DETECT_STEP = 1.25
+FIT_EVERY = 10
+#: The mouth's box, in outer-eye-corner distances from the nose's base: down from ``MOUTH_TOP`` to
+#: ``MOUTH_BOTTOM`` (the upper lip to below the lower lip of an open mouth), ``MOUTH_HALF_WIDTH`` each side.
+MOUTH_TOP, MOUTH_BOTTOM, MOUTH_HALF_WIDTH = 0.12, 0.55, 0.25
 #: The lags tried, in frames either way: SyncNet's evaluation searches the same +-15.
 MAX_LAG_FRAMES = 15
 #: Audio samples a frame's loudness is measured over (the sample rate follows: 400 x fps).
@@ -51,8 +65,9 @@ MIN_FACE_SHARE = 0.5
 MIN_SPEECH_SECONDS = 1.5
 MIN_MOUTH_SPREAD = 0.03
 MIN_CONFIDENCE = 0.3
-#: A face whose outer eye corners are closer than this (px, at ``ANALYSIS_SIDE``) counts as none: on a
-#: smaller face a pixel of the landmarks' jitter is more than a tenth of the lips' gap.
+#: A face whose outer eye corners are closer than this (px, in a picture scaled to ``ANALYSIS_SIDE`` on its
+#: longer side) counts as none: the mouth of a smaller face is a few pixels.
+ANALYSIS_SIDE = 640
 MIN_EYES_PIXELS = 30.0
 #: Slow changes (a head turning, a voice getting louder) are taken out over this many seconds first.
 DETREND_SECONDS = 1.0
@@ -91,8 +106,47 @@ def resolve_settings(check: SyncCheckSettings, provider: Provider) -> SyncSettin
     return SyncSettings(enabled, check.max_offset_frames, check.on_fail, check.retry, reason)
 
 
+def resolve_model_settings(check: SyncCheckSettings, template: str, in_model: bool) -> SyncSettings:
+    """The job's ``lipsync.sync_check`` for the picture of ComfyUI ``template``: on, unless the job says
+    ``enable: false``, when the template lip-syncs in the model (``lipsync_in_model``); the model's
+    segments are not made again (``retry`` is for a lip-sync tool's chunks)."""
+    if not in_model:
+        return UNCHECKED
+    if check.enable is False:
+        return SyncSettings(False, reason="not checked: lipsync.sync_check.enable is false")
+    return SyncSettings(True, check.max_offset_frames, check.on_fail, False)
+
+
 #: The settings of a stage planned before the check existed: not checked.
 UNCHECKED = SyncSettings(enabled=False, reason="not checked")
+
+
+class TrackData(TypedDict):
+    """A track as JSON data (``lipsync/sync.json``)."""
+
+    fps: int
+    mouth: list[float | None]
+    loudness: list[float]
+
+
+class SyncData(TypedDict, total=False):
+    """A verdict as JSON data: the manifest's ``phases.lipsync.sync`` and each of its ``chunks``
+    (docs/LIPSYNC_INTERFACE.md#the-sync-check)."""
+
+    verdict: Required[str]
+    offset_frames: Required[int | None]
+    confidence: Required[float | None]
+    frames: int
+    reason: str
+    chunk: str
+    start_seconds: float
+    end_seconds: float
+    max_offset_frames: int
+    attempts: int
+    #: What ``chunks`` are: a lip-sync tool's chunks (said so when absent), or a model's ``segment`` s.
+    unit: str
+    chunks: list[SyncData]
+    kept: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +168,13 @@ class SyncTrack:
         last = first + frames
         return SyncTrack(self.fps, self.mouth[first:last], self.loudness[first:last])
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> TrackData:
         """The track as JSON data (``lipsync/sync.json``: what the report plots)."""
         rounded = [None if value is None else round(value, 4) for value in self.mouth]
         return {"fps": self.fps, "mouth": rounded, "loudness": [round(v, 2) for v in self.loudness]}
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> SyncTrack:
+    def from_dict(data: TrackData) -> SyncTrack:
         """A track read back from ``as_dict``'s data."""
         return SyncTrack(int(data["fps"]), tuple(data["mouth"]), tuple(data["loudness"]))
 
@@ -141,20 +195,34 @@ class SyncEstimate:
     start_seconds: float = 0.0
     end_seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SyncData:
         """The estimate as JSON data (the manifest's ``phases.lipsync.sync``, a chunk's entry in it)."""
-        data = dataclasses.asdict(self)
-        if not self.chunk:
-            del data["chunk"]
-        if not self.reason:
-            del data["reason"]
+        data: SyncData = {
+            "verdict": self.verdict,
+            "offset_frames": self.offset_frames,
+            "confidence": self.confidence,
+            "frames": self.frames,
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        if self.chunk:
+            data["chunk"] = self.chunk
+        data["start_seconds"], data["end_seconds"] = self.start_seconds, self.end_seconds
         return data
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> SyncEstimate:
+    def from_dict(data: SyncData) -> SyncEstimate:
         """An estimate read back from ``as_dict``'s data."""
-        fields = {field.name for field in dataclasses.fields(SyncEstimate)}
-        return SyncEstimate(**{key: value for key, value in data.items() if key in fields})
+        return SyncEstimate(
+            data["verdict"],
+            data["offset_frames"],
+            data["confidence"],
+            data.get("frames", 0),
+            data.get("reason", ""),
+            data.get("chunk", ""),
+            data.get("start_seconds", 0.0),
+            data.get("end_seconds", 0.0),
+        )
 
 
 def _import_dlib() -> Any:
@@ -166,7 +234,7 @@ def _import_dlib() -> Any:
 
 
 def landmark_model() -> Path:
-    """The 68-point model's file inside ``face-recognition-models``, found without importing the package
+    """The 5-point model's file inside ``face-recognition-models``, found without importing the package
     (its ``__init__`` imports ``pkg_resources``, which newer setuptools no longer ship)."""
     spec = importlib.util.find_spec("face_recognition_models")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -179,68 +247,132 @@ def landmark_model() -> Path:
 
 
 @functools.cache
-def _models() -> tuple[Any, Any]:
-    """dlib's face detector and the 68-point landmark predictor, loaded once a process."""
+def _predictor() -> Any:
+    """dlib's 5-point landmark predictor, loaded once a process."""
+    return _import_dlib().shape_predictor(str(landmark_model()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Boxes:
+    """Where to look in an analysed frame (rows, then columns, as slices): the mouth, and the skin
+    between the eyes and the nose that it is compared with."""
+
+    mouth: tuple[slice, slice]
+    reference: tuple[slice, slice]
+    nose: tuple[float, float]
+
+    def darkness(self, pixels: Any) -> float:
+        """How much darker the mouth is than the reference skin: 0 as light, towards 1 as dark."""
+        skin = float(pixels[self.reference].mean())
+        return 1.0 - float(pixels[self.mouth].mean()) / max(skin, 1.0)
+
+
+def _box(centre_x: float, top: float, bottom: float, half_width: float) -> tuple[slice, slice]:
+    return slice(round(top), round(bottom) + 1), slice(
+        round(centre_x - half_width), round(centre_x + half_width) + 1
+    )
+
+
+def _fit(pixels: Any, face: FaceBox, min_eyes: float) -> _Boxes | None:
+    """The mouth's and the reference's boxes from dlib's 5 landmarks in the ``face`` box, and the nose's
+    base (None: a face whose outer eye corners are closer than ``min_eyes`` pixels)."""
     dlib = _import_dlib()
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model()))
-
-
-def _largest_face(detector: Any, pixels: Any) -> Any:
-    """The largest face dlib's detector finds (looking at twice the size when it finds none), or None."""
-    for upsample in (0, 1):
-        found = detector(pixels, upsample)
-        if len(found) > 0:
-            return max(found, key=lambda box: box.area())
-    return None
-
-
-def _mouth_opening(shape: Any) -> float | None:
-    """The inner lips' gap (points 61-67, 62-66, 63-65 of the 68) over the outer eye corners' distance
-    (36-45), so the value does not change with the face's size in the picture."""
-
-    def point(index: int) -> tuple[float, float]:
-        part = shape.part(index)
-        return float(part.x), float(part.y)
-
-    def distance(a: int, b: int) -> float:
-        (ax, ay), (bx, by) = point(a), point(b)
-        return float(((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5)
-
-    eyes = distance(36, 45)
-    if eyes < MIN_EYES_PIXELS:
+    shape = _predictor()(pixels, dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height))
+    points = [(float(shape.part(i).x), float(shape.part(i).y)) for i in range(5)]
+    (ax, ay), (bx, by) = points[0], points[2]
+    eyes = ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
+    nose_x, nose_y = points[4]
+    if eyes < min_eyes:
         return None
-    return (distance(61, 67) + distance(62, 66) + distance(63, 65)) / 3.0 / eyes
+    between_y = (sum(y for _, y in points[:4]) / 4 + nose_y) / 2
+    mouth = _box(nose_x, nose_y + MOUTH_TOP * eyes, nose_y + MOUTH_BOTTOM * eyes, MOUTH_HALF_WIDTH * eyes)
+    reference = _box(nose_x, between_y - 0.1 * eyes, between_y + 0.1 * eyes, 0.1 * eyes)
+    height, width = pixels.shape
+    inside = all(
+        s.start >= 0 and s.stop <= limit
+        for box in (mouth, reference)
+        for s, limit in zip(box, (height, width), strict=True)
+    )
+    return _Boxes(mouth, reference, (nose_x, nose_y)) if inside else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """What of a video is decoded, the smallest distance of the outer eye corners that counts, and the
+    faces' widths looked for (0: any larger), all in the decoded pixels."""
+
+    crop: media.Crop
+    min_eyes: float
+    smallest: int
+    largest: int
+
+
+def _window(video: Path) -> _Window:
+    """What of ``video`` is decoded: the face of its first frame (OpenCV's cascade) and what is around
+    it, the face scaled to ``FACE_PIXELS`` wide; without a face there, the whole picture, at most
+    ``WHOLE_SIDE``. And the smallest distance of the outer eye corners that counts, in its pixels."""
+    info = media.probe_visual(video)
+    first = media.decode_frames(video, [0], longest_side=face.ANALYSIS_SIDE)
+    found = face.find_face(first[0]) if first else None
+    full = max(info.width, info.height)
+    if found is None:
+        scale = min(1.0, WHOLE_SIDE / full)
+        crop = media.Crop(
+            0, 0, info.width, info.height, _even(info.width * scale), _even(info.height * scale)
+        )
+        return _Window(crop, MIN_EYES_PIXELS * full / ANALYSIS_SIDE * scale, 40, 0)
+    margin = FACE_MARGIN * found.width
+    left, top = max(0, _even(found.x - margin)), max(0, _even(found.y - margin))
+    right = min(info.width, _even(found.x + found.width + margin))
+    bottom = min(info.height, _even(found.y + found.height + margin))
+    scale = min(MAX_UPSCALE, FACE_PIXELS / found.width)
+    width, height = right - left, bottom - top
+    crop = media.Crop(left, top, width, height, _even(width * scale), _even(height * scale))
+    size = found.width * scale
+    return _Window(crop, MIN_EYES_PIXELS * full / ANALYSIS_SIDE * scale, round(0.6 * size), round(1.6 * size))
+
+
+def _moved(box: FaceBox, start: tuple[float, float], now: tuple[float, float]) -> FaceBox:
+    """``box`` moved as a point went from ``start`` to ``now``."""
+    return dataclasses.replace(box, x=round(box.x + now[0] - start[0]), y=round(box.y + now[1] - start[1]))
+
+
+def _even(value: float) -> int:
+    return max(2, 2 * round(value / 2))
 
 
 def mouth_openings(video: Path) -> Iterator[float | None]:
-    """The mouth's opening in each frame of ``video`` (None where no face is found), frames streamed."""
+    """The mouth's opening in each frame of ``video`` (None where no face is found), frames streamed:
+    how much darker the mouth's box is than the skin above it. The face is looked for again every
+    ``DETECT_EVERY`` frames; the frames since the last look count only when it is still there."""
     import numpy  # noqa: PLC0415 - OpenCV's and dlib's dependency, needed only with them
 
-    dlib = _import_dlib()
-    detector, predictor = _models()
-    found = box = anchor = None
-    with closing(media.grey_frames(video, longest_side=ANALYSIS_SIDE)) as frames:
+    window = _window(video)
+    faces = window.smallest, window.largest
+    found: FaceBox | None = None
+    boxes: _Boxes | None = None
+    anchor: tuple[float, float] | None = None  # the nose's base where the face was found
+    pending: list[float | None] = []
+    pixels = None
+    with closing(media.grey_frames(video, crop=window.crop)) as frames:
         for number, frame in enumerate(frames):
             pixels = numpy.frombuffer(frame.pixels, dtype=numpy.uint8).reshape(frame.height, frame.width)
             if number % DETECT_EVERY == 0:
-                found = box = _largest_face(detector, pixels)
-                anchor = None
+                found = face.find_face_in_grey(pixels, *faces, step=DETECT_STEP)
+                yield from pending if found is not None else [None] * len(pending)
+                pending, boxes, anchor = [], None, None
             if found is None:
                 yield None
                 continue
-            shape = predictor(pixels, box)
-            nose = _centre(shape, NOSE)
-            anchor = anchor or nose
-            box = dlib.translate_rect(
-                found, dlib.point(round(nose[0] - anchor[0]), round(nose[1] - anchor[1]))
-            )
-            yield _mouth_opening(shape)
-
-
-def _centre(shape: Any, points: tuple[int, ...]) -> tuple[float, float]:
-    """The mean position of the landmarks ``points``."""
-    parts = [shape.part(index) for index in points]
-    return sum(p.x for p in parts) / len(parts), sum(p.y for p in parts) / len(parts)
+            if boxes is None or number % FIT_EVERY == 0:
+                # the box found follows the nose's base, as the head moves, until the face is looked for again
+                moved = found if boxes is None or anchor is None else _moved(found, anchor, boxes.nose)
+                boxes = _fit(pixels, moved, window.min_eyes)
+                anchor = anchor or (boxes.nose if boxes is not None else None)
+            pending.append(None if boxes is None else boxes.darkness(pixels))
+    if pending:  # the last frames count when the last frame still shows the face
+        still = pixels is not None and face.find_face_in_grey(pixels, *faces, step=DETECT_STEP) is not None
+        yield from pending if still else [None] * len(pending)
 
 
 def loudness(audio: Path, fps: int) -> Iterator[float]:
@@ -346,7 +478,7 @@ class ChunkWindow:
 
 
 def judge(
-    track: SyncTrack, chunks: Sequence[ChunkWindow], *, max_offset_frames: int
+    track: SyncTrack, chunks: Sequence[ChunkWindow], *, max_offset_frames: int, unit: str = "chunk"
 ) -> tuple[SyncEstimate, list[SyncEstimate]]:
     """The whole track's estimate and each chunk's (none when the track is one piece). The whole is
     ``out_of_sync`` when any chunk is, whatever the whole's own lag says: a chunk off by 8 frames among
@@ -366,12 +498,12 @@ def judge(
     worst = next((part for part in parts if part.verdict == OUT_OF_SYNC), None)
     if worst is not None and whole.verdict != OUT_OF_SYNC:
         whole = dataclasses.replace(
-            whole, verdict=OUT_OF_SYNC, reason=f"chunk {worst.chunk} is {worst.offset_frames:+d} frames off"
+            whole, verdict=OUT_OF_SYNC, reason=f"{unit} {worst.chunk} is {worst.offset_frames:+d} frames off"
         )
     return whole, parts
 
 
-def unchecked(reason: str) -> dict[str, Any]:
+def unchecked(reason: str) -> SyncData:
     """The record of a video the check did not judge: ``no_verdict``, and why."""
     return {"verdict": NO_VERDICT, "offset_frames": None, "confidence": None, "reason": reason}
 
@@ -392,13 +524,13 @@ def joined(tracks: Sequence[SyncTrack], frames: Sequence[int]) -> SyncTrack:
     return SyncTrack(tracks[0].fps if tracks else 25, tuple(mouth), tuple(voice))
 
 
-def describe(record: dict[str, Any]) -> str:
-    """One line on an out-of-sync record: where (the first chunk out of sync, else the whole), by how
-    many frames which way, the tolerance and the confidence."""
+def describe(record: SyncData) -> str:
+    """One line on an out-of-sync record: where (the first chunk or segment out of sync, else the whole),
+    by how many frames which way, the tolerance and the confidence."""
     worst = next((c for c in record.get("chunks", []) if c["verdict"] == OUT_OF_SYNC), record)
-    span = f"{worst['start_seconds']:.2f}-{worst['end_seconds']:.2f} s"
-    where = f"chunk {worst['chunk']} ({span})" if worst.get("chunk") else span
-    offset = int(worst["offset_frames"])
+    span = f"{worst.get('start_seconds', 0.0):.2f}-{worst.get('end_seconds', 0.0):.2f} s"
+    where = f"{record.get('unit', 'chunk')} {worst['chunk']} ({span})" if worst.get("chunk") else span
+    offset = int(worst["offset_frames"] or 0)
     way = "lags behind" if offset > 0 else "runs ahead of"
     return (
         f"lip-sync out of sync at {where}: the picture {way} the voice by {abs(offset)} frames "
@@ -406,11 +538,12 @@ def describe(record: dict[str, Any]) -> str:
     )
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(record: SyncData) -> str:
     """The verdict in a few words, for ``va status``: ``sync: in sync (+1 frames, confidence 0.62)``."""
     if record.get("verdict") == NO_VERDICT:
         return f"sync: no verdict ({record.get('reason', '')})"
     worst = next((c for c in record.get("chunks", []) if c["verdict"] == OUT_OF_SYNC), record)
-    where = f" in chunk {worst['chunk']}" if worst.get("chunk") else ""
+    where = f" in {record.get('unit', 'chunk')} {worst['chunk']}" if worst.get("chunk") else ""
     words = str(record["verdict"]).replace("_", " ")
-    return f"sync: {words}{where} ({worst['offset_frames']:+d} frames, confidence {worst['confidence']})"
+    offset = int(worst["offset_frames"] or 0)
+    return f"sync: {words}{where} ({offset:+d} frames, confidence {worst['confidence']})"

@@ -4,10 +4,9 @@ with the verdict above them (``report/sync.png``, rule report_sync)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from va.atomic import partial_file
-from va.lipsync.sync import LOUDNESS_RANGE_DB, SyncTrack, summary
+from va.lipsync.sync import LOUDNESS_RANGE_DB, SyncData, SyncTrack, summary
 from va.media import FIGURE_BACKGROUND, WAVEFORM_COLOUR, WAVEFORM_SIZE
 
 MOUTH_COLOUR = "#f59e0b"
@@ -34,7 +33,7 @@ def _curve(values: list[float | None], width: int, height: int) -> list[list[tup
     return [line for line in lines if len(line) > 1]
 
 
-def draw_track(track: SyncTrack, record: dict[str, Any], target: Path) -> None:
+def draw_track(track: SyncTrack, record: SyncData, target: Path) -> None:
     """Write a PNG (``WAVEFORM_SIZE``) of ``track``: the loudness (blue) and the mouth's opening (amber),
     each scaled to its own range, one point a frame; the verdict of ``record`` (the stage's) on top."""
     from PIL import Image, ImageDraw  # noqa: PLC0415 - only the report draws
