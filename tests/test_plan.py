@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import subprocess
@@ -134,14 +135,16 @@ def test_sha256_of_a_missing_file_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["va.manifest", "va.plan", "va.tracking", "va.graph", "va.stages", "va.produce"]
+    "module",
+    ["va.manifest", "va.plan", "va.tracking", "va.graph", "va.stages", "va.produce", "va.runner", "va.cli"],
 )
 def test_core_modules_load_no_stage_client(module: str) -> None:
     """The core knows the stages by their settings only: importing it in a fresh interpreter loads
     neither the HTTP nor the websocket client of the ComfyUI and lip-sync executors, nor pydantic (the
     manifest's records are TypedDicts pydantic validates in VIDAX only: a rule's process does not pay
-    for loading it)."""
-    loaded = "('requests', 'websocket', 'pydantic')"
+    for loading it). The CLI and the runner load them only in the commands and runs that use them: a
+    ``va produce`` of a held still loads none of them, nor the retry policy's tenacity."""
+    loaded = "('requests', 'websocket', 'pydantic', 'tenacity')"
     probe = f"import sys, {module}; print(sorted(m for m in {loaded} if m in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
@@ -163,3 +166,21 @@ def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path: Path) -> N
     assert voice.stat().st_mtime_ns == before.st_mtime_ns and voice.stat().st_size == before.st_size
     assert sha256_file(voice) != first
     assert sha256_file(tmp_path / "gone.wav") == INPUT_NOT_FOUND
+
+
+@pytest.mark.parametrize("script", ["prepare_audio", "hold_start_frame", "encode"])
+def test_a_held_still_rule_loads_no_planner(script: str) -> None:
+    """A held still's rule scripts parse their settings and record their step without the planner, the
+    job's schema checks or their JSON Schema and YAML libraries: three processes a video do not pay for
+    loading them (docs/SCALING.md). Checked on the script's own imports, in a fresh interpreter."""
+    source = (Path(__file__).parent.parent / "scripts" / f"{script}.py").read_text()
+    imports = [node for node in ast.parse(source).body if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert any(isinstance(node, ast.ImportFrom) and node.module == "va.rule_settings" for node in imports)
+    loaded = "('va.plan', 'va.job', 'va.schema', 'jsonschema', 'yaml')"
+    probe = "\n".join(
+        [*map(ast.unparse, imports), f"import sys; print([m for m in {loaded} if m in sys.modules])"]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", f"scripts/{script}.py loads {done.stdout.strip()}"

@@ -22,18 +22,8 @@ from typing import NoReturn
 
 import va
 import va.startup  # first: a stop while the package loads is one line and 130
-from va import doctor, install, registry
+from va import registry
 from va.clean import clean
-from va.comfyui.catalog import load_catalog
-from va.comfyui.template_check import check_template
-from va.comfyui.template_import import (
-    as_json,
-    describe_import,
-    import_workflow,
-    read_official,
-    read_workflow_file,
-)
-from va.comfyui.workflow import load_workflow
 from va.errors import DISK_FAILURES, ExitCode, VaError
 from va.events import Event, follow_events, follow_lines, format_event, read_events
 from va.job import job_from_document
@@ -304,6 +294,10 @@ def disk_failure(exc: OSError) -> VaError:
 
 def cmd_doctor(args: argparse.Namespace) -> ExitCode:
     """Report whether this machine can run jobs."""
+    # Each command loads what it alone uses (here: the HTTP client of the ComfyUI check): a `va produce`
+    # of a held still pays for none of it.
+    from va import doctor  # noqa: PLC0415
+
     checks = doctor.run_checks()
     code = doctor.exit_code(checks)
     if args.json:
@@ -321,6 +315,8 @@ def cmd_doctor(args: argparse.Namespace) -> ExitCode:
 
 def cmd_install(args: argparse.Namespace) -> ExitCode:
     """Install the state dir and assets, or report their status."""
+    from va import install  # noqa: PLC0415 - the download client, for this command alone
+
     report = (
         install.status()
         if args.status
@@ -703,6 +699,18 @@ def cmd_report(args: argparse.Namespace) -> ExitCode:
 
 def cmd_workflow(args: argparse.Namespace) -> ExitCode:
     """``va workflow import``: convert and write a template; ``va workflow check``: check one."""
+    # The template tools, for this command alone.
+    from va.comfyui.catalog import load_catalog  # noqa: PLC0415
+    from va.comfyui.template_check import check_template  # noqa: PLC0415
+    from va.comfyui.template_import import (  # noqa: PLC0415
+        as_json,
+        describe_import,
+        import_workflow,
+        read_official,
+        read_workflow_file,
+    )
+    from va.comfyui.workflow import load_workflow  # noqa: PLC0415
+
     if args.action == "import" and (args.file is None) == (args.official is None):
         raise VaError(ExitCode.USAGE, "va workflow import: give a workflow file or --official NAME")
     catalog = load_catalog(args.server, args.object_info)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
-from va.job import Job
-from va.plan import Stages, Visual, plan_stages
+from va.plan_parts import Stages, Visual
 from va.workdir import Workdir
+
+if TYPE_CHECKING:
+    from va.job import Job
 
 WildcardsFunction = TypeVar("WildcardsFunction", bound=Callable[..., object])
 
@@ -78,7 +80,11 @@ class GraphDescription(TypedDict):
 def describe(job: Job, stages: Stages | None = None) -> GraphDescription:
     """The phases of ``job``'s graph (of its planned ``stages``, else those its settings give): the rules
     of each, and the reason of each skipped phase."""
-    stages = stages or plan_stages(job)
+    if stages is None:
+        # The planner, only for a job not planned yet: a rule that records its step loads none of it.
+        from va.plan import plan_stages  # noqa: PLC0415
+
+        stages = plan_stages(job)
     skipped: dict[str, str] = {}
     generated = stages.visual.generated
     if not generated:

@@ -12,6 +12,7 @@ from va import media, schema
 from va.errors import ExitCode, VaError, not_a_file
 from va.jsondata import from_document
 from va.memo import FileIdentity, Memo, identity_of
+from va.plan_parts import Buffer
 from va.timeline import Segment
 
 IMAGE_SUFFIXES = frozenset(
@@ -37,14 +38,6 @@ class Output:
     crf: int
     x264_preset: str
     captions: str
-
-
-@dataclass(frozen=True, slots=True)
-class Buffer:
-    """``buffer``: seconds of silence before and after the voice."""
-
-    pre_seconds: float
-    post_seconds: float
 
 
 @dataclass(frozen=True, slots=True)

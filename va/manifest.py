@@ -22,7 +22,7 @@ from va.face import FaceSearchData
 from va.graph import PHASES, RULE_PHASE, rule_outputs
 from va.lipsync.result import LipsyncResult
 from va.lipsync.sync import SyncData
-from va.plan import document_fingerprint
+from va.plan_parts import document_fingerprint
 from va.processes import ProcessId
 from va.records import JsonObject, forbid_extra
 from va.workdir import Workdir

@@ -16,7 +16,7 @@ from pathlib import Path
 from va import media
 from va.comfyui.workflow import load_workflow
 from va.job import Job, comfyui_active
-from va.plan import CameraMove
+from va.plan_parts import CameraMove
 from va.rule_settings import CameraSettings
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from va import media
-from va.job import Buffer
 from va.jsondata import as_data, from_data
 from va.lipsync.sync import ChunkWindow, SyncSettings
-from va.plan import (
+from va.plan_parts import (
+    Buffer,
     CameraMove,
     Caption,
     Chunk,
@@ -28,12 +28,14 @@ from va.plan import (
     Geometry,
     InputFile,
     Lipsync,
-    Plan,
     Visual,
     canonical_json,
     generation_document,
 )
 from va.segments import VoiceSegment
+
+if TYPE_CHECKING:  # the planner cuts these settings; a rule that parses them does not load it
+    from va.plan import Plan
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,6 @@ from filelock import FileLock, Timeout
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, BatchRow, check_made_here, load_batch, summarize
 from va.clean import remove_empty_outputs
-from va.comfyui.health import check_pool
-from va.comfyui.pool import PoolServer, snakemake_jobs
-from va.comfyui.stage import job_pool
 from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import Event, follow_events
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
@@ -376,15 +373,21 @@ def comfyui_resources(jobs: Iterable[Job], options: RunOptions) -> list[str]:
     waiting; the leases themselves are taken in va.comfyui.pool). The profile's other
     resources are kept (a ``--resources`` replaces the profile's list). Nothing when no job uses ComfyUI
     or the stage starts its own server (the profile's value holds)."""
+    generating = [job for job in jobs if comfyui_active(job)]
+    if not generating:
+        return []
+    # The ComfyUI stage's pool and client, only for jobs that generate: a held still loads neither.
+    from va.comfyui.pool import PoolServer, snakemake_jobs  # noqa: PLC0415
+    from va.comfyui.stage import job_pool  # noqa: PLC0415
+
     profile = resolve_profile(options.profile) if options.profile else PROFILES / "default"
     config = profile_config(profile)
     servers: set[PoolServer] = set()
-    for job in jobs:
-        if comfyui_active(job):
-            pool = job_pool(job, config)
-            if pool.start is not None:
-                return []
-            servers.update(pool.servers)
+    for job in generating:
+        pool = job_pool(job, config)
+        if pool.start is not None:
+            return []
+        servers.update(pool.servers)
     if not servers:
         return []
     limit = snakemake_jobs(servers)
@@ -425,6 +428,9 @@ def run_job(
     else:
         job, plan = load_job(job_path), planned
     if plan.stages.visual.generated:
+        from va.comfyui.health import check_pool  # noqa: PLC0415 - a generated picture's alone
+        from va.comfyui.stage import job_pool  # noqa: PLC0415
+
         pool = job_pool(job, profile_config(resolve_profile(options.profile) if options.profile else None))
         answers = check_pool(pool.servers) if pool.start is None else []
         if answers and not any(health.ok for health in answers):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -27,14 +27,16 @@ from va.atomic import write_json_atomic
 from va.errors import UNWRITABLE, ErrorData, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
-from va.job import Job
 from va.manifest import ExitStatus, Manifest, build_manifest, current_digest, process_alive, store_digest
 from va.media import count_video_packets
-from va.plan import Plan, previous_plan, sha256_file
 from va.processes import ProcessId
 from va.registry import RunUpdate
 from va.textlog import RuleLogHandler, last_lines, record_event
 from va.workdir import Workdir
+
+if TYPE_CHECKING:  # a rule recording its step loads neither the job's schema checks nor the planner
+    from va.job import Job
+    from va.plan import Plan
 
 
 def new_run_id() -> str:
@@ -82,6 +84,8 @@ def record_run_started(
     if plan is not None:
         inputs = {name: {"path": item.path, "sha256": item.sha256} for name, item in plan.inputs.items()}
     else:
+        from va.plan import sha256_file  # noqa: PLC0415 - the planner's hashes, only for a run not planned
+
         inputs = {
             "audio": {"path": str(job.audio), "sha256": sha256_file(job.audio)},
             "start": {"path": str(job.start), "sha256": sha256_file(job.start)},
@@ -234,6 +238,8 @@ def reconcile(workdir: Workdir, basename: str) -> bool:
         return False
     digest = current_digest(workdir)
     start = digest.last_start
+    from va.plan import previous_plan  # noqa: PLC0415 - only the command that starts runs reconciles
+
     plan = previous_plan(workdir.plan)
     if start is None or digest.finished is not None or plan is None:
         return False

@@ -41,7 +41,8 @@ from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job
-from va.plan import Batch, ComfyWait, Generation, batch_seed
+from va.plan import batch_seed
+from va.plan_parts import Batch, ComfyWait, Generation
 from va.retry import RetryPolicy, retrying
 from va.rule_settings import GenerationSettings
 from va.tracking import unit_step

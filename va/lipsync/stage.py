@@ -19,7 +19,7 @@ from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
 from va.lipsync.result import LipsyncResult
-from va.plan import Chunk, Lipsync
+from va.plan_parts import Chunk, Lipsync
 from va.rule_settings import LipsyncSettings, ModelSync
 
 log = logging.getLogger(__name__)

@@ -17,15 +17,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Required
+from typing import TYPE_CHECKING, Any, Required
 
 from typing_extensions import TypedDict  # pydantic (VIDAX's manifest) reads only this one's on Python 3.11
 
 from va import face, media
 from va.errors import ExitCode, VaError
 from va.face import FaceBox
-from va.job import SyncCheckSettings
-from va.lipsync.providers import Provider
+
+if TYPE_CHECKING:  # only named in signatures: a rule parsing its settings loads no job schema
+    from va.job import SyncCheckSettings
+    from va.lipsync.providers import Provider
 
 #: The landmark model inside ``face-recognition-models``: dlib's 5 points (the outer and inner corners of
 #: both eyes, the nose's base), which place the mouth; loaded in a twentieth of the 68-point model's time.
