@@ -21,8 +21,8 @@ whose prompts sleep (``--prompt-seconds``: the GPU's time, which costs this mach
 everything else runs for real on this machine's cores (Snakemake, the rule scripts, ffmpeg for the audio,
 the still, the assembly and the encode). The whole batch can end 1.8x sooner with two servers only where
 the GPUs' time dominates: with 1 s prompts on a machine of 2 busy cores, va's own CPU work outweighs the
-32 s of prompts; longer prompts (``--prompt-seconds 8``: a 16-frame batch of a real model on a GPU takes
-longer still) show what the pool does when, as on a rack, the GPUs are the bottleneck.
+32 s of prompts; longer prompts (``--prompt-seconds 8``; a 16-frame batch of a real model on a GPU
+takes longer still) measure the pool where, as on a rack, the GPUs are the bottleneck.
 
 With ``--segments N`` (issue 24, generation by segments): a ``va run`` of a voice cut into N segments of
 the shipped chained template ``colour_segments`` (33 frames, 9 of context and head: 0.96 s of new frames a

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import errno
 from pathlib import Path
-from typing import TypedDict
+
+from typing_extensions import TypedDict  # pydantic (VIDAX's manifest) reads only this one's on Python 3.11
 
 
 class ErrorData(TypedDict):

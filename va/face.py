@@ -12,7 +12,9 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
+
+from typing_extensions import TypedDict  # pydantic (VIDAX's manifest) reads only this one's on Python 3.11
 
 from va import media
 from va.errors import ExitCode, VaError

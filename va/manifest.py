@@ -18,7 +18,9 @@ from typing_extensions import TypedDict  # pydantic reads only this one's on Pyt
 
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode
+from va.face import FaceSearchData
 from va.graph import PHASES, RULE_PHASE, rule_outputs
+from va.lipsync.result import LipsyncResult
 from va.lipsync.sync import SyncData
 from va.plan import document_fingerprint
 from va.processes import ProcessId
@@ -226,7 +228,7 @@ class Phase(TypedDict):
     provider: NotRequired[str | None]
     passthrough: NotRequired[bool]
     #: Where the face was found (va.face.FaceSearch), for a provider that needs one.
-    face: NotRequired[JsonObject]
+    face: NotRequired[FaceSearchData]
     #: The sync check's verdict (docs/LIPSYNC_INTERFACE.md#the-sync-check), and the video an out-of-sync
     #: run kept instead of publishing.
     sync: NotRequired[SyncData]
@@ -792,18 +794,6 @@ def _chunk_details(
             }
         )
     return details
-
-
-class LipsyncResult(TypedDict, total=False):
-    """What the lip-sync stage wrote of its work (``lipsync/result.json``) that the manifest shows."""
-
-    provider: str | None
-    passthrough: bool
-    face: JsonObject
-    sync: SyncData
-    error: ExitStatus | None
-    #: A picture whose model moved the lips (no provider ran): the template.
-    in_model: str
 
 
 def _lipsync_details(details: Phase, workdir: Workdir, result: LipsyncResult, basename: str) -> None:

@@ -11,37 +11,19 @@ import dataclasses
 import logging
 import shutil
 from pathlib import Path
-from typing import Required, TypedDict
 
 from va import face, media
 from va.atomic import copy_file_atomic, read_json, write_json_atomic
-from va.errors import ErrorData, ExitCode, VaError
+from va.errors import ExitCode, VaError
 from va.lipsync import sync
 from va.lipsync.command import ProviderOutput, ProviderRun, run_command_provider
 from va.lipsync.providers import Provider, get_provider
+from va.lipsync.result import LipsyncResult
 from va.plan import Chunk, Lipsync
 from va.rule_settings import LipsyncSettings, ModelSync
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
-
-
-class LipsyncResult(TypedDict, total=False):
-    """``lipsync/result.json`` (a chunk's own too): the provider, whether the un-synced video was passed
-    through and why, the face found, the sync check's verdict; a joined stage's chunk count and the chunks
-    passed through; for a picture whose model moved the lips (no provider), the template."""
-
-    provider: Required[str | None]
-    type: Required[str]
-    passthrough: Required[bool]
-    chunk: str
-    chunks: int
-    chunks_passed_through: list[str]
-    #: The failure (``VaError.as_dict``): its code, name and message.
-    error: ErrorData
-    face: face.FaceSearchData
-    sync: sync.SyncData
-    in_model: str
 
 
 def check_output(
