@@ -77,11 +77,13 @@ demo: setup
 # instead of up to minutes (seconds-between-status-checks in profiles/slurm); and fewer: 8 became 6
 # (the provider-resource batch joined the cluster-reason batch; the SIGTERM stop was asserted again by
 # the ComfyUI Slurm test), every assertion kept.
-# Measured so far only on the shared machine at load 18 to 29 (seven other sessions' tests and
-# benchmarks): a fresh clone's gate took 2456 s wall there, 900 s of CPU in its processes (722 user, 178
-# system; the Slurm jobs' not counted), the 6 Slurm tests 914 s beside 745 tests in 2086 s. On 2 quiet
-# cores the CPU alone bounds it: about 900 s of work is at least 450 s on 2 cores, whatever runs beside
-# what; the 430 s aimed at needs the tests' own CPU cut, not only their order.
+# Measured only on the shared machine (seven other sessions' tests and benchmarks), a fresh clone each:
+# at load 18 to 29, 2456 s wall, 900 s of CPU in the gate's processes (the Slurm jobs' not counted), the
+# 6 Slurm tests 914 s beside 745 tests in 2086 s (one Slurm stop then took over 10 s: hence the nice);
+# with the nice, at load 8 to 20, 1046 s wall, 949 s of CPU (759 user, 190 system), the gate's
+# processes 0.9 of a core on average; the 6 Slurm tests 247 s beside the other 764 tests' 927 s
+# (before, alone: 8 in 293 s). On 2 quiet cores the CPU alone bounds it: about 950 s of work is at least
+# 475 s on 2 cores, whatever runs beside what; the 430 s aimed at needs the tests' own CPU cut.
 # Beside them the other tests run at a lower priority (nice): the Slurm tests are mostly waiting, and
 # assert how soon a stop empties the queue (10 s), which a CPU full of the other tests delayed (seen
 # failing at load 28); the other tests lose only the CPU the Slurm tests' processes and jobs use.
