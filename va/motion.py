@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 
 from va import media
-from va.comfyui.workflow import load_workflow
 from va.job import Job, comfyui_active
 from va.plan_parts import CameraMove
 from va.rule_settings import CameraSettings
@@ -31,6 +30,9 @@ def motion_warnings(job: Job) -> list[str]:
     strength = job.motion.strength
     if not comfyui_active(job) or strength == 0:
         return []
+    # The templates' loader (and the ComfyUI pool's types it names), for a generated picture alone.
+    from va.comfyui.workflow import load_workflow  # noqa: PLC0415
+
     workflow = load_workflow(job.comfyui.workflow_ids[0])
     if "motion_strength" in workflow.bindings:
         return []
