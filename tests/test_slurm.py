@@ -232,8 +232,10 @@ def test_a_re_run_after_a_kill_runs_no_rule_twice_and_a_no_op_re_run_is_quick(
         wait_for("the three jobs submitted, one running, one held", all_submitted_one_held, 120)
     finally:
         kill_hard(batch)
-    pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
-    assert pending and queued(out), "every job had started before the kill: nothing left pending"
+    after_kill = slurm_jobs(out)
+    pending = [job["JobId"] for job in after_kill if job["JobState"] == "PENDING"]
+    states = [(job["JobId"], job["JobState"], job.get("Reason"), job.get("RunTime")) for job in after_kill]
+    assert pending and queued(out), f"nothing left pending after the kill (held {held}): {states}"
 
     again = va_cli("batch", folder, "--out", out, "--profile", "slurm", "--json")
     assert again.code == 0, again.err + (out / "logs" / "snakemake.log").read_text()[-3000:]
