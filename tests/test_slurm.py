@@ -148,8 +148,14 @@ def test_a_video_stopped_by_sigint_keeps_what_its_finished_rules_made(
 
 
 def kill_hard(batch: subprocess.Popen[str]) -> None:
-    """SIGKILL Snakemake first, then every other process of the batch: nothing gets to cancel a job."""
+    """SIGKILL Snakemake first, then every other process of the batch: nothing gets to cancel a job.
+
+    The whole batch is frozen (SIGSTOP) before the first kill: a process of it that outlived Snakemake by
+    a few milliseconds could otherwise cancel the jobs (seen: scancel 20 ms after the kill)."""
     below = descendants(batch.pid)
+    batch.send_signal(signal.SIGSTOP)
+    for process in below:
+        process.send(signal.SIGSTOP)
     for process in below:
         with contextlib.suppress(OSError):
             if b"snakemake" in Path(f"/proc/{process.pid}/cmdline").read_bytes():
