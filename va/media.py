@@ -2166,13 +2166,18 @@ def grey_frames(
         out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
         crop = Crop(0, 0, info.width, info.height, *out)
     width, height = crop.out_width, crop.out_height
-    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,extractplanes=y,"
+    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,{LUMA_PLANE},"
     argv = [*_luma_decoder(source), "-vf", f"{window}scale={width}:{height}:flags=area,format=gray"]
     argv += ["-f", "rawvideo", "pipe:1"]
     size = width * height
     for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
         if len(pixels) == size:
             yield GreyFrame(width, height, pixels)
+
+
+#: The luma plane of a frame, as stored: a Y'CbCr or grey picture passes as it is, an RGB one (PNG or
+#: QuickTime RLE in a video, libx264rgb) is converted first, a deeper one brought to 8 bits.
+LUMA_PLANE = "format=pix_fmts=yuv420p|yuvj420p|yuv422p|yuvj422p|yuv444p|yuvj444p|gray,extractplanes=y"
 
 
 def _luma_decoder(source: Path) -> list[str]:
@@ -2185,7 +2190,7 @@ def _luma_decoder(source: Path) -> list[str]:
 def first_grey_frame(source: Path) -> GreyFrame:
     """The first frame of the first video stream of ``source`` at its full size as grey pixels (its luma
     plane, 8 bits, as ``grey_frames`` gives them), and so its size: no probe needed to place a ``Crop``."""
-    argv = [*_luma_decoder(source), "-frames:v", "1", "-vf", "extractplanes=y,format=gray", "-c:v", "pgm"]
+    argv = [*_luma_decoder(source), "-frames:v", "1", "-vf", f"{LUMA_PLANE},format=gray", "-c:v", "pgm"]
     argv += ["-f", "image2pipe", "pipe:1"]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, check=False)

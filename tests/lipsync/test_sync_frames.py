@@ -76,3 +76,15 @@ def test_a_file_without_a_picture_is_said_in_one_line(tmp_path: Path) -> None:
         media.first_grey_frame(voice)
     assert raised.value.code == ExitCode.UNSUPPORTED_FORMAT
     assert raised.value.message.startswith(f"cannot decode frames of {voice}")
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("png", ".mov"), ("libx264rgb", ".mp4"), ("libx264", ".mp4")])
+def test_frames_of_an_rgb_or_deep_video_are_read_as_grey(tmp_path: Path, codec: str, suffix: str) -> None:
+    """A tool may write PNG frames in a QuickTime file, RGB H.264 or 10 bits: the luma is read as well."""
+    video = tmp_path / f"picture{suffix}"
+    deep = ["-pix_fmt", "yuv420p10le"] if codec == "libx264" else []
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.2", "-c:v", codec, *deep, str(video))
+    first = media.first_grey_frame(video)
+    assert (first.width, first.height, len(first.pixels)) == (64, 48, 64 * 48)
+    frames = list(media.grey_frames(video, crop=media.Crop(0, 0, 64, 48, 32, 24)))
+    assert [len(frame.pixels) for frame in frames] == [32 * 24] * 5
