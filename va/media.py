@@ -2033,10 +2033,13 @@ def decode_frames(
     """Decode the frames ``indices`` (0-based, ascending) of the first video stream of ``source`` as packed
     RGB, for analysis: ``fitted`` into a geometry on a background first (as the held still is made), then
     at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing."""
+    reduce = 1
     if fitted is not None:
         geometry, background = fitted
         width, height = geometry.width, geometry.height
         fit = f"{geometry.filter},format=rgb24,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color={background},"
+        start = probe_visual(source)
+        reduce = shrink_factor(start, geometry) if start.decoded_by_va else 1  # as render_still decodes it
     else:
         info = probe_visual(source)
         width, height, fit = info.width, info.height, ""
@@ -2048,7 +2051,7 @@ def decode_frames(
     turning = ["-noautorotate"] if fitted is not None else []  # the geometry's filter turns it upright
     with (
         tempfile.TemporaryDirectory(prefix="va-decode-") as scratch,
-        ffmpeg_readable(source, Path(scratch)) as readable,
+        ffmpeg_readable(source, Path(scratch), shrink=reduce) as readable,
     ):
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *turning, *input_file(readable)]
         argv += ["-map", "0:v:0", "-vf", chain, "-frames:v", str(len(indices))]
