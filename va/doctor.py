@@ -159,8 +159,9 @@ def check_slurm() -> Check:
         "slurm",
         "warn",
         f"scontrol is installed but the controller does not answer within {slurm.PING_SECONDS:g} s: "
-        "every Snakemake start, local runs included, then waits up to 10 s (the Slurm executor plugin "
-        "asks scontrol show config when it loads); start slurmctld, or check SlurmctldHost in slurm.conf",
+        "every Snakemake start that loads the Slurm executor plugin (plain snakemake, va with --profile) "
+        "then waits up to 10 s (the plugin asks scontrol show config when it loads); start slurmctld, "
+        "or check SlurmctldHost in slurm.conf",
     )
 
 

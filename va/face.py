@@ -136,6 +136,22 @@ def find_face(frame: media.RawFrame) -> FaceBox | None:
     return FaceBox(round(found.x * s), round(found.y * s), round(found.width * s), round(found.height * s))
 
 
+def find_face_in_picture(grey: NDArray[numpy.uint8]) -> FaceBox | None:
+    """The largest frontal face in a whole grey picture (a 2-D uint8 array of any size), looked for as
+    ``find_face`` looks (the picture at most ``ANALYSIS_SIDE`` on its longer side, faces from
+    ``SMALLEST_FACE`` of its shorter side), in the picture's pixels; None when there is none."""
+    cv2 = _opencv()
+    height, width = grey.shape
+    shrink = min(1.0, ANALYSIS_SIDE / max(width, height))
+    size = max(1, round(width * shrink)), max(1, round(height * shrink))
+    small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA) if shrink < 1.0 else grey
+    found = find_face_in_grey(small, max(20, round(min(size) * SMALLEST_FACE)))
+    if found is None:
+        return None
+    grow = width / size[0]
+    return FaceBox(*(round(value * grow) for value in (found.x, found.y, found.width, found.height)))
+
+
 def find_face_in_grey(
     grey: NDArray[numpy.uint8], smallest: int, largest: int = 0, *, step: float = 1.1
 ) -> FaceBox | None:

@@ -123,16 +123,21 @@ def tree(process: ProcessId) -> list[ProcessId]:
     return [process, *descendants(process.pid)] if process.alive() else []
 
 
+#: ``python -m ...``: Snakemake's own main, and va's for a run on the local executor (va/snakemake_local.py).
+SNAKEMAKE_MODULES = (["-m", "snakemake"], ["-m", "va.snakemake_local"])
+
+
 def _runs_snakemake(argv: list[str]) -> bool:
-    """Whether a command line is Snakemake's main process (``snakemake ...`` or ``python -m snakemake``);
-    a rule's script (``.snakemake/scripts/...``) or a command that only names it later is not."""
+    """Whether a command line is Snakemake's main process (``snakemake ...``, ``python -m snakemake`` or
+    ``python -m va.snakemake_local``); a rule's script (``.snakemake/scripts/...``) or a command that only
+    names it later is not."""
     if not argv:
         return False
     if Path(argv[0]).name == "snakemake":
         return True
     if not Path(argv[0]).name.startswith("python") or len(argv) < 2:
         return False
-    return argv[1:3] == ["-m", "snakemake"] or Path(argv[1]).name == "snakemake"
+    return argv[1:3] in SNAKEMAKE_MODULES or Path(argv[1]).name == "snakemake"
 
 
 def _runs_a_job(argv: list[str]) -> bool:

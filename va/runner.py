@@ -311,9 +311,12 @@ def workdir_lock(workdir: Workdir) -> Iterator[None]:
         lock.release()
 
 
-def snakemake_command(directory: Path, *config: str) -> list[str]:
-    """Snakemake on this workflow in ``directory``, with ``config`` entries (``job=...`` or ``batch=...``)."""
-    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(directory)]
+def snakemake_command(directory: Path, *config: str, local: bool = True) -> list[str]:
+    """Snakemake on this workflow in ``directory``, with ``config`` entries (``job=...`` or ``batch=...``).
+    ``local``: no profile is named, so the run uses the local executor and Snakemake starts without the
+    cluster executor plugins (va/snakemake_local.py)."""
+    program = "va.snakemake_local" if local else "snakemake"
+    argv = [sys.executable, "-m", program, "--snakefile", str(SNAKEFILE), "--directory", str(directory)]
     return [*argv, "--config", *config]
 
 
@@ -325,7 +328,7 @@ def graph_argv(directory: Path, options: RunOptions, *config: str) -> list[str]:
     workflow profile, whose keys win over the named profile's (its ``cores: all`` over yours).
     """
     profile = resolve_profile(options.profile) if options.profile else None
-    argv = snakemake_command(directory, *profile_config_entries(profile), *config)
+    argv = snakemake_command(directory, *profile_config_entries(profile), *config, local=profile is None)
     if profile is not None:
         argv += ["--profile", str(profile), "--workflow-profile", "none"]
     if options.cores or not _profile_sets_cores(profile):

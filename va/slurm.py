@@ -279,8 +279,9 @@ def controller_answers() -> bool | None:
     """Whether Slurm's controller answers ``scontrol ping`` within PING_SECONDS; None where Slurm's
     commands are not installed.
 
-    Where they are and it does not answer, every Snakemake start waits for it, local runs included:
-    snakemake-executor-plugin-slurm runs ``scontrol show config`` (10 s timeout) when Snakemake loads it."""
+    Where they are and it does not answer, every Snakemake start that loads snakemake-executor-plugin-slurm
+    waits for it: the plugin runs ``scontrol show config`` (10 s timeout) when it loads. A run on the local
+    executor does not load it (va/snakemake_local.py)."""
     if shutil.which("scontrol") is None:
         return None
     out = _run(["scontrol", "ping"], timeout=PING_SECONDS)

@@ -2,8 +2,8 @@
 (``needs_face``: it looks for a face in the frames it gets and fails with "Face not detected"): the tool
 gets the plan's face box as ``{face_box}``; a visual stage's picture without a face is refused with exit 52
 before the tool starts; without ``needs_face`` the same input fails only inside the tool. The whole run
-of a 95 s voice through a tool that needs a face is in test_chunked_runs.py (that tool also refuses
-audio over 20 s and works in windows of 16 frames)."""
+of a voice in chunks through a tool that needs a face is in test_chunked_runs.py (that tool also refuses
+audio over 4 s and works in windows of 16 frames)."""
 
 from __future__ import annotations
 

@@ -42,6 +42,9 @@ FACE_MARGIN = 0.6
 MAX_UPSCALE = 2.0
 #: Without a face in the first frame, the whole picture is looked at, no larger than this (px).
 WHOLE_SIDE = 480
+#: The luma of black in the frames measured (their luma plane as stored, limited range): the mouth's
+#: darkness is measured above it, as on the picture converted to full range, which ffmpeg need not do.
+LUMA_BLACK = 16.0
 #: The face is looked for again every this many frames (sizes ``DETECT_STEP`` apart, near the size found
 #: first), and the landmarks fitted every ``FIT_EVERY``: a head moves little in 0.4 s, and a fit costs 200
 #: frames' measure of the mouth.
@@ -264,9 +267,10 @@ class _Boxes:
     nose: tuple[float, float]
 
     def darkness(self, pixels: Any) -> float:
-        """How much darker the mouth is than the reference skin: 0 as light, towards 1 as dark."""
-        skin = float(pixels[self.reference].mean())
-        return 1.0 - float(pixels[self.mouth].mean()) / max(skin, 1.0)
+        """How much darker the mouth is than the reference skin: 0 as light, towards 1 as dark (measured
+        above the luma's black, ``LUMA_BLACK``: as on the picture converted to full range)."""
+        skin = float(pixels[self.reference].mean()) - LUMA_BLACK
+        return 1.0 - (float(pixels[self.mouth].mean()) - LUMA_BLACK) / max(skin, 1.0)
 
 
 def _box(centre_x: float, top: float, bottom: float, half_width: float) -> tuple[slice, slice]:
@@ -313,20 +317,22 @@ def _window(video: Path) -> _Window:
     """What of ``video`` is decoded: the face of its first frame (OpenCV's cascade) and what is around
     it, the face scaled to ``FACE_PIXELS`` wide; without a face there, the whole picture, at most
     ``WHOLE_SIDE``. And the smallest distance of the outer eye corners that counts, in its pixels."""
-    info = media.probe_visual(video)
-    first = media.decode_frames(video, [0], longest_side=face.ANALYSIS_SIDE)
-    found = face.find_face(first[0]) if first else None
-    full = max(info.width, info.height)
+    import numpy  # noqa: PLC0415 - OpenCV's and dlib's dependency, needed only with them
+
+    first = media.first_grey_frame(video)
+    pixels = numpy.frombuffer(first.pixels, dtype=numpy.uint8).reshape(first.height, first.width)
+    found = face.find_face_in_picture(pixels)
+    full = max(first.width, first.height)
     if found is None:
         scale = min(1.0, WHOLE_SIDE / full)
         crop = media.Crop(
-            0, 0, info.width, info.height, _even(info.width * scale), _even(info.height * scale)
+            0, 0, first.width, first.height, _even(first.width * scale), _even(first.height * scale)
         )
         return _Window(crop, MIN_EYES_PIXELS * full / ANALYSIS_SIDE * scale, 40, 0)
     margin = FACE_MARGIN * found.width
     left, top = max(0, _even(found.x - margin)), max(0, _even(found.y - margin))
-    right = min(info.width, _even(found.x + found.width + margin))
-    bottom = min(info.height, _even(found.y + found.height + margin))
+    right = min(first.width, _even(found.x + found.width + margin))
+    bottom = min(first.height, _even(found.y + found.height + margin))
     scale = min(MAX_UPSCALE, FACE_PIXELS / found.width)
     width, height = right - left, bottom - top
     crop = media.Crop(left, top, width, height, _even(width * scale), _even(height * scale))

@@ -1,0 +1,90 @@
+"""The frames the sync check measures (va/media.py's ``first_grey_frame`` and ``grey_frames``, va/face.py's
+``find_face_in_picture``): the luma plane as stored, at the size asked, the face placed in the first frame's
+pixels whatever the picture's size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy
+import pytest
+
+from tests.conftest import ffmpeg
+from tests.lipsync.talking_face import write_talking_face
+from va import face, media
+from va.errors import ExitCode, VaError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _halves(path: Path, size: str = "320x180") -> Path:
+    """A 10-frame video whose left half is black and right half white (limited range, as x264 stores it)."""
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=black:size={size}:rate=25:duration=0.4[a];color=white:size={size}:rate=25:duration=0.4,"
+        "crop=iw/2:ih:iw/2:0[b];[a][b]overlay=W/2:0",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
+    return path
+
+
+def test_the_first_frame_is_its_luma_at_full_size(tmp_path: Path) -> None:
+    frame = media.first_grey_frame(_halves(tmp_path / "halves.mp4"))
+    assert (frame.width, frame.height, len(frame.pixels)) == (320, 180, 320 * 180)
+    pixels = numpy.frombuffer(frame.pixels, dtype=numpy.uint8).reshape(180, 320)
+    # Limited range as stored: black is 16 and white 235, not converted to 0 and 255.
+    assert abs(int(pixels[:, :150].mean()) - 16) <= 1 and abs(int(pixels[:, 170:].mean()) - 235) <= 1
+
+
+def test_streamed_frames_are_the_window_asked_at_its_size(tmp_path: Path) -> None:
+    video = _halves(tmp_path / "halves.mp4")
+    crop = media.Crop(140, 20, 40, 100, 20, 50)  # 20 px of black, then 20 of white, halved
+    frames = list(media.grey_frames(video, crop=crop))
+    assert len(frames) == 10 and {(f.width, f.height, len(f.pixels)) for f in frames} == {(20, 50, 1000)}
+    pixels = numpy.frombuffer(frames[-1].pixels, dtype=numpy.uint8).reshape(50, 20)
+    assert abs(int(pixels[:, :8].mean()) - 16) <= 1 and abs(int(pixels[:, 12:].mean()) - 235) <= 1
+
+
+def test_the_face_is_placed_in_the_pixels_of_a_large_picture(tmp_path: Path) -> None:
+    small = write_talking_face(tmp_path / "face.mp4", numpy.zeros(5))
+    large = tmp_path / "large.mp4"
+    # The face video (360 px) scaled to 720 px and set at x=280 in a 1280x720 picture, as the benchmark's.
+    ffmpeg("-i", str(small), "-vf", "scale=720:720,pad=1280:720:280:0", "-c:v", "libx264", str(large))
+    frames = [media.first_grey_frame(path) for path in (small, large)]
+    found = [
+        face.find_face_in_picture(numpy.frombuffer(f.pixels, dtype=numpy.uint8).reshape(f.height, f.width))
+        for f in frames
+    ]
+    assert found[0] is not None and found[1] is not None
+    scale = 720 / frames[0].height
+    assert abs(found[1].x - (280 + found[0].x * scale)) <= 0.1 * found[1].width
+    assert abs(found[1].width - found[0].width * scale) <= 0.15 * found[1].width
+
+
+def test_a_file_without_a_picture_is_said_in_one_line(tmp_path: Path) -> None:
+    voice = tmp_path / "voice.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", str(voice))
+    with pytest.raises(VaError) as raised:
+        media.first_grey_frame(voice)
+    assert raised.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert raised.value.message.startswith(f"cannot decode frames of {voice}")
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("png", ".mov"), ("libx264rgb", ".mp4"), ("libx264", ".mp4")])
+def test_frames_of_an_rgb_or_deep_video_are_read_as_grey(tmp_path: Path, codec: str, suffix: str) -> None:
+    """A tool may write PNG frames in a QuickTime file, RGB H.264 or 10 bits: the luma is read as well."""
+    video = tmp_path / f"picture{suffix}"
+    deep = ["-pix_fmt", "yuv420p10le"] if codec == "libx264" else []
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.2", "-c:v", codec, *deep, str(video))
+    first = media.first_grey_frame(video)
+    assert (first.width, first.height, len(first.pixels)) == (64, 48, 64 * 48)
+    frames = list(media.grey_frames(video, crop=media.Crop(0, 0, 64, 48, 32, 24)))
+    assert [len(frame.pixels) for frame in frames] == [32 * 24] * 5
