@@ -687,7 +687,7 @@ def colour_profile(
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         space = profile.profile.xcolor_space.strip()
         if PROFILE_SPACES.get(picture.mode) != space:
-            raise ValueError(f"a {space} profile for {picture.mode} samples")
+            raise ValueError(f"a profile of {space} colours for {picture.mode} samples")
         if space != "RGB":
             return profile
         probes = Image.frombytes("RGB", (len(SRGB_PROBES), 1), bytes(v for c in SRGB_PROBES for v in c))
