@@ -1,6 +1,7 @@
 """Whole ``va run``s with a ComfyUI stage, for what only a run proves: the graph wires the batches into
-the final video and the manifest, a clip template goes end to end, and a killed run resumes its
-batches. (Every step and fault path is in test_stage.py, called in this process.)"""
+the final video and the manifest, a changed default checkpoint makes the batches again on a resume, a
+clip template goes end to end, and a killed run resumes its batches. (Every step and fault path is in
+test_stage.py, called in this process.)"""
 
 from __future__ import annotations
 
@@ -29,10 +30,27 @@ def manifest_of(workdir: Path) -> dict[str, Any]:
     return read_manifest(workdir)
 
 
-def test_frames_path_end_to_end(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
+def test_frames_path_end_to_end_and_a_changed_default_checkpoint_makes_the_batches_again(
+    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frames path through the graph into the final and the manifest. Then, on the same workdir: the
+    checkpoint a job does not name is vidax.json's, resolved when the run is planned, so it is in the
+    batches' settings: changed there, a resume (the final deleted) makes every batch again with the new
+    one, where it kept the frames of the old."""
+    comfy.checkpoints("sd_xl_base_1.0.safetensors", "other.safetensors")
+    repo_config = Path(__file__).resolve().parent.parent.parent / "config" / "vidax.json"
+    settings = json.loads(repo_config.read_text())
+    config = files.root / "vidax.json"
+    config.write_text(json.dumps(settings))
+    monkeypatch.setenv("VIDAX_CONFIG", str(config))
     comfy.faults(system_stats_404=1)  # the run's health check must accept the /health fallback
-    workdir = files.root / "w"
-    result = va_cli("run", comfy_job(files, comfy), "--workdir", workdir, "-q")
+    job, workdir = comfy_job(files, comfy, batch_size=16), files.root / "w"  # 4 batches: 16, 16, 16, 2
+
+    def checkpoints() -> set[str]:
+        graphs = (workdir / "comfyui" / "graphs").glob("*.json")
+        return {json.loads(graph.read_text())["4"]["inputs"]["ckpt_name"] for graph in graphs}
+
+    result = va_cli("run", job, "--workdir", workdir, "-q")
     assert result.code == 0, result.err
     stats = comfy.stats()
     assert stats["health"] == 1
@@ -43,14 +61,25 @@ def test_frames_path_end_to_end(files: Media, va_cli: CliRunner, comfy: Comfy, w
     ]
     phase = manifest_of(workdir)["phases"]["comfyui"]
     assert phase["status"] == "done"
-    assert phase["progress"]["batches_done"] == phase["progress"]["batches_total"] == 7
+    assert phase["progress"]["batches_done"] == phase["progress"]["batches_total"] == 4
     assert phase["progress"]["frames_done"] == phase["progress"]["frames_total"] == 50
     assert phase["progress"]["last_step"]["max"] == 4
     assert phase["comfyui_version"] == "0.26.0"
-    assert len(phase["prompt_ids"]) == 7 and set(phase["prompt_ids"]) <= set(stats["prompts"])
-    assert phase["batch_seeds"]["0000"] == 7 and phase["batch_seeds"]["0006"] == 13
-    assert phase["graphs"] == [f"comfyui/graphs/{i:04d}-a1.json" for i in range(7)]
-    assert [a["outcome"] for a in phase["attempts"]].count("succeeded") == 7
+    assert len(phase["prompt_ids"]) == 4 and set(phase["prompt_ids"]) <= set(stats["prompts"])
+    assert phase["batch_seeds"]["0000"] == 7 and phase["batch_seeds"]["0003"] == 10
+    assert phase["graphs"] == [f"comfyui/graphs/{i:04d}-a1.json" for i in range(4)]
+    assert [a["outcome"] for a in phase["attempts"]].count("succeeded") == 4
+    assert len(stats["prompts"]) == 4 and checkpoints() == {"sd_xl_base_1.0.safetensors"}
+
+    config.write_text(
+        json.dumps({**settings, "comfyui": {**settings["comfyui"], "ckpt_name": "other.safetensors"}})
+    )
+    (workdir / "final.mp4").unlink()
+    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
+    assert resumed.code == 0, resumed.err
+    assert len(comfy.stats()["prompts"]) == 8 and checkpoints() == {"other.safetensors"}
+    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
+    assert "comfyui" in manifest_of(workdir)["last_attempt"]["plan_changes"]
 
 
 def test_video_output_template_run(files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path) -> None:
@@ -139,35 +168,3 @@ def test_batches_resume_after_sigkill(files: Media, va_cli: CliRunner, comfy: Co
     assert status.code == 0 and re.search(
         r"^comfyui\s+done\s+[\d.]+\s+4 of 4 batches, 50 of 50 frames$", status.out, re.MULTILINE
     ), status.out
-
-
-def test_a_changed_default_checkpoint_makes_the_batches_again(
-    files: Media, va_cli: CliRunner, comfy: Comfy, workflows: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The checkpoint a job does not name is vidax.json's, resolved when the run is planned, so it is in
-    the batches' settings: changed there, a resume (the final deleted) makes every batch again with the
-    new one, where it kept the frames of the old."""
-    comfy.checkpoints("sd_xl_base_1.0.safetensors", "other.safetensors")
-    repo_config = Path(__file__).resolve().parent.parent.parent / "config" / "vidax.json"
-    settings = json.loads(repo_config.read_text())
-    config = files.root / "vidax.json"
-    config.write_text(json.dumps(settings))
-    monkeypatch.setenv("VIDAX_CONFIG", str(config))
-    job, workdir = comfy_job(files, comfy, batch_size=25), files.root / "w"  # 2 batches
-
-    def checkpoints() -> set[str]:
-        graphs = (workdir / "comfyui" / "graphs").glob("*.json")
-        return {json.loads(graph.read_text())["4"]["inputs"]["ckpt_name"] for graph in graphs}
-
-    first = va_cli("run", job, "--workdir", workdir, "-q")
-    assert first.code == 0, first.err
-    assert len(comfy.stats()["prompts"]) == 2 and checkpoints() == {"sd_xl_base_1.0.safetensors"}
-    config.write_text(
-        json.dumps({**settings, "comfyui": {**settings["comfyui"], "ckpt_name": "other.safetensors"}})
-    )
-    (workdir / "final.mp4").unlink()
-    resumed = va_cli("run", job, "--workdir", workdir, "--resume", "-q")
-    assert resumed.code == 0, resumed.err
-    assert len(comfy.stats()["prompts"]) == 4 and checkpoints() == {"other.safetensors"}
-    assert int(ffprobe_streams(workdir / "final.mp4")["video"]["nb_read_frames"]) == 50
-    assert "comfyui" in manifest_of(workdir)["last_attempt"]["plan_changes"]
