@@ -6,6 +6,7 @@ tone at -3 dBFS (``TONE_PEAK_DB``), so what va makes of each can be checked agai
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import subprocess
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageCms
 
 #: The reference picture: its size, and its patches' colours in rows (3 across, 2 down).
 REFERENCE_SIZE = (320, 180)
@@ -153,6 +154,12 @@ def _heic(orientation: int = 1) -> Callable[[Path, Path], None]:
 #: Display P3 (the primaries of DCI-P3, D65 white, the sRGB curve) as an ICC profile states it: the
 #: primaries' XYZ adapted to the D50 white of the profile connection space, as Apple's profile has them.
 DISPLAY_P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
+#: Adobe RGB (1998) likewise, as Adobe's profile has them; its curve is a gamma of 563/256.
+ADOBE_RGB_COLORANTS = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+ADOBE_RGB_GAMMA = 563 / 256
+#: ProPhoto RGB (ROMM RGB: D50 white, a gamma of 1.8), as raw converters export it.
+PROPHOTO_COLORANTS = ((0.7977, 0.2880, 0.0), (0.1352, 0.7119, 0.0), (0.0313, 0.0001, 0.8249))
+PROPHOTO_GAMMA = 461 / 256
 D50 = (0.9642, 1.0, 0.8249)
 
 
@@ -170,14 +177,17 @@ def _srgb_curve(points: int = 1024) -> list[int]:
     return curve
 
 
-def display_p3_profile() -> bytes:
-    """An ICC v2 display profile of Display P3 (a matrix and three curves), as a phone embeds in its
-    photos; the standard's layout, written here because no such file comes with the system."""
-    xyz = [b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in triple) for triple in (D50, *DISPLAY_P3_COLORANTS)]
-    curve = _srgb_curve()
+def matrix_profile(
+    name: str, colorants: tuple[tuple[float, float, float], ...], gamma: float | None = None
+) -> bytes:
+    """An ICC v2 RGB display profile (a matrix of ``colorants`` and three curves: a ``gamma``, or the sRGB
+    curve), as a phone or a camera embeds in its pictures; the standard's layout, written here because
+    no such file comes with the system."""
+    xyz = [b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in triple) for triple in (D50, *colorants)]
+    curve = _srgb_curve() if gamma is None else [round(gamma * 256)]
     trc = b"curv\0\0\0\0" + struct.pack(f">I{len(curve)}H", len(curve), *curve)
-    name = b"Display P3 (va test corpus)\0"
-    desc = b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + bytes(4 + 4 + 2 + 1 + 67)
+    text = f"{name} (va test corpus)\0".encode()
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
     tags = [
         (b"desc", desc),
         (b"cprt", b"text\0\0\0\0" + b"No copyright, use freely\0"),
@@ -203,22 +213,49 @@ def display_p3_profile() -> bytes:
     return header + struct.pack(">I", len(tags)) + table + data
 
 
+def display_p3_profile() -> bytes:
+    """Display P3's profile, as iPhones embed in their photos."""
+    return matrix_profile("Display P3", DISPLAY_P3_COLORANTS)
+
+
+def adobe_rgb_profile() -> bytes:
+    """Adobe RGB (1998)'s profile, as cameras set to it embed in their photos."""
+    return matrix_profile("Adobe RGB (1998)", ADOBE_RGB_COLORANTS, ADOBE_RGB_GAMMA)
+
+
+def prophoto_profile() -> bytes:
+    """ProPhoto RGB's profile, as raw converters embed in what they export."""
+    return matrix_profile("ProPhoto RGB", PROPHOTO_COLORANTS, PROPHOTO_GAMMA)
+
+
+def in_profile(picture: Image.Image, profile: bytes) -> Image.Image:
+    """``picture`` (sRGB) with its colours converted to ``profile``'s values and the profile embedded, so
+    only a reader that honours the profile shows the reference's colours."""
+    target = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    converted = ImageCms.profileToProfile(picture, ImageCms.createProfile("sRGB"), target, outputMode="RGB")
+    assert converted is not None
+    converted.info["icc_profile"] = profile
+    return converted
+
+
 def _heic_display_p3(reference: Path, target: Path) -> None:
-    """An iPhone's HEIC photo in Display P3: the reference's colours converted to P3 values, the profile
-    embedded, so only a reader that honours the profile shows the reference's colours."""
-    import io  # noqa: PLC0415
-
+    """An iPhone's HEIC photo in Display P3."""
     import pillow_heif  # noqa: PLC0415  (only this kind needs it)
-    from PIL import ImageCms  # noqa: PLC0415
 
-    profile = display_p3_profile()
     with Image.open(reference) as opened:
-        srgb = opened.convert("RGB")
-    p3 = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-    picture = ImageCms.profileToProfile(srgb, ImageCms.createProfile("sRGB"), p3, outputMode="RGB")
-    assert picture is not None
-    picture.info["icc_profile"] = profile
+        picture = in_profile(opened.convert("RGB"), display_p3_profile())
     pillow_heif.from_pillow(picture).save(target, quality=95)
+
+
+def _profiled(format_: str, profile: Callable[[], bytes], **options: object) -> Callable[[Path, Path], None]:
+    """A picture of ``format_`` in the colours of ``profile``, embedded (a phone's or a camera's photo)."""
+
+    def make(reference: Path, target: Path) -> None:
+        with Image.open(reference) as opened:
+            picture = in_profile(opened.convert("RGB"), profile())
+        picture.save(target, format=format_, icc_profile=picture.info["icc_profile"], **options)
+
+    return make
 
 
 def _png16(reference: Path, target: Path) -> None:
@@ -322,6 +359,10 @@ VISUAL_KINDS = (
     VisualKind("heic-exif-6-portrait", "IMG_0001.HEIC", _heic(6)),
     VisualKind("heif-exif-3", "start.heif", _heic(3)),
     VisualKind("heic-display-p3", "IMG_0002.HEIC", _heic_display_p3),
+    VisualKind("jpeg-display-p3", "IMG_0003.JPG", _profiled("JPEG", display_p3_profile, quality=95)),
+    VisualKind("png-display-p3", "screenshot.png", _profiled("PNG", display_p3_profile)),
+    VisualKind("jpeg-adobe-rgb", "DSC_0001.JPG", _profiled("JPEG", adobe_rgb_profile, quality=95)),
+    VisualKind("png-adobe-rgb", "export.png", _profiled("PNG", adobe_rgb_profile)),
     VisualKind(
         "h264-sd-untagged",
         "start.mp4",

@@ -7,9 +7,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageCms
 
 from tests.conftest import Media, ffmpeg, ffprobe_streams, unreadable
-from tests.corpus import peak_db
+from tests.corpus import (
+    COLOUR_TOLERANCE,
+    PROPHOTO_COLORANTS,
+    PROPHOTO_GAMMA,
+    REFERENCE_SIZE,
+    adobe_rgb_profile,
+    colour_errors,
+    display_p3_profile,
+    in_profile,
+    matrix_profile,
+    peak_db,
+    reference_picture,
+)
 from va import media
 from va.errors import ExitCode, VaError
 from va.processes import ProcessId
@@ -331,3 +344,116 @@ def test_a_path_with_a_percent_sign_is_that_file_never_a_numbered_sequence(files
     still = files.root / "still.png"
     media.render_still(start, still, media.plan_geometry(80, 60, None, None, "contain"), "black")
     assert (media.probe_visual(still).width, media.probe_visual(still).height) == (80, 60)
+
+
+def _colour_start(tmp_path: Path, name: str, profile: bytes | None, **options: object) -> Path:
+    """The corpus's reference picture (``options["size"]``) as ``name``, in ``profile``'s colours with it
+    embedded (None: sRGB values, no profile)."""
+    size = options.pop("size", REFERENCE_SIZE)
+    picture = reference_picture(size)  # type: ignore[arg-type]
+    if profile is not None:
+        picture = in_profile(picture, profile)
+        options["icc_profile"] = profile
+    start = tmp_path / name
+    if start.suffix == ".heic":
+        import pillow_heif  # noqa: PLC0415  (only HEIC starts need it)
+
+        picture.info["icc_profile"] = options.pop("icc_profile", None)
+        pillow_heif.from_pillow(picture).save(start, quality=95)
+    else:
+        picture.save(start, **options)
+    return start
+
+
+def _still_errors(start: Path, tmp_path: Path, size: tuple[int, int] | None = None) -> list[int]:
+    """How far the still of ``start`` (at ``size``, else its own) is from the reference's colours."""
+    info = media.probe_visual(start)
+    geometry = media.plan_geometry(
+        info.width, info.height, *(size or (None, None)), "contain", display=info.display_filter
+    )
+    still = tmp_path / "still.png"
+    media.render_still(start, still, geometry, "black")
+    with Image.open(still) as picture:
+        assert picture.size == (geometry.width, geometry.height)
+        return colour_errors(picture)
+
+
+@pytest.mark.parametrize(
+    ("name", "profile", "options"),
+    [
+        ("photo.webp", display_p3_profile(), {"lossless": True}),
+        ("scan.tiff", adobe_rgb_profile(), {}),
+        (
+            "raw-export.jpg",
+            matrix_profile("ProPhoto RGB", PROPHOTO_COLORANTS, PROPHOTO_GAMMA),
+            {"quality": 95},
+        ),
+    ],
+    ids=["webp-display-p3", "tiff-adobe-rgb", "jpeg-prophoto"],
+)
+def test_an_image_in_a_wide_gamut_profile_is_decoded_in_srgb(
+    tmp_path: Path, name: str, profile: bytes, options: dict[str, object]
+) -> None:
+    """Every format Pillow reads: the profile is honoured where va decodes the picture for ffmpeg."""
+    start = _colour_start(tmp_path, name, profile, **options)
+    assert media.probe_visual(start).decoded_by_va
+    picture = media.decoded_picture(start)
+    assert picture is not None and picture.mode == "RGB"
+    assert max(colour_errors(picture)) <= COLOUR_TOLERANCE, colour_errors(picture)
+
+
+def test_an_image_whose_profile_is_srgb_is_read_by_ffmpeg_as_it_is(tmp_path: Path) -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    start = _colour_start(tmp_path, "camera.jpg", None, icc_profile=srgb, quality=95)
+    assert not media.probe_visual(start).decoded_by_va
+    assert media.decoded_picture(start) is None
+    assert max(_still_errors(start, tmp_path)) <= COLOUR_TOLERANCE
+
+
+def test_an_image_with_a_broken_profile_is_taken_as_srgb_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    start = _colour_start(tmp_path, "broken.png", None, icc_profile=b"not a profile at all" * 8)
+    assert not media.probe_visual(start).decoded_by_va
+    errors = _still_errors(start, tmp_path)
+    assert max(errors) <= COLOUR_TOLERANCE, errors
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "\n" not in warned[0], warned
+    assert warned[0].startswith(f"the ICC profile of {start} cannot be used (")
+    assert warned[0].endswith("): its values are taken as sRGB")
+
+
+def test_a_turned_transparent_image_in_display_p3_is_upright_its_alpha_kept(tmp_path: Path) -> None:
+    picture = in_profile(reference_picture(), display_p3_profile()).transpose(Image.Transpose.ROTATE_90)
+    picture.putalpha(200)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    start = tmp_path / "portrait.png"
+    picture.save(start, icc_profile=display_p3_profile(), exif=exif.tobytes())
+    info = media.probe_visual(start)
+    assert (info.width, info.height, info.has_alpha) == (*REFERENCE_SIZE, True)
+    decoded = media.decoded_picture(start)
+    assert decoded is not None and decoded.mode == "RGBA" and decoded.size == REFERENCE_SIZE
+    assert decoded.getchannel("A").getextrema() == (200, 200)
+    assert max(colour_errors(decoded)) <= COLOUR_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("start.jpg", {"quality": 95}), ("start.png", {"compress_level": 1}), ("start.heic", {})],
+)
+def test_a_large_start_va_decodes_is_decoded_scaled_down_to_its_still(
+    tmp_path: Path, name: str, options: dict[str, object]
+) -> None:
+    """A JPEG by its DCT (Pillow's draft), a PNG and a HEIC reduced as they are decoded: each side
+    at least the still's, so ffmpeg only shrinks what is left; the face check's frame is the still's."""
+    start = _colour_start(tmp_path, name, display_p3_profile(), size=(1280, 720), **options)
+    info = media.probe_visual(start)
+    geometry = media.plan_geometry(info.width, info.height, 300, 160, "contain", display=info.display_filter)
+    assert media.shrink_factor(info, geometry) == 4
+    picture = media.decoded_picture(start, 4)
+    assert picture is not None and picture.size == (320, 180)
+    assert max(_still_errors(start, tmp_path, (300, 160))) <= COLOUR_TOLERANCE
+    (frame,) = media.decode_frames(start, [0], fitted=(geometry, "black"))
+    checked = Image.frombytes("RGB", (frame.width, frame.height), frame.rgb)
+    assert max(colour_errors(checked)) <= COLOUR_TOLERANCE

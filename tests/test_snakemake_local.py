@@ -1,5 +1,5 @@
-"""va.snakemake_local: a run on the local executor starts Snakemake without the cluster executor plugins;
-a named profile (which may choose a cluster executor) gets plain Snakemake."""
+"""va.snakemake_local: a run on the local executor starts Snakemake without the cluster executor plugins
+and without pandas; a named profile (which may choose a cluster executor) gets plain Snakemake."""
 
 from __future__ import annotations
 
@@ -10,19 +10,28 @@ from pathlib import Path
 
 from va.runner import RunOptions, graph_argv
 
-LOADED = (
-    "import json, sys; from va.snakemake_local import load_local_executors; "
-    "print(json.dumps([load_local_executors(), sorted(m for m in sys.modules if m.startswith(('pandas', "
-    "'snakemake_executor_plugin')))]))"
-)
+# In a process of its own: Snakemake's plugin registry collects once a process.
+LOADED = """
+import importlib.util, json, sys
+from va.snakemake_local import hide_data_frames, load_local_executors
+executors = load_local_executors()
+hide_data_frames()
+try:
+    import pandas
+    imported = True
+except ModuleNotFoundError:
+    imported = False
+loaded = sorted(m for m in sys.modules if m.startswith(("snakemake_executor_plugin", "pandas.")))
+print(json.dumps([executors, loaded, imported, importlib.util.find_spec("pandas") is None]))
+"""
 
 
-def test_a_local_snakemake_loads_no_cluster_plugin() -> None:
-    # In a process of its own: Snakemake's plugin registry collects once a process.
+def test_a_local_snakemake_loads_no_cluster_plugin_and_no_pandas() -> None:
     done = subprocess.run([sys.executable, "-c", LOADED], capture_output=True, text=True, check=True)
-    executors, loaded = json.loads(done.stdout)
+    executors, loaded, imported, unfound = json.loads(done.stdout)
     assert sorted(executors) == ["dryrun", "local", "touch"]
     assert loaded == []
+    assert imported is False and unfound is True  # as Snakemake asks before serializing a param
 
 
 def test_only_a_run_without_a_profile_starts_the_local_snakemake(tmp_path: Path) -> None:

@@ -360,8 +360,9 @@ def _check_audio(path: Path) -> CheckedAudio:
 
 
 def _check_visual(path: Path) -> media.VisualInfo:
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        # The header first: an image above the limit is refused before anything decodes its pixels.
+    if path.suffix.lower() in IMAGE_SUFFIXES or media.is_heif(path):
+        # The header first: an image above the limit is refused before anything decodes its pixels
+        # (a HEIF image by its brand too: a phone photo under any name is taken as one).
         size, limit = media.image_size(path), largest_side()
         if size is not None and max(size) > limit:
             raise VaError(

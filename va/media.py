@@ -31,7 +31,7 @@ from va.textlog import COMMAND
 
 if TYPE_CHECKING:
     import pillow_heif
-    from PIL import Image
+    from PIL import Image, ImageCms
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ class VisualInfo:
     pixel_aspect: tuple[int, int] = (1, 1)
     colour: ColourTags = ColourTags()
     interlaced: bool = False
+    #: Whether va decodes the picture before ffmpeg reads it (``decoded_picture``: a HEIF image, an image
+    #: whose ICC profile is not sRGB's): then ffmpeg reads it upright, in sRGB, as RGB.
+    decoded_by_va: bool = False
 
     @property
     def display_filter(self) -> str:
@@ -476,17 +479,23 @@ def probe_visual(path: Path) -> VisualInfo:
     orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
     if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
+    has_alpha = any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8"))
+    colour = ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS))
+    decoded_by_va = still_image and has_colour_profile(path)
+    if decoded_by_va:  # decoded_picture makes it upright RGB in sRGB
+        pix_fmt, orientation, colour = ("rgba" if has_alpha else "rgb24"), 1, ColourTags()
     return VisualInfo(
         path=path,
         codec=str(stream.get("codec_name", "")),
         width=width,
         height=height,
         pix_fmt=pix_fmt,
-        has_alpha=any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8")),
+        has_alpha=has_alpha,
         orientation=orientation,
         pixel_aspect=aspect,
-        colour=ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS)),
+        colour=colour,
         interlaced=not still_image and str(stream.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
+        decoded_by_va=decoded_by_va,
     )
 
 
@@ -530,45 +539,190 @@ def _probe_heif(path: Path) -> VisualInfo:
         height=height,
         pix_fmt="rgba" if heif.has_alpha else "rgb24",
         has_alpha=heif.has_alpha,
+        decoded_by_va=True,
     )
 
 
 @contextmanager
-def ffmpeg_readable(source: Path, scratch: Path) -> Iterator[Path]:
-    """``source`` as a file ffmpeg reads: itself, or for a HEIF image its picture decoded upright by
-    libheif, as a PNG in ``scratch`` for as long as the context lasts."""
-    if not is_heif(source):
+def ffmpeg_readable(source: Path, scratch: Path, *, shrink: int = 1) -> Iterator[Path]:
+    """``source`` as a file ffmpeg reads: itself, or for a HEIF image (which ffmpeg 5.1 cannot read) and
+    an image whose ICC profile is not sRGB's (which ffmpeg does not honour), its picture decoded by libheif
+    or Pillow, upright, in sRGB and ``shrink`` times smaller a side, as a PNG in ``scratch`` for as long
+    as the context lasts (``decoded_picture``)."""
+    picture = decoded_picture(source, shrink)
+    if picture is None:
         yield source
         return
-    decoded = scratch / f"{source.stem}.heif.png"
-    try:
-        with _open_heif(source).to_pillow() as picture:
-            in_srgb(picture).save(decoded, format="PNG", compress_level=1)
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable HEIF image ({exc}): {source}") from exc
+    # A PNG, not an uncompressed PPM, though that costs no CPU to write and read: ffmpeg reads an image
+    # file as one packet, and the PPM of a 48 MP picture made the still's peak 578 MB instead of 414 MB.
+    decoded = scratch / "decoded.png"
+    with picture:
+        picture.save(decoded, format="PNG", compress_level=1)
     try:
         yield decoded
     finally:
         decoded.unlink(missing_ok=True)
 
 
-def in_srgb(picture: Image.Image) -> Image.Image:
-    """``picture`` in sRGB, as a viewer shows it: converted from the ICC profile it carries (a phone's
-    Display P3); a picture without one is sRGB already, one whose profile littleCMS cannot
-    read is taken as it is."""
+def decoded_picture(source: Path, shrink: int = 1) -> Image.Image | None:
+    """The picture of a HEIF image, or of an image whose ICC profile is not sRGB's, as va decodes it for
+    ffmpeg: upright (libheif by the file's transforms, Pillow by the EXIF orientation), at least
+    ``1/shrink`` of each side (a JPEG decoded scaled down by its DCT, Pillow's draft mode; any other
+    reduced right after decoding), converted to sRGB by littleCMS, RGB or RGBA. None for any other
+    file: ffmpeg reads it as it is."""
+    if is_heif(source):
+        try:
+            reduced = _decoded_heif(source, shrink)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise VaError(
+                ExitCode.UNSUPPORTED_FORMAT, f"not a decodable HEIF image ({exc}): {source}"
+            ) from exc
+        profile = colour_profile(reduced, source)
+        return reduced if profile is None else in_srgb(reduced, profile, source)
+    from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            image = Image.open(source)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return None  # ffmpeg says why it cannot read it
+    with image:
+        profile = colour_profile(image, source)
+        if profile is None:
+            return None
+        whole = image.size
+        try:
+            image.draft(image.mode, (math.ceil(whole[0] / shrink), math.ceil(whole[1] / shrink)))
+            upright = _reduced(image, shrink, whole)
+            ImageOps.exif_transpose(upright, in_place=True)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable image ({exc}): {source}") from exc
+    return in_srgb(upright, profile, source)
+
+
+#: Rows of the reduced picture made from one strip of a decoded HEIF picture (the strip is this many
+#: times the factor rows: for 8064 pixels' width reduced by 4, 1,024 rows, 33 MB in Pillow).
+STRIP_ROWS = 256
+
+
+def _decoded_heif(source: Path, shrink: int) -> Image.Image:
+    """A HEIF image's picture (upright, its ICC profile kept), at least ``1/shrink`` of each side.
+    libheif has no scaled decoding: it decodes the whole picture into one buffer, which is reduced strip
+    by strip, so no second picture of the whole size is made (as ``to_pillow`` would)."""
+    from PIL import Image  # noqa: PLC0415  (only images need it)
+
+    heif = _open_heif(source)
+    width, height = heif.size
+    factor = min(width // math.ceil(width / shrink), height // math.ceil(height / shrink))
+    if factor <= 1:
+        return heif.to_pillow()
+    data, stride, mode = memoryview(heif.data), heif.stride, heif.mode  # libheif's buffer, not copied
+    reduced = Image.new(mode, (math.ceil(width / factor), math.ceil(height / factor)))
+    for top in range(0, height, STRIP_ROWS * factor):
+        rows = min(STRIP_ROWS * factor, height - top)
+        part = data[top * stride : (top + rows) * stride]
+        strip = Image.frombuffer(mode, (width, rows), part, "raw", mode, stride, 1)  # type: ignore[arg-type]  # Pillow's stubs leave out memoryview, which it reads
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    if heif.info.get("icc_profile"):
+        reduced.info["icc_profile"] = heif.info["icc_profile"]
+    return reduced
+
+
+def _reduced(picture: Image.Image, shrink: int, whole: tuple[int, int] | None = None) -> Image.Image:
+    """``picture`` (decoded now, if it was not yet) reduced by the whole factor that leaves each side at
+    least ``1/shrink`` of ``whole`` (the size before a draft decoded it smaller; its own size by default)."""
+    width, height = whole or picture.size
+    least = (math.ceil(width / shrink), math.ceil(height / shrink))
+    factor = min(picture.width // least[0], picture.height // least[1])
+    picture.load()
+    return picture.reduce(factor) if factor > 1 else picture
+
+
+#: The colour space of an ICC profile (its header's) by the colour space of a Pillow mode's samples.
+PROFILE_SPACES = {
+    "RGB": "RGB",
+    "RGBA": "RGB",
+    "RGBX": "RGB",
+    "P": "RGB",
+    "PA": "RGB",
+    "L": "GRAY",
+    "LA": "GRAY",
+    "CMYK": "CMYK",
+}
+#: What is logged of a profile that cannot be used (the file, why): the picture is read as sRGB.
+PROFILE_UNUSABLE = "the ICC profile of %s cannot be used (%s): its values are taken as sRGB"
+#: The Pillow mode of the samples an ICC profile of each colour space describes.
+SPACE_MODES = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
+#: The colours a profile is tried on to tell whether it is sRGB's own: greys, and colours well inside
+#: every RGB gamut (a saturated primary would be clipped to itself by a wider profile). A profile that
+#: keeps each within 1/255 is taken as sRGB.
+SRGB_PROBES = (
+    (0, 0, 0),
+    (64, 64, 64),
+    (128, 128, 128),
+    (192, 192, 192),
+    (255, 255, 255),
+    (200, 60, 50),
+    (60, 180, 70),
+    (50, 70, 200),
+    (220, 200, 80),
+    (90, 40, 160),
+)
+
+
+def colour_profile(
+    picture: Image.Image, source: Path, *, quiet: bool = False
+) -> ImageCms.ImageCmsProfile | None:
+    """The ICC profile ``picture`` (of ``source``) carries when it makes its colours other than sRGB's
+    (Display P3, Adobe RGB, ProPhoto, a grey or CMYK one). None for no profile, an sRGB one, and one
+    littleCMS cannot read or that does not describe the picture's samples: that one is logged (unless
+    ``quiet``), and the values are taken as sRGB."""
     icc = picture.info.get("icc_profile")
     if not icc:
-        return picture
-    from PIL import ImageCms  # noqa: PLC0415  (only pictures with a profile need it)
+        return None
+    from PIL import Image, ImageCms  # noqa: PLC0415  (only pictures with a profile need it)
 
     try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        srgb = ImageCms.createProfile("sRGB")
-        converted = ImageCms.profileToProfile(picture, source, srgb, outputMode=picture.mode)
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        space = profile.profile.xcolor_space.strip()
+        if PROFILE_SPACES.get(picture.mode) != space:
+            raise ValueError(f"a {space} profile for {picture.mode} samples")
+        if space != "RGB":
+            return profile
+        probes = Image.frombytes("RGB", (len(SRGB_PROBES), 1), bytes(v for c in SRGB_PROBES for v in c))
+        seen = ImageCms.profileToProfile(probes, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        if not quiet:
+            log.warning(PROFILE_UNUSABLE, source, exc)
+        return None
+    assert seen is not None  # None only when converting in place
+    shifts = (abs(a - b) for a, b in zip(seen.tobytes(), probes.tobytes(), strict=True))
+    return None if max(shifts) <= 1 else profile
+
+
+def in_srgb(picture: Image.Image, profile: ImageCms.ImageCmsProfile, source: Path) -> Image.Image:
+    """``picture`` (of ``source``) in sRGB, as a viewer shows it: converted by littleCMS from ``profile``
+    (``colour_profile``), as RGB, or RGBA when it has alpha (kept as it is). A conversion littleCMS
+    refuses is logged, and the values are taken as sRGB."""
+    from PIL import ImageCms  # noqa: PLC0415  (only pictures with a profile need it)
+
+    if picture.mode in ("P", "PA"):
+        picture = picture.convert("RGBA" if picture.has_transparency_data else "RGB")
+    alpha = picture.getchannel("A") if "A" in picture.getbands() else None
+    samples = SPACE_MODES[profile.profile.xcolor_space.strip()]
+    try:
+        colour = picture if picture.mode == samples else picture.convert(samples)
+        converted = ImageCms.profileToProfile(
+            colour, profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-        log.warning("the picture's ICC profile cannot be read (%s); its values are taken as sRGB", exc)
-        return picture
-    return picture if converted is None else converted  # None: only when asked to convert in place
+        log.warning(PROFILE_UNUSABLE, source, exc)
+        converted = picture.convert("RGB")
+    assert converted is not None  # None only when converting in place
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
 
 
 #: ffprobe's stream fields of the colour tags, in ``ColourTags``'s order.
@@ -641,6 +795,20 @@ def exif_orientation(path: Path) -> int:
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             return 1
     return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+def has_colour_profile(path: Path) -> bool:
+    """Whether the image file ``path`` (of any format Pillow reads) carries an ICC profile that makes its
+    colours other than sRGB's (``colour_profile``): va decodes it (``decoded_picture``)."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as image:
+                return "icc_profile" in image.info and colour_profile(image, path, quiet=True) is not None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return False
 
 
 def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
@@ -865,8 +1033,9 @@ def render_still(
 
     Its memory is bounded by the frame's sizes: a JPEG at least twice the still's size is decoded
     scaled down by its DCT (``-lowres``, by 2, 4 or 8; an 8000x8000 start made a 1280x720 still in
-    369 MB, now 94 MB), and an opaque frame is padded onto the background, not laid over a frame of
-    it (an 8000x8000 still took 1.67 GB, now 0.54 GB)."""
+    369 MB, now 94 MB), a picture va decodes itself (HEIF; an ICC profile other than sRGB) is reduced
+    as it is decoded (``decoded_picture``), and an opaque frame is padded onto the background, not laid
+    over a frame of it (an 8000x8000 still took 1.67 GB, now 0.54 GB)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     info = probe_visual(source)
     size = f"{geometry.width}:{geometry.height}"
@@ -882,7 +1051,8 @@ def render_still(
         )
     # The geometry's filter turns the frame upright itself (an image's EXIF orientation too, which
     # ffmpeg 5.1 applies to a JPEG only): ffmpeg's own turning is off.
-    with scratch_folder(target) as scratch, ffmpeg_readable(source, scratch) as readable:
+    shrink = shrink_factor(info, geometry) if info.decoded_by_va else 1
+    with scratch_folder(target) as scratch, ffmpeg_readable(source, scratch, shrink=shrink) as readable:
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-noautorotate"]
         argv += [*_scaled_decode(info, geometry), *input_file(readable)]
         argv += ["-filter_complex", graph, "-map", "[still]", "-frames:v", "1", "-update", "1"]
@@ -896,23 +1066,26 @@ def render_still(
 LOWRES_STEPS = 3
 
 
-def _scaled_decode(info: VisualInfo, geometry: FrameGeometry) -> list[str]:
-    """``-lowres K`` for a JPEG (square pixels) whose picture is only scaled down to ``geometry`` (its
-    filter scales it, no crop of the source's own size first), decoded at 1/2**K of each side: the
-    largest K that still leaves each side at least the still's, so the scale that follows only shrinks."""
+def shrink_factor(info: VisualInfo, geometry: FrameGeometry) -> int:
+    """How many times smaller each side of ``info``'s picture may be decoded for ``geometry``: the largest
+    whole factor that leaves each side at least the still's, so the scale that follows only shrinks,
+    where the geometry's filter only scales the picture (square pixels, no crop of its own size first);
+    1 otherwise."""
     scaling = "force_original_aspect_ratio" in geometry.filter
     crops_first = geometry.filter.find("crop=") != -1 and geometry.filter.find(
         "crop="
     ) < geometry.filter.find("force_original_aspect_ratio")
-    if info.codec != "mjpeg" or info.pixel_aspect != (1, 1) or not scaling or crops_first:
+    if info.pixel_aspect != (1, 1) or not scaling or crops_first:
+        return 1
+    return max(1, min(info.width // geometry.width, info.height // geometry.height))
+
+
+def _scaled_decode(info: VisualInfo, geometry: FrameGeometry) -> list[str]:
+    """``-lowres K`` for a JPEG ffmpeg reads itself, decoded at 1/2**K of each side: the largest K (at
+    most ``LOWRES_STEPS``) within its ``shrink_factor``."""
+    if info.codec != "mjpeg" or info.decoded_by_va:
         return []
-    steps = 0
-    while (
-        steps < LOWRES_STEPS
-        and info.width >> (steps + 1) >= geometry.width
-        and info.height >> (steps + 1) >= geometry.height
-    ):
-        steps += 1
+    steps = min(LOWRES_STEPS, shrink_factor(info, geometry).bit_length() - 1)
     return ["-lowres", str(steps)] if steps else []
 
 
@@ -1860,10 +2033,13 @@ def decode_frames(
     """Decode the frames ``indices`` (0-based, ascending) of the first video stream of ``source`` as packed
     RGB, for analysis: ``fitted`` into a geometry on a background first (as the held still is made), then
     at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing."""
+    reduce = 1
     if fitted is not None:
         geometry, background = fitted
         width, height = geometry.width, geometry.height
         fit = f"{geometry.filter},format=rgb24,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color={background},"
+        start = probe_visual(source)
+        reduce = shrink_factor(start, geometry) if start.decoded_by_va else 1  # as render_still decodes it
     else:
         info = probe_visual(source)
         width, height, fit = info.width, info.height, ""
@@ -1875,7 +2051,7 @@ def decode_frames(
     turning = ["-noautorotate"] if fitted is not None else []  # the geometry's filter turns it upright
     with (
         tempfile.TemporaryDirectory(prefix="va-decode-") as scratch,
-        ffmpeg_readable(source, Path(scratch)) as readable,
+        ffmpeg_readable(source, Path(scratch), shrink=reduce) as readable,
     ):
         argv = [executable("ffmpeg"), "-nostdin", "-v", "error", *turning, *input_file(readable)]
         argv += ["-map", "0:v:0", "-vf", chain, "-frames:v", str(len(indices))]
