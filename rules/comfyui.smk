@@ -3,15 +3,17 @@
 # and a batch a killed run finished is kept, so a resumed run submits only the missing ones.
 rule comfyui_batch:
     input:
-        still=ancient(at("frames/still.png")),
+        unpack(batch_inputs),
     output:
         generated=at("comfyui/generated.json"),
     log:
         at("logs/comfyui/batches.log"),
+    priority: COMFYUI_PRIORITY
     conda:
         "envs/va.yaml"
     # Light when it only talks to servers elsewhere; with a ComfyUI of its own (a profile's
     # comfyui_start), what the template declares (its bindings' resources).
+    threads: comfyui_threads
     resources:
         cpus_per_task=comfyui_resource("cpus"),
         mem_mb=comfyui_resource("mem_mb"),
@@ -56,8 +58,10 @@ rule comfyui_segment:
         record=at("comfyui/segments/{segment}.json"),
     log:
         at("logs/comfyui/segments/{segment}.log"),
+    priority: COMFYUI_PRIORITY
     conda:
         "envs/va.yaml"
+    threads: comfyui_threads
     resources:
         comfyui=1,
     params:

@@ -234,6 +234,17 @@ def assemble_inputs(wildcards):
 
 
 @of_wildcards
+def batch_inputs(wildcards):
+    """Inputs of comfyui_batch: the held still when the template binds the start image (each batch
+    uploads it); a template that binds none (text to image) has no input, and its batches start with
+    the graph instead of after the still."""
+    workflow_id = job_of(wildcards).comfyui.workflow_ids[0]
+    if template_of(workflow_id).binds_start_image:
+        return {"still": ancient(in_run(wildcards, "frames/still.png"))}
+    return {}
+
+
+@of_wildcards
 def segment_inputs(wildcards):
     """Inputs of one segment: the still, the padded audio its voice is cut from and, for a chained
     template, the clip of the segment before it (none for the first)."""
@@ -308,13 +319,47 @@ def comfyui_resource(name):
         start = pool_of(job).start
         declared = None
         if start is not None:
-            workflow_id = job.comfyui.workflow_ids[0]
-            if workflow_id not in TEMPLATES:
-                TEMPLATES[workflow_id] = load_workflow(workflow_id).resources
-            declared = TEMPLATES[workflow_id]
+            declared = template_of(job.comfyui.workflow_ids[0]).resources
         return getattr(job_request(start, declared), name)
 
     return resource
+
+
+def template_of(workflow_id):
+    """A ComfyUI template (va.comfyui.workflow), loaded once per graph."""
+    if workflow_id not in TEMPLATES:
+        TEMPLATES[workflow_id] = load_workflow(workflow_id)
+    return TEMPLATES[workflow_id]
+
+
+@of_wildcards
+def comfyui_threads(wildcards):
+    """The cores of this machine a ComfyUI job holds: none when it only talks to servers elsewhere (it
+    waits on them, and a core it held would keep another video's audio, still or encode waiting, 8
+    of them a batch on a pool of two servers); with a server it starts itself, the CPUs its template
+    declares."""
+    if pool_of(job_of(wildcards)).start is None:
+        return 0
+    return comfyui_resource("cpus")(wildcards)
+
+
+#: Snakemake starts the ready job of the highest priority first. A video's ComfyUI stage starts as soon
+#: as its own inputs exist, and the rules that make those inputs run before the other ready ones, so
+#: that a batch's first prompt goes out after the first video's still and not after every video's audio
+#: and still (Snakemake otherwise takes the jobs of the larger inputs first: every video's audio), and
+#: the servers work while the other videos' files are made.
+COMFYUI_PRIORITY = 2
+COMFYUI_INPUT_PRIORITY = 1
+
+
+@of_wildcards
+def audio_priority(wildcards):
+    """The padded audio's priority: an input of the ComfyUI stage when the template generates segments
+    (each segment's voice is cut from it), else as any rule."""
+    generation = plan_of(wildcards).comfyui
+    if generation is not None and generation.contract is not None:
+        return COMFYUI_INPUT_PRIORITY
+    return 0
 
 
 def provider_of(provider_id):

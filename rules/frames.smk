@@ -8,6 +8,7 @@ rule hold_start_frame:
         at("logs/frames/still.log"),
     benchmark:
         at("benchmarks/frames/still.tsv")
+    priority: COMFYUI_INPUT_PRIORITY
     group:
         video_group
     conda:

@@ -12,6 +12,7 @@ rule prepare_audio:
         at("logs/prepare/padded.log"),
     benchmark:
         at("benchmarks/prepare/padded.tsv")
+    priority: audio_priority
     group:
         video_group
     conda:

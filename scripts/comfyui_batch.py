@@ -15,7 +15,7 @@ SETTINGS = parse_settings(GenerationSettings, snakemake.params.settings)
 log_to_file(snakemake.log[0])
 run_batches(
     SETTINGS,
-    still=Path(snakemake.input.still),
+    still=Path(snakemake.input.get("still", RUN.still)),  # none when the template binds no start image
     generated=Path(snakemake.output.generated),
     workdir=RUN,
     logs=Path(snakemake.log[0]).with_suffix(""),

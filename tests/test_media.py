@@ -446,11 +446,28 @@ def test_a_large_start_va_decodes_is_decoded_scaled_down_to_its_still(
     tmp_path: Path, name: str, options: dict[str, object]
 ) -> None:
     """A JPEG by its DCT (Pillow's draft), a PNG and a HEIC reduced as they are decoded: each side
-    at least the still's, so ffmpeg only shrinks what is left."""
-    start = _colour_start(tmp_path, name, display_p3_profile(), size=(1600, 900), **options)
+    at least the still's, so ffmpeg only shrinks what is left; the face check's frame is the still's."""
+    start = _colour_start(tmp_path, name, display_p3_profile(), size=(1280, 720), **options)
     info = media.probe_visual(start)
-    geometry = media.plan_geometry(info.width, info.height, 360, 200, "contain", display=info.display_filter)
+    geometry = media.plan_geometry(info.width, info.height, 300, 160, "contain", display=info.display_filter)
     assert media.shrink_factor(info, geometry) == 4
     picture = media.decoded_picture(start, 4)
-    assert picture is not None and picture.size == (400, 225)
-    assert max(_still_errors(start, tmp_path, (360, 200))) <= COLOUR_TOLERANCE
+    assert picture is not None and picture.size == (320, 180)
+    assert max(_still_errors(start, tmp_path, (300, 160))) <= COLOUR_TOLERANCE
+    (frame,) = media.decode_frames(start, [0], fitted=(geometry, "black"))
+    checked = Image.frombytes("RGB", (frame.width, frame.height), frame.rgb)
+    assert max(colour_errors(checked)) <= COLOUR_TOLERANCE
+
+
+def test_a_heic_whose_nclx_box_names_display_p3_is_decoded_in_srgb(tmp_path: Path) -> None:
+    """Some phones name a HEIC's colours by the primaries of its nclx box, with no ICC profile."""
+    import pillow_heif  # noqa: PLC0415  (only HEIC starts need it)
+
+    start = tmp_path / "nclx.heic"
+    picture = in_profile(reference_picture(), display_p3_profile())
+    del picture.info["icc_profile"]
+    nclx = {"color_primaries": 12, "transfer_characteristic": 13, "matrix_coefficients": 6}
+    pillow_heif.from_pillow(picture).save(start, quality=95, full_range_flag=1, **nclx)
+    decoded = media.decoded_picture(start)
+    assert decoded is not None
+    assert max(colour_errors(decoded)) <= COLOUR_TOLERANCE, colour_errors(decoded)

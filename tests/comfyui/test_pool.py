@@ -4,6 +4,7 @@ failover to another server when one dies mid-prompt, and a server that comes bac
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tests.comfyui.test_stage import (
     make_stage,  # noqa: F401 - a fixture of these tests too
     video_of,
 )
-from tests.conftest import DOUBLE, VA, Comfy, Media, ffprobe_streams, free_port, wait_until_answering
+from tests.conftest import DOUBLE, REPO, VA, Comfy, Media, ffprobe_streams, free_port, wait_until_answering
 from va.cli import render_run
 from va.comfyui import pool as pool_module
 from va.comfyui import stage
@@ -360,6 +361,45 @@ def test_snakemake_runs_two_comfyui_jobs_a_slot_of_the_pool(files: Media, tmp_pa
     options = RunOptions(tmp_path, profile=str(profile))
     assert comfyui_resources([plain], options) == ["--resources", "gpu_mem=8", "comfyui=12"]
     assert comfyui_resources([load_job(files.job())], options) == []  # no ComfyUI stage
+
+
+def dry_run_jobs(printed: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The jobs of a Snakemake dry run, by (rule, video): the lines it prints of each (``input``,
+    ``priority``, ``threads``, ...)."""
+    jobs = {}
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", printed, re.MULTILINE):
+        lines = dict(line.strip().split(": ", 1) for line in body.splitlines() if ": " in line)
+        video = lines.get("wildcards", "name=").split("name=")[1].split(",")[0]
+        jobs[rule, video] = lines
+    return jobs
+
+
+def test_a_comfyui_stage_holds_no_core_and_starts_as_soon_as_its_inputs_exist(
+    workflows: Path,
+    files: Media,
+) -> None:
+    """The graph of a batch on a pool (Snakemake's dry run): a ComfyUI job holds no core of the machine and
+    runs before the other ready jobs, the still before the audio; a template that binds no start image
+    (text to image) waits for no still."""
+    folder = files.root / "jobs"
+    folder.mkdir()
+    for name, template in (("text", "vidax_text2img_frames"), ("held", "held_start_batch")):
+        comfyui = {"workflow_ids": [template], "url": ["http://127.0.0.1:9", "http://127.0.0.1:10"]}
+        document = json.loads(files.job(comfyui=comfyui).read_text())
+        document["input"] = {"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png")}
+        (folder / f"{name}.json").write_text(json.dumps(document))
+    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--dry-run"]
+    directory = ["--directory", str(files.root / "out"), "--config", f"batch={folder}", "--cores", "2"]
+    dry = subprocess.run([*snakemake, *directory], capture_output=True, text=True, check=False)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    jobs = dry_run_jobs(dry.stdout)
+    for video in ("text", "held"):
+        comfyui = jobs["comfyui_batch", video]
+        assert (comfyui["priority"], comfyui["threads"]) == ("2", "0")
+        assert jobs["hold_start_frame", video]["priority"] == "1"
+        assert "priority" not in jobs["prepare_audio", video]  # 0: after the still and the ComfyUI job
+    assert "input" not in jobs["comfyui_batch", "text"]
+    assert jobs["comfyui_batch", "held"]["input"] == "held/frames/still.png"
 
 
 def test_a_stage_starts_its_own_server_and_leaves_no_process(

@@ -18,15 +18,15 @@ from pathlib import Path
 
 from va import media
 from va.atomic import place_file, publish, read_json, scratch_folder, write_json_atomic
-from va.comfyui.client import ComfyClient, ComfyOutputMissing, ComfyTransient, input_name
+from va.comfyui.client import ComfyClient, input_name
 from va.comfyui.pool import Lease, PoolSettings
 from va.comfyui.protocol import Attempt, HistoryEntry, ParameterValue, SegmentRecord
 from va.comfyui.stage import (
+    ComfyServer,
     PromptUnit,
     PromptWatch,
     Reporter,
     StageServers,
-    cancelled_when_stopped,
     filename_prefix,
     graph_name,
     output_files,
@@ -167,92 +167,52 @@ class SegmentRun(PromptUnit[SegmentRecord]):
         graph = graph_json(render(self.workflow, self.values(self.segment.seed, "va", names)))
         return hashlib.sha256(graph.encode()).hexdigest()[:16]
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> SegmentRecord:
-        segment, report = self.segment, self.report
-        server = self.servers.of(lease.url)
-        client = server.client
-        name = segment.name
-        seed = batch_seed(segment.seed, 0, attempt, self.generation.per_retry)  # per_retry: a seed an attempt
-        where: Attempt = {
+    @property
+    def what(self) -> str:
+        return f"segment {self.segment.name}"
+
+    def _where(self, attempt: int, url: str) -> Attempt:
+        seed = batch_seed(
+            self.segment.seed, 0, attempt, self.generation.per_retry
+        )  # per_retry: a seed an attempt
+        return {
             "kind": "comfyui_attempt",
-            "segment": name,
+            "segment": self.segment.name,
             "attempt": attempt + 1,
             "seed": seed,
-            "server": lease.url,
+            "server": url,
         }
-        prompt_id = None
-        inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
-        with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
-            try:
-                version = server.ask_version()
-                prefix = filename_prefix(self.token, self.workflow, f"s{name}t{segment.take}", attempt, fresh)
-                # The voice and context were made for this segment: sent without asking whether the
-                # server holds them (the still, shared by every segment, is asked about first).
-                names = {
-                    param: client.upload_image(path.absolute(), ask_first=param == "start_image")
-                    for param, path in self.uploads.items()
-                }
-                graph = render(self.workflow, self.values(seed, prefix, names))
-                graph_file = self.graphs / graph_name(f"segment-{name}", attempt, fresh)
-                prompt_id = submit_graph(
-                    client, graph, graph_file, report=report, what=f"segment {name}", where=where
-                )
-                inflight.append(prompt_id)
-                began = time.monotonic()
-                entry = PromptWatch(
-                    client,
-                    wait_of(self.generation),
-                    prompt_id,
-                    report,
-                    f"segment {name}",
-                    failover=self.servers.failover,
-                ).wait()
-                self.waited += time.monotonic() - began
-                lease.release()  # the server is free for the next unit while this one downloads
-                figures = self._collect(client, entry)
-            except ComfyOutputMissing as exc:
-                outcome = "failed" if fresh else "stale_cache"
-                report(
-                    f"segment {name}: {exc.message}",
-                    level="error" if fresh else "warning",
-                    **where,
-                    prompt_id=prompt_id,
-                    outcome=outcome,
-                    error=exc.message,
-                )
-                raise
-            except ComfyTransient as exc:
-                server.failed()
-                report(
-                    f"segment {name}: attempt {attempt + 1} failed: {exc}",
-                    level="warning",
-                    **where,
-                    prompt_id=prompt_id,
-                    outcome="transient",
-                    error=str(exc),
-                )
-                raise
-            except VaError as exc:
-                report(
-                    f"segment {name}: attempt {attempt + 1} failed: {exc.message}",
-                    level="error",
-                    **where,
-                    prompt_id=prompt_id,
-                    outcome="failed",
-                    error=exc.message,
-                )
-                raise
-            except BaseException:
-                client.close()  # a websocket in an unknown state is not reused
-                raise
-        report(
-            f"segment {name}: clip of {figures.frames} frames from prompt {prompt_id}",
-            **where,
-            prompt_id=prompt_id,
-            outcome="succeeded",
-            comfyui_version=version,
+
+    def _submit_and_collect(
+        self, attempt: int, lease: Lease, server: ComfyServer, where: Attempt, *, fresh: bool
+    ) -> tuple[SegmentRecord, str]:
+        segment, client, name, seed = self.segment, server.client, self.segment.name, where["seed"]
+        version = server.ask_version()
+        prefix = filename_prefix(self.token, self.workflow, f"s{name}t{segment.take}", attempt, fresh)
+        # The voice and context were made for this segment: sent without asking whether the server holds
+        # them (the still, shared by every segment, is asked about first).
+        names = {
+            param: client.upload_image(path.absolute(), ask_first=param == "start_image")
+            for param, path in self.uploads.items()
+        }
+        graph = render(self.workflow, self.values(seed, prefix, names))
+        graph_file = self.graphs / graph_name(f"segment-{name}", attempt, fresh)
+        self.prompt_id = prompt_id = submit_graph(
+            client, graph, graph_file, report=self.report, what=self.what, where=where
         )
-        return {
+        began = time.monotonic()
+        entry = PromptWatch(
+            client,
+            wait_of(self.generation),
+            prompt_id,
+            self.report,
+            self.what,
+            failover=self.servers.failover,
+        ).wait()
+        self.waited += time.monotonic() - began
+        lease.release()  # the server is free for the next unit while this one downloads
+        figures = self._collect(client, entry)
+        record: SegmentRecord = {
             "segment": name,
             "index": segment.index,
             "seed": seed,
@@ -268,6 +228,7 @@ class SegmentRun(PromptUnit[SegmentRecord]):
             "clip_fps": figures.fps,
             "audio_seconds": figures.audio_seconds,
         }
+        return record, f"clip of {figures.frames} frames"
 
     def _collect(self, client: ComfyClient, entry: HistoryEntry) -> media.ClipFigures:
         """Download the prompt's video under a temporary name, check it, then put it in place."""

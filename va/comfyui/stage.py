@@ -442,13 +442,21 @@ class StageServers:
     all the stage's batches."""
 
     def __init__(
-        self, settings: PoolSettings, pool: ServerPool | None = None, began: float | None = None
+        self,
+        settings: PoolSettings,
+        pool: ServerPool | None = None,
+        began: float | None = None,
+        turn: threading.Lock | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool or ServerPool(settings.servers)
         self.connections: dict[str, ComfyServer] = {}
         #: When the stage began: its units take slots before those of stages that began later.
         self.began = time.time() if began is None else began
+        #: Held while one of the stage's units waits for a slot: its other units wait on this lock, at no
+        #: cost, instead of each looking at the pool's folder 50 times a second (which cost the stages of a
+        #: batch of 8 videos about 0.1 s of CPU a second of waiting).
+        self.turn = turn or threading.Lock()
         #: The prompt this set of connections has at a server now (cancelled when the stage is stopped).
         self.in_flight: tuple[ComfyClient, str] | None = None
 
@@ -581,6 +589,7 @@ class BatchCrew:
         self.crews: list[StageServers] = []
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
+        self.turn = threading.Lock()  # one thread at a time waits for a slot of the pool
 
     def run(self, missing: list[Batch]) -> None:
         """Make ``missing``; the first batch's error (a ``VaError``: the rule ends with its code) once every
@@ -617,7 +626,7 @@ class BatchCrew:
             return self.waiting.pop() if self.waiting and not self.errors else None
 
     def _work(self) -> None:
-        servers = StageServers(self.used, self.pool, began=self.began)
+        servers = StageServers(self.used, self.pool, began=self.began, turn=self.turn)
         with self.lock:
             self.crews.append(servers)
         try:
@@ -648,10 +657,18 @@ def _in_main_thread() -> bool:
 class PromptUnit(Generic[Record]):
     """What makes one unit (a batch, a segment) on the pool: each attempt takes a slot of a server (another
     server than the one that just failed, when one is free) and submits one prompt there
-    (``_submit_and_collect``, of the subclass)."""
+    (``_submit_and_collect``, of the subclass); its outcome is reported here, the same for every kind."""
 
     servers: StageServers
+    report: Reporter
     failed_on: str | None = None  # the server of the last failed attempt
+    #: The prompt of the attempt under way once submitted (cancelled if the rule is stopped).
+    prompt_id: str | None = None
+
+    @property
+    def what(self) -> str:
+        """The unit in a message: ``batch 0003``, ``segment 0003``."""
+        raise NotImplementedError
 
     def attempt(self, attempt: int) -> Record:
         """One attempt (0-based): its document, or ``ComfyTransient`` to try again. A cached answer whose
@@ -665,9 +682,10 @@ class PromptUnit(Generic[Record]):
         """One submission on a slot of the pool: another server than the one that just failed if one is
         free; a server that fails is marked, so that the next units go elsewhere for a while. The slot is
         given back as soon as the prompt has ended (or failed), before its outputs are downloaded."""
-        lease = self.servers.pool.acquire(avoid=self.failed_on, queued_since=self.servers.began)
+        with self.servers.turn:
+            lease = self.servers.pool.acquire(avoid=self.failed_on, queued_since=self.servers.began)
         try:
-            return self._submit_and_collect(attempt, lease, fresh=fresh)
+            return self._reported(attempt, lease, fresh=fresh)
         except ComfyTransient:
             self.failed_on = lease.url
             self.servers.pool.mark_down(lease.url)
@@ -675,7 +693,61 @@ class PromptUnit(Generic[Record]):
         finally:
             lease.release()
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> Record:
+    def _reported(self, attempt: int, lease: Lease, *, fresh: bool) -> Record:
+        """``_submit_and_collect`` on ``lease``'s server, its outcome a ``comfyui_attempt`` event (``where``:
+        the unit, the attempt, its seed and server); Ctrl-C or SIGTERM first cancels the prompt submitted."""
+        server = self.servers.of(lease.url)
+        client, what, number = server.client, self.what, attempt + 1
+        where = self._where(attempt, lease.url)
+        self.prompt_id = None
+        with cancelled_when_stopped(client, lambda: self.prompt_id):
+            try:
+                record, done = self._submit_and_collect(attempt, lease, server, where, fresh=fresh)
+            except ComfyOutputMissing as exc:
+                # Not ``fresh``: ComfyUI answered an identical graph from its cache, naming deleted files.
+                self._tell(
+                    f"{what}: attempt {number} failed: {exc.message}"
+                    if fresh
+                    else f"{what}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
+                    "error" if fresh else "warning",
+                    where,
+                    "failed" if fresh else "stale_cache",
+                    exc.message,
+                )
+                raise
+            except ComfyTransient as exc:
+                server.failed()
+                self._tell(f"{what}: attempt {number} failed: {exc}", "warning", where, "transient", str(exc))
+                raise
+            except VaError as exc:
+                self._tell(
+                    f"{what}: attempt {number} failed: {exc.message}", "error", where, "failed", exc.message
+                )
+                raise
+            except BaseException:
+                client.close()  # a websocket in an unknown state is not reused
+                raise
+        self.report(
+            f"{what}: {done} from prompt {self.prompt_id}",
+            **where,
+            prompt_id=self.prompt_id,
+            outcome="succeeded",
+            comfyui_version=server.version,
+        )
+        return record
+
+    def _tell(self, message: str, level: str, where: Attempt, outcome: str, error: str) -> None:
+        self.report(message, level=level, **where, prompt_id=self.prompt_id, outcome=outcome, error=error)
+
+    def _where(self, attempt: int, url: str) -> Attempt:
+        """What each event of ``attempt`` on ``url`` carries: the unit, the attempt (from 1), seed, server."""
+        raise NotImplementedError
+
+    def _submit_and_collect(
+        self, attempt: int, lease: Lease, server: ComfyServer, where: Attempt, *, fresh: bool
+    ) -> tuple[Record, str]:
+        """Submit the unit's prompt to ``server`` (setting ``prompt_id``), wait for it, give ``lease`` back
+        and collect its outputs: the unit's record, and what was made for the message of its success."""
         raise NotImplementedError
 
 
@@ -702,105 +774,56 @@ class _BatchRun(PromptUnit[BatchRecord]):
         self.token = run_token(workdir)
         self.fingerprint = batch_fingerprint(generation, self.batch, still)
 
-    def _submit_and_collect(self, attempt: int, lease: Lease, *, fresh: bool) -> BatchRecord:
-        name, batch, report = self.name, self.batch, self.report
+    @property
+    def what(self) -> str:
+        return f"batch {self.name}"
+
+    def _where(self, attempt: int, url: str) -> Attempt:
         generation = self.generation
-        seed = batch_seed(generation.seed, batch.index, attempt, generation.per_retry)
-        server = self.servers.of(lease.url)
-        client = server.client
-        prompt_id = None
-        where: Attempt = {
+        seed = batch_seed(generation.seed, self.batch.index, attempt, generation.per_retry)
+        return {
             "kind": "comfyui_attempt",
-            "batch": name,
+            "batch": self.name,
             "attempt": attempt + 1,
             "seed": seed,
-            "server": lease.url,
+            "server": url,
         }
-        inflight: list[str] = []  # this attempt's prompt once submitted: cancelled if the rule is stopped
-        with cancelled_when_stopped(client, lambda: inflight[-1] if inflight else None):
-            try:
-                version = server.ask_version()
-                values = generation.values(batch, seed)
-                values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
-                if self.workflow.binds_start_image:
-                    values["start_image"] = client.upload_image(self.still.absolute())
-                graph_file = self.graphs / graph_name(name, attempt, fresh)
-                prompt_id = submit_graph(
-                    client,
-                    render(self.workflow, values),
-                    graph_file,
-                    report=report,
-                    what=f"batch {name}",
-                    where=where,
-                    submitted=lambda submitted_id: self.servers.stopping_cancels(client, submitted_id),
-                )
-                inflight.append(prompt_id)
-                watch = PromptWatch(
-                    client, wait_of(generation), prompt_id, report, name, failover=self.servers.failover
-                )
-                entry = watch.wait()
-                self.servers.in_flight = None
-                lease.release()  # the server is free for the next unit while this one downloads
-                collected = collect_outputs(
-                    client,
-                    entry,
-                    batch,
-                    self.workdir / "frames",
-                    self.workdir / "comfyui" / "clips",
-                    gen_fps=generation.fps,
-                )
-            except ComfyOutputMissing as exc:
-                if fresh:
-                    report(
-                        f"batch {name}: attempt {attempt + 1} failed: {exc.message}",
-                        level="error",
-                        **where,
-                        prompt_id=prompt_id,
-                        outcome="failed",
-                        error=exc.message,
-                    )
-                else:  # ComfyUI answered an identical graph from its cache, naming files deleted since
-                    report(
-                        f"batch {name}: {exc.message}, a cached answer; resubmitting with a fresh prefix",
-                        level="warning",
-                        **where,
-                        prompt_id=prompt_id,
-                        outcome="stale_cache",
-                        error=exc.message,
-                    )
-                raise
-            except ComfyTransient as exc:
-                server.failed()
-                report(
-                    f"batch {name}: attempt {attempt + 1} failed: {exc}",
-                    level="warning",
-                    **where,
-                    prompt_id=prompt_id,
-                    outcome="transient",
-                    error=str(exc),
-                )
-                raise
-            except VaError as exc:
-                report(
-                    f"batch {name}: attempt {attempt + 1} failed: {exc.message}",
-                    level="error",
-                    **where,
-                    prompt_id=prompt_id,
-                    outcome="failed",
-                    error=exc.message,
-                )
-                raise
-            except BaseException:
-                client.close()  # a websocket in an unknown state is not reused
-                raise
-        report(
-            f"batch {name}: {len(collected['files'])} file(s) from prompt {prompt_id}",
-            **where,
-            prompt_id=prompt_id,
-            outcome="succeeded",
-            comfyui_version=version,
+
+    def _submit_and_collect(
+        self, attempt: int, lease: Lease, server: ComfyServer, where: Attempt, *, fresh: bool
+    ) -> tuple[BatchRecord, str]:
+        name, batch, generation, client = self.name, self.batch, self.generation, server.client
+        seed = where["seed"]
+        version = server.ask_version()
+        values = generation.values(batch, seed)
+        values["filename_prefix"] = filename_prefix(self.token, self.workflow, name, attempt, fresh)
+        if self.workflow.binds_start_image:
+            values["start_image"] = client.upload_image(self.still.absolute())
+        graph_file = self.graphs / graph_name(name, attempt, fresh)
+        self.prompt_id = prompt_id = submit_graph(
+            client,
+            render(self.workflow, values),
+            graph_file,
+            report=self.report,
+            what=self.what,
+            where=where,
+            submitted=lambda submitted_id: self.servers.stopping_cancels(client, submitted_id),
         )
-        return {
+        watch = PromptWatch(
+            client, wait_of(generation), prompt_id, self.report, name, failover=self.servers.failover
+        )
+        entry = watch.wait()
+        self.servers.in_flight = None
+        lease.release()  # the server is free for the next unit while this one downloads
+        collected = collect_outputs(
+            client,
+            entry,
+            batch,
+            self.workdir / "frames",
+            self.workdir / "comfyui" / "clips",
+            gen_fps=generation.fps,
+        )
+        record: BatchRecord = {
             "batch": name,
             "seed": seed,
             "attempts": attempt + 1,
@@ -812,3 +835,4 @@ class _BatchRun(PromptUnit[BatchRecord]):
             "fingerprint": self.fingerprint,
             **collected,
         }
+        return record, f"{len(collected['files'])} file(s)"
