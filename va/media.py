@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from va import mp4
+from va import icc, mp4
 from va.atomic import partial_file, scratch_folder
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
@@ -608,16 +608,26 @@ STRIP_ROWS = 256
 
 
 def _decoded_heif(source: Path, shrink: int) -> Image.Image:
-    """A HEIF image's picture (upright, its ICC profile kept), at least ``1/shrink`` of each side.
-    libheif has no scaled decoding: it decodes the whole picture into one buffer, which is reduced strip
-    by strip, so no second picture of the whole size is made (as ``to_pillow`` would)."""
-    from PIL import Image  # noqa: PLC0415  (only images need it)
-
+    """A HEIF image's picture (upright; its ICC profile kept, or one made from the primaries its nclx box
+    names, ``icc.nclx_profile``), at least ``1/shrink`` of each side. libheif has no scaled decoding: it
+    decodes the whole picture into one buffer, which is reduced strip by strip, so no second picture of
+    the whole size is made (as ``to_pillow`` would)."""
     heif = _open_heif(source)
     width, height = heif.size
     factor = min(width // math.ceil(width / shrink), height // math.ceil(height / shrink))
-    if factor <= 1:
-        return heif.to_pillow()
+    picture = heif.to_pillow() if factor <= 1 else _reduced_heif(heif, factor)
+    # Its colours: an ICC profile, else the primaries of its nclx box (as some phones write them).
+    profile = heif.info.get("icc_profile") or icc.nclx_profile(heif.info.get("nclx_profile") or {})
+    if profile:
+        picture.info["icc_profile"] = profile
+    return picture
+
+
+def _reduced_heif(heif: pillow_heif.HeifFile, factor: int) -> Image.Image:
+    """The picture libheif decoded into ``heif``'s buffer, reduced by ``factor``, strip by strip."""
+    from PIL import Image  # noqa: PLC0415  (only images need it)
+
+    width, height = heif.size
     data, stride, mode = memoryview(heif.data), heif.stride, heif.mode  # libheif's buffer, not copied
     reduced = Image.new(mode, (math.ceil(width / factor), math.ceil(height / factor)))
     for top in range(0, height, STRIP_ROWS * factor):
@@ -625,8 +635,6 @@ def _decoded_heif(source: Path, shrink: int) -> Image.Image:
         part = data[top * stride : (top + rows) * stride]
         strip = Image.frombuffer(mode, (width, rows), part, "raw", mode, stride, 1)  # type: ignore[arg-type]  # Pillow's stubs leave out memoryview, which it reads
         reduced.paste(strip.reduce(factor), (0, top // factor))
-    if heif.info.get("icc_profile"):
-        reduced.info["icc_profile"] = heif.info["icc_profile"]
     return reduced
 
 
@@ -688,7 +696,7 @@ def colour_profile(
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         space = profile.profile.xcolor_space.strip()
         if PROFILE_SPACES.get(picture.mode) != space:
-            raise ValueError(f"a {space} profile for {picture.mode} samples")
+            raise ValueError(f"a profile of {space} colours for {picture.mode} samples")
         if space != "RGB":
             return profile
         probes = Image.frombytes("RGB", (len(SRGB_PROBES), 1), bytes(v for c in SRGB_PROBES for v in c))

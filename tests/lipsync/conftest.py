@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,56 +11,27 @@ import pytest
 from tests.conftest import Media
 from tests.lipsync.fakes import providers_file
 from tests.lipsync.lipsync_service import Service, lipsync_service
-from va import stages
+from tests.prepared import hold_start_frame_once, prepare_audio_once
 from va.job import Job
 from va.lipsync.providers import Provider, get_provider
 from va.plan import plan_job, write_plan
-from va.plan_parts import InputFile
-from va.rule_settings import AudioSettings, StillSettings, audio_settings, still_settings
+from va.rule_settings import audio_settings, still_settings
 from va.workdir import Workdir
 
 UseProviders = Callable[..., dict[str, Provider]]
 
 
-#: What prepare_audio and hold_start_frame made for a set of settings, once per test process (each xdist
-#: worker): most lip-sync tests prepare the same 2 s tone and 320x240 still, and the two rules' ffmpeg and
-#: ffprobe processes cost as much CPU as the rest of such a test. Keyed by the settings with the inputs
-#: named by their content only (each test has its own copy of the same file).
-_PREPARED: dict[str, tuple[Path, ...]] = {}
-_PREPARED_DIR = Path(tempfile.mkdtemp(prefix="va-test-prepared-"))
-atexit.register(shutil.rmtree, _PREPARED_DIR, True)
-
-
-def _prepared_key(audio: AudioSettings, still: StillSettings) -> str:
-    """The two rules' settings, their inputs by SHA-256 alone."""
-    by_content = (
-        dataclasses.replace(audio, voice=InputFile("", audio.voice.sha256)),
-        dataclasses.replace(still, start=InputFile("", still.start.sha256)),
-    )
-    return repr(by_content)
-
-
 def prepare_lipsync_inputs(job: Job, root: Path) -> Workdir:
     """What the graph makes before the lip-sync rule, in the workdir ``root``: the plan written, the padded
-    audio (prepare_audio) and the held still (hold_start_frame); both rules run once per test process
-    for the same settings and inputs, their outputs copied after."""
+    audio (prepare_audio) and the held still (hold_start_frame), each made once per test process for the
+    same inputs and settings (tests/prepared.py)."""
     run = Workdir(root)
     for folder in ("prepare", "frames"):
         (run.root / folder).mkdir(parents=True)
     plan = plan_job(job)
     write_plan(plan, run.plan)
-    audio, still = audio_settings(plan), still_settings(plan)
-    outputs = (run.padded_audio, run.padded_aac, run.still, run.still_loop)
-    key = _prepared_key(audio, still)
-    if key not in _PREPARED:
-        stages.prepare_audio(audio, run.padded_audio, run.padded_aac)
-        stages.hold_start_frame(still, run.still, run.still_loop)
-        kept = _PREPARED_DIR / str(len(_PREPARED))
-        kept.mkdir()
-        _PREPARED[key] = tuple(Path(shutil.copyfile(path, kept / path.name)) for path in outputs)
-        return run
-    for made, path in zip(_PREPARED[key], outputs, strict=True):
-        shutil.copyfile(made, path)
+    prepare_audio_once(audio_settings(plan), run.padded_audio, run.padded_aac)
+    hold_start_frame_once(still_settings(plan), run.still, run.still_loop)
     return run
 
 
