@@ -1610,10 +1610,13 @@ class PictureTap:
     take: Callable[[Iterator[GreyFrame]], None]
 
 
-def _tap_filter(crop: Crop) -> str:
-    """The filters that make ``grey_frames``' frames of a picture: its window, its luma, scaled."""
+def _grey_window(crop: Crop) -> str:
+    """The filters that make ``grey_frames``' frames of a picture: its window, its luma, scaled. The range
+    is pinned: a frame tagged limited range would otherwise be stretched to full range on the way to grey
+    (half of these filters' time, and values that are no longer the stored ones)."""
     window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,{LUMA_PLANE}"
-    return f"{window},scale={crop.out_width}:{crop.out_height}:flags=area,format=gray"
+    scale = f"scale={crop.out_width}:{crop.out_height}:flags=area:in_range=tv:out_range=tv"
+    return f"{window},{scale},format=gray"
 
 
 def _encode_tapped(argv: list[str], tap: PictureTap, target: Path) -> None:
@@ -1695,7 +1698,9 @@ def encode_picture(
         option = "-vf"
         if tap is not None:  # the encoded frames split: one copy to x264, one cut and grey to the pipe
             argv = [*head, *_with_inputs(source, audio, subtitles, picture="[encoded]")]
-            chain = f"[0:v:0]{chain},split[encoded][tapped];[tapped]{_tap_filter(tap.crop)}[grey]"
+            chain = f"[0:v:0]{chain},split[encoded][tapped];[tapped]{_grey_window(tap.crop)}[grey]"
+            # One thread, as -vf's graph runs: its slice threads cost more than the tap's filters.
+            argv += ["-filter_complex_threads", "1"]
             option = "-filter_complex"
         if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
             script = partial.parent / "picture.filter"
@@ -2230,9 +2235,7 @@ def grey_frames(
         out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
         crop = Crop(0, 0, info.width, info.height, *out)
     width, height = crop.out_width, crop.out_height
-    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,{LUMA_PLANE},"
-    argv = [*_luma_decoder(source), "-vf", f"{window}scale={width}:{height}:flags=area,format=gray"]
-    argv += ["-f", "rawvideo", "pipe:1"]
+    argv = [*_luma_decoder(source), "-vf", _grey_window(crop), "-f", "rawvideo", "pipe:1"]
     size = width * height
     for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
         if len(pixels) == size:

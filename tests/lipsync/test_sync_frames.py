@@ -54,6 +54,21 @@ def test_streamed_frames_are_the_window_asked_at_its_size(tmp_path: Path) -> Non
     assert abs(int(pixels[:, :8].mean()) - 16) <= 1 and abs(int(pixels[:, 12:].mean()) - 235) <= 1
 
 
+def test_an_encode_hands_over_the_luma_it_encodes_as_stored(tmp_path: Path) -> None:
+    """The encode's frames are tagged limited range on their way to x264: the tap takes their luma as
+    stored (black 16, white 235), as a decode of the encoded video does, not stretched to full range."""
+    taken: list[media.GreyFrame] = []
+    crop = media.Crop(140, 20, 40, 100, 20, 50)
+    source = media.video_source(_halves(tmp_path / "halves.mp4"))
+    tap = media.PictureTap(crop, taken.extend)
+    media.encode_picture(
+        source, None, tmp_path / "encoded.mp4", fps=25, frames=8, crf=0, preset="veryfast", tap=tap
+    )
+    assert len(taken) == 8
+    pixels = numpy.frombuffer(taken[-1].pixels, dtype=numpy.uint8).reshape(50, 20)
+    assert abs(int(pixels[:, :8].mean()) - 16) <= 1 and abs(int(pixels[:, 12:].mean()) - 235) <= 1
+
+
 def test_the_face_is_placed_in_the_pixels_of_a_large_picture(tmp_path: Path) -> None:
     small = write_talking_face(tmp_path / "face.mp4", numpy.zeros(5))
     large = tmp_path / "large.mp4"
