@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image, ImageCms
 
+from va.icc import matrix_profile
+
 #: The reference picture: its size, and its patches' colours in rows (3 across, 2 down).
 REFERENCE_SIZE = (320, 180)
 PATCHES = (
@@ -153,64 +155,13 @@ def _heic(orientation: int = 1) -> Callable[[Path, Path], None]:
 
 #: Display P3 (the primaries of DCI-P3, D65 white, the sRGB curve) as an ICC profile states it: the
 #: primaries' XYZ adapted to the D50 white of the profile connection space, as Apple's profile has them.
-DISPLAY_P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
+DISPLAY_P3_COLORANTS = [(0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841)]
 #: Adobe RGB (1998) likewise, as Adobe's profile has them; its curve is a gamma of 563/256.
-ADOBE_RGB_COLORANTS = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+ADOBE_RGB_COLORANTS = [(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)]
 ADOBE_RGB_GAMMA = 563 / 256
 #: ProPhoto RGB (ROMM RGB: D50 white, a gamma of 1.8), as raw converters export it.
-PROPHOTO_COLORANTS = ((0.7977, 0.2880, 0.0), (0.1352, 0.7119, 0.0), (0.0313, 0.0001, 0.8249))
+PROPHOTO_COLORANTS = [(0.7977, 0.2880, 0.0), (0.1352, 0.7119, 0.0), (0.0313, 0.0001, 0.8249)]
 PROPHOTO_GAMMA = 461 / 256
-D50 = (0.9642, 1.0, 0.8249)
-
-
-def _s15(value: float) -> bytes:
-    return struct.pack(">i", round(value * 65536))
-
-
-def _srgb_curve(points: int = 1024) -> list[int]:
-    """The sRGB tone curve (IEC 61966-2-1), sampled as an ICC ``curv`` table."""
-    curve = []
-    for index in range(points):
-        value = index / (points - 1)
-        linear = value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
-        curve.append(round(linear * 65535))
-    return curve
-
-
-def matrix_profile(
-    name: str, colorants: tuple[tuple[float, float, float], ...], gamma: float | None = None
-) -> bytes:
-    """An ICC v2 RGB display profile (a matrix of ``colorants`` and three curves: a ``gamma``, or the sRGB
-    curve), as a phone or a camera embeds in its pictures; the standard's layout, written here because
-    no such file comes with the system."""
-    xyz = [b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in triple) for triple in (D50, *colorants)]
-    curve = _srgb_curve() if gamma is None else [round(gamma * 256)]
-    trc = b"curv\0\0\0\0" + struct.pack(f">I{len(curve)}H", len(curve), *curve)
-    text = f"{name} (va test corpus)\0".encode()
-    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
-    tags = [
-        (b"desc", desc),
-        (b"cprt", b"text\0\0\0\0" + b"No copyright, use freely\0"),
-        (b"wtpt", xyz[0]),
-        (b"rXYZ", xyz[1]),
-        (b"gXYZ", xyz[2]),
-        (b"bXYZ", xyz[3]),
-        (b"rTRC", trc),
-        (b"gTRC", trc),
-        (b"bTRC", trc),
-    ]
-    table, data, placed = b"", b"", {}  # a body several tags share (the three curves) is written once
-    for signature, body in tags:
-        if body not in placed:
-            placed[body] = 128 + 4 + 12 * len(tags) + len(data)
-            data += body + bytes(-len(body) % 4)
-        table += signature + struct.pack(">II", placed[body], len(body))
-    size = 128 + 4 + len(table) + len(data)
-    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ")
-    header += bytes(12) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8) + struct.pack(">I", 0)
-    header += b"".join(_s15(v) for v in D50)
-    header += bytes(128 - len(header))
-    return header + struct.pack(">I", len(tags)) + table + data
 
 
 def display_p3_profile() -> bytes:

@@ -10,18 +10,9 @@ import shutil
 import threading
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from snakemake.cli import get_argument_parser
-from snakemake.jobs import Job
-from snakemake.scheduling.job_scheduler import JobScheduler
-from snakemake.settings.types import MaxJobsPerTimespan, RemoteExecutionSettings, SchedulingSettings
-from snakemake.workflow import Workflow
-from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
-from snakemake_interface_executor_plugins.executors.base import AbstractExecutor
-from snakemake_interface_executor_plugins.executors.real import RealExecutor
-from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 
 from tests.conftest import Media
 from va.job import load_job
@@ -40,11 +31,21 @@ from va.manifest import build_manifest
 from va.plan import plan_run
 from va.workdir import Workdir
 
+if TYPE_CHECKING:
+    from snakemake.settings.types import MaxJobsPerTimespan
+
+# Snakemake and its Slurm plugin are imported in the tests that read them, not here: every pytest worker
+# imports every test module to collect it, and these imports cost about 1.5 s of CPU (and the plugin runs
+# scontrol, which waits up to 10 s while Slurm's controller starts).
+
 
 def test_snakemake_still_has_what_va_reaches_into() -> None:
     """The scheduler keeps its rate limiter in ``job_rate_limiter`` (made from the scheduling settings'
     ``max_jobs_per_timespan``, whose default is 100 jobs a second) and re-evaluates after a
     ``threading.Timer``: a Snakemake release that changes any of these fails here, not silently."""
+    from snakemake.scheduling.job_scheduler import JobScheduler  # noqa: PLC0415
+    from snakemake.settings.types import MaxJobsPerTimespan, SchedulingSettings  # noqa: PLC0415
+
     made = inspect.getsource(JobScheduler.__init__)
     assert "self.job_rate_limiter" in made and "max_jobs_per_timespan" in made
     assert "threading.Timer" in inspect.getsource(JobScheduler._schedule_reevalutation)
@@ -65,6 +66,8 @@ def workflow_with(limit: MaxJobsPerTimespan | None) -> SimpleNamespace:
 
 
 def test_the_default_rate_limit_is_dropped_a_chosen_one_kept() -> None:
+    from snakemake.settings.types import MaxJobsPerTimespan  # noqa: PLC0415
+
     default = workflow_with(MaxJobsPerTimespan(100, "1s"))
     assert stop_idle_rescheduling(default) and default.scheduler.job_rate_limiter is None
     chosen = workflow_with(MaxJobsPerTimespan(10, "1s"))
@@ -130,6 +133,16 @@ def test_the_slurm_plugin_still_has_what_va_reaches_into() -> None:
     jobstep executor's arguments, which ``format_job_exec`` puts after the job's own (a later ``--cores``
     wins); the status checks sleep through ``self.sleep()`` and the plugin backs off by 10 s a look:
     a release that changes any of these fails here, not silently."""
+    from snakemake.cli import get_argument_parser  # noqa: PLC0415
+    from snakemake.jobs import Job  # noqa: PLC0415
+    from snakemake.scheduling.job_scheduler import JobScheduler  # noqa: PLC0415
+    from snakemake.settings.types import RemoteExecutionSettings  # noqa: PLC0415
+    from snakemake.workflow import Workflow  # noqa: PLC0415
+    from snakemake_executor_plugin_slurm import Executor as SlurmExecutor  # noqa: PLC0415
+    from snakemake_interface_executor_plugins.executors.base import AbstractExecutor  # noqa: PLC0415
+    from snakemake_interface_executor_plugins.executors.real import RealExecutor  # noqa: PLC0415
+    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor  # noqa: PLC0415
+
     assert "self._executor" in inspect.getsource(JobScheduler.__init__)
     assert isinstance(inspect.getattr_static(Workflow, "executor_plugin"), property)
     assert "seconds_between_status_checks" in RemoteExecutionSettings.__dataclass_fields__
@@ -156,6 +169,8 @@ def test_the_slurm_plugin_still_has_what_va_reaches_into() -> None:
 
 def plugin_executor(array_jobs: set[str]) -> SimpleNamespace:
     """An executor whose job command is the slurm plugin's own (``additional_general_args``)."""
+    from snakemake_executor_plugin_slurm import Executor as SlurmExecutor  # noqa: PLC0415
+
     settings = SimpleNamespace(executor_settings=SimpleNamespace(pass_command_as_script=True))
     plugin = SimpleNamespace(workflow=settings)
     return SimpleNamespace(
@@ -228,6 +243,8 @@ def test_every_job_error_is_heard_before_snakemake_handles_it(capsys: pytest.Cap
 
 
 def test_a_failed_jobs_cleanup_keeps_the_outputs_of_finished_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snakemake.jobs import Job  # noqa: PLC0415
+
     removed: list[str] = []
 
     class Cleaned:

@@ -457,3 +457,17 @@ def test_a_large_start_va_decodes_is_decoded_scaled_down_to_its_still(
     (frame,) = media.decode_frames(start, [0], fitted=(geometry, "black"))
     checked = Image.frombytes("RGB", (frame.width, frame.height), frame.rgb)
     assert max(colour_errors(checked)) <= COLOUR_TOLERANCE
+
+
+def test_a_heic_whose_nclx_box_names_display_p3_is_decoded_in_srgb(tmp_path: Path) -> None:
+    """Some phones name a HEIC's colours by the primaries of its nclx box, with no ICC profile."""
+    import pillow_heif  # noqa: PLC0415  (only HEIC starts need it)
+
+    start = tmp_path / "nclx.heic"
+    picture = in_profile(reference_picture(), display_p3_profile())
+    del picture.info["icc_profile"]
+    nclx = {"color_primaries": 12, "transfer_characteristic": 13, "matrix_coefficients": 6}
+    pillow_heif.from_pillow(picture).save(start, quality=95, full_range_flag=1, **nclx)
+    decoded = media.decoded_picture(start)
+    assert decoded is not None
+    assert max(colour_errors(decoded)) <= COLOUR_TOLERANCE, colour_errors(decoded)

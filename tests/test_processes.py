@@ -1,8 +1,8 @@
 """va/processes.py and va/guardian.py with real process trees (no Snakemake): a pid is only signalled
 with its start time, a tree is ended even where a member ignores SIGTERM or left its process group,
 the record lets a later run end an earlier one's leftovers, and the guardian ends its whole tree when it
-is stopped, when its parent dies and when its command ends. One whole ``va run`` per way of stopping a
-run with a slow lip-sync tool is in the second half."""
+is stopped, when its parent dies and when its command ends. One whole ``va run`` stopped each way in turn
+in its slow lip-sync tool, each attempt resuming the one before, is in the second half."""
 
 from __future__ import annotations
 
@@ -194,22 +194,26 @@ def test_what_a_command_leaves_behind_ends_with_it(tmp_path: Path) -> None:
     assert not record.path.exists()
 
 
-# --- whole runs: one per way of stopping, each with a lip-sync tool that hangs (and has a worker) -------
+# --- whole runs: one workdir stopped each way in turn, with a lip-sync tool that hangs (and has a worker) ---
 
 
-def hanging_run(files: Media, marker: str) -> tuple[subprocess.Popen[str], Path, Path]:
-    """A ``va run`` whose lip-sync tool hangs, started in a session of its own; returns it once the tool
-    (and its worker) run, with its workdir and the tool's dump."""
+def hanging_run(files: Media, marker: str, *extra: str) -> tuple[subprocess.Popen[str], Path, Path]:
+    """A ``va run`` (with ``extra`` options) of the job in ``files`` whose lip-sync tool hangs, started in
+    a session of its own; returns it once the tool (and its worker) run, with its workdir and the tool's
+    dump."""
     dump = files.root / "told.json"
+    dump.unlink(missing_ok=True)  # an earlier attempt's
     env = {
         **os.environ,
         MARKER: marker,
         **providers_file(files.root, fake=command("hang", "--dump", str(dump))),
     }
-    job = files.job(lipsync={"enable": True, "provider": "fake"})
+    job = files.root / "job.json"
+    if not job.exists():
+        files.job(lipsync={"enable": True, "provider": "fake"})
     workdir = files.root / "w"
     process = subprocess.Popen(
-        [*VA, "run", str(job), "--workdir", str(workdir), "--cores", "1", "-q"],
+        [*VA, "run", str(job), "--workdir", str(workdir), "--cores", "1", "-q", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -226,9 +230,16 @@ def hanging_run(files: Media, marker: str) -> tuple[subprocess.Popen[str], Path,
 
 
 @pytest.mark.whole_run
-def test_a_terminated_run_leaves_no_process(files: Media) -> None:
-    """SIGTERM of ``va`` (as VIDAX's cancel sends it); Ctrl-C takes the same way (tests/test_resume.py)."""
+def test_a_run_stopped_each_way_leaves_no_process_and_resumes(files: Media, va_cli: CliRunner) -> None:
+    """One workdir, its run stopped in the lip-sync tool three ways in turn, each attempt resuming the one
+    before (one run a way cost a whole run each): SIGTERM of ``va`` (as VIDAX's cancel sends it; Ctrl-C
+    takes the same way, tests/test_resume.py); SIGKILL of the ``va`` process alone (and so of its process
+    group: the run is in another); the guardian killed with ``va`` (nothing left to stop the run), after
+    which the resumed run ends the recorded leftovers (the rule, the tool, its worker) before it starts,
+    then finishes with a tool that works."""
     marker = uuid.uuid4().hex
+
+    # SIGTERM of va.
     process, workdir, _ = hanging_run(files, marker)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
@@ -239,12 +250,8 @@ def test_a_terminated_run_leaves_no_process(files: Media) -> None:
     assert manifest["run_status"] == "interrupted"
     assert not (workdir / "logs" / "processes.json").exists()
 
-
-@pytest.mark.whole_run
-def test_a_killed_va_leaves_no_process(files: Media, va_cli: CliRunner) -> None:
-    """SIGKILL of the ``va`` process alone (and so of its process group: the run is in another)."""
-    marker = uuid.uuid4().hex
-    process, workdir, _ = hanging_run(files, marker)
+    # SIGKILL of the va process alone.
+    process, workdir, _ = hanging_run(files, marker, "--resume")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     wait_no_process_marked(marker, seconds=10)
@@ -253,13 +260,8 @@ def test_a_killed_va_leaves_no_process(files: Media, va_cli: CliRunner) -> None:
     events = [e["kind"] for e in read_events(workdir / "logs" / "events.jsonl")]
     assert events[-1] == "run_finished"
 
-
-@pytest.mark.whole_run
-def test_a_resumed_run_ends_what_a_killed_guardian_left(files: Media, va_cli: CliRunner) -> None:
-    """The guardian killed with ``va`` (nothing left to stop the run): the resumed run ends the recorded
-    leftovers (the rule, the tool, its worker) before it starts, then finishes with a tool that works."""
-    marker = uuid.uuid4().hex
-    process, workdir, dump = hanging_run(files, marker)
+    # The guardian killed with va.
+    process, workdir, dump = hanging_run(files, marker, "--resume")
     guardian = next(p for p in descendants(process.pid) if "va.guardian" in command_line(p.pid))
     guardian.send(signal.SIGSTOP)  # so that it cannot act on va's death before it is killed itself
     os.killpg(process.pid, signal.SIGKILL)
@@ -273,4 +275,5 @@ def test_a_resumed_run_ends_what_a_killed_guardian_left(files: Media, va_cli: Cl
     assert not tool.alive()
     assert "left running by an earlier run" in (workdir / "logs" / "snakemake.log").read_text()
     wait_no_process_marked(marker, seconds=5)
-    assert json.loads((workdir / "manifest.json").read_text())["run_status"] == "succeeded"
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["run_status"] == "succeeded" and manifest["attempts"] == 4

@@ -8,7 +8,6 @@ import inspect
 from collections.abc import Sequence
 
 import pytest
-import snakemake_executor_plugin_slurm
 
 from va import slurm
 from va.errors import ExitCode
@@ -112,6 +111,9 @@ def test_a_message_that_is_not_the_clusters_is_none() -> None:
 
 def test_the_plugin_still_words_its_reports_as_va_reads_them() -> None:
     """The plugin's refused submission and ended job, as its source spells them: va's patterns must match."""
+    # Imported here: every pytest worker collects this module, and the plugin's import costs about 1 s of CPU.
+    import snakemake_executor_plugin_slurm  # noqa: PLC0415
+
     source = inspect.getsource(snakemake_executor_plugin_slurm)
     assert '"SLURM sbatch failed. "' in source and "The error message was '{e.output.strip()}'." in source
     assert "sbatch call:" in source

@@ -17,13 +17,13 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from va import mp4
+from va import icc, mp4
 from va.atomic import partial_file, scratch_folder
 from va.errors import DISK_ERRORS, ExitCode, VaError
 from va.memo import FileIdentity, Memo, identity_of
@@ -278,8 +278,9 @@ def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaEr
     file being written) and an input it may not read (``INPUT_NOT_FOUND``, permission denied) are said
     as such, whatever the step was; anything else is the step's ``failure``."""
     disk = next((reason for reason in DISK_ERRORS if reason in stderr), None)
+    files = [arg for arg in argv if not arg.startswith("pipe:")]  # the file written is the last of them
     if disk is not None:
-        written = _named(argv[-1])
+        written = _named(files[-1])
         return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {written}")
     if "Permission denied" in stderr:
         reads_last = Path(argv[0]).name.startswith("ffprobe")  # ffprobe's one input is its last argument
@@ -287,7 +288,7 @@ def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaEr
         denied = next((path for path in inputs if f"{path}: Permission denied" in stderr), None)
         if denied is not None:
             return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {_named(denied)}")
-        written = _named(argv[-1])
+        written = _named(files[-1])
         return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {written}")
     return VaError(failure, f"{what}: {_last_line(stderr)}")
 
@@ -607,16 +608,26 @@ STRIP_ROWS = 256
 
 
 def _decoded_heif(source: Path, shrink: int) -> Image.Image:
-    """A HEIF image's picture (upright, its ICC profile kept), at least ``1/shrink`` of each side.
-    libheif has no scaled decoding: it decodes the whole picture into one buffer, which is reduced strip
-    by strip, so no second picture of the whole size is made (as ``to_pillow`` would)."""
-    from PIL import Image  # noqa: PLC0415  (only images need it)
-
+    """A HEIF image's picture (upright; its ICC profile kept, or one made from the primaries its nclx box
+    names, ``icc.nclx_profile``), at least ``1/shrink`` of each side. libheif has no scaled decoding: it
+    decodes the whole picture into one buffer, which is reduced strip by strip, so no second picture of
+    the whole size is made (as ``to_pillow`` would)."""
     heif = _open_heif(source)
     width, height = heif.size
     factor = min(width // math.ceil(width / shrink), height // math.ceil(height / shrink))
-    if factor <= 1:
-        return heif.to_pillow()
+    picture = heif.to_pillow() if factor <= 1 else _reduced_heif(heif, factor)
+    # Its colours: an ICC profile, else the primaries of its nclx box (as some phones write them).
+    profile = heif.info.get("icc_profile") or icc.nclx_profile(heif.info.get("nclx_profile") or {})
+    if profile:
+        picture.info["icc_profile"] = profile
+    return picture
+
+
+def _reduced_heif(heif: pillow_heif.HeifFile, factor: int) -> Image.Image:
+    """The picture libheif decoded into ``heif``'s buffer, reduced by ``factor``, strip by strip."""
+    from PIL import Image  # noqa: PLC0415  (only images need it)
+
+    width, height = heif.size
     data, stride, mode = memoryview(heif.data), heif.stride, heif.mode  # libheif's buffer, not copied
     reduced = Image.new(mode, (math.ceil(width / factor), math.ceil(height / factor)))
     for top in range(0, height, STRIP_ROWS * factor):
@@ -624,8 +635,6 @@ def _decoded_heif(source: Path, shrink: int) -> Image.Image:
         part = data[top * stride : (top + rows) * stride]
         strip = Image.frombuffer(mode, (width, rows), part, "raw", mode, stride, 1)  # type: ignore[arg-type]  # Pillow's stubs leave out memoryview, which it reads
         reduced.paste(strip.reduce(factor), (0, top // factor))
-    if heif.info.get("icc_profile"):
-        reduced.info["icc_profile"] = heif.info["icc_profile"]
     return reduced
 
 
@@ -687,7 +696,7 @@ def colour_profile(
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         space = profile.profile.xcolor_space.strip()
         if PROFILE_SPACES.get(picture.mode) != space:
-            raise ValueError(f"a {space} profile for {picture.mode} samples")
+            raise ValueError(f"a profile of {space} colours for {picture.mode} samples")
         if space != "RGB":
             return profile
         probes = Image.frombytes("RGB", (len(SRGB_PROBES), 1), bytes(v for c in SRGB_PROBES for v in c))
@@ -1369,13 +1378,16 @@ def _check_encoded(
         )
 
 
-def _with_inputs(picture: list[str], audio: Path | None, subtitles: Path | None) -> list[str]:
+def _with_inputs(
+    source: list[str], audio: Path | None, subtitles: Path | None, *, picture: str = "0:v:0"
+) -> list[str]:
     """The inputs (the picture's arguments, then the audio and the SRT file ``subtitles`` if given) and
-    the map of each into the output: every input before the first output option, as ffmpeg wants."""
-    argv = [*picture]
+    the map of each into the output (the picture: ``picture``, a stream or a filter graph's output):
+    every input before the first output option, as ffmpeg wants."""
+    argv = [*source]
     argv += [*input_file(audio)] if audio is not None else []
     argv += [*input_file(subtitles)] if subtitles is not None else []
-    argv += ["-map", "0:v:0"]
+    argv += ["-map", picture]
     argv += ["-map", "1:a:0"] if audio is not None else []
     argv += ["-map", f"{2 if audio is not None else 1}:s:0"] if subtitles is not None else []
     return argv
@@ -1529,9 +1541,10 @@ def encode_from_video(
     no_clobber: bool = False,
     subtitles: Path | None = None,
     canvas: Canvas | None = None,
+    tap: PictureTap | None = None,
 ) -> None:
     """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``),
-    and bring it to the ``canvas`` when one is given, whatever size it has.
+    and bring it to the ``canvas`` when one is given, whatever size it has (``tap``: ``encode_picture``'s).
 
     A video that already conforms is stream-copied (e.g. the audiogram's output).
     """
@@ -1552,6 +1565,7 @@ def encode_from_video(
         subtitles=subtitles,
         canvas=canvas,
         source_size=source_size,
+        tap=tap,
     )
 
 
@@ -1587,6 +1601,36 @@ def _blended(select: str, timing: str, blend: SeamBlend) -> str:
     return ";".join(parts[:3]) + ";" + "".join(parts[3:]) + ","
 
 
+@dataclass(frozen=True, slots=True)
+class PictureTap:
+    """The frames of an encode's picture as it encodes them, for analysis: each frame cut to ``crop`` as
+    grey (``grey_frames``' luma), handed to ``take`` as a stream, so nothing decodes the video again."""
+
+    crop: Crop
+    take: Callable[[Iterator[GreyFrame]], None]
+
+
+def _grey_window(crop: Crop) -> str:
+    """The filters that make ``grey_frames``' frames of a picture: its window, its luma, scaled. The range
+    is pinned: a frame tagged limited range would otherwise be stretched to full range on the way to grey
+    (half of these filters' time, and values that are no longer the stored ones)."""
+    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,{LUMA_PLANE}"
+    scale = f"scale={crop.out_width}:{crop.out_height}:flags=area:in_range=tv:out_range=tv"
+    return f"{window},{scale},format=gray"
+
+
+def _encode_tapped(argv: list[str], tap: PictureTap, target: Path) -> None:
+    """Run the encode ``argv`` whose picture's grey frames come out on its standard output, handing them
+    to ``tap`` as they come; the encode runs to its end whatever ``tap`` reads."""
+    size = tap.crop.out_width * tap.crop.out_height
+    blocks = _stream(argv, size, f"encoding {target.name} failed", ExitCode.ENCODE_FAILED)
+    with contextlib.closing(blocks):
+        grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b) for b in blocks if len(b) == size)
+        tap.take(grey)
+        for _ in blocks:  # what the taker left: the encode still needs its frames written
+            pass
+
+
 def encode_picture(
     source: list[str],
     audio: Path | None,
@@ -1605,6 +1649,7 @@ def encode_picture(
     source_size: tuple[int, int] | None = None,
     select: str = "",
     blend: SeamBlend | None = None,
+    tap: PictureTap | None = None,
 ) -> None:
     """Encode a picture source (ffmpeg input arguments) to exactly ``frames`` frames at constant ``fps``.
 
@@ -1619,12 +1664,14 @@ def encode_picture(
     ``subtitles`` (an SRT file) becomes a ``mov_text`` track.
     With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
     known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
+    ``tap`` gets the encoded picture's frames as the encode makes them, from the same decode (a
+    stream-copied source's are decoded for it).
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     size = canvas.size if canvas is not None else None
     with partial_file(target, no_clobber=no_clobber) as partial:
-        argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-        argv += _with_inputs(source, audio, subtitles)
+        head = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
+        argv = [*head, *_with_inputs(source, audio, subtitles)]
         audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
         if copy_from is not None and conforms(copy_from, fps=fps, frames=frames, size=size):
             _run(
@@ -1633,6 +1680,9 @@ def encode_picture(
                 what=f"muxing {copy_from} failed",
             )
             _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
+            if tap is not None:
+                with contextlib.closing(grey_frames(copy_from, crop=tap.crop)) as copied:
+                    tap.take(copied)
             return
         # The picture is cut to length in the filter graph: -frames:v would also end the audio early,
         # by as many frames as the encoder holds in its lookahead.
@@ -1645,14 +1695,24 @@ def encode_picture(
         if blend is not None:
             chosen = _blended(select, timing, blend)
         chain = f"{chosen}fps={fps},{fit}{picture}{ending}"
+        option = "-vf"
+        if tap is not None:  # the encoded frames split: one copy to x264, one cut and grey to the pipe
+            argv = [*head, *_with_inputs(source, audio, subtitles, picture="[encoded]")]
+            chain = f"[0:v:0]{chain},split[encoded][tapped];[tapped]{_grey_window(tap.crop)}[grey]"
+            # One thread, as -vf's graph runs: its slice threads cost more than the tap's filters.
+            argv += ["-filter_complex_threads", "1"]
+            option = "-filter_complex"
         if len(chain) > LONGEST_ARGUMENT:  # a join of thousands of clips: the system limits one argument
             script = partial.parent / "picture.filter"
             script.write_text(chain, encoding="utf-8")
-            argv += ["-filter_script:v", str(script)]
+            argv += ["-filter_complex_script" if tap else "-filter_script:v", str(script)]
         else:
-            argv += ["-vf", chain]
+            argv += [option, chain]
         argv += [*_x264(preset, crf, gop, still=False), *audio_out, *MP4_OUT, str(partial)]
-        _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
+        if tap is None:
+            _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
+        else:
+            _encode_tapped([*argv, "-map", "[grey]", "-f", "rawvideo", "pipe:1"], tap, target)
         _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
@@ -2113,9 +2173,13 @@ class GreyFrame:
     pixels: bytes
 
 
-def _stream(argv: list[str], block: int, what: str) -> Generator[bytes, None, None]:
+def _stream(
+    argv: list[str], block: int, what: str, failure: ExitCode | None = None
+) -> Generator[bytes, None, None]:
     """``argv``'s standard output in blocks of ``block`` bytes (the last one may be shorter), read as ffmpeg
-    writes them: memory holds one block whatever the length. Closing the iterator early ends ffmpeg."""
+    writes them: memory holds one block whatever the length. Closing the iterator early ends ffmpeg.
+    A failure is an unreadable input, or, for a step that writes a file too, that step's ``failure``
+    (``_failure``: a full disk said as such)."""
     log.info("%s", shlex.join(argv), extra=COMMAND)
     # stderr goes to a file: a damaged stream can make ffmpeg say a line a frame, more than a pipe holds
     # while this side reads only stdout.
@@ -2137,6 +2201,8 @@ def _stream(argv: list[str], block: int, what: str) -> Generator[bytes, None, No
             returncode = process.wait()
         errors.seek(0)
         stderr = errors.read().decode("utf-8", errors="replace")
+    if failure is not None and (returncode != 0 or any(reason in stderr for reason in DISK_ERRORS)):
+        raise _failure(argv, stderr, failure, what)
     if returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
 
@@ -2169,9 +2235,7 @@ def grey_frames(
         out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
         crop = Crop(0, 0, info.width, info.height, *out)
     width, height = crop.out_width, crop.out_height
-    window = f"crop={crop.width}:{crop.height}:{crop.x}:{crop.y}:exact=1,{LUMA_PLANE},"
-    argv = [*_luma_decoder(source), "-vf", f"{window}scale={width}:{height}:flags=area,format=gray"]
-    argv += ["-f", "rawvideo", "pipe:1"]
+    argv = [*_luma_decoder(source), "-vf", _grey_window(crop), "-f", "rawvideo", "pipe:1"]
     size = width * height
     for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
         if len(pixels) == size:

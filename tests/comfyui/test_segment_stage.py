@@ -18,7 +18,7 @@ import requests
 
 from tests.comfyui.conftest import comfy_job
 from tests.conftest import Comfy, Media, ffmpeg
-from va import stages
+from tests.prepared import hold_start_frame_once, prepare_audio_once
 from va.comfyui.client import ComfyClient
 from va.comfyui.pool import PoolServer, PoolSettings
 from va.comfyui.segment_stage import SegmentFiles, check_segment_clip, run_segment, segment_inputs
@@ -167,7 +167,8 @@ def test_the_double_loads_audio_and_video_and_cuts_a_clips_audio_to_its_frames(
 
 
 def chained_plan(files: Media, comfy: Comfy, **sections: Any) -> tuple[Plan, Workdir]:
-    """A 3 s voice planned for colour_segments (33 frames, 9 of context and head), its audio padded."""
+    """A 3 s voice planned for colour_segments (33 frames, 9 of context and head), its audio padded and its
+    still held (once per test process for the same inputs: tests/prepared.py)."""
     files.tone(seconds=3.0)
     path = comfy_job(files, comfy, "colour_segments", poll_interval_ms=50)
     if sections:
@@ -176,9 +177,9 @@ def chained_plan(files: Media, comfy: Comfy, **sections: Any) -> tuple[Plan, Wor
     plan, run = plan_job(load_job(path)), Workdir(files.root / "w")
     run.plan.parent.mkdir(parents=True, exist_ok=True)
     write_plan(plan, run.plan)
-    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
+    prepare_audio_once(audio_settings(plan), run.padded_audio, run.padded_aac)
     run.still.parent.mkdir(parents=True, exist_ok=True)
-    stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
+    hold_start_frame_once(still_settings(plan), run.still, run.still_loop)
     return plan, run
 
 

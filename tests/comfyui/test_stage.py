@@ -20,6 +20,7 @@ import requests
 
 from tests.comfyui.conftest import comfy_job
 from tests.conftest import Comfy, Media, ffprobe_streams
+from tests.prepared import hold_start_frame_once, prepare_audio_once
 from va import retry, stages
 from va.comfyui import stage
 from va.comfyui.assemble import assemble_visual, generated_batches
@@ -152,9 +153,9 @@ def video_of(path: Path) -> dict[str, Any]:
 @pytest.fixture
 def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.MonkeyPatch) -> StageFactory:
     """``make_stage(workflow, *, held_still=False, determinism=..., output=..., **comfyui)``: a job on the
-    double (polling every 50 ms), its plan made by the prepare_audio rule's body, the still by
-    hold_start_frame's (when ``held_still``; else the start image). The retry backoff is recorded instead
-    of slept."""
+    double (polling every 50 ms), its plan written, its padded audio made by the prepare_audio rule's body,
+    the still by hold_start_frame's (when ``held_still``; else the start image), each once per test process
+    for the same inputs (tests/prepared.py). The retry backoff is recorded instead of slept."""
 
     def make(
         workflow: str = "vidax_text2img_frames",
@@ -174,11 +175,11 @@ def make_stage(files: Media, comfy: Comfy, workflows: Path, monkeypatch: pytest.
         run.plan.parent.mkdir(parents=True, exist_ok=True)
         plan = plan_job(job)
         write_plan(plan, run.plan)
-        stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
+        prepare_audio_once(audio_settings(plan), run.padded_audio, run.padded_aac)
         still = files.root / "start.png"
         if held_still:
             run.still.parent.mkdir(parents=True, exist_ok=True)
-            stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
+            hold_start_frame_once(still_settings(plan), run.still, run.still_loop)
             still = run.still
         made = Stage(job, run, still)
 

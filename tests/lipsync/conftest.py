@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import Media
 from tests.lipsync.fakes import providers_file
 from tests.lipsync.lipsync_service import Service, lipsync_service
-from va import stages
+from tests.prepared import hold_start_frame_once, prepare_audio_once
 from va.job import Job
 from va.lipsync.providers import Provider, get_provider
 from va.plan import plan_job, write_plan
@@ -23,14 +23,15 @@ UseProviders = Callable[..., dict[str, Provider]]
 
 def prepare_lipsync_inputs(job: Job, root: Path) -> Workdir:
     """What the graph makes before the lip-sync rule, in the workdir ``root``: the plan written, the padded
-    audio (prepare_audio) and the held still (hold_start_frame)."""
+    audio (prepare_audio) and the held still (hold_start_frame), each made once per test process for the
+    same inputs and settings (tests/prepared.py)."""
     run = Workdir(root)
     for folder in ("prepare", "frames"):
         (run.root / folder).mkdir(parents=True)
     plan = plan_job(job)
     write_plan(plan, run.plan)
-    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
-    stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
+    prepare_audio_once(audio_settings(plan), run.padded_audio, run.padded_aac)
+    hold_start_frame_once(still_settings(plan), run.still, run.still_loop)
     return run
 
 

@@ -1,6 +1,6 @@
-"""The frames the sync check measures (va/media.py's ``first_grey_frame`` and ``grey_frames``, va/face.py's
-``find_face_in_picture``): the luma plane as stored, at the size asked, the face placed in the first frame's
-pixels whatever the picture's size."""
+"""The frames the sync check measures (va/media.py's ``first_grey_frame``, ``grey_frames`` and an encode's
+``PictureTap``, va/face.py's ``find_face_in_picture``): the luma plane as stored, at the size asked, the face
+placed in the first frame's pixels whatever the picture's size, the mouth measured in an encode's frames."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy
 import pytest
 
 from tests.conftest import ffmpeg
-from tests.lipsync.talking_face import write_talking_face
+from tests.lipsync.talking_face import FPS, envelope, shifted, write_talking_face, write_voice
 from va import face, media
 from va.errors import ExitCode, VaError
+from va.lipsync import sync
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,6 +54,21 @@ def test_streamed_frames_are_the_window_asked_at_its_size(tmp_path: Path) -> Non
     assert abs(int(pixels[:, :8].mean()) - 16) <= 1 and abs(int(pixels[:, 12:].mean()) - 235) <= 1
 
 
+def test_an_encode_hands_over_the_luma_it_encodes_as_stored(tmp_path: Path) -> None:
+    """The encode's frames are tagged limited range on their way to x264: the tap takes their luma as
+    stored (black 16, white 235), as a decode of the encoded video does, not stretched to full range."""
+    taken: list[media.GreyFrame] = []
+    crop = media.Crop(140, 20, 40, 100, 20, 50)
+    source = media.video_source(_halves(tmp_path / "halves.mp4"))
+    tap = media.PictureTap(crop, taken.extend)
+    media.encode_picture(
+        source, None, tmp_path / "encoded.mp4", fps=25, frames=8, crf=0, preset="veryfast", tap=tap
+    )
+    assert len(taken) == 8
+    pixels = numpy.frombuffer(taken[-1].pixels, dtype=numpy.uint8).reshape(50, 20)
+    assert abs(int(pixels[:, :8].mean()) - 16) <= 1 and abs(int(pixels[:, 12:].mean()) - 235) <= 1
+
+
 def test_the_face_is_placed_in_the_pixels_of_a_large_picture(tmp_path: Path) -> None:
     small = write_talking_face(tmp_path / "face.mp4", numpy.zeros(5))
     large = tmp_path / "large.mp4"
@@ -88,3 +104,36 @@ def test_frames_of_an_rgb_or_deep_video_are_read_as_grey(tmp_path: Path, codec: 
     assert (first.width, first.height, len(first.pixels)) == (64, 48, 64 * 48)
     frames = list(media.grey_frames(video, crop=media.Crop(0, 0, 64, 48, 32, 24)))
     assert [len(frame.pixels) for frame in frames] == [32 * 24] * 5
+
+
+def test_an_encode_measures_the_mouth_in_the_frames_it_encodes(tmp_path: Path) -> None:
+    """The stage's re-encode hands its frames to the check (``sync.mouth_tap``): the same openings as
+    decoding the encoded video again, one a frame of it, and the same offset found."""
+    levels = envelope(8, seed=5)
+    produced = write_talking_face(tmp_path / "produced.mp4", shifted(levels, 4))
+    mouth: list[float | None] = []
+    encoded = tmp_path / "encoded.mp4"
+    source = media.video_source(produced)
+    tap = sync.mouth_tap(produced, mouth)
+    media.encode_picture(source, None, encoded, fps=FPS, frames=190, crf=18, preset="veryfast", tap=tap)
+    assert media.decoded_duration(encoded, stream="v") == pytest.approx(190 / FPS, abs=1e-3)
+    again = list(sync.mouth_openings(encoded))
+    assert len(mouth) == len(again) == 190 and None not in mouth
+    assert max(abs(a - b) for a, b in zip(mouth, again, strict=True) if b is not None) < 0.05
+    voice = tuple(sync.loudness(write_voice(tmp_path / "voice.wav", levels), FPS))
+    found = sync.estimate(sync.SyncTrack(FPS, tuple(mouth), voice), max_offset_frames=2)
+    assert found.offset_frames is not None and abs(found.offset_frames - 4) <= 1, found
+
+
+def test_a_failed_encode_with_a_tap_is_said_and_leaves_no_file(tmp_path: Path) -> None:
+    produced = write_talking_face(tmp_path / "produced.mp4", numpy.zeros(10))
+    taken: list[float | None] = []
+    tap = sync.mouth_tap(produced, taken)
+    target = tmp_path / "encoded.mp4"
+    with pytest.raises(VaError) as raised:  # a preset x264 does not know fails the encode itself
+        media.encode_picture(
+            media.video_source(produced), None, target, fps=FPS, frames=10, crf=18, preset="no-such", tap=tap
+        )
+    assert raised.value.code == ExitCode.ENCODE_FAILED
+    assert raised.value.message.startswith("encoding encoded.mp4 failed")
+    assert not target.exists()

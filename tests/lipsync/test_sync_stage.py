@@ -1,18 +1,19 @@
 """The sync check in the lip-sync stage, in-process: the fake tool lip-syncs (``talk``: a face whose mouth
 opens with the audio it is given, on time or some frames late); the stage records the verdict, a chunk
 found out of sync is named and may be made once more, and the encode keeps an out-of-sync video under
-another name with exit 54 (``on_fail: fail``) or publishes it (``warn``)."""
+another name with exit 54 (``on_fail: fail``) or publishes it (``warn``). The whole run with the check
+asked for over a start without a face (no verdict, exit 0, in ``va status`` and the report) is the command
+provider's in test_runs.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CliRunner, Media
-from tests.lipsync.fakes import command, providers_file
+from tests.lipsync.fakes import command
 from tests.lipsync.talking_face import envelope, shifted, write_talking_face, write_voice
 from tests.lipsync.test_stage import Stage, stage  # noqa: F401 - the fixture
 from va import cli, stages
@@ -110,29 +111,6 @@ def test_the_one_chunk_out_of_sync_is_named(spoken: Media, stage: Stage, tmp_pat
     second = record["chunks"][1]
     assert abs(second["offset_frames"] - 7) <= 1 and second["start_seconds"] > 0
     assert "chunk 0001" in record["reason"]
-
-
-@pytest.mark.whole_run
-def test_the_audiogram_on_a_faceless_start_has_no_verdict_and_ends_0(files: Media, va_cli: CliRunner) -> None:
-    """The one whole run: the check asked for on the audiogram over a start without a face (testsrc2)."""
-    job = files.job(lipsync={"enable": True, "provider": "wave", "sync_check": {"enable": True}})
-    env = providers_file(files.root, wave={"type": "audiogram"})
-    workdir = files.root / "w"
-    result = va_cli("run", job, "--workdir", workdir, "-q", env=env)
-    assert result.code == 0, result.err
-    assert (workdir / "final.mp4").exists() and "out of sync" not in result.err
-    record = json.loads((workdir / "manifest.json").read_text())["phases"]["lipsync"]["sync"]
-    assert record["verdict"] == "no_verdict" and record["offset_frames"] is None
-    assert (
-        record["reason"] == f"a face large enough in 0 of {record['frames']} frames"
-        and record["frames"] == 50
-    )
-    status = va_cli("status", workdir, env=env)
-    assert "sync: no verdict (a face large enough in 0 of 50 frames)" in status.out
-    # The report plots the track (no mouth line here: no face) under the verdict.
-    report = va_cli("report", workdir, env=env)
-    assert report.code == 0, report.err
-    assert (workdir / "report" / "sync.png").exists() and "sync.png" in (workdir / "report.html").read_text()
 
 
 def test_a_published_out_of_sync_video_is_said_on_stderr(

@@ -155,20 +155,31 @@ def _run_provider(
     return run_command_provider(provider, run)
 
 
-def _settle(settings: LipsyncSettings, chunk: Chunk, produced: Path, output: Path, *, joined: bool) -> None:
+def _settle(
+    settings: LipsyncSettings, chunk: Chunk, produced: Path, output: Path, *, joined: bool, measure: bool
+) -> list[float | None] | None:
     """Publish the tool's video as the chunk's output of exactly ``chunk.frames`` frames: trimmed back from
     the padded length, a short one holding its last frame. A whole, unpadded run's output is published as
     the tool made it (the encode re-times it); a chunk to be joined is always re-encoded, so every chunk has
-    the same stream settings and the join is a stream copy."""
+    the same stream settings and the join is a stream copy. With ``measure``, a re-encode measures the
+    mouth in the frames it encodes (the sync check's, from the same decode): returned, else None."""
     fps, encoding = settings.stage.fps, settings.picture.encoding
     crf, preset = encoding.crf, encoding.preset
+    if not joined and chunk.input_frames == chunk.frames:
+        copy_file_atomic(produced, output)
+        return None
+    mouth: list[float | None] = []
+    tap = sync.mouth_tap(produced, mouth) if measure else None
     if joined:
         source = media.video_source(produced)
-        media.encode_picture(source, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset)
-    elif chunk.input_frames != chunk.frames:
-        media.encode_from_video(produced, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset)
+        media.encode_picture(
+            source, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset, tap=tap
+        )
     else:
-        copy_file_atomic(produced, output)
+        media.encode_from_video(
+            produced, None, output, fps=fps, frames=chunk.frames, crf=crf, preset=preset, tap=tap
+        )
+    return mouth if measure else None
 
 
 def run_lipsync(
@@ -210,8 +221,11 @@ def run_lipsync(
                 produced.tail,
                 short_frames=provider.settings["short_frames_held"],
             )
-            _settle(settings, window, produced.path, output, joined=joined)
-            result["sync"] = _check_sync(stage, window, output, inputs["audio"], folder, attempt=attempt)
+            measured = stage.sync.enabled
+            mouth = _settle(settings, window, produced.path, output, joined=joined, measure=measured)
+            result["sync"] = _check_sync(
+                stage, window, output, inputs["audio"], folder, attempt=attempt, mouth=mouth
+            )
             if not _retry_sync(stage, window, result["sync"], attempt):
                 break
             shutil.rmtree(work)
@@ -224,20 +238,32 @@ def run_lipsync(
         log.warning("lip-sync failed, passing the un-synced video through: %s", exc.message)
         result["passthrough"] = True
         result["sync"] = sync.unchecked("the un-synced video was passed through")
-        _settle(settings, window, inputs["video"], output, joined=joined)
+        _settle(settings, window, inputs["video"], output, joined=joined, measure=False)
     write_json_atomic(folder / RESULT_NAME, result)
     return result
 
 
 def _check_sync(
-    stage: Lipsync, chunk: Chunk, video: Path, audio: Path, folder: Path, *, attempt: int
+    stage: Lipsync,
+    chunk: Chunk,
+    video: Path,
+    audio: Path,
+    folder: Path,
+    *,
+    attempt: int,
+    mouth: list[float | None] | None = None,
 ) -> sync.SyncData:
     """The sync check of the chunk's published ``video`` against the ``audio`` the tool was given (from the
-    chunk's start): its record, and its track in ``sync.json`` beside the result (the join reads it)."""
+    chunk's start): its record, and its track in ``sync.json`` beside the result (the join reads it). The
+    ``mouth`` measured as ``video`` was encoded, when it was; else ``video`` is decoded for it."""
     settings = stage.sync
     if not settings.enabled:
         return sync.unchecked(settings.reason)
-    track = sync.measure(video, audio, stage.fps).window(0, chunk.frames)
+    if mouth is None:
+        track = sync.measure(video, audio, stage.fps)
+    else:
+        track = sync.SyncTrack(stage.fps, tuple(mouth), tuple(sync.loudness(audio, stage.fps)))
+    track = track.window(0, chunk.frames)
     found = sync.estimate(track, max_offset_frames=settings.max_offset_frames)
     write_json_atomic(folder / sync.TRACK_NAME, track.as_dict())
     record = found.as_dict()

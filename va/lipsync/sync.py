@@ -353,31 +353,48 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
     """The mouth's opening in each frame of ``video`` (None where no face is found), frames streamed:
     how much darker the mouth's box is than the skin above it. The face is looked for again every
     ``DETECT_EVERY`` frames; the frames since the last look count only when it is still there."""
+    window = _window(video)
+    with closing(media.grey_frames(video, crop=window.crop)) as frames:
+        yield from _openings(frames, window)
+
+
+def mouth_tap(source: Path, mouth: list[float | None]) -> media.PictureTap:
+    """For an encode of ``source``'s picture (at its size): a tap that adds the mouth's opening in each
+    frame encoded to ``mouth``, as ``mouth_openings`` measures it in the encoded video, without decoding
+    that video again."""
+    window = _window(source)
+
+    def take(frames: Iterator[media.GreyFrame]) -> None:
+        mouth.extend(_openings(frames, window))
+
+    return media.PictureTap(window.crop, take)
+
+
+def _openings(frames: Iterator[media.GreyFrame], window: _Window) -> Iterator[float | None]:
+    """``mouth_openings`` of ``frames``, cut and scaled as ``window`` says."""
     import numpy  # noqa: PLC0415 - OpenCV's and dlib's dependency, needed only with them
 
-    window = _window(video)
     faces = window.smallest, window.largest
     found: FaceBox | None = None
     boxes: _Boxes | None = None
     anchor: tuple[float, float] | None = None  # the nose's base where the face was found
     pending: list[float | None] = []
     pixels = None
-    with closing(media.grey_frames(video, crop=window.crop)) as frames:
-        for number, frame in enumerate(frames):
-            pixels = numpy.frombuffer(frame.pixels, dtype=numpy.uint8).reshape(frame.height, frame.width)
-            if number % DETECT_EVERY == 0:
-                found = face.find_face_in_grey(pixels, *faces, step=DETECT_STEP)
-                yield from pending if found is not None else [None] * len(pending)
-                pending, boxes, anchor = [], None, None
-            if found is None:
-                yield None
-                continue
-            if boxes is None or number % FIT_EVERY == 0:
-                # the box found follows the nose's base, as the head moves, until the face is looked for again
-                moved = found if boxes is None or anchor is None else _moved(found, anchor, boxes.nose)
-                boxes = _fit(pixels, moved, window.min_eyes)
-                anchor = anchor or (boxes.nose if boxes is not None else None)
-            pending.append(None if boxes is None else boxes.darkness(pixels))
+    for number, frame in enumerate(frames):
+        pixels = numpy.frombuffer(frame.pixels, dtype=numpy.uint8).reshape(frame.height, frame.width)
+        if number % DETECT_EVERY == 0:
+            found = face.find_face_in_grey(pixels, *faces, step=DETECT_STEP)
+            yield from pending if found is not None else [None] * len(pending)
+            pending, boxes, anchor = [], None, None
+        if found is None:
+            yield None
+            continue
+        if boxes is None or number % FIT_EVERY == 0:
+            # the box found follows the nose's base, as the head moves, until the face is looked for again
+            moved = found if boxes is None or anchor is None else _moved(found, anchor, boxes.nose)
+            boxes = _fit(pixels, moved, window.min_eyes)
+            anchor = anchor or (boxes.nose if boxes is not None else None)
+        pending.append(None if boxes is None else boxes.darkness(pixels))
     if pending:  # the last frames count when the last frame still shows the face
         still = pixels is not None and face.find_face_in_grey(pixels, *faces, step=DETECT_STEP) is not None
         yield from pending if still else [None] * len(pending)
