@@ -41,7 +41,15 @@ from va.job import (
     start_info,
 )
 from va.jsondata import as_data, from_data
-from va.lipsync.cuts import SILENCE_MIN_SECONDS, SILENCE_NOISE_DB, Cut, plan_cuts, quantum_of, silent_frames
+from va.lipsync.cuts import (
+    SILENCE_MIN_SECONDS,
+    SILENCE_NOISE_DB,
+    Cut,
+    plan_cuts,
+    quantum_of,
+    shortest_chunk,
+    silent_frames,
+)
 from va.lipsync.providers import Provider, get_provider
 from va.lipsync.sync import resolve_model_settings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
@@ -515,7 +523,8 @@ def plan_chunks(
         if total > limit:
             search = round(job.lipsync.cut_search_seconds * fps)
             silent = silent_frames(padded_silences(job, buffer, voice_seconds), fps)
-            cuts = plan_cuts(total, limit=limit, search=search, silent=silent)
+            shortest = shortest_chunk(limit, quantum)
+            cuts = plan_cuts(total, limit=limit, search=search, silent=silent, shortest=shortest)
     chunks = []
     for index, cut in enumerate(cuts):
         start = cut.first / fps

@@ -13,7 +13,7 @@ from tests.lipsync.fakes import voice_with_pauses
 from va import media
 from va.errors import ExitCode, VaError
 from va.job import load_job
-from va.lipsync.cuts import Cut, Quantum, plan_cuts, quantum_of
+from va.lipsync.cuts import Cut, Quantum, plan_cuts, quantum_of, shortest_chunk
 from va.plan import plan_job
 
 
@@ -31,6 +31,38 @@ def test_with_no_pause_within_the_search_the_cut_goes_into_speech_at_the_limit()
         Cut(80, 20, "end"),
     ]
     assert plan_cuts(40, limit=40, search=3, silent=[]) == [Cut(0, 40, "end")]
+
+
+def test_a_search_longer_than_the_limit_reaches_back_only_to_the_shortest_chunk() -> None:
+    # 200 frames, at most 50 a chunk, a search of 75: leading silence 0-8, pauses 110-125 and 180-190.
+    silent = [(0, 8), (110, 125), (180, 190)]
+    # Any chunk length allowed (as the segments' planner, which searches a third of the limit): the
+    # search reaches past each chunk's start and cuts the pauses into chunks of a few frames.
+    tiny = [4, 2, 1, 1, 50, 50, 9, 4, 2, 1, 1, 50, 25]
+    assert [c.frames for c in plan_cuts(200, limit=50, search=75, silent=silent)] == tiny
+    cuts = plan_cuts(200, limit=50, search=75, silent=silent, shortest=25)
+    assert cuts == [
+        Cut(0, 50, "speech"),
+        Cut(50, 50, "speech"),
+        Cut(100, 25, "silence"),
+        Cut(125, 50, "speech"),
+        Cut(175, 25, "end"),
+    ]
+
+
+def test_the_last_chunk_is_no_shorter_than_the_shortest_either() -> None:
+    assert [c.frames for c in plan_cuts(101, limit=50, search=3, silent=[], shortest=25)] == [50, 26, 25]
+    # Frames left for no two chunks of the shortest length: the last two share them.
+    assert [c.frames for c in plan_cuts(61, limit=50, search=3, silent=[], shortest=40)] == [31, 30]
+    assert plan_cuts(50, limit=50, search=3, silent=[], shortest=40) == [Cut(0, 50, "end")]
+
+
+def test_the_shortest_chunk_is_a_quarter_of_the_limit_and_one_the_quantum_takes() -> None:
+    assert shortest_chunk(97, Quantum(1, 4, 1)) == 25
+    assert shortest_chunk(49, Quantum(1, 4, 1)) == 13
+    assert shortest_chunk(12, Quantum(1, 4, 1)) == 5  # 3 frames: a 4n+1 model takes 1 or 5
+    assert shortest_chunk(48, Quantum(16)) == 16  # less than one window costs a window
+    assert shortest_chunk(1, Quantum()) == 1
 
 
 @pytest.mark.parametrize(
@@ -145,3 +177,26 @@ def test_a_plan_keeps_the_chunks_an_earlier_plan_cut_of_the_same_audio(
         load_job(files.job(lipsync={"enable": True, "provider": "p"})), previous=earlier
     ).lipsync
     assert longer is not None and [c.frames for c in longer.chunks] == [20, 20, 15]
+
+
+def test_a_limit_below_the_search_cuts_no_needlessly_short_chunk(
+    files: Media, use_providers: UseProviders
+) -> None:
+    # 8 s of voice with a pause every 5 s and 0.3 s of silence before it, in chunks of at most 2 s: the
+    # search (3 s) reaches back past the chunk's start, yet no cut goes into the leading silence or
+    # splits a pause into chunks of a few frames (it cut 12, of 4, 2 and 1 frames among them).
+    voice_with_pauses(files, "long.wav", 8.0)
+    use_providers(p={"type": "audiogram", "input": {"max_seconds": 2, "frame_form": "4n+1"}})
+    job = files.job(
+        input={"audio": "long.wav", "start": "start.png"},
+        lipsync={"enable": True, "provider": "p"},
+        buffer={"pre_seconds": 0.3, "post_seconds": 0.5},
+    )
+    stage = plan_job(load_job(job)).lipsync
+    assert stage is not None and stage.frames == 220
+    frames = [c.frames for c in stage.chunks]
+    assert sum(frames) == 220 and len(frames) <= 5
+    assert all(25 <= count <= 49 for count in frames)  # half the limit (2 s: 49 frames of the form 4n+1)
+    # A chunk ends short of the limit only in a pause.
+    assert all(c.cut == "silence" for c in stage.chunks[:-1] if c.frames < 49)
+    assert all(c.input_frames % 4 == 1 and c.input_frames <= 50 for c in stage.chunks)

@@ -62,6 +62,14 @@ def quantum_of(settings: dict[str, object], owner: str) -> Quantum:
     return quantum
 
 
+def shortest_chunk(limit: int, quantum: Quantum) -> int:
+    """The fewest frames a chunk of at most ``limit`` frames is cut to: a quarter of them, and at least
+    the least count of more than one frame the provider's ``quantum`` takes (16 in windows of 16, 5 of
+    the form 4n+1)."""
+    # A quarter, not a half: a pause a third into the chunk is a better seam than speech at the limit.
+    return min(limit, max(math.ceil(limit / 4), quantum.pad(2)))
+
+
 @dataclass(frozen=True, slots=True)
 class Cut:
     """One chunk: its first frame, its frame count, and how its end was chosen (``silence``: inside a
@@ -85,17 +93,23 @@ def plan_cuts(
     search: int,
     silent: list[tuple[int, int]],
     fits: Callable[[int], bool] | None = None,
+    shortest: int = 1,
 ) -> list[Cut]:
     """Cut ``total`` frames into chunks of at most ``limit`` frames. Each cut goes into the silence
     (ranges of frame boundaries) nearest ``limit`` frames after the chunk's start, within ``search``
-    frames before it; at that boundary itself when no silence is that near. ``fits``: which lengths a
-    chunk that is not the last may have (``limit`` must be one); any, when not given."""
+    frames before it; at that boundary itself when no silence is that near. No chunk, the last one
+    included, is shorter than ``shortest`` frames (at most ``limit``) unless the frames left hold no two
+    such chunks: then the last two share them. ``fits``: which lengths a chunk that is not the last may
+    have (``limit`` must be one); any, when not given."""
     if limit < 1:
         raise ValueError("a chunk holds at least one frame")
     cuts, first = [], 0
     while total - first > limit:
-        target = first + limit
-        low = max(first + 1, target - search)
+        # A search reaching back to the chunk's start would cut it in its leading pause: chunks of a
+        # frame or two, each a model start and a re-encode. The rest after the cut keeps as much.
+        least = min(shortest, limit, (total - first) // 2)
+        target = min(first + limit, total - least)
+        low = max(first + max(least, 1), target - search)
         best: tuple[int, int] | None = None  # (distance from the target, cut)
         for start, end in silent:
             lo, hi = max(start, low), min(end, target)
