@@ -412,8 +412,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``whole_run`` first, each group in its order. A whole run takes seconds; with the long
     tests at the front, pytest-xdist's workers share them while there is other work to steal, instead of
-    one worker ending the suite alone on a run it picked up last."""
-    items.sort(key=lambda item: item.get_closest_marker("whole_run") is None)
+    one worker ending the suite alone on a run it picked up last. At the very front, side by side, the
+    tests that look at the shared ``finished_run``: each worker that gets one of them makes that run once,
+    and xdist hands each worker a contiguous slice first (and steals from its end), so one worker makes it
+    for all of them instead of one a worker."""
+    items.sort(
+        key=lambda item: (
+            "finished_run" not in getattr(item, "fixturenames", ()),
+            item.get_closest_marker("whole_run") is None,
+        )
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

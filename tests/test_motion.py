@@ -32,20 +32,24 @@ def gray_frames(video: Path, width: int = 320, height: int = 240) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width).astype(np.float32)
 
 
-def render_moving_still(files: Media, root: Path, **motion: object) -> tuple[Path, Path]:
-    """prepare_audio, hold_start_frame, camera_motion and encode, as the graph runs them for a job with
-    a camera move. Returns the camera's video and the final video."""
+def render_moving_still(
+    files: Media, root: Path, *, encoded: bool = True, **motion: object
+) -> tuple[Path, Path]:
+    """hold_start_frame and camera_motion, and with ``encoded`` prepare_audio and encode, as the graph runs
+    them for a job with a camera move. Returns the camera's video and the final video (not made unless
+    ``encoded``: a test that looks at the camera's video only needs no audio and no encode)."""
     job = load_job(files.job(f"{root.name}.json", motion=motion))
     run = Workdir(root)
     for folder in ("prepare", "frames", "motion"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     plan = plan_job(job)
     write_plan(plan, run.plan)
-    stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
     stages.hold_start_frame(still_settings(plan), run.still, run.still_loop)
     render_camera_move(camera_settings(plan), run.still, run.motion_visual)
     final = run.final(job.basename)
-    stages.encode(encode_settings(plan), run.still_loop, run.padded_aac, final, video=run.motion_visual)
+    if encoded:
+        stages.prepare_audio(audio_settings(plan), run.padded_audio, run.padded_aac)
+        stages.encode(encode_settings(plan), run.still_loop, run.padded_aac, final, video=run.motion_visual)
     return run.motion_visual, final
 
 
@@ -68,13 +72,15 @@ def test_a_push_in_moves_smoothly_from_the_still(files: Media) -> None:
 
 def test_pull_out_ends_and_pans_start_where_the_other_ends(files: Media) -> None:
     files.tone("voice.wav", 1.0)
-    pull, _ = render_moving_still(files, files.root / "pull", strength=0.6, camera="pull_out")
+    pull, _ = render_moving_still(files, files.root / "pull", encoded=False, strength=0.6, camera="pull_out")
     still = gray_frames(files.root / "pull" / "frames" / "still.mp4")[0]
     pulled = gray_frames(pull)
     assert np.abs(pulled[-1] - still).mean() < 2 < np.abs(pulled[0] - still).mean()
 
-    left, _ = render_moving_still(files, files.root / "left", strength=1.0, camera="pan_left")
-    right, _ = render_moving_still(files, files.root / "right", strength=1.0, camera="pan_right")
+    left, _ = render_moving_still(files, files.root / "left", encoded=False, strength=1.0, camera="pan_left")
+    right, _ = render_moving_still(
+        files, files.root / "right", encoded=False, strength=1.0, camera="pan_right"
+    )
     to_left, to_right = gray_frames(left), gray_frames(right)
     assert np.abs(to_left[0] - to_right[-1]).mean() < 2 and np.abs(to_left[-1] - to_right[0]).mean() < 2
     assert np.abs(to_right[0] - to_right[-1]).mean() > 10

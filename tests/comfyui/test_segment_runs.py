@@ -46,8 +46,8 @@ def frames_of(video: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, SIZE[1], SIZE[0], 3).astype(float)
 
 
-def samples_of(path: Path, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
-    """A file's audio at 16 kHz mono from ``start`` (negative: silence first) for ``seconds``."""
+def decoded(path: Path) -> np.ndarray:
+    """A file's audio at 16 kHz mono, whole."""
     raw = subprocess.run(
         [
             "ffmpeg",
@@ -67,7 +67,11 @@ def samples_of(path: Path, start: float = 0.0, seconds: float | None = None) -> 
         capture_output=True,
         check=True,
     ).stdout
-    audio = np.frombuffer(raw, dtype=np.float32)
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def window(audio: np.ndarray, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
+    """16 kHz ``audio`` from ``start`` (negative: silence first) for ``seconds`` (silence after its end)."""
     lead = max(0, round(-start * 16000))
     audio = np.concatenate([np.zeros(lead, np.float32), audio[max(0, round(start * 16000)) :]])
     if seconds is not None:
@@ -148,7 +152,7 @@ def test_a_4_s_voice_in_chained_segments_resumes_and_retakes(
     # An exact final: 4 s at 25 fps, the job's size.
     final = frames_of(workdir / "final.mp4")
     assert final.shape == (100, SIZE[1], SIZE[0], 3)
-    padded = workdir / "prepare" / "padded.wav"
+    padded = decoded(workdir / "prepare" / "padded.wav")  # the voice every segment is cut from
     start_frame = frames_of_image(files.root / "start.png")
     previous_tail: np.ndarray | None = None
     for segment in segments:
@@ -157,8 +161,8 @@ def test_a_4_s_voice_in_chained_segments_resumes_and_retakes(
         # Every clip 4n+1 frames, at most 33.
         assert len(pictures) == segment["frames"] and len(pictures) % 4 == 1 and len(pictures) <= 33
         # The voice of the moment its frames sit at: the head frames' (silence before the voice), its own.
-        heard = samples_of(clip)
-        expected = samples_of(padded, segment["audio_start_seconds"], segment["audio_seconds"])
+        heard = decoded(clip)
+        expected = window(padded, segment["audio_start_seconds"], segment["audio_seconds"])
         # Its length within a frame, plus the last AAC frame's padding a decoder gives out (as ComfyUI's).
         assert -640 <= len(heard) - len(expected) <= 1024
         lag, score = best_lag(heard[: len(expected)], expected)
@@ -178,7 +182,7 @@ def test_a_4_s_voice_in_chained_segments_resumes_and_retakes(
     assert cut_in_pause
     for segment in cut_in_pause:
         seam = (segment["first"] + segment["kept"]) / 25
-        assert abs(samples_of(padded, seam - 0.02, 0.04)).max() < 0.01, segment["name"]
+        assert abs(window(padded, seam - 0.02, 0.04)).max() < 0.01, segment["name"]
 
     # A retake at 2 s: that segment and the ones after it, nothing before; the previous final is kept.
     at = next(s for s in segments if s["start_seconds"] <= 2.0 < s["end_seconds"])

@@ -116,8 +116,41 @@ def produce_body(files: Media, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_a_job_through_the_real_server(files: Media, server_factory: ServerFactory) -> None:
+def test_a_streamed_oversize_body_gets_413(server_factory: ServerFactory) -> None:
+    """A chunked body announces no size; the server counts what arrives and answers 413 in JSON."""
     server = server_factory()
+    server.start()
+    chunk = b"x" * 10000
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
+    head = (
+        "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(head.encode() + body)
+        answer = b""
+        # The server closes the connection after the answer (a reset, if part of the body is unread).
+        with contextlib.suppress(ConnectionResetError):
+            while data := connection.recv(65536):
+                answer += data
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"413", answer[:300]
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "PAYLOAD_TOO_LARGE" and "65536" in error["message"]
+    assert server.get("/jobs")["jobs"] == []
+
+
+def test_restart_recovery_and_a_job_through_the_real_server(
+    files: Media, server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """One server process, killed while a run is inside a rule and started again: the orphaned run stops
+    and is resumed, and the job queued behind it (a lip-sync ``/produce``) survives and runs on the
+    restarted server, which shows what a job through uvicorn shows: the key rotated by SIGHUP while a job
+    runs, the final in ranges, the events as Server-Sent Events. (One server and its runs for both, where
+    each took a server and a whole run of its own.)"""
+    slow = slow_ffmpeg(tmp_path, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
+    marker = uuid.uuid4().hex  # every process of the first server and its runs
+    server = server_factory({"FFMPEG": str(slow), MARKER: marker})
     server.start()
     assert requests.get(f"{server.url}/jobs", timeout=5).status_code == 401
     assert requests.get(f"{server.url}/openapi.json", timeout=5).status_code == 401
@@ -125,12 +158,31 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
         requests.get(f"{server.url}/openapi.json", headers=HEADERS, timeout=5).json()["info"]["title"]
         == "VIDAX"
     )
+    first = server.post("/produce", produce_body(files)).json()["id"]
     lipsync = {"lipsync": "on", "lipsync_provider": "audiogram", "fps": 24, "seed": 9}
-    response = server.post("/produce", produce_body(files, **lipsync))
+    response = server.post("/produce", produce_body(files, **lipsync))  # waits: max_parallel_runs is 1
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
+    second = response.json()["id"]
+    until(
+        lambda: any(e["kind"] == "rule_started" for e in server.events(first)),
+        lambda: server.get(f"/jobs/{first}"),
+        seconds=60,
+    )  # the first job's run is inside a rule
+    assert server.get(f"/jobs/{second}")["status"] == "queued"
+    server.kill()
 
-    # The key is rotated while the job runs: SIGHUP re-reads it (here the file's size and times are kept,
+    server.env = {}
+    server.start()
+    # The orphaned run notices that its server is gone, stops, and records itself as interrupted.
+    recovered = server.wait(first, {"interrupted", "succeeded", "failed"}, seconds=60)
+    assert recovered["status"] == "interrupted", recovered
+    assert recovered["exit_status"]["name"] == "INTERRUPTED"
+    wait_no_process_marked(marker, seconds=5)  # the orphaned run left no process running
+    assert server.get(f"/jobs/{second}")["status"] in ("queued", "running")  # the queue survived
+    assert server.post(f"/jobs/{first}/resume").status_code == 202
+
+    # The key is rotated while the jobs run: SIGHUP re-reads it (here the file's size and times are kept,
     # so only the signal can tell), and the running job goes on.
     stamp = os.stat(server.config)
     data = json.loads(server.config.read_text())
@@ -149,7 +201,11 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
     )
     assert requests.get(f"{server.url}/jobs", headers=HEADERS, timeout=5).status_code == 401
     server.headers = new_headers
-    view = server.wait(response.json()["id"], ENDED)
+    assert server.wait(first, ENDED)["status"] == "succeeded"
+    manifest = server.get(f"/jobs/{first}/manifest")
+    assert manifest["attempts"] == 2 and manifest["run_status"] == "succeeded"
+
+    view = server.wait(second, ENDED)
     assert view["status"] == "succeeded", view
     manifest = server.get(f"/jobs/{view['id']}/manifest")
     assert manifest["phases"]["lipsync"]["status"] == "done" and manifest["fps"] == 24
@@ -182,60 +238,6 @@ def test_a_job_through_the_real_server(files: Media, server_factory: ServerFacto
     assert (
         kinds[0] == "run_started" and kinds[-1] == "end" and len(kinds) == len(server.events(view["id"])) + 1
     )
-
-
-def test_a_streamed_oversize_body_gets_413(server_factory: ServerFactory) -> None:
-    """A chunked body announces no size; the server counts what arrives and answers 413 in JSON."""
-    server = server_factory()
-    server.start()
-    chunk = b"x" * 10000
-    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
-    head = (
-        "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"X-API-Key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
-        connection.sendall(head.encode() + body)
-        answer = b""
-        # The server closes the connection after the answer (a reset, if part of the body is unread).
-        with contextlib.suppress(ConnectionResetError):
-            while data := connection.recv(65536):
-                answer += data
-    status_line, _, rest = answer.partition(b"\r\n")
-    assert status_line.split()[1] == b"413", answer[:300]
-    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
-    assert error["code"] == "PAYLOAD_TOO_LARGE" and "65536" in error["message"]
-    assert server.get("/jobs")["jobs"] == []
-
-
-def test_restart_recovery(files: Media, server_factory: ServerFactory, tmp_path: Path) -> None:
-    slow = slow_ffmpeg(tmp_path, 2.0, only=RULE_FFMPEG["prepare_audio"])  # inside prepare_audio for 2 s
-    marker = uuid.uuid4().hex  # every process of the first server and its runs
-    server = server_factory({"FFMPEG": str(slow), MARKER: marker})
-    server.start()
-    first = server.post("/produce", produce_body(files)).json()["id"]
-    second = server.post("/produce", produce_body(files)).json()["id"]  # waits: max_parallel_runs is 1
-    until(
-        lambda: any(e["kind"] == "rule_started" for e in server.events(first)),
-        lambda: server.get(f"/jobs/{first}"),
-        seconds=60,
-    )  # the first job's run is inside a rule
-    assert server.get(f"/jobs/{second}")["status"] == "queued"
-    server.kill()
-
-    server.env = {}
-    server.start()
-    # The orphaned run notices that its server is gone, stops, and records itself as interrupted.
-    recovered = server.wait(first, {"interrupted", "succeeded", "failed"}, seconds=60)
-    assert recovered["status"] == "interrupted", recovered
-    assert recovered["exit_status"]["name"] == "INTERRUPTED"
-    wait_no_process_marked(marker, seconds=5)  # the orphaned run left no process running
-    assert server.get(f"/jobs/{second}")["status"] in ("queued", "running")  # the queue survived
-    assert server.post(f"/jobs/{first}/resume").status_code == 202
-    assert server.wait(first, ENDED)["status"] == "succeeded"
-    assert server.wait(second, ENDED)["status"] == "succeeded"
-    manifest = server.get(f"/jobs/{first}/manifest")
-    assert manifest["attempts"] == 2 and manifest["run_status"] == "succeeded"
 
 
 def test_a_port_in_use_is_one_line_and_exit_20(files: Media, tmp_path: Path) -> None:
