@@ -7,6 +7,7 @@ come from the ``FFMPEG``/``FFPROBE`` environment variables, else from ``PATH``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import logging
@@ -2173,6 +2174,11 @@ class GreyFrame:
     pixels: bytes
 
 
+#: The size asked for the pipes ffmpeg streams frames and samples through (Linux lets any process ask
+#: for up to 1 MiB, ``/proc/sys/fs/pipe-max-size``).
+PIPE_BYTES = 1 << 20
+
+
 def _stream(
     argv: list[str], block: int, what: str, failure: ExitCode | None = None
 ) -> Generator[bytes, None, None]:
@@ -2189,6 +2195,10 @@ def _stream(
         except OSError as exc:
             raise VaError(ExitCode.DEPENDENCY_MISSING, f"cannot start {argv[0]}: {exc}") from exc
         assert process.stdout is not None
+        # A pipe of 1 MiB, not 64 KiB: ffmpeg runs up to a second of small frames ahead of the reader,
+        # so a reader that stops for a moment (a face looked for) does not stop an encode that feeds it.
+        with contextlib.suppress(OSError, AttributeError):  # Linux's; elsewhere the pipe keeps its size
+            fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         finished = False
         try:
             while chunk := process.stdout.read(block):
