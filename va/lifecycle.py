@@ -4,7 +4,9 @@ reaches into Snakemake and its slurm executor plugin.
 The Snakefile's ``onstart``, ``onsuccess`` and ``onerror`` call a ``GraphRun``, ``va.cluster_watch`` and
 the functions here; ``rules/common.smk`` keeps only the graph's declarations and input functions.
 Snakemake's internals are used in this module alone (the scheduler's rate limit and timers, the executor of
-a graph, a job's cleanup, the slurm plugin's job command and status checks), and the tests
+a graph, a job's cleanup, the slurm plugin's job command and status checks), besides the process start of a
+local run in ``va.snakemake_local`` (its executor plugins and its pandas, checked by
+``tests/test_snakemake_local.py``), and the tests
 ``tests/test_lifecycle.py::test_snakemake_still_has_what_va_reaches_into`` and
 ``::test_the_slurm_plugin_still_has_what_va_reaches_into`` fail when a release changes them.
 """
