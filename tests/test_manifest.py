@@ -33,7 +33,9 @@ def dead_pid() -> int:
     return process.pid
 
 
-def start(workdir: Workdir, pid: int, pid_started: int | None = None) -> None:
+def start(
+    workdir: Workdir, pid: int, pid_started: int | None = None, graph: dict[str, object] = GRAPH
+) -> None:
     record(
         workdir,
         "run",
@@ -45,7 +47,7 @@ def start(workdir: Workdir, pid: int, pid_started: int | None = None) -> None:
         pid_started=pid_started,
         host=None,
         job="j",
-        graph=GRAPH,
+        graph=graph,
     )
 
 
@@ -172,17 +174,7 @@ def generation_run(workdir: Workdir, rule_name: str, generation: dict[str, objec
     workdir.plan.parent.mkdir(parents=True)
     workdir.plan.write_text(json.dumps({"comfyui": generation}))
     graph = {**GRAPH, "rules": {**GRAPH["rules"], "comfyui": [rule_name]}, "skipped": {"lipsync": "off"}}
-    record(
-        workdir,
-        "run",
-        "info",
-        "started",
-        kind="run_started",
-        run_id="r",
-        pid=os.getpid(),
-        job="j",
-        graph=graph,
-    )
+    start(workdir, os.getpid(), graph=graph)
     record(workdir, "comfyui", "info", "step", kind="progress", batch="0001", value=3, max=20)
 
 

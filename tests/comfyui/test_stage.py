@@ -816,6 +816,12 @@ run_batches(generation_settings(load_plan(root.plan)), still=Path(sys.argv[3]),
 """
 
 
+def stage_in_a_process(script: str, made: Stage) -> subprocess.Popen[str]:
+    """``script`` (one of the two above) run on ``made``'s job, workdir and still in a Python of its own."""
+    argv = [sys.executable, "-c", script, str(made.job.path), str(made.run.root), str(made.still)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_stopped_stage_cancels_every_prompt_of_its_batches(
     make_stage: StageFactory, comfy: Comfy, stop: signal.Signals
@@ -824,12 +830,7 @@ def test_a_stopped_stage_cancels_every_prompt_of_its_batches(
     rule cancels both, and leaves no process of it and nothing of ours queued at the server."""
     comfy.faults(hang=1)
     made = make_stage()
-    process = subprocess.Popen(
-        [sys.executable, "-c", BATCHES_IN_A_PROCESS, str(made.job.path), str(made.run.root), str(made.still)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = stage_in_a_process(BATCHES_IN_A_PROCESS, made)
     try:
         deadline = time.monotonic() + 30
         while len(comfy.stats()["prompts"]) < 2:
@@ -863,12 +864,7 @@ def test_a_stopped_batch_cancels_its_prompt_on_the_server(
     running on a shared server."""
     comfy.faults(hang=1)
     made = make_stage()
-    process = subprocess.Popen(
-        [sys.executable, "-c", BATCH_IN_A_PROCESS, str(made.job.path), str(made.run.root), str(made.still)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = stage_in_a_process(BATCH_IN_A_PROCESS, made)
     try:
         deadline = time.monotonic() + 30
         while (
