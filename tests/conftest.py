@@ -322,6 +322,19 @@ def wait_no_process_marked(marker: str, seconds: float = 10) -> None:
         time.sleep(0.05)
 
 
+def kill_marked(marker: str, seconds: float = 10) -> None:
+    """SIGKILL every process carrying ``marker``, again until none is left (one being killed may have just
+    started another, e.g. a rule script its ffmpeg); fails naming those still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while left := marked_processes(marker):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running after {seconds} s: {[_command_line(pid) for pid in left]}")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
 def wait_until_answering(url: str, process: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
     """Until a server process just started answers ``url``; fails when it exits or takes too long."""
     deadline = time.monotonic() + seconds

@@ -25,7 +25,7 @@ from tests.conftest import (
     Media,
     calls_of,
     ffprobe_streams,
-    marked_processes,
+    kill_marked,
     slow_ffmpeg,
     wait_no_process_marked,
 )
@@ -364,8 +364,7 @@ def test_a_live_snakemake_in_the_folder_is_never_unlocked(files: Media, va_cli: 
         ]
         assert process.poll() is None and sorted((out / ".snakemake" / "locks").iterdir()) == locks
     finally:
-        for pid in marked_processes(marker):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(marker)
         process.wait()
     wait_no_process_marked(marker)
     assert any((out / ".snakemake" / "locks").iterdir())  # a killed snakemake leaves its lock
