@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -2013,7 +2014,11 @@ def clip_timing(path: Path) -> ClipTiming:
 
 
 def encoded_figures(path: Path) -> EncodedFigures:
-    """Frames (counted from packets, no decoding), size and frame rate of the first video stream."""
+    """Frames (counted from packets, no decoding), size and frame rate of the first video stream: as the
+    file's MP4 boxes state them (``_encoded_figures_of_movie``), else from one ffprobe."""
+    known = _encoded_figures_of_movie(path)
+    if known is not None:
+        return known
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
     argv += ["-show_entries", "stream=nb_read_packets,width,height,r_frame_rate", "-print_format", "json"]
     done = _run(
@@ -2026,6 +2031,21 @@ def encoded_figures(path: Path) -> EncodedFigures:
         height=int(str(stream.get("height") or 0)),
         fps=str(stream.get("r_frame_rate") or "0/0"),
     )
+
+
+def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
+    """An MP4's figures as its ``moov`` states them (``va.mp4``): the first video track's samples (one a
+    packet), its sample entry's size, and its rate when every sample lasts as long (ffprobe's
+    ``r_frame_rate`` then). None when the boxes do not say for sure, or when the samples' data is not all
+    in the file (a file cut short: ffprobe would count fewer packets)."""
+    movie = mp4.read_movie(path)
+    video = None if movie is None else movie.first(b"vide")
+    if movie is None or video is None or video.samples is None or not video.sample_delta:
+        return None
+    if video.data_end is None or video.data_end > movie.file_size or not video.timescale:
+        return None
+    rate = Fraction(video.timescale, video.sample_delta)
+    return EncodedFigures(video.samples, video.width, video.height, f"{rate.numerator}/{rate.denominator}")
 
 
 def count_video_packets(path: Path) -> int:
