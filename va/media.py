@@ -399,7 +399,11 @@ def _float(value: object) -> float | None:
 
 
 def probe_audio(path: Path) -> AudioInfo:
-    """Probe the first audio stream; a file without decodable audio is ``UNSUPPORTED_FORMAT``."""
+    """Probe the first audio stream (a plain WAV by its header, ``wav_audio``; anything else with
+    ffprobe); a file without decodable audio is ``UNSUPPORTED_FORMAT``."""
+    known = wav_audio(path)
+    if known is not None and known.duration_seconds > 0:
+        return known
     data = _ffprobe_json(path, "audio file")
     stream = _first_stream(data, "audio")
     fmt = data.get("format")
@@ -856,6 +860,13 @@ class WavLayout:
     data_size: int
     after_size: int
     after: bytes
+    #: The ``fmt `` chunk's figures (0 where it has none before the data): the format (an extensible
+    #: one's sub-format), channels, samples a second and bits a sample; where the data starts.
+    format_tag: int = 0
+    channels: int = 0
+    sample_rate: int = 0
+    bits: int = 0
+    data_start: int = 0
 
     @property
     def open_size(self) -> bool:
@@ -881,7 +892,7 @@ def wav_layout(path: Path) -> WavLayout | None:
         file_size = os.fstat(handle.fileno()).st_size
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return None
-        offset, per_second = 12, 0
+        offset, per_second, found = 12, 0, (0, 0, 0, 0)
         while offset + 8 <= len(head):
             chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
             if chunk == b"fmt " and offset + 24 <= len(head):
@@ -891,12 +902,62 @@ def wav_layout(path: Path) -> WavLayout | None:
                 )
                 bits = int.from_bytes(head[offset + 22 : offset + 24], "little")
                 per_second = channels * ((bits + 7) // 8) * rate if tag in WAV_SAMPLE_FORMATS else 0
+                found = (_sub_format(head[offset + 8 : offset + 8 + size], tag), channels, rate, bits)
             if chunk == b"data":
                 end = offset + 8 + size + (size % 2)  # a chunk of odd size is followed by a pad byte
                 handle.seek(end)
-                return WavLayout(per_second, size, max(0, file_size - end), handle.read(8))
+                after = handle.read(8)
+                return WavLayout(per_second, size, max(0, file_size - end), after, *found, offset + 8)
             offset += 8 + size + (size % 2)
     return None
+
+
+#: WAVE_FORMAT_EXTENSIBLE: the format is the first two bytes of the sub-format GUID that follows.
+WAV_EXTENSIBLE = 0xFFFE
+#: The rest of the GUID of a sub-format that is a plain WAVE format tag (KSDATAFORMAT_SUBTYPE_PCM's, ...).
+WAV_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+
+
+def _sub_format(fmt: bytes, tag: int) -> int:
+    """A ``fmt `` chunk's format: its tag, or an extensible one's sub-format (0: one of no WAVE tag)."""
+    if tag != WAV_EXTENSIBLE:
+        return tag
+    if len(fmt) < 40 or fmt[26:40] != WAV_GUID_TAIL:
+        return 0
+    return int.from_bytes(fmt[24:26], "little")
+
+
+#: ffmpeg's names of plain samples in a WAV, by format tag (1: integer PCM, 3: float) and bits a sample.
+WAV_CODECS = {
+    (1, 8): "pcm_u8",
+    (1, 16): "pcm_s16le",
+    (1, 24): "pcm_s24le",
+    (1, 32): "pcm_s32le",
+    (3, 32): "pcm_f32le",
+    (3, 64): "pcm_f64le",
+}
+
+
+def wav_audio(path: Path) -> AudioInfo | None:
+    """A plain WAV's audio as ffprobe reads it, from its header alone (no process started): PCM or float
+    samples, all of the data size the header declares in the file. None for anything else (another
+    format, a header that leaves the size open or counts fewer or more samples than the file holds, an
+    unreadable file): ffprobe is asked."""
+    try:
+        layout = wav_layout(path)
+    except OSError:
+        return None
+    if layout is None or layout.open_size or layout.overrun or layout.sample_rate <= 0:
+        return None
+    codec = WAV_CODECS.get((layout.format_tag, layout.bits))
+    if codec is None or not 1 <= layout.channels <= 64:
+        return None
+    if layout.data_start + layout.data_size > path.stat().st_size:
+        return None  # cut short: ffprobe estimates its length, and says so
+    samples = layout.data_size * 8 // (layout.channels * layout.bits)
+    # Rounded as ffprobe prints it.
+    seconds = round(samples / layout.sample_rate, 6)
+    return AudioInfo(path, codec, layout.sample_rate, layout.channels, seconds)
 
 
 def wav_header_seconds(path: Path) -> float | None:

@@ -4,8 +4,9 @@ A generated clip is checked once a segment (``va.media.clip_figures``), and ever
 before it is published (``va.media.encoded_figures``); on a busy machine an ffprobe start alone takes
 longer than the rest of a segment's own time. What a clip's ``moov`` box says is enough: a video
 track's sample count (one sample a frame, as ffprobe counts packets), its sample entry's size, its
-rate, the length of an audio track, and where the samples' data ends (a file cut short is not taken). A file this reader does not know for sure
-(fragmented, no ``moov``, no video sample entry, a damaged box) gives None, and the caller asks ffprobe.
+rate, the length of an audio track, and where the samples' data ends (a file cut short is not taken).
+A file this reader does not know for sure (fragmented, no ``moov``, no video sample entry, a damaged
+box) gives None, and the caller asks ffprobe.
 """
 
 from __future__ import annotations
