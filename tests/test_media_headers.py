@@ -4,6 +4,7 @@ that is broken, goes to ffprobe and fails as it did."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,103 @@ def test_an_unreadable_wav_is_said_as_ffprobe_says_it(tmp_path: Path) -> None:
             media.probe_audio(path)
     assert caught.value.code == ExitCode.INPUT_NOT_FOUND
     assert caught.value.message == f"permission denied: cannot read {path}"
+
+
+def probed_visual(path: Path, monkeypatch: pytest.MonkeyPatch) -> media.VisualInfo:
+    """The picture as ffprobe (and Pillow, for an image's orientation and profile) gives it."""
+    with monkeypatch.context() as patch:
+        patch.setattr(media, "png_visual", lambda _: None)
+        return media.probe_visual(path)
+
+
+@pytest.mark.parametrize(
+    "pix_fmt",
+    ["rgb24", "rgba", "gray", "gray16be", "monob", "pal8", "ya8", "ya16be", "rgb48be", "rgba64be"],
+)
+def test_a_plain_png_is_read_from_its_chunks_as_ffprobe_reads_it(
+    tmp_path: Path, pix_fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "frame.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=40x30", "-frames:v", "1", "-pix_fmt", pix_fmt, str(path))
+    started = ffprobe_runs(monkeypatch)
+    read = media.probe_visual(path)
+    assert started == []
+    assert read == probed_visual(path, monkeypatch)
+    assert (read.width, read.height, read.pix_fmt) == (40, 30, pix_fmt)
+
+
+def test_a_pngs_text_and_pixel_aspect_are_read_as_ffprobe_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image, PngImagePlugin  # noqa: PLC0415
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("prompt", '{"3": {"class_type": "KSampler"}}')  # what ComfyUI writes into its frames
+    text.add_text("workflow", "{}", zip=True)
+    path = tmp_path / "wide-pixels.png"
+    Image.new("RGB", (40, 30), "teal").save(path, dpi=(144, 72), pnginfo=text)
+    read = media.png_visual(path)
+    assert read is not None and read == probed_visual(path, monkeypatch)
+    assert (read.width, read.height) == (80, 30)  # 5669 by 2835 pixels a metre: 144 by 72 dpi
+    assert read.pixel_aspect[0] / read.pixel_aspect[1] == pytest.approx(2, abs=1e-3)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("extra", ["tRNS", "iCCP", "eXIf", "exif-text", "xmp-text", "no-IEND", "unknown"])
+def test_a_png_with_what_the_reader_does_not_read_goes_to_ffprobe(
+    tmp_path: Path, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image, ImageCms, PngImagePlugin  # noqa: PLC0415
+
+    path = tmp_path / "start.png"
+    picture = Image.new("RGB", (40, 30), "teal")
+    if extra == "tRNS":
+        picture.save(path, transparency=(0, 128, 128))
+    elif extra == "iCCP":
+        profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+        picture.save(path, icc_profile=profile)
+    elif extra == "eXIf":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # turned a quarter: displayed 30x40
+        picture.save(path, exif=exif)
+    elif extra in ("exif-text", "xmp-text"):
+        text = PngImagePlugin.PngInfo()
+        text.add_itxt("Raw profile type exif" if extra == "exif-text" else "XML:com.adobe.xmp", "x")
+        picture.save(path, pnginfo=text)
+    else:
+        picture.save(path)
+        data = path.read_bytes()
+        if extra == "no-IEND":
+            path.write_bytes(data[: data.index(b"IEND") - 4])
+        else:
+            at = data.index(b"IDAT") - 4
+            path.write_bytes(data[:at] + _chunk(b"sBIT", b"\x08\x08\x08") + data[at:])
+    assert media.png_visual(path) is None
+    started = ffprobe_runs(monkeypatch)
+    info = media.probe_visual(path)
+    assert len(started) == 1
+    if extra == "eXIf":
+        assert (info.width, info.height, info.orientation) == (30, 40, 6)
+    else:
+        assert (info.width, info.height) == (40, 30)
+
+
+@pytest.mark.parametrize("damage", ["cut", "text", "empty"])
+def test_a_broken_png_is_refused_as_before(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "start.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=40x30", "-frames:v", "1", str(path))
+    data = path.read_bytes()
+    if damage == "cut":
+        path.write_bytes(data[: data.index(b"IDAT") + 40])  # the picture's data cut short
+    elif damage == "text":
+        path.write_text("not a picture\n", encoding="utf-8")
+    else:
+        path.write_bytes(data[:8])
+    assert media.png_visual(path) is None
+    with pytest.raises(VaError) as caught:
+        media.probe_visual(path)
+    assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert caught.value.message == f"not a decodable image or video: {path}"

@@ -15,6 +15,7 @@ import math
 import os
 import shlex
 import shutil
+import struct
 import subprocess
 import tempfile
 import warnings
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from va import icc, mp4
 from va.atomic import partial_file, scratch_folder
@@ -473,6 +474,9 @@ def probe_visual(path: Path) -> VisualInfo:
     ``VisualInfo.display_filter`` makes of its frames."""
     if is_heif(path):
         return _probe_heif(path)
+    known = png_visual(path)
+    if known is not None:
+        return known
     data = _ffprobe_json(path, "image or video")
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
@@ -486,7 +490,7 @@ def probe_visual(path: Path) -> VisualInfo:
     orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
     if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
-    has_alpha = any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8"))
+    has_alpha = _has_alpha(pix_fmt)
     colour = ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS))
     decoded_by_va = still_image and has_colour_profile(path)
     if decoded_by_va:  # decoded_picture makes it upright RGB in sRGB
@@ -504,6 +508,89 @@ def probe_visual(path: Path) -> VisualInfo:
         interlaced=not still_image and str(stream.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
         decoded_by_va=decoded_by_va,
     )
+
+
+def _has_alpha(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` may hold transparency (a palette may)."""
+    return any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8"))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: ffmpeg's pixel format of a PNG's samples, by its colour type and bit depth (the ones read here).
+PNG_PIXEL_FORMATS = {
+    (0, 1): "monob",
+    (0, 8): "gray",
+    (0, 16): "gray16be",
+    (2, 8): "rgb24",
+    (2, 16): "rgb48be",
+    (3, 8): "pal8",
+    (4, 8): "ya8",
+    (4, 16): "ya16be",
+    (6, 8): "rgba",
+    (6, 16): "rgba64be",
+}
+#: The chunks a PNG read from its header may have: none changes how its pixels are read or shown (no
+#: ``tRNS``, which makes ffmpeg add alpha; no ``iCCP``, ``sRGB``, ``gAMA``, ``cHRM``, ``cICP``; no ``eXIf``).
+PNG_PLAIN_CHUNKS = frozenset(
+    {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+)
+#: Text keywords whose text Pillow reads an EXIF orientation from (ImageMagick's raw EXIF, XMP).
+PNG_ORIENTATION_KEYWORDS = (b"Raw profile type", b"XML:com.adobe.xmp")
+
+
+def png_visual(path: Path) -> VisualInfo | None:
+    """A plain PNG's picture as ``probe_visual`` reads it with ffprobe, from its chunks' headers alone (no
+    process started): its size and pixel aspect (``pHYs``), its samples' pixel format, no orientation,
+    profile or colour tags. None for anything else (another format, a chunk that changes how its pixels
+    are read or shown, a chunk that does not fit in the file, no ``IEND``): ffprobe is asked."""
+    try:
+        with path.open("rb") as file:
+            chunks = _png_chunks(file, os.fstat(file.fileno()).st_size)
+    except OSError:
+        return None
+    if chunks is None or len(chunks[b"IHDR"]) != 13:
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    pix_fmt = PNG_PIXEL_FORMATS.get((colour, depth))
+    if pix_fmt is None or width == 0 or height == 0 or interlace > 1:
+        return None
+    aspect = (1, 1)
+    if b"pHYs" in chunks and len(chunks[b"pHYs"]) == 9:  # ffmpeg takes the pixels a unit as the aspect
+        horizontal, vertical = struct.unpack(">II", chunks[b"pHYs"][:8])
+        aspect = _pixel_aspect({"sample_aspect_ratio": f"{horizontal}:{vertical}"})
+    return VisualInfo(
+        path=path,
+        codec="png",
+        width=max(1, round(width * aspect[0] / aspect[1])),
+        height=height,
+        pix_fmt=pix_fmt,
+        has_alpha=_has_alpha(pix_fmt),
+        pixel_aspect=aspect,
+        colour=ColourTags(range="pc"),
+    )
+
+
+def _png_chunks(file: BinaryIO, size: int) -> dict[bytes, bytes] | None:
+    """The small chunks of a PNG (``IHDR``, ``pHYs``) by type, each chunk's header read and its data
+    skipped; None when the file is no PNG, has a chunk not in ``PNG_PLAIN_CHUNKS`` or a text chunk whose
+    keyword may carry an orientation, a chunk that does not fit, or ends before ``IEND``."""
+    if file.read(8) != PNG_SIGNATURE:
+        return None
+    found: dict[bytes, bytes] = {}
+    at = 8
+    while at + 12 <= size:
+        file.seek(at)
+        length, kind = struct.unpack(">I4s", file.read(8))
+        if kind not in PNG_PLAIN_CHUNKS or at + 12 + length > size or (at == 8) != (kind == b"IHDR"):
+            return None
+        if kind in (b"IHDR", b"pHYs"):
+            found[kind] = file.read(length)
+        elif kind in (b"tEXt", b"zTXt", b"iTXt") and file.read(80).startswith(PNG_ORIENTATION_KEYWORDS):
+            return None
+        if kind == b"IEND":
+            return found
+        at += 12 + length
+    return None
 
 
 #: The brands of an ISO BMFF ``ftyp`` box that make a file a HEIF image of HEVC pictures (HEIC), as
