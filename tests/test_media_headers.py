@@ -1,6 +1,7 @@
-"""va/media.py's header readers: what a plain WAV's RIFF header (and an MP4's index, tests/test_mp4.py)
-says is what ffprobe says, read without starting a process; a file they do not know for sure, or one
-that is broken, goes to ffprobe and fails as it did."""
+"""va/media.py's header readers: what a plain WAV's RIFF header and a plain PNG's chunks say (an MP4's
+index: tests/test_mp4.py) is what ffprobe says, read without starting a process; a file they do not
+know for sure, or one that is broken, goes to ffprobe and fails as it did. A video brought to the plan
+is probed once."""
 
 from __future__ import annotations
 
@@ -218,3 +219,57 @@ def test_a_broken_png_is_refused_as_before(tmp_path: Path, damage: str) -> None:
         media.probe_visual(path)
     assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
     assert caught.value.message == f"not a decodable image or video: {path}"
+
+
+def _ffprobes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argument lists of every ffprobe started from now on (each still runs)."""
+    started: list[list[str]] = []
+    real = media.subprocess.run
+
+    def run(argv: list[str], *args: object, **kwargs: object) -> object:
+        if Path(argv[0]).name == "ffprobe":
+            started.append(argv)
+        return real(argv, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(media.subprocess, "run", run)
+    return started
+
+
+@pytest.mark.parametrize(("fps", "copied"), [(25, True), (30, False)])
+def test_a_video_brought_to_the_plan_is_probed_once_and_copied_when_it_conforms(
+    tmp_path: Path, fps: int, copied: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video, voice, final = tmp_path / "picture.mp4", tmp_path / "voice.wav", tmp_path / "final.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)
+    )
+    ffmpeg("-f", "lavfi", "-i", "sine=d=2", str(voice))
+    probes = _ffprobes(monkeypatch)
+    muxes = calls_of(monkeypatch, media, "_run")
+    frames = 2 * fps
+    canvas = media.Canvas(64, 48)
+    media.encode_from_video(
+        video, voice, final, fps=fps, frames=frames, crf=30, preset="ultrafast", canvas=canvas
+    )
+    assert len(probes) == 1 and "-count_packets" in probes[0]  # the size and the conformance from one
+    stream_copies = [
+        argv for (argv,) in muxes if any(argv[k : k + 2] == ["-c:v", "copy"] for k in range(len(argv)))
+    ]
+    assert len(stream_copies) == (1 if copied else 0)
+    assert media.encoded_figures(final) == media.EncodedFigures(frames, 64, 48, f"{fps}/1")
+    probe = media.probe_video(video)
+    assert probe.conforms(fps=25, frames=50, size=(64, 48))
+    assert not probe.conforms(fps=25, frames=50, size=(66, 48)) and not probe.conforms(fps=25, frames=49)
+    assert (probe.visual.width, probe.visual.height, probe.coded_size) == (64, 48, (64, 48))
+
+
+def test_a_video_that_does_not_decode_is_refused_by_its_one_probe(tmp_path: Path) -> None:
+    video = tmp_path / "picture.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(100))
+    with pytest.raises(VaError) as caught:
+        media.encode_from_video(
+            video, None, tmp_path / "final.mp4", fps=25, frames=50, crf=30, preset="ultrafast", canvas=None
+        )
+    assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
+    assert caught.value.message == f"not a decodable image or video: {video}"
+    assert not (tmp_path / "final.mp4").exists()

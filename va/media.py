@@ -358,19 +358,12 @@ def filters() -> set[str]:
 ESTIMATED_DURATION = "Estimating duration from bitrate"
 
 
-def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
-    """ffprobe's JSON of ``path``'s format and streams, with ``estimated_duration`` set when ffprobe only
-    guessed the duration from the bit rate (it warns so)."""
-    argv = [
-        executable("ffprobe"),
-        "-v",
-        "warning",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-        *input_file(path),
-    ]
+def _ffprobe_json(path: Path, what: str, *, count_packets: bool = False) -> dict[str, object]:
+    """ffprobe's JSON of ``path``'s format and streams (with each stream's packets counted, reading the
+    whole file but decoding nothing, when ``count_packets``), with ``estimated_duration`` set when
+    ffprobe only guessed the duration from the bit rate (it warns so)."""
+    argv = [executable("ffprobe"), "-v", "warning", *(["-count_packets"] if count_packets else [])]
+    argv += ["-print_format", "json", "-show_format", "-show_streams", *input_file(path)]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0 and "Permission denied" in done.stderr:
@@ -477,7 +470,11 @@ def probe_visual(path: Path) -> VisualInfo:
     known = png_visual(path)
     if known is not None:
         return known
-    data = _ffprobe_json(path, "image or video")
+    return _visual_of(path, _ffprobe_json(path, "image or video"))
+
+
+def _visual_of(path: Path, data: dict[str, object]) -> VisualInfo:
+    """``probe_visual``'s record of ffprobe's JSON of ``path``."""
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
     height = int(str(stream.get("height", 0))) if stream else 0
@@ -1696,12 +1693,13 @@ def encode_from_video(
     """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``),
     and bring it to the ``canvas`` when one is given, whatever size it has (``tap``: ``encode_picture``'s).
 
-    A video that already conforms is stream-copied (e.g. the audiogram's output).
+    A video that already conforms is stream-copied (e.g. the audiogram's output). One ffprobe tells both
+    its size as displayed and whether it conforms.
     """
-    source_size = None
-    if canvas is not None:
-        info = probe_visual(video)
-        source_size = (info.width, info.height)
+    probe = probe_video(video)
+    source_size = (probe.visual.width, probe.visual.height) if canvas is not None else None
+    size = canvas.size if canvas is not None else None
+    conforming = probe.conforms(fps=fps, frames=frames, size=size)
     encode_picture(
         video_source(video),
         audio,
@@ -1710,7 +1708,7 @@ def encode_from_video(
         frames=frames,
         crf=crf,
         preset=preset,
-        copy_from=video,
+        copy_from=video if conforming else None,
         no_clobber=no_clobber,
         subtitles=subtitles,
         canvas=canvas,
@@ -1815,7 +1813,8 @@ def encode_picture(
     With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
     known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
     ``tap`` gets the encoded picture's frames as the encode makes them, from the same decode (a
-    stream-copied source's are decoded for it).
+    stream-copied source's are decoded for it). ``copy_from``: the source's file when it conforms
+    already (``VideoProbe.conforms``): it is stream-copied, not encoded again.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     size = canvas.size if canvas is not None else None
@@ -1823,7 +1822,7 @@ def encode_picture(
         head = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         argv = [*head, *_with_inputs(source, audio, subtitles)]
         audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
-        if copy_from is not None and conforms(copy_from, fps=fps, frames=frames, size=size):
+        if copy_from is not None:
             _run(
                 [*argv, "-c:v", "copy", *audio_out, *MP4_OUT, str(partial)],
                 failure=ExitCode.ENCODE_FAILED,
@@ -1986,24 +1985,46 @@ def render_audiogram(
         _check_encoded(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
 
 
-def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
-    """Whether a video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames (and
-    of ``size``, when given)."""
-    argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
-    argv += [
-        "-show_entries",
-        "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets,width,height",
-    ]
-    argv += ["-print_format", "json", *input_file(video)]
-    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {video}")
-    streams = json.loads(done.stdout).get("streams") or [{}]
-    stream = streams[0]
-    return (
-        stream.get("codec_name") == "h264"
-        and stream.get("pix_fmt") == "yuv420p"
-        and stream.get("r_frame_rate") == stream.get("avg_frame_rate") == f"{fps}/1"
-        and str(stream.get("nb_read_packets")) == str(frames)
-        and (size is None or (stream.get("width"), stream.get("height")) == size)
+@dataclass(frozen=True)
+class VideoProbe:
+    """A video as ``encode_from_video`` reads it: its picture as displayed, and its first video stream's
+    codec, pixel format, coded size, rates (ffprobe's ``r_frame_rate`` and ``avg_frame_rate``) and
+    packets (counted, no decoding: one a frame)."""
+
+    visual: VisualInfo
+    codec: str
+    pix_fmt: str
+    coded_size: tuple[int, int]
+    r_frame_rate: str
+    avg_frame_rate: str
+    packets: int
+
+    def conforms(self, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
+        """Whether the video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames
+        (and of ``size``, when given): then it is stream-copied, not encoded again."""
+        return (
+            self.codec == "h264"
+            and self.pix_fmt == "yuv420p"
+            and self.r_frame_rate == self.avg_frame_rate == f"{fps}/1"
+            and self.packets == frames
+            and (size is None or self.coded_size == size)
+        )
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """``path``'s picture (``probe_visual``'s record) and the figures that say whether it conforms, from
+    one ffprobe that counts its packets; none is ``UNSUPPORTED_FORMAT``."""
+    data = _ffprobe_json(path, "image or video", count_packets=True)
+    visual = _visual_of(path, data)
+    stream = _first_stream(data, "video") or {}
+    return VideoProbe(
+        visual=visual,
+        codec=str(stream.get("codec_name", "")),
+        pix_fmt=str(stream.get("pix_fmt", "")),
+        coded_size=(int(str(stream.get("width", 0))), int(str(stream.get("height", 0)))),
+        r_frame_rate=str(stream.get("r_frame_rate", "")),
+        avg_frame_rate=str(stream.get("avg_frame_rate", "")),
+        packets=int(str(stream.get("nb_read_packets") or 0)),
     )
 
 
