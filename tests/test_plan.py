@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,12 @@ def test_plan_json_reads_back_as_the_same_typed_plan(files: Media, tmp_path: Pat
     again = load_plan(tmp_path / "plan.json")
     assert again == plan and isinstance(again.comfyui.batches[3], Batch)  # type: ignore[union-attr]
     assert again.batch("0003").frames == 2 and again.stages.visual is Visual.COMFYUI_BATCHES
+    # What probing the inputs found, typed as media's records: the rules read it instead of probing again.
+    assert again.start_probe is not None and again.start_probe.path == job.start
+    assert (again.start_probe.width, again.start_probe.height) == (320, 240)
+    assert again.voice_probe is not None and again.voice_probe.duration_seconds == pytest.approx(
+        2.0, abs=1e-3
+    )
 
 
 def test_a_random_seed_is_drawn_once_and_kept_by_the_next_plan(files: Media) -> None:
@@ -115,14 +122,21 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     assert changed_fields(None, faster) == []
 
 
+def as_written(data: dict[str, Any]) -> dict[str, Any]:
+    """``asdict``'s data with the inputs' probed paths as the plan writes them: strings."""
+    for probe in ("voice_probe", "start_probe"):
+        data[probe] = {**data[probe], "path": str(data[probe]["path"])}
+    return data
+
+
 def test_the_rendered_plan_is_the_dataclasses(files: Media) -> None:
     """The plan's JSON is its dataclasses (a fast ``asdict``), unset batch fields left out."""
     audiogram = {"enable": True, "provider": "audiogram"}
     still = plan_job(load_job(files.job(lipsync=audiogram, timeline=[{"start": 0.2, "end": 1.0}])))
     comfyui = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}
     comfy = plan_job(load_job(files.job(comfyui=comfyui)))
-    assert plan_document(still) == dataclasses.asdict(still)
-    rendered, expected = plan_document(comfy), dataclasses.asdict(comfy)
+    assert plan_document(still) == as_written(dataclasses.asdict(still))
+    rendered, expected = plan_document(comfy), as_written(dataclasses.asdict(comfy))
     unset = {"prompt", "negative", "strength", "segment"}  # no timeline: the batches carry none of them
     batches = expected["comfyui"]["batches"]
     expected["comfyui"]["batches"] = tuple({k: v for k, v in b.items() if k not in unset} for b in batches)

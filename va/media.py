@@ -1184,8 +1184,10 @@ def render_still(
     target: Path,
     geometry: FrameGeometry,
     background: str,
+    probe: VisualInfo | None = None,
 ) -> None:
-    """Write the first frame of ``source`` as an RGB PNG of the planned size, alpha flattened.
+    """Write the first frame of ``source`` as an RGB PNG of the planned size, alpha flattened
+    (``probe``: the source's ``probe_visual`` when it was made already, the plan's).
 
     Its memory is bounded by the frame's sizes: a JPEG at least twice the still's size is decoded
     scaled down by its DCT (``-lowres``, by 2, 4 or 8; an 8000x8000 start made a 1280x720 still in
@@ -1193,7 +1195,7 @@ def render_still(
     as it is decoded (``decoded_picture``), and an opaque frame is padded onto the background, not laid
     over a frame of it (an 8000x8000 still took 1.67 GB, now 0.54 GB)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    info = probe_visual(source)
+    info = probe or probe_visual(source)
     size = f"{geometry.width}:{geometry.height}"
     if info.has_alpha:
         graph = (
@@ -1403,13 +1405,14 @@ def measure_loudness(
     return figures, _float(report.get("target_offset")) or 0.0
 
 
-def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
+def fit_loudness(source: Path, target: LoudnessTarget, probe: AudioInfo | None = None) -> LoudnessFit:
     """Measure the voice as ``pad_audio`` decodes it (``decode_voice``: a 5.1 voice downmixed to stereo) and
     find how it reaches ``target``: a linear gain when its peaks allow one,
     else the gain before a true-peak limiter after which loudnorm's remaining gain is linear. The limiter
     takes loudness as it takes peaks, so the gain is searched (secant steps on the measured loudness),
-    aiming half the margin under the target, until the rest fits under the margin."""
-    decoded = decode_voice(probe_audio(source))  # measured as pad_audio decodes it: what is encoded
+    aiming half the margin under the target, until the rest fits under the margin. ``probe``: the voice's
+    ``probe_audio`` when it was made already."""
+    decoded = decode_voice(probe or probe_audio(source))  # measured as pad_audio decodes it: what is encoded
     voice, offset = measure_loudness(source, target, chain=decoded)
     fit = LoudnessFit(target, voice, voice, offset)
     if fit.linear or not fit.measurable:
@@ -1453,6 +1456,7 @@ def pad_audio(
     *,
     aac: Path | None = None,
     loudness: LoudnessFit | None = None,
+    probe: AudioInfo | None = None,
 ) -> AudioInfo:
     """Decode ``source`` to 16-bit PCM WAV with exact silence before and after it (and, when ``aac``
     is given, the same padded audio encoded to AAC in that ``.m4a``: one decode, split in two). With
@@ -1461,8 +1465,11 @@ def pad_audio(
 
     Mono stays mono, anything else becomes stereo (``decode_voice``). The pads are counted in samples, so
     the result is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
+    ``probe``: the source's ``probe_audio`` when it was made already: the plan's, made where the voice was
+    checked to decode as long as its header promises (a voice replaced since is told by the padded
+    length, ``stages.prepare_audio``); without one, that check is made here.
     """
-    info = probe_audio(source)
+    info = probe or probe_audio(source)
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
     post = round(post_seconds * AUDIO_SAMPLE_RATE)
     chain = [decode_voice(info)]
@@ -1485,7 +1492,8 @@ def pad_audio(
         argv += ["-map", "[aac]", *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
     padded = probe_audio(target)
-    check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
+    if probe is None:
+        check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
     return padded
 
 

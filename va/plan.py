@@ -39,6 +39,7 @@ from va.job import (
     check_inputs,
     comfyui_active,
     start_info,
+    voice_info,
 )
 from va.jsondata import as_data, from_data
 from va.lipsync.cuts import (
@@ -190,6 +191,10 @@ class Plan:
     inputs: dict[str, InputFile]
     effective_params: EffectiveParams
     tools: dict[str, str]
+    #: What probing the inputs found when the run was planned: the rules that pad the voice and render
+    #: the still read it here instead of probing them again (None: a plan of an earlier version).
+    voice_probe: media.AudioInfo | None = None
+    start_probe: media.VisualInfo | None = None
 
     @property
     def visual_source(self) -> str:
@@ -741,6 +746,8 @@ def plan_job(job: Job, previous: Plan | None = None, retakes: dict[str, Retake] 
         inputs={"audio": audio, "start": start},
         effective_params=effective,
         tools=tool_versions(),
+        voice_probe=voice_info(job),
+        start_probe=start_info(job),
     )
 
 
