@@ -39,7 +39,11 @@ rule assemble_visual:
         at("benchmarks/comfyui/output.tsv")
     conda:
         "envs/va.yaml"
-    threads: 2
+    # One of this machine's cores: ffmpeg uses every core whatever Snakemake counts, and two counted
+    # kept the other videos' jobs from running beside this one's Python and probes (one core busy).
+    threads: 1
+    resources:
+        cpus_per_task=2,
     params:
         run=RUN_DIR,
         settings=plan_settings("assemble_visual"),

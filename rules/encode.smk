@@ -16,7 +16,9 @@ rule encode:
         video_group
     conda:
         "envs/va.yaml"
-    threads: 2
+    # One core counted, as for assemble_visual: ffmpeg takes every core anyway; a cluster job asks for
+    # cpus_per_task.
+    threads: 1
     resources:
         cpus_per_task=encode_cpus,
     params:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from va.jsondata import as_data, from_data, from_document
 
@@ -57,3 +58,19 @@ def test_a_document_s_whole_numbers_are_floats_where_a_float_is_meant_and_writte
     exact = from_data(Outer, data)
     assert isinstance(exact.inner.size, int)  # as written: a plan read back keeps its JSON text
     assert from_document(Inner, {"size": True}).size is True  # a bool is not a number here
+
+
+@dataclass(frozen=True, slots=True)
+class Probed:
+    path: Path
+    size: tuple[int, int]
+    earlier: Path | None = None
+
+
+def test_a_path_is_written_as_a_string_and_read_back_as_a_path() -> None:
+    value = Probed(Path("inputs/start image.png"), (640, 480), Path("/abs/voice.wav"))
+    data = as_data(value)
+    assert data == {"path": "inputs/start image.png", "size": (640, 480), "earlier": "/abs/voice.wav"}
+    read = from_data(Probed, json.loads(json.dumps(data)))
+    assert read == value and isinstance(read.path, Path) and isinstance(read.earlier, Path)
+    assert from_data(Probed, {"path": "a.png", "size": [1, 2]}).earlier is None

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ffmpeg
+from tests.conftest import calls_of, ffmpeg
 from va import media, mp4
+from va.errors import ExitCode, VaError
 
 
 def probed(path: Path, monkeypatch: pytest.MonkeyPatch) -> media.ClipFigures:
@@ -56,3 +57,78 @@ def test_a_file_the_reader_does_not_know_is_left_to_ffprobe(tmp_path: Path) -> N
     for path in (fragmented, webm):
         figures = media.clip_figures(path)
         assert (figures.frames, figures.width, figures.height, figures.fps) == (25, 64, 48, 25.0)
+
+
+def probed_encode(path: Path, monkeypatch: pytest.MonkeyPatch) -> media.EncodedFigures:
+    """An encode's figures as ffprobe gives them (the box reader set aside)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(mp4, "read_movie", lambda _: None)
+        return media.encoded_figures(path)
+
+
+def test_our_encodes_are_checked_from_their_boxes_as_ffprobe_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    still, voice = tmp_path / "still.png", tmp_path / "voice.wav"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48", "-frames:v", "1", str(still))
+    ffmpeg("-f", "lavfi", "-i", "sine=d=1.3", str(voice))
+    loop, final = tmp_path / "loop.mp4", tmp_path / "final.mp4"
+    media.encode_still_loop(still, loop, fps=25, crf=30, preset="ultrafast", size=(64, 48))
+    media.loop_still(loop, voice, final, fps=25, frames=33, size=(64, 48))
+    drop = tmp_path / "ntsc.mp4"  # a rate that is no whole number, with B-frames and the index last
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=66x50:r=30000/1001:d=1", "-c:v", "libx264", str(drop))
+    ffprobe_runs = calls_of(monkeypatch, media, "_run")
+    read = [media.encoded_figures(path) for path in (loop, final, drop)]
+    assert ffprobe_runs == []  # no process started to check them
+    assert read == [probed_encode(path, monkeypatch) for path in (loop, final, drop)]
+    assert read[1] == media.EncodedFigures(33, 64, 48, "25/1")
+    assert read[2].fps == "30000/1001"
+
+
+def test_an_encode_cut_short_is_left_to_ffprobe_and_refused(tmp_path: Path) -> None:
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=64x48:r=25:d=1",
+        "-c:v",
+        "libx264",
+        "-movflags",
+        "+faststart",
+        str(whole),
+    )
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) - 1500])  # the index whole, the last frames' data gone
+    movie = mp4.read_movie(cut)
+    track = None if movie is None else movie.first(b"vide")
+    assert movie is not None and track is not None and track.data_end is not None
+    assert track.data_end > movie.file_size  # the boxes are whole, the data they point to is not
+    assert media._encoded_figures_of_movie(cut) is None
+    with pytest.raises(VaError) as failed:
+        media._check_encoded(cut, tmp_path / "final.mp4", 25, ExitCode.ENCODE_FAILED, fps=25, size=(64, 48))
+    assert failed.value.code == ExitCode.ENCODE_FAILED
+    assert (
+        failed.value.message.startswith("final.mp4: encoded ") and "where 25 frames" in failed.value.message
+    )
+
+
+def test_a_variable_rate_is_left_to_ffprobe(tmp_path: Path) -> None:
+    varied = tmp_path / "varied.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=64x48:r=25:d=2,setpts='if(lt(N,25),N,N*2)/25/TB'",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-fps_mode",
+        "passthrough",
+        str(varied),
+    )
+    track = (mp4.read_movie(varied) or pytest.fail()).first(b"vide")
+    assert track is not None and track.samples == 50 and track.sample_delta is None
+    assert media._encoded_figures_of_movie(varied) is None
+    assert media.encoded_figures(varied).frames == 50

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +74,12 @@ def test_plan_json_reads_back_as_the_same_typed_plan(files: Media, tmp_path: Pat
     again = load_plan(tmp_path / "plan.json")
     assert again == plan and isinstance(again.comfyui.batches[3], Batch)  # type: ignore[union-attr]
     assert again.batch("0003").frames == 2 and again.stages.visual is Visual.COMFYUI_BATCHES
+    # What probing the inputs found, typed as media's records: the rules read it instead of probing again.
+    assert again.start_probe is not None and again.start_probe.path == job.start
+    assert (again.start_probe.width, again.start_probe.height) == (320, 240)
+    assert again.voice_probe is not None and again.voice_probe.duration_seconds == pytest.approx(
+        2.0, abs=1e-3
+    )
 
 
 def test_a_random_seed_is_drawn_once_and_kept_by_the_next_plan(files: Media) -> None:
@@ -114,14 +122,21 @@ def test_each_rule_depends_on_its_slice_of_the_plan(files: Media) -> None:
     assert changed_fields(None, faster) == []
 
 
+def as_written(data: dict[str, Any]) -> dict[str, Any]:
+    """``asdict``'s data with the inputs' probed paths as the plan writes them: strings."""
+    for probe in ("voice_probe", "start_probe"):
+        data[probe] = {**data[probe], "path": str(data[probe]["path"])}
+    return data
+
+
 def test_the_rendered_plan_is_the_dataclasses(files: Media) -> None:
     """The plan's JSON is its dataclasses (a fast ``asdict``), unset batch fields left out."""
     audiogram = {"enable": True, "provider": "audiogram"}
     still = plan_job(load_job(files.job(lipsync=audiogram, timeline=[{"start": 0.2, "end": 1.0}])))
     comfyui = {"workflow_ids": ["vidax_text2img_frames"], "batch_size": 16}
     comfy = plan_job(load_job(files.job(comfyui=comfyui)))
-    assert plan_document(still) == dataclasses.asdict(still)
-    rendered, expected = plan_document(comfy), dataclasses.asdict(comfy)
+    assert plan_document(still) == as_written(dataclasses.asdict(still))
+    rendered, expected = plan_document(comfy), as_written(dataclasses.asdict(comfy))
     unset = {"prompt", "negative", "strength", "segment"}  # no timeline: the batches carry none of them
     batches = expected["comfyui"]["batches"]
     expected["comfyui"]["batches"] = tuple({k: v for k, v in b.items() if k not in unset} for b in batches)
@@ -168,19 +183,35 @@ def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path: Path) -> N
     assert sha256_file(tmp_path / "gone.wav") == INPUT_NOT_FOUND
 
 
-@pytest.mark.parametrize("script", ["prepare_audio", "hold_start_frame", "encode"])
-def test_a_held_still_rule_loads_no_planner(script: str) -> None:
-    """A held still's rule scripts parse their settings and record their step without the planner, the
-    job's schema checks or their JSON Schema and YAML libraries: three processes a video do not pay for
-    loading them (docs/SCALING.md). Checked on the script's own imports, in a fresh interpreter."""
-    source = (Path(__file__).parent.parent / "scripts" / f"{script}.py").read_text()
-    imports = [node for node in ast.parse(source).body if isinstance(node, ast.Import | ast.ImportFrom)]
-    assert any(isinstance(node, ast.ImportFrom) and node.module == "va.rule_settings" for node in imports)
-    loaded = "('va.plan', 'va.job', 'va.schema', 'jsonschema', 'yaml')"
-    probe = "\n".join(
-        [*map(ast.unparse, imports), f"import sys; print([m for m in {loaded} if m in sys.modules])"]
-    )
+SCRIPTS = Path(__file__).parent.parent / "scripts"
+#: The rule scripts that talk to a service over HTTP: ComfyUI's, and the lip-sync provider's.
+TALKING_SCRIPTS = ("comfyui_batch", "comfyui_segment", "lipsync")
+#: What no rule script loads: the planner, the job's checks and their JSON Schema and YAML libraries.
+PLANNING_MODULES = ("va.plan", "va.job", "jsonschema", "yaml")
+#: The HTTP and websocket clients, which only the talking scripts load.
+CLIENT_MODULES = ("requests", "websocket")
+
+
+def test_rule_scripts_load_only_what_their_rule_needs() -> None:
+    """No rule script loads the planner, the job's checks or their JSON Schema and YAML libraries (a
+    rule parses its settings), and only the scripts that talk to ComfyUI or a lip-sync service load an
+    HTTP or websocket client: each is a process of every video that would pay for loading them
+    (docs/PERFORMANCE.md). Checked on each script's own imports, all in one fresh interpreter: the
+    quiet scripts first, so a module that is there was loaded by the script named, or one before it."""
+    scripts = sorted(SCRIPTS.glob("*.py"), key=lambda script: (script.stem in TALKING_SCRIPTS, script.stem))
+    assert {script.stem for script in scripts} >= {"prepare_audio", "encode", *TALKING_SCRIPTS}
+    probe = ["import json, sys"]
+    for script in scripts:
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+        imports = [ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        unwanted = PLANNING_MODULES + (() if script.stem in TALKING_SCRIPTS else CLIENT_MODULES)
+        probe += [
+            *imports,
+            f"print(json.dumps([{script.stem!r}, [m for m in {unwanted!r} if m in sys.modules]]))",
+        ]
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", "\n".join(probe)], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.strip() == "[]", f"scripts/{script}.py loads {done.stdout.strip()}"
+    loaded = dict(json.loads(line) for line in done.stdout.splitlines())
+    assert set(loaded) == {script.stem for script in scripts}
+    assert {script: modules for script, modules in loaded.items() if modules} == {}

@@ -239,19 +239,55 @@ def test_without_loudness_the_voice_is_kept_as_it_is(files: Media) -> None:
     assert ebur128(final)[0] == pytest.approx(-20.7, abs=0.3)
 
 
-def test_a_voice_track_replaced_after_planning_is_named_by_prepare_audio(files: Media) -> None:
+@pytest.mark.parametrize("seconds", [1.0, 0.3], ids=["shorter", "far-shorter"])
+def test_a_voice_track_replaced_after_planning_is_named_by_prepare_audio(
+    files: Media, seconds: float
+) -> None:
     """The padded audio is checked against the plan at the stage's boundary: a voice track swapped for a
     shorter one after the graph was planned fails the stage, naming both lengths, instead of a final of
-    the planned length with the audio running out."""
+    the planned length with the audio running out. The stage pads the voice as the plan probed it: one
+    far shorter than its planned header said is not taken for a damaged file."""
     job, run = load_job(files.job()), Workdir(files.root / "w")
     planned = plan_job(job)
-    files.tone("voice.wav", 1.0)
+    files.tone("voice.wav", seconds)
     with pytest.raises(VaError) as caught:
         stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac)
     assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
     assert caught.value.message.startswith(
-        "input.audio: the padded audio lasts 1.000 s where the plan has 2.000 s"
+        f"input.audio: the padded audio lasts {seconds:.3f} s where the plan has 2.000 s"
     )
+    assert "replaced after planning" in caught.value.message
+
+
+def test_the_stages_read_the_inputs_as_the_plan_probed_them(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A voice and a start that need ffprobe (an MP3, a JPEG) are probed once, by the plan: padding the
+    voice (normalized too) and rendering the still start no ffprobe; the final keeps the contract."""
+    ffmpeg(
+        "-f", "lavfi", "-i", "sine=frequency=220:duration=2", "-c:a", "libmp3lame", str(files.root / "v.mp3")
+    )
+    start = files.image("start.jpg")
+    job = load_job(files.job(input={"audio": "v.mp3", "start": start.name}, audio={"loudness": {}}))
+    run = Workdir(files.root / "w")
+    for folder in ("prepare", "frames"):
+        (run.root / folder).mkdir(parents=True)
+    planned = plan_job(job)
+    assert planned.start_probe is not None and planned.start_probe.codec == "mjpeg"
+    probes: list[list[str]] = []
+    real = subprocess.run
+
+    def run_counted(argv: list[str], *args: Any, **kwargs: Any) -> Any:
+        probes.extend([argv] if Path(argv[0]).name == "ffprobe" else [])
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(media.subprocess, "run", run_counted)
+    stages.prepare_audio(audio_settings(planned), run.padded_audio, run.padded_aac, run.loudness_record)
+    stages.hold_start_frame(still_settings(planned), run.still, run.still_loop)
+    assert probes == []
+    final = run.final(job.basename)
+    stages.encode(encode_settings(planned), run.still_loop, run.padded_aac, final)
+    check_contract(final, planned.target_frames, 25)
 
 
 def test_a_still_loop_of_another_size_than_planned_is_not_published(files: Media) -> None:

@@ -309,10 +309,16 @@ def check_readable(field: str, path: Path) -> None:
 
 @dataclass(frozen=True, slots=True)
 class CheckedAudio:
-    """A voice track that decodes: the seconds its header promises, and the seconds that decode."""
+    """A voice track that decodes: what probing it found (its header's seconds among it), and the seconds
+    that decode."""
 
-    header_seconds: float
+    info: media.AudioInfo
     decoded_seconds: float
+
+    @property
+    def header_seconds(self) -> float:
+        """The seconds the voice's header promises."""
+        return self.info.duration_seconds
 
 
 # A batch often shares one voice track or one start image, and planning checks and then measures each
@@ -324,6 +330,13 @@ CHECKED_VISUAL: Memo[FileIdentity, media.VisualInfo] = Memo()
 def checked_audio(job: Job) -> CheckedAudio:
     """The job's voice track, checked as ``check_inputs`` does."""
     return _checked("input.audio", job.audio, CHECKED_AUDIO, _check_audio)
+
+
+def voice_info(job: Job) -> media.AudioInfo:
+    """The job's voice track as probing it found it (checked as ``check_inputs`` does)."""
+    info = checked_audio(job).info
+    # A result made for another name of the same file (a link) names this job's.
+    return info if info.path == job.audio else dataclasses.replace(info, path=job.audio)
 
 
 def audio_seconds(job: Job) -> float:
@@ -356,7 +369,7 @@ def _check_audio(path: Path) -> CheckedAudio:
     decoded = media.decoded_duration(path)
     media.check_complete(info, decoded)
     media.check_wav_complete(path, decoded)
-    return CheckedAudio(info.duration_seconds, decoded)
+    return CheckedAudio(info, decoded)
 
 
 def _check_visual(path: Path) -> media.VisualInfo:

@@ -9,6 +9,7 @@ import functools
 import types
 import typing
 from enum import Enum
+from pathlib import Path, PurePath
 from typing import Any
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -24,6 +25,8 @@ def as_data(value: Any) -> Any:
     (a graph of a thousand jobs renders each plan, and the copies were most of the time)."""
     if isinstance(value, _SCALARS):
         return value
+    if isinstance(value, PurePath):
+        return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {name: as_data(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
@@ -58,6 +61,8 @@ def _shape(hint: Any) -> Shape:
         return "dataclass", hint
     if hint is float:
         return "float", hint
+    if hint is Path:
+        return "path", hint
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         options = [arg for arg in args if arg is not type(None)]
@@ -79,14 +84,14 @@ def _option_for(shapes: tuple[Shape, ...], value: Any) -> Shape:
     elif isinstance(value, dict):
         wanted = ("dataclass", "dict")
     else:
-        wanted = ("value", "float", "enum")
+        wanted = ("value", "float", "enum", "path")
     return next((shape for shape in shapes if shape[0] in wanted), ("value", None))
 
 
 def from_data(hint: Any, value: Any) -> Any:
     """``value`` (from JSON that ``as_data`` wrote) as the type ``hint`` names, exactly as it was written:
-    dataclasses (a field the data leaves out takes its default), tuples, enums, ``X | None`` and other
-    unions, dicts."""
+    dataclasses (a field the data leaves out takes its default), tuples, enums, paths (written as
+    strings), ``X | None`` and other unions, dicts."""
     return _typed(_shape(hint), value, False)
 
 
@@ -120,4 +125,6 @@ def _typed(shape: Shape, value: Any, floats: bool) -> Any:
         return {key: _typed(inner, item, floats) for key, item in value.items()}
     if kind == "enum":
         return inner(value)
+    if kind == "path":
+        return Path(value)
     return value

@@ -15,14 +15,16 @@ import math
 import os
 import shlex
 import shutil
+import struct
 import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from va import icc, mp4
 from va.atomic import partial_file, scratch_folder
@@ -356,19 +358,12 @@ def filters() -> set[str]:
 ESTIMATED_DURATION = "Estimating duration from bitrate"
 
 
-def _ffprobe_json(path: Path, what: str) -> dict[str, object]:
-    """ffprobe's JSON of ``path``'s format and streams, with ``estimated_duration`` set when ffprobe only
-    guessed the duration from the bit rate (it warns so)."""
-    argv = [
-        executable("ffprobe"),
-        "-v",
-        "warning",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-        *input_file(path),
-    ]
+def _ffprobe_json(path: Path, what: str, *, count_packets: bool = False) -> dict[str, object]:
+    """ffprobe's JSON of ``path``'s format and streams (with each stream's packets counted, reading the
+    whole file but decoding nothing, when ``count_packets``), with ``estimated_duration`` set when
+    ffprobe only guessed the duration from the bit rate (it warns so)."""
+    argv = [executable("ffprobe"), "-v", "warning", *(["-count_packets"] if count_packets else [])]
+    argv += ["-print_format", "json", "-show_format", "-show_streams", *input_file(path)]
     log.info("%s", shlex.join(argv), extra=COMMAND)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0 and "Permission denied" in done.stderr:
@@ -398,7 +393,11 @@ def _float(value: object) -> float | None:
 
 
 def probe_audio(path: Path) -> AudioInfo:
-    """Probe the first audio stream; a file without decodable audio is ``UNSUPPORTED_FORMAT``."""
+    """Probe the first audio stream (a plain WAV by its header, ``wav_audio``; anything else with
+    ffprobe); a file without decodable audio is ``UNSUPPORTED_FORMAT``."""
+    known = wav_audio(path)
+    if known is not None and known.duration_seconds > 0:
+        return known
     data = _ffprobe_json(path, "audio file")
     stream = _first_stream(data, "audio")
     fmt = data.get("format")
@@ -468,7 +467,14 @@ def probe_visual(path: Path) -> VisualInfo:
     ``VisualInfo.display_filter`` makes of its frames."""
     if is_heif(path):
         return _probe_heif(path)
-    data = _ffprobe_json(path, "image or video")
+    known = png_visual(path)
+    if known is not None:
+        return known
+    return _visual_of(path, _ffprobe_json(path, "image or video"))
+
+
+def _visual_of(path: Path, data: dict[str, object]) -> VisualInfo:
+    """``probe_visual``'s record of ffprobe's JSON of ``path``."""
     stream = _first_stream(data, "video")
     width = int(str(stream.get("width", 0))) if stream else 0
     height = int(str(stream.get("height", 0))) if stream else 0
@@ -481,7 +487,7 @@ def probe_visual(path: Path) -> VisualInfo:
     orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
     if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
-    has_alpha = any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8"))
+    has_alpha = _has_alpha(pix_fmt)
     colour = ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS))
     decoded_by_va = still_image and has_colour_profile(path)
     if decoded_by_va:  # decoded_picture makes it upright RGB in sRGB
@@ -499,6 +505,89 @@ def probe_visual(path: Path) -> VisualInfo:
         interlaced=not still_image and str(stream.get("field_order", "")) in ("tt", "bb", "tb", "bt"),
         decoded_by_va=decoded_by_va,
     )
+
+
+def _has_alpha(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` may hold transparency (a palette may)."""
+    return any(tag in pix_fmt for tag in ("rgba", "bgra", "argb", "abgr", "yuva", "ya", "pal8"))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: ffmpeg's pixel format of a PNG's samples, by its colour type and bit depth (the ones read here).
+PNG_PIXEL_FORMATS = {
+    (0, 1): "monob",
+    (0, 8): "gray",
+    (0, 16): "gray16be",
+    (2, 8): "rgb24",
+    (2, 16): "rgb48be",
+    (3, 8): "pal8",
+    (4, 8): "ya8",
+    (4, 16): "ya16be",
+    (6, 8): "rgba",
+    (6, 16): "rgba64be",
+}
+#: The chunks a PNG read from its header may have: none changes how its pixels are read or shown (no
+#: ``tRNS``, which makes ffmpeg add alpha; no ``iCCP``, ``sRGB``, ``gAMA``, ``cHRM``, ``cICP``; no ``eXIf``).
+PNG_PLAIN_CHUNKS = frozenset(
+    {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+)
+#: Text keywords whose text Pillow reads an EXIF orientation from (ImageMagick's raw EXIF, XMP).
+PNG_ORIENTATION_KEYWORDS = (b"Raw profile type", b"XML:com.adobe.xmp")
+
+
+def png_visual(path: Path) -> VisualInfo | None:
+    """A plain PNG's picture as ``probe_visual`` reads it with ffprobe, from its chunks' headers alone (no
+    process started): its size and pixel aspect (``pHYs``), its samples' pixel format, no orientation,
+    profile or colour tags. None for anything else (another format, a chunk that changes how its pixels
+    are read or shown, a chunk that does not fit in the file, no ``IEND``): ffprobe is asked."""
+    try:
+        with path.open("rb") as file:
+            chunks = _png_chunks(file, os.fstat(file.fileno()).st_size)
+    except OSError:
+        return None
+    if chunks is None or len(chunks[b"IHDR"]) != 13:
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    pix_fmt = PNG_PIXEL_FORMATS.get((colour, depth))
+    if pix_fmt is None or width == 0 or height == 0 or interlace > 1:
+        return None
+    aspect = (1, 1)
+    if b"pHYs" in chunks and len(chunks[b"pHYs"]) == 9:  # ffmpeg takes the pixels a unit as the aspect
+        horizontal, vertical = struct.unpack(">II", chunks[b"pHYs"][:8])
+        aspect = _pixel_aspect({"sample_aspect_ratio": f"{horizontal}:{vertical}"})
+    return VisualInfo(
+        path=path,
+        codec="png",
+        width=max(1, round(width * aspect[0] / aspect[1])),
+        height=height,
+        pix_fmt=pix_fmt,
+        has_alpha=_has_alpha(pix_fmt),
+        pixel_aspect=aspect,
+        colour=ColourTags(range="pc"),
+    )
+
+
+def _png_chunks(file: BinaryIO, size: int) -> dict[bytes, bytes] | None:
+    """The small chunks of a PNG (``IHDR``, ``pHYs``) by type, each chunk's header read and its data
+    skipped; None when the file is no PNG, has a chunk not in ``PNG_PLAIN_CHUNKS`` or a text chunk whose
+    keyword may carry an orientation, a chunk that does not fit, or ends before ``IEND``."""
+    if file.read(8) != PNG_SIGNATURE:
+        return None
+    found: dict[bytes, bytes] = {}
+    at = 8
+    while at + 12 <= size:
+        file.seek(at)
+        length, kind = struct.unpack(">I4s", file.read(8))
+        if kind not in PNG_PLAIN_CHUNKS or at + 12 + length > size or (at == 8) != (kind == b"IHDR"):
+            return None
+        if kind in (b"IHDR", b"pHYs"):
+            found[kind] = file.read(length)
+        elif kind in (b"tEXt", b"zTXt", b"iTXt") and file.read(80).startswith(PNG_ORIENTATION_KEYWORDS):
+            return None
+        if kind == b"IEND":
+            return found
+        at += 12 + length
+    return None
 
 
 #: The brands of an ISO BMFF ``ftyp`` box that make a file a HEIF image of HEVC pictures (HEIC), as
@@ -855,6 +944,13 @@ class WavLayout:
     data_size: int
     after_size: int
     after: bytes
+    #: The ``fmt `` chunk's figures (0 where it has none before the data): the format (an extensible
+    #: one's sub-format), channels, samples a second and bits a sample; where the data starts.
+    format_tag: int = 0
+    channels: int = 0
+    sample_rate: int = 0
+    bits: int = 0
+    data_start: int = 0
 
     @property
     def open_size(self) -> bool:
@@ -880,7 +976,7 @@ def wav_layout(path: Path) -> WavLayout | None:
         file_size = os.fstat(handle.fileno()).st_size
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return None
-        offset, per_second = 12, 0
+        offset, per_second, found = 12, 0, (0, 0, 0, 0)
         while offset + 8 <= len(head):
             chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
             if chunk == b"fmt " and offset + 24 <= len(head):
@@ -890,12 +986,62 @@ def wav_layout(path: Path) -> WavLayout | None:
                 )
                 bits = int.from_bytes(head[offset + 22 : offset + 24], "little")
                 per_second = channels * ((bits + 7) // 8) * rate if tag in WAV_SAMPLE_FORMATS else 0
+                found = (_sub_format(head[offset + 8 : offset + 8 + size], tag), channels, rate, bits)
             if chunk == b"data":
                 end = offset + 8 + size + (size % 2)  # a chunk of odd size is followed by a pad byte
                 handle.seek(end)
-                return WavLayout(per_second, size, max(0, file_size - end), handle.read(8))
+                after = handle.read(8)
+                return WavLayout(per_second, size, max(0, file_size - end), after, *found, offset + 8)
             offset += 8 + size + (size % 2)
     return None
+
+
+#: WAVE_FORMAT_EXTENSIBLE: the format is the first two bytes of the sub-format GUID that follows.
+WAV_EXTENSIBLE = 0xFFFE
+#: The rest of the GUID of a sub-format that is a plain WAVE format tag (KSDATAFORMAT_SUBTYPE_PCM's, ...).
+WAV_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+
+
+def _sub_format(fmt: bytes, tag: int) -> int:
+    """A ``fmt `` chunk's format: its tag, or an extensible one's sub-format (0: one of no WAVE tag)."""
+    if tag != WAV_EXTENSIBLE:
+        return tag
+    if len(fmt) < 40 or fmt[26:40] != WAV_GUID_TAIL:
+        return 0
+    return int.from_bytes(fmt[24:26], "little")
+
+
+#: ffmpeg's names of plain samples in a WAV, by format tag (1: integer PCM, 3: float) and bits a sample.
+WAV_CODECS = {
+    (1, 8): "pcm_u8",
+    (1, 16): "pcm_s16le",
+    (1, 24): "pcm_s24le",
+    (1, 32): "pcm_s32le",
+    (3, 32): "pcm_f32le",
+    (3, 64): "pcm_f64le",
+}
+
+
+def wav_audio(path: Path) -> AudioInfo | None:
+    """A plain WAV's audio as ffprobe reads it, from its header alone (no process started): PCM or float
+    samples, all of the data size the header declares in the file. None for anything else (another
+    format, a header that leaves the size open or counts fewer or more samples than the file holds, an
+    unreadable file): ffprobe is asked."""
+    try:
+        layout = wav_layout(path)
+    except OSError:
+        return None
+    if layout is None or layout.open_size or layout.overrun or layout.sample_rate <= 0:
+        return None
+    codec = WAV_CODECS.get((layout.format_tag, layout.bits))
+    if codec is None or not 1 <= layout.channels <= 64:
+        return None
+    if layout.data_start + layout.data_size > path.stat().st_size:
+        return None  # cut short: ffprobe estimates its length, and says so
+    samples = layout.data_size * 8 // (layout.channels * layout.bits)
+    # Rounded as ffprobe prints it.
+    seconds = round(samples / layout.sample_rate, 6)
+    return AudioInfo(path, codec, layout.sample_rate, layout.channels, seconds)
 
 
 def wav_header_seconds(path: Path) -> float | None:
@@ -1038,8 +1184,10 @@ def render_still(
     target: Path,
     geometry: FrameGeometry,
     background: str,
+    probe: VisualInfo | None = None,
 ) -> None:
-    """Write the first frame of ``source`` as an RGB PNG of the planned size, alpha flattened.
+    """Write the first frame of ``source`` as an RGB PNG of the planned size, alpha flattened
+    (``probe``: the source's ``probe_visual`` when it was made already, the plan's).
 
     Its memory is bounded by the frame's sizes: a JPEG at least twice the still's size is decoded
     scaled down by its DCT (``-lowres``, by 2, 4 or 8; an 8000x8000 start made a 1280x720 still in
@@ -1047,7 +1195,7 @@ def render_still(
     as it is decoded (``decoded_picture``), and an opaque frame is padded onto the background, not laid
     over a frame of it (an 8000x8000 still took 1.67 GB, now 0.54 GB)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    info = probe_visual(source)
+    info = probe or probe_visual(source)
     size = f"{geometry.width}:{geometry.height}"
     if info.has_alpha:
         graph = (
@@ -1257,13 +1405,14 @@ def measure_loudness(
     return figures, _float(report.get("target_offset")) or 0.0
 
 
-def fit_loudness(source: Path, target: LoudnessTarget) -> LoudnessFit:
+def fit_loudness(source: Path, target: LoudnessTarget, probe: AudioInfo | None = None) -> LoudnessFit:
     """Measure the voice as ``pad_audio`` decodes it (``decode_voice``: a 5.1 voice downmixed to stereo) and
     find how it reaches ``target``: a linear gain when its peaks allow one,
     else the gain before a true-peak limiter after which loudnorm's remaining gain is linear. The limiter
     takes loudness as it takes peaks, so the gain is searched (secant steps on the measured loudness),
-    aiming half the margin under the target, until the rest fits under the margin."""
-    decoded = decode_voice(probe_audio(source))  # measured as pad_audio decodes it: what is encoded
+    aiming half the margin under the target, until the rest fits under the margin. ``probe``: the voice's
+    ``probe_audio`` when it was made already."""
+    decoded = decode_voice(probe or probe_audio(source))  # measured as pad_audio decodes it: what is encoded
     voice, offset = measure_loudness(source, target, chain=decoded)
     fit = LoudnessFit(target, voice, voice, offset)
     if fit.linear or not fit.measurable:
@@ -1307,6 +1456,7 @@ def pad_audio(
     *,
     aac: Path | None = None,
     loudness: LoudnessFit | None = None,
+    probe: AudioInfo | None = None,
 ) -> AudioInfo:
     """Decode ``source`` to 16-bit PCM WAV with exact silence before and after it (and, when ``aac``
     is given, the same padded audio encoded to AAC in that ``.m4a``: one decode, split in two). With
@@ -1315,8 +1465,11 @@ def pad_audio(
 
     Mono stays mono, anything else becomes stereo (``decode_voice``). The pads are counted in samples, so
     the result is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
+    ``probe``: the source's ``probe_audio`` when it was made already: the plan's, made where the voice was
+    checked to decode as long as its header promises (a voice replaced since is told by the padded
+    length, ``stages.prepare_audio``); without one, that check is made here.
     """
-    info = probe_audio(source)
+    info = probe or probe_audio(source)
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
     post = round(post_seconds * AUDIO_SAMPLE_RATE)
     chain = [decode_voice(info)]
@@ -1339,7 +1492,8 @@ def pad_audio(
         argv += ["-map", "[aac]", *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
     padded = probe_audio(target)
-    check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
+    if probe is None:
+        check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
     return padded
 
 
@@ -1547,12 +1701,13 @@ def encode_from_video(
     """Re-time the picture of ``video`` to exactly ``frames`` frames at constant ``fps`` (with ``audio``),
     and bring it to the ``canvas`` when one is given, whatever size it has (``tap``: ``encode_picture``'s).
 
-    A video that already conforms is stream-copied (e.g. the audiogram's output).
+    A video that already conforms is stream-copied (e.g. the audiogram's output). One ffprobe tells both
+    its size as displayed and whether it conforms.
     """
-    source_size = None
-    if canvas is not None:
-        info = probe_visual(video)
-        source_size = (info.width, info.height)
+    probe = probe_video(video)
+    source_size = (probe.visual.width, probe.visual.height) if canvas is not None else None
+    size = canvas.size if canvas is not None else None
+    conforming = probe.conforms(fps=fps, frames=frames, size=size)
     encode_picture(
         video_source(video),
         audio,
@@ -1561,7 +1716,7 @@ def encode_from_video(
         frames=frames,
         crf=crf,
         preset=preset,
-        copy_from=video,
+        copy_from=video if conforming else None,
         no_clobber=no_clobber,
         subtitles=subtitles,
         canvas=canvas,
@@ -1666,7 +1821,8 @@ def encode_picture(
     With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
     known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
     ``tap`` gets the encoded picture's frames as the encode makes them, from the same decode (a
-    stream-copied source's are decoded for it).
+    stream-copied source's are decoded for it). ``copy_from``: the source's file when it conforms
+    already (``VideoProbe.conforms``): it is stream-copied, not encoded again.
     """
     gop = KEYFRAME_INTERVAL_SECONDS * fps
     size = canvas.size if canvas is not None else None
@@ -1674,7 +1830,7 @@ def encode_picture(
         head = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y"]
         argv = [*head, *_with_inputs(source, audio, subtitles)]
         audio_out = [*(_audio_out(audio) if audio else []), *_subtitle_out(subtitles)]
-        if copy_from is not None and conforms(copy_from, fps=fps, frames=frames, size=size):
+        if copy_from is not None:
             _run(
                 [*argv, "-c:v", "copy", *audio_out, *MP4_OUT, str(partial)],
                 failure=ExitCode.ENCODE_FAILED,
@@ -1837,24 +1993,46 @@ def render_audiogram(
         _check_encoded(partial, target, frames, ExitCode.LIPSYNC_FAILED, fps=fps)
 
 
-def conforms(video: Path, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
-    """Whether a video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames (and
-    of ``size``, when given)."""
-    argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
-    argv += [
-        "-show_entries",
-        "stream=codec_name,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_packets,width,height",
-    ]
-    argv += ["-print_format", "json", *input_file(video)]
-    done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {video}")
-    streams = json.loads(done.stdout).get("streams") or [{}]
-    stream = streams[0]
-    return (
-        stream.get("codec_name") == "h264"
-        and stream.get("pix_fmt") == "yuv420p"
-        and stream.get("r_frame_rate") == stream.get("avg_frame_rate") == f"{fps}/1"
-        and str(stream.get("nb_read_packets")) == str(frames)
-        and (size is None or (stream.get("width"), stream.get("height")) == size)
+@dataclass(frozen=True)
+class VideoProbe:
+    """A video as ``encode_from_video`` reads it: its picture as displayed, and its first video stream's
+    codec, pixel format, coded size, rates (ffprobe's ``r_frame_rate`` and ``avg_frame_rate``) and
+    packets (counted, no decoding: one a frame)."""
+
+    visual: VisualInfo
+    codec: str
+    pix_fmt: str
+    coded_size: tuple[int, int]
+    r_frame_rate: str
+    avg_frame_rate: str
+    packets: int
+
+    def conforms(self, *, fps: int, frames: int, size: tuple[int, int] | None = None) -> bool:
+        """Whether the video already is H.264 yuv420p at constant ``fps`` with exactly ``frames`` frames
+        (and of ``size``, when given): then it is stream-copied, not encoded again."""
+        return (
+            self.codec == "h264"
+            and self.pix_fmt == "yuv420p"
+            and self.r_frame_rate == self.avg_frame_rate == f"{fps}/1"
+            and self.packets == frames
+            and (size is None or self.coded_size == size)
+        )
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """``path``'s picture (``probe_visual``'s record) and the figures that say whether it conforms, from
+    one ffprobe that counts its packets; none is ``UNSUPPORTED_FORMAT``."""
+    data = _ffprobe_json(path, "image or video", count_packets=True)
+    visual = _visual_of(path, data)
+    stream = _first_stream(data, "video") or {}
+    return VideoProbe(
+        visual=visual,
+        codec=str(stream.get("codec_name", "")),
+        pix_fmt=str(stream.get("pix_fmt", "")),
+        coded_size=(int(str(stream.get("width", 0))), int(str(stream.get("height", 0)))),
+        r_frame_rate=str(stream.get("r_frame_rate", "")),
+        avg_frame_rate=str(stream.get("avg_frame_rate", "")),
+        packets=int(str(stream.get("nb_read_packets") or 0)),
     )
 
 
@@ -2013,7 +2191,11 @@ def clip_timing(path: Path) -> ClipTiming:
 
 
 def encoded_figures(path: Path) -> EncodedFigures:
-    """Frames (counted from packets, no decoding), size and frame rate of the first video stream."""
+    """Frames (counted from packets, no decoding), size and frame rate of the first video stream: as the
+    file's MP4 boxes state them (``_encoded_figures_of_movie``), else from one ffprobe."""
+    known = _encoded_figures_of_movie(path)
+    if known is not None:
+        return known
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
     argv += ["-show_entries", "stream=nb_read_packets,width,height,r_frame_rate", "-print_format", "json"]
     done = _run(
@@ -2026,6 +2208,21 @@ def encoded_figures(path: Path) -> EncodedFigures:
         height=int(str(stream.get("height") or 0)),
         fps=str(stream.get("r_frame_rate") or "0/0"),
     )
+
+
+def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
+    """An MP4's figures as its ``moov`` states them (``va.mp4``): the first video track's samples (one a
+    packet), its sample entry's size, and its rate when every sample lasts as long (ffprobe's
+    ``r_frame_rate`` then). None when the boxes do not say for sure, or when the samples' data is not all
+    in the file (a file cut short: ffprobe would count fewer packets)."""
+    movie = mp4.read_movie(path)
+    video = None if movie is None else movie.first(b"vide")
+    if movie is None or video is None or video.samples is None or not video.sample_delta:
+        return None
+    if video.data_end is None or video.data_end > movie.file_size or not video.timescale:
+        return None
+    rate = Fraction(video.timescale, video.sample_delta)
+    return EncodedFigures(video.samples, video.width, video.height, f"{rate.numerator}/{rate.denominator}")
 
 
 def count_video_packets(path: Path) -> int:

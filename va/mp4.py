@@ -1,10 +1,12 @@
 """The figures of an MP4 or MOV file read from its boxes, without starting ffprobe.
 
-A generated clip is checked once a segment (``va.media.clip_figures``); on a busy machine an ffprobe
-start alone takes longer than the rest of a segment's own time. What a clip's ``moov`` box says is
-enough: a video track's sample count (one sample a frame, as ffprobe counts packets), its sample
-entry's size, its rate, and the length of an audio track. A file this reader does not know for sure
-(fragmented, no ``moov``, no video sample entry, a damaged box) gives None, and the caller asks ffprobe.
+A generated clip is checked once a segment (``va.media.clip_figures``), and every video va encodes
+before it is published (``va.media.encoded_figures``); on a busy machine an ffprobe start alone takes
+longer than the rest of a segment's own time. What a clip's ``moov`` box says is enough: a video
+track's sample count (one sample a frame, as ffprobe counts packets), its sample entry's size, its
+rate, the length of an audio track, and where the samples' data ends (a file cut short is not taken).
+A file this reader does not know for sure (fragmented, no ``moov``, no video sample entry, a damaged
+box) gives None, and the caller asks ffprobe.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ _LONGEST_MOOV = 64 * 1024 * 1024
 class Track:
     """What one track's boxes say: its handler (``vide``, ``soun``), media timescale and duration, its
     sample count and summed sample durations, its sample entry's size (video), and its edit list's
-    length in the movie's timescale (None: no edit list)."""
+    length in the movie's timescale (None: no edit list); its first sample entry's format (``avc1``),
+    the one duration every sample has (None: they differ), and where its last sample's data ends in the
+    file (None: its tables do not add up)."""
 
     handler: bytes
     timescale: int
@@ -34,14 +38,18 @@ class Track:
     width: int
     height: int
     edited: int | None
+    codec: bytes = b""
+    sample_delta: int | None = None
+    data_end: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Movie:
-    """The tracks of an MP4 file and the movie's timescale."""
+    """The tracks of an MP4 file, the movie's timescale, and the file's size in bytes."""
 
     timescale: int
     tracks: tuple[Track, ...]
+    file_size: int = 0
 
     def first(self, handler: bytes) -> Track | None:
         """The first track of ``handler``, None without one."""
@@ -95,6 +103,8 @@ def _track(data: bytes, start: int, end: int) -> Track:
     (entries,) = struct.unpack_from(">I", data, at + 4)
     pairs = struct.unpack_from(f">{2 * entries}I", data, at + 8)
     sample_time = sum(count * delta for count, delta in zip(pairs[::2], pairs[1::2], strict=True))
+    deltas = {delta for count, delta in zip(pairs[::2], pairs[1::2], strict=True) if count}
+    codec = data[stbl[b"stsd"][0] + 12 : stbl[b"stsd"][0] + 16] if b"stsd" in stbl else b""
     width = height = 0
     if handler == b"vide":
         at, _ = stbl[b"stsd"]
@@ -110,7 +120,39 @@ def _track(data: bytes, start: int, end: int) -> Track:
             length, media_time = struct.unpack_from(">Qq" if wide else ">Ii", data, entry)
             entry += 20 if wide else 12
             edited += length if media_time != -1 else 0
-    return Track(handler, timescale, duration, samples, sample_time, width, height, edited)
+    one_delta = deltas.pop() if len(deltas) == 1 else None
+    data_end = _data_end(data, stbl, samples)
+    return Track(
+        handler, timescale, duration, samples, sample_time, width, height, edited, codec, one_delta, data_end
+    )
+
+
+def _data_end(data: bytes, stbl: dict[bytes, tuple[int, int]], samples: int | None) -> int | None:
+    """The file offset where the track's last byte of sample data ends: each chunk's offset (``stco`` or
+    ``co64``) plus the sizes (``stsz``) of the samples ``stsc`` puts in it. None when the tables are not
+    there or do not hold ``samples`` samples between them."""
+    offsets_box = stbl.get(b"stco") or stbl.get(b"co64")
+    if samples is None or offsets_box is None or b"stsc" not in stbl or b"stsz" not in stbl:
+        return None
+    at = offsets_box[0]
+    (chunks,) = struct.unpack_from(">I", data, at + 4)
+    offsets = struct.unpack_from(f">{chunks}{'I' if b'stco' in stbl else 'Q'}", data, at + 8)
+    at = stbl[b"stsz"][0]
+    uniform, count = struct.unpack_from(">II", data, at + 4)
+    sizes = (uniform,) * count if uniform else struct.unpack_from(f">{count}I", data, at + 12)
+    at = stbl[b"stsc"][0]
+    (entries,) = struct.unpack_from(">I", data, at + 4)
+    runs = [struct.unpack_from(">III", data, at + 8 + 12 * k)[:2] for k in range(entries)]
+    end, sample = 0, 0
+    for k, (first, per_chunk) in enumerate(runs):
+        last = runs[k + 1][0] - 1 if k + 1 < len(runs) else chunks
+        for chunk in range(first, last + 1):
+            if not 1 <= chunk <= chunks:
+                return None
+            taken = sizes[sample : sample + per_chunk]
+            sample += per_chunk
+            end = max(end, offsets[chunk - 1] + sum(taken))
+    return end if sample == samples == count else None
 
 
 def _moov(stream: BinaryIO, size: int) -> bytes | None:
@@ -145,7 +187,8 @@ def read_movie(path: Path) -> Movie | None:
     (no ``moov``, fragmented, a box that does not fit)."""
     try:
         with path.open("rb") as stream:
-            moov = _moov(stream, path.stat().st_size)
+            size = path.stat().st_size
+            moov = _moov(stream, size)
     except OSError:
         return None
     if moov is None:
@@ -160,4 +203,4 @@ def read_movie(path: Path) -> Movie | None:
         tracks = tuple(_track(moov, begin, stop) for kind, begin, stop in children if kind == b"trak")
     except (KeyError, ValueError, IndexError, struct.error):
         return None
-    return Movie(timescale, tracks)
+    return Movie(timescale, tracks, size)

@@ -80,23 +80,27 @@ class Picture:
 @dataclass(frozen=True, slots=True)
 class AudioSettings:
     """``prepare_audio``: the voice padded by ``buffer`` (normalized to ``loudness`` when set) must last
-    ``padded_seconds``. No frame rate: the padded audio is the same at any."""
+    ``padded_seconds``. No frame rate: the padded audio is the same at any. ``probe``: the voice as the
+    plan probed it (None: probed by the stage)."""
 
     voice: InputFile
     buffer: Buffer
     loudness: media.LoudnessTarget | None
     voice_seconds: float
     padded_seconds: float
+    probe: media.AudioInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StillSettings:
-    """``hold_start_frame``: the start rendered as the still, and two seconds of it encoded."""
+    """``hold_start_frame``: the start rendered as the still, and two seconds of it encoded. ``probe``:
+    the start as the plan probed it (None: probed by the stage)."""
 
     start: InputFile
     geometry: Geometry
     fps: int
     encoding: Encoding
+    probe: media.VisualInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,12 +218,13 @@ def audio_settings(plan: Plan) -> AudioSettings:
         loudness=plan.loudness,
         voice_seconds=plan.audio_input_duration_seconds,
         padded_seconds=plan.audio_duration_seconds,
+        probe=plan.voice_probe,
     )
 
 
 def still_settings(plan: Plan) -> StillSettings:
     """The settings of ``hold_start_frame``."""
-    return StillSettings(plan.inputs["start"], plan.geometry, plan.fps, plan.encoding)
+    return StillSettings(plan.inputs["start"], plan.geometry, plan.fps, plan.encoding, plan.start_probe)
 
 
 def generation_settings(plan: Plan) -> GenerationSettings | None:

@@ -30,8 +30,13 @@ def prepare_audio(
     video copies. With a planned loudness the voice is normalized first (two-pass loudnorm), and what
     it measured before and after is written to ``loudness_record`` (the rule's: prepare/loudness.json)."""
     voice, buffer, planned = Path(settings.voice.path), settings.buffer, settings.padded_seconds
-    fit = media.fit_loudness(voice, settings.loudness) if settings.loudness else None
-    info = media.pad_audio(voice, padded, buffer.pre_seconds, buffer.post_seconds, aac=aac, loudness=fit)
+    # The voice as the plan probed it: a voice replaced since makes another plan, and this rule reruns
+    # with it; one replaced while the run goes on is caught by the length check below.
+    probe = settings.probe or media.probe_audio(voice)
+    fit = media.fit_loudness(voice, settings.loudness, probe) if settings.loudness else None
+    info = media.pad_audio(
+        voice, padded, buffer.pre_seconds, buffer.post_seconds, aac=aac, loudness=fit, probe=probe
+    )
     log.info("padded audio: %.3f s (planned %.3f s)", info.duration_seconds, planned)
     # The plan measured the voice by decoding it, the padded WAV by its header: they agree within a few
     # milliseconds, a replaced voice track differs by more than this.
@@ -84,7 +89,7 @@ def hold_start_frame(settings: StillSettings, still: Path, loop: Path) -> None:
     log.info(
         "start %sx%s -> still %sx%s", geometry.source_width, geometry.source_height, frame.width, frame.height
     )
-    media.render_still(Path(settings.start.path), still, frame, geometry.background)
+    media.render_still(Path(settings.start.path), still, frame, geometry.background, settings.probe)
     media.encode_still_loop(
         still, loop, fps=settings.fps, crf=encoding.crf, preset=encoding.preset, size=geometry.still_size
     )

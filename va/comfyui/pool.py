@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 import random
@@ -22,8 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
-
-from filelock import FileLock, Timeout
 
 from va.comfyui.protocol import ResourcesBlock
 from va.state import state_dir
@@ -241,10 +240,47 @@ def _key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
+class SlotLock:
+    """The lock of one slot's file (``flock``, as ``va.runner``'s run lock): held by the open file until
+    released, or until its process ends. Tried without waiting, by an ``open`` and one ``flock``: the unit
+    at the head of the line tries every slot 50 times a second, and filelock's objects took ten times as
+    long a try (0.5 ms a look at two servers' four slots). Each try opens the file anew, so two threads of
+    one process never share a slot."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def is_locked(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no one holds it; whether it was taken."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (again: nothing)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file releases its flock
+
+
 class Lease:
     """A slot of one server, held until ``release`` (or the process ends)."""
 
-    def __init__(self, server: PoolServer, lock: FileLock) -> None:
+    def __init__(self, server: PoolServer, lock: SlotLock) -> None:
         self.server, self._lock = server, lock
 
     @property
@@ -253,8 +289,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the slot back (again: nothing)."""
-        if self._lock.is_locked:
-            self._lock.release()
+        self._lock.release()
 
 
 class ServerPool:
@@ -267,8 +302,8 @@ class ServerPool:
         self.folder = folder or pool_folder()
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _slot_lock(self, server: PoolServer, slot: int) -> FileLock:
-        return FileLock(self.folder / f"{_key(server.url)}.{slot}.lock", thread_local=False)
+    def _slot_lock(self, server: PoolServer, slot: int) -> SlotLock:
+        return SlotLock(self.folder / f"{_key(server.url)}.{slot}.lock")
 
     def _mark(self, url: str) -> Path:
         return self.folder / f"{_key(url)}.down"
@@ -289,11 +324,8 @@ class ServerPool:
         for server in servers:
             for slot in range(server.leases):
                 lock = self._slot_lock(server, slot)
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
-                    continue
-                return Lease(server, lock)
+                if lock.try_acquire():
+                    return Lease(server, lock)
         return None
 
     def _free(self, avoid: str | None) -> Lease | None:
@@ -365,10 +397,8 @@ class ServerPool:
         taken = 0
         for slot in range(server.leases):
             lock = self._slot_lock(server, slot)
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                taken += 1
-            else:
+            if lock.try_acquire():
                 lock.release()
+            else:
+                taken += 1
         return taken

@@ -18,8 +18,9 @@ from sse_starlette import EventSourceResponse
 
 from va.errors import VaError
 from va.events import read_events
+from va.job import load_job
 from va.manifest import Manifest, build_manifest
-from va.produce import PRODUCE_BASENAME, ProduceRequest, build_job
+from va.produce import ProduceRequest, build_job
 from va.records import JsonObject
 from va.retake import RetakeRequest
 from va.schema import schema_path
@@ -314,7 +315,7 @@ def retake_job(job_id: str, body: RetakeBody, store: StoreDep) -> Retake:
 def get_final(job_id: str, store: StoreDep) -> FileResponse:
     """The finished video; HTTP Range requests let a browser play and seek it."""
     record = store.get(job_id)
-    basename = json.loads(record.job_file.read_text()).get("output", {}).get("basename", PRODUCE_BASENAME)
+    basename = load_job(record.job_file).basename
     final = Path(record.workdir) / basename
     if not final.is_file():
         raise ApiError(
