@@ -283,7 +283,8 @@ class _Boxes:
 def _mean(pixels: Any, box: tuple[slice, slice]) -> float:
     """The mean of ``box`` (inside ``pixels``): its sum over its area, a third of numpy's ``mean``'s time."""
     rows, columns = box
-    return int(pixels[box].sum()) / ((rows.stop - rows.start) * (columns.stop - columns.start))
+    area: int = (rows.stop - rows.start) * (columns.stop - columns.start)
+    return int(pixels[box].sum()) / area
 
 
 def _box(centre_x: float, top: float, bottom: float, half_width: float) -> tuple[slice, slice]:
