@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +56,10 @@ FIT_EVERY = 10
 MOUTH_TOP, MOUTH_BOTTOM, MOUTH_HALF_WIDTH = 0.12, 0.55, 0.25
 #: The lags tried, in frames either way: SyncNet's evaluation searches the same +-15.
 MAX_LAG_FRAMES = 15
-#: Audio samples a frame's loudness is measured over (the sample rate follows: 400 x fps).
+#: Audio samples a frame's loudness is measured over (the sample rate follows: 400 x fps), read this many
+#: frames' at a time.
 SAMPLES_PER_FRAME = 400
+LOUDNESS_BLOCK = 250
 #: A frame is speech when it is within this many dB of the loud frames (the 95th percentile) ...
 SPEECH_RANGE_DB = 30.0
 #: ... and louder than this (dBFS): digital silence and room noise are not speech.
@@ -297,9 +299,7 @@ def _fit(pixels: Any, face: FaceBox, min_eyes: float) -> _Boxes | None:
     """The mouth's and the reference's boxes from dlib's 5 landmarks in the ``face`` box, and the nose's
     base (None: a face whose outer eye corners are closer than ``min_eyes`` pixels)."""
     dlib = _import_dlib()
-    # dlib fits a read-only array (frames as ffmpeg's bytes) at a fraction of its speed: a copy is faster
-    writable = pixels if pixels.flags.writeable else pixels.copy()
-    shape = _predictor()(writable, dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height))
+    shape = _predictor()(pixels, dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height))
     points = [(float(shape.part(i).x), float(shape.part(i).y)) for i in range(5)]
     (ax, ay), (bx, by) = points[0], points[2]
     eyes = ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
@@ -437,21 +437,32 @@ def _openings(frames: Iterator[media.GreyFrame], window: _Window) -> Iterator[fl
         yield from pending if still else [None] * len(pending)
 
 
-def loudness(audio: Path, fps: int) -> Iterator[float]:
-    """The loudness (dBFS, RMS) of ``audio`` in each frame's time at ``fps``, streamed."""
+def loudness(audio: Path, fps: int) -> Generator[float, None, None]:
+    """The loudness (dBFS, RMS) of ``audio`` in each frame's time at ``fps``, streamed (``LOUDNESS_BLOCK``
+    frames' samples at a time, measured together)."""
     import numpy  # noqa: PLC0415
 
-    blocks = media.pcm_blocks(audio, sample_rate=SAMPLES_PER_FRAME * fps, samples=SAMPLES_PER_FRAME)
+    per_block = SAMPLES_PER_FRAME * LOUDNESS_BLOCK
+    blocks = media.pcm_blocks(audio, sample_rate=SAMPLES_PER_FRAME * fps, samples=per_block)
     with closing(blocks):
         for block in blocks:
             samples = numpy.frombuffer(block, dtype="<i2").astype(numpy.float64) / 32768.0
-            rms = float(numpy.sqrt(numpy.mean(samples * samples))) if samples.size else 0.0
-            yield 20.0 * float(numpy.log10(max(rms, 1e-6)))
+            whole = samples.size - samples.size % SAMPLES_PER_FRAME
+            powers = list(numpy.mean(numpy.square(samples[:whole]).reshape(-1, SAMPLES_PER_FRAME), axis=1))
+            if whole < samples.size:  # the audio's last, shorter frame
+                powers.append(numpy.mean(numpy.square(samples[whole:])))
+            yield from (20.0 * float(numpy.log10(max(float(numpy.sqrt(p)), 1e-6))) for p in powers)
 
 
 def measure(video: Path, audio: Path, fps: int) -> SyncTrack:
-    """The mouth of ``video`` and the loudness of ``audio`` (from the same start), frame by frame."""
-    return SyncTrack(fps, tuple(mouth_openings(video)), tuple(loudness(audio, fps)))
+    """The mouth of ``video`` and the loudness of ``audio`` (from the same start), frame by frame. The
+    voice's decode starts first and runs beside the picture's (its pipe holds most of a minute)."""
+    voice = loudness(audio, fps)
+    with closing(voice):
+        first = next(voice, None)
+        mouth = tuple(mouth_openings(video))
+        rest = tuple(voice)
+    return SyncTrack(fps, mouth, rest if first is None else (first, *rest))
 
 
 def _detrended(values: Any, frames: int) -> Any:
