@@ -1705,7 +1705,7 @@ def encode_from_video(
     its size as displayed and whether it conforms.
     """
     probe = probe_video(video)
-    source_size = (probe.visual.width, probe.visual.height) if canvas is not None else None
+    source_size = probe.display_size if canvas is not None else None
     size = canvas.size if canvas is not None else None
     conforming = probe.conforms(fps=fps, frames=frames, size=size)
     encode_picture(
@@ -1995,11 +1995,11 @@ def render_audiogram(
 
 @dataclass(frozen=True)
 class VideoProbe:
-    """A video as ``encode_from_video`` reads it: its picture as displayed, and its first video stream's
-    codec, pixel format, coded size, rates (ffprobe's ``r_frame_rate`` and ``avg_frame_rate``) and
-    packets (counted, no decoding: one a frame)."""
+    """A video as ``encode_from_video`` reads it: the size of its picture as displayed, and its first
+    video stream's codec, pixel format, coded size, rates (ffprobe's ``r_frame_rate`` and
+    ``avg_frame_rate``) and packets (counted, no decoding: one a frame)."""
 
-    visual: VisualInfo
+    display_size: tuple[int, int]
     codec: str
     pix_fmt: str
     coded_size: tuple[int, int]
@@ -2020,13 +2020,17 @@ class VideoProbe:
 
 
 def probe_video(path: Path) -> VideoProbe:
-    """``path``'s picture (``probe_visual``'s record) and the figures that say whether it conforms, from
-    one ffprobe that counts its packets; none is ``UNSUPPORTED_FORMAT``."""
+    """``path``'s picture size as displayed (as ``probe_visual`` finds it) and the figures that say whether
+    it conforms: from the boxes of a plain H.264 MP4 (``_video_of_movie``), else from one ffprobe that
+    counts its packets; none is ``UNSUPPORTED_FORMAT``."""
+    known = _video_of_movie(path)
+    if known is not None:
+        return known
     data = _ffprobe_json(path, "image or video", count_packets=True)
     visual = _visual_of(path, data)
     stream = _first_stream(data, "video") or {}
     return VideoProbe(
-        visual=visual,
+        display_size=(visual.width, visual.height),
         codec=str(stream.get("codec_name", "")),
         pix_fmt=str(stream.get("pix_fmt", "")),
         coded_size=(int(str(stream.get("width", 0))), int(str(stream.get("height", 0)))),
@@ -2034,6 +2038,40 @@ def probe_video(path: Path) -> VideoProbe:
         avg_frame_rate=str(stream.get("avg_frame_rate", "")),
         packets=int(str(stream.get("nb_read_packets") or 0)),
     )
+
+
+def _video_of_movie(path: Path) -> VideoProbe | None:
+    """A ``VideoProbe`` from an MP4's boxes (``va.mp4``), without a process, when they say for sure what
+    ffprobe would: an ``avc1`` track whose one SPS is 4:2:0 in 8 bits, limited range, whole frames and
+    square pixels (so ffmpeg decodes it as yuv420p, at the size its sample entry says), shown as stored
+    (no matrix, no ``pasp`` other than 1:1), every sample as long, no edit but one from the start that
+    covers them all, and every sample's data in the file. None for anything else: ffprobe is asked."""
+    movie = mp4.read_movie(path)
+    video = None if movie is None else movie.first(b"vide")
+    if movie is None or video is None or video.codec != b"avc1" or not video.samples:
+        return None
+    picture = mp4.avc_picture(video.entry_boxes.get(b"avcC", b""))
+    plain = (
+        picture is not None
+        and (picture.chroma_format, picture.luma_bits, picture.chroma_bits) == (1, 8, 8)
+        and not picture.full_range
+        and picture.frames_only
+        and picture.sample_aspect in ((0, 0), (1, 1))
+        and (picture.width, picture.height) == (video.width, video.height)
+    )
+    aspect = video.entry_boxes.get(b"pasp")
+    square = aspect is None or (len(aspect) == 8 and aspect[:4] == aspect[4:])
+    whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
+    edits = video.edits
+    unedited = not edits or (len(edits) == 1 and edits[0][1] == 0 and edits[0][0] * video.timescale >= whole)
+    if not (plain and square and unedited and movie.upright and video.upright and video.sample_delta):
+        return None
+    if video.data_end is None or video.data_end > movie.file_size or not video.timescale:
+        return None
+    rate = Fraction(video.timescale, video.sample_delta)
+    text = f"{rate.numerator}/{rate.denominator}"
+    size = (video.width, video.height)
+    return VideoProbe(size, "h264", "yuv420p", size, text, text, video.samples)
 
 
 def cut_voice_and_context(
