@@ -2046,10 +2046,10 @@ def _video_of_movie(path: Path) -> VideoProbe | None:
     square pixels (so ffmpeg decodes it as yuv420p, at the size its sample entry says), shown as stored
     (no matrix, no ``pasp`` other than 1:1), every sample as long, no edit but one from the start that
     covers them all, and every sample's data in the file. None for anything else: ffprobe is asked."""
-    movie = mp4.read_movie(path)
-    video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or video.codec != b"avc1" or not video.samples:
-        return None
+    read = _steady_video(path)
+    if read is None or read[0].codec != b"avc1" or any(start != 0 for _, start in read[0].edits):
+        return None  # an edit that starts later: ffmpeg's rates may be its own estimates
+    video, rate = read
     picture = mp4.avc_picture(video.entry_boxes.get(b"avcC", b""))
     plain = (
         picture is not None
@@ -2061,17 +2061,10 @@ def _video_of_movie(path: Path) -> VideoProbe | None:
     )
     aspect = video.entry_boxes.get(b"pasp")
     square = aspect is None or (len(aspect) == 8 and aspect[:4] == aspect[4:])
-    whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
-    edits = video.edits
-    unedited = not edits or (len(edits) == 1 and edits[0][1] == 0 and edits[0][0] * video.timescale >= whole)
-    if not (plain and square and unedited and movie.upright and video.upright and video.sample_delta):
+    if not (plain and square):
         return None
-    if video.data_end is None or video.data_end > movie.file_size or not video.timescale:
-        return None
-    rate = Fraction(video.timescale, video.sample_delta)
-    text = f"{rate.numerator}/{rate.denominator}"
     size = (video.width, video.height)
-    return VideoProbe(size, "h264", "yuv420p", size, text, text, video.samples)
+    return VideoProbe(size, "h264", "yuv420p", size, rate, rate, video.samples or 0)
 
 
 def cut_voice_and_context(
@@ -2253,14 +2246,31 @@ def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
     packet), its sample entry's size, and its rate when every sample lasts as long (ffprobe's
     ``r_frame_rate`` then). None when the boxes do not say for sure, or when the samples' data is not all
     in the file (a file cut short: ffprobe would count fewer packets)."""
+    read = _steady_video(path)
+    if read is None:
+        return None
+    video, rate = read
+    return EncodedFigures(video.samples or 0, video.width, video.height, rate)
+
+
+def _steady_video(path: Path) -> tuple[mp4.Track, str] | None:
+    """The first video track of an MP4 (``va.mp4``) and its rate as ffprobe says it (``25/1``), when its
+    boxes say for sure what ffprobe would count: samples that all last as long, shown as stored, no
+    edit but one that covers them all (its start may skip B-frames' delay; one that ends early makes
+    ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
+    count fewer packets). None otherwise."""
     movie = mp4.read_movie(path)
     video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or video.samples is None or not video.sample_delta:
+    if movie is None or video is None or not video.samples or not video.sample_delta or not video.timescale:
         return None
-    if video.data_end is None or video.data_end > movie.file_size or not video.timescale:
+    if video.data_end is None or video.data_end > movie.file_size or not movie.upright or not video.upright:
+        return None
+    whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
+    edits = video.edits
+    if edits and not (len(edits) == 1 and edits[0][1] >= 0 and edits[0][0] * video.timescale >= whole):
         return None
     rate = Fraction(video.timescale, video.sample_delta)
-    return EncodedFigures(video.samples, video.width, video.height, f"{rate.numerator}/{rate.denominator}")
+    return video, f"{rate.numerator}/{rate.denominator}"
 
 
 def count_video_packets(path: Path) -> int:
