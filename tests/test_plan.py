@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -182,19 +183,36 @@ def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path: Path) -> N
     assert sha256_file(tmp_path / "gone.wav") == INPUT_NOT_FOUND
 
 
-@pytest.mark.parametrize("script", ["prepare_audio", "hold_start_frame", "encode"])
-def test_a_held_still_rule_loads_no_planner(script: str) -> None:
-    """A held still's rule scripts parse their settings and record their step without the planner, the
-    job's schema checks or their JSON Schema and YAML libraries: three processes a video do not pay for
-    loading them (docs/SCALING.md). Checked on the script's own imports, in a fresh interpreter."""
-    source = (Path(__file__).parent.parent / "scripts" / f"{script}.py").read_text()
-    imports = [node for node in ast.parse(source).body if isinstance(node, ast.Import | ast.ImportFrom)]
-    assert any(isinstance(node, ast.ImportFrom) and node.module == "va.rule_settings" for node in imports)
-    loaded = "('va.plan', 'va.job', 'va.schema', 'jsonschema', 'yaml')"
-    probe = "\n".join(
-        [*map(ast.unparse, imports), f"import sys; print([m for m in {loaded} if m in sys.modules])"]
-    )
+SCRIPTS = Path(__file__).parent.parent / "scripts"
+#: The rule scripts that talk to a service over HTTP: ComfyUI's, and the lip-sync provider's.
+TALKING_SCRIPTS = ("comfyui_batch", "comfyui_segment", "lipsync")
+#: What no rule script loads: the planner, the job's checks and their JSON Schema and YAML libraries,
+#: and filelock (the rules' locks are va.locks').
+PLANNING_MODULES = ("va.plan", "va.job", "jsonschema", "yaml", "filelock")
+#: The HTTP and websocket clients, which only the talking scripts load.
+CLIENT_MODULES = ("requests", "websocket")
+
+
+def test_rule_scripts_load_only_what_their_rule_needs() -> None:
+    """No rule script loads the planner, the job's checks or their JSON Schema and YAML libraries (a
+    rule parses its settings), nor filelock, and only the scripts that talk to ComfyUI or a lip-sync
+    service load an HTTP or websocket client: each is a process of every video that would pay for them
+    (docs/PERFORMANCE.md). Checked on each script's own imports, all in one fresh interpreter: the
+    quiet scripts first, so a module that is there was loaded by the script named, or one before it."""
+    scripts = sorted(SCRIPTS.glob("*.py"), key=lambda script: (script.stem in TALKING_SCRIPTS, script.stem))
+    assert {script.stem for script in scripts} >= {"prepare_audio", "encode", *TALKING_SCRIPTS}
+    probe = ["import json, sys"]
+    for script in scripts:
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+        imports = [ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        unwanted = PLANNING_MODULES + (() if script.stem in TALKING_SCRIPTS else CLIENT_MODULES)
+        probe += [
+            *imports,
+            f"print(json.dumps([{script.stem!r}, [m for m in {unwanted!r} if m in sys.modules]]))",
+        ]
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", "\n".join(probe)], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.strip() == "[]", f"scripts/{script}.py loads {done.stdout.strip()}"
+    loaded = dict(json.loads(line) for line in done.stdout.splitlines())
+    assert set(loaded) == {script.stem for script in scripts}
+    assert {script: modules for script, modules in loaded.items() if modules} == {}

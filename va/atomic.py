@@ -96,9 +96,13 @@ def scratch_folder(target: Path) -> Iterator[Path]:
     writer that has ended is removed first. It is removed when the block ends."""
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f"{SCRATCH_PREFIX}{target.name}-"
-    for stale in target.parent.glob(prefix + "*"):
-        if _writer_gone(stale.name[len(prefix) :]):
-            shutil.rmtree(stale, ignore_errors=True)
+    # Compared as text, not globbed: a glob compiles a pattern for each target's name (a batch's 16
+    # frames, 16 patterns), and a name with ``[`` or ``*`` in it would be read as a pattern.
+    with os.scandir(target.parent) as entries:
+        stale = [entry.name for entry in entries if entry.name.startswith(prefix)]
+    for name in stale:
+        if _writer_gone(name[len(prefix) :]):
+            shutil.rmtree(target.parent / name, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=prefix + _writer_tag(), dir=target.parent) as scratch:
         yield Path(scratch)
 

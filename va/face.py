@@ -136,16 +136,20 @@ def find_face(frame: media.RawFrame) -> FaceBox | None:
     return FaceBox(round(found.x * s), round(found.y * s), round(found.width * s), round(found.height * s))
 
 
-def find_face_in_picture(grey: NDArray[numpy.uint8]) -> FaceBox | None:
+def find_face_in_picture(
+    grey: NDArray[numpy.uint8], *, smallest: float = 0.0, step: float = 1.1
+) -> FaceBox | None:
     """The largest frontal face in a whole grey picture (a 2-D uint8 array of any size), looked for as
     ``find_face`` looks (the picture at most ``ANALYSIS_SIDE`` on its longer side, faces from
-    ``SMALLEST_FACE`` of its shorter side), in the picture's pixels; None when there is none."""
+    ``SMALLEST_FACE`` of its shorter side, each size ``step`` times the one before), in the picture's
+    pixels; None when there is none. ``smallest``: faces from this share of the longer side instead."""
     cv2 = _opencv()
     height, width = grey.shape
     shrink = min(1.0, ANALYSIS_SIDE / max(width, height))
     size = max(1, round(width * shrink)), max(1, round(height * shrink))
     small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA) if shrink < 1.0 else grey
-    found = find_face_in_grey(small, max(20, round(min(size) * SMALLEST_FACE)))
+    least = round(max(size) * smallest) if smallest else round(min(size) * SMALLEST_FACE)
+    found = find_face_in_grey(small, max(20, least), step=step)
     if found is None:
         return None
     grow = width / size[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from va.plan_parts import Stages, Visual
@@ -52,21 +53,34 @@ RULE_PHASE = {
 def rule_outputs(workdir: Workdir, basename: str, rule: str, target: str | None = None) -> list[str]:
     """Outputs of one rule (of one batch for ``comfyui_batch``, of one chunk for ``lipsync_chunk``),
     relative to the workdir: the same paths the rule files declare."""
-    root = workdir.root
-    paths = {
-        "prepare_audio": [workdir.padded_audio, workdir.padded_aac],
-        "hold_start_frame": [workdir.still, workdir.still_loop],
-        "comfyui_batch": [workdir.batch_result(target or "")],
-        "comfyui_segment": [workdir.segment_clip(target or ""), workdir.segment_record(target or "")],
-        "assemble_visual": [workdir.comfyui_visual],
-        "camera_motion": [workdir.motion_visual],
-        "stabilize": [workdir.stabilized_visual],
-        "lipsync_chunk": [workdir.lipsync_chunk(target or "")],
-        "lipsync": [workdir.lipsync_output],
-        "captions": [workdir.captions_srt, workdir.captions_vtt],
-        "encode": [workdir.final(basename)],
-    }[rule]
-    return [str(path.relative_to(root)) for path in paths]
+    # Only the asked rule's paths are made: the manifest asks for every rule at every event.
+    paths: list[Path]
+    match rule:
+        case "prepare_audio":
+            paths = [workdir.padded_audio, workdir.padded_aac]
+        case "hold_start_frame":
+            paths = [workdir.still, workdir.still_loop]
+        case "comfyui_batch":
+            paths = [workdir.batch_result(target or "")]
+        case "comfyui_segment":
+            paths = [workdir.segment_clip(target or ""), workdir.segment_record(target or "")]
+        case "assemble_visual":
+            paths = [workdir.comfyui_visual]
+        case "camera_motion":
+            paths = [workdir.motion_visual]
+        case "stabilize":
+            paths = [workdir.stabilized_visual]
+        case "lipsync_chunk":
+            paths = [workdir.lipsync_chunk(target or "")]
+        case "lipsync":
+            paths = [workdir.lipsync_output]
+        case "captions":
+            paths = [workdir.captions_srt, workdir.captions_vtt]
+        case "encode":
+            paths = [workdir.final(basename)]
+        case _:
+            raise KeyError(rule)
+    return [str(path.relative_to(workdir.root)) for path in paths]
 
 
 class GraphDescription(TypedDict):

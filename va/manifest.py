@@ -6,7 +6,6 @@ date costs the same at the ten-thousandth event as at the first.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any, Literal, NotRequired, cast
 
 from typing_extensions import TypedDict  # pydantic reads only this one's on Python 3.11
 
-from va.atomic import read_json, write_json_atomic
+from va.atomic import read_json, write_text_atomic
 from va.errors import ExitCode
 from va.face import FaceSearchData
 from va.graph import PHASES, RULE_PHASE, rule_outputs
@@ -584,7 +583,9 @@ def store_digest(workdir: Workdir, digest: EventDigest) -> None:
     """Keep ``digest`` for the next event (written atomically; the caller holds the state lock). Not
     fsynced: the event log it sums up is not either, and a digest lost or behind the log is made again
     from it (each event recorded paid for two fsyncs, this one for nothing)."""
-    write_json_atomic(workdir.manifest_digest, dataclasses.asdict(digest), durable=False)
+    # Compact and as it is (its fields are plain JSON already): no copy, and json's C encoder, where an
+    # indented copy took 0.7 ms an event, ten times as long.
+    write_text_atomic(workdir.manifest_digest, json.dumps(vars(digest)) + "\n", durable=False)
 
 
 # What the manifest reads of ``prepare/plan.json`` (va.plan.plan_document): the JSON as written, read

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from va import media
-from va.job import Job, comfyui_active
 from va.plan_parts import CameraMove
 from va.rule_settings import CameraSettings
+
+if TYPE_CHECKING:  # the job is read by ``va validate`` (motion_warnings); the rule renders from its settings
+    from va.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ CAMERAS = ("push_in", "pull_out", "pan_left", "pan_right")
 
 def motion_warnings(job: Job) -> list[str]:
     """What ``va validate`` warns of: a strength above 0 that the ComfyUI template binds to nothing."""
+    from va.job import comfyui_active  # noqa: PLC0415 - see TYPE_CHECKING above
+
     strength = job.motion.strength
     if not comfyui_active(job) or strength == 0:
         return []

@@ -56,6 +56,7 @@ from va.lipsync.sync import resolve_model_settings, resolve_settings
 from va.memo import FileIdentity, Memo, identity_of
 from va.plan_parts import (
     PROVENANCE_FIELDS,
+    SEED_LIMIT,
     Batch,
     Buffer,
     CameraMove,
@@ -71,6 +72,7 @@ from va.plan_parts import (
     Seeds,
     Stages,
     Visual,
+    batch_seed,
     canonical_json,
     document_fingerprint,
     generation_document,
@@ -93,10 +95,6 @@ if TYPE_CHECKING:
 INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
 #: Random seeds stay below 2**53 so that every JSON reader keeps them exact.
 RANDOM_SEED_LIMIT = 2**53
-#: Batch seeds wrap around at 2**64, the range of ComfyUI's seed inputs.
-SEED_LIMIT = 2**64
-#: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
-RETRY_SEED_STRIDE = 1_000_003
 
 
 #: Hashes of input files by their identity (va/memo.py): a batch's jobs often share a still or a voice,
@@ -142,11 +140,6 @@ def target_frames(duration_seconds: float, fps: int) -> int:
 def batch_name(index: int) -> str:
     """The wildcard value and file stem of ComfyUI batch ``index`` (0-based)."""
     return f"{index:04d}"
-
-
-def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
-    """Seed of a batch: the run's seed plus the batch index (plus a stride per retry under ``per_retry``)."""
-    return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
 
 
 @dataclass(frozen=True, slots=True)

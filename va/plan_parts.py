@@ -21,6 +21,17 @@ from va.segments import SegmentContract, VoiceSegment
 #: ``ParameterValue``, spelled here because the plan knows nothing of the ComfyUI stage).
 BindingValue = str | int | float | bool | None
 
+#: Batch seeds wrap around at 2**64, the range of ComfyUI's seed inputs.
+SEED_LIMIT = 2**64
+#: Distance between the seeds of two attempts of one batch under ``seed_policy: per_retry``.
+RETRY_SEED_STRIDE = 1_000_003
+
+
+def batch_seed(seed: int, index: int, attempt: int = 0, per_retry: bool = False) -> int:
+    """Seed of a batch: the run's seed plus the batch index (plus a stride per retry under ``per_retry``).
+    Here, not in the planner, because the ComfyUI stage seeds each attempt with it."""
+    return (seed + index + (attempt * RETRY_SEED_STRIDE if per_retry else 0)) % SEED_LIMIT
+
 
 @dataclass(frozen=True, slots=True)
 class Buffer:

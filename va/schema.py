@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
-from jsonschema import Draft202012Validator, validators
-from jsonschema.protocols import Validator
 
 from va.errors import ExitCode, VaError, not_a_file
+
+if TYPE_CHECKING:  # jsonschema words the errors of an invalid document; a valid one never loads it
+    import jsonschema
+    from jsonschema.protocols import Validator
 
 
 def schema_path(name: str) -> Path:
@@ -37,6 +38,8 @@ def job_schema() -> dict[str, Any]:
 
 
 def _with_defaults(validator_class: type[Validator]) -> type[Validator]:
+    from jsonschema import validators  # noqa: PLC0415 - see TYPE_CHECKING above
+
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(
@@ -54,7 +57,12 @@ def _with_defaults(validator_class: type[Validator]) -> type[Validator]:
     return extended
 
 
-_DefaultingValidator = _with_defaults(Draft202012Validator)
+@cache
+def _defaulting_validator() -> type[Validator]:
+    """jsonschema's Draft 2020-12 validator that fills in defaults as it checks, made once."""
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    return _with_defaults(Draft202012Validator)
 
 
 @cache
@@ -189,7 +197,7 @@ def validate_slowly(data: dict[str, Any], name: str, source: str) -> dict[str, A
     a document the fast path refused (and what the fast path must agree with: tests/test_schema.py)."""
     document = copy.deepcopy(data)
     errors = sorted(
-        _DefaultingValidator(_schema(name)).iter_errors(document),
+        _defaulting_validator()(_schema(name)).iter_errors(document),
         key=lambda error: (len(error.absolute_path), list(map(str, error.absolute_path))),
     )
     if errors:

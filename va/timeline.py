@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import jsonschema
-import yaml
-
 from va.errors import ExitCode, VaError, not_a_file
 from va.schema import describe_error, schema_path
 
@@ -58,6 +55,10 @@ def _segment_schema() -> dict[str, Any]:
 
 
 def _from_data(items: Any, source: str) -> tuple[Segment, ...]:
+    # Imported here, as pysubs2 below: only the planner reads a timeline file; the captions rule, which
+    # imports this module too, never needs the checks (about 60 ms of start-up with YAML's reader).
+    import jsonschema  # noqa: PLC0415
+
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(_segment_schema()).iter_errors(items)
     )
@@ -112,6 +113,8 @@ def load_segments(job: Job) -> tuple[Segment, ...]:
         return _from_subtitles(path)
     if suffix not in DATA_SUFFIXES:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"timeline_file: use .json, .yaml, .srt or .vtt: {path}")
+    import yaml  # noqa: PLC0415 - see _from_data
+
     try:
         items = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML reads JSON too
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -251,6 +251,20 @@ def test_unknown_port_is_transient() -> None:
         ComfyClient(f"http://127.0.0.1:{free_port()}").history("x")
 
 
+def test_the_environments_proxy_is_followed_unless_no_proxy_exempts_the_server(
+    comfy: Comfy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As requests does, though a client reads the environment once and not at every request: a proxy
+    named there carries the requests (here one nobody listens on), unless ``no_proxy`` names the server."""
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ComfyTransient, match=r"^GET /system_stats: ProxyError$"):
+        ComfyClient(comfy.url).system_stats()
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    assert ComfyClient(comfy.url).system_stats()["system"]["comfyui_version"]
+
+
 def test_rejected_prompt_names_the_node_and_input(comfy: Comfy) -> None:
     graph = render(load_workflow("vidax_text2img_frames"), {"ckpt_name": "missing.safetensors"})
     with pytest.raises(VaError) as rejected:

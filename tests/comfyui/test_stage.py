@@ -30,7 +30,6 @@ from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import Job, comfyui_active, load_job
 from va.plan import (
-    RETRY_SEED_STRIDE,
     Batch,
     check_workflows,
     load_plan,
@@ -38,6 +37,7 @@ from va.plan import (
     plan_job,
     write_plan,
 )
+from va.plan_parts import RETRY_SEED_STRIDE
 from va.rule_settings import (
     GenerationSettings,
     assemble_settings,

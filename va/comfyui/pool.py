@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from filelock import FileLock, Timeout
-
 from va.comfyui.protocol import ResourcesBlock
+from va.locks import Flock
 from va.state import state_dir
 
 #: How long a server that failed is left out when a unit looks for a slot (it is then tried again: a
@@ -244,7 +243,7 @@ def _key(url: str) -> str:
 class Lease:
     """A slot of one server, held until ``release`` (or the process ends)."""
 
-    def __init__(self, server: PoolServer, lock: FileLock) -> None:
+    def __init__(self, server: PoolServer, lock: Flock) -> None:
         self.server, self._lock = server, lock
 
     @property
@@ -253,8 +252,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the slot back (again: nothing)."""
-        if self._lock.is_locked:
-            self._lock.release()
+        self._lock.release()
 
 
 class ServerPool:
@@ -267,8 +265,8 @@ class ServerPool:
         self.folder = folder or pool_folder()
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _slot_lock(self, server: PoolServer, slot: int) -> FileLock:
-        return FileLock(self.folder / f"{_key(server.url)}.{slot}.lock", thread_local=False)
+    def _slot_lock(self, server: PoolServer, slot: int) -> Flock:
+        return Flock(self.folder / f"{_key(server.url)}.{slot}.lock")
 
     def _mark(self, url: str) -> Path:
         return self.folder / f"{_key(url)}.down"
@@ -289,11 +287,8 @@ class ServerPool:
         for server in servers:
             for slot in range(server.leases):
                 lock = self._slot_lock(server, slot)
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
-                    continue
-                return Lease(server, lock)
+                if lock.try_acquire():
+                    return Lease(server, lock)
         return None
 
     def _free(self, avoid: str | None) -> Lease | None:
@@ -365,10 +360,8 @@ class ServerPool:
         taken = 0
         for slot in range(server.leases):
             lock = self._slot_lock(server, slot)
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                taken += 1
-            else:
+            if lock.try_acquire():
                 lock.release()
+            else:
+                taken += 1
         return taken

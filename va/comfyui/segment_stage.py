@@ -38,7 +38,7 @@ from va.comfyui.stage import (
 from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
 from va.errors import ExitCode, VaError
-from va.plan import batch_seed
+from va.plan_parts import batch_seed
 from va.rule_settings import SegmentSettings
 from va.segments import SegmentContract, VoiceSegment
 from va.workdir import Workdir

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from va import media
 from va.atomic import read_json, write_json_atomic
@@ -37,16 +37,16 @@ from va.comfyui.protocol import (
 )
 from va.comfyui.starter import own_server
 from va.comfyui.workflow import Workflow, graph_json, load_workflow, render
-from va.config import load_config
 from va.errors import ExitCode, VaError
 from va.events import read_events
-from va.job import Job
-from va.plan import batch_seed
-from va.plan_parts import Batch, ComfyWait, Generation
+from va.plan_parts import Batch, ComfyWait, Generation, batch_seed
 from va.retry import RetryPolicy, retrying
 from va.rule_settings import GenerationSettings
 from va.tracking import unit_step
 from va.workdir import Workdir
+
+if TYPE_CHECKING:  # the job is read by the run's start (job_pool), never by a batch's rule
+    from va.job import Job
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0
@@ -83,6 +83,8 @@ def filename_prefix(token: str, workflow: Workflow, batch: str, attempt: int, fr
 def job_pool(job: Job, profile: dict[str, Any] | None = None) -> PoolSettings:
     """The ComfyUI servers of a job's stage (va.comfyui.pool.resolve_pool): the job's ``comfyui.url``,
     else the profile's ``comfyui_servers``, else vidax.json's ``comfyui.servers`` or ``comfyui.url``."""
+    from va.config import load_config  # noqa: PLC0415 - the run's start only: a rule loads no config schema
+
     return resolve_pool(job.comfyui.url, profile or {}, load_config("vidax").data["comfyui"])
 
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import yaml
-
 from va.errors import ExitCode, VaError
 from va.lipsync.providers import Provider, fill, fill_tree
 from va.processes import ProcessId, end_processes, group_members, tree
@@ -72,6 +70,8 @@ def _render_config_file(provider: Provider, values: dict[str, str]) -> None:
     if spec["format"] == "json":
         path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     else:
+        import yaml  # noqa: PLC0415 - only a provider whose config file is YAML needs the writer
+
         path.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
 
 
