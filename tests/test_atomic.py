@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from va.atomic import SCRATCH_PREFIX, copy_file_atomic, partial_file, place_file, stream_to_file
+from va.atomic import (
+    SCRATCH_PREFIX,
+    copy_file_atomic,
+    partial_file,
+    place_file,
+    scratch_folder,
+    stream_to_file,
+)
 from va.errors import ExitCode, VaError
 
 
@@ -64,6 +71,22 @@ def test_a_stream_cut_off_leaves_no_file(tmp_path: Path) -> None:
     assert not target.exists() and _leftovers(tmp_path) == []
     stream_to_file(target, iter([b"a", b"b"]))
     assert target.read_bytes() == b"ab"
+
+
+def test_streams_sharing_a_scratch_folder_each_appear_whole_and_the_folder_goes(tmp_path: Path) -> None:
+    def broken() -> Iterator[bytes]:
+        yield b"first block"
+        raise ConnectionError("reset")
+
+    frames = [tmp_path / f"{n:06d}.png" for n in range(1, 4)]
+    with scratch_folder(frames[0]) as scratch:
+        stream_to_file(frames[0], iter([b"one"]), scratch=scratch)
+        with pytest.raises(ConnectionError):
+            stream_to_file(frames[1], broken(), scratch=scratch)
+        stream_to_file(frames[2], iter([b"th", b"ree"]), scratch=scratch)
+        assert not frames[1].exists()  # the broken one is nowhere under its name
+    assert [f.read_bytes() if f.exists() else None for f in frames] == [b"one", None, b"three"]
+    assert _leftovers(tmp_path) == []
 
 
 def test_copy_and_place_give_the_same_content_under_the_new_name(tmp_path: Path) -> None:

@@ -235,14 +235,19 @@ def _ffprobes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return started
 
 
-@pytest.mark.parametrize(("fps", "copied"), [(25, True), (30, False)])
+@pytest.mark.parametrize(
+    ("fps", "b_frames", "copied", "ffprobes"),
+    [(25, "0", True, 0), (30, "0", False, 0), (25, "2", True, 1)],
+    ids=["conforms", "another-rate", "b-frames"],
+)
 def test_a_video_brought_to_the_plan_is_probed_once_and_copied_when_it_conforms(
-    tmp_path: Path, fps: int, copied: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fps: int, b_frames: str, copied: bool, ffprobes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Its size and whether it conforms come from its boxes (a plain H.264 MP4, as va encodes them), or
+    from one ffprobe (B-frames: an edit list that starts later)."""
     video, voice, final = tmp_path / "picture.mp4", tmp_path / "voice.wav", tmp_path / "final.mp4"
-    ffmpeg(
-        "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)
-    )
+    source = ["-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    ffmpeg(*source, "-bf", b_frames, str(video))
     ffmpeg("-f", "lavfi", "-i", "sine=d=2", str(voice))
     probes = _ffprobes(monkeypatch)
     muxes = calls_of(monkeypatch, media, "_run")
@@ -251,7 +256,7 @@ def test_a_video_brought_to_the_plan_is_probed_once_and_copied_when_it_conforms(
     media.encode_from_video(
         video, voice, final, fps=fps, frames=frames, crf=30, preset="ultrafast", canvas=canvas
     )
-    assert len(probes) == 1 and "-count_packets" in probes[0]  # the size and the conformance from one
+    assert len(probes) == ffprobes and all("-count_packets" in argv for argv in probes)
     stream_copies = [
         argv for (argv,) in muxes if any(argv[k : k + 2] == ["-c:v", "copy"] for k in range(len(argv)))
     ]
@@ -260,7 +265,62 @@ def test_a_video_brought_to_the_plan_is_probed_once_and_copied_when_it_conforms(
     probe = media.probe_video(video)
     assert probe.conforms(fps=25, frames=50, size=(64, 48))
     assert not probe.conforms(fps=25, frames=50, size=(66, 48)) and not probe.conforms(fps=25, frames=49)
-    assert (probe.visual.width, probe.visual.height, probe.coded_size) == (64, 48, (64, 48))
+    assert (probe.display_size, probe.coded_size) == ((64, 48), (64, 48))
+
+
+def probed_video(path: Path, monkeypatch: pytest.MonkeyPatch) -> media.VideoProbe:
+    """The video as ffprobe gives it (the box reader set aside)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(media, "_video_of_movie", lambda _: None)
+        return media.probe_video(path)
+
+
+X264 = ["-c:v", "libx264", "-preset", "ultrafast"]
+VIDEOS = {
+    # What va's own encodes are: read from the boxes.
+    "plain": (True, "testsrc2=s=64x48:r=25:d=1", [*X264, "-pix_fmt", "yuv420p", "-bf", "0"]),
+    "odd-size-cropped": (True, "testsrc2=s=66x50:r=30:d=1", [*X264, "-pix_fmt", "yuv420p", "-bf", "0"]),
+    "ntsc-rate": (True, "testsrc2=s=64x48:r=30000/1001:d=1", [*X264, "-pix_fmt", "yuv420p", "-bf", "0"]),
+    # What ffprobe is asked about.
+    "b-frames": (False, "testsrc2=s=64x48:r=25:d=1", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    "full-range": (False, "testsrc2=s=64x48:r=25:d=1", [*X264, "-pix_fmt", "yuvj420p", "-bf", "0"]),
+    "4:4:4": (False, "testsrc2=s=64x48:r=25:d=1", [*X264, "-pix_fmt", "yuv444p", "-bf", "0"]),
+    "10-bit": (False, "testsrc2=s=64x48:r=25:d=1", [*X264, "-pix_fmt", "yuv420p10le", "-bf", "0"]),
+    "wide-pixels": (False, "testsrc2=s=64x48:r=25:d=1,setsar=2", [*X264, "-pix_fmt", "yuv420p", "-bf", "0"]),
+    "interlaced": (
+        False,
+        "testsrc2=s=64x48:r=25:d=1",
+        [*X264, "-pix_fmt", "yuv420p", "-bf", "0", "-flags", "+ildct+ilme", "-x264opts", "interlaced=1"],
+    ),
+    "rotated": (False, "testsrc2=s=64x48:r=25:d=1", [*X264, "-pix_fmt", "yuv420p", "-bf", "0"]),
+    "vp9": (False, "testsrc2=s=64x48:r=25:d=1", ["-c:v", "libvpx-vp9", "-deadline", "realtime"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_a_videos_figures_from_its_boxes_are_what_ffprobe_says(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_from_boxes, source, codec = VIDEOS[name]
+    video = tmp_path / "picture.mp4"
+    ffmpeg("-f", "lavfi", "-i", source, *codec, str(video))
+    if name == "rotated":  # its track's matrix turns it: displayed 48x64
+        video = tmp_path / "turned.mp4"
+        ffmpeg("-i", str(tmp_path / "picture.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(video))
+        assert probed_video(video, monkeypatch).display_size == (48, 64)
+    fast = media._video_of_movie(video)
+    assert (fast is not None) == read_from_boxes
+    assert media.probe_video(video) == probed_video(video, monkeypatch)
+
+
+def test_a_video_cut_short_is_left_to_ffprobe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    video = tmp_path / "picture.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", *X264, "-pix_fmt", "yuv420p", "-bf", "0",
+           "-movflags", "+faststart", str(video))  # fmt: skip
+    video.write_bytes(video.read_bytes()[:-2000])  # the index whole, the last frames' data gone
+    assert media._video_of_movie(video) is None
+    probe = media.probe_video(video)
+    assert probe.packets < 50 and not probe.conforms(fps=25, frames=50)
 
 
 def test_a_video_that_does_not_decode_is_refused_by_its_one_probe(tmp_path: Path) -> None:

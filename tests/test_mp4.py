@@ -132,3 +132,18 @@ def test_a_variable_rate_is_left_to_ffprobe(tmp_path: Path) -> None:
     assert track is not None and track.samples == 50 and track.sample_delta is None
     assert media._encoded_figures_of_movie(varied) is None
     assert media.encoded_figures(varied).frames == 50
+
+
+def test_an_edit_list_that_ends_early_is_left_to_ffprobe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, edited = tmp_path / "whole.mp4", tmp_path / "edited.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48:r=25:d=2", "-c:v", "libx264", "-bf", "0", str(whole))
+    data = bytearray(whole.read_bytes())
+    at = data.index(b"elst") + 4 + 8  # version and flags, the entry count, then the first entry's length
+    assert int.from_bytes(data[at : at + 4], "big") == 2000  # 2 s in the movie's milliseconds
+    data[at : at + 4] = (1000).to_bytes(4, "big")  # the edit shows the first second only
+    edited.write_bytes(bytes(data))
+    assert media._encoded_figures_of_movie(whole) == media.EncodedFigures(50, 64, 48, "25/1")
+    assert media._encoded_figures_of_movie(edited) is None
+    assert media.encoded_figures(edited) == probed_encode(edited, monkeypatch)

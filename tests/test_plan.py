@@ -186,16 +186,17 @@ def test_a_file_is_hashed_once_while_it_stays_the_same_file(tmp_path: Path) -> N
 SCRIPTS = Path(__file__).parent.parent / "scripts"
 #: The rule scripts that talk to a service over HTTP: ComfyUI's, and the lip-sync provider's.
 TALKING_SCRIPTS = ("comfyui_batch", "comfyui_segment", "lipsync")
-#: What no rule script loads: the planner, the job's checks and their JSON Schema and YAML libraries.
-PLANNING_MODULES = ("va.plan", "va.job", "jsonschema", "yaml")
+#: What no rule script loads: the planner, the job's checks and their JSON Schema and YAML libraries,
+#: and filelock (the rules' locks are va.locks').
+PLANNING_MODULES = ("va.plan", "va.job", "jsonschema", "yaml", "filelock")
 #: The HTTP and websocket clients, which only the talking scripts load.
 CLIENT_MODULES = ("requests", "websocket")
 
 
 def test_rule_scripts_load_only_what_their_rule_needs() -> None:
     """No rule script loads the planner, the job's checks or their JSON Schema and YAML libraries (a
-    rule parses its settings), and only the scripts that talk to ComfyUI or a lip-sync service load an
-    HTTP or websocket client: each is a process of every video that would pay for loading them
+    rule parses its settings), nor filelock, and only the scripts that talk to ComfyUI or a lip-sync
+    service load an HTTP or websocket client: each is a process of every video that would pay for them
     (docs/PERFORMANCE.md). Checked on each script's own imports, all in one fresh interpreter: the
     quiet scripts first, so a module that is there was loaded by the script named, or one before it."""
     scripts = sorted(SCRIPTS.glob("*.py"), key=lambda script: (script.stem in TALKING_SCRIPTS, script.stem))

@@ -1705,7 +1705,7 @@ def encode_from_video(
     its size as displayed and whether it conforms.
     """
     probe = probe_video(video)
-    source_size = (probe.visual.width, probe.visual.height) if canvas is not None else None
+    source_size = probe.display_size if canvas is not None else None
     size = canvas.size if canvas is not None else None
     conforming = probe.conforms(fps=fps, frames=frames, size=size)
     encode_picture(
@@ -1995,11 +1995,11 @@ def render_audiogram(
 
 @dataclass(frozen=True)
 class VideoProbe:
-    """A video as ``encode_from_video`` reads it: its picture as displayed, and its first video stream's
-    codec, pixel format, coded size, rates (ffprobe's ``r_frame_rate`` and ``avg_frame_rate``) and
-    packets (counted, no decoding: one a frame)."""
+    """A video as ``encode_from_video`` reads it: the size of its picture as displayed, and its first
+    video stream's codec, pixel format, coded size, rates (ffprobe's ``r_frame_rate`` and
+    ``avg_frame_rate``) and packets (counted, no decoding: one a frame)."""
 
-    visual: VisualInfo
+    display_size: tuple[int, int]
     codec: str
     pix_fmt: str
     coded_size: tuple[int, int]
@@ -2020,13 +2020,17 @@ class VideoProbe:
 
 
 def probe_video(path: Path) -> VideoProbe:
-    """``path``'s picture (``probe_visual``'s record) and the figures that say whether it conforms, from
-    one ffprobe that counts its packets; none is ``UNSUPPORTED_FORMAT``."""
+    """``path``'s picture size as displayed (as ``probe_visual`` finds it) and the figures that say whether
+    it conforms: from the boxes of a plain H.264 MP4 (``_video_of_movie``), else from one ffprobe that
+    counts its packets; none is ``UNSUPPORTED_FORMAT``."""
+    known = _video_of_movie(path)
+    if known is not None:
+        return known
     data = _ffprobe_json(path, "image or video", count_packets=True)
     visual = _visual_of(path, data)
     stream = _first_stream(data, "video") or {}
     return VideoProbe(
-        visual=visual,
+        display_size=(visual.width, visual.height),
         codec=str(stream.get("codec_name", "")),
         pix_fmt=str(stream.get("pix_fmt", "")),
         coded_size=(int(str(stream.get("width", 0))), int(str(stream.get("height", 0)))),
@@ -2034,6 +2038,33 @@ def probe_video(path: Path) -> VideoProbe:
         avg_frame_rate=str(stream.get("avg_frame_rate", "")),
         packets=int(str(stream.get("nb_read_packets") or 0)),
     )
+
+
+def _video_of_movie(path: Path) -> VideoProbe | None:
+    """A ``VideoProbe`` from an MP4's boxes (``va.mp4``), without a process, when they say for sure what
+    ffprobe would: an ``avc1`` track whose one SPS is 4:2:0 in 8 bits, limited range, whole frames and
+    square pixels (so ffmpeg decodes it as yuv420p, at the size its sample entry says), shown as stored
+    (no matrix, no ``pasp`` other than 1:1), every sample as long, no edit but one from the start that
+    covers them all, and every sample's data in the file. None for anything else: ffprobe is asked."""
+    read = _steady_video(path)
+    if read is None or read[0].codec != b"avc1" or any(start != 0 for _, start in read[0].edits):
+        return None  # an edit that starts later: ffmpeg's rates may be its own estimates
+    video, rate = read
+    picture = mp4.avc_picture(video.entry_boxes.get(b"avcC", b""))
+    plain = (
+        picture is not None
+        and (picture.chroma_format, picture.luma_bits, picture.chroma_bits) == (1, 8, 8)
+        and not picture.full_range
+        and picture.frames_only
+        and picture.sample_aspect in ((0, 0), (1, 1))
+        and (picture.width, picture.height) == (video.width, video.height)
+    )
+    aspect = video.entry_boxes.get(b"pasp")
+    square = aspect is None or (len(aspect) == 8 and aspect[:4] == aspect[4:])
+    if not (plain and square):
+        return None
+    size = (video.width, video.height)
+    return VideoProbe(size, "h264", "yuv420p", size, rate, rate, video.samples or 0)
 
 
 def cut_voice_and_context(
@@ -2215,14 +2246,31 @@ def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
     packet), its sample entry's size, and its rate when every sample lasts as long (ffprobe's
     ``r_frame_rate`` then). None when the boxes do not say for sure, or when the samples' data is not all
     in the file (a file cut short: ffprobe would count fewer packets)."""
+    read = _steady_video(path)
+    if read is None:
+        return None
+    video, rate = read
+    return EncodedFigures(video.samples or 0, video.width, video.height, rate)
+
+
+def _steady_video(path: Path) -> tuple[mp4.Track, str] | None:
+    """The first video track of an MP4 (``va.mp4``) and its rate as ffprobe says it (``25/1``), when its
+    boxes say for sure what ffprobe would count: samples that all last as long, shown as stored, no
+    edit but one that covers them all (its start may skip B-frames' delay; one that ends early makes
+    ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
+    count fewer packets). None otherwise."""
     movie = mp4.read_movie(path)
     video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or video.samples is None or not video.sample_delta:
+    if movie is None or video is None or not video.samples or not video.sample_delta or not video.timescale:
         return None
-    if video.data_end is None or video.data_end > movie.file_size or not video.timescale:
+    if video.data_end is None or video.data_end > movie.file_size or not movie.upright or not video.upright:
+        return None
+    whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
+    edits = video.edits
+    if edits and not (len(edits) == 1 and edits[0][1] >= 0 and edits[0][0] * video.timescale >= whole):
         return None
     rate = Fraction(video.timescale, video.sample_delta)
-    return EncodedFigures(video.samples, video.width, video.height, f"{rate.numerator}/{rate.denominator}")
+    return video, f"{rate.numerator}/{rate.denominator}"
 
 
 def count_video_packets(path: Path) -> int:

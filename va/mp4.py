@@ -5,6 +5,8 @@ before it is published (``va.media.encoded_figures``); on a busy machine an ffpr
 longer than the rest of a segment's own time. What a clip's ``moov`` box says is enough: a video
 track's sample count (one sample a frame, as ffprobe counts packets), its sample entry's size, its
 rate, the length of an audio track, and where the samples' data ends (a file cut short is not taken).
+A video brought to the plan (``va.media.probe_video``) is read so too: its H.264 sequence parameter set
+(in the ``avcC`` box) says its pixel format, coded size and pixel aspect, its matrices how it is shown.
 A file this reader does not know for sure (fragmented, no ``moov``, no video sample entry, a damaged
 box) gives None, and the caller asks ffprobe.
 """
@@ -12,7 +14,7 @@ box) gives None, and the caller asks ffprobe.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,15 +43,23 @@ class Track:
     codec: bytes = b""
     sample_delta: int | None = None
     data_end: int | None = None
+    #: Whether its ``tkhd`` matrix leaves the picture as it is (no turn, no mirror, no scale).
+    upright: bool = False
+    #: The edit list's entries, (length in the movie's timescale, media time; -1: an empty edit).
+    edits: tuple[tuple[int, int], ...] = ()
+    #: The boxes inside its first sample entry by type (a video's ``avcC``, ``pasp``, ``colr``).
+    entry_boxes: dict[bytes, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Movie:
-    """The tracks of an MP4 file, the movie's timescale, and the file's size in bytes."""
+    """The tracks of an MP4 file, the movie's timescale, the file's size in bytes, and whether the movie's
+    ``mvhd`` matrix leaves the picture as it is."""
 
     timescale: int
     tracks: tuple[Track, ...]
     file_size: int = 0
+    upright: bool = False
 
     def first(self, handler: bytes) -> Track | None:
         """The first track of ``handler``, None without one."""
@@ -110,7 +120,7 @@ def _track(data: bytes, start: int, end: int) -> Track:
         at, _ = stbl[b"stsd"]
         # The first sample entry: size, format, 6 reserved, data reference, 16 of pre-defined, then size.
         width, height = struct.unpack_from(">HH", data, at + 8 + 32)
-    edited = None
+    edited, edits = None, []
     if b"edts" in trak and b"elst" in (edts := _children(data, *trak[b"edts"])):
         at, _ = edts[b"elst"]
         wide = data[at] == 1
@@ -120,11 +130,49 @@ def _track(data: bytes, start: int, end: int) -> Track:
             length, media_time = struct.unpack_from(">Qq" if wide else ">Ii", data, entry)
             entry += 20 if wide else 12
             edited += length if media_time != -1 else 0
+            edits.append((length, media_time))
     one_delta = deltas.pop() if len(deltas) == 1 else None
     data_end = _data_end(data, stbl, samples)
+    upright = b"tkhd" in trak and _upright(data, trak[b"tkhd"][0], 40, 52)
+    entry_boxes = _entry_boxes(data, *stbl[b"stsd"]) if handler == b"vide" and b"stsd" in stbl else {}
     return Track(
-        handler, timescale, duration, samples, sample_time, width, height, edited, codec, one_delta, data_end
+        handler,
+        timescale,
+        duration,
+        samples,
+        sample_time,
+        width,
+        height,
+        edited,
+        codec,
+        one_delta,
+        data_end,
+        upright,
+        tuple(edits),
+        entry_boxes,
     )
+
+
+#: The matrix of a picture shown as it is: (a b u, c d v, x y w) in 16.16 and 2.30 fixed point.
+_IDENTITY = (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def _upright(data: bytes, at: int, version_0: int, version_1: int) -> bool:
+    """Whether the matrix of the ``tkhd`` or ``mvhd`` box at ``at`` (at ``version_0`` bytes into its
+    payload, ``version_1`` in a version 1 box) is the identity."""
+    offset = at + (version_1 if data[at] == 1 else version_0)
+    return struct.unpack_from(">9i", data, offset) == _IDENTITY
+
+
+#: Bytes of a visual sample entry before its own boxes (ISO/IEC 14496-12 VisualSampleEntry).
+_VISUAL_ENTRY = 86
+
+
+def _entry_boxes(data: bytes, start: int, end: int) -> dict[bytes, bytes]:
+    """The boxes inside the first (visual) sample entry of an ``stsd`` box, by type."""
+    entry = start + 8  # version, flags, entry count
+    (size,) = struct.unpack_from(">I", data, entry)
+    return {kind: data[begin:stop] for kind, begin, stop in _boxes(data, entry + _VISUAL_ENTRY, entry + size)}
 
 
 def _data_end(data: bytes, stbl: dict[bytes, tuple[int, int]], samples: int | None) -> int | None:
@@ -200,7 +248,132 @@ def read_movie(path: Path) -> Movie | None:
             return None
         _, at, _ = next(box for box in children if box[0] == b"mvhd")
         (timescale,) = struct.unpack_from(">I", moov, at + (20 if moov[at] == 1 else 12))
+        upright = _upright(moov, at, 36, 48)
         tracks = tuple(_track(moov, begin, stop) for kind, begin, stop in children if kind == b"trak")
     except (KeyError, ValueError, IndexError, struct.error):
         return None
-    return Movie(timescale, tracks, size)
+    return Movie(timescale, tracks, size, upright)
+
+
+@dataclass(frozen=True, slots=True)
+class AvcPicture:
+    """What an H.264 sequence parameter set says of the picture: its chroma format (1: 4:2:0), bit
+    depths, coded size after cropping, sample aspect (0:0 when unsaid), whether its samples are full
+    range, and whether every picture is a frame (no fields)."""
+
+    chroma_format: int
+    luma_bits: int
+    chroma_bits: int
+    width: int
+    height: int
+    sample_aspect: tuple[int, int]
+    full_range: bool
+    frames_only: bool
+
+
+#: Profiles whose SPS says its chroma format and bit depths (the others are 4:2:0 in 8 bits).
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+#: Sample aspects of ``aspect_ratio_idc`` 1..16 (H.264 table E-1); 255 says its own.
+_ASPECTS = (
+    (1, 1), (12, 11), (10, 11), (16, 11), (40, 33), (24, 11), (20, 11), (32, 11),
+    (80, 33), (18, 11), (15, 11), (64, 33), (160, 99), (4, 3), (3, 2), (2, 1),
+)  # fmt: skip
+
+
+class _Bits:
+    """An RBSP read bit by bit: fixed-width fields and Exp-Golomb codes (H.264 clause 9.1)."""
+
+    def __init__(self, nal: bytes) -> None:
+        # The emulation prevention bytes (0x000003) go: the RBSP is the NAL unit without them.
+        self._data = nal.replace(b"\x00\x00\x03", b"\x00\x00")
+        self._at = 0
+
+    def bits(self, count: int) -> int:
+        """The next ``count`` bits as an unsigned number; past the end is ``IndexError``."""
+        value = 0
+        for _ in range(count):
+            byte = self._data[self._at >> 3]
+            value = (value << 1) | ((byte >> (7 - (self._at & 7))) & 1)
+            self._at += 1
+        return value
+
+    def ue(self) -> int:
+        """An unsigned Exp-Golomb code."""
+        zeros = 0
+        while self.bits(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("an Exp-Golomb code of more than 32 bits")
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+    def se(self) -> int:
+        """A signed Exp-Golomb code."""
+        code = self.ue()
+        return (code + 1) // 2 if code % 2 else -(code // 2)
+
+
+def avc_picture(config: bytes) -> AvcPicture | None:
+    """The picture the one SPS of an ``avcC`` box (its payload) describes; None for several SPSs, a
+    scaling matrix (not read here) or a damaged one."""
+    try:
+        if len(config) < 8 or config[0] != 1 or config[5] & 0x1F != 1:
+            return None
+        (length,) = struct.unpack_from(">H", config, 6)
+        sps = config[8 : 8 + length]
+        if len(sps) != length or sps[0] & 0x1F != 7:
+            return None
+        return _sps(_Bits(sps[1:]))
+    except (IndexError, ValueError, struct.error):
+        return None
+
+
+def _sps(bits: _Bits) -> AvcPicture | None:
+    """H.264 clause 7.3.2.1.1, as far as the VUI's video signal type."""
+    profile = bits.bits(8)
+    bits.bits(16)  # constraint flags, level
+    bits.ue()  # seq_parameter_set_id
+    chroma, luma_bits, chroma_bits = 1, 8, 8
+    if profile in _HIGH_PROFILES:
+        chroma = bits.ue()
+        if chroma == 3:
+            bits.bits(1)  # separate_colour_plane_flag
+        luma_bits, chroma_bits = 8 + bits.ue(), 8 + bits.ue()
+        bits.bits(1)  # qpprime_y_zero_transform_bypass_flag
+        if bits.bits(1):  # seq_scaling_matrix_present_flag
+            return None
+    bits.ue()  # log2_max_frame_num_minus4
+    order = bits.ue()
+    if order == 0:
+        bits.ue()
+    elif order == 1:
+        bits.bits(1)
+        bits.se()
+        bits.se()
+        for _ in range(bits.ue()):
+            bits.se()
+    bits.ue()  # max_num_ref_frames
+    bits.bits(1)  # gaps_in_frame_num_value_allowed_flag
+    width_mbs, height_units = bits.ue() + 1, bits.ue() + 1
+    frames_only = bits.bits(1) == 1
+    if not frames_only:
+        bits.bits(1)  # mb_adaptive_frame_field_flag
+    bits.bits(1)  # direct_8x8_inference_flag
+    crop = (bits.ue(), bits.ue(), bits.ue(), bits.ue()) if bits.bits(1) else (0, 0, 0, 0)
+    unit_x = 2 if chroma in (1, 2) else 1
+    unit_y = (2 if chroma == 1 else 1) * (1 if frames_only else 2)
+    width = width_mbs * 16 - unit_x * (crop[0] + crop[1])
+    height = (1 if frames_only else 2) * height_units * 16 - unit_y * (crop[2] + crop[3])
+    aspect, full_range = (0, 0), False
+    if bits.bits(1):  # vui_parameters_present_flag
+        if bits.bits(1):  # aspect_ratio_info_present_flag
+            idc = bits.bits(8)
+            if idc == 255:
+                aspect = (bits.bits(16), bits.bits(16))
+            elif 1 <= idc <= len(_ASPECTS):
+                aspect = _ASPECTS[idc - 1]
+        if bits.bits(1):  # overscan_info_present_flag
+            bits.bits(1)
+        if bits.bits(1):  # video_signal_type_present_flag
+            bits.bits(3)  # video_format
+            full_range = bits.bits(1) == 1
+    return AvcPicture(chroma, luma_bits, chroma_bits, width, height, aspect, full_range, frames_only)

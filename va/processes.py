@@ -6,7 +6,6 @@ Linux only, as the rest of the process handling (``/proc``, ``prctl``, pidfds).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import time
@@ -200,6 +199,8 @@ def end_processes(
 
 def die_with_parent(signum: int) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets ``signum`` when the process that starts it dies."""
+    import ctypes  # noqa: PLC0415 - only a process that starts a server or a tool's tree needs it
+
     parent = os.getpid()
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
 
@@ -213,6 +214,8 @@ def die_with_parent(signum: int) -> Callable[[], None]:
 
 def become_subreaper() -> None:
     """Orphans below this process become its children (not init's), so none leaves its tree."""
+    import ctypes  # noqa: PLC0415 - see die_with_parent
+
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 

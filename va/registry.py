@@ -7,15 +7,14 @@ writer's entry is lost and no reader ever sees a torn file.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Required, TypedDict, Unpack, cast
-
-from filelock import FileLock
 
 from va.atomic import read_json, write_json_atomic
 from va.errors import ExitCode, VaError, place_unusable
 from va.events import utc_now
+from va.locks import locked
 from va.state import refuse_file_in_the_way, registry_path
 
 
@@ -42,9 +41,9 @@ class Registry(TypedDict):
     runs: dict[str, RunEntry]
 
 
-def _lock(path: Path) -> FileLock:
+def _lock(path: Path) -> AbstractContextManager[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock", timeout=60)
+    return locked(path.with_name(path.name + ".lock"), timeout=60)
 
 
 def _load(path: Path) -> Registry:

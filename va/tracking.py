@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock
-
 from va import registry
 from va.atomic import write_json_atomic
 from va.errors import UNWRITABLE, ErrorData, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
+from va.locks import locked
 from va.manifest import ExitStatus, Manifest, build_manifest, current_digest, process_alive, store_digest
 from va.media import count_video_packets
 from va.processes import ProcessId
@@ -52,7 +51,7 @@ _RECORDING = threading.Lock()
 def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any) -> Manifest | None:
     """Append one event and bring the manifest up to date (the event folded into the log's digest, not
     the whole log read again); returns the manifest."""
-    with _RECORDING, FileLock(str(workdir.state_lock), timeout=60):
+    with _RECORDING, locked(workdir.state_lock, timeout=60):
         record_event(workdir, append_event(workdir.events, stage, level, message, **fields))
         digest = current_digest(workdir)
         store_digest(workdir, digest)

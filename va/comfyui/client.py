@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import requests
 import websocket
 
-from va.atomic import stream_to_file
+from va.atomic import scratch_folder, stream_to_file
 from va.comfyui.protocol import (
     ApiGraph,
     ErrorInfo,
@@ -325,8 +325,9 @@ class ComfyClient:
             return False  # the upload itself reports an unreachable server
         return response.status_code == 200
 
-    def download(self, item: OutputFile, target: Path) -> None:
-        """``GET /view`` of one output file into ``target`` (streamed, written under a temporary name)."""
+    def download(self, item: OutputFile, target: Path, scratch: Path | None = None) -> None:
+        """``GET /view`` of one output file into ``target`` (streamed, written under a temporary name, in
+        ``scratch`` when given: ``va.atomic.stream_to_file``)."""
         params = {
             "filename": item["filename"],
             "subfolder": item.get("subfolder", ""),
@@ -341,14 +342,19 @@ class ComfyClient:
                 raise ComfyTransient(f"GET /view: HTTP {response.status_code}")
             if response.status_code != 200:
                 raise ComfyOutputMissing(str(item["filename"]), response.status_code)
-            stream_to_file(target, response.iter_content(chunk_size=1 << 20))
+            stream_to_file(target, response.iter_content(chunk_size=1 << 20), scratch=scratch)
 
     def download_all(self, items: list[tuple[OutputFile, Path]]) -> None:
         """``download`` of every (item, target), ``DOWNLOADS_AT_ONCE`` at a time; the first error is raised
-        once all have ended."""
-        with ThreadPoolExecutor(max_workers=DOWNLOADS_AT_ONCE) as pool:
-            for done in [pool.submit(self.download, item, target) for item, target in items]:
-                done.result()
+        once all have ended. Targets of one folder (a batch's frames) are written in one scratch folder."""
+        if not items:
+            return
+        one_folder = len({target.parent for _, target in items}) == 1
+        with contextlib.ExitStack() as stack:
+            scratch = stack.enter_context(scratch_folder(items[0][1])) if one_folder else None
+            with ThreadPoolExecutor(max_workers=DOWNLOADS_AT_ONCE) as pool:
+                for done in [pool.submit(self.download, item, target, scratch) for item, target in items]:
+                    done.result()
 
     def forget_inputs(self) -> None:
         """Ask the server again about its input files and routes (a restarted server may have lost its

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import os
 import random
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from va.comfyui.protocol import ResourcesBlock
+from va.locks import Flock
 from va.state import state_dir
 
 #: How long a server that failed is left out when a unit looks for a slot (it is then tried again: a
@@ -240,47 +240,10 @@ def _key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-class SlotLock:
-    """The lock of one slot's file (``flock``, as ``va.runner``'s run lock): held by the open file until
-    released, or until its process ends. Tried without waiting, by an ``open`` and one ``flock``: the unit
-    at the head of the line tries every slot 50 times a second, and filelock's objects took ten times as
-    long a try (0.5 ms a look at two servers' four slots). Each try opens the file anew, so two threads of
-    one process never share a slot."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    @property
-    def is_locked(self) -> bool:
-        """Whether this object holds the lock."""
-        return self._fd is not None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if no one holds it; whether it was taken."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        """Give the lock back (again: nothing)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing the only descriptor of the open file releases its flock
-
-
 class Lease:
     """A slot of one server, held until ``release`` (or the process ends)."""
 
-    def __init__(self, server: PoolServer, lock: SlotLock) -> None:
+    def __init__(self, server: PoolServer, lock: Flock) -> None:
         self.server, self._lock = server, lock
 
     @property
@@ -302,8 +265,8 @@ class ServerPool:
         self.folder = folder or pool_folder()
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _slot_lock(self, server: PoolServer, slot: int) -> SlotLock:
-        return SlotLock(self.folder / f"{_key(server.url)}.{slot}.lock")
+    def _slot_lock(self, server: PoolServer, slot: int) -> Flock:
+        return Flock(self.folder / f"{_key(server.url)}.{slot}.lock")
 
     def _mark(self, url: str) -> Path:
         return self.folder / f"{_key(url)}.down"
