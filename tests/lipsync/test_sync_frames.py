@@ -137,3 +137,20 @@ def test_a_failed_encode_with_a_tap_is_said_and_leaves_no_file(tmp_path: Path) -
     assert raised.value.code == ExitCode.ENCODE_FAILED
     assert raised.value.message.startswith("encoding encoded.mp4 failed")
     assert not target.exists()
+
+
+def test_a_face_that_jumps_between_two_looks_is_found_again(tmp_path: Path) -> None:
+    levels = envelope(8, seed=5)
+    small = write_talking_face(tmp_path / "face.mp4", levels)
+    moved = tmp_path / "moved.mp4"
+    # The face set in a wider picture, 60 px further right from 4 s on (the look at frame 100): beyond
+    # what the look searches around where it was, still inside the window the check decodes.
+    place = "[1:v][0:v]overlay=x='if(lt(t,4),40,100)':y=0:shortest=1"
+    ground = "color=c=gray:s=600x360:r=25"
+    ffmpeg(
+        "-i", str(small), "-f", "lavfi", "-i", ground, "-filter_complex", place, "-c:v", "libx264", str(moved)
+    )
+    track = sync.measure(moved, write_voice(tmp_path / "voice.wav", levels), FPS)
+    assert all(value is not None for value in track.mouth)
+    found = sync.estimate(track, max_offset_frames=2)
+    assert found.verdict == sync.IN_SYNC and found.offset_frames is not None and abs(found.offset_frames) <= 1
