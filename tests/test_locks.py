@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from va.locks import Flock, locked
+from va.errors import ExitCode, VaError
+from va.locks import Flock, is_held, locked
+from va.runner import workdir_lock
+from va.workdir import Workdir
 
 
 def test_a_lock_excludes_another_object_until_released(tmp_path: Path) -> None:
@@ -47,3 +50,16 @@ def test_a_lock_of_another_process_is_waited_for_then_given_back_when_it_ends(tm
     free = Flock(path)
     assert free.try_acquire()
     free.release()
+
+
+def test_a_workdir_held_by_a_run_refuses_a_second_and_is_seen_held(tmp_path: Path) -> None:
+    workdir = Workdir(tmp_path / "run")
+    assert not is_held(workdir.run_lock)  # no file yet: held by none, and none made
+    assert not workdir.run_lock.exists()
+    with workdir_lock(workdir):
+        assert is_held(workdir.run_lock)
+        with pytest.raises(VaError) as refused, workdir_lock(workdir):
+            pytest.fail("a second run took a held workdir")
+        assert refused.value.code == ExitCode.OUTPUT_EXISTS
+        assert "is in use by another va run" in str(refused.value)
+    assert not is_held(workdir.run_lock)

@@ -19,12 +19,12 @@ from typing import NotRequired, TypedDict
 from urllib.parse import unquote, urljoin, urlparse
 
 import requests
-from filelock import FileLock
 from tqdm import tqdm
 
 from va.atomic import copy_file_atomic, publish, write_json_atomic
 from va.config import load_config
 from va.errors import ErrorData, ExitCode, VaError
+from va.locks import locked
 from va.retry import RetryPolicy, retrying
 
 BLOCK = 1 << 20
@@ -238,7 +238,7 @@ def install_assets(
 ) -> list[AssetOutcome]:
     """Fetch and verify every asset that is missing, following the manifest's policies."""
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".assets.lock"), timeout=600):
+    with locked(root / ".assets.lock", timeout=600):
         cache = _VerifiedCache(root)
         outcomes = []
         for asset, outcome in zip(manifest.assets, asset_status(manifest, root, cache), strict=True):

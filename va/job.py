@@ -279,6 +279,7 @@ def check_inputs_exist(job: Job) -> None:
 def check_inputs(job: Job) -> None:
     """Check that the inputs exist and decode: ``INPUT_NOT_FOUND`` or ``UNSUPPORTED_FORMAT``."""
     check_inputs_exist(job)
+    media.require_tools()
     suffix = job.start.suffix.lower()
     if suffix not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         known = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES))

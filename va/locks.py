@@ -1,9 +1,9 @@
 """File locks that the kernel gives back when their process ends (``flock``): a slot of the ComfyUI
 pool, a workdir's record, the registry of runs.
 
-An ``open`` and a ``flock``, as ``va.runner``'s run lock, where the filelock package (still the run lock's
-and the assets' lock) took 0.03 s of CPU to import in each of a video's five rule processes, and ten times
-as long a try. Each lock object opens the file anew: two objects (two threads, or one thread twice) never
+An ``open`` and a ``flock`` (also the run lock of a workdir and the assets' lock), where the filelock
+package took 0.03 s of CPU to import in each of a video's five rule processes, and ten times as long a
+try. Each lock object opens the file anew: two objects (two threads, or one thread twice) never
 share a lock, and a lock of one process never reaches another."""
 
 from __future__ import annotations
@@ -55,6 +55,21 @@ class Flock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the only descriptor of the open file releases its flock
+
+
+def is_held(path: Path) -> bool:
+    """Whether a process holds the lock of ``path``; a missing file is held by none, and is not made."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; opening a file that is there writes nothing
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 @contextmanager

@@ -217,6 +217,14 @@ def executable(name: str) -> str:
     return found
 
 
+def require_tools() -> None:
+    """Both ffprobe and ffmpeg must be there (``DEPENDENCY_MISSING`` otherwise), said before a job is
+    planned: plain files are probed without them (their headers read here), but every run encodes, and
+    any other file is probed by ffprobe."""
+    for name in ("ffprobe", "ffmpeg"):
+        executable(name)
+
+
 #: Names ffmpeg's image2 demuxer claims: given a name with ``%`` it reads a numbered sequence instead.
 IMAGE2_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".jxl", ".ppm", ".exr"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -21,7 +20,6 @@ from types import FrameType
 from typing import IO, Any
 
 import yaml
-from filelock import FileLock, Timeout
 
 from va.atomic import prove_writable, write_text_atomic
 from va.batch import SELECTION, BatchRow, check_made_here, load_batch, summarize
@@ -30,6 +28,7 @@ from va.errors import ExitCode, VaError, disk_error_in, place_unusable
 from va.events import Event, follow_events
 from va.guardian import RULE_GRACE_SECONDS, SNAKEMAKE_GRACE_SECONDS, guardian_argv
 from va.job import Job, comfyui_active, load_job
+from va.locks import Flock, is_held
 from va.manifest import Manifest, build_manifest, current_digest
 from va.plan import Plan, plan_jobs, plan_run, publish_plan
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
@@ -258,7 +257,7 @@ def refuse_live_run(workdir: Workdir, *, batch_above: bool = False) -> None:
     cancelled) or written there: a refused command never touches the live run. Exit 30, one line."""
     if not workdir.root.is_dir():
         return
-    if _held(workdir.run_lock):
+    if is_held(workdir.run_lock):
         raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run")
     refuse_live_snakemake(workdir, batch_above=batch_above)
 
@@ -280,31 +279,13 @@ def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> Non
             )
 
 
-def _held(lock: Path) -> bool:
-    """Whether a process holds the lock file ``lock`` (``workdir_lock``); a missing file is held by none,
-    and is not made here."""
-    try:
-        handle = open(lock, "rb")  # noqa: SIM115 - closed below; opening a file that is there writes nothing
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
 @contextlib.contextmanager
 def workdir_lock(workdir: Workdir) -> Iterator[None]:
     """Hold the workdir for this process; a lock of a killed process is released by the kernel."""
     workdir.run_lock.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(workdir.run_lock), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout as exc:
-        raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run") from exc
+    lock = Flock(workdir.run_lock)
+    if not lock.try_acquire():
+        raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run")
     try:
         yield
     finally:
