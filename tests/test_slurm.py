@@ -341,6 +341,12 @@ def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_
         )
         pending = [job["JobId"] for job in slurm_jobs(out) if job["JobState"] == "PENDING"]
         subprocess.run(["scontrol", "hold", *pending], capture_output=True, check=False)
+        # A job may have started between the listing and the hold: only those still pending are held.
+        pending = [
+            job["JobId"]
+            for job in slurm_jobs(out)
+            if job["JobId"] in pending and job["JobState"] == "PENDING"
+        ]
         refusal = (
             f"va: error: {out} is in use by a running snakemake (pid {live.pid}); leaving it alone "
             "(wait for it to end, or stop it, then call again)"
@@ -355,6 +361,7 @@ def test_a_refused_command_never_touches_a_live_run_and_held_stills_run_side_by_
         assert [job["JobState"] for job in slurm_jobs(out) if job["JobId"] in pending] == ["PENDING"] * len(
             pending
         )
+        assert "CANCELLED" not in {job["JobState"] for job in slurm_jobs(out)}
         subprocess.run(["scontrol", "release", *pending], capture_output=True, check=False)
         _, err = live.communicate(timeout=600)
     finally:
