@@ -2484,21 +2484,30 @@ class Crop:
 
 
 def grey_frames(
-    source: Path, *, longest_side: int = 0, crop: Crop | None = None
+    source: Path,
+    *,
+    longest_side: int = 0,
+    crop: Crop | None = None,
+    start_seconds: float = 0.0,
+    frames: int = 0,
 ) -> Generator[GreyFrame, None, None]:
     """Every frame of the first video stream of ``source``, in order, as grey pixels (its luma plane),
     streamed from ffmpeg one frame at a time: the window ``crop`` at its size, else the whole picture at
-    most ``longest_side`` pixels on the longer side. For analysis: the decoder skips its deblocking filter
-    (a quarter of its time; the blocks' edges it would smooth are below what a measure of the picture
-    sees), and the luma plane is taken as stored, neither the chroma scaled nor the range converted (that
-    was a fifth of ffmpeg's time)."""
+    most ``longest_side`` pixels on the longer side; from the frame shown at ``start_seconds`` (ffmpeg's
+    exact seek: decoded from the key frame before, the frames before it dropped), at most ``frames`` of
+    them (0: to the end). For analysis: the decoder skips its deblocking filter (a quarter of its time;
+    the blocks' edges it would smooth are below what a measure of the picture sees), and the luma plane is
+    taken as stored, neither the chroma scaled nor the range converted (that was a fifth of ffmpeg's
+    time)."""
     if crop is None:
         info = probe_visual(source)
         shrink = min(1.0, longest_side / max(info.width, info.height, 1)) if longest_side else 1.0
         out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
         crop = Crop(0, 0, info.width, info.height, *out)
     width, height = crop.out_width, crop.out_height
-    argv = [*_luma_decoder(source), "-vf", _grey_window(crop), "-f", "rawvideo", "pipe:1"]
+    argv = [*_luma_decoder(source, start_seconds), "-vf", _grey_window(crop)]
+    argv += ["-frames:v", str(frames)] if frames else []
+    argv += ["-f", "rawvideo", "pipe:1"]
     size = width * height
     for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
         if len(pixels) == size:
@@ -2510,10 +2519,11 @@ def grey_frames(
 LUMA_PLANE = "format=pix_fmts=yuv420p|yuvj420p|yuv422p|yuvj422p|yuv444p|yuvj444p|gray,extractplanes=y"
 
 
-def _luma_decoder(source: Path) -> list[str]:
+def _luma_decoder(source: Path, start_seconds: float = 0.0) -> list[str]:
     """ffmpeg decoding the first video stream of ``source`` for analysis: one thread (no frames decoded
-    ahead), no deblocking filter, the decoder's shortcuts allowed."""
+    ahead), no deblocking filter, the decoder's shortcuts allowed; from ``start_seconds`` on."""
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", "1", "-skip_loop_filter", "all"]
+    argv += ["-ss", f"{start_seconds:.6f}"] if start_seconds else []
     return [*argv, "-flags2", "fast", *input_file(source), "-map", "0:v:0"]
 
 

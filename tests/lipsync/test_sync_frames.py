@@ -154,3 +154,28 @@ def test_a_face_that_jumps_between_two_looks_is_found_again(tmp_path: Path) -> N
     assert all(value is not None for value in track.mouth)
     found = sync.estimate(track, max_offset_frames=2)
     assert found.verdict == sync.IN_SYNC and found.offset_frames is not None and abs(found.offset_frames) <= 1
+
+
+def test_a_long_video_is_read_in_two_halves_as_in_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long video is decoded in two halves side by side: the second starts exactly at its frame, and the
+    openings and the offset found are those of one decode."""
+    frames = sync.HALVES_FROM_FRAMES + 20
+    levels = envelope(frames / FPS, seed=7)
+    video = write_talking_face(tmp_path / "long.mp4", shifted(levels, 3))
+    split, seconds = sync._halves(video) or pytest.fail("a long video is not cut in halves")
+    assert split % sync.DETECT_EVERY == 0 and abs(split - frames / 2) < sync.DETECT_EVERY
+    crop = media.Crop(0, 0, 64, 64, 64, 64)
+    whole = list(media.grey_frames(video, crop=crop))
+    assert next(media.grey_frames(video, crop=crop, start_seconds=seconds)).pixels == whole[split].pixels
+    assert len(list(media.grey_frames(video, crop=crop, frames=split))) == split
+    halves = list(sync.mouth_openings(video))
+    monkeypatch.setattr(sync, "_halves", lambda _video: None)
+    one = list(sync.mouth_openings(video))
+    assert len(halves) == len(one) == len(whole) and None not in halves
+    assert max(abs(a - b) for a, b in zip(halves, one, strict=True) if b is not None) < 0.05
+    voice = tuple(sync.loudness(write_voice(tmp_path / "voice.wav", levels), FPS))
+    for mouth in (halves, one):
+        found = sync.estimate(sync.SyncTrack(FPS, tuple(mouth), voice), max_offset_frames=2)
+        assert found.offset_frames is not None and abs(found.offset_frames - 3) <= 1, found
