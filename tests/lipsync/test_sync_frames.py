@@ -4,7 +4,11 @@ placed in the first frame's pixels whatever the picture's size, the mouth measur
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy
 import pytest
@@ -179,3 +183,26 @@ def test_a_long_video_is_read_in_two_halves_as_in_one(
     for mouth in (halves, one):
         found = sync.estimate(sync.SyncTrack(FPS, tuple(mouth), voice), max_offset_frames=2)
         assert found.offset_frames is not None and abs(found.offset_frames - 3) <= 1, found
+
+
+def test_a_reader_that_stops_early_stops_the_second_half_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = sync.HALVES_FROM_FRAMES + 20
+    video = write_talking_face(tmp_path / "long.mp4", envelope(frames / FPS, seed=7))
+    real, read = media.grey_frames, {"later": 0}
+
+    def counted(source: Path, **options: Any) -> Iterator[media.GreyFrame]:
+        for frame in real(source, **options):
+            if options.get("start_seconds"):
+                read["later"] += 1
+                time.sleep(0.005)  # slower than the first half's three frames
+            yield frame
+
+    monkeypatch.setattr(media, "grey_frames", counted)
+    openings = sync.mouth_openings(video)
+    first = [next(openings) for _ in range(3)]
+    openings.close()
+    assert len(first) == 3
+    assert "mouth-second-half" not in {thread.name for thread in threading.enumerate()}
+    assert 0 < read["later"] < frames - frames // 2 // sync.DETECT_EVERY * sync.DETECT_EVERY

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
@@ -57,6 +58,9 @@ FIT_EVERY = 10
 #: side (two ffmpeg processes, the later half read in a thread of its own): each decode is one thread, and
 #: the encode the check is measured against uses both cores. The cut is at a look for the face.
 HALVES_FROM_FRAMES = 10 * DETECT_EVERY
+#: OpenCV's cascade and dlib's predictor are one object each a process, and neither may be used by two
+#: threads at once (the halves' threads; a shared cascade found other faces in 35 of 60 calls).
+_MODELS = threading.Lock()
 #: The mouth's box, in outer-eye-corner distances from the nose's base: down from ``MOUTH_TOP`` to
 #: ``MOUTH_BOTTOM`` (the upper lip to below the lower lip of an open mouth), ``MOUTH_HALF_WIDTH`` each side.
 MOUTH_TOP, MOUTH_BOTTOM, MOUTH_HALF_WIDTH = 0.12, 0.55, 0.25
@@ -305,7 +309,9 @@ def _fit(pixels: Any, face: FaceBox, min_eyes: float) -> _Boxes | None:
     """The mouth's and the reference's boxes from dlib's 5 landmarks in the ``face`` box, and the nose's
     base (None: a face whose outer eye corners are closer than ``min_eyes`` pixels)."""
     dlib = _import_dlib()
-    shape = _predictor()(pixels, dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height))
+    box = dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height)
+    with _MODELS:
+        shape = _predictor()(pixels, box)
     points = [(float(shape.part(i).x), float(shape.part(i).y)) for i in range(5)]
     (ax, ay), (bx, by) = points[0], points[2]
     eyes = ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
@@ -384,10 +390,12 @@ def _look_again(pixels: Any, window: _Window, near: FaceBox | None) -> FaceBox |
         largest = round(near.width * DETECT_STEP)
         largest = min(largest, window.largest) if window.largest else largest
         if min(around.shape) >= largest and smallest <= largest:
-            found = face.find_face_in_grey(around, smallest, largest, step=DETECT_STEP)
+            with _MODELS:
+                found = face.find_face_in_grey(around, smallest, largest, step=DETECT_STEP)
             if found is not None:
                 return dataclasses.replace(found, x=found.x + left, y=found.y + top)
-    return face.find_face_in_grey(pixels, window.smallest, window.largest, step=DETECT_STEP)
+    with _MODELS:
+        return face.find_face_in_grey(pixels, window.smallest, window.largest, step=DETECT_STEP)
 
 
 def _even(value: float) -> int:
@@ -409,20 +417,25 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
     split, seconds = halves
     later: list[float | None] = []
     failed: list[BaseException] = []
+    stop = threading.Event()  # the first half ended early (an error, the reader gone): the second stops too
 
     def second_half() -> None:
         try:
             with closing(media.grey_frames(video, crop=window.crop, start_seconds=seconds)) as frames:
-                later.extend(_openings(frames, window))
+                later.extend(_openings(itertools.takewhile(lambda _: not stop.is_set(), frames), window))
         except BaseException as exc:  # raised again in the reading thread, below
             failed.append(exc)
 
     thread = threading.Thread(target=second_half, name="mouth-second-half", daemon=True)
     thread.start()
+    whole = False
     try:
         with closing(media.grey_frames(video, crop=window.crop, frames=split)) as frames:
             yield from _openings(frames, window)
+        whole = True
     finally:
+        if not whole:
+            stop.set()  # closing the second half's frames ends its ffmpeg
         thread.join()
     if failed:
         raise failed[0]
