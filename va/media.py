@@ -1789,7 +1789,8 @@ def _encode_tapped(argv: list[str], tap: PictureTap, target: Path) -> None:
     size = tap.crop.out_width * tap.crop.out_height
     blocks = _stream(argv, size, f"encoding {target.name} failed", ExitCode.ENCODE_FAILED)
     with contextlib.closing(blocks):
-        grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b) for b in blocks if len(b) == size)
+        whole = (b for b in blocks if len(b) == size)
+        grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b, n) for n, b in enumerate(whole))
         tap.take(grey)
         for _ in blocks:  # what the taker left: the encode still needs its frames written
             pass
@@ -2425,6 +2426,9 @@ class GreyFrame:
     width: int
     height: int
     pixels: bytes
+    #: Its number in the video (0: the first frame), so a decode that skips frames still says which one
+    #: this is.
+    number: int
 
 
 #: The size asked for the pipes ffmpeg streams frames and samples through (Linux lets any process ask
@@ -2484,34 +2488,60 @@ class Crop:
 
 
 def grey_frames(
-    source: Path,
-    *,
-    longest_side: int = 0,
-    crop: Crop | None = None,
-    start_seconds: float = 0.0,
-    frames: int = 0,
+    source: Path, *, longest_side: int = 0, crop: Crop | None = None
 ) -> Generator[GreyFrame, None, None]:
     """Every frame of the first video stream of ``source``, in order, as grey pixels (its luma plane),
     streamed from ffmpeg one frame at a time: the window ``crop`` at its size, else the whole picture at
-    most ``longest_side`` pixels on the longer side; from the frame shown at ``start_seconds`` (ffmpeg's
-    exact seek: decoded from the key frame before, the frames before it dropped), at most ``frames`` of
-    them (0: to the end). For analysis: the decoder skips its deblocking filter (a quarter of its time;
-    the blocks' edges it would smooth are below what a measure of the picture sees), and the luma plane is
-    taken as stored, neither the chroma scaled nor the range converted (that was a fifth of ffmpeg's
-    time)."""
+    most ``longest_side`` pixels on the longer side. For analysis: the decoder skips its deblocking
+    filter (a quarter of its time; the blocks' edges it would smooth are below what a measure of the
+    picture sees), and the luma plane is taken as stored, neither the chroma scaled nor the range
+    converted (that was a fifth of ffmpeg's time)."""
     if crop is None:
         info = probe_visual(source)
         shrink = min(1.0, longest_side / max(info.width, info.height, 1)) if longest_side else 1.0
         out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
         crop = Crop(0, 0, info.width, info.height, *out)
-    width, height = crop.out_width, crop.out_height
-    argv = [*_luma_decoder(source, start_seconds), "-vf", _grey_window(crop)]
-    argv += ["-frames:v", str(frames)] if frames else []
-    argv += ["-f", "rawvideo", "pipe:1"]
-    size = width * height
-    for pixels in _stream(argv, size, f"cannot decode frames of {source}"):
-        if len(pixels) == size:
-            yield GreyFrame(width, height, pixels)
+    argv = [*_luma_decoder(source), "-vf", _grey_window(crop), "-f", "rawvideo", "pipe:1"]
+    blocks = _grey_blocks(argv, source, crop.out_width * crop.out_height)
+    for number, pixels in enumerate(blocks):
+        yield GreyFrame(crop.out_width, crop.out_height, pixels, number)
+
+
+#: Bytes of a frame's number in the row ``referenced_grey_frames`` has ffmpeg add under the picture
+#: (little-endian; up to 2**32 frames).
+NUMBER_BYTES = 4
+
+
+def referenced_grey_frames(
+    source: Path, crop: Crop, *, rate: Fraction, first: int = 0
+) -> Generator[GreyFrame, None, None]:
+    """The frames of the constant-``rate`` video ``source`` that other frames refer to, from frame
+    ``first`` on, each with its number, as ``grey_frames`` gives them (``crop``, at least
+    ``NUMBER_BYTES`` px wide). The frames no other frame refers to (most of H.264's B-frames: some 45 %
+    of x264's by default) are not decoded at all, so not given; every frame given is the full decode's.
+    Each frame's number is read from its time (ffmpeg writes it in an extra row under the picture,
+    dropped here); ffmpeg's exact seek starts the decode at ``first``."""
+    if crop.out_width < NUMBER_BYTES:
+        raise ValueError(f"a window {crop.out_width} px wide cannot carry a frame's number")
+    size = crop.out_width * crop.out_height
+    # The number of the frame (its time at the rate, from the seek) as bytes: column X holds byte X.
+    number = f"round(T*{rate.numerator}/{rate.denominator})"
+    row = f"crop={NUMBER_BYTES}:1:0:0,geq=lum='mod(floor({number}/pow(256\\,X))\\,256)'"
+    graph = f"{_grey_window(crop)},split[picture][stamp];[stamp]{row},pad={crop.out_width}:1[number];"
+    graph += "[picture][number]vstack"
+    start = math.floor(first * 1_000_000 / rate) / 1_000_000  # not after the frame's time, by rounding
+    argv = [*_luma_decoder(source, start, referenced_only=True), "-vf", graph]
+    argv += ["-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]  # a frame skipped is not repeated
+    for block in _grey_blocks(argv, source, size + crop.out_width):
+        counted = int.from_bytes(block[size : size + NUMBER_BYTES], "little")
+        yield GreyFrame(crop.out_width, crop.out_height, block[:size], first + counted)
+
+
+def _grey_blocks(argv: list[str], source: Path, size: int) -> Generator[bytes, None, None]:
+    """The frames of ``size`` bytes that the decode ``argv`` writes on its standard output."""
+    for block in _stream(argv, size, f"cannot decode frames of {source}"):
+        if len(block) == size:
+            yield block
 
 
 #: The luma plane of a frame, as stored: a Y'CbCr or grey picture passes as it is, an RGB one (PNG or
@@ -2519,10 +2549,13 @@ def grey_frames(
 LUMA_PLANE = "format=pix_fmts=yuv420p|yuvj420p|yuv422p|yuvj422p|yuv444p|yuvj444p|gray,extractplanes=y"
 
 
-def _luma_decoder(source: Path, start_seconds: float = 0.0) -> list[str]:
+def _luma_decoder(source: Path, start_seconds: float = 0.0, *, referenced_only: bool = False) -> list[str]:
     """ffmpeg decoding the first video stream of ``source`` for analysis: one thread (no frames decoded
-    ahead), no deblocking filter, the decoder's shortcuts allowed; from ``start_seconds`` on."""
+    ahead), no deblocking filter, the decoder's shortcuts allowed; from ``start_seconds`` on (ffmpeg's
+    exact seek: decoded from the key frame before, the frames before it dropped); ``referenced_only``:
+    the frames no other frame refers to are not decoded (``-skip_frame noref``)."""
     argv = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", "1", "-skip_loop_filter", "all"]
+    argv += ["-skip_frame", "noref"] if referenced_only else []
     argv += ["-ss", f"{start_seconds:.6f}"] if start_seconds else []
     return [*argv, "-flags2", "fast", *input_file(source), "-map", "0:v:0"]
 
@@ -2540,7 +2573,7 @@ def first_grey_frame(source: Path) -> GreyFrame:
         message = _last_line(done.stderr.decode("utf-8", errors="replace")) or "no frame"
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"cannot decode frames of {source}: {message}")
     width, height = int(fields[1]), int(fields[2])
-    return GreyFrame(width, height, done.stdout[len(done.stdout) - width * height :])
+    return GreyFrame(width, height, done.stdout[len(done.stdout) - width * height :], 0)
 
 
 def pcm_blocks(source: Path, *, sample_rate: int, samples: int) -> Generator[bytes, None, None]:

@@ -85,7 +85,9 @@ def open_mouth(picture: numpy.ndarray, opening: float) -> numpy.ndarray:
 
 
 def write_talking_face(path: Path, openings: numpy.ndarray) -> Path:
-    """A 25 fps H.264 video of the face, its mouth opened by ``openings`` (one a frame, in [0, 1])."""
+    """A 25 fps H.264 video of the face, its mouth opened by ``openings`` (one a frame, in [0, 1]), at
+    libx264's defaults, as a lip-sync tool's output: with B-frames, most of which no other frame refers
+    to (the sync check does not decode those)."""
     picture = base_picture()
     argv = [
         media.executable("ffmpeg"),
@@ -107,8 +109,6 @@ def write_talking_face(path: Path, openings: numpy.ndarray) -> Path:
         "pipe:0",
         "-c:v",
         "libx264",
-        "-preset",
-        "ultrafast",
     ]
     argv += ["-pix_fmt", "yuv420p", str(path)]
     with subprocess.Popen(argv, stdin=subprocess.PIPE) as process:

@@ -1,12 +1,16 @@
-"""The frames the sync check measures (va/media.py's ``first_grey_frame``, ``grey_frames`` and an encode's
-``PictureTap``, va/face.py's ``find_face_in_picture``): the luma plane as stored, at the size asked, the face
-placed in the first frame's pixels whatever the picture's size, the mouth measured in an encode's frames."""
+"""The frames the sync check measures (va/media.py's ``first_grey_frame``, ``grey_frames``,
+``referenced_grey_frames`` and an encode's ``PictureTap``, va/face.py's ``find_face_in_picture``): the luma
+plane as stored, at the size asked, only the frames others refer to when asked, each as a full decode's;
+the face placed in the first frame's pixels whatever the picture's size, the mouth measured in an
+encode's frames."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -160,27 +164,69 @@ def test_a_face_that_jumps_between_two_looks_is_found_again(tmp_path: Path) -> N
     assert found.verdict == sync.IN_SYNC and found.offset_frames is not None and abs(found.offset_frames) <= 1
 
 
+def test_only_the_frames_others_refer_to_are_decoded_each_as_in_a_full_decode(tmp_path: Path) -> None:
+    """A video with B-frames (libx264's defaults): the frames decoded are fewer than all, each numbered,
+    and each the full decode's frame of its number; from a frame on (a seek), the same frames from there."""
+    video = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
+    crop = media.Crop(80, 80, 200, 200, 100, 100)
+    whole = [frame.pixels for frame in media.grey_frames(video, crop=crop)]
+    sparse = list(media.referenced_grey_frames(video, crop, rate=Fraction(FPS)))
+    numbers = [frame.number for frame in sparse]
+    assert len(whole) == 100 and numbers[0] == 0 and numbers == sorted(set(numbers))
+    assert 30 < len(sparse) < 90  # x264's B-frames that no frame refers to are left out
+    assert all(frame.pixels == whole[frame.number] for frame in sparse)
+    assert {(frame.width, frame.height) for frame in sparse} == {(100, 100)}
+    later = list(media.referenced_grey_frames(video, crop, rate=Fraction(FPS), first=37))
+    assert [frame.number for frame in later] == [number for number in numbers if number >= 37]
+    assert all(frame.pixels == whole[frame.number] for frame in later)
+
+
+def test_a_video_of_no_constant_rate_is_decoded_whole(tmp_path: Path) -> None:
+    video = tmp_path / "varying.mp4"
+    ffmpeg(
+        "-i",
+        str(write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))),
+        "-vf",
+        "setpts='N/25/TB+gte(N,50)*N/50/TB'",  # from frame 50 on, frames further apart
+        "-c:v",
+        "libx264",
+        "-fps_mode",
+        "vfr",
+        str(video),
+    )
+    assert sync._timing(video) is None
+    mouth = list(sync.mouth_openings(video))
+    assert len(mouth) == sum(1 for _ in media.grey_frames(video, longest_side=64)) and None not in mouth
+
+
 def test_a_long_video_is_read_in_two_halves_as_in_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long video is decoded in two halves side by side: the second starts exactly at its frame, and the
-    openings and the offset found are those of one decode."""
+    """A long video is decoded in two halves side by side: the second starts at its frame, the first ends
+    before it, and the openings and the offset found are those of one decode; those of the frames decoded,
+    and the offset, are those of a decode of every frame too."""
     frames = sync.HALVES_FROM_FRAMES + 20
     levels = envelope(frames / FPS, seed=7)
     video = write_talking_face(tmp_path / "long.mp4", shifted(levels, 3))
-    split, seconds = sync._halves(video) or pytest.fail("a long video is not cut in halves")
+    timing = sync._timing(video) or pytest.fail("a long video is not read by its frames' numbers")
+    split = timing.split
     assert split % sync.DETECT_EVERY == 0 and abs(split - frames / 2) < sync.DETECT_EVERY
-    crop = media.Crop(0, 0, 64, 64, 64, 64)
-    whole = list(media.grey_frames(video, crop=crop))
-    assert next(media.grey_frames(video, crop=crop, start_seconds=seconds)).pixels == whole[split].pixels
-    assert len(list(media.grey_frames(video, crop=crop, frames=split))) == split
+    assert (timing.rate, timing.frames) == (FPS, frames)
     halves = list(sync.mouth_openings(video))
-    monkeypatch.setattr(sync, "_halves", lambda _video: None)
+    monkeypatch.setattr(sync, "_timing", lambda _video: dataclasses.replace(timing, split=0))
     one = list(sync.mouth_openings(video))
-    assert len(halves) == len(one) == len(whole) and None not in halves
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    every = list(sync.mouth_openings(video))
+    assert len(halves) == len(one) == len(every) == frames and None not in halves
     assert max(abs(a - b) for a, b in zip(halves, one, strict=True) if b is not None) < 0.05
+    # The frames decoded measure as in a decode of every frame; the others lie between their neighbours.
+    crop = media.Crop(0, 0, 64, 64, 64, 64)
+    decoded = [frame.number for frame in media.referenced_grey_frames(video, crop, rate=timing.rate)]
+    assert len(decoded) < 0.8 * frames
+    pairs = [(halves[n], every[n]) for n in decoded]
+    assert max(abs(a - b) for a, b in pairs if a is not None and b is not None) < 0.05
     voice = tuple(sync.loudness(write_voice(tmp_path / "voice.wav", levels), FPS))
-    for mouth in (halves, one):
+    for mouth in (halves, one, every):
         found = sync.estimate(sync.SyncTrack(FPS, tuple(mouth), voice), max_offset_frames=2)
         assert found.offset_frames is not None and abs(found.offset_frames - 3) <= 1, found
 
@@ -190,16 +236,16 @@ def test_a_reader_that_stops_early_stops_the_second_half_too(
 ) -> None:
     frames = sync.HALVES_FROM_FRAMES + 20
     video = write_talking_face(tmp_path / "long.mp4", envelope(frames / FPS, seed=7))
-    real, read = media.grey_frames, {"later": 0}
+    real, read = media.referenced_grey_frames, {"later": 0}
 
-    def counted(source: Path, **options: Any) -> Iterator[media.GreyFrame]:
-        for frame in real(source, **options):
-            if options.get("start_seconds"):
+    def counted(source: Path, crop: media.Crop, **options: Any) -> Iterator[media.GreyFrame]:
+        for frame in real(source, crop, **options):
+            if options.get("first"):
                 read["later"] += 1
                 time.sleep(0.005)  # slower than the first half's three frames
             yield frame
 
-    monkeypatch.setattr(media, "grey_frames", counted)
+    monkeypatch.setattr(media, "referenced_grey_frames", counted)
     openings = sync.mouth_openings(video)
     first = [next(openings) for _ in range(3)]
     openings.close()
