@@ -16,6 +16,7 @@ import importlib.util
 import itertools
 import threading
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
@@ -410,8 +411,10 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
     ``media.referenced_grey_frames``; a frame left out takes the opening between its neighbours'), a
     long one in two halves at once (``HALVES_FROM_FRAMES``), each half's face looked for at its first
     frame; any other video is decoded whole."""
-    window = _window(video)
-    timing = _timing(video)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        timed = pool.submit(_timing, video)  # its probe runs beside the first frame's decode
+        window = _window(video)
+        timing = timed.result()
     if timing is None or window.crop.out_width < media.NUMBER_BYTES:  # too narrow to carry the numbers
         with closing(media.grey_frames(video, crop=window.crop)) as frames:
             yield from _openings(frames, window)
@@ -563,13 +566,11 @@ def loudness(audio: Path, fps: int) -> Generator[float, None, None]:
 
 def measure(video: Path, audio: Path, fps: int) -> SyncTrack:
     """The mouth of ``video`` and the loudness of ``audio`` (from the same start), frame by frame. The
-    voice's decode starts first and runs beside the picture's (its pipe holds most of a minute)."""
-    voice = loudness(audio, fps)
-    with closing(voice):
-        first = next(voice, None)
+    voice is measured in a thread of its own, beside the picture."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        voice = pool.submit(lambda: tuple(loudness(audio, fps)))
         mouth = tuple(mouth_openings(video))
-        rest = tuple(voice)
-    return SyncTrack(fps, mouth, rest if first is None else (first, *rest))
+        return SyncTrack(fps, mouth, voice.result())
 
 
 def _detrended(values: Any, frames: int) -> Any:
