@@ -10,8 +10,10 @@ opens with a speech-like voice), scaled into a 1280x720 picture at 25 fps. Timed
   of this encode;
 - the check decoding the video (``sync.measure`` + ``sync.estimate``), in a process of its own, as for a
   tool's output published as it is: wall time, CPU time (its own and ffmpeg's), and its peak resident
-  memory, for the 60 s video and for its first 15 s (memory must not grow with the length: frames are
-  streamed);
+  memory (its own ``VmHWM``: ``ru_maxrss`` would count this process's memory too), for the 60 s video
+  and for its first 15 s (memory must not grow with the length: frames are streamed). Of this
+  constant-rate video the check decodes only the frames other frames refer to (825 of 1500: x264's
+  B-frames that no frame refers to are skipped), the 60 s in two halves side by side;
 - the re-encode measuring the mouth in the frames it encodes (``sync.mouth_tap``; then the loudness and
   ``sync.estimate``), in a process of its own, as the stage does when it re-encodes (a chunk, a padded
   run): what it costs more than the plain encode is the check's cost there.
@@ -19,7 +21,10 @@ opens with a speech-like voice), scaled into a 1280x720 picture at 25 fps. Timed
 Encodes and checks take turns (``--repeat`` of each), and the medians are printed: on a shared machine a
 change of load then falls on all alike.
 
-Goal (issue 26): the check at most 15 % of the lip-sync stage's own time on 2 cores.
+Goal (issue 26): the check at most 15 % of the lip-sync stage's own time on 2 cores. Measured on
+2026-12-08 (docs/PERFORMANCE.md, fourth pass), taking turns with the check that decoded every frame (load
+average 4.9-5.9): the check 9.7 % of the encode's wall time and 10.8 % of its CPU time (every frame
+decoded: 14.7 % and 14.3 %); at load 1.7-2.9, 10.8 % and 10.2 %.
 Run: .venv/bin/python bench/bench_sync.py [--seconds 60] [--repeat 3] [--json]
 """
 
