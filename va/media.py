@@ -284,23 +284,28 @@ def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.Complet
     return done
 
 
-def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaError:
+def _failure(
+    argv: list[str], stderr: str, failure: ExitCode, what: str, *, written: str | None = None
+) -> VaError:
     """The error of a failed ffmpeg/ffprobe: a full or read-only disk (``WORKDIR_UNUSABLE``, naming the
     file being written) and an input it may not read (``INPUT_NOT_FOUND``, permission denied) are said
-    as such, whatever the step was; anything else is the step's ``failure``."""
+    as such, whatever the step was; anything else is the step's ``failure``. The file written is
+    ``written`` when given (a command that writes a pipe after it: its format is no file), else the
+    command's last argument that is not a pipe."""
     disk = next((reason for reason in DISK_ERRORS if reason in stderr), None)
-    files = [arg for arg in argv if not arg.startswith("pipe:")]  # the file written is the last of them
+    if written is None:
+        written = [arg for arg in argv if not arg.startswith("pipe:")][-1]
     if disk is not None:
-        written = _named(files[-1])
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {written}")
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {_named(written)}")
     if "Permission denied" in stderr:
         reads_last = Path(argv[0]).name.startswith("ffprobe")  # ffprobe's one input is its last argument
         inputs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-i"] + argv[-1:] * reads_last
         denied = next((path for path in inputs if f"{path}: Permission denied" in stderr), None)
         if denied is not None:
             return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {_named(denied)}")
-        written = _named(files[-1])
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {written}")
+        return VaError(
+            ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {_named(written)}"
+        )
     return VaError(failure, f"{what}: {_last_line(stderr)}")
 
 
@@ -1784,10 +1789,13 @@ def _grey_window(crop: Crop) -> str:
 
 
 def _encode_tapped(argv: list[str], tap: PictureTap, target: Path) -> None:
-    """Run the encode ``argv`` whose picture's grey frames come out on its standard output, handing them
-    to ``tap`` as they come; the encode runs to its end whatever ``tap`` reads."""
+    """Run the encode ``argv`` (ending with the file it writes, its graph's grey frames labelled ``[grey]``)
+    with those frames sent to its standard output too, handing them to ``tap`` as they come; the encode
+    runs to its end whatever ``tap`` reads."""
     size = tap.crop.out_width * tap.crop.out_height
-    blocks = _stream(argv, size, f"encoding {target.name} failed", ExitCode.ENCODE_FAILED)
+    tapped = [*argv, "-map", "[grey]", "-f", "rawvideo", "pipe:1"]
+    what = f"encoding {target.name} failed"
+    blocks = _stream(tapped, size, what, ExitCode.ENCODE_FAILED, written=argv[-1])
     with contextlib.closing(blocks):
         grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b) for b in blocks if len(b) == size)
         tap.take(grey)
@@ -1877,7 +1885,7 @@ def encode_picture(
         if tap is None:
             _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
         else:
-            _encode_tapped([*argv, "-map", "[grey]", "-f", "rawvideo", "pipe:1"], tap, target)
+            _encode_tapped(argv, tap, target)
         _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
@@ -2433,12 +2441,12 @@ PIPE_BYTES = 1 << 20
 
 
 def _stream(
-    argv: list[str], block: int, what: str, failure: ExitCode | None = None
+    argv: list[str], block: int, what: str, failure: ExitCode | None = None, *, written: str | None = None
 ) -> Generator[bytes, None, None]:
     """``argv``'s standard output in blocks of ``block`` bytes (the last one may be shorter), read as ffmpeg
     writes them: memory holds one block whatever the length. Closing the iterator early ends ffmpeg.
-    A failure is an unreadable input, or, for a step that writes a file too, that step's ``failure``
-    (``_failure``: a full disk said as such)."""
+    A failure is an unreadable input, or, for a step that writes the file ``written`` too, that step's
+    ``failure`` (``_failure``: a full disk said as such)."""
     log.info("%s", shlex.join(argv), extra=COMMAND)
     # stderr goes to a file: a damaged stream can make ffmpeg say a line a frame, more than a pipe holds
     # while this side reads only stdout.
@@ -2465,7 +2473,7 @@ def _stream(
         errors.seek(0)
         stderr = errors.read().decode("utf-8", errors="replace")
     if failure is not None and (returncode != 0 or any(reason in stderr for reason in DISK_ERRORS)):
-        raise _failure(argv, stderr, failure, what)
+        raise _failure(argv, stderr, failure, what, written=written)
     if returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
 
