@@ -2269,28 +2269,44 @@ def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
     return EncodedFigures(video.samples or 0, video.width, video.height, rate)
 
 
-def _steady_video(path: Path) -> tuple[mp4.Track, str] | None:
-    """The first video track of an MP4 (``va.mp4``) and its rate as ffprobe says it (``25/1``), when its
-    boxes say for sure what ffprobe would count: samples that all last as long, shown as stored, no
-    edit but one that covers them all (its start may skip B-frames' delay; one that ends early makes
-    ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
+def _whole_video(path: Path) -> tuple[mp4.Movie, mp4.Track] | None:
+    """An MP4 (``va.mp4``) and its first video track, when its samples are the packets ffprobe would
+    count: no edit but one that covers them all (its start may skip B-frames' delay; one that ends early
+    makes ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
     count fewer packets). None otherwise."""
     movie = mp4.read_movie(path)
     video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or not video.samples or not video.sample_delta or not video.timescale:
+    if movie is None or video is None or not video.samples or not video.timescale:
         return None
-    if video.data_end is None or video.data_end > movie.file_size or not movie.upright or not video.upright:
+    if video.data_end is None or video.data_end > movie.file_size:
         return None
     whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
     edits = video.edits
     if edits and not (len(edits) == 1 and edits[0][1] >= 0 and edits[0][0] * video.timescale >= whole):
+        return None
+    return movie, video
+
+
+def _steady_video(path: Path) -> tuple[mp4.Track, str] | None:
+    """The first video track of an MP4 (``va.mp4``) and its rate as ffprobe says it (``25/1``), when its
+    boxes say for sure what ffprobe would: its samples are its packets (``_whole_video``), they all last
+    as long, and the picture is shown as stored. None otherwise."""
+    read = _whole_video(path)
+    if read is None:
+        return None
+    movie, video = read
+    if not video.sample_delta or not movie.upright or not video.upright:
         return None
     rate = Fraction(video.timescale, video.sample_delta)
     return video, f"{rate.numerator}/{rate.denominator}"
 
 
 def count_video_packets(path: Path) -> int:
-    """Frames of the first video stream, counted from its packets (no decoding)."""
+    """Frames of the first video stream, counted from its packets (no decoding): an MP4's samples when
+    its boxes say for sure (``_whole_video``: its turn and rates do not matter here), else ffprobe's."""
+    read = _whole_video(path)
+    if read is not None:
+        return read[1].samples or 0
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
     argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", *input_file(path)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
