@@ -497,12 +497,14 @@ def _visual_of(path: Path, data: dict[str, object]) -> VisualInfo:
     aspect = _pixel_aspect(stream)
     width = max(1, round(width * aspect[0] / aspect[1]))
     still_image = _is_image(data)
-    orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
+    if still_image:
+        orientation, decoded_by_va = _image_tags(path)
+    else:
+        orientation, decoded_by_va = ROTATION_ORIENTATION.get(rotation(stream), 1), False
     if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
     has_alpha = _has_alpha(pix_fmt)
     colour = ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS))
-    decoded_by_va = still_image and has_colour_profile(path)
     if decoded_by_va:  # decoded_picture makes it upright RGB in sRGB
         pix_fmt, orientation, colour = ("rgba" if has_alpha else "rgb24"), 1, ColourTags()
     return VisualInfo(
@@ -894,9 +896,10 @@ def wide_to_rgb(tags: ColourTags, full: bool) -> str:
     return f"{linear}{tone},zscale=t=bt709:m=bt709:r=full,format=gbrp,format=rgb24"
 
 
-def exif_orientation(path: Path) -> int:
-    """The EXIF orientation (1..8) of an image file of any format Pillow reads (JPEG, PNG, WebP, TIFF):
-    1 for none, or for a file Pillow does not know."""
+def _image_tags(path: Path) -> tuple[int, bool]:
+    """An image file's EXIF orientation (1..8; 1 for none) and whether it carries an ICC profile that
+    makes its colours other than sRGB's (``colour_profile``: va decodes it, ``decoded_picture``), read in
+    one opening by Pillow (JPEG, PNG, WebP, TIFF); (1, False) for a file Pillow does not know."""
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
 
     with warnings.catch_warnings():
@@ -904,23 +907,10 @@ def exif_orientation(path: Path) -> int:
         try:
             with Image.open(path) as image:
                 value = image.getexif().get(0x0112, 1)
+                profiled = "icc_profile" in image.info and colour_profile(image, path, quiet=True) is not None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            return 1
-    return value if isinstance(value, int) and value in UPRIGHT else 1
-
-
-def has_colour_profile(path: Path) -> bool:
-    """Whether the image file ``path`` (of any format Pillow reads) carries an ICC profile that makes its
-    colours other than sRGB's (``colour_profile``): va decodes it (``decoded_picture``)."""
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path) as image:
-                return "icc_profile" in image.info and colour_profile(image, path, quiet=True) is not None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            return False
+            return 1, False
+    return (value if isinstance(value, int) and value in UPRIGHT else 1), profiled
 
 
 def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
