@@ -2357,19 +2357,20 @@ def decode_frames(
     *,
     fitted: tuple[FrameGeometry, str] | None = None,
     longest_side: int = 0,
+    probe: VisualInfo | None = None,
 ) -> list[RawFrame]:
     """Decode the frames ``indices`` (0-based, ascending) of the first video stream of ``source`` as packed
     RGB, for analysis: ``fitted`` into a geometry on a background first (as the held still is made), then
-    at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing."""
+    at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing.
+    ``probe``: the source's ``probe_visual`` when it was made already (the plan's)."""
+    info = probe or probe_visual(source)
     reduce = 1
     if fitted is not None:
         geometry, background = fitted
         width, height = geometry.width, geometry.height
         fit = f"{geometry.filter},format=rgb24,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color={background},"
-        start = probe_visual(source)
-        reduce = shrink_factor(start, geometry) if start.decoded_by_va else 1  # as render_still decodes it
+        reduce = shrink_factor(info, geometry) if info.decoded_by_va else 1  # as render_still decodes it
     else:
-        info = probe_visual(source)
         width, height, fit = info.width, info.height, ""
     shrink = min(1.0, longest_side / max(width, height)) if longest_side else 1.0
     out_w, out_h = max(1, round(width * shrink)), max(1, round(height * shrink))
