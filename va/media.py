@@ -1468,9 +1468,9 @@ def pad_audio(
 
     Mono stays mono, anything else becomes stereo (``decode_voice``). The pads are counted in samples, so
     the result is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
-    ``probe``: the source's ``probe_audio`` when it was made already: the plan's, made where the voice was
-    checked to decode as long as its header promises (a voice replaced since is told by the padded
-    length, ``stages.prepare_audio``); without one, that check is made here.
+    ``probe``: the source's ``probe_audio`` when it was made already (the plan's). Whether the voice
+    decodes as long as its header promises is the plan's check (``va.job``), not this one's: a voice
+    replaced since is told by the padded length (``stages.prepare_audio``).
     """
     info = probe or probe_audio(source)
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
@@ -1494,10 +1494,7 @@ def pad_audio(
     if aac is not None:
         argv += ["-map", "[aac]", *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
-    padded = probe_audio(target)
-    if probe is None:
-        check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
-    return padded
+    return probe_audio(target)
 
 
 X264_COLOUR = [
