@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FACE_PHOTO, REPO, CliRunner, Media, ffmpeg
+from tests.conftest import FACE_PHOTO, REPO, CliRunner, Media, calls_of, ffmpeg
 from tests.lipsync.fakes import command, providers_file
 from va import face, media
 from va.job import load_job
@@ -42,7 +42,7 @@ def test_the_face_box_is_in_the_pixels_of_the_output_picture(
 ) -> None:
     width, height = size or (None, None)
     geometry = media.plan_geometry(256, 256, width, height, fit)
-    found = face.search_start(FACE_PHOTO, [0], geometry, "black")
+    found = face.search_start(media.probe_visual(FACE_PHOTO), [0], geometry, "black")
     assert found.faceless_frame is None and found.frames == (0,) and found.box is not None
     x, y, side = expected
     box = found.box
@@ -106,6 +106,26 @@ def test_a_start_video_is_checked_at_frames_spread_over_it(
     assert result.code == 52
     # Eight frames spread over 75: 0, 11, 21, 32, 42, 53, ...; frame 53 is the first grey one of them.
     assert f"no face found in frame 53 of {video}" in result.err
+
+
+@pytest.mark.parametrize("start", ["face.jpg", "talk.mp4"])
+def test_planning_a_face_check_probes_the_start_once(
+    files: Media, start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The face search decodes the start as the plan probed it: one ffprobe of the start, the plan's (a
+    start video's frames are counted from its MP4 boxes)."""
+    if start == "face.jpg":
+        shutil.copyfile(FACE_PHOTO, files.root / start)
+    else:
+        files.face_video(start, face_seconds=2.0, blank_seconds=0.0)
+    for name, value in needs_face(files.root).items():
+        monkeypatch.setenv(name, value)
+    job = load_job(face_job(files, start))
+    runs = calls_of(monkeypatch, media.subprocess, "run")
+    plan = plan_job(job)
+    assert plan.lipsync is not None and plan.lipsync.face is not None and plan.lipsync.face.box is not None
+    probes = [argv for (argv, *_) in runs if Path(argv[0]).name == "ffprobe" and str(job.start) in argv[-1]]
+    assert len(probes) == 1
 
 
 def test_a_faceless_start_with_passthrough_is_planned_for_the_stage_to_pass_through(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -471,3 +473,28 @@ def test_a_heic_whose_nclx_box_names_display_p3_is_decoded_in_srgb(tmp_path: Pat
     decoded = media.decoded_picture(start)
     assert decoded is not None
     assert max(colour_errors(decoded)) <= COLOUR_TOLERANCE, colour_errors(decoded)
+
+
+def test_a_full_disk_under_an_encode_with_a_tap_names_the_mp4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encode that also hands its frames to a tap (the sync check's) writes its MP4 to a full disk
+    (/dev/full answers every write with ENOSPC): exit 32 naming the MP4, not the tap's pipe format."""
+    full = tmp_path / "full" / "encoded.mp4"
+    full.parent.mkdir()
+    full.symlink_to("/dev/full")
+
+    @contextlib.contextmanager
+    def onto_full_disk(target: Path, *, no_clobber: bool = False) -> Iterator[Path]:
+        yield full
+
+    monkeypatch.setattr(media, "partial_file", onto_full_disk)
+    taken: list[media.GreyFrame] = []
+    tap = media.PictureTap(media.Crop(0, 0, 64, 48, 32, 24), taken.extend)
+    source = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4"]
+    with pytest.raises(VaError) as raised:
+        media.encode_picture(
+            source, None, tmp_path / "encoded.mp4", fps=25, frames=10, crf=18, preset="veryfast", tap=tap
+        )
+    assert raised.value.code == ExitCode.WORKDIR_UNUSABLE
+    assert raised.value.message == f"no space left on device: ffmpeg could not write {full}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import calls_of, ffmpeg, unreadable
+from tests.corpus import display_p3_profile
 from va import media
 from va.errors import ExitCode, VaError
 
@@ -201,6 +202,26 @@ def test_a_png_with_what_the_reader_does_not_read_goes_to_ffprobe(
         assert (info.width, info.height, info.orientation) == (30, 40, 6)
     else:
         assert (info.width, info.height) == (40, 30)
+
+
+@pytest.mark.parametrize("profiled", [False, True], ids=["exif-turned", "display-p3"])
+def test_a_still_is_opened_once_by_pillow_for_its_orientation_and_profile(
+    tmp_path: Path, profiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera's JPEG turned by its EXIF orientation, with or without a wide-gamut profile: one ffprobe,
+    one Pillow opening; va decodes the one with a profile (upright, so its orientation is then 1)."""
+    from PIL import Image  # noqa: PLC0415
+
+    path = tmp_path / "camera.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter: displayed 30x40
+    profile = {"icc_profile": display_p3_profile()} if profiled else {}
+    Image.new("RGB", (40, 30), "teal").save(path, exif=exif, **profile)
+    started, opened = ffprobe_runs(monkeypatch), calls_of(monkeypatch, Image, "open")
+    info = media.probe_visual(path)
+    assert (len(started), len(opened)) == (1, 1)
+    assert (info.width, info.height, info.decoded_by_va) == (30, 40, profiled)
+    assert info.orientation == (1 if profiled else 6)
 
 
 @pytest.mark.parametrize("damage", ["cut", "text", "empty"])

@@ -147,3 +147,68 @@ def test_an_edit_list_that_ends_early_is_left_to_ffprobe(
     assert media._encoded_figures_of_movie(whole) == media.EncodedFigures(50, 64, 48, "25/1")
     assert media._encoded_figures_of_movie(edited) is None
     assert media.encoded_figures(edited) == probed_encode(edited, monkeypatch)
+
+
+def _ffprobes_of(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """The ffprobes ``va.media`` starts from now on (its ``_run`` calls; each still runs)."""
+    return calls_of(monkeypatch, media, "_run")
+
+
+def probed_packets(path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A video's packets as ffprobe counts them (the box reader set aside)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(mp4, "read_movie", lambda _: None)
+        return media.count_video_packets(path)
+
+
+PACKETS = {
+    # An encode as va makes them: the final checked before its run is said complete.
+    "encode.mp4": ["testsrc=s=64x48:r=25:d=1.2", "-c:v", "libx264", "-bf", "0", "-movflags", "+faststart"],
+    # A phone's start video: turned by its matrix, B-frames (an edit that starts later), a MOV.
+    "turned.mov": ["testsrc=s=64x48:r=24:d=1", "-c:v", "libx264", "-bf", "2", "-metadata:s:v:0", "rotate=90"],
+    # Frames of varying length: the samples are still the packets.
+    "varied.mp4": [
+        "testsrc=s=64x48:r=25:d=2,setpts='if(lt(N,25),N,N*2)/25/TB'",
+        "-c:v",
+        "libx264",
+        "-fps_mode",
+        "passthrough",
+    ],
+}
+
+
+def test_packets_are_counted_from_the_boxes_as_ffprobe_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final's check, the plan's and the face check's frame counts start no ffprobe for an MP4 the box
+    reader knows, whatever its turn or rate, and give what ffprobe gives."""
+    paths = [tmp_path / name for name in sorted(PACKETS)]
+    for path in paths:
+        ffmpeg("-f", "lavfi", "-i", *PACKETS[path.name], str(path))
+    started = _ffprobes_of(monkeypatch)
+    counted = [media.count_video_packets(path) for path in paths]
+    assert started == []
+    assert counted == [30, 24, 50]
+    assert counted == [probed_packets(path, monkeypatch) for path in paths]
+
+
+def test_packets_the_boxes_do_not_say_for_sure_are_counted_by_ffprobe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fragmented MP4, a WebM, an edit that ends early, a file cut short: one ffprobe each."""
+    fragmented, webm, edited, cut = (
+        tmp_path / name for name in ("frag.mp4", "clip.webm", "ed.mp4", "cut.mp4")
+    )
+    source = ["-f", "lavfi", "-i", "testsrc=s=64x48:r=25:d=2"]
+    ffmpeg(*source, "-c:v", "libx264", "-movflags", "+frag_keyframe+empty_moov", str(fragmented))
+    ffmpeg(*source, "-c:v", "libvpx-vp9", "-deadline", "realtime", str(webm))
+    ffmpeg(*source, "-c:v", "libx264", "-bf", "0", "-movflags", "+faststart", str(cut))
+    data = bytearray(cut.read_bytes())
+    at = data.index(b"elst") + 4 + 8  # version and flags, the entry count, then the first entry's length
+    data[at : at + 4] = (1000).to_bytes(4, "big")  # the edit shows the first second only
+    edited.write_bytes(bytes(data))
+    cut.write_bytes(data[: len(data) - 1500])  # the index whole, the last frames' data gone
+    started = _ffprobes_of(monkeypatch)
+    counted = [media.count_video_packets(path) for path in (fragmented, webm, edited, cut)]
+    assert len(started) == 4
+    assert counted[:3] == [50, 50, 50] and 0 < counted[3] < 50  # ffprobe counts what it finds

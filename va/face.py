@@ -190,12 +190,13 @@ def search_frames(file: Path, frames: list[media.RawFrame]) -> FaceSearch:
 
 
 def search_start(
-    start: Path, indices: list[int], geometry: media.FrameGeometry, background: str
+    start: media.VisualInfo, indices: list[int], geometry: media.FrameGeometry, background: str
 ) -> FaceSearch:
-    """Look for a face in frames ``indices`` of the start image or video, each fitted into the output
-    picture as the held still is (so a box is in the pixels the provider gets)."""
-    frames = media.decode_frames(start, indices, fitted=(geometry, background), longest_side=ANALYSIS_SIDE)
-    return search_frames(start, frames)
+    """Look for a face in frames ``indices`` of the start image or video (as the plan probed it), each
+    fitted into the output picture as the held still is (so a box is in the pixels the provider gets)."""
+    fitted = (geometry, background)
+    frames = media.decode_frames(start.path, indices, fitted=fitted, longest_side=ANALYSIS_SIDE, probe=start)
+    return search_frames(start.path, frames)
 
 
 def search_video(video: Path) -> FaceSearch:

@@ -32,8 +32,8 @@ class Flock:
         return self._fd is not None
 
     def try_acquire(self) -> bool:
-        """Take the lock if no one holds it (the file and its folder are made if missing); whether it
-        was taken."""
+        """Take the lock if no one holds it (the file and its folder are made if missing: the one place a
+        lock's folder is made); whether it was taken."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:

@@ -284,23 +284,28 @@ def _run(argv: list[str], *, failure: ExitCode, what: str) -> subprocess.Complet
     return done
 
 
-def _failure(argv: list[str], stderr: str, failure: ExitCode, what: str) -> VaError:
+def _failure(
+    argv: list[str], stderr: str, failure: ExitCode, what: str, *, written: str | None = None
+) -> VaError:
     """The error of a failed ffmpeg/ffprobe: a full or read-only disk (``WORKDIR_UNUSABLE``, naming the
     file being written) and an input it may not read (``INPUT_NOT_FOUND``, permission denied) are said
-    as such, whatever the step was; anything else is the step's ``failure``."""
+    as such, whatever the step was; anything else is the step's ``failure``. The file written is
+    ``written`` when given (a command that writes a pipe after it: its format is no file), else the
+    command's last argument that is not a pipe."""
     disk = next((reason for reason in DISK_ERRORS if reason in stderr), None)
-    files = [arg for arg in argv if not arg.startswith("pipe:")]  # the file written is the last of them
+    if written is None:
+        written = [arg for arg in argv if not arg.startswith("pipe:")][-1]
     if disk is not None:
-        written = _named(files[-1])
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {written}")
+        return VaError(ExitCode.WORKDIR_UNUSABLE, f"{disk.lower()}: ffmpeg could not write {_named(written)}")
     if "Permission denied" in stderr:
         reads_last = Path(argv[0]).name.startswith("ffprobe")  # ffprobe's one input is its last argument
         inputs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-i"] + argv[-1:] * reads_last
         denied = next((path for path in inputs if f"{path}: Permission denied" in stderr), None)
         if denied is not None:
             return VaError(ExitCode.INPUT_NOT_FOUND, f"permission denied: cannot read {_named(denied)}")
-        written = _named(files[-1])
-        return VaError(ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {written}")
+        return VaError(
+            ExitCode.WORKDIR_UNUSABLE, f"permission denied: ffmpeg could not write {_named(written)}"
+        )
     return VaError(failure, f"{what}: {_last_line(stderr)}")
 
 
@@ -492,12 +497,14 @@ def _visual_of(path: Path, data: dict[str, object]) -> VisualInfo:
     aspect = _pixel_aspect(stream)
     width = max(1, round(width * aspect[0] / aspect[1]))
     still_image = _is_image(data)
-    orientation = exif_orientation(path) if still_image else ROTATION_ORIENTATION.get(rotation(stream), 1)
+    if still_image:
+        orientation, decoded_by_va = _image_tags(path)
+    else:
+        orientation, decoded_by_va = ROTATION_ORIENTATION.get(rotation(stream), 1), False
     if ORIENTATION_SWAPS[orientation]:
         width, height = height, width
     has_alpha = _has_alpha(pix_fmt)
     colour = ColourTags(*(str(stream.get(key) or "").replace("unknown", "") for key in COLOUR_KEYS))
-    decoded_by_va = still_image and has_colour_profile(path)
     if decoded_by_va:  # decoded_picture makes it upright RGB in sRGB
         pix_fmt, orientation, colour = ("rgba" if has_alpha else "rgb24"), 1, ColourTags()
     return VisualInfo(
@@ -889,9 +896,10 @@ def wide_to_rgb(tags: ColourTags, full: bool) -> str:
     return f"{linear}{tone},zscale=t=bt709:m=bt709:r=full,format=gbrp,format=rgb24"
 
 
-def exif_orientation(path: Path) -> int:
-    """The EXIF orientation (1..8) of an image file of any format Pillow reads (JPEG, PNG, WebP, TIFF):
-    1 for none, or for a file Pillow does not know."""
+def _image_tags(path: Path) -> tuple[int, bool]:
+    """An image file's EXIF orientation (1..8; 1 for none) and whether it carries an ICC profile that
+    makes its colours other than sRGB's (``colour_profile``: va decodes it, ``decoded_picture``), read in
+    one opening by Pillow (JPEG, PNG, WebP, TIFF); (1, False) for a file Pillow does not know."""
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
 
     with warnings.catch_warnings():
@@ -899,23 +907,10 @@ def exif_orientation(path: Path) -> int:
         try:
             with Image.open(path) as image:
                 value = image.getexif().get(0x0112, 1)
+                profiled = "icc_profile" in image.info and colour_profile(image, path, quiet=True) is not None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            return 1
-    return value if isinstance(value, int) and value in UPRIGHT else 1
-
-
-def has_colour_profile(path: Path) -> bool:
-    """Whether the image file ``path`` (of any format Pillow reads) carries an ICC profile that makes its
-    colours other than sRGB's (``colour_profile``): va decodes it (``decoded_picture``)."""
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (only images need it)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path) as image:
-                return "icc_profile" in image.info and colour_profile(image, path, quiet=True) is not None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            return False
+            return 1, False
+    return (value if isinstance(value, int) and value in UPRIGHT else 1), profiled
 
 
 def check_complete(info: AudioInfo, decoded_seconds: float) -> None:
@@ -1473,9 +1468,9 @@ def pad_audio(
 
     Mono stays mono, anything else becomes stereo (``decode_voice``). The pads are counted in samples, so
     the result is exactly ``pre + input + post`` long, and its duration is read back from the WAV header.
-    ``probe``: the source's ``probe_audio`` when it was made already: the plan's, made where the voice was
-    checked to decode as long as its header promises (a voice replaced since is told by the padded
-    length, ``stages.prepare_audio``); without one, that check is made here.
+    ``probe``: the source's ``probe_audio`` when it was made already (the plan's). Whether the voice
+    decodes as long as its header promises is the plan's check (``va.job``), not this one's: a voice
+    replaced since is told by the padded length (``stages.prepare_audio``).
     """
     info = probe or probe_audio(source)
     pre = round(pre_seconds * AUDIO_SAMPLE_RATE)
@@ -1499,10 +1494,7 @@ def pad_audio(
     if aac is not None:
         argv += ["-map", "[aac]", *AAC_OUT, "-f", "ipod", str(aac)]
     _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"cannot decode audio {source}")
-    padded = probe_audio(target)
-    if probe is None:
-        check_complete(info, padded.duration_seconds - (pre + post) / AUDIO_SAMPLE_RATE)
-    return padded
+    return probe_audio(target)
 
 
 X264_COLOUR = [
@@ -1784,10 +1776,13 @@ def _grey_window(crop: Crop) -> str:
 
 
 def _encode_tapped(argv: list[str], tap: PictureTap, target: Path) -> None:
-    """Run the encode ``argv`` whose picture's grey frames come out on its standard output, handing them
-    to ``tap`` as they come; the encode runs to its end whatever ``tap`` reads."""
+    """Run the encode ``argv`` (ending with the file it writes, its graph's grey frames labelled ``[grey]``)
+    with those frames sent to its standard output too, handing them to ``tap`` as they come; the encode
+    runs to its end whatever ``tap`` reads."""
     size = tap.crop.out_width * tap.crop.out_height
-    blocks = _stream(argv, size, f"encoding {target.name} failed", ExitCode.ENCODE_FAILED)
+    tapped = [*argv, "-map", "[grey]", "-f", "rawvideo", "pipe:1"]
+    what = f"encoding {target.name} failed"
+    blocks = _stream(tapped, size, what, ExitCode.ENCODE_FAILED, written=argv[-1])
     with contextlib.closing(blocks):
         whole = (b for b in blocks if len(b) == size)
         grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b, n) for n, b in enumerate(whole))
@@ -1878,7 +1873,7 @@ def encode_picture(
         if tap is None:
             _run(argv, failure=ExitCode.ENCODE_FAILED, what=f"encoding {target.name} failed")
         else:
-            _encode_tapped([*argv, "-map", "[grey]", "-f", "rawvideo", "pipe:1"], tap, target)
+            _encode_tapped(argv, tap, target)
         _check_encoded(partial, target, frames, ExitCode.ENCODE_FAILED, fps=fps, size=size)
 
 
@@ -2262,28 +2257,44 @@ def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
     return EncodedFigures(video.samples or 0, video.width, video.height, rate)
 
 
-def _steady_video(path: Path) -> tuple[mp4.Track, str] | None:
-    """The first video track of an MP4 (``va.mp4``) and its rate as ffprobe says it (``25/1``), when its
-    boxes say for sure what ffprobe would count: samples that all last as long, shown as stored, no
-    edit but one that covers them all (its start may skip B-frames' delay; one that ends early makes
-    ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
+def _whole_video(path: Path) -> tuple[mp4.Movie, mp4.Track] | None:
+    """An MP4 (``va.mp4``) and its first video track, when its samples are the packets ffprobe would
+    count: no edit but one that covers them all (its start may skip B-frames' delay; one that ends early
+    makes ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
     count fewer packets). None otherwise."""
     movie = mp4.read_movie(path)
     video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or not video.samples or not video.sample_delta or not video.timescale:
+    if movie is None or video is None or not video.samples or not video.timescale:
         return None
-    if video.data_end is None or video.data_end > movie.file_size or not movie.upright or not video.upright:
+    if video.data_end is None or video.data_end > movie.file_size:
         return None
     whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
     edits = video.edits
     if edits and not (len(edits) == 1 and edits[0][1] >= 0 and edits[0][0] * video.timescale >= whole):
+        return None
+    return movie, video
+
+
+def _steady_video(path: Path) -> tuple[mp4.Track, str] | None:
+    """The first video track of an MP4 (``va.mp4``) and its rate as ffprobe says it (``25/1``), when its
+    boxes say for sure what ffprobe would: its samples are its packets (``_whole_video``), they all last
+    as long, and the picture is shown as stored. None otherwise."""
+    read = _whole_video(path)
+    if read is None:
+        return None
+    movie, video = read
+    if not video.sample_delta or not movie.upright or not video.upright:
         return None
     rate = Fraction(video.timescale, video.sample_delta)
     return video, f"{rate.numerator}/{rate.denominator}"
 
 
 def count_video_packets(path: Path) -> int:
-    """Frames of the first video stream, counted from its packets (no decoding)."""
+    """Frames of the first video stream, counted from its packets (no decoding): an MP4's samples when
+    its boxes say for sure (``_whole_video``: its turn and rates do not matter here), else ffprobe's."""
+    read = _whole_video(path)
+    if read is not None:
+        return read[1].samples or 0
     argv = [executable("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets"]
     argv += ["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", *input_file(path)]
     done = _run(argv, failure=ExitCode.UNSUPPORTED_FORMAT, what=f"not a decodable video: {path}")
@@ -2344,19 +2355,20 @@ def decode_frames(
     *,
     fitted: tuple[FrameGeometry, str] | None = None,
     longest_side: int = 0,
+    probe: VisualInfo | None = None,
 ) -> list[RawFrame]:
     """Decode the frames ``indices`` (0-based, ascending) of the first video stream of ``source`` as packed
     RGB, for analysis: ``fitted`` into a geometry on a background first (as the held still is made), then
-    at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing."""
+    at most ``longest_side`` pixels on the longer side (0: the full size). Frames past the end are missing.
+    ``probe``: the source's ``probe_visual`` when it was made already (the plan's)."""
+    info = probe or probe_visual(source)
     reduce = 1
     if fitted is not None:
         geometry, background = fitted
         width, height = geometry.width, geometry.height
         fit = f"{geometry.filter},format=rgb24,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color={background},"
-        start = probe_visual(source)
-        reduce = shrink_factor(start, geometry) if start.decoded_by_va else 1  # as render_still decodes it
+        reduce = shrink_factor(info, geometry) if info.decoded_by_va else 1  # as render_still decodes it
     else:
-        info = probe_visual(source)
         width, height, fit = info.width, info.height, ""
     shrink = min(1.0, longest_side / max(width, height)) if longest_side else 1.0
     out_w, out_h = max(1, round(width * shrink)), max(1, round(height * shrink))
@@ -2437,12 +2449,12 @@ PIPE_BYTES = 1 << 20
 
 
 def _stream(
-    argv: list[str], block: int, what: str, failure: ExitCode | None = None
+    argv: list[str], block: int, what: str, failure: ExitCode | None = None, *, written: str | None = None
 ) -> Generator[bytes, None, None]:
     """``argv``'s standard output in blocks of ``block`` bytes (the last one may be shorter), read as ffmpeg
     writes them: memory holds one block whatever the length. Closing the iterator early ends ffmpeg.
-    A failure is an unreadable input, or, for a step that writes a file too, that step's ``failure``
-    (``_failure``: a full disk said as such)."""
+    A failure is an unreadable input, or, for a step that writes the file ``written`` too, that step's
+    ``failure`` (``_failure``: a full disk said as such)."""
     log.info("%s", shlex.join(argv), extra=COMMAND)
     # stderr goes to a file: a damaged stream can make ffmpeg say a line a frame, more than a pipe holds
     # while this side reads only stdout.
@@ -2469,7 +2481,7 @@ def _stream(
         errors.seek(0)
         stderr = errors.read().decode("utf-8", errors="replace")
     if failure is not None and (returncode != 0 or any(reason in stderr for reason in DISK_ERRORS)):
-        raise _failure(argv, stderr, failure, what)
+        raise _failure(argv, stderr, failure, what, written=written)
     if returncode != 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"{what}: {_last_line(stderr)}")
 

@@ -595,7 +595,7 @@ def plan_face(
     if found is None:
         geometry = geometry or plan_geometry(job)
         fitted = media.FrameGeometry(geometry.still_width, geometry.still_height, geometry.filter)
-        found = search_start_once(job.start, job.start_is_video, fitted, geometry.background)
+        found = search_start_once(start_info(job), job.start_is_video, fitted, geometry.background)
     if found.faceless_frame is not None and not job.lipsync.allow_passthrough:
         raise found.refusal(provider.id)
     return found
@@ -617,18 +617,19 @@ FACE_SEARCHES: Memo[FaceQuestion, FaceSearch] = Memo(limit=256)
 
 
 def search_start_once(
-    start: Path, is_video: bool, geometry: media.FrameGeometry, background: str
+    start: media.VisualInfo, is_video: bool, geometry: media.FrameGeometry, background: str
 ) -> FaceSearch:
-    """The face search of ``start`` fitted into ``geometry`` (va.face.search_start), made once while the
-    file keeps its identity."""
+    """The face search of ``start`` (the plan's probe of it) fitted into ``geometry``
+    (va.face.search_start), made once while the file keeps its identity."""
+    path = start.path
 
     def search() -> FaceSearch:
-        frames = media.sample_frames(media.count_video_packets(start), VIDEO_SAMPLES) if is_video else [0]
+        frames = media.sample_frames(media.count_video_packets(path), VIDEO_SAMPLES) if is_video else [0]
         return search_start(start, frames, geometry, background)
 
-    found = FACE_SEARCHES.made(FaceQuestion(identity_of(start), is_video, geometry, background), search)
+    found = FACE_SEARCHES.made(FaceQuestion(identity_of(path), is_video, geometry, background), search)
     # A search made for another name of the same file (a link) names this job's.
-    return found if found.file == str(start) else dataclasses.replace(found, file=str(start))
+    return found if found.file == str(path) else dataclasses.replace(found, file=str(path))
 
 
 def plan_loudness(job: Job) -> media.LoudnessTarget | None:

@@ -42,7 +42,7 @@ class Registry(TypedDict):
 
 
 def _lock(path: Path) -> AbstractContextManager[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The registry's lock (a file beside it: the lock makes the folder both are in)."""
     return locked(path.with_name(path.name + ".lock"), timeout=60)
 
 

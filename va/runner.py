@@ -282,7 +282,6 @@ def refuse_live_snakemake(workdir: Workdir, *, batch_above: bool = False) -> Non
 @contextlib.contextmanager
 def workdir_lock(workdir: Workdir) -> Iterator[None]:
     """Hold the workdir for this process; a lock of a killed process is released by the kernel."""
-    workdir.run_lock.parent.mkdir(parents=True, exist_ok=True)
     lock = Flock(workdir.run_lock)
     if not lock.try_acquire():
         raise VaError(ExitCode.OUTPUT_EXISTS, f"{workdir.root} is in use by another va run")

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import mimetypes
-import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -105,10 +104,10 @@ class ComfyClient:
         self._http.mount("http://", pool)
         self._http.mount("https://", pool)
         # What requests takes from the environment (proxies and no_proxy, a CA bundle, a .netrc login),
-        # read once for this server: requests reads it again at every request otherwise, walking the
-        # whole environment twice (80 requests a video of four 16-frame batches).
-        self._http.proxies.update(requests.utils.get_environ_proxies(self.url))
-        self._http.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        # read once for this server, by requests' own functions: requests reads it again at every request
+        # otherwise, walking the whole environment twice (80 requests a video of four 16-frame batches).
+        found = self._http.merge_environment_settings(self.url, {}, None, None, None)
+        self._http.proxies, self._http.verify = found["proxies"], found["verify"]
         self._http.auth = requests.utils.get_netrc_auth(self.url)
         self._http.trust_env = False
         self._inputs: set[str] = set()  # input files the server was seen to hold
