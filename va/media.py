@@ -2531,8 +2531,9 @@ def referenced_grey_frames(
     ``first`` on, each with its number, as ``grey_frames`` gives them (``crop``, at least
     ``NUMBER_BYTES`` px wide). The frames no other frame refers to (most of H.264's B-frames: some 45 %
     of x264's by default) are not decoded at all, so not given; every frame given is the full decode's.
-    Each frame's number is read from its time (ffmpeg writes it in an extra row under the picture,
-    dropped here); ffmpeg's exact seek starts the decode at ``first``."""
+    Each frame's number is read from its time in the file (ffmpeg writes it in an extra row under the
+    picture, dropped here), as ``grey_frames`` counts them: a picture that starts later than the file's
+    sound starts at a later number. ffmpeg's exact seek starts the decode at ``first``."""
     if crop.out_width < NUMBER_BYTES:
         raise ValueError(f"a window {crop.out_width} px wide cannot carry a frame's number")
     size = crop.out_width * crop.out_height

@@ -199,6 +199,26 @@ def test_a_video_of_no_constant_rate_is_decoded_whole(tmp_path: Path) -> None:
     assert len(mouth) == sum(1 for _ in media.grey_frames(video, longest_side=64)) and None not in mouth
 
 
+def test_a_picture_that_starts_late_in_its_file_is_measured_in_the_file_s_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A picture that starts 0.2 s into its file (its sound from 0): its frames are numbered in the file's
+    time, as a decode of every frame counts them (that one repeats the first frame from 0)."""
+    face = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
+    late = tmp_path / "late.mp4"
+    sound = ["-f", "lavfi", "-i", "sine=duration=4", "-map", "0:v", "-map", "1:a"]
+    ffmpeg("-itsoffset", "0.2", "-i", str(face), *sound, "-c:v", "copy", str(late))
+    sparse = list(sync.mouth_openings(late))
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    every = list(sync.mouth_openings(late))
+    assert len(sparse) == len(every) == 105 and sparse[:5] == [None] * 5 and None not in sparse[5:]
+    crop = media.Crop(0, 0, 64, 64, 64, 64)
+    decoded = [frame.number for frame in media.referenced_grey_frames(late, crop, rate=Fraction(FPS))]
+    assert decoded[0] == 5
+    pairs = [(sparse[n], every[n]) for n in decoded]
+    assert max(abs(a - b) for a, b in pairs if a is not None and b is not None) < 0.05
+
+
 def test_a_long_video_is_read_in_two_halves_as_in_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

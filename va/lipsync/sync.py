@@ -495,10 +495,10 @@ def _openings(
     frames: Iterable[media.GreyFrame], window: _Window, *, first: int = 0, end: int | None = None
 ) -> Iterator[float | None]:
     """``mouth_openings`` of ``frames`` (numbered from ``first``), cut and scaled as ``window`` says; up to
-    frame ``end`` when given. The face is looked for at the first frame decoded at or after each multiple
-    of ``DETECT_EVERY``, its landmarks fitted so at each multiple of ``FIT_EVERY``. A frame not decoded
-    (not among ``frames``) takes the opening between those of the frames decoded either side (None when
-    one of them has none, or after the last)."""
+    frame ``end`` at least, when given. The face is looked for at the first frame decoded at or after
+    each multiple of ``DETECT_EVERY``, its landmarks fitted so at each multiple of ``FIT_EVERY``. A frame
+    not decoded (not among ``frames``) takes the opening between those of the frames decoded either side
+    (None when one of them has none, or after the last)."""
     import numpy  # noqa: PLC0415 - OpenCV's and dlib's dependency, needed only with them
 
     found: FaceBox | None = None
@@ -509,8 +509,8 @@ def _openings(
     number, last = first - 1, None  # the last frame decoded and its opening
     look = fit = first  # the frames from which the face is looked for, and fitted, next
     for frame in frames:
-        if frame.number <= number or (end is not None and frame.number >= end):
-            continue  # a time that rounds to a frame already measured, or one beyond the end
+        if frame.number <= number:
+            continue  # a time that rounds to a frame already measured
         pixels = numpy.frombuffer(frame.pixels, dtype=numpy.uint8).reshape(frame.height, frame.width)
         if frame.number >= look:
             found = _look_again(pixels, window, found and _where(found, anchor, boxes))
@@ -535,7 +535,7 @@ def _openings(
         still = pixels is not None and _look_again(pixels, window, near) is not None
         yield from pending if still else [None] * len(pending)
     if end is not None:  # the last frames, not decoded
-        yield from [None] * (end - number - 1)
+        yield from [None] * max(0, end - number - 1)
 
 
 def _between(before: float | None, after: float | None, frames: int) -> list[float | None]:
