@@ -415,18 +415,40 @@ def probe_audio(path: Path) -> AudioInfo:
     stream = _first_stream(data, "audio")
     fmt = data.get("format")
     fmt_duration = fmt.get("duration") if isinstance(fmt, dict) else None
-    duration = _float(stream.get("duration")) if stream else None
+    duration = _stream_seconds(stream) if stream else None
+    # Without a length of the stream's own, the file's is all there is: with other streams beside it (a
+    # recording's video) the audio may well be shorter, so that length promises nothing.
+    whole_file = duration is None
     duration = duration if duration is not None else _float(fmt_duration)
     if stream is None or not duration or duration <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable audio file: {path}")
+    streams = data.get("streams")
+    shared = whole_file and isinstance(streams, list) and len(streams) > 1
     return AudioInfo(
         path=path,
         codec=str(stream.get("codec_name", "")),
         sample_rate=int(str(stream.get("sample_rate", 0))),
         channels=int(str(stream.get("channels", 0))),
         duration_seconds=duration,
-        duration_estimated=data.get("estimated_duration") is True,
+        duration_estimated=data.get("estimated_duration") is True or shared,
     )
+
+
+def _stream_seconds(stream: dict[str, object]) -> float | None:
+    """A stream's own length: its ``duration``, else (Matroska and WebM keep none in the stream's header)
+    the ``DURATION`` tag their muxers write, ``H:MM:SS.fraction``; None when it has neither."""
+    seconds = _float(stream.get("duration"))
+    if seconds is not None:
+        return seconds
+    tags = stream.get("tags")
+    tagged = tags.get("DURATION") if isinstance(tags, dict) else None
+    parts = str(tagged).split(":") if tagged is not None else []
+    if len(parts) != 3:
+        return None
+    hours, minutes, rest = (_float(part) for part in parts)
+    if hours is None or minutes is None or rest is None:
+        return None
+    return hours * 3600 + minutes * 60 + rest
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
