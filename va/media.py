@@ -2281,18 +2281,22 @@ def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
 
 def _whole_video(path: Path) -> tuple[mp4.Movie, mp4.Track] | None:
     """An MP4 (``va.mp4``) and its first video track, when its samples are the packets ffprobe would
-    count: no edit but one that covers them all (its start may skip B-frames' delay; one that ends early
-    makes ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
-    count fewer packets). None otherwise."""
+    count: no edit but one that covers them all (one that ends early makes ffmpeg leave samples out) and
+    starts no later than the first picture is shown (it may skip the B-frames' delay, as x264's MP4s
+    do; from a later start ffmpeg drops the samples before the key frame it needs there), no sample of
+    size 0 (ffmpeg reads no packet for it), and every sample's data in the file (a file cut short:
+    ffprobe would count fewer packets). None otherwise."""
     movie = mp4.read_movie(path)
     video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or not video.samples or not video.timescale:
+    if movie is None or video is None or not video.samples or not video.timescale or video.empty_sample:
         return None
     if video.data_end is None or video.data_end > movie.file_size:
         return None
     whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
     edits = video.edits
-    if edits and not (len(edits) == 1 and edits[0][1] >= 0 and edits[0][0] * video.timescale >= whole):
+    if edits and not (
+        len(edits) == 1 and 0 <= edits[0][1] <= video.first_offset and edits[0][0] * video.timescale >= whole
+    ):
         return None
     return movie, video
 
