@@ -121,6 +121,28 @@ def test_truncated_mp3(files: Media, va_cli: CliRunner) -> None:
     assert_one_line_error(result.err, "truncated", "cut.mp3")
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_start_image_cut_short_is_refused_when_planned(
+    files: Media, va_cli: CliRunner, suffix: str
+) -> None:
+    """ffmpeg fills the missing rows of a JPEG cut short with a smear and ends 0; a PNG cut short fails
+    only when the run holds it. Both are refused by the plan, naming the file; the whole image, with a
+    phone's trailer after its end, is taken."""
+    from PIL import Image  # noqa: PLC0415
+
+    noise = Image.frombytes("RGB", (320, 240), os.urandom(320 * 240 * 3))
+    whole = files.root / f"whole{suffix}"
+    noise.save(whole)
+    data = whole.read_bytes()
+    (files.root / f"cut{suffix}").write_bytes(data[: len(data) * 6 // 10])
+    whole.write_bytes(data + b"SEFH trailer of a phone's camera")
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": f"cut{suffix}"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(result.err, "input.start", "truncated", f"cut{suffix}")
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": f"whole{suffix}"}))
+    assert result.code == 0, result.err
+
+
 @pytest.mark.parametrize(
     ("name", "codecs"), [("rec.mkv", ("libx264", "aac")), ("rec.webm", ("libvpx", "libopus"))]
 )

@@ -572,6 +572,30 @@ PNG_PLAIN_CHUNKS = frozenset(
 PNG_ORIENTATION_KEYWORDS = (b"Raw profile type", b"XML:com.adobe.xmp")
 
 
+def check_image_complete(info: VisualInfo) -> None:
+    """Refuse a JPEG or PNG start image cut short (a copy or download that stopped): ffmpeg would fill
+    the missing part of a JPEG with a smear and still end 0, and fail on a PNG only when the run holds
+    it. A JPEG is decoded at an eighth of its size (every coded block is still read, in a fraction of a
+    whole decode's time); a PNG's chunks are read to its end with their checksums (a plain PNG's chunk
+    headers, read for its probe, have shown it whole already). Other formats are left to ffmpeg."""
+    if info.codec not in ("mjpeg", "png") or (info.codec == "png" and png_visual(info.path) is not None):
+        return
+    from PIL import Image  # noqa: PLC0415  (only images need it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(info.path) as image:
+                if info.codec == "png":
+                    image.verify()
+                else:
+                    image.draft("L", (max(1, image.width // 8), max(1, image.height // 8)))
+                    image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            message = f"truncated or damaged image ({exc}): {info.path}"
+            raise VaError(ExitCode.UNSUPPORTED_FORMAT, message) from exc
+
+
 def png_visual(path: Path) -> VisualInfo | None:
     """A plain PNG's picture as ``probe_visual`` reads it with ffprobe, from its chunks' headers alone (no
     process started): its size and pixel aspect (``pHYs``), its samples' pixel format, no orientation,
