@@ -223,9 +223,9 @@ def test_a_picture_that_starts_late_in_its_file_is_measured_in_the_file_s_time(
 def test_a_long_video_is_read_in_two_halves_as_in_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long video is decoded in two halves side by side: the second starts at its frame, the first ends
-    before it, and the openings and the offset found are those of one decode; those of the frames decoded,
-    and the offset, are those of a decode of every frame too."""
+    """A long video is decoded in two halves side by side: the second starts a few frames before its
+    first, the first reads on to a frame past it, and the openings and the offset found are those of one
+    decode; those of the frames decoded, and the offset, are those of a decode of every frame too."""
     frames = sync.HALVES_FROM_FRAMES + 20
     levels = envelope(frames / FPS, seed=7)
     video = write_talking_face(tmp_path / "long.mp4", shifted(levels, 3))
