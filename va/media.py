@@ -2584,8 +2584,9 @@ def referenced_grey_frames(
     under the picture, dropped here), as ``grey_frames`` counts them: a picture that starts later than
     the file's sound starts at a later number. Only for a file whose times say when each frame is shown
     and that seeks to them exactly (``shown_by_time``). ffmpeg's exact seek starts half a frame before
-    ``first`` (a time stored in coarser units, Matroska's milliseconds, still keeps that frame), the
-    frames numbered before ``first`` dropped."""
+    ``first`` (a frame stored up to half a frame before the time its number says is kept: Matroska's
+    milliseconds from a start that is no multiple of a frame), the frames numbered before ``first``
+    dropped."""
     size = crop.out_width * crop.out_height
     # Half a frame early, in whole microseconds (ffmpeg's -ss), not after.
     start = max(0, math.floor((first - Fraction(1, 2)) * 1_000_000 / rate)) if first else 0
