@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -613,6 +614,18 @@ def test_a_registry_of_the_wrong_shape_is_exit_10_with_how_to_repair(
     result = va_cli("status")
     assert result.code == ExitCode.VALIDATION_FAILED, result.err
     assert_one_line_error(result.err, f"runs.json: not a va run registry ({wrong}", "move it away")
+
+
+@pytest.mark.parametrize(("document", "name"), [("README.md", "{}"), ("docs/OUTPUT_CONTRACT.md", "`{}`")])
+def test_the_exit_code_tables_name_every_exit_code(document: str, name: str) -> None:
+    """The exit-code table of README.md and of docs/OUTPUT_CONTRACT.md: one row for each member of
+    ExitCode, with its number, and no row for a code va does not have."""
+    text = (REPO / document).read_text(encoding="utf-8")
+    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| " + name.format("([A-Z0-9_]+)") + r" \|", section, re.M)
+    assert sorted((int(code), member) for code, member in rows) == sorted(
+        (int(code), code.name) for code in ExitCode
+    )
 
 
 def test_a_closed_stdout_pipe_is_quiet(tmp_path: Path) -> None:
