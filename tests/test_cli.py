@@ -121,6 +121,46 @@ def test_truncated_mp3(files: Media, va_cli: CliRunner) -> None:
     assert_one_line_error(result.err, "truncated", "cut.mp3")
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_start_image_cut_short_is_refused_when_planned(
+    files: Media, va_cli: CliRunner, suffix: str
+) -> None:
+    """ffmpeg fills the missing rows of a JPEG cut short with a smear and ends 0; a PNG cut short fails
+    only when the run holds it. Both are refused by the plan, naming the file; the whole image, with a
+    phone's trailer after its end, is taken."""
+    from PIL import Image  # noqa: PLC0415
+
+    noise = Image.frombytes("RGB", (320, 240), os.urandom(320 * 240 * 3))
+    whole = files.root / f"whole{suffix}"
+    noise.save(whole)
+    data = whole.read_bytes()
+    (files.root / f"cut{suffix}").write_bytes(data[: len(data) * 6 // 10])
+    whole.write_bytes(data + b"SEFH trailer of a phone's camera")
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": f"cut{suffix}"}))
+    assert result.code == ExitCode.UNSUPPORTED_FORMAT
+    assert_one_line_error(result.err, "input.start", "truncated", f"cut{suffix}")
+    result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": f"whole{suffix}"}))
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize(
+    ("name", "codecs"), [("rec.mkv", ("libx264", "aac")), ("rec.webm", ("libvpx", "libopus"))]
+)
+def test_a_recording_whose_sound_ends_before_its_picture_is_a_voice_of_the_sounds_length(
+    files: Media, va_cli: CliRunner, name: str, codecs: tuple[str, str]
+) -> None:
+    """Matroska and WebM keep no length in an audio stream's header, only the file's (here the picture's,
+    5 s) and a DURATION tag: the voice is the 2 s its tag says, not a 5 s file cut short."""
+    video, audio = codecs
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=s=160x120:d=5", "-f", "lavfi", "-i", "sine=f=300:d=2",
+        "-c:v", video, "-c:a", audio, str(files.root / name),
+    )  # fmt: skip
+    result = va_cli("validate", files.job(input={"audio": name, "start": "start.png"}))
+    assert result.code == 0, result.err
+    assert re.search(r": 2\.0\d+ s, 5\d frames at 25 fps", result.out), result.out
+
+
 def test_zero_byte_image(files: Media, va_cli: CliRunner) -> None:
     (files.root / "empty.png").write_bytes(b"")
     result = va_cli("validate", files.job(input={"audio": "voice.wav", "start": "empty.png"}))

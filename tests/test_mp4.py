@@ -203,12 +203,52 @@ def test_packets_the_boxes_do_not_say_for_sure_are_counted_by_ffprobe(
     ffmpeg(*source, "-c:v", "libx264", "-movflags", "+frag_keyframe+empty_moov", str(fragmented))
     ffmpeg(*source, "-c:v", "libvpx-vp9", "-deadline", "realtime", str(webm))
     ffmpeg(*source, "-c:v", "libx264", "-bf", "0", "-movflags", "+faststart", str(cut))
-    data = bytearray(cut.read_bytes())
+    whole = cut.read_bytes()
+    data = bytearray(whole)
     at = data.index(b"elst") + 4 + 8  # version and flags, the entry count, then the first entry's length
     data[at : at + 4] = (1000).to_bytes(4, "big")  # the edit shows the first second only
     edited.write_bytes(bytes(data))
-    cut.write_bytes(data[: len(data) - 1500])  # the index whole, the last frames' data gone
+    cut.write_bytes(whole[: len(whole) - 1500])  # its edit whole, its index whole, the last frames' data gone
     started = _ffprobes_of(monkeypatch)
     counted = [media.count_video_packets(path) for path in (fragmented, webm, edited, cut)]
     assert len(started) == 4
     assert counted[:3] == [50, 50, 50] and 0 < counted[3] < 50  # ffprobe counts what it finds
+
+
+def test_an_edit_that_starts_past_a_key_frame_is_counted_by_ffprobe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit may skip the first picture's B-frame delay (x264's MP4s: counted from the boxes); one that
+    starts later makes ffmpeg drop the samples before the key frame it needs there: one ffprobe."""
+    delayed, late = tmp_path / "delayed.mp4", tmp_path / "late.mp4"
+    source = ["-f", "lavfi", "-i", "testsrc=s=64x48:r=25:d=2"]
+    ffmpeg(
+        *source, "-c:v", "libx264", "-bf", "2", "-g", "25", "-video_track_timescale", "12800", str(delayed)
+    )
+    track = (mp4.read_movie(delayed) or pytest.fail()).first(b"vide")
+    assert track is not None and track.first_offset > 0 and track.edits[0][1] == track.first_offset
+    data = bytearray(delayed.read_bytes())
+    at = data.index(b"elst") + 4 + 8 + 4  # version and flags, the entry count, the length, then its start
+    data[at : at + 4] = (12800 * 6 // 5).to_bytes(4, "big")  # from 1.2 s, past the key frame at 1 s
+    late.write_bytes(bytes(data))
+    started = _ffprobes_of(monkeypatch)
+    counted = [media.count_video_packets(path) for path in (delayed, late)]
+    assert len(started) == 1
+    assert counted == [50, 25]  # ffmpeg reads from the key frame at 1 s
+    assert counted == [probed_packets(path, monkeypatch) for path in (delayed, late)]
+
+
+def test_a_sample_of_size_0_is_counted_by_ffprobe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ffmpeg reads no packet for a sample of no bytes: the boxes' count would be one too many."""
+    whole, empty = tmp_path / "whole.mp4", tmp_path / "empty.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48:r=25:d=2", "-c:v", "libx264", "-bf", "0", str(whole))
+    data = bytearray(whole.read_bytes())
+    table = data.index(b"stsz") + 4  # version and flags, one size for all, the count, then each size
+    assert data[table + 4 : table + 12] == bytes(4) + (50).to_bytes(4, "big")  # a size for each sample
+    data[table + 12 + 4 * 30 : table + 16 + 4 * 30] = bytes(4)  # the 31st sample holds no bytes
+    empty.write_bytes(bytes(data))
+    started = _ffprobes_of(monkeypatch)
+    counted = [media.count_video_packets(path) for path in (whole, empty)]
+    assert len(started) == 1
+    assert counted == [50, 49]
+    assert counted == [probed_packets(path, monkeypatch) for path in (whole, empty)]

@@ -384,6 +384,9 @@ def _check_visual(path: Path) -> media.VisualInfo:
                 f"{size[0]}x{size[1]} is above the limit of {limit} px a side (the schema's "
                 f"output.width/height maximum): {path}",
             )
+        info = media.probe_visual(path)
+        media.check_image_complete(info)
+        return info
     return media.probe_visual(path)
 
 

@@ -415,18 +415,40 @@ def probe_audio(path: Path) -> AudioInfo:
     stream = _first_stream(data, "audio")
     fmt = data.get("format")
     fmt_duration = fmt.get("duration") if isinstance(fmt, dict) else None
-    duration = _float(stream.get("duration")) if stream else None
+    duration = _stream_seconds(stream) if stream else None
+    # Without a length of the stream's own, the file's is all there is: with other streams beside it (a
+    # recording's video) the audio may well be shorter, so that length promises nothing.
+    whole_file = duration is None
     duration = duration if duration is not None else _float(fmt_duration)
     if stream is None or not duration or duration <= 0:
         raise VaError(ExitCode.UNSUPPORTED_FORMAT, f"not a decodable audio file: {path}")
+    streams = data.get("streams")
+    shared = whole_file and isinstance(streams, list) and len(streams) > 1
     return AudioInfo(
         path=path,
         codec=str(stream.get("codec_name", "")),
         sample_rate=int(str(stream.get("sample_rate", 0))),
         channels=int(str(stream.get("channels", 0))),
         duration_seconds=duration,
-        duration_estimated=data.get("estimated_duration") is True,
+        duration_estimated=data.get("estimated_duration") is True or shared,
     )
+
+
+def _stream_seconds(stream: dict[str, object]) -> float | None:
+    """A stream's own length: its ``duration``, else (Matroska and WebM keep none in the stream's header)
+    the ``DURATION`` tag their muxers write, ``H:MM:SS.fraction``; None when it has neither."""
+    seconds = _float(stream.get("duration"))
+    if seconds is not None:
+        return seconds
+    tags = stream.get("tags")
+    tagged = tags.get("DURATION") if isinstance(tags, dict) else None
+    parts = str(tagged).split(":") if tagged is not None else []
+    if len(parts) != 3:
+        return None
+    hours, minutes, rest = (_float(part) for part in parts)
+    if hours is None or minutes is None or rest is None:
+        return None
+    return hours * 3600 + minutes * 60 + rest
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -548,6 +570,30 @@ PNG_PLAIN_CHUNKS = frozenset(
 )
 #: Text keywords whose text Pillow reads an EXIF orientation from (ImageMagick's raw EXIF, XMP).
 PNG_ORIENTATION_KEYWORDS = (b"Raw profile type", b"XML:com.adobe.xmp")
+
+
+def check_image_complete(info: VisualInfo) -> None:
+    """Refuse a JPEG or PNG start image cut short (a copy or download that stopped): ffmpeg would fill
+    the missing part of a JPEG with a smear and still end 0, and fail on a PNG only when the run holds
+    it. A JPEG is decoded at an eighth of its size (every coded block is still read, in a fraction of a
+    whole decode's time); a PNG's chunks are read to its end with their checksums (a plain PNG's chunk
+    headers, read for its probe, have shown it whole already). Other formats are left to ffmpeg."""
+    if info.codec not in ("mjpeg", "png") or (info.codec == "png" and png_visual(info.path) is not None):
+        return
+    from PIL import Image  # noqa: PLC0415  (only images need it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(info.path) as image:
+                if info.codec == "png":
+                    image.verify()
+                else:
+                    image.draft("L", (max(1, image.width // 8), max(1, image.height // 8)))
+                    image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            message = f"truncated or damaged image ({exc}): {info.path}"
+            raise VaError(ExitCode.UNSUPPORTED_FORMAT, message) from exc
 
 
 def png_visual(path: Path) -> VisualInfo | None:
@@ -1804,6 +1850,7 @@ def encode_picture(
     retime: float | None = None,
     no_clobber: bool = False,
     picture_filter: str = "",
+    drawn_filter: str = "",
     subtitles: Path | None = None,
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
@@ -1821,6 +1868,8 @@ def encode_picture(
     (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     ``picture_filter`` (e.g. a camera move) works on the frames at the output rate, in yuv420p.
+    ``drawn_filter`` (burnt captions) works on the frames at their final times, once the picture is held
+    or cut to its length: what it draws at a time is on that frame of the result, whatever the source's.
     ``subtitles`` (an SRT file) becomes a ``mov_text`` track.
     With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
     known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
@@ -1851,7 +1900,8 @@ def encode_picture(
         # The frames say what TO_YUV420 made of them, or the closing TO_YUV420 takes them for BT.601.
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
-        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
+        drawn = f"{TO_YUV420},{drawn_filter},{TAGGED_BT709}," if drawn_filter else ""
+        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{drawn}{TO_YUV420}"
         chosen = f"select='{select}',{timing}" if select else timing
         if blend is not None:
             chosen = _blended(select, timing, blend)
@@ -2259,18 +2309,22 @@ def _encoded_figures_of_movie(path: Path) -> EncodedFigures | None:
 
 def _whole_video(path: Path) -> tuple[mp4.Movie, mp4.Track] | None:
     """An MP4 (``va.mp4``) and its first video track, when its samples are the packets ffprobe would
-    count: no edit but one that covers them all (its start may skip B-frames' delay; one that ends early
-    makes ffmpeg leave samples out), and every sample's data in the file (a file cut short: ffprobe would
-    count fewer packets). None otherwise."""
+    count: no edit but one that covers them all (one that ends early makes ffmpeg leave samples out) and
+    starts no later than the first picture is shown (it may skip the B-frames' delay, as x264's MP4s
+    do; from a later start ffmpeg drops the samples before the key frame it needs there), no sample of
+    size 0 (ffmpeg reads no packet for it), and every sample's data in the file (a file cut short:
+    ffprobe would count fewer packets). None otherwise."""
     movie = mp4.read_movie(path)
     video = None if movie is None else movie.first(b"vide")
-    if movie is None or video is None or not video.samples or not video.timescale:
+    if movie is None or video is None or not video.samples or not video.timescale or video.empty_sample:
         return None
     if video.data_end is None or video.data_end > movie.file_size:
         return None
     whole = video.sample_time * movie.timescale - video.timescale  # within a tick of the movie's timescale
     edits = video.edits
-    if edits and not (len(edits) == 1 and edits[0][1] >= 0 and edits[0][0] * video.timescale >= whole):
+    if edits and not (
+        len(edits) == 1 and 0 <= edits[0][1] <= video.first_offset and edits[0][0] * video.timescale >= whole
+    ):
         return None
     return movie, video
 

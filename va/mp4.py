@@ -49,6 +49,11 @@ class Track:
     edits: tuple[tuple[int, int], ...] = ()
     #: The boxes inside its first sample entry by type (a video's ``avcC``, ``pasp``, ``colr``).
     entry_boxes: dict[bytes, bytes] = field(default_factory=dict)
+    #: Its first sample's composition offset in the media's timescale (``ctts``; 0 without one): how
+    #: late the first picture is shown, the B-frames' delay an encoder's edit list skips.
+    first_offset: int = 0
+    #: Whether a sample's size (``stsz``) is 0: ffmpeg reads no packet for such a sample.
+    empty_sample: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +137,8 @@ def _track(data: bytes, start: int, end: int) -> Track:
             edited += length if media_time != -1 else 0
             edits.append((length, media_time))
     one_delta = deltas.pop() if len(deltas) == 1 else None
-    data_end = _data_end(data, stbl, samples)
+    sizes = _sizes(data, stbl)
+    data_end = _data_end(data, stbl, samples, sizes)
     upright = b"tkhd" in trak and _upright(data, trak[b"tkhd"][0], 40, 52)
     entry_boxes = _entry_boxes(data, *stbl[b"stsd"]) if handler == b"vide" and b"stsd" in stbl else {}
     return Track(
@@ -150,7 +156,23 @@ def _track(data: bytes, start: int, end: int) -> Track:
         upright,
         tuple(edits),
         entry_boxes,
+        _first_offset(data, stbl),
+        sizes is not None and 0 in sizes,
     )
+
+
+def _first_offset(data: bytes, stbl: dict[bytes, tuple[int, int]]) -> int:
+    """The first sample's composition offset (``ctts``: runs of samples and their offset, which ffmpeg
+    reads as signed in either version), 0 without one."""
+    if b"ctts" not in stbl:
+        return 0
+    at = stbl[b"ctts"][0]
+    (entries,) = struct.unpack_from(">I", data, at + 4)
+    for k in range(entries):
+        count, offset = struct.unpack_from(">Ii", data, at + 8 + 8 * k)
+        if count:
+            return int(offset)
+    return 0
 
 
 #: The matrix of a picture shown as it is: (a b u, c d v, x y w) in 16.16 and 2.30 fixed point.
@@ -175,19 +197,28 @@ def _entry_boxes(data: bytes, start: int, end: int) -> dict[bytes, bytes]:
     return {kind: data[begin:stop] for kind, begin, stop in _boxes(data, entry + _VISUAL_ENTRY, entry + size)}
 
 
-def _data_end(data: bytes, stbl: dict[bytes, tuple[int, int]], samples: int | None) -> int | None:
+def _sizes(data: bytes, stbl: dict[bytes, tuple[int, int]]) -> tuple[int, ...] | None:
+    """Each sample's size in bytes (``stsz``), None without the box."""
+    if b"stsz" not in stbl:
+        return None
+    at = stbl[b"stsz"][0]
+    uniform, count = struct.unpack_from(">II", data, at + 4)
+    return (uniform,) * count if uniform else struct.unpack_from(f">{count}I", data, at + 12)
+
+
+def _data_end(
+    data: bytes, stbl: dict[bytes, tuple[int, int]], samples: int | None, sizes: tuple[int, ...] | None
+) -> int | None:
     """The file offset where the track's last byte of sample data ends: each chunk's offset (``stco`` or
-    ``co64``) plus the sizes (``stsz``) of the samples ``stsc`` puts in it. None when the tables are not
-    there or do not hold ``samples`` samples between them."""
+    ``co64``) plus the ``sizes`` (``stsz``) of the samples ``stsc`` puts in it. None when the tables are
+    not there or do not hold ``samples`` samples between them."""
     offsets_box = stbl.get(b"stco") or stbl.get(b"co64")
-    if samples is None or offsets_box is None or b"stsc" not in stbl or b"stsz" not in stbl:
+    if samples is None or offsets_box is None or b"stsc" not in stbl or sizes is None:
         return None
     at = offsets_box[0]
     (chunks,) = struct.unpack_from(">I", data, at + 4)
     offsets = struct.unpack_from(f">{chunks}{'I' if b'stco' in stbl else 'Q'}", data, at + 8)
-    at = stbl[b"stsz"][0]
-    uniform, count = struct.unpack_from(">II", data, at + 4)
-    sizes = (uniform,) * count if uniform else struct.unpack_from(f">{count}I", data, at + 12)
+    count = len(sizes)
     at = stbl[b"stsc"][0]
     (entries,) = struct.unpack_from(">I", data, at + 4)
     runs = [struct.unpack_from(">III", data, at + 8 + 12 * k)[:2] for k in range(entries)]

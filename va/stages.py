@@ -162,7 +162,7 @@ def _encode(
             frames=frames,
             crf=encoding.crf,
             preset=encoding.preset,
-            picture_filter=media.burn_subtitles(captions),
+            drawn_filter=media.burn_subtitles(captions),  # on the frames at their final times
             no_clobber=True,
             canvas=canvas,
             source_size=(info.width, info.height),
