@@ -1849,6 +1849,7 @@ def encode_picture(
     retime: float | None = None,
     no_clobber: bool = False,
     picture_filter: str = "",
+    drawn_filter: str = "",
     subtitles: Path | None = None,
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
@@ -1866,6 +1867,8 @@ def encode_picture(
     (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     ``picture_filter`` (e.g. a camera move) works on the frames at the output rate, in yuv420p.
+    ``drawn_filter`` (burnt captions) works on the frames at their final times, once the picture is held
+    or cut to its length: what it draws at a time is on that frame of the result, whatever the source's.
     ``subtitles`` (an SRT file) becomes a ``mov_text`` track.
     With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
     known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
@@ -1896,7 +1899,8 @@ def encode_picture(
         # The frames say what TO_YUV420 made of them, or the closing TO_YUV420 takes them for BT.601.
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
-        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
+        drawn = f"{TO_YUV420},{drawn_filter},{TAGGED_BT709}," if drawn_filter else ""
+        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{drawn}{TO_YUV420}"
         chosen = f"select='{select}',{timing}" if select else timing
         if blend is not None:
             chosen = _blended(select, timing, blend)
