@@ -634,26 +634,90 @@ def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cl
     assert_one_line_error(result.err, "runs.json: not valid JSON", "move it away")
 
 
-@pytest.mark.parametrize(
-    ("runs", "wrong"),
-    [
-        ({"x": 5}, "runs['x']: not an object"),
-        ({"x": {"workdir": "/w"}}, "runs['x']: no run_id text"),
-        ({"x": {"run_id": "x", "updated_at": None}}, "runs['x']: updated_at is not text"),
-        ({"x": {"run_id": "x", "workdir": 7}}, "runs['x']: workdir is not text"),
-        ({"x": {"run_id": "x", "exit_code": "1"}}, "runs['x']: exit_code is not a whole number"),
-    ],
-)
-def test_a_registry_of_the_wrong_shape_is_exit_10_with_how_to_repair(
-    state_dir: Path, va_cli: CliRunner, runs: dict[str, object], wrong: str
+@pytest.mark.parametrize("document", [[], {"runs": []}, {"jobs": {}}])
+def test_a_file_that_is_no_registry_is_exit_10_with_how_to_repair(
+    state_dir: Path, va_cli: CliRunner, document: object
 ) -> None:
-    """Valid JSON but no registry va wrote (an entry that is no object, or a field of the wrong type,
-    which the listing indexes and formats): one line, as for invalid JSON, never an internal error."""
     state_dir.mkdir(parents=True)
-    (state_dir / "runs.json").write_text(json.dumps({"runs": runs}))
+    (state_dir / "runs.json").write_text(json.dumps(document))
     result = va_cli("status")
     assert result.code == ExitCode.VALIDATION_FAILED, result.err
-    assert_one_line_error(result.err, f"runs.json: not a va run registry ({wrong}", "move it away")
+    assert_one_line_error(result.err, "runs.json: not a va run registry; move it away")
+
+
+def test_a_run_is_refused_before_it_writes_anything_when_the_registry_is_none(
+    files: Media, va_cli: CliRunner, state_dir: Path
+) -> None:
+    """A registry file that is none is refused before the run's workdir is made, not by Snakemake's start
+    (which left a workdir whose run had failed 70 and which a second va run refused, 30)."""
+    state_dir.mkdir(parents=True)
+    (state_dir / "runs.json").write_text('{"runs": [')
+    workdir = files.root / "w"
+    result = va_cli("run", files.job(), "--workdir", workdir, "-q")
+    assert result.code == ExitCode.VALIDATION_FAILED, result.err
+    assert_one_line_error(result.err, "runs.json: not valid JSON", "move it away")
+    assert not workdir.exists()
+    batch = files.root / "jobs"
+    batch.mkdir()
+    files.job(
+        "jobs/a.json", input={"audio": str(files.root / "voice.wav"), "start": str(files.root / "start.png")}
+    )
+    result = va_cli("batch", batch, "--out", files.root / "out")
+    assert result.code == ExitCode.VALIDATION_FAILED, result.err
+    assert_one_line_error(result.err, "runs.json: not valid JSON", "move it away")
+    assert not (files.root / "out").exists()
+
+
+WRONG_ENTRIES = [
+    ({"x": 5}, "runs['x']: not an object"),
+    ({"x": {"workdir": "/w"}}, "runs['x']: no run_id text"),
+    ({"x": {"run_id": "x", "updated_at": None}}, "runs['x']: updated_at is not text"),
+    ({"x": {"run_id": "x", "workdir": 7}}, "runs['x']: workdir is not text"),
+    ({"x": {"run_id": "x", "exit_code": "bad"}}, "runs['x']: exit_code is not a whole number or null"),
+]
+
+
+@pytest.mark.parametrize(("runs", "wrong"), WRONG_ENTRIES)
+def test_an_entry_of_the_wrong_shape_is_left_out_of_the_listing_in_one_line(
+    state_dir: Path, va_cli: CliRunner, runs: dict[str, object], wrong: str
+) -> None:
+    """An entry va did not write so (no object, a field of the wrong type, which the listing indexes and
+    formats): va status lists the others and names it in one warning line, never an internal error; the
+    file is left as it is."""
+    state_dir.mkdir(parents=True)
+    good = {"run_id": "run-good", "registered_at": "2026-01-01T00:00:00Z", "workdir": "/gone"}
+    text = json.dumps({"runs": {**runs, "run-good": good}})
+    (state_dir / "runs.json").write_text(text)
+    result = va_cli("status")
+    assert result.code == ExitCode.OK, result.err
+    assert_one_line_error(result.err, "va: warning: ", "runs.json: 1 entry(ies) not of the shape", wrong)
+    assert [line.split()[:2] for line in result.out.splitlines()[1:]] == [["run-good", "missing"]]
+    listed = va_cli("status", "--json")
+    assert [row["run_id"] for row in json.loads(listed.out)] == ["run-good"]
+    assert (state_dir / "runs.json").read_text() == text
+
+
+@pytest.mark.whole_run
+def test_a_run_registers_beside_an_entry_of_the_wrong_shape_and_keeps_it(
+    files: Media, va_cli: CliRunner, state_dir: Path
+) -> None:
+    """One entry of the wrong shape does not stop a run (it failed every va run at Snakemake's start):
+    the run registers, the entry is kept as it was, and va status lists the run and names the entry."""
+    state_dir.mkdir(parents=True)
+    bad = {"run_id": "x", "exit_code": "bad"}
+    (state_dir / "runs.json").write_text(json.dumps({"runs": {"x": bad}}))
+    workdir = files.root / "w"
+    result = va_cli("run", files.job(), "--workdir", workdir, "-q")
+    assert result.code == ExitCode.OK, result.err
+    assert (workdir / "final.mp4").exists()
+    runs = json.loads((state_dir / "runs.json").read_text())["runs"]
+    assert runs.pop("x") == bad
+    (entry,) = runs.values()
+    assert entry["workdir"] == str(workdir) and entry["run_status"] == "succeeded"
+    listed = va_cli("status")
+    assert listed.code == ExitCode.OK, listed.err
+    assert_one_line_error(listed.err, "runs['x']: exit_code is not a whole number or null")
+    assert [line.split()[1] for line in listed.out.splitlines()[1:]] == ["succeeded"]
 
 
 @pytest.mark.parametrize(("document", "name"), [("README.md", "{}"), ("docs/OUTPUT_CONTRACT.md", "`{}`")])

@@ -511,7 +511,10 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         print(json.dumps(manifest, indent=2) if args.json else render_run(manifest))
         return ExitCode.OK
     rows = []
-    for entry in registry.list_runs():
+    entries, skipped = registry.read_runs()
+    if skipped is not None:  # the others are listed; the line says which entries are not
+        print(f"va: warning: {skipped}", file=sys.stderr)
+    for entry in entries:
         # An entry without a workdir (earlier versions registered a run stopped between the record of
         # its start and its registration so, by its end alone) is listed as missing, not a crash.
         where = entry.get("workdir")

@@ -46,24 +46,24 @@ def _lock(path: Path) -> AbstractContextManager[None]:
     return locked(path.with_name(path.name + ".lock"), timeout=60)
 
 
-def _load(path: Path) -> Registry:
+#: What to do with a registry file va cannot read (not JSON, no ``runs`` object).
+_REPAIR = "move it away (va starts a new, empty registry; the runs' workdirs keep their manifests)"
+
+
+def _load(path: Path) -> tuple[Registry, dict[str, str]]:
+    """The registry, and what is wrong with each entry of the wrong shape (by its key). A file that is no
+    registry at all is ``VALIDATION_FAILED``; an entry of the wrong shape is kept in the file as it is
+    (a writer never loses what a user put there) and left out by readers (``read_runs``)."""
     if not path.exists():
-        return {"runs": {}}
-    repair = "move it away (va starts a new, empty registry; the runs' workdirs keep their manifests)"
+        return {"runs": {}}, {}
     try:
         data = read_json(path)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc}); {repair}") from exc
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc}); {_REPAIR}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
-        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry; {repair}")
-    for key, entry in data["runs"].items():
-        wrong = _wrong_in_entry(entry)
-        if wrong:
-            raise VaError(
-                ExitCode.VALIDATION_FAILED,
-                f"{path}: not a va run registry (runs[{key!r}]: {wrong}); {repair}",
-            )
-    return cast(Registry, data)  # entries as va wrote them; a field a reader needs is read with .get
+        raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry; {_REPAIR}")
+    wrong = {str(key): reason for key, entry in data["runs"].items() if (reason := _wrong_in_entry(entry))}
+    return cast(Registry, data), wrong  # entries as va wrote them; a field a reader needs is read with .get
 
 
 #: The fields of an entry that are text when present (``run_id`` always is; ``exit_code``: a number or null).
@@ -108,24 +108,49 @@ def register_runs(runs: Mapping[str, RunUpdate]) -> None:
         return
     path = registry_path()
     with _state_dir_errors(path), _lock(path):
-        data = _load(path)
+        data, wrong = _load(path)
         now = utc_now()
         for run_id, fields in runs.items():
-            entry = data["runs"].get(run_id) or RunEntry(run_id=run_id, registered_at=now)
+            entry = data["runs"].get(run_id) if run_id not in wrong else None  # not va's: this run's now
+            entry = entry or RunEntry(run_id=run_id, registered_at=now)
             data["runs"][run_id] = {**entry, **fields, "updated_at": now}
         write_json_atomic(path, data)
 
 
-def list_runs() -> list[RunEntry]:
-    """Every registered run, oldest first."""
+def check_registry() -> None:
+    """Refuse a registry file that is no registry (``VALIDATION_FAILED``) before a run writes anything: a
+    run registers itself only once Snakemake started, after its workdir is written."""
+    path = registry_path()
+    with _state_dir_errors(path):
+        if path.exists():
+            with _lock(path):
+                _load(path)
+
+
+def read_runs() -> tuple[list[RunEntry], str | None]:
+    """Every registered run, oldest first, and one line naming the entries left out because they are not
+    of the shape va writes (None: none is)."""
     path = registry_path()
     with _state_dir_errors(path):
         if not path.exists():
             refuse_file_in_the_way(path.parent)  # no registry because a file is in its way: said so
-            return []
+            return [], None
         with _lock(path):
-            runs = list(_load(path)["runs"].values())
-    return sorted(runs, key=lambda run: str(run.get("registered_at", "")))
+            data, wrong = _load(path)
+    runs = [entry for key, entry in data["runs"].items() if key not in wrong]
+    skipped = None
+    if wrong:
+        named = "; ".join(f"runs[{key!r}]: {reason}" for key, reason in wrong.items())
+        skipped = (
+            f"{path}: {len(wrong)} entry(ies) not of the shape va writes, not listed ({named}); delete "
+            "them from the file (the runs' workdirs keep their manifests)"
+        )
+    return sorted(runs, key=lambda run: str(run.get("registered_at", ""))), skipped
+
+
+def list_runs() -> list[RunEntry]:
+    """Every registered run of the shape va writes, oldest first."""
+    return read_runs()[0]
 
 
 def find_run(run_id: str) -> RunEntry | None:

@@ -32,6 +32,7 @@ from va.locks import Flock, is_held
 from va.manifest import Manifest, build_manifest, current_digest
 from va.plan import Plan, plan_jobs, plan_run, publish_plan
 from va.processes import ProcessRecord, die_with_parent, end_leftovers, snakemake_in, tree
+from va.registry import check_registry
 from va.slurm import settle_leftovers
 from va.state import check_state_dir
 from va.textlog import last_lines, record_command
@@ -430,8 +431,9 @@ def run_job(
     refuse_live_run(workdir, batch_above=True)
     if not options.resume:
         refuse_foreign_places(workdir)
-    ensure_workdir(workdir)
     check_state_dir()  # the run registers there: refused now, not by Snakemake's start
+    check_registry()  # nor a registry that is none: refused before the workdir is written
+    ensure_workdir(workdir)
     options = RunOptions(workdir.root, options.resume, options.cores, options.profile)
     with workdir_lock(workdir):
         workdir.snakemake_log.parent.mkdir(parents=True, exist_ok=True)
@@ -638,8 +640,9 @@ def run_batch(folder: Path, out: Path, options: RunOptions, *, keep_going: bool 
     if not names:
         raise VaError(ExitCode.INPUT_NOT_FOUND, f"no job files (*.json) in {folder}")
     lock_owner = Workdir(out)
-    ensure_workdir(lock_owner, "batch output folder", "--out")
     check_state_dir()
+    check_registry()
+    ensure_workdir(lock_owner, "batch output folder", "--out")
     again = batch_command(folder, out, options, keep_going)
     stopped = None
     with workdir_lock(lock_owner):
