@@ -56,6 +56,7 @@ if config.get("batch"):
         Path(config["batch"]),
         only=read_selection(Path.cwd()),
         out=Path.cwd() if planning else None,
+        folders=Path.cwd(),  # files sharing a name: the one whose run its folder holds keeps it
     )
     if planning:
         unfinished = {

@@ -39,6 +39,7 @@ from va.job import CHECKED_AUDIO, load_job
 from va.manifest import epoch
 from va.plan import plan_fingerprint, plan_job, plan_jobs
 from va.runner import SNAKEFILE
+from va.tracking import record_run_started
 from va.workdir import Workdir
 
 #: Whole runs: tests/conftest.py runs the tests of this file before the in-process ones.
@@ -255,30 +256,93 @@ def test_a_job_whose_folder_holds_a_video_no_run_made_is_refused_at_planning(
 
 
 def test_job_names_that_collide_or_are_the_batchs_own_are_refused(files: Media) -> None:
-    """Two job files with one folder name (``c job.json``, ``c_job.json``): the first in name order runs,
-    the later is refused with a line naming both; names of the batch's own places in OUT (``logs``,
-    ``.snakemake``, any starting with ``.``, ``report.html``) are refused too. Each file keeps a row."""
-    folder = make_batch(files, ["c job", "c_job", "logs", ".snakemake", "..", "report.html", "ok"])
+    """Two job files with one folder name (``c job.json``, ``c_job.json``; ``B.json``, ``b.json``: one
+    folder where case is ignored): the first in name order runs, the later is refused with a line naming
+    both; names of the batch's own places in OUT (``logs``, ``.snakemake``, any starting with ``.``,
+    ``report.html``), in any case (``Logs``), are refused too. Each file keeps a row."""
+    names = [
+        "c job",
+        "c_job",
+        "logs",
+        "Logs",
+        ".snakemake",
+        "..",
+        "report.html",
+        "REPORT.html",
+        "B",
+        "b",
+        "ok",
+    ]
+    folder = make_batch(files, names)
     batch = load_batch(folder)
-    assert sorted(batch.jobs) == ["c_job", "ok"]
+    assert sorted(batch.jobs) == ["B", "c_job", "ok"]
     assert batch.jobs["c_job"].path == folder / "c job.json"
+    refused = ["c_job.json", "logs", "Logs", ".snakemake", "..", "report.html", "REPORT.html", "b"]
     assert {name: problem.code for name, problem in batch.problems.items()} == dict.fromkeys(
-        ["c_job.json", "logs", ".snakemake", "..", "report.html"], ExitCode.OUTPUT_EXISTS
+        refused, ExitCode.OUTPUT_EXISTS
     )
     assert batch.problems["c_job.json"].message == (
         f"{folder / 'c_job.json'}: its folder name c_job is that of {folder / 'c job.json'}, which comes "
-        "first (each character outside A-Za-z0-9_.- becomes _); rename one of them"
+        "first (each character outside A-Za-z0-9_.- becomes _, and case is ignored); rename one of them"
     )
-    assert batch.problems["logs"].message == (
-        f"{folder / 'logs.json'}: its folder name logs is one the batch uses itself (logs, report.html, or "
-        "a name starting with '.'); rename the job file"
+    assert batch.problems["b"].message.startswith(f"{folder / 'b.json'}: its folder name b is that of ")
+    assert batch.problems["Logs"].message == (
+        f"{folder / 'Logs.json'}: its folder name Logs is one the batch uses itself (logs, report.html, or "
+        "a name starting with '.', in any case); rename the job file"
     )
     rows = summarize(files.root / "out", sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
     assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
         batch.problems, "refused"
     )
     # The graph of a batch takes only the jobs va batch selected: the refused files are not named again.
-    assert load_batch(folder, only={"c_job", "ok"}).problems == {}
+    assert load_batch(folder, only={"B", "c_job", "ok"}).problems == {}
+
+
+def test_of_files_sharing_a_name_the_one_whose_run_its_folder_holds_keeps_it(files: Media) -> None:
+    """``c_job.json`` ran into ``OUT/c_job``; ``c job.json`` (first in name order) added later does not take
+    its folder: it is refused, and ``c_job.json`` keeps its name, for va batch (``out``) and for the graph
+    (``folders``: its working directory) alike; its moved batch folder too (the same file name)."""
+    folder = make_batch(files, ["c job", "c_job"])
+    out = files.root / "out"
+    record_run_started(Workdir(out / "c_job"), load_job(folder / "c_job.json"), registering={})
+    for batch in (load_batch(folder, out=out), load_batch(folder, folders=out)):
+        assert batch.jobs["c_job"].path == folder / "c_job.json"
+        assert list(batch.problems) == ["c job.json"]
+        assert batch.problems["c job.json"].message == (
+            f"{folder / 'c job.json'}: its folder name c_job is that of {folder / 'c_job.json'}, whose run "
+            "its folder holds (each character outside A-Za-z0-9_.- becomes _, and case is ignored); rename "
+            "one of them"
+        )
+    moved = folder.rename(files.root / "moved")
+    assert load_batch(moved, folders=out).jobs["c_job"].path == moved / "c_job.json"
+    assert load_batch(moved).jobs["c_job"].path == moved / "c job.json"  # no folders: name order
+
+
+def test_a_file_added_under_a_taken_name_does_not_take_the_folder_of_its_run(
+    files: Media, va_cli: CliRunner
+) -> None:
+    """``c_job.json`` ran into ``OUT/c_job``; ``c job.json`` (another buffer), added later, comes first in
+    name order but is refused; ``c_job.json`` keeps its folder, and its unfinished video is made again from
+    it, by ``va batch`` and by its graph alike (it was made from ``c job.json`` and reported so)."""
+    folder = make_batch(files, ["c_job"])
+    out = files.root / "out"
+    first = va_cli("batch", folder, "--out", out, "--json")
+    assert first.code == ExitCode.OK, first.err
+    (out / "c_job" / "final.mp4").unlink()
+    document = json.loads((folder / "c_job.json").read_text())
+    document["buffer"] = {"pre_seconds": 0.0, "post_seconds": 1.0}
+    (folder / "c job.json").write_text(json.dumps(document))
+    again = va_cli("batch", folder, "--out", out, "--json")
+    assert again.code == ExitCode.BATCH_INCOMPLETE, again.err
+    rows = summary(again)
+    assert (rows["c_job"]["status"], rows["c job.json"]["status"]) == ("succeeded", "refused"), rows
+    assert rows["c job.json"]["message"].endswith(
+        "whose run its folder holds (each character outside "
+        "A-Za-z0-9_.- becomes _, and case is ignored); rename one of them"
+    )
+    manifest = json.loads((out / "c_job" / "manifest.json").read_text())
+    assert manifest["job"] == str(folder / "c_job.json") and manifest["attempts"] == 2
+    assert int(ffprobe_streams(out / "c_job" / "final.mp4")["video"]["nb_read_frames"]) == 50
 
 
 def test_a_batch_is_planned_in_threads_each_file_probed_once(

@@ -19,7 +19,8 @@ NAME = re.compile(r"[^A-Za-z0-9_.-]")
 #: Written by ``va batch`` into OUT: the names of the jobs that passed its checks.
 SELECTION = ".va-batch-jobs.txt"
 #: Names in OUT the batch uses itself (its logs, ``va report``'s page), never a job's folder; nor is a name
-#: that starts with ``.`` (Snakemake's ``.snakemake``, the selection above, ``.`` and ``..``).
+#: that starts with ``.`` (Snakemake's ``.snakemake``, the selection above, ``.`` and ``..``). Compared
+#: case-folded, as a folder's name is on a disk that ignores case (macOS, exFAT, SMB).
 RESERVED = frozenset({"logs", "report.html"})
 
 
@@ -28,33 +29,65 @@ def job_name(path: Path) -> str:
     return NAME.sub("_", path.stem) or "job"
 
 
-def name_jobs(paths: list[Path]) -> tuple[dict[str, Path], dict[str, VaError]]:
+def name_jobs(paths: list[Path], out: Path | None = None) -> tuple[dict[str, Path], dict[str, VaError]]:
     """The folder name of each job file (``paths`` in name order), and the problem of each file that
-    gets none: a name the batch uses itself (``RESERVED``, or starting with ``.``), or a name an earlier
-    file already has (``a job.json`` and ``a_job.json`` are both ``a_job``; the later is refused). Such a
-    problem is ``OUTPUT_EXISTS`` (status ``refused``), kept under the name, or for a taken name under the
-    file's name (``a_job.json``), so that both files have a row."""
+    gets none: a name the batch uses itself (``RESERVED``, or starting with ``.``), or a name another file
+    has too (``a job.json`` and ``a_job.json`` are both ``a_job``; ``A.json`` and ``a.json`` are one folder
+    where case is ignored). Of files sharing a name, the one whose run the folder in ``out`` holds keeps
+    it (``owner``), else the first in name order; the others are refused. Such a problem is
+    ``OUTPUT_EXISTS`` (status ``refused``), kept under the name, or for a taken name under the file's name
+    (``a_job.json``), so that every file has a row."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(job_name(path).casefold(), []).append(path)
+    every = {job_name(path) for path in paths}
     names: dict[str, Path] = {}
     problems: dict[str, VaError] = {}
-    every = {job_name(path) for path in paths}
-    for path in paths:
+
+    def key(path: Path) -> str:  # a row of its own for each file
         name = job_name(path)
-        if name.startswith(".") or name in RESERVED:
-            problems[name] = VaError(
-                ExitCode.OUTPUT_EXISTS,
-                f"{path}: its folder name {name} is one the batch uses itself (logs, report.html, or a "
-                "name starting with '.'); rename the job file",
-            )
-        elif name in names:
-            key = path.name if path.name not in every else str(path)
-            problems[key] = VaError(
-                ExitCode.OUTPUT_EXISTS,
-                f"{path}: its folder name {name} is that of {names[name]}, which comes first (each character "
-                "outside A-Za-z0-9_.- becomes _); rename one of them",
-            )
-        else:
-            names[name] = path
+        if name not in names and name not in problems:
+            return name
+        return path.name if path.name not in every else str(path)
+
+    for folded, group in groups.items():
+        if folded.startswith(".") or folded in RESERVED:
+            for path in group:
+                problems[key(path)] = VaError(
+                    ExitCode.OUTPUT_EXISTS,
+                    f"{path}: its folder name {job_name(path)} is one the batch uses itself (logs, "
+                    "report.html, or a name starting with '.', in any case); rename the job file",
+                )
+            continue
+        first = owner(group, out)
+        names[job_name(first)] = first
+        why = "whose run its folder holds" if first != group[0] else "which comes first"
+        for path in group:
+            if path != first:
+                problems[key(path)] = VaError(
+                    ExitCode.OUTPUT_EXISTS,
+                    f"{path}: its folder name {job_name(path)} is that of {first}, {why} (each character "
+                    "outside A-Za-z0-9_.- becomes _, and case is ignored); rename one of them",
+                )
     return names, problems
+
+
+def owner(group: list[Path], out: Path | None) -> Path:
+    """Of job files sharing a folder name (in name order), the one whose run a folder of theirs in ``out``
+    records (by its path, else by its file name: the batch folder moved), else the first."""
+    if len(group) == 1 or out is None:
+        return group[0]
+    for path in group:
+        folder = Workdir(out / job_name(path))
+        start = current_digest(folder).last_start if folder.root.is_dir() else None
+        if start is None:
+            continue
+        recorded = Path(str(start.get("job")))
+        found = next((p for p in group if p.resolve() == recorded.resolve()), None)
+        found = found or next((p for p in group if p.name == recorded.name), None)
+        if found is not None:
+            return found
+    return group[0]
 
 
 def discover(folder: Path) -> list[Path]:
@@ -84,16 +117,18 @@ def load_batch(
     check: Callable[[Job], object] | None = None,
     workers: int = 8,
     out: Path | None = None,
+    folders: Path | None = None,
 ) -> Batch:
     """Load (and with ``check``, also check) every job of ``folder``; a bad job is kept as a problem.
 
     ``check`` is called with each loaded job (e.g. to probe its inputs) in a pool of ``workers`` threads;
     with ``workers=1`` (a check that waits for no process), one job after the other. With ``out`` (the
     batch's output folder), a job whose folder there holds another job's run, or a video made from an
-    earlier version of the job, is a problem too (``check_made_here``).
+    earlier version of the job, is a problem too (``check_made_here``). ``folders`` (default ``out``): where
+    the jobs' folders are, which decide who keeps a name files share (``name_jobs``).
     """
     batch = Batch(folder)
-    paths, batch.problems = name_jobs(discover(folder))
+    paths, batch.problems = name_jobs(discover(folder), folders or out)
     if only is not None:
         paths = {name: path for name, path in paths.items() if name in only}
         batch.problems = {name: problem for name, problem in batch.problems.items() if name in only}
