@@ -32,7 +32,7 @@ from tests.conftest import (
 from tests.lipsync.fakes import command, providers_file
 from tests.test_report import check_batch_report
 from va import media
-from va.batch import load_batch
+from va.batch import load_batch, summarize
 from va.errors import ExitCode
 from va.events import read_events
 from va.job import CHECKED_AUDIO, load_job
@@ -232,6 +232,53 @@ def test_planning_a_batch_leaves_out_a_job_that_cannot_run(files: Media) -> None
     assert sorted(plans) == ["good"] and sorted(problems) == ["empty"]
     assert problems["empty"].code == ExitCode.UNSUPPORTED_FORMAT
     assert "input.start: empty file" in problems["empty"].message
+
+
+def test_a_job_whose_folder_holds_a_video_no_run_made_is_refused_at_planning(
+    files: Media, va_cli: CliRunner
+) -> None:
+    """A job's folder that holds a final video and no recorded run (a user's file) is refused when the
+    batch is planned, with va run's line (exit 30 in its row), never left as ``not run``; the file is kept.
+    Here every job is refused, so no graph runs."""
+    folder = make_batch(files, ["b"])
+    out = files.root / "out"
+    (out / "b").mkdir(parents=True)
+    (out / "b" / "final.mp4").write_text("not a video\n")
+    line = f"{out / 'b' / 'final.mp4'} exists; not overwriting it (choose another --out)"
+    problem = load_batch(folder, out=out).problems["b"]
+    assert (problem.code, problem.message) == (ExitCode.OUTPUT_EXISTS, line)
+    result = va_cli("batch", folder, "--out", out, "--json")
+    assert result.code == ExitCode.BATCH_INCOMPLETE, result.err
+    row = summary(result)["b"]
+    assert (row["status"], row["exit_code"], row["message"]) == ("refused", 30, line)
+    assert (out / "b" / "final.mp4").read_text() == "not a video\n"
+
+
+def test_job_names_that_collide_or_are_the_batchs_own_are_refused(files: Media) -> None:
+    """Two job files with one folder name (``c job.json``, ``c_job.json``): the first in name order runs,
+    the later is refused with a line naming both; names of the batch's own places in OUT (``logs``,
+    ``.snakemake``, any starting with ``.``, ``report.html``) are refused too. Each file keeps a row."""
+    folder = make_batch(files, ["c job", "c_job", "logs", ".snakemake", "..", "report.html", "ok"])
+    batch = load_batch(folder)
+    assert sorted(batch.jobs) == ["c_job", "ok"]
+    assert batch.jobs["c_job"].path == folder / "c job.json"
+    assert {name: problem.code for name, problem in batch.problems.items()} == dict.fromkeys(
+        ["c_job.json", "logs", ".snakemake", "..", "report.html"], ExitCode.OUTPUT_EXISTS
+    )
+    assert batch.problems["c_job.json"].message == (
+        f"{folder / 'c_job.json'}: its folder name c_job is that of {folder / 'c job.json'}, which comes "
+        "first (each character outside A-Za-z0-9_.- becomes _); rename one of them"
+    )
+    assert batch.problems["logs"].message == (
+        f"{folder / 'logs.json'}: its folder name logs is one the batch uses itself (logs, report.html, or "
+        "a name starting with '.'); rename the job file"
+    )
+    rows = summarize(files.root / "out", sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
+    assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
+        batch.problems, "refused"
+    )
+    # The graph of a batch takes only the jobs va batch selected: the refused files are not named again.
+    assert load_batch(folder, only={"c_job", "ok"}).problems == {}
 
 
 def test_a_batch_is_planned_in_threads_each_file_probed_once(

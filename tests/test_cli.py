@@ -634,6 +634,40 @@ def test_a_corrupt_registry_is_exit_10_with_how_to_repair(state_dir: Path, va_cl
     assert_one_line_error(result.err, "runs.json: not valid JSON", "move it away")
 
 
+@pytest.mark.parametrize(
+    ("runs", "wrong"),
+    [
+        ({"x": 5}, "runs['x']: not an object"),
+        ({"x": {"workdir": "/w"}}, "runs['x']: no run_id text"),
+        ({"x": {"run_id": "x", "updated_at": None}}, "runs['x']: updated_at is not text"),
+        ({"x": {"run_id": "x", "workdir": 7}}, "runs['x']: workdir is not text"),
+        ({"x": {"run_id": "x", "exit_code": "1"}}, "runs['x']: exit_code is not a whole number"),
+    ],
+)
+def test_a_registry_of_the_wrong_shape_is_exit_10_with_how_to_repair(
+    state_dir: Path, va_cli: CliRunner, runs: dict[str, object], wrong: str
+) -> None:
+    """Valid JSON but no registry va wrote (an entry that is no object, or a field of the wrong type,
+    which the listing indexes and formats): one line, as for invalid JSON, never an internal error."""
+    state_dir.mkdir(parents=True)
+    (state_dir / "runs.json").write_text(json.dumps({"runs": runs}))
+    result = va_cli("status")
+    assert result.code == ExitCode.VALIDATION_FAILED, result.err
+    assert_one_line_error(result.err, f"runs.json: not a va run registry ({wrong}", "move it away")
+
+
+@pytest.mark.parametrize(("document", "name"), [("README.md", "{}"), ("docs/OUTPUT_CONTRACT.md", "`{}`")])
+def test_the_exit_code_tables_name_every_exit_code(document: str, name: str) -> None:
+    """The exit-code table of README.md and of docs/OUTPUT_CONTRACT.md: one row for each member of
+    ExitCode, with its number, and no row for a code va does not have."""
+    text = (REPO / document).read_text(encoding="utf-8")
+    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| " + name.format("([A-Z0-9_]+)") + r" \|", section, re.M)
+    assert sorted((int(code), member) for code, member in rows) == sorted(
+        (int(code), code.name) for code in ExitCode
+    )
+
+
 def test_a_closed_stdout_pipe_is_quiet(tmp_path: Path) -> None:
     reader, writer = os.pipe()
     os.close(reader)  # `va status | head -0`: the reader is gone before va writes

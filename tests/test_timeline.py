@@ -165,6 +165,37 @@ def test_burnt_captions_draw_into_the_picture(files: Media) -> None:
     assert captions_of(run.final(job.basename)) == []
 
 
+def test_burnt_captions_on_a_held_still_are_drawn_at_their_times(files: Media) -> None:
+    """A held still (its 2 s loop padded to the length) with two captions after a 1.5 s pre buffer: each
+    caption on the frames of its own time, none before, between or after (they were drawn on the loop, and
+    its last frame held to the end: the first caption everywhere, or with a longer buffer none)."""
+    files.tone(seconds=11.0)
+    timeline = [{"start": 0, "end": 3, "caption": "FIRST"}, {"start": 5, "end": 10, "caption": "SECOND"}]
+    job_path = files.job(
+        timeline=timeline,
+        determinism={"fps": 10},
+        buffer={"pre_seconds": 1.5},
+        output={"captions": "burn", "x264_preset": "ultrafast"},
+    )
+    run = render_with_captions(job_path, files.root / "burn")
+    final = run.final(load_job(job_path).basename)
+    check_contract(final, 125, 10)  # 1.5 + 11 s at 10 fps
+    from tests.test_motion import gray_frames  # noqa: PLC0415
+
+    frames = gray_frames(final)[:, 180:240]  # the bottom, where captions are drawn
+    clean = frames[5]  # 0.5 s: the pre buffer, no caption
+
+    def caption_at(seconds: float) -> float:
+        return float(abs(frames[round(seconds * 10)] - clean).mean())
+
+    outside = {s: caption_at(s) for s in (1.0, 5.0, 6.0, 12.0, 12.4)}
+    inside = {s: caption_at(s) for s in (1.6, 3.0, 4.4, 6.6, 9.0, 11.4)}
+    # A caption's letters change the band by about 2 levels on average, the encode's noise by 0.03.
+    assert all(v < 0.5 for v in outside.values()), outside
+    assert all(v > 1 for v in inside.values()), inside
+    assert abs(frames[30] - frames[90]).mean() > 1  # FIRST and SECOND: two captions, not one held
+
+
 def test_comfyui_batches_are_cut_at_segments_and_take_their_prompts(files: Media) -> None:
     """2 s of voice after a 0.5 s pre buffer at 25 fps (62 frames), batches of 16, two segments: no batch
     spans an edge, and each batch's parameters are its segment's."""

@@ -18,11 +18,43 @@ from va.workdir import Workdir
 NAME = re.compile(r"[^A-Za-z0-9_.-]")
 #: Written by ``va batch`` into OUT: the names of the jobs that passed its checks.
 SELECTION = ".va-batch-jobs.txt"
+#: Names in OUT the batch uses itself (its logs, ``va report``'s page), never a job's folder; nor is a name
+#: that starts with ``.`` (Snakemake's ``.snakemake``, the selection above, ``.`` and ``..``).
+RESERVED = frozenset({"logs", "report.html"})
 
 
 def job_name(path: Path) -> str:
     """The folder name of a job in the batch: its file name without ``.json``, made path-safe."""
     return NAME.sub("_", path.stem) or "job"
+
+
+def name_jobs(paths: list[Path]) -> tuple[dict[str, Path], dict[str, VaError]]:
+    """The folder name of each job file (``paths`` in name order), and the problem of each file that
+    gets none: a name the batch uses itself (``RESERVED``, or starting with ``.``), or a name an earlier
+    file already has (``a job.json`` and ``a_job.json`` are both ``a_job``; the later is refused). Such a
+    problem is ``OUTPUT_EXISTS`` (status ``refused``), kept under the name, or for a taken name under the
+    file's name (``a_job.json``), so that both files have a row."""
+    names: dict[str, Path] = {}
+    problems: dict[str, VaError] = {}
+    every = {job_name(path) for path in paths}
+    for path in paths:
+        name = job_name(path)
+        if name.startswith(".") or name in RESERVED:
+            problems[name] = VaError(
+                ExitCode.OUTPUT_EXISTS,
+                f"{path}: its folder name {name} is one the batch uses itself (logs, report.html, or a "
+                "name starting with '.'); rename the job file",
+            )
+        elif name in names:
+            key = path.name if path.name not in every else str(path)
+            problems[key] = VaError(
+                ExitCode.OUTPUT_EXISTS,
+                f"{path}: its folder name {name} is that of {names[name]}, which comes first (each character "
+                "outside A-Za-z0-9_.- becomes _); rename one of them",
+            )
+        else:
+            names[name] = path
+    return names, problems
 
 
 def discover(folder: Path) -> list[Path]:
@@ -61,9 +93,10 @@ def load_batch(
     earlier version of the job, is a problem too (``check_made_here``).
     """
     batch = Batch(folder)
-    paths = {job_name(path): path for path in discover(folder)}
+    paths, batch.problems = name_jobs(discover(folder))
     if only is not None:
         paths = {name: path for name, path in paths.items() if name in only}
+        batch.problems = {name: problem for name, problem in batch.problems.items() if name in only}
 
     def load(item: tuple[str, Path]) -> tuple[str, Job | VaError]:
         name, path = item
@@ -99,11 +132,15 @@ def check_made_here(workdir: Workdir, job: Job, option: str = "--out") -> None:
     if not workdir.root.is_dir():
         return
     start = current_digest(workdir).last_start
-    if start is None:
+    final = workdir.final(job.basename)
+    if start is None:  # no run recorded: a video there is someone else's file (as for va run)
+        if final.exists():
+            raise VaError(
+                ExitCode.OUTPUT_EXISTS, f"{final} exists; not overwriting it (choose another {option})"
+            )
         return
     recorded = Path(str(start.get("job")))
     same_file = recorded.resolve() == job.path.resolve()
-    final = workdir.final(job.basename)
     if same_file and not final.exists():
         return
     made = previous_plan(workdir.plan)

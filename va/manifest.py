@@ -805,13 +805,23 @@ def _lipsync_details(details: Phase, workdir: Workdir, result: LipsyncResult, ba
         details["face"] = result["face"]
     if sync := result.get("sync"):  # the sync check's verdict (docs/LIPSYNC_INTERFACE.md#the-sync-check)
         kept = workdir.kept_final(basename)
-        details["sync"] = {**sync, "kept": kept.name} if kept.exists() else sync
+        details["sync"] = {**sync, "kept": kept.name} if _kept_by_run(workdir, kept) else sync
     if result.get("passthrough"):
         error = result.get("error")
         message = (error["message"] if error else None) or ""
         details["note"] = (
             f"lip-sync failed; the un-synced video was used (lipsync.allow_passthrough): {message}"
         )
+
+
+def _kept_by_run(workdir: Workdir, kept: Path) -> bool:
+    """Whether ``kept`` is there and the run recorded keeping a video of that name (a user's file of the
+    name, which the encode refuses to replace, is not the run's)."""
+    try:
+        recorded = read_json(workdir.kept_record)
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and kept.name in recorded and kept.exists()
 
 
 def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manifest | None:
@@ -881,7 +891,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manif
         if (in_model := result.get("in_model")) and (record := result.get("sync")):
             kept = workdir.kept_final(graph["final"])
             phases["lipsync"].update({"in_model": in_model, "sync": record})
-            if kept.exists():
+            if _kept_by_run(workdir, kept):
                 phases["lipsync"]["sync"] = {**record, "kept": kept.name}
     final = workdir.final(graph["final"])
     return {

@@ -1828,10 +1828,9 @@ def _encode_tapped(argv: list[str], tap: PictureTap, target: Path) -> None:
     size = tap.crop.out_width * tap.crop.out_height
     tapped = [*argv, "-map", "[grey]", "-f", "rawvideo", "pipe:1"]
     what = f"encoding {target.name} failed"
-    blocks = _stream(tapped, size, what, ExitCode.ENCODE_FAILED, written=argv[-1])
+    blocks = _grey_blocks(tapped, size, what, ExitCode.ENCODE_FAILED, written=argv[-1])
     with contextlib.closing(blocks):
-        whole = (b for b in blocks if len(b) == size)
-        grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b, n) for n, b in enumerate(whole))
+        grey = (GreyFrame(tap.crop.out_width, tap.crop.out_height, b, n) for n, b in enumerate(blocks))
         tap.take(grey)
         for _ in blocks:  # what the taker left: the encode still needs its frames written
             pass
@@ -1850,6 +1849,7 @@ def encode_picture(
     retime: float | None = None,
     no_clobber: bool = False,
     picture_filter: str = "",
+    drawn_filter: str = "",
     subtitles: Path | None = None,
     canvas: Canvas | None = None,
     source_size: tuple[int, int] | None = None,
@@ -1867,6 +1867,8 @@ def encode_picture(
     (clips whose container says another rate than the frames were generated at).
     The audio track, when given, is ``audio`` (the padded voice), never what the source carries.
     ``picture_filter`` (e.g. a camera move) works on the frames at the output rate, in yuv420p.
+    ``drawn_filter`` (burnt captions) works on the frames at their final times, once the picture is held
+    or cut to its length: what it draws at a time is on that frame of the result, whatever the source's.
     ``subtitles`` (an SRT file) becomes a ``mov_text`` track.
     With a ``canvas``, frames of any size are brought to its size (``fit_filter``; ``source_size``, when
     known, lets a source one pixel larger be cropped instead of scaled), and the result is checked for it.
@@ -1897,7 +1899,8 @@ def encode_picture(
         # The frames say what TO_YUV420 made of them, or the closing TO_YUV420 takes them for BT.601.
         picture = f"{TO_YUV420},{picture_filter},{TAGGED_BT709}," if picture_filter else ""
         fit = f"{fit_filter(canvas, source_size)}," if canvas is not None else ""
-        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{TO_YUV420}"
+        drawn = f"{TO_YUV420},{drawn_filter},{TAGGED_BT709}," if drawn_filter else ""
+        ending = f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},{drawn}{TO_YUV420}"
         chosen = f"select='{select}',{timing}" if select else timing
         if blend is not None:
             chosen = _blended(select, timing, blend)
@@ -2564,7 +2567,7 @@ def grey_frames(
         out = max(1, round(info.width * shrink)), max(1, round(info.height * shrink))
         crop = Crop(0, 0, info.width, info.height, *out)
     argv = [*_luma_decoder(source), "-vf", _grey_window(crop), "-f", "rawvideo", "pipe:1"]
-    blocks = _grey_blocks(argv, source, crop.out_width * crop.out_height)
+    blocks = _grey_blocks(argv, crop.out_width * crop.out_height, f"cannot decode frames of {source}")
     for number, pixels in enumerate(blocks):
         yield GreyFrame(crop.out_width, crop.out_height, pixels, number)
 
@@ -2581,28 +2584,53 @@ def referenced_grey_frames(
     ``first`` on, each with its number, as ``grey_frames`` gives them (``crop``, at least
     ``NUMBER_BYTES`` px wide). The frames no other frame refers to (most of H.264's B-frames: some 45 %
     of x264's by default) are not decoded at all, so not given; every frame given is the full decode's.
-    Each frame's number is read from its time in the file (ffmpeg writes it in an extra row under the
-    picture, dropped here), as ``grey_frames`` counts them: a picture that starts later than the file's
-    sound starts at a later number. ffmpeg's exact seek starts the decode at ``first``."""
-    if crop.out_width < NUMBER_BYTES:
-        raise ValueError(f"a window {crop.out_width} px wide cannot carry a frame's number")
+    Each frame's number is read from its presentation time in the file (ffmpeg writes it in an extra row
+    under the picture, dropped here), as ``grey_frames`` counts them: a picture that starts later than
+    the file's sound starts at a later number. Only for a file whose times say when each frame is shown
+    and that seeks to them exactly (``shown_by_time``). ffmpeg's exact seek starts half a frame before
+    ``first`` (a frame stored up to half a frame before the time its number says is kept: Matroska's
+    milliseconds from a start that is no multiple of a frame), the frames numbered before ``first``
+    dropped."""
     size = crop.out_width * crop.out_height
-    # The number of the frame (its time at the rate, from the seek) as bytes: column X holds byte X.
-    number = f"round(T*{rate.numerator}/{rate.denominator})"
+    # Half a frame early, in whole microseconds (ffmpeg's -ss), not after.
+    start = max(0, math.floor((first - Fraction(1, 2)) * 1_000_000 / rate)) if first else 0
+    # The number of the frame (its time at the rate, from the file's start) as bytes: column X holds byte X.
+    number = f"round((T+{start}/1000000)*{rate.numerator}/{rate.denominator})"
     row = f"crop={NUMBER_BYTES}:1:0:0,geq=lum='mod(floor({number}/pow(256\\,X))\\,256)'"
     graph = f"{_grey_window(crop)},split[picture][stamp];[stamp]{row},pad={crop.out_width}:1[number];"
     graph += "[picture][number]vstack"
-    start = math.floor(first * 1_000_000 / rate) / 1_000_000  # not after the frame's time, by rounding
-    argv = [*_luma_decoder(source, start, referenced_only=True), "-vf", graph]
+    argv = [*_luma_decoder(source, start / 1_000_000, referenced_only=True), "-vf", graph]
     argv += ["-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]  # a frame skipped is not repeated
-    for block in _grey_blocks(argv, source, size + crop.out_width):
+    for block in _grey_blocks(argv, size + crop.out_width, f"cannot decode frames of {source}"):
         counted = int.from_bytes(block[size : size + NUMBER_BYTES], "little")
-        yield GreyFrame(crop.out_width, crop.out_height, block[:size], first + counted)
+        if counted >= first:
+            yield GreyFrame(crop.out_width, crop.out_height, block[:size], counted)
 
 
-def _grey_blocks(argv: list[str], source: Path, size: int) -> Generator[bytes, None, None]:
-    """The frames of ``size`` bytes that the decode ``argv`` writes on its standard output."""
-    for block in _stream(argv, size, f"cannot decode frames of {source}"):
+#: The first bytes of a Matroska or WebM file (its EBML header's ID).
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+def shown_by_time(source: Path) -> bool:
+    """Whether ``source`` is a file whose video frames carry the times they are shown at and that ffmpeg
+    seeks in exactly: an MP4 or MOV that ``va.mp4`` reads, or a Matroska or WebM file. Not an AVI (no
+    presentation times: MPEG-4's B-frames shift them a frame), MPEG-TS (a seek lands elsewhere) nor a raw
+    stream (no times)."""
+    if mp4.read_movie(source) is not None:
+        return True
+    try:
+        with source.open("rb") as stream:
+            return stream.read(len(EBML_MAGIC)) == EBML_MAGIC
+    except OSError:
+        return False
+
+
+def _grey_blocks(
+    argv: list[str], size: int, what: str, failure: ExitCode | None = None, *, written: str | None = None
+) -> Generator[bytes, None, None]:
+    """The frames of ``size`` bytes that ``argv`` writes on its standard output (``_stream``: ``what``,
+    ``failure`` and ``written`` say its failure), a short last block dropped."""
+    for block in _stream(argv, size, what, failure, written=written):
         if len(block) == size:
             yield block
 

@@ -56,7 +56,33 @@ def _load(path: Path) -> Registry:
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not valid JSON ({exc}); {repair}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
         raise VaError(ExitCode.VALIDATION_FAILED, f"{path}: not a va run registry; {repair}")
+    for key, entry in data["runs"].items():
+        wrong = _wrong_in_entry(entry)
+        if wrong:
+            raise VaError(
+                ExitCode.VALIDATION_FAILED,
+                f"{path}: not a va run registry (runs[{key!r}]: {wrong}); {repair}",
+            )
     return cast(Registry, data)  # entries as va wrote them; a field a reader needs is read with .get
+
+
+#: The fields of an entry that are text when present (``run_id`` always is; ``exit_code``: a number or null).
+_TEXT_FIELDS = ("workdir", "job", "run_status", "registered_at", "updated_at")
+
+
+def _wrong_in_entry(entry: object) -> str | None:
+    """What makes ``entry`` no registry entry va wrote (the readers index and format its fields), or None."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    if not isinstance(entry.get("run_id"), str):
+        return "no run_id text"
+    for name in _TEXT_FIELDS:
+        if name in entry and not isinstance(entry[name], str):
+            return f"{name} is not text"
+    code = entry.get("exit_code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+        return "exit_code is not a whole number or null"
+    return None
 
 
 @contextmanager

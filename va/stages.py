@@ -7,11 +7,12 @@ rate and size (whatever size the lip-sync tool or the visual stage returned, the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 from va import media
-from va.atomic import read_json, write_json_atomic
+from va.atomic import publish_no_clobber, read_json, scratch_folder, write_json_atomic
 from va.errors import ExitCode, VaError
 from va.lipsync import sync
 from va.rule_settings import AudioSettings, EncodeSettings, StillSettings
@@ -113,7 +114,8 @@ def encode(
     A picture whose template lip-syncs in the model (``settings.model_sync``) is checked first, its
     record written to ``lipsync_result``. A video the sync check found out of sync (that record) is, with
     ``on_fail: fail``, made under the kept name instead and the run ends ``LIPSYNC_OUT_OF_SYNC``; with
-    ``warn`` it is published and the offset said."""
+    ``warn`` it is published and the offset said. The kept name replaces only a video this run kept there
+    before (``Workdir.kept_record``): a user's file of that name ends the run ``OUTPUT_EXISTS``, kept."""
     if lipsync_result is not None and settings.lipsync is None:
         # A picture whose model moved the lips is checked here, before its encode; its record is where a
         # lip-sync stage's would be. Loaded only then: a held still's encode starts without it.
@@ -132,12 +134,51 @@ def encode(
         _encode(settings, loop, audio, final, video=video, captions=captions)
         return
     kept = Workdir(final.parent).kept_final(final.name)
-    kept.unlink(missing_ok=True)  # this run's own, from an earlier attempt
-    _encode(settings, loop, audio, kept, video=video, captions=captions)
+    said = sync.describe(record)
+    refuse_foreign_kept(kept, said)  # before the encode: a user's file there is known at once
+    with scratch_folder(kept) as scratch:
+        made = scratch / kept.name
+        _encode(settings, loop, audio, made, video=video, captions=captions)
+        digests = kept_digests(kept)
+        digests[kept.name] = _sha256(made)  # noted first: a run stopped before the rename still owns it
+        write_json_atomic(Workdir(kept.parent).kept_record, digests)
+        refuse_foreign_kept(kept, said)  # once more: the encode took a while
+        kept.unlink(missing_ok=True)  # this run's own, from an earlier attempt
+        publish_no_clobber(made, kept)
     raise VaError(
         ExitCode.LIPSYNC_OUT_OF_SYNC,
-        f"{sync.describe(record)}; the video is kept as {kept.absolute()}, not published as {final.name}",
+        f"{said}; the video is kept as {kept.absolute()}, not published as {final.name}",
     )
+
+
+def kept_digests(kept: Path) -> dict[str, str]:
+    """The videos this run kept out of sync in ``kept``'s workdir (``Workdir.kept_record``): name to the
+    SHA-256 of what it made; none when the record is missing or unreadable."""
+    try:
+        recorded = read_json(Workdir(kept.parent).kept_record)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in recorded.items() if isinstance(v, str)} if isinstance(recorded, dict) else {}
+
+
+def refuse_foreign_kept(kept: Path, said: str) -> None:
+    """A file at ``kept`` is replaced only when it is a video this run kept there and nobody changed since
+    (its SHA-256 is the one recorded): anything else there is the user's, ``OUTPUT_EXISTS``, one line."""
+    if not kept.exists() and not kept.is_symlink():
+        return
+    recorded = kept_digests(kept).get(kept.name)
+    if recorded is not None and kept.is_file() and not kept.is_symlink() and _sha256(kept) == recorded:
+        return
+    raise VaError(
+        ExitCode.OUTPUT_EXISTS,
+        f"{said}; {kept.absolute()} exists and is not a video this run kept (or it was changed since): "
+        "not overwriting it, the out-of-sync video is not kept (choose another --workdir, or remove it)",
+    )
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _encode(
@@ -162,7 +203,7 @@ def _encode(
             frames=frames,
             crf=encoding.crf,
             preset=encoding.preset,
-            picture_filter=media.burn_subtitles(captions),
+            drawn_filter=media.burn_subtitles(captions),  # on the frames at their final times
             no_clobber=True,
             canvas=canvas,
             source_size=(info.width, info.height),

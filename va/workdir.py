@@ -144,5 +144,11 @@ class Workdir:
         name = Path(basename)
         return self.root / f"{name.stem}.out-of-sync{name.suffix}"
 
+    @property
+    def kept_record(self) -> Path:
+        """The videos this run kept out of sync (``kept_final``), by name, each with the SHA-256 it was made
+        with: a file of that name that does not match is a user's, never replaced."""
+        return self.root / "logs" / "kept.json"
+
     def final(self, basename: str) -> Path:
         return self.root / basename

@@ -7,6 +7,7 @@ encode's frames."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -222,9 +223,9 @@ def test_a_picture_that_starts_late_in_its_file_is_measured_in_the_file_s_time(
 def test_a_long_video_is_read_in_two_halves_as_in_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long video is decoded in two halves side by side: the second starts at its frame, the first ends
-    before it, and the openings and the offset found are those of one decode; those of the frames decoded,
-    and the offset, are those of a decode of every frame too."""
+    """A long video is decoded in two halves side by side: the second starts a few frames before its
+    first, the first reads on to a frame past it, and the openings and the offset found are those of one
+    decode; those of the frames decoded, and the offset, are those of a decode of every frame too."""
     frames = sync.HALVES_FROM_FRAMES + 20
     levels = envelope(frames / FPS, seed=7)
     video = write_talking_face(tmp_path / "long.mp4", shifted(levels, 3))
@@ -272,3 +273,105 @@ def test_a_reader_that_stops_early_stops_the_second_half_too(
     assert len(first) == 3
     assert "mouth-second-half" not in {thread.name for thread in threading.enumerate()}
     assert 0 < read["later"] < frames - frames // 2 // sync.DETECT_EVERY * sync.DETECT_EVERY
+
+
+def _encoded(source: Path, target: Path, *options: str) -> Path:
+    """``source``'s picture encoded again with ffmpeg's ``options``."""
+    ffmpeg("-i", str(source), "-map", "0:v", *options, str(target))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        (
+            "mpeg4.avi",
+            ("-c:v", "mpeg4", "-bf", "2", "-q:v", "2"),
+        ),  # B-frames: the AVI's times run a frame late
+        ("raw.h264", ("-c:v", "copy", "-f", "h264")),  # no times at all
+        ("stream.ts", ("-c:v", "copy")),  # a seek lands elsewhere
+    ],
+)
+def test_a_file_without_times_to_number_its_frames_by_is_decoded_whole(
+    tmp_path: Path, name: str, options: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AVI, MPEG-TS and a raw H.264 stream do not say when each frame is shown, or not so that a seek
+    lands on it: each frame is decoded and measured where a decode of every frame of the MP4 it came from
+    has it."""
+    mp4 = write_talking_face(tmp_path / "face.mp4", envelope(3, seed=3))
+    other = _encoded(mp4, tmp_path / name, *options)
+    assert media.shown_by_time(mp4) and not media.shown_by_time(other) and sync._timing(other) is None
+    got = list(sync.mouth_openings(other))
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    want = list(sync.mouth_openings(mp4))
+    assert len(got) == len(want) == 75 and None not in got
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True) if a is not None and b is not None) < 0.05
+
+
+def test_a_video_whose_decode_leaves_out_long_runs_of_frames_is_decoded_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight B-frames in a row that no frame refers to (x264's bframes=8 without pyramid): filling eight
+    frames from their neighbours loses the mouth's moves, so every frame is decoded and measured."""
+    mp4 = write_talking_face(tmp_path / "face.mp4", envelope(3, seed=3))
+    params = "bframes=8:b-pyramid=none:b-adapt=0"
+    video = _encoded(mp4, tmp_path / "long_runs.mp4", "-c:v", "libx264", "-x264-params", params)
+    crop = media.Crop(0, 0, 64, 64, 64, 64)
+    decoded = [frame.number for frame in media.referenced_grey_frames(video, crop, rate=Fraction(FPS))]
+    assert max(b - a - 1 for a, b in itertools.pairwise(decoded)) > sync.MAX_SKIPPED
+    sparse = list(sync.mouth_openings(video))
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    every = list(sync.mouth_openings(video))
+    assert len(sparse) == 75 and None not in sparse and sparse == every
+
+
+def test_a_split_next_to_frames_left_out_measures_them_from_both_sides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The halves split where the frames either side are not decoded (two B-frames in a row that no frame
+    refers to): the first half reads on to a frame past the split, the second from one before it, so each
+    frame has a value, as in one decode."""
+    mp4 = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
+    params = "bframes=2:b-pyramid=none:b-adapt=0:keyint=1000:scenecut=0"
+    video = _encoded(mp4, tmp_path / "pairs.mp4", "-c:v", "libx264", "-x264-params", params)
+    crop = media.Crop(0, 0, 64, 64, 64, 64)
+    decoded = [frame.number for frame in media.referenced_grey_frames(video, crop, rate=Fraction(FPS))]
+    split = next(n for n in range(40, 100) if n - 1 not in decoded and n not in decoded)
+    timing = sync._timing(video) or pytest.fail("an MP4 of one rate is not read by its frames' numbers")
+    one = list(sync.mouth_openings(video))
+    monkeypatch.setattr(sync, "_timing", lambda _video: dataclasses.replace(timing, split=split))
+    halves = list(sync.mouth_openings(video))
+    assert len(halves) == len(one) == 100 and None not in halves
+    assert max(abs(a - b) for a, b in zip(halves, one, strict=True) if b is not None) < 0.05
+
+
+@pytest.mark.parametrize(("rate", "suffix"), [("30000/1001", ".mkv"), ("25", ".mp4")])
+def test_a_seek_keeps_the_frame_aimed_at(tmp_path: Path, rate: str, suffix: str) -> None:
+    """A Matroska file with sound stores its picture's times in milliseconds from a start that is no
+    multiple of a frame (23 ms, AAC's priming), so a frame's time is up to half a frame before the time
+    its number says: the decode from a frame on still starts at that frame, each frame the full decode's."""
+    video = tmp_path / f"with_sound{suffix}"
+    picture = ["-f", "lavfi", "-i", f"testsrc2=size=64x64:rate={rate}:duration=3"]
+    ffmpeg(*picture, "-f", "lavfi", "-i", "sine=duration=3", "-c:v", "libx264", "-c:a", "aac", str(video))
+    crop = media.Crop(0, 0, 64, 64, 64, 64)
+    whole = [frame.pixels for frame in media.grey_frames(video, crop=crop)]
+    numbers = [frame.number for frame in media.referenced_grey_frames(video, crop, rate=Fraction(rate))]
+    for first in numbers[10:50:4]:
+        later = list(media.referenced_grey_frames(video, crop, rate=Fraction(rate), first=first))
+        assert [frame.number for frame in later] == [n for n in numbers if n >= first]
+        assert all(frame.pixels == whole[frame.number] for frame in later)
+
+
+def test_a_video_cut_by_an_edit_list_has_a_value_for_each_frame_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An MP4 cut by stream copy from 1.3 s: all its packets from the key frame before are stored, fewer
+    frames shown (its edit list). The mouth has a value for each frame shown, as in a decode of every one."""
+    mp4 = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
+    cut = tmp_path / "cut.mp4"
+    ffmpeg("-ss", "1.3", "-i", str(mp4), "-c", "copy", str(cut))
+    assert media.probe_video(cut).packets == 100
+    sparse = list(sync.mouth_openings(cut))
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    every = list(sync.mouth_openings(cut))
+    assert len(sparse) == len(every) == 67

@@ -8,6 +8,7 @@ provider's in test_runs.py."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,46 @@ def test_an_out_of_sync_video_is_kept_under_another_name_and_ends_54(spoken: Med
     assert "the picture lags behind the voice by" in raised.value.message
     assert f"the video is kept as {kept}, not published as final.mp4" in raised.value.message
     assert kept.exists() and not final.exists()
+
+
+def test_a_users_out_of_sync_name_is_never_replaced(spoken: Media, stage: Stage) -> None:  # noqa: F811
+    """The kept video replaces only the one this run kept before (its SHA-256 recorded): a user's file of
+    that name, there before the run or put in place of the kept one, stays as it was, and the run ends 30
+    saying so; the video is not published either way."""
+    staged = stage(command("talk", "--lag", "6"), sync_check={"enable": True})
+    assert staged.lipsync()["sync"]["verdict"] == "out_of_sync"
+    run, final = staged.run, staged.run.final(staged.job.basename)
+    kept = run.root / "final.out-of-sync.mp4"
+
+    def encode() -> VaError:
+        with pytest.raises(VaError) as raised:
+            stages.encode(
+                encode_settings(load_plan(run.plan)),
+                run.still_loop,
+                run.padded_aac,
+                final,
+                video=run.lipsync_output,
+                lipsync_result=run.lipsync_result,
+            )
+        return raised.value
+
+    kept.write_text("USER DATA", encoding="utf-8")  # there before the run
+    refused = encode()
+    assert refused.code == ExitCode.OUTPUT_EXISTS == 30, refused.message
+    assert f"{kept} exists and is not a video this run kept" in refused.message
+    assert refused.message.startswith("lip-sync out of sync at 0.00-") and "\n" not in refused.message
+    assert kept.read_text(encoding="utf-8") == "USER DATA" and not final.exists()
+    assert stages.kept_digests(kept) == {}  # nothing claims it (the manifest's sync.kept neither)
+    kept.unlink()
+    assert encode().code == ExitCode.LIPSYNC_OUT_OF_SYNC  # kept
+    assert stages.kept_digests(kept) == {kept.name: hashlib.sha256(kept.read_bytes()).hexdigest()}
+    first = kept.stat().st_ino
+    assert encode().code == ExitCode.LIPSYNC_OUT_OF_SYNC  # this run's own, from the attempt before: replaced
+    assert kept.stat().st_ino != first and kept.read_bytes()[4:8] == b"ftyp"
+    kept.write_text("USER DATA", encoding="utf-8")  # put in place of the kept one
+    assert encode().code == ExitCode.OUTPUT_EXISTS
+    assert kept.read_text(encoding="utf-8") == "USER DATA" and not final.exists()
+    assert not [p.name for p in run.root.iterdir() if p.name.startswith(".encode-")]  # no partial left
 
 
 def test_with_on_fail_warn_an_out_of_sync_video_is_published(spoken: Media, stage: Stage) -> None:  # noqa: F811

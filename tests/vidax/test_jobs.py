@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import MARKER, RULE_FFMPEG, Media, ffprobe_streams, slow_ffmpeg, wait_no_process_marked
 from tests.vidax.conftest import ENDED, HEADERS, assert_error, job_document, until, wait_for
 from va.atomic import write_text_atomic
+from va.errors import ExitCode
 from va.manifest import build_manifest
 from va.processes import ProcessId
 from va.workdir import Workdir
@@ -311,6 +312,11 @@ def test_an_input_swapped_for_a_symlink_out_of_the_roots_is_refused_at_start(
     view = wait_for(running_client, job_id, ENDED, seconds=30)
     assert view["status"] == "failed" and view["run_id"] is None, view
     assert "input.audio" in view["exit_status"]["message"] and "outside" in view["exit_status"]["message"]
+    # Failed before any run: the record's own code, named as every exit status is.
+    assert (view["exit_status"]["code"], view["exit_status"]["name"]) == (
+        ExitCode.VALIDATION_FAILED,
+        "VALIDATION_FAILED",
+    ), view
     workdir = Path(running_client.app.state.store.root) / job_id  # type: ignore[attr-defined]
     assert not (workdir / "inputs" / "audio.wav").exists()
     # A FIFO swapped in is refused at once (opening it does not wait for a writer).
@@ -322,3 +328,13 @@ def test_an_input_swapped_for_a_symlink_out_of_the_roots_is_refused_at_start(
     running_client.post(f"/jobs/{job_id}/start", headers=HEADERS)
     view = wait_for(running_client, job_id, ENDED, seconds=30)
     assert view["status"] == "failed" and "not a regular file" in view["exit_status"]["message"], view
+    assert view["exit_status"]["name"] == ExitCode(view["exit_status"]["code"]).name, view
+    # An input deleted before the start: not found, and named so.
+    mine.unlink()
+    mine.write_bytes(secret.read_bytes())
+    job_id = running_client.post("/jobs", json=document, headers=HEADERS).json()["id"]
+    mine.unlink()
+    running_client.post(f"/jobs/{job_id}/start", headers=HEADERS)
+    view = wait_for(running_client, job_id, ENDED, seconds=30)
+    assert view["status"] == "failed" and view["exit_status"]["name"] == "INPUT_NOT_FOUND", view
+    assert view["exit_status"]["code"] == ExitCode.INPUT_NOT_FOUND, view

@@ -407,34 +407,62 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
     """The mouth's opening in each frame of ``video`` (None where no face is found), frames streamed: how
     much darker the mouth's box is than the skin above it. The face is looked for again every
     ``DETECT_EVERY`` frames; the frames since the last look count only when it is still there. Of a
-    constant-rate video only the frames other frames refer to are decoded (about 55 % of x264's:
-    ``media.referenced_grey_frames``; a frame left out takes the opening between its neighbours'), a
-    long one in two halves at once (``HALVES_FROM_FRAMES``), each half's face looked for at its first
-    frame; any other video is decoded whole."""
+    constant-rate MP4, MOV, Matroska or WebM video (``media.shown_by_time``) only the frames other frames
+    refer to are decoded (about 55 % of x264's: ``media.referenced_grey_frames``; a frame left out takes
+    the opening between its neighbours'), a long one in two halves at once (``HALVES_FROM_FRAMES``), each
+    half's face looked for at its first frame; when that decode leaves out more than ``MAX_SKIPPED``
+    frames in a row, every frame from the first not yet measured is decoded. Any other video is decoded
+    whole, every frame."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         timed = pool.submit(_timing, video)  # its probe runs beside the first frame's decode
         window = _window(video)
         timing = timed.result()
-    if timing is None or window.crop.out_width < media.NUMBER_BYTES:  # too narrow to carry the numbers
-        with closing(media.grey_frames(video, crop=window.crop)) as frames:
-            yield from _openings(frames, window)
-        return
+    given = 0  # the frames measured from the decode of the referenced frames
+    if timing is not None and window.crop.out_width >= media.NUMBER_BYTES:  # wide enough for the numbers
+        with closing(_sparse_openings(video, window, timing)) as sparse:
+            try:
+                for opening in sparse:
+                    yield opening
+                    given += 1
+            except _TooSparse:
+                pass
+            else:
+                return
+    with closing(media.grey_frames(video, crop=window.crop)) as frames:
+        yield from itertools.islice(_openings(frames, window), given, None)
+
+
+#: The most frames in a row the decode of the referenced frames may leave out (each takes the opening
+#: between its neighbours'): x264's defaults leave out one (B-frames in a pyramid), three B-frames and no
+#: pyramid leave out three. A video that leaves out more is decoded whole from there on.
+MAX_SKIPPED = 2
+
+
+class _TooSparse(Exception):
+    """The decode of the referenced frames left out more than ``MAX_SKIPPED`` frames in a row, or none."""
+
+
+def _sparse_openings(video: Path, window: _Window, timing: _Timing) -> Generator[float | None, None, None]:
+    """``mouth_openings`` of ``video`` from the frames other frames refer to; ``_TooSparse`` when they
+    leave out too many (the openings given so far are those of the frames before)."""
     whole = media.referenced_grey_frames(video, window.crop, rate=timing.rate)
+    halt = threading.Event()  # one half left out too many frames, or ended early: the other stops too
     if not timing.split:
         with closing(whole) as frames:
-            yield from _openings(frames, window, end=timing.frames)
+            yield from _openings(_dense(frames, halt), window)
         return
     split = timing.split
     later: list[float | None] = []
     failed: list[BaseException] = []
-    stop = threading.Event()  # the first half ended early (an error, the reader gone): the second stops too
 
     def second_half() -> None:
+        # From a few frames early: a frame decoded before the split, to fill the frames after it from.
+        start = split - MAX_SKIPPED - 1
         try:
-            frames = media.referenced_grey_frames(video, window.crop, rate=timing.rate, first=split)
+            frames = media.referenced_grey_frames(video, window.crop, rate=timing.rate, first=start)
             with closing(frames):
-                going = itertools.takewhile(lambda _: not stop.is_set(), frames)
-                later.extend(_openings(going, window, first=split, end=timing.frames))
+                going = _openings(_dense(frames, halt, before=split), window, first=start)
+                later.extend(itertools.islice(going, split - start, None))
         except BaseException as exc:  # raised again in the reading thread, below
             failed.append(exc)
 
@@ -442,16 +470,46 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
     thread.start()
     done = False
     try:
-        with closing(whole) as frames:  # closed at the split: its ffmpeg need not decode the rest
-            yield from _openings(itertools.takewhile(lambda f: f.number < split, frames), window, end=split)
+        with closing(whole) as frames:  # closed past the split: its ffmpeg need not decode the rest
+            yield from itertools.islice(_openings(_dense(_through(frames, split), halt), window), split)
         done = True
     finally:
         if not done:
-            stop.set()  # closing the second half's frames ends its ffmpeg
+            halt.set()  # closing the second half's frames ends its ffmpeg
         thread.join()
     if failed:
         raise failed[0]
     yield from later
+
+
+def _dense(
+    frames: Iterable[media.GreyFrame], halt: threading.Event, *, before: int | None = None
+) -> Iterator[media.GreyFrame]:
+    """``frames`` as long as they leave out at most ``MAX_SKIPPED`` frames in a row after the first (and,
+    with ``before``, the first is numbered before it); ``_TooSparse`` (``halt`` set) when they leave out
+    more, when none comes, or when ``halt`` is set by the other half."""
+    last: int | None = None
+    for frame in frames:
+        if halt.is_set():
+            raise _TooSparse
+        early = last is None and before is not None and frame.number >= before
+        if early or (last is not None and frame.number - last - 1 > MAX_SKIPPED):
+            halt.set()
+            raise _TooSparse
+        last = frame.number if last is None else max(last, frame.number)
+        yield frame
+    if last is None:
+        halt.set()
+        raise _TooSparse
+
+
+def _through(frames: Iterable[media.GreyFrame], end: int) -> Iterator[media.GreyFrame]:
+    """``frames`` up to the first numbered ``end`` or later, that one too (the frames left out before it
+    are filled from it)."""
+    for frame in frames:
+        yield frame
+        if frame.number >= end:
+            return
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,9 +523,11 @@ class _Timing:
 
 
 def _timing(video: Path) -> _Timing | None:
-    """``video``'s rate and frames when it has one constant rate (None for any other), and where its
-    second half starts when it has at least ``HALVES_FROM_FRAMES`` frames: at a multiple of
-    ``DETECT_EVERY`` near its middle."""
+    """``video``'s rate and frames when it has one constant rate and its frames are numbered by their
+    times (``media.shown_by_time``; None for any other), and where its second half starts when it has at
+    least ``HALVES_FROM_FRAMES`` frames: at a multiple of ``DETECT_EVERY`` near its middle."""
+    if not media.shown_by_time(video):
+        return None
     try:
         probe = media.probe_video(video)
         rate = Fraction(probe.r_frame_rate)
@@ -492,13 +552,13 @@ def mouth_tap(source: Path, mouth: list[float | None]) -> media.PictureTap:
 
 
 def _openings(
-    frames: Iterable[media.GreyFrame], window: _Window, *, first: int = 0, end: int | None = None
+    frames: Iterable[media.GreyFrame], window: _Window, *, first: int = 0
 ) -> Iterator[float | None]:
-    """``mouth_openings`` of ``frames`` (numbered from ``first``), cut and scaled as ``window`` says; up to
-    frame ``end`` at least, when given. The face is looked for at the first frame decoded at or after
-    each multiple of ``DETECT_EVERY``, its landmarks fitted so at each multiple of ``FIT_EVERY``. A frame
-    not decoded (not among ``frames``) takes the opening between those of the frames decoded either side
-    (None when one of them has none, or after the last)."""
+    """``mouth_openings`` of ``frames`` (numbered from ``first``), cut and scaled as ``window`` says, up to
+    the last frame decoded. The face is looked for at the first frame decoded at or after each multiple
+    of ``DETECT_EVERY``, its landmarks fitted so at each multiple of ``FIT_EVERY``. A frame not decoded
+    (not among ``frames``) takes the opening between those of the frames decoded either side (None when
+    one of them has none)."""
     import numpy  # noqa: PLC0415 - OpenCV's and dlib's dependency, needed only with them
 
     found: FaceBox | None = None
@@ -534,8 +594,6 @@ def _openings(
         near = found and _where(found, anchor, boxes)
         still = pixels is not None and _look_again(pixels, window, near) is not None
         yield from pending if still else [None] * len(pending)
-    if end is not None:  # the last frames, not decoded
-        yield from [None] * max(0, end - number - 1)
 
 
 def _between(before: float | None, after: float | None, frames: int) -> list[float | None]:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from va.errors import ExitCode
 from va.manifest import ExitStatus, GenerationProgress, build_manifest
 from va.records import JsonObject
 from va.vidax.jobs import JobRecord, JobStatus
@@ -129,6 +130,14 @@ class ComfyStart(Answer):
     pid: int | None = None
 
 
+def code_name(code: int | None) -> str | None:
+    """The name of an exit code (``10`` → ``VALIDATION_FAILED``); None for no code, or one va has not."""
+    try:
+        return ExitCode(code).name if code is not None else None
+    except ValueError:
+        return None
+
+
 def view_of(record: JobRecord) -> JobView:
     """A job (its record brought up to date) as the API shows it, from its record and manifest."""
     manifest = build_manifest(Workdir(Path(record.workdir)))
@@ -136,7 +145,7 @@ def view_of(record: JobRecord) -> JobView:
     finished = [name for name, phase in phases.items() if phase["status"] in ("done", "skipped")]
     final = manifest["final"] if manifest else None
     exit_status: ExitStatus | None = (manifest["exit_status"] if manifest else None) or (
-        {"code": record.exit_code, "name": None, "message": record.message}
+        {"code": record.exit_code, "name": code_name(record.exit_code), "message": record.message}
         if record.exit_code is not None or record.message
         else None
     )
