@@ -227,3 +227,36 @@ def test_the_comfyui_progress_in_batches_and_in_segments(tmp_path: Path) -> None
     # The second segment's record is of another take (a retake under way): not this segment's.
     assert [(s["status"], s["prompt_id"]) for s in phase["segments"]] == [("done", "p"), ("pending", None)]
     TypeAdapter(Manifest).validate_python(manifest)
+
+
+def test_a_batch_a_resume_kept_is_done_once_the_run_succeeded(tmp_path: Path) -> None:
+    """A stop after batch 0001 wrote its record but before its end was logged: the resume keeps the
+    batch (its record is there) and runs it no more, so its last event stays ``rule_started``. Once the
+    run succeeded, every target there was made or kept whole: the phase is done, not pending. While the
+    resume runs, or after it failed, the batch is not counted as done by its events."""
+    workdir = Workdir(tmp_path)
+    planned = [{"index": i, "name": f"000{i}", "first": 8 * i, "frames": 8, "seed": 40 + i} for i in range(2)]
+    generation_run(workdir, "comfyui_batch", {"fps": 8, "frames": 16, "batches": planned})
+    workdir.batch_result("0000").parent.mkdir(parents=True)
+    for name in ("0000", "0001"):
+        batch = {"rule": "comfyui_batch", "phase": "comfyui", "target": name}
+        record(workdir, "comfyui", "info", f"{name} started", kind="rule_started", **batch)
+        workdir.batch_result(name).write_text("{}")
+        if name == "0000":
+            record(workdir, "comfyui", "info", f"{name} finished", kind="rule_finished", **batch)
+    record_run_finished(workdir, VaError(ExitCode.INTERRUPTED, "run interrupted by a signal"))
+    graph = {
+        **GRAPH,
+        "rules": {**GRAPH["rules"], "comfyui": ["comfyui_batch"]},
+        "skipped": {"lipsync": "off"},
+    }
+    start(workdir, dead_pid(), graph=graph)  # the resume: batch 0001 kept, nothing recorded of it
+    manifest = build_manifest(workdir)
+    assert manifest is not None and manifest["run_status"] == "interrupted"
+    assert manifest["phases"]["comfyui"]["status"] == "pending"
+    record_run_finished(workdir)
+    manifest = build_manifest(workdir)
+    assert manifest is not None and manifest["run_status"] == "succeeded"
+    phase = manifest["phases"]["comfyui"]
+    assert phase["status"] == "done" and phase["ended_at"] is not None
+    assert phase["progress"]["batches_done"] == 2

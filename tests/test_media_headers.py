@@ -354,3 +354,44 @@ def test_a_video_that_does_not_decode_is_refused_by_its_one_probe(tmp_path: Path
     assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT
     assert caught.value.message == f"not a decodable image or video: {video}"
     assert not (tmp_path / "final.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("tags", "seconds"),
+    [
+        ({"DURATION": "00:00:02.023000000"}, 2.023),
+        ({"DURATION-eng": "01:02:03.5"}, 3723.5),
+        ({"ENCODER": "x", "DURATION": "garbled"}, None),
+        ({}, None),
+    ],
+)
+def test_a_matroska_streams_own_length_is_its_duration_tag(
+    tags: dict[str, str], seconds: float | None
+) -> None:
+    """Matroska keeps no length in a stream's header: ffmpeg's muxer writes a DURATION tag, mkvmerge one
+    with the track's language; what does not parse is no length (the file's is used then)."""
+    assert media._stream_seconds({"duration": "N/A", "tags": tags}) == seconds
+    assert media._stream_seconds({"duration": "1.5", "tags": tags}) == 1.5
+
+
+def test_a_jpeg_pillow_cannot_open_is_left_to_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JPEG Pillow cannot open at all (12-bit samples: "cannot handle 12-bit layers") is not called cut
+    short: ffmpeg decodes it, or says why; one Pillow opens but cannot decode to its end is."""
+    from PIL import Image  # noqa: PLC0415
+
+    picture = tmp_path / "p.jpg"
+    Image.frombytes("RGB", (160, 120), bytes(range(256)) * 225).save(picture)
+    info = media.probe_visual(picture)
+    media.check_image_complete(info)  # whole
+
+    def unopenable(*_: object, **__: object) -> None:
+        raise SyntaxError("cannot handle 12-bit layers")
+
+    monkeypatch.setattr(Image, "open", unopenable)
+    media.check_image_complete(info)
+    monkeypatch.undo()
+    data = picture.read_bytes()
+    picture.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(VaError, match="truncated or damaged image") as caught:
+        media.check_image_complete(info)
+    assert caught.value.code == ExitCode.UNSUPPORTED_FORMAT

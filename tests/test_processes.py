@@ -277,3 +277,31 @@ def test_a_run_stopped_each_way_leaves_no_process_and_resumes(files: Media, va_c
     wait_no_process_marked(marker, seconds=5)
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert manifest["run_status"] == "succeeded" and manifest["attempts"] == 4
+
+
+def test_a_guardian_whose_record_cannot_be_written_still_waits_for_its_command(tmp_path: Path) -> None:
+    """A full disk under the workdir: the record of the run's processes cannot be written. The guardian
+    lives on (an ended guardian let ``va`` return while Snakemake still ran) and ends with its command."""
+    marker = uuid.uuid4().hex
+    record = ProcessRecord(tmp_path / "processes.json")
+    script = (
+        "import errno, os, sys\n"
+        "from va import guardian\n"
+        "from va.processes import ProcessRecord\n"
+        "def full(self, processes):\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))\n"
+        "ProcessRecord.write = full\n"
+        f"sys.exit(guardian.main(['--record', {str(record.path)!r}, '--', sys.executable, '-c', "
+        "'import time; time.sleep(1.5)']))\n"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", script],
+        env=marked_env(marker),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    assert f"va: guardian: could not write {record.path}: No space left on device" in process.stderr
+    wait_no_process_marked(marker, seconds=2)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Media
+from tests.test_stages import render_held_still
+from va import runner, tracking
+from va.clean import record_success
 from va.errors import ExitCode, VaError
 from va.events import read_events
 from va.job import load_job
@@ -125,3 +128,61 @@ def test_a_graph_stopped_without_a_failed_rule(files: Media, unfinished: str, st
     record_run_finished(run, from_rules=True, unfinished=unfinished)
     manifest = json.loads(run.manifest.read_text())
     assert manifest["run_status"] == status and manifest["exit_status"]["code"] == code
+
+
+def published_final(files: Media) -> tuple[Workdir, Path]:
+    """A run whose final is published (the rule bodies called in this process, no Snakemake)."""
+    job_path = files.job()
+    run = Workdir(files.root / "w")
+    record_run_started(run, load_job(job_path))
+    render_held_still(job_path, run.root)
+    return run, job_path
+
+
+def test_a_digest_that_cannot_be_written_after_the_final_is_a_warning_not_a_failure(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills just after the final is published: the encode rule's records append their events,
+    but the manifest's digest (a cache of the event log, made again from it) cannot be written. The rule
+    does not fail, the run is recorded as succeeded, and ``va`` ends 0 with a warning naming the digest,
+    also when Snakemake itself ended with an error then (never 70 with "final video written")."""
+    run, job_path = published_final(files)
+
+    def full(workdir: Workdir, digest: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir.manifest_digest))
+
+    monkeypatch.setattr(tracking, "store_digest", full)
+    with rule_step("encode", run.root / "logs" / "final.mp4.log", workdir=run):
+        pass  # the final is published: scripts/encode.py's body
+    record_success(run, "keep")
+    assert kinds(run)[-2:] == ["rule_finished", "run_finished"]
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["run_status"] == "succeeded" and manifest["phases"]["encode"]["status"] == "done"
+    for returncode in (0, 1):
+        result = runner._result(run, load_job(job_path), returncode, None)
+        assert result.code == ExitCode.OK and result.final.exists()
+        assert any(str(run.manifest_digest) in warning for warning in result.warnings), result.warnings
+    assert "snakemake ended with an error after final.mp4 was published" in result.warnings[-1]
+
+
+def test_a_manifest_that_cannot_be_written_after_the_final_is_exit_32_naming_it(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encode rule's record found the disk full when it rewrote ``manifest.json`` (the rule failed
+    after its end was logged, Snakemake ended 1), and the disk is still full when ``va`` makes it again:
+    exit 32 naming ``manifest.json``, the final kept."""
+    run, job_path = published_final(files)
+    record_success(run, "keep")
+    real = tracking.write_json_atomic
+
+    def full(path: Path, data: object, **options: bool) -> None:
+        if path == run.manifest:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data, **options)
+
+    monkeypatch.setattr(tracking, "write_json_atomic", full)
+    with pytest.raises(VaError) as caught:
+        runner._result(run, load_job(job_path), 1, None)
+    assert caught.value.code == ExitCode.WORKDIR_UNUSABLE
+    assert caught.value.message == f"No space left on device: {run.manifest}; the final is kept: final.mp4"
+    assert run.final("final.mp4").exists()

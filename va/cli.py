@@ -442,6 +442,8 @@ def _run(job_path: Path, args: argparse.Namespace, workdir: Path, planned: Plan 
             display.close()
     if result.code != ExitCode.OK:
         raise VaError(result.code, result.message)
+    for warning in result.warnings:
+        print(f"va: warning: {warning}", file=sys.stderr)
     lipsync = result.manifest["phases"].get("lipsync") if result.manifest else None
     record = lipsync.get("sync") if lipsync else None
     if record is not None and record["verdict"] == sync.OUT_OF_SYNC:  # on_fail: warn published it; say so

@@ -11,6 +11,7 @@ Usage: ``python -m va.guardian --record FILE [--workdir DIR] -- SNAKEMAKE-ARGV..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,8 +79,7 @@ class Guardian:
             if time.monotonic() >= next_scan:  # a scan of /proc costs a few ms: once a second
                 next_scan = time.monotonic() + _RECORD_SECONDS
                 running = {p for p in (me, *descendants(os.getpid())) if p is not None}
-                if running != recorded:
-                    self.record.write(running)
+                if running != recorded and self._write_record(running):
                     recorded = running
             self._reap(child)
             if child.returncode is None:
@@ -92,6 +92,17 @@ class Guardian:
             self._record_interrupted()
             return STOPPED
         return child.returncode
+
+    def _write_record(self, running: set[ProcessId]) -> bool:
+        """Write the record of the run's processes; a full disk leaves the previous one (tried again at
+        the next scan): the guardian must live on to end the run's processes, whatever the disk says."""
+        try:
+            self.record.write(running)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # its stderr is Snakemake's log, on the same disk
+                print(f"va: guardian: could not write {self.record.path}: {exc.strerror}", file=sys.stderr)
+            return False
+        return True
 
     def _ask_to_stop(self, snakemake: ProcessId | None) -> list[ProcessId]:
         """SIGINT to Snakemake (it then cancels its cluster jobs) and to every process below it."""

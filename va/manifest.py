@@ -382,7 +382,12 @@ class RuleState(TypedDict):
     error: NotRequired[ExitStatus | None]
 
 
-def _rule_state(entry: RuleEntry | None, outputs_exist: bool, live: bool) -> RuleState:
+def _rule_state(
+    entry: RuleEntry | None, outputs_exist: bool, live: bool, succeeded: bool = False
+) -> RuleState:
+    """A rule's state from its last event and whether its outputs exist; ``succeeded``: the run's latest
+    attempt succeeded, so every output there was made or kept whole by it (a rule stopped after it wrote
+    its outputs, whose target a resume kept without running it again, is done)."""
     started = entry.get("started") if entry else None
     last = entry.get("last") if entry else None
     state: RuleState = {
@@ -398,6 +403,8 @@ def _rule_state(entry: RuleEntry | None, outputs_exist: bool, live: bool) -> Rul
         state["ended_at"] = last["ts"]
     elif last["kind"] == "rule_failed":
         state.update({"status": "failed", "ended_at": last["ts"], "error": last.get("error")})
+    elif succeeded and outputs_exist:
+        state["status"] = "done"
     else:
         state["status"] = "running" if live else "pending"
     return state
@@ -789,7 +796,7 @@ def _chunk_details(
                 "end": chunk["end_seconds"],
                 "frames": chunk["frames"],
                 "cut": chunk["cut"],
-                "status": _rule_state(entry, made, live)["status"],
+                "status": _rule_state(entry, made, live, _succeeded(digest))["status"],
                 "attempt": entry.get("attempt") if made and finished else None,
                 "seconds": last.get("seconds") if made and finished else None,
             }
@@ -820,6 +827,11 @@ def _kept_by_run(workdir: Workdir, kept: Path) -> bool:
     return bool(workdir.kept_digests().get(kept.name)) and kept.exists()
 
 
+def _succeeded(digest: EventDigest) -> bool:
+    """Whether the latest attempt recorded that it succeeded."""
+    return digest.finished is not None and digest.finished.get("run_status") == "succeeded"
+
+
 def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manifest | None:
     """The manifest of the run in ``workdir`` (from ``digest``, else from the log's current digest), or
     None when no run was ever started there."""
@@ -828,6 +840,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manif
     if first is None or last is None:
         return None
     finished = digest.finished
+    succeeded = _succeeded(digest)
     live = finished is None and process_alive(last.get("pid"), last.get("host"), last.get("pid_started"))
     exit_status: ExitStatus | None
     run_status: RunStatus
@@ -872,6 +885,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manif
                 by_key.get(key),
                 all(p in removed or (workdir.root / p).exists() for p in outputs[key]),
                 live,
+                succeeded,
             )
             for key in keys
         }

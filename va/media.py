@@ -436,12 +436,15 @@ def probe_audio(path: Path) -> AudioInfo:
 
 def _stream_seconds(stream: dict[str, object]) -> float | None:
     """A stream's own length: its ``duration``, else (Matroska and WebM keep none in the stream's header)
-    the ``DURATION`` tag their muxers write, ``H:MM:SS.fraction``; None when it has neither."""
+    the ``DURATION`` tag their muxers write, ``H:MM:SS.fraction`` (``DURATION-eng`` and the like with a
+    language); None when it has neither."""
     seconds = _float(stream.get("duration"))
     if seconds is not None:
         return seconds
     tags = stream.get("tags")
-    tagged = tags.get("DURATION") if isinstance(tags, dict) else None
+    # As ffmpeg's muxer writes it (``DURATION``), or mkvmerge with the track's language (``DURATION-eng``).
+    tags = tags if isinstance(tags, dict) else {}
+    tagged = next((value for key, value in tags.items() if key.split("-")[0] == "DURATION"), None)
     parts = str(tagged).split(":") if tagged is not None else []
     if len(parts) != 3:
         return None
@@ -585,13 +588,17 @@ def check_image_complete(info: VisualInfo) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with Image.open(info.path) as image:
+            image = Image.open(info.path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return  # a file Pillow cannot open (a 12-bit JPEG): ffmpeg, which decodes it, says why if not
+        try:
+            with image:
                 if info.codec == "png":
                     image.verify()
                 else:
                     image.draft("L", (max(1, image.width // 8), max(1, image.height // 8)))
                     image.load()
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, SyntaxError) as exc:
             message = f"truncated or damaged image ({exc}): {info.path}"
             raise VaError(ExitCode.UNSUPPORTED_FORMAT, message) from exc
 

@@ -39,6 +39,7 @@ from va.tracking import (
     existing_run_id,
     reconcile,
     record_run_finished,
+    refresh_records,
     register_finished,
     run_finished,
     run_succeeded,
@@ -68,6 +69,8 @@ class RunResult:
     message: str
     final: Path
     manifest: Manifest | None
+    #: What went wrong that the video does not depend on (a record's cache that could not be written).
+    warnings: tuple[str, ...] = ()
 
 
 def default_workdir() -> Path:
@@ -518,7 +521,7 @@ def _drive(
         watcher.start()
     try:
         returncode = _wait(process)
-        if returncode < 0:  # the guardian was killed: what it watched is ended here
+        if returncode != 0:  # the guardian killed or failed: what it recorded and still runs ends here
             end_leftovers(ProcessRecord(workdir.processes))
         return returncode
     except (KeyboardInterrupt, _Terminated):
@@ -583,12 +586,23 @@ def _not_started(what: str, workdir: Workdir, profile: str | None) -> VaError:
 
 def _result(workdir: Workdir, job: Job, returncode: int, profile: str | None) -> RunResult:
     final = workdir.final(job.basename)
-    if returncode == 0 and final.exists():
+    # Snakemake may fail after the final was published and the run's success recorded: a record of the
+    # encode rule that found the disk full. The final and the event log are whole; what derives from
+    # them is made again here, and what cannot be written is said (WORKDIR_UNUSABLE, or a warning).
+    if final.exists() and (returncode == 0 or run_succeeded(workdir)):
         if not run_finished(workdir):
             record_run_finished(workdir)
         else:  # recorded by the encode rule, whose write to the registry may have found the state dir full
             register_finished(workdir)
-        return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir))
+        warnings = refresh_records(workdir)
+        if returncode != 0:
+            disk = disk_error_in(last_lines(workdir.snakemake_log, 60))  # the rule's error, above Snakemake's
+            why = f"an error ({disk})" if disk else "an error"
+            warnings.append(
+                f"snakemake ended with {why} after {final.name} was published; the final and the run's "
+                f"record are whole (see {workdir.snakemake_log})"
+            )
+        return RunResult(ExitCode.OK, f"{final}", final, build_manifest(workdir), tuple(warnings))
     if not existing_run_id(workdir):
         raise _not_started("run", workdir, profile)
     if not run_finished(workdir):

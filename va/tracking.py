@@ -26,7 +26,15 @@ from va.errors import UNWRITABLE, ErrorData, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
 from va.locks import locked
-from va.manifest import ExitStatus, Manifest, build_manifest, current_digest, process_alive, store_digest
+from va.manifest import (
+    EventDigest,
+    ExitStatus,
+    Manifest,
+    build_manifest,
+    current_digest,
+    process_alive,
+    store_digest,
+)
 from va.media import count_video_packets
 from va.processes import ProcessId
 from va.registry import RunUpdate
@@ -54,11 +62,50 @@ def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any
     with _RECORDING, locked(workdir.state_lock, timeout=60):
         record_event(workdir, append_event(workdir.events, stage, level, message, **fields))
         digest = current_digest(workdir)
-        store_digest(workdir, digest)
+        _keep_digest(workdir, digest)
         manifest = build_manifest(workdir, digest)
         if manifest is not None:
             write_json_atomic(workdir.manifest, manifest)
     return manifest
+
+
+def _keep_digest(workdir: Workdir, digest: EventDigest) -> str | None:
+    """Store ``digest``; a digest that cannot be written (a full disk) is no failure of the record: it
+    is a cache of the event log, and the next record folds in what the stored one lacks. Returns the
+    warning said then (logged), or None."""
+    try:
+        store_digest(workdir, digest)
+    except OSError as exc:
+        reason = exc.strerror or repr(exc)
+        warning = (
+            f"{reason}: {exc.filename or workdir.manifest_digest}; the manifest's digest is made again "
+            f"from {workdir.events.name}"
+        )
+        logging.getLogger(__name__).warning("%s", warning)
+        return warning
+    return None
+
+
+def refresh_records(workdir: Workdir) -> list[str]:
+    """Bring the files derived from the event log (the digest, ``manifest.json``) up to date, as a record
+    does: what ``va`` does once a run's final is published, where a record of a rule may have found the
+    disk full. A ``manifest.json`` that cannot be written is ``WORKDIR_UNUSABLE`` naming it; a digest that
+    cannot be is a warning, returned."""
+    with _RECORDING, locked(workdir.state_lock, timeout=60):
+        digest = current_digest(workdir)
+        warning = _keep_digest(workdir, digest)
+        manifest = build_manifest(workdir, digest)
+        if manifest is not None:
+            try:
+                write_json_atomic(workdir.manifest, manifest)
+            except OSError as exc:
+                if exc.errno not in UNWRITABLE:
+                    raise
+                where = exc.filename or workdir.manifest
+                made = manifest["final"]
+                final = f"; the final is kept: {made['path']}" if made["exists"] else ""
+                raise VaError(ExitCode.WORKDIR_UNUSABLE, f"{exc.strerror}: {where}{final}") from exc
+    return [warning] if warning else []
 
 
 def existing_run_id(workdir: Workdir) -> str | None:

@@ -375,3 +375,29 @@ def test_a_video_cut_by_an_edit_list_has_a_value_for_each_frame_shown(
     monkeypatch.setattr(sync, "_timing", lambda _video: None)
     every = list(sync.mouth_openings(cut))
     assert len(sparse) == len(every) == 67
+
+
+def test_a_second_half_that_leaves_out_too_many_frames_is_decoded_whole_from_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second half's decode leaves out ten frames in a row (its frames 60-69 dropped here): the
+    openings given stand (the first half's, as many as it gave before it stopped), and from the first not
+    given on every frame is decoded and measured."""
+    video = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
+    timing = sync._timing(video) or pytest.fail("an MP4 of one rate is not read by its frames' numbers")
+    one = list(sync.mouth_openings(video))
+    real = media.referenced_grey_frames
+
+    def holed(source: Path, crop: media.Crop, **options: Any) -> Iterator[media.GreyFrame]:
+        frames = real(source, crop, **options)
+        return (f for f in frames if not (options.get("first") and 60 <= f.number < 70))
+
+    monkeypatch.setattr(media, "referenced_grey_frames", holed)
+    monkeypatch.setattr(sync, "_timing", lambda _video: dataclasses.replace(timing, split=50))
+    halves = list(sync.mouth_openings(video))
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    every = list(sync.mouth_openings(video))
+    assert len(halves) == len(one) == len(every) == 100 and None not in halves
+    given = next(n for n in range(51) if halves[n:] == every[n:])
+    assert halves[:given] == one[:given] and halves != one
+    assert "mouth-second-half" not in {thread.name for thread in threading.enumerate()}
