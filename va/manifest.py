@@ -824,11 +824,7 @@ def _lipsync_details(details: Phase, workdir: Workdir, result: LipsyncResult, ba
 def _kept_by_run(workdir: Workdir, kept: Path) -> bool:
     """Whether ``kept`` is there and the run recorded keeping a video of that name (a user's file of the
     name, which the encode refuses to replace, is not the run's)."""
-    try:
-        recorded = read_json(workdir.kept_record)
-    except (OSError, ValueError):
-        return False
-    return isinstance(recorded, dict) and kept.name in recorded and kept.exists()
+    return bool(workdir.kept_digests().get(kept.name)) and kept.exists()
 
 
 def _succeeded(digest: EventDigest) -> bool:

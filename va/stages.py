@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 from va import media
@@ -133,47 +136,87 @@ def encode(
         log.warning("%s; published all the same (lipsync.sync_check.on_fail: warn)", sync.describe(record))
         _encode(settings, loop, audio, final, video=video, captions=captions)
         return
-    kept = Workdir(final.parent).kept_final(final.name)
-    said = sync.describe(record)
-    refuse_foreign_kept(kept, said)  # before the encode: a user's file there is known at once
+    workdir = Workdir(final.parent)
+    kept, said = workdir.kept_final(final.name), sync.describe(record)
+    earlier = workdir.kept_digests().get(kept.name, frozenset())  # read once, before the encode
+    refuse_foreign_kept(kept, earlier, said)  # before the encode: a user's file there is known at once
     with scratch_folder(kept) as scratch:
         made = scratch / kept.name
         _encode(settings, loop, audio, made, video=video, captions=captions)
-        digests = kept_digests(kept)
-        digests[kept.name] = _sha256(made)  # noted first: a run stopped before the rename still owns it
-        write_json_atomic(Workdir(kept.parent).kept_record, digests)
-        refuse_foreign_kept(kept, said)  # once more: the encode took a while
-        kept.unlink(missing_ok=True)  # this run's own, from an earlier attempt
-        publish_no_clobber(made, kept)
+        digest = _sha256(made)
+        # Noted before it takes the name (a run stopped in between still owns it), beside the earlier
+        # one's: while one replaces the other, either is the run's.
+        _record_kept(workdir, kept.name, earlier | {digest})
+        try:
+            refuse_foreign_kept(kept, earlier, said)  # once more: the encode took a while
+            _remove_kept(kept, scratch / "earlier", earlier, said)
+            publish_no_clobber(made, kept)
+        except VaError:
+            _record_kept(workdir, kept.name, earlier)  # not kept: its digest claims nothing
+            raise
+        _record_kept(workdir, kept.name, {digest})  # the earlier one is gone
     raise VaError(
         ExitCode.LIPSYNC_OUT_OF_SYNC,
         f"{said}; the video is kept as {kept.absolute()}, not published as {final.name}",
     )
 
 
-def kept_digests(kept: Path) -> dict[str, str]:
-    """The videos this run kept out of sync in ``kept``'s workdir (``Workdir.kept_record``): name to the
-    SHA-256 of what it made; none when the record is missing or unreadable."""
-    try:
-        recorded = read_json(Workdir(kept.parent).kept_record)
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in recorded.items() if isinstance(v, str)} if isinstance(recorded, dict) else {}
-
-
-def refuse_foreign_kept(kept: Path, said: str) -> None:
+def refuse_foreign_kept(kept: Path, earlier: frozenset[str], said: str) -> None:
     """A file at ``kept`` is replaced only when it is a video this run kept there and nobody changed since
-    (its SHA-256 is the one recorded): anything else there is the user's, ``OUTPUT_EXISTS``, one line."""
-    if not kept.exists() and not kept.is_symlink():
+    (its SHA-256 is one ``earlier`` recorded): anything else there is the user's, ``OUTPUT_EXISTS``."""
+    try:
+        digest = _file_digest(kept)
+    except FileNotFoundError:
         return
-    recorded = kept_digests(kept).get(kept.name)
-    if recorded is not None and kept.is_file() and not kept.is_symlink() and _sha256(kept) == recorded:
+    if digest not in earlier:
+        raise _foreign_kept(kept, said)
+
+
+def _remove_kept(kept: Path, aside: Path, earlier: frozenset[str], said: str) -> None:
+    """Remove the video this run kept at ``kept`` before. It is first moved to ``aside`` (in the scratch
+    folder) in one step, and what was moved is checked: a file put there since the last check (a user's)
+    is never the one removed, but goes back to its name and the run ends ``OUTPUT_EXISTS``."""
+    try:
+        os.rename(kept, aside)
+    except FileNotFoundError:
         return
-    raise VaError(
+    if _file_digest(aside) in earlier:
+        aside.unlink()
+        return
+    try:
+        publish_no_clobber(aside, kept)
+    except VaError:
+        # The name was taken once more meanwhile: what was moved aside keeps a name of its own beside it,
+        # out of the scratch folder (which goes at the block's end).
+        spare = Path(tempfile.mkdtemp(prefix=f"{kept.name}.yours-", dir=kept.parent)) / kept.name
+        os.rename(aside, spare)
+        raise VaError(
+            ExitCode.OUTPUT_EXISTS,
+            f"{said}; {kept.absolute()} was replaced twice while it was checked: not overwriting it, the "
+            f"file that was there is now {spare.absolute()}, the out-of-sync video is not kept",
+        ) from None
+    raise _foreign_kept(kept, said)
+
+
+def _foreign_kept(kept: Path, said: str) -> VaError:
+    return VaError(
         ExitCode.OUTPUT_EXISTS,
         f"{said}; {kept.absolute()} exists and is not a video this run kept (or it was changed since): "
         "not overwriting it, the out-of-sync video is not kept (choose another --workdir, or remove it)",
     )
+
+
+def _record_kept(workdir: Workdir, name: str, digests: frozenset[str] | set[str]) -> None:
+    """``workdir.kept_record`` with ``name``'s digests set to ``digests`` (none: the name dropped), the
+    other names' as they are."""
+    recorded = {other: sorted(held) for other, held in workdir.kept_digests().items() if other != name}
+    write_json_atomic(workdir.kept_record, {**recorded, name: sorted(digests)} if digests else recorded)
+
+
+def _file_digest(path: Path) -> str | None:
+    """The SHA-256 of the regular file at ``path`` (a link or a folder there: None, never the run's);
+    ``FileNotFoundError`` when nothing is there."""
+    return _sha256(path) if stat.S_ISREG(os.lstat(path).st_mode) else None
 
 
 def _sha256(path: Path) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from va.atomic import read_json
+
 
 @dataclass(frozen=True)
 class Workdir:
@@ -149,6 +151,23 @@ class Workdir:
         """The videos this run kept out of sync (``kept_final``), by name, each with the SHA-256 it was made
         with: a file of that name that does not match is a user's, never replaced."""
         return self.root / "logs" / "kept.json"
+
+    def kept_digests(self) -> dict[str, frozenset[str]]:
+        """What ``kept_record`` holds: each kept video's name with the SHA-256 digests a file of that name
+        may have to be the run's (two while a new one takes the place of the one before, one otherwise);
+        none when the record is missing or unreadable."""
+        try:
+            recorded = read_json(self.kept_record)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(recorded, dict):
+            return {}
+        listed = {name: [value] if isinstance(value, str) else value for name, value in recorded.items()}
+        return {
+            name: frozenset(d for d in digests if isinstance(d, str))
+            for name, digests in listed.items()
+            if isinstance(digests, list)
+        }
 
     def final(self, basename: str) -> Path:
         return self.root / basename

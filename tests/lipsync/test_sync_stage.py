@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import CliRunner, Media
 from tests.lipsync.fakes import command
 from tests.lipsync.talking_face import envelope, shifted, write_talking_face, write_voice
-from tests.lipsync.test_stage import Stage, stage  # noqa: F401 - the fixture
+from tests.lipsync.test_stage import Stage, Staged, stage  # noqa: F401 - the fixture
 from va import cli, stages
 from va.atomic import read_json
 from va.errors import ExitCode, VaError
@@ -24,7 +24,7 @@ from va.lipsync import sync
 from va.lipsync.stage import check_model_picture
 from va.lipsync.sync import ChunkWindow, SyncSettings
 from va.plan import load_plan
-from va.rule_settings import ModelSync, encode_settings
+from va.rule_settings import EncodeSettings, ModelSync, encode_settings
 from va.runner import RunResult
 
 pytestmark = pytest.mark.timeout(180)
@@ -70,6 +70,25 @@ def test_an_out_of_sync_video_is_kept_under_another_name_and_ends_54(spoken: Med
     assert kept.exists() and not final.exists()
 
 
+def _kept_encode(staged: Staged, settings: EncodeSettings | None = None) -> VaError:
+    """The encode after an out-of-sync verdict (``on_fail: fail``): how it ended."""
+    run = staged.run
+    with pytest.raises(VaError) as raised:
+        stages.encode(
+            settings or encode_settings(load_plan(run.plan)),
+            run.still_loop,
+            run.padded_aac,
+            run.final(staged.job.basename),
+            video=run.lipsync_output,
+            lipsync_result=run.lipsync_result,
+        )
+    return raised.value
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_a_users_out_of_sync_name_is_never_replaced(spoken: Media, stage: Stage) -> None:  # noqa: F811
     """The kept video replaces only the one this run kept before (its SHA-256 recorded): a user's file of
     that name, there before the run or put in place of the kept one, stays as it was, and the run ends 30
@@ -79,35 +98,97 @@ def test_a_users_out_of_sync_name_is_never_replaced(spoken: Media, stage: Stage)
     run, final = staged.run, staged.run.final(staged.job.basename)
     kept = run.root / "final.out-of-sync.mp4"
 
-    def encode() -> VaError:
-        with pytest.raises(VaError) as raised:
-            stages.encode(
-                encode_settings(load_plan(run.plan)),
-                run.still_loop,
-                run.padded_aac,
-                final,
-                video=run.lipsync_output,
-                lipsync_result=run.lipsync_result,
-            )
-        return raised.value
-
     kept.write_text("USER DATA", encoding="utf-8")  # there before the run
-    refused = encode()
+    refused = _kept_encode(staged)
     assert refused.code == ExitCode.OUTPUT_EXISTS == 30, refused.message
     assert f"{kept} exists and is not a video this run kept" in refused.message
     assert refused.message.startswith("lip-sync out of sync at 0.00-") and "\n" not in refused.message
     assert kept.read_text(encoding="utf-8") == "USER DATA" and not final.exists()
-    assert stages.kept_digests(kept) == {}  # nothing claims it (the manifest's sync.kept neither)
+    assert run.kept_digests() == {}  # nothing claims it (the manifest's sync.kept neither)
     kept.unlink()
-    assert encode().code == ExitCode.LIPSYNC_OUT_OF_SYNC  # kept
-    assert stages.kept_digests(kept) == {kept.name: hashlib.sha256(kept.read_bytes()).hexdigest()}
+    assert _kept_encode(staged).code == ExitCode.LIPSYNC_OUT_OF_SYNC  # kept
+    assert run.kept_digests() == {kept.name: {_sha256(kept)}}
     first = kept.stat().st_ino
-    assert encode().code == ExitCode.LIPSYNC_OUT_OF_SYNC  # this run's own, from the attempt before: replaced
+    assert _kept_encode(staged).code == ExitCode.LIPSYNC_OUT_OF_SYNC  # the run's own from before: replaced
     assert kept.stat().st_ino != first and kept.read_bytes()[4:8] == b"ftyp"
     kept.write_text("USER DATA", encoding="utf-8")  # put in place of the kept one
-    assert encode().code == ExitCode.OUTPUT_EXISTS
+    assert _kept_encode(staged).code == ExitCode.OUTPUT_EXISTS
     assert kept.read_text(encoding="utf-8") == "USER DATA" and not final.exists()
     assert not [p.name for p in run.root.iterdir() if p.name.startswith(".encode-")]  # no partial left
+
+
+def test_a_kept_video_is_replaced_by_a_different_one(spoken: Media, stage: Stage) -> None:  # noqa: F811
+    """A later attempt that makes other bytes (another crf here; a new lip-sync result, captions) replaces
+    the video kept before, and the one after it that one: each is checked against the digest recorded
+    before its encode, and the record then holds the new one's alone."""
+    staged = stage(command("talk", "--lag", "6"), sync_check={"enable": True})
+    assert staged.lipsync()["sync"]["verdict"] == "out_of_sync"
+    run, kept = staged.run, staged.run.kept_final(staged.job.basename)
+    settings = encode_settings(load_plan(run.plan))
+    encoding = settings.picture.encoding
+    other = dataclasses.replace(
+        settings,
+        picture=dataclasses.replace(
+            settings.picture, encoding=dataclasses.replace(encoding, crf=encoding.crf + 5)
+        ),
+    )
+    digests = []
+    for each in (settings, other, settings):
+        ended = _kept_encode(staged, each)
+        assert ended.code == ExitCode.LIPSYNC_OUT_OF_SYNC == 54, ended.message
+        digests.append(_sha256(kept))
+        assert run.kept_digests() == {kept.name: {digests[-1]}}
+    assert digests[0] != digests[1] != digests[2]
+    assert not run.final(staged.job.basename).exists()
+
+
+def test_a_file_put_at_the_kept_name_while_it_is_checked_is_kept(
+    spoken: Media,
+    stage: Stage,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kept video is moved aside in one step before it is removed and what was moved is checked: a
+    user's file that took the name after the last check goes back to its name (exit 30); one that took it
+    while the moved file was checked leaves the moved one beside it, under a name of its own, said."""
+    staged = stage(command("talk", "--lag", "6"), sync_check={"enable": True})
+    assert staged.lipsync()["sync"]["verdict"] == "out_of_sync"
+    run, kept = staged.run, staged.run.kept_final(staged.job.basename)
+    assert _kept_encode(staged).code == ExitCode.LIPSYNC_OUT_OF_SYNC
+    ours = run.kept_digests()
+    real = stages._sha256
+    hashed: list[Path] = []
+    saves: dict[int, str] = {}  # the hash (1: the kept file before the encode, 2: the new video, 3: the
+    # kept file after it, 4: what was moved aside) during which the user saves a file at the kept name
+
+    def hashed_while_the_user_saves(path: Path) -> str:
+        digest = real(path)
+        hashed.append(path)
+        if text := saves.get(len(hashed)):
+            user = kept.with_name("user.tmp")
+            user.write_text(text, encoding="utf-8")
+            user.replace(kept)  # as an editor saves: in one step, over the name
+        return digest
+
+    monkeypatch.setattr(stages, "_sha256", hashed_while_the_user_saves)
+    saves.update({3: "USER DATA"})  # the last check saw the kept video, the user's is what is moved aside
+    refused = _kept_encode(staged)
+    assert refused.code == ExitCode.OUTPUT_EXISTS, refused.message
+    assert f"{kept} exists and is not a video this run kept" in refused.message
+    assert [p.name for p in hashed] == [kept.name, kept.name, kept.name, "earlier"]
+    assert kept.read_text(encoding="utf-8") == "USER DATA"
+    assert run.kept_digests() == ours  # the new one's digest claims nothing
+
+    kept.unlink()
+    assert _kept_encode(staged).code == ExitCode.LIPSYNC_OUT_OF_SYNC
+    hashed.clear()
+    saves.update({3: "FIRST", 4: "SECOND"})  # and once more while the one moved aside is checked
+    refused = _kept_encode(staged)
+    assert refused.code == ExitCode.OUTPUT_EXISTS and "\n" not in refused.message, refused.message
+    assert f"{kept} was replaced twice while it was checked" in refused.message
+    assert kept.read_text(encoding="utf-8") == "SECOND"
+    spare = Path(refused.message.split("the file that was there is now ")[1].split(", ")[0])
+    assert spare.parent.parent == run.root and spare.read_text(encoding="utf-8") == "FIRST"
+    assert not [p.name for p in run.root.iterdir() if p.name.startswith(".encode-")]
 
 
 def test_with_on_fail_warn_an_out_of_sync_video_is_published(spoken: Media, stage: Stage) -> None:  # noqa: F811
