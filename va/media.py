@@ -2598,6 +2598,22 @@ def referenced_grey_frames(
     ``first`` (a frame stored up to half a frame before the time its number says is kept: Matroska's
     milliseconds from a start that is no multiple of a frame), the frames numbered before ``first``
     dropped."""
+    return _numbered_grey_frames(source, crop, rate=rate, first=first, referenced_only=True)
+
+
+def grey_frames_from(
+    source: Path, crop: Crop, *, rate: Fraction, first: int
+) -> Generator[GreyFrame, None, None]:
+    """Every frame of the constant-``rate`` video ``source`` from frame ``first`` on, each with its number:
+    as ``referenced_grey_frames`` seeks and numbers them (``shown_by_time`` files only), none left out,
+    each frame the one ``grey_frames`` gives at that number."""
+    return _numbered_grey_frames(source, crop, rate=rate, first=first, referenced_only=False)
+
+
+def _numbered_grey_frames(
+    source: Path, crop: Crop, *, rate: Fraction, first: int, referenced_only: bool
+) -> Generator[GreyFrame, None, None]:
+    """``referenced_grey_frames`` (``referenced_only``) or ``grey_frames_from``."""
     size = crop.out_width * crop.out_height
     # Half a frame early, in whole microseconds (ffmpeg's -ss), not after.
     start = max(0, math.floor((first - Fraction(1, 2)) * 1_000_000 / rate)) if first else 0
@@ -2606,7 +2622,7 @@ def referenced_grey_frames(
     row = f"crop={NUMBER_BYTES}:1:0:0,geq=lum='mod(floor({number}/pow(256\\,X))\\,256)'"
     graph = f"{_grey_window(crop)},split[picture][stamp];[stamp]{row},pad={crop.out_width}:1[number];"
     graph += "[picture][number]vstack"
-    argv = [*_luma_decoder(source, start / 1_000_000, referenced_only=True), "-vf", graph]
+    argv = [*_luma_decoder(source, start / 1_000_000, referenced_only=referenced_only), "-vf", graph]
     argv += ["-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]  # a frame skipped is not repeated
     for block in _grey_blocks(argv, size + crop.out_width, f"cannot decode frames of {source}"):
         counted = int.from_bytes(block[size : size + NUMBER_BYTES], "little")

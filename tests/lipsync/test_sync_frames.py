@@ -349,7 +349,8 @@ def test_a_split_next_to_frames_left_out_measures_them_from_both_sides(
 def test_a_seek_keeps_the_frame_aimed_at(tmp_path: Path, rate: str, suffix: str) -> None:
     """A Matroska file with sound stores its picture's times in milliseconds from a start that is no
     multiple of a frame (23 ms, AAC's priming), so a frame's time is up to half a frame before the time
-    its number says: the decode from a frame on still starts at that frame, each frame the full decode's."""
+    its number says: the decode from a frame on still starts at that frame, each frame the full decode's,
+    of the referenced frames or of every frame."""
     video = tmp_path / f"with_sound{suffix}"
     picture = ["-f", "lavfi", "-i", f"testsrc2=size=64x64:rate={rate}:duration=3"]
     ffmpeg(*picture, "-f", "lavfi", "-i", "sine=duration=3", "-c:v", "libx264", "-c:a", "aac", str(video))
@@ -360,6 +361,9 @@ def test_a_seek_keeps_the_frame_aimed_at(tmp_path: Path, rate: str, suffix: str)
         later = list(media.referenced_grey_frames(video, crop, rate=Fraction(rate), first=first))
         assert [frame.number for frame in later] == [n for n in numbers if n >= first]
         assert all(frame.pixels == whole[frame.number] for frame in later)
+        every = list(media.grey_frames_from(video, crop, rate=Fraction(rate), first=first))
+        assert [frame.number for frame in every] == list(range(first, len(whole)))
+        assert [frame.pixels for frame in every] == whole[first:]
 
 
 def test_a_video_cut_by_an_edit_list_has_a_value_for_each_frame_shown(
@@ -380,9 +384,10 @@ def test_a_video_cut_by_an_edit_list_has_a_value_for_each_frame_shown(
 def test_a_second_half_that_leaves_out_too_many_frames_is_decoded_whole_from_the_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The second half's decode leaves out ten frames in a row (its frames 60-69 dropped here): the
-    openings given stand (the first half's, as many as it gave before it stopped), and from the first not
-    given on every frame is decoded and measured."""
+    """The second half's decode leaves out ten frames in a row (its frames 60-69 dropped here): the first
+    half is still measured whole, up to the split, whatever the two threads' timing, and from the split on
+    every frame is decoded (from there, not from frame 0) and measured: the series is the single full
+    decode's from the split, the first half's before it."""
     video = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
     timing = sync._timing(video) or pytest.fail("an MP4 of one rate is not read by its frames' numbers")
     one = list(sync.mouth_openings(video))
@@ -394,10 +399,48 @@ def test_a_second_half_that_leaves_out_too_many_frames_is_decoded_whole_from_the
 
     monkeypatch.setattr(media, "referenced_grey_frames", holed)
     monkeypatch.setattr(sync, "_timing", lambda _video: dataclasses.replace(timing, split=50))
+    real_from = media.grey_frames_from
+    starts: list[int] = []
+
+    def counted(source: Path, crop: media.Crop, **options: Any) -> Iterator[media.GreyFrame]:
+        starts.append(options["first"])
+        return real_from(source, crop, **options)
+
+    monkeypatch.setattr(media, "grey_frames_from", counted)
     halves = list(sync.mouth_openings(video))
     monkeypatch.setattr(sync, "_timing", lambda _video: None)
     every = list(sync.mouth_openings(video))
-    assert len(halves) == len(one) == len(every) == 100 and None not in halves
-    given = next(n for n in range(51) if halves[n:] == every[n:])
-    assert halves[:given] == one[:given] and halves != one
+    assert len(halves) == len(one) == len(every) == 100 and None not in halves and None not in every
+    assert starts == [50]  # one full decode, from the split
+    assert halves[:50] == one[:50]  # the first half's openings, all of them
+    # From the split, a full decode's openings (the face looked for at the split, as at each 50th frame).
+    assert max(abs(a - b) for a, b in zip(halves[50:], every[50:], strict=True)) < 0.05
+    assert halves[50:] != one[50:]  # not the second half's sparse decode
+    assert "mouth-second-half" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_a_first_half_that_leaves_out_too_many_frames_is_decoded_whole_from_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first half's decode leaves out ten frames in a row (its frames 10-19 dropped here) before its
+    first openings are given (they wait for the face's next look): every frame is decoded again from frame
+    0, none from the split, and the series is a full decode's."""
+    video = write_talking_face(tmp_path / "face.mp4", envelope(4, seed=2))
+    timing = sync._timing(video) or pytest.fail("an MP4 of one rate is not read by its frames' numbers")
+    real = media.referenced_grey_frames
+
+    def holed(source: Path, crop: media.Crop, **options: Any) -> Iterator[media.GreyFrame]:
+        frames = real(source, crop, **options)
+        return (f for f in frames if options.get("first") or not 10 <= f.number < 20)
+
+    def no_seek(*_args: Any, **_options: Any) -> Iterator[media.GreyFrame]:
+        raise AssertionError("a full decode from the split")
+
+    monkeypatch.setattr(media, "referenced_grey_frames", holed)
+    monkeypatch.setattr(media, "grey_frames_from", no_seek)
+    monkeypatch.setattr(sync, "_timing", lambda _video: dataclasses.replace(timing, split=50))
+    halves = list(sync.mouth_openings(video))
+    monkeypatch.setattr(sync, "_timing", lambda _video: None)
+    every = list(sync.mouth_openings(video))
+    assert len(halves) == 100 and None not in halves and halves == every
     assert "mouth-second-half" not in {thread.name for thread in threading.enumerate()}

@@ -411,8 +411,10 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
     refer to are decoded (about 55 % of x264's: ``media.referenced_grey_frames``; a frame left out takes
     the opening between its neighbours'), a long one in two halves at once (``HALVES_FROM_FRAMES``), each
     half's face looked for at its first frame; when that decode leaves out more than ``MAX_SKIPPED``
-    frames in a row, every frame from the first not yet measured is decoded. Any other video is decoded
-    whole, every frame."""
+    frames in a row, every frame from the first not yet measured is decoded: in the second half, from the
+    split on (the first half measured whole first, whatever the second did meanwhile); in the first half
+    or a video decoded in one go, by a decode from frame 0, the frames measured already dropped. Any other
+    video is decoded whole, every frame."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         timed = pool.submit(_timing, video)  # its probe runs beside the first frame's decode
         window = _window(video)
@@ -424,8 +426,13 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
                 for opening in sparse:
                     yield opening
                     given += 1
-            except _TooSparse:
-                pass
+            except _TooSparse as sparse_from:
+                if sparse_from.split:  # the first half measured whole (given == split): every frame on
+                    split = sparse_from.split
+                    whole = media.grey_frames_from(video, window.crop, rate=timing.rate, first=split)
+                    with closing(whole) as frames:
+                        yield from _openings(frames, window, first=split)
+                    return
             else:
                 return
     with closing(media.grey_frames(video, crop=window.crop)) as frames:
@@ -439,21 +446,31 @@ MAX_SKIPPED = 2
 
 
 class _TooSparse(Exception):
-    """The decode of the referenced frames left out more than ``MAX_SKIPPED`` frames in a row, or none."""
+    """The decode of the referenced frames left out more than ``MAX_SKIPPED`` frames in a row, or none:
+    in the second half (``split``, its first frame: the first half's frames all measured), or elsewhere
+    (0)."""
+
+    def __init__(self, split: int = 0) -> None:
+        super().__init__(split)
+        self.split = split
 
 
 def _sparse_openings(video: Path, window: _Window, timing: _Timing) -> Generator[float | None, None, None]:
     """``mouth_openings`` of ``video`` from the frames other frames refer to; ``_TooSparse`` when they
-    leave out too many (the openings given so far are those of the frames before)."""
+    leave out too many (the openings given so far are those of the frames before). When the second half
+    leaves out too many, the first is still measured whole, up to the split, and only then is
+    ``_TooSparse`` (with the split) raised: the same openings given whatever the two threads' timing."""
     whole = media.referenced_grey_frames(video, window.crop, rate=timing.rate)
-    halt = threading.Event()  # one half left out too many frames, or ended early: the other stops too
+    halt = (
+        threading.Event()
+    )  # the first half ended early (left out too many, failed, closed): the second stops
     if not timing.split:
         with closing(whole) as frames:
-            yield from _openings(_dense(frames, halt), window)
+            yield from _openings(_dense(frames), window)
         return
     split = timing.split
     later: list[float | None] = []
-    failed: list[BaseException] = []
+    failed: list[BaseException] = []  # the second half's failure, _TooSparse among them
 
     def second_half() -> None:
         # From a few frames early: a frame decoded before the split, to fill the frames after it from.
@@ -471,35 +488,35 @@ def _sparse_openings(video: Path, window: _Window, timing: _Timing) -> Generator
     done = False
     try:
         with closing(whole) as frames:  # closed past the split: its ffmpeg need not decode the rest
-            yield from itertools.islice(_openings(_dense(_through(frames, split), halt), window), split)
+            yield from itertools.islice(_openings(_dense(_through(frames, split)), window), split)
         done = True
     finally:
         if not done:
             halt.set()  # closing the second half's frames ends its ffmpeg
         thread.join()
+    if failed and isinstance(failed[0], _TooSparse):
+        raise _TooSparse(split) from failed[0]
     if failed:
         raise failed[0]
     yield from later
 
 
 def _dense(
-    frames: Iterable[media.GreyFrame], halt: threading.Event, *, before: int | None = None
+    frames: Iterable[media.GreyFrame], halt: threading.Event | None = None, *, before: int | None = None
 ) -> Iterator[media.GreyFrame]:
     """``frames`` as long as they leave out at most ``MAX_SKIPPED`` frames in a row after the first (and,
-    with ``before``, the first is numbered before it); ``_TooSparse`` (``halt`` set) when they leave out
-    more, when none comes, or when ``halt`` is set by the other half."""
+    with ``before``, the first is numbered before it); ``_TooSparse`` when they leave out more, when none
+    comes, or when ``halt`` is set (the first half ended early: the second's frames are not wanted)."""
     last: int | None = None
     for frame in frames:
-        if halt.is_set():
+        if halt is not None and halt.is_set():
             raise _TooSparse
         early = last is None and before is not None and frame.number >= before
         if early or (last is not None and frame.number - last - 1 > MAX_SKIPPED):
-            halt.set()
             raise _TooSparse
         last = frame.number if last is None else max(last, frame.number)
         yield frame
     if last is None:
-        halt.set()
         raise _TooSparse
 
 
