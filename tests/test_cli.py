@@ -668,6 +668,19 @@ def test_a_run_is_refused_before_it_writes_anything_when_the_registry_is_none(
     assert not (files.root / "out").exists()
 
 
+def test_a_registered_run_without_a_workdir_is_not_found_in_one_line(
+    state_dir: Path, va_cli: CliRunner
+) -> None:
+    """Earlier versions registered a run stopped before its start was recorded without its workdir: the
+    listing shows it missing, and asking for it by id says so in one line (it was an internal error)."""
+    state_dir.mkdir(parents=True)
+    entry = {"run_id": "run-1", "registered_at": "2026-01-01T00:00:00Z", "run_status": "interrupted"}
+    (state_dir / "runs.json").write_text(json.dumps({"runs": {"run-1": entry}}))
+    result = va_cli("status", "run-1")
+    assert result.code == ExitCode.INPUT_NOT_FOUND, result.err
+    assert_one_line_error(result.err, "no run found: run-1 is registered without a workdir")
+
+
 WRONG_ENTRIES = [
     ({"x": 5}, "runs['x']: not an object"),
     ({"x": {"workdir": "/w"}}, "runs['x']: no run_id text"),

@@ -490,8 +490,10 @@ def resolve_run(ref: str) -> Workdir:
     if (path / "manifest.json").exists() or (path / "logs" / "events.jsonl").exists():
         return Workdir(path.absolute())
     entry = registry.find_run(ref)
-    if entry is not None:
+    if entry is not None and entry.get("workdir"):
         return Workdir(Path(entry["workdir"]))
+    if entry is not None:  # earlier versions registered a run stopped before its start was recorded so
+        raise VaError(ExitCode.INPUT_NOT_FOUND, f"no run found: {ref} is registered without a workdir")
     raise VaError(
         ExitCode.INPUT_NOT_FOUND, f"no run found: {ref} is neither a run's workdir nor a registered run id"
     )
