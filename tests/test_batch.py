@@ -33,7 +33,7 @@ from tests.lipsync.fakes import command, providers_file
 from tests.test_report import check_batch_report
 from va import batch as batch_module
 from va import media
-from va.batch import load_batch, summarize
+from va.batch import Batch, load_batch, summarize
 from va.errors import ExitCode
 from va.events import read_events
 from va.job import CHECKED_AUDIO, load_job
@@ -256,6 +256,14 @@ def test_a_job_whose_folder_holds_a_video_no_run_made_is_refused_at_planning(
     assert (out / "b" / "final.mp4").read_text() == "not a video\n"
 
 
+def check_refused_rows(out: Path, batch: Batch) -> None:
+    """Each file the batch refused has a row of the summary, ``refused``, under its problem's key."""
+    rows = summarize(out, sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
+    assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
+        batch.problems, "refused"
+    )
+
+
 def test_job_names_that_collide_or_are_the_batchs_own_are_refused(
     files: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,10 +306,7 @@ def test_job_names_that_collide_or_are_the_batchs_own_are_refused(
             f"{folder / 'logs.json'}: its folder name logs is one the batch uses itself (logs, report.html, "
             "or a name starting with '.'); rename the job file"
         )
-    rows = summarize(out, sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
-    assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
-        batch.problems, "refused"
-    )
+    check_refused_rows(out, batch)
     assert len(probes) == 1 and not list(files.root.glob(".va-case-*"))
     # The graph of a batch takes only the jobs va batch selected: the refused files are not named again.
     assert load_batch(folder, only={"B", "b", "c_job", "ok"}).problems == {}
@@ -337,10 +342,7 @@ def test_where_case_is_ignored_names_differing_in_case_share_a_folder(
         f"{folder / 'Logs.json'}: its folder name Logs is one the batch uses itself (logs, report.html, or "
         "a name starting with '.', in any case); rename the job file"
     )
-    rows = summarize(out, sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
-    assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
-        ["Logs", "REPORT.html", "b.json"], "refused"
-    )
+    check_refused_rows(out, batch)
 
 
 def test_of_files_sharing_a_name_the_one_whose_run_its_folder_holds_keeps_it(files: Media) -> None:
