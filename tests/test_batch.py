@@ -31,8 +31,9 @@ from tests.conftest import (
 )
 from tests.lipsync.fakes import command, providers_file
 from tests.test_report import check_batch_report
+from va import batch as batch_module
 from va import media
-from va.batch import load_batch, summarize
+from va.batch import Batch, load_batch, summarize
 from va.errors import ExitCode
 from va.events import read_events
 from va.job import CHECKED_AUDIO, load_job
@@ -255,11 +256,23 @@ def test_a_job_whose_folder_holds_a_video_no_run_made_is_refused_at_planning(
     assert (out / "b" / "final.mp4").read_text() == "not a video\n"
 
 
-def test_job_names_that_collide_or_are_the_batchs_own_are_refused(files: Media) -> None:
-    """Two job files with one folder name (``c job.json``, ``c_job.json``; ``B.json``, ``b.json``: one
-    folder where case is ignored): the first in name order runs, the later is refused with a line naming
-    both; names of the batch's own places in OUT (``logs``, ``.snakemake``, any starting with ``.``,
-    ``report.html``), in any case (``Logs``), are refused too. Each file keeps a row."""
+def check_refused_rows(out: Path, batch: Batch) -> None:
+    """Each file the batch refused has a row of the summary, ``refused``, under its problem's key."""
+    rows = summarize(out, sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
+    assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
+        batch.problems, "refused"
+    )
+
+
+def test_job_names_that_collide_or_are_the_batchs_own_are_refused(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two job files with one folder name (``c job.json``, ``c_job.json``): the first in name order runs,
+    the later is refused with a line naming both, its row keyed by its file name; names of the batch's own
+    places in OUT (``logs``, ``.snakemake``, any starting with ``.``, ``report.html``) are refused too. On a
+    file system that keeps case apart (this one: its probe says so), ``B.json`` and ``b.json`` each have a
+    folder of their own, and ``Logs.json``, ``REPORT.html.json`` are folder names like any other. The
+    probe leaves no file, and is made once a folder."""
     names = [
         "c job",
         "c_job",
@@ -274,28 +287,62 @@ def test_job_names_that_collide_or_are_the_batchs_own_are_refused(files: Media) 
         "ok",
     ]
     folder = make_batch(files, names)
-    batch = load_batch(folder)
-    assert sorted(batch.jobs) == ["B", "c_job", "ok"]
-    assert batch.jobs["c_job"].path == folder / "c job.json"
-    refused = ["c_job.json", "logs", "Logs", ".snakemake", "..", "report.html", "REPORT.html", "b"]
-    assert {name: problem.code for name, problem in batch.problems.items()} == dict.fromkeys(
-        refused, ExitCode.OUTPUT_EXISTS
+    out = files.root / "out"  # not made yet: its nearest existing folder is probed
+    probes = calls_of(monkeypatch, batch_module.tempfile, "mkstemp")
+    assert not batch_module.folds_case(out)
+    for batch in (load_batch(folder, out=out), load_batch(folder)):  # no OUT: names compared as they are
+        assert sorted(batch.jobs) == ["B", "Logs", "REPORT.html", "b", "c_job", "ok"]
+        assert batch.jobs["c_job"].path == folder / "c job.json"
+        assert (batch.jobs["B"].path, batch.jobs["b"].path) == (folder / "B.json", folder / "b.json")
+        refused = ["c_job.json", "logs", ".snakemake", "..", "report.html"]
+        assert {name: problem.code for name, problem in batch.problems.items()} == dict.fromkeys(
+            refused, ExitCode.OUTPUT_EXISTS
+        )
+        assert batch.problems["c_job.json"].message == (
+            f"{folder / 'c_job.json'}: its folder name c_job is that of {folder / 'c job.json'}, which comes "
+            "first (each character outside A-Za-z0-9_.- becomes _); rename one of them"
+        )
+        assert batch.problems["logs"].message == (
+            f"{folder / 'logs.json'}: its folder name logs is one the batch uses itself (logs, report.html, "
+            "or a name starting with '.'); rename the job file"
+        )
+    check_refused_rows(out, batch)
+    assert len(probes) == 1 and not list(files.root.glob(".va-case-*"))
+    # The graph of a batch takes only the jobs va batch selected: the refused files are not named again.
+    assert load_batch(folder, only={"B", "b", "c_job", "ok"}).problems == {}
+
+
+def test_where_case_is_ignored_names_differing_in_case_share_a_folder(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where OUT's file system ignores case (macOS, exFAT, SMB; here the probe is made to say so),
+    ``B.json`` and ``b.json`` are one folder: the first in name order runs, the other is refused with one
+    line naming both, its row keyed by its file name ``b.json``; ``Logs.json`` and ``REPORT.html.json``
+    are the batch's own names. The probe is asked once for the folder."""
+    folder = make_batch(files, ["B", "b", "Logs", "REPORT.html", "ok"])
+    out = files.root / "out"
+    out.mkdir()
+    asked: list[Path] = []
+
+    def ignores_case(place: Path) -> bool:
+        asked.append(place)
+        return True
+
+    monkeypatch.setattr(batch_module, "_probe_case", ignores_case)
+    batch = load_batch(folder, out=out)
+    assert asked == [out]
+    assert sorted(batch.jobs) == ["B", "ok"] and batch.jobs["B"].path == folder / "B.json"
+    assert sorted(batch.problems) == ["Logs", "REPORT.html", "b.json"]
+    assert batch.problems["b.json"].code == ExitCode.OUTPUT_EXISTS
+    assert batch.problems["b.json"].message == (
+        f"{folder / 'b.json'}: its folder name b is that of {folder / 'B.json'}, which comes first (each "
+        "character outside A-Za-z0-9_.- becomes _, and case is ignored); rename one of them"
     )
-    assert batch.problems["c_job.json"].message == (
-        f"{folder / 'c_job.json'}: its folder name c_job is that of {folder / 'c job.json'}, which comes "
-        "first (each character outside A-Za-z0-9_.- becomes _, and case is ignored); rename one of them"
-    )
-    assert batch.problems["b"].message.startswith(f"{folder / 'b.json'}: its folder name b is that of ")
     assert batch.problems["Logs"].message == (
         f"{folder / 'Logs.json'}: its folder name Logs is one the batch uses itself (logs, report.html, or "
         "a name starting with '.', in any case); rename the job file"
     )
-    rows = summarize(files.root / "out", sorted(set(batch.jobs) | set(batch.problems)), batch.problems)
-    assert {row["job"]: row["status"] for row in rows if row["job"] in batch.problems} == dict.fromkeys(
-        batch.problems, "refused"
-    )
-    # The graph of a batch takes only the jobs va batch selected: the refused files are not named again.
-    assert load_batch(folder, only={"B", "c_job", "ok"}).problems == {}
+    check_refused_rows(out, batch)
 
 
 def test_of_files_sharing_a_name_the_one_whose_run_its_folder_holds_keeps_it(files: Media) -> None:
@@ -310,8 +357,7 @@ def test_of_files_sharing_a_name_the_one_whose_run_its_folder_holds_keeps_it(fil
         assert list(batch.problems) == ["c job.json"]
         assert batch.problems["c job.json"].message == (
             f"{folder / 'c job.json'}: its folder name c_job is that of {folder / 'c_job.json'}, whose run "
-            "its folder holds (each character outside A-Za-z0-9_.- becomes _, and case is ignored); rename "
-            "one of them"
+            "its folder holds (each character outside A-Za-z0-9_.- becomes _); rename one of them"
         )
     moved = folder.rename(files.root / "moved")
     assert load_batch(moved, folders=out).jobs["c_job"].path == moved / "c_job.json"
@@ -337,8 +383,7 @@ def test_a_file_added_under_a_taken_name_does_not_take_the_folder_of_its_run(
     rows = summary(again)
     assert (rows["c_job"]["status"], rows["c job.json"]["status"]) == ("succeeded", "refused"), rows
     assert rows["c job.json"]["message"].endswith(
-        "whose run its folder holds (each character outside "
-        "A-Za-z0-9_.- becomes _, and case is ignored); rename one of them"
+        "whose run its folder holds (each character outside A-Za-z0-9_.- becomes _); rename one of them"
     )
     manifest = json.loads((out / "c_job" / "manifest.json").read_text())
     assert manifest["job"] == str(folder / "c_job.json") and manifest["attempts"] == 2

@@ -165,24 +165,65 @@ def test_a_digest_that_cannot_be_written_after_the_final_is_a_warning_not_a_fail
     assert "snakemake ended with an error after final.mp4 was published" in result.warnings[-1]
 
 
-def test_a_manifest_that_cannot_be_written_after_the_final_is_exit_32_naming_it(
+def test_a_disk_full_from_the_final_on_keeps_the_final_and_records_the_run_end(
     files: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The encode rule's record found the disk full when it rewrote ``manifest.json`` (the rule failed
-    after its end was logged, Snakemake ended 1), and the disk is still full when ``va`` makes it again:
-    exit 32 naming ``manifest.json``, the final kept."""
+    """The disk fills the moment the encode rule publishes the final, in the rule's own order (its body,
+    its ``rule_finished`` record, then ``record_success``), and ``manifest.json`` cannot be written from
+    then on: the rule does not fail (Snakemake would delete the final), its end and the run's are in the
+    event log; ``va`` ends 32 naming ``manifest.json`` while the disk is full, the final kept, and 0 with
+    a warning once the disk has room again."""
     run, job_path = published_final(files)
-    record_success(run, "keep")
     real = tracking.write_json_atomic
+    disk = {"full": False}
 
     def full(path: Path, data: object, **options: bool) -> None:
-        if path == run.manifest:
+        if path == run.manifest and disk["full"]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, data, **options)
 
     monkeypatch.setattr(tracking, "write_json_atomic", full)
+    log = run.root / "logs" / "final.mp4.log"
+    with rule_step("encode", log, workdir=run):  # scripts/encode.py's order
+        disk["full"] = True  # the final is published, then the disk fills
+    record_success(run, "keep")
+    assert run.final("final.mp4").exists()
+    assert kinds(run)[-2:] == ["rule_finished", "run_finished"]
+    assert json.loads(run.manifest.read_text())["run_status"] == "running"  # as of the rule's start
+    assert f"No space left on device: {run.manifest}; manifest.json is written again" in log.read_text()
     with pytest.raises(VaError) as caught:
-        runner._result(run, load_job(job_path), 1, None)
+        runner._result(run, load_job(job_path), 0, None)
     assert caught.value.code == ExitCode.WORKDIR_UNUSABLE
     assert caught.value.message == f"No space left on device: {run.manifest}; the final is kept: final.mp4"
     assert run.final("final.mp4").exists()
+    disk["full"] = False  # room again: everything is whole
+    result = runner._result(run, load_job(job_path), 0, None)
+    assert result.code == ExitCode.OK and result.final.exists()
+    assert result.warnings == (
+        f"{run.manifest} was behind events.jsonl (a record could not write it, see "
+        "the rules' logs); written again",
+    )
+    assert json.loads(run.manifest.read_text())["run_status"] == "succeeded"
+    assert runner._result(run, load_job(job_path), 0, None).warnings == ()  # whole now: no warning
+
+
+def test_an_event_that_cannot_be_appended_fails_the_rule_with_32_and_one_line(
+    files: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event log itself cannot take the rule's end: the rule fails (the record is the log), with the
+    documented code and one line in its log, no traceback."""
+    run, _ = published_final(files)
+    real = tracking.append_event
+
+    def full(path: Path, *args: object, **fields: object) -> object:
+        if fields.get("kind") == "rule_finished":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **fields)
+
+    monkeypatch.setattr(tracking, "append_event", full)
+    log = run.root / "logs" / "final.mp4.log"
+    with pytest.raises(SystemExit) as exited, rule_step("encode", log, workdir=run):
+        pass
+    assert exited.value.code == ExitCode.WORKDIR_UNUSABLE
+    text = log.read_text()
+    assert f"encode: No space left on device: {run.events}" in text and "Traceback" not in text

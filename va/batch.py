@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ NAME = re.compile(r"[^A-Za-z0-9_.-]")
 SELECTION = ".va-batch-jobs.txt"
 #: Names in OUT the batch uses itself (its logs, ``va report``'s page), never a job's folder; nor is a name
 #: that starts with ``.`` (Snakemake's ``.snakemake``, the selection above, ``.`` and ``..``). Compared
-#: case-folded, as a folder's name is on a disk that ignores case (macOS, exFAT, SMB).
+#: ignoring case where OUT's file system does (``folds_case``).
 RESERVED = frozenset({"logs", "report.html"})
 
 
@@ -29,34 +33,71 @@ def job_name(path: Path) -> str:
     return NAME.sub("_", path.stem) or "job"
 
 
+def folds_case(out: Path) -> bool:
+    """Whether the file system of ``out`` (of its nearest existing folder while it is not made yet) ignores
+    the case of names, as macOS, exFAT and SMB do: there ``A`` and ``a`` are one folder. Asked once a
+    folder in a process (``_probe_case``)."""
+    place = out.absolute()
+    while not place.is_dir() and place.parent != place:
+        place = place.parent
+    return _probe_case(place)
+
+
+@functools.cache
+def _probe_case(place: Path) -> bool:
+    """Make a file of a unique lower-case name in ``place`` and look it up by its upper-case name: the
+    same file where case is ignored. A folder no file can be made in is taken as ignoring case (the
+    stricter comparison; the batch cannot write there anyway)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".va-case-", suffix=".probe", dir=place)
+    except OSError:
+        return True
+    try:
+        made = os.fstat(handle)
+        try:
+            found = os.stat(place / Path(name).name.upper())
+        except OSError:
+            return False
+        return os.path.samestat(made, found)
+    finally:
+        os.close(handle)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
 def name_jobs(paths: list[Path], out: Path | None = None) -> tuple[dict[str, Path], dict[str, VaError]]:
     """The folder name of each job file (``paths`` in name order), and the problem of each file that
     gets none: a name the batch uses itself (``RESERVED``, or starting with ``.``), or a name another file
     has too (``a job.json`` and ``a_job.json`` are both ``a_job``; ``A.json`` and ``a.json`` are one folder
-    where case is ignored). Of files sharing a name, the one whose run the folder in ``out`` holds keeps
-    it (``owner``), else the first in name order; the others are refused. Such a problem is
-    ``OUTPUT_EXISTS`` (status ``refused``), kept under the name, or for a taken name under the file's name
-    (``a_job.json``), so that every file has a row."""
+    where the file system of ``out`` ignores case, ``folds_case``, and two elsewhere or without ``out``).
+    Of files sharing a name, the one whose run the folder in ``out`` holds keeps it (``owner``), else the
+    first in name order; the others are refused. Such a problem is ``OUTPUT_EXISTS`` (status
+    ``refused``), kept for a reserved name under the name, for a taken name under the file's name
+    (``a_job.json``, ``a.json``), so that every file has a row."""
+    folding = out is not None and folds_case(out)
+
+    def compared(name: str) -> str:
+        return name.casefold() if folding else name
+
     groups: dict[str, list[Path]] = {}
     for path in paths:
-        groups.setdefault(job_name(path).casefold(), []).append(path)
+        groups.setdefault(compared(job_name(path)), []).append(path)
     every = {job_name(path) for path in paths}
     names: dict[str, Path] = {}
     problems: dict[str, VaError] = {}
 
-    def key(path: Path) -> str:  # a row of its own for each file
-        name = job_name(path)
-        if name not in names and name not in problems:
-            return name
+    def file_key(path: Path) -> str:  # a row of its own for each file
         return path.name if path.name not in every else str(path)
 
+    case = (", and case is ignored", ", in any case") if folding else ("", "")
     for folded, group in groups.items():
         if folded.startswith(".") or folded in RESERVED:
             for path in group:
-                problems[key(path)] = VaError(
+                name = job_name(path)
+                problems[name if name not in problems else file_key(path)] = VaError(
                     ExitCode.OUTPUT_EXISTS,
-                    f"{path}: its folder name {job_name(path)} is one the batch uses itself (logs, "
-                    "report.html, or a name starting with '.', in any case); rename the job file",
+                    f"{path}: its folder name {name} is one the batch uses itself (logs, report.html, or a "
+                    f"name starting with '.'{case[1]}); rename the job file",
                 )
             continue
         first = owner(group, out)
@@ -64,10 +105,10 @@ def name_jobs(paths: list[Path], out: Path | None = None) -> tuple[dict[str, Pat
         why = "whose run its folder holds" if first != group[0] else "which comes first"
         for path in group:
             if path != first:
-                problems[key(path)] = VaError(
+                problems[file_key(path)] = VaError(
                     ExitCode.OUTPUT_EXISTS,
                     f"{path}: its folder name {job_name(path)} is that of {first}, {why} (each character "
-                    "outside A-Za-z0-9_.- becomes _, and case is ignored); rename one of them",
+                    f"outside A-Za-z0-9_.- becomes _{case[0]}); rename one of them",
                 )
     return names, problems
 

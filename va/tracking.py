@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from va import registry
-from va.atomic import write_json_atomic
+from va.atomic import read_json, write_json_atomic
 from va.errors import UNWRITABLE, ErrorData, ExitCode, VaError, disk_error_in
 from va.events import append_event, read_events
 from va.graph import RULE_PHASE, describe
@@ -65,7 +65,11 @@ def record(workdir: Workdir, stage: str, level: str, message: str, **fields: Any
         _keep_digest(workdir, digest)
         manifest = build_manifest(workdir, digest)
         if manifest is not None:
-            write_json_atomic(workdir.manifest, manifest)
+            _keep(
+                lambda: write_json_atomic(workdir.manifest, manifest),
+                workdir.manifest,
+                f"manifest.json is written again from {workdir.events.name} by the next record",
+            )
     return manifest
 
 
@@ -73,14 +77,23 @@ def _keep_digest(workdir: Workdir, digest: EventDigest) -> str | None:
     """Store ``digest``; a digest that cannot be written (a full disk) is no failure of the record: it
     is a cache of the event log, and the next record folds in what the stored one lacks. Returns the
     warning said then (logged), or None."""
+    return _keep(
+        lambda: store_digest(workdir, digest),
+        workdir.manifest_digest,
+        f"the manifest's digest is made again from {workdir.events.name}",
+    )
+
+
+def _keep(write: Callable[[], None], path: Path, then: str) -> str | None:
+    """Write a file derived from the event log (the digest, ``manifest.json``): one that cannot be
+    written (a full disk) is no failure of the record, whose event is in the log; the next record, or
+    ``va`` once the final is published (``refresh_records``), makes it again. A rule that failed here
+    after its final was published would have Snakemake delete the final. Returns the warning said then
+    (logged), or None."""
     try:
-        store_digest(workdir, digest)
+        write()
     except OSError as exc:
-        reason = exc.strerror or repr(exc)
-        warning = (
-            f"{reason}: {exc.filename or workdir.manifest_digest}; the manifest's digest is made again "
-            f"from {workdir.events.name}"
-        )
+        warning = f"{exc.strerror or repr(exc)}: {exc.filename or path}; {then}"
         logging.getLogger(__name__).warning("%s", warning)
         return warning
     return None
@@ -90,12 +103,18 @@ def refresh_records(workdir: Workdir) -> list[str]:
     """Bring the files derived from the event log (the digest, ``manifest.json``) up to date, as a record
     does: what ``va`` does once a run's final is published, where a record of a rule may have found the
     disk full. A ``manifest.json`` that cannot be written is ``WORKDIR_UNUSABLE`` naming it; a digest that
-    cannot be is a warning, returned."""
+    cannot be is a warning, returned, and so is a ``manifest.json`` behind the event log (a record could
+    not write it), written now."""
     with _RECORDING, locked(workdir.state_lock, timeout=60):
         digest = current_digest(workdir)
-        warning = _keep_digest(workdir, digest)
+        warnings = [warning] if (warning := _keep_digest(workdir, digest)) else []
         manifest = build_manifest(workdir, digest)
         if manifest is not None:
+            if _written_as_of(workdir.manifest) != manifest["updated_at"]:
+                warnings.append(
+                    f"{workdir.manifest} was behind {workdir.events.name} (a record could not write it, "
+                    "see the rules' logs); written again"
+                )
             try:
                 write_json_atomic(workdir.manifest, manifest)
             except OSError as exc:
@@ -105,7 +124,16 @@ def refresh_records(workdir: Workdir) -> list[str]:
                 made = manifest["final"]
                 final = f"; the final is kept: {made['path']}" if made["exists"] else ""
                 raise VaError(ExitCode.WORKDIR_UNUSABLE, f"{exc.strerror}: {where}{final}") from exc
-    return [warning] if warning else []
+    return warnings
+
+
+def _written_as_of(manifest: Path) -> str | None:
+    """The time of the last event the stored ``manifest.json`` holds (None: none readable)."""
+    try:
+        stored = read_json(manifest)
+    except (OSError, ValueError):
+        return None
+    return stored.get("updated_at") if isinstance(stored, dict) else None
 
 
 def existing_run_id(workdir: Workdir) -> str | None:
@@ -330,6 +358,12 @@ def rule_step(
             yield report
     except VaError as exc:
         sys.exit(int(exc.code))
+    except OSError as exc:
+        # A record of the rule (its event appended to the log) that failed: one line, never a traceback.
+        code = ExitCode.WORKDIR_UNUSABLE if exc.errno in UNWRITABLE else ExitCode.INTERNAL
+        failed_at = exc.filename or workdir.events
+        logging.getLogger(rule).error("%s: %s: %s", name, exc.strerror or repr(exc), failed_at)
+        sys.exit(int(code))
 
 
 @contextmanager
