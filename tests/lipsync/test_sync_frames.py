@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy
@@ -444,3 +445,37 @@ def test_a_first_half_that_leaves_out_too_many_frames_is_decoded_whole_from_its_
     every = list(sync.mouth_openings(video))
     assert len(halves) == 100 and None not in halves and halves == every
     assert "mouth-second-half" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_a_first_half_that_ends_early_is_made_up_from_a_whole_decode_when_the_second_is_too_sparse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decode from the split after a second half too sparse is only right when the first half gave every
+    frame before the split: one that ended early without an error (a probe counting more packets than
+    frames decode) is made up from a decode of every frame, so no frame is missing and none moves."""
+    frames, split = 200, 100
+
+    def grey(number: int) -> media.GreyFrame:
+        return media.GreyFrame(1, 1, b"\0", number)
+
+    def referenced(video: Path, crop: object, *, rate: Fraction, first: int = 0) -> Iterator[media.GreyFrame]:
+        if first == 0:  # the first half ends at frame 90, no error
+            yield from (grey(n) for n in range(90))
+        else:  # the second half leaves out nine frames in a row
+            yield from (grey(first), grey(first + 10))
+
+    def every(
+        video: Path, crop: object, *, rate: Fraction = Fraction(25), first: int = 0
+    ) -> Iterator[media.GreyFrame]:
+        yield from (grey(n) for n in range(first, frames))
+
+    def numbers(frames: Iterator[media.GreyFrame], window: object, *, first: int = 0) -> Iterator[float]:
+        yield from (float(frame.number) for frame in frames if frame.number >= first)
+
+    monkeypatch.setattr(sync, "_window", lambda video: SimpleNamespace(crop=SimpleNamespace(out_width=64)))
+    monkeypatch.setattr(sync, "_timing", lambda video: sync._Timing(Fraction(25), frames, split))
+    monkeypatch.setattr(sync, "_openings", numbers)
+    monkeypatch.setattr(media, "referenced_grey_frames", referenced)
+    monkeypatch.setattr(media, "grey_frames_from", every)
+    monkeypatch.setattr(media, "grey_frames", every)
+    assert list(sync.mouth_openings(Path("talking.mp4"))) == [float(n) for n in range(frames)]

@@ -427,7 +427,8 @@ def mouth_openings(video: Path) -> Iterator[float | None]:
                     yield opening
                     given += 1
             except _TooSparse as sparse_from:
-                if sparse_from.split:  # the first half measured whole (given == split): every frame on
+                # The first half measured whole (a decode that ended early gave fewer): every frame on.
+                if sparse_from.split and given == sparse_from.split:
                     split = sparse_from.split
                     whole = media.grey_frames_from(video, window.crop, rate=timing.rate, first=split)
                     with closing(whole) as frames:
