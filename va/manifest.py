@@ -487,6 +487,11 @@ class EventDigest:
     removed: list[str] = field(default_factory=list)
     cleanup: Cleanup | None = None
 
+    @property
+    def succeeded(self) -> bool:
+        """Whether the latest attempt recorded that it succeeded."""
+        return self.finished is not None and self.finished.get("run_status") == "succeeded"
+
     def fold(self, event: dict[str, Any]) -> None:
         """Take one more event of the log (JSON as written, its shape by its ``kind``) into account."""
         kind = event.get("kind")
@@ -796,7 +801,7 @@ def _chunk_details(
                 "end": chunk["end_seconds"],
                 "frames": chunk["frames"],
                 "cut": chunk["cut"],
-                "status": _rule_state(entry, made, live, _succeeded(digest))["status"],
+                "status": _rule_state(entry, made, live, digest.succeeded)["status"],
                 "attempt": entry.get("attempt") if made and finished else None,
                 "seconds": last.get("seconds") if made and finished else None,
             }
@@ -827,11 +832,6 @@ def _kept_by_run(workdir: Workdir, kept: Path) -> bool:
     return bool(workdir.kept_digests().get(kept.name)) and kept.exists()
 
 
-def _succeeded(digest: EventDigest) -> bool:
-    """Whether the latest attempt recorded that it succeeded."""
-    return digest.finished is not None and digest.finished.get("run_status") == "succeeded"
-
-
 def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manifest | None:
     """The manifest of the run in ``workdir`` (from ``digest``, else from the log's current digest), or
     None when no run was ever started there."""
@@ -840,7 +840,7 @@ def build_manifest(workdir: Workdir, digest: EventDigest | None = None) -> Manif
     if first is None or last is None:
         return None
     finished = digest.finished
-    succeeded = _succeeded(digest)
+    succeeded = digest.succeeded
     live = finished is None and process_alive(last.get("pid"), last.get("host"), last.get("pid_started"))
     exit_status: ExitStatus | None
     run_status: RunStatus

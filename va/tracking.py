@@ -299,8 +299,7 @@ def rule_finished_in_attempt(workdir: Workdir, rule: str, target: str | None = N
 
 def run_succeeded(workdir: Workdir) -> bool:
     """Whether the latest attempt in ``workdir`` recorded that it succeeded."""
-    finished = current_digest(workdir).finished
-    return finished is not None and finished.get("run_status") == "succeeded"
+    return current_digest(workdir).succeeded
 
 
 def reconcile(workdir: Workdir, basename: str) -> bool:
