@@ -267,7 +267,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
 #: A piece of the ffmpeg command line that only this rule's ffmpeg has (its output, relative to the workdir).
 RULE_FFMPEG = {
     "prepare_audio": "-f wav prepare/padded.wav",
-    "hold_start_frame": "-i frames/still.png",
+    "hold_start_frame": "frames/still.png",  # the still written, then looped (its input named file:...)
     "lipsync": "/lipsync/input/",
     "encode": ".encode-final.mp4",
 }
